@@ -1,0 +1,97 @@
+"""``pipeline.fit``: one penalized fit on in-memory data.
+
+The same path the distributed sweep takes, on one block: statistics of the
+rows (:class:`~pipeline.solvers.SuffStats`), the Gram problem
+(:class:`~pipeline.solvers.GramProblem`), the solver, and the coefficients
+mapped back to the original scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import DataError
+from .model import FittedModel, feature_names_of
+from .solvers import GramProblem, SuffStats, make_penalty
+from .validation import check_features, check_sample_weight, check_target
+
+__all__ = ["fit"]
+
+
+def fit(
+    X: object,
+    y: object,
+    *,
+    penalty: str = "elasticnet",
+    lambda1: float = 0.0,
+    lambda2: float = 0.0,
+    standardize: bool = True,
+    fit_intercept: bool = True,
+    sample_weight: object | None = None,
+    feature_names: Sequence[str] | None = None,
+    tol: float = 1e-10,
+) -> FittedModel:
+    """Fit ``min 1/(2Σw) Σ wᵢ(yᵢ − b − xᵢᵀβ)² + λ1‖β‖₁ + (λ2/2)‖β‖²``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, p)
+        Features (a DataFrame's column names become ``feature_names``).
+    y : array-like of shape (n,)
+        Target.
+    penalty : {"elasticnet", "l1", "l2"}, default "elasticnet"
+        ``l1`` requires ``lambda2 == 0``, ``l2`` requires ``lambda1 == 0``.
+    lambda1, lambda2 : float, default 0
+        Penalty strengths, ≥ 0. Both 0 is least squares (minimum-norm when
+        the Gram is singular). In scikit-learn's terms ``alpha = λ1 + λ2``,
+        ``l1_ratio = λ1 / (λ1 + λ2)``.
+    standardize : bool, default True
+        Penalize standardized columns (glmnet); coefficients are reported on
+        the original scale.
+    fit_intercept : bool, default True
+        Fit an unpenalized intercept.
+    sample_weight : array-like of shape (n,), optional
+        Non-negative weights with a positive sum.
+    feature_names : sequence of str, optional
+    tol : float, default 1e-10
+        Duality-gap tolerance relative to the objective at β = 0.
+
+    Returns
+    -------
+    FittedModel
+
+    Raises
+    ------
+    ValueError, TypeError
+        (as :class:`~pipeline.errors.DataError` / ``DataTypeError``) for bad
+        input, before any computation.
+    """
+    pen = make_penalty(penalty, lambda1, lambda2)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+        raise DataError(f"`tol` must be a number in (0, 1), got {tol!r}.")
+    X_arr = check_features(X, feature_names)
+    n, p = X_arr.shape
+    names = feature_names_of(X, p, feature_names)
+    y_arr = check_target(y, n)
+    w = None if sample_weight is None else check_sample_weight(sample_weight, n)
+
+    stats = SuffStats.from_block(X_arr, y_arr, w)
+    problem = GramProblem.from_stats(stats, fit_intercept=fit_intercept, standardize=standardize)
+    result = problem.solve(pen, tol=tol)
+    return FittedModel(
+        coef=result.coef,
+        intercept=float(result.intercept),
+        penalty=pen.name,
+        lambda1=pen.lambda1,
+        lambda2=pen.lambda2,
+        standardize=standardize,
+        fit_intercept=fit_intercept,
+        x_mean=problem.x_center,
+        x_scale=problem.x_scale,
+        feature_names=names,
+        n_iter=result.n_iter,
+        dual_gap=result.dual_gap,
+        converged=result.converged,
+    )

@@ -1,0 +1,161 @@
+"""The fitted model as plain data: predict, save and load without pickle.
+
+On disk a model is a directory with two files:
+
+- ``model.json``: format tag, penalty, λs, flags, intercept, feature names,
+  solver diagnostics (human-readable);
+- ``arrays.npz``: ``coef``, ``x_mean``, ``x_scale`` (read back with
+  ``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = ["FORMAT", "FittedModel"]
+
+FORMAT = "regsweep-linear-model/1"
+_JSON = "model.json"
+_ARRAYS = "arrays.npz"
+
+
+@dataclass(frozen=True, eq=False)
+class FittedModel:
+    """A linear model ``ŷ = X · coef + intercept`` and how it was fitted.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (p,)
+        Coefficients on the original scale of the features.
+    intercept : float
+    penalty : str
+        ``"l1"``, ``"l2"`` or ``"elasticnet"``.
+    lambda1, lambda2 : float
+        Penalty strengths (on the standardized scale when ``standardize``).
+    standardize, fit_intercept : bool
+    x_mean, x_scale : ndarray of shape (p,)
+        Centring and scaling the penalty was applied under (``x_scale`` is 1
+        for unscaled and degenerate columns).
+    feature_names : tuple of str or None
+    n_iter, dual_gap, converged :
+        Solver diagnostics.
+    """
+
+    coef: np.ndarray
+    intercept: float
+    penalty: str
+    lambda1: float
+    lambda2: float
+    standardize: bool
+    fit_intercept: bool
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    feature_names: tuple[str, ...] | None = None
+    n_iter: int = 0
+    dual_gap: float = 0.0
+    converged: bool = True
+
+    @property
+    def n_features(self) -> int:
+        return int(self.coef.shape[0])
+
+    @property
+    def n_nonzero(self) -> int:
+        """Number of non-zero coefficients."""
+        return int(np.count_nonzero(self.coef))
+
+    def predict(self, X: object) -> np.ndarray:
+        """``X · coef + intercept``. A DataFrame is matched to ``feature_names`` by column name."""
+        if self.feature_names is not None and hasattr(X, "columns"):
+            missing = [c for c in self.feature_names if c not in X.columns]
+            if missing:
+                raise DataError(f"input lacks the model's feature columns {missing}.")
+            X = X[list(self.feature_names)]
+        arr = np.asarray(X, dtype=np.float64)
+        if arr.ndim == 1 and self.n_features == arr.shape[0]:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.n_features:
+            raise DataError(
+                f"X must have shape (n_rows, {self.n_features}) to match the model, got {arr.shape}."
+            )
+        return arr @ self.coef + self.intercept
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.json`` and ``arrays.npz`` into directory ``path`` (created if needed)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT,
+            "penalty": self.penalty,
+            "lambda1": self.lambda1,
+            "lambda2": self.lambda2,
+            "standardize": self.standardize,
+            "fit_intercept": self.fit_intercept,
+            "intercept": self.intercept,
+            "n_features": self.n_features,
+            "n_nonzero": self.n_nonzero,
+            "feature_names": list(self.feature_names) if self.feature_names is not None else None,
+            "n_iter": self.n_iter,
+            "dual_gap": self.dual_gap if math.isfinite(self.dual_gap) else None,
+            "converged": self.converged,
+        }
+        (path / _JSON).write_text(json.dumps(meta, indent=2) + "\n")
+        np.savez(path / _ARRAYS, coef=self.coef, x_mean=self.x_mean, x_scale=self.x_scale)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FittedModel:
+        """Read a model written by :meth:`save` (no pickle is ever loaded)."""
+        path = Path(path)
+        try:
+            meta = json.loads((path / _JSON).read_text())
+        except FileNotFoundError as e:
+            raise DataError(f"no regsweep model at {str(path)!r}: {_JSON} is missing.") from e
+        if meta.get("format") != FORMAT:
+            raise DataError(
+                f"{str(path / _JSON)!r} has format {meta.get('format')!r}, expected {FORMAT!r}."
+            )
+        with np.load(path / _ARRAYS, allow_pickle=False) as arrays:
+            coef, x_mean, x_scale = (np.array(arrays[k]) for k in ("coef", "x_mean", "x_scale"))
+        names = meta.get("feature_names")
+        gap = meta.get("dual_gap")
+        return cls(
+            coef=coef,
+            intercept=float(meta["intercept"]),
+            penalty=str(meta["penalty"]),
+            lambda1=float(meta["lambda1"]),
+            lambda2=float(meta["lambda2"]),
+            standardize=bool(meta["standardize"]),
+            fit_intercept=bool(meta["fit_intercept"]),
+            x_mean=x_mean,
+            x_scale=x_scale,
+            feature_names=tuple(names) if names is not None else None,
+            n_iter=int(meta.get("n_iter", 0)),
+            dual_gap=float("nan") if gap is None else float(gap),
+            converged=bool(meta.get("converged", True)),
+        )
+
+
+def feature_names_of(X: object, n_features: int, given: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Feature names from ``given``, else from a DataFrame's columns, else None."""
+    if given is not None:
+        names = tuple(str(c) for c in given)
+    elif hasattr(X, "columns"):
+        names = tuple(str(c) for c in X.columns)
+    else:
+        return None
+    if len(names) != n_features:
+        raise DataError(f"`feature_names` must have {n_features} entries, got {len(names)}.")
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})
+        raise DataError(f"`feature_names` must be unique, got duplicates {dup}.")
+    return names

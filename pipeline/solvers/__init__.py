@@ -1,0 +1,35 @@
+"""regsweep's numeric core: pure NumPy/SciPy, no Dask, no MLflow, no I/O.
+
+- :mod:`.stats`: mergeable centred sufficient statistics of row blocks;
+- :mod:`.penalties`: l1 / l2 / elastic net (value, prox, KKT residual);
+- :mod:`.active_set`: lasso / elastic net by active-set Newton on a Gram;
+- :mod:`.ridge`: ridge and least squares by one eigendecomposition per Gram;
+- :mod:`.problem`: centring, standardization and dispatch from statistics.
+"""
+
+from ._validate import SolverConvergenceWarning
+from .active_set import SolverResult, enet_duality_gap, enet_gram
+from .penalties import L1, L2, PENALTY_NAMES, ElasticNet, lambda1_max, make_penalty, soft_threshold
+from .problem import FitResult, GramProblem
+from .ridge import RidgeFactor, ridge_solve
+from .stats import SuffStats, merge_all
+
+__all__ = [
+    "ElasticNet",
+    "FitResult",
+    "GramProblem",
+    "L1",
+    "L2",
+    "PENALTY_NAMES",
+    "RidgeFactor",
+    "SolverConvergenceWarning",
+    "SolverResult",
+    "SuffStats",
+    "enet_duality_gap",
+    "enet_gram",
+    "lambda1_max",
+    "make_penalty",
+    "merge_all",
+    "ridge_solve",
+    "soft_threshold",
+]

@@ -1,0 +1,312 @@
+"""Mergeable sufficient statistics of a weighted least-squares problem.
+
+For squared loss everything a fit needs is a sum over rows: the weight total
+``W = Σ wᵢ``, the weighted means ``x̄ = Σ wᵢ xᵢ / W`` and ``ȳ``, and the centred
+cross-products
+
+    Cxx = Σ wᵢ (xᵢ − x̄)(xᵢ − x̄)ᵀ      (p × p)
+    Cxy = Σ wᵢ (xᵢ − x̄)(yᵢ − ȳ)       (p,)
+    Cyy = Σ wᵢ (yᵢ − ȳ)²
+
+The raw sums the design speaks of (Σw, Σx, Σy, XᵀWX, XᵀWy, yᵀWy) follow from
+these (see the properties of :class:`SuffStats`), but we never *store* raw
+sums: a column with mean 10⁶ and spread 1 has XᵀX ≈ 10¹² · n, and forming the
+variance as XᵀX/n − x̄² would cancel twelve of sixteen digits. Centred
+moments are instead merged exactly with the pairwise update of Chan, Golub &
+LeVeque (1979), for two parts a and b with δ = x̄_b − x̄_a:
+
+    W   = W_a + W_b
+    x̄   = x̄_a + δ · W_b / W
+    Cxx = Cxx_a + Cxx_b + (W_a W_b / W) · δ δᵀ
+
+and subtracted (train = total − held-out) by solving the same identity for
+the missing part. Within a block the moments come from a two-pass centred
+computation with a mean correction (Björck's corrected two-pass algorithm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SuffStats", "merge_all"]
+
+
+@dataclass(frozen=True, eq=False)
+class SuffStats:
+    """Centred, weighted moments of a row block (or of any union of blocks).
+
+    Attributes
+    ----------
+    n_rows : int
+        Number of rows (unweighted), including rows of weight zero.
+    sum_w : float
+        ``W = Σ wᵢ`` (equals ``n_rows`` without sample weights).
+    x_mean : ndarray of shape (p,)
+        Weighted column means ``x̄``; zero when ``sum_w == 0``.
+    y_mean : float
+        Weighted target mean ``ȳ``.
+    cxx : ndarray of shape (p, p)
+        ``Σ wᵢ (xᵢ − x̄)(xᵢ − x̄)ᵀ``.
+    cxy : ndarray of shape (p,)
+        ``Σ wᵢ (xᵢ − x̄)(yᵢ − ȳ)``.
+    cyy : float
+        ``Σ wᵢ (yᵢ − ȳ)²``.
+    """
+
+    n_rows: int
+    sum_w: float
+    x_mean: np.ndarray
+    y_mean: float
+    cxx: np.ndarray
+    cxy: np.ndarray
+    cyy: float
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def from_block(
+        cls, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> SuffStats:
+        """Statistics of one row block, by a corrected two-pass computation.
+
+        Cost: one ``XᵀWX`` product, ``O(n p²)``. Inputs are assumed finite and
+        shape-consistent (validated at the API boundary, not here, so that
+        this kernel can run on every block without repeating the checks).
+        """
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        n, p = X.shape
+        if sample_weight is None:
+            w = None
+            sum_w = float(n)
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            sum_w = float(w.sum())
+        if n == 0 or sum_w == 0.0:
+            return cls.empty(p, n_rows=n)
+        x_mean = _weighted_mean(X, w, sum_w)
+        y_mean = float(_weighted_mean(y, w, sum_w))
+        Xc = X - x_mean
+        yc = y - y_mean
+        # Second pass: remove the rounding left in the first mean (Björck).
+        dx = _weighted_mean(Xc, w, sum_w)
+        dy = float(_weighted_mean(yc, w, sum_w))
+        if np.any(dx) or dy:
+            Xc -= dx
+            yc -= dy
+            x_mean = x_mean + dx
+            y_mean = y_mean + dy
+        WXc = Xc if w is None else Xc * w[:, None]
+        Wyc = yc if w is None else yc * w
+        cxx = Xc.T @ WXc
+        cxx = 0.5 * (cxx + cxx.T)  # exact symmetry, whatever BLAS did
+        return cls(
+            n_rows=n,
+            sum_w=sum_w,
+            x_mean=x_mean,
+            y_mean=y_mean,
+            cxx=cxx,
+            cxy=Xc.T @ Wyc,
+            cyy=float(yc @ Wyc),
+        )
+
+    @classmethod
+    def empty(cls, n_features: int, n_rows: int = 0) -> SuffStats:
+        """The neutral element of ``+``: no weight, zero moments."""
+        p = int(n_features)
+        return cls(
+            n_rows=n_rows,
+            sum_w=0.0,
+            x_mean=np.zeros(p),
+            y_mean=0.0,
+            cxx=np.zeros((p, p)),
+            cxy=np.zeros(p),
+            cyy=0.0,
+        )
+
+    # ------------------------------------------------------------ algebra
+    @property
+    def n_features(self) -> int:
+        return int(self.x_mean.shape[0])
+
+    def __add__(self, other: SuffStats) -> SuffStats:
+        """Pairwise (Chan–Golub–LeVeque) merge of two disjoint row sets."""
+        _check_same_width(self, other)
+        if other.sum_w == 0.0:
+            return self._with_rows(self.n_rows + other.n_rows)
+        if self.sum_w == 0.0:
+            return other._with_rows(self.n_rows + other.n_rows)
+        W = self.sum_w + other.sum_w
+        dx = other.x_mean - self.x_mean
+        dy = other.y_mean - self.y_mean
+        f = self.sum_w * other.sum_w / W
+        return SuffStats(
+            n_rows=self.n_rows + other.n_rows,
+            sum_w=W,
+            x_mean=self.x_mean + dx * (other.sum_w / W),
+            y_mean=self.y_mean + dy * (other.sum_w / W),
+            cxx=self.cxx + other.cxx + f * np.outer(dx, dx),
+            cxy=self.cxy + other.cxy + f * dx * dy,
+            cyy=self.cyy + other.cyy + f * dy * dy,
+        )
+
+    def __sub__(self, part: SuffStats) -> SuffStats:
+        """The statistics of ``self`` without the rows of ``part``.
+
+        ``part`` must be a subset of the rows summarised by ``self`` (for
+        example a held-out fold of the total). Solves the merge identity for
+        the remaining set r: with ``W_r = W − W_b``,
+        ``x̄_r = x̄ + (x̄ − x̄_b) W_b / W_r`` and
+        ``C_r = C − C_b − (W_r W_b / W) δ δᵀ``, ``δ = x̄_b − x̄_r``.
+        """
+        _check_same_width(self, part)
+        n_rows = self.n_rows - part.n_rows
+        if n_rows < 0:
+            raise ValueError(
+                f"cannot remove {part.n_rows} rows from statistics of {self.n_rows} rows; "
+                "the subtracted part must be a subset of the total."
+            )
+        if part.sum_w == 0.0:
+            return self._with_rows(n_rows)
+        W_r = self.sum_w - part.sum_w
+        if W_r <= 1e-12 * self.sum_w:
+            return SuffStats.empty(self.n_features, n_rows=n_rows)
+        x_mean = self.x_mean + (self.x_mean - part.x_mean) * (part.sum_w / W_r)
+        y_mean = self.y_mean + (self.y_mean - part.y_mean) * (part.sum_w / W_r)
+        dx = part.x_mean - x_mean
+        dy = part.y_mean - y_mean
+        f = W_r * part.sum_w / self.sum_w
+        cxx = self.cxx - part.cxx - f * np.outer(dx, dx)
+        return SuffStats(
+            n_rows=n_rows,
+            sum_w=W_r,
+            x_mean=x_mean,
+            y_mean=y_mean,
+            cxx=0.5 * (cxx + cxx.T),
+            cxy=self.cxy - part.cxy - f * dx * dy,
+            cyy=max(self.cyy - part.cyy - f * dy * dy, 0.0),
+        )
+
+    def _with_rows(self, n_rows: int) -> SuffStats:
+        return SuffStats(n_rows, self.sum_w, self.x_mean, self.y_mean, self.cxx, self.cxy, self.cyy)
+
+    # --------------------------------------------------- raw sums (derived)
+    @property
+    def sum_x(self) -> np.ndarray:
+        """``Σ wᵢ xᵢ``."""
+        return self.sum_w * self.x_mean
+
+    @property
+    def sum_y(self) -> float:
+        """``Σ wᵢ yᵢ``."""
+        return self.sum_w * self.y_mean
+
+    @property
+    def xtx(self) -> np.ndarray:
+        """``XᵀWX = Cxx + W x̄ x̄ᵀ`` (uncentred; for reporting, not for solving)."""
+        return self.cxx + self.sum_w * np.outer(self.x_mean, self.x_mean)
+
+    @property
+    def xty(self) -> np.ndarray:
+        """``XᵀWy = Cxy + W x̄ ȳ``."""
+        return self.cxy + self.sum_w * self.x_mean * self.y_mean
+
+    @property
+    def yty(self) -> float:
+        """``yᵀWy = Cyy + W ȳ²``."""
+        return self.cyy + self.sum_w * self.y_mean**2
+
+    # ------------------------------------------------- held-out metrics
+    def sse(self, coef: np.ndarray, intercept: float) -> float:
+        """Weighted sum of squared errors ``Σ wᵢ (yᵢ − b − xᵢᵀβ)²`` on these rows.
+
+        Exact from the statistics alone: writing each residual as its centred
+        part plus the mean residual ``m = ȳ − b − x̄ᵀβ``, the cross term
+        vanishes and
+
+            SSE = Cyy − 2 βᵀCxy + βᵀ Cxx β + W m².
+        """
+        coef = np.asarray(coef, dtype=np.float64)
+        mean_residual = self.y_mean - intercept - float(self.x_mean @ coef)
+        sse = (
+            self.cyy
+            - 2.0 * float(coef @ self.cxy)
+            + float(coef @ (self.cxx @ coef))
+            + self.sum_w * mean_residual**2
+        )
+        return max(sse, 0.0)
+
+    def mse(self, coef: np.ndarray, intercept: float) -> float:
+        """Weighted mean squared error ``SSE / W`` (``nan`` when ``W == 0``)."""
+        if self.sum_w == 0.0:
+            return float("nan")
+        return self.sse(coef, intercept) / self.sum_w
+
+    def r2(self, coef: np.ndarray, intercept: float) -> float:
+        """Coefficient of determination ``1 − SSE / Cyy`` against these rows' own mean.
+
+        The same definition as ``sklearn.metrics.r2_score`` (``nan`` when the
+        target is constant on these rows).
+        """
+        if self.cyy == 0.0:
+            return float("nan")
+        return 1.0 - self.sse(coef, intercept) / self.cyy
+
+    # ------------------------------------------------------ plain data
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """A dict of arrays for ``np.savez`` (no pickle)."""
+        return {
+            "n_rows": np.asarray(self.n_rows, dtype=np.int64),
+            "sum_w": np.asarray(self.sum_w),
+            "x_mean": self.x_mean,
+            "y_mean": np.asarray(self.y_mean),
+            "cxx": self.cxx,
+            "cxy": self.cxy,
+            "cyy": np.asarray(self.cyy),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SuffStats:
+        """Inverse of :meth:`to_arrays`."""
+        return cls(
+            n_rows=int(arrays["n_rows"]),
+            sum_w=float(arrays["sum_w"]),
+            x_mean=np.asarray(arrays["x_mean"], dtype=np.float64),
+            y_mean=float(arrays["y_mean"]),
+            cxx=np.asarray(arrays["cxx"], dtype=np.float64),
+            cxy=np.asarray(arrays["cxy"], dtype=np.float64),
+            cyy=float(arrays["cyy"]),
+        )
+
+
+def merge_all(parts: Iterable[SuffStats]) -> SuffStats:
+    """Merge many statistics by a balanced pairwise tree.
+
+    A balanced tree keeps the rounding error growth at ``O(log m)`` for m
+    parts instead of ``O(m)`` for a left fold.
+    """
+    level = list(parts)
+    if not level:
+        raise ValueError("merge_all needs at least one SuffStats, got none.")
+    while len(level) > 1:
+        nxt = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def _weighted_mean(a: np.ndarray, w: np.ndarray | None, sum_w: float) -> np.ndarray:
+    if w is None:
+        return a.mean(axis=0)
+    return (w @ a) / sum_w
+
+
+def _check_same_width(a: SuffStats, b: SuffStats) -> None:
+    if a.n_features != b.n_features:
+        raise ValueError(
+            f"statistics must have the same number of features to combine, got "
+            f"{a.n_features} and {b.n_features}."
+        )
