@@ -94,7 +94,7 @@ def check_sample_weight(w: object, n_rows: int, name: str = "sample_weight") -> 
         j = int(np.flatnonzero(arr < 0)[0])
         raise DataError(
             f"`{name}` must be >= 0, got {int((arr < 0).sum())} negative weights "
-            f"(first: {arr[j]!r} at row {j})."
+            f"(first: {float(arr[j])!r} at row {j})."
         )
     if not arr.sum() > 0:
         raise DataError(f"`{name}` must have a positive sum, got all weights zero.")

@@ -22,11 +22,18 @@ LeVeque (1979), for two parts a and b with δ = x̄_b − x̄_a:
 and subtracted (train = total − held-out) by solving the same identity for
 the missing part. Within a block the moments come from a two-pass centred
 computation with a mean correction (Björck's corrected two-pass algorithm).
+
+Means are kept as ``origin + offset``: the origin is a fixed float (the
+first-pass mean of some block) and the offset the small remainder, so the
+between-block differences δ keep full relative precision even when the mean
+itself is 10⁶ (a plain float mean would be rounded to ulp(10⁶) ≈ 1e-10 at
+every merge, and δδᵀ would carry that error into Cxx).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +51,12 @@ class SuffStats:
         Number of rows (unweighted), including rows of weight zero.
     sum_w : float
         ``W = Σ wᵢ`` (equals ``n_rows`` without sample weights).
-    x_mean : ndarray of shape (p,)
-        Weighted column means ``x̄``; zero when ``sum_w == 0``.
-    y_mean : float
-        Weighted target mean ``ȳ``.
+    x_origin, x_offset : ndarray of shape (p,)
+        Weighted column means ``x̄ = x_origin + x_offset`` kept as a fixed
+        origin plus a small offset (see the module docstring); zero when
+        ``sum_w == 0``.
+    y_origin, y_offset : float
+        The same for the target mean ``ȳ``.
     cxx : ndarray of shape (p, p)
         ``Σ wᵢ (xᵢ − x̄)(xᵢ − x̄)ᵀ``.
     cxy : ndarray of shape (p,)
@@ -58,11 +67,23 @@ class SuffStats:
 
     n_rows: int
     sum_w: float
-    x_mean: np.ndarray
-    y_mean: float
+    x_origin: np.ndarray
+    x_offset: np.ndarray
+    y_origin: float
+    y_offset: float
     cxx: np.ndarray
     cxy: np.ndarray
     cyy: float
+
+    @property
+    def x_mean(self) -> np.ndarray:
+        """Weighted column means ``x̄`` (rounded to float)."""
+        return self.x_origin + self.x_offset
+
+    @property
+    def y_mean(self) -> float:
+        """Weighted target mean ``ȳ``."""
+        return self.y_origin + self.y_offset
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -86,18 +107,16 @@ class SuffStats:
             sum_w = float(w.sum())
         if n == 0 or sum_w == 0.0:
             return cls.empty(p, n_rows=n)
-        x_mean = _weighted_mean(X, w, sum_w)
-        y_mean = float(_weighted_mean(y, w, sum_w))
-        Xc = X - x_mean
-        yc = y - y_mean
-        # Second pass: remove the rounding left in the first mean (Björck).
-        dx = _weighted_mean(Xc, w, sum_w)
-        dy = float(_weighted_mean(yc, w, sum_w))
-        if np.any(dx) or dy:
-            Xc -= dx
-            yc -= dy
-            x_mean = x_mean + dx
-            y_mean = y_mean + dy
+        x_origin = _weighted_mean(X, w, sum_w)
+        y_origin = float(_weighted_mean(y, w, sum_w))
+        Xc = X - x_origin
+        yc = y - y_origin
+        # Second pass: the rounding left in the first mean becomes the offset (Björck).
+        x_offset = _weighted_mean(Xc, w, sum_w)
+        y_offset = float(_weighted_mean(yc, w, sum_w))
+        if np.any(x_offset) or y_offset:
+            Xc -= x_offset
+            yc -= y_offset
         WXc = Xc if w is None else Xc * w[:, None]
         Wyc = yc if w is None else yc * w
         cxx = Xc.T @ WXc
@@ -105,8 +124,10 @@ class SuffStats:
         return cls(
             n_rows=n,
             sum_w=sum_w,
-            x_mean=x_mean,
-            y_mean=y_mean,
+            x_origin=x_origin,
+            x_offset=x_offset,
+            y_origin=y_origin,
+            y_offset=y_offset,
             cxx=cxx,
             cxy=Xc.T @ Wyc,
             cyy=float(yc @ Wyc),
@@ -119,8 +140,10 @@ class SuffStats:
         return cls(
             n_rows=n_rows,
             sum_w=0.0,
-            x_mean=np.zeros(p),
-            y_mean=0.0,
+            x_origin=np.zeros(p),
+            x_offset=np.zeros(p),
+            y_origin=0.0,
+            y_offset=0.0,
             cxx=np.zeros((p, p)),
             cxy=np.zeros(p),
             cyy=0.0,
@@ -129,7 +152,7 @@ class SuffStats:
     # ------------------------------------------------------------ algebra
     @property
     def n_features(self) -> int:
-        return int(self.x_mean.shape[0])
+        return int(self.x_origin.shape[0])
 
     def __add__(self, other: SuffStats) -> SuffStats:
         """Pairwise (Chan–Golub–LeVeque) merge of two disjoint row sets."""
@@ -139,14 +162,17 @@ class SuffStats:
         if self.sum_w == 0.0:
             return other._with_rows(self.n_rows + other.n_rows)
         W = self.sum_w + other.sum_w
-        dx = other.x_mean - self.x_mean
-        dy = other.y_mean - self.y_mean
+        # δ = x̄_other − x̄_self, formed from origins and offsets without rounding the means
+        dx = ((other.x_origin - self.x_origin) + other.x_offset) - self.x_offset
+        dy = ((other.y_origin - self.y_origin) + other.y_offset) - self.y_offset
         f = self.sum_w * other.sum_w / W
         return SuffStats(
             n_rows=self.n_rows + other.n_rows,
             sum_w=W,
-            x_mean=self.x_mean + dx * (other.sum_w / W),
-            y_mean=self.y_mean + dy * (other.sum_w / W),
+            x_origin=self.x_origin,
+            x_offset=self.x_offset + dx * (other.sum_w / W),
+            y_origin=self.y_origin,
+            y_offset=self.y_offset + dy * (other.sum_w / W),
             cxx=self.cxx + other.cxx + f * np.outer(dx, dx),
             cxy=self.cxy + other.cxy + f * dx * dy,
             cyy=self.cyy + other.cyy + f * dy * dy,
@@ -173,24 +199,29 @@ class SuffStats:
         W_r = self.sum_w - part.sum_w
         if W_r <= 1e-12 * self.sum_w:
             return SuffStats.empty(self.n_features, n_rows=n_rows)
-        x_mean = self.x_mean + (self.x_mean - part.x_mean) * (part.sum_w / W_r)
-        y_mean = self.y_mean + (self.y_mean - part.y_mean) * (part.sum_w / W_r)
-        dx = part.x_mean - x_mean
-        dy = part.y_mean - y_mean
+        # the part's mean relative to our origin, then the remainder's offset
+        part_x = (part.x_origin - self.x_origin) + part.x_offset
+        part_y = (part.y_origin - self.y_origin) + part.y_offset
+        x_offset = self.x_offset + (self.x_offset - part_x) * (part.sum_w / W_r)
+        y_offset = self.y_offset + (self.y_offset - part_y) * (part.sum_w / W_r)
+        dx = part_x - x_offset
+        dy = part_y - y_offset
         f = W_r * part.sum_w / self.sum_w
         cxx = self.cxx - part.cxx - f * np.outer(dx, dx)
         return SuffStats(
             n_rows=n_rows,
             sum_w=W_r,
-            x_mean=x_mean,
-            y_mean=y_mean,
+            x_origin=self.x_origin,
+            x_offset=x_offset,
+            y_origin=self.y_origin,
+            y_offset=y_offset,
             cxx=0.5 * (cxx + cxx.T),
             cxy=self.cxy - part.cxy - f * dx * dy,
             cyy=max(self.cyy - part.cyy - f * dy * dy, 0.0),
         )
 
     def _with_rows(self, n_rows: int) -> SuffStats:
-        return SuffStats(n_rows, self.sum_w, self.x_mean, self.y_mean, self.cxx, self.cxy, self.cyy)
+        return dataclasses.replace(self, n_rows=n_rows)
 
     # --------------------------------------------------- raw sums (derived)
     @property
@@ -260,8 +291,10 @@ class SuffStats:
         return {
             "n_rows": np.asarray(self.n_rows, dtype=np.int64),
             "sum_w": np.asarray(self.sum_w),
-            "x_mean": self.x_mean,
-            "y_mean": np.asarray(self.y_mean),
+            "x_origin": self.x_origin,
+            "x_offset": self.x_offset,
+            "y_origin": np.asarray(self.y_origin),
+            "y_offset": np.asarray(self.y_offset),
             "cxx": self.cxx,
             "cxy": self.cxy,
             "cyy": np.asarray(self.cyy),
@@ -273,8 +306,10 @@ class SuffStats:
         return cls(
             n_rows=int(arrays["n_rows"]),
             sum_w=float(arrays["sum_w"]),
-            x_mean=np.asarray(arrays["x_mean"], dtype=np.float64),
-            y_mean=float(arrays["y_mean"]),
+            x_origin=np.asarray(arrays["x_origin"], dtype=np.float64),
+            x_offset=np.asarray(arrays["x_offset"], dtype=np.float64),
+            y_origin=float(arrays["y_origin"]),
+            y_offset=float(arrays["y_offset"]),
             cxx=np.asarray(arrays["cxx"], dtype=np.float64),
             cxy=np.asarray(arrays["cxy"], dtype=np.float64),
             cyy=float(arrays["cyy"]),

@@ -1,0 +1,31 @@
+"""Shared fixtures: real and synthetic regression data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def correlated_design(n: int, p: int, rho: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """AR(1)-correlated Gaussian columns (corr(x_i, x_j) = rho^|i-j|) and a sparse linear target."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, p))
+    X = np.empty_like(Z)
+    X[:, 0] = Z[:, 0]
+    for j in range(1, p):
+        X[:, j] = rho * X[:, j - 1] + np.sqrt(1 - rho**2) * Z[:, j]
+    X = X * rng.uniform(0.5, 20.0, p) + rng.uniform(-50, 50, p)  # uneven scales and offsets
+    beta = np.zeros(p)
+    k = max(1, p // 5)
+    beta[rng.choice(p, k, replace=False)] = rng.standard_normal(k) * 3
+    y = X @ beta + 7.0 + rng.standard_normal(n) * 2.0
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def diabetes() -> tuple[np.ndarray, np.ndarray]:
+    """Efron et al. (2004) diabetes data, 442 x 10, unscaled (real data)."""
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True, scaled=False)
+    return X, y

@@ -1,0 +1,122 @@
+"""The public one-fit API: names, prediction, persistence without pickle, bad input."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import pipeline
+from pipeline.errors import DataError, DataTypeError, RegsweepError
+
+
+def test_public_names():
+    assert callable(pipeline.fit)
+    assert pipeline.FittedModel.__name__ == "FittedModel"
+
+
+def test_predict_is_coef_dot_x_plus_intercept(diabetes):
+    X, y = diabetes
+    m = pipeline.fit(X, y, penalty="l1", lambda1=1.0)
+    assert m.coef.shape == (10,)
+    assert isinstance(m.intercept, float)
+    assert_allclose(m.predict(X), X @ m.coef + m.intercept, rtol=1e-14)
+    assert m.n_nonzero == np.count_nonzero(m.coef)
+    assert 0 < m.n_nonzero < 10
+
+
+def test_save_load_roundtrip_is_plain_data(tmp_path, diabetes):
+    X, y = diabetes
+    names = [f"f{i}" for i in range(10)]
+    m = pipeline.fit(X, y, penalty="elasticnet", lambda1=0.5, lambda2=0.2, feature_names=names)
+    m.save(tmp_path / "model")
+    files = sorted(p.name for p in (tmp_path / "model").iterdir())
+    assert files == ["arrays.npz", "model.json"]
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["penalty"] == "elasticnet" and meta["feature_names"] == names
+    with zipfile.ZipFile(tmp_path / "model" / "arrays.npz") as z:  # npy entries only, no pickled objects
+        assert sorted(z.namelist()) == ["coef.npy", "x_mean.npy", "x_scale.npy"]
+    loaded = pipeline.FittedModel.load(tmp_path / "model")
+    assert_allclose(loaded.coef, m.coef, rtol=0, atol=0)
+    assert loaded.intercept == m.intercept
+    assert loaded.feature_names == tuple(names)
+    assert_allclose(loaded.predict(X), m.predict(X), rtol=0, atol=0)
+
+
+def test_load_rejects_a_foreign_directory(tmp_path):
+    with pytest.raises(DataError, match="model.json is missing"):
+        pipeline.FittedModel.load(tmp_path)
+
+
+def _X():
+    return np.random.default_rng(0).standard_normal((20, 3))
+
+
+def _X_with(value, cells):
+    X = _X()
+    for i, j in cells:
+        X[i, j] = value
+    return X
+
+
+BAD_INPUTS = [
+    # (description, kwargs overriding a valid call, exception, message fragment)
+    ("nan in X", dict(X=_X_with(np.nan, [(4, 0)])), DataError, r"1 values are NaN or inf \(column 0: 1\)"),
+    ("inf in X col 2", dict(X=_X_with(np.inf, [(0, 2), (5, 2), (7, 1)])), DataError,
+     r"3 values are NaN or inf \(column 1: 1, column 2: 2\)"),
+    ("nan in y", dict(y=np.r_[np.nan, np.zeros(19)]), DataError, r"`y` must be finite.*first at row 0"),
+    ("shape mismatch", dict(y=np.zeros(19)), DataError, r"one value per row of X \(20 rows\), got 19"),
+    ("1-D X", dict(X=np.zeros(20)), DataError, r"2-dimensional .* got shape \(20,\)"),
+    ("one row", dict(X=np.zeros((1, 3)), y=np.zeros(1)), DataError, r"at least 2 rows to fit, got 1"),
+    ("no columns", dict(X=np.zeros((20, 0))), DataError, r"at least 1 column"),
+    ("text X", dict(X=np.array([["a", "b", "c"]] * 20)), DataTypeError, r"must hold real numbers, got dtype <U1"),
+    ("negative lambda1", dict(lambda1=-0.1), ValueError, r"`lambda1` must be finite and >= 0, got lambda1=-0.1"),
+    ("negative lambda2", dict(lambda2=-2.0), ValueError, r"`lambda2` must be finite and >= 0"),
+    ("negative weight", dict(sample_weight=np.r_[-1.0, np.ones(19)]), DataError,
+     r"must be >= 0, got 1 negative weights \(first: -1.0 at row 0\)"),
+    ("zero weights", dict(sample_weight=np.zeros(20)), DataError, r"positive sum, got all weights zero"),
+    ("weights length", dict(sample_weight=np.ones(5)), DataError, r"one value per row of X \(20 rows\), got 5"),
+    ("unknown penalty", dict(penalty="ridge"), ValueError, r"must be one of \('l1', 'l2', 'elasticnet'\), got 'ridge'"),
+    ("l2 with lambda1", dict(penalty="l2", lambda1=0.3), ValueError, r"'l2' must have lambda1 == 0, got lambda1=0.3"),
+    ("l1 with lambda2", dict(penalty="l1", lambda2=0.3), ValueError, r"'l1' must have lambda2 == 0, got lambda2=0.3"),
+]
+
+
+@pytest.mark.parametrize(("case", "override", "exc", "fragment"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_raises_a_clear_error(case, override, exc, fragment):
+    args = dict(X=_X(), y=np.zeros(20), penalty="elasticnet", lambda1=0.1, lambda2=0.0)
+    args.update(override)
+    X, y = args.pop("X"), args.pop("y")
+    with pytest.raises(exc, match=fragment):
+        pipeline.fit(X, y, **args)
+
+
+def test_data_errors_are_regsweep_errors_and_standard_exceptions():
+    with pytest.raises(RegsweepError):
+        pipeline.fit(np.zeros((1, 2)), np.zeros(1))
+    assert issubclass(DataError, ValueError) and issubclass(DataTypeError, TypeError)
+
+
+def test_bad_input_is_rejected_before_any_work(monkeypatch):
+    """Validation precedes computing statistics: the statistics kernel is never reached."""
+    from pipeline.solvers import SuffStats
+
+    def boom(*a, **k):
+        raise AssertionError("statistics computed before validation")
+
+    monkeypatch.setattr(SuffStats, "from_block", classmethod(boom))
+    with pytest.raises(DataError):
+        pipeline.fit(np.r_[[[np.nan, 1.0]], np.ones((5, 2))], np.ones(6))
+
+
+def test_dataframe_names_and_column_order():
+    pd = pytest.importorskip("pandas")
+    X = _X()
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.3
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    m = pipeline.fit(df, y, penalty="l2", lambda2=0.0)
+    assert m.feature_names == ("a", "b", "c")
+    assert_allclose(m.predict(df[["c", "a", "b"]]), y, atol=1e-10)  # matched by name
