@@ -1,13 +1,67 @@
-"""The ``regsweep`` command line."""
+"""The ``regsweep`` command line.
+
+Exit codes: 0 done, 1 failed, 2 bad config or input (regsweep's own errors,
+printed as one message without a traceback unless ``--debug``).
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import click
 
 from . import __version__
+from .errors import RegsweepError
+
+
+def _run(debug: bool, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except RegsweepError as e:
+        if debug:
+            raise
+        click.echo(f"regsweep: error: {e}", err=True)
+        sys.exit(2 if isinstance(e, ValueError | TypeError) else 1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="regsweep")
 def main() -> None:
     """regsweep: tune lasso, ridge and elastic net on a Dask cluster, tracked in MLflow."""
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False), required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a config key, e.g. --set search.n_trials=20 (repeatable).")
+@click.option("--summary-json", type=click.Path(dir_okay=False, writable=True),
+              help="Write the sweep summary (best params, scores, run ids, timings) to this JSON file.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def sweep(config: str | None, overrides: tuple[str, ...], summary_json: str | None,
+          progress: bool | None, debug: bool) -> None:
+    """Run the sweep in CONFIG (YAML; omitted = all defaults: bundled diabetes data, local cluster)."""
+    from .config import load_config
+    from .sweep import run_sweep
+
+    cfg = _run(debug, lambda: load_config(config, overrides))
+    summary = _run(debug, lambda: run_sweep(cfg, echo=click.echo, progress=progress))
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        click.echo(f"Summary: {summary_json}")
+
+
+@main.command("check-config")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@click.option("--debug", is_flag=True)
+def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
+    """Validate CONFIG and print it with every default filled in."""
+    from .config import load_config
+
+    cfg = _run(debug, lambda: load_config(config, overrides))
+    click.echo(cfg.to_yaml(), nl=False)

@@ -1,0 +1,69 @@
+"""The Dask client: connect to a scheduler, or start the embedded LocalCluster.
+
+Everything started here listens on 127.0.0.1 (scheduler, workers and the
+dashboard); a remote scheduler is only ever connected to. No numerics here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from .config import ClusterConfig
+from .errors import RegsweepError
+
+__all__ = ["ClusterError", "open_client", "total_threads"]
+
+_CONNECT_TIMEOUT_S = 10
+
+
+class ClusterError(RegsweepError, RuntimeError):
+    """The Dask scheduler cannot be reached or the cluster cannot start."""
+
+
+@contextlib.contextmanager
+def open_client(cfg: ClusterConfig) -> Iterator[object]:
+    """Yield a connected ``distributed.Client``; close it (and any cluster it started) on exit."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    cluster = None
+    # Worker-side pickling of our fold models is fine; silence the "large graph" chatter only.
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GB"}):
+        try:
+            if cfg.address:
+                client = Client(cfg.address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
+            else:
+                cluster = LocalCluster(
+                    n_workers=cfg.n_workers,
+                    threads_per_worker=cfg.threads_per_worker,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=cfg.dashboard_address,
+                    memory_limit=cfg.memory_limit,
+                    silence_logs=logging.ERROR,
+                )
+                client = Client(cluster, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            target = cfg.address or "an embedded LocalCluster"
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {target} within {_CONNECT_TIMEOUT_S} s ({e}); "
+                "check cluster.address, or set it to null to start a local cluster."
+            ) from None
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.close(timeout=5)
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close(timeout=5)
+
+
+def total_threads(client: object) -> int:
+    """Worker threads in the cluster right now (at least 1)."""
+    info = client.scheduler_info()  # type: ignore[attr-defined]
+    return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))

@@ -1,0 +1,329 @@
+"""The sweep configuration: schema, defaults, overrides, clear errors.
+
+A config is YAML validated by a closed pydantic schema (unknown keys are
+errors). Every error names the key path (``search.n_trials``), the rule and
+the value, and for an unknown key the closest valid key. ``--set
+key.path=value`` overrides parse their value as YAML (``3`` is an int,
+``[l1, l2]`` a list, ``null`` None).
+
+Every key has a default, so an empty file is a valid config: the bundled
+diabetes data on an embedded local cluster, with Optuna and MLflow in
+SQLite files in the working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "BoundsConfig",
+    "ClusterConfig",
+    "DataConfig",
+    "FoldsConfig",
+    "ModelConfig",
+    "SearchConfig",
+    "SweepConfig",
+    "SyntheticConfig",
+    "TrackingConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "http", "https", "file")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class SyntheticConfig(_Strict):
+    """Synthetic data ``y = Xβ + noise``, generated block by block on the workers."""
+
+    n_rows: int = Field(100_000, ge=2, description="rows")
+    n_features: int = Field(20, ge=1, description="columns of X")
+    n_informative: int = Field(5, ge=0, description="non-zero entries of the true β")
+    correlation: float = Field(0.5, ge=0.0, lt=1.0, description="correlation between every pair of columns")
+    noise: float = Field(1.0, ge=0.0, description="standard deviation of the Gaussian noise")
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _informative_fits(self) -> SyntheticConfig:
+        if self.n_informative > self.n_features:
+            raise ValueError(
+                f"n_informative must be <= n_features, got n_informative={self.n_informative} "
+                f"> n_features={self.n_features}"
+            )
+        return self
+
+
+class DataConfig(_Strict):
+    """Where the rows come from."""
+
+    source: str = Field(
+        "bundled:diabetes",
+        description="bundled:diabetes | synthetic | a .parquet file, directory or glob | a .csv file | X.npy",
+    )
+    target: str | None = Field(
+        None, description="target column (tabular), or the y .npy path (npy); default: 'target' for bundled"
+    )
+    features: list[str] | None = Field(None, description="feature columns; default: every other column")
+    weight: str | None = Field(None, description="sample-weight column")
+    block_rows: int = Field(65_536, ge=1, description="rows per block (Dask partition)")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            dup = sorted({c for c in v if v.count(c) > 1})
+            if dup:
+                raise ValueError(f"features must be listed once each, got duplicates {dup}")
+            if not v:
+                raise ValueError("features must not be empty; omit the key to use every column")
+        return v
+
+
+class FoldsConfig(_Strict):
+    """Cross-validation folds."""
+
+    k: int = Field(5, ge=2, description="number of folds")
+    seed: int = Field(0, ge=0, description="seed of the fold assignment")
+    group: str | None = Field(None, description="group column: group k-fold (a group's rows share a fold)")
+
+
+class ModelConfig(_Strict):
+    """How every candidate is fitted."""
+
+    standardize: bool = True
+    fit_intercept: bool = True
+    tol: float = Field(1e-10, gt=0.0, lt=1.0, description="duality-gap tolerance relative to ½·mean(y²)")
+
+
+class BoundsConfig(_Strict):
+    """Log-uniform search range of one λ; ``auto`` derives it from the data."""
+
+    low: float | Literal["auto"] = "auto"
+    high: float | Literal["auto"] = "auto"
+
+    @field_validator("low", "high")
+    @classmethod
+    def _positive(cls, v: float | str) -> float | str:
+        if v != "auto" and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"must be a positive number or 'auto' (log-uniform range), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BoundsConfig:
+        if self.low != "auto" and self.high != "auto" and not self.low < self.high:
+            raise ValueError(f"low < high must hold, got low={self.low!r}, high={self.high!r}")
+        return self
+
+
+class SearchConfig(_Strict):
+    """The Optuna study."""
+
+    n_trials: int = Field(50, ge=1, description="trials the study must hold COMPLETE at the end")
+    penalties: list[Literal["l1", "l2", "elasticnet"]] = Field(
+        default_factory=lambda: ["l1", "l2", "elasticnet"], min_length=1
+    )
+    seed: int = Field(0, ge=0, description="TPE sampler seed")
+    storage: str = Field("sqlite:///regsweep-optuna.db", description="Optuna RDB storage (SQLAlchemy URL)")
+    study_name: str = Field("regsweep", min_length=1)
+    lambda1: BoundsConfig = Field(default_factory=BoundsConfig)
+    lambda2: BoundsConfig = Field(default_factory=BoundsConfig)
+    in_flight: int | Literal["auto"] = Field(
+        "auto", description="trials evaluated concurrently; auto = 4 per worker thread"
+    )
+
+    @field_validator("penalties")
+    @classmethod
+    def _unique_penalties(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"penalties must be listed once each, got {v}")
+        return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_scheme(cls, v: str) -> str:
+        return _check_scheme(v, STORAGE_SCHEMES, "an SQLAlchemy URL such as sqlite:///regsweep-optuna.db")
+
+    @field_validator("in_flight")
+    @classmethod
+    def _in_flight(cls, v: int | str) -> int | str:
+        if v != "auto" and v < 1:
+            raise ValueError(f"must be >= 1 or 'auto', got {v!r}")
+        return v
+
+
+class ClusterConfig(_Strict):
+    """The Dask cluster: a scheduler address, or an embedded LocalCluster."""
+
+    address: str | None = Field(None, description="scheduler address; null starts an embedded LocalCluster")
+    n_workers: int = Field(2, ge=1, description="LocalCluster worker processes")
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = Field("auto", description="per LocalCluster worker, e.g. '4GiB'")
+    dashboard_address: str | None = Field("127.0.0.1:0", description="LocalCluster dashboard; null disables it")
+
+
+class TrackingConfig(_Strict):
+    """MLflow."""
+
+    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI")
+    experiment: str = Field("regsweep", min_length=1)
+    registered_model: str = Field("regsweep-model", min_length=1)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_scheme(cls, v: str) -> str:
+        return _check_scheme(v, TRACKING_SCHEMES, "sqlite:///mlflow.db or http://127.0.0.1:5000")
+
+
+class SweepConfig(_Strict):
+    """Everything ``regsweep sweep`` needs."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    folds: FoldsConfig = Field(default_factory=FoldsConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (every default filled in)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_scheme(uri: str, schemes: Sequence[str], example: str) -> str:
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme not in schemes:
+        raise ValueError(f"URI scheme must be one of {', '.join(schemes)}, got {uri!r}; e.g. {example}")
+    return uri
+
+
+# ---------------------------------------------------------------- loading
+def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> SweepConfig:
+    """Read ``path`` (YAML; None for all defaults), apply ``key.path=value`` overrides, validate.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, invalid YAML, bad override, or any schema violation;
+        the message names the file and the key path.
+    """
+    where = "defaults" if path is None else str(path)
+    raw: Any = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {where!r}: {e.strerror or e}.") from e
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where} is not valid YAML: {e}") from e
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a YAML mapping of sections, got {type(raw).__name__}.")
+    raw = apply_overrides(raw, overrides)
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, where)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` applied (value parsed as YAML)."""
+    out = _deep_copy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key.path=value, got {item!r}; e.g. --set search.n_trials=20.")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({e}).") from e
+        node = out
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"--set {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section."
+                )
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deep_copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deep_copy(v) for v in d]
+    return d
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The schema class at a key path (for suggesting the closest key)."""
+    model: type[BaseModel] = SweepConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def _format_errors(err: ValidationError, where: str) -> str:
+    by_path: dict[str, list[str]] = {}
+    for e in err.errors():
+        # pydantic appends union-member tags (int, literal['auto'], ...) to loc; keep the key path only
+        if e["type"] == "extra_forbidden":
+            loc = [str(x) for x in e["loc"]]
+        else:
+            loc = [str(x) for x in e["loc"] if str(x) in _ALL_KEYS or isinstance(x, int)]
+        path = ".".join(loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            valid = sorted(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {'.'.join(loc[:-1] + close)!r}?" if close else ""
+            by_path.setdefault(path, []).append(f"unknown key{hint} (valid keys here: {', '.join(valid)})")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        if "got " not in msg and not isinstance(got, dict):
+            msg = f"{msg}, got {got!r}"
+        by_path.setdefault(path, []).append(msg)
+    lines = [f"{path}: {' | '.join(dict.fromkeys(msgs))}" for path, msgs in by_path.items()]
+    return f"invalid config ({where}):\n  - " + "\n  - ".join(lines)
+
+
+def _all_keys(model: type[BaseModel]) -> set[str]:
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        keys.add(name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys |= _all_keys(field.annotation)
+    return keys
+
+
+_ALL_KEYS = _all_keys(SweepConfig)

@@ -1,0 +1,428 @@
+"""Data sources read in row blocks.
+
+The driver only *plans*: it reads metadata (Parquet footers, a CSV header and
+its line offsets, ``.npy`` headers) and produces a :class:`DataPlan`, a list
+of small picklable :class:`BlockSpec` recipes. Each worker then loads its
+blocks with :func:`load_block`; rows are never concatenated in one process.
+
+Sources (``data.source``):
+
+- ``bundled:diabetes``: the Efron et al. (2004) data shipped with regsweep;
+- ``synthetic``: ``y = Xβ + noise`` generated on the workers from
+  ``data.synthetic`` (row-addressable: row i is the same whatever the block
+  size, because rows are generated in fixed chunks of :data:`SYNTH_CHUNK`
+  seeded by ``(seed, chunk)``);
+- a Parquet file, directory or glob (one block per group of row groups);
+- a CSV file with a header (blocks are byte ranges of whole lines; quoted
+  fields must not contain newlines);
+- ``X.npy`` with ``data.target: y.npy`` (memory-mapped slices).
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import io
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .config import DataConfig, FoldsConfig
+from .errors import DataError
+
+__all__ = ["BlockData", "BlockSpec", "DataPlan", "load_block", "plan_data", "synthetic_coef"]
+
+SYNTH_CHUNK = 4096
+_BUNDLED = {"diabetes": ("diabetes.csv", "progression")}
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """How to load one row block: global rows ``start_row … start_row + n_rows − 1``."""
+
+    index: int
+    start_row: int
+    n_rows: int
+    path: str = ""
+    row_groups: tuple[int, ...] = ()  # parquet
+    byte_range: tuple[int, int] = (0, 0)  # csv
+    local_start: int = 0  # npy / bundled: first row within the file
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What will be read, decided from metadata alone."""
+
+    kind: str  # bundled | synthetic | parquet | csv | npy
+    source: str
+    feature_names: tuple[str, ...]
+    target: str
+    weight: str | None
+    group: str | None
+    n_rows: int
+    blocks: tuple[BlockSpec, ...]
+    columns: tuple[str, ...] = ()  # csv: every column in file order
+    synthetic: tuple[int, int, int, float, float, int] | None = None
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+
+@dataclass(frozen=True)
+class BlockData:
+    """The rows of one block."""
+
+    X: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray | None
+    group: np.ndarray | None
+    start_row: int
+
+
+# ------------------------------------------------------------------ plan
+def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None) -> DataPlan:
+    """Resolve ``cfg.source`` into blocks, checking paths and columns (metadata only)."""
+    group = folds.group if folds is not None else None
+    source = cfg.source.strip()
+    if source.startswith("bundled:"):
+        return _plan_bundled(cfg, source.split(":", 1)[1], group)
+    if source == "synthetic":
+        return _plan_synthetic(cfg, group)
+    paths = _expand(source)
+    suffixes = {Path(p).suffix.lower() for p in paths}
+    if suffixes <= {".parquet", ".pq"}:
+        return _plan_parquet(cfg, source, paths, group)
+    if suffixes == {".csv"} and len(paths) == 1:
+        return _plan_csv(cfg, paths[0], group)
+    if suffixes == {".npy"} and len(paths) == 1:
+        return _plan_npy(cfg, paths[0], group)
+    raise DataError(
+        f"data.source {source!r} matched {len(paths)} file(s) of type(s) {sorted(suffixes)}; "
+        "use one .csv file, one X.npy (with data.target: y.npy), or Parquet file(s)."
+    )
+
+
+def _expand(source: str) -> list[str]:
+    p = Path(source)
+    if p.is_dir():
+        paths = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in (".parquet", ".pq"))
+        if not paths:
+            raise DataError(f"data.source directory {source!r} holds no .parquet files.")
+        return paths
+    if any(ch in source for ch in "*?["):
+        paths = sorted(globlib.glob(source))
+        if not paths:
+            raise DataError(f"data.source glob {source!r} matches no files; check the pattern and working directory.")
+        return paths
+    if not p.exists():
+        raise DataError(
+            f"data.source {source!r} does not exist (looked in {str(Path.cwd())!r}); "
+            "give a path, 'bundled:diabetes' or 'synthetic'."
+        )
+    if not p.is_file():
+        raise DataError(f"data.source {source!r} is not a regular file.")
+    return [str(p)]
+
+
+def _row_blocks(n_rows: int, block_rows: int, **fixed: object) -> tuple[BlockSpec, ...]:
+    starts = range(0, n_rows, block_rows)
+    return tuple(
+        BlockSpec(index=i, start_row=s, n_rows=min(block_rows, n_rows - s), local_start=s, **fixed)
+        for i, s in enumerate(starts)
+    )
+
+
+def _choose_columns(
+    cfg: DataConfig, columns: list[str], where: str, group: str | None, default_target: str | None = None
+) -> tuple[tuple[str, ...], str]:
+    target = cfg.target or default_target
+    if target is None:
+        raise DataError(f"data.target is required for {where}: name the target column (one of {columns}).")
+    for key, col in (("data.target", target), ("data.weight", cfg.weight), ("folds.group", group)):
+        if col is not None and col not in columns:
+            raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}.")
+    reserved = {target, cfg.weight, group} - {None}
+    if cfg.features is not None:
+        missing = [c for c in cfg.features if c not in columns]
+        if missing:
+            raise DataError(f"data.features {missing} are not columns of {where}; columns are {columns}.")
+        clash = [c for c in cfg.features if c in reserved]
+        if clash:
+            raise DataError(f"data.features must not include the target, weight or group column, got {clash}.")
+        features = tuple(cfg.features)
+    else:
+        features = tuple(c for c in columns if c not in reserved)
+    if not features:
+        raise DataError(f"{where} has no feature columns besides the target/weight/group columns.")
+    return features, target
+
+
+def _plan_bundled(cfg: DataConfig, name: str, group: str | None) -> DataPlan:
+    if name not in _BUNDLED:
+        raise DataError(f"unknown bundled dataset {name!r}; available: {', '.join('bundled:' + k for k in _BUNDLED)}.")
+    filename, default_target = _BUNDLED[name]
+    path = str(resources.files("pipeline.datasets") / filename)
+    with open(path) as f:
+        columns = f.readline().strip().split(",")
+        n_rows = sum(1 for _ in f)
+    features, target = _choose_columns(cfg, columns, f"bundled:{name}", group, default_target)
+    return DataPlan(
+        kind="bundled", source=f"bundled:{name}", feature_names=features, target=target,
+        weight=cfg.weight, group=group, n_rows=n_rows,
+        blocks=_row_blocks(n_rows, cfg.block_rows, path=path), columns=tuple(columns),
+    )
+
+
+def _plan_synthetic(cfg: DataConfig, group: str | None) -> DataPlan:
+    s = cfg.synthetic
+    if cfg.weight is not None or group is not None:
+        raise DataError("synthetic data have no weight or group column; unset data.weight and folds.group.")
+    names = tuple(f"x{j}" for j in range(s.n_features))
+    return DataPlan(
+        kind="synthetic", source="synthetic", feature_names=names, target="y", weight=None, group=None,
+        n_rows=s.n_rows, blocks=_row_blocks(s.n_rows, cfg.block_rows),
+        synthetic=(s.n_rows, s.n_features, s.n_informative, s.correlation, s.noise, s.seed),
+    )
+
+
+def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | None) -> DataPlan:
+    import pyarrow.parquet as pq
+
+    metas = []
+    for p in paths:
+        try:
+            metas.append(pq.ParquetFile(p))
+        except Exception as e:
+            raise DataError(f"cannot read Parquet file {p!r}: {e}") from e
+    first = metas[0].schema_arrow
+    for p, m in zip(paths[1:], metas[1:]):
+        if not m.schema_arrow.equals(first):
+            raise DataError(
+                f"Parquet files must share one schema, but {p!r} differs from {paths[0]!r}:\n"
+                f"  {paths[0]}: {first}\n  {p}: {m.schema_arrow}\nrewrite them with the same columns and types."
+            )
+    columns = list(first.names)
+    features, target = _choose_columns(cfg, columns, source, group)
+    import pyarrow as pa
+
+    for col in (*features, target, *(c for c in (cfg.weight,) if c)):
+        typ = first.field(col).type
+        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
+            raise DataError(
+                f"column {col!r} of {source!r} is {typ}, not numeric; encode it as numbers or leave it "
+                "out with data.features."
+            )
+    blocks: list[BlockSpec] = []
+    start = 0
+    for p, m in zip(paths, metas):
+        groups: list[int] = []
+        rows = 0
+        for rg in range(m.metadata.num_row_groups):
+            groups.append(rg)
+            rows += m.metadata.row_group(rg).num_rows
+            if rows >= cfg.block_rows or rg == m.metadata.num_row_groups - 1:
+                if rows:
+                    blocks.append(BlockSpec(len(blocks), start, rows, path=p, row_groups=tuple(groups)))
+                start += rows
+                groups, rows = [], 0
+    if start == 0:
+        raise DataError(f"data.source {source!r} has zero rows.")
+    return DataPlan(
+        kind="parquet", source=source, feature_names=features, target=target, weight=cfg.weight,
+        group=group, n_rows=start, blocks=tuple(blocks), columns=tuple(columns),
+    )
+
+
+def _plan_csv(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
+    """Scan line offsets once (no parsing) so every block is a byte range of whole lines."""
+    size = Path(path).stat().st_size
+    if size == 0:
+        raise DataError(f"CSV file {path!r} is empty; it needs a header line and data rows.")
+    offsets = [0]
+    with open(path, "rb") as f:
+        header = f.readline()
+        pos = len(header)
+        data_start = pos
+        n_rows = 0
+        buf_start = pos
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            arr = np.frombuffer(chunk, dtype=np.uint8)
+            nl = np.flatnonzero(arr == 10) + buf_start + 1  # offset just past each newline
+            # every block_rows-th line end starts a new block
+            first_idx = (cfg.block_rows - n_rows % cfg.block_rows) - 1
+            offsets.extend(int(o) for o in nl[first_idx :: cfg.block_rows])
+            n_rows += nl.size
+            buf_start += len(chunk)
+        if size > data_start and not _ends_with_newline(path):
+            n_rows += 1  # last line without a trailing newline
+    columns = [c.strip().strip('"') for c in header.decode().rstrip("\r\n").split(",")]
+    if n_rows == 0:
+        raise DataError(f"CSV file {path!r} has a header but zero data rows.")
+    features, target = _choose_columns(cfg, columns, repr(path), group)
+    bounds = [data_start] + [o for o in offsets[1:] if o < size] + [size]
+    blocks = []
+    start = 0
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        rows = min(cfg.block_rows, n_rows - start)
+        blocks.append(BlockSpec(i, start, rows, path=path, byte_range=(a, b)))
+        start += rows
+    return DataPlan(
+        kind="csv", source=path, feature_names=features, target=target, weight=cfg.weight, group=group,
+        n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns),
+    )
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) == b"\n"
+
+
+def _plan_npy(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
+    if cfg.target is None:
+        raise DataError("data.target must name the y .npy file when data.source is an X .npy file.")
+    X = _open_npy(path, "data.source")
+    if X.ndim != 2:
+        raise DataError(f"{path!r} must hold a 2-D array (rows × features), got shape {X.shape}.")
+    extras = {"data.target": cfg.target, "data.weight": cfg.weight, "folds.group": group}
+    for key, p in extras.items():
+        if p is None:
+            continue
+        arr = _open_npy(p, key)
+        if arr.shape[0] != X.shape[0] or arr.ndim != 1:
+            raise DataError(f"{key} {p!r} must be 1-D with one value per row of X ({X.shape[0]}), got shape {arr.shape}.")
+    names = tuple(cfg.features) if cfg.features else tuple(f"x{j}" for j in range(X.shape[1]))
+    if len(names) != X.shape[1]:
+        raise DataError(f"data.features names {len(names)} columns but {path!r} has {X.shape[1]}.")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{path!r} has shape {X.shape}: it needs at least one row and one column.")
+    return DataPlan(
+        kind="npy", source=path, feature_names=names, target=cfg.target, weight=cfg.weight, group=group,
+        n_rows=int(X.shape[0]), blocks=_row_blocks(int(X.shape[0]), cfg.block_rows, path=path),
+    )
+
+
+def _open_npy(path: str, key: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError as e:
+        raise DataError(f"{key} {path!r} does not exist.") from e
+    except (ValueError, OSError) as e:
+        raise DataError(f"{key} {path!r} is not a readable .npy array: {e}") from e
+
+
+# ------------------------------------------------------------------ load
+def load_block(plan: DataPlan, spec: BlockSpec) -> BlockData:
+    """Read one block (runs on a worker) and check it: numeric and finite."""
+    if plan.kind == "synthetic":
+        X, y = synthetic_rows(plan.synthetic, spec.start_row, spec.n_rows)
+        return BlockData(X, y, None, None, spec.start_row)
+    if plan.kind == "npy":
+        sl = slice(spec.local_start, spec.local_start + spec.n_rows)
+        X = np.asarray(np.load(plan.source, mmap_mode="r")[sl], dtype=np.float64)
+        y = np.asarray(np.load(plan.target, mmap_mode="r")[sl], dtype=np.float64)
+        w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r")[sl], dtype=np.float64)
+        g = None if plan.group is None else np.asarray(np.load(plan.group, mmap_mode="r")[sl])
+        where = f"{plan.source} rows {sl.start}-{sl.stop - 1}"
+        return _checked(plan, X, y, w, g, spec, where)
+    frame = _read_frame(plan, spec)
+    missing = [c for c in _needed_columns(plan) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{spec.path}: columns {missing} are missing in this block.")
+    where = f"{spec.path} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
+    X = _numeric(frame, plan.feature_names, where)
+    y = _numeric(frame, (plan.target,), where)[:, 0]
+    w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
+    g = None if plan.group is None else frame[plan.group].to_numpy()
+    return _checked(plan, X, y, w, g, spec, where)
+
+
+def _needed_columns(plan: DataPlan) -> list[str]:
+    return [*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c)]
+
+
+def _read_frame(plan: DataPlan, spec: BlockSpec):  # -> pandas.DataFrame
+    import pandas as pd
+
+    if plan.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(spec.path).read_row_groups(list(spec.row_groups), columns=_needed_columns(plan))
+        return table.to_pandas()
+    if plan.kind == "bundled":
+        frame = pd.read_csv(spec.path, skiprows=range(1, spec.local_start + 1), nrows=spec.n_rows)
+        return frame
+    a, b = spec.byte_range  # csv
+    with open(spec.path, "rb") as f:
+        f.seek(a)
+        raw = f.read(b - a)
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(plan.columns), usecols=_needed_columns(plan))
+    except Exception as e:
+        raise DataError(f"{spec.path}: cannot parse rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}: {e}") from e
+    return frame
+
+
+def _numeric(frame, columns, where: str) -> np.ndarray:  # frame: pandas.DataFrame
+    import pandas as pd
+
+    bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+    if bad:
+        examples = {c: frame[c][pd.to_numeric(frame[c], errors="coerce").isna()].iloc[:1].tolist() for c in bad}
+        raise DataError(
+            f"{where}: columns {bad} are not numeric (e.g. {examples}); encode them as numbers or "
+            "leave them out with data.features."
+        )
+    return frame[list(columns)].to_numpy(dtype=np.float64)
+
+
+def _checked(plan: DataPlan, X, y, w, g, spec: BlockSpec, where: str) -> BlockData:
+    names = (*plan.feature_names, plan.target, *(c for c in (plan.weight,) if c))
+    arrays = [X, y[:, None]] + ([w[:, None]] if w is not None else [])
+    for arr, offset in zip(arrays, (0, len(plan.feature_names), len(plan.feature_names) + 1)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            cols = np.flatnonzero(bad.any(axis=0))
+            detail = ", ".join(f"{names[offset + j]!r}: {int(bad[:, j].sum())}" for j in cols[:5])
+            raise DataError(
+                f"{where}: NaN or inf values ({detail}); drop or impute them before the sweep."
+            )
+    if w is not None and (w < 0).any():
+        raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
+    return BlockData(np.ascontiguousarray(X), y, w, g, spec.start_row)
+
+
+# -------------------------------------------------------------- synthetic
+def synthetic_coef(n_features: int, n_informative: int, seed: int) -> np.ndarray:
+    """The true β of synthetic data: ``n_informative`` leading entries of magnitude 0.5–2, random signs."""
+    rng = np.random.default_rng([seed, 2**31 - 1])
+    beta = np.zeros(n_features)
+    beta[:n_informative] = rng.uniform(0.5, 2.0, n_informative) * rng.choice([-1.0, 1.0], n_informative)
+    return beta
+
+
+def synthetic_rows(params: tuple[int, int, int, float, float, int] | None, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``start … start + n − 1`` of the synthetic data set.
+
+    Columns are equicorrelated: ``x_j = sqrt(ρ) z₀ + sqrt(1 − ρ) z_j`` with
+    standard normal z, so ``corr(x_i, x_j) = ρ``; ``y = Xβ + σ ε``.
+    """
+    assert params is not None
+    _, p, k, rho, noise, seed = params
+    beta = synthetic_coef(p, k, seed)
+    first, last = start // SYNTH_CHUNK, (start + n - 1) // SYNTH_CHUNK
+    X = np.empty((n, p))
+    y = np.empty(n)
+    for c in range(first, last + 1):
+        rng = np.random.default_rng([seed, c])
+        z = rng.standard_normal((SYNTH_CHUNK, p + 2))
+        Xc = math.sqrt(rho) * z[:, :1] + math.sqrt(1.0 - rho) * z[:, 1 : p + 1]
+        yc = Xc @ beta + noise * z[:, p + 1]
+        lo = max(start, c * SYNTH_CHUNK)
+        hi = min(start + n, (c + 1) * SYNTH_CHUNK)
+        X[lo - start : hi - start] = Xc[lo - c * SYNTH_CHUNK : hi - c * SYNTH_CHUNK]
+        y[lo - start : hi - start] = yc[lo - c * SYNTH_CHUNK : hi - c * SYNTH_CHUNK]
+    return X, y

@@ -1,0 +1,210 @@
+"""What the workers run: the one data pass, fold problems, and candidate scoring.
+
+Every function here is module-level and pure in its inputs (picklable, no
+client, no Optuna, no MLflow), so Dask may run it anywhere and twice.
+
+The data pass: each block yields one :class:`~pipeline.solvers.SuffStats` per
+fold (its rows in that fold); the per-fold lists are merged pairwise in a
+tree on the workers. From the K held-out statistics a fold's training
+statistics are ``total − held-out``, and its :class:`FoldModel` (the
+standardized training Gram plus the held-out statistics) stays in the
+memory of one worker. Scoring a candidate on a fold is then a p×p solve and
+an exact held-out error from statistics: no row is read again.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import BlockSpec, DataPlan, load_block
+from .folds import block_fold_stats, group_folds, kfold_folds
+from .solvers import ElasticNet, GramProblem, SuffStats, make_penalty, merge_all
+
+__all__ = [
+    "BlockPass",
+    "Candidate",
+    "FoldModel",
+    "FoldScore",
+    "block_pass",
+    "make_fold_model",
+    "merge_block_passes",
+    "score_candidates",
+]
+
+_WARM_CACHE = 64
+
+
+@dataclass(frozen=True)
+class BlockPass:
+    """The per-fold statistics of some blocks, and what was seen in them."""
+
+    fold_stats: tuple[SuffStats, ...]
+    n_blocks: int
+    groups: frozenset | None = None  # distinct group values (group k-fold only)
+
+
+def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> BlockPass:
+    """Load one block and reduce it to one statistics record per fold."""
+    block = load_block(plan, spec)
+    n = block.X.shape[0]
+    if block.group is not None:
+        folds = group_folds(block.group, k, fold_seed)
+        groups = frozenset(np.unique(block.group).tolist())
+    else:
+        folds = kfold_folds(block.start_row, n, k, fold_seed)
+        groups = None
+    stats = block_fold_stats(block.X, block.y, block.weight, folds, k)
+    return BlockPass(tuple(stats), 1, groups)
+
+
+def merge_block_passes(*parts: BlockPass) -> BlockPass:
+    """Merge several block passes fold by fold (pairwise tree inside)."""
+    k = len(parts[0].fold_stats)
+    merged = tuple(merge_all(p.fold_stats[i] for p in parts) for i in range(k))
+    groups = None
+    if parts[0].groups is not None:
+        groups = frozenset().union(*(p.groups or frozenset() for p in parts))
+        if len(groups) > 100_000:  # only the count matters beyond this; keep the record small
+            groups = frozenset(list(groups)[:100_000])
+    return BlockPass(merged, sum(p.n_blocks for p in parts), groups)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One trial's parameters."""
+
+    trial: int
+    penalty: str
+    lambda1: float
+    lambda2: float
+
+    def penalty_object(self) -> ElasticNet:
+        return make_penalty(self.penalty, self.lambda1, self.lambda2)
+
+
+@dataclass(frozen=True)
+class FoldScore:
+    """One candidate on one fold: held-out and training errors from statistics."""
+
+    trial: int
+    fold: int
+    heldout_mse: float
+    heldout_r2: float
+    train_mse: float
+    n_nonzero: int
+    n_iter: int
+    converged: bool
+    seconds: float
+
+
+@dataclass(eq=False)
+class FoldModel:
+    """A fold's training problem and held-out statistics, living on one worker.
+
+    ``warm`` keeps recent solutions per penalty name so that a new candidate
+    starts from the nearest previous one (in log λ); ridge candidates reuse one
+    eigendecomposition of the fold's Gram.
+    """
+
+    fold: int
+    problem: GramProblem
+    train: SuffStats
+    heldout: SuffStats
+    warm: dict[str, list[tuple[float, float, np.ndarray]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("lock")
+        state["warm"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+
+    def nearest_solution(self, c: Candidate) -> np.ndarray | None:
+        entries = self.warm.get(c.penalty)
+        if not entries:
+            return None
+        key = (_log(c.lambda1), _log(c.lambda2))
+        best = min(entries, key=lambda e: abs(_log(e[0]) - key[0]) + abs(_log(e[1]) - key[1]))
+        return best[2]
+
+    def remember(self, c: Candidate, beta: np.ndarray) -> None:
+        entries = self.warm.setdefault(c.penalty, [])
+        entries.append((c.lambda1, c.lambda2, beta))
+        if len(entries) > _WARM_CACHE:
+            del entries[0]
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else -700.0
+
+
+def make_fold_model(
+    passes: BlockPass, fold: int, *, fit_intercept: bool, standardize: bool
+) -> FoldModel:
+    """Training statistics = total − held-out; standardization from training rows only."""
+    total = merge_all(passes.fold_stats)
+    heldout = passes.fold_stats[fold]
+    train = total - heldout
+    problem = GramProblem.from_stats(train, fit_intercept=fit_intercept, standardize=standardize)
+    return FoldModel(fold=fold, problem=problem, train=train, heldout=heldout)
+
+
+def score_candidates(model: FoldModel, candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:
+    """Fit every candidate on this fold and score it on the held-out statistics."""
+    out = []
+    for c in candidates:
+        t0 = time.perf_counter()
+        with model.lock:
+            beta0 = model.nearest_solution(c) if c.lambda1 > 0 else None
+            result = model.problem.solve(c.penalty_object(), beta0, tol=tol, reuse_factor=True)
+            if c.lambda1 > 0:
+                model.remember(c, result.beta)
+        out.append(
+            FoldScore(
+                trial=c.trial,
+                fold=model.fold,
+                heldout_mse=model.heldout.mse(result.coef, result.intercept),
+                heldout_r2=model.heldout.r2(result.coef, result.intercept),
+                train_mse=model.train.mse(result.coef, result.intercept),
+                n_nonzero=result.n_nonzero,
+                n_iter=result.n_iter,
+                converged=result.converged,
+                seconds=time.perf_counter() - t0,
+            )
+        )
+    return out
+
+
+def search_bounds(passes: BlockPass, *, fit_intercept: bool, standardize: bool) -> dict[str, float]:
+    """Data-derived λ ranges from the total statistics (runs on a worker).
+
+    λ1: ``[1e-4 · λ1_max, λ1_max]`` (λ1_max zeroes every coefficient).
+    λ2: from the spectrum of the standardized Gram, ``[max(e_min, 1e-6 e_max), 10 e_max]``:
+    far below the smallest eigenvalue ridge is least squares, far above the
+    largest it shrinks everything.
+    """
+    total = merge_all(passes.fold_stats)
+    problem = GramProblem.from_stats(total, fit_intercept=fit_intercept, standardize=standardize)
+    e = np.linalg.eigvalsh(problem.G) if problem.G.size else np.zeros(1)
+    e_max = float(max(e[-1], np.finfo(float).tiny))
+    positive = e[e > e_max * e.size * np.finfo(float).eps]
+    e_min = float(positive[0]) if positive.size else e_max
+    lam1_max = problem.lambda1_max
+    return {
+        "lambda1_low": 1e-4 * lam1_max,
+        "lambda1_high": lam1_max,
+        "lambda2_low": max(e_min, 1e-6 * e_max),
+        "lambda2_high": 10.0 * e_max,
+        "lambda1_max": lam1_max,
+        "n_kept": int(problem.kept.sum()),
+    }

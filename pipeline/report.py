@@ -1,0 +1,141 @@
+"""What the user reads: the trials table, the plots, the console summary."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .model import FittedModel
+
+__all__ = ["TrialRow", "format_top_table", "trial_rows", "write_plots", "write_trials_csv"]
+
+TrialRow = dict  # number, state, penalty, lambda1, lambda2, cv_mse, cv_mse_se, train_mse, cv_r2, n_nonzero
+
+
+def trial_rows(study: object) -> list[TrialRow]:
+    """One row per trial of the study (any state), from the study itself (the record of truth)."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):  # type: ignore[attr-defined]
+        cv = t.user_attrs.get("cv", {})
+        rows.append({
+            "number": t.number,
+            "state": t.state.name,
+            "penalty": t.params.get("penalty", ""),
+            "lambda1": t.params.get("lambda1", 0.0),
+            "lambda2": t.params.get("lambda2", 0.0),
+            "cv_mse": t.value if t.value is not None else float("nan"),
+            "cv_mse_se": cv.get("cv_mse_se", float("nan")),
+            "train_mse": cv.get("train_mse", float("nan")),
+            "cv_r2": cv.get("cv_r2", float("nan")),
+            "n_nonzero": cv.get("n_nonzero", float("nan")),
+            "fold_mse": " ".join(f"{v:.10g}" for v in cv.get("fold_mse", [])),
+        })
+    return rows
+
+
+def write_trials_csv(rows: Sequence[TrialRow], path: Path) -> Path:
+    fields = ["number", "state", "penalty", "lambda1", "lambda2", "cv_mse", "cv_mse_se",
+              "train_mse", "cv_r2", "n_nonzero", "fold_mse"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def format_top_table(rows: Sequence[TrialRow], top: int = 10) -> str:
+    """A plain-text table of the best complete trials."""
+    done = sorted((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["cv_mse"])[:top]
+    head = f"{'rank':>4} {'trial':>5}  {'penalty':<10} {'lambda1':>10} {'lambda2':>10} {'cv_mse':>12} {'± se':>10} {'train_mse':>12} {'nnz':>6}"
+    lines = [head, "-" * len(head)]
+    for i, r in enumerate(done, 1):
+        lines.append(
+            f"{i:>4} {r['number']:>5}  {r['penalty']:<10} {_g(r['lambda1']):>10} {_g(r['lambda2']):>10} "
+            f"{r['cv_mse']:>12.6g} {_g(r['cv_mse_se']):>10} {r['train_mse']:>12.6g} {r['n_nonzero']:>6.1f}"
+        )
+    return "\n".join(lines)
+
+
+def _g(v: float) -> str:
+    return "-" if not v or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+def write_plots(rows: Sequence[TrialRow], model: FittedModel, out: Path) -> list[Path]:
+    """Validation curves per penalty, best coefficients, optimisation history (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    paths = []
+
+    penalties = [p for p in ("l1", "elasticnet", "l2") if any(r["penalty"] == p for r in done)]
+    if penalties:
+        fig, axes = plt.subplots(1, len(penalties), figsize=(5 * len(penalties), 4), squeeze=False)
+        for ax, pen in zip(axes[0], penalties):
+            sel = [r for r in done if r["penalty"] == pen]
+            lam = np.array([_strength(r) for r in sel])
+            order = np.argsort(lam)
+            cv = np.array([r["cv_mse"] for r in sel])[order]
+            se = np.array([r["cv_mse_se"] for r in sel])[order]
+            tr = np.array([r["train_mse"] for r in sel])[order]
+            ax.errorbar(lam[order], cv, yerr=se, fmt="o-", ms=3, lw=1, capsize=2, label="held-out MSE (± se)")
+            ax.plot(lam[order], tr, "s--", ms=3, lw=1, label="training MSE")
+            best = int(np.argmin(cv))
+            ax.axvline(lam[order][best], color="grey", ls=":", lw=1)
+            ax.set_xscale("log")
+            xlabel = {"l1": "λ1", "l2": "λ2", "elasticnet": "λ1 + λ2"}[pen]
+            ax.set_xlabel(f"{xlabel}  (← overfits · underfits →)")
+            ax.set_ylabel("MSE")
+            ax.set_title(f"{pen}: validation curve")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(_save(fig, out / "validation_curve.png"))
+
+    names = list(model.feature_names or [f"x{j}" for j in range(model.n_features)])
+    std_coef = model.coef * model.x_scale
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 4))
+    colors = ["tab:blue" if c != 0 else "lightgrey" for c in std_coef]
+    ax.bar(range(len(names)), std_coef, color=colors)
+    for j, c in enumerate(std_coef):
+        if c == 0:
+            ax.text(j, 0, "0", ha="center", va="bottom", fontsize=7, color="grey")
+    ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 12 else 0, fontsize=8)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_ylabel("coefficient × feature scale")
+    ax.set_title(f"best model ({model.penalty}): {model.n_nonzero}/{len(names)} non-zero; dropped in grey")
+    fig.tight_layout()
+    paths.append(_save(fig, out / "coefficients.png"))
+
+    if done:
+        nums = np.array([r["number"] for r in done])
+        vals = np.array([r["cv_mse"] for r in done])
+        order = np.argsort(nums)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(nums[order], vals[order], "o", ms=3, alpha=0.6, label="trial")
+        ax.plot(nums[order], np.minimum.accumulate(vals[order]), "-", color="tab:red", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("cross-validated MSE")
+        ax.set_yscale("log")
+        ax.set_title("optimisation history")
+        ax.legend()
+        fig.tight_layout()
+        paths.append(_save(fig, out / "optimization_history.png"))
+    return paths
+
+
+def _strength(r: TrialRow) -> float:
+    return {"l1": r["lambda1"], "l2": r["lambda2"]}.get(r["penalty"], r["lambda1"] + r["lambda2"])
+
+
+def _save(fig: object, path: Path) -> Path:
+    fig.savefig(path, dpi=110)  # type: ignore[attr-defined]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # type: ignore[arg-type]
+    return path

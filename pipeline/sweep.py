@@ -1,0 +1,354 @@
+"""``regsweep sweep``: one data pass, an Optuna search over Dask, MLflow tracking.
+
+Order matters for failing early and for never losing results:
+
+1. validate the config (done by the caller) and plan the data from metadata;
+2. check MLflow is reachable and create the experiment once; open the study;
+3. start or connect to the cluster;
+4. the one data pass: per-block, per-fold statistics merged on the workers;
+5. fold problems placed on the workers; search bounds from the statistics;
+6. the ask/tell loop, each finished trial told to Optuna and queued to MLflow;
+7. the best trial refit on all data, logged and registered as ``candidate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cluster import open_client, total_threads
+from .config import SweepConfig
+from .data import DataPlan, load_block, plan_data
+from .errors import DataError
+from .evaluate import BlockPass, Candidate, block_pass, make_fold_model, merge_block_passes, search_bounds
+from .model import FittedModel
+from .report import format_top_table, trial_rows, write_plots, write_trials_csv
+from .search import SearchSpace, TrialResult, open_study, run_trials
+from .solvers import GramProblem, merge_all
+from .tracking import Tracker, TrialRecord
+
+__all__ = ["run_sweep"]
+
+_MERGE_FAN_IN = 8
+
+
+# ----------------------------------------------------------- worker tasks
+def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str, Any]:
+    """Row counts per fold, group count and a content fingerprint of the data (worker side)."""
+    total = merge_all(passes.fold_stats)
+    h = hashlib.sha256()
+    for name, arr in sorted(total.to_arrays().items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update("\x1f".join(feature_names).encode())
+    return {
+        "n_rows": total.n_rows,
+        "fold_rows": [s.n_rows for s in passes.fold_stats],
+        "fold_weight": [s.sum_w for s in passes.fold_stats],
+        "n_groups": None if passes.groups is None else len(passes.groups),
+        "fingerprint": h.hexdigest()[:16],
+    }
+
+
+def refit_best(
+    passes: BlockPass, cand: Candidate, feature_names: tuple[str, ...], *, fit_intercept: bool, standardize: bool, tol: float
+) -> FittedModel:
+    """The best candidate refit on all rows, from the total statistics (worker side)."""
+    total = merge_all(passes.fold_stats)
+    problem = GramProblem.from_stats(total, fit_intercept=fit_intercept, standardize=standardize)
+    pen = cand.penalty_object()
+    res = problem.solve(pen, tol=tol)
+    return FittedModel(
+        coef=res.coef, intercept=float(res.intercept), penalty=pen.name, lambda1=pen.lambda1,
+        lambda2=pen.lambda2, standardize=standardize, fit_intercept=fit_intercept,
+        x_mean=problem.x_center, x_scale=problem.x_scale, feature_names=feature_names,
+        n_iter=res.n_iter, dual_gap=res.dual_gap, converged=res.converged,
+    )
+
+
+def example_rows(plan: DataPlan, n: int = 5) -> np.ndarray:
+    """A few rows of the first block, for the model's input example (worker side)."""
+    return load_block(plan, plan.blocks[0]).X[:n]
+
+
+# ----------------------------------------------------------- orchestration
+@dataclass
+class _Timer:
+    marks: dict[str, float]
+
+    def lap(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.marks[name] = round(now - since, 4)
+        return now
+
+
+def _data_pass(client: Any, plan: DataPlan, k: int, seed: int) -> Any:
+    plan_f = client.scatter(plan, broadcast=True)
+    futs = [client.submit(block_pass, plan_f, spec, k, seed, pure=False, key=f"block-{spec.index}-{id(plan_f)}")
+            for spec in plan.blocks]
+    while len(futs) > 1:
+        futs = [client.submit(merge_block_passes, *futs[i : i + _MERGE_FAN_IN], pure=False)
+                for i in range(0, len(futs), _MERGE_FAN_IN)]
+    return futs[0]
+
+
+def _resolve_space(cfg: SweepConfig, bounds: dict[str, float]) -> SearchSpace:
+    s = cfg.search
+    lo1 = bounds["lambda1_low"] if s.lambda1.low == "auto" else float(s.lambda1.low)
+    hi1 = bounds["lambda1_high"] if s.lambda1.high == "auto" else float(s.lambda1.high)
+    lo2 = bounds["lambda2_low"] if s.lambda2.low == "auto" else float(s.lambda2.low)
+    hi2 = bounds["lambda2_high"] if s.lambda2.high == "auto" else float(s.lambda2.high)
+    for name, lo, hi in (("lambda1", lo1, hi1), ("lambda2", lo2, hi2)):
+        if not (0 < lo < hi):
+            raise DataError(
+                f"search.{name}: the resolved range [{lo:.4g}, {hi:.4g}] is empty (an 'auto' bound comes "
+                "from the data: λ1_max is 0 when the target is constant); set both bounds explicitly."
+            )
+    return SearchSpace(tuple(s.penalties), (lo1, hi1), (lo2, hi2))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def mlflow_ui_command(uri: str, experiment_id: str) -> str:
+    """The command (or address) that shows these results in the MLflow UI."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri.rstrip('/')}/#/experiments/{experiment_id}"
+    return (f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   "
+            f"# then open http://127.0.0.1:5000/#/experiments/{experiment_id}")
+
+
+def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress: bool | None = None) -> dict[str, Any]:
+    """Run the sweep described by ``cfg``; return the summary (also what ``--summary-json`` writes)."""
+    t0 = time.perf_counter()
+    timer = _Timer({})
+    plan = plan_data(cfg.data, cfg.folds)
+    k = cfg.folds.k
+    if plan.n_rows < k:
+        raise DataError(f"folds.k={k} needs at least {k} rows, but the data have {plan.n_rows}; lower folds.k.")
+    tracker = Tracker(cfg.tracking)
+    tracker.preflight()
+    experiment_id = tracker.ensure_experiment()
+    tracker.study_name = cfg.search.study_name
+    study = open_study(cfg.search)
+    t = timer.lap("setup", t0)
+
+    with open_client(cfg.cluster) as client:
+        threads = total_threads(client)
+        link = getattr(client, "dashboard_link", None)
+        echo(f"Dask: {len(client.scheduler_info()['workers'])} workers, {threads} threads"
+             + (f"; dashboard {link}" if link else ""))
+        t = timer.lap("cluster_start", t)
+
+        passes = _data_pass(client, plan, k, cfg.folds.seed)
+        meta = client.submit(pass_summary, passes, plan.feature_names, pure=False).result()
+        _check_folds(meta, cfg)
+        m = cfg.model
+        bounds = client.submit(search_bounds, passes, fit_intercept=m.fit_intercept, standardize=m.standardize,
+                               pure=False).result()
+        t = timer.lap("data_pass", t)
+        workers = sorted(client.scheduler_info()["workers"])
+        fold_workers = [workers[i % len(workers)] for i in range(k)]
+        fold_models = [
+            client.submit(make_fold_model, passes, i, fit_intercept=m.fit_intercept, standardize=m.standardize,
+                          workers=[fold_workers[i]], allow_other_workers=True, pure=False)
+            for i in range(k)
+        ]
+        space = _resolve_space(cfg, bounds)
+        echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {k} folds, "
+             f"fingerprint {meta['fingerprint']}")
+
+        parent = tracker.start_parent(
+            run_name=f"sweep-{cfg.search.study_name}",
+            tags={"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name,
+                  "regsweep.data_fingerprint": meta["fingerprint"]},
+        )
+        status = "FAILED"
+        try:
+            params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
+            params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
+                           "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
+            tracker.log_params(parent, params)
+            tracker.start_trial_logging()
+            bar = _Progress(cfg.search.n_trials, echo, progress)
+            in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
+
+            def on_result(r: TrialResult) -> None:
+                tracker.log_trial(_record(r))
+                bar.update(r.cv_mse)
+
+            def on_failure(number: int, cand: Candidate, reason: str) -> None:
+                now = int(time.time() * 1000)
+                tracker.log_trial(TrialRecord(number, _params(cand), {}, {}, now, now, status="FAILED"))
+                echo(f"trial {number} failed: {reason}")
+
+            bar.start(study)
+            asked = run_trials(client, study, fold_models, fold_workers, space, cfg.search.n_trials,
+                               in_flight=in_flight, threads=threads, tol=m.tol,
+                               on_result=on_result, on_failure=on_failure)
+            bar.close()
+            t = timer.lap("trials", t)
+            tracker.finish_trial_logging()
+            t = timer.lap("tracking_drain", t)
+
+            best = study.best_trial
+            cand = Candidate(best.number, best.params["penalty"], best.params.get("lambda1", 0.0),
+                             best.params.get("lambda2", 0.0))
+            model = client.submit(refit_best, passes, cand, plan.feature_names, fit_intercept=m.fit_intercept,
+                                  standardize=m.standardize, tol=m.tol, pure=False).result()
+            example = client.submit(example_rows, plan, pure=False).result()
+            model_uri, version = tracker.log_model(parent, model, example, cfg.tracking.registered_model)
+            rows = trial_rows(study)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp)
+                (out / "config.yaml").write_text(cfg.to_yaml())
+                write_trials_csv(rows, out / "trials.csv")
+                write_plots(rows, model, out)
+                tracker.log_artifacts(parent, out)
+            cv = best.user_attrs.get("cv", {})
+            tracker.log_params(parent, {"best.penalty": cand.penalty, "best.lambda1": cand.lambda1,
+                                        "best.lambda2": cand.lambda2, "best.trial": best.number})
+            tracker.log_metrics(parent, {"best_cv_mse": best.value, "best_cv_mse_se": cv.get("cv_mse_se"),
+                                         "best_n_nonzero": float(model.n_nonzero),
+                                         "n_trials_complete": float(_n_complete(study))})
+            status = "FINISHED"
+        finally:
+            tracker.finish_trial_logging(timeout=30)
+            tracker.end_run(parent, status)
+        timer.lap("refit_and_logging", t)
+
+    summary = {
+        "best_params": {"penalty": cand.penalty, "lambda1": cand.lambda1, "lambda2": cand.lambda2},
+        "best_cv_mse": best.value,
+        "best_cv_mse_se": cv.get("cv_mse_se"),
+        "best_trial": best.number,
+        "n_trials": cfg.search.n_trials,
+        "n_trials_asked_this_run": asked,
+        "n_trials_complete": _n_complete(study),
+        "study_name": cfg.search.study_name,
+        "storage": cfg.search.storage,
+        "tracking_uri": cfg.tracking.uri,
+        "experiment_id": experiment_id,
+        "mlflow_run_id": parent,
+        "model_uri": model_uri,
+        "registered_model": cfg.tracking.registered_model,
+        "model_version": version,
+        "n_rows": meta["n_rows"],
+        "n_features": plan.n_features,
+        "k": k,
+        "data_fingerprint": meta["fingerprint"],
+        "search_space": space.as_dict(),
+        "trials_not_logged": [n for n, _ in tracker.failed],
+        "timings_s": timer.marks,
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+    echo("")
+    echo(format_top_table(rows))
+    echo("")
+    echo(f"Best: trial {best.number}, {cand.penalty} λ1={cand.lambda1:.4g} λ2={cand.lambda2:.4g}, "
+         f"cv MSE {best.value:.6g} ± {cv.get('cv_mse_se', float('nan')):.3g}; "
+         f"registered as {cfg.tracking.registered_model} v{version} (alias candidate)")
+    if tracker.failed:
+        echo(f"WARNING: {len(tracker.failed)} trials were not logged to MLflow: {[n for n, _ in tracker.failed]}")
+    echo(f"MLflow UI: {mlflow_ui_command(cfg.tracking.uri, experiment_id)}")
+    return summary
+
+
+def _n_complete(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _check_folds(meta: dict[str, Any], cfg: SweepConfig) -> None:
+    k = cfg.folds.k
+    if meta["n_groups"] is not None and meta["n_groups"] < k:
+        raise DataError(
+            f"folds.group {cfg.folds.group!r} has {meta['n_groups']} distinct groups, fewer than folds.k={k}; "
+            "lower folds.k or use row k-fold (folds.group: null)."
+        )
+    empty = [i for i, w in enumerate(meta["fold_weight"]) if not w > 0]
+    if empty:
+        raise DataError(
+            f"folds {empty} received no rows (or zero total weight) out of {meta['n_rows']} rows; "
+            "lower folds.k or change folds.seed."
+        )
+
+
+def _params(c: Candidate) -> dict[str, Any]:
+    p: dict[str, Any] = {"penalty": c.penalty}
+    if c.penalty != "l2":
+        p["lambda1"] = c.lambda1
+    if c.penalty != "l1":
+        p["lambda2"] = c.lambda2
+    return p
+
+
+def _record(r: TrialResult) -> TrialRecord:
+    return TrialRecord(
+        number=r.number,
+        params=_params(r.candidate),
+        metrics=r.metrics(),
+        fold_metrics={"fold_mse": r.fold_mse},
+        start_ms=int(r.start * 1000),
+        end_ms=int(r.end * 1000),
+    )
+
+
+class _Progress:
+    """tqdm on a terminal; a plain log line every ~10% otherwise."""
+
+    def __init__(self, total: int, echo: Callable[[str], None], progress: bool | None) -> None:
+        self.total = total
+        self.echo = echo
+        self.tty = sys.stdout.isatty() if progress is None else progress
+        self.best = math.inf
+        self.done = 0
+        self.t0 = time.perf_counter()
+        self.bar: Any = None
+
+    def start(self, study: Any) -> None:
+        self.done = _n_complete(study)
+        try:
+            self.best = min(self.best, study.best_value)
+        except ValueError:
+            pass
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.done, desc="trials", unit="trial", dynamic_ncols=True)
+
+    def update(self, value: float) -> None:
+        self.done += 1
+        self.best = min(self.best, value)
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"best cv_mse={self.best:.6g}")
+            self.bar.update(1)
+            return
+        step = max(1, self.total // 10)
+        if self.done % step == 0 or self.done == self.total:
+            el = time.perf_counter() - self.t0
+            eta = el / max(1, self.done) * (self.total - self.done)
+            self.echo(f"trials {self.done}/{self.total}  best cv_mse={self.best:.6g}  elapsed {el:.1f}s  eta {eta:.1f}s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
