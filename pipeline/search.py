@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -106,9 +107,12 @@ def open_study(cfg: SearchConfig) -> object:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(
-        seed=cfg.seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
-    )
+    with warnings.catch_warnings():
+        # `group` (conditional search spaces for multivariate TPE) is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=cfg.seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
+        )
     return optuna.create_study(
         storage=cfg.storage,
         study_name=cfg.study_name,

@@ -76,6 +76,8 @@ class Tracker:
         _quiet_mlflow()
         from mlflow import MlflowClient
 
+        _quiet_mlflow()  # mlflow configures its own loggers on import
+
         self.cfg = cfg
         self.uri = cfg.uri
         self.client = MlflowClient(tracking_uri=cfg.uri, registry_uri=cfg.uri)
@@ -215,7 +217,7 @@ class Tracker:
     # -------------------------------------------------------------- model
     def log_model(
         self, run_id: str, model: FittedModel, input_example: np.ndarray, registered_model: str | None
-    ) -> tuple[str, str | None]:
+    ) -> tuple[str, int | None]:
         """Log ``model`` as a pyfunc (loader module, no pickle) on ``run_id``; register it with alias ``candidate``.
 
         Returns ``(model_uri, registered version or None)``.
@@ -243,7 +245,7 @@ class Tracker:
         version = None
         if registered_model:
             mv = mlflow.register_model(info.model_uri, registered_model, await_registration_for=30)
-            version = str(mv.version)
+            version = int(mv.version)
             self.client.set_registered_model_alias(registered_model, "candidate", version)
         return info.model_uri, version
 

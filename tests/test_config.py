@@ -1,0 +1,100 @@
+"""Config: every shipped file loads; every rule names its key path and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import SweepConfig, load_config
+from pipeline.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_configs_exist():
+    assert {p.name for p in CONFIGS} >= {"quickstart.yaml", "cluster.yaml", "synthetic-large.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, SweepConfig)
+    assert cfg.search.n_trials >= 1
+
+
+def test_empty_file_means_all_defaults(tmp_path):
+    p = tmp_path / "empty.yaml"
+    p.write_text("")
+    cfg = load_config(p)
+    assert cfg.data.source == "bundled:diabetes"
+    assert cfg.cluster.address is None
+    assert cfg.tracking.uri.startswith("sqlite:///")
+
+
+def test_fixed_key_paths_exist():
+    cfg = load_config(None, [
+        "data.source=synthetic", "data.target=y", "data.synthetic.n_rows=1000", "data.synthetic.n_features=7",
+        "data.synthetic.n_informative=3", "data.synthetic.correlation=0.2", "data.synthetic.noise=0.5",
+        "data.synthetic.seed=3", "folds.k=4", "folds.seed=9", "search.n_trials=7", "search.penalties=[l1]",
+        "search.seed=5", "search.storage=sqlite:///x.db", "search.study_name=s", "cluster.address=tcp://127.0.0.1:8786",
+        "cluster.n_workers=3", "tracking.uri=http://127.0.0.1:5000", "tracking.experiment=e",
+        "tracking.registered_model=m",
+    ])
+    assert cfg.data.synthetic.n_rows == 1000 and cfg.folds.k == 4 and cfg.search.penalties == ["l1"]
+    assert cfg.cluster.address == "tcp://127.0.0.1:8786" and cfg.tracking.registered_model == "m"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["search.n_trail=3"], "search.n_trail: unknown key; did you mean 'search.n_trials'?"),
+        (["sarch.n_trials=3"], "sarch: unknown key; did you mean 'search'?"),
+        (["search.n_trials=0"], "search.n_trials: Input should be greater than or equal to 1, got 0"),
+        (["search.n_trials=many"], "search.n_trials: Input should be a valid integer"),
+        (["folds.k=1"], "folds.k: Input should be greater than or equal to 2, got 1"),
+        (["search.penalties=[l1, ridge]"], "search.penalties.1: Input should be 'l1', 'l2' or 'elasticnet', got 'ridge'"),
+        (["search.penalties=[]"], "search.penalties: List should have at least 1 item"),
+        (["search.lambda1.low=5", "search.lambda1.high=1"], "search.lambda1: low < high must hold, got low=5.0, high=1.0"),
+        (["search.lambda2.low=0"], "search.lambda2.low: must be a positive number or 'auto'"),
+        (["search.lambda2.high=-3"], "search.lambda2.high: must be a positive number or 'auto'"),
+        (["search.storage=redis://localhost"], "search.storage: URI scheme must be one of sqlite, postgresql, mysql, got 'redis://localhost'"),
+        (["tracking.uri=ftp://x"], "tracking.uri: URI scheme must be one of"),
+        (["data.synthetic.n_informative=50"], "n_informative must be <= n_features, got n_informative=50 > n_features=20"),
+        (["data.features=[a, b, a]"], "data.features: features must be listed once each, got duplicates ['a']"),
+        (["cluster=3"], "cluster: Input should be a valid dictionary"),
+        (["nokey"], "--set expects key.path=value, got 'nokey'"),
+        (["search.n_trials=3", "search.n_trials.x=1"], "search.n_trials is a value, not a section"),
+    ],
+)
+def test_bad_configs_name_the_key_and_value(overrides, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert fragment in str(info.value)
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_config(scalar)
+
+
+def test_overrides_parse_yaml_values_and_win_over_the_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("search:\n  n_trials: 5\n")
+    cfg = load_config(p, ["search.n_trials=9", "cluster.address=null", "model.standardize=false"])
+    assert cfg.search.n_trials == 9 and cfg.cluster.address is None and cfg.model.standardize is False
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    cfg = load_config(None, ["search.n_trials=3"])
+    p = tmp_path / "resolved.yaml"
+    p.write_text(cfg.to_yaml())
+    assert load_config(p) == cfg

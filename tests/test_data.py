@@ -1,0 +1,145 @@
+"""Data sources: each reads the same rows, block by block, with clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import DataConfig, FoldsConfig
+from pipeline.data import SYNTH_CHUNK, load_block, plan_data, synthetic_coef
+from pipeline.errors import DataError
+
+
+def _read_all(plan):
+    blocks = [load_block(plan, s) for s in plan.blocks]
+    for s, b in zip(plan.blocks, blocks):
+        assert b.X.shape[0] == s.n_rows and b.start_row == s.start_row
+    return np.vstack([b.X for b in blocks]), np.concatenate([b.y for b in blocks])
+
+
+def test_bundled_diabetes_is_sklearns_copy(diabetes):
+    X_ref, y_ref = diabetes
+    plan = plan_data(DataConfig(block_rows=100))
+    assert plan.n_rows == 442 and plan.n_features == 10 and len(plan.blocks) == 5
+    assert plan.feature_names == ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+    X, y = _read_all(plan)
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+@pytest.fixture
+def frame(diabetes):
+    X, y = diabetes
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(10)])
+    df["y"] = y
+    df["w"] = np.linspace(0.5, 2, len(y))
+    return df
+
+
+def test_csv_byte_range_blocks(tmp_path, frame, diabetes):
+    p = tmp_path / "d.csv"
+    frame.to_csv(p, index=False)
+    for block_rows in (1, 50, 441, 442, 10_000):
+        plan = plan_data(DataConfig(source=str(p), target="y", weight="w", block_rows=block_rows))
+        assert plan.feature_names == tuple(f"f{i}" for i in range(10))
+        X, y = _read_all(plan)
+        np.testing.assert_allclose(X, diabetes[0], rtol=1e-15)
+        np.testing.assert_allclose(y, diabetes[1])
+        w = np.concatenate([load_block(plan, s).weight for s in plan.blocks])
+        np.testing.assert_allclose(w, frame["w"].to_numpy())
+
+
+def test_csv_without_trailing_newline(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("a,b,y\n1,2,3\n4,5,6\n7,8,9")
+    plan = plan_data(DataConfig(source=str(p), target="y", block_rows=2))
+    X, y = _read_all(plan)
+    np.testing.assert_array_equal(y, [3, 6, 9])
+
+
+def test_parquet_file_directory_and_glob(tmp_path, frame, diabetes):
+    d = tmp_path / "parts"
+    d.mkdir()
+    for i, chunk in enumerate(np.array_split(np.arange(442), 3)):
+        frame.iloc[chunk].to_parquet(d / f"part-{i}.parquet", row_group_size=40)
+    for source in (str(d), str(d / "*.parquet")):
+        plan = plan_data(DataConfig(source=source, target="y", features=[f"f{i}" for i in range(10)], block_rows=100))
+        X, y = _read_all(plan)
+        np.testing.assert_array_equal(X, diabetes[0])
+        assert plan.n_rows == 442
+
+
+def test_npy_pair(tmp_path, diabetes):
+    np.save(tmp_path / "X.npy", diabetes[0])
+    np.save(tmp_path / "y.npy", diabetes[1])
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), block_rows=128))
+    X, y = _read_all(plan)
+    np.testing.assert_array_equal(X, diabetes[0])
+
+
+def test_synthetic_rows_do_not_depend_on_the_block_size():
+    cfg = dict(source="synthetic")
+    syn = dict(n_rows=3 * SYNTH_CHUNK + 17, n_features=6, n_informative=3, correlation=0.6, noise=0.1, seed=4)
+    a = _read_all(plan_data(DataConfig(**cfg, synthetic=syn, block_rows=1000)))
+    b = _read_all(plan_data(DataConfig(**cfg, synthetic=syn, block_rows=SYNTH_CHUNK * 2)))
+    np.testing.assert_array_equal(a[0], b[0])
+    X, y = a
+    beta = synthetic_coef(6, 3, 4)
+    assert np.count_nonzero(beta) == 3
+    assert np.std(y - X @ beta) == pytest.approx(0.1, rel=0.05)
+    c = np.corrcoef(X.T)
+    assert np.abs(c[np.triu_indices(6, 1)] - 0.6).max() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("cfg", "fragment"),
+    [
+        (dict(source="nope.csv"), "does not exist"),
+        (dict(source="bundled:iris"), "unknown bundled dataset 'iris'"),
+        (dict(source="bundled:diabetes", target="nope"), "data.target 'nope' is not a column"),
+        (dict(source="bundled:diabetes", features=["age", "zzz"]), "data.features ['zzz'] are not columns"),
+        (dict(source="bundled:diabetes", features=["age", "progression"]), "must not include the target"),
+    ],
+)
+def test_plan_errors(cfg, fragment):
+    with pytest.raises(DataError) as info:
+        plan_data(DataConfig(**cfg))
+    assert fragment in str(info.value)
+
+
+def test_empty_and_header_only_csv(tmp_path):
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        plan_data(DataConfig(source=str(empty), target="y"))
+    header = tmp_path / "h.csv"
+    header.write_text("a,y\n")
+    with pytest.raises(DataError, match="zero data rows"):
+        plan_data(DataConfig(source=str(header), target="y"))
+
+
+def test_block_errors_name_file_column_and_rows(tmp_path, frame):
+    frame = frame.copy()
+    frame.loc[5, "f3"] = np.nan
+    frame["txt"] = "a"
+    p = tmp_path / "bad.csv"
+    frame.to_csv(p, index=False)
+    plan = plan_data(DataConfig(source=str(p), target="y", features=[f"f{i}" for i in range(10)], block_rows=100))
+    with pytest.raises(DataError, match=r"bad.csv rows 0-99: NaN or inf values \('f3': 1\)"):
+        load_block(plan, plan.blocks[0])
+    plan2 = plan_data(DataConfig(source=str(p), target="y", block_rows=100))
+    with pytest.raises(DataError, match=r"columns \['txt'\] are not numeric"):
+        load_block(plan2, plan2.blocks[1])
+
+
+def test_parquet_schema_mismatch(tmp_path, frame):
+    frame.iloc[:100].to_parquet(tmp_path / "a.parquet")
+    frame.iloc[100:].rename(columns={"f1": "g1"}).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(DataError, match="must share one schema"):
+        plan_data(DataConfig(source=str(tmp_path), target="y"))
+
+
+def test_group_column_must_exist():
+    with pytest.raises(DataError, match="folds.group 'clinic' is not a column"):
+        plan_data(DataConfig(), FoldsConfig(group="clinic"))

@@ -1,0 +1,138 @@
+"""End to end on the embedded LocalCluster: every trial's CV error equals scikit-learn's on the same folds."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from sklearn.linear_model import ElasticNet, Lasso, Ridge
+from sklearn.model_selection import PredefinedSplit, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.config import load_config
+from pipeline.folds import kfold_folds
+from pipeline.sweep import run_sweep
+
+SUMMARY_FIELDS = {
+    "best_params", "best_cv_mse", "best_cv_mse_se", "n_trials", "n_trials_complete", "study_name", "storage",
+    "tracking_uri", "mlflow_run_id", "model_uri", "n_rows", "n_features", "elapsed_s",
+}
+
+
+@pytest.fixture(scope="module")
+def sweep_result(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    cfg = load_config(None, [
+        "search.n_trials=12", f"search.storage=sqlite:///{tmp}/optuna.db", "search.study_name=e2e",
+        f"tracking.uri=sqlite:///{tmp}/mlflow.db", "tracking.experiment=e2e", "tracking.registered_model=e2e-model",
+        "folds.seed=3", "data.block_rows=100", "cluster.dashboard_address=null",
+    ])
+    lines: list[str] = []
+    summary = run_sweep(cfg, echo=lines.append, progress=False)
+    study = optuna.load_study(study_name="e2e", storage=cfg.search.storage)
+    return cfg, summary, study, lines
+
+
+def _sklearn_cv_mse(X, y, folds, penalty, lam1, lam2):
+    """Mean held-out MSE over the same folds, standardizing inside each training fold."""
+    if penalty == "l2":
+        errs = []
+        for k in np.unique(folds):
+            tr, te = folds != k, folds == k
+            est = make_pipeline(StandardScaler(), Ridge(alpha=tr.sum() * lam2, solver="svd")).fit(X[tr], y[tr])
+            errs.append(np.mean((est.predict(X[te]) - y[te]) ** 2))
+        return float(np.mean(errs))
+    if penalty == "l1":
+        reg = Lasso(alpha=lam1, tol=1e-12, max_iter=1_000_000)
+    else:
+        reg = ElasticNet(alpha=lam1 + lam2, l1_ratio=lam1 / (lam1 + lam2), tol=1e-12, max_iter=1_000_000)
+    scores = cross_val_score(make_pipeline(StandardScaler(), reg), X, y, cv=PredefinedSplit(folds),
+                             scoring="neg_mean_squared_error")
+    return float(-scores.mean())
+
+
+def test_every_trial_matches_sklearn_cross_val_score(sweep_result, diabetes):
+    cfg, summary, study, _ = sweep_result
+    X, y = diabetes
+    folds = kfold_folds(0, len(y), cfg.folds.k, cfg.folds.seed)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 12
+    seen = set()
+    for t in complete:
+        p = t.params
+        seen.add(p["penalty"])
+        ref = _sklearn_cv_mse(X, y, folds, p["penalty"], p.get("lambda1", 0.0), p.get("lambda2", 0.0))
+        # exact statistics vs sklearn at tol=1e-12: agreement to ~1e-10, asserted at 1e-8
+        assert t.value == pytest.approx(ref, rel=1e-8), (t.number, p)
+        fold_mse = t.user_attrs["cv"]["fold_mse"]
+        assert np.mean(fold_mse) == pytest.approx(t.value, rel=1e-14)
+        assert t.user_attrs["cv"]["cv_mse_se"] == pytest.approx(np.std(fold_mse, ddof=1) / np.sqrt(5), rel=1e-12)
+    assert seen == {"l1", "l2", "elasticnet"}  # the space is explored (TPE startup is random)
+    best = min(complete, key=lambda t: t.value)
+    assert summary["best_cv_mse"] == best.value
+    assert summary["best_params"]["penalty"] == best.params["penalty"]
+
+
+def test_conditional_search_space(sweep_result):
+    _, summary, study, _ = sweep_result
+    lo1, hi1 = summary["search_space"]["lambda1"]
+    for t in study.trials:
+        pen = t.params["penalty"]
+        assert ("lambda1" in t.params) == (pen != "l2")
+        assert ("lambda2" in t.params) == (pen != "l1")
+        if "lambda1" in t.params:
+            assert lo1 <= t.params["lambda1"] <= hi1
+
+
+def test_summary_and_console_output(sweep_result):
+    cfg, summary, _, lines = sweep_result
+    assert SUMMARY_FIELDS <= set(summary)
+    assert summary["n_trials_complete"] == 12 and summary["n_rows"] == 442 and summary["n_features"] == 10
+    text = "\n".join(lines)
+    assert "rank trial" in text and "mlflow ui --backend-store-uri" in text
+    assert "trials 12/12" in text
+
+
+def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabetes):
+    import mlflow
+    from mlflow import MlflowClient
+
+    cfg, summary, study, _ = sweep_result
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("regsweep.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary["mlflow_run_id"]]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(int(r.data.tags["regsweep.trial"]) for r in children) == list(range(12))
+    assert all(r.info.status == "FINISHED" for r in children)
+    one = children[0]
+    assert len(client.get_metric_history(one.info.run_id, "fold_mse")) == 5
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"trials.csv", "config.yaml", "validation_curve.png", "coefficients.png",
+            "optimization_history.png"} <= artifacts
+    alias = client.get_model_version_by_alias("e2e-model", "candidate")
+    assert alias.version == summary["model_version"]
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = mlflow.pyfunc.load_model(summary["model_uri"])
+    X, y = diabetes
+    import pandas as pd
+
+    df = pd.DataFrame(X, columns=["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"])
+    pred = np.asarray(loaded.predict(df))
+    # the reference coefficients come from the plain-data files of the logged model
+    from pipeline import FittedModel
+
+    local = mlflow.artifacts.download_artifacts(summary["model_uri"])
+    data_dirs = [p.parent for p in Path(local).rglob("model.json")]
+    assert len(data_dirs) == 1
+    assert not [p for p in Path(local).rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
+    model = FittedModel.load(data_dirs[0])
+    np.testing.assert_allclose(pred, X @ model.coef + model.intercept, rtol=1e-13)
