@@ -20,6 +20,7 @@ Sources (``data.source``):
 
 from __future__ import annotations
 
+import dataclasses
 import glob as globlib
 import io
 import math
@@ -32,7 +33,7 @@ import numpy as np
 from .config import DataConfig, FoldsConfig
 from .errors import DataError
 
-__all__ = ["BlockData", "BlockSpec", "DataPlan", "load_block", "plan_data", "synthetic_coef"]
+__all__ = ["BlockData", "BlockSpec", "DataPlan", "load_block", "plan_data", "read_example", "synthetic_coef"]
 
 SYNTH_CHUNK = 4096
 _BUNDLED = {"diabetes": ("diabetes.csv", "progression")}
@@ -393,6 +394,18 @@ def _checked(plan: DataPlan, X, y, w, g, spec: BlockSpec, where: str) -> BlockDa
     if w is not None and (w < 0).any():
         raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
     return BlockData(np.ascontiguousarray(X), y, w, g, spec.start_row)
+
+
+def read_example(plan: DataPlan, n: int = 5):  # -> pandas.DataFrame
+    """The first ``n`` rows of the features, with the column types the source stores."""
+    import pandas as pd
+
+    spec = plan.blocks[0]
+    if plan.kind in ("synthetic", "npy"):
+        X = load_block(plan, dataclasses.replace(spec, n_rows=min(n, spec.n_rows))).X
+        return pd.DataFrame(X, columns=list(plan.feature_names))
+    frame = _read_frame(plan, spec)
+    return frame[list(plan.feature_names)].head(n).reset_index(drop=True)
 
 
 # -------------------------------------------------------------- synthetic

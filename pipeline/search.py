@@ -6,6 +6,14 @@ tasks never touch Optuna. Several trials are in flight at once; their
 candidates are batched per fold so that one task fits a few candidates on one
 fold's Gram (a fit at p = 100 takes about a millisecond, a Dask round trip
 a few), and every task runs on the worker that holds its fold.
+
+The study lives in RDB storage (SQLite by default), the record of truth. TPE
+reads every trial at every suggestion, which through SQLAlchemy costs ~40 ms
+per trial (measured: 34 ms ask + 8 ms tell on SQLite against 3 ms in memory),
+more than the fits themselves. So :class:`TrialStore` keeps an in-memory
+mirror of the study for the sampler and writes each trial through to the RDB
+storage with the storage API: one insert when it starts (RUNNING, with its
+parameters), one update when it ends.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +31,15 @@ import numpy as np
 from .config import SearchConfig
 from .evaluate import Candidate, FoldScore, score_candidates
 
-__all__ = ["SearchSpace", "TrialResult", "open_study", "run_trials", "summarize_scores"]
+__all__ = [
+    "PendingTrial",
+    "SearchSpace",
+    "TrialResult",
+    "TrialStore",
+    "open_storage",
+    "run_trials",
+    "summarize_scores",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +52,7 @@ class SearchSpace:
     lambda1: tuple[float, float]
     lambda2: tuple[float, float]
 
-    def suggest(self, trial: object) -> Candidate:
+    def suggest(self, trial: object) -> tuple[str, float, float]:
         """Draw one candidate; l1 trials carry no λ2 and l2 trials no λ1 (conditional space)."""
         penalty = trial.suggest_categorical("penalty", list(self.penalties))  # type: ignore[attr-defined]
         lam1 = lam2 = 0.0
@@ -43,7 +60,7 @@ class SearchSpace:
             lam1 = trial.suggest_float("lambda1", *self.lambda1, log=True)  # type: ignore[attr-defined]
         if penalty in ("l2", "elasticnet"):
             lam2 = trial.suggest_float("lambda2", *self.lambda2, log=True)  # type: ignore[attr-defined]
-        return Candidate(trial.number, penalty, lam1, lam2)  # type: ignore[attr-defined]
+        return penalty, lam1, lam2
 
     def as_dict(self) -> dict[str, object]:
         return {"penalties": list(self.penalties), "lambda1": list(self.lambda1), "lambda2": list(self.lambda2)}
@@ -102,36 +119,128 @@ def summarize_scores(candidate: Candidate, scores: Sequence[FoldScore], start: f
     )
 
 
-def open_study(cfg: SearchConfig) -> object:
-    """Create or load the study (RDB storage); TPE with a constant liar for batches in flight."""
+def _sampler(seed: int) -> object:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         # `group` (conditional search spaces for multivariate TPE) is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(
-            seed=cfg.seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
         )
-    return optuna.create_study(
-        storage=cfg.storage,
-        study_name=cfg.study_name,
-        direction="minimize",
-        sampler=sampler,
-        load_if_exists=True,
-    )
+
+
+def open_storage(url: str) -> object:
+    """Optuna RDB storage; SQLite files run in WAL mode with ``synchronous=NORMAL``.
+
+    SQLite's default (rollback journal, ``synchronous=FULL``) syncs the disk
+    several times per commit: measured 18 ms per trial insert. WAL commits
+    append to a log (a few ms) and let readers (a second driver, the MLflow
+    UI, ``optuna-dashboard``) read while one writer writes.
+    """
+    import optuna
+
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
+    if url.startswith("sqlite"):
+        import sqlalchemy
+
+        def _pragmas(dbapi_conn: object, _record: object) -> None:
+            cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        sqlalchemy.event.listen(storage.engine, "connect", _pragmas)
+        storage.engine.dispose()  # reconnect with the pragmas
+    return storage
+
+
+@dataclass
+class PendingTrial:
+    """A trial in flight: its mirror trial, its RDB id and number, its candidate."""
+
+    mirror: object
+    trial_id: int
+    candidate: Candidate
+    start: float
+
+
+class TrialStore:
+    """The Optuna study in RDB storage, with an in-memory mirror for the sampler.
+
+    Trial numbers are those of the RDB study (what users see in Optuna and
+    MLflow); the mirror only decides parameters.
+    """
+
+    def __init__(self, cfg: SearchConfig) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(
+            storage=open_storage(cfg.storage), study_name=cfg.study_name, direction="minimize",
+            load_if_exists=True,
+        )
+        self._storage = self.study._storage
+        self._study_id = self.study._study_id
+        finished = self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+        )
+        # A resumed study must not replay the random start-up draws of the first run: the
+        # sampler's seed moves with the number of trials already there (still reproducible).
+        self.mirror = optuna.create_study(direction="minimize", sampler=_sampler(cfg.seed + len(self.study.trials)))
+        self.mirror.add_trials(finished)
+
+    def n_complete(self) -> int:
+        from optuna.trial import TrialState
+
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def ask(self, space: SearchSpace) -> PendingTrial:
+        """Sample on the mirror, then insert the RUNNING trial into the RDB study."""
+        import datetime
+
+        from optuna.trial import FrozenTrial, TrialState
+
+        mirror = self.mirror.ask()
+        penalty, lam1, lam2 = space.suggest(mirror)
+        template = FrozenTrial(
+            number=-1, state=TrialState.RUNNING, value=None,
+            datetime_start=datetime.datetime.now(), datetime_complete=None,
+            params=dict(mirror.params), distributions=dict(mirror.distributions),
+            user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=-1,
+        )
+        trial_id = self._storage.create_new_trial(self._study_id, template_trial=template)
+        number = self._storage.get_trial_number_from_id(trial_id)
+        return PendingTrial(mirror, trial_id, Candidate(number, penalty, lam1, lam2), time.time())
+
+    def tell(self, pending: PendingTrial, value: float, user_attrs: dict[str, object]) -> None:
+        from optuna.trial import TrialState
+
+        for key, v in user_attrs.items():
+            self._storage.set_trial_user_attr(pending.trial_id, key, v)
+        self._storage.set_trial_state_values(pending.trial_id, TrialState.COMPLETE, [value])
+        self.mirror.tell(pending.mirror, value)
+
+    def fail(self, pending: PendingTrial, reason: str) -> None:
+        from optuna.trial import TrialState
+
+        self._storage.set_trial_system_attr(pending.trial_id, "fail_reason", reason[:2000])
+        self._storage.set_trial_state_values(pending.trial_id, TrialState.FAIL)
+        self.mirror.tell(pending.mirror, state=TrialState.FAIL)
 
 
 @dataclass
 class _Batch:
-    trials: list[tuple[object, Candidate, float]]  # (optuna trial, candidate, start time)
+    trials: list[PendingTrial]
     scores: dict[int, list[FoldScore]] = field(default_factory=dict)  # fold -> scores
     failed: str | None = None
 
 
 def run_trials(
     client: object,
-    study: object,
+    store: TrialStore,
     fold_models: Sequence[object],
     fold_workers: Sequence[str | None],
     space: SearchSpace,
@@ -150,17 +259,14 @@ def run_trials(
     move if it dies).
     """
     from distributed import as_completed
-    from optuna.trial import TrialState
-
-    def n_complete() -> int:
-        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))  # type: ignore[attr-defined]
 
     k = len(fold_models)
-    done = n_complete()
+    done = store.n_complete()
     batch_size = max(1, math.ceil(in_flight / (2 * threads)))
     max_batches = max(2, 2 * threads)
     pending: dict[int, _Batch] = {}
     owner: dict[object, tuple[int, int]] = {}
+    run = uuid.uuid4().hex[:12]  # unique task keys even with several drivers on one scheduler
     ac = as_completed(loop=client.loop)  # type: ignore[attr-defined]
     asked = 0
     next_batch = 0
@@ -170,12 +276,10 @@ def run_trials(
         while len(pending) < max_batches and done + trials_in_flight < n_trials:
             size = min(batch_size, n_trials - done - trials_in_flight)
             batch = _Batch(trials=[])
-            for _ in range(size):
-                trial = study.ask()  # type: ignore[attr-defined]
-                batch.trials.append((trial, space.suggest(trial), time.time()))
+            batch.trials = [store.ask(space) for _ in range(size)]
             asked += size
             trials_in_flight += size
-            cands = [c for _, c, _ in batch.trials]
+            cands = [t.candidate for t in batch.trials]
             for fold in range(k):
                 fut = client.submit(  # type: ignore[attr-defined]
                     score_candidates,
@@ -185,7 +289,7 @@ def run_trials(
                     pure=False,
                     workers=[fold_workers[fold]] if fold_workers[fold] else None,
                     allow_other_workers=True,
-                    key=f"score-b{next_batch}-f{fold}-{id(batch)}",
+                    key=f"score-{run}-b{next_batch}-f{fold}",
                 )
                 owner[fut] = (next_batch, fold)
                 ac.add(fut)
@@ -210,18 +314,18 @@ def run_trials(
         del pending[batch_id]
         trials_in_flight -= len(batch.trials)
         end = time.time()
-        for trial, cand, start in batch.trials:
+        for pending_trial in batch.trials:
+            cand = pending_trial.candidate
             if batch.failed:
-                study.tell(trial, state=TrialState.FAIL)  # type: ignore[attr-defined]
+                store.fail(pending_trial, batch.failed)
                 on_failure(cand.trial, cand, batch.failed)
                 continue
             scores = [s for fold_scores in batch.scores.values() for s in fold_scores if s.trial == cand.trial]
-            result = summarize_scores(cand, scores, start, end)
-            trial.set_user_attr("cv", {  # type: ignore[attr-defined]
+            result = summarize_scores(cand, scores, pending_trial.start, end)
+            store.tell(pending_trial, result.cv_mse, {"cv": {
                 "fold_mse": list(result.fold_mse), "cv_mse_se": result.cv_mse_se,
                 "train_mse": result.train_mse, "cv_r2": result.cv_r2, "n_nonzero": result.n_nonzero,
-            })
-            study.tell(trial, result.cv_mse)  # type: ignore[attr-defined]
+            }})
             done += 1
             on_result(result)
     return asked

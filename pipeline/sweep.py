@@ -19,6 +19,7 @@ import math
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,12 @@ import numpy as np
 
 from .cluster import open_client, total_threads
 from .config import SweepConfig
-from .data import DataPlan, load_block, plan_data
+from .data import DataPlan, plan_data, read_example
 from .errors import DataError
 from .evaluate import BlockPass, Candidate, block_pass, make_fold_model, merge_block_passes, search_bounds
 from .model import FittedModel
 from .report import format_top_table, trial_rows, write_plots, write_trials_csv
-from .search import SearchSpace, TrialResult, open_study, run_trials
+from .search import SearchSpace, TrialResult, TrialStore, run_trials
 from .solvers import GramProblem, merge_all
 from .tracking import Tracker, TrialRecord
 
@@ -76,9 +77,9 @@ def refit_best(
     )
 
 
-def example_rows(plan: DataPlan, n: int = 5) -> np.ndarray:
-    """A few rows of the first block, for the model's input example (worker side)."""
-    return load_block(plan, plan.blocks[0]).X[:n]
+def example_rows(plan: DataPlan, n: int = 5) -> Any:
+    """A few rows of the first block with the source's column types, for the model's signature (worker side)."""
+    return read_example(plan, n)
 
 
 # ----------------------------------------------------------- orchestration
@@ -94,7 +95,8 @@ class _Timer:
 
 def _data_pass(client: Any, plan: DataPlan, k: int, seed: int) -> Any:
     plan_f = client.scatter(plan, broadcast=True)
-    futs = [client.submit(block_pass, plan_f, spec, k, seed, pure=False, key=f"block-{spec.index}-{id(plan_f)}")
+    run = uuid.uuid4().hex[:12]  # unique keys: several drivers may share one scheduler
+    futs = [client.submit(block_pass, plan_f, spec, k, seed, pure=False, key=f"block-{spec.index}-{run}")
             for spec in plan.blocks]
     while len(futs) > 1:
         futs = [client.submit(merge_block_passes, *futs[i : i + _MERGE_FAN_IN], pure=False)
@@ -141,112 +143,125 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     t0 = time.perf_counter()
     timer = _Timer({})
     plan = plan_data(cfg.data, cfg.folds)
-    k = cfg.folds.k
-    if plan.n_rows < k:
-        raise DataError(f"folds.k={k} needs at least {k} rows, but the data have {plan.n_rows}; lower folds.k.")
+    if plan.n_rows < cfg.folds.k:
+        raise DataError(
+            f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
+        )
     tracker = Tracker(cfg.tracking)
     tracker.preflight()
-    experiment_id = tracker.ensure_experiment()
+    tracker.ensure_experiment()
     tracker.study_name = cfg.search.study_name
-    study = open_study(cfg.search)
-    t = timer.lap("setup", t0)
+    store = TrialStore(cfg.search)
+    parent = tracker.start_parent(
+        run_name=f"sweep-{cfg.search.study_name}",
+        tags={"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name},
+    )
+    tracker.start_trial_logging()  # the writer process imports MLflow while the cluster starts
+    t_cluster = timer.lap("setup", t0)
+    status = "FAILED"
+    try:
+        with open_client(cfg.cluster) as client:
+            summary = _sweep_on_cluster(cfg, client, plan, store, tracker, parent, timer, t_cluster, echo, progress)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.finish_trial_logging(timeout=60 if status == "FINISHED" else 10)
+        tracker.end_run(parent, status)
+    summary["trials_not_logged"] = [n for n, _ in tracker.failed]
+    summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
+    _print_outcome(summary, store, cfg, echo, tracker)
+    return summary
 
-    with open_client(cfg.cluster) as client:
-        threads = total_threads(client)
-        link = getattr(client, "dashboard_link", None)
-        echo(f"Dask: {len(client.scheduler_info()['workers'])} workers, {threads} threads"
-             + (f"; dashboard {link}" if link else ""))
-        t = timer.lap("cluster_start", t)
 
-        passes = _data_pass(client, plan, k, cfg.folds.seed)
-        meta = client.submit(pass_summary, passes, plan.feature_names, pure=False).result()
-        _check_folds(meta, cfg)
-        m = cfg.model
-        bounds = client.submit(search_bounds, passes, fit_intercept=m.fit_intercept, standardize=m.standardize,
-                               pure=False).result()
-        t = timer.lap("data_pass", t)
-        workers = sorted(client.scheduler_info()["workers"])
-        fold_workers = [workers[i % len(workers)] for i in range(k)]
-        fold_models = [
-            client.submit(make_fold_model, passes, i, fit_intercept=m.fit_intercept, standardize=m.standardize,
-                          workers=[fold_workers[i]], allow_other_workers=True, pure=False)
-            for i in range(k)
-        ]
-        space = _resolve_space(cfg, bounds)
-        echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {k} folds, "
-             f"fingerprint {meta['fingerprint']}")
+def _sweep_on_cluster(
+    cfg: SweepConfig, client: Any, plan: DataPlan, store: TrialStore, tracker: Tracker, parent: str,
+    timer: _Timer, t: float, echo: Callable[[str], None], progress: bool | None,
+) -> dict[str, Any]:
+    """Steps 3–7 of the module docstring, with a connected client (``t``: when the cluster start began)."""
+    k, m, study = cfg.folds.k, cfg.model, store.study
+    threads = total_threads(client)
+    link = getattr(client, "dashboard_link", None)
+    echo(f"Dask: {len(client.scheduler_info()['workers'])} workers, {threads} threads"
+         + (f"; dashboard {link}" if link else ""))
+    t = timer.lap("cluster_start", t)
 
-        parent = tracker.start_parent(
-            run_name=f"sweep-{cfg.search.study_name}",
-            tags={"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name,
-                  "regsweep.data_fingerprint": meta["fingerprint"]},
-        )
-        status = "FAILED"
-        try:
-            params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
-            params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
-                           "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
-            tracker.log_params(parent, params)
-            tracker.start_trial_logging()
-            bar = _Progress(cfg.search.n_trials, echo, progress)
-            in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
+    passes = _data_pass(client, plan, k, cfg.folds.seed)
+    meta = client.submit(pass_summary, passes, plan.feature_names, pure=False).result()
+    _check_folds(meta, cfg)
+    bounds = client.submit(search_bounds, passes, fit_intercept=m.fit_intercept, standardize=m.standardize,
+                           pure=False).result()
+    t = timer.lap("data_pass", t)
+    workers = sorted(client.scheduler_info()["workers"])
+    fold_workers = [workers[i % len(workers)] for i in range(k)]
+    fold_models = [
+        client.submit(make_fold_model, passes, i, fit_intercept=m.fit_intercept, standardize=m.standardize,
+                      workers=[fold_workers[i]], allow_other_workers=True, pure=False)
+        for i in range(k)
+    ]
+    space = _resolve_space(cfg, bounds)
+    echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {k} folds, "
+         f"fingerprint {meta['fingerprint']}")
+    params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
+    params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
+                   "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
+    tracker.log_params(parent, params)
+    tracker.set_tags(parent, {"regsweep.data_fingerprint": meta["fingerprint"]})
 
-            def on_result(r: TrialResult) -> None:
-                tracker.log_trial(_record(r))
-                bar.update(r.cv_mse)
+    bar = _Progress(cfg.search.n_trials, echo, progress)
+    in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
 
-            def on_failure(number: int, cand: Candidate, reason: str) -> None:
-                now = int(time.time() * 1000)
-                tracker.log_trial(TrialRecord(number, _params(cand), {}, {}, now, now, status="FAILED"))
-                echo(f"trial {number} failed: {reason}")
+    def on_result(r: TrialResult) -> None:
+        tracker.log_trial(_record(r))
+        bar.update(r.cv_mse)
 
-            bar.start(study)
-            asked = run_trials(client, study, fold_models, fold_workers, space, cfg.search.n_trials,
-                               in_flight=in_flight, threads=threads, tol=m.tol,
-                               on_result=on_result, on_failure=on_failure)
-            bar.close()
-            t = timer.lap("trials", t)
-            tracker.finish_trial_logging()
-            t = timer.lap("tracking_drain", t)
+    def on_failure(number: int, cand: Candidate, reason: str) -> None:
+        now = int(time.time() * 1000)
+        tracker.log_trial(TrialRecord(number, _params(cand), {}, {}, now, now, status="FAILED"))
+        echo(f"trial {number} failed: {reason}")
 
-            best = study.best_trial
-            cand = Candidate(best.number, best.params["penalty"], best.params.get("lambda1", 0.0),
-                             best.params.get("lambda2", 0.0))
-            model = client.submit(refit_best, passes, cand, plan.feature_names, fit_intercept=m.fit_intercept,
-                                  standardize=m.standardize, tol=m.tol, pure=False).result()
-            example = client.submit(example_rows, plan, pure=False).result()
-            model_uri, version = tracker.log_model(parent, model, example, cfg.tracking.registered_model)
-            rows = trial_rows(study)
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp)
-                (out / "config.yaml").write_text(cfg.to_yaml())
-                write_trials_csv(rows, out / "trials.csv")
-                write_plots(rows, model, out)
-                tracker.log_artifacts(parent, out)
-            cv = best.user_attrs.get("cv", {})
-            tracker.log_params(parent, {"best.penalty": cand.penalty, "best.lambda1": cand.lambda1,
-                                        "best.lambda2": cand.lambda2, "best.trial": best.number})
-            tracker.log_metrics(parent, {"best_cv_mse": best.value, "best_cv_mse_se": cv.get("cv_mse_se"),
-                                         "best_n_nonzero": float(model.n_nonzero),
-                                         "n_trials_complete": float(_n_complete(study))})
-            status = "FINISHED"
-        finally:
-            tracker.finish_trial_logging(timeout=30)
-            tracker.end_run(parent, status)
-        timer.lap("refit_and_logging", t)
+    bar.start(study)
+    asked = run_trials(client, store, fold_models, fold_workers, space, cfg.search.n_trials,
+                       in_flight=in_flight, threads=threads, tol=m.tol, on_result=on_result, on_failure=on_failure)
+    bar.close()
+    t = timer.lap("trials", t)
 
-    summary = {
+    best = study.best_trial
+    cand = Candidate(best.number, best.params["penalty"], best.params.get("lambda1", 0.0),
+                     best.params.get("lambda2", 0.0))
+    model = client.submit(refit_best, passes, cand, plan.feature_names, fit_intercept=m.fit_intercept,
+                          standardize=m.standardize, tol=m.tol, pure=False).result()
+    example = client.submit(example_rows, plan, pure=False).result()
+    version_tags = {"regsweep.study": cfg.search.study_name, "regsweep.trial": str(best.number),
+                    "regsweep.data_fingerprint": meta["fingerprint"]}
+    model_uri, version = tracker.log_model(parent, model, example, cfg.tracking.registered_model, version_tags)
+    rows = trial_rows(study)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "config.yaml").write_text(cfg.to_yaml())
+        write_trials_csv(rows, out / "trials.csv")
+        write_plots(rows, model, out)
+        tracker.log_artifacts(parent, out)
+    cv = best.user_attrs.get("cv", {})
+    n_complete = _n_complete(study)
+    tracker.log_params(parent, {"best.penalty": cand.penalty, "best.lambda1": cand.lambda1,
+                                "best.lambda2": cand.lambda2, "best.trial": best.number})
+    tracker.log_metrics(parent, {"best_cv_mse": best.value, "best_cv_mse_se": cv.get("cv_mse_se"),
+                                 "best_n_nonzero": float(model.n_nonzero), "n_trials_complete": float(n_complete)})
+    timer.lap("refit_and_logging", t)
+    return {
         "best_params": {"penalty": cand.penalty, "lambda1": cand.lambda1, "lambda2": cand.lambda2},
         "best_cv_mse": best.value,
         "best_cv_mse_se": cv.get("cv_mse_se"),
         "best_trial": best.number,
         "n_trials": cfg.search.n_trials,
         "n_trials_asked_this_run": asked,
-        "n_trials_complete": _n_complete(study),
+        "n_trials_complete": n_complete,
         "study_name": cfg.search.study_name,
         "storage": cfg.search.storage,
         "tracking_uri": cfg.tracking.uri,
-        "experiment_id": experiment_id,
+        "experiment_id": tracker.experiment_id,
         "mlflow_run_id": parent,
         "model_uri": model_uri,
         "registered_model": cfg.tracking.registered_model,
@@ -256,20 +271,22 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
         "k": k,
         "data_fingerprint": meta["fingerprint"],
         "search_space": space.as_dict(),
-        "trials_not_logged": [n for n, _ in tracker.failed],
         "timings_s": timer.marks,
-        "elapsed_s": round(time.perf_counter() - t0, 3),
     }
+
+
+def _print_outcome(summary: dict[str, Any], store: TrialStore, cfg: SweepConfig, echo: Callable[[str], None],
+                   tracker: Tracker) -> None:
+    best = summary["best_params"]
     echo("")
-    echo(format_top_table(rows))
+    echo(format_top_table(trial_rows(store.study)))
     echo("")
-    echo(f"Best: trial {best.number}, {cand.penalty} λ1={cand.lambda1:.4g} λ2={cand.lambda2:.4g}, "
-         f"cv MSE {best.value:.6g} ± {cv.get('cv_mse_se', float('nan')):.3g}; "
-         f"registered as {cfg.tracking.registered_model} v{version} (alias candidate)")
+    echo(f"Best: trial {summary['best_trial']}, {best['penalty']} λ1={best['lambda1']:.4g} λ2={best['lambda2']:.4g}, "
+         f"cv MSE {summary['best_cv_mse']:.6g} ± {summary['best_cv_mse_se'] or float('nan'):.3g}; "
+         f"registered as {cfg.tracking.registered_model} v{summary['model_version']} (alias candidate)")
     if tracker.failed:
         echo(f"WARNING: {len(tracker.failed)} trials were not logged to MLflow: {[n for n, _ in tracker.failed]}")
-    echo(f"MLflow UI: {mlflow_ui_command(cfg.tracking.uri, experiment_id)}")
-    return summary
+    echo(f"MLflow UI: {mlflow_ui_command(cfg.tracking.uri, tracker.experiment_id or '0')}")
 
 
 def _n_complete(study: Any) -> int:

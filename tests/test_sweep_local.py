@@ -122,10 +122,14 @@ def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabete
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = mlflow.pyfunc.load_model(summary["model_uri"])
-    X, y = diabetes
+    import importlib.resources
+
     import pandas as pd
 
-    df = pd.DataFrame(X, columns=["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"])
+    # the rows as the source holds them (the signature keeps its column types)
+    df = pd.read_csv(importlib.resources.files("pipeline.datasets") / "diabetes.csv").drop(columns="progression")
+    X = df.to_numpy(dtype=np.float64)
+    np.testing.assert_array_equal(X, diabetes[0])
     pred = np.asarray(loaded.predict(df))
     # the reference coefficients come from the plain-data files of the logged model
     from pipeline import FittedModel
