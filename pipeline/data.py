@@ -26,6 +26,7 @@ import io
 import math
 from dataclasses import dataclass
 from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,7 @@ class BlockData:
     weight: np.ndarray | None
     group: np.ndarray | None
     start_row: int
+    integer_columns: tuple[bool, ...] = ()  # per feature: stored as integers in the source block
 
 
 # ------------------------------------------------------------------ plan
@@ -323,12 +325,14 @@ def load_block(plan: DataPlan, spec: BlockSpec) -> BlockData:
         return BlockData(X, y, None, None, spec.start_row)
     if plan.kind == "npy":
         sl = slice(spec.local_start, spec.local_start + spec.n_rows)
-        X = np.asarray(np.load(plan.source, mmap_mode="r")[sl], dtype=np.float64)
+        raw = np.load(plan.source, mmap_mode="r")
+        integer = (raw.dtype.kind in "iub",) * raw.shape[1]
+        X = np.asarray(raw[sl], dtype=np.float64)
         y = np.asarray(np.load(plan.target, mmap_mode="r")[sl], dtype=np.float64)
         w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r")[sl], dtype=np.float64)
         g = None if plan.group is None else np.asarray(np.load(plan.group, mmap_mode="r")[sl])
         where = f"{plan.source} rows {sl.start}-{sl.stop - 1}"
-        return _checked(plan, X, y, w, g, spec, where)
+        return _checked(plan, X, y, w, g, spec, where, integer)
     frame = _read_frame(plan, spec)
     missing = [c for c in _needed_columns(plan) if c not in frame.columns]
     if missing:
@@ -338,7 +342,8 @@ def load_block(plan: DataPlan, spec: BlockSpec) -> BlockData:
     y = _numeric(frame, (plan.target,), where)[:, 0]
     w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
     g = None if plan.group is None else frame[plan.group].to_numpy()
-    return _checked(plan, X, y, w, g, spec, where)
+    integer = tuple(bool(pd_is_integer(frame[c])) for c in plan.feature_names)
+    return _checked(plan, X, y, w, g, spec, where, integer)
 
 
 def _needed_columns(plan: DataPlan) -> list[str]:
@@ -380,7 +385,13 @@ def _numeric(frame, columns, where: str) -> np.ndarray:  # frame: pandas.DataFra
     return frame[list(columns)].to_numpy(dtype=np.float64)
 
 
-def _checked(plan: DataPlan, X, y, w, g, spec: BlockSpec, where: str) -> BlockData:
+def pd_is_integer(column: object) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def _checked(plan: DataPlan, X, y, w, g, spec: BlockSpec, where: str, integer: tuple[bool, ...] = ()) -> BlockData:
     names = (*plan.feature_names, plan.target, *(c for c in (plan.weight,) if c))
     arrays = [X, y[:, None]] + ([w[:, None]] if w is not None else [])
     for arr, offset in zip(arrays, (0, len(plan.feature_names), len(plan.feature_names) + 1)):
@@ -393,19 +404,26 @@ def _checked(plan: DataPlan, X, y, w, g, spec: BlockSpec, where: str) -> BlockDa
             )
     if w is not None and (w < 0).any():
         raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
-    return BlockData(np.ascontiguousarray(X), y, w, g, spec.start_row)
+    return BlockData(np.ascontiguousarray(X), y, w, g, spec.start_row, integer)
 
 
-def read_example(plan: DataPlan, n: int = 5):  # -> pandas.DataFrame
-    """The first ``n`` rows of the features, with the column types the source stores."""
+def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 5):  # -> pandas.DataFrame
+    """The first ``n`` rows of the features, typed as the whole source stores them.
+
+    ``integer_columns`` (per feature, from the data pass) says which columns
+    are integers in *every* block; all others are float64. A CSV column whose
+    first rows happen to be whole numbers is still float if any block has a
+    fraction.
+    """
     import pandas as pd
 
     spec = plan.blocks[0]
-    if plan.kind in ("synthetic", "npy"):
-        X = load_block(plan, dataclasses.replace(spec, n_rows=min(n, spec.n_rows))).X
-        return pd.DataFrame(X, columns=list(plan.feature_names))
-    frame = _read_frame(plan, spec)
-    return frame[list(plan.feature_names)].head(n).reset_index(drop=True)
+    X = load_block(plan, dataclasses.replace(spec, n_rows=min(n, spec.n_rows))).X[:n]
+    frame = pd.DataFrame(X, columns=list(plan.feature_names))
+    for name, is_int in zip(plan.feature_names, integer_columns):
+        if is_int:
+            frame[name] = frame[name].astype(np.int64)
+    return frame
 
 
 # -------------------------------------------------------------- synthetic

@@ -47,6 +47,7 @@ class BlockPass:
     fold_stats: tuple[SuffStats, ...]
     n_blocks: int
     groups: frozenset | None = None  # distinct group values (group k-fold only)
+    integer_columns: tuple[bool, ...] = ()  # per feature: integer-typed in every block
 
 
 def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> BlockPass:
@@ -60,7 +61,7 @@ def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> Block
         folds = kfold_folds(block.start_row, n, k, fold_seed)
         groups = None
     stats = block_fold_stats(block.X, block.y, block.weight, folds, k)
-    return BlockPass(tuple(stats), 1, groups)
+    return BlockPass(tuple(stats), 1, groups, block.integer_columns)
 
 
 def merge_block_passes(*parts: BlockPass) -> BlockPass:
@@ -72,7 +73,8 @@ def merge_block_passes(*parts: BlockPass) -> BlockPass:
         groups = frozenset().union(*(p.groups or frozenset() for p in parts))
         if len(groups) > 100_000:  # only the count matters beyond this; keep the record small
             groups = frozenset(list(groups)[:100_000])
-    return BlockPass(merged, sum(p.n_blocks for p in parts), groups)
+    integer = tuple(all(flags) for flags in zip(*(p.integer_columns for p in parts)))
+    return BlockPass(merged, sum(p.n_blocks for p in parts), groups, integer)
 
 
 @dataclass(frozen=True)

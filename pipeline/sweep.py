@@ -77,9 +77,9 @@ def refit_best(
     )
 
 
-def example_rows(plan: DataPlan, n: int = 5) -> Any:
-    """A few rows of the first block with the source's column types, for the model's signature (worker side)."""
-    return read_example(plan, n)
+def example_rows(plan: DataPlan, passes: BlockPass, n: int = 5) -> Any:
+    """A few rows with the source's column types, for the model's signature (worker side)."""
+    return read_example(plan, passes.integer_columns, n)
 
 
 # ----------------------------------------------------------- orchestration
@@ -232,7 +232,7 @@ def _sweep_on_cluster(
                      best.params.get("lambda2", 0.0))
     model = client.submit(refit_best, passes, cand, plan.feature_names, fit_intercept=m.fit_intercept,
                           standardize=m.standardize, tol=m.tol, pure=False).result()
-    example = client.submit(example_rows, plan, pure=False).result()
+    example = client.submit(example_rows, plan, passes, pure=False).result()
     version_tags = {"regsweep.study": cfg.search.study_name, "regsweep.trial": str(best.number),
                     "regsweep.data_fingerprint": meta["fingerprint"]}
     model_uri, version = tracker.log_model(parent, model, example, cfg.tracking.registered_model, version_tags)

@@ -143,3 +143,17 @@ def test_parquet_schema_mismatch(tmp_path, frame):
 def test_group_column_must_exist():
     with pytest.raises(DataError, match="folds.group 'clinic' is not a column"):
         plan_data(DataConfig(), FoldsConfig(group="clinic"))
+
+
+def test_example_rows_are_typed_as_the_whole_source(tmp_path):
+    """A CSV column with whole numbers in its first block but fractions later is float."""
+    from pipeline.data import read_example
+
+    p = tmp_path / "t.csv"
+    p.write_text("a,b,y\n" + "".join(f"{i},{i},{i}\n" for i in range(10)) + "1,2.5,3\n")
+    plan = plan_data(DataConfig(source=str(p), target="y", block_rows=4))
+    blocks = [load_block(plan, s) for s in plan.blocks]
+    integer = tuple(all(f) for f in zip(*(b.integer_columns for b in blocks)))
+    assert blocks[0].integer_columns == (True, True) and integer == (True, False)
+    ex = read_example(plan, integer, n=3)
+    assert list(ex.dtypes.astype(str)) == ["int64", "float64"] and len(ex) == 3
