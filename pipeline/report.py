@@ -84,8 +84,16 @@ def write_plots(rows: Sequence[TrialRow], model: FittedModel, out: Path) -> list
             cv = np.array([r["cv_mse"] for r in sel])[order]
             se = np.array([r["cv_mse_se"] for r in sel])[order]
             tr = np.array([r["train_mse"] for r in sel])[order]
-            ax.errorbar(lam[order], cv, yerr=se, fmt="o-", ms=3, lw=1, capsize=2, label="held-out MSE (± se)")
-            ax.plot(lam[order], tr, "s--", ms=3, lw=1, label="training MSE")
+            if pen == "elasticnet":  # two strengths: points coloured by the l1 share, not a line
+                share = np.array([r["lambda1"] / (r["lambda1"] + r["lambda2"]) for r in sel])[order]
+                sc = ax.scatter(lam[order], cv, c=share, cmap="viridis", vmin=0, vmax=1, s=14,
+                                label="held-out MSE")
+                ax.scatter(lam[order], tr, c=share, cmap="viridis", vmin=0, vmax=1, s=14, marker="x",
+                           label="training MSE")
+                fig.colorbar(sc, ax=ax, label="λ1 / (λ1 + λ2)")
+            else:
+                ax.errorbar(lam[order], cv, yerr=se, fmt="o-", ms=3, lw=1, capsize=2, label="held-out MSE (± se)")
+                ax.plot(lam[order], tr, "s--", ms=3, lw=1, label="training MSE")
             best = int(np.argmin(cv))
             ax.axvline(lam[order][best], color="grey", ls=":", lw=1)
             ax.set_xscale("log")
