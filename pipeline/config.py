@@ -181,6 +181,7 @@ class TrackingConfig(_Strict):
     uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI")
     experiment: str = Field("regsweep", min_length=1)
     registered_model: str = Field("regsweep-model", min_length=1)
+    log_trials: bool = Field(True, description="one child run per trial (false: parent run only)")
 
     @field_validator("uri")
     @classmethod

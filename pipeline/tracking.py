@@ -179,6 +179,8 @@ class Tracker:
         """
         import multiprocessing
 
+        if not self.cfg.log_trials:
+            return
         assert self._parent is not None and self.experiment_id is not None
         ctx = multiprocessing.get_context("spawn")
         self._queue = ctx.Queue()
@@ -193,6 +195,8 @@ class Tracker:
 
     def log_trial(self, record: TrialRecord) -> None:
         """Queue one finished trial; returns at once."""
+        if not self.cfg.log_trials:
+            return
         if self._worker is None:
             self.failed.append((record.number, "trial logging was not started"))
             return
