@@ -33,8 +33,10 @@ __all__ = [
     "FoldScore",
     "block_pass",
     "make_fold_model",
+    "make_fold_models",
     "merge_block_passes",
     "score_candidates",
+    "score_folds",
 ]
 
 _WARM_CACHE = 64
@@ -159,6 +161,18 @@ def make_fold_model(
     train = total - heldout
     problem = GramProblem.from_stats(train, fit_intercept=fit_intercept, standardize=standardize)
     return FoldModel(fold=fold, problem=problem, train=train, heldout=heldout)
+
+
+def make_fold_models(
+    passes: BlockPass, folds: Sequence[int], *, fit_intercept: bool, standardize: bool
+) -> list[FoldModel]:
+    """The :class:`FoldModel` of each fold in ``folds`` (one task, one worker)."""
+    return [make_fold_model(passes, f, fit_intercept=fit_intercept, standardize=standardize) for f in folds]
+
+
+def score_folds(models: Sequence[FoldModel], candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:
+    """Every candidate on every fold model given (fold-major)."""
+    return [s for m in models for s in score_candidates(m, candidates, tol)]
 
 
 def score_candidates(model: FoldModel, candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:

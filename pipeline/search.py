@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SearchConfig
-from .evaluate import Candidate, FoldScore, score_candidates
+from .evaluate import Candidate, FoldScore, score_folds
 
 __all__ = [
+    "FoldSlot",
     "PendingTrial",
     "SearchSpace",
     "TrialResult",
@@ -238,11 +239,20 @@ class _Batch:
     failed: str | None = None
 
 
+@dataclass(frozen=True)
+class FoldSlot:
+    """Fold models living on one worker: a future of ``list[FoldModel]`` covering ``folds``."""
+
+    folds: tuple[int, ...]
+    models: object  # distributed.Future
+    worker: str | None
+
+
 def run_trials(
     client: object,
     store: TrialStore,
-    fold_models: Sequence[object],
-    fold_workers: Sequence[str | None],
+    slots: Sequence[FoldSlot],
+    k: int,
     space: SearchSpace,
     n_trials: int,
     *,
@@ -254,18 +264,20 @@ def run_trials(
 ) -> int:
     """Ask/tell until the study holds ``n_trials`` COMPLETE trials; returns how many this call asked.
 
-    ``fold_models`` are futures of :class:`~pipeline.evaluate.FoldModel`;
-    ``fold_workers`` the worker each lives on (tasks are pinned there, and may
-    move if it dies).
+    Each batch of candidates is scored on every fold. If a slot holds all K
+    folds (small Grams, replicated on every worker), a batch is one task sent
+    to the least busy such slot; otherwise one task per slot (per fold), each
+    pinned to the worker holding its fold (and free to move if it dies).
     """
     from distributed import as_completed
 
-    k = len(fold_models)
     done = store.n_complete()
     batch_size = max(1, math.ceil(in_flight / (2 * threads)))
     max_batches = max(2, 2 * threads)
+    whole = [i for i, sl in enumerate(slots) if len(sl.folds) == k]
+    load = dict.fromkeys(range(len(slots)), 0)
     pending: dict[int, _Batch] = {}
-    owner: dict[object, tuple[int, int]] = {}
+    owner: dict[object, tuple[int, int]] = {}  # future -> (batch, slot)
     run = uuid.uuid4().hex[:12]  # unique task keys even with several drivers on one scheduler
     ac = as_completed(loop=client.loop)  # type: ignore[attr-defined]
     asked = 0
@@ -275,39 +287,38 @@ def run_trials(
     while done < n_trials:
         while len(pending) < max_batches and done + trials_in_flight < n_trials:
             size = min(batch_size, n_trials - done - trials_in_flight)
-            batch = _Batch(trials=[])
-            batch.trials = [store.ask(space) for _ in range(size)]
+            batch = _Batch(trials=[store.ask(space) for _ in range(size)])
             asked += size
             trials_in_flight += size
             cands = [t.candidate for t in batch.trials]
-            for fold in range(k):
+            targets = [min(whole, key=load.__getitem__)] if whole else range(len(slots))
+            for i in targets:
+                slot = slots[i]
                 fut = client.submit(  # type: ignore[attr-defined]
-                    score_candidates,
-                    fold_models[fold],
-                    cands,
-                    tol,
-                    pure=False,
-                    workers=[fold_workers[fold]] if fold_workers[fold] else None,
-                    allow_other_workers=True,
-                    key=f"score-{run}-b{next_batch}-f{fold}",
+                    score_folds, slot.models, cands, tol,
+                    pure=False, workers=[slot.worker] if slot.worker else None, allow_other_workers=True,
+                    key=f"score-{run}-b{next_batch}-s{i}",
                 )
-                owner[fut] = (next_batch, fold)
+                owner[fut] = (next_batch, i)
+                load[i] += 1
                 ac.add(fut)
             pending[next_batch] = batch
             next_batch += 1
         if not pending:
             break
         fut = next(ac)
-        batch_id, fold = owner.pop(fut)
+        batch_id, i = owner.pop(fut)
+        load[i] -= 1
         batch = pending.get(batch_id)
         if batch is None:
             continue
         if fut.status == "error":
             exc = fut.exception()
-            batch.failed = f"fold {fold}: {type(exc).__name__}: {exc}"
-            batch.scores[fold] = []
+            batch.failed = f"folds {list(slots[i].folds)}: {type(exc).__name__}: {exc}"
+            batch.scores.update({f: [] for f in slots[i].folds})
         else:
-            batch.scores[fold] = fut.result()
+            for score in fut.result():
+                batch.scores.setdefault(score.fold, []).append(score)
         fut.release()
         if len(batch.scores) < k:
             continue

@@ -31,16 +31,17 @@ from .cluster import open_client, total_threads
 from .config import SweepConfig
 from .data import DataPlan, plan_data, read_example
 from .errors import DataError
-from .evaluate import BlockPass, Candidate, block_pass, make_fold_model, merge_block_passes, search_bounds
+from .evaluate import BlockPass, Candidate, block_pass, make_fold_models, merge_block_passes, search_bounds
 from .model import FittedModel
 from .report import format_top_table, trial_rows, write_plots, write_trials_csv
-from .search import SearchSpace, TrialResult, TrialStore, run_trials
+from .search import FoldSlot, SearchSpace, TrialResult, TrialStore, run_trials
 from .solvers import GramProblem, merge_all
 from .tracking import Tracker, TrialRecord
 
 __all__ = ["run_sweep"]
 
 _MERGE_FAN_IN = 8
+_REPLICATE_BYTES = 256 * 2**20  # all fold models on every worker below this size
 
 
 # ----------------------------------------------------------- worker tasks
@@ -102,6 +103,29 @@ def _data_pass(client: Any, plan: DataPlan, k: int, seed: int) -> Any:
         futs = [client.submit(merge_block_passes, *futs[i : i + _MERGE_FAN_IN], pure=False)
                 for i in range(0, len(futs), _MERGE_FAN_IN)]
     return futs[0]
+
+
+def _place_fold_models(
+    client: Any, passes: Any, k: int, p: int, fit_intercept: bool, standardize: bool
+) -> list[FoldSlot]:
+    """Put the fold models on the workers, where the trial tasks will find them.
+
+    A fold model holds three p×p matrices. When all K of them fit in
+    :data:`_REPLICATE_BYTES` every worker builds its own copy of all folds, and
+    a batch of candidates is one task on any worker (one round trip instead of
+    K: a round trip costs ~10 ms here, a fold fit at p = 100 a fraction of a
+    millisecond). Larger Grams live once each, spread over the workers.
+    """
+    workers = sorted(client.scheduler_info()["workers"])
+    if 3 * k * p * p * 8 <= _REPLICATE_BYTES:
+        groups = [(tuple(range(k)), w) for w in workers]
+    else:
+        groups = [((i,), workers[i % len(workers)]) for i in range(k)]
+    return [
+        FoldSlot(folds, client.submit(make_fold_models, passes, list(folds), fit_intercept=fit_intercept,
+                                      standardize=standardize, workers=[w], allow_other_workers=True, pure=False), w)
+        for folds, w in groups
+    ]
 
 
 def _resolve_space(cfg: SweepConfig, bounds: dict[str, float]) -> SearchSpace:
@@ -193,13 +217,7 @@ def _sweep_on_cluster(
     bounds = client.submit(search_bounds, passes, fit_intercept=m.fit_intercept, standardize=m.standardize,
                            pure=False).result()
     t = timer.lap("data_pass", t)
-    workers = sorted(client.scheduler_info()["workers"])
-    fold_workers = [workers[i % len(workers)] for i in range(k)]
-    fold_models = [
-        client.submit(make_fold_model, passes, i, fit_intercept=m.fit_intercept, standardize=m.standardize,
-                      workers=[fold_workers[i]], allow_other_workers=True, pure=False)
-        for i in range(k)
-    ]
+    slots = _place_fold_models(client, passes, k, plan.n_features, m.fit_intercept, m.standardize)
     space = _resolve_space(cfg, bounds)
     echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {k} folds, "
          f"fingerprint {meta['fingerprint']}")
@@ -222,7 +240,7 @@ def _sweep_on_cluster(
         echo(f"trial {number} failed: {reason}")
 
     bar.start(study)
-    asked = run_trials(client, store, fold_models, fold_workers, space, cfg.search.n_trials,
+    asked = run_trials(client, store, slots, k, space, cfg.search.n_trials,
                        in_flight=in_flight, threads=threads, tol=m.tol, on_result=on_result, on_failure=on_failure)
     bar.close()
     t = timer.lap("trials", t)
