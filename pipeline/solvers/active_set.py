@@ -19,7 +19,9 @@ exactly, in one Cholesky of the active block. So the method is:
    on the support and ``|c_j| ≤ λ1`` off it. Off-support violators are added
    to the working set, largest violation first, at most ``max(8, |A|/2)`` at
    a time (geometric growth, like celer/skglm working sets; faster growth
-   overshoots the final support and pays for it in drops). Computing c
+   overshoots the final support and pays for it in drops). For p ≤ 256 all
+   violators join at once: one factorisation of a small block costs less
+   than the Python overhead of more outer passes. Computing c
    touches only the columns of A: ``O(p |A|)``, never a full sweep over p².
 2. **Inner loop (sign-consistent Newton with a ratio test).** Solve (1) on the
    working set. If every coefficient keeps its sign, done. Otherwise step
@@ -68,7 +70,8 @@ __all__ = ["SolverResult", "enet_duality_gap", "enet_gram"]
 _EPS = np.finfo(np.float64).eps
 _MIN_BATCH = 8
 _GROWTH = 0.5  # working set may grow by this fraction of |A| per outer iteration
-_SCREEN_MIN_P = 256  # below this the KKT check over all p is cheaper than screening
+_SCREEN_MIN_P = 256
+_SMALL_P = 256  # up to this p every KKT violator joins the working set at once  # below this the KKT check over all p is cheaper than screening
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,7 +187,12 @@ def enet_gram(
             candidates = np.flatnonzero(violation > slack)
             if candidates.size == 0:
                 break
-            batch = 1 if stalls else max(_MIN_BATCH, int(_GROWTH * active.size))
+            if stalls:
+                batch = 1
+            elif p <= _SMALL_P:  # a factorisation of the whole block is cheaper than more outer passes
+                batch = candidates.size
+            else:
+                batch = max(_MIN_BATCH, int(_GROWTH * active.size))
             if candidates.size > batch:
                 top = np.argpartition(violation[candidates], -batch)[-batch:]
                 candidates = candidates[top]
