@@ -104,7 +104,7 @@ def enet_duality_gap(
 ) -> float:
     """Duality gap of the elastic net at ``beta`` (see the module docstring). ``O(p |supp β|)``."""
     support = np.flatnonzero(beta)
-    Gb = G[:, support] @ beta[support]
+    Gb = G @ beta if 8 * support.size > beta.size else G[:, support] @ beta[support]
     c = q - Gb - lambda2 * beta
     return _gap_from_parts(q, yy, beta, Gb, float(np.max(np.abs(c), initial=0.0)), lambda1, lambda2)
 
@@ -179,6 +179,7 @@ def enet_gram(
     need_solve = active.size > 0  # a warm start's set has not been solved yet
     stalls = 0
     n_iter = 0
+    c_current = True  # c matches β on every row (not only the unscreened ones)
     while n_iter < max_iter:
         if not need_solve:
             violation = np.abs(c) - lambda1
@@ -208,6 +209,7 @@ def enet_gram(
         beta[A] = beta_A
         active = A[beta_A != 0.0]  # a Newton point exactly at 0 leaves the set
         need_solve = False
+        c_current = False
         if new.size and not progressed:
             stalls += 1
             if stalls > 1:  # even a single addition made no progress: rounding floor
@@ -216,10 +218,15 @@ def enet_gram(
             stalls = 0
         rows = np.flatnonzero(unscreened)
         c[rows] = _neg_gradient(G, q, beta, active, lambda2, rows)
+        c_current = True
         if p >= _SCREEN_MIN_P:
-                _gap_safe_screen(q, yy, beta, c, G, active, rows, diag_h, lambda1, lambda2, unscreened)
+            _gap_safe_screen(q, yy, beta, c, G, active, rows, diag_h, lambda1, lambda2, unscreened)
 
-    gap = enet_duality_gap(G, q, yy, beta, lambda1, lambda2)
+    if c_current and unscreened.all():  # c is current everywhere: the certificate needs no new product
+        Gb = q - c - lambda2 * beta
+        gap = _gap_from_parts(q, yy, beta, Gb, float(np.max(np.abs(c))), lambda1, lambda2)
+    else:
+        gap = enet_duality_gap(G, q, yy, beta, lambda1, lambda2)
     return SolverResult(beta, n_iter, gap, gap_tol, gap <= gap_tol)
 
 
