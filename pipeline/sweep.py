@@ -369,7 +369,7 @@ class _Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, initial=self.done, desc="trials", unit="trial", dynamic_ncols=True)
+            self.bar = tqdm(total=self.total, initial=self.done, desc="trials", unit="trial")
 
     def update(self, value: float) -> None:
         self.done += 1

@@ -1,0 +1,44 @@
+"""The command line: exit codes and one-line errors for bad config and input (no cluster is started)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _regsweep(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["sweep", "missing.yaml"], "cannot read config file 'missing.yaml'"),
+        (["sweep", "--set", "search.n_trail=3"], "did you mean 'search.n_trials'?"),
+        (["sweep", "--set", "data.source=nope.csv", "--set", "data.target=y"], "data.source 'nope.csv' does not exist"),
+        (["sweep", "--set", "folds.k=1"], "folds.k: Input should be greater than or equal to 2, got 1"),
+    ],
+)
+def test_bad_config_or_input_exits_2_with_one_message_and_no_files(tmp_path, args, fragment):
+    proc = _regsweep(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # rejected before any storage, run or cluster exists
+
+
+def test_unreachable_tracking_server_fails_fast_naming_the_uri(tmp_path):
+    proc = _regsweep("sweep", "--set", "tracking.uri=http://127.0.0.1:9", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "http://127.0.0.1:9 is unreachable" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_config_prints_the_resolved_config(tmp_path):
+    (tmp_path / "c.yaml").write_text("search:\n  n_trials: 7\n")
+    proc = _regsweep("check-config", "c.yaml", "--set", "folds.k=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "n_trials: 7" in proc.stdout and "k: 3" in proc.stdout and "registered_model: regsweep-model" in proc.stdout
