@@ -106,3 +106,14 @@ def test_duplicate_columns_lasso_and_least_squares():
     single_l = pipeline.fit(X[:, :5], y, penalty="l1", lambda1=0.05, standardize=False)
     # lasso value is shared between copies in any split; their sum matches the single column
     assert lasso.coef[1] + lasso.coef[5] == pytest.approx(single_l.coef[1], rel=1e-8)
+
+
+@pytest.mark.parametrize("penalty", ["l1", "l2", "elasticnet"])
+def test_zero_penalty_is_least_squares_under_any_name(penalty, diabetes):
+    from sklearn.linear_model import LinearRegression
+
+    X, y = diabetes
+    model = pipeline.fit(X, y, penalty=penalty, lambda1=0.0, lambda2=0.0)
+    ref = LinearRegression().fit(X, y)
+    assert_allclose(model.coef, ref.coef_, rtol=1e-9)
+    assert model.intercept == pytest.approx(ref.intercept_, rel=1e-9)
