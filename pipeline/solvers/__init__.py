@@ -11,7 +11,7 @@ from ._validate import SolverConvergenceWarning
 from .active_set import SolverResult, enet_duality_gap, enet_gram
 from .penalties import L1, L2, PENALTY_NAMES, ElasticNet, lambda1_max, make_penalty, soft_threshold
 from .problem import FitResult, GramProblem
-from .ridge import RidgeFactor, ridge_solve
+from .ridge import RidgeFactor
 from .stats import SuffStats, merge_all
 
 __all__ = [
@@ -30,6 +30,5 @@ __all__ = [
     "lambda1_max",
     "make_penalty",
     "merge_all",
-    "ridge_solve",
     "soft_threshold",
 ]

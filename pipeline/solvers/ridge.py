@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-__all__ = ["RidgeFactor", "ridge_solve"]
+__all__ = ["RidgeFactor"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,17 +73,3 @@ class RidgeFactor:
         scaled = np.zeros_like(self.vtq)
         scaled[keep] = self.vtq[keep] / denom[keep]
         return self.eigvecs @ scaled
-
-
-def ridge_solve(G: np.ndarray, q: np.ndarray, lambda2: float) -> np.ndarray:
-    """One-off ``(G + λ2 I)⁻¹ q`` by Cholesky (``p³/3``), falling back to the
-    eigendecomposition when ``G + λ2 I`` is singular or λ2 = 0."""
-    if lambda2 > 0.0:
-        H = G + lambda2 * np.eye(G.shape[0])
-        try:
-            factor = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
-            pass
-        else:
-            return scipy.linalg.cho_solve(factor, q, check_finite=False)
-    return RidgeFactor.from_gram(G, q).solve(lambda2)
