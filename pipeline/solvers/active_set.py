@@ -71,7 +71,8 @@ _EPS = np.finfo(np.float64).eps
 _MIN_BATCH = 8
 _GROWTH = 0.5  # working set may grow by this fraction of |A| per outer iteration
 _SCREEN_MIN_P = 256
-_SMALL_P = 256  # up to this p every KKT violator joins the working set at once  # below this the KKT check over all p is cheaper than screening
+_SMALL_P = 256  # up to this p every KKT violator joins the working set at once
+_MAX_RESOLVES = 3  # re-solves of an unchanged active set whose KKT conditions failed  # below this the KKT check over all p is cheaper than screening
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,6 +181,7 @@ def enet_gram(
     stalls = 0
     n_iter = 0
     c_current = True  # c matches β on every row (not only the unscreened ones)
+    resolves = 0
     while n_iter < max_iter:
         if not need_solve:
             violation = np.abs(c) - lambda1
@@ -219,6 +221,14 @@ def enet_gram(
         rows = np.flatnonzero(unscreened)
         c[rows] = _neg_gradient(G, q, beta, active, lambda2, rows)
         c_current = True
+        # A singular block (p > n) can end an inner solve short of the Newton point:
+        # re-solve the active set alone before looking for new variables.
+        off_kkt = np.abs(c[active] - lambda1 * np.sign(beta[active]))
+        if off_kkt.size and off_kkt.max() > 1e3 * slack:
+            resolves += 1
+            need_solve = resolves <= _MAX_RESOLVES
+        else:
+            resolves = 0
         if p >= _SCREEN_MIN_P:
             _gap_safe_screen(q, yy, beta, c, G, active, rows, diag_h, lambda1, lambda2, unscreened)
 
