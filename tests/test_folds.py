@@ -63,3 +63,35 @@ def test_block_fold_stats_partition_the_rows():
     np.testing.assert_allclose(total.cxx, ref.cxx, rtol=1e-12)
     held = parts[1]
     np.testing.assert_allclose(held.cxy, SuffStats.from_block(X[f == 1], y[f == 1]).cxy, rtol=1e-12)
+
+
+def test_a_column_constant_in_the_training_rows_is_dropped_on_the_fold_path():
+    """A dummy column that is non-zero only in fold 0's rows is constant (zero) in fold 0's
+    training rows. The fold model, built as total − held-out, must treat it exactly as the
+    training rows themselves do (coefficient 0), and give the same held-out error."""
+    from pipeline.evaluate import BlockPass, make_fold_model, merge_block_passes
+    from pipeline.solvers import GramProblem, make_penalty
+
+    rng = np.random.default_rng(0)
+    n, p, k = 200, 5, 5
+    X = rng.normal(size=(n, p))
+    y = X @ np.arange(1, p + 1) + rng.normal(size=n)
+    folds = kfold_folds(0, n, k, 0)
+    X[:, 4] = 0.0
+    X[folds == 0, 4] = rng.normal(size=(folds == 0).sum()) * 3 + 1e3
+    X[:, 3] = 0.1  # constant everywhere, not exactly representable
+    passes = merge_block_passes(*(
+        BlockPass(tuple(block_fold_stats(X[s:s + 37], y[s:s + 37], None, folds[s:s + 37], k)), 1)
+        for s in range(0, n, 37)
+    ))
+    fold = make_fold_model(passes, 0, fit_intercept=True, standardize=True)
+    train = folds != 0
+    direct = GramProblem.from_stats(SuffStats.from_block(X[train], y[train]))
+    np.testing.assert_array_equal(fold.problem.kept, direct.kept)
+    assert not fold.problem.kept[3] and not fold.problem.kept[4]
+    for pen in (make_penalty("l1", 0.01), make_penalty("l2", lambda2=1e-3)):
+        a, b = fold.problem.solve(pen), direct.solve(pen)
+        assert a.coef[4] == 0.0
+        np.testing.assert_allclose(a.coef, b.coef, rtol=1e-9, atol=1e-12)
+        held = SuffStats.from_block(X[~train], y[~train])
+        assert fold.heldout.mse(a.coef, a.intercept) == pytest.approx(held.mse(b.coef, b.intercept), rel=1e-9)

@@ -208,6 +208,16 @@ class SuffStats:
         dy = part_y - y_offset
         f = W_r * part.sum_w / self.sum_w
         cxx = self.cxx - part.cxx - f * np.outer(dx, dx)
+        cxy = self.cxy - part.cxy - f * dx * dy
+        # A column constant on the remaining rows (a category seen only in the held-out
+        # part) comes out as cancellation noise of the size of the terms it cancelled,
+        # not as 0; left in, it would be standardized by ~1e-5 and fit that noise.
+        cancelled = 64 * np.finfo(np.float64).eps * (np.diag(self.cxx) + np.diag(part.cxx) + f * dx * dx)
+        constant = np.diag(cxx) <= cancelled
+        if constant.any():
+            cxx[constant, :] = 0.0
+            cxx[:, constant] = 0.0
+            cxy[constant] = 0.0
         return SuffStats(
             n_rows=n_rows,
             sum_w=W_r,
@@ -216,7 +226,7 @@ class SuffStats:
             y_origin=self.y_origin,
             y_offset=y_offset,
             cxx=0.5 * (cxx + cxx.T),
-            cxy=self.cxy - part.cxy - f * dx * dy,
+            cxy=cxy,
             cyy=max(self.cyy - part.cyy - f * dy * dy, 0.0),
         )
 
