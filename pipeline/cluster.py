@@ -40,7 +40,8 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
                 cluster = LocalCluster(
                     n_workers=cfg.n_workers,
                     threads_per_worker=cfg.threads_per_worker,
-                    processes=True,
+                    processes=cfg.processes,
+                    protocol="tcp://",  # also with thread workers: bound to 127.0.0.1, not in-process
                     host="127.0.0.1",
                     dashboard_address=cfg.dashboard_address,
                     memory_limit=cfg.memory_limit,

@@ -171,6 +171,7 @@ class ClusterConfig(_Strict):
     address: str | None = Field(None, description="scheduler address; null starts an embedded LocalCluster")
     n_workers: int = Field(2, ge=1, description="LocalCluster worker processes")
     threads_per_worker: int = Field(1, ge=1)
+    processes: bool = Field(True, description="LocalCluster workers as processes (false: threads of the driver)")
     memory_limit: str = Field("auto", description="per LocalCluster worker, e.g. '4GiB'")
     dashboard_address: str | None = Field("127.0.0.1:0", description="LocalCluster dashboard; null disables it")
 

@@ -16,6 +16,7 @@ __all__ = [
     "DataTypeError",
     "RegsweepError",
     "SolverConvergenceWarning",
+    "SweepError",
 ]
 
 
@@ -33,3 +34,7 @@ class DataTypeError(RegsweepError, TypeError):
 
 class ConfigError(RegsweepError, ValueError):
     """A configuration value breaks a rule; the message names the key path."""
+
+
+class SweepError(RegsweepError, RuntimeError):
+    """The sweep cannot go on (e.g. every trial fails); recorded results are kept."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SearchConfig
+from .errors import SweepError
 from .evaluate import Candidate, FoldScore, score_folds
 
 __all__ = [
@@ -283,60 +284,78 @@ def run_trials(
     asked = 0
     next_batch = 0
     trials_in_flight = 0
+    failures_in_a_row = 0
+    max_failures = max(10, 2 * in_flight)  # a deterministic fault must not spin forever
 
-    while done < n_trials:
-        while len(pending) < max_batches and done + trials_in_flight < n_trials:
-            size = min(batch_size, n_trials - done - trials_in_flight)
-            batch = _Batch(trials=[store.ask(space) for _ in range(size)])
-            asked += size
-            trials_in_flight += size
-            cands = [t.candidate for t in batch.trials]
-            targets = [min(whole, key=load.__getitem__)] if whole else range(len(slots))
-            for i in targets:
-                slot = slots[i]
-                fut = client.submit(  # type: ignore[attr-defined]
-                    score_folds, slot.models, cands, tol,
-                    pure=False, workers=[slot.worker] if slot.worker else None, allow_other_workers=True,
-                    key=f"score-{run}-b{next_batch}-s{i}",
-                )
-                owner[fut] = (next_batch, i)
-                load[i] += 1
-                ac.add(fut)
-            pending[next_batch] = batch
-            next_batch += 1
-        if not pending:
-            break
-        fut = next(ac)
-        batch_id, i = owner.pop(fut)
-        load[i] -= 1
-        batch = pending.get(batch_id)
-        if batch is None:
-            continue
-        if fut.status == "error":
-            exc = fut.exception()
-            batch.failed = f"folds {list(slots[i].folds)}: {type(exc).__name__}: {exc}"
-            batch.scores.update({f: [] for f in slots[i].folds})
-        else:
-            for score in fut.result():
-                batch.scores.setdefault(score.fold, []).append(score)
-        fut.release()
-        if len(batch.scores) < k:
-            continue
-        del pending[batch_id]
-        trials_in_flight -= len(batch.trials)
-        end = time.time()
-        for pending_trial in batch.trials:
-            cand = pending_trial.candidate
-            if batch.failed:
-                store.fail(pending_trial, batch.failed)
-                on_failure(cand.trial, cand, batch.failed)
+    try:
+        while done < n_trials:
+            while len(pending) < max_batches and done + trials_in_flight < n_trials:
+                size = min(batch_size, n_trials - done - trials_in_flight)
+                batch = _Batch(trials=[store.ask(space) for _ in range(size)])
+                asked += size
+                trials_in_flight += size
+                cands = [t.candidate for t in batch.trials]
+                targets = [min(whole, key=load.__getitem__)] if whole else range(len(slots))
+                for i in targets:
+                    slot = slots[i]
+                    fut = client.submit(  # type: ignore[attr-defined]
+                        score_folds, slot.models, cands, tol,
+                        pure=False, workers=[slot.worker] if slot.worker else None, allow_other_workers=True,
+                        key=f"score-{run}-b{next_batch}-s{i}",
+                    )
+                    owner[fut] = (next_batch, i)
+                    load[i] += 1
+                    ac.add(fut)
+                pending[next_batch] = batch
+                next_batch += 1
+            if not pending:
+                break
+            fut = next(ac)
+            batch_id, i = owner.pop(fut)
+            load[i] -= 1
+            batch = pending.get(batch_id)
+            if batch is None:
                 continue
-            scores = [s for fold_scores in batch.scores.values() for s in fold_scores if s.trial == cand.trial]
-            result = summarize_scores(cand, scores, pending_trial.start, end)
-            store.tell(pending_trial, result.cv_mse, {"cv": {
-                "fold_mse": list(result.fold_mse), "cv_mse_se": result.cv_mse_se,
-                "train_mse": result.train_mse, "cv_r2": result.cv_r2, "n_nonzero": result.n_nonzero,
-            }})
-            done += 1
-            on_result(result)
+            if fut.status == "error":
+                exc = fut.exception()
+                batch.failed = f"folds {list(slots[i].folds)}: {type(exc).__name__}: {exc}"
+                batch.scores.update({f: [] for f in slots[i].folds})
+            else:
+                for score in fut.result():
+                    batch.scores.setdefault(score.fold, []).append(score)
+            fut.release()
+            if len(batch.scores) < k:
+                continue
+            del pending[batch_id]
+            trials_in_flight -= len(batch.trials)
+            end = time.time()
+            for pending_trial in batch.trials:
+                cand = pending_trial.candidate
+                if batch.failed:
+                    store.fail(pending_trial, batch.failed)
+                    on_failure(cand.trial, cand, batch.failed)
+                    failures_in_a_row += 1
+                    continue
+                failures_in_a_row = 0
+                scores = [s for fold_scores in batch.scores.values() for s in fold_scores if s.trial == cand.trial]
+                result = summarize_scores(cand, scores, pending_trial.start, end)
+                store.tell(pending_trial, result.cv_mse, {"cv": {
+                    "fold_mse": list(result.fold_mse), "cv_mse_se": result.cv_mse_se,
+                    "train_mse": result.train_mse, "cv_r2": result.cv_r2, "n_nonzero": result.n_nonzero,
+                }})
+                done += 1
+                on_result(result)
+            if failures_in_a_row >= max_failures:
+                raise SweepError(
+                    f"the last {failures_in_a_row} trials all failed; giving up instead of asking for more. "
+                    f"Last reason: {batch.failed}. Completed trials are kept in the study."
+                )
+    except BaseException as exc:  # the sweep stops: trials in flight must not stay RUNNING
+        reason = f"sweep stopped before this trial finished ({type(exc).__name__}: {exc})"
+        for batch in pending.values():
+            for pending_trial in batch.trials:
+                store.fail(pending_trial, reason)
+        for fut in owner:
+            fut.cancel()
+        raise
     return asked

@@ -186,3 +186,26 @@ def test_weighted_group_folds_from_parquet_match_a_by_hand_reference(tmp_path, d
             pred = reg.predict((X[te] - mean) / scale)
             errs.append(np.average((y[te] - pred) ** 2, weights=w[te]))
         assert t.value == pytest.approx(np.mean(errs), rel=1e-8), t.params
+
+
+def _always_fails(models, candidates, tol):
+    raise RuntimeError("poisoned fold")
+
+
+def test_a_sweep_whose_every_trial_fails_stops_with_a_clear_error(tmp_path, monkeypatch):
+    """Deterministic task failures end the sweep (SweepError naming the reason) instead of
+    asking for new trials forever; the failed trials are recorded as FAIL."""
+    import pipeline.search
+    from pipeline.errors import SweepError
+
+    monkeypatch.setattr(pipeline.search, "score_folds", _always_fails)
+    cfg = load_config(None, [
+        "search.n_trials=5", f"search.storage=sqlite:///{tmp_path}/o.db", f"tracking.uri=sqlite:///{tmp_path}/m.db",
+        "cluster.processes=false", "cluster.dashboard_address=null",
+    ])
+    with pytest.raises(SweepError, match="poisoned fold"):
+        run_sweep(cfg, echo=lambda *_: None, progress=False)
+    study = optuna.load_study(study_name=cfg.search.study_name, storage=cfg.search.storage)
+    states = [t.state.name for t in study.trials]
+    assert set(states) == {"FAIL"} and 10 <= len(states) <= 30
+    assert "poisoned fold" in study.trials[0].system_attrs["fail_reason"]
