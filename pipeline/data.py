@@ -240,32 +240,36 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
 
 
 def _plan_csv(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
-    """Scan line offsets once (no parsing) so every block is a byte range of whole lines."""
-    size = Path(path).stat().st_size
-    if size == 0:
+    """Scan line offsets once (no parsing) so every block is a byte range of whole lines.
+
+    Trailing blank lines are ignored; a blank line inside the data is reported
+    when its block is read (the row count would not match the plan).
+    """
+    if Path(path).stat().st_size == 0:
         raise DataError(f"CSV file {path!r} is empty; it needs a header line and data rows.")
-    offsets = [0]
+    end = _end_of_data(path)
+    offsets: list[int] = []
     with open(path, "rb") as f:
         header = f.readline()
-        pos = len(header)
-        data_start = pos
-        n_rows = 0
-        buf_start = pos
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            arr = np.frombuffer(chunk, dtype=np.uint8)
-            nl = np.flatnonzero(arr == 10) + buf_start + 1  # offset just past each newline
+        if b"\r" in header.rstrip(b"\r\n"):
+            raise DataError(f"CSV file {path!r} uses CR-only line endings; convert it to LF or CRLF line endings.")
+        data_start = len(header)
+        n_newlines = 0
+        pos = data_start
+        while pos < end:
+            chunk = f.read(min(1 << 24, end - pos))
+            nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) + pos + 1  # just past each newline
             # every block_rows-th line end starts a new block
-            first_idx = (cfg.block_rows - n_rows % cfg.block_rows) - 1
+            first_idx = cfg.block_rows - n_newlines % cfg.block_rows - 1
             offsets.extend(int(o) for o in nl[first_idx :: cfg.block_rows])
-            n_rows += nl.size
-            buf_start += len(chunk)
-        if size > data_start and not _ends_with_newline(path):
-            n_rows += 1  # last line without a trailing newline
-    columns = [c.strip().strip('"') for c in header.decode().rstrip("\r\n").split(",")]
+            n_newlines += nl.size
+            pos += len(chunk)
+    n_rows = n_newlines + 1 if end > data_start else 0  # the last line ends at `end`, without a newline
+    columns = [c.strip().strip('"') for c in header.decode("utf-8-sig").rstrip("\r\n").split(",")]
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
     features, target = _choose_columns(cfg, columns, repr(path), group)
-    bounds = [data_start] + [o for o in offsets[1:] if o < size] + [size]
+    bounds = [data_start] + [o for o in offsets if o < end] + [end]
     blocks = []
     start = 0
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -278,10 +282,19 @@ def _plan_csv(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     )
 
 
-def _ends_with_newline(path: str) -> bool:
+def _end_of_data(path: str) -> int:
+    """Offset just past the last byte that is not whitespace (trailing blank lines dropped)."""
     with open(path, "rb") as f:
-        f.seek(-1, 2)
-        return f.read(1) == b"\n"
+        f.seek(0, 2)
+        end = f.tell()
+        while end > 0:
+            step = min(end, 1 << 16)
+            f.seek(end - step)
+            tail = f.read(step).rstrip(b" \t\r\n")
+            if tail:
+                return end - step + len(tail)
+            end -= step
+    return 0
 
 
 def _plan_npy(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
@@ -365,10 +378,16 @@ def _read_frame(plan: DataPlan, spec: BlockSpec):  # -> pandas.DataFrame
     with open(spec.path, "rb") as f:
         f.seek(a)
         raw = f.read(b - a)
+    rows = f"rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
     try:
         frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(plan.columns), usecols=_needed_columns(plan))
     except Exception as e:
-        raise DataError(f"{spec.path}: cannot parse rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}: {e}") from e
+        raise DataError(f"{spec.path}: cannot parse {rows}: {e}") from e
+    if len(frame) != spec.n_rows:
+        raise DataError(
+            f"{spec.path}: {rows} hold {len(frame)} data lines, expected {spec.n_rows}; blank lines inside "
+            "the data (or quoted fields spanning lines) are not supported, remove them."
+        )
     return frame
 
 
@@ -418,7 +437,9 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     import pandas as pd
 
     spec = plan.blocks[0]
-    X = load_block(plan, dataclasses.replace(spec, n_rows=min(n, spec.n_rows))).X[:n]
+    if plan.kind in ("synthetic", "npy", "bundled"):  # row-addressable: read only n rows
+        spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
+    X = load_block(plan, spec).X[:n]
     frame = pd.DataFrame(X, columns=list(plan.feature_names))
     for name, is_int in zip(plan.feature_names, integer_columns):
         if is_int:

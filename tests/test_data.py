@@ -157,3 +157,34 @@ def test_example_rows_are_typed_as_the_whole_source(tmp_path):
     assert blocks[0].integer_columns == (True, True) and integer == (True, False)
     ex = read_example(plan, integer, n=3)
     assert list(ex.dtypes.astype(str)) == ["int64", "float64"] and len(ex) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "rows"),
+    [
+        ("a,b,y\n1,2,3\n4,5,6\n\n", 2),            # trailing blank line
+        ("a,b,y\r\n1,2,3\r\n4,5,6\r\n\r\n\r\n", 2),  # CRLF with trailing blank lines
+        ("\ufeffa,b,y\n1,2,3\n4,5,6\n7,8,9", 3),      # UTF-8 byte-order mark, no final newline
+    ],
+    ids=["trailing-blank", "crlf", "bom"],
+)
+def test_csv_line_ending_variants(tmp_path, text, rows):
+    p = tmp_path / "v.csv"
+    p.write_bytes(text.encode("utf-8"))
+    for block_rows in (1, 2, 10):
+        plan = plan_data(DataConfig(source=str(p), target="y", block_rows=block_rows))
+        assert plan.columns == ("a", "b", "y") and plan.n_rows == rows
+        X, y = _read_all(plan)
+        assert X.shape == (rows, 2) and y[0] == 3.0
+
+
+def test_csv_blank_line_inside_the_data_is_reported(tmp_path):
+    p = tmp_path / "mid.csv"
+    p.write_text("a,y\n1,2\n\n3,4\n5,6\n")
+    plan = plan_data(DataConfig(source=str(p), target="y", block_rows=2))
+    with pytest.raises(DataError, match=r"rows 0-1 hold 1 data lines, expected 2; blank lines inside the data"):
+        load_block(plan, plan.blocks[0])
+    cr = tmp_path / "cr.csv"
+    cr.write_bytes(b"a,y\r1,2\r3,4\r")
+    with pytest.raises(DataError, match="CR-only line endings"):
+        plan_data(DataConfig(source=str(cr), target="y"))
