@@ -106,7 +106,7 @@ class ModelConfig(_Strict):
 
     standardize: bool = True
     fit_intercept: bool = True
-    tol: float = Field(1e-10, gt=0.0, lt=1.0, description="duality-gap tolerance relative to ½·mean(y²)")
+    tol: float = Field(1e-10, gt=0.0, lt=1.0, description="duality-gap tolerance relative to ½·mean(y_c²) (y_c: y centred when an intercept is fitted)")
 
 
 class BoundsConfig(_Strict):
