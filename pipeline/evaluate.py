@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import BlockSpec, DataPlan, load_block
-from .folds import block_fold_stats, group_folds, kfold_folds
+from .folds import assign_units, block_fold_stats, kfold_folds, merge_units, unit_stats, units_cap
 from .solvers import ElasticNet, GramProblem, SuffStats, make_penalty, merge_all
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "FoldModel",
     "FoldScore",
     "block_pass",
+    "finalize_groups",
     "make_fold_model",
     "make_fold_models",
     "merge_block_passes",
@@ -44,39 +45,56 @@ _WARM_CACHE = 64
 
 @dataclass(frozen=True)
 class BlockPass:
-    """The per-fold statistics of some blocks, and what was seen in them."""
+    """The per-fold statistics of some blocks, and what was seen in them.
+
+    Under group k-fold the pass first keeps per-group records (``units``);
+    :func:`finalize_groups` deals the groups to folds and fills ``fold_stats``.
+    """
 
     fold_stats: tuple[SuffStats, ...]
     n_blocks: int
-    groups: frozenset | None = None  # distinct group values (group k-fold only)
     integer_columns: tuple[bool, ...] = ()  # per feature: integer-typed in every block
+    units: dict | None = None  # group (or hash bucket) -> SuffStats, group k-fold only
+    group_folds: dict | None = None  # group (or bucket) -> fold, after finalize_groups
+    units_cap: int = 0
 
 
 def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> BlockPass:
-    """Load one block and reduce it to one statistics record per fold."""
+    """Load one block and reduce it to one statistics record per fold (per group under group k-fold)."""
     block = load_block(plan, spec)
-    n = block.X.shape[0]
     if block.group is not None:
-        folds = group_folds(block.group, k, fold_seed)
-        groups = frozenset(np.unique(block.group).tolist())
-    else:
-        folds = kfold_folds(block.start_row, n, k, fold_seed)
-        groups = None
+        cap = units_cap(plan.n_features, k)
+        units = unit_stats(block.X, block.y, block.weight, block.group, cap, fold_seed)
+        return BlockPass((), 1, block.integer_columns, units=units, units_cap=cap)
+    folds = kfold_folds(block.start_row, block.X.shape[0], k, fold_seed)
     stats = block_fold_stats(block.X, block.y, block.weight, folds, k)
-    return BlockPass(tuple(stats), 1, groups, block.integer_columns)
+    return BlockPass(tuple(stats), 1, block.integer_columns)
 
 
-def merge_block_passes(*parts: BlockPass) -> BlockPass:
-    """Merge several block passes fold by fold (pairwise tree inside)."""
+def merge_block_passes(*parts: BlockPass, fold_seed: int = 0) -> BlockPass:
+    """Merge several block passes fold by fold (or group by group), pairwise trees inside."""
+    integer = tuple(all(flags) for flags in zip(*(p.integer_columns for p in parts)))
+    n_blocks = sum(p.n_blocks for p in parts)
+    if parts[0].units is not None:
+        cap = parts[0].units_cap
+        units = merge_units([p.units or {} for p in parts], cap, fold_seed)
+        return BlockPass((), n_blocks, integer, units=units, units_cap=cap)
     k = len(parts[0].fold_stats)
     merged = tuple(merge_all(p.fold_stats[i] for p in parts) for i in range(k))
-    groups = None
-    if parts[0].groups is not None:
-        groups = frozenset().union(*(p.groups or frozenset() for p in parts))
-        if len(groups) > 100_000:  # only the count matters beyond this; keep the record small
-            groups = frozenset(list(groups)[:100_000])
-    integer = tuple(all(flags) for flags in zip(*(p.integer_columns for p in parts)))
-    return BlockPass(merged, sum(p.n_blocks for p in parts), groups, integer)
+    return BlockPass(merged, n_blocks, integer)
+
+
+def finalize_groups(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
+    """Deal the groups of a group k-fold pass to the folds and build the fold statistics."""
+    if passes.units is None:
+        return passes
+    fold_of = assign_units({key: st.sum_w for key, st in passes.units.items()}, k, fold_seed)
+    p = next(iter(passes.units.values())).n_features
+    fold_stats = tuple(
+        merge_all([st for key, st in passes.units.items() if fold_of[key] == f] or [SuffStats.empty(p)])
+        for f in range(k)
+    )
+    return BlockPass(fold_stats, passes.n_blocks, passes.integer_columns, passes.units, fold_of, passes.units_cap)
 
 
 @dataclass(frozen=True)

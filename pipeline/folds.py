@@ -10,17 +10,36 @@ stateful random generator:
   own random permutation of ``0 … K−1`` (hash of ``(seed, run)``, ranked).
   Every row is in each fold with probability 1/K and fold sizes differ by at
   most one row (per run), whatever n is.
-- **group k-fold**: a group's fold is ``hash(seed, group) mod K``, so all rows
-  of a group land in one fold. Fold sizes then vary with the group sizes.
+- **group k-fold**: all rows of a group land in one fold. The data pass keeps
+  one statistics record per group (its rows are never revisited); afterwards
+  the groups are dealt to the folds like scikit-learn's ``GroupKFold``, the
+  heaviest first to the lightest fold, ties broken by ``hash(seed, group)``,
+  so every fold gets a group whenever there are at least K. With more groups
+  than a memory budget allows (``units_cap``), groups are pooled into that
+  many hash buckets, which are dealt the same way (with many groups the
+  buckets are balanced anyway).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .solvers import SuffStats
+from collections.abc import Hashable, Mapping
 
-__all__ = ["block_fold_stats", "group_folds", "kfold_folds", "splitmix64"]
+from .errors import DataError
+from .solvers import SuffStats, merge_all
+
+__all__ = [
+    "assign_units",
+    "block_fold_stats",
+    "group_keys",
+    "kfold_folds",
+    "merge_units",
+    "row_group_folds",
+    "splitmix64",
+    "unit_stats",
+    "units_cap",
+]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -57,21 +76,113 @@ def kfold_folds(start_row: int, n_rows: int, k: int, seed: int) -> np.ndarray:
     return ranks[runs - first_run, rows % k].astype(np.int64)
 
 
-def group_folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold id of each row from its group value: ``hash(seed, group) mod k``.
+def group_keys(groups: np.ndarray) -> np.ndarray:
+    """Group values as comparable keys: integral numbers as int, other numbers as float, text as str.
 
-    Integer groups hash their value; anything else (strings, floats) is first
-    hashed stably with ``pandas.util.hash_array`` (fixed key), so the same
-    group maps to the same fold in every block and every process.
+    The same group must give the same key in every block, whatever dtype a
+    block's parser chose (``3`` and ``3.0`` are one group). Missing groups are
+    an error.
     """
     values = np.asarray(groups)
-    if values.dtype.kind in "iu":
-        codes = values.astype(np.int64).view(np.uint64)
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        if np.isnan(values).any():
+            raise DataError(f"folds.group: {int(np.isnan(values).sum())} rows have no group (NaN); fill or drop them.")
+        if np.all(values == np.round(values)):
+            return values.astype(np.int64)
+        return values
+    out = values.astype(object)
+    if any(v is None or (isinstance(v, float) and v != v) for v in out):
+        raise DataError("folds.group: some rows have no group (empty/None); fill or drop them.")
+    return out.astype(str)
+
+
+def _key_hash(seed: int, keys: np.ndarray) -> np.ndarray:
+    if keys.dtype.kind == "i":
+        codes = keys.view(np.uint64)
+    elif keys.dtype.kind == "f":
+        codes = keys.view(np.uint64)
     else:
         from pandas.util import hash_array
 
-        codes = hash_array(values.astype(object), categorize=False)
-    return (_keyed(seed, codes) % np.uint64(k)).astype(np.int64)
+        codes = hash_array(keys.astype(object), categorize=False)
+    return _keyed(seed, codes)
+
+
+def units_cap(n_features: int, k: int, budget_bytes: int = 64 * 2**20) -> int:
+    """How many per-group statistics records a pass may keep (each holds a p×p matrix)."""
+    return int(max(4 * k, min(4096, budget_bytes // max(1, 8 * n_features * n_features))))
+
+
+def _bucket(seed: int, keys: np.ndarray, cap: int) -> np.ndarray:
+    return (_key_hash(seed, keys) % np.uint64(cap)).astype(np.int64)
+
+
+def unit_stats(
+    X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, groups: np.ndarray, cap: int, seed: int
+) -> dict[Hashable, SuffStats]:
+    """Statistics per group of this block (per hash bucket once there are more than ``cap``)."""
+    keys = group_keys(groups)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    names: list[Hashable] = uniq.tolist()
+    if uniq.size > cap:
+        buckets, inverse = np.unique(_bucket(seed, keys, cap), return_inverse=True)
+        names = [("#bucket", int(b)) for b in buckets]
+    out: dict[Hashable, SuffStats] = {}
+    for i, key in enumerate(names):
+        rows = inverse == i
+        out[key] = SuffStats.from_block(X[rows], y[rows], None if sample_weight is None else sample_weight[rows])
+    return out
+
+
+def merge_units(parts: list[Mapping[Hashable, SuffStats]], cap: int, seed: int) -> dict[Hashable, SuffStats]:
+    """Merge per-group records by key; pool them into ``cap`` buckets if there are more."""
+    by_key: dict[Hashable, list[SuffStats]] = {}
+    for part in parts:
+        for key, st in part.items():
+            by_key.setdefault(key, []).append(st)
+    if len(by_key) > cap:
+        pooled: dict[Hashable, list[SuffStats]] = {}
+        raw = [k for k in by_key if not (isinstance(k, tuple) and k and k[0] == "#bucket")]
+        if raw:
+            ids = _bucket(seed, group_keys(np.array(raw, dtype=object if isinstance(raw[0], str) else None)), cap)
+            for key, b in zip(raw, ids.tolist()):
+                pooled.setdefault(("#bucket", b), []).extend(by_key.pop(key))
+        for key, sts in by_key.items():
+            pooled.setdefault(key, []).extend(sts)
+        by_key = pooled
+    return {key: merge_all(sts) for key, sts in by_key.items()}
+
+
+def assign_units(weights: Mapping[Hashable, float], k: int, seed: int) -> dict[Hashable, int]:
+    """Deal groups (or buckets) to k folds: heaviest first, each to the currently lightest fold.
+
+    Ties (equal weights) are ordered by ``hash(seed, key)``, so the seed
+    changes the assignment without unbalancing it.
+    """
+    keys = list(weights)
+    if not keys:
+        return {}
+    tiebreak = _key_hash(seed, np.array([str(key) for key in keys], dtype=object))
+    order = sorted(range(len(keys)), key=lambda i: (-weights[keys[i]], int(tiebreak[i])))
+    load = np.zeros(k)
+    out: dict[Hashable, int] = {}
+    for i in order:
+        fold = int(np.argmin(load))
+        out[keys[i]] = fold
+        load[fold] += weights[keys[i]]
+    return out
+
+
+def row_group_folds(groups: np.ndarray, sample_weight: np.ndarray | None, k: int, seed: int) -> np.ndarray:
+    """Fold of each row under group k-fold, for in-memory data (same rule as the data pass)."""
+    keys = group_keys(groups)
+    w = np.ones(keys.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    totals = np.bincount(inverse, weights=w)
+    fold_of = assign_units({key: float(t) for key, t in zip(uniq.tolist(), totals)}, k, seed)
+    return np.array([fold_of[key] for key in uniq.tolist()])[inverse]
 
 
 def block_fold_stats(

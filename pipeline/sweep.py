@@ -31,7 +31,15 @@ from .cluster import open_client, total_threads
 from .config import SweepConfig
 from .data import DataPlan, plan_data, read_example
 from .errors import DataError
-from .evaluate import BlockPass, Candidate, block_pass, make_fold_models, merge_block_passes, search_bounds
+from .evaluate import (
+    BlockPass,
+    Candidate,
+    block_pass,
+    finalize_groups,
+    make_fold_models,
+    merge_block_passes,
+    search_bounds,
+)
 from .model import FittedModel
 from .report import format_top_table, trial_rows, write_plots, write_trials_csv
 from .search import FoldSlot, SearchSpace, TrialResult, TrialStore, run_trials
@@ -57,7 +65,7 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str,
         "n_rows": total.n_rows,
         "fold_rows": [s.n_rows for s in passes.fold_stats],
         "fold_weight": [s.sum_w for s in passes.fold_stats],
-        "n_groups": None if passes.groups is None else len(passes.groups),
+        "n_groups": None if passes.units is None else len(passes.units),
         "fingerprint": h.hexdigest()[:16],
     }
 
@@ -100,9 +108,9 @@ def _data_pass(client: Any, plan: DataPlan, k: int, seed: int) -> Any:
     futs = [client.submit(block_pass, plan_f, spec, k, seed, pure=False, key=f"block-{spec.index}-{run}")
             for spec in plan.blocks]
     while len(futs) > 1:
-        futs = [client.submit(merge_block_passes, *futs[i : i + _MERGE_FAN_IN], pure=False)
+        futs = [client.submit(merge_block_passes, *futs[i : i + _MERGE_FAN_IN], fold_seed=seed, pure=False)
                 for i in range(0, len(futs), _MERGE_FAN_IN)]
-    return futs[0]
+    return client.submit(finalize_groups, futs[0], k, seed, pure=False)
 
 
 def _place_fold_models(

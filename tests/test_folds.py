@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.folds import block_fold_stats, group_folds, kfold_folds
+from pipeline.folds import block_fold_stats, kfold_folds, row_group_folds
 from pipeline.solvers import SuffStats, merge_all
 
 
@@ -34,22 +34,68 @@ def test_kfold_is_not_a_fixed_pattern():
     assert len({tuple(r) for r in f}) > 50
 
 
-def test_group_folds_keep_groups_together_in_any_block():
-    rng = np.random.default_rng(0)
-    groups = rng.integers(0, 40, 5000)
-    f = group_folds(groups, 5, seed=3)
+def _group_pass(X, y, w, groups, k, seed, block, cap=None):
+    """The data-pass path for group k-fold: per-block group records, merged, then dealt to folds."""
+    from pipeline.evaluate import BlockPass, finalize_groups, merge_block_passes
+    from pipeline.folds import unit_stats, units_cap
+
+    cap = cap or units_cap(X.shape[1], k)
+    parts = [
+        BlockPass((), 1, units=unit_stats(X[i:i + block], y[i:i + block], None if w is None else w[i:i + block],
+                                          groups[i:i + block], cap, seed), units_cap=cap)
+        for i in range(0, len(y), block)
+    ]
+    return finalize_groups(merge_block_passes(*parts, fold_seed=seed), k, seed)
+
+
+@pytest.mark.parametrize("n_groups", [5, 6, 10, 40])
+@pytest.mark.parametrize("seed", range(6))
+def test_group_folds_keep_groups_whole_and_fill_every_fold(n_groups, seed):
+    """Any number of groups ≥ k fills every fold (hash-mod-k left folds empty for 5–20 groups)."""
+    rng = np.random.default_rng(seed)
+    groups = rng.permutation(np.repeat(np.arange(n_groups), rng.integers(5, 40, n_groups)))
+    X, y = rng.standard_normal((groups.size, 3)), rng.standard_normal(groups.size)
+    f = row_group_folds(groups, None, 5, seed)
     for g in np.unique(groups):
         assert len(np.unique(f[groups == g])) == 1
-    np.testing.assert_array_equal(np.concatenate([group_folds(groups[i:i + 333], 5, 3) for i in range(0, 5000, 333)]), f)
-    assert set(np.unique(f)) == set(range(5))  # 40 groups spread over all 5 folds
+    assert set(np.unique(f)) == set(range(5))
+    # the data pass builds exactly these folds, whatever the block size
+    for block in (7, 100, groups.size):
+        passes = _group_pass(X, y, None, groups, 5, seed, block)
+        assert [st.n_rows for st in passes.fold_stats] == list(np.bincount(f, minlength=5))
+        np.testing.assert_allclose(passes.fold_stats[2].cxy, SuffStats.from_block(X[f == 2], y[f == 2]).cxy,
+                                   rtol=1e-10, atol=1e-12)
 
 
-def test_group_folds_accept_strings():
-    groups = np.array([f"site-{i % 13}" for i in range(1300)], dtype=object)
-    f = group_folds(groups, 4, seed=0)
-    for g in set(groups):
-        assert len(np.unique(f[groups == g])) == 1
-    np.testing.assert_array_equal(f, group_folds(groups.astype(str), 4, seed=0))
+def test_group_folds_balance_by_weight():
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 200, 20_000)
+    f = row_group_folds(groups, None, 5, 0)
+    counts = np.bincount(f, minlength=5)
+    assert counts.max() - counts.min() <= np.bincount(groups).max()  # greedy: within one group's size
+
+
+def test_group_keys_are_the_same_for_int_float_and_text():
+    assert list(row_group_folds(np.array([3, 7, 3, 9, 11, 7]), None, 2, 1)) == list(
+        row_group_folds(np.array([3.0, 7.0, 3.0, 9.0, 11.0, 7.0]), None, 2, 1))
+    sites = np.array([f"site-{i % 13}" for i in range(1300)], dtype=object)
+    f = row_group_folds(sites, None, 4, 0)
+    for g in set(sites):
+        assert len(np.unique(f[sites == g])) == 1
+    from pipeline.errors import DataError
+
+    with pytest.raises(DataError, match="have no group"):
+        row_group_folds(np.array([1.0, np.nan]), None, 2, 0)
+
+
+def test_many_groups_are_pooled_into_buckets_that_stay_whole():
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 5000, 30_000)
+    X, y = rng.standard_normal((30_000, 2)), rng.standard_normal(30_000)
+    passes = _group_pass(X, y, None, groups, 5, 0, 4096, cap=64)
+    assert len(passes.units) <= 64
+    assert all(st.n_rows > 0 for st in passes.fold_stats)
+    assert sum(st.n_rows for st in passes.fold_stats) == 30_000
 
 
 def test_block_fold_stats_partition_the_rows():

@@ -152,7 +152,7 @@ def test_weighted_group_folds_from_parquet_match_a_by_hand_reference(tmp_path, d
 
     monkeypatch.setattr(pipeline.sweep, "_REPLICATE_BYTES", 0)
 
-    from pipeline.folds import group_folds
+    from pipeline.folds import row_group_folds
 
     X, y = diabetes
     rng = np.random.default_rng(0)
@@ -171,7 +171,7 @@ def test_weighted_group_folds_from_parquet_match_a_by_hand_reference(tmp_path, d
     ])
     summary = run_sweep(cfg, echo=lambda *_: None, progress=False)
     assert summary["n_trials_complete"] == 6
-    folds = group_folds(clinic, 4, cfg.folds.seed)
+    folds = row_group_folds(clinic, w, 4, cfg.folds.seed)
     study = optuna.load_study(study_name=cfg.search.study_name, storage=cfg.search.storage)
     for t in study.trials:
         lam1, lam2 = t.params["lambda1"], t.params.get("lambda2", 0.0)
