@@ -167,10 +167,14 @@ def test_weighted_group_folds_from_parquet_match_a_by_hand_reference(tmp_path, d
     cfg = load_config(None, [
         f"data.source={d}", "data.target=y", "data.weight=w", f"data.features={names}", "folds.group=clinic",
         "folds.k=4", "search.n_trials=6", "search.penalties=[l1, elasticnet]", f"search.storage=sqlite:///{tmp_path}/o.db",
-        f"tracking.uri=sqlite:///{tmp_path}/m.db", "cluster.dashboard_address=null",
+        f"tracking.uri=sqlite:///{tmp_path}/m.db", "cluster.dashboard_address=null", "tracking.log_trials=false",
     ])
     summary = run_sweep(cfg, echo=lambda *_: None, progress=False)
     assert summary["n_trials_complete"] == 6
+    from mlflow import MlflowClient
+
+    runs = MlflowClient(tracking_uri=cfg.tracking.uri).search_runs([summary["experiment_id"]])
+    assert [r.data.tags.get("regsweep.kind") for r in runs] == ["sweep"]  # log_trials=false: no child runs
     folds = row_group_folds(clinic, w, 4, cfg.folds.seed)
     study = optuna.load_study(study_name=cfg.search.study_name, storage=cfg.search.storage)
     for t in study.trials:
@@ -209,3 +213,12 @@ def test_a_sweep_whose_every_trial_fails_stops_with_a_clear_error(tmp_path, monk
     states = [t.state.name for t in study.trials]
     assert set(states) == {"FAIL"} and 10 <= len(states) <= 30
     assert "poisoned fold" in study.trials[0].system_attrs["fail_reason"]
+
+
+def test_rerunning_a_finished_sweep_asks_nothing_and_registers_nothing_new(sweep_result):
+    """Runs last among the sweep_result tests: it adds a second parent run."""
+    cfg, first, _, _ = sweep_result
+    again = run_sweep(cfg, echo=lambda *_: None, progress=False)
+    assert again["n_trials_asked_this_run"] == 0 and again["n_trials_complete"] == 12
+    assert again["model_version"] == first["model_version"]
+    assert again["best_cv_mse"] == first["best_cv_mse"]
