@@ -338,7 +338,15 @@ def _sign_consistent_newton(
                 z[D] = 0.0
             else:
                 z = u
-            beta_A, newly, moved, finished = _ratio_step(beta_A, theta, z - beta_A, 1.0, z, dropped)
+            flipped = (theta * z < 0) & ~dropped
+            if flipped.any():  # projected Newton: zero the flipped ones at once, if that lowers P
+                trial = np.where(flipped, 0.0, z)
+                if _block_objective(H, rhs, trial) < _block_objective(H, rhs, beta_A):
+                    beta_A, newly, moved, finished = trial, flipped, True, False
+                else:
+                    beta_A, newly, moved, finished = _ratio_step(beta_A, theta, z - beta_A, 1.0, z, dropped)
+            else:
+                beta_A, newly, moved, finished = _ratio_step(beta_A, theta, z - beta_A, 1.0, z, dropped)
             progressed |= moved
             if finished:
                 break
@@ -356,6 +364,12 @@ def _sign_consistent_newton(
             break
         A, theta, beta_A = A[keep], theta[keep], beta_A[keep]
     return beta_A, A, progressed, n_iter
+
+
+def _block_objective(H: np.ndarray, rhs: np.ndarray, beta: np.ndarray) -> float:
+    """``½βᵀHβ − rhsᵀβ`` with ``rhs = q_A − λ1θ``: the objective on the block up to a constant,
+    valid for β whose signs agree with θ or are zero."""
+    return 0.5 * float(beta @ (H @ beta)) - float(rhs @ beta)
 
 
 def _ratio_step(
