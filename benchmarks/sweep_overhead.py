@@ -67,7 +67,7 @@ def task_overhead(repeats: int = 200) -> list[dict]:
     """Round trip of a trivial task vs one fold fit of a candidate, on a 2-worker LocalCluster."""
     from distributed import Client, LocalCluster
 
-    from pipeline.evaluate import Candidate, make_fold_model, score_candidates
+    from pipeline.evaluate import Candidate, finish_pass, make_fold_model, score_candidates
     from pipeline.folds import block_fold_stats, kfold_folds
     from pipeline.evaluate import BlockPass
 
@@ -86,7 +86,7 @@ def task_overhead(repeats: int = 200) -> list[dict]:
             X = rng.standard_normal((5000, p))
             y = X[:, : p // 2].sum(axis=1) + rng.standard_normal(5000)
             folds = kfold_folds(0, 5000, 5, 0)
-            passes = BlockPass(tuple(block_fold_stats(X, y, None, folds, 5)), 1)
+            passes = finish_pass(BlockPass(tuple(block_fold_stats(X, y, None, folds, 5)), 1), 5, 0)
             fold = make_fold_model(passes, 0, fit_intercept=True, standardize=True)
             lam_max = fold.problem.lambda1_max
             cands = [Candidate(i, "elasticnet", lam_max * 10 ** rng.uniform(-3, 0), 0.1) for i in range(200)]

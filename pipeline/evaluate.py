@@ -32,7 +32,7 @@ __all__ = [
     "FoldModel",
     "FoldScore",
     "block_pass",
-    "finalize_groups",
+    "finish_pass",
     "make_fold_model",
     "make_fold_models",
     "merge_block_passes",
@@ -47,16 +47,19 @@ _WARM_CACHE = 64
 class BlockPass:
     """The per-fold statistics of some blocks, and what was seen in them.
 
-    Under group k-fold the pass first keeps per-group records (``units``);
-    :func:`finalize_groups` deals the groups to folds and fills ``fold_stats``.
+    Under group k-fold the pass first keeps per-group records (``units``).
+    :func:`finish_pass` then deals the groups to folds, fills ``fold_stats``,
+    drops the per-group records (they need not travel to the fold models) and
+    computes ``total`` once for everything downstream.
     """
 
     fold_stats: tuple[SuffStats, ...]
     n_blocks: int
     integer_columns: tuple[bool, ...] = ()  # per feature: integer-typed in every block
-    units: dict | None = None  # group (or hash bucket) -> SuffStats, group k-fold only
-    group_folds: dict | None = None  # group (or bucket) -> fold, after finalize_groups
+    units: dict | None = None  # group (or hash bucket) -> SuffStats, group k-fold only, until finished
     units_cap: int = 0
+    total: SuffStats | None = None  # all rows, after finish_pass
+    n_groups: int | None = None  # distinct groups (or buckets) under group k-fold, after finish_pass
 
 
 def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> BlockPass:
@@ -84,17 +87,20 @@ def merge_block_passes(*parts: BlockPass, fold_seed: int = 0) -> BlockPass:
     return BlockPass(merged, n_blocks, integer)
 
 
-def finalize_groups(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
-    """Deal the groups of a group k-fold pass to the folds and build the fold statistics."""
-    if passes.units is None:
-        return passes
-    fold_of = assign_units({key: st.sum_w for key, st in passes.units.items()}, k, fold_seed)
-    p = next(iter(passes.units.values())).n_features
-    fold_stats = tuple(
-        merge_all([st for key, st in passes.units.items() if fold_of[key] == f] or [SuffStats.empty(p)])
-        for f in range(k)
-    )
-    return BlockPass(fold_stats, passes.n_blocks, passes.integer_columns, passes.units, fold_of, passes.units_cap)
+def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
+    """Complete a merged pass: deal groups to folds (group k-fold) and compute the total once."""
+    n_groups = None
+    fold_stats = passes.fold_stats
+    if passes.units is not None:
+        fold_of = assign_units({key: st.sum_w for key, st in passes.units.items()}, k, fold_seed)
+        p = next(iter(passes.units.values())).n_features
+        fold_stats = tuple(
+            merge_all([st for key, st in passes.units.items() if fold_of[key] == f] or [SuffStats.empty(p)])
+            for f in range(k)
+        )
+        n_groups = len(passes.units)
+    return BlockPass(fold_stats, passes.n_blocks, passes.integer_columns,
+                     total=merge_all(fold_stats), n_groups=n_groups)
 
 
 @dataclass(frozen=True)
@@ -174,9 +180,8 @@ def make_fold_model(
     passes: BlockPass, fold: int, *, fit_intercept: bool, standardize: bool
 ) -> FoldModel:
     """Training statistics = total − held-out; standardization from training rows only."""
-    total = merge_all(passes.fold_stats)
     heldout = passes.fold_stats[fold]
-    train = total - heldout
+    train = passes.total - heldout
     problem = GramProblem.from_stats(train, fit_intercept=fit_intercept, standardize=standardize)
     return FoldModel(fold=fold, problem=problem, train=train, heldout=heldout)
 
@@ -227,8 +232,7 @@ def search_bounds(passes: BlockPass, *, fit_intercept: bool, standardize: bool) 
     far below the smallest eigenvalue ridge is least squares, far above the
     largest it shrinks everything.
     """
-    total = merge_all(passes.fold_stats)
-    problem = GramProblem.from_stats(total, fit_intercept=fit_intercept, standardize=standardize)
+    problem = GramProblem.from_stats(passes.total, fit_intercept=fit_intercept, standardize=standardize)
     e = np.linalg.eigvalsh(problem.G) if problem.G.size else np.zeros(1)
     e_max = float(max(e[-1], np.finfo(float).tiny))
     positive = e[e > e_max * e.size * np.finfo(float).eps]

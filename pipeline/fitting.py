@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 
 from .errors import DataError
 from .model import FittedModel, feature_names_of

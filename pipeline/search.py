@@ -18,7 +18,6 @@ parameters), one update when it ends.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import uuid
@@ -42,8 +41,6 @@ __all__ = [
     "run_trials",
     "summarize_scores",
 ]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from .evaluate import (
     BlockPass,
     Candidate,
     block_pass,
-    finalize_groups,
+    finish_pass,
     make_fold_models,
     merge_block_passes,
     search_bounds,
@@ -43,7 +43,7 @@ from .evaluate import (
 from .model import FittedModel
 from .report import format_top_table, trial_rows, write_plots, write_trials_csv
 from .search import FoldSlot, SearchSpace, TrialResult, TrialStore, run_trials
-from .solvers import GramProblem, merge_all
+from .solvers import GramProblem
 from .tracking import Tracker, TrialRecord
 
 __all__ = ["run_sweep"]
@@ -55,7 +55,7 @@ _REPLICATE_BYTES = 256 * 2**20  # all fold models on every worker below this siz
 # ----------------------------------------------------------- worker tasks
 def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str, Any]:
     """Row counts per fold, group count and a content fingerprint of the data (worker side)."""
-    total = merge_all(passes.fold_stats)
+    total = passes.total
     h = hashlib.sha256()
     for name, arr in sorted(total.to_arrays().items()):
         h.update(name.encode())
@@ -65,7 +65,7 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str,
         "n_rows": total.n_rows,
         "fold_rows": [s.n_rows for s in passes.fold_stats],
         "fold_weight": [s.sum_w for s in passes.fold_stats],
-        "n_groups": None if passes.units is None else len(passes.units),
+        "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
     }
 
@@ -74,8 +74,7 @@ def refit_best(
     passes: BlockPass, cand: Candidate, feature_names: tuple[str, ...], *, fit_intercept: bool, standardize: bool, tol: float
 ) -> FittedModel:
     """The best candidate refit on all rows, from the total statistics (worker side)."""
-    total = merge_all(passes.fold_stats)
-    problem = GramProblem.from_stats(total, fit_intercept=fit_intercept, standardize=standardize)
+    problem = GramProblem.from_stats(passes.total, fit_intercept=fit_intercept, standardize=standardize)
     pen = cand.penalty_object()
     res = problem.solve(pen, tol=tol)
     return FittedModel(
@@ -110,7 +109,7 @@ def _data_pass(client: Any, plan: DataPlan, k: int, seed: int) -> Any:
     while len(futs) > 1:
         futs = [client.submit(merge_block_passes, *futs[i : i + _MERGE_FAN_IN], fold_seed=seed, pure=False)
                 for i in range(0, len(futs), _MERGE_FAN_IN)]
-    return client.submit(finalize_groups, futs[0], k, seed, pure=False)
+    return client.submit(finish_pass, futs[0], k, seed, pure=False)
 
 
 def _place_fold_models(

@@ -316,7 +316,7 @@ def _write_trials_main(
 
 def _write_trial(client: Any, experiment_id: str, parent: str, study_name: str, rec: TrialRecord) -> None:
     """One child run: create, one ``log_batch``, terminate."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     tags = {"mlflow.parentRunId": parent, "regsweep.trial": str(rec.number), "regsweep.study": study_name,
             "regsweep.kind": "trial"}

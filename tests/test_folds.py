@@ -36,7 +36,7 @@ def test_kfold_is_not_a_fixed_pattern():
 
 def _group_pass(X, y, w, groups, k, seed, block, cap=None):
     """The data-pass path for group k-fold: per-block group records, merged, then dealt to folds."""
-    from pipeline.evaluate import BlockPass, finalize_groups, merge_block_passes
+    from pipeline.evaluate import BlockPass, finish_pass, merge_block_passes
     from pipeline.folds import unit_stats, units_cap
 
     cap = cap or units_cap(X.shape[1], k)
@@ -45,7 +45,7 @@ def _group_pass(X, y, w, groups, k, seed, block, cap=None):
                                           groups[i:i + block], cap, seed), units_cap=cap)
         for i in range(0, len(y), block)
     ]
-    return finalize_groups(merge_block_passes(*parts, fold_seed=seed), k, seed)
+    return finish_pass(merge_block_passes(*parts, fold_seed=seed), k, seed)
 
 
 @pytest.mark.parametrize("n_groups", [5, 6, 10, 40])
@@ -93,7 +93,7 @@ def test_many_groups_are_pooled_into_buckets_that_stay_whole():
     groups = rng.integers(0, 5000, 30_000)
     X, y = rng.standard_normal((30_000, 2)), rng.standard_normal(30_000)
     passes = _group_pass(X, y, None, groups, 5, 0, 4096, cap=64)
-    assert len(passes.units) <= 64
+    assert passes.n_groups <= 64  # pooled into at most cap buckets
     assert all(st.n_rows > 0 for st in passes.fold_stats)
     assert sum(st.n_rows for st in passes.fold_stats) == 30_000
 
@@ -117,7 +117,7 @@ def test_a_column_constant_in_the_training_rows_is_dropped_on_the_fold_path():
     """A dummy column that is non-zero only in fold 0's rows is constant (zero) in fold 0's
     training rows. The fold model, built as total − held-out, must treat it exactly as the
     training rows themselves do (coefficient 0), and give the same held-out error."""
-    from pipeline.evaluate import BlockPass, make_fold_model, merge_block_passes
+    from pipeline.evaluate import BlockPass, finish_pass, make_fold_model, merge_block_passes
     from pipeline.solvers import GramProblem, make_penalty
 
     rng = np.random.default_rng(0)
@@ -128,10 +128,10 @@ def test_a_column_constant_in_the_training_rows_is_dropped_on_the_fold_path():
     X[:, 4] = 0.0
     X[folds == 0, 4] = rng.normal(size=(folds == 0).sum()) * 3 + 1e3
     X[:, 3] = 0.1  # constant everywhere, not exactly representable
-    passes = merge_block_passes(*(
+    passes = finish_pass(merge_block_passes(*(
         BlockPass(tuple(block_fold_stats(X[s:s + 37], y[s:s + 37], None, folds[s:s + 37], k)), 1)
         for s in range(0, n, 37)
-    ))
+    )), k, 0)
     fold = make_fold_model(passes, 0, fit_intercept=True, standardize=True)
     train = folds != 0
     direct = GramProblem.from_stats(SuffStats.from_block(X[train], y[train]))

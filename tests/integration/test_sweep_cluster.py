@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mlflow.exceptions import MlflowException
 
 from .conftest import _no_proxy, run_regsweep
 
