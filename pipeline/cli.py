@@ -1,7 +1,8 @@
 """The ``regsweep`` command line.
 
 Exit codes: 0 done, 1 failed, 2 bad config or input (regsweep's own errors,
-printed as one message without a traceback unless ``--debug``).
+printed as one message without a traceback unless ``--debug``), 130 on Ctrl-C
+and 143 on SIGTERM (trials in flight marked FAIL, runs ended KILLED).
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import RegsweepError
+from .errors import RegsweepError, Terminated
 
 
 def _run(debug: bool, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
+    except Terminated as e:
+        click.echo(f"regsweep: stopped ({e}); trials in flight marked FAIL, runs ended KILLED.", err=True)
+        sys.exit(143)
+    except KeyboardInterrupt:
+        click.echo("regsweep: interrupted; trials in flight marked FAIL, runs ended KILLED.", err=True)
+        sys.exit(130)
     except RegsweepError as e:
         if debug:
             raise
@@ -65,3 +72,24 @@ def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
 
     cfg = _run(debug, lambda: load_config(config, overrides))
     click.echo(cfg.to_yaml(), nl=False)
+
+
+@main.command("sync-tracking")
+@click.argument("config", type=click.Path(dir_okay=False), required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@click.option("--debug", is_flag=True)
+def sync_tracking(config: str | None, overrides: tuple[str, ...], debug: bool) -> None:
+    """Replay into MLflow what the study of CONFIG holds and MLflow lacks.
+
+    Child runs of trials that were not logged (the server was down, the driver
+    was killed) are written, runs left RUNNING by dead drivers are ended KILLED,
+    and a best model that could not be registered is logged and registered.
+    Needs the tracking server and the study's storage, not the cluster or the data.
+    """
+    from .config import load_config
+    from .sync import sync_tracking as run_sync
+
+    cfg = _run(debug, lambda: load_config(config, overrides))
+    summary = _run(debug, lambda: run_sync(cfg, echo=click.echo))
+    if summary["not_logged"]:
+        sys.exit(1)

@@ -38,3 +38,7 @@ class ConfigError(RegsweepError, ValueError):
 
 class SweepError(RegsweepError, RuntimeError):
     """The sweep cannot go on (e.g. every trial fails); recorded results are kept."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM; handled like Ctrl-C (runs end KILLED, trials FAIL)."""

@@ -30,11 +30,13 @@ import numpy as np
 from .config import SearchConfig
 from .errors import SweepError
 from .evaluate import Candidate, FoldScore, score_folds
+from .ownership import DriverId, LeaseKeeper, is_stale
 
 __all__ = [
     "FoldSlot",
     "PendingTrial",
     "SearchSpace",
+    "StaleTrial",
     "TrialResult",
     "TrialStore",
     "open_storage",
@@ -94,6 +96,13 @@ class TrialResult:
             "converged": float(self.converged),
             "fit_seconds": self.fit_seconds,
         }
+
+    def attrs(self) -> dict[str, object]:
+        """What the study keeps of the trial besides its value (user attribute ``cv``): every metric
+        and the per-fold errors, so MLflow can be re-synced from the study alone."""
+        out: dict[str, object] = {k: v for k, v in self.metrics().items() if k != "cv_mse"}
+        out["fold_mse"] = list(self.fold_mse)
+        return out
 
 
 def summarize_scores(candidate: Candidate, scores: Sequence[FoldScore], start: float, end: float) -> TrialResult:
@@ -165,11 +174,32 @@ class PendingTrial:
     start: float
 
 
+@dataclass(frozen=True)
+class StaleTrial:
+    """A trial left RUNNING by a driver that died, now marked FAIL."""
+
+    number: int
+    params: dict[str, object]
+    parent_run: str | None  # the MLflow parent run of the driver that asked it
+    retried: bool  # its parameters are queued to be tried again (once: a retry is not retried)
+
+
+# Keys regsweep keeps in the study (trial and study system attributes).
+OWNER_ATTR = "regsweep:driver"
+PARENT_RUN_ATTR = "regsweep:parent_run"
+RETRY_OF_ATTR = "regsweep:retry_of"
+LAST_PARENT_ATTR = "regsweep:last_parent_run"
+_LEASE_PREFIX = "regsweep:lease:"
+
+
 class TrialStore:
     """The Optuna study in RDB storage, with an in-memory mirror for the sampler.
 
     Trial numbers are those of the RDB study (what users see in Optuna and
-    MLflow); the mirror only decides parameters.
+    MLflow); the mirror only decides parameters. Every trial records the
+    driver that asked it (:mod:`pipeline.ownership`); on opening, RUNNING
+    trials of dead drivers are marked FAIL and their parameters queued once
+    more (:attr:`stale`).
     """
 
     def __init__(self, cfg: SearchConfig) -> None:
@@ -183,6 +213,9 @@ class TrialStore:
         )
         self._storage = self.study._storage
         self._study_id = self.study._study_id
+        self.driver = DriverId.current()
+        self.parent_run: str | None = None
+        self.stale = self._fail_stale_trials()
         finished = self.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
         )
@@ -190,6 +223,51 @@ class TrialStore:
         # sampler's seed moves with the number of trials already there (still reproducible).
         self.mirror = optuna.create_study(direction="minimize", sampler=_sampler(cfg.seed + len(self.study.trials)))
         self.mirror.add_trials(finished)
+        for st in self.stale:
+            if st.retried:
+                self.mirror.enqueue_trial(st.params, user_attrs={RETRY_OF_ATTR: st.number})
+
+    # ------------------------------------------------------------ ownership
+    def _fail_stale_trials(self) -> list[StaleTrial]:
+        """Mark FAIL the RUNNING trials whose driver is gone; queue each one's parameters once."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        stale = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = t.system_attrs.get(OWNER_ATTR)
+            if not is_stale(owner, self.lease_of(owner)):
+                continue
+            try:
+                self._storage.set_trial_system_attr(
+                    t._trial_id, "fail_reason", f"stale: driver {owner} stopped before this trial finished"
+                )
+                self._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:  # finished meanwhile by a driver that was alive after all
+                continue
+            stale.append(StaleTrial(t.number, dict(t.params), t.system_attrs.get(PARENT_RUN_ATTR),
+                                    retried=RETRY_OF_ATTR not in t.system_attrs))
+        return stale
+
+    def lease_of(self, driver: str | None) -> float | None:
+        """When ``driver`` last renewed its lease on this study (epoch seconds), if ever."""
+        if not driver:
+            return None
+        value = self._storage.get_study_system_attrs(self._study_id).get(f"{_LEASE_PREFIX}{driver}")
+        return float(value) if isinstance(value, int | float) else None
+
+    def previous_parent_run(self) -> str | None:
+        """The MLflow parent run of the last driver that worked on this study, if any."""
+        run = self._storage.get_study_system_attrs(self._study_id).get(LAST_PARENT_ATTR)
+        return str(run) if run else None
+
+    def claim(self, parent_run: str | None) -> LeaseKeeper:
+        """Record this driver's parent run on the study; returns the lease keeper to run while working."""
+        self.parent_run = parent_run
+        if parent_run:
+            self._storage.set_study_system_attr(self._study_id, LAST_PARENT_ATTR, parent_run)
+        key = f"{_LEASE_PREFIX}{self.driver}"
+        return LeaseKeeper(lambda now: self._storage.set_study_system_attr(self._study_id, key, now))
 
     def n_complete(self) -> int:
         from optuna.trial import TrialState
@@ -208,11 +286,20 @@ class TrialStore:
             number=-1, state=TrialState.RUNNING, value=None,
             datetime_start=datetime.datetime.now(), datetime_complete=None,
             params=dict(mirror.params), distributions=dict(mirror.distributions),
-            user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=-1,
+            user_attrs={}, system_attrs=self._ownership(mirror), intermediate_values={}, trial_id=-1,
         )
         trial_id = self._storage.create_new_trial(self._study_id, template_trial=template)
         number = self._storage.get_trial_number_from_id(trial_id)
         return PendingTrial(mirror, trial_id, Candidate(number, penalty, lam1, lam2), time.time())
+
+    def _ownership(self, mirror: object) -> dict[str, object]:
+        attrs: dict[str, object] = {OWNER_ATTR: str(self.driver)}
+        if self.parent_run:
+            attrs[PARENT_RUN_ATTR] = self.parent_run
+        retry_of = mirror.user_attrs.get(RETRY_OF_ATTR)  # type: ignore[attr-defined]
+        if retry_of is not None:
+            attrs[RETRY_OF_ATTR] = retry_of
+        return attrs
 
     def tell(self, pending: PendingTrial, value: float, user_attrs: dict[str, object]) -> None:
         from optuna.trial import TrialState
@@ -259,6 +346,7 @@ def run_trials(
     tol: float,
     on_result: Callable[[TrialResult], None],
     on_failure: Callable[[int, Candidate, str], None],
+    on_abort: Callable[[int, Candidate, str], None] | None = None,
 ) -> int:
     """Ask/tell until the study holds ``n_trials`` COMPLETE trials; returns how many this call asked.
 
@@ -266,6 +354,13 @@ def run_trials(
     folds (small Grams, replicated on every worker), a batch is one task sent
     to the least busy such slot; otherwise one task per slot (per fold), each
     pinned to the worker holding its fold (and free to move if it dies).
+
+    A batch whose task fails (an exception, or Dask giving up after the task
+    killed several workers: ``KilledWorker``) is split and each of its trials
+    tried alone once, so one poisoned candidate fails only its own trial.
+    Dask may run a task twice; results are keyed by (batch, fold) and a trial
+    is told exactly once. If the loop stops early (an error, SIGINT/SIGTERM),
+    the trials in flight are marked FAIL and reported to ``on_abort``.
     """
     from distributed import as_completed
 
@@ -276,6 +371,7 @@ def run_trials(
     load = dict.fromkeys(range(len(slots)), 0)
     pending: dict[int, _Batch] = {}
     owner: dict[object, tuple[int, int]] = {}  # future -> (batch, slot)
+    retry: list[_Batch] = []  # single-trial batches split from a failed batch
     run = uuid.uuid4().hex[:12]  # unique task keys even with several drivers on one scheduler
     ac = as_completed(loop=client.loop)  # type: ignore[attr-defined]
     asked = 0
@@ -284,46 +380,54 @@ def run_trials(
     failures_in_a_row = 0
     max_failures = max(10, 2 * in_flight)  # a deterministic fault must not spin forever
 
+    def submit(batch: _Batch) -> None:
+        nonlocal next_batch
+        cands = [t.candidate for t in batch.trials]
+        targets = [min(whole, key=load.__getitem__)] if whole else range(len(slots))
+        for i in targets:
+            slot = slots[i]
+            fut = client.submit(  # type: ignore[attr-defined]
+                score_folds, slot.models, cands, tol,
+                pure=False, workers=[slot.worker] if slot.worker else None, allow_other_workers=True,
+                key=f"score-{run}-b{next_batch}-s{i}",
+            )
+            owner[fut] = (next_batch, i)
+            load[i] += 1
+            ac.add(fut)
+        pending[next_batch] = batch
+        next_batch += 1
+
     try:
         while done < n_trials:
+            while retry and len(pending) < max_batches:
+                submit(retry.pop())
             while len(pending) < max_batches and done + trials_in_flight < n_trials:
                 size = min(batch_size, n_trials - done - trials_in_flight)
-                batch = _Batch(trials=[store.ask(space) for _ in range(size)])
                 asked += size
                 trials_in_flight += size
-                cands = [t.candidate for t in batch.trials]
-                targets = [min(whole, key=load.__getitem__)] if whole else range(len(slots))
-                for i in targets:
-                    slot = slots[i]
-                    fut = client.submit(  # type: ignore[attr-defined]
-                        score_folds, slot.models, cands, tol,
-                        pure=False, workers=[slot.worker] if slot.worker else None, allow_other_workers=True,
-                        key=f"score-{run}-b{next_batch}-s{i}",
-                    )
-                    owner[fut] = (next_batch, i)
-                    load[i] += 1
-                    ac.add(fut)
-                pending[next_batch] = batch
-                next_batch += 1
+                submit(_Batch(trials=[store.ask(space) for _ in range(size)]))
             if not pending:
                 break
             fut = next(ac)
             batch_id, i = owner.pop(fut)
             load[i] -= 1
             batch = pending.get(batch_id)
-            if batch is None:
+            if batch is None or batch.failed:  # its other folds already failed it
+                fut.release()
                 continue
             if fut.status == "error":
                 exc = fut.exception()
                 batch.failed = f"folds {list(slots[i].folds)}: {type(exc).__name__}: {exc}"
-                batch.scores.update({f: [] for f in slots[i].folds})
             else:
                 for score in fut.result():
                     batch.scores.setdefault(score.fold, []).append(score)
             fut.release()
-            if len(batch.scores) < k:
+            if not batch.failed and len(batch.scores) < k:
                 continue
             del pending[batch_id]
+            if batch.failed and len(batch.trials) > 1:  # find the culprit: each trial alone, once
+                retry.extend(_Batch(trials=[t]) for t in batch.trials)
+                continue
             trials_in_flight -= len(batch.trials)
             end = time.time()
             for pending_trial in batch.trials:
@@ -336,10 +440,7 @@ def run_trials(
                 failures_in_a_row = 0
                 scores = [s for fold_scores in batch.scores.values() for s in fold_scores if s.trial == cand.trial]
                 result = summarize_scores(cand, scores, pending_trial.start, end)
-                store.tell(pending_trial, result.cv_mse, {"cv": {
-                    "fold_mse": list(result.fold_mse), "cv_mse_se": result.cv_mse_se,
-                    "train_mse": result.train_mse, "cv_r2": result.cv_r2, "n_nonzero": result.n_nonzero,
-                }})
+                store.tell(pending_trial, result.cv_mse, {"cv": result.attrs()})
                 done += 1
                 on_result(result)
             if failures_in_a_row >= max_failures:
@@ -349,9 +450,14 @@ def run_trials(
                 )
     except BaseException as exc:  # the sweep stops: trials in flight must not stay RUNNING
         reason = f"sweep stopped before this trial finished ({type(exc).__name__}: {exc})"
-        for batch in pending.values():
+        for batch in [*pending.values(), *retry]:
             for pending_trial in batch.trials:
-                store.fail(pending_trial, reason)
+                try:
+                    store.fail(pending_trial, reason)
+                except Exception:  # noqa: BLE001 — the storage may be what failed; the next start cleans up
+                    continue
+                if on_abort is not None:
+                    on_abort(pending_trial.candidate.trial, pending_trial.candidate, reason)
         for fut in owner:
             fut.cancel()
         raise

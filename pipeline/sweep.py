@@ -44,7 +44,9 @@ from .model import FittedModel
 from .report import format_top_table, trial_rows, write_plots, write_trials_csv
 from .search import FoldSlot, SearchSpace, TrialResult, TrialStore, run_trials
 from .solvers import GramProblem
-from .tracking import Tracker, TrialRecord
+from .signals import terminate_as_interrupt
+from .sync import Publication, replay_missing, trial_params, unpublished_dir
+from .tracking import Tracker, TrialRecord, is_unreachable
 
 __all__ = ["run_sweep"]
 
@@ -170,7 +172,12 @@ def mlflow_ui_command(uri: str, experiment_id: str) -> str:
 
 
 def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress: bool | None = None) -> dict[str, Any]:
-    """Run the sweep described by ``cfg``; return the summary (also what ``--summary-json`` writes)."""
+    """Run the sweep described by ``cfg``; return the summary (also what ``--summary-json`` writes).
+
+    SIGTERM is handled like Ctrl-C: trials in flight are marked FAIL, the
+    parent and their child runs end KILLED, and :class:`~pipeline.errors.Terminated`
+    propagates (the CLI exits 143).
+    """
     t0 = time.perf_counter()
     timer = _Timer({})
     plan = plan_data(cfg.data, cfg.folds)
@@ -183,24 +190,45 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     tracker.ensure_experiment()
     tracker.study_name = cfg.search.study_name
     store = TrialStore(cfg.search)
-    parent = tracker.start_parent(
-        run_name=f"sweep-{cfg.search.study_name}",
-        tags={"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name},
-    )
+    tags = {"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name}
+    previous = store.previous_parent_run()
+    if previous:
+        tags["regsweep.resumed_from"] = previous
+    parent = tracker.start_parent(run_name=f"sweep-{cfg.search.study_name}", tags=tags)
+    lease = store.claim(parent)
     tracker.start_trial_logging()  # the writer process imports MLflow while the cluster starts
+    closed = tracker.close_stale_runs(cfg.search.study_name, store.lease_of)
+    replayed = replay_missing(tracker, store)
+    if store.stale or closed or replayed:
+        retried = sum(st.retried for st in store.stale)
+        echo(f"Resuming study {cfg.search.study_name!r}: {len(store.stale)} trials of a stopped driver marked FAIL "
+             f"({retried} queued again), {len(closed)} MLflow runs it left open ended KILLED, "
+             f"{replayed} child runs replayed from the study.")
     t_cluster = timer.lap("setup", t0)
     status = "FAILED"
     try:
-        with open_client(cfg.cluster) as client:
+        with lease, terminate_as_interrupt(), open_client(cfg.cluster) as client:
             summary = _sweep_on_cluster(cfg, client, plan, store, tracker, parent, timer, t_cluster, echo, progress)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        tracker.finish_trial_logging(timeout=60 if status == "FINISHED" else 10)
-        tracker.end_run(parent, status)
-    summary["trials_not_logged"] = [n for n, _ in tracker.failed]
+        tracker.finish_trial_logging(timeout=60 if status == "FINISHED" else 4)
+        if status == "FINISHED" and tracker.failed and tracker.reachable():
+            tracker.failed.clear()  # the server came back: write what it missed now
+            tracker.start_trial_logging()
+            replay_missing(tracker, store)
+            tracker.finish_trial_logging(timeout=60)
+        try:
+            tracker.end_run(parent, status)
+        except Exception as e:  # noqa: BLE001 — the server may be gone; the next start closes it
+            if status == "FINISHED":
+                tracker.not_logged.append(f"parent run status ({type(e).__name__})")
+    tracker.not_logged += [msg for n, msg in tracker.failed if n < 0]
+    summary["stale_trials_failed"] = [st.number for st in store.stale]
+    summary["trials_not_logged"] = sorted(n for n, _ in tracker.failed if n >= 0)
+    summary["tracking_incomplete"] = list(tracker.not_logged)
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _print_outcome(summary, store, cfg, echo, tracker)
     return summary
@@ -231,8 +259,13 @@ def _sweep_on_cluster(
     params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
     params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
                    "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
-    tracker.log_params(parent, params)
-    tracker.set_tags(parent, {"regsweep.data_fingerprint": meta["fingerprint"]})
+    try:
+        tracker.log_params(parent, params)
+        tracker.set_tags(parent, {"regsweep.data_fingerprint": meta["fingerprint"]})
+    except Exception as e:  # noqa: BLE001 — a sweep does not need MLflow to go on (the study is the record)
+        if not is_unreachable(e):
+            raise
+        tracker.not_logged.append("the sweep's config params and data fingerprint tag")
 
     bar = _Progress(cfg.search.n_trials, echo, progress)
     in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
@@ -246,9 +279,14 @@ def _sweep_on_cluster(
         tracker.log_trial(TrialRecord(number, _params(cand), {}, {}, now, now, status="FAILED"))
         echo(f"trial {number} failed: {reason}")
 
+    def on_abort(number: int, cand: Candidate, reason: str) -> None:
+        now = int(time.time() * 1000)
+        tracker.log_trial(TrialRecord(number, _params(cand), {}, {}, now, now, status="KILLED"))
+
     bar.start(study)
     asked = run_trials(client, store, slots, k, space, cfg.search.n_trials,
-                       in_flight=in_flight, threads=threads, tol=m.tol, on_result=on_result, on_failure=on_failure)
+                       in_flight=in_flight, threads=threads, tol=m.tol, on_result=on_result, on_failure=on_failure,
+                       on_abort=on_abort)
     bar.close()
     t = timer.lap("trials", t)
 
@@ -260,20 +298,31 @@ def _sweep_on_cluster(
     example = client.submit(example_rows, plan, passes, pure=False).result()
     version_tags = {"regsweep.study": cfg.search.study_name, "regsweep.trial": str(best.number),
                     "regsweep.data_fingerprint": meta["fingerprint"]}
-    model_uri, version = tracker.log_model(parent, model, example, cfg.tracking.registered_model, version_tags)
     rows = trial_rows(study)
+    cv = best.user_attrs.get("cv", {})
+    n_complete = _n_complete(study)
+    model_uri, version = None, None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         (out / "config.yaml").write_text(cfg.to_yaml())
         write_trials_csv(rows, out / "trials.csv")
         write_plots(rows, model, out)
-        tracker.log_artifacts(parent, out)
-    cv = best.user_attrs.get("cv", {})
-    n_complete = _n_complete(study)
-    tracker.log_params(parent, {"best.penalty": cand.penalty, "best.lambda1": cand.lambda1,
-                                "best.lambda2": cand.lambda2, "best.trial": best.number})
-    tracker.log_metrics(parent, {"best_cv_mse": best.value, "best_cv_mse_se": cv.get("cv_mse_se"),
-                                 "best_n_nonzero": float(model.n_nonzero), "n_trials_complete": float(n_complete)})
+        pub = Publication(
+            parent_run=parent, registered_model=cfg.tracking.registered_model, model=model, example=example,
+            version_tags=version_tags,
+            params={"best.penalty": cand.penalty, "best.lambda1": cand.lambda1, "best.lambda2": cand.lambda2,
+                    "best.trial": best.number},
+            metrics={"best_cv_mse": best.value, "best_cv_mse_se": cv.get("cv_mse_se"),
+                     "best_n_nonzero": float(model.n_nonzero), "n_trials_complete": float(n_complete)},
+            artifacts=out,
+        )
+        try:
+            model_uri, version = pub.publish(tracker)
+        except Exception as e:  # noqa: BLE001 — the study holds the results; keep the rest for later
+            if not is_unreachable(e):
+                raise
+            where = pub.save(unpublished_dir(cfg.search.study_name))
+            tracker.not_logged.append(f"best model, parent params, metrics and plots (saved in {where})")
     timer.lap("refit_and_logging", t)
     return {
         "best_params": {"penalty": cand.penalty, "lambda1": cand.lambda1, "lambda2": cand.lambda2},
@@ -308,9 +357,13 @@ def _print_outcome(summary: dict[str, Any], store: TrialStore, cfg: SweepConfig,
     echo("")
     echo(f"Best: trial {summary['best_trial']}, {best['penalty']} λ1={best['lambda1']:.4g} λ2={best['lambda2']:.4g}, "
          f"cv MSE {summary['best_cv_mse']:.6g} ± {summary['best_cv_mse_se'] or float('nan'):.3g}; "
-         f"registered as {cfg.tracking.registered_model} v{summary['model_version']} (alias candidate)")
-    if tracker.failed:
-        echo(f"WARNING: {len(tracker.failed)} trials were not logged to MLflow: {[n for n, _ in tracker.failed]}")
+         + (f"registered as {cfg.tracking.registered_model} v{summary['model_version']} (alias candidate)"
+            if summary["model_version"] is not None else "model not registered yet (see below)"))
+    if summary["trials_not_logged"] or summary["tracking_incomplete"]:
+        what = summary["tracking_incomplete"] + (
+            [f"child runs of trials {summary['trials_not_logged']}"] if summary["trials_not_logged"] else [])
+        echo(f"WARNING: not logged to MLflow ({cfg.tracking.uri}): {'; '.join(what)}. The Optuna study holds "
+             "every result: run `regsweep sync-tracking CONFIG` (same config) once the server is back.")
     echo(f"MLflow UI: {mlflow_ui_command(cfg.tracking.uri, tracker.experiment_id or '0')}")
 
 

@@ -7,7 +7,16 @@ Default experiment), then passes ``experiment_id`` around.
 
 Child runs are written by a separate writer process from a queue, so logging
 never stalls the trial loop; each costs three requests (create, one
-``log_batch``, terminate), retried through short outages. The Optuna study is the record of truth; MLflow mirrors it.
+``log_batch``, terminate). A write is retried for :data:`_OUTAGE_S` seconds
+(a server restart); a retry first looks for the run it may already have
+created, so a trial never gets two child runs. When the server stays away,
+the writer stops waiting and reports what it could not write; the Optuna
+study is the record of truth, and :func:`pipeline.sync.sync_tracking` (the
+``regsweep sync-tracking`` command, also run at every sweep start) replays
+from it whatever MLflow is missing.
+
+Every run carries the tag ``regsweep.driver`` (:mod:`pipeline.ownership`):
+the next start closes the RUNNING runs of dead drivers as KILLED.
 
 Models are logged with a *loader module* (this module's :func:`_load_pyfunc`)
 and a data directory holding ``model.json`` + ``arrays.npz``:
@@ -39,12 +48,15 @@ from .config import TrackingConfig
 from .errors import RegsweepError
 from .model import FittedModel
 
-__all__ = ["TrackingError", "Tracker", "TrialRecord"]
+__all__ = ["ChildRun", "TrackingError", "Tracker", "TrialRecord", "is_unreachable"]
 
 log = logging.getLogger(__name__)
 
 _PREFLIGHT_TIMEOUT_S = 5.0
+_OUTAGE_S = 30.0  # how long one child-run write is retried before the server counts as gone
+_PROBE_EVERY_S = 5.0  # while it is gone: how often the writer checks whether it is back
 MODEL_ARTIFACT = "model"
+DRIVER_TAG = "regsweep.driver"
 
 
 class TrackingError(RegsweepError, RuntimeError):
@@ -62,11 +74,23 @@ class TrialRecord:
     start_ms: int
     end_ms: int
     status: str = "FINISHED"
+    parent: str | None = None  # the parent run (default: this sweep's)
+    run_id: str | None = None  # complete this existing run instead of creating one
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """An existing child run of a trial."""
+
+    run_id: str
+    status: str
+    driver: str | None
 
 
 def _quiet_mlflow() -> None:
     # Fail fast instead of MLflow's default minutes of retries; our own preflight names the URI.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -90,28 +114,30 @@ class Tracker:
         self._worker: Any = None
         self._parent: str | None = None
         self.failed: list[tuple[int, str]] = []  # (trial number, error) not logged
+        self.not_logged: list[str] = []  # sweep-level writes that did not reach MLflow
 
     # ------------------------------------------------------------ setup
     def preflight(self) -> None:
         """Fail within seconds, naming the URI, if the tracking store is unreachable."""
         if self.uri.startswith(("http://", "https://")):
-            url = self.uri.rstrip("/") + "/health"
-            try:
-                with urllib.request.urlopen(url, timeout=_PREFLIGHT_TIMEOUT_S) as resp:
-                    if resp.status != 200:
-                        raise TrackingError(f"MLflow server at {self.uri} answered /health with HTTP {resp.status}.")
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
+            problem = _health_problem(self.uri, _PREFLIGHT_TIMEOUT_S)
+            if problem:
                 raise TrackingError(
-                    f"MLflow tracking server {self.uri} is unreachable ({reason}); start it, or set "
+                    f"MLflow tracking server {self.uri} is unreachable ({problem}); start it, or set "
                     "tracking.uri to a local file such as sqlite:///mlflow.db."
-                ) from None
+                )
         elif self.uri.startswith("sqlite:///"):
             path = Path(self.uri[len("sqlite:///") :])
             if not path.parent.exists():
                 raise TrackingError(
                     f"tracking.uri {self.uri!r}: directory {str(path.parent)!r} does not exist; create it first."
                 )
+
+    def reachable(self) -> bool:
+        """Whether the tracking server answers now (always True for a local store)."""
+        if not self.uri.startswith(("http://", "https://")):
+            return True
+        return _health_problem(self.uri, 2.0) is None
 
     def ensure_experiment(self) -> str:
         """Get or create the experiment by name, exactly once per process; returns its id."""
@@ -138,9 +164,55 @@ class Tracker:
     # ------------------------------------------------------------ runs
     def start_parent(self, run_name: str, tags: Mapping[str, str]) -> str:
         assert self.experiment_id is not None, "call ensure_experiment() first"
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+        from .ownership import DriverId
+
+        tags = {DRIVER_TAG: str(DriverId.current()), **tags}
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self._parent = run.info.run_id
         return self._parent
+
+    def use_parent(self, run_id: str) -> None:
+        """Write child runs under an existing parent run (``sync-tracking``)."""
+        self._parent = run_id
+
+    def _search(self, filter_string: str) -> list[Any]:
+        """Every run of the experiment matching ``filter_string`` (all pages)."""
+        from mlflow.entities import ViewType
+
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string, ViewType.ACTIVE_ONLY,
+                                           max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def child_runs(self, study_name: str) -> dict[int, ChildRun]:
+        """The trial child runs of ``study_name`` in this experiment, by trial number."""
+        out: dict[int, ChildRun] = {}
+        for run in self._search(f"tags.`regsweep.study` = '{_quote(study_name)}' and tags.`regsweep.kind` = 'trial'"):
+            number = run.data.tags.get("regsweep.trial")
+            if number is not None and number.lstrip("-").isdigit():
+                out.setdefault(int(number), ChildRun(run.info.run_id, run.info.status, run.data.tags.get(DRIVER_TAG)))
+        return out
+
+    def close_stale_runs(self, study_name: str, lease_of: Any) -> list[str]:
+        """End as KILLED the RUNNING runs of ``study_name`` whose driver is gone; returns their ids.
+
+        ``lease_of(driver)`` gives the last lease renewal of a driver (or None):
+        runs of drivers on other hosts are closed only once their lease expired.
+        """
+        from .ownership import is_stale
+
+        closed = []
+        for run in self._search(f"tags.`regsweep.study` = '{_quote(study_name)}' and attributes.status = 'RUNNING'"):
+            owner = run.data.tags.get(DRIVER_TAG)
+            if run.info.run_id != self._parent and is_stale(owner, lease_of(owner)):
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                closed.append(run.info.run_id)
+        return closed
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -179,6 +251,8 @@ class Tracker:
         """
         import multiprocessing
 
+        from .ownership import DriverId
+
         if not self.cfg.log_trials:
             return
         assert self._parent is not None and self.experiment_id is not None
@@ -187,7 +261,8 @@ class Tracker:
         self._results = ctx.Queue()
         self._worker = ctx.Process(
             target=_write_trials_main,
-            args=(self.uri, self.experiment_id, self._parent, self.study_name, self._queue, self._results),
+            args=(self.uri, self.experiment_id, self._parent, self.study_name, self._queue, self._results,
+                  str(DriverId.current())),
             name="regsweep-mlflow-writer",
             daemon=True,
         )
@@ -205,6 +280,10 @@ class Tracker:
     def finish_trial_logging(self, timeout: float = 300.0) -> None:
         """Wait until every queued trial is written (or give up after ``timeout`` s)."""
         if self._worker is None:
+            return
+        if not self._worker.is_alive():
+            self.failed.append((-1, "the MLflow writer process died"))
+            self._worker = None
             return
         self._queue.put(None)
         deadline = time.monotonic() + timeout
@@ -284,49 +363,133 @@ class Tracker:
 
 
 def _write_trials_main(
-    uri: str, experiment_id: str, parent: str, study_name: str, inbox: Any, outbox: Any
+    uri: str, experiment_id: str, parent: str, study_name: str, inbox: Any, outbox: Any, driver: str
 ) -> None:
-    """Body of the writer process: one child run per record, retried through short outages."""
+    """Body of the writer process: one child run per record, retried through short outages.
+
+    Stops when the driver says so (``None``) or dies (its parent PID changes):
+    a driver killed with SIGKILL cannot say so, and what was left unwritten is
+    replayed from the study at the next start.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stdout = open(os.devnull, "w")  # MLflow prints two "View run" lines per terminated run
     _quiet_mlflow()
     from mlflow import MlflowClient
 
     _quiet_mlflow()
     client = MlflowClient(tracking_uri=uri)
+    http = uri.startswith(("http://", "https://"))
+    gone = False
+    last_probe = 0.0
     while True:
-        rec = inbox.get()
+        try:
+            rec = inbox.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != int(driver.rsplit("/", 2)[1]):
+                return
+            continue
         if rec is None:
             break
-        error = None
-        for attempt in range(4):
-            try:
-                _write_trial(client, experiment_id, parent, study_name, rec)
-                error = None
-                break
-            except Exception as e:  # noqa: BLE001 — never lose the sweep for a log write
-                error = f"{type(e).__name__}: {e}"
-                time.sleep(0.5 * 2**attempt)
+        if gone:  # don't wait out a full outage per record while the server stays away
+            if time.monotonic() - last_probe < _PROBE_EVERY_S:
+                outbox.put((rec.number, f"MLflow server {uri} unreachable"))
+                continue
+            last_probe = time.monotonic()
+            if _health_problem(uri, 2.0):
+                outbox.put((rec.number, f"MLflow server {uri} unreachable"))
+                continue
+            gone = False
+        error = _write_with_retries(client, experiment_id, parent, study_name, driver, rec)
         if error is not None:
             outbox.put((rec.number, error[:500]))
+            gone = http
+            last_probe = time.monotonic()
     outbox.put(None)
 
 
-def _write_trial(client: Any, experiment_id: str, parent: str, study_name: str, rec: TrialRecord) -> None:
-    """One child run: create, one ``log_batch``, terminate."""
+def _write_with_retries(
+    client: Any, experiment_id: str, parent: str, study_name: str, driver: str, rec: TrialRecord
+) -> str | None:
+    """Write one child run, retrying for up to :data:`_OUTAGE_S` s; returns the last error or None."""
+    deadline = time.monotonic() + _OUTAGE_S
+    attempt = 0
+    run_id = rec.run_id
+    while True:
+        try:
+            if run_id is None and attempt > 0:  # the failed attempt may have created it after all
+                run_id = _find_child(client, experiment_id, study_name, rec.number)
+            if run_id is None:
+                run_id = _create_child(client, experiment_id, rec.parent or parent, study_name, driver, rec)
+            _fill_child(client, run_id, rec)
+            return None
+        except Exception as e:  # noqa: BLE001 — never lose the sweep for a log write
+            error = f"{type(e).__name__}: {e}"
+        attempt += 1
+        pause = min(0.5 * 2 ** (attempt - 1), 4.0)
+        if time.monotonic() + pause > deadline:
+            return error
+        time.sleep(pause)
+
+
+def _find_child(client: Any, experiment_id: str, study_name: str, number: int) -> str | None:
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`regsweep.study` = '{_quote(study_name)}' and tags.`regsweep.trial` = '{number}'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _create_child(client: Any, experiment_id: str, parent: str, study_name: str, driver: str,
+                  rec: TrialRecord) -> str:
+    tags = {"mlflow.parentRunId": parent, "regsweep.trial": str(rec.number), "regsweep.study": study_name,
+            "regsweep.kind": "trial", DRIVER_TAG: driver}
+    run = client.create_run(experiment_id, start_time=rec.start_ms, tags=tags, run_name=f"trial-{rec.number:04d}")
+    return str(run.info.run_id)
+
+
+def _fill_child(client: Any, run_id: str, rec: TrialRecord) -> None:
+    """Params and metrics in one ``log_batch`` (idempotent: same values again), then the final status."""
     from mlflow.entities import Metric, Param
 
-    tags = {"mlflow.parentRunId": parent, "regsweep.trial": str(rec.number), "regsweep.study": study_name,
-            "regsweep.kind": "trial"}
-    run = client.create_run(experiment_id, start_time=rec.start_ms, tags=tags, run_name=f"trial-{rec.number:04d}")
     metrics = [Metric(k, float(v), rec.end_ms, 0) for k, v in rec.metrics.items() if np.isfinite(v)]
     for name, values in rec.fold_metrics.items():
         metrics += [Metric(name, float(v), rec.end_ms, i) for i, v in enumerate(values) if np.isfinite(v)]
     params = [Param(k, _param_str(v)) for k, v in rec.params.items()]
-    client.log_batch(run.info.run_id, metrics=metrics, params=params, synchronous=True)
-    client.set_terminated(run.info.run_id, status=rec.status, end_time=rec.end_ms)
+    client.log_batch(run_id, metrics=metrics, params=params, synchronous=True)
+    client.set_terminated(run_id, status=rec.status, end_time=rec.end_ms)
+
+
+def _health_problem(uri: str, timeout: float) -> str | None:
+    """None if the MLflow server at ``uri`` answers ``/health``; otherwise what went wrong."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return None if resp.status == 200 else f"HTTP {resp.status} from /health"
+    except urllib.error.HTTPError as e:
+        return f"HTTP {e.code} from /health"
+    except (urllib.error.URLError, OSError) as e:
+        return str(getattr(e, "reason", e))
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the tracking server could not be reached (as opposed to a refused write)."""
+    from mlflow.exceptions import MlflowException
+
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError | ConnectionError):
+        return True
+    if isinstance(exc, MlflowException):
+        return any(s in text for s in ("Max retries exceeded", "Connection refused", "ConnectionError",
+                                       "Failed to establish", "Read timed out", "RemoteDisconnected"))
+    return "Connection" in type(exc).__name__
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
 
 
 def _version() -> str:

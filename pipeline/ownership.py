@@ -1,0 +1,138 @@
+"""Which driver owns a RUNNING trial or run, and whether that driver is still alive.
+
+A driver that dies (SIGKILL, a lost machine) leaves its trials RUNNING in the
+Optuna study and its runs RUNNING in MLflow; Optuna's own heartbeats cover
+only ``study.optimize``, so the ask/tell loop must mark them itself. Every
+trial and run a driver opens carries its :class:`DriverId`; a later driver
+treats them as stale when
+
+* the owner ran on this host and its process is gone (checked at once: the
+  PID no longer exists, or now belongs to a process started at another time), or
+* the owner's lease (a timestamp it renews every :data:`LEASE_RENEW_S` seconds in
+  the study) is older than :data:`LEASE_EXPIRY_S` (owners on other hosts).
+
+A live driver's trials are never touched, so several drivers may share a study.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["LEASE_EXPIRY_S", "LEASE_RENEW_S", "DriverId", "LeaseKeeper", "is_stale"]
+
+LEASE_RENEW_S = 10.0
+LEASE_EXPIRY_S = 60.0
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces or parentheses: split after its closing ')'
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 of the whole line
+    except (IndexError, ValueError):
+        return None
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class DriverId:
+    """A driver process: ``host/pid/start-ticks`` (start ticks tell a reused PID apart)."""
+
+    host: str
+    pid: int
+    start: int
+
+    @classmethod
+    def current(cls) -> DriverId:
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, _process_start_ticks(pid) or 0)
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.pid}/{self.start}"
+
+    @classmethod
+    def parse(cls, text: str) -> DriverId | None:
+        try:
+            host, pid, start = text.rsplit("/", 2)
+            return cls(host, int(pid), int(start))
+        except (AttributeError, ValueError):
+            return None
+
+    def is_alive_here(self) -> bool | None:
+        """True/False if this driver ran on this host; None when it is another host's."""
+        if self.host != socket.gethostname():
+            return None
+        if not _pid_exists(self.pid):
+            return False
+        ticks = _process_start_ticks(self.pid)
+        return ticks is None or self.start == 0 or ticks == self.start
+
+
+def is_stale(owner: str | None, lease: float | None, now: float | None = None) -> bool:
+    """Whether a RUNNING trial or run of driver ``owner`` (lease renewed at ``lease``) is abandoned.
+
+    A record with no owner was written before ownership was recorded, or by
+    something else: it is stale only once ``lease`` (if known) has expired.
+    """
+    now = time.time() if now is None else now
+    driver = DriverId.parse(owner) if owner else None
+    if driver is not None and driver == DriverId.current():
+        return False
+    alive = driver.is_alive_here() if driver is not None else None
+    if alive is not None:
+        return not alive
+    return lease is not None and now - lease > LEASE_EXPIRY_S
+
+
+class LeaseKeeper:
+    """Renews this driver's lease every :data:`LEASE_RENEW_S` s from a daemon thread.
+
+    ``renew`` writes the current time wherever the lease lives (a study
+    attribute); its failures are ignored: a missed renewal only matters if it
+    lasts a whole :data:`LEASE_EXPIRY_S`.
+    """
+
+    def __init__(self, renew: Callable[[float], None], interval: float = LEASE_RENEW_S) -> None:
+        self._renew = renew
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="regsweep-lease", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _beat(self) -> None:
+        try:
+            self._renew(time.time())
+        except Exception:  # noqa: BLE001 — a lease write must never stop the sweep
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._beat()
