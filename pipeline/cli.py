@@ -8,6 +8,7 @@ and 143 on SIGTERM (trials in flight marked FAIL, runs ended KILLED).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +23,14 @@ from .errors import RegsweepError, Terminated
 def _run(debug: bool, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except Terminated as e:
-        click.echo(f"regsweep: stopped ({e}); trials in flight marked FAIL, runs ended KILLED.", err=True)
-        sys.exit(143)
-    except KeyboardInterrupt:
-        click.echo("regsweep: interrupted; trials in flight marked FAIL, runs ended KILLED.", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        # The study and MLflow are already written: leave now, skipping the seconds-long
+        # interpreter shutdown (atexit cluster closes) that a SIGTERM deadline has no room for.
+        what = f"stopped ({e})" if isinstance(e, Terminated) else "interrupted"
+        click.echo(f"regsweep: {what}; trials in flight marked FAIL, runs ended KILLED.", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(143 if isinstance(e, Terminated) else 130)
     except RegsweepError as e:
         if debug:
             raise

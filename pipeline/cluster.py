@@ -13,13 +13,43 @@ from collections.abc import Iterator
 from .config import ClusterConfig
 from .errors import RegsweepError
 
-__all__ = ["ClusterError", "open_client", "total_threads"]
+__all__ = ["ClusterError", "check_scheduler", "open_client", "total_threads"]
 
 _CONNECT_TIMEOUT_S = 10
+_PREFLIGHT_TIMEOUT_S = 5.0
 
 
 class ClusterError(RegsweepError, RuntimeError):
     """The Dask scheduler cannot be reached or the cluster cannot start."""
+
+
+def check_scheduler(cfg: ClusterConfig) -> None:
+    """Fail within seconds, naming the address, if the configured scheduler does not accept connections.
+
+    A TCP connect only (no Dask handshake): cheap enough to run before any
+    data is planned or any MLflow run is created. Nothing to check for the
+    embedded cluster.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if not cfg.address:
+        return
+    parts = urlsplit(cfg.address if "://" in cfg.address else f"tcp://{cfg.address}")
+    if parts.scheme not in ("tcp", "tls"):
+        return  # inproc:// or ucx://: left to Dask
+    try:
+        host, port = parts.hostname, parts.port or 8786
+    except ValueError as e:
+        raise ClusterError(f"cluster.address {cfg.address!r} is not a valid address ({e}).") from None
+    try:
+        with socket.create_connection((host, port), timeout=_PREFLIGHT_TIMEOUT_S):
+            pass
+    except OSError as e:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {cfg.address} ({e.strerror or e}); check that it is running "
+            "and cluster.address, or set cluster.address to null to start a local cluster."
+        ) from None
 
 
 @contextlib.contextmanager
@@ -56,12 +86,34 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
             ) from None
         try:
             yield client
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the caller exits at once (see cli._run)
+            if cluster is not None:
+                _kill_local_workers(cluster)
+            raise
         finally:
             with contextlib.suppress(Exception):
                 client.close(timeout=5)
             if cluster is not None:
                 with contextlib.suppress(Exception):
                     cluster.close(timeout=5)
+
+
+def _kill_local_workers(cluster: object) -> None:
+    """SIGKILL the worker processes of an embedded LocalCluster.
+
+    A graceful close of a LocalCluster takes seconds to tens of seconds on a
+    busy machine; a process told to stop (SIGTERM, with ~10 s before SIGKILL
+    under Kubernetes or Slurm) cannot wait for it. The workers hold nothing
+    that is not recorded elsewhere (the study and MLflow are written first).
+    """
+    import os
+    import signal
+
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(nanny, "pid", None)  # Nanny.pid: its worker process
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def total_threads(client: object) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 from .config import SearchConfig
 from .errors import SweepError
 from .evaluate import Candidate, FoldScore, score_folds
+from .locks import sqlite_setup_lock
 from .ownership import DriverId, LeaseKeeper, is_stale
 
 __all__ = [
@@ -207,11 +208,13 @@ class TrialStore:
         from optuna.trial import TrialState
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study = optuna.create_study(
-            storage=open_storage(cfg.storage), study_name=cfg.study_name, direction="minimize",
-            load_if_exists=True,
-        )
+        with sqlite_setup_lock(cfg.storage):
+            self.study = optuna.create_study(
+                storage=open_storage(cfg.storage), study_name=cfg.study_name, direction="minimize",
+                load_if_exists=True,
+            )
         self._storage = self.study._storage
+        self._engine = getattr(self._storage, "_backend", self._storage).engine  # RDB under Optuna's cache
         self._study_id = self.study._study_id
         self.driver = DriverId.current()
         self.parent_run: str | None = None
@@ -272,7 +275,14 @@ class TrialStore:
     def n_complete(self) -> int:
         from optuna.trial import TrialState
 
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        # one COUNT query (Optuna's get_n_trials loads every trial of the study)
+        import sqlalchemy
+
+        with self._engine.connect() as con:
+            return int(con.execute(
+                sqlalchemy.text("SELECT COUNT(*) FROM trials WHERE study_id = :sid AND state = :state"),
+                {"sid": self._study_id, "state": TrialState.COMPLETE.name},
+            ).scalar_one())
 
     def ask(self, space: SearchSpace) -> PendingTrial:
         """Sample on the mirror, then insert the RUNNING trial into the RDB study."""
@@ -317,6 +327,26 @@ class TrialStore:
         self.mirror.tell(pending.mirror, state=TrialState.FAIL)
 
 
+_MAX_REBUILDS = 5
+_CONNECTION_LOST = "scheduler-connection-lost"  # distributed's reason for cancelling every future
+
+
+def _cancel_reason(fut: object) -> str:
+    """Why Dask cancelled a future ('' if it was not cancelled or says nothing)."""
+    exc = getattr(getattr(fut, "_state", None), "exception", None)
+    return str(getattr(exc, "reason", "") or "")
+
+
+def _scheduler_lost(client: object) -> Exception:
+    from .cluster import ClusterError
+
+    address = getattr(getattr(client, "scheduler", None), "address", "the scheduler")
+    return ClusterError(
+        f"lost the connection to the Dask scheduler at {address}; completed trials are kept in the study. "
+        "Run the same command again once a scheduler is up (with cluster.address pointing at it) to finish the study."
+    )
+
+
 @dataclass
 class _Batch:
     trials: list[PendingTrial]
@@ -347,19 +377,26 @@ def run_trials(
     on_result: Callable[[TrialResult], None],
     on_failure: Callable[[int, Candidate, str], None],
     on_abort: Callable[[int, Candidate, str], None] | None = None,
+    rebuild: Callable[[], Sequence[FoldSlot]] | None = None,
 ) -> int:
     """Ask/tell until the study holds ``n_trials`` COMPLETE trials; returns how many this call asked.
 
     Each batch of candidates is scored on every fold. If a slot holds all K
     folds (small Grams, replicated on every worker), a batch is one task sent
     to the least busy such slot; otherwise one task per slot (per fold), each
-    pinned to the worker holding its fold (and free to move if it dies).
+    run by Dask on the worker holding its fold (elsewhere if that worker dies).
 
     A batch whose task fails (an exception, or Dask giving up after the task
     killed several workers: ``KilledWorker``) is split and each of its trials
     tried alone once, so one poisoned candidate fails only its own trial.
     Dask may run a task twice; results are keyed by (batch, fold) and a trial
-    is told exactly once. If the loop stops early (an error, SIGINT/SIGTERM),
+    is told exactly once.
+
+    Fold models live only in worker memory. When every copy is lost (workers
+    died, and with them the data pass they came from), Dask cannot recompute
+    them and cancels what depends on them: ``rebuild()`` then redoes the data
+    pass and places new fold models, and the cancelled batches are sent again
+    (not failed). Losing the scheduler itself raises :class:`ClusterError`. If the loop stops early (an error, SIGINT/SIGTERM),
     the trials in flight are marked FAIL and reported to ``on_abort``.
     """
     from distributed import as_completed
@@ -369,6 +406,7 @@ def run_trials(
     max_batches = max(2, 2 * threads)
     whole = [i for i, sl in enumerate(slots) if len(sl.folds) == k]
     load = dict.fromkeys(range(len(slots)), 0)
+    rebuilds = 0
     pending: dict[int, _Batch] = {}
     owner: dict[object, tuple[int, int]] = {}  # future -> (batch, slot)
     retry: list[_Batch] = []  # single-trial batches split from a failed batch
@@ -380,27 +418,45 @@ def run_trials(
     failures_in_a_row = 0
     max_failures = max(10, 2 * in_flight)  # a deterministic fault must not spin forever
 
+    def usable_slots() -> None:
+        """Rebuild the fold models if a copy of them is gone for good."""
+        nonlocal slots, whole, load, rebuilds
+        if not any(sl.models.status in ("cancelled", "error") for sl in slots):  # type: ignore[attr-defined]
+            return
+        if any(_cancel_reason(sl.models) == _CONNECTION_LOST for sl in slots):
+            raise _scheduler_lost(client)
+        if rebuild is None or rebuilds >= _MAX_REBUILDS:
+            raise SweepError(f"the fold models were lost {rebuilds + 1} times (workers keep dying); "
+                             "check the workers' logs and memory limits.")
+        rebuilds += 1
+        slots = list(rebuild())
+        whole = [i for i, sl in enumerate(slots) if len(sl.folds) == k]
+        load = dict.fromkeys(range(len(slots)), 0)
+
     def submit(batch: _Batch) -> None:
         nonlocal next_batch
+        batch_id = next_batch
+        next_batch += 1
+        pending[batch_id] = batch  # first: if anything below raises, the trials are failed, not left RUNNING
+        usable_slots()
         cands = [t.candidate for t in batch.trials]
         targets = [min(whole, key=load.__getitem__)] if whole else range(len(slots))
         for i in targets:
             slot = slots[i]
             fut = client.submit(  # type: ignore[attr-defined]
-                score_folds, slot.models, cands, tol,
-                pure=False, workers=[slot.worker] if slot.worker else None, allow_other_workers=True,
-                key=f"score-{run}-b{next_batch}-s{i}",
+                score_folds, slot.models, cands, tol,  # Dask runs it where slot.models is
+                pure=False, key=f"score-{run}-b{batch_id}-s{i}",
             )
-            owner[fut] = (next_batch, i)
+            owner[fut] = (batch_id, i)
             load[i] += 1
             ac.add(fut)
-        pending[next_batch] = batch
-        next_batch += 1
 
     try:
-        while done < n_trials:
+        while done < n_trials or pending or retry:  # trials already asked are always finished
             while retry and len(pending) < max_batches:
                 submit(retry.pop())
+            if len(pending) < max_batches:  # other drivers may complete trials of this study too (~1 ms)
+                done = max(done, store.n_complete())
             while len(pending) < max_batches and done + trials_in_flight < n_trials:
                 size = min(batch_size, n_trials - done - trials_in_flight)
                 asked += size
@@ -410,10 +466,16 @@ def run_trials(
                 break
             fut = next(ac)
             batch_id, i = owner.pop(fut)
-            load[i] -= 1
+            load[i] = load.get(i, 1) - 1
             batch = pending.get(batch_id)
             if batch is None or batch.failed:  # its other folds already failed it
                 fut.release()
+                continue
+            if fut.status == "cancelled":  # a lost dependency (fold models), or the scheduler
+                if _cancel_reason(fut) == _CONNECTION_LOST:
+                    raise _scheduler_lost(client)
+                del pending[batch_id]
+                retry.append(_Batch(trials=batch.trials))
                 continue
             if fut.status == "error":
                 exc = fut.exception()

@@ -27,6 +27,7 @@ def terminate_as_interrupt() -> Iterator[None]:
         return
 
     def _raise(signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a repeated SIGTERM must not break the cleanup
         raise Terminated(f"received signal {signal.Signals(signum).name}")
 
     previous = signal.signal(signal.SIGTERM, _raise)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .cluster import open_client, total_threads
+from .cluster import check_scheduler, open_client, total_threads
 from .config import SweepConfig
 from .data import DataPlan, plan_data, read_example
 from .errors import DataError
@@ -46,11 +46,12 @@ from .search import FoldSlot, SearchSpace, TrialResult, TrialStore, run_trials
 from .solvers import GramProblem
 from .signals import terminate_as_interrupt
 from .sync import Publication, replay_missing, trial_params, unpublished_dir
-from .tracking import Tracker, TrialRecord, is_unreachable
+from .tracking import Tracker, TrialRecord, is_unreachable, preflight
 
 __all__ = ["run_sweep"]
 
 _MERGE_FAN_IN = 8
+_OUTAGE_WAIT_S = 30.0  # at the end of a sweep, how long to wait for a tracking server that is away
 _REPLICATE_BYTES = 256 * 2**20  # all fold models on every worker below this size
 
 
@@ -103,9 +104,15 @@ class _Timer:
         return now
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _data_pass(client: Any, plan: DataPlan, k: int, seed: int) -> Any:
-    plan_f = client.scatter(plan, broadcast=True)
     run = uuid.uuid4().hex[:12]  # unique keys: several drivers may share one scheduler
+    # A task, not scattered data: if every worker holding the plan dies, Dask recomputes
+    # it (scattered data has no lineage, and the lost block passes could not be redone).
+    plan_f = client.submit(_same, plan, pure=False, key=f"plan-{run}")
     futs = [client.submit(block_pass, plan_f, spec, k, seed, pure=False, key=f"block-{spec.index}-{run}")
             for spec in plan.blocks]
     while len(futs) > 1:
@@ -124,17 +131,24 @@ def _place_fold_models(
     a batch of candidates is one task on any worker (one round trip instead of
     K: a round trip costs ~10 ms here, a fold fit at p = 100 a fraction of a
     millisecond). Larger Grams live once each, spread over the workers.
+
+    Each model is built on its worker (a placement hint), then handed to an
+    unrestricted key (:func:`_same` runs where the data is): Dask never
+    reschedules a task restricted to workers that are all gone (it waits in
+    ``no-worker`` even when the restriction is loose), and trial tasks go where
+    their fold model is without being told.
     """
     workers = sorted(client.scheduler_info()["workers"])
     if 3 * k * p * p * 8 <= _REPLICATE_BYTES:
         groups = [(tuple(range(k)), w) for w in workers]
     else:
         groups = [((i,), workers[i % len(workers)]) for i in range(k)]
-    return [
-        FoldSlot(folds, client.submit(make_fold_models, passes, list(folds), fit_intercept=fit_intercept,
-                                      standardize=standardize, workers=[w], allow_other_workers=True, pure=False), w)
-        for folds, w in groups
-    ]
+    slots = []
+    for folds, w in groups:
+        built = client.submit(make_fold_models, passes, list(folds), fit_intercept=fit_intercept,
+                              standardize=standardize, workers=[w], allow_other_workers=True, pure=False)
+        slots.append(FoldSlot(folds, client.submit(_same, built, pure=False), w))
+    return slots
 
 
 def _resolve_space(cfg: SweepConfig, bounds: dict[str, float]) -> SearchSpace:
@@ -180,13 +194,14 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     """
     t0 = time.perf_counter()
     timer = _Timer({})
+    preflight(cfg.tracking.uri)  # seconds, before any data is read, any cluster started, MLflow imported
+    check_scheduler(cfg.cluster)
     plan = plan_data(cfg.data, cfg.folds)
     if plan.n_rows < cfg.folds.k:
         raise DataError(
             f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
         )
     tracker = Tracker(cfg.tracking)
-    tracker.preflight()
     tracker.ensure_experiment()
     tracker.study_name = cfg.search.study_name
     store = TrialStore(cfg.search)
@@ -206,25 +221,15 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
              f"{replayed} child runs replayed from the study.")
     t_cluster = timer.lap("setup", t0)
     status = "FAILED"
-    try:
-        with lease, terminate_as_interrupt(), open_client(cfg.cluster) as client:
-            summary = _sweep_on_cluster(cfg, client, plan, store, tracker, parent, timer, t_cluster, echo, progress)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        tracker.finish_trial_logging(timeout=60 if status == "FINISHED" else 4)
-        if status == "FINISHED" and tracker.failed and tracker.reachable():
-            tracker.failed.clear()  # the server came back: write what it missed now
-            tracker.start_trial_logging()
-            replay_missing(tracker, store)
-            tracker.finish_trial_logging(timeout=60)
+    with lease, terminate_as_interrupt(), open_client(cfg.cluster) as client:
         try:
-            tracker.end_run(parent, status)
-        except Exception as e:  # noqa: BLE001 — the server may be gone; the next start closes it
-            if status == "FINISHED":
-                tracker.not_logged.append(f"parent run status ({type(e).__name__})")
+            summary = _sweep_on_cluster(cfg, client, plan, store, tracker, parent, timer, t_cluster, echo, progress)
+            status = "FINISHED"
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
+            status = "KILLED"
+            raise
+        finally:  # before the cluster closes: under SIGTERM the runs must be ended first, within seconds
+            _close_tracking(tracker, store, parent, status)
     tracker.not_logged += [msg for n, msg in tracker.failed if n < 0]
     summary["stale_trials_failed"] = [st.number for st in store.stale]
     summary["trials_not_logged"] = sorted(n for n, _ in tracker.failed if n >= 0)
@@ -232,6 +237,21 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _print_outcome(summary, store, cfg, echo, tracker)
     return summary
+
+
+def _close_tracking(tracker: Tracker, store: TrialStore, parent: str, status: str) -> None:
+    """Flush the child runs, replay what an outage dropped if the server is back, end the parent run."""
+    tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10 if status == "FINISHED" else 3)
+    if status == "FINISHED" and tracker.failed and tracker.reachable(wait=_OUTAGE_WAIT_S):
+        tracker.failed.clear()  # the server came back: write what it missed now
+        tracker.start_trial_logging()
+        replay_missing(tracker, store)
+        tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
+    try:
+        tracker.end_run(parent, status)
+    except Exception as e:  # noqa: BLE001 — the server may be gone; the next start closes it
+        if status == "FINISHED":
+            tracker.not_logged.append(f"parent run status ({type(e).__name__})")
 
 
 def _sweep_on_cluster(
@@ -284,12 +304,22 @@ def _sweep_on_cluster(
         tracker.log_trial(TrialRecord(number, _params(cand), {}, {}, now, now, status="KILLED"))
 
     bar.start(study)
-    asked = run_trials(client, store, slots, k, space, cfg.search.n_trials,
+    current = {"passes": passes}
+
+    def rebuild() -> list[FoldSlot]:
+        echo("Workers died and took every copy of the fold statistics with them: redoing the data pass.")
+        current["passes"] = _data_pass(client, plan, k, cfg.folds.seed)
+        return _place_fold_models(client, current["passes"], k, plan.n_features, m.fit_intercept, m.standardize)
+
+    asked = run_trials(client, store, slots, k, space, cfg.search.n_trials, rebuild=rebuild,
                        in_flight=in_flight, threads=threads, tol=m.tol, on_result=on_result, on_failure=on_failure,
                        on_abort=on_abort)
     bar.close()
     t = timer.lap("trials", t)
 
+    passes = current["passes"]
+    if passes.status in ("cancelled", "error"):  # lost with its workers after the last trial
+        passes = _data_pass(client, plan, k, cfg.folds.seed)
     best = study.best_trial
     cand = Candidate(best.number, best.params["penalty"], best.params.get("lambda1", 0.0),
                      best.params.get("lambda2", 0.0))
@@ -317,6 +347,7 @@ def _sweep_on_cluster(
             artifacts=out,
         )
         try:
+            tracker.reachable(wait=_OUTAGE_WAIT_S)  # a server being restarted: give it a moment
             model_uri, version = pub.publish(tracker)
         except Exception as e:  # noqa: BLE001 — the study holds the results; keep the rest for later
             if not is_unreachable(e):

@@ -155,8 +155,8 @@ def sync_tracking(cfg: Any, echo: Callable[[str], None] = print) -> dict[str, An
         parent = tracker.start_parent(run_name=f"sweep-{cfg.search.study_name}",
                                       tags={"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name})
         tracker.end_run(parent, "FINISHED")
-    tracker.use_parent(parent)
     closed = tracker.close_stale_runs(cfg.search.study_name, store.lease_of)
+    tracker.use_parent(parent)
     tracker.start_trial_logging()
     try:
         replayed = replay_missing(tracker, store)
@@ -169,6 +169,7 @@ def sync_tracking(cfg: Any, echo: Callable[[str], None] = print) -> dict[str, An
     if (waiting / "publication.json").exists():
         pub = Publication.load(waiting)
         summary["model_uri"], summary["model_version"] = pub.publish(tracker)
+        tracker.end_run(pub.parent_run, "FINISHED")  # the sweep did finish; only MLflow was away
         shutil.rmtree(waiting)
     echo(f"sync-tracking: {summary['child_runs_replayed']} child runs replayed, {len(closed)} stale runs closed"
          + (f", model version {summary['model_version']} registered" if summary.get("model_version") else ""))

@@ -48,7 +48,7 @@ from .config import TrackingConfig
 from .errors import RegsweepError
 from .model import FittedModel
 
-__all__ = ["ChildRun", "TrackingError", "Tracker", "TrialRecord", "is_unreachable"]
+__all__ = ["ChildRun", "TrackingError", "Tracker", "TrialRecord", "is_unreachable", "preflight"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class ChildRun:
 def _quiet_mlflow() -> None:
     # Fail fast instead of MLflow's default minutes of retries; our own preflight names the URI.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -107,7 +107,10 @@ class Tracker:
 
         self.cfg = cfg
         self.uri = cfg.uri
-        self.client = MlflowClient(tracking_uri=cfg.uri, registry_uri=cfg.uri)
+        from .locks import sqlite_setup_lock
+
+        with sqlite_setup_lock(cfg.uri):  # creating the registry store migrates a new SQLite file
+            self.client = MlflowClient(tracking_uri=cfg.uri, registry_uri=cfg.uri)
         self.experiment_id: str | None = None
         self._queue: Any = None
         self._results: Any = None
@@ -119,28 +122,34 @@ class Tracker:
     # ------------------------------------------------------------ setup
     def preflight(self) -> None:
         """Fail within seconds, naming the URI, if the tracking store is unreachable."""
-        if self.uri.startswith(("http://", "https://")):
-            problem = _health_problem(self.uri, _PREFLIGHT_TIMEOUT_S)
-            if problem:
-                raise TrackingError(
-                    f"MLflow tracking server {self.uri} is unreachable ({problem}); start it, or set "
-                    "tracking.uri to a local file such as sqlite:///mlflow.db."
-                )
-        elif self.uri.startswith("sqlite:///"):
-            path = Path(self.uri[len("sqlite:///") :])
-            if not path.parent.exists():
-                raise TrackingError(
-                    f"tracking.uri {self.uri!r}: directory {str(path.parent)!r} does not exist; create it first."
-                )
+        preflight(self.uri)
 
-    def reachable(self) -> bool:
-        """Whether the tracking server answers now (always True for a local store)."""
+    def reachable(self, wait: float = 0.0) -> bool:
+        """Whether the tracking server answers (always True for a local store), waiting up to ``wait`` s.
+
+        A server being restarted takes a while to answer again (measured: 5–20 s
+        for ``mlflow server`` on a busy machine); the end of a sweep waits for it
+        up to :data:`_OUTAGE_S` rather than declaring its results unlogged.
+        """
         if not self.uri.startswith(("http://", "https://")):
             return True
-        return _health_problem(self.uri, 2.0) is None
+        deadline = time.monotonic() + wait
+        while _health_problem(self.uri, 2.0) is not None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1.0)
+        return True
 
     def ensure_experiment(self) -> str:
         """Get or create the experiment by name, exactly once per process; returns its id."""
+        from mlflow.exceptions import MlflowException
+
+        from .locks import sqlite_setup_lock
+
+        with sqlite_setup_lock(self.uri):
+            return self._ensure_experiment()
+
+    def _ensure_experiment(self) -> str:
         from mlflow.exceptions import MlflowException
 
         name = self.cfg.experiment
@@ -278,7 +287,11 @@ class Tracker:
         self._queue.put(record)
 
     def finish_trial_logging(self, timeout: float = 300.0) -> None:
-        """Wait until every queued trial is written (or give up after ``timeout`` s)."""
+        """Wait until every queued trial is written, or until the writer made no progress for ``timeout`` s.
+
+        The writer reports every record (written or not), so a long queue
+        draining slowly (a busy server) is waited for, and a stuck writer is not.
+        """
         if self._worker is None:
             return
         if not self._worker.is_alive():
@@ -286,19 +299,21 @@ class Tracker:
             self._worker = None
             return
         self._queue.put(None)
-        deadline = time.monotonic() + timeout
         while True:
             try:
-                msg = self._results.get(timeout=max(0.1, deadline - time.monotonic()))
+                msg = self._results.get(timeout=timeout)
             except queue.Empty:
-                self.failed.append((-1, f"the MLflow writer did not finish within {timeout:.0f} s"))
+                self.failed.append((-1, f"the MLflow writer made no progress for {timeout:.0f} s"))
                 self._worker.terminate()
                 break
             if msg is None:
                 break
-            self.failed.append(msg)
-            log.warning("MLflow: trial %d was not logged (%s)", *msg)
-        self._worker.join(5)
+            if msg[1] is not None:
+                self.failed.append(msg)
+                log.warning("MLflow: trial %d was not logged (%s)", *msg)
+        self._worker.join(1)
+        if self._worker.is_alive():  # everything is written; don't wait on its interpreter's exit
+            self._worker.terminate()
         self._worker = None
 
     study_name: str = ""
@@ -362,6 +377,27 @@ class Tracker:
             return None
 
 
+def preflight(uri: str) -> None:
+    """Fail within seconds, naming the URI, if the tracking store is unreachable.
+
+    Plain ``urllib`` (MLflow's client retries for minutes, and importing MLflow
+    alone takes seconds): the first thing a sweep does.
+    """
+    if uri.startswith(("http://", "https://")):
+        problem = _health_problem(uri, _PREFLIGHT_TIMEOUT_S)
+        if problem:
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({problem}); start it, or set "
+                "tracking.uri to a local file such as sqlite:///mlflow.db."
+            )
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.parent.exists():
+            raise TrackingError(
+                f"tracking.uri {uri!r}: directory {str(path.parent)!r} does not exist; create it first."
+            )
+
+
 def _write_trials_main(
     uri: str, experiment_id: str, parent: str, study_name: str, inbox: Any, outbox: Any, driver: str
 ) -> None:
@@ -403,8 +439,8 @@ def _write_trials_main(
                 continue
             gone = False
         error = _write_with_retries(client, experiment_id, parent, study_name, driver, rec)
+        outbox.put((rec.number, None if error is None else error[:500]))  # progress, or what failed
         if error is not None:
-            outbox.put((rec.number, error[:500]))
             gone = http
             last_probe = time.monotonic()
     outbox.put(None)
