@@ -1,0 +1,54 @@
+"""Who owns a RUNNING trial: live drivers are left alone, dead ones are recognised at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from pipeline.ownership import LEASE_EXPIRY_S, DriverId, _process_start_ticks, is_stale
+
+
+def _dead_driver() -> DriverId:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = _process_start_ticks(proc.pid)
+    proc.wait()
+    here = DriverId.current()
+    return DriverId(here.host, proc.pid, ticks or 1)
+
+
+def test_this_driver_is_never_stale() -> None:
+    assert not is_stale(str(DriverId.current()), lease=0.0)
+
+
+def test_a_driver_whose_process_exited_is_stale_at_once_whatever_its_lease() -> None:
+    dead = _dead_driver()
+    assert is_stale(str(dead), lease=time.time())
+
+
+def test_a_reused_pid_with_another_start_time_is_stale() -> None:
+    me = DriverId.current()
+    parent = DriverId(me.host, os.getppid(), (_process_start_ticks(os.getppid()) or 0) + 12345)
+    assert is_stale(str(parent), lease=time.time())
+
+
+def test_a_live_driver_on_this_host_is_not_stale_even_with_an_old_lease() -> None:
+    parent = os.getppid()
+    alive = DriverId(DriverId.current().host, parent, _process_start_ticks(parent) or 0)
+    assert not is_stale(str(alive), lease=0.0)
+
+
+def test_another_hosts_driver_is_stale_only_once_its_lease_expired() -> None:
+    remote = str(DriverId("some-other-host.invalid", 4242, 99))
+    now = time.time()
+    assert not is_stale(remote, lease=now - LEASE_EXPIRY_S / 2, now=now)
+    assert is_stale(remote, lease=now - LEASE_EXPIRY_S - 1, now=now)
+    assert not is_stale(remote, lease=None, now=now)  # never renewed: not enough to call it dead
+
+
+def test_driver_ids_round_trip_and_garbage_is_rejected() -> None:
+    me = DriverId.current()
+    assert DriverId.parse(str(me)) == me
+    for bad in ("", "host", "host/x/1", None):
+        assert DriverId.parse(bad) is None  # type: ignore[arg-type]

@@ -1,0 +1,43 @@
+"""What MLflow replays from the study equals what the sweep logged live."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from pipeline.evaluate import Candidate
+from pipeline.search import TrialResult
+from pipeline.sync import record_from_trial
+
+
+def test_a_replayed_child_run_carries_the_live_metrics_params_and_fold_errors() -> None:
+    result = TrialResult(
+        number=0, candidate=Candidate(0, "elasticnet", 0.3, 0.02), cv_mse=2.5, cv_mse_se=0.125,
+        fold_mse=(2.0, 2.5, 3.0), train_mse=2.25, cv_r2=0.4, n_nonzero=4.0, n_iter=17, converged=True,
+        fit_seconds=0.01, start=1000.0, end=1001.5,
+    )
+    study = optuna.create_study()
+    trial = optuna.trial.create_trial(
+        params={"penalty": "elasticnet", "lambda1": 0.3, "lambda2": 0.02},
+        distributions={"penalty": CategoricalDistribution(["l1", "l2", "elasticnet"]),
+                       "lambda1": FloatDistribution(1e-3, 1.0, log=True),
+                       "lambda2": FloatDistribution(1e-3, 1.0, log=True)},
+        value=result.cv_mse, user_attrs={"cv": result.attrs()},
+    )
+    study.add_trial(trial)
+    rec = record_from_trial(study.trials[0])
+    assert dict(rec.metrics) == result.metrics()
+    assert list(rec.fold_metrics["fold_mse"]) == list(result.fold_mse)
+    assert dict(rec.params) == {"penalty": "elasticnet", "lambda1": 0.3, "lambda2": 0.02}
+    assert rec.status == "FINISHED"
+
+
+def test_a_failed_trial_replays_as_a_failed_run_without_metrics() -> None:
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(
+        params={"penalty": "l1", "lambda1": 0.1},
+        distributions={"penalty": CategoricalDistribution(["l1"]), "lambda1": FloatDistribution(1e-3, 1.0)},
+        state=optuna.trial.TrialState.FAIL,
+    ))
+    rec = record_from_trial(study.trials[0])
+    assert rec.status == "FAILED" and dict(rec.metrics) == {} and dict(rec.params) == {"penalty": "l1", "lambda1": 0.1}
