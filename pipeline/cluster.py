@@ -1,7 +1,9 @@
 """The Dask client: connect to a scheduler, or start the embedded LocalCluster.
 
 Everything started here listens on 127.0.0.1 (scheduler, workers and the
-dashboard); a remote scheduler is only ever connected to. No numerics here.
+dashboard); a remote scheduler is only ever connected to. With
+``cluster.security`` every connection is TLS (``distributed.Security``). No
+numerics here.
 """
 
 from __future__ import annotations
@@ -10,16 +12,34 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from .config import ClusterConfig
+from .config import ClusterConfig, SecurityConfig
 from .errors import RegsweepError
 
-__all__ = ["ClusterError", "open_client", "total_threads"]
+__all__ = ["ClusterError", "dask_security", "open_client", "total_threads"]
 
 _CONNECT_TIMEOUT_S = 10
 
 
 class ClusterError(RegsweepError, RuntimeError):
     """The Dask scheduler cannot be reached or the cluster cannot start."""
+
+
+def dask_security(cfg: SecurityConfig | None, *, local_cluster: bool = False) -> object | None:
+    """``cluster.security`` as a ``distributed.Security`` (None without TLS).
+
+    A LocalCluster started here is one party: its scheduler and workers use
+    the client's certificate too.
+    """
+    if cfg is None:
+        return None
+    from distributed import Security
+
+    cert, key = cfg.tls_client_cert, cfg.tls_client_key
+    roles = {"tls_client_cert": cert, "tls_client_key": key}
+    if local_cluster:
+        roles |= {"tls_scheduler_cert": cert, "tls_scheduler_key": key, "tls_worker_cert": cert, "tls_worker_key": key}
+    return Security(require_encryption=cfg.require_encryption, tls_ca_file=cfg.tls_ca_file,
+                    **{k: v for k, v in roles.items() if v is not None})
 
 
 @contextlib.contextmanager
@@ -35,19 +55,23 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
     with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GB"}):
         try:
             if cfg.address:
-                client = Client(cfg.address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
+                client = Client(cfg.address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False,
+                                security=dask_security(cfg.security))
             else:
+                security = dask_security(cfg.security, local_cluster=True)
                 cluster = LocalCluster(
                     n_workers=cfg.n_workers,
                     threads_per_worker=cfg.threads_per_worker,
                     processes=cfg.processes,
-                    protocol="tcp://",  # also with thread workers: bound to 127.0.0.1, not in-process
+                    # also with thread workers: bound to 127.0.0.1, not in-process
+                    protocol="tcp://" if security is None else "tls://",
+                    security=security,
                     host="127.0.0.1",
                     dashboard_address=cfg.dashboard_address,
                     memory_limit=cfg.memory_limit,
                     silence_logs=logging.ERROR,
                 )
-                client = Client(cluster, set_as_default=False)
+                client = Client(cluster, set_as_default=False, security=security)
         except (OSError, TimeoutError) as e:
             target = cfg.address or "an embedded LocalCluster"
             raise ClusterError(

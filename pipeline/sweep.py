@@ -5,8 +5,11 @@ Order matters for failing early and for never losing results:
 1. validate the config (done by the caller) and plan the data from metadata;
 2. check MLflow is reachable and create the experiment once; open the study;
 3. start or connect to the cluster;
-4. the one data pass: per-block, per-fold statistics merged on the workers;
+4. the one data pass: per-block, per-fold statistics merged on the workers
+   (it also checks every row: bad data stop the sweep here, before any
+   MLflow run or Optuna trial exists);
 5. fold problems placed on the workers; search bounds from the statistics;
+   the MLflow parent run is started;
 6. the ask/tell loop, each finished trial told to Optuna and queued to MLflow;
 7. the best trial refit on all data, logged and registered as ``candidate``.
 """
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .cluster import open_client, total_threads
+from .columns import column_notes
 from .config import SweepConfig
 from .data import DataPlan, plan_data, read_example
 from .errors import DataError
@@ -67,6 +71,7 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str,
         "fold_weight": [s.sum_w for s in passes.fold_stats],
         "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
+        **column_notes(total, feature_names, passes.n_dropped),
     }
 
 
@@ -183,23 +188,19 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     tracker.ensure_experiment()
     tracker.study_name = cfg.search.study_name
     store = TrialStore(cfg.search)
-    parent = tracker.start_parent(
-        run_name=f"sweep-{cfg.search.study_name}",
-        tags={"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name},
-    )
-    tracker.start_trial_logging()  # the writer process imports MLflow while the cluster starts
     t_cluster = timer.lap("setup", t0)
     status = "FAILED"
     try:
         with open_client(cfg.cluster) as client:
-            summary = _sweep_on_cluster(cfg, client, plan, store, tracker, parent, timer, t_cluster, echo, progress)
+            summary = _sweep_on_cluster(cfg, client, plan, store, tracker, timer, t_cluster, echo, progress)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         tracker.finish_trial_logging(timeout=60 if status == "FINISHED" else 10)
-        tracker.end_run(parent, status)
+        if tracker.parent_run_id is not None:  # None: stopped by the data pass, before any run
+            tracker.end_run(tracker.parent_run_id, status)
     summary["trials_not_logged"] = [n for n, _ in tracker.failed]
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _print_outcome(summary, store, cfg, echo, tracker)
@@ -207,7 +208,7 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
 
 
 def _sweep_on_cluster(
-    cfg: SweepConfig, client: Any, plan: DataPlan, store: TrialStore, tracker: Tracker, parent: str,
+    cfg: SweepConfig, client: Any, plan: DataPlan, store: TrialStore, tracker: Tracker,
     timer: _Timer, t: float, echo: Callable[[str], None], progress: bool | None,
 ) -> dict[str, Any]:
     """Steps 3–7 of the module docstring, with a connected client (``t``: when the cluster start began)."""
@@ -228,6 +229,14 @@ def _sweep_on_cluster(
     space = _resolve_space(cfg, bounds)
     echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {k} folds, "
          f"fingerprint {meta['fingerprint']}")
+    for note in meta["notes"]:
+        echo(f"Note: {note}")
+    # The parent run only now: bad data (found by the pass above) leave no run behind.
+    parent = tracker.start_parent(
+        run_name=f"sweep-{cfg.search.study_name}",
+        tags={"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name},
+    )
+    tracker.start_trial_logging()
     params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
     params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
                    "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
@@ -295,6 +304,10 @@ def _sweep_on_cluster(
         "n_features": plan.n_features,
         "k": k,
         "data_fingerprint": meta["fingerprint"],
+        "rows_dropped": meta["rows_dropped"],
+        "constant_columns": meta["constant_columns"],
+        "duplicate_columns": meta["duplicate_columns"],
+        "data_notes": meta["notes"],
         "search_space": space.as_dict(),
         "timings_s": timer.marks,
     }
@@ -322,6 +335,11 @@ def _n_complete(study: Any) -> int:
 
 def _check_folds(meta: dict[str, Any], cfg: SweepConfig) -> None:
     k = cfg.folds.k
+    if meta["rows_dropped"] and meta["n_rows"] < k:
+        raise DataError(
+            f"data.missing: drop left {meta['n_rows']} of {meta['n_rows'] + meta['rows_dropped']} rows (the others "
+            f"hold NaN or inf), fewer than folds.k={k}; impute the missing values instead."
+        )
     if meta["n_groups"] is not None and meta["n_groups"] < k:
         raise DataError(
             f"folds.group {cfg.folds.group!r} has {meta['n_groups']} distinct groups, fewer than folds.k={k}; "

@@ -142,6 +142,11 @@ class Tracker:
         self._parent = run.info.run_id
         return self._parent
 
+    @property
+    def parent_run_id(self) -> str | None:
+        """The sweep's parent run (None until :meth:`start_parent`)."""
+        return self._parent
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
