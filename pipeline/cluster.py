@@ -48,8 +48,10 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
     import dask
     from distributed import Client, LocalCluster
 
+    # A failed task reaches the driver as its exception (bad data: a DataError the CLI prints in one
+    # line); the worker's own "Compute Failed" log with the remote traceback would only repeat it.
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     cluster = None
     # Worker-side pickling of our fold models is fine; silence the "large graph" chatter only.
     with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GB"}):
@@ -69,7 +71,7 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
                     host="127.0.0.1",
                     dashboard_address=cfg.dashboard_address,
                     memory_limit=cfg.memory_limit,
-                    silence_logs=logging.ERROR,
+                    silence_logs=logging.CRITICAL,
                 )
                 client = Client(cluster, set_as_default=False, security=security)
         except (OSError, TimeoutError) as e:

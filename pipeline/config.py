@@ -360,7 +360,9 @@ def _format_errors(err: ValidationError, where: str) -> str:
             msg = f"{msg}, got {got!r}"
         by_path.setdefault(path, []).append(msg)
     lines = [f"{path}: {' | '.join(dict.fromkeys(msgs))}" for path, msgs in by_path.items()]
-    return f"invalid config ({where}):\n  - " + "\n  - ".join(lines)
+    if len(lines) == 1:  # the usual case: one line
+        return f"invalid config ({where}): {lines[0]}"
+    return f"invalid config ({where}), {len(lines)} problems:\n  - " + "\n  - ".join(lines)
 
 
 def _all_keys(model: type[BaseModel]) -> set[str]:
