@@ -204,6 +204,11 @@ class ClusterConfig(_Strict):
 
     @model_validator(mode="after")
     def _tls_address(self) -> ClusterConfig:
+        if self.security is None and self.address is not None and self.address.startswith("tls://"):
+            raise ValueError(
+                f"a tls:// scheduler address needs cluster.security (tls_ca_file, tls_client_cert, tls_client_key), "
+                f"got address={self.address!r} without it"
+            )
         if self.security is not None and self.address is not None and not self.address.startswith("tls://"):
             raise ValueError(
                 f"cluster.security (TLS) needs a tls:// scheduler address, got address={self.address!r}; "
