@@ -70,6 +70,10 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
                     security=security,
                     host="127.0.0.1",
                     dashboard_address=cfg.dashboard_address,
+                    # no dashboard: the scheduler still serves /health on HTTP; keep it on a free loopback
+                    # port (distributed would try 8787 first and warn when it is taken)
+                    scheduler_kwargs=None if cfg.dashboard_address else {"dashboard": False,
+                                                                         "dashboard_address": "127.0.0.1:0"},
                     memory_limit=cfg.memory_limit,
                     silence_logs=logging.CRITICAL,
                 )

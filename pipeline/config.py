@@ -76,10 +76,10 @@ class DataConfig(_Strict):
         description="bundled:diabetes | synthetic | a .parquet file, directory or glob | a .csv file | X.npy",
     )
     target: str | None = Field(
-        None, description="target column (tabular), or the y .npy path (npy); default: 'target' for bundled"
+        None, min_length=1, description="target column (tabular), or the y .npy path (npy); default: 'target' for bundled"
     )
     features: list[str] | None = Field(None, description="feature columns; default: every other column")
-    weight: str | None = Field(None, description="sample-weight column")
+    weight: str | None = Field(None, min_length=1, description="sample-weight column")
     block_rows: int = Field(65_536, ge=1, description="rows per block (Dask partition)")
     missing: Literal["error", "drop"] = Field(
         "error",
@@ -104,7 +104,7 @@ class FoldsConfig(_Strict):
 
     k: int = Field(5, ge=2, description="number of folds")
     seed: int = Field(0, ge=0, description="seed of the fold assignment")
-    group: str | None = Field(None, description="group column: group k-fold (a group's rows share a fold)")
+    group: str | None = Field(None, min_length=1, description="group column: group k-fold (a group's rows share a fold)")
 
 
 class ModelConfig(_Strict):

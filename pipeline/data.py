@@ -445,7 +445,7 @@ def load_block(plan: DataPlan, spec: BlockSpec) -> BlockData:
 
 
 def _needed_columns(plan: DataPlan) -> list[str]:
-    return [*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c)]
+    return [*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c is not None)]
 
 
 def _read_frame(plan: DataPlan, spec: BlockSpec):  # -> pandas.DataFrame

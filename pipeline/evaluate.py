@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import BlockSpec, DataPlan, load_block
+from .errors import DataError
 from .folds import assign_units, block_fold_stats, kfold_folds, merge_units, unit_stats, units_cap
 from .solvers import ElasticNet, GramProblem, SuffStats, make_penalty, merge_all
 
@@ -97,6 +98,9 @@ def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
     n_groups = None
     fold_stats = passes.fold_stats
     if passes.units is not None:
+        if not passes.units:  # every row was dropped (the plan refuses files without rows)
+            raise DataError(f"data.missing: drop left no rows: all {passes.n_dropped} rows hold NaN or inf in a "
+                            "feature, the target or the weight; impute the missing values instead.")
         fold_of = assign_units({key: st.sum_w for key, st in passes.units.items()}, k, fold_seed)
         p = next(iter(passes.units.values())).n_features
         fold_stats = tuple(
