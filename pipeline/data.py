@@ -541,10 +541,12 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     """
     import pandas as pd
 
-    spec = plan.blocks[0]
-    if plan.kind in ("synthetic", "npy", "bundled"):  # row-addressable: read only n rows
-        spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
-    X = load_block(plan, spec).X[:n]
+    for spec in plan.blocks:  # under data.missing: drop a whole block may be left out: take the next
+        if plan.kind in ("synthetic", "npy", "bundled") and plan.missing == "error":  # row-addressable: n rows
+            spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
+        X = load_block(plan, spec).X[:n]
+        if X.shape[0]:
+            break
     frame = pd.DataFrame(X, columns=list(plan.feature_names))
     for name, is_int in zip(plan.feature_names, integer_columns):
         if is_int:

@@ -225,6 +225,7 @@ def test_missing_drop_matches_sklearn_on_the_rows_left(tmp_path, mlflow_template
     df.loc[rng.choice(n, 6, replace=False), "a"] = np.nan
     df.loc[rng.choice(n, 4, replace=False), "c"] = np.inf
     df.loc[rng.choice(n, 3, replace=False), "y"] = -np.inf
+    df.loc[:16, "b"] = np.nan  # the whole first block: the model's input example comes from the next one
     bad = ~np.isfinite(df.to_numpy()).all(axis=1)
     df.to_csv(tmp_path / "d.csv", index=False)
     cfg = load_config(None, [
