@@ -20,6 +20,7 @@ Sources (``data.source``):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import glob as globlib
 import io
@@ -222,8 +223,6 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     columns = list(first.names)
     _check_unique_columns(columns, source)
     features, target = _choose_columns(cfg, columns, source, group)
-    if cfg.missing == "error":
-        _parquet_nonfinite_from_footers(paths, metas, (*features, target, *(c for c in (cfg.weight,) if c)))
     import pyarrow as pa
 
     for col in (*features, target, *(c for c in (cfg.weight,) if c)):
@@ -233,6 +232,8 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
                 f"column {col!r} of {source!r} is {typ}, not numeric; encode it as numbers or leave it "
                 "out with data.features."
             )
+    if cfg.missing == "error":
+        _parquet_nonfinite_from_footers(paths, metas, (*features, target, *(c for c in (cfg.weight,) if c)))
     blocks: list[BlockSpec] = []
     start = 0
     for p, m in zip(paths, metas):
@@ -270,7 +271,7 @@ def _schema_difference(a, b, path_a: str, path_b: str) -> str:  # a, b: pyarrow.
 
 
 def _check_unique_columns(columns: Sequence[str], where: str) -> None:
-    dup = sorted({c for c in columns if columns.count(c) > 1})
+    dup = sorted(c for c, n in collections.Counter(columns).items() if n > 1)
     if dup:
         raise DataError(f"{where} has several columns named {dup}; rename them so that each name is used once.")
 

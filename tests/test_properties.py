@@ -71,7 +71,7 @@ _NAMES = st.sampled_from(["a", "b", "y", "w", "g", " a", "a b", ""])
 
 @st.composite
 def _column(draw, n: int) -> object:
-    kind = draw(st.sampled_from(["float", "int", "bool", "text", "mixed", "nan", "date", "const"]))
+    kind = draw(st.sampled_from(["float", "int", "bool", "text", "mixed", "nan", "date", "const", "nullable"]))
     floats = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from([0.0, 1.0, -1.0])
     if kind == "float":
         return np.array(draw(st.lists(floats, min_size=n, max_size=n)), dtype=float)
@@ -85,6 +85,8 @@ def _column(draw, n: int) -> object:
         return draw(st.lists(st.one_of(floats, st.text(max_size=3), st.none()), min_size=n, max_size=n))
     if kind == "nan":
         return np.full(n, np.nan)
+    if kind == "nullable":  # pandas' Int64 with missing values (kept as such through Parquet)
+        return pd.array(draw(st.lists(st.none() | st.integers(-100, 100), min_size=n, max_size=n)), dtype="Int64")
     if kind == "date":
         return pd.date_range("2020-01-01", periods=n)
     return np.full(n, draw(floats))
