@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import time
 
 import pytest
@@ -49,8 +50,9 @@ def tls_cluster(tmp_path_factory):
         stop_processes(procs[::-1])
 
 
-def test_sweep_over_tls(tmp_path, tls_cluster):
+def test_sweep_over_tls(tmp_path, tls_cluster, mlflow_template):
     address, tls = tls_cluster
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")  # the default tracking.uri, already initialised
     proc = run_regsweep(["sweep", "--set", f"cluster.address={address}", "--set", "search.n_trials=4",
                          *(a for k, v in tls.items() for a in ("--set", f"cluster.security.{k}={v}")),
                          "--set", "tracking.log_trials=false", "--no-progress", "--summary-json", "s.json"],
@@ -61,7 +63,7 @@ def test_sweep_over_tls(tmp_path, tls_cluster):
     assert summary["n_trials_complete"] == 4 and summary["n_rows"] == 442
 
 
-def test_without_security_or_with_another_ca_the_tls_scheduler_is_refused(tmp_path, tls_cluster):
+def test_without_security_or_with_another_ca_the_tls_scheduler_is_refused(tmp_path, tls_cluster, mlflow_template):
     address, _ = tls_cluster
     proc = run_regsweep(["sweep", "--set", f"cluster.address={address}"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
@@ -69,6 +71,7 @@ def test_without_security_or_with_another_ca_the_tls_scheduler_is_refused(tmp_pa
 
     other = tmp_path / "other"
     other.mkdir()
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     foreign = make_tls_files(other)  # a certificate the cluster's CA did not sign
     t0 = time.monotonic()
     proc = run_regsweep(["sweep", "--set", f"cluster.address={address}", "--set", "search.n_trials=2",
