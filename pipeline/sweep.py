@@ -188,6 +188,7 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     tracker.ensure_experiment()
     tracker.study_name = cfg.search.study_name
     store = TrialStore(cfg.search)
+    tracker.start_trial_logging()  # the writer process imports MLflow while the cluster starts
     t_cluster = timer.lap("setup", t0)
     status = "FAILED"
     try:
@@ -214,7 +215,8 @@ def _sweep_on_cluster(
     """Steps 3–7 of the module docstring, with a connected client (``t``: when the cluster start began)."""
     k, m, study = cfg.folds.k, cfg.model, store.study
     threads = total_threads(client)
-    link = getattr(client, "dashboard_link", None)
+    # an embedded cluster without a dashboard still serves /health on HTTP: no link to show then
+    link = getattr(client, "dashboard_link", None) if cfg.cluster.address or cfg.cluster.dashboard_address else None
     echo(f"Dask: {len(client.scheduler_info()['workers'])} workers, {threads} threads"
          + (f"; dashboard {link}" if link else ""))
     t = timer.lap("cluster_start", t)
@@ -236,7 +238,6 @@ def _sweep_on_cluster(
         run_name=f"sweep-{cfg.search.study_name}",
         tags={"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name},
     )
-    tracker.start_trial_logging()
     params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
     params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
                    "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})

@@ -89,6 +89,7 @@ class Tracker:
         self._results: Any = None
         self._worker: Any = None
         self._parent: str | None = None
+        self._writer_needs_parent = False
         self.failed: list[tuple[int, str]] = []  # (trial number, error) not logged
 
     # ------------------------------------------------------------ setup
@@ -140,6 +141,9 @@ class Tracker:
         assert self.experiment_id is not None, "call ensure_experiment() first"
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
         self._parent = run.info.run_id
+        if self._writer_needs_parent:  # the writer started before the run existed: it waits for the id
+            self._queue.put(self._parent)
+            self._writer_needs_parent = False
         return self._parent
 
     @property
@@ -175,7 +179,11 @@ class Tracker:
 
     # -------------------------------------------------- trial child runs
     def start_trial_logging(self) -> None:
-        """Start the process that writes child runs (call after :meth:`start_parent`).
+        """Start the process that writes child runs (before or after :meth:`start_parent`).
+
+        Started early, it imports MLflow while the cluster starts and the data
+        pass runs, and learns the parent run id from its queue once the data
+        have passed their checks (bad data leave no run behind).
 
         A separate process, not a thread: MLflow's SQLAlchemy store spends
         ~20 ms of Python per child run, which in a thread competes with the
@@ -186,7 +194,7 @@ class Tracker:
 
         if not self.cfg.log_trials:
             return
-        assert self._parent is not None and self.experiment_id is not None
+        assert self.experiment_id is not None
         ctx = multiprocessing.get_context("spawn")
         self._queue = ctx.Queue()
         self._results = ctx.Queue()
@@ -197,6 +205,7 @@ class Tracker:
             daemon=True,
         )
         self._worker.start()
+        self._writer_needs_parent = self._parent is None
 
     def log_trial(self, record: TrialRecord) -> None:
         """Queue one finished trial; returns at once."""
@@ -210,6 +219,11 @@ class Tracker:
     def finish_trial_logging(self, timeout: float = 300.0) -> None:
         """Wait until every queued trial is written (or give up after ``timeout`` s)."""
         if self._worker is None:
+            return
+        if self._writer_needs_parent:  # no parent run was started: nothing to write, no need to wait for it
+            self._worker.terminate()
+            self._worker.join(5)
+            self._worker = None
             return
         self._queue.put(None)
         deadline = time.monotonic() + timeout
@@ -289,7 +303,7 @@ class Tracker:
 
 
 def _write_trials_main(
-    uri: str, experiment_id: str, parent: str, study_name: str, inbox: Any, outbox: Any
+    uri: str, experiment_id: str, parent: str | None, study_name: str, inbox: Any, outbox: Any
 ) -> None:
     """Body of the writer process: one child run per record, retried through short outages."""
     import signal
@@ -301,6 +315,11 @@ def _write_trials_main(
 
     _quiet_mlflow()
     client = MlflowClient(tracking_uri=uri)
+    if parent is None:  # started before the parent run: its id comes first (None: stopped before any run)
+        parent = inbox.get()
+        if parent is None:
+            outbox.put(None)
+            return
     while True:
         rec = inbox.get()
         if rec is None:
