@@ -1,7 +1,9 @@
 """The Dask client: connect to a scheduler, or start the embedded LocalCluster.
 
 Everything started here listens on 127.0.0.1 (scheduler, workers and the
-dashboard); a remote scheduler is only ever connected to. No numerics here.
+dashboard); a remote scheduler is only ever connected to. With
+``cluster.security`` every connection is TLS (``distributed.Security``). No
+numerics here.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from .config import ClusterConfig
+from .config import ClusterConfig, SecurityConfig
 from .errors import RegsweepError
 
-__all__ = ["ClusterError", "check_scheduler", "open_client", "total_threads"]
+__all__ = ["ClusterError", "check_scheduler", "dask_security", "open_client", "total_threads"]
 
 _CONNECT_TIMEOUT_S = 10
 _PREFLIGHT_TIMEOUT_S = 5.0
@@ -52,48 +54,78 @@ def check_scheduler(cfg: ClusterConfig) -> None:
         ) from None
 
 
+def dask_security(cfg: SecurityConfig | None, *, local_cluster: bool = False) -> object | None:
+    """``cluster.security`` as a ``distributed.Security`` (None without TLS).
+
+    A LocalCluster started here is one party: its scheduler and workers use
+    the client's certificate too.
+    """
+    if cfg is None:
+        return None
+    from distributed import Security
+
+    cert, key = cfg.tls_client_cert, cfg.tls_client_key
+    roles = {"tls_client_cert": cert, "tls_client_key": key}
+    if local_cluster:
+        roles |= {"tls_scheduler_cert": cert, "tls_scheduler_key": key, "tls_worker_cert": cert, "tls_worker_key": key}
+    return Security(require_encryption=cfg.require_encryption, tls_ca_file=cfg.tls_ca_file,
+                    **{k: v for k, v in roles.items() if v is not None})
+
+
 @contextlib.contextmanager
 def open_client(cfg: ClusterConfig) -> Iterator[object]:
     """Yield a connected ``distributed.Client``; close it (and any cluster it started) on exit."""
     import dask
     from distributed import Client, LocalCluster
 
+    # A failed task reaches the driver as its exception (bad data: a DataError the CLI prints in one
+    # line); the worker's own "Compute Failed" log with the remote traceback would only repeat it.
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     cluster = None
     # Worker-side pickling of our fold models is fine; silence the "large graph" chatter only.
     with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GB"}):
         try:
             if cfg.address:
-                client = Client(cfg.address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
+                client = Client(cfg.address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False,
+                                security=dask_security(cfg.security))
             else:
+                security = dask_security(cfg.security, local_cluster=True)
                 cluster = LocalCluster(
                     n_workers=cfg.n_workers,
                     threads_per_worker=cfg.threads_per_worker,
                     processes=cfg.processes,
-                    protocol="tcp://",  # also with thread workers: bound to 127.0.0.1, not in-process
+                    # also with thread workers: bound to 127.0.0.1, not in-process
+                    protocol="tcp://" if security is None else "tls://",
+                    security=security,
                     host="127.0.0.1",
                     dashboard_address=cfg.dashboard_address,
+                    # no dashboard: the scheduler still serves /health on HTTP; keep it on a free loopback
+                    # port (distributed would try 8787 first and warn when it is taken)
+                    scheduler_kwargs=None if cfg.dashboard_address else {"dashboard": False,
+                                                                         "dashboard_address": "127.0.0.1:0"},
                     memory_limit=cfg.memory_limit,
-                    silence_logs=logging.ERROR,
+                    silence_logs=logging.CRITICAL,
                 )
-                client = Client(cluster, set_as_default=False)
+                client = Client(cluster, set_as_default=False, security=security)
         except (OSError, TimeoutError) as e:
             target = cfg.address or "an embedded LocalCluster"
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {target} within {_CONNECT_TIMEOUT_S} s ({e}); "
                 "check cluster.address, or set it to null to start a local cluster."
             ) from None
+        aborted = False
         try:
             yield client
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the caller exits at once (see cli._run)
+            aborted = True
             if cluster is not None:
                 _kill_local_workers(cluster)
             raise
         finally:
             with contextlib.suppress(Exception):
-                client.close(timeout=5)
-            if cluster is not None:
+                client.close(timeout=2 if aborted else 5)
+            if cluster is not None and not aborted:
                 with contextlib.suppress(Exception):
                     cluster.close(timeout=5)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ __all__ = [
     "FoldsConfig",
     "ModelConfig",
     "SearchConfig",
+    "SecurityConfig",
     "SweepConfig",
     "SyntheticConfig",
     "TrackingConfig",
@@ -74,11 +76,15 @@ class DataConfig(_Strict):
         description="bundled:diabetes | synthetic | a .parquet file, directory or glob | a .csv file | X.npy",
     )
     target: str | None = Field(
-        None, description="target column (tabular), or the y .npy path (npy); default: 'target' for bundled"
+        None, min_length=1, description="target column (tabular), or the y .npy path (npy); default: 'target' for bundled"
     )
     features: list[str] | None = Field(None, description="feature columns; default: every other column")
-    weight: str | None = Field(None, description="sample-weight column")
+    weight: str | None = Field(None, min_length=1, description="sample-weight column")
     block_rows: int = Field(65_536, ge=1, description="rows per block (Dask partition)")
+    missing: Literal["error", "drop"] = Field(
+        "error",
+        description="NaN/inf in a feature, target or weight: error (name file, column, rows) | drop those rows (counted)",
+    )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @field_validator("features")
@@ -98,7 +104,7 @@ class FoldsConfig(_Strict):
 
     k: int = Field(5, ge=2, description="number of folds")
     seed: int = Field(0, ge=0, description="seed of the fold assignment")
-    group: str | None = Field(None, description="group column: group k-fold (a group's rows share a fold)")
+    group: str | None = Field(None, min_length=1, description="group column: group k-fold (a group's rows share a fold)")
 
 
 class ModelConfig(_Strict):
@@ -165,6 +171,26 @@ class SearchConfig(_Strict):
         return v
 
 
+class SecurityConfig(_Strict):
+    """Dask TLS: PEM files handed to ``distributed.Security`` (paths relative to the working directory).
+
+    Connecting to a scheduler, the certificate and key are the client's; an
+    embedded LocalCluster uses them for its scheduler and workers as well.
+    """
+
+    tls_ca_file: str = Field(description="CA certificate that signed the scheduler's and workers' certificates")
+    tls_client_cert: str = Field(description="this client's certificate (PEM; may also hold the key)")
+    tls_client_key: str | None = Field(None, description="this client's private key (PEM); null: in tls_client_cert")
+    require_encryption: bool = Field(True, description="refuse unencrypted connections")
+
+    @field_validator("tls_ca_file", "tls_client_cert", "tls_client_key")
+    @classmethod
+    def _readable(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"must be an existing PEM file, got {v!r} (looked in {str(Path.cwd())!r})")
+        return v
+
+
 class ClusterConfig(_Strict):
     """The Dask cluster: a scheduler address, or an embedded LocalCluster."""
 
@@ -174,6 +200,21 @@ class ClusterConfig(_Strict):
     processes: bool = Field(True, description="LocalCluster workers as processes (false: threads of the driver)")
     memory_limit: str = Field("auto", description="per LocalCluster worker, e.g. '4GiB'")
     dashboard_address: str | None = Field("127.0.0.1:0", description="LocalCluster dashboard; null disables it")
+    security: SecurityConfig | None = Field(None, description="Dask TLS; null: plain tcp:// (loopback by default)")
+
+    @model_validator(mode="after")
+    def _tls_address(self) -> ClusterConfig:
+        if self.security is None and self.address is not None and self.address.startswith("tls://"):
+            raise ValueError(
+                f"a tls:// scheduler address needs cluster.security (tls_ca_file, tls_client_cert, tls_client_key), "
+                f"got address={self.address!r} without it"
+            )
+        if self.security is not None and self.address is not None and not self.address.startswith("tls://"):
+            raise ValueError(
+                f"cluster.security (TLS) needs a tls:// scheduler address, got address={self.address!r}; "
+                "use tls://host:port or unset cluster.security"
+            )
+        return self
 
 
 class TrackingConfig(_Strict):
@@ -279,6 +320,14 @@ def _deep_copy(d: Any) -> Any:
     return d
 
 
+def _section(ann: Any) -> type[BaseModel] | None:
+    """The schema class of a section annotation (``X`` or ``X | None``), else None."""
+    for t in (ann, *typing.get_args(ann)):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
+
+
 def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
     """The schema class at a key path (for suggesting the closest key)."""
     model: type[BaseModel] = SweepConfig
@@ -286,8 +335,8 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
         field = model.model_fields.get(str(part))
         if field is None:
             return None
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        ann = _section(field.annotation)
+        if ann is not None:
             model = ann
         else:
             return None
@@ -316,15 +365,18 @@ def _format_errors(err: ValidationError, where: str) -> str:
             msg = f"{msg}, got {got!r}"
         by_path.setdefault(path, []).append(msg)
     lines = [f"{path}: {' | '.join(dict.fromkeys(msgs))}" for path, msgs in by_path.items()]
-    return f"invalid config ({where}):\n  - " + "\n  - ".join(lines)
+    if len(lines) == 1:  # the usual case: one line
+        return f"invalid config ({where}): {lines[0]}"
+    return f"invalid config ({where}), {len(lines)} problems:\n  - " + "\n  - ".join(lines)
 
 
 def _all_keys(model: type[BaseModel]) -> set[str]:
     keys: set[str] = set()
     for name, field in model.model_fields.items():
         keys.add(name)
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            keys |= _all_keys(field.annotation)
+        section = _section(field.annotation)
+        if section is not None:
+            keys |= _all_keys(section)
     return keys
 
 

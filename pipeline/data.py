@@ -20,6 +20,7 @@ Sources (``data.source``):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import glob as globlib
 import io
@@ -67,6 +68,7 @@ class DataPlan:
     blocks: tuple[BlockSpec, ...]
     columns: tuple[str, ...] = ()  # csv: every column in file order
     synthetic: tuple[int, int, int, float, float, int] | None = None
+    missing: str = "error"  # data.missing: error | drop (rows with NaN/inf in a used column)
 
     @property
     def n_features(self) -> int:
@@ -83,12 +85,22 @@ class BlockData:
     group: np.ndarray | None
     start_row: int
     integer_columns: tuple[bool, ...] = ()  # per feature: stored as integers in the source block
+    kept: np.ndarray | None = None  # data.missing: drop: mask over the block's rows (None: all kept)
+
+    @property
+    def n_dropped(self) -> int:
+        """Rows of this block left out under ``data.missing: drop``."""
+        return 0 if self.kept is None else int(self.kept.size - np.count_nonzero(self.kept))
 
 
 # ------------------------------------------------------------------ plan
 def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None) -> DataPlan:
     """Resolve ``cfg.source`` into blocks, checking paths and columns (metadata only)."""
-    group = folds.group if folds is not None else None
+    plan = _plan_source(cfg, folds.group if folds is not None else None)
+    return dataclasses.replace(plan, missing=cfg.missing)
+
+
+def _plan_source(cfg: DataConfig, group: str | None) -> DataPlan:
     source = cfg.source.strip()
     if source.startswith("bundled:"):
         return _plan_bundled(cfg, source.split(":", 1)[1], group)
@@ -204,10 +216,12 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     for p, m in zip(paths[1:], metas[1:]):
         if not m.schema_arrow.equals(first):
             raise DataError(
-                f"Parquet files must share one schema, but {p!r} differs from {paths[0]!r}:\n"
-                f"  {paths[0]}: {first}\n  {p}: {m.schema_arrow}\nrewrite them with the same columns and types."
+                f"Parquet files must share one schema, but {p!r} differs from {paths[0]!r}: "
+                f"{_schema_difference(first, m.schema_arrow, paths[0], p)}; rewrite them with the same columns "
+                "and types."
             )
     columns = list(first.names)
+    _check_unique_columns(columns, source)
     features, target = _choose_columns(cfg, columns, source, group)
     import pyarrow as pa
 
@@ -218,6 +232,8 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
                 f"column {col!r} of {source!r} is {typ}, not numeric; encode it as numbers or leave it "
                 "out with data.features."
             )
+    if cfg.missing == "error":
+        _parquet_nonfinite_from_footers(paths, metas, (*features, target, *(c for c in (cfg.weight,) if c)))
     blocks: list[BlockSpec] = []
     start = 0
     for p, m in zip(paths, metas):
@@ -239,12 +255,69 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     )
 
 
+def _schema_difference(a, b, path_a: str, path_b: str) -> str:  # a, b: pyarrow.Schema
+    """The first column that differs between two Parquet schemas, in words."""
+    for name in a.names:
+        if name not in b.names:
+            return f"column {name!r} is in {path_a!r} but not in {path_b!r}"
+    for name in b.names:
+        if name not in a.names:
+            return f"column {name!r} is in {path_b!r} but not in {path_a!r}"
+    for name in a.names:
+        ta, tb = a.field(name).type, b.field(name).type
+        if ta != tb:
+            return f"column {name!r} is {ta} in {path_a!r} but {tb} in {path_b!r}"
+    return f"the columns are in a different order ({a.names} vs {b.names})"
+
+
+def _check_unique_columns(columns: Sequence[str], where: str) -> None:
+    dup = sorted(c for c, n in collections.Counter(columns).items() if n > 1)
+    if dup:
+        raise DataError(f"{where} has several columns named {dup}; rename them so that each name is used once.")
+
+
+def _parquet_nonfinite_from_footers(paths: Sequence[str], metas: Sequence[object], used: Sequence[str]) -> None:
+    """NaN/inf found from the row-group statistics alone (no data read), before any worker starts.
+
+    pandas writes NaN as null, and writers record min/max (so ±inf); NaN stored
+    as a float value is not in the statistics and is caught when the block is read.
+    """
+    start = 0
+    for path, m in zip(paths, metas):
+        meta = m.metadata  # type: ignore[attr-defined]
+        index = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            for col in used:
+                st = group.column(index[col]).statistics if col in index else None
+                if st is None:
+                    continue
+                nulls = st.has_null_count and st.null_count > 0
+                infinite = st.has_min_max and isinstance(st.min, float) and not (
+                    math.isfinite(st.min) and math.isfinite(st.max))
+                if nulls or infinite:
+                    what = f"{st.null_count} null/NaN value(s)" if nulls else "inf values"
+                    raise DataError(
+                        f"{path}: column {col!r} holds {what} in rows {start}-{start + group.num_rows - 1} "
+                        f"(row group {rg}; rows counted from 0 over all files); remove or impute them, or set "
+                        "data.missing: drop to leave those rows out."
+                    )
+            start += group.num_rows
+
+
 def _plan_csv(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     """Scan line offsets once (no parsing) so every block is a byte range of whole lines.
 
     Trailing blank lines are ignored; a blank line inside the data is reported
     when its block is read (the row count would not match the plan).
     """
+    try:
+        return _plan_csv_file(cfg, path, group)
+    except OSError as e:
+        raise DataError(f"cannot read CSV file {path!r}: {e.strerror or e}; check the path and its permissions.") from e
+
+
+def _plan_csv_file(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     if Path(path).stat().st_size == 0:
         raise DataError(f"CSV file {path!r} is empty; it needs a header line and data rows.")
     end = _end_of_data(path)
@@ -265,7 +338,12 @@ def _plan_csv(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
             n_newlines += nl.size
             pos += len(chunk)
     n_rows = n_newlines + 1 if end > data_start else 0  # the last line ends at `end`, without a newline
-    columns = [c.strip().strip('"') for c in header.decode("utf-8-sig").rstrip("\r\n").split(",")]
+    try:
+        text = header.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"CSV file {path!r}: the header line is not UTF-8 text ({e}); save the file as UTF-8.") from e
+    columns = [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
+    _check_unique_columns(columns, f"CSV file {path!r}")
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
     features, target = _choose_columns(cfg, columns, repr(path), group)
@@ -303,12 +381,15 @@ def _plan_npy(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     X = _open_npy(path, "data.source")
     if X.ndim != 2:
         raise DataError(f"{path!r} must hold a 2-D array (rows × features), got shape {X.shape}.")
+    _numeric_npy(X, path, "data.source")
     extras = {"data.target": cfg.target, "data.weight": cfg.weight, "folds.group": group}
     for key, p in extras.items():
         if p is None:
             continue
         arr = _open_npy(p, key)
-        if arr.shape[0] != X.shape[0] or arr.ndim != 1:
+        if key != "folds.group":
+            _numeric_npy(arr, p, key)
+        if arr.ndim != 1 or arr.shape[0] != X.shape[0]:
             raise DataError(f"{key} {p!r} must be 1-D with one value per row of X ({X.shape[0]}), got shape {arr.shape}.")
     names = tuple(cfg.features) if cfg.features else tuple(f"x{j}" for j in range(X.shape[1]))
     if len(names) != X.shape[1]:
@@ -319,6 +400,11 @@ def _plan_npy(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
         kind="npy", source=path, feature_names=names, target=cfg.target, weight=cfg.weight, group=group,
         n_rows=int(X.shape[0]), blocks=_row_blocks(int(X.shape[0]), cfg.block_rows, path=path),
     )
+
+
+def _numeric_npy(arr: np.ndarray, path: str, key: str) -> None:
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{key} {path!r} holds {arr.dtype} values, not real numbers; save it as a float or integer array.")
 
 
 def _open_npy(path: str, key: str) -> np.ndarray:
@@ -338,12 +424,12 @@ def load_block(plan: DataPlan, spec: BlockSpec) -> BlockData:
         return BlockData(X, y, None, None, spec.start_row)
     if plan.kind == "npy":
         sl = slice(spec.local_start, spec.local_start + spec.n_rows)
-        raw = np.load(plan.source, mmap_mode="r")
+        raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)
         integer = (raw.dtype.kind in "iub",) * raw.shape[1]
         X = np.asarray(raw[sl], dtype=np.float64)
-        y = np.asarray(np.load(plan.target, mmap_mode="r")[sl], dtype=np.float64)
-        w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r")[sl], dtype=np.float64)
-        g = None if plan.group is None else np.asarray(np.load(plan.group, mmap_mode="r")[sl])
+        y = np.asarray(np.load(plan.target, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
+        w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
+        g = None if plan.group is None else np.asarray(np.load(plan.group, mmap_mode="r", allow_pickle=False)[sl])
         where = f"{plan.source} rows {sl.start}-{sl.stop - 1}"
         return _checked(plan, X, y, w, g, spec, where, integer)
     frame = _read_frame(plan, spec)
@@ -360,7 +446,7 @@ def load_block(plan: DataPlan, spec: BlockSpec) -> BlockData:
 
 
 def _needed_columns(plan: DataPlan) -> list[str]:
-    return [*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c)]
+    return [*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c is not None)]
 
 
 def _read_frame(plan: DataPlan, spec: BlockSpec):  # -> pandas.DataFrame
@@ -369,8 +455,11 @@ def _read_frame(plan: DataPlan, spec: BlockSpec):  # -> pandas.DataFrame
     if plan.kind == "parquet":
         import pyarrow.parquet as pq
 
-        table = pq.ParquetFile(spec.path).read_row_groups(list(spec.row_groups), columns=_needed_columns(plan))
-        return table.to_pandas()
+        try:
+            table = pq.ParquetFile(spec.path).read_row_groups(list(spec.row_groups), columns=_needed_columns(plan))
+            return table.to_pandas()
+        except (OSError, ValueError, ArithmeticError) as e:  # pyarrow's errors derive from these
+            raise DataError(f"{spec.path}: cannot read row groups {list(spec.row_groups)}: {e}") from e
     if plan.kind == "bundled":
         frame = pd.read_csv(spec.path, skiprows=range(1, spec.local_start + 1), nrows=spec.n_rows)
         return frame
@@ -411,19 +500,36 @@ def pd_is_integer(column: object) -> bool:
 
 
 def _checked(plan: DataPlan, X, y, w, g, spec: BlockSpec, where: str, integer: tuple[bool, ...] = ()) -> BlockData:
-    names = (*plan.feature_names, plan.target, *(c for c in (plan.weight,) if c))
-    arrays = [X, y[:, None]] + ([w[:, None]] if w is not None else [])
-    for arr, offset in zip(arrays, (0, len(plan.feature_names), len(plan.feature_names) + 1)):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            cols = np.flatnonzero(bad.any(axis=0))
-            detail = ", ".join(f"{names[offset + j]!r}: {int(bad[:, j].sum())}" for j in cols[:5])
-            raise DataError(
-                f"{where}: NaN or inf values ({detail}); drop or impute them before the sweep."
-            )
+    """Check one block: finite features/target/weights (or drop those rows) and weights >= 0."""
+    kept = None
+    bad = ~np.isfinite(X).all(axis=1) | ~np.isfinite(y)
+    if w is not None:
+        bad |= ~np.isfinite(w)
+    if bad.any():
+        if plan.missing != "drop":
+            raise DataError(f"{where}: {_nonfinite_detail(plan, X, y, w, spec.start_row)}; remove or impute "
+                            "those rows, or set data.missing: drop to leave them out.")
+        kept = ~bad
+        X, y = X[kept], y[kept]
+        w = None if w is None else w[kept]
+        g = None if g is None else g[kept]
     if w is not None and (w < 0).any():
         raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
-    return BlockData(np.ascontiguousarray(X), y, w, g, spec.start_row, integer)
+    return BlockData(np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept)
+
+
+def _nonfinite_detail(plan: DataPlan, X, y, w, start_row: int, listed: int = 5) -> str:
+    """Which columns hold NaN/inf and at which rows (0-based data rows, header not counted)."""
+    names = (*plan.feature_names, plan.target, *(c for c in (plan.weight,) if c))
+    cols = [X, y[:, None]] + ([w[:, None]] if w is not None else [])
+    full = np.hstack(cols)
+    parts = []
+    for j in np.flatnonzero(~np.isfinite(full).all(axis=0))[:listed]:
+        rows = np.flatnonzero(~np.isfinite(full[:, j])) + start_row
+        shown = ", ".join(str(int(r)) for r in rows[:listed])
+        more = f" and {rows.size - listed} more" if rows.size > listed else ""
+        parts.append(f"column {names[j]!r} at row{'s' if rows.size > 1 else ''} {shown}{more}")
+    return "NaN or inf in " + "; ".join(parts) + " (rows counted from 0, header excluded)"
 
 
 def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 5):  # -> pandas.DataFrame
@@ -436,10 +542,12 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     """
     import pandas as pd
 
-    spec = plan.blocks[0]
-    if plan.kind in ("synthetic", "npy", "bundled"):  # row-addressable: read only n rows
-        spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
-    X = load_block(plan, spec).X[:n]
+    for spec in plan.blocks:  # under data.missing: drop a whole block may be left out: take the next
+        if plan.kind in ("synthetic", "npy", "bundled") and plan.missing == "error":  # row-addressable: n rows
+            spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
+        X = load_block(plan, spec).X[:n]
+        if X.shape[0]:
+            break
     frame = pd.DataFrame(X, columns=list(plan.feature_names))
     for name, is_int in zip(plan.feature_names, integer_columns):
         if is_int:

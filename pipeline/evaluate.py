@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import BlockSpec, DataPlan, load_block
+from .errors import DataError
 from .folds import assign_units, block_fold_stats, kfold_folds, merge_units, unit_stats, units_cap
 from .solvers import ElasticNet, GramProblem, SuffStats, make_penalty, merge_all
 
@@ -60,6 +61,7 @@ class BlockPass:
     units_cap: int = 0
     total: SuffStats | None = None  # all rows, after finish_pass
     n_groups: int | None = None  # distinct groups (or buckets) under group k-fold, after finish_pass
+    n_dropped: int = 0  # rows left out for NaN/inf under data.missing: drop
 
 
 def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> BlockPass:
@@ -68,23 +70,27 @@ def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> Block
     if block.group is not None:
         cap = units_cap(plan.n_features, k)
         units = unit_stats(block.X, block.y, block.weight, block.group, cap, fold_seed)
-        return BlockPass((), 1, block.integer_columns, units=units, units_cap=cap)
-    folds = kfold_folds(block.start_row, block.X.shape[0], k, fold_seed)
+        return BlockPass((), 1, block.integer_columns, units=units, units_cap=cap, n_dropped=block.n_dropped)
+    # a row's fold depends on its index in the source, so dropping a row moves no other row
+    folds = kfold_folds(block.start_row, spec.n_rows, k, fold_seed)
+    if block.kept is not None:
+        folds = folds[block.kept]
     stats = block_fold_stats(block.X, block.y, block.weight, folds, k)
-    return BlockPass(tuple(stats), 1, block.integer_columns)
+    return BlockPass(tuple(stats), 1, block.integer_columns, n_dropped=block.n_dropped)
 
 
 def merge_block_passes(*parts: BlockPass, fold_seed: int = 0) -> BlockPass:
     """Merge several block passes fold by fold (or group by group), pairwise trees inside."""
     integer = tuple(all(flags) for flags in zip(*(p.integer_columns for p in parts)))
     n_blocks = sum(p.n_blocks for p in parts)
+    dropped = sum(p.n_dropped for p in parts)
     if parts[0].units is not None:
         cap = parts[0].units_cap
         units = merge_units([p.units or {} for p in parts], cap, fold_seed)
-        return BlockPass((), n_blocks, integer, units=units, units_cap=cap)
+        return BlockPass((), n_blocks, integer, units=units, units_cap=cap, n_dropped=dropped)
     k = len(parts[0].fold_stats)
     merged = tuple(merge_all(p.fold_stats[i] for p in parts) for i in range(k))
-    return BlockPass(merged, n_blocks, integer)
+    return BlockPass(merged, n_blocks, integer, n_dropped=dropped)
 
 
 def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
@@ -92,6 +98,9 @@ def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
     n_groups = None
     fold_stats = passes.fold_stats
     if passes.units is not None:
+        if not passes.units:  # every row was dropped (the plan refuses files without rows)
+            raise DataError(f"data.missing: drop left no rows: all {passes.n_dropped} rows hold NaN or inf in a "
+                            "feature, the target or the weight; impute the missing values instead.")
         fold_of = assign_units({key: st.sum_w for key, st in passes.units.items()}, k, fold_seed)
         p = next(iter(passes.units.values())).n_features
         fold_stats = tuple(
@@ -100,7 +109,7 @@ def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
         )
         n_groups = len(passes.units)
     return BlockPass(fold_stats, passes.n_blocks, passes.integer_columns,
-                     total=merge_all(fold_stats), n_groups=n_groups)
+                     total=merge_all(fold_stats), n_groups=n_groups, n_dropped=passes.n_dropped)
 
 
 @dataclass(frozen=True)

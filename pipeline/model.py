@@ -124,8 +124,14 @@ class FittedModel:
             raise DataError(
                 f"{str(path / _JSON)!r} has format {meta.get('format')!r}, expected {FORMAT!r}."
             )
-        with np.load(path / _ARRAYS, allow_pickle=False) as arrays:
-            coef, x_mean, x_scale = (np.array(arrays[k]) for k in ("coef", "x_mean", "x_scale"))
+        try:
+            with np.load(path / _ARRAYS, allow_pickle=False) as arrays:
+                coef, x_mean, x_scale = (np.array(arrays[k]) for k in ("coef", "x_mean", "x_scale"))
+        except ValueError as e:  # numpy refuses object arrays: they would need pickle
+            raise DataError(
+                f"{str(path / _ARRAYS)!r} is not a plain array file ({e}); regsweep never unpickles, "
+                "write the model with FittedModel.save."
+            ) from e
         names = meta.get("feature_names")
         gap = meta.get("dual_gap")
         return cls(

@@ -264,11 +264,13 @@ class TrialStore:
         run = self._storage.get_study_system_attrs(self._study_id).get(LAST_PARENT_ATTR)
         return str(run) if run else None
 
-    def claim(self, parent_run: str | None) -> LeaseKeeper:
-        """Record this driver's parent run on the study; returns the lease keeper to run while working."""
+    def record_parent(self, parent_run: str) -> None:
+        """This driver's MLflow parent run: stamped on its trials and remembered by the study."""
         self.parent_run = parent_run
-        if parent_run:
-            self._storage.set_study_system_attr(self._study_id, LAST_PARENT_ATTR, parent_run)
+        self._storage.set_study_system_attr(self._study_id, LAST_PARENT_ATTR, parent_run)
+
+    def claim(self) -> LeaseKeeper:
+        """The lease keeper to run while this driver works on the study."""
         key = f"{_LEASE_PREFIX}{self.driver}"
         return LeaseKeeper(lambda now: self._storage.set_study_system_attr(self._study_id, key, now))
 

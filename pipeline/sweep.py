@@ -5,8 +5,11 @@ Order matters for failing early and for never losing results:
 1. validate the config (done by the caller) and plan the data from metadata;
 2. check MLflow is reachable and create the experiment once; open the study;
 3. start or connect to the cluster;
-4. the one data pass: per-block, per-fold statistics merged on the workers;
+4. the one data pass: per-block, per-fold statistics merged on the workers
+   (it also checks every row: bad data stop the sweep here, before any
+   MLflow run or Optuna trial exists);
 5. fold problems placed on the workers; search bounds from the statistics;
+   the MLflow parent run is started;
 6. the ask/tell loop, each finished trial told to Optuna and queued to MLflow;
 7. the best trial refit on all data, logged and registered as ``candidate``.
 """
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .cluster import check_scheduler, open_client, total_threads
+from .columns import column_notes
 from .config import SweepConfig
 from .data import DataPlan, plan_data, read_example
 from .errors import DataError
@@ -70,6 +74,7 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str,
         "fold_weight": [s.sum_w for s in passes.fold_stats],
         "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
+        **column_notes(total, feature_names, passes.n_dropped),
     }
 
 
@@ -205,31 +210,18 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     tracker.ensure_experiment()
     tracker.study_name = cfg.search.study_name
     store = TrialStore(cfg.search)
-    tags = {"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name}
-    previous = store.previous_parent_run()
-    if previous:
-        tags["regsweep.resumed_from"] = previous
-    parent = tracker.start_parent(run_name=f"sweep-{cfg.search.study_name}", tags=tags)
-    lease = store.claim(parent)
     tracker.start_trial_logging()  # the writer process imports MLflow while the cluster starts
-    closed = tracker.close_stale_runs(cfg.search.study_name, store.lease_of)
-    replayed = replay_missing(tracker, store)
-    if store.stale or closed or replayed:
-        retried = sum(st.retried for st in store.stale)
-        echo(f"Resuming study {cfg.search.study_name!r}: {len(store.stale)} trials of a stopped driver marked FAIL "
-             f"({retried} queued again), {len(closed)} MLflow runs it left open ended KILLED, "
-             f"{replayed} child runs replayed from the study.")
     t_cluster = timer.lap("setup", t0)
     status = "FAILED"
-    with lease, terminate_as_interrupt(), open_client(cfg.cluster) as client:
+    with store.claim(), terminate_as_interrupt(), open_client(cfg.cluster) as client:
         try:
-            summary = _sweep_on_cluster(cfg, client, plan, store, tracker, parent, timer, t_cluster, echo, progress)
+            summary = _sweep_on_cluster(cfg, client, plan, store, tracker, timer, t_cluster, echo, progress)
             status = "FINISHED"
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
             status = "KILLED"
             raise
         finally:  # before the cluster closes: under SIGTERM the runs must be ended first, within seconds
-            _close_tracking(tracker, store, parent, status)
+            _close_tracking(tracker, store, status)
     tracker.not_logged += [msg for n, msg in tracker.failed if n < 0]
     summary["stale_trials_failed"] = [st.number for st in store.stale]
     summary["trials_not_logged"] = sorted(n for n, _ in tracker.failed if n >= 0)
@@ -239,14 +231,17 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     return summary
 
 
-def _close_tracking(tracker: Tracker, store: TrialStore, parent: str, status: str) -> None:
+def _close_tracking(tracker: Tracker, store: TrialStore, status: str) -> None:
     """Flush the child runs, replay what an outage dropped if the server is back, end the parent run."""
+    parent = tracker.parent_run_id
     tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10 if status == "FINISHED" else 3)
     if status == "FINISHED" and tracker.failed and tracker.reachable(wait=_OUTAGE_WAIT_S):
         tracker.failed.clear()  # the server came back: write what it missed now
         tracker.start_trial_logging()
         replay_missing(tracker, store)
         tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
+    if parent is None:  # stopped before the data pass finished: no run was started
+        return
     try:
         tracker.end_run(parent, status)
     except Exception as e:  # noqa: BLE001 — the server may be gone; the next start closes it
@@ -254,14 +249,37 @@ def _close_tracking(tracker: Tracker, store: TrialStore, parent: str, status: st
             tracker.not_logged.append(f"parent run status ({type(e).__name__})")
 
 
+def _start_parent_run(cfg: SweepConfig, store: TrialStore, tracker: Tracker, echo: Callable[[str], None]) -> str:
+    """The sweep's parent run, linked to the previous driver's; then clean up after dead drivers.
+
+    Runs a dead driver left RUNNING end KILLED, and the finished trials MLflow
+    lacks (a killed driver's unwritten child runs) are replayed from the study.
+    """
+    tags = {"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name}
+    previous = store.previous_parent_run()
+    if previous:
+        tags["regsweep.resumed_from"] = previous
+    parent = tracker.start_parent(run_name=f"sweep-{cfg.search.study_name}", tags=tags)
+    store.record_parent(parent)
+    closed = tracker.close_stale_runs(cfg.search.study_name, store.lease_of)
+    replayed = replay_missing(tracker, store)
+    if store.stale or closed or replayed:
+        retried = sum(st.retried for st in store.stale)
+        echo(f"Resuming study {cfg.search.study_name!r}: {len(store.stale)} trials of a stopped driver marked FAIL "
+             f"({retried} queued again), {len(closed)} MLflow runs it left open ended KILLED, "
+             f"{replayed} child runs replayed from the study.")
+    return parent
+
+
 def _sweep_on_cluster(
-    cfg: SweepConfig, client: Any, plan: DataPlan, store: TrialStore, tracker: Tracker, parent: str,
+    cfg: SweepConfig, client: Any, plan: DataPlan, store: TrialStore, tracker: Tracker,
     timer: _Timer, t: float, echo: Callable[[str], None], progress: bool | None,
 ) -> dict[str, Any]:
     """Steps 3–7 of the module docstring, with a connected client (``t``: when the cluster start began)."""
     k, m, study = cfg.folds.k, cfg.model, store.study
     threads = total_threads(client)
-    link = getattr(client, "dashboard_link", None)
+    # an embedded cluster without a dashboard still serves /health on HTTP: no link to show then
+    link = getattr(client, "dashboard_link", None) if cfg.cluster.address or cfg.cluster.dashboard_address else None
     echo(f"Dask: {len(client.scheduler_info()['workers'])} workers, {threads} threads"
          + (f"; dashboard {link}" if link else ""))
     t = timer.lap("cluster_start", t)
@@ -276,6 +294,10 @@ def _sweep_on_cluster(
     space = _resolve_space(cfg, bounds)
     echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {k} folds, "
          f"fingerprint {meta['fingerprint']}")
+    for note in meta["notes"]:
+        echo(f"Note: {note}")
+    # The parent run only now: bad data (found by the pass above) leave no run behind.
+    parent = _start_parent_run(cfg, store, tracker, echo)
     params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
     params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
                    "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
@@ -375,6 +397,10 @@ def _sweep_on_cluster(
         "n_features": plan.n_features,
         "k": k,
         "data_fingerprint": meta["fingerprint"],
+        "rows_dropped": meta["rows_dropped"],
+        "constant_columns": meta["constant_columns"],
+        "duplicate_columns": meta["duplicate_columns"],
+        "data_notes": meta["notes"],
         "search_space": space.as_dict(),
         "timings_s": timer.marks,
     }
@@ -406,6 +432,11 @@ def _n_complete(study: Any) -> int:
 
 def _check_folds(meta: dict[str, Any], cfg: SweepConfig) -> None:
     k = cfg.folds.k
+    if meta["rows_dropped"] and meta["n_rows"] < k:
+        raise DataError(
+            f"data.missing: drop left {meta['n_rows']} of {meta['n_rows'] + meta['rows_dropped']} rows (the others "
+            f"hold NaN or inf), fewer than folds.k={k}; impute the missing values instead."
+        )
     if meta["n_groups"] is not None and meta["n_groups"] < k:
         raise DataError(
             f"folds.group {cfg.folds.group!r} has {meta['n_groups']} distinct groups, fewer than folds.k={k}; "

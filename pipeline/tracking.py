@@ -116,6 +116,7 @@ class Tracker:
         self._results: Any = None
         self._worker: Any = None
         self._parent: str | None = None
+        self._writer_needs_parent = False
         self.failed: list[tuple[int, str]] = []  # (trial number, error) not logged
         self.not_logged: list[str] = []  # sweep-level writes that did not reach MLflow
 
@@ -178,6 +179,14 @@ class Tracker:
         tags = {DRIVER_TAG: str(DriverId.current()), **tags}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self._parent = run.info.run_id
+        if self._writer_needs_parent:  # the writer started before the run existed: it waits for the id
+            self._queue.put(self._parent)
+            self._writer_needs_parent = False
+        return self._parent
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The sweep's parent run (None until :meth:`start_parent`)."""
         return self._parent
 
     def use_parent(self, run_id: str) -> None:
@@ -251,7 +260,11 @@ class Tracker:
 
     # -------------------------------------------------- trial child runs
     def start_trial_logging(self) -> None:
-        """Start the process that writes child runs (call after :meth:`start_parent`).
+        """Start the process that writes child runs (before or after :meth:`start_parent`).
+
+        Started early, it imports MLflow while the cluster starts and the data
+        pass runs, and learns the parent run id from its queue once the data
+        have passed their checks (bad data leave no run behind).
 
         A separate process, not a thread: MLflow's SQLAlchemy store spends
         ~20 ms of Python per child run, which in a thread competes with the
@@ -264,7 +277,7 @@ class Tracker:
 
         if not self.cfg.log_trials:
             return
-        assert self._parent is not None and self.experiment_id is not None
+        assert self.experiment_id is not None
         ctx = multiprocessing.get_context("spawn")
         self._queue = ctx.Queue()
         self._results = ctx.Queue()
@@ -276,6 +289,7 @@ class Tracker:
             daemon=True,
         )
         self._worker.start()
+        self._writer_needs_parent = self._parent is None
 
     def log_trial(self, record: TrialRecord) -> None:
         """Queue one finished trial; returns at once."""
@@ -294,6 +308,11 @@ class Tracker:
         """
         if self._worker is None:
             return
+        if self._writer_needs_parent:  # no parent run was started: nothing to write, no need to wait for it
+            self._worker.kill()  # SIGKILL: the writer ignores SIGTERM (see _write_trials_main)
+            self._worker.join(5)
+            self._worker = None
+            return
         if not self._worker.is_alive():
             self.failed.append((-1, "the MLflow writer process died"))
             self._worker = None
@@ -304,7 +323,7 @@ class Tracker:
                 msg = self._results.get(timeout=timeout)
             except queue.Empty:
                 self.failed.append((-1, f"the MLflow writer made no progress for {timeout:.0f} s"))
-                self._worker.terminate()
+                self._worker.kill()  # SIGKILL: the writer ignores SIGTERM (see _write_trials_main)
                 break
             if msg is None:
                 break
@@ -313,7 +332,7 @@ class Tracker:
                 log.warning("MLflow: trial %d was not logged (%s)", *msg)
         self._worker.join(1)
         if self._worker.is_alive():  # everything is written; don't wait on its interpreter's exit
-            self._worker.terminate()
+            self._worker.kill()  # SIGKILL: the writer ignores SIGTERM (see _write_trials_main)
         self._worker = None
 
     study_name: str = ""
@@ -399,7 +418,7 @@ def preflight(uri: str) -> None:
 
 
 def _write_trials_main(
-    uri: str, experiment_id: str, parent: str, study_name: str, inbox: Any, outbox: Any, driver: str
+    uri: str, experiment_id: str, parent: str | None, study_name: str, inbox: Any, outbox: Any, driver: str
 ) -> None:
     """Body of the writer process: one child run per record, retried through short outages.
 
@@ -410,23 +429,51 @@ def _write_trials_main(
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a SIGTERM to the whole group: write the KILLED runs first
     sys.stdout = open(os.devnull, "w")  # MLflow prints two "View run" lines per terminated run
     _quiet_mlflow()
     from mlflow import MlflowClient
 
     _quiet_mlflow()
     client = MlflowClient(tracking_uri=uri)
+    driver_pid = int(driver.rsplit("/", 2)[1])
+
+    def receive() -> Any:
+        """The next message; ``_DriverGone`` once the driver process has died."""
+        while True:
+            try:
+                return inbox.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != driver_pid:
+                    raise _DriverGone from None
+
+    try:
+        if parent is None:  # started before the parent run: its id comes first (None: stopped before any run)
+            parent = receive()
+            if parent is None:
+                outbox.put(None)
+                return
+        _write_loop(client, uri, experiment_id, parent, study_name, driver, receive, outbox)
+    except _DriverGone:
+        return
+
+
+class _DriverGone(Exception):
+    """The driver died (SIGKILL): the writer stops; the next start replays from the study."""
+
+
+def _write_loop(client: Any, uri: str, experiment_id: str, parent: str, study_name: str, driver: str,
+                receive: Any, outbox: Any) -> None:
+    """One child run per record until ``None``; each record's outcome goes to ``outbox``.
+
+    Once a write failed for a whole outage window, records fail at once while
+    the server stays away, with a ``/health`` probe every few seconds.
+    """
     http = uri.startswith(("http://", "https://"))
     gone = False
     last_probe = 0.0
     while True:
-        try:
-            rec = inbox.get(timeout=1.0)
-        except queue.Empty:
-            if os.getppid() != int(driver.rsplit("/", 2)[1]):
-                return
-            continue
+        rec = receive()
         if rec is None:
             break
         if gone:  # don't wait out a full outage per record while the server stays away

@@ -29,3 +29,13 @@ def diabetes() -> tuple[np.ndarray, np.ndarray]:
 
     X, y = load_diabetes(return_X_y=True, scaled=False)
     return X, y
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory):
+    """An initialised, empty MLflow SQLite store to copy (its schema migrations take seconds; do them once)."""
+    from mlflow import MlflowClient
+
+    d = tmp_path_factory.mktemp("mlflow-template")
+    MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}").search_experiments()
+    return d / "mlflow.db"

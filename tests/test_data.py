@@ -126,7 +126,7 @@ def test_block_errors_name_file_column_and_rows(tmp_path, frame):
     p = tmp_path / "bad.csv"
     frame.to_csv(p, index=False)
     plan = plan_data(DataConfig(source=str(p), target="y", features=[f"f{i}" for i in range(10)], block_rows=100))
-    with pytest.raises(DataError, match=r"bad.csv rows 0-99: NaN or inf values \('f3': 1\)"):
+    with pytest.raises(DataError, match=r"bad.csv rows 0-99: NaN or inf in column 'f3' at row 5 .*data.missing: drop"):
         load_block(plan, plan.blocks[0])
     plan2 = plan_data(DataConfig(source=str(p), target="y", block_rows=100))
     with pytest.raises(DataError, match=r"columns \['txt'\] are not numeric"):

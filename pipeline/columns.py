@@ -1,0 +1,63 @@
+"""Column diagnostics from the total statistics of the data pass (no row is read).
+
+Constant columns, identical (duplicate) columns and more features than rows
+are not errors: the solver gives constant columns coefficient 0 and the
+penalty makes duplicated or underdetermined problems well posed. But the user
+should know, so each becomes one line of ``notes`` printed by the sweep and
+kept in its summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .solvers import SuffStats
+
+__all__ = ["column_notes"]
+
+_CONSTANT_RTOL = 1e-12  # the solver's rule (solvers/problem.py): sd below 1e-12·|mean| is constant
+_SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance up to rounding
+_LISTED = 10
+
+
+def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: int = 0) -> dict[str, Any]:
+    """``constant_columns``, ``duplicate_columns`` (pairs) and one-line ``notes`` about the data."""
+    n, p = total.n_rows, total.n_features
+    var = np.diag(total.cxx) / total.sum_w if total.sum_w > 0 else np.zeros(p)
+    mean = total.x_mean
+    sd = np.sqrt(np.maximum(var, 0.0))
+    constant = ~((var > 0) & (sd > _CONSTANT_RTOL * np.abs(mean)))
+    duplicates: list[tuple[str, str]] = []
+    live = np.flatnonzero(~constant)
+    if live.size > 1 and total.sum_w > 0:
+        cov = total.cxx[np.ix_(live, live)] / total.sum_w
+        s = sd[live]
+        same = ((np.abs(cov - np.outer(s, s)) <= _SAME_RTOL * np.outer(s, s))  # correlation 1
+                & (np.abs(s[:, None] - s[None, :]) <= _SAME_RTOL * s[:, None])  # same spread
+                & (np.abs(mean[live][:, None] - mean[live][None, :])
+                   <= _SAME_RTOL * (np.abs(mean[live])[:, None] + s[:, None])))  # same mean
+        for a, b in zip(*np.nonzero(np.triu(same, 1))):
+            duplicates.append((feature_names[live[a]], feature_names[live[b]]))
+    const_names = [feature_names[j] for j in np.flatnonzero(constant)]
+    notes = []
+    if rows_dropped:
+        notes.append(f"{rows_dropped} rows with NaN or inf left out (data.missing: drop); {n} rows used.")
+    if const_names:
+        notes.append(f"{len(const_names)} constant column(s) {_listed(const_names)}: coefficient 0, "
+                     "leave them out with data.features.")
+    if duplicates:
+        notes.append(f"{len(duplicates)} pair(s) of identical columns {_listed([list(d) for d in duplicates])}: "
+                     "the penalty splits the weight between them; keep one with data.features.")
+    if p > n:
+        notes.append(f"more features ({p}) than rows ({n}): only penalized fits are determined, and "
+                     "small λ overfit.")
+    return {"constant_columns": const_names, "duplicate_columns": [list(d) for d in duplicates],
+            "rows_dropped": rows_dropped, "notes": notes}
+
+
+def _listed(items: Sequence[Any]) -> str:
+    shown = ", ".join(repr(x) for x in items[:_LISTED])
+    return f"[{shown}{', …' if len(items) > _LISTED else ''}]"

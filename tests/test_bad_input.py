@@ -1,0 +1,292 @@
+"""Bad input through the real CLI: exit 2, one line naming file/column/key, the rule and the fix, no traceback.
+
+Two kinds of checks:
+
+- problems visible from metadata (paths, headers, Parquet footers, config)
+  stop the sweep before anything exists: the working directory stays empty
+  (no Optuna or MLflow file) and no cluster starts;
+- problems only visible in the rows (NaN/inf, text in a CSV column, too few
+  groups) are found by the one data pass on the cluster, and still before any
+  MLflow run or Optuna trial exists (checked here for an error raised in a
+  block task and for one raised on the driver after the pass; text in a CSV
+  column takes the block-task path, see tests/test_data.py).
+
+``data.missing: drop`` is checked against scikit-learn on the rows that are
+left; constant columns, identical columns and p > n are notes, not errors.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.columns import column_notes
+from pipeline.config import DataConfig, load_config
+from pipeline.data import load_block, plan_data
+from pipeline.errors import DataError
+from pipeline.folds import kfold_folds
+from pipeline.solvers import SuffStats
+from pipeline.sweep import run_sweep
+from tests.integration.conftest import run_regsweep
+from tests.test_sweep_local import _sklearn_cv_mse
+
+
+def _frame(n: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
+    df["y"] = df["a"] - 2 * df["b"] + rng.normal(size=n)
+    df["w"] = rng.uniform(0.5, 2.0, n)
+    df["g"] = np.arange(n) % 3
+    return df
+
+
+def _one_line_error(proc, fragments) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("regsweep: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+# ------------------------------------------------- found from metadata: nothing is created
+def _write(d, case):  # -> list of --set overrides
+    df = _frame()
+    if case == "target-missing":
+        df.to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=zz"]
+    if case == "non-numeric-parquet":
+        df.assign(txt=["x"] * len(df)).to_parquet(d / "d.parquet")
+        return ["data.source=DATA/d.parquet", "data.target=y"]
+    if case == "schemas-differ":
+        (d / "parts").mkdir()
+        df.iloc[:20].to_parquet(d / "parts" / "a.parquet")
+        df.iloc[20:].rename(columns={"b": "b2"}).to_parquet(d / "parts" / "b.parquet")
+        return ["data.source=DATA/parts", "data.target=y"]
+    if case == "empty-file":
+        (d / "d.csv").write_text("")
+        return ["data.source=DATA/d.csv", "data.target=y"]
+    if case == "zero-rows":
+        df.iloc[:0].to_parquet(d / "d.parquet")
+        return ["data.source=DATA/d.parquet", "data.target=y"]
+    if case == "zero-columns":
+        df[["y"]].to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=y"]
+    if case == "fewer-rows-than-folds":
+        df.iloc[:3].to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=y", "folds.k=5"]
+    if case == "missing-path":
+        return ["data.source=DATA/nope.csv", "data.target=y"]
+    if case == "unreadable-parquet":
+        (d / "d.parquet").write_bytes(b"this is not parquet")
+        return ["data.source=DATA/d.parquet", "data.target=y"]
+    if case == "nan-in-parquet":  # pandas writes NaN as null: found in the footer statistics
+        df.loc[[5, 30], "b"] = np.nan
+        df.to_parquet(d / "d.parquet", row_group_size=20)
+        return ["data.source=DATA/d.parquet", "data.target=y"]
+    if case == "inf-weight-parquet":
+        df.loc[25, "w"] = np.inf
+        df.to_parquet(d / "d.parquet", row_group_size=20)
+        return ["data.source=DATA/d.parquet", "data.target=y", "data.weight=w"]
+    if case == "duplicate-header":
+        (d / "d.csv").write_text("a,a,y\n1,2,3\n4,5,6\n")
+        return ["data.source=DATA/d.csv", "data.target=y"]
+    if case == "feature-twice":
+        df.to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=y", "data.features=[a, b, a]"]
+    if case == "not-utf8":
+        (d / "d.csv").write_bytes("a,\xe9t\xe9,y\n1,2,3\n4,5,6\n".encode("latin-1"))
+        return ["data.source=DATA/d.csv", "data.target=y"]
+    raise AssertionError(case)
+
+
+METADATA_CASES = {
+    "target-missing": ["data.target 'zz' is not a column of", "d.csv", "columns are ['a', 'b', 'c', 'y', 'w', 'g']"],
+    "non-numeric-parquet": ["column 'txt'", "d.parquet", "string, not numeric", "data.features"],
+    "schemas-differ": ["b.parquet", "a.parquet", "column 'b' is in", "same columns and types"],
+    "empty-file": ["d.csv", "is empty", "needs a header line and data rows"],
+    "zero-rows": ["d.parquet", "has zero rows"],
+    "zero-columns": ["d.csv", "has no feature columns"],
+    "fewer-rows-than-folds": ["folds.k=5 needs at least 5 rows", "have 3", "lower folds.k"],
+    "missing-path": ["nope.csv", "does not exist"],
+    "unreadable-parquet": ["cannot read Parquet file", "d.parquet"],
+    "nan-in-parquet": ["d.parquet: column 'b' holds 1 null/NaN value(s) in rows 0-19", "data.missing: drop"],
+    "inf-weight-parquet": ["d.parquet: column 'w' holds inf values in rows 20-39", "data.missing: drop"],
+    "duplicate-header": ["d.csv", "several columns named ['a']", "rename them"],
+    "feature-twice": ["data.features", "listed once each", "duplicates ['a']"],
+    "not-utf8": ["d.csv", "not UTF-8", "save the file as UTF-8"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(METADATA_CASES))
+def test_metadata_problems_stop_before_anything_exists(tmp_path, case):
+    data, run = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    run.mkdir()
+    overrides = [o.replace("DATA", str(data)) for o in _write(data, case)]
+    proc = run_regsweep(["sweep", *(a for o in overrides for a in ("--set", o))], cwd=run, timeout=60)
+    _one_line_error(proc, METADATA_CASES[case])
+    assert "Dask:" not in proc.stdout  # no cluster was started
+    assert list(run.iterdir()) == []  # no Optuna study, no MLflow store, no run
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = run_regsweep(["sweep", "--debug", "--set", "data.source=nope.csv", "--set", "data.target=y"], cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "DataError" in proc.stderr
+
+
+# ---------------------------------------------- found by the data pass: no run, no trial
+ROW_CASES = {
+    "nan-in-csv": (["d.csv rows 0-39: NaN or inf in column 'b' at rows 7, 9", "column 'y' at row 11",
+                    "remove or impute those rows, or set data.missing: drop"], []),
+    "fewer-groups-than-folds": (["folds.group 'g' has 3 distinct groups, fewer than folds.k=5",
+                                 "lower folds.k or use row k-fold"], ["folds.group=g", "folds.k=5"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROW_CASES))
+def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, case):
+    fragments, extra = ROW_CASES[case]
+    df = _frame()
+    if case == "nan-in-csv":
+        df.loc[[7, 9], "b"] = [np.nan, np.inf]
+        df.loc[11, "y"] = np.nan
+    df.to_csv(tmp_path / "d.csv", index=False)
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    proc = run_regsweep(["sweep", "--set", "data.source=d.csv", "--set", "data.target=y", "--set",
+                         "data.features=[a, b, c]", "--set", "cluster.processes=false",
+                         *(a for o in extra for a in ("--set", o))], cwd=tmp_path, timeout=120)
+    _one_line_error(proc, fragments)
+    assert "Dask:" in proc.stdout and "Data:" not in proc.stdout  # stopped by the data pass
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("select count(*) from runs").fetchone() == (0,)
+    with sqlite3.connect(tmp_path / "regsweep-optuna.db") as db:
+        assert db.execute("select count(*) from trials").fetchone() == (0,)
+
+
+# --------------------------------------------- block checks the CLI cases above do not reach
+def test_block_checks_name_file_column_and_rows(tmp_path):
+    df = _frame()
+    df.loc[3, "w"] = -np.inf
+    df.to_csv(tmp_path / "w.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "w.csv"), target="y", weight="w", features=["a"], block_rows=10))
+    load_block(plan, plan.blocks[1])  # rows 10-19 are fine
+    with pytest.raises(DataError, match=r"w.csv rows 0-9: NaN or inf in column 'w' at row 3 .*data.missing: drop"):
+        load_block(plan, plan.blocks[0])
+    # NaN stored as a float value (not null) is not in the Parquet statistics: found when the block is read
+    a = df["a"].to_numpy().copy()
+    a[[31, 33]] = np.nan
+    pq.write_table(pa.table({"a": pa.array(a, from_pandas=False), "y": df["y"].to_numpy()}), tmp_path / "n.parquet",
+                   row_group_size=20)
+    plan = plan_data(DataConfig(source=str(tmp_path / "n.parquet"), target="y", block_rows=20))
+    with pytest.raises(DataError, match=r"n.parquet rows 20-39: NaN or inf in column 'a' at rows 31, 33"):
+        load_block(plan, plan.blocks[1])
+    # .npy: a NaN target, an array of text, a pickled object array
+    np.save(tmp_path / "X.npy", df[["a", "b"]].to_numpy())
+    y = df["y"].to_numpy().copy()
+    y[17] = np.nan
+    np.save(tmp_path / "y.npy", y)
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), block_rows=40))
+    with pytest.raises(DataError, match=r"X.npy rows 0-39: NaN or inf in column '.*y.npy' at row 17"):
+        load_block(plan, plan.blocks[0])
+    np.save(tmp_path / "T.npy", np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(DataError, match=r"T.npy' holds <U1 values, not real numbers"):
+        plan_data(DataConfig(source=str(tmp_path / "T.npy"), target=str(tmp_path / "y.npy")))
+    np.save(tmp_path / "O.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"O.npy' is not a readable .npy array"):
+        plan_data(DataConfig(source=str(tmp_path / "O.npy"), target=str(tmp_path / "y.npy")))
+
+
+# ------------------------------------------------------------------ data.missing: drop
+def test_missing_drop_matches_sklearn_on_the_rows_left(tmp_path, mlflow_template):
+    rng = np.random.default_rng(7)
+    n = 150
+    df = _frame(n, seed=3)[["a", "b", "c", "y"]]
+    df.loc[rng.choice(n, 6, replace=False), "a"] = np.nan
+    df.loc[rng.choice(n, 4, replace=False), "c"] = np.inf
+    df.loc[rng.choice(n, 3, replace=False), "y"] = -np.inf
+    df.loc[:16, "b"] = np.nan  # the whole first block: the model's input example comes from the next one
+    bad = ~np.isfinite(df.to_numpy()).all(axis=1)
+    df.to_csv(tmp_path / "d.csv", index=False)
+    cfg = load_config(None, [
+        f"data.source={tmp_path / 'd.csv'}", "data.target=y", "data.missing=drop", "data.block_rows=17",
+        "folds.k=4", "folds.seed=2", "search.n_trials=6", f"search.storage=sqlite:///{tmp_path}/o.db",
+        f"tracking.uri=sqlite:///{tmp_path}/m.db", "tracking.log_trials=false", "cluster.processes=false",
+        "cluster.dashboard_address=null",
+    ])
+    shutil.copy(mlflow_template, tmp_path / "m.db")
+    lines: list[str] = []
+    summary = run_sweep(cfg, echo=lines.append, progress=False)
+    assert summary["rows_dropped"] == int(bad.sum()) > 0 and summary["n_rows"] == n - bad.sum()
+    assert f"Note: {int(bad.sum())} rows with NaN or inf left out (data.missing: drop); {n - bad.sum()} rows used." in lines
+    import optuna
+
+    study = optuna.load_study(study_name="regsweep", storage=cfg.search.storage)
+    keep = ~bad
+    X, y = df[["a", "b", "c"]].to_numpy()[keep], df["y"].to_numpy()[keep]
+    folds = kfold_folds(0, n, 4, 2)[keep]  # a row's fold comes from its index in the file
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 6
+    for t in complete:
+        p = t.params
+        ref = _sklearn_cv_mse(X, y, folds, p["penalty"], p.get("lambda1", 0.0), p.get("lambda2", 0.0))
+        assert t.value == pytest.approx(ref, rel=1e-8), (t.number, p)  # as tests/test_sweep_local.py
+
+
+# ------------------------------------------------- handled and reported, not errors
+def test_constant_identical_columns_and_p_over_n_are_notes_and_the_sweep_succeeds(tmp_path, mlflow_template):
+    rng = np.random.default_rng(5)
+    n, p = 12, 15
+    X = rng.normal(size=(n, p)) * 3 + 10
+    X[:, 4] = 7.5  # constant
+    X[:, 9] = X[:, 2]  # identical to column 2
+    y = X[:, 0] - X[:, 2] + rng.normal(size=n)
+    names = [f"x{j}" for j in range(p)]
+    pd.DataFrame(X, columns=names).assign(y=y).to_parquet(tmp_path / "d.parquet")
+    cfg = load_config(None, [
+        f"data.source={tmp_path / 'd.parquet'}", "data.target=y", "folds.k=3", "search.n_trials=5",
+        "search.penalties=[l1, elasticnet]", f"search.storage=sqlite:///{tmp_path}/o.db",
+        f"tracking.uri=sqlite:///{tmp_path}/m.db", "tracking.log_trials=false", "cluster.processes=false",
+        "cluster.dashboard_address=null",
+    ])
+    shutil.copy(mlflow_template, tmp_path / "m.db")
+    lines: list[str] = []
+    summary = run_sweep(cfg, echo=lines.append, progress=False)
+    assert summary["n_trials_complete"] == 5
+    assert summary["constant_columns"] == ["x4"]
+    assert summary["duplicate_columns"] == [["x2", "x9"]]
+    notes = [ln for ln in lines if ln.startswith("Note: ")]
+    assert len(notes) == 3 and summary["data_notes"] == [ln.removeprefix("Note: ") for ln in notes]
+    assert "constant column(s) ['x4']" in notes[0] and "identical columns [['x2', 'x9']]" in notes[1]
+    assert "more features (15) than rows (12)" in notes[2]
+
+
+def test_column_notes_against_brute_force():
+    rng = np.random.default_rng(11)
+    n = 200
+    X = rng.normal(size=(n, 8)) * rng.uniform(0.1, 1e3, 8) + rng.uniform(-1e6, 1e6, 8)
+    X[:, 1] = 0.0
+    X[:, 3] = -4.25e5  # constant with a large mean
+    X[:, 6] = X[:, 0]
+    X[:, 7] = X[:, 0] * 2.0  # perfectly correlated but not identical: not a duplicate
+    X[:, 5] = X[:, 2] + 1e-3 * X[:, 2].std()  # shifted: not identical
+    y = rng.normal(size=n)
+    parts = [SuffStats.from_block(X[i : i + 37], y[i : i + 37]) for i in range(0, n, 37)]
+    total = parts[0]
+    for s in parts[1:]:
+        total = total + s
+    names = [f"c{j}" for j in range(8)]
+    got = column_notes(total, names)
+    const_ref = [names[j] for j in range(8) if np.ptp(X[:, j]) == 0]
+    dup_ref = [[names[i], names[j]] for i in range(8) for j in range(i + 1, 8)
+               if np.array_equal(X[:, i], X[:, j]) and np.ptp(X[:, i]) > 0]
+    assert got["constant_columns"] == const_ref == ["c1", "c3"]
+    assert got["duplicate_columns"] == dup_ref == [["c0", "c6"]]
+    assert got["notes"][0].startswith("2 constant column(s) ['c1', 'c3']") and len(got["notes"]) == 2
