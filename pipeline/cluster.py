@@ -77,6 +77,7 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
     """Yield a connected ``distributed.Client``; close it (and any cluster it started) on exit."""
     import dask
     from distributed import Client, LocalCluster
+    from distributed.comm import CommClosedError
 
     # A failed task reaches the driver as its exception (bad data: a DataError the CLI prints in one
     # line); the worker's own "Compute Failed" log with the remote traceback would only repeat it.
@@ -122,6 +123,12 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
             if cluster is not None:
                 _kill_local_workers(cluster)
             raise
+        except CommClosedError as e:  # the scheduler went away while we talked to it
+            raise ClusterError(
+                f"lost the connection to the Dask scheduler at {cfg.address or 'the embedded cluster'} ({e}); "
+                "completed trials are kept in the study. Run the same command again once a scheduler is up "
+                "(with cluster.address pointing at it) to finish the study."
+            ) from None
         finally:
             with contextlib.suppress(Exception):
                 client.close(timeout=2 if aborted else 5)
