@@ -305,7 +305,7 @@ def collect_stats(client: Any, plan: DataPlan, fingerprints: list[str], cfg: Swe
             if rec is not None and len(rec.train) == k and rec.heldout.n_features == plan.n_features:
                 records[i] = rec
     missing = [i for i in range(len(plan.blocks)) if i not in records]
-    plan_f = client.scatter(plan, broadcast=True)
+    plan_f = client.scatter(plan, broadcast=True, hash=False)
     futs = {client.submit(block_record, plan_f, plan.blocks[i], k, seed, holdout, pure=False): i for i in missing}
     for fut in as_completed(list(futs), loop=client.loop):
         i = futs[fut]
@@ -444,7 +444,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
             )
         echo(f"Retrain {name}: starting from v{base.version} (alias {base.alias}), mode {cfg.retrain.mode}; {lock}")
         with open_client(cfg.cluster) as client:
-            plan_f = client.scatter(plan, broadcast=True)
+            plan_f = client.scatter(plan, broadcast=True, hash=False)
             fps = client.gather(client.map(block_fingerprint, [plan_f] * len(plan.blocks), plan.blocks, pure=False))
             fingerprint = data_fingerprint(plan, fps, cfg.retrain.holdout.time_column)
             done = _versions_with_fingerprint(tracker, name, fingerprint)
