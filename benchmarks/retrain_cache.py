@@ -116,7 +116,7 @@ def main() -> None:
         "fingerprint_s": statistics.median(fp),
         "ratio": statistics.median(cold) / statistics.median(warm), "repeats": args.repeats,
     }
-    print(f"| format | rows (old + new) | p | blocks read: no cache / cache | no cache (s) | cache (s) | of which hashing (s) | ratio |")
+    print("| format | rows (old + new) | p | blocks read: no cache / cache | no cache (s) | cache (s) | of which hashing (s) | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {res['format']} | {n_rows:,} ({args.old_files} + 1 files) | {args.features} | "
           f"{read_cold} / {read_warm} | {res['no_cache_s']:.2f} | {res['cache_s']:.2f} | {res['fingerprint_s']:.2f} | {res['ratio']:.1f}× |")

@@ -225,7 +225,7 @@ def test_resweep_warm_starts_from_the_champion(world):
     assert s["resweep_best_cv_mse"] == best.value
 
 
-def test_time_holdout_reads_only_new_and_straddling_blocks(tmp_path, monkeypatch):
+def test_time_holdout_reads_only_new_and_straddling_blocks(world, tmp_path, monkeypatch):
     """Held-out rows = the newest fraction of the time span; old blocks come from the cache."""
     count = _CountLoads(monkeypatch)
     data = tmp_path / "data"
@@ -242,8 +242,8 @@ def test_time_holdout_reads_only_new_and_straddling_blocks(tmp_path, monkeypatch
     part(0, 1000, 0.0, BETA_A)
     overrides = [
         f"data.source={data}", "data.target=y", f"data.block_rows={BLOCK_ROWS}",
-        f"search.storage=sqlite:///{tmp_path}/optuna.db", "search.n_trials=5", "search.penalties=[l2]",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "tracking.registered_model=rt-time",
+        f"search.storage={world['cfg'].search.storage}", "search.study_name=rt-time", "search.n_trials=5",
+        "search.penalties=[l2]", f"tracking.uri={world['cfg'].tracking.uri}", "tracking.registered_model=rt-time",
         "cluster.processes=false", "cluster.dashboard_address=null", "data.features=[x0,x1,x2,x3,x4]",
         f"retrain.cache={tmp_path}/cache", "retrain.holdout.time_column=t", "retrain.holdout.fraction=0.3",
     ]
@@ -315,9 +315,10 @@ def test_bad_retrain_config_exits_2_before_anything_is_created(tmp_path, extra, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_registered_model_exits_2_naming_the_fix(tmp_path):
-    proc = _cli("retrain", os.devnull, "--set", f"tracking.uri=sqlite:///{tmp_path}/m.db",
-                "--set", f"retrain.cache={tmp_path}/cache", cwd=tmp_path)
+def test_no_registered_model_exits_2_naming_the_fix(world, tmp_path):
+    proc = _cli("retrain", os.devnull, "--set", f"tracking.uri={world['cfg'].tracking.uri}",
+                "--set", "tracking.registered_model=never-swept", "--set", f"retrain.cache={tmp_path}/cache",
+                cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "has no 'champion' or 'candidate' alias" in proc.stderr and "regsweep sweep" in proc.stderr
 

@@ -66,7 +66,7 @@ def test_cluster_config_sweep_and_retrains_on_postgres(tmp_path, dask_cluster, m
     from mlflow import MlflowClient
 
     from pipeline.data import synthetic_rows
-    from pipeline.retrain import advisory_key
+    from pipeline.locks import advisory_key
     from pipeline.statcache import heldout_rows
 
     for key, value in _no_proxy({k: os.environ[k] for k in ("NO_PROXY", "no_proxy") if k in os.environ}).items():
