@@ -103,8 +103,10 @@ def world(tmp_path_factory):
         f"retrain.cache={tmp}/cache", "retrain.holdout.fraction=0.25", "retrain.holdout.seed=7",
     ]
     cfg = load_config(None, overrides)
-    sweep = run_sweep(cfg, echo=lambda s: None, progress=False)
-    return {"tmp": tmp, "data": data, "overrides": overrides, "cfg": cfg, "sweep": sweep}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)  # a SQLite tracking store puts artifacts under ./mlruns of the creating process
+        sweep = run_sweep(cfg, echo=lambda s: None, progress=False)
+        yield {"tmp": tmp, "data": data, "overrides": overrides, "cfg": cfg, "sweep": sweep}
 
 
 def _retrain(world, *extra: str) -> tuple[dict, object]:
