@@ -65,6 +65,29 @@ def sweep(config: str | None, overrides: tuple[str, ...], summary_json: str | No
         click.echo(f"Summary: {summary_json}")
 
 
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a config key, e.g. --set retrain.mode=resweep (repeatable).")
+@click.option("--summary-json", type=click.Path(dir_okay=False, writable=True),
+              help="Write the decision (action, versions, scores, data fingerprint) to this JSON file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def retrain(config: str, overrides: tuple[str, ...], summary_json: str | None, debug: bool) -> None:
+    """Retrain the registered model of CONFIG on its data; promote the challenger only if it is better.
+
+    Exit 0 when done or already up to date, 1 on failure (including another
+    retrain of the same model holding the lock), 2 for bad config or input.
+    """
+    from .config import load_config
+    from .retrain import run_retrain
+
+    cfg = _run(debug, lambda: load_config(config, overrides))
+    summary = _run(debug, lambda: run_retrain(cfg, echo=click.echo))
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        click.echo(f"Summary: {summary_json}")
+
+
 @main.command("check-config")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")

@@ -30,7 +30,9 @@ __all__ = [
     "ClusterConfig",
     "DataConfig",
     "FoldsConfig",
+    "HoldoutConfig",
     "ModelConfig",
+    "RetrainConfig",
     "SearchConfig",
     "SecurityConfig",
     "SweepConfig",
@@ -231,8 +233,45 @@ class TrackingConfig(_Strict):
         return _check_scheme(v, TRACKING_SCHEMES, "sqlite:///mlflow.db or http://127.0.0.1:5000")
 
 
+class HoldoutConfig(_Strict):
+    """The rows champion and challenger are both scored on (never trained on by a retrain).
+
+    With ``time_column`` the held-out rows are those in the newest ``fraction``
+    of the time span ``[t_min, t_max]`` (``t ≥ t_max − fraction·(t_max − t_min)``);
+    without it, each row is held out with probability ``fraction`` by a hash of
+    ``(seed, global row index)``, so a row keeps its role as data are appended.
+    """
+
+    time_column: str | None = Field(None, description="numeric time column (e.g. epoch seconds); null: seeded fraction")
+    fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of rows (or of the time span) held out")
+    seed: int = Field(0, ge=0, description="seed of the row hash (no time_column)")
+
+
+class RetrainConfig(_Strict):
+    """``regsweep retrain``: champion/challenger on new data (see pipeline/retrain.py)."""
+
+    mode: Literal["refit", "resweep"] = Field(
+        "refit", description="refit: the champion's penalty and λ; resweep: a short warm-started study"
+    )
+    n_trials: int = Field(20, ge=1, description="resweep: complete trials of the new study")
+    holdout: HoldoutConfig = Field(default_factory=HoldoutConfig)
+    margin: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="promote when challenger_mse < (1 − margin) · champion_mse (relative improvement)",
+    )
+    cache: str | None = Field(
+        "regsweep-statcache",
+        description="block-statistics cache: a directory, 'mlflow' (the tracking server's artifact store) or null",
+    )
+    lock: str = Field(
+        "auto",
+        description="auto: a PostgreSQL advisory lock when search.storage is PostgreSQL, else a lock file "
+        "next to the cache; or a lock-file path",
+    )
+
+
 class SweepConfig(_Strict):
-    """Everything ``regsweep sweep`` needs."""
+    """Everything ``regsweep sweep`` (and ``regsweep retrain``) needs."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     folds: FoldsConfig = Field(default_factory=FoldsConfig)
@@ -240,6 +279,7 @@ class SweepConfig(_Strict):
     search: SearchConfig = Field(default_factory=SearchConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     def to_yaml(self) -> str:
         """The resolved config as YAML (every default filled in)."""

@@ -340,9 +340,12 @@ class Tracker:
     # -------------------------------------------------------------- model
     def log_model(
         self, run_id: str, model: FittedModel, input_example: Any, registered_model: str | None,
-        version_tags: Mapping[str, str] | None = None,
+        version_tags: Mapping[str, str] | None = None, alias: str | None = "candidate",
     ) -> tuple[str, int | None]:
-        """Log ``model`` as a pyfunc (loader module, no pickle) on ``run_id``; register it with alias ``candidate``.
+        """Log ``model`` as a pyfunc (loader module, no pickle) on ``run_id``; register it with ``alias``.
+
+        ``alias=None`` registers without moving any alias and without the
+        no-op check below (``regsweep retrain`` decides on ``champion`` itself).
 
         ``input_example`` is a DataFrame of a few rows as the source holds them
         (its dtypes become the signature, so the model accepts the data it was
@@ -356,7 +359,7 @@ class Tracker:
         from mlflow.models import Model, infer_signature
 
         tags = dict(version_tags or {})
-        if registered_model and tags:
+        if registered_model and tags and alias == "candidate":
             current = self._candidate(registered_model)
             if current is not None and all(current.tags.get(k) == v for k, v in tags.items()):
                 return str(current.source), int(current.version)
@@ -384,7 +387,8 @@ class Tracker:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 mv = mlflow.register_model(info.model_uri, registered_model, await_registration_for=30, tags=tags)
             version = int(mv.version)
-            self.client.set_registered_model_alias(registered_model, "candidate", str(version))
+            if alias:
+                self.client.set_registered_model_alias(registered_model, alias, str(version))
         return info.model_uri, version
 
     def _candidate(self, name: str) -> Any:

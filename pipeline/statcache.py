@@ -1,0 +1,350 @@
+"""Per-block statistics for retraining, cached by each block's content fingerprint.
+
+A retrain needs, for the rows of the data, the K per-fold statistics of the
+*training* rows and the statistics of the *held-out* rows (see
+:class:`~pipeline.config.HoldoutConfig`). Both are sums over rows, so they are
+computed per block (:func:`block_record`, on a worker) and merged. When old
+data come back with new rows appended, the old blocks' records are read from
+a cache instead of loading and reducing the blocks again: only blocks whose
+record is missing are loaded (parsed, validated, reduced).
+
+**Block fingerprint** (:func:`block_fingerprint`): a hash of the block's raw
+content, computed without parsing: the CSV byte range, the Parquet column
+chunks of the block's row groups (needed columns only), the ``.npy`` slices;
+synthetic rows are a pure function of ``(generator parameters, first row,
+row count)``, which is hashed instead. Hashing bytes is several times cheaper
+than parsing them (see ``benchmarks/retrain_cache.py``).
+
+**Cache key** (:func:`cache_key`): the content fingerprint plus everything
+else that changes the record: the first global row (fold and held-out
+membership are hashes of the global row index, see :mod:`pipeline.folds`),
+the row count, the feature / target / weight / time columns, ``folds.k``,
+``folds.seed`` and the hold-out rule. New files that sort *after* the old
+ones keep the old blocks' start rows, so their records are reused; a file
+inserted before them shifts every later row and those blocks are read again
+(correct, only slower).
+
+**Time hold-out**: the cut-off ``t_max − fraction·(t_max − t_min)`` is known
+only after every block is seen, so a block's cached record holds all its rows
+as training rows plus its ``[t_min, t_max]``. Blocks entirely below the
+cut-off use it as is, blocks entirely above it count as held out, and only
+the few blocks that straddle the cut-off are read again with it
+(:func:`split_record`). Records are stored as ``.npz`` (no pickle).
+
+Stores: :class:`DirCache` (a directory; shared storage when several drivers
+retrain) and :class:`MlflowCache` (artifacts of one MLflow run per registered
+model, in the tracking server's artifact store).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .config import HoldoutConfig
+from .data import BlockSpec, DataPlan, load_block
+from .folds import _keyed, kfold_folds
+from .solvers import SuffStats, merge_all
+
+__all__ = [
+    "BlockRecord",
+    "DirCache",
+    "MlflowCache",
+    "StatCache",
+    "block_fingerprint",
+    "block_record",
+    "cache_key",
+    "data_fingerprint",
+    "heldout_rows",
+    "record_from_bytes",
+    "record_to_bytes",
+    "split_record",
+]
+
+RECORD_FORMAT = "regsweep-blockstats/1"
+_HOLDOUT_SALT = 0x5245_5452_4149_4E00  # "RETRAIN\0": held-out hash independent of the fold hash
+_HASH_CHUNK = 1 << 24
+
+
+# ------------------------------------------------------------ fingerprints
+def block_fingerprint(plan: DataPlan, spec: BlockSpec) -> str:
+    """Hash of one block's raw content (no parsing; runs on a worker)."""
+    h = hashlib.sha256(plan.kind.encode())
+    h.update(f"|{spec.n_rows}".encode())
+    if plan.kind == "synthetic":
+        assert plan.synthetic is not None
+        # rows are generated from (p, informative, correlation, noise, seed) and the row index only
+        h.update(repr((plan.synthetic[1:], spec.start_row)).encode())
+    elif plan.kind == "csv":
+        h.update("\x1f".join(plan.columns).encode())
+        _hash_range(h, spec.path, *spec.byte_range)
+    elif plan.kind == "bundled":
+        h.update(f"|{spec.local_start}".encode())
+        _hash_range(h, spec.path, 0, os.path.getsize(spec.path))
+    elif plan.kind == "parquet":
+        _hash_parquet(h, plan, spec)
+    elif plan.kind == "npy":
+        for path in (plan.source, plan.target, plan.weight, plan.group):
+            if path is None:
+                continue
+            arr = np.load(path, mmap_mode="r")
+            part = np.ascontiguousarray(arr[spec.local_start : spec.local_start + spec.n_rows])
+            h.update(f"{arr.dtype.str}{arr.shape[1:]}".encode())
+            h.update(memoryview(part).cast("B"))
+    else:  # pragma: no cover - plan_data knows no other kind
+        raise ValueError(f"unknown data kind {plan.kind!r}")
+    return h.hexdigest()[:32]
+
+
+def _hash_range(h: Any, path: str, start: int, stop: int) -> None:
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = stop - start
+        while left > 0:
+            chunk = f.read(min(_HASH_CHUNK, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+
+
+def _hash_parquet(h: Any, plan: DataPlan, spec: BlockSpec) -> None:
+    """The compressed column chunks of the block's row groups, for the columns the plan reads."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(spec.path).metadata
+    needed = {*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c)}
+    for rg in spec.row_groups:
+        group = meta.row_group(rg)
+        for i in range(group.num_columns):
+            col = group.column(i)
+            if col.path_in_schema not in needed:
+                continue
+            start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+            h.update(f"{col.path_in_schema}|{col.physical_type}|".encode())
+            _hash_range(h, spec.path, start, start + col.total_compressed_size)
+
+
+def data_fingerprint(plan: DataPlan, block_fingerprints: list[str], time_column: str | None = None) -> str:
+    """The fingerprint of the whole data set: its columns and its blocks' contents, in order."""
+    h = hashlib.sha256(RECORD_FORMAT.encode())
+    h.update(repr((plan.feature_names, plan.target, plan.weight, time_column)).encode())
+    for fp in block_fingerprints:
+        h.update(fp.encode())
+    return h.hexdigest()[:16]
+
+
+def cache_key(plan: DataPlan, spec: BlockSpec, block_fp: str, k: int, fold_seed: int, holdout: HoldoutConfig) -> str:
+    """Everything a block's record depends on, hashed."""
+    rule = ("time", holdout.time_column) if holdout.time_column else ("rows", holdout.fraction, holdout.seed)
+    text = repr((RECORD_FORMAT, block_fp, spec.start_row, spec.n_rows, plan.feature_names, plan.target,
+                 plan.weight, k, fold_seed, rule))
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+# ------------------------------------------------------------ records
+@dataclass(frozen=True)
+class BlockRecord:
+    """The statistics of one block (or of many, merged) for a retrain.
+
+    ``train[f]`` holds the training rows in fold ``f``; ``heldout`` the held-out
+    rows; ``t_min``/``t_max`` the block's time range (NaN without a time column).
+    """
+
+    train: tuple[SuffStats, ...]
+    heldout: SuffStats
+    integer_columns: tuple[bool, ...]
+    t_min: float = float("nan")
+    t_max: float = float("nan")
+
+    @property
+    def train_total(self) -> SuffStats:
+        return merge_all(self.train)
+
+    def __add__(self, other: BlockRecord) -> BlockRecord:
+        return BlockRecord(
+            tuple(a + b for a, b in zip(self.train, other.train)),
+            self.heldout + other.heldout,
+            tuple(a and b for a, b in zip(self.integer_columns, other.integer_columns)),
+            float(np.fmin(self.t_min, other.t_min)),
+            float(np.fmax(self.t_max, other.t_max)),
+        )
+
+    def all_heldout(self) -> BlockRecord:
+        """This block with every row held out (a block entirely past the time cut-off)."""
+        p = self.heldout.n_features
+        return BlockRecord(tuple(SuffStats.empty(p) for _ in self.train), merge_all([*self.train, self.heldout]),
+                           self.integer_columns, self.t_min, self.t_max)
+
+
+def heldout_rows(start_row: int, n_rows: int, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of held-out rows among global rows ``start_row …``: a hash of ``(seed, row)`` below ``fraction``."""
+    rows = np.arange(start_row, start_row + n_rows, dtype=np.uint64)
+    u = (_keyed(seed ^ _HOLDOUT_SALT, rows) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return u < fraction
+
+
+def _time_plan(plan: DataPlan, time_column: str | None) -> DataPlan:
+    if time_column is None:
+        return plan
+    return dataclasses.replace(plan, feature_names=(*plan.feature_names, time_column))
+
+
+def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdout: HoldoutConfig,
+                 cutoff: float | None = None) -> BlockRecord:
+    """Load one block and reduce it (runs on a worker).
+
+    Row hold-out: held-out rows by :func:`heldout_rows`. Time hold-out: with
+    ``cutoff`` None every row is a training row (the cacheable record); with a
+    cut-off, rows at or after it are held out.
+    """
+    tc = holdout.time_column
+    block = load_block(_time_plan(plan, tc), spec)
+    X = block.X[:, : plan.n_features] if tc else block.X
+    integer = block.integer_columns[: plan.n_features]
+    t_min = t_max = float("nan")
+    if tc:
+        t = block.X[:, -1]
+        t_min, t_max = float(t.min()), float(t.max())
+        held = np.zeros(t.shape[0], dtype=bool) if cutoff is None else t >= cutoff
+    else:
+        held = heldout_rows(spec.start_row, spec.n_rows, holdout.fraction, holdout.seed)
+    folds = kfold_folds(spec.start_row, spec.n_rows, k, fold_seed)
+    folds[held] = -1
+    train = []
+    for f in range(k):
+        rows = folds == f
+        w = None if block.weight is None else block.weight[rows]
+        train.append(SuffStats.from_block(X[rows], block.y[rows], w))
+    w = None if block.weight is None else block.weight[held]
+    heldout = SuffStats.from_block(X[held], block.y[held], w)
+    return BlockRecord(tuple(train), heldout, tuple(integer), t_min, t_max)
+
+
+def split_record(record: BlockRecord, plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int,
+                 holdout: HoldoutConfig, cutoff: float) -> tuple[BlockRecord, bool]:
+    """A cached all-training record under a time cut-off; ``(record, needs_reload)``.
+
+    A block entirely before the cut-off stays training data, one entirely at or
+    after it becomes held out; a block straddling it must be read again
+    (:func:`block_record` with ``cutoff``).
+    """
+    if record.t_max < cutoff:
+        return record, False
+    if record.t_min >= cutoff:
+        return record.all_heldout(), False
+    return record, True
+
+
+def record_to_bytes(record: BlockRecord) -> bytes:
+    """``.npz`` bytes of a record (plain arrays, loadable without pickle)."""
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(RECORD_FORMAT),
+        "integer_columns": np.array(record.integer_columns, dtype=bool),
+        "t_range": np.array([record.t_min, record.t_max]),
+        "k": np.array(len(record.train)),
+    }
+    for i, st in enumerate(record.train):
+        arrays.update({f"train{i}.{name}": a for name, a in st.to_arrays().items()})
+    arrays.update({f"heldout.{name}": a for name, a in record.heldout.to_arrays().items()})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def record_from_bytes(data: bytes) -> BlockRecord | None:
+    """Inverse of :func:`record_to_bytes`; None for anything unreadable (treated as a cache miss)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if str(z["format"]) != RECORD_FORMAT:
+                return None
+            k = int(z["k"])
+
+            def stats(prefix: str) -> SuffStats:
+                return SuffStats.from_arrays({key.split(".", 1)[1]: z[key] for key in z.files
+                                              if key.startswith(prefix + ".")})
+
+            t_min, t_max = (float(v) for v in z["t_range"])
+            return BlockRecord(tuple(stats(f"train{i}") for i in range(k)), stats("heldout"),
+                               tuple(bool(v) for v in z["integer_columns"]), t_min, t_max)
+    except (ValueError, KeyError, OSError, EOFError):
+        return None
+
+
+# ------------------------------------------------------------ stores
+class StatCache(Protocol):
+    """Where block records live between retrains."""
+
+    description: str
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+
+class DirCache:
+    """One ``<key>.npz`` file per block in a directory; writes are atomic (temp file + rename)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.description = f"directory {str(self.path)!r}"
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return (self.path / f"{key}.npz").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, self.path / f"{key}.npz")
+
+
+class MlflowCache:
+    """Records as artifacts ``statcache/<key>.npz`` of one MLflow run per registered model.
+
+    The run (tagged ``regsweep.kind=statcache``) lives in the sweep's
+    experiment; its artifacts go wherever the tracking server stores
+    artifacts, so every driver that can reach the server shares the cache.
+    """
+
+    _DIR = "statcache"
+
+    def __init__(self, client: Any, experiment_id: str, registered_model: str) -> None:
+        self.client = client
+        tags = {"regsweep.kind": "statcache", "regsweep.model": registered_model}
+        flt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = client.search_runs([experiment_id], filter_string=flt, max_results=1, order_by=["attributes.start_time ASC"])
+        if runs:
+            self.run_id = runs[0].info.run_id
+        else:
+            run = client.create_run(experiment_id, run_name=f"statcache-{registered_model}", tags=tags)
+            self.run_id = run.info.run_id
+            client.set_terminated(self.run_id, "FINISHED")
+        self.keys = {Path(a.path).stem for a in client.list_artifacts(self.run_id, self._DIR)}
+        self.description = f"MLflow run {self.run_id} (artifacts {self._DIR}/)"
+
+    def get(self, key: str) -> bytes | None:
+        if key not in self.keys:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(self.run_id, f"{self._DIR}/{key}.npz", tmp)
+            return Path(local).read_bytes()
+
+    def put(self, key: str, data: bytes) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{key}.npz"
+            path.write_bytes(data)
+            self.client.log_artifact(self.run_id, str(path), self._DIR)
+        self.keys.add(key)

@@ -1,0 +1,332 @@
+"""``regsweep retrain`` on the embedded cluster: decisions, exact held-out scores, the cache, the lock, exit codes.
+
+One registered model lives through a sequence of runs on a growing Parquet
+directory (one file per delivery): sweep → first retrain (promoted) → same
+data (up to date, nothing read) → more data of the same distribution (kept,
+only the new blocks read) → data of a shifted distribution (promoted). Every
+reported score is recomputed independently with numpy on the held-out rows,
+and every challenger against scikit-learn fitted on the training rows.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import ElasticNet, Lasso, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import pipeline.statcache as statcache
+from pipeline.config import load_config
+from pipeline.retrain import retrain_plan, run_retrain
+from pipeline.statcache import heldout_rows
+from pipeline.sweep import run_sweep
+
+P = 5
+ROWS_PER_GROUP = 250
+BLOCK_ROWS = 500  # two row groups per block
+BETA_A = np.array([2.0, -1.0, 0.0, 0.5, 0.0])
+BETA_B = np.array([-1.0, 2.0, 1.5, 0.0, -2.0])  # the shifted distribution
+
+
+def _write_part(directory: Path, index: int, n: int, beta: np.ndarray, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, P)) * [1.0, 2.0, 0.5, 1.0, 3.0] + [0.0, 5.0, -1.0, 0.0, 10.0]
+    y = X @ beta + 3.0 + rng.standard_normal(n)
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(P)]).assign(y=y)
+    frame.to_parquet(directory / f"part-{index:03d}.parquet", row_group_size=ROWS_PER_GROUP, index=False)
+
+
+def _rows(directory: Path) -> tuple[np.ndarray, np.ndarray]:
+    frame = pd.concat([pd.read_parquet(p) for p in sorted(directory.glob("*.parquet"))], ignore_index=True)
+    return frame[[f"x{j}" for j in range(P)]].to_numpy(), frame["y"].to_numpy()
+
+
+def _sklearn_model(penalty: str, lam1: float, lam2: float):
+    """The same objective in scikit-learn's terms, standardizing inside the fit (glmnet's 1/n variance)."""
+    if penalty == "l1":
+        reg = Lasso(alpha=lam1, tol=1e-12, max_iter=1_000_000)
+    elif penalty == "l2":
+        reg = None
+    else:
+        reg = ElasticNet(alpha=lam1 + lam2, l1_ratio=lam1 / (lam1 + lam2), tol=1e-12, max_iter=1_000_000)
+    return reg
+
+
+def _reference_scores(directory: Path, summary: dict, prev_coef: np.ndarray, prev_intercept: float, cfg) -> tuple[float, float]:
+    """Champion and challenger held-out MSE from the rows: numpy for the champion, scikit-learn for the challenger."""
+    X, y = _rows(directory)
+    held = heldout_rows(0, len(y), cfg.retrain.holdout.fraction, cfg.retrain.holdout.seed)
+    champion = float(np.mean((X[held] @ prev_coef + prev_intercept - y[held]) ** 2))
+    p = summary["challenger_params"]
+    Xt, yt = X[~held], y[~held]
+    if p["penalty"] == "l2":
+        est = make_pipeline(StandardScaler(), Ridge(alpha=len(yt) * p["lambda2"], solver="svd")).fit(Xt, yt)
+    else:
+        est = make_pipeline(StandardScaler(), _sklearn_model(p["penalty"], p["lambda1"], p["lambda2"])).fit(Xt, yt)
+    challenger = float(np.mean((est.predict(X[held]) - y[held]) ** 2))
+    return champion, challenger
+
+
+class _CountLoads:
+    """Counts ``load_block`` calls made by the retrain's statistics tasks (thread workers: same process)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.loaded: list[tuple[str, int]] = []
+        real = statcache.load_block
+
+        def counting(plan, spec):
+            self.loaded.append((Path(spec.path).name, spec.index))
+            return real(plan, spec)
+
+        monkeypatch.setattr(statcache, "load_block", counting)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A data directory, a config and the sweep that registered the first candidate."""
+    tmp = tmp_path_factory.mktemp("retrain")
+    data = tmp / "data"
+    data.mkdir()
+    _write_part(data, 0, 2000, BETA_A, seed=1)
+    overrides = [
+        f"data.source={data}", "data.target=y", f"data.block_rows={BLOCK_ROWS}",
+        f"search.storage=sqlite:///{tmp}/optuna.db", "search.study_name=rt", "search.n_trials=8",
+        f"tracking.uri=sqlite:///{tmp}/mlflow.db", "tracking.experiment=rt", "tracking.registered_model=rt-model",
+        "cluster.processes=false", "cluster.dashboard_address=null",
+        f"retrain.cache={tmp}/cache", "retrain.holdout.fraction=0.25", "retrain.holdout.seed=7",
+    ]
+    cfg = load_config(None, overrides)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)  # a SQLite tracking store puts artifacts under ./mlruns of the creating process
+        sweep = run_sweep(cfg, echo=lambda s: None, progress=False)
+        yield {"tmp": tmp, "data": data, "overrides": overrides, "cfg": cfg, "sweep": sweep}
+
+
+def _retrain(world, *extra: str) -> tuple[dict, object]:
+    cfg = load_config(None, [*world["overrides"], *extra])
+    return run_retrain(cfg, echo=lambda s: None), cfg
+
+
+def _model(cfg, version: int):
+    from mlflow import MlflowClient
+
+    from pipeline.retrain import _load_version
+    from pipeline.tracking import Tracker
+
+    tracker = Tracker(cfg.tracking)
+    mv = MlflowClient(cfg.tracking.uri).get_model_version(cfg.tracking.registered_model, str(version))
+    return _load_version(tracker, cfg.tracking.registered_model, mv, None).model, dict(mv.tags)
+
+
+def _alias(cfg, alias: str) -> int:
+    from mlflow import MlflowClient
+
+    return int(MlflowClient(cfg.tracking.uri).get_model_version_by_alias(cfg.tracking.registered_model, alias).version)
+
+
+def test_retrain_sequence(world, monkeypatch):
+    """promoted → up_to_date → kept (same distribution, margin) → promoted (shifted distribution)."""
+    count = _CountLoads(monkeypatch)
+    data = world["data"]
+    candidate_version = world["sweep"]["model_version"]
+
+    # 1. first retrain: starts from the sweep's candidate, sets the champion
+    s1, cfg = _retrain(world)
+    assert s1["action"] == "promoted" and s1["previous_alias"] == "candidate"
+    assert s1["previous_version"] == candidate_version
+    assert s1["challenger_version"] == s1["champion_version"] == candidate_version + 1
+    assert _alias(cfg, "champion") == s1["challenger_version"]
+    assert _alias(cfg, "candidate") == candidate_version  # the retrain does not touch the sweep's alias
+    assert sorted(count.loaded) == [("part-000.parquet", i) for i in range(4)]
+    cand_model, _ = _model(cfg, candidate_version)
+    ref_champion, ref_challenger = _reference_scores(data, s1, cand_model.coef, cand_model.intercept, cfg)
+    # statistics vs rows: rounding only (1e-10); scikit-learn's CD at tol=1e-12 agrees to ~1e-9
+    assert s1["champion_score"] == pytest.approx(ref_champion, rel=1e-10)
+    assert s1["challenger_score"] == pytest.approx(ref_challenger, rel=1e-8)
+    assert s1["challenger_params"] == world["sweep"]["best_params"]  # refit: the candidate's penalty and λ
+    assert s1["n_rows_heldout"] == int(heldout_rows(0, 2000, 0.25, 7).sum())
+    _, tags = _model(cfg, s1["challenger_version"])
+    assert tags["regsweep.decision"] == "promoted" and tags["regsweep.data_fingerprint"] == s1["data_fingerprint"]
+
+    # 2. same data: nothing read, nothing registered
+    count.loaded.clear()
+    s2, _ = _retrain(world)
+    assert s2["action"] == "up_to_date"
+    assert s2["data_fingerprint"] == s1["data_fingerprint"]
+    assert (s2["champion_version"], s2["challenger_version"]) == (s1["champion_version"], s1["challenger_version"])
+    assert s2["champion_score"] == s1["champion_score"] and s2["challenger_score"] == s1["challenger_score"]
+    assert count.loaded == []
+
+    # 3. more rows of the same distribution, 5% margin: only the new file's blocks are read; kept
+    _write_part(data, 1, 1000, BETA_A, seed=2)
+    count.loaded.clear()
+    s3, cfg = _retrain(world, "retrain.margin=0.05")
+    assert sorted(count.loaded) == [("part-001.parquet", 4), ("part-001.parquet", 5)]
+    assert (s3["blocks_read"], s3["blocks_cached"]) == (2, 4)
+    assert s3["action"] == "kept" and s3["previous_alias"] == "champion"
+    assert s3["challenger_score"] >= 0.95 * s3["champion_score"]
+    assert s3["champion_version"] == s1["champion_version"] == _alias(cfg, "champion")
+    champ_model, _ = _model(cfg, s1["champion_version"])
+    ref_champion, ref_challenger = _reference_scores(data, s3, champ_model.coef, champ_model.intercept, cfg)
+    assert s3["champion_score"] == pytest.approx(ref_champion, rel=1e-10)  # cached + new statistics are exact
+    assert s3["challenger_score"] == pytest.approx(ref_challenger, rel=1e-8)
+    _, tags = _model(cfg, s3["challenger_version"])
+    assert tags["regsweep.decision"] == "kept"  # registered either way
+
+    # 4. a shifted distribution arrives: the challenger wins by far more than the margin
+    _write_part(data, 2, 3000, BETA_B, seed=3)
+    count.loaded.clear()
+    s4, cfg = _retrain(world, "retrain.margin=0.05")
+    assert {name for name, _ in count.loaded} == {"part-002.parquet"} and len(count.loaded) == 6
+    assert s4["action"] == "promoted"
+    assert s4["challenger_score"] < 0.95 * s4["champion_score"]
+    assert s4["champion_version"] == s4["challenger_version"] == _alias(cfg, "champion")
+    ref_champion, ref_challenger = _reference_scores(data, s4, champ_model.coef, champ_model.intercept, cfg)
+    assert s4["champion_score"] == pytest.approx(ref_champion, rel=1e-10)
+    assert s4["challenger_score"] == pytest.approx(ref_challenger, rel=1e-8)
+
+
+def test_resweep_warm_starts_from_the_champion(world):
+    """A resweep enqueues the starting model's parameters first; its challenger is the study's best trial."""
+    import optuna
+
+    names = ["tracking.registered_model=rt-resweep", "search.study_name=rt-resweep", "search.n_trials=4"]
+    sweep = run_sweep(load_config(None, [*world["overrides"], *names]), echo=lambda s: None, progress=False)
+    s, cfg = _retrain(world, *names, "retrain.mode=resweep", "retrain.n_trials=6")
+    assert s["action"] == "promoted" and s["previous_alias"] == "candidate"
+    study = optuna.load_study(study_name=s["resweep_study"], storage=cfg.search.storage)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 6 == s["resweep_trials_complete"]
+    start = sweep["best_params"]
+    previous = optuna.load_study(study_name="rt-resweep", storage=cfg.search.storage)
+    warm = sorted((t for t in previous.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    # enqueued first: the starting model's parameters, then the previous study's best trials (deduplicated;
+    # the best one is the candidate's own point)
+    expected = [start]
+    for t in warm[:5]:
+        p = {"penalty": t.params["penalty"], "lambda1": t.params.get("lambda1", 0.0),
+             "lambda2": t.params.get("lambda2", 0.0)}
+        if p not in expected:
+            expected.append(p)
+    assert len(expected) < 6
+    for trial, want in zip(study.trials, expected):
+        got = {"penalty": trial.params["penalty"], "lambda1": trial.params.get("lambda1", 0.0),
+               "lambda2": trial.params.get("lambda2", 0.0)}
+        assert got["penalty"] == want["penalty"]
+        assert got["lambda1"] == pytest.approx(want["lambda1"], rel=1e-12)
+        assert got["lambda2"] == pytest.approx(want["lambda2"], rel=1e-12)
+    best = min(complete, key=lambda t: t.value)
+    assert s["challenger_params"]["penalty"] == best.params["penalty"]
+    assert s["resweep_best_cv_mse"] == best.value
+
+
+def test_time_holdout_reads_only_new_and_straddling_blocks(world, tmp_path, monkeypatch):
+    """Held-out rows = the newest fraction of the time span; old blocks come from the cache."""
+    count = _CountLoads(monkeypatch)
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(5)
+
+    def part(i: int, n: int, t0: float, beta: np.ndarray) -> None:
+        X = rng.standard_normal((n, P))
+        frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(P)])
+        frame["t"] = t0 + np.arange(n, dtype=float)
+        frame["y"] = X @ beta + rng.standard_normal(n)
+        frame.to_parquet(data / f"part-{i:03d}.parquet", row_group_size=ROWS_PER_GROUP, index=False)
+
+    part(0, 1000, 0.0, BETA_A)
+    overrides = [
+        f"data.source={data}", "data.target=y", f"data.block_rows={BLOCK_ROWS}",
+        f"search.storage={world['cfg'].search.storage}", "search.study_name=rt-time", "search.n_trials=5",
+        "search.penalties=[l2]", f"tracking.uri={world['cfg'].tracking.uri}", "tracking.registered_model=rt-time",
+        "cluster.processes=false", "cluster.dashboard_address=null", "data.features=[x0,x1,x2,x3,x4]",
+        f"retrain.cache={tmp_path}/cache", "retrain.holdout.time_column=t", "retrain.holdout.fraction=0.3",
+    ]
+    run_sweep(load_config(None, overrides), echo=lambda s: None, progress=False)
+    s1 = run_retrain(load_config(None, overrides), echo=lambda s: None)
+    # cut-off 999 − 0.3·999 = 699.3: block 1 (rows 500–999) straddles it and is read twice
+    assert s1["time_cutoff"] == pytest.approx(999 - 0.3 * 999)
+    assert sorted(count.loaded) == [("part-000.parquet", 0), ("part-000.parquet", 1), ("part-000.parquet", 1)]
+    assert s1["n_rows_heldout"] == 1000 - 700
+
+    part(1, 2000, 1000.0, BETA_B)  # t 1000 … 2999: cut-off 2099.3 falls inside the new file's block 4
+    count.loaded.clear()
+    cfg = load_config(None, overrides)
+    s2 = run_retrain(cfg, echo=lambda s: None)
+    assert s2["time_cutoff"] == pytest.approx(2999 - 0.3 * 2999)
+    assert sorted(count.loaded) == [("part-001.parquet", i) for i in (2, 3, 4, 4, 5)]
+    frame = pd.concat([pd.read_parquet(p) for p in sorted(data.glob("*.parquet"))], ignore_index=True)
+    held = frame["t"].to_numpy() >= s2["time_cutoff"]
+    X, y = frame[[f"x{j}" for j in range(P)]].to_numpy(), frame["y"].to_numpy()
+    champ = _model(cfg, s1["challenger_version"])[0]
+    assert s2["champion_score"] == pytest.approx(float(np.mean((X[held] @ champ.coef + champ.intercept - y[held]) ** 2)),
+                                                 rel=1e-10)
+    lam2 = s2["challenger_params"]["lambda2"]
+    est = make_pipeline(StandardScaler(), Ridge(alpha=(~held).sum() * lam2, solver="svd")).fit(X[~held], y[~held])
+    assert s2["challenger_score"] == pytest.approx(float(np.mean((est.predict(X[held]) - y[held]) ** 2)), rel=1e-9)
+    assert s2["action"] == "promoted"  # the newest rows follow BETA_B; the old champion knew only BETA_A
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_lock_refuses_a_concurrent_retrain_with_exit_1(world, tmp_path):
+    """While another process holds the model's lock file, the CLI stops at once with exit 1 and says why."""
+    lock = world["tmp"] / "cache" / "rt-model.retrain.lock"
+    lock.parent.mkdir(exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, b'pid %d (test holder)' % os.getpid())\nprint('locked', flush=True)\ntime.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        args = [a for o in world["overrides"] for a in ("--set", o)]
+        proc = _cli("retrain", os.devnull, *args, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        assert "another retrain of registered model 'rt-model' is running" in proc.stderr
+        assert f"pid {holder.pid}" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel released the lock with its holder: the same retrain now runs (no RetrainLockedError)
+    summary, _ = _retrain(world)
+    assert summary["action"] in ("promoted", "kept", "up_to_date")
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    (["--set", "retrain.mode=refitt"], "retrain.mode: Input should be 'refit' or 'resweep'"),
+    (["--set", "retrain.holdout.fraction=1.5"], "retrain.holdout.fraction: Input should be less than 1"),
+    (["--set", "retrain.holdout.time_column=t"], "retrain.holdout.time_column 't' needs a tabular source"),
+    (["--set", "folds.group=g"], "does not support group k-fold"),
+])
+def test_bad_retrain_config_exits_2_before_anything_is_created(tmp_path, extra, fragment):
+    proc = _cli("retrain", os.devnull, "--set", "data.source=synthetic", *extra, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_registered_model_exits_2_naming_the_fix(world, tmp_path):
+    proc = _cli("retrain", os.devnull, "--set", f"tracking.uri={world['cfg'].tracking.uri}",
+                "--set", "tracking.registered_model=never-swept", "--set", f"retrain.cache={tmp_path}/cache",
+                cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "has no 'champion' or 'candidate' alias" in proc.stderr and "regsweep sweep" in proc.stderr
+
+
+def test_time_column_is_not_a_feature(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "t": [1, 2, 3], "y": [0.0, 1.0, 0.0]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    cfg = load_config(None, [f"data.source={tmp_path}/d.csv", "data.target=y", "retrain.holdout.time_column=t"])
+    assert retrain_plan(cfg).feature_names == ("a",)
