@@ -221,7 +221,9 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
             status = "KILLED"
             raise
         finally:  # before the cluster closes: under SIGTERM the runs must be ended first, within seconds
+            t_drain = time.perf_counter()
             _close_tracking(tracker, store, status)
+            timer.marks["mlflow_drain"] = round(time.perf_counter() - t_drain, 4)
     tracker.not_logged += [msg for n, msg in tracker.failed if n < 0]
     summary["stale_trials_failed"] = [st.number for st in store.stale]
     summary["trials_not_logged"] = sorted(n for n, _ in tracker.failed if n >= 0)
@@ -313,6 +315,7 @@ def _sweep_on_cluster(
     in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
 
     def on_result(r: TrialResult) -> None:
+        timer.marks["fits"] = round(timer.marks.get("fits", 0.0) + r.fit_seconds, 4)
         tracker.log_trial(_record(r))
         bar.update(r.cv_mse)
 
@@ -338,6 +341,7 @@ def _sweep_on_cluster(
                        on_abort=on_abort)
     bar.close()
     t = timer.lap("trials", t)
+    timer.marks["optuna"] = round(store.seconds, 4)
 
     passes = current["passes"]
     if passes.status in ("cancelled", "error"):  # lost with its workers after the last trial
@@ -370,7 +374,9 @@ def _sweep_on_cluster(
         )
         try:
             tracker.reachable(wait=_OUTAGE_WAIT_S)  # a server being restarted: give it a moment
+            t_model = time.perf_counter()
             model_uri, version = pub.publish(tracker)
+            timer.marks["log_model"] = round(time.perf_counter() - t_model, 4)
         except Exception as e:  # noqa: BLE001 — the study holds the results; keep the rest for later
             if not is_unreachable(e):
                 raise
