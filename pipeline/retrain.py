@@ -270,7 +270,7 @@ def _resweep(client: Any, stats: _Stats, base: _Version, plan: DataPlan, cfg: Sw
     slots = _place_fold_models(client, passes_f, k, plan.n_features, m.fit_intercept, m.standardize)
     threads = total_threads(client)
     in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
-    with warnings.catch_warnings():
+    with store.claim(), warnings.catch_warnings():  # the lease: another host can tell if this driver died
         warnings.simplefilter("ignore", UserWarning)  # enqueued λ outside the new range: Optuna warns, uses it
         run_trials(client, store, slots, k, space, cfg.retrain.n_trials, in_flight=in_flight, threads=threads,
                    tol=m.tol, on_result=lambda r: None,

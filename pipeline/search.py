@@ -18,6 +18,7 @@ parameters), one update when it ends.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -416,9 +417,9 @@ def run_trials(
     max_batches = max(2, 2 * threads)
     whole = [i for i, sl in enumerate(slots) if len(sl.folds) == k]
     load = dict.fromkeys(range(len(slots)), 0)
-    rebuilds = 0
+    rebuilds = 0  # also the generation of `slots`: futures sent before a rebuild name old slots
     pending: dict[int, _Batch] = {}
-    owner: dict[object, tuple[int, int]] = {}  # future -> (batch, slot)
+    owner: dict[object, tuple[int, int, tuple[int, ...], int]] = {}  # future -> (batch, slot, folds, generation)
     retry: list[_Batch] = []  # single-trial batches split from a failed batch
     run = uuid.uuid4().hex[:12]  # unique task keys even with several drivers on one scheduler
     ac = as_completed(loop=client.loop)  # type: ignore[attr-defined]
@@ -426,6 +427,7 @@ def run_trials(
     next_batch = 0
     trials_in_flight = 0
     failures_in_a_row = 0
+    last_reason = ""
     max_failures = max(10, 2 * in_flight)  # a deterministic fault must not spin forever
 
     def usable_slots() -> None:
@@ -443,11 +445,16 @@ def run_trials(
         whole = [i for i, sl in enumerate(slots) if len(sl.folds) == k]
         load = dict.fromkeys(range(len(slots)), 0)
 
-    def submit(batch: _Batch) -> None:
-        nonlocal next_batch
+    def submit(batch: _Batch, ask: int = 0) -> None:
+        """Register ``batch`` (then ask ``ask`` new trials into it) and send it to the workers."""
+        nonlocal next_batch, asked, trials_in_flight
         batch_id = next_batch
         next_batch += 1
         pending[batch_id] = batch  # first: if anything below raises, the trials are failed, not left RUNNING
+        for _ in range(ask):
+            batch.trials.append(store.ask(space))
+            asked += 1
+            trials_in_flight += 1
         usable_slots()
         cands = [t.candidate for t in batch.trials]
         targets = [min(whole, key=load.__getitem__)] if whole else range(len(slots))
@@ -457,26 +464,25 @@ def run_trials(
                 score_folds, slot.models, cands, tol,  # Dask runs it where slot.models is
                 pure=False, key=f"score-{run}-b{batch_id}-s{i}",
             )
-            owner[fut] = (batch_id, i)
+            owner[fut] = (batch_id, i, slot.folds, rebuilds)
             load[i] += 1
             ac.add(fut)
 
     try:
         while done < n_trials or pending or retry:  # trials already asked are always finished
             while retry and len(pending) < max_batches:
-                submit(retry.pop())
+                submit(retry[-1])  # registered in `pending` before it leaves `retry`
+                retry.pop()
             if len(pending) < max_batches:  # other drivers may complete trials of this study too (~1 ms)
                 done = max(done, store.n_complete())
             while len(pending) < max_batches and done + trials_in_flight < n_trials:
-                size = min(batch_size, n_trials - done - trials_in_flight)
-                asked += size
-                trials_in_flight += size
-                submit(_Batch(trials=[store.ask(space) for _ in range(size)]))
+                submit(_Batch(trials=[]), ask=min(batch_size, n_trials - done - trials_in_flight))
             if not pending:
                 break
             fut = next(ac)
-            batch_id, i = owner.pop(fut)
-            load[i] = load.get(i, 1) - 1
+            batch_id, i, folds, generation = owner.pop(fut)
+            if generation == rebuilds:
+                load[i] -= 1
             batch = pending.get(batch_id)
             if batch is None or batch.failed:  # its other folds already failed it
                 fut.release()
@@ -489,36 +495,44 @@ def run_trials(
                 continue
             if fut.status == "error":
                 exc = fut.exception()
-                batch.failed = f"folds {list(slots[i].folds)}: {type(exc).__name__}: {exc}"
+                batch.failed = f"folds {list(folds)}: {type(exc).__name__}: {exc}"
             else:
                 for score in fut.result():
                     batch.scores.setdefault(score.fold, []).append(score)
             fut.release()
             if not batch.failed and len(batch.scores) < k:
                 continue
-            del pending[batch_id]
             if batch.failed and len(batch.trials) > 1:  # find the culprit: each trial alone, once
                 retry.extend(_Batch(trials=[t]) for t in batch.trials)
+                del pending[batch_id]
                 continue
-            trials_in_flight -= len(batch.trials)
             end = time.time()
-            for pending_trial in batch.trials:
+            while batch.trials:  # each trial leaves the batch once told: an interruption fails only the rest
+                pending_trial = batch.trials[0]
                 cand = pending_trial.candidate
-                if batch.failed:
-                    store.fail(pending_trial, batch.failed)
-                    on_failure(cand.trial, cand, batch.failed)
+                scores = [s for fold_scores in batch.scores.values() for s in fold_scores if s.trial == cand.trial]
+                result = None if batch.failed else summarize_scores(cand, scores, pending_trial.start, end)
+                if result is None or not math.isfinite(result.cv_mse):
+                    # a NaN value must not reach the study: Optuna cannot read a COMPLETE trial without one
+                    reason = batch.failed or f"the cross-validated MSE is not finite ({result.cv_mse if result else ''})"
+                    store.fail(pending_trial, reason)
+                    batch.trials.pop(0)
+                    trials_in_flight -= 1
+                    on_failure(cand.trial, cand, reason)
                     failures_in_a_row += 1
+                    last_reason = reason
                     continue
                 failures_in_a_row = 0
-                scores = [s for fold_scores in batch.scores.values() for s in fold_scores if s.trial == cand.trial]
-                result = summarize_scores(cand, scores, pending_trial.start, end)
                 store.tell(pending_trial, result.cv_mse, {"cv": result.attrs()})
+                batch.trials.pop(0)
+                trials_in_flight -= 1
                 done += 1
                 on_result(result)
+            del pending[batch_id]
             if failures_in_a_row >= max_failures:
                 raise SweepError(
                     f"the last {failures_in_a_row} trials all failed; giving up instead of asking for more. "
-                    f"Last reason: {batch.failed}. Completed trials are kept in the study."
+                    f"Last reason: {last_reason}. Completed trials are kept in the study."
                 )
     except BaseException as exc:  # the sweep stops: trials in flight must not stay RUNNING
         reason = f"sweep stopped before this trial finished ({type(exc).__name__}: {exc})"
@@ -530,7 +544,8 @@ def run_trials(
                     continue
                 if on_abort is not None:
                     on_abort(pending_trial.candidate.trial, pending_trial.candidate, reason)
-        for fut in owner:
-            fut.cancel()
+        with contextlib.suppress(Exception):  # the client may be closed already: keep the original error
+            for fut in owner:
+                fut.cancel()
         raise
     return asked

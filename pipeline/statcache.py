@@ -95,7 +95,7 @@ def block_fingerprint(plan: DataPlan, spec: BlockSpec) -> str:
         for path in (plan.source, plan.target, plan.weight, plan.group):
             if path is None:
                 continue
-            arr = np.load(path, mmap_mode="r")
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
             part = np.ascontiguousarray(arr[spec.local_start : spec.local_start + spec.n_rows])
             h.update(f"{arr.dtype.str}{arr.shape[1:]}".encode())
             h.update(memoryview(part).cast("B"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -56,6 +57,7 @@ __all__ = ["run_sweep"]
 
 _MERGE_FAN_IN = 8
 _OUTAGE_WAIT_S = 30.0  # at the end of a sweep, how long to wait for a tracking server that is away
+_STOP_DEADLINE_S = 4.0  # when stopping (SIGTERM, error): the most spent writing the last child runs
 _REPLICATE_BYTES = 256 * 2**20  # all fold models on every worker below this size
 
 
@@ -213,17 +215,20 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     tracker.start_trial_logging()  # the writer process imports MLflow while the cluster starts
     t_cluster = timer.lap("setup", t0)
     status = "FAILED"
-    with store.claim(), terminate_as_interrupt(), open_client(cfg.cluster) as client:
-        try:
-            summary = _sweep_on_cluster(cfg, client, plan, store, tracker, timer, t_cluster, echo, progress)
-            status = "FINISHED"
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
-            status = "KILLED"
-            raise
-        finally:  # before the cluster closes: under SIGTERM the runs must be ended first, within seconds
-            t_drain = time.perf_counter()
-            _close_tracking(tracker, store, status)
-            timer.marks["mlflow_drain"] = round(time.perf_counter() - t_drain, 4)
+    try:
+        with store.claim(), terminate_as_interrupt(), open_client(cfg.cluster) as client:
+            try:
+                summary = _sweep_on_cluster(cfg, client, plan, store, tracker, timer, t_cluster, echo, progress)
+                status = "FINISHED"
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
+                status = "KILLED"
+                raise
+            finally:  # before the cluster closes: under SIGTERM the runs must be ended first, within seconds
+                t_drain = time.perf_counter()
+                _close_tracking(tracker, store, status)
+                timer.marks["mlflow_drain"] = round(time.perf_counter() - t_drain, 4)
+    finally:  # also when the cluster never started: a live writer would block this process's exit
+        tracker.abandon_trial_logging()
     tracker.not_logged += [msg for n, msg in tracker.failed if n < 0]
     summary["stale_trials_failed"] = [st.number for st in store.stale]
     summary["trials_not_logged"] = sorted(n for n, _ in tracker.failed if n >= 0)
@@ -234,21 +239,35 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
 
 
 def _close_tracking(tracker: Tracker, store: TrialStore, status: str) -> None:
-    """Flush the child runs, replay what an outage dropped if the server is back, end the parent run."""
+    """Flush the child runs, replay what an outage dropped if the server is back, end the parent run.
+
+    Stopping (``status`` KILLED) waits at most a few seconds in all; a SIGTERM
+    arriving during a normal drain still ends the parent run, as KILLED.
+    """
     parent = tracker.parent_run_id
-    tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10 if status == "FINISHED" else 3)
-    if status == "FINISHED" and tracker.failed and tracker.reachable(wait=_OUTAGE_WAIT_S):
-        tracker.failed.clear()  # the server came back: write what it missed now
-        tracker.start_trial_logging()
-        replay_missing(tracker, store)
-        tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
-    if parent is None:  # stopped before the data pass finished: no run was started
-        return
     try:
-        tracker.end_run(parent, status)
-    except Exception as e:  # noqa: BLE001 — the server may be gone; the next start closes it
         if status == "FINISHED":
-            tracker.not_logged.append(f"parent run status ({type(e).__name__})")
+            tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
+            if tracker.failed and tracker.reachable(wait=_OUTAGE_WAIT_S):
+                tracker.failed.clear()  # the server came back: write what it missed now
+                tracker.start_trial_logging()
+                try:
+                    replay_missing(tracker, store)
+                finally:
+                    tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
+        else:
+            tracker.finish_trial_logging(timeout=3, deadline=_STOP_DEADLINE_S)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.abandon_trial_logging()
+        if parent is not None:  # None: stopped before the data pass finished, no run was started
+            try:
+                tracker.end_run(parent, status)
+            except Exception as e:  # noqa: BLE001 — the server may be gone; the next start closes it
+                if status == "FINISHED":
+                    tracker.not_logged.append(f"parent run status ({type(e).__name__})")
 
 
 def _start_parent_run(cfg: SweepConfig, store: TrialStore, tracker: Tracker, echo: Callable[[str], None]) -> str:
@@ -377,6 +396,8 @@ def _sweep_on_cluster(
             t_model = time.perf_counter()
             model_uri, version = pub.publish(tracker)
             timer.marks["log_model"] = round(time.perf_counter() - t_model, 4)
+            # an older sweep's results still waiting for the server are superseded: never publish them now
+            shutil.rmtree(unpublished_dir(cfg.search.study_name), ignore_errors=True)
         except Exception as e:  # noqa: BLE001 — the study holds the results; keep the rest for later
             if not is_unreachable(e):
                 raise

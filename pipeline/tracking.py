@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import queue
 import sys
@@ -300,39 +301,53 @@ class Tracker:
             return
         self._queue.put(record)
 
-    def finish_trial_logging(self, timeout: float = 300.0) -> None:
+    def finish_trial_logging(self, timeout: float = 300.0, deadline: float | None = None) -> None:
         """Wait until every queued trial is written, or until the writer made no progress for ``timeout`` s.
 
         The writer reports every record (written or not), so a long queue
-        draining slowly (a busy server) is waited for, and a stuck writer is not.
+        draining slowly (a busy server) is waited for, and a stuck writer is
+        not. ``deadline`` (seconds from now) bounds the whole wait, for a
+        process that must exit promptly (SIGTERM); whatever is left unwritten
+        is replayed from the study at the next start.
         """
         if self._worker is None:
             return
         if self._writer_needs_parent:  # no parent run was started: nothing to write, no need to wait for it
-            self._worker.kill()  # SIGKILL: the writer ignores SIGTERM (see _write_trials_main)
-            self._worker.join(5)
-            self._worker = None
+            self.abandon_trial_logging()
             return
         if not self._worker.is_alive():
             self.failed.append((-1, "the MLflow writer process died"))
             self._worker = None
             return
         self._queue.put(None)
+        end = time.monotonic() + (deadline if deadline is not None else math.inf)
         while True:
             try:
-                msg = self._results.get(timeout=timeout)
+                msg = self._results.get(timeout=max(0.01, min(timeout, end - time.monotonic())))
             except queue.Empty:
-                self.failed.append((-1, f"the MLflow writer made no progress for {timeout:.0f} s"))
-                self._worker.kill()  # SIGKILL: the writer ignores SIGTERM (see _write_trials_main)
+                why = "made no progress for" if time.monotonic() < end else "was stopped after"
+                self.failed.append((-1, f"the MLflow writer {why} {min(timeout, deadline or timeout):.0f} s"))
                 break
             if msg is None:
                 break
             if msg[1] is not None:
                 self.failed.append(msg)
                 log.warning("MLflow: trial %d was not logged (%s)", *msg)
-        self._worker.join(1)
-        if self._worker.is_alive():  # everything is written; don't wait on its interpreter's exit
-            self._worker.kill()  # SIGKILL: the writer ignores SIGTERM (see _write_trials_main)
+        self.abandon_trial_logging(grace=1.0)
+
+    def abandon_trial_logging(self, grace: float = 0.0) -> None:
+        """Stop the writer process now (after ``grace`` s for it to exit by itself); safe to call twice.
+
+        SIGKILL, because the writer ignores SIGTERM (see :func:`_write_trials_main`);
+        a writer left alive would block this process's exit, since multiprocessing
+        joins its children at exit.
+        """
+        if self._worker is None:
+            return
+        self._worker.join(grace)
+        if self._worker.is_alive():
+            self._worker.kill()
+            self._worker.join(5)
         self._worker = None
 
     study_name: str = ""
@@ -443,13 +458,15 @@ def _write_trials_main(
     driver_pid = int(driver.rsplit("/", 2)[1])
 
     def receive() -> Any:
-        """The next message; ``_DriverGone`` once the driver process has died."""
+        """The next message; ``_DriverGone`` once the driver process has died (checked before each one:
+        records still queued by a dead driver are replayed by the next one, so writing them would duplicate)."""
         while True:
+            if os.getppid() != driver_pid:
+                raise _DriverGone
             try:
                 return inbox.get(timeout=1.0)
             except queue.Empty:
-                if os.getppid() != driver_pid:
-                    raise _DriverGone from None
+                continue
 
     try:
         if parent is None:  # started before the parent run: its id comes first (None: stopped before any run)
@@ -502,6 +519,7 @@ def _write_with_retries(
 ) -> str | None:
     """Write one child run, retrying for up to :data:`_OUTAGE_S` s; returns the last error or None."""
     deadline = time.monotonic() + _OUTAGE_S
+    driver_pid = int(driver.rsplit("/", 2)[1])
     attempt = 0
     run_id = rec.run_id
     while True:
@@ -519,6 +537,8 @@ def _write_with_retries(
         if time.monotonic() + pause > deadline:
             return error
         time.sleep(pause)
+        if os.getppid() != driver_pid:  # the driver died during the outage: the next one replays this record
+            raise _DriverGone
 
 
 def _find_child(client: Any, experiment_id: str, study_name: str, number: int) -> str | None:
