@@ -544,8 +544,9 @@ def run_trials(
                     continue
                 if on_abort is not None:
                     on_abort(pending_trial.candidate.trial, pending_trial.candidate, reason)
-        with contextlib.suppress(Exception):  # the client may be closed already: keep the original error
-            for fut in owner:
-                fut.cancel()
+        if not isinstance(exc, KeyboardInterrupt):  # stopping: closing the client releases them, without waiting
+            with contextlib.suppress(Exception):  # the client may be closed already: keep the original error
+                for fut in owner:
+                    fut.cancel()
         raise
     return asked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from .errors import Terminated
 
 __all__ = ["terminate_as_interrupt"]
 
+_EXIT_DEADLINE_S = 8.0
+
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
@@ -20,7 +23,8 @@ def terminate_as_interrupt() -> Iterator[None]:
     ``Terminated`` is a ``KeyboardInterrupt``: code that already ends its runs
     KILLED and fails its trials on Ctrl-C does the same on SIGTERM (Kubernetes,
     Slurm and ``docker stop`` all send SIGTERM before SIGKILL). Outside the main
-    thread (where Python allows no handler) this does nothing.
+    thread (where Python allows no handler) this does nothing. After a SIGTERM
+    the process exits with 143 within 8 s even if the cleanup hangs.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -28,6 +32,11 @@ def terminate_as_interrupt() -> Iterator[None]:
 
     def _raise(signum: int, _frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a repeated SIGTERM must not break the cleanup
+        # A watchdog: if the cleanup hangs (an interrupted Dask call holding a lock), leave anyway
+        # before the usual 10 s grace (Kubernetes, docker stop) ends in SIGKILL.
+        watchdog = threading.Timer(_EXIT_DEADLINE_S, os._exit, args=(143,))
+        watchdog.daemon = True
+        watchdog.start()
         raise Terminated(f"received signal {signal.Signals(signum).name}")
 
     previous = signal.signal(signal.SIGTERM, _raise)
