@@ -182,7 +182,6 @@ class StaleTrial:
 
     number: int
     params: dict[str, object]
-    parent_run: str | None  # the MLflow parent run of the driver that asked it
     retried: bool  # its parameters are queued to be tried again (once: a retry is not retried)
 
 
@@ -250,8 +249,7 @@ class TrialStore:
                 self._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             except UpdateFinishedTrialError:  # finished meanwhile by a driver that was alive after all
                 continue
-            stale.append(StaleTrial(t.number, dict(t.params), t.system_attrs.get(PARENT_RUN_ATTR),
-                                    retried=RETRY_OF_ATTR not in t.system_attrs))
+            stale.append(StaleTrial(t.number, dict(t.params), retried=RETRY_OF_ATTR not in t.system_attrs))
         return stale
 
     def lease_of(self, driver: str | None) -> float | None:

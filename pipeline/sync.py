@@ -166,10 +166,10 @@ def sync_tracking(cfg: Any, echo: Callable[[str], None] = print) -> dict[str, An
                                "child_runs_replayed": replayed - len(tracker.failed),
                                "runs_closed": closed, "not_logged": [n for n, _ in tracker.failed]}
     waiting = unpublished_dir(cfg.search.study_name)
-    if (waiting / "publication.json").exists() and Publication.load(waiting).parent_run != parent:
+    pub = Publication.load(waiting) if (waiting / "publication.json").exists() else None
+    if pub is not None and pub.parent_run != parent:
         echo(f"sync-tracking: {waiting} holds the results of an older sweep of this study; left unpublished.")
-    elif (waiting / "publication.json").exists():
-        pub = Publication.load(waiting)
+    elif pub is not None:
         summary["model_uri"], summary["model_version"] = pub.publish(tracker)
         tracker.end_run(pub.parent_run, "FINISHED")  # the sweep did finish; only MLflow was away
         shutil.rmtree(waiting)

@@ -85,7 +85,6 @@ class ChildRun:
 
     run_id: str
     status: str
-    driver: str | None
 
 
 def _quiet_mlflow() -> None:
@@ -214,7 +213,7 @@ class Tracker:
         for run in self._search(f"tags.`regsweep.study` = '{_quote(study_name)}' and tags.`regsweep.kind` = 'trial'"):
             number = run.data.tags.get("regsweep.trial")
             if number is not None and number.lstrip("-").isdigit():
-                out.setdefault(int(number), ChildRun(run.info.run_id, run.info.status, run.data.tags.get(DRIVER_TAG)))
+                out.setdefault(int(number), ChildRun(run.info.run_id, run.info.status))
         return out
 
     def close_stale_runs(self, study_name: str, lease_of: Any) -> list[str]:
