@@ -38,6 +38,36 @@ def _run(debug: bool, fn: Callable[[], Any]) -> Any:
         sys.exit(2 if isinstance(e, ValueError | TypeError) else 1)
 
 
+def entry() -> None:
+    """The ``regsweep`` executable: :func:`main`, then leave without the interpreter's teardown.
+
+    When a command returns, everything it owes is written: the study is
+    committed, the MLflow runs are ended, the cluster is closed and the writer
+    process has exited. What a normal exit would still do is tear the
+    interpreter down (atexit hooks of distributed, MLflow and SQLAlchemy, and
+    the collection of ~3000 modules): measured at 1.3 s after a sweep, 10% of
+    a 100-trial sweep on 10⁶ rows. So the process flushes its streams and
+    leaves. It exits normally instead if a child process is still alive (its
+    cleanup would be skipped) or on an uncaught exception (the traceback).
+    """
+    import multiprocessing
+
+    try:
+        main()  # standalone mode: always ends in SystemExit
+    except SystemExit as e:
+        code = e.code
+        if isinstance(code, str):  # sys.exit("message"): printed, exit 1
+            raise
+        if multiprocessing.active_children():
+            raise
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="regsweep")
 def main() -> None:
