@@ -768,12 +768,13 @@ def render_markdown(records: list[dict[str, Any]]) -> str:
                          f"{'**' + _fmt(ratio) + '×**' if ratio else '–'} | {_fmt(tm, 5)} | {rel} | "
                          f"{_fmt(r.get('driver_rss_mb'))} / {_fmt(r.get('max_child_rss_mb'))} | {'; '.join(note)} |")
     lines += ["", "regsweep's time (s), median over runs. start-up: interpreter, imports and exit around the "
-              "sweep; setup: MLflow store, experiment, study, parent run (the cluster starts meanwhile); "
-              "cluster wait: what the driver still waited for the cluster after setup; Optuna: driver time in "
-              "ask/tell (TPE + RDB writes); fits: worker time of all fold fits, summed; MLflow drain: waiting "
-              "for the writer process (child runs, plots, artifacts) at the end; beyond: wall − one-pass limit − "
-              "cluster start.", "",
-              "| n | p | wall | start-up | setup | cluster start | cluster wait | data pass | trials | of which Optuna | "
+              "sweep; setup: plan the data, start the MLflow process, open the study; cluster start: the "
+              "embedded LocalCluster (the MLflow process imports MLflow and creates the experiment meanwhile); "
+              "MLflow wait: what the driver then still waited for it, at the start of the data pass; Optuna: "
+              "driver time in ask/tell (TPE + RDB writes); fits: worker time of all fold fits, summed; refit + "
+              "model logging: refit, plots, parent params, model logged and registered; MLflow drain: waiting for "
+              "the last child runs at the end; beyond: wall − one-pass limit − cluster start.", "",
+              "| n | p | wall | start-up | setup | cluster start | MLflow wait | data pass | trials | of which Optuna | "
               "fits | refit + model logging | MLflow drain | one-pass limit | beyond |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, p, src in points:
@@ -790,7 +791,7 @@ def render_markdown(records: list[dict[str, Any]]) -> str:
         wall = med(lambda r: r["wall_s"])
         beyond = med(lambda r: r["wall_s"] - r["timings_s"]["cluster_start"]) - lim_s if lim_s is not None else None
         lines.append(f"| {n:.0e}{' (synthetic)' if src == 'synthetic' else ''} | {p} | {_fmt(wall)} | {_fmt(med(lambda r: r['startup_s']))} | {_fmt(tim('setup'))} | "
-                     f"{_fmt(tim('cluster_start'))} | {_fmt(tim('cluster_wait'))} | {_fmt(tim('data_pass'))} | "
+                     f"{_fmt(tim('cluster_start'))} | {_fmt(tim('tracking_wait'))} | {_fmt(tim('data_pass'))} | "
                      f"{_fmt(tim('trials'))} | {_fmt(tim('optuna'))} | {_fmt(tim('fits'))} | "
                      f"{_fmt(tim('refit_and_logging'))} | {_fmt(tim('mlflow_drain'))} | {_fmt(lim_s)} | "
                      f"**{_fmt(beyond)}** |")

@@ -3,8 +3,9 @@
 Order matters for failing early and for never losing results:
 
 1. validate the config (done by the caller) and plan the data from metadata;
-2. check MLflow is reachable and create the experiment once; open the study;
-3. start or connect to the cluster;
+2. check MLflow is reachable; start the tracking process, which imports MLflow
+   and creates the experiment once while the driver opens the study and
+   3. starts or connects to the cluster;
 4. the one data pass: per-block, per-fold statistics merged on the workers
    (it also checks every row: bad data stop the sweep here, before any
    MLflow run or Optuna trial exists);
@@ -51,7 +52,8 @@ from .search import FoldSlot, SearchSpace, TrialResult, TrialStore, run_trials
 from .solvers import GramProblem
 from .signals import terminate_as_interrupt
 from .sync import Publication, replay_missing, trial_params, unpublished_dir
-from .tracking import Tracker, TrialRecord, is_unreachable, preflight
+from .tracking import TrialRecord, is_unreachable, preflight
+from .tracking_service import TrackingService
 
 __all__ = ["run_sweep"]
 
@@ -208,14 +210,13 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
         raise DataError(
             f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
         )
-    tracker = Tracker(cfg.tracking)
-    tracker.ensure_experiment()
-    tracker.study_name = cfg.search.study_name
-    store = TrialStore(cfg.search)
-    tracker.start_trial_logging()  # the writer process imports MLflow while the cluster starts
-    t_cluster = timer.lap("setup", t0)
+    # MLflow lives in a process of its own, which imports it and creates the experiment while
+    # the cluster starts; the driver waits for it only before the data pass (TrackingService).
+    tracker = TrackingService(cfg.tracking, cfg.search.study_name)
     status = "FAILED"
     try:
+        store = TrialStore(cfg.search)
+        t_cluster = timer.lap("setup", t0)
         with store.claim(), terminate_as_interrupt(), open_client(cfg.cluster) as client:
             try:
                 summary = _sweep_on_cluster(cfg, client, plan, store, tracker, timer, t_cluster, echo, progress)
@@ -238,39 +239,38 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
     return summary
 
 
-def _close_tracking(tracker: Tracker, store: TrialStore, status: str) -> None:
+def _close_tracking(tracker: TrackingService, store: TrialStore, status: str) -> None:
     """Flush the child runs, replay what an outage dropped if the server is back, end the parent run.
 
     Stopping (``status`` KILLED) waits at most a few seconds in all; a SIGTERM
     arriving during a normal drain still ends the parent run, as KILLED.
     """
     parent = tracker.parent_run_id
+    stop_by = time.monotonic() + _STOP_DEADLINE_S
     try:
         if status == "FINISHED":
             tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
             if tracker.failed and tracker.reachable(wait=_OUTAGE_WAIT_S):
                 tracker.failed.clear()  # the server came back: write what it missed now
-                tracker.start_trial_logging()
-                try:
-                    replay_missing(tracker, store)
-                finally:
-                    tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
+                replay_missing(tracker, store)
+                tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
         else:
             tracker.finish_trial_logging(timeout=3, deadline=_STOP_DEADLINE_S)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        tracker.abandon_trial_logging()
         if parent is not None:  # None: stopped before the data pass finished, no run was started
-            try:
-                tracker.end_run(parent, status)
+            try:  # stopping: within what is left of the deadline (else the next start closes it)
+                tracker.end_run(parent, status,
+                                deadline_s=None if status == "FINISHED" else max(0.5, stop_by - time.monotonic()))
             except Exception as e:  # noqa: BLE001 — the server may be gone; the next start closes it
                 if status == "FINISHED":
                     tracker.not_logged.append(f"parent run status ({type(e).__name__})")
+        tracker.abandon_trial_logging()
 
 
-def _start_parent_run(cfg: SweepConfig, store: TrialStore, tracker: Tracker, echo: Callable[[str], None]) -> str:
+def _start_parent_run(cfg: SweepConfig, store: TrialStore, tracker: TrackingService, echo: Callable[[str], None]) -> str:
     """The sweep's parent run, linked to the previous driver's; then clean up after dead drivers.
 
     Runs a dead driver left RUNNING end KILLED, and the finished trials MLflow
@@ -293,7 +293,7 @@ def _start_parent_run(cfg: SweepConfig, store: TrialStore, tracker: Tracker, ech
 
 
 def _sweep_on_cluster(
-    cfg: SweepConfig, client: Any, plan: DataPlan, store: TrialStore, tracker: Tracker,
+    cfg: SweepConfig, client: Any, plan: DataPlan, store: TrialStore, tracker: TrackingService,
     timer: _Timer, t: float, echo: Callable[[str], None], progress: bool | None,
 ) -> dict[str, Any]:
     """Steps 3–7 of the module docstring, with a connected client (``t``: when the cluster start began)."""
@@ -306,6 +306,9 @@ def _sweep_on_cluster(
     t = timer.lap("cluster_start", t)
 
     passes = _data_pass(client, plan, k, cfg.folds.seed)
+    t_wait = time.perf_counter()
+    tracker.experiment_id  # noqa: B018 — the experiment must exist (or its error stop us) before the pass is waited for
+    timer.marks["tracking_wait"] = round(time.perf_counter() - t_wait, 4)
     meta = client.submit(pass_summary, passes, plan.feature_names, pure=False).result()
     _check_folds(meta, cfg)
     bounds = client.submit(search_bounds, passes, fit_intercept=m.fit_intercept, standardize=m.standardize,
@@ -381,7 +384,7 @@ def _sweep_on_cluster(
         out = Path(tmp)
         (out / "config.yaml").write_text(cfg.to_yaml())
         write_trials_csv(rows, out / "trials.csv")
-        write_plots(rows, model, out)
+        drawn: list[Path] = []
         pub = Publication(
             parent_run=parent, registered_model=cfg.tracking.registered_model, model=model, example=example,
             version_tags=version_tags,
@@ -394,13 +397,15 @@ def _sweep_on_cluster(
         try:
             tracker.reachable(wait=_OUTAGE_WAIT_S)  # a server being restarted: give it a moment
             t_model = time.perf_counter()
-            model_uri, version = pub.publish(tracker)
+            model_uri, version = pub.publish(tracker, meanwhile=lambda: drawn.extend(write_plots(rows, model, out)))
             timer.marks["log_model"] = round(time.perf_counter() - t_model, 4)
             # an older sweep's results still waiting for the server are superseded: never publish them now
             shutil.rmtree(unpublished_dir(cfg.search.study_name), ignore_errors=True)
         except Exception as e:  # noqa: BLE001 — the study holds the results; keep the rest for later
             if not is_unreachable(e):
                 raise
+            if not drawn:
+                write_plots(rows, model, out)
             where = pub.save(unpublished_dir(cfg.search.study_name))
             tracker.not_logged.append(f"best model, parent params, metrics and plots (saved in {where})")
     timer.lap("refit_and_logging", t)
@@ -434,7 +439,7 @@ def _sweep_on_cluster(
 
 
 def _print_outcome(summary: dict[str, Any], store: TrialStore, cfg: SweepConfig, echo: Callable[[str], None],
-                   tracker: Tracker) -> None:
+                   tracker: TrackingService) -> None:
     best = summary["best_params"]
     echo("")
     echo(format_top_table(trial_rows(store.study)))

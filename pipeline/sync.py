@@ -104,13 +104,30 @@ class Publication:
     artifacts: Path  # a directory
     result: dict[str, Any] = field(default_factory=dict)
 
-    def publish(self, tracker: Tracker) -> tuple[str, int | None]:
-        """Log it all on the parent run and register the model; returns (model URI, version)."""
-        tracker.log_params(self.parent_run, self.params)
-        tracker.log_metrics(self.parent_run, {k: v for k, v in self.metrics.items() if v is not None})
+    def publish(self, tracker: Any, meanwhile: Callable[[], None] = lambda: None) -> tuple[str, int | None]:
+        """Log it all on the parent run and register the model; returns (model URI, version).
+
+        ``meanwhile`` runs before the artifacts are logged: with a
+        :class:`~pipeline.tracking_service.TrackingService` (which has ``send``)
+        while the tracking process logs the parameters, metrics and model
+        (0.5–1 s of MLflow), so the driver can draw the plots then.
+        """
+        metrics = {k: v for k, v in self.metrics.items() if v is not None}
+        send = getattr(tracker, "send", None)
+        if send is None:  # an in-process Tracker
+            meanwhile()
+            tracker.log_params(self.parent_run, self.params)
+            tracker.log_metrics(self.parent_run, metrics)
+            tracker.log_artifacts(self.parent_run, self.artifacts)
+            return tracker.log_model(self.parent_run, self.model, self.example, self.registered_model,
+                                     self.version_tags)
+        pending = [send("log_params", self.parent_run, self.params), send("log_metrics", self.parent_run, metrics),
+                   send("log_model", self.parent_run, self.model, self.example, self.registered_model,
+                        self.version_tags)]
+        meanwhile()
+        results = [wait() for wait in pending]
         tracker.log_artifacts(self.parent_run, self.artifacts)
-        return tracker.log_model(self.parent_run, self.model, self.example, self.registered_model,
-                                 self.version_tags)
+        return results[-1]
 
     def save(self, directory: Path) -> Path:
         """Write it under ``directory`` (replacing an older one): model data, example, artifacts, JSON."""

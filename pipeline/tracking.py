@@ -1,9 +1,11 @@
 """MLflow: the sweep's parent run, one child run per trial, the best model.
 
-The driver alone talks to MLflow. It checks the tracking server is reachable
-and creates the experiment *once*, before any parallel work (concurrent
-first-time creation on SQLite can corrupt the file or drop runs into the
-Default experiment), then passes ``experiment_id`` around.
+One :class:`Tracker` per command talks to MLflow (in a sweep it lives in the
+tracking process of :mod:`pipeline.tracking_service`, so the driver never
+imports MLflow). It checks the tracking server is reachable and creates the
+experiment *once*, before any parallel work (concurrent first-time creation
+on SQLite can corrupt the file or drop runs into the Default experiment),
+then passes ``experiment_id`` around.
 
 Child runs are written by a separate writer process from a queue, so logging
 never stalls the trial loop; each costs three requests (create, one
@@ -99,14 +101,19 @@ def _quiet_mlflow() -> None:
 class Tracker:
     """Thin, failure-aware wrapper over ``mlflow.MlflowClient``."""
 
-    def __init__(self, cfg: TrackingConfig) -> None:
+    def __init__(self, cfg: TrackingConfig, driver: str | None = None) -> None:
+        """``driver``: the regsweep process the runs belong to (default: this one), as
+        :class:`~pipeline.ownership.DriverId` text; set when MLflow is driven from a helper process."""
         _quiet_mlflow()
         from mlflow import MlflowClient
 
         _quiet_mlflow()  # mlflow configures its own loggers on import
 
+        from .ownership import DriverId
+
         self.cfg = cfg
         self.uri = cfg.uri
+        self.driver = driver or str(DriverId.current())
         from .locks import sqlite_setup_lock
 
         with sqlite_setup_lock(cfg.uri):  # creating the registry store migrates a new SQLite file
@@ -174,9 +181,7 @@ class Tracker:
     # ------------------------------------------------------------ runs
     def start_parent(self, run_name: str, tags: Mapping[str, str]) -> str:
         assert self.experiment_id is not None, "call ensure_experiment() first"
-        from .ownership import DriverId
-
-        tags = {DRIVER_TAG: str(DriverId.current()), **tags}
+        tags = {DRIVER_TAG: self.driver, **tags}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self._parent = run.info.run_id
         if self._writer_needs_parent:  # the writer started before the run existed: it waits for the id
@@ -225,12 +230,16 @@ class Tracker:
         from .ownership import is_stale
 
         closed = []
-        for run in self._search(f"tags.`regsweep.study` = '{_quote(study_name)}' and attributes.status = 'RUNNING'"):
-            owner = run.data.tags.get(DRIVER_TAG)
-            if run.info.run_id != self._parent and is_stale(owner, lease_of(owner)):
-                self.client.set_terminated(run.info.run_id, status="KILLED")
-                closed.append(run.info.run_id)
+        for run_id, owner in self.running_runs(study_name):
+            if run_id != self._parent and is_stale(owner, lease_of(owner)):
+                self.end_run(run_id, "KILLED")
+                closed.append(run_id)
         return closed
+
+    def running_runs(self, study_name: str) -> list[tuple[str, str | None]]:
+        """``(run id, driver tag)`` of every RUNNING run of ``study_name`` in this experiment."""
+        query = f"tags.`regsweep.study` = '{_quote(study_name)}' and attributes.status = 'RUNNING'"
+        return [(run.info.run_id, run.data.tags.get(DRIVER_TAG)) for run in self._search(query)]
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -280,8 +289,6 @@ class Tracker:
         import multiprocessing
         import threading
 
-        from .ownership import DriverId
-
         if not self.cfg.log_trials:
             return
         assert self.experiment_id is not None
@@ -294,7 +301,7 @@ class Tracker:
         self._worker = ctx.Process(
             target=_write_trials_main,
             args=(self.uri, self.experiment_id, self._parent, self.study_name, self._queue, self._results,
-                  str(DriverId.current())),
+                  self.driver),
             name="regsweep-mlflow-writer",
             daemon=True,
         )
@@ -516,33 +523,45 @@ class _DriverGone(Exception):
 
 def _write_loop(client: Any, uri: str, experiment_id: str, parent: str, study_name: str, driver: str,
                 receive: Any, outbox: Any) -> None:
-    """One child run per record until ``None``; each record's outcome goes to ``outbox``.
-
-    Once a write failed for a whole outage window, records fail at once while
-    the server stays away, with a ``/health`` probe every few seconds.
-    """
-    http = uri.startswith(("http://", "https://"))
-    gone = False
-    last_probe = 0.0
-    while True:
-        rec = receive()
-        if rec is None:
-            break
-        if gone:  # don't wait out a full outage per record while the server stays away
-            if time.monotonic() - last_probe < _PROBE_EVERY_S:
-                outbox.put((rec.number, f"MLflow server {uri} unreachable"))
-                continue
-            last_probe = time.monotonic()
-            if _health_problem(uri, 2.0):
-                outbox.put((rec.number, f"MLflow server {uri} unreachable"))
-                continue
-            gone = False
-        error = _write_with_retries(client, experiment_id, parent, study_name, driver, rec)
-        outbox.put((rec.number, None if error is None else error[:500]))  # progress, or what failed
-        if error is not None:
-            gone = http
-            last_probe = time.monotonic()
+    """One child run per record until ``None``; each record's outcome goes to ``outbox``."""
+    writer = ChildRunWriter(client, uri, experiment_id, parent, study_name, driver)
+    while (rec := receive()) is not None:
+        outbox.put((rec.number, writer.write(rec)))  # progress, or what failed
     outbox.put(None)
+
+
+class ChildRunWriter:
+    """Writes child runs one record at a time, riding out short outages and failing fast in long ones.
+
+    A write is retried for :data:`_OUTAGE_S` s. Once one failed for a whole
+    outage window, records fail at once while the server stays away, with a
+    ``/health`` probe every :data:`_PROBE_EVERY_S` s. Raises ``_DriverGone``
+    if the driver dies meanwhile.
+    """
+
+    def __init__(self, client: Any, uri: str, experiment_id: str, parent: str, study_name: str,
+                 driver: str) -> None:
+        self.client, self.uri, self.experiment_id = client, uri, experiment_id
+        self.parent, self.study_name, self.driver = parent, study_name, driver
+        self._http = uri.startswith(("http://", "https://"))
+        self._gone = False
+        self._last_probe = 0.0
+
+    def write(self, rec: TrialRecord) -> str | None:
+        """Write ``rec``'s child run; None when written, else why not (at most 500 characters)."""
+        if self._gone:  # don't wait out a full outage per record while the server stays away
+            if time.monotonic() - self._last_probe < _PROBE_EVERY_S:
+                return f"MLflow server {self.uri} unreachable"
+            self._last_probe = time.monotonic()
+            if _health_problem(self.uri, 2.0):
+                return f"MLflow server {self.uri} unreachable"
+            self._gone = False
+        error = _write_with_retries(self.client, self.experiment_id, self.parent, self.study_name, self.driver, rec)
+        if error is not None:
+            self._gone = self._http
+            self._last_probe = time.monotonic()
+            return error[:500]
+        return None
 
 
 def _write_with_retries(
@@ -615,11 +634,16 @@ def _health_problem(uri: str, timeout: float) -> str | None:
 
 def is_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the tracking server could not be reached (as opposed to a refused write)."""
-    from mlflow.exceptions import MlflowException
-
+    known = getattr(exc, "unreachable", None)  # decided where the call ran (tracking_service)
+    if isinstance(known, bool):
+        return known
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, OSError | ConnectionError):
         return True
+    if "mlflow" not in sys.modules:  # then it cannot be an MlflowException: don't import MLflow to ask
+        return "Connection" in type(exc).__name__
+    from mlflow.exceptions import MlflowException
+
     if isinstance(exc, MlflowException):
         return any(s in text for s in ("Max retries exceeded", "Connection refused", "ConnectionError",
                                        "Failed to establish", "Read timed out", "RemoteDisconnected"))

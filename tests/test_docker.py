@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -61,7 +62,11 @@ def _parse(cmd: click.Command, prog: str, args: list[str]) -> click.Context:
 
 def _console_script(name: str) -> click.Command:
     (ep,) = {e.value: e for e in entry_points(group="console_scripts") if e.name == name}.values()
-    return ep.load()
+    script = ep.load()
+    if not isinstance(script, click.Command):  # regsweep's `entry` runs the click group `main`, then exits fast
+        script = getattr(sys.modules[script.__module__], "main")
+    assert isinstance(script, click.Command), ep.value
+    return script
 
 
 def _dask_subcommand(name: str) -> click.Command:

@@ -102,7 +102,7 @@ def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabete
     from mlflow import MlflowClient
 
     cfg, summary, study, _ = sweep_result
-    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    client = MlflowClient(tracking_uri=cfg.tracking.uri, registry_uri=cfg.tracking.uri)
     exp = client.get_experiment_by_name("e2e")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("regsweep.kind") == "sweep"]
@@ -222,3 +222,23 @@ def test_rerunning_a_finished_sweep_asks_nothing_and_registers_nothing_new(sweep
     assert again["n_trials_asked_this_run"] == 0 and again["n_trials_complete"] == 12
     assert again["model_version"] == first["model_version"]
     assert again["best_cv_mse"] == first["best_cv_mse"]
+
+
+def test_the_driver_never_imports_mlflow(tmp_path):
+    """Every MLflow call of a sweep runs in its tracking process (pipeline.tracking_service): the
+    driver itself never imports MLflow (its ~2 s import overlaps the cluster start instead)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pipeline.config import load_config\n"
+        "from pipeline.sweep import run_sweep\n"
+        f"cfg = load_config(None, ['search.n_trials=6', 'search.storage=sqlite:///{tmp_path}/o.db',\n"
+        f"                         'tracking.uri=sqlite:///{tmp_path}/m.db', 'cluster.dashboard_address=null'])\n"
+        "s = run_sweep(cfg, echo=lambda *_: None, progress=False)\n"
+        "print(s['model_version'], s['n_trials_complete'], s['trials_not_logged'], 'mlflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["1", "6", "[]", "False"]
