@@ -37,8 +37,9 @@ def trial_params(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in ("penalty", "lambda1", "lambda2") if k in params}
 
 
-def record_from_trial(trial: Any, status: str | None = None) -> TrialRecord:
-    """The child-run record of a finished study trial (``optuna.trial.FrozenTrial``)."""
+def record_from_trial(trial: Any, status: str | None = None, parent: str | None = None) -> TrialRecord:
+    """The child-run record of a finished study trial (``optuna.trial.FrozenTrial``) under ``parent``
+    (default: the parent run of the trial's driver, or the writer's own)."""
     from optuna.trial import TrialState
 
     cv = dict(trial.user_attrs.get("cv", {}))
@@ -56,7 +57,7 @@ def record_from_trial(trial: Any, status: str | None = None) -> TrialRecord:
         start_ms=int(start * 1000),
         end_ms=int(end * 1000),
         status=status or ("FINISHED" if trial.state == TrialState.COMPLETE else "FAILED"),
-        parent=trial.system_attrs.get(PARENT_RUN_ATTR),
+        parent=parent or trial.system_attrs.get(PARENT_RUN_ATTR),
     )
 
 
@@ -74,6 +75,7 @@ def replay_missing(tracker: Tracker, store: TrialStore) -> int:
     from optuna.trial import TrialState
 
     existing = tracker.child_runs(store.study.study_name)
+    parent_of = store.parent_of()
     queued = 0
     for t in store.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
         owner = t.system_attrs.get(OWNER_ATTR)
@@ -81,9 +83,9 @@ def replay_missing(tracker: Tracker, store: TrialStore) -> int:
             continue
         run = existing.get(t.number)
         if run is None:
-            tracker.log_trial(record_from_trial(t))
+            tracker.log_trial(record_from_trial(t, parent=parent_of(t)))
         elif _unfinished(run.status, complete=t.state == TrialState.COMPLETE):
-            tracker.log_trial(dataclasses.replace(record_from_trial(t), run_id=run.run_id))
+            tracker.log_trial(dataclasses.replace(record_from_trial(t, parent=parent_of(t)), run_id=run.run_id))
         else:
             continue
         queued += 1
