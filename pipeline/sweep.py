@@ -245,8 +245,8 @@ def _close_tracking(tracker: TrackingService, store: TrialStore, status: str) ->
     Stopping (``status`` KILLED) waits at most a few seconds in all; a SIGTERM
     arriving during a normal drain still ends the parent run, as KILLED.
     """
-    parent = tracker.parent_run_id
     stop_by = time.monotonic() + _STOP_DEADLINE_S
+    parent = tracker.settle_parent(_STOP_DEADLINE_S / 2)
     try:
         if status == "FINISHED":
             tracker.finish_trial_logging(timeout=_OUTAGE_WAIT_S + 10)
@@ -270,26 +270,79 @@ def _close_tracking(tracker: TrackingService, store: TrialStore, status: str) ->
         tracker.abandon_trial_logging()
 
 
-def _start_parent_run(cfg: SweepConfig, store: TrialStore, tracker: TrackingService, echo: Callable[[str], None]) -> str:
-    """The sweep's parent run, linked to the previous driver's; then clean up after dead drivers.
+class _ParentRun:
+    """The sweep's MLflow parent run, linked to the previous driver's, set up while the first trials run.
 
-    Runs a dead driver left RUNNING end KILLED, and the finished trials MLflow
-    lacks (a killed driver's unwritten child runs) are replayed from the study.
+    The tracking process needs 2–3 s from the start to import MLflow and open
+    the store, about what the cluster start and a data pass of 10⁶ rows take;
+    the trials need nothing from MLflow (their child runs queue up behind the
+    parent run's creation). So the creation is sent and the trials start; once
+    it is answered (looked at after every trial, waited for after the last)
+    the parent is recorded in the study, the runs a dead driver left RUNNING
+    end KILLED, the finished trials MLflow lacks (a killed driver's unwritten
+    child runs) are replayed from the study, and the sweep's params are logged.
+    An error (a deleted experiment) stops the sweep then, within seconds.
     """
-    tags = {"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name}
-    previous = store.previous_parent_run()
-    if previous:
-        tags["regsweep.resumed_from"] = previous
-    parent = tracker.start_parent(run_name=f"sweep-{cfg.search.study_name}", tags=tags)
-    store.record_parent(parent)
-    closed = tracker.close_stale_runs(cfg.search.study_name, store.lease_of)
-    replayed = replay_missing(tracker, store)
-    if store.stale or closed or replayed:
-        retried = sum(st.retried for st in store.stale)
-        echo(f"Resuming study {cfg.search.study_name!r}: {len(store.stale)} trials of a stopped driver marked FAIL "
-             f"({retried} queued again), {len(closed)} MLflow runs it left open ended KILLED, "
-             f"{replayed} child runs replayed from the study.")
-    return parent
+
+    def __init__(self, cfg: SweepConfig, store: TrialStore, tracker: TrackingService, echo: Callable[[str], None],
+                 params: dict[str, Any], tags: dict[str, str]) -> None:
+        self.cfg, self.store, self.tracker, self.echo = cfg, store, tracker, echo
+        self.params, self.tags = params, tags
+        run_tags = {"regsweep.kind": "sweep", "regsweep.study": cfg.search.study_name}
+        previous = store.previous_parent_run()
+        if previous:
+            run_tags["regsweep.resumed_from"] = previous
+        self._created = tracker.send("start_parent", f"sweep-{cfg.search.study_name}", run_tags)
+        self.run_id: str | None = None
+
+    def poll(self) -> None:
+        """Finish the set-up if the tracking process has created the run (never waits for it)."""
+        if self.run_id is None and self._created.ready():
+            self.finish()
+
+    def finish(self) -> str:
+        """Wait for the run if need be, finish the set-up once; returns the run id."""
+        if self.run_id is not None:
+            return self.run_id
+        self.tracker.experiment_id  # noqa: B018 — its own error (a deleted experiment) rather than the run's
+        parent = self.run_id = self._created.result()
+        tracker, store, study = self.tracker, self.store, self.cfg.search.study_name
+        tracker.use_parent(parent)
+        store.record_parent(parent)
+        # The server may go away from here on (the trials are running): a sweep does not need MLflow
+        # to go on, the study is the record, and the next start (or sync-tracking) does what is missed.
+        closed: list[str] = []
+        replayed = 0
+        try:
+            closed = tracker.close_stale_runs(study, store.lease_of)
+            replayed = replay_missing(tracker, store, own=False)
+        except Exception as e:  # noqa: BLE001
+            if not is_unreachable(e):
+                raise
+            tracker.not_logged.append("ending a stopped driver's runs and replaying its child runs")
+        if store.stale or closed or replayed:
+            retried = sum(st.retried for st in store.stale)
+            self.echo(f"Resuming study {study!r}: {len(store.stale)} trials of a stopped driver marked FAIL "
+                      f"({retried} queued again), {len(closed)} MLflow runs it left open ended KILLED, "
+                      f"{replayed} child runs replayed from the study.")
+        try:
+            tracker.log_params(parent, self.params)
+            tracker.set_tags(parent, self.tags)
+        except Exception as e:  # noqa: BLE001
+            if not is_unreachable(e):
+                raise
+            tracker.not_logged.append("the sweep's config params and data fingerprint tag")
+        return parent
+
+
+def _wait_for_pass(client: Any, future: Any, tracker: TrackingService) -> Any:
+    """The data pass's result; meanwhile, an experiment error from the tracking process stops the sweep."""
+    while True:
+        tracker.check_experiment()
+        try:
+            return future.result(timeout=0.25)
+        except TimeoutError:
+            continue
 
 
 def _sweep_on_cluster(
@@ -306,10 +359,7 @@ def _sweep_on_cluster(
     t = timer.lap("cluster_start", t)
 
     passes = _data_pass(client, plan, k, cfg.folds.seed)
-    t_wait = time.perf_counter()
-    tracker.experiment_id  # noqa: B018 — the experiment must exist (or its error stop us) before the pass is waited for
-    timer.marks["tracking_wait"] = round(time.perf_counter() - t_wait, 4)
-    meta = client.submit(pass_summary, passes, plan.feature_names, pure=False).result()
+    meta = _wait_for_pass(client, client.submit(pass_summary, passes, plan.feature_names, pure=False), tracker)
     _check_folds(meta, cfg)
     bounds = client.submit(search_bounds, passes, fit_intercept=m.fit_intercept, standardize=m.standardize,
                            pure=False).result()
@@ -321,17 +371,10 @@ def _sweep_on_cluster(
     for note in meta["notes"]:
         echo(f"Note: {note}")
     # The parent run only now: bad data (found by the pass above) leave no run behind.
-    parent = _start_parent_run(cfg, store, tracker, echo)
     params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
     params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
                    "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
-    try:
-        tracker.log_params(parent, params)
-        tracker.set_tags(parent, {"regsweep.data_fingerprint": meta["fingerprint"]})
-    except Exception as e:  # noqa: BLE001 — a sweep does not need MLflow to go on (the study is the record)
-        if not is_unreachable(e):
-            raise
-        tracker.not_logged.append("the sweep's config params and data fingerprint tag")
+    parent_run = _ParentRun(cfg, store, tracker, echo, params, {"regsweep.data_fingerprint": meta["fingerprint"]})
 
     bar = _Progress(cfg.search.n_trials, echo, progress)
     in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
@@ -340,6 +383,7 @@ def _sweep_on_cluster(
         timer.marks["fits"] = round(timer.marks.get("fits", 0.0) + r.fit_seconds, 4)
         tracker.log_trial(_record(r))
         bar.update(r.cv_mse)
+        parent_run.poll()
 
     def on_failure(number: int, cand: Candidate, reason: str) -> None:
         now = int(time.time() * 1000)
@@ -362,6 +406,9 @@ def _sweep_on_cluster(
                        in_flight=in_flight, threads=threads, tol=m.tol, on_result=on_result, on_failure=on_failure,
                        on_abort=on_abort)
     bar.close()
+    t_wait = time.perf_counter()
+    parent = parent_run.finish()
+    timer.marks["tracking_wait"] = round(time.perf_counter() - t_wait, 4)
     t = timer.lap("trials", t)
     timer.marks["optuna"] = round(store.seconds, 4)
 

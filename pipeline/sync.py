@@ -66,11 +66,13 @@ def _unfinished(status: str, *, complete: bool) -> bool:
     return status != "FINISHED" if complete else status == "RUNNING"
 
 
-def replay_missing(tracker: Tracker, store: TrialStore) -> int:
+def replay_missing(tracker: Tracker, store: TrialStore, *, own: bool = True) -> int:
     """Queue a child run for each finished trial MLflow lacks; returns how many were queued.
 
-    Trials of drivers still alive are theirs to log, and are skipped. A child
-    run left RUNNING by a killed writer is completed in place, never duplicated.
+    Trials of drivers still alive are theirs to log, and are skipped; so are
+    this driver's own with ``own=False`` (a sweep whose trials are running:
+    their child runs are queued already). A child run left RUNNING by a
+    killed writer is completed in place, never duplicated.
     """
     from optuna.trial import TrialState
 
@@ -79,6 +81,8 @@ def replay_missing(tracker: Tracker, store: TrialStore) -> int:
     queued = 0
     for t in store.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
         owner = t.system_attrs.get(OWNER_ATTR)
+        if owner == str(store.driver) and not own:
+            continue
         if owner is not None and owner != str(store.driver) and not is_stale(owner, store.lease_of(owner)):
             continue
         run = existing.get(t.number)
@@ -127,7 +131,7 @@ class Publication:
                    send("log_model", self.parent_run, self.model, self.example, self.registered_model,
                         self.version_tags)]
         meanwhile()
-        results = [wait() for wait in pending]
+        results = [call.result() for call in pending]
         tracker.log_artifacts(self.parent_run, self.artifacts)
         return results[-1]
 

@@ -23,6 +23,7 @@ dies.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -37,7 +38,7 @@ from typing import Any
 from .config import TrackingConfig
 from .tracking import ChildRunWriter, TrackingError, TrialRecord, _DriverGone, _health_problem, is_unreachable
 
-__all__ = ["RemoteTrackingError", "TrackingService"]
+__all__ = ["Pending", "RemoteTrackingError", "TrackingService"]
 
 _POLL_S = 0.5
 
@@ -81,6 +82,7 @@ class TrackingService:
         self.failed: list[tuple[int, str]] = []  # (trial number, error) not logged
         self.not_logged: list[str] = []  # sweep-level writes that did not reach MLflow
         self._parent: str | None = None
+        self._parent_call: Pending | None = None
         self._experiment_id: str | None = None
         self._ids = itertools.count()
         self._replies: dict[int, _Reply] = {}
@@ -140,11 +142,34 @@ class TrackingService:
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self._wait(self._send(method, *args, **kwargs))
 
-    def send(self, method: str, *args: Any, **kwargs: Any) -> Callable[[], Any]:
-        """Start ``Tracker.<method>(*args, **kwargs)`` in the tracking process and return at once;
-        calling what this returns waits for the result (or raises the call's error)."""
-        call_id = self._send(method, *args, **kwargs)
-        return lambda: self._wait(call_id)
+    def send(self, method: str, *args: Any, **kwargs: Any) -> Pending:
+        """Start ``Tracker.<method>(*args, **kwargs)`` in the tracking process and return at once."""
+        pending = Pending(self, self._send(method, *args, **kwargs))
+        if method == "start_parent":
+            self._parent_call = pending
+        return pending
+
+    def settle_parent(self, deadline_s: float) -> str | None:
+        """The parent run: known, or sent for creation and answered within ``deadline_s`` s
+        (a sweep stopped before it looked at the answer must still end that run)."""
+        if self._parent is None and self._parent_call is not None:
+            call, self._parent_call = self._parent_call, None
+            with contextlib.suppress(Exception):
+                self._parent = self._wait(call._id, deadline=time.monotonic() + deadline_s)
+        return self._parent
+
+    def _answered(self, call_id: int) -> bool:
+        """Whether call ``call_id`` has its answer (reads what has arrived, never waits)."""
+        while call_id not in self._replies and self._process is not None:
+            try:
+                msg = self._outbox.get_nowait()
+            except queue.Empty:
+                return False
+            if isinstance(msg, _Reply):
+                self._replies[msg.id] = msg
+            elif msg is not None and msg[1] is not None:
+                self.failed.append(msg)
+        return call_id in self._replies
 
     # -------------------------------------------------- Tracker's methods
     @property
@@ -153,6 +178,17 @@ class TrackingService:
         if self._experiment_id is None:
             self._experiment_id = self._wait(self._experiment_call)
         return self._experiment_id
+
+    def check_experiment(self) -> None:
+        """Raise the experiment's error (a deleted experiment, a store that cannot be opened) if the
+        tracking process already answered with one; never waits."""
+        if self._experiment_id is None and self._answered(self._experiment_call):
+            self._experiment_id = self._wait(self._experiment_call)
+
+    def use_parent(self, run_id: str) -> None:
+        """The parent run created through :meth:`send` ("start_parent")."""
+        self._parent = run_id
+        self._parent_call = None
 
     def reachable(self, wait: float = 0.0) -> bool:
         """Whether the tracking server answers (True for a local store), waiting up to ``wait`` s."""
@@ -164,10 +200,6 @@ class TrackingService:
                 return False
             time.sleep(1.0)
         return True
-
-    def start_parent(self, run_name: str, tags: Mapping[str, str]) -> str:
-        self._parent = self._call("start_parent", run_name, dict(tags))
-        return self._parent
 
     @property
     def parent_run_id(self) -> str | None:
@@ -248,6 +280,21 @@ class TrackingService:
         for q in (self._inbox, self._outbox):
             q.cancel_join_thread()
             q.close()
+
+
+class Pending:
+    """A call running in the tracking process."""
+
+    def __init__(self, service: TrackingService, call_id: int) -> None:
+        self._service, self._id = service, call_id
+
+    def ready(self) -> bool:
+        """Whether its answer has arrived (never waits)."""
+        return self._service._answered(self._id)
+
+    def result(self) -> Any:
+        """Its result, once there; raises :class:`RemoteTrackingError` if the call failed."""
+        return self._service._wait(self._id)
 
 
 def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox: Any) -> None:
