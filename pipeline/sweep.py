@@ -97,9 +97,14 @@ def refit_best(
     )
 
 
-def example_rows(plan: DataPlan, passes: BlockPass, n: int = 5) -> Any:
-    """A few rows with the source's column types, for the model's signature (worker side)."""
-    return read_example(plan, passes.integer_columns, n)
+def example_rows(plan: DataPlan, passes: BlockPass, n: int = 5) -> bytes:
+    """A few rows with the source's column types, for the model's signature, as Parquet bytes
+    (worker side): the driver passes them on without importing pandas (0.3 s at its busiest moment)."""
+    import io
+
+    buf = io.BytesIO()
+    read_example(plan, passes.integer_columns, n).to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 # ----------------------------------------------------------- orchestration
@@ -271,17 +276,19 @@ def _close_tracking(tracker: TrackingService, store: TrialStore, status: str) ->
 
 
 class _ParentRun:
-    """The sweep's MLflow parent run, linked to the previous driver's, set up while the first trials run.
+    """The sweep's MLflow parent run, linked to the previous driver's, set up while the trials run.
 
     The tracking process needs 2–3 s from the start to import MLflow and open
     the store, about what the cluster start and a data pass of 10⁶ rows take;
     the trials need nothing from MLflow (their child runs queue up behind the
-    parent run's creation). So the creation is sent and the trials start; once
-    it is answered (looked at after every trial, waited for after the last)
-    the parent is recorded in the study, the runs a dead driver left RUNNING
-    end KILLED, the finished trials MLflow lacks (a killed driver's unwritten
-    child runs) are replayed from the study, and the sweep's params are logged.
-    An error (a deleted experiment) stops the sweep then, within seconds.
+    parent run's creation). So the creation is sent and the trials start
+    (with a tracking *server* they wait for it: see ``_sweep_on_cluster``).
+    Once it is answered (looked at after every trial, never waited for) the
+    parent is recorded in the study and the sweep's params are sent. After
+    the last trial, :meth:`finish` closes what a dead driver left: its runs
+    left RUNNING end KILLED, and the finished trials MLflow lacks (its
+    unwritten child runs) are replayed from the study. An error (a deleted
+    experiment) stops the sweep as soon as it is seen.
     """
 
     def __init__(self, cfg: SweepConfig, store: TrialStore, tracker: TrackingService, echo: Callable[[str], None],
@@ -293,24 +300,43 @@ class _ParentRun:
         if previous:
             run_tags["regsweep.resumed_from"] = previous
         self._created = tracker.send("start_parent", f"sweep-{cfg.search.study_name}", run_tags)
+        self._logged: list[Any] = []
         self.run_id: str | None = None
 
     def poll(self) -> None:
-        """Finish the set-up if the tracking process has created the run (never waits for it)."""
+        """Take the run once the tracking process has created it (never waits for it)."""
         if self.run_id is None and self._created.ready():
-            self.finish()
+            self._take()
 
-    def finish(self) -> str:
-        """Wait for the run if need be, finish the set-up once; returns the run id."""
-        if self.run_id is not None:
-            return self.run_id
+    def _take(self) -> None:
         self.tracker.experiment_id  # noqa: B018 — its own error (a deleted experiment) rather than the run's
         parent = self.run_id = self._created.result()
+        self.tracker.use_parent(parent)
+        self.store.record_parent(parent)
+        self._logged = [self.tracker.send("log_params", parent, self.params),
+                        self.tracker.send("set_tags", parent, self.tags)]
+
+    def wait(self) -> str:
+        """The run id, waiting for it if need be."""
+        if self.run_id is None:
+            self._take()
+        assert self.run_id is not None
+        return self.run_id
+
+    def finish(self) -> None:
+        """Check the params were logged; close what dead drivers left (after the model is logged:
+        the answers wait behind every child run queued before them)."""
+        self.wait()
         tracker, store, study = self.tracker, self.store, self.cfg.search.study_name
-        tracker.use_parent(parent)
-        store.record_parent(parent)
-        # The server may go away from here on (the trials are running): a sweep does not need MLflow
-        # to go on, the study is the record, and the next start (or sync-tracking) does what is missed.
+        # The server may have gone away meanwhile: a sweep does not need MLflow to go on (the study
+        # is the record), and the next start or `regsweep sync-tracking` does what is missed.
+        try:
+            for call in self._logged:
+                call.result()
+        except Exception as e:  # noqa: BLE001
+            if not is_unreachable(e):
+                raise
+            tracker.not_logged.append("the sweep's config params and data fingerprint tag")
         closed: list[str] = []
         replayed = 0
         try:
@@ -322,17 +348,9 @@ class _ParentRun:
             tracker.not_logged.append("ending a stopped driver's runs and replaying its child runs")
         if store.stale or closed or replayed:
             retried = sum(st.retried for st in store.stale)
-            self.echo(f"Resuming study {study!r}: {len(store.stale)} trials of a stopped driver marked FAIL "
+            self.echo(f"Resumed study {study!r}: {len(store.stale)} trials of a stopped driver marked FAIL "
                       f"({retried} queued again), {len(closed)} MLflow runs it left open ended KILLED, "
                       f"{replayed} child runs replayed from the study.")
-        try:
-            tracker.log_params(parent, self.params)
-            tracker.set_tags(parent, self.tags)
-        except Exception as e:  # noqa: BLE001
-            if not is_unreachable(e):
-                raise
-            tracker.not_logged.append("the sweep's config params and data fingerprint tag")
-        return parent
 
 
 def _wait_for_pass(client: Any, future: Any, tracker: TrackingService) -> Any:
@@ -365,6 +383,8 @@ def _sweep_on_cluster(
                            pure=False).result()
     t = timer.lap("data_pass", t)
     slots = _place_fold_models(client, passes, k, plan.n_features, m.fit_intercept, m.standardize)
+    # read by an idle worker while the trials run (its first use of pandas costs ~0.3 s)
+    example_f = client.submit(example_rows, plan, passes, pure=False)
     space = _resolve_space(cfg, bounds)
     echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {k} folds, "
          f"fingerprint {meta['fingerprint']}")
@@ -375,6 +395,11 @@ def _sweep_on_cluster(
     params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": k,
                    "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
     parent_run = _ParentRun(cfg, store, tracker, echo, params, {"regsweep.data_fingerprint": meta["fingerprint"]})
+    if cfg.tracking.uri.startswith(("http://", "https://")):
+        # A server can go away mid-sweep, and child runs need their parent to ride that out: the
+        # trials start once it exists (a REST client starts in well under the cluster's time).
+        # A local store file cannot go away, so the trials need not wait for it.
+        parent_run.wait()
 
     bar = _Progress(cfg.search.n_trials, echo, progress)
     in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
@@ -407,7 +432,7 @@ def _sweep_on_cluster(
                        on_abort=on_abort)
     bar.close()
     t_wait = time.perf_counter()
-    parent = parent_run.finish()
+    parent = parent_run.wait()
     timer.marks["tracking_wait"] = round(time.perf_counter() - t_wait, 4)
     t = timer.lap("trials", t)
     timer.marks["optuna"] = round(store.seconds, 4)
@@ -420,7 +445,9 @@ def _sweep_on_cluster(
                      best.params.get("lambda2", 0.0))
     model = client.submit(refit_best, passes, cand, plan.feature_names, fit_intercept=m.fit_intercept,
                           standardize=m.standardize, tol=m.tol, pure=False).result()
-    example = client.submit(example_rows, plan, passes, pure=False).result()
+    if example_f.status in ("cancelled", "error"):  # lost with its worker: read again
+        example_f = client.submit(example_rows, plan, passes, pure=False)
+    example = example_f.result()
     version_tags = {"regsweep.study": cfg.search.study_name, "regsweep.trial": str(best.number),
                     "regsweep.data_fingerprint": meta["fingerprint"]}
     rows = trial_rows(study)
@@ -444,7 +471,12 @@ def _sweep_on_cluster(
         try:
             tracker.reachable(wait=_OUTAGE_WAIT_S)  # a server being restarted: give it a moment
             t_model = time.perf_counter()
-            model_uri, version = pub.publish(tracker, meanwhile=lambda: drawn.extend(write_plots(rows, model, out)))
+            def draw() -> None:  # while the tracking process logs the model
+                t_plots = time.perf_counter()
+                drawn.extend(write_plots(rows, model, out))
+                timer.marks["plots"] = round(time.perf_counter() - t_plots, 4)
+
+            model_uri, version = pub.publish(tracker, meanwhile=draw)
             timer.marks["log_model"] = round(time.perf_counter() - t_model, 4)
             # an older sweep's results still waiting for the server are superseded: never publish them now
             shutil.rmtree(unpublished_dir(cfg.search.study_name), ignore_errors=True)
@@ -455,6 +487,7 @@ def _sweep_on_cluster(
                 write_plots(rows, model, out)
             where = pub.save(unpublished_dir(cfg.search.study_name))
             tracker.not_logged.append(f"best model, parent params, metrics and plots (saved in {where})")
+    parent_run.finish()
     timer.lap("refit_and_logging", t)
     return {
         "best_params": {"penalty": cand.penalty, "lambda1": cand.lambda1, "lambda2": cand.lambda2},

@@ -103,7 +103,7 @@ class Publication:
     parent_run: str
     registered_model: str | None
     model: FittedModel
-    example: Any  # DataFrame: a few rows with the source's column types
+    example: bytes  # Parquet: a few rows with the source's column types
     version_tags: dict[str, str]
     params: dict[str, Any]
     metrics: dict[str, float | None]
@@ -141,7 +141,7 @@ class Publication:
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
         self.model.save(directory / "model")
-        self.example.to_parquet(directory / "example.parquet", index=False)
+        (directory / "example.parquet").write_bytes(self.example)
         shutil.copytree(self.artifacts, directory / "artifacts")
         meta = {k: getattr(self, k) for k in ("parent_run", "registered_model", "version_tags", "params", "metrics")}
         (directory / "publication.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -149,11 +149,9 @@ class Publication:
 
     @classmethod
     def load(cls, directory: Path) -> Publication:
-        import pandas as pd
-
         meta = json.loads((directory / "publication.json").read_text())
         return cls(model=FittedModel.load(directory / "model"),
-                   example=pd.read_parquet(directory / "example.parquet"),
+                   example=(directory / "example.parquet").read_bytes(),
                    artifacts=directory / "artifacts", **meta)
 
 

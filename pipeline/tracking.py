@@ -382,8 +382,8 @@ class Tracker:
         ``alias=None`` registers without moving any alias and without the
         no-op check below (``regsweep retrain`` decides on ``champion`` itself).
 
-        ``input_example`` is a DataFrame of a few rows as the source holds them
-        (its dtypes become the signature, so the model accepts the data it was
+        ``input_example`` is a DataFrame (or its Parquet bytes) of a few rows as the
+        source holds them (its dtypes become the signature, so the model accepts the data it was
         trained on). If the current ``candidate`` version carries the same
         ``version_tags`` (same study, best trial and data), nothing new is
         logged or registered: re-running a finished sweep is a no-op.
@@ -393,6 +393,10 @@ class Tracker:
         import mlflow
         from mlflow.models import Model, infer_signature
 
+        if isinstance(input_example, bytes):  # Parquet, as a sweep's driver passes it on
+            import pandas as pd
+
+            input_example = pd.read_parquet(io.BytesIO(input_example))
         tags = dict(version_tags or {})
         if registered_model and tags and alias == "candidate":
             current = self._candidate(registered_model)

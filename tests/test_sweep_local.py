@@ -226,7 +226,8 @@ def test_rerunning_a_finished_sweep_asks_nothing_and_registers_nothing_new(sweep
 
 def test_the_driver_never_imports_mlflow(tmp_path):
     """Every MLflow call of a sweep runs in its tracking process (pipeline.tracking_service): the
-    driver itself never imports MLflow (its ~2 s import overlaps the cluster start instead)."""
+    driver itself never imports MLflow (its ~2 s import overlaps the cluster start instead), nor
+    pandas (the model's example rows pass through it as Parquet bytes)."""
     import subprocess
     import sys
 
@@ -237,8 +238,9 @@ def test_the_driver_never_imports_mlflow(tmp_path):
         f"cfg = load_config(None, ['search.n_trials=6', 'search.storage=sqlite:///{tmp_path}/o.db',\n"
         f"                         'tracking.uri=sqlite:///{tmp_path}/m.db', 'cluster.dashboard_address=null'])\n"
         "s = run_sweep(cfg, echo=lambda *_: None, progress=False)\n"
-        "print(s['model_version'], s['n_trials_complete'], s['trials_not_logged'], 'mlflow' in sys.modules)\n"
+        "print(s['model_version'], s['n_trials_complete'], s['trials_not_logged'], 'mlflow' in sys.modules,\n"
+        "      'pandas' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split() == ["1", "6", "[]", "False"]
+    assert out.stdout.split() == ["1", "6", "[]", "False", "False"]
