@@ -42,7 +42,7 @@ def entry() -> None:
     """The ``regsweep`` executable: :func:`main`, then leave without the interpreter's teardown.
 
     When a command returns, everything it owes is written: the study is
-    committed, the MLflow runs are ended, the cluster is closed and the writer
+    committed, the MLflow runs are ended, the cluster is closed and the MLflow
     process has exited. What a normal exit would still do is tear the
     interpreter down (atexit hooks of distributed, MLflow and SQLAlchemy, and
     the collection of ~3000 modules): measured at 1.3 s after a sweep, 10% of
