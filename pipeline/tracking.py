@@ -51,7 +51,8 @@ from .config import TrackingConfig
 from .errors import RegsweepError
 from .model import FittedModel
 
-__all__ = ["ChildRun", "TrackingError", "Tracker", "TrialRecord", "is_unreachable", "preflight"]
+__all__ = ["ChildRun", "ChildRunWriter", "TrackingError", "Tracker", "TrialRecord", "is_unreachable", "preflight",
+           "reachable"]
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +140,7 @@ class Tracker:
         for ``mlflow server`` on a busy machine); the end of a sweep waits for it
         up to :data:`_OUTAGE_S` rather than declaring its results unlogged.
         """
-        if not self.uri.startswith(("http://", "https://")):
-            return True
-        deadline = time.monotonic() + wait
-        while _health_problem(self.uri, 2.0) is not None:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(1.0)
-        return True
+        return reachable(self.uri, wait)
 
     def ensure_experiment(self) -> str:
         """Get or create the experiment by name, exactly once per process; returns its id."""
@@ -437,6 +431,18 @@ class Tracker:
             return self.client.get_model_version_by_alias(name, "candidate")
         except MlflowException:
             return None
+
+
+def reachable(uri: str, wait: float = 0.0) -> bool:
+    """Whether the tracking server at ``uri`` answers (True for a local store), waiting up to ``wait`` s."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    deadline = time.monotonic() + wait
+    while _health_problem(uri, 2.0) is not None:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1.0)
+    return True
 
 
 def preflight(uri: str) -> None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import TrackingConfig
-from .tracking import ChildRunWriter, TrackingError, TrialRecord, _DriverGone, _health_problem, is_unreachable
+from .tracking import ChildRunWriter, TrackingError, TrialRecord, _DriverGone, is_unreachable, reachable
 
 __all__ = ["Pending", "RemoteTrackingError", "TrackingService"]
 
@@ -130,10 +130,7 @@ class TrackingService:
                     raise TrackingError(f"the MLflow process died (exit code {code})") from None
                 continue
             last = time.monotonic()
-            if isinstance(msg, _Reply):
-                self._replies[msg.id] = msg
-            elif msg is not None and msg[1] is not None:
-                self.failed.append(msg)
+            self._file(msg)
         reply = self._replies.pop(call_id)
         if reply.error is not None:
             raise RemoteTrackingError(reply.error, reply.unreachable)
@@ -165,11 +162,15 @@ class TrackingService:
                 msg = self._outbox.get_nowait()
             except queue.Empty:
                 return False
-            if isinstance(msg, _Reply):
-                self._replies[msg.id] = msg
-            elif msg is not None and msg[1] is not None:
-                self.failed.append(msg)
+            self._file(msg)
         return call_id in self._replies
+
+    def _file(self, msg: Any) -> None:
+        """Keep an answer for its caller; note a child run that could not be written."""
+        if isinstance(msg, _Reply):
+            self._replies[msg.id] = msg
+        elif msg is not None and msg[1] is not None:
+            self.failed.append(msg)
 
     # -------------------------------------------------- Tracker's methods
     @property
@@ -192,14 +193,7 @@ class TrackingService:
 
     def reachable(self, wait: float = 0.0) -> bool:
         """Whether the tracking server answers (True for a local store), waiting up to ``wait`` s."""
-        if not self.uri.startswith(("http://", "https://")):
-            return True
-        deadline = time.monotonic() + wait
-        while _health_problem(self.uri, 2.0) is not None:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(1.0)
-        return True
+        return reachable(self.uri, wait)
 
     @property
     def parent_run_id(self) -> str | None:
@@ -266,18 +260,15 @@ class TrackingService:
 
     def abandon_trial_logging(self, grace: float = 1.0) -> None:
         """Stop the tracking process (SIGKILL after ``grace`` s if it does not exit); safe to call twice."""
-        if self._process is None:
-            return
-        try:
-            self._inbox.put(None)
-        except (OSError, ValueError):
-            pass
-        self._process.join(grace)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
-        self._process = None
-        for q in (self._inbox, self._outbox):
+        if self._process is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._inbox.put(None)
+            self._process.join(grace)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+            self._process = None
+        for q in (self._inbox, self._outbox):  # released now, not at a fast exit (cli.entry)
             q.cancel_join_thread()
             q.close()
 
