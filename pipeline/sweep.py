@@ -10,7 +10,7 @@ Order matters for failing early and for never losing results:
    (it also checks every row: bad data stop the sweep here, before any
    MLflow run or Optuna trial exists);
 5. fold problems placed on the workers; search bounds from the statistics;
-   the MLflow parent run is started;
+   the MLflow parent run is asked for (the trials start without waiting for it);
 6. the ask/tell loop, each finished trial told to Optuna and queued to MLflow;
 7. the best trial refit on all data, logged and registered as ``candidate``.
 """
@@ -215,8 +215,8 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
         raise DataError(
             f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
         )
-    # MLflow lives in a process of its own, which imports it and creates the experiment while
-    # the cluster starts; the driver waits for it only before the data pass (TrackingService).
+    # MLflow lives in a process of its own, which imports it and creates the experiment while the
+    # cluster starts and the data pass runs; the trials do not wait for it (TrackingService, _ParentRun).
     tracker = TrackingService(cfg.tracking, cfg.search.study_name)
     status = "FAILED"
     try:
@@ -353,7 +353,7 @@ class _ParentRun:
                       f"{replayed} child runs replayed from the study.")
 
 
-def _wait_for_pass(client: Any, future: Any, tracker: TrackingService) -> Any:
+def _wait_for_pass(future: Any, tracker: TrackingService) -> Any:
     """The data pass's result; meanwhile, an experiment error from the tracking process stops the sweep."""
     while True:
         tracker.check_experiment()
@@ -377,7 +377,7 @@ def _sweep_on_cluster(
     t = timer.lap("cluster_start", t)
 
     passes = _data_pass(client, plan, k, cfg.folds.seed)
-    meta = _wait_for_pass(client, client.submit(pass_summary, passes, plan.feature_names, pure=False), tracker)
+    meta = _wait_for_pass(client.submit(pass_summary, passes, plan.feature_names, pure=False), tracker)
     _check_folds(meta, cfg)
     bounds = client.submit(search_bounds, passes, fit_intercept=m.fit_intercept, standardize=m.standardize,
                            pure=False).result()
