@@ -59,11 +59,12 @@ scikit-learn's ``enet_coordinate_descent_gram``): with ``R2 = yy − 2qᵀβ + �
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 __all__ = ["SolverResult", "enet_duality_gap", "enet_gram"]
 
@@ -409,12 +410,18 @@ def _ratio_step(
     return new_beta, hit, t_star > 0.0, False
 
 
-_POTRF, _POTRS = scipy.linalg.get_lapack_funcs(("potrf", "potrs"), (np.zeros(1),))
+@functools.cache
+def _lapack() -> tuple[Any, Any]:
+    """LAPACK's dpotrf and dpotrs, looked up on first use: scipy.linalg costs 0.25 s to import,
+    and a sweep's driver imports this module without ever solving."""
+    import scipy.linalg
+
+    return tuple(scipy.linalg.get_lapack_funcs(("potrf", "potrs"), (np.zeros(1),)))
 
 
 def _cholesky(H: np.ndarray) -> np.ndarray | None:
     """Lower Cholesky factor of H, or None when H is not numerically positive definite."""
-    L, info = _POTRF(H, lower=1, clean=0, overwrite_a=0)
+    L, info = _lapack()[0](H, lower=1, clean=0, overwrite_a=0)
     if info != 0:
         return None
     pivots = np.abs(np.diag(L))
@@ -424,7 +431,7 @@ def _cholesky(H: np.ndarray) -> np.ndarray | None:
 
 
 def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x, info = _POTRS(L, b, lower=1)
+    x, info = _lapack()[1](L, b, lower=1)
     return x
 
 
@@ -433,6 +440,8 @@ def _singular_direction(H: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, float
     when r has a component in the null space of H, that component as a descent
     ray along which the sign-fixed quadratic decreases linearly (length ∞)."""
     m = H.shape[0]
+    import scipy.linalg
+
     e, V = scipy.linalg.eigh(H, check_finite=False)
     cutoff = m * _EPS * max(float(e[-1]), 0.0)
     positive = e > cutoff

@@ -28,7 +28,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 
 from .active_set import enet_gram
 from .penalties import ElasticNet, lambda1_max
@@ -210,6 +209,8 @@ class GramProblem:
             keep = denom > (factor.rank_cutoff if lambda2 == 0.0 else 0.0)
             return beta, 0.5 * float(vc[keep] ** 2 @ (1.0 / denom[keep]))
         H = self.G + lambda2 * np.eye(self.q.size)
+        import scipy.linalg  # here, not at import: see active_set._lapack
+
         try:
             cho = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
         except np.linalg.LinAlgError:  # λ2 below rounding of a singular G

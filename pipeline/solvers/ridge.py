@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 __all__ = ["RidgeFactor"]
 
@@ -48,6 +47,8 @@ class RidgeFactor:
         p = G.shape[0]
         if p == 0:
             return cls(np.zeros(0), np.zeros((0, 0)), np.zeros(0), 0.0)
+        import scipy.linalg  # here, not at import: see active_set._lapack
+
         e, V = scipy.linalg.eigh(G, check_finite=False)
         e = np.maximum(e, 0.0)
         cutoff = float(e[-1]) * p * np.finfo(np.float64).eps
