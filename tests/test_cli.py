@@ -42,3 +42,18 @@ def test_check_config_prints_the_resolved_config(tmp_path):
     proc = _regsweep("check-config", "c.yaml", "--set", "folds.k=3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "n_trials: 7" in proc.stdout and "k: 3" in proc.stdout and "registered_model: regsweep-model" in proc.stdout
+
+
+def test_a_sweep_exits_0_at_once_and_cleanly(tmp_path):
+    """The executable leaves with os._exit once everything is written (cli.entry): stdout is a pipe
+    here, so its last line is lost unless flushed first; the summary and the registered model are
+    there; and no process it started complains on stderr (resource_tracker, tracebacks)."""
+    import json
+
+    proc = _regsweep("sweep", "--set", "search.n_trials=4", "--set", "cluster.dashboard_address=null",
+                     "--summary-json", "s.json", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "leaked" not in proc.stderr and "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["n_trials_complete"] == 4 and summary["model_version"] == 1
+    assert proc.stdout.rstrip().endswith("Summary: s.json"), proc.stdout[-500:]
