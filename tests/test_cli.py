@@ -45,9 +45,9 @@ def test_check_config_prints_the_resolved_config(tmp_path):
 
 
 def test_a_sweep_exits_0_at_once_and_cleanly(tmp_path):
-    """The executable leaves with os._exit once everything is written (cli.entry): stdout is a pipe
-    here, so its last line is lost unless flushed first; the summary and the registered model are
-    there; and no process it started complains on stderr (resource_tracker, tracebacks)."""
+    """The executable leaves with os._exit once everything is written (cli.entry): exit code 0, its
+    output complete to the last line, the summary and the registered model there, and nothing on
+    stderr from any process it started (resource_tracker warnings, tracebacks)."""
     import json
 
     proc = _regsweep("sweep", "--set", "search.n_trials=4", "--set", "cluster.dashboard_address=null",
