@@ -216,19 +216,8 @@ class Tracker:
         return out
 
     def close_stale_runs(self, study_name: str, lease_of: Any) -> list[str]:
-        """End as KILLED the RUNNING runs of ``study_name`` whose driver is gone; returns their ids.
-
-        ``lease_of(driver)`` gives the last lease renewal of a driver (or None):
-        runs of drivers on other hosts are closed only once their lease expired.
-        """
-        from .ownership import is_stale
-
-        closed = []
-        for run_id, owner in self.running_runs(study_name):
-            if run_id != self._parent and is_stale(owner, lease_of(owner)):
-                self.end_run(run_id, "KILLED")
-                closed.append(run_id)
-        return closed
+        """End as KILLED the RUNNING runs of ``study_name`` whose driver is gone; returns their ids."""
+        return close_stale_runs(self, study_name, lease_of)
 
     def running_runs(self, study_name: str) -> list[tuple[str, str | None]]:
         """``(run id, driver tag)`` of every RUNNING run of ``study_name`` in this experiment."""
@@ -431,6 +420,25 @@ class Tracker:
             return self.client.get_model_version_by_alias(name, "candidate")
         except MlflowException:
             return None
+
+
+def close_stale_runs(tracker: Any, study_name: str, lease_of: Any) -> list[str]:
+    """End as KILLED the RUNNING runs of ``study_name`` whose driver is gone; returns their ids.
+
+    ``tracker``: a :class:`Tracker` or the sweep's
+    :class:`~pipeline.tracking_service.TrackingService` (``running_runs``,
+    ``end_run``, ``parent_run_id``). ``lease_of(driver)`` gives the last lease
+    renewal of a driver (or None): runs of drivers on other hosts are closed
+    only once their lease expired.
+    """
+    from .ownership import is_stale
+
+    closed = []
+    for run_id, owner in tracker.running_runs(study_name):
+        if run_id != tracker.parent_run_id and is_stale(owner, lease_of(owner)):
+            tracker.end_run(run_id, "KILLED")
+            closed.append(run_id)
+    return closed
 
 
 def reachable(uri: str, wait: float = 0.0) -> bool:

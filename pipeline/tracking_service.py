@@ -36,7 +36,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import TrackingConfig
-from .tracking import ChildRunWriter, TrackingError, TrialRecord, _DriverGone, is_unreachable, reachable
+from .tracking import (
+    ChildRunWriter,
+    TrackingError,
+    TrialRecord,
+    _DriverGone,
+    close_stale_runs,
+    is_unreachable,
+    reachable,
+)
 
 __all__ = ["Pending", "RemoteTrackingError", "TrackingService"]
 
@@ -201,14 +209,10 @@ class TrackingService:
 
     def close_stale_runs(self, study_name: str, lease_of: Callable[[str | None], float | None]) -> list[str]:
         """End as KILLED the RUNNING runs of ``study_name`` whose driver is gone (see ``Tracker``)."""
-        from .ownership import is_stale
+        return close_stale_runs(self, study_name, lease_of)
 
-        closed = []
-        for run_id, owner in self._call("running_runs", study_name):
-            if run_id != self._parent and is_stale(owner, lease_of(owner)):
-                self.end_run(run_id, "KILLED")
-                closed.append(run_id)
-        return closed
+    def running_runs(self, study_name: str) -> list[tuple[str, str | None]]:
+        return self._call("running_runs", study_name)
 
     def child_runs(self, study_name: str) -> dict:
         return self._call("child_runs", study_name)

@@ -41,3 +41,46 @@ def test_a_failed_trial_replays_as_a_failed_run_without_metrics() -> None:
     ))
     rec = record_from_trial(study.trials[0])
     assert rec.status == "FAILED" and dict(rec.metrics) == {} and dict(rec.params) == {"penalty": "l1", "lambda1": 0.1}
+
+
+def test_replay_puts_each_trial_under_its_own_drivers_parent_run_and_skips_this_drivers_on_request(tmp_path):
+    """Parent runs are kept once per driver in the study (TrialStore.record_parent); a replayed child
+    run goes under the parent of the driver that ran the trial (or the per-trial attribute of older
+    studies), and ``own=False`` leaves this driver's trials alone (their child runs are queued live)."""
+    import os
+    import socket
+
+    from pipeline.config import load_config
+    from pipeline.ownership import DriverId
+    from pipeline.search import OWNER_ATTR, PARENT_RUN_ATTR, TrialStore
+    from pipeline.sync import replay_missing
+
+    cfg = load_config(None, [f"search.storage=sqlite:///{tmp_path}/o.db", "search.study_name=s"])
+    dead = str(DriverId(socket.gethostname(), os.getpid(), 1))  # this PID with another start time: gone
+    earlier = TrialStore(cfg.search)
+    earlier.driver = DriverId.parse(dead)
+    earlier.record_parent("parent-of-dead")
+    store = TrialStore(cfg.search)
+    store.record_parent("parent-of-this")
+    dist = {"penalty": CategoricalDistribution(["l1"]), "lambda1": FloatDistribution(1e-3, 1.0)}
+    for number, attrs in enumerate([{OWNER_ATTR: dead}, {OWNER_ATTR: dead, PARENT_RUN_ATTR: "legacy-parent"},
+                                    {OWNER_ATTR: str(store.driver)}]):
+        store.study.add_trial(optuna.trial.create_trial(params={"penalty": "l1", "lambda1": 0.1 + number / 10},
+                                                        distributions=dist, value=1.0, system_attrs=attrs))
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.records = []
+
+        def child_runs(self, study_name):
+            return {}
+
+        def log_trial(self, rec):
+            self.records.append(rec)
+
+    others, everyone = Recorder(), Recorder()
+    assert replay_missing(others, store, own=False) == 2
+    assert replay_missing(everyone, store) == 3
+    assert {r.number: r.parent for r in others.records} == {0: "parent-of-dead", 1: "legacy-parent"}
+    assert {r.number: r.parent for r in everyone.records} == {0: "parent-of-dead", 1: "legacy-parent",
+                                                              2: "parent-of-this"}
