@@ -290,3 +290,19 @@ def test_column_notes_against_brute_force():
     assert got["constant_columns"] == const_ref == ["c1", "c3"]
     assert got["duplicate_columns"] == dup_ref == [["c0", "c6"]]
     assert got["notes"][0].startswith("2 constant column(s) ['c1', 'c3']") and len(got["notes"]) == 2
+
+
+def test_a_resumed_study_asked_for_other_penalties_stops_before_the_cluster_and_keeps_its_trials(
+        tmp_path, mlflow_template):
+    _frame().to_csv(tmp_path / "d.csv", index=False)
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    base = ["sweep", "--no-progress", "--set", "data.source=d.csv", "--set", "data.target=y", "--set",
+            "data.features=[a, b, c]", "--set", "cluster.processes=false", "--set", "search.n_trials=3"]
+    assert run_regsweep(base, cwd=tmp_path, timeout=120).returncode == 0
+    proc = run_regsweep([*base, "--set", "search.n_trials=6", "--set", "search.penalties=[l2, l1]"],
+                        cwd=tmp_path, timeout=60)
+    _one_line_error(proc, ["search.penalties", "study 'regsweep'", "['l1', 'l2', 'elasticnet'] (in this order)",
+                           "asks for ['l2', 'l1']", "or choose a new search.study_name"])
+    assert "Dask:" not in proc.stdout  # no cluster was started
+    with sqlite3.connect(tmp_path / "regsweep-optuna.db") as db:
+        assert db.execute("select state, count(*) from trials group by state").fetchall() == [("COMPLETE", 3)]

