@@ -116,7 +116,9 @@ class Tracker:
         self.uri = cfg.uri
         self.driver = driver or str(DriverId.current())
         from .locks import sqlite_setup_lock
+        from .sqlite_wal import wal_for_url
 
+        wal_for_url(cfg.uri)  # 14 → 10 ms per child run on SQLite
         with sqlite_setup_lock(cfg.uri):  # creating the registry store migrates a new SQLite file
             self.client = MlflowClient(tracking_uri=cfg.uri, registry_uri=cfg.uri)
         self.experiment_id: str | None = None
@@ -391,7 +393,7 @@ class Tracker:
             signature = infer_signature(input_example, model.predict(input_example))
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_registry_uri(self.uri)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, _no_installed_package_scan():
             data_dir = model.save(Path(tmp) / "regsweep_model")
             info = Model.log(
                 artifact_path=None,
@@ -670,6 +672,36 @@ def is_unreachable(exc: BaseException) -> bool:
 
 def _quote(value: str) -> str:
     return value.replace("'", "\\'")
+
+
+@contextlib.contextmanager
+def _no_installed_package_scan() -> Any:
+    """Spare ``Model.log`` MLflow's scan of every installed distribution (0.6 s of CPU per process).
+
+    Given explicit ``pip_requirements`` (``regsweep==<this version>``), MLflow
+    still checks that this environment satisfies them, which first maps every
+    module of every installed distribution to its package
+    (``importlib_metadata.packages_distributions``). For the one requirement
+    regsweep writes, the answer is known: this process runs it. While logging,
+    the map MLflow builds lazily is given the one entry it will look up; it is
+    put back as it was afterwards, so that anything else in this process still
+    builds the full map when it needs it. If MLflow renames its cache, this is
+    a no-op and the scan simply runs.
+    """
+    try:
+        from mlflow.utils import requirements_utils as ru
+    except ImportError:  # pragma: no cover - MLflow is a dependency
+        yield
+        return
+    if getattr(ru, "_MODULES_TO_PACKAGES", ...) is not None:  # built already, or no such cache
+        yield
+        return
+    ru._MODULES_TO_PACKAGES = {"pipeline": ["regsweep"]}
+    try:
+        yield
+    finally:
+        ru._MODULES_TO_PACKAGES = None
+        ru._PACKAGES_TO_MODULES = None
 
 
 def _version() -> str:

@@ -1,0 +1,56 @@
+"""The MLflow store regsweep writes to: SQLite in WAL mode, and a logged model without MLflow's package scan."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import sqlalchemy
+
+from pipeline.config import TrackingConfig
+from pipeline.model import FittedModel
+from pipeline.tracking import Tracker
+
+
+def _journal_mode(path) -> str:
+    with sqlite3.connect(path) as db:
+        return db.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def test_the_tracking_store_is_in_wal_mode_and_other_sqlite_files_are_left_alone(tmp_path) -> None:
+    tracker = Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="wal"))
+    tracker.ensure_experiment()
+    other = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/other.db")
+    with other.begin() as con:
+        con.execute(sqlalchemy.text("CREATE TABLE t (x INTEGER)"))
+    other.dispose()
+    assert _journal_mode(tmp_path / "mlflow.db") == "wal"
+    assert _journal_mode(tmp_path / "other.db") == "delete"
+
+
+def test_logging_a_model_does_not_scan_installed_distributions(tmp_path, monkeypatch) -> None:
+    from mlflow.utils import requirements_utils
+
+    scans = []  # MLflow swallows errors in its check: count the calls instead of raising
+    scan = requirements_utils.importlib_metadata.packages_distributions
+    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions",
+                        lambda: scans.append(1) or scan())
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    monkeypatch.setattr(requirements_utils, "_PACKAGES_TO_MODULES", None)
+    tracker = Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="scan"))
+    run_id = tracker.client.create_run(tracker.ensure_experiment()).info.run_id
+    model = FittedModel(np.array([1.0, 0.0, -2.0]), 0.5, "l1", 0.1, 0.0, True, True, np.zeros(3), np.ones(3),
+                        ("a", "b", "c"))
+    example = pd.DataFrame({"a": [1.0, 2.0], "b": [0.0, 1.0], "c": [3.0, -1.0]})
+    uri, _ = tracker.log_model(run_id, model, example, registered_model=None)
+    assert scans == []
+    assert requirements_utils._MODULES_TO_PACKAGES is None  # put back: other code still builds the full map
+
+    import mlflow
+
+    requirements = mlflow.pyfunc.get_model_dependencies(uri)
+    with open(requirements) as f:
+        assert any(line.startswith("regsweep==") for line in f)
+    loaded = mlflow.pyfunc.load_model(uri)
+    np.testing.assert_allclose(loaded.predict(example), example.to_numpy() @ model.coef + 0.5)
