@@ -11,7 +11,10 @@ import numpy as np
 
 from .model import FittedModel
 
-__all__ = ["TrialRow", "format_top_table", "largest_in_magnitude", "trial_rows", "write_plots", "write_trials_csv"]
+__all__ = [
+    "TrialRow", "format_top_table", "largest_in_magnitude", "preload_plotting", "trial_rows", "write_plots",
+    "write_trials_csv",
+]
 
 TrialRow = dict  # number, state, penalty, lambda1, lambda2, cv_mse, cv_mse_se, train_mse, cv_r2, n_nonzero
 
@@ -58,6 +61,23 @@ def format_top_table(rows: Sequence[TrialRow], top: int = 10) -> str:
             f"{r['cv_mse']:>12.6g} {_g(r['cv_mse_se']):>10} {r['train_mse']:>12.6g} {r['n_nonzero']:>6.1f}"
         )
     return "\n".join(lines)
+
+
+def preload_plotting() -> None:
+    """Import matplotlib's Figure and Agg canvas in a background thread (0.3 s), while the caller waits.
+
+    The sweep calls this when its driver starts waiting for the data pass, so
+    that :func:`write_plots` at the end of the sweep, on its critical path,
+    does not pay the import. The import lock makes a concurrent
+    :func:`write_plots` wait for the thread's import rather than repeat it.
+    """
+    import threading
+
+    def load() -> None:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
+    threading.Thread(target=load, name="regsweep-preload-matplotlib", daemon=True).start()
 
 
 def _g(v: float) -> str:

@@ -47,7 +47,7 @@ from .evaluate import (
     search_bounds,
 )
 from .model import FittedModel
-from .report import format_top_table, trial_rows, write_plots, write_trials_csv
+from .report import format_top_table, preload_plotting, trial_rows, write_plots, write_trials_csv
 from .search import FoldSlot, SearchSpace, TrialResult, TrialStore, run_trials
 from .solvers import GramProblem
 from .signals import terminate_as_interrupt
@@ -378,6 +378,7 @@ def _sweep_on_cluster(
     t = timer.lap("cluster_start", t)
 
     passes = _data_pass(client, plan, k, cfg.folds.seed)
+    preload_plotting()  # while the driver waits for the workers
     meta = _wait_for_pass(client.submit(pass_summary, passes, plan.feature_names, pure=False), tracker)
     _check_folds(meta, cfg)
     bounds = client.submit(search_bounds, passes, fit_intercept=m.fit_intercept, standardize=m.standardize,
