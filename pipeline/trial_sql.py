@@ -147,7 +147,7 @@ class TrialWriter:
                 sa.select(sa.func.count(t.c.trial_id)).where(t.c.study_id == self.study_id, t.c.trial_id < trial_id)
             ).scalar_one()
             con.execute(t.update().where(t.c.trial_id == trial_id).values(number=number))
-            if params:
+            if distributions:
                 con.execute(self._params.insert(), [
                     {"trial_id": trial_id, "param_name": name, "distribution_json": distribution_to_json(dist),
                      "param_value": dist.to_internal_repr(params[name])}
