@@ -394,6 +394,8 @@ class _Batch:
     trials: list[PendingTrial]
     scores: dict[int, list[FoldScore]] = field(default_factory=dict)  # fold -> scores
     failed: str | None = None
+    killed_worker: bool = False  # failed because workers died running it (KilledWorker): blame unsure
+    alone: bool = False  # sent with nothing else on the cluster: a worker's death is then its own doing
 
 
 @dataclass(frozen=True)
@@ -431,6 +433,10 @@ def run_trials(
     A batch whose task fails (an exception, or Dask giving up after the task
     killed several workers: ``KilledWorker``) is split and each of its trials
     tried alone once, so one poisoned candidate fails only its own trial.
+    ``KilledWorker`` does not say which task killed the worker: Dask blames
+    every task the dead worker held, queued ones included. So a trial that
+    failed that way is tried once more with nothing else on the cluster, and
+    fails only if it kills a worker there too.
     Dask may run a task twice; results are keyed by (batch, fold) and a trial
     is told exactly once.
 
@@ -441,7 +447,7 @@ def run_trials(
     (not failed). Losing the scheduler itself raises :class:`ClusterError`. If the loop stops early (an error, SIGINT/SIGTERM),
     the trials in flight are marked FAIL and reported to ``on_abort``.
     """
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
 
     done = store.n_complete()
     batch_size = max(1, math.ceil(in_flight / (2 * threads)))
@@ -451,7 +457,7 @@ def run_trials(
     rebuilds = 0  # also the generation of `slots`: futures sent before a rebuild name old slots
     pending: dict[int, _Batch] = {}
     owner: dict[object, tuple[int, int, tuple[int, ...], int]] = {}  # future -> (batch, slot, folds, generation)
-    retry: list[_Batch] = []  # single-trial batches split from a failed batch
+    retry: list[_Batch] = []  # batches to send again: trials split from a failed batch, or cancelled ones
     run = uuid.uuid4().hex[:12]  # unique task keys even with several drivers on one scheduler
     ac = as_completed(loop=client.loop)  # type: ignore[attr-defined]
     asked = 0
@@ -499,14 +505,18 @@ def run_trials(
             load[i] += 1
             ac.add(fut)
 
+    def blocked() -> bool:
+        """Whether nothing may be sent now: a batch runs alone, or one waits for the cluster to empty."""
+        return any(b.alone for b in pending.values()) or (any(b.alone for b in retry) and bool(pending))
+
     try:
         while done < n_trials or pending or retry:  # trials already asked are always finished
-            while retry and len(pending) < max_batches:
+            while retry and len(pending) < max_batches and not blocked():
                 submit(retry[-1])  # registered in `pending` before it leaves `retry`
                 retry.pop()
             if len(pending) < max_batches:  # other drivers may complete trials of this study too (~1 ms)
                 done = max(done, store.n_complete())
-            while len(pending) < max_batches and done + trials_in_flight < n_trials:
+            while len(pending) < max_batches and done + trials_in_flight < n_trials and not blocked() and not retry:
                 submit(_Batch(trials=[]), ask=min(batch_size, n_trials - done - trials_in_flight))
             if not pending:
                 break
@@ -522,19 +532,23 @@ def run_trials(
                 if _cancel_reason(fut) == _CONNECTION_LOST:
                     raise _scheduler_lost(client)
                 del pending[batch_id]
-                retry.append(_Batch(trials=batch.trials))
+                retry.append(_Batch(trials=batch.trials, alone=batch.alone))
                 continue
             if fut.status == "error":
                 exc = fut.exception()
                 batch.failed = f"folds {list(folds)}: {type(exc).__name__}: {exc}"
+                batch.killed_worker = isinstance(exc, KilledWorker)
+                if batch.killed_worker and batch.alone:
+                    batch.failed = f"its task killed the workers that ran it, alone on the cluster ({batch.failed})"
             else:
                 for score in fut.result():
                     batch.scores.setdefault(score.fold, []).append(score)
             fut.release()
             if not batch.failed and len(batch.scores) < k:
                 continue
-            if batch.failed and len(batch.trials) > 1:  # find the culprit: each trial alone, once
-                retry.extend(_Batch(trials=[t]) for t in batch.trials)
+            if batch.failed and (len(batch.trials) > 1 or (batch.killed_worker and not batch.alone)):
+                # find the culprit: each trial alone, once; alone on the cluster if workers died
+                retry.extend(_Batch(trials=[t], alone=batch.killed_worker) for t in batch.trials)
                 del pending[batch_id]
                 continue
             end = time.time()

@@ -80,8 +80,14 @@ def test_sigkill_of_a_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path: Pa
 
 # ------------------------------------------------------------------ 2. a poisoned task
 POISON = textwrap.dedent('''
-    """Worker preload for the tests: scoring trial {trial} kills the worker process, every time."""
+    """Worker preload for the tests: scoring trial {trial} kills the worker process, every time.
+
+    It dies after 0.5 s, so that other trials' tasks are queued on the worker
+    by then: Dask blames those too (KilledWorker), and only the trial that
+    kills a worker while alone on the cluster may fail.
+    """
     import os
+    import time
 
     import pipeline.evaluate as evaluate
 
@@ -89,6 +95,7 @@ POISON = textwrap.dedent('''
 
     def score_folds(models, candidates, tol):
         if any(c.trial == {trial} for c in candidates):
+            time.sleep(0.5)
             os._exit(17)
         return _score_folds(models, candidates, tol)
 
