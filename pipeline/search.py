@@ -218,6 +218,8 @@ class TrialStore:
         # sampler's seed moves with the number of trials already there (still reproducible).
         self.mirror = optuna.create_study(direction="minimize", sampler=_sampler(cfg.seed + len(self.study.trials)))
         self.mirror.add_trials(finished)
+        self._in_mirror = {t._trial_id for t in finished}  # RDB ids the sampler knows, own trials included
+        self._complete_in_mirror = sum(t.state == TrialState.COMPLETE for t in finished)
         for st in self.stale:
             if st.retried:
                 self.mirror.enqueue_trial(st.params, user_attrs={RETRY_OF_ATTR: st.number})
@@ -294,6 +296,26 @@ class TrialStore:
                 {"sid": self._study_id, "state": TrialState.COMPLETE.name},
             ).scalar_one())
 
+    def absorb_completed_elsewhere(self, n_complete: int) -> int:
+        """Give the sampler the trials other drivers completed since; returns how many it got.
+
+        ``n_complete`` is the study's COMPLETE count now (:meth:`n_complete`).
+        While it equals what the sampler knows, as with one driver always,
+        nothing is read; otherwise the new trials are read from the study and
+        added to the mirror, so that several drivers sharing a study learn
+        from each other's results.
+        """
+        from optuna.trial import TrialState
+
+        if n_complete <= self._complete_in_mirror:
+            return 0
+        new = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+               if t._trial_id not in self._in_mirror]
+        self.mirror.add_trials(new)
+        self._in_mirror.update(t._trial_id for t in new)
+        self._complete_in_mirror += len(new)
+        return len(new)
+
     def ask(self, space: SearchSpace) -> PendingTrial:
         """Sample on the mirror, then insert the RUNNING trial into the RDB study."""
         import datetime
@@ -319,6 +341,7 @@ class TrialStore:
             # SELECT of the whole trial (~6 ms) per trial. Fall back to it if the cache is not there.
             cached = getattr(self._storage, "_trial_id_to_study_id_and_number", {}).get(trial_id)
             number = cached[1] if cached else self._storage.get_trial_number_from_id(trial_id)
+        self._in_mirror.add(trial_id)
         self.seconds += time.perf_counter() - t0
         return PendingTrial(mirror, trial_id, Candidate(number, penalty, lam1, lam2), time.time())
 
@@ -340,6 +363,7 @@ class TrialStore:
                 self._storage.set_trial_user_attr(pending.trial_id, key, v)
             self._storage.set_trial_state_values(pending.trial_id, TrialState.COMPLETE, [value])
         self.mirror.tell(pending.mirror, value)
+        self._complete_in_mirror += 1
         self.seconds += time.perf_counter() - t0
 
     def fail(self, pending: PendingTrial, reason: str) -> None:
@@ -516,6 +540,7 @@ def run_trials(
                 retry.pop()
             if len(pending) < max_batches:  # other drivers may complete trials of this study too (~1 ms)
                 done = max(done, store.n_complete())
+                store.absorb_completed_elsewhere(done)
             while len(pending) < max_batches and done + trials_in_flight < n_trials and not blocked() and not retry:
                 submit(_Batch(trials=[]), ask=min(batch_size, n_trials - done - trials_in_flight))
             if not pending:

@@ -96,3 +96,20 @@ def test_the_store_writes_through_the_fast_path_what_optuna_reads(tmp_path) -> N
         assert t.params == pending.mirror.params and t.state == TrialState.COMPLETE
         assert t.system_attrs["regsweep:driver"] == str(store.driver)
     assert [t.value for t in trials] == [1.0, 2.0, 3.0]
+
+
+def test_a_driver_gives_its_sampler_the_trials_another_driver_completes(tmp_path) -> None:
+    cfg = SearchConfig(storage=f"sqlite:///{tmp_path}/s.db", study_name="shared")
+    space = SearchSpace(("l1", "l2", "elasticnet"), (1e-4, 1.0), (1e-4, 1.0))
+    first, second = TrialStore(cfg), TrialStore(cfg)  # two drivers on one study
+    mine = second.ask(space)
+    second.tell(mine, 9.0, {})
+    assert second.absorb_completed_elsewhere(second.n_complete()) == 0  # only its own trial: nothing read
+    theirs = [first.ask(space) for _ in range(4)]
+    for i, pending in enumerate(theirs):
+        first.tell(pending, 1.0 + i, {})
+    assert second.absorb_completed_elsewhere(second.n_complete()) == 4
+    known = sorted((t.value, t.params["penalty"]) for t in second.mirror.trials)
+    assert known == sorted([(9.0, mine.mirror.params["penalty"])]
+                           + [(1.0 + i, p.mirror.params["penalty"]) for i, p in enumerate(theirs)])
+    assert second.absorb_completed_elsewhere(second.n_complete()) == 0  # each trial once
