@@ -515,9 +515,10 @@ def run_child(method: str, spec: dict[str, Any], work: Path, *, timeout: float, 
         measured = res["fit_done_epoch"] - mon["start_epoch"] if "fit_done_epoch" in res else mon["wall_s"]
         startup = measured - res.get("timed_s", measured)
         out["startup_s"] = startup
-        out["wall_s"] = measured if not res.get("extrapolated") else startup + res["inner_s"]
         if "pass_s" in res:
-            out["wall_s"] = res["pass_s"]  # the limit itself: interpreter start-up not counted
+            out["wall_s"] = res["pass_s"]  # the limit itself (extrapolated past max_rows): no start-up counted
+        else:
+            out["wall_s"] = measured if not res.get("extrapolated") else startup + res["inner_s"]
         out["status"] = "ok"
     else:
         tail = (work / f"{method}.log").read_text(errors="replace").strip().splitlines()[-3:]
