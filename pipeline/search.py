@@ -380,17 +380,14 @@ def _check_penalties(trials: Sequence[Any], cfg: SearchConfig) -> None:
     Optuna keeps one categorical distribution per parameter and study: other
     choices, or the same in another order, cannot be asked in the same study.
     """
-    for t in trials:
-        dist = t.distributions.get("penalty")
-        if dist is not None:
-            if list(dist.choices) != list(cfg.penalties):
-                raise ConfigError(
-                    f"search.penalties: study {cfg.study_name!r} (search.storage) was searched over "
-                    f"penalties {list(dist.choices)} (in this order), this config asks for {list(cfg.penalties)}. "
-                    f"Set search.penalties to {list(dist.choices)} to go on with that study, or choose a new "
-                    "search.study_name to start another one."
-                )
-            return
+    dist = next((t.distributions["penalty"] for t in trials if "penalty" in t.distributions), None)
+    if dist is not None and list(dist.choices) != list(cfg.penalties):
+        raise ConfigError(
+            f"search.penalties: study {cfg.study_name!r} (search.storage) was searched over "
+            f"penalties {list(dist.choices)} (in this order), this config asks for {list(cfg.penalties)}. "
+            f"Set search.penalties to {list(dist.choices)} to go on with that study, or choose a new "
+            "search.study_name to start another one."
+        )
 
 
 _MAX_REBUILDS = 5
