@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .config import SweepConfig
 from .errors import RegsweepError
+from .sqlite_wal import sqlite_path
 
 __all__ = ["RetrainLockedError", "advisory_key", "retrain_lock", "sqlite_setup_lock"]
 
@@ -128,11 +129,11 @@ def _file_lock(path: Path, name: str) -> Iterator[str]:
 @contextlib.contextmanager
 def sqlite_setup_lock(url: str) -> Iterator[None]:
     """Hold an exclusive lock next to the SQLite file of ``url`` (no-op for other URLs)."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
+    path = sqlite_path(url)
+    if path is None:
         yield
         return
-    lock_path = Path(url[len(prefix):]).with_name(Path(url[len(prefix):]).name + ".lock")
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
     with open(lock_path, "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

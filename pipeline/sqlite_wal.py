@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["set_wal_pragmas", "wal_for_engine", "wal_for_url"]
+__all__ = ["set_wal_pragmas", "sqlite_path", "wal_for_engine", "wal_for_url"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _files: set[str] = set()  # database files whose new connections get the pragmas (this process)
@@ -66,13 +66,17 @@ def wal_for_url(url: str) -> None:
     _files.add(path)
 
 
-def _file_of(url: str) -> str | None:
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///`` URL as written (relative or absolute); None for other URLs and in-memory."""
     if not url.startswith(_SQLITE_PREFIX):
         return None
     path = url[len(_SQLITE_PREFIX):].split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return os.path.realpath(path)
+    return None if path in ("", ":memory:") else path
+
+
+def _file_of(url: str) -> str | None:
+    path = sqlite_path(url)
+    return None if path is None else os.path.realpath(path)
 
 
 def _on_connect(dbapi_conn: Any, _record: Any) -> None:

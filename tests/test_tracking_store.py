@@ -54,3 +54,12 @@ def test_logging_a_model_does_not_scan_installed_distributions(tmp_path, monkeyp
         assert any(line.startswith("regsweep==") for line in f)
     loaded = mlflow.pyfunc.load_model(uri)
     np.testing.assert_allclose(loaded.predict(example), example.to_numpy() @ model.coef + 0.5)
+
+
+def test_the_file_of_an_sqlite_url_as_the_lock_the_wal_listener_and_the_preflight_read_it() -> None:
+    from pipeline.sqlite_wal import sqlite_path
+
+    assert sqlite_path("sqlite:///mlflow.db") == "mlflow.db"
+    assert sqlite_path("sqlite:////srv/runs/optuna.db?timeout=30") == "/srv/runs/optuna.db"
+    for not_a_file in ("sqlite:///:memory:", "sqlite://", "postgresql+psycopg2://u@h/db", "http://127.0.0.1:5000"):
+        assert sqlite_path(not_a_file) is None
