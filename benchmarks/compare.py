@@ -314,7 +314,8 @@ def child_onepass(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _regsweep_sampler_space(spec: dict[str, Any]) -> tuple[Any, Any]:
-    from pipeline.search import SearchSpace, _sampler
+    from pipeline.search import SearchSpace
+    from pipeline.search.study import _sampler
 
     s = spec["space"]
     return _sampler(SEED), SearchSpace(tuple(s["penalties"]), tuple(s["lambda1"]), tuple(s["lambda2"]))
@@ -355,7 +356,8 @@ def child_optuna_sklearn(spec: dict[str, Any]) -> dict[str, Any]:
     t_load = time.perf_counter() - t0
 
     def objective(trial: Any) -> float:
-        penalty, l1, l2 = space.suggest(trial)
+        cand = space.suggest(trial)
+        penalty, l1, l2 = cand.penalty, cand.lambda1, cand.lambda2
         scores = cross_val_score(_sk_model(penalty, l1, l2, n_train), X, y, cv=cv,
                                  scoring="neg_mean_squared_error", n_jobs=2)
         return float(-scores.mean())

@@ -5,7 +5,7 @@ Run:  python benchmarks/retrain_cache.py [--old-files 8] [--rows-per-file 250000
 
 Writes ``old-files`` files of data plus one new file (same size) to a
 temporary directory, then times the statistics step of ``regsweep retrain``
-(:func:`pipeline.retrain.collect_stats` after fingerprinting every block, as
+(:func:`pipeline.cv.collect_stats` after fingerprinting every block, as
 a retrain does) on an embedded two-worker LocalCluster:
 
 - **no cache**: every block (old and new) is loaded, validated and reduced;
@@ -44,16 +44,15 @@ def _write(directory: Path, i: int, n: int, p: int, fmt: str) -> None:
 
 
 def _stats_once(client, cfg, cache_dir: Path | None) -> tuple[float, float, int]:
-    from pipeline.retrain import collect_stats, retrain_plan
-    from pipeline.statcache import DirCache, block_fingerprint
+    from pipeline.cv import DirCache, block_fingerprints, collect_stats
+    from pipeline.retrain import retrain_plan
 
     t0 = time.perf_counter()
     plan = retrain_plan(cfg)
-    plan_f = client.scatter(plan, broadcast=True, hash=False)
-    fps = client.gather(client.map(block_fingerprint, [plan_f] * len(plan.blocks), plan.blocks, pure=False))
+    fps = block_fingerprints(client, plan)
     t_fp = time.perf_counter() - t0
     cache = DirCache(cache_dir) if cache_dir is not None else None
-    stats = collect_stats(client, plan, fps, cfg, cache, echo=lambda s: None)
+    stats = collect_stats(client, plan, fps, cfg, cache)
     return time.perf_counter() - t0, t_fp, stats.blocks_read
 
 
@@ -67,7 +66,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "retrain_cache.jsonl")
     args = ap.parse_args()
 
-    from pipeline.cluster import open_client
+    from pipeline.cv import open_client
     from pipeline.config import load_config
 
     with tempfile.TemporaryDirectory() as tmp_s:

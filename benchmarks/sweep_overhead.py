@@ -67,9 +67,10 @@ def task_overhead(repeats: int = 200) -> list[dict]:
     """Round trip of a trivial task vs one fold fit of a candidate, on a 2-worker LocalCluster."""
     from distributed import Client, LocalCluster
 
-    from pipeline.evaluate import Candidate, finish_pass, make_fold_model, score_candidates
+    from pipeline.candidate import Candidate
+    from pipeline.cv.fold_models import make_fold_model, score_candidates
+    from pipeline.cv.passes import BlockPass, finish_pass
     from pipeline.folds import block_fold_stats, kfold_folds
-    from pipeline.evaluate import BlockPass
 
     rows = []
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
@@ -115,7 +116,9 @@ def driver_cost(trials: int = 200) -> list[dict]:
             ask.append(time.perf_counter() - t0)
             if len(pending) >= 8:
                 t0 = time.perf_counter()
-                store.tell(pending.pop(0), float(rng.random()), {"cv": {"fold_mse": [1.0] * 5}})
+                done, value = pending.pop(0), float(rng.random())
+                store.record(done, value, {"cv": {"fold_mse": [1.0] * 5}})
+                store.teach(done, value)
                 tell.append(time.perf_counter() - t0)
     return [{"bench": "driver_per_trial", "trials": trials, "ask_ms": 1e3 * statistics.median(ask),
              "tell_ms": 1e3 * statistics.median(tell)}]

@@ -143,7 +143,7 @@ def sync_tracking(config: str | None, overrides: tuple[str, ...], debug: bool) -
     Needs the tracking server and the study's storage, not the cluster or the data.
     """
     from .config import load_config
-    from .sync import sync_tracking as run_sync
+    from .bridge import sync_tracking as run_sync
 
     cfg = _run(debug, lambda: load_config(config, overrides))
     summary = _run(debug, lambda: run_sync(cfg, echo=click.echo))

@@ -40,8 +40,8 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: i
                 & (np.abs(mean[live][:, None] - mean[live][None, :])
                    <= _SAME_RTOL * (np.abs(mean[live])[:, None] + s[:, None])))  # same mean
         for a, b in zip(*np.nonzero(np.triu(same, 1))):
-            duplicates.append((feature_names[live[a]], feature_names[live[b]]))
-    const_names = [feature_names[j] for j in np.flatnonzero(constant)]
+            duplicates.append((feature_names[int(live[a])], feature_names[int(live[b])]))
+    const_names = [feature_names[int(j)] for j in np.flatnonzero(constant)]
     notes = []
     if rows_dropped:
         notes.append(f"{rows_dropped} rows with NaN or inf left out (data.missing: drop); {n} rows used.")

@@ -137,13 +137,15 @@ class BoundsConfig(_Strict):
         return self
 
 
+_ALL_PENALTIES: list[Literal["l1", "l2", "elasticnet"]] = ["l1", "l2", "elasticnet"]
+
+
 class SearchConfig(_Strict):
     """The Optuna study."""
 
     n_trials: int = Field(50, ge=1, description="trials the study must hold COMPLETE at the end")
-    penalties: list[Literal["l1", "l2", "elasticnet"]] = Field(
-        default_factory=lambda: ["l1", "l2", "elasticnet"], min_length=1
-    )
+    penalties: list[Literal["l1", "l2", "elasticnet"]] = Field(default_factory=lambda: _ALL_PENALTIES.copy(),
+                                                               min_length=1)
     seed: int = Field(0, ge=0, description="TPE sampler seed")
     storage: str = Field("sqlite:///regsweep-optuna.db", description="Optuna RDB storage (SQLAlchemy URL)")
     study_name: str = Field("regsweep", min_length=1)
@@ -168,7 +170,7 @@ class SearchConfig(_Strict):
     @field_validator("in_flight")
     @classmethod
     def _in_flight(cls, v: int | str) -> int | str:
-        if v != "auto" and v < 1:
+        if isinstance(v, int) and v < 1:
             raise ValueError(f"must be >= 1 or 'auto', got {v!r}")
         return v
 

@@ -29,11 +29,16 @@ from dataclasses import dataclass
 from importlib import resources
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["BlockData", "BlockSpec", "DataPlan", "load_block", "plan_data", "read_example", "synthetic_coef"]
 
@@ -142,10 +147,10 @@ def _expand(source: str) -> list[str]:
     return [str(p)]
 
 
-def _row_blocks(n_rows: int, block_rows: int, **fixed: object) -> tuple[BlockSpec, ...]:
+def _row_blocks(n_rows: int, block_rows: int, path: str = "") -> tuple[BlockSpec, ...]:
     starts = range(0, n_rows, block_rows)
     return tuple(
-        BlockSpec(index=i, start_row=s, n_rows=min(block_rows, n_rows - s), local_start=s, **fixed)
+        BlockSpec(index=i, start_row=s, n_rows=min(block_rows, n_rows - s), local_start=s, path=path)
         for i, s in enumerate(starts)
     )
 
@@ -255,7 +260,7 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     )
 
 
-def _schema_difference(a, b, path_a: str, path_b: str) -> str:  # a, b: pyarrow.Schema
+def _schema_difference(a: pa.Schema, b: pa.Schema, path_a: str, path_b: str) -> str:
     """The first column that differs between two Parquet schemas, in words."""
     for name in a.names:
         if name not in b.names:
@@ -449,7 +454,7 @@ def _needed_columns(plan: DataPlan) -> list[str]:
     return [*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c is not None)]
 
 
-def _read_frame(plan: DataPlan, spec: BlockSpec):  # -> pandas.DataFrame
+def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
     import pandas as pd
 
     if plan.kind == "parquet":
@@ -480,7 +485,7 @@ def _read_frame(plan: DataPlan, spec: BlockSpec):  # -> pandas.DataFrame
     return frame
 
 
-def _numeric(frame, columns, where: str) -> np.ndarray:  # frame: pandas.DataFrame
+def _numeric(frame: pd.DataFrame, columns: Sequence[str], where: str) -> np.ndarray:
     import pandas as pd
 
     bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
@@ -499,7 +504,8 @@ def pd_is_integer(column: object) -> bool:
     return bool(pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column))
 
 
-def _checked(plan: DataPlan, X, y, w, g, spec: BlockSpec, where: str, integer: tuple[bool, ...] = ()) -> BlockData:
+def _checked(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, g: np.ndarray | None, spec: BlockSpec,
+             where: str, integer: tuple[bool, ...] = ()) -> BlockData:
     """Check one block: finite features/target/weights (or drop those rows) and weights >= 0."""
     kept = None
     bad = ~np.isfinite(X).all(axis=1) | ~np.isfinite(y)
@@ -518,7 +524,8 @@ def _checked(plan: DataPlan, X, y, w, g, spec: BlockSpec, where: str, integer: t
     return BlockData(np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept)
 
 
-def _nonfinite_detail(plan: DataPlan, X, y, w, start_row: int, listed: int = 5) -> str:
+def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, start_row: int,
+                      listed: int = 5) -> str:
     """Which columns hold NaN/inf and at which rows (0-based data rows, header not counted)."""
     names = (*plan.feature_names, plan.target, *(c for c in (plan.weight,) if c))
     cols = [X, y[:, None]] + ([w[:, None]] if w is not None else [])
@@ -532,7 +539,7 @@ def _nonfinite_detail(plan: DataPlan, X, y, w, start_row: int, listed: int = 5) 
     return "NaN or inf in " + "; ".join(parts) + " (rows counted from 0, header excluded)"
 
 
-def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 5):  # -> pandas.DataFrame
+def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 5) -> pd.DataFrame:
     """The first ``n`` rows of the features, typed as the whole source stores them.
 
     ``integer_columns`` (per feature, from the data pass) says which columns

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 from .errors import DataError
 from .model import FittedModel, feature_names_of
 from .solvers import GramProblem, SuffStats, make_penalty
@@ -78,19 +77,4 @@ def fit(
 
     stats = SuffStats.from_block(X_arr, y_arr, w)
     problem = GramProblem.from_stats(stats, fit_intercept=fit_intercept, standardize=standardize)
-    result = problem.solve(pen, tol=tol)
-    return FittedModel(
-        coef=result.coef,
-        intercept=float(result.intercept),
-        penalty=pen.name,
-        lambda1=pen.lambda1,
-        lambda2=pen.lambda2,
-        standardize=standardize,
-        fit_intercept=fit_intercept,
-        x_mean=problem.x_center,
-        x_scale=problem.x_scale,
-        feature_names=names,
-        n_iter=result.n_iter,
-        dual_gap=result.dual_gap,
-        converged=result.converged,
-    )
+    return FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names)

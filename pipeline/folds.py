@@ -33,6 +33,7 @@ __all__ = [
     "assign_units",
     "block_fold_stats",
     "group_keys",
+    "keyed_hash",
     "kfold_folds",
     "merge_units",
     "row_group_folds",
@@ -55,9 +56,9 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def _keyed(seed: int, values: np.ndarray) -> np.ndarray:
+def keyed_hash(seed: int, values: np.ndarray) -> np.ndarray:
     """Hash of ``(seed, value)`` for uint64 values."""
-    key = splitmix64(np.uint64(seed & 0xFFFFFFFFFFFFFFFF))
+    key = splitmix64(np.asarray(seed & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64))
     with np.errstate(over="ignore"):
         return splitmix64(np.asarray(values, dtype=np.uint64) ^ key)
 
@@ -72,7 +73,7 @@ def kfold_folds(start_row: int, n_rows: int, k: int, seed: int) -> np.ndarray:
     run_ids = np.arange(first_run, int(runs[-1]) + 1, dtype=np.uint64)
     # hash (seed, run, slot) for every slot of every run, rank within the run
     slots = (run_ids[:, None] * np.uint64(k)) + np.arange(k, dtype=np.uint64)[None, :]
-    ranks = np.argsort(_keyed(seed, slots), axis=1, kind="stable")
+    ranks = np.argsort(keyed_hash(seed, slots), axis=1, kind="stable")
     return ranks[runs - first_run, rows % k].astype(np.int64)
 
 
@@ -107,7 +108,7 @@ def _key_hash(seed: int, keys: np.ndarray) -> np.ndarray:
         from pandas.util import hash_array
 
         codes = hash_array(keys.astype(object), categorize=False)
-    return _keyed(seed, codes)
+    return keyed_hash(seed, codes)
 
 
 def units_cap(n_features: int, k: int, budget_bytes: int = 64 * 2**20) -> int:

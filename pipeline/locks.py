@@ -35,14 +35,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .config import SweepConfig
-from .errors import RegsweepError
+from .errors import RetrainLockedError
 from .sqlite_wal import sqlite_path
 
-__all__ = ["RetrainLockedError", "advisory_key", "retrain_lock", "sqlite_setup_lock"]
-
-
-class RetrainLockedError(RegsweepError, RuntimeError):
-    """Another retrain of the same registered model is running (exit 1: try again later)."""
+__all__ = ["advisory_key", "retrain_lock", "sqlite_setup_lock"]
 
 
 @contextlib.contextmanager

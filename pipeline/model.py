@@ -15,10 +15,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import DataError
+from .solvers import ElasticNet, FitResult, GramProblem
 
 __all__ = ["FORMAT", "FittedModel"]
 
@@ -63,6 +65,23 @@ class FittedModel:
     dual_gap: float = 0.0
     converged: bool = True
 
+    @classmethod
+    def from_solution(
+        cls, problem: GramProblem, result: FitResult, penalty: ElasticNet, feature_names: Sequence[str] | None
+    ) -> FittedModel:
+        """The model of a solved problem: coefficients on the original scale, the scaling and diagnostics.
+
+        The one place a :class:`FittedModel` is built from a solver result
+        (``pipeline.fit``, the sweep's refit and the retrain's challenger).
+        """
+        return cls(
+            coef=result.coef, intercept=float(result.intercept), penalty=penalty.name, lambda1=penalty.lambda1,
+            lambda2=penalty.lambda2, standardize=problem.standardize, fit_intercept=problem.fit_intercept,
+            x_mean=problem.x_center, x_scale=problem.x_scale,
+            feature_names=tuple(feature_names) if feature_names is not None else None,
+            n_iter=result.n_iter, dual_gap=result.dual_gap, converged=result.converged,
+        )
+
     @property
     def n_features(self) -> int:
         return int(self.coef.shape[0])
@@ -72,7 +91,7 @@ class FittedModel:
         """Number of non-zero coefficients."""
         return int(np.count_nonzero(self.coef))
 
-    def predict(self, X: object) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """``X · coef + intercept``. A DataFrame is matched to ``feature_names`` by column name."""
         if self.feature_names is not None and hasattr(X, "columns"):
             missing = [c for c in self.feature_names if c not in X.columns]

@@ -6,10 +6,13 @@ only ``study.optimize``, so the ask/tell loop must mark them itself. Every
 trial and run a driver opens carries its :class:`DriverId`; a later driver
 treats them as stale when
 
-* the owner ran on this host and its process is gone (checked at once: the
-  PID no longer exists, or now belongs to a process started at another time), or
+* the owner ran on this host, in this PID namespace, and its process is gone
+  (checked at once: the PID no longer exists, or now belongs to a process
+  started at another time), or
 * the owner's lease (a timestamp it renews every :data:`LEASE_RENEW_S` seconds in
-  the study) is older than :data:`LEASE_EXPIRY_S` (owners on other hosts).
+  the study) is older than :data:`LEASE_EXPIRY_S` (owners on other hosts, or in
+  another PID namespace: two containers may share a hostname, and a PID of
+  one means nothing in the other).
 
 A live driver's trials are never touched, so several drivers may share a study.
 """
@@ -44,6 +47,14 @@ def _process_start_ticks(pid: int) -> int | None:
         return None
 
 
+def _pid_namespace() -> int:
+    """The inode of this process's PID namespace (Linux ``/proc/self/ns/pid``), 0 if unknown."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def _pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -56,31 +67,44 @@ def _pid_exists(pid: int) -> bool:
 
 @dataclass(frozen=True)
 class DriverId:
-    """A driver process: ``host/pid/start-ticks`` (start ticks tell a reused PID apart)."""
+    """A driver process: ``host/pid/start-ticks/pid-namespace``.
+
+    Start ticks tell a reused PID apart; the PID namespace (0: unknown, as in
+    ids written before it was recorded, ``host/pid/start``) tells apart two
+    containers that share a hostname.
+    """
 
     host: str
     pid: int
     start: int
+    pidns: int = 0
 
     @classmethod
     def current(cls) -> DriverId:
         pid = os.getpid()
-        return cls(socket.gethostname(), pid, _process_start_ticks(pid) or 0)
+        return cls(socket.gethostname(), pid, _process_start_ticks(pid) or 0, _pid_namespace())
 
     def __str__(self) -> str:
-        return f"{self.host}/{self.pid}/{self.start}"
+        return f"{self.host}/{self.pid}/{self.start}/{self.pidns}"
 
     @classmethod
     def parse(cls, text: str) -> DriverId | None:
+        """The driver of ``text`` (either format), or None if it is not a driver id."""
         try:
+            parts = text.rsplit("/", 3)
+            if len(parts) == 4 and all(p.isdigit() for p in parts[1:]):
+                return cls(parts[0], int(parts[1]), int(parts[2]), int(parts[3]))
             host, pid, start = text.rsplit("/", 2)
             return cls(host, int(pid), int(start))
         except (AttributeError, ValueError):
             return None
 
     def is_alive_here(self) -> bool | None:
-        """True/False if this driver ran on this host; None when it is another host's."""
+        """True/False if this driver ran here (this host and PID namespace); None when it ran elsewhere."""
         if self.host != socket.gethostname():
+            return None
+        here = _pid_namespace()
+        if self.pidns and here and self.pidns != here:
             return None
         if not _pid_exists(self.pid):
             return False

@@ -6,38 +6,22 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .model import FittedModel
 
+if TYPE_CHECKING:
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
+
 __all__ = [
-    "TrialRow", "format_top_table", "largest_in_magnitude", "preload_plotting", "trial_rows", "write_plots",
+    "TrialRow", "format_top_table", "largest_in_magnitude", "preload_plotting", "write_plots",
     "write_trials_csv",
 ]
 
-TrialRow = dict  # number, state, penalty, lambda1, lambda2, cv_mse, cv_mse_se, train_mse, cv_r2, n_nonzero
-
-
-def trial_rows(study: object) -> list[TrialRow]:
-    """One row per trial of the study (any state), from the study itself (the record of truth)."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):  # type: ignore[attr-defined]
-        cv = t.user_attrs.get("cv", {})
-        rows.append({
-            "number": t.number,
-            "state": t.state.name,
-            "penalty": t.params.get("penalty", ""),
-            "lambda1": t.params.get("lambda1", 0.0),
-            "lambda2": t.params.get("lambda2", 0.0),
-            "cv_mse": t.value if t.value is not None else float("nan"),
-            "cv_mse_se": cv.get("cv_mse_se", float("nan")),
-            "train_mse": cv.get("train_mse", float("nan")),
-            "cv_r2": cv.get("cv_r2", float("nan")),
-            "n_nonzero": cv.get("n_nonzero", float("nan")),
-            "fold_mse": " ".join(f"{v:.10g}" for v in cv.get("fold_mse", [])),
-        })
-    return rows
+TrialRow = dict[str, Any]  # number, state, penalty, lambda1, lambda2, cv_mse, cv_mse_se, train_mse, cv_r2, n_nonzero
 
 
 def write_trials_csv(rows: Sequence[TrialRow], path: Path) -> Path:
@@ -195,20 +179,20 @@ def largest_in_magnitude(values: np.ndarray, limit: int) -> np.ndarray:
     return np.sort(np.argsort(-np.abs(values), kind="stable")[:limit])
 
 
-def _plain_log_labels(axis: object) -> None:
+def _plain_log_labels(axis: Axis) -> None:
     """Log-axis tick labels as plain numbers (0.001, 10), minor ones too on a short range, as by
     default: matplotlib's default 10ⁿ labels are mathtext, whose parser costs 0.15 s the first time."""
     from matplotlib.ticker import LogFormatter
 
-    axis.set_major_formatter(LogFormatter())  # type: ignore[attr-defined]
-    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))  # type: ignore[attr-defined]
+    axis.set_major_formatter(LogFormatter())
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
-def _margins(fig: object, *, left: float, bottom: float, top: float = 0.4, right: float = 0.2,
+def _margins(fig: Figure, *, left: float, bottom: float, top: float = 0.4, right: float = 0.2,
              wspace: float | None = None) -> None:
     """Fixed margins in inches (what ``tight_layout`` would find, without laying the text out)."""
-    w, h = fig.get_size_inches()  # type: ignore[attr-defined]
-    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=min(bottom / h, 0.6),  # type: ignore[attr-defined]
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=min(bottom / h, 0.6),
                         top=1 - top / h, wspace=wspace)
 
 
@@ -216,6 +200,6 @@ def _strength(r: TrialRow) -> float:
     return {"l1": r["lambda1"], "l2": r["lambda2"]}.get(r["penalty"], r["lambda1"] + r["lambda2"])
 
 
-def _save(fig: object, path: Path) -> Path:
-    fig.savefig(path, dpi=110)  # type: ignore[attr-defined]
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
     return path

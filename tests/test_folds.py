@@ -36,7 +36,7 @@ def test_kfold_is_not_a_fixed_pattern():
 
 def _group_pass(X, y, w, groups, k, seed, block, cap=None):
     """The data-pass path for group k-fold: per-block group records, merged, then dealt to folds."""
-    from pipeline.evaluate import BlockPass, finish_pass, merge_block_passes
+    from pipeline.cv.passes import BlockPass, finish_pass, merge_block_passes
     from pipeline.folds import unit_stats, units_cap
 
     cap = cap or units_cap(X.shape[1], k)
@@ -117,7 +117,8 @@ def test_a_column_constant_in_the_training_rows_is_dropped_on_the_fold_path():
     """A dummy column that is non-zero only in fold 0's rows is constant (zero) in fold 0's
     training rows. The fold model, built as total − held-out, must treat it exactly as the
     training rows themselves do (coefficient 0), and give the same held-out error."""
-    from pipeline.evaluate import BlockPass, finish_pass, make_fold_model, merge_block_passes
+    from pipeline.cv.fold_models import make_fold_model
+    from pipeline.cv.passes import BlockPass, finish_pass, merge_block_passes
     from pipeline.solvers import GramProblem, make_penalty
 
     rng = np.random.default_rng(0)

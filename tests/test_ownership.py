@@ -52,3 +52,24 @@ def test_driver_ids_round_trip_and_garbage_is_rejected() -> None:
     assert DriverId.parse(str(me)) == me
     for bad in ("", "host", "host/x/1", None):
         assert DriverId.parse(bad) is None  # type: ignore[arg-type]
+
+
+def test_a_driver_in_another_pid_namespace_with_this_hostname_is_judged_by_its_lease() -> None:
+    """Two containers may share a hostname: a PID of one means nothing in the other. A driver in
+    another PID namespace is never declared dead by its PID (even one that does not exist here),
+    only by an expired lease, as a driver on another host."""
+    me = DriverId.current()
+    assert me.pidns, "this test needs /proc/self/ns/pid"
+    elsewhere = DriverId(me.host, _dead_driver().pid, 1, me.pidns + 1)  # that PID is dead *here*
+    assert elsewhere.is_alive_here() is None
+    now = time.time()
+    assert not is_stale(str(elsewhere), lease=now - LEASE_EXPIRY_S / 2, now=now)
+    assert is_stale(str(elsewhere), lease=now - LEASE_EXPIRY_S - 1, now=now)
+    same_namespace = DriverId(me.host, elsewhere.pid, 1, me.pidns)
+    assert is_stale(str(same_namespace), lease=now)  # here its PID is checked, and it is gone
+
+
+def test_ids_written_before_the_pid_namespace_was_recorded_still_parse() -> None:
+    old = DriverId.parse("some-host/4242/99")
+    assert old == DriverId("some-host", 4242, 99, 0)
+    assert DriverId.parse(str(DriverId("h", 1, 2, 3))) == DriverId("h", 1, 2, 3)

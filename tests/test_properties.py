@@ -25,7 +25,7 @@ from pipeline.columns import column_notes
 from pipeline.config import SweepConfig, _ALL_KEYS, load_config
 from pipeline.data import plan_data
 from pipeline.errors import ConfigError, RegsweepError
-from pipeline.evaluate import block_pass, finish_pass, merge_block_passes
+from pipeline.cv.passes import block_pass, finish_pass, merge_block_passes
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

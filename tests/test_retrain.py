@@ -22,10 +22,10 @@ from sklearn.linear_model import ElasticNet, Lasso, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import pipeline.statcache as statcache
+import pipeline.cv.statcache as statcache
 from pipeline.config import load_config
 from pipeline.retrain import retrain_plan, run_retrain
-from pipeline.statcache import heldout_rows
+from pipeline.cv.statcache import heldout_rows
 from pipeline.sweep import run_sweep
 
 P = 5
@@ -117,12 +117,12 @@ def _retrain(world, *extra: str) -> tuple[dict, object]:
 def _model(cfg, version: int):
     from mlflow import MlflowClient
 
-    from pipeline.retrain import _load_version
+    from pipeline.tracking.registry import load_version
     from pipeline.tracking import Tracker
 
     tracker = Tracker(cfg.tracking)
     mv = MlflowClient(cfg.tracking.uri).get_model_version(cfg.tracking.registered_model, str(version))
-    return _load_version(tracker, cfg.tracking.registered_model, mv, None).model, dict(mv.tags)
+    return load_version(tracker.client, tracker.uri, cfg.tracking.registered_model, mv, None).model, dict(mv.tags)
 
 
 def _alias(cfg, alias: str) -> int:

@@ -96,7 +96,7 @@ def _listening(pid: int) -> list[tuple[str, int]]:
 def test_everything_the_embedded_cluster_starts_listens_on_loopback(tmp_path, overrides):
     script = textwrap.dedent(f"""
         import sys
-        from pipeline.cluster import open_client
+        from pipeline.cv import open_client
         from pipeline.config import load_config
         with open_client(load_config(None, {overrides!r}).cluster) as client:
             info = client.scheduler_info()
@@ -128,7 +128,8 @@ def test_everything_the_embedded_cluster_starts_listens_on_loopback(tmp_path, ov
 def test_tls_config_makes_the_local_cluster_speak_tls(tmp_path):
     from distributed import Client
 
-    from pipeline.cluster import ClusterError, open_client
+    from pipeline.cv import open_client
+    from pipeline.errors import ClusterError
 
     tls = make_tls_files(tmp_path)
     cfg = load_config(None, [f"cluster.security.{k}={v}" for k, v in tls.items()]

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.config import DataConfig, HoldoutConfig
 from pipeline.data import plan_data
-from pipeline.statcache import (
+from pipeline.cv.statcache import (
     BlockRecord,
     DirCache,
     block_fingerprint,

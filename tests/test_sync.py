@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from pipeline.evaluate import Candidate
+from pipeline.candidate import Candidate
 from pipeline.search import TrialResult
-from pipeline.sync import record_from_trial
+from pipeline.bridge import record_from_trial
 
 
 def test_a_replayed_child_run_carries_the_live_metrics_params_and_fold_errors() -> None:
@@ -44,7 +44,7 @@ def test_a_failed_trial_replays_as_a_failed_run_without_metrics() -> None:
 
 
 def test_replay_puts_each_trial_under_its_own_drivers_parent_run_and_skips_this_drivers_on_request(tmp_path):
-    """Parent runs are kept once per driver in the study (TrialStore.record_parent); a replayed child
+    """Parent runs are kept once per driver in the study (bridge.record_parent); a replayed child
     run goes under the parent of the driver that ran the trial (or the per-trial attribute of older
     studies), and ``own=False`` leaves this driver's trials alone (their child runs are queued live)."""
     import os
@@ -52,16 +52,17 @@ def test_replay_puts_each_trial_under_its_own_drivers_parent_run_and_skips_this_
 
     from pipeline.config import load_config
     from pipeline.ownership import DriverId
-    from pipeline.search import OWNER_ATTR, PARENT_RUN_ATTR, TrialStore
-    from pipeline.sync import replay_missing
+    from pipeline.bridge import record_parent, replay_missing
+    from pipeline.bridge.study_links import PARENT_RUN_ATTR
+    from pipeline.search import OWNER_ATTR, TrialStore
 
     cfg = load_config(None, [f"search.storage=sqlite:///{tmp_path}/o.db", "search.study_name=s"])
     dead = str(DriverId(socket.gethostname(), os.getpid(), 1))  # this PID with another start time: gone
     earlier = TrialStore(cfg.search)
     earlier.driver = DriverId.parse(dead)
-    earlier.record_parent("parent-of-dead")
+    record_parent(earlier, "parent-of-dead")
     store = TrialStore(cfg.search)
-    store.record_parent("parent-of-this")
+    record_parent(store, "parent-of-this")
     dist = {"penalty": CategoricalDistribution(["l1"]), "lambda1": FloatDistribution(1e-3, 1.0)}
     for number, attrs in enumerate([{OWNER_ATTR: dead}, {OWNER_ATTR: dead, PARENT_RUN_ATTR: "legacy-parent"},
                                     {OWNER_ATTR: str(store.driver)}]):

@@ -12,7 +12,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from pipeline import trial_sql
+from pipeline.search import trial_sql
 from pipeline.config import SearchConfig
 from pipeline.search import SearchSpace, TrialStore
 
@@ -76,7 +76,8 @@ def test_unexpected_optuna_models_make_the_store_fall_back_to_optunas_api(tmp_pa
     store = TrialStore(cfg)
     assert store._writer is None
     pending = store.ask(SearchSpace(("l1", "l2"), (1e-4, 1.0), (1e-4, 1.0)))
-    store.tell(pending, 0.5, {"cv": {"cv_mse_se": 0.01}})
+    store.record(pending, 0.5, {"cv": {"cv_mse_se": 0.01}})
+    store.teach(pending, 0.5)
     trial = optuna.load_study(study_name="fallback", storage=cfg.storage).trials[0]
     assert (trial.number, trial.state, trial.value) == (pending.candidate.trial, TrialState.COMPLETE, 0.5)
     assert trial.user_attrs == {"cv": {"cv_mse_se": 0.01}}
@@ -89,7 +90,8 @@ def test_the_store_writes_through_the_fast_path_what_optuna_reads(tmp_path) -> N
     space = SearchSpace(("l1", "l2", "elasticnet"), (1e-4, 1.0), (1e-4, 1.0))
     asked = [store.ask(space) for _ in range(3)]
     for i, pending in enumerate(asked):
-        store.tell(pending, 1.0 + i, {"cv": {"fold": i}})
+        store.record(pending, 1.0 + i, {"cv": {"fold": i}})
+        store.teach(pending, 1.0 + i)
     trials = optuna.load_study(study_name="store", storage=cfg.storage).trials
     assert [t.number for t in trials] == [p.candidate.trial for p in asked] == [0, 1, 2]
     for t, pending in zip(trials, asked):
@@ -103,11 +105,13 @@ def test_a_driver_gives_its_sampler_the_trials_another_driver_completes(tmp_path
     space = SearchSpace(("l1", "l2", "elasticnet"), (1e-4, 1.0), (1e-4, 1.0))
     first, second = TrialStore(cfg), TrialStore(cfg)  # two drivers on one study
     mine = second.ask(space)
-    second.tell(mine, 9.0, {})
+    second.record(mine, 9.0, {})
+    second.teach(mine, 9.0)
     assert second.absorb_completed_elsewhere(second.n_complete()) == 0  # only its own trial: nothing read
     theirs = [first.ask(space) for _ in range(4)]
     for i, pending in enumerate(theirs):
-        first.tell(pending, 1.0 + i, {})
+        first.record(pending, 1.0 + i, {})
+        first.teach(pending, 1.0 + i)
     assert second.absorb_completed_elsewhere(second.n_complete()) == 4
     known = sorted((t.value, t.params["penalty"]) for t in second.mirror.trials)
     assert known == sorted([(9.0, mine.mirror.params["penalty"])]

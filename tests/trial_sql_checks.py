@@ -18,7 +18,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.search import open_storage
-from pipeline.trial_sql import TrialWriter, trial_writer
+from pipeline.search.trial_sql import TrialWriter, trial_writer
 
 DISTRIBUTIONS = {
     "penalty": CategoricalDistribution(["l1", "l2", "elasticnet"]),

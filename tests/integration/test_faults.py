@@ -89,7 +89,7 @@ POISON = textwrap.dedent('''
     import os
     import time
 
-    import pipeline.evaluate as evaluate
+    import pipeline.cv.fold_models as evaluate
 
     _score_folds = getattr(evaluate.score_folds, "unpoisoned", evaluate.score_folds)  # preloaded twice: wrap once
 
@@ -99,9 +99,9 @@ POISON = textwrap.dedent('''
             os._exit(17)
         return _score_folds(models, candidates, tol)
 
-    score_folds.__module__, score_folds.__qualname__ = "pipeline.evaluate", "score_folds"
+    score_folds.__module__, score_folds.__qualname__ = "pipeline.cv.fold_models", "score_folds"
     score_folds.unpoisoned = _score_folds
-    evaluate.score_folds = score_folds  # what a task naming pipeline.evaluate.score_folds now finds
+    evaluate.score_folds = score_folds  # what a task naming pipeline.cv.fold_models.score_folds now finds
 ''')
 
 

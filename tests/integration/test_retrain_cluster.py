@@ -48,7 +48,7 @@ def test_cluster_config_sweep_and_retrains_on_postgres(tmp_path, dask_cluster, m
 
     from pipeline.data import synthetic_rows
     from pipeline.locks import advisory_key
-    from pipeline.statcache import heldout_rows
+    from pipeline.cv.statcache import heldout_rows
 
     for key, value in _no_proxy({k: os.environ[k] for k in ("NO_PROXY", "no_proxy") if k in os.environ}).items():
         monkeypatch.setenv(key, value)  # this process reads the MLflow server too
@@ -75,12 +75,13 @@ def test_cluster_config_sweep_and_retrains_on_postgres(tmp_path, dask_cluster, m
     assert int(client.get_model_version_by_alias(model, "champion").version) == first["champion_version"]
     # the champion's score is exact: the candidate's coefficients on the held-out rows, recomputed from the rows
     cand = client.get_model_version(model, str(sweep["model_version"]))
-    from pipeline.retrain import _load_version
+    from pipeline.tracking.registry import load_version
     from pipeline.config import load_config
     from pipeline.tracking import Tracker
 
     cfg = load_config(CONFIG, overrides)
-    cand_model = _load_version(Tracker(cfg.tracking), model, cand, None).model
+    tracker = Tracker(cfg.tracking)
+    cand_model = load_version(tracker.client, tracker.uri, model, cand, None).model
     s = cfg.data.synthetic
     X, y = synthetic_rows((s.n_rows, s.n_features, s.n_informative, s.correlation, s.noise, s.seed), 0, N_ROWS)
     held = heldout_rows(0, N_ROWS, cfg.retrain.holdout.fraction, cfg.retrain.holdout.seed)

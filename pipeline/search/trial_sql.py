@@ -45,6 +45,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ._optuna_internals import rdb_models
+
 __all__ = ["TrialWriter", "trial_writer"]
 
 # columns this module writes, per Optuna model
@@ -60,9 +62,8 @@ _COLUMNS = {
 
 def trial_writer(engine: Any, study_id: int) -> TrialWriter | None:
     """A :class:`TrialWriter` for ``study_id`` on ``engine``, or None if Optuna's models are not as expected."""
-    try:
-        from optuna.storages._rdb import models
-    except ImportError:
+    models = rdb_models()
+    if models is None:
         return None
     for name, columns in _COLUMNS.items():
         model = getattr(models, name, None)

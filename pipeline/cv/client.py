@@ -12,18 +12,19 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from .config import ClusterConfig, SecurityConfig
-from .errors import RegsweepError
+from typing import TYPE_CHECKING
 
-__all__ = ["ClusterError", "check_scheduler", "dask_security", "open_client", "total_threads"]
+from ..config import ClusterConfig, SecurityConfig
+from ..errors import ClusterError
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster, Security
+
+__all__ = ["check_scheduler", "dask_security", "open_client", "total_threads"]
 
 _CONNECT_TIMEOUT_S = 10
-_WORKER_PRELOAD = ("pipeline.evaluate", "scipy.linalg")
+_WORKER_PRELOAD = ("pipeline.cv.fold_models", "scipy.linalg")
 _PREFLIGHT_TIMEOUT_S = 5.0
-
-
-class ClusterError(RegsweepError, RuntimeError):
-    """The Dask scheduler cannot be reached or the cluster cannot start."""
 
 
 def check_scheduler(cfg: ClusterConfig) -> None:
@@ -55,7 +56,7 @@ def check_scheduler(cfg: ClusterConfig) -> None:
         ) from None
 
 
-def dask_security(cfg: SecurityConfig | None, *, local_cluster: bool = False) -> object | None:
+def dask_security(cfg: SecurityConfig | None, *, local_cluster: bool = False) -> Security | None:
     """``cluster.security`` as a ``distributed.Security`` (None without TLS).
 
     A LocalCluster started here is one party: its scheduler and workers use
@@ -74,7 +75,7 @@ def dask_security(cfg: SecurityConfig | None, *, local_cluster: bool = False) ->
 
 
 @contextlib.contextmanager
-def open_client(cfg: ClusterConfig) -> Iterator[object]:
+def open_client(cfg: ClusterConfig) -> Iterator[Client]:
     """Yield a connected ``distributed.Client``; close it (and any cluster it started) on exit."""
     import dask
     from distributed import Client, LocalCluster
@@ -84,7 +85,7 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
     # line); the worker's own "Compute Failed" log with the remote traceback would only repeat it.
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    cluster = None
+    cluster: LocalCluster | None = None
     # Worker-side pickling of our fold models is fine; silence the "large graph" chatter only.
     with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GB"}):
         try:
@@ -141,7 +142,7 @@ def open_client(cfg: ClusterConfig) -> Iterator[object]:
                     cluster.close(timeout=5)
 
 
-def _kill_local_workers(cluster: object) -> None:
+def _kill_local_workers(cluster: LocalCluster) -> None:
     """SIGKILL the worker processes of an embedded LocalCluster.
 
     A graceful close of a LocalCluster takes seconds to tens of seconds on a
@@ -159,7 +160,7 @@ def _kill_local_workers(cluster: object) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def total_threads(client: object) -> int:
+def total_threads(client: Client) -> int:
     """Worker threads in the cluster right now (at least 1)."""
-    info = client.scheduler_info()  # type: ignore[attr-defined]
+    info = client.scheduler_info()
     return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))

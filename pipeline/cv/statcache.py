@@ -32,8 +32,9 @@ the few blocks that straddle the cut-off are read again with it
 (:func:`split_record`). Records are stored as ``.npz`` (no pickle).
 
 Stores: :class:`DirCache` (a directory; shared storage when several drivers
-retrain) and :class:`MlflowCache` (artifacts of one MLflow run per registered
-model, in the tracking server's artifact store).
+retrain) and ``pipeline.tracking.MlflowCache`` (artifacts of one MLflow run
+per registered model, in the tracking server's artifact store), both
+satisfying :class:`StatCache`.
 """
 
 from __future__ import annotations
@@ -49,15 +50,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .config import HoldoutConfig
-from .data import BlockSpec, DataPlan, load_block
-from .folds import _keyed, kfold_folds
-from .solvers import SuffStats, merge_all
+from ..config import HoldoutConfig
+from ..data import BlockSpec, DataPlan, load_block
+from ..folds import keyed_hash, kfold_folds
+from ..solvers import SuffStats, merge_all
 
 __all__ = [
     "BlockRecord",
     "DirCache",
-    "MlflowCache",
     "StatCache",
     "block_fingerprint",
     "block_record",
@@ -98,7 +98,7 @@ def block_fingerprint(plan: DataPlan, spec: BlockSpec) -> str:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             part = np.ascontiguousarray(arr[spec.local_start : spec.local_start + spec.n_rows])
             h.update(f"{arr.dtype.str}{arr.shape[1:]}".encode())
-            h.update(memoryview(part).cast("B"))
+            h.update(part.data.cast("B"))
     else:  # pragma: no cover - plan_data knows no other kind
         raise ValueError(f"unknown data kind {plan.kind!r}")
     return h.hexdigest()[:32]
@@ -188,7 +188,7 @@ class BlockRecord:
 def heldout_rows(start_row: int, n_rows: int, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of held-out rows among global rows ``start_row …``: a hash of ``(seed, row)`` below ``fraction``."""
     rows = np.arange(start_row, start_row + n_rows, dtype=np.uint64)
-    u = (_keyed(seed ^ _HOLDOUT_SALT, rows) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    u = (keyed_hash(seed ^ _HOLDOUT_SALT, rows) >> np.uint64(11)).astype(np.float64) * 2.0**-53
     return u < fraction
 
 
@@ -229,8 +229,7 @@ def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdou
     return BlockRecord(tuple(train), heldout, tuple(integer), t_min, t_max)
 
 
-def split_record(record: BlockRecord, plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int,
-                 holdout: HoldoutConfig, cutoff: float) -> tuple[BlockRecord, bool]:
+def split_record(record: BlockRecord, cutoff: float) -> tuple[BlockRecord, bool]:
     """A cached all-training record under a time cut-off; ``(record, needs_reload)``.
 
     A block entirely before the cut-off stays training data, one entirely at or
@@ -256,7 +255,7 @@ def record_to_bytes(record: BlockRecord) -> bytes:
         arrays.update({f"train{i}.{name}": a for name, a in st.to_arrays().items()})
     arrays.update({f"heldout.{name}": a for name, a in record.heldout.to_arrays().items()})
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub fears a key named allow_pickle
     return buf.getvalue()
 
 
@@ -309,42 +308,3 @@ class DirCache:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, self.path / f"{key}.npz")
-
-
-class MlflowCache:
-    """Records as artifacts ``statcache/<key>.npz`` of one MLflow run per registered model.
-
-    The run (tagged ``regsweep.kind=statcache``) lives in the sweep's
-    experiment; its artifacts go wherever the tracking server stores
-    artifacts, so every driver that can reach the server shares the cache.
-    """
-
-    _DIR = "statcache"
-
-    def __init__(self, client: Any, experiment_id: str, registered_model: str) -> None:
-        self.client = client
-        tags = {"regsweep.kind": "statcache", "regsweep.model": registered_model}
-        flt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        runs = client.search_runs([experiment_id], filter_string=flt, max_results=1, order_by=["attributes.start_time ASC"])
-        if runs:
-            self.run_id = runs[0].info.run_id
-        else:
-            run = client.create_run(experiment_id, run_name=f"statcache-{registered_model}", tags=tags)
-            self.run_id = run.info.run_id
-            client.set_terminated(self.run_id, "FINISHED")
-        self.keys = {Path(a.path).stem for a in client.list_artifacts(self.run_id, self._DIR)}
-        self.description = f"MLflow run {self.run_id} (artifacts {self._DIR}/)"
-
-    def get(self, key: str) -> bytes | None:
-        if key not in self.keys:
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            local = self.client.download_artifacts(self.run_id, f"{self._DIR}/{key}.npz", tmp)
-            return Path(local).read_bytes()
-
-    def put(self, key: str, data: bytes) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{key}.npz"
-            path.write_bytes(data)
-            self.client.log_artifact(self.run_id, str(path), self._DIR)
-        self.keys.add(key)

@@ -1,0 +1,215 @@
+"""A sweep's dealings with MLflow, through one object: :class:`SweepTracking`.
+
+Its verbs, in the order a sweep uses them: :meth:`~SweepTracking.open_parent`
+(the parent run, created while the first trials run), :meth:`~SweepTracking.log_result`
+and :meth:`~SweepTracking.log_failure` (child runs, queued),
+:meth:`~SweepTracking.publish` (the model, parameters, metrics and plots, or
+saved for later when the server is away), :meth:`~SweepTracking.settle`
+(what a dead driver left behind), :meth:`~SweepTracking.close` (flush, replay,
+end the parent run).
+
+The tracking process needs 2–3 s from the start to import MLflow and open
+the store, about what the cluster start and a data pass of 10⁶ rows take;
+the trials need nothing from MLflow (their child runs queue up behind the
+parent run's creation). So the creation is sent and the trials start (with a
+tracking *server* they wait for it: a server can go away mid-sweep, and
+child runs need their parent to ride that out). Once it is answered (looked
+at after every trial, never waited for) the parent is recorded in the study
+and the sweep's params are sent. An error (a deleted experiment) stops the
+sweep as soon as it is seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..candidate import Candidate
+from ..config import SweepConfig
+from ..search import TrialResult, TrialStore
+from ..tracking import Pending, Tracking, TrialRecord, close_stale_runs, is_http, is_unreachable
+from .publication import Publication, unpublished_dir
+from .replay import replay_missing
+from .study_links import previous_parent_run, record_parent
+
+__all__ = ["SweepTracking"]
+
+OUTAGE_WAIT_S = 30.0  # at the end of a sweep, how long to wait for a tracking server that is away
+STOP_DEADLINE_S = 4.0  # when stopping (SIGTERM, error): the most spent writing the last child runs
+
+
+class SweepTracking:
+    """The sweep's MLflow: parent run, child runs, publication and close (module docstring)."""
+
+    def __init__(self, cfg: SweepConfig, store: TrialStore, tracking: Tracking, echo: Callable[[str], None]) -> None:
+        self.cfg, self.store, self.tracking, self.echo = cfg, store, tracking, echo
+        self.study = cfg.search.study_name
+        self.run_id: str | None = None
+        self._created: Pending | None = None
+        self._params: dict[str, Any] = {}
+        self._tags: dict[str, str] = {}
+        self._logged: list[Pending] = []
+
+    # ------------------------------------------------------------------ parent run
+    def open_parent(self, params: dict[str, Any], tags: dict[str, str]) -> None:
+        """Ask for the parent run (linked to the previous driver's); with a server, wait for it."""
+        self._params, self._tags = params, tags
+        run_tags = {"regsweep.kind": "sweep", "regsweep.study": self.study}
+        previous = previous_parent_run(self.store)
+        if previous:
+            run_tags["regsweep.resumed_from"] = previous
+        self._created = self.tracking.send("start_parent", f"sweep-{self.study}", run_tags)
+        if is_http(self.cfg.tracking.uri):
+            self.parent()
+
+    def poll(self) -> None:
+        """Take the parent run once the tracking process has created it (never waits for it)."""
+        if self.run_id is None and self._created is not None and self._created.ready():
+            self._take()
+
+    def parent(self) -> str:
+        """The parent run's id, waiting for it if need be."""
+        if self.run_id is None:
+            self._take()
+        assert self.run_id is not None
+        return self.run_id
+
+    def _take(self) -> None:
+        assert self._created is not None, "open_parent() first"
+        _ = self.tracking.experiment_id  # its own error (a deleted experiment) rather than the run's
+        parent = self.run_id = str(self._created.result())
+        self.tracking.use_parent(parent)
+        record_parent(self.store, parent)
+        self._logged = [self.tracking.send("log_params", parent, self._params),
+                        self.tracking.send("set_tags", parent, self._tags)]
+
+    # ------------------------------------------------------------------ child runs
+    def log_result(self, r: TrialResult) -> None:
+        """Queue a completed trial's child run."""
+        self.tracking.log_trial(TrialRecord(
+            number=r.number, params=r.candidate.params(), metrics=r.metrics(),
+            fold_metrics={"fold_mse": r.fold_mse}, start_ms=int(r.start * 1000), end_ms=int(r.end * 1000),
+        ))
+        self.poll()
+
+    def log_failure(self, number: int, cand: Candidate, status: str = "FAILED") -> None:
+        """Queue the child run of a trial that failed (``FAILED``) or was stopped (``KILLED``)."""
+        now = int(time.time() * 1000)
+        self.tracking.log_trial(TrialRecord(number, cand.params(), {}, {}, now, now, status=status))
+
+    # ------------------------------------------------------------------ the end
+    def publish(self, pub: Publication, draw: Callable[[], None]) -> tuple[str | None, int | None]:
+        """Log and register the model; if the server stays away, keep it all on disk for ``sync-tracking``.
+
+        ``draw()`` writes the plots into the publication's artifacts while the
+        model is being logged (or before saving, when it cannot be).
+        """
+        drawn = False
+
+        def meanwhile() -> None:
+            nonlocal drawn
+            draw()
+            drawn = True
+
+        try:
+            self.tracking.reachable(wait=OUTAGE_WAIT_S)  # a server being restarted: give it a moment
+            uri, version = pub.publish(self.tracking, meanwhile=meanwhile)
+        except Exception as e:  # noqa: BLE001 — the study holds the results; keep the rest for later
+            if not is_unreachable(e):
+                raise
+            if not drawn:
+                draw()
+            where = pub.save(unpublished_dir(self.study))
+            self.tracking.not_logged.append(f"best model, parent params, metrics and plots (saved in {where})")
+            return None, None
+        # an older sweep's results still waiting for the server are superseded: never publish them now
+        shutil.rmtree(unpublished_dir(self.study), ignore_errors=True)
+        return uri, version
+
+    def settle(self) -> None:
+        """Check the params were logged; close what dead drivers left (after the model is logged:
+        the answers wait behind every child run queued before them)."""
+        self.parent()
+        # The server may have gone away meanwhile: a sweep does not need MLflow to go on (the study
+        # is the record), and the next start or `regsweep sync-tracking` does what is missed.
+        if not self._unreachable_ok(lambda: [call.result() for call in self._logged]):
+            self.tracking.not_logged.append("the sweep's config params and data fingerprint tag")
+        closed: list[str] = []
+        replayed = 0
+
+        def clean_up() -> None:
+            nonlocal closed, replayed
+            closed = close_stale_runs(self.tracking, self.study, self.store.lease_of)
+            replayed = replay_missing(self.tracking, self.store, own=False)
+
+        if not self._unreachable_ok(clean_up):
+            self.tracking.not_logged.append("ending a stopped driver's runs and replaying its child runs")
+        stale = self.store.stale
+        if stale or closed or replayed:
+            retried = sum(st.retried for st in stale)
+            self.echo(f"Resumed study {self.study!r}: {len(stale)} trials of a stopped driver marked FAIL "
+                      f"({retried} queued again), {len(closed)} MLflow runs it left open ended KILLED, "
+                      f"{replayed} child runs replayed from the study.")
+
+    @staticmethod
+    def _unreachable_ok(step: Callable[[], object]) -> bool:
+        """Run ``step``; False if the server could not be reached (any other error is raised)."""
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001
+            if not is_unreachable(e):
+                raise
+            return False
+        return True
+
+    def close(self, status: str) -> None:
+        """Flush the child runs, replay what an outage dropped if the server is back, end the parent run.
+
+        Stopping (``status`` KILLED) waits at most a few seconds in all; a
+        SIGTERM arriving during a normal drain still ends the parent run, as
+        KILLED. The tracking process is stopped in every case.
+        """
+        stop_by = time.monotonic() + STOP_DEADLINE_S
+        if self.run_id is None and self._created is not None:  # asked for: it must still be ended
+            with contextlib.suppress(Exception):
+                self.run_id = str(self._created.result(STOP_DEADLINE_S / 2))
+        try:
+            if status == "FINISHED":
+                self._drain()
+            else:
+                self.tracking.finish_trial_logging(timeout=3, deadline=STOP_DEADLINE_S)
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self._end_parent(status, stop_by)
+            self.tracking.close()
+
+    def _drain(self) -> None:
+        self.tracking.finish_trial_logging(timeout=OUTAGE_WAIT_S + 10)
+        if self.tracking.failed and self.tracking.reachable(wait=OUTAGE_WAIT_S):
+            self.tracking.failed.clear()  # the server came back: write what it missed now
+            replay_missing(self.tracking, self.store)
+            self.tracking.finish_trial_logging(timeout=OUTAGE_WAIT_S + 10)
+
+    def _end_parent(self, status: str, stop_by: float) -> None:
+        if self.run_id is None:  # stopped before the data pass finished: no run was started
+            return
+        try:  # stopping: within what is left of the deadline (else the next start closes it)
+            self.tracking.end_run(self.run_id, status,
+                                  deadline_s=None if status == "FINISHED" else max(0.5, stop_by - time.monotonic()))
+        except Exception as e:  # noqa: BLE001 — the server may be gone; the next start closes it
+            if status == "FINISHED":
+                self.tracking.not_logged.append(f"parent run status ({type(e).__name__})")
+
+    def outcome(self) -> dict[str, Any]:
+        """What recovery did and what MLflow missed, for the summary."""
+        not_logged = list(self.tracking.not_logged) + [msg for n, msg in self.tracking.failed if n < 0]
+        return {
+            "stale_trials_failed": [st.number for st in self.store.stale],
+            "trials_not_logged": sorted(n for n, _ in self.tracking.failed if n >= 0),
+            "tracking_incomplete": not_logged,
+        }

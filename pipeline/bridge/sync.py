@@ -1,0 +1,54 @@
+"""``regsweep sync-tracking``: bring MLflow in step with the study, the record of truth.
+
+Replays the child runs MLflow lacks, ends the runs dead drivers left open,
+and publishes a sweep's results that waited on disk for the server. Needs the
+tracking server and the study's storage, not the cluster or the data.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from ..config import SweepConfig
+from ..search import TrialStore
+from ..tracking import Tracker, close_stale_runs
+from .publication import Publication, unpublished_dir
+from .replay import replay_missing
+from .study_links import previous_parent_run
+
+__all__ = ["sync_tracking"]
+
+
+def sync_tracking(cfg: SweepConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Replay into MLflow what the study holds and MLflow lacks; publish a waiting publication."""
+    study = cfg.search.study_name
+    tracker = Tracker(cfg.tracking, study_name=study)
+    tracker.preflight()
+    tracker.ensure_experiment()
+    store = TrialStore(cfg.search)
+    parent = previous_parent_run(store)
+    if parent is None or not tracker.run_exists(parent):
+        parent = tracker.start_parent(run_name=f"sweep-{study}", tags={"regsweep.kind": "sweep",
+                                                                       "regsweep.study": study})
+        tracker.end_run(parent, "FINISHED")
+    closed = close_stale_runs(tracker, study, store.lease_of)
+    tracker.use_parent(parent)
+    replayed = replay_missing(tracker, store)
+    summary: dict[str, Any] = {"study_name": study, "parent_run": parent,
+                               "child_runs_replayed": replayed - len(tracker.failed),
+                               "runs_closed": closed, "not_logged": [n for n, _ in tracker.failed]}
+    waiting = unpublished_dir(study)
+    pub = Publication.load(waiting) if (waiting / "publication.json").exists() else None
+    if pub is not None and pub.parent_run != parent:
+        echo(f"sync-tracking: {waiting} holds the results of an older sweep of this study; left unpublished.")
+    elif pub is not None:
+        summary["model_uri"], summary["model_version"] = pub.publish(tracker)
+        tracker.end_run(pub.parent_run, "FINISHED")  # the sweep did finish; only MLflow was away
+        shutil.rmtree(waiting)
+    echo(f"sync-tracking: {summary['child_runs_replayed']} child runs replayed, {len(closed)} stale runs closed"
+         + (f", model version {summary['model_version']} registered" if summary.get("model_version") else ""))
+    if tracker.failed:
+        echo(f"WARNING: still not logged: trials {summary['not_logged']}")
+    return summary

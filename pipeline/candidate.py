@@ -1,0 +1,59 @@
+"""One trial's parameters, and the rule that ties the strengths to the penalty.
+
+The rule, written once: ``l1`` has a λ1 and no λ2, ``l2`` a λ2 and no λ1,
+``elasticnet`` both. It decides what Optuna is asked to suggest, what a trial
+records as parameters (in the study and in MLflow), and how a recorded trial
+becomes a candidate again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .solvers import ElasticNet, make_penalty
+
+__all__ = ["STRENGTHS", "Candidate", "strengths_of"]
+
+STRENGTHS: dict[str, tuple[str, ...]] = {
+    "l1": ("lambda1",),
+    "l2": ("lambda2",),
+    "elasticnet": ("lambda1", "lambda2"),
+}
+
+
+def strengths_of(penalty: str) -> tuple[str, ...]:
+    """The strength parameters penalty ``penalty`` has (``("lambda1",)`` for l1, …)."""
+    try:
+        return STRENGTHS[penalty]
+    except KeyError:
+        raise ValueError(f"`penalty` must be one of {tuple(STRENGTHS)}, got {penalty!r}.") from None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One trial's parameters: its number, the penalty name and the strengths (0 where unused)."""
+
+    trial: int
+    penalty: str
+    lambda1: float = 0.0
+    lambda2: float = 0.0
+
+    def penalty_object(self) -> ElasticNet:
+        """The solver's penalty (checks the rule: an l1 candidate with λ2 > 0 is refused)."""
+        return make_penalty(self.penalty, self.lambda1, self.lambda2)
+
+    def params(self) -> dict[str, Any]:
+        """What a trial records: the penalty, then λ1 and/or λ2, only those the penalty has."""
+        out: dict[str, Any] = {"penalty": self.penalty}
+        for name in strengths_of(self.penalty):
+            out[name] = float(getattr(self, name))
+        return out
+
+    @classmethod
+    def from_params(cls, trial: int, params: Mapping[str, Any]) -> Candidate:
+        """The candidate of recorded parameters (a strength the penalty lacks is 0)."""
+        penalty = str(params["penalty"])
+        values = {name: float(params.get(name, 0.0)) for name in strengths_of(penalty)}
+        return cls(trial, penalty, **values)

@@ -1,0 +1,53 @@
+"""What runs on the Dask cluster, and where: the cross-validation wing.
+
+- :mod:`.client`: connect to a scheduler or start the embedded LocalCluster;
+- :mod:`.passes`: the one data pass (per-block, per-fold statistics, merged in a fixed tree);
+- :mod:`.fold_models`: fold models on the workers and candidate scoring;
+- :mod:`.placement`: where fold models live, rebuilt from their source when lost;
+- :mod:`.refit`: search bounds, the refit on all rows, example rows;
+- :mod:`.statcache` and :mod:`.retrain_pass`: a retrain's cached block statistics;
+- :mod:`.waiting`: waiting for futures without ``result(timeout=…)``.
+
+Imports neither Optuna nor MLflow; distributed is imported where a function
+needs it, so importing this package stays cheap.
+"""
+
+from .client import check_scheduler, open_client, total_threads
+from .fold_models import FoldModel, FoldScore, score_folds
+from .passes import BlockPass, pass_summary, same, submit_data_pass
+from .placement import FoldPlacement, FoldSlot, placement_of_pass
+from .refit import example_rows, pass_bounds, refit, refit_pass, search_bounds
+from .retrain_pass import RetrainStats, block_fingerprints, collect_stats
+from .statcache import DirCache, StatCache, data_fingerprint
+from .waiting import CONNECTION_LOST, cancel_reason, next_ready, wait_done
+
+__all__ = [
+    "CONNECTION_LOST",
+    "BlockPass",
+    "DirCache",
+    "FoldModel",
+    "FoldPlacement",
+    "FoldScore",
+    "FoldSlot",
+    "RetrainStats",
+    "StatCache",
+    "block_fingerprints",
+    "cancel_reason",
+    "check_scheduler",
+    "collect_stats",
+    "data_fingerprint",
+    "example_rows",
+    "next_ready",
+    "open_client",
+    "pass_bounds",
+    "pass_summary",
+    "placement_of_pass",
+    "refit",
+    "refit_pass",
+    "same",
+    "score_folds",
+    "search_bounds",
+    "submit_data_pass",
+    "total_threads",
+    "wait_done",
+]

@@ -1,0 +1,163 @@
+"""The one data pass: every block reduced to per-fold statistics, merged on the workers.
+
+Each block yields one :class:`~pipeline.solvers.SuffStats` per fold (its rows
+in that fold); the per-fold lists are merged in a tree of fixed shape
+(:data:`MERGE_FAN_IN` parts per merge, in block order), so the same data give
+bitwise the same statistics whichever worker finishes first. From the K
+held-out statistics a fold's training statistics are ``total − held-out``.
+
+The task functions are module-level and pure in their inputs (picklable, no
+client, no Optuna, no MLflow): Dask may run them anywhere and twice.
+:func:`submit_data_pass` builds the graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from ..columns import column_notes
+from ..data import BlockSpec, DataPlan, load_block
+from ..errors import DataError
+from ..folds import assign_units, block_fold_stats, kfold_folds, merge_units, unit_stats, units_cap
+from ..solvers import SuffStats, merge_all
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+    from distributed import Client, Future
+
+__all__ = [
+    "MERGE_FAN_IN",
+    "BlockPass",
+    "block_pass",
+    "finish_pass",
+    "merge_block_passes",
+    "pass_summary",
+    "same",
+    "submit_data_pass",
+]
+
+MERGE_FAN_IN = 8
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class BlockPass:
+    """The per-fold statistics of some blocks, and what was seen in them.
+
+    Under group k-fold the pass first keeps per-group records (``units``).
+    :func:`finish_pass` then deals the groups to folds, fills ``fold_stats``,
+    drops the per-group records (they need not travel to the fold models) and
+    computes ``total`` once for everything downstream.
+    """
+
+    fold_stats: tuple[SuffStats, ...]
+    n_blocks: int
+    integer_columns: tuple[bool, ...] = ()  # per feature: integer-typed in every block
+    units: dict[Hashable, SuffStats] | None = None  # group (or hash bucket) -> stats, group k-fold only
+    units_cap: int = 0
+    total: SuffStats | None = None  # all rows, after finish_pass
+    n_groups: int | None = None  # distinct groups (or buckets) under group k-fold, after finish_pass
+    n_dropped: int = 0  # rows left out for NaN/inf under data.missing: drop
+
+    @property
+    def total_stats(self) -> SuffStats:
+        """The statistics of all rows (a finished pass always has them)."""
+        if self.total is None:
+            raise ValueError("this block pass is not finished: call finish_pass first")
+        return self.total
+
+
+def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> BlockPass:
+    """Load one block and reduce it to one statistics record per fold (per group under group k-fold)."""
+    block = load_block(plan, spec)
+    if block.group is not None:
+        cap = units_cap(plan.n_features, k)
+        units = unit_stats(block.X, block.y, block.weight, block.group, cap, fold_seed)
+        return BlockPass((), 1, block.integer_columns, units=units, units_cap=cap, n_dropped=block.n_dropped)
+    # a row's fold depends on its index in the source, so dropping a row moves no other row
+    folds = kfold_folds(block.start_row, spec.n_rows, k, fold_seed)
+    if block.kept is not None:
+        folds = folds[block.kept]
+    stats = block_fold_stats(block.X, block.y, block.weight, folds, k)
+    return BlockPass(tuple(stats), 1, block.integer_columns, n_dropped=block.n_dropped)
+
+
+def merge_block_passes(*parts: BlockPass, fold_seed: int = 0) -> BlockPass:
+    """Merge several block passes fold by fold (or group by group), in the order given."""
+    integer = tuple(all(flags) for flags in zip(*(p.integer_columns for p in parts)))
+    n_blocks = sum(p.n_blocks for p in parts)
+    dropped = sum(p.n_dropped for p in parts)
+    if parts[0].units is not None:
+        cap = parts[0].units_cap
+        units = merge_units([p.units or {} for p in parts], cap, fold_seed)
+        return BlockPass((), n_blocks, integer, units=units, units_cap=cap, n_dropped=dropped)
+    k = len(parts[0].fold_stats)
+    merged = tuple(merge_all(p.fold_stats[i] for p in parts) for i in range(k))
+    return BlockPass(merged, n_blocks, integer, n_dropped=dropped)
+
+
+def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
+    """Complete a merged pass: deal groups to folds (group k-fold) and compute the total once."""
+    n_groups = None
+    fold_stats = passes.fold_stats
+    if passes.units is not None:
+        if not passes.units:  # every row was dropped (the plan refuses files without rows)
+            raise DataError(f"data.missing: drop left no rows: all {passes.n_dropped} rows hold NaN or inf in a "
+                            "feature, the target or the weight; impute the missing values instead.")
+        fold_of = assign_units({key: st.sum_w for key, st in passes.units.items()}, k, fold_seed)
+        p = next(iter(passes.units.values())).n_features
+        fold_stats = tuple(
+            merge_all([st for key, st in passes.units.items() if fold_of[key] == f] or [SuffStats.empty(p)])
+            for f in range(k)
+        )
+        n_groups = len(passes.units)
+    return BlockPass(fold_stats, passes.n_blocks, passes.integer_columns,
+                     total=merge_all(fold_stats), n_groups=n_groups, n_dropped=passes.n_dropped)
+
+
+def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str, Any]:
+    """Row counts per fold, group count, column notes and a content fingerprint of the data (worker side)."""
+    total = passes.total_stats
+    h = hashlib.sha256()
+    for name, arr in sorted(total.to_arrays().items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update("\x1f".join(feature_names).encode())
+    return {
+        "n_rows": total.n_rows,
+        "fold_rows": [s.n_rows for s in passes.fold_stats],
+        "fold_weight": [s.sum_w for s in passes.fold_stats],
+        "n_groups": passes.n_groups,
+        "fingerprint": h.hexdigest()[:16],
+        **column_notes(total, feature_names, passes.n_dropped),
+    }
+
+
+def same(value: _T) -> _T:
+    """The identity, as a task: a value handed to a key Dask can recompute (unlike scattered data)."""
+    return value
+
+
+def submit_data_pass(client: Client, plan: DataPlan, k: int, seed: int) -> Future:
+    """Submit the data pass; returns the future of the finished :class:`BlockPass`.
+
+    The plan is a task, not scattered data: if every worker holding it dies,
+    Dask recomputes it (scattered data has no lineage, and the lost block
+    passes could not be redone). Keys are unique per call, since several
+    drivers may share one scheduler. Merges take :data:`MERGE_FAN_IN`
+    consecutive parts, so the tree (and with it every rounding) is fixed.
+    """
+    run = uuid.uuid4().hex[:12]
+    plan_f = client.submit(same, plan, pure=False, key=f"plan-{run}")
+    futs = [client.submit(block_pass, plan_f, spec, k, seed, pure=False, key=f"block-{spec.index}-{run}")
+            for spec in plan.blocks]
+    while len(futs) > 1:
+        futs = [client.submit(merge_block_passes, *futs[i : i + MERGE_FAN_IN], fold_seed=seed, pure=False)
+                for i in range(0, len(futs), MERGE_FAN_IN)]
+    return client.submit(finish_pass, futs[0], k, seed, pure=False)

@@ -1,0 +1,74 @@
+"""What a sweep or a retrain computes from the total statistics: search bounds, the refit, an example.
+
+Worker-side functions, pure in their inputs. The refit takes statistics and a
+candidate, nothing of how they were obtained: the sweep passes the total of
+its data pass, a retrain the total of its training rows.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..candidate import Candidate
+from ..config import ModelConfig
+from ..data import DataPlan, read_example
+from ..model import FittedModel
+from ..solvers import GramProblem, SuffStats
+from .passes import BlockPass
+
+__all__ = ["example_rows", "pass_bounds", "refit", "refit_pass", "search_bounds"]
+
+
+def refit(total: SuffStats, cand: Candidate, feature_names: Sequence[str], model: ModelConfig) -> FittedModel:
+    """``cand`` fitted on the rows of ``total`` (all of them: no fold is held out)."""
+    problem = GramProblem.from_stats(total, fit_intercept=model.fit_intercept, standardize=model.standardize)
+    penalty = cand.penalty_object()
+    return FittedModel.from_solution(problem, problem.solve(penalty, tol=model.tol), penalty, feature_names)
+
+
+def refit_pass(passes: BlockPass, cand: Candidate, feature_names: Sequence[str], model: ModelConfig) -> FittedModel:
+    """:func:`refit` on a finished data pass (a task: the pass stays on the workers)."""
+    return refit(passes.total_stats, cand, feature_names, model)
+
+
+def search_bounds(total: SuffStats, model: ModelConfig) -> dict[str, float]:
+    """Data-derived λ ranges from the total statistics.
+
+    λ1: ``[1e-4 · λ1_max, λ1_max]`` (λ1_max zeroes every coefficient).
+    λ2: from the spectrum of the standardized Gram, ``[max(e_min, 1e-6 e_max), 10 e_max]``:
+    far below the smallest eigenvalue ridge is least squares, far above the
+    largest it shrinks everything.
+    """
+    problem = GramProblem.from_stats(total, fit_intercept=model.fit_intercept, standardize=model.standardize)
+    e = np.linalg.eigvalsh(problem.G) if problem.G.size else np.zeros(1)
+    e_max = float(max(e[-1], np.finfo(float).tiny))
+    positive = e[e > e_max * e.size * np.finfo(float).eps]
+    e_min = float(positive[0]) if positive.size else e_max
+    lam1_max = problem.lambda1_max
+    return {
+        "lambda1_low": 1e-4 * lam1_max,
+        "lambda1_high": lam1_max,
+        "lambda2_low": max(e_min, 1e-6 * e_max),
+        "lambda2_high": 10.0 * e_max,
+        "lambda1_max": lam1_max,
+        "n_kept": int(problem.kept.sum()),
+    }
+
+
+def pass_bounds(passes: BlockPass, model: ModelConfig) -> dict[str, float]:
+    """:func:`search_bounds` of a finished data pass (a task)."""
+    return search_bounds(passes.total_stats, model)
+
+
+def example_rows(plan: DataPlan, passes: BlockPass, n: int = 5) -> bytes:
+    """A few rows with the source's column types, for the model's signature, as Parquet bytes.
+
+    Runs on a worker: the driver passes the bytes on without importing pandas
+    (0.3 s at its busiest moment).
+    """
+    buf = io.BytesIO()
+    read_example(plan, passes.integer_columns, n).to_parquet(buf, index=False)
+    return buf.getvalue()

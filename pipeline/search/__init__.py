@@ -1,0 +1,36 @@
+"""The Optuna wing: the study, the search space and the ask/tell scheduler.
+
+- :mod:`.study`: the study in RDB storage with an in-memory mirror for the
+  sampler, driver leases and stale trials (:mod:`.trial_sql`: its writes in
+  one SQL transaction each);
+- :mod:`.space`: penalties and λ ranges, resolved from the config and the data;
+- :mod:`.scheduler`: the ask/tell loop over Dask (:mod:`.ordering`: the
+  sampler taught in ask order, so one driver's search is reproducible);
+- :mod:`.results` and :mod:`.rows`: a trial's result, and the study read back.
+
+Imports no MLflow. Optuna itself is imported where a function needs it.
+"""
+
+from .results import TrialResult, summarize_scores
+from .rows import TrialRow, n_complete, trial_rows
+from .scheduler import TrialListener, TrialScheduler
+from .space import SearchSpace, resolve_space
+from .study import OWNER_ATTR, RETRY_OF_ATTR, PendingTrial, StaleTrial, TrialStore, open_storage
+
+__all__ = [
+    "OWNER_ATTR",
+    "RETRY_OF_ATTR",
+    "PendingTrial",
+    "SearchSpace",
+    "StaleTrial",
+    "TrialListener",
+    "TrialResult",
+    "TrialRow",
+    "TrialScheduler",
+    "TrialStore",
+    "n_complete",
+    "open_storage",
+    "resolve_space",
+    "summarize_scores",
+    "trial_rows",
+]

@@ -1,0 +1,51 @@
+"""The search space: penalty names and log-uniform λ ranges, resolved from the config and the data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..candidate import Candidate, strengths_of
+from ..config import SearchConfig
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    from optuna.trial import Trial
+
+__all__ = ["SearchSpace", "resolve_space"]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Penalties and log-uniform λ ranges (resolved: no ``auto`` left)."""
+
+    penalties: tuple[str, ...]
+    lambda1: tuple[float, float]
+    lambda2: tuple[float, float]
+
+    def suggest(self, trial: Trial, number: int = -1) -> Candidate:
+        """Draw one candidate from ``trial``; an l1 trial draws no λ2, an l2 trial no λ1 (conditional space)."""
+        penalty = str(trial.suggest_categorical("penalty", list(self.penalties)))
+        ranges = {"lambda1": self.lambda1, "lambda2": self.lambda2}
+        values = {name: trial.suggest_float(name, *ranges[name], log=True) for name in strengths_of(penalty)}
+        return Candidate(number, penalty, **values)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"penalties": list(self.penalties), "lambda1": list(self.lambda1), "lambda2": list(self.lambda2)}
+
+
+def resolve_space(search: SearchConfig, bounds: Mapping[str, float]) -> SearchSpace:
+    """The configured ranges with every ``auto`` bound taken from ``bounds`` (:func:`pipeline.cv.search_bounds`)."""
+    resolved: dict[str, tuple[float, float]] = {}
+    for name in ("lambda1", "lambda2"):
+        cfg = getattr(search, name)
+        lo = bounds[f"{name}_low"] if cfg.low == "auto" else float(cfg.low)
+        hi = bounds[f"{name}_high"] if cfg.high == "auto" else float(cfg.high)
+        if not (0 < lo < hi):
+            raise DataError(
+                f"search.{name}: the resolved range [{lo:.4g}, {hi:.4g}] is empty (an 'auto' bound comes "
+                "from the data: λ1_max is 0 when the target is constant); set both bounds explicitly."
+            )
+        resolved[name] = (lo, hi)
+    return SearchSpace(tuple(search.penalties), resolved["lambda1"], resolved["lambda2"])

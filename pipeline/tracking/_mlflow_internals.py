@@ -1,0 +1,63 @@
+"""Every place regsweep reads MLflow beyond its public API, with what was missing.
+
+Kept in one module so that a change in MLflow breaks one file; each function
+degrades to "do nothing special" when the private name is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+__all__ = ["drop_inherited_connections", "no_installed_package_scan"]
+
+
+@contextlib.contextmanager
+def no_installed_package_scan() -> Iterator[None]:
+    """Spare ``Model.log`` MLflow's scan of every installed distribution (0.6 s of CPU per process).
+
+    Missing public API: a way to log explicit ``pip_requirements`` without
+    MLflow checking them against the environment. Given
+    ``regsweep==<this version>``, MLflow still maps every module of every
+    installed distribution to its package
+    (``importlib_metadata.packages_distributions``) to check it. For the one
+    requirement regsweep writes, the answer is known: this process runs it.
+    While logging, the map MLflow builds lazily
+    (``requirements_utils._MODULES_TO_PACKAGES``) is given the one entry it
+    will look up, and put back as it was afterwards. If MLflow renames its
+    cache, this is a no-op and the scan simply runs.
+    """
+    try:
+        from mlflow.utils import requirements_utils as ru
+    except ImportError:  # pragma: no cover - MLflow is a dependency
+        yield
+        return
+    if getattr(ru, "_MODULES_TO_PACKAGES", ...) is not None:  # built already, or no such cache
+        yield
+        return
+    setattr(ru, "_MODULES_TO_PACKAGES", {"pipeline": ["regsweep"]})  # noqa: B010 — typed None in MLflow
+    try:
+        yield
+    finally:
+        ru._MODULES_TO_PACKAGES = None
+        ru._PACKAGES_TO_MODULES = None
+
+
+def drop_inherited_connections() -> None:
+    """In a forked child: leave the parent's pooled database connections alone and open new ones.
+
+    Missing public API: MLflow keeps one SQLAlchemy engine per database URI
+    for the whole process (``SqlAlchemyStore._engine_map``) with no way to
+    reset it, so a forked child inherits the parent's pool, whose SQLite or
+    PostgreSQL connections must never be used by two processes.
+    ``dispose(close=False)`` is SQLAlchemy's recipe for a forked child: a fresh
+    pool, the inherited connections dropped without closing them under the
+    parent. (HTTP sessions need nothing: MLflow keys them by PID.) A no-op in
+    a spawned process.
+    """
+    for module, cls in (("mlflow.store.tracking.sqlalchemy_store", "SqlAlchemyStore"),
+                        ("mlflow.store.model_registry.sqlalchemy_store", "SqlAlchemyStore")):
+        engines = getattr(getattr(sys.modules.get(module), cls, None), "_engine_map", {})
+        for engine in list(engines.values()):
+            engine.dispose(close=False)

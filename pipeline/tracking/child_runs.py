@@ -1,0 +1,115 @@
+"""Child runs of trials, written one record at a time, riding out short outages of the server.
+
+Each child run costs three requests (create, one ``log_batch``, terminate). A
+write is retried for :data:`OUTAGE_S` seconds (a server restart); a retry
+first looks for the run it may already have created, so a trial never gets
+two child runs. When the server stays away the writer stops waiting and
+reports what it could not write; the Optuna study is the record of truth and
+``regsweep sync-tracking`` (also run at every sweep start) replays from it
+whatever MLflow is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import DriverGone
+from ..ownership import DriverId
+from .health import health_problem, is_http
+from .records import DRIVER_TAG, TrialRecord, param_str, quote
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["OUTAGE_S", "ChildRunWriter"]
+
+OUTAGE_S = 30.0  # how long one child-run write is retried before the server counts as gone
+_PROBE_EVERY_S = 5.0  # while it is gone: how often the writer checks whether it is back
+
+
+class ChildRunWriter:
+    """Writes child runs one record at a time, riding out short outages and failing fast in long ones.
+
+    A write is retried for :data:`OUTAGE_S` s. Once one failed for a whole
+    outage window, records fail at once while the server stays away, with a
+    ``/health`` probe every :data:`_PROBE_EVERY_S` s. With ``watch_driver``
+    (a helper process writing for a driver) it raises
+    :class:`~pipeline.errors.DriverGone` if the driver dies meanwhile.
+    """
+
+    def __init__(self, client: MlflowClient, uri: str, experiment_id: str, parent: str, study_name: str,
+                 driver: str, *, watch_driver: bool = False) -> None:
+        self.client, self.uri, self.experiment_id = client, uri, experiment_id
+        self.parent, self.study_name, self.driver = parent, study_name, driver
+        parsed = DriverId.parse(driver)
+        self._driver_pid = parsed.pid if (watch_driver and parsed is not None) else None
+        self._gone = False
+        self._last_probe = 0.0
+
+    def write(self, rec: TrialRecord) -> str | None:
+        """Write ``rec``'s child run; None when written, else why not (at most 500 characters)."""
+        if self._gone:  # don't wait out a full outage per record while the server stays away
+            if time.monotonic() - self._last_probe < _PROBE_EVERY_S:
+                return f"MLflow server {self.uri} unreachable"
+            self._last_probe = time.monotonic()
+            if health_problem(self.uri, 2.0):
+                return f"MLflow server {self.uri} unreachable"
+            self._gone = False
+        error = self._write_with_retries(rec)
+        if error is not None:
+            self._gone = is_http(self.uri)
+            self._last_probe = time.monotonic()
+            return error[:500]
+        return None
+
+    def _write_with_retries(self, rec: TrialRecord) -> str | None:
+        """Write one child run, retrying for up to :data:`OUTAGE_S` s; returns the last error or None."""
+        deadline = time.monotonic() + OUTAGE_S
+        attempt = 0
+        run_id = rec.run_id
+        while True:
+            try:
+                if run_id is None and attempt > 0:  # the failed attempt may have created it after all
+                    run_id = self._find(rec.number)
+                if run_id is None:
+                    run_id = self._create(rec)
+                self._fill(run_id, rec)
+                return None
+            except Exception as e:  # noqa: BLE001 — never lose the sweep for a log write
+                error = f"{type(e).__name__}: {e}"
+            attempt += 1
+            pause = min(0.5 * 2 ** (attempt - 1), 4.0)
+            if time.monotonic() + pause > deadline:
+                return error
+            time.sleep(pause)
+            if self._driver_pid is not None and os.getppid() != self._driver_pid:
+                raise DriverGone  # the driver died during the outage: the next one replays this record
+
+    def _find(self, number: int) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`regsweep.study` = '{quote(self.study_name)}' and tags.`regsweep.trial` = '{number}'",
+            max_results=1,
+        )
+        return str(runs[0].info.run_id) if runs else None
+
+    def _create(self, rec: TrialRecord) -> str:
+        tags = {"mlflow.parentRunId": rec.parent or self.parent, "regsweep.trial": str(rec.number),
+                "regsweep.study": self.study_name, "regsweep.kind": "trial", DRIVER_TAG: self.driver}
+        run = self.client.create_run(self.experiment_id, start_time=rec.start_ms, tags=tags,
+                                     run_name=f"trial-{rec.number:04d}")
+        return str(run.info.run_id)
+
+    def _fill(self, run_id: str, rec: TrialRecord) -> None:
+        """Params and metrics in one ``log_batch`` (idempotent: same values again), then the final status."""
+        from mlflow.entities import Metric, Param
+
+        metrics = [Metric(k, float(v), rec.end_ms, 0) for k, v in rec.metrics.items() if math.isfinite(v)]
+        for name, values in rec.fold_metrics.items():
+            metrics += [Metric(name, float(v), rec.end_ms, i) for i, v in enumerate(values) if math.isfinite(v)]
+        params = [Param(k, param_str(v)) for k, v in rec.params.items()]
+        self.client.log_batch(run_id, metrics=metrics, params=params, synchronous=True)
+        self.client.set_terminated(run_id, status=rec.status, end_time=rec.end_ms)

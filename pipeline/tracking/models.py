@@ -1,0 +1,111 @@
+"""regsweep models in MLflow: logged as a pyfunc with a loader module, never pickled.
+
+A model is logged with the *loader module* ``pipeline.tracking`` (its
+``_load_pyfunc``) and a data directory holding ``model.json`` + ``arrays.npz``
+(:meth:`pipeline.model.FittedModel.save`): ``mlflow.pyfunc.load_model`` then
+imports regsweep and reads plain data. Models logged by earlier layouts name
+the same loader module and keep loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..model import FittedModel
+from ._mlflow_internals import no_installed_package_scan
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["LOADER_MODULE", "MODEL_ARTIFACT", "PyfuncModel", "load_pyfunc", "log_model"]
+
+MODEL_ARTIFACT = "model"
+LOADER_MODULE = "pipeline.tracking"
+
+
+def log_model(
+    client: MlflowClient, uri: str, run_id: str, model: FittedModel, input_example: Any,
+    registered_model: str | None, version_tags: Mapping[str, str] | None = None, alias: str | None = "candidate",
+) -> tuple[str, int | None]:
+    """Log ``model`` as a pyfunc on ``run_id`` and register it under ``alias``; returns (model URI, version).
+
+    ``alias=None`` registers without moving any alias and without the no-op
+    check below (``regsweep retrain`` decides on ``champion`` itself).
+    ``input_example`` is a DataFrame (or its Parquet bytes) of a few rows as
+    the source holds them: its dtypes become the signature. If the current
+    ``candidate`` version carries the same ``version_tags`` (same study, best
+    trial and data), nothing new is logged or registered: re-running a
+    finished sweep is a no-op.
+    """
+    import mlflow
+    from mlflow.models import Model, infer_signature
+
+    if isinstance(input_example, bytes):  # Parquet, as a sweep's driver passes it on
+        import pandas as pd
+
+        input_example = pd.read_parquet(io.BytesIO(input_example))
+    tags = dict(version_tags or {})
+    if registered_model and tags and alias == "candidate":
+        current = _alias_version(client, registered_model, alias)
+        if current is not None and all(current.tags.get(k) == v for k, v in tags.items()):
+            return str(current.source), int(current.version)
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values: regsweep rejects those anyway
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(input_example, model.predict(input_example))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with tempfile.TemporaryDirectory() as tmp, no_installed_package_scan():
+        data_dir = model.save(Path(tmp) / "regsweep_model")
+        info = Model.log(
+            artifact_path=None, name=MODEL_ARTIFACT, flavor=mlflow.pyfunc,
+            run_id=run_id,  # not mlflow.start_run(run_id): leaving it would end the parent run
+            loader_module=LOADER_MODULE, data_path=str(data_dir), signature=signature,
+            input_example=input_example, pip_requirements=[f"regsweep=={_version()}"],
+        )
+    version = None
+    if registered_model:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            mv = mlflow.register_model(info.model_uri, registered_model, await_registration_for=30, tags=tags)
+        version = int(mv.version)
+        if alias:
+            client.set_registered_model_alias(registered_model, alias, str(version))
+    return info.model_uri, version
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+class PyfuncModel:
+    """What ``mlflow.pyfunc.load_model`` returns for a regsweep model."""
+
+    def __init__(self, model: FittedModel) -> None:
+        self.model = model
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
+        return self.model.predict(model_input)
+
+
+def load_pyfunc(data_path: str) -> PyfuncModel:
+    """MLflow's loader-module hook: read ``model.json`` + ``arrays.npz`` (no pickle)."""
+    return PyfuncModel(FittedModel.load(data_path))

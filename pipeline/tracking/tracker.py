@@ -1,0 +1,224 @@
+"""MLflow from this process: :class:`Tracker`, a thin, failure-aware wrapper over ``MlflowClient``.
+
+It creates the experiment *once*, before any parallel work (concurrent
+first-time creation on SQLite can corrupt the file or drop runs into the
+Default experiment), then passes ``experiment_id`` around. Every run carries
+the tag ``regsweep.driver`` (:mod:`pipeline.ownership`): the next start closes
+the RUNNING runs of dead drivers as KILLED. A sweep's driver uses it through
+:class:`~pipeline.tracking.TrackingService`, which runs one in a helper
+process; ``sync-tracking`` and ``retrain`` use it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import TrackingConfig
+from ..errors import TrackingError
+from ..locks import sqlite_setup_lock
+from ..model import FittedModel
+from ..ownership import DriverId
+from ..sqlite_wal import wal_for_url
+from .child_runs import ChildRunWriter
+from .health import preflight, reachable
+from .models import log_model
+from .protocol import Done, Pending
+from .records import DRIVER_TAG, ChildRun, TrialRecord, param_str, quote
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+__all__ = ["Tracker", "quiet_mlflow"]
+
+
+def quiet_mlflow() -> None:
+    """Fail fast instead of MLflow's default minutes of retries; regsweep's preflight names the URI."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Tracker:
+    """MLflow in this process; satisfies :class:`~pipeline.tracking.Tracking`.
+
+    ``study_name`` tags the child runs it writes; ``driver`` is the regsweep
+    process the runs belong to (default: this one), as
+    :class:`~pipeline.ownership.DriverId` text, set when MLflow is driven from
+    a helper process. Child runs are written at once, in this process.
+    """
+
+    def __init__(self, cfg: TrackingConfig, study_name: str = "", driver: str | None = None) -> None:
+        quiet_mlflow()
+        from mlflow import MlflowClient
+
+        quiet_mlflow()  # mlflow configures its own loggers on import
+        self.cfg, self.uri, self.study_name = cfg, cfg.uri, study_name
+        self.driver = driver or str(DriverId.current())
+        wal_for_url(cfg.uri)  # 14 → 10 ms per child run on SQLite
+        with sqlite_setup_lock(cfg.uri):  # creating the registry store migrates a new SQLite file
+            self.client = MlflowClient(tracking_uri=cfg.uri, registry_uri=cfg.uri)
+        self._experiment_id: str | None = None
+        self._parent: str | None = None
+        self._writer: ChildRunWriter | None = None
+        self.failed: list[tuple[int, str]] = []
+        self.not_logged: list[str] = []
+
+    # ------------------------------------------------------------ experiment
+    def preflight(self) -> None:
+        """Fail within seconds, naming the URI, if the tracking store is unreachable."""
+        preflight(self.uri)
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id, got or created on first use."""
+        if self._experiment_id is None:
+            with sqlite_setup_lock(self.uri):
+                self._experiment_id = self._get_or_create_experiment()
+        return self._experiment_id
+
+    def ensure_experiment(self) -> str:
+        """Get or create the experiment now; returns its id."""
+        return self.experiment_id
+
+    def check_experiment(self) -> None:
+        """Nothing to check: in this process an experiment error is raised where it happens."""
+
+    def _get_or_create_experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = self.cfg.experiment
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            try:
+                return str(self.client.create_experiment(name))
+            except MlflowException:  # another driver created it first
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        if exp.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"MLflow experiment {name!r} is deleted; restore it or choose another tracking.experiment."
+            )
+        return str(exp.experiment_id)
+
+    # ------------------------------------------------------------ runs
+    def send(self, method: str, *args: Any, **kwargs: Any) -> Pending:
+        """Run ``<method>(*args, **kwargs)`` now; its outcome as a finished :class:`Pending`."""
+        try:
+            return Done(getattr(self, method)(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 — raised again by result(), as the tracking process does
+            return Done(error=e)
+
+    def start_parent(self, run_name: str, tags: Mapping[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={DRIVER_TAG: self.driver, **tags})
+        self.use_parent(str(run.info.run_id))
+        return str(run.info.run_id)
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self._parent
+
+    def use_parent(self, run_id: str) -> None:
+        self._parent = run_id
+        self._writer = None
+
+    def reachable(self, wait: float = 0.0) -> bool:
+        return reachable(self.uri, wait)
+
+    def run_exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return True
+
+    def _search(self, filter_string: str) -> list[Run]:
+        """Every run of the experiment matching ``filter_string`` (all pages)."""
+        from mlflow.entities import ViewType
+
+        runs: list[Run] = []
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string, ViewType.ACTIVE_ONLY,
+                                           max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def child_runs(self, study_name: str) -> dict[int, ChildRun]:
+        out: dict[int, ChildRun] = {}
+        for run in self._search(f"tags.`regsweep.study` = '{quote(study_name)}' and tags.`regsweep.kind` = 'trial'"):
+            number = run.data.tags.get("regsweep.trial")
+            if number is not None and number.lstrip("-").isdigit():
+                out.setdefault(int(number), ChildRun(run.info.run_id, run.info.status))
+        return out
+
+    def running_runs(self, study_name: str) -> list[tuple[str, str | None]]:
+        query = f"tags.`regsweep.study` = '{quote(study_name)}' and attributes.status = 'RUNNING'"
+        return [(run.info.run_id, run.data.tags.get(DRIVER_TAG)) for run in self._search(query)]
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, param_str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100], synchronous=True)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        import math
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(v)]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i : i + 1000], synchronous=True)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+
+    def log_artifacts(self, run_id: str, directory: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(directory), artifact_path)
+
+    def log_model(self, run_id: str, model: FittedModel, input_example: Any, registered_model: str | None,
+                  version_tags: Mapping[str, str] | None = None,
+                  alias: str | None = "candidate") -> tuple[str, int | None]:
+        return log_model(self.client, self.uri, run_id, model, input_example, registered_model, version_tags, alias)
+
+    def end_run(self, run_id: str, status: str = "FINISHED", deadline_s: float | None = None) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # ------------------------------------------------------------ child runs
+    def write_trial(self, record: TrialRecord, *, watch_driver: bool = False) -> str | None:
+        """Write one child run now; None when written, else why not."""
+        if self._parent is None:
+            return "no MLflow parent run to log under"
+        if self._writer is None:
+            self._writer = ChildRunWriter(self.client, self.uri, self.experiment_id, self._parent,
+                                          self.study_name, self.driver, watch_driver=watch_driver)
+        return self._writer.write(record)
+
+    def log_trial(self, record: TrialRecord) -> None:
+        if not self.cfg.log_trials:
+            return
+        error = self.write_trial(record)
+        if error is not None:
+            self.failed.append((record.number, error))
+
+    def finish_trial_logging(self, timeout: float = 300.0, deadline: float | None = None) -> None:
+        """Nothing queued: child runs are written when logged."""
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,200 @@
+"""The ask/tell scheduler on its own, against an in-process Dask cluster (TCP between its parts).
+
+Beyond the integration fault suite (real processes killed): a poisoned
+candidate, a task whose error cannot reach the driver, a lost worker, a
+resweep's statistics surviving the worker that held them, the sampler taught
+in ask order (reproducible), and waiting on futures without the
+``result(timeout=…)`` race.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from pipeline.candidate import Candidate
+from pipeline.config import ModelConfig, SearchConfig
+from pipeline.cv import FoldModel, FoldScore, placement_of_pass, score_folds, search_bounds, wait_done
+from pipeline.cv.passes import BlockPass, finish_pass
+from pipeline.folds import block_fold_stats, kfold_folds
+from pipeline.search import SearchSpace, TrialResult, TrialScheduler, TrialStore, resolve_space
+
+K = 5
+
+
+@pytest.fixture()
+def cluster() -> Iterator[tuple[object, object]]:
+    from distributed import Client, LocalCluster
+
+    # in-process workers, but TCP between client, scheduler and workers: messages are pickled as on a cluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=None) as lc, Client(lc, set_as_default=False) as client:
+        yield lc, client
+
+
+@pytest.fixture(scope="module")
+def passes(diabetes) -> BlockPass:
+    X, y = diabetes
+    folds = kfold_folds(0, len(y), K, 0)
+    return finish_pass(BlockPass(tuple(block_fold_stats(X, y, None, folds, K)), 1), K, 0)
+
+
+class Recorder:
+    """A :class:`~pipeline.search.TrialListener` that keeps what it hears."""
+
+    def __init__(self) -> None:
+        self.results: list[TrialResult] = []
+        self.failures: dict[int, str] = {}
+        self.aborted: list[int] = []
+
+    def on_result(self, result: TrialResult) -> None:
+        self.results.append(result)
+
+    def on_failure(self, number: int, candidate: Candidate, reason: str) -> None:
+        self.failures[number] = reason
+
+    def on_abort(self, number: int, candidate: Candidate, reason: str) -> None:
+        self.aborted.append(number)
+
+
+def _scheduler(client, tmp_path, passes, n_trials, listener, *, name="s", **kw) -> TrialScheduler:
+    model = ModelConfig()
+    store = TrialStore(SearchConfig(storage=f"sqlite:///{tmp_path}/{name}.db", study_name=name, seed=3))
+    space = resolve_space(store_cfg := SearchConfig(), search_bounds(passes.total_stats, model))
+    assert store_cfg.penalties == ["l1", "l2", "elasticnet"]
+    placement = placement_of_pass(client, passes, K, passes.total_stats.n_features, model)
+    return TrialScheduler(client, store, placement, space, n_trials, listener, in_flight=8, threads=2,
+                          tol=model.tol, **kw)
+
+
+def _states(sched: TrialScheduler) -> dict[int, str]:
+    return {t.number: t.state.name for t in sched.store.study.get_trials(deepcopy=False)}
+
+
+def poisoned_at(trial: int):
+    def score(models: Sequence[FoldModel], cands: Sequence[Candidate], tol: float) -> list[FoldScore]:
+        if any(c.trial == trial for c in cands):
+            raise ValueError(f"poisoned candidate {trial}")
+        return score_folds(models, cands, tol)
+
+    return score
+
+
+def test_a_poisoned_candidate_fails_only_its_own_trial(cluster, tmp_path, passes) -> None:
+    _, client = cluster
+    rec = Recorder()
+    sched = _scheduler(client, tmp_path, passes, 12, rec, score=poisoned_at(3))
+    asked = sched.run()
+    states = _states(sched)
+    assert asked == 13 and [n for n, s in states.items() if s == "FAIL"] == [3]
+    assert sum(s == "COMPLETE" for s in states.values()) == 12
+    assert list(rec.failures) == [3] and "poisoned candidate 3" in rec.failures[3]
+    assert sorted(r.number for r in rec.results) == [n for n, s in states.items() if s == "COMPLETE"]
+
+
+def _recurse(n: int) -> int:
+    return _recurse(n + 1)
+
+
+def recursion_at(trial: int):
+    def score(models: Sequence[FoldModel], cands: Sequence[Candidate], tol: float) -> list[FoldScore]:
+        if any(c.trial == trial for c in cands):
+            _recurse(0)  # RecursionError: its traceback cannot be pickled, the client never hears of it
+        return score_folds(models, cands, tol)
+
+    return score
+
+
+def test_an_error_that_cannot_reach_the_driver_fails_its_trial_after_the_watchdog(cluster, tmp_path, passes):
+    """distributed marks such a task erred on the scheduler, but the client's future stays pending
+    forever: without the watchdog the loop would wait for ever."""
+    _, client = cluster
+    rec = Recorder()
+    sched = _scheduler(client, tmp_path, passes, 6, rec, score=recursion_at(2), watch_s=1.0)
+    t0 = time.monotonic()
+    sched.run()
+    assert time.monotonic() - t0 < 60
+    states = _states(sched)
+    assert states[2] == "FAIL" and sum(s == "COMPLETE" for s in states.values()) == 6
+    assert "no error reached the driver" in rec.failures[2]
+    reason = sched.store.study.trials[2].system_attrs["fail_reason"]
+    assert "RecursionError" in reason and "worker's log" in reason
+
+
+def test_a_lost_worker_loses_no_trial(cluster, tmp_path, passes) -> None:
+    lc, client = cluster
+    rec = Recorder()
+    sched = _scheduler(client, tmp_path, passes, 16, rec)
+
+    class KillOnFourth(Recorder):
+        def on_result(self, result: TrialResult) -> None:
+            rec.on_result(result)
+            if len(rec.results) == 4:  # mid-sweep: one of the two workers goes, with its fold models
+                worker = next(iter(lc.workers.values()))
+                client.sync(worker.close)
+
+    sched.listener = KillOnFourth()
+    sched.run()
+    states = _states(sched)
+    assert list(states.values()).count("COMPLETE") == 16 and "FAIL" not in states.values()
+    assert len(client.scheduler_info()["workers"]) == 1
+    assert len({r.number for r in rec.results}) == 16  # each trial recorded once
+
+
+def test_a_resweeps_statistics_survive_the_worker_that_held_them(cluster, passes) -> None:
+    """The retrain's training statistics go to the cluster as a task's input (lineage), not
+    scattered: when the worker holding them dies, the fold models are recomputed elsewhere."""
+    lc, client = cluster
+    placement = placement_of_pass(client, passes, K, passes.total_stats.n_features, ModelConfig())
+    wait_done(placement.passes)
+    holder = next(iter(client.who_has(placement.passes)[placement.passes.key]))
+    worker = next(w for w in lc.workers.values() if w.address == holder)
+    client.sync(worker.close)
+    models = [wait_done(slot.models) for slot in placement.slots]
+    assert all(len(m) == K for m in models) and not placement.lost()
+    # the same statistics scattered instead: gone with the worker that held them
+    scattered = client.scatter(passes, broadcast=False)
+    wait_done(scattered)
+    holder = next(iter(client.who_has(scattered)[scattered.key]))
+    client.sync(next(w for w in lc.workers.values() if w.address == holder).close)
+    deadline = time.monotonic() + 10
+    while scattered.status != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scattered.status == "cancelled"  # "lose scattered data, which can't be recovered"
+
+
+def test_the_sampler_is_taught_in_ask_order_so_one_driver_is_reproducible(tmp_path, passes) -> None:
+    """Two runs of the same search on fresh studies ask bitwise the same parameters, whatever order
+    the workers answer in; here one run's tasks are slowed at random to shuffle that order."""
+    from distributed import Client, LocalCluster
+
+    def jittered(models, cands, tol):
+        time.sleep(float(np.random.default_rng().uniform(0, 0.05)))
+        return score_folds(models, cands, tol)
+
+    runs = []
+    for i, score in enumerate((score_folds, jittered)):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://",
+                          host="127.0.0.1", dashboard_address=None) as lc, Client(lc, set_as_default=False) as client:
+            sched = _scheduler(client, tmp_path, passes, 40, Recorder(), name=f"r{i}", score=score)
+            sched.run()
+            runs.append(sorted(sched.store.study.get_trials(deepcopy=False), key=lambda t: t.number))
+    first, second = runs
+    assert [t.params for t in first] == [t.params for t in second]
+    np.testing.assert_allclose([t.value for t in first], [t.value for t in second], rtol=1e-12, atol=0)
+
+
+def test_waiting_for_futures_polls_many_times_without_a_race(cluster) -> None:
+    """``wait_done`` asks ``done()`` between sleeps: thousands of polls, no ``result(timeout=…)``
+    (whose race in distributed's ``sync()`` ended 2 of 12 quickstart runs with UnboundLocalError)."""
+    _, client = cluster
+    polls = []
+    futures = [client.submit(time.sleep, 0.3 + 0.01 * i, pure=False) for i in range(20)]
+    for fut in futures:
+        wait_done(fut, meanwhile=lambda: polls.append(1), poll_s=0.0005)
+    assert len(polls) > 200 and all(f.status == "finished" for f in futures)
