@@ -11,8 +11,10 @@ told exactly the outcomes of this run's trials ``0 … i − window`` (in that
 order), and the trials ``i − window + 1 … i − 1`` are running. Both sets
 depend on *i* alone. A result that arrives early waits (it is already in the
 study: only the sampler is told later); a trial cannot be asked until the
-result it must come after is back. ``window`` is the scheduler's capacity, so
-with batches finishing roughly in order nothing waits.
+result it must come after is back. The scheduler sets ``window`` one batch
+above its capacity: with two workers, two batches run at once and end in
+either order, and a window of exactly the capacity would hold the next batch
+back whenever the later of the two ends first.
 
 Several drivers on one study (each sees the others' trials when they come)
 and resumed studies (stale trials re-queued) are not covered by the rule.

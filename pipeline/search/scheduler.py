@@ -106,7 +106,8 @@ class TrialScheduler:
         self.batch_size = max(1, math.ceil(in_flight / (2 * threads)))
         self.max_batches = max(2, 2 * threads)
         self.max_failures = max(10, 2 * in_flight)  # a deterministic fault must not spin forever
-        self.order = TeachInOrder(store, self.batch_size * self.max_batches)
+        # one batch more than in flight: two batches run at once and end in either order (see .ordering)
+        self.order = TeachInOrder(store, self.batch_size * (self.max_batches + 1))
         self.asked = 0
         self.done = 0
         self.rebuilds = 0
