@@ -33,7 +33,7 @@ import numpy as np
 
 def _sweep(tmp: Path, trials: int, log_trials: bool) -> dict:
     from pipeline.config import load_config
-    from pipeline.sweep import run_sweep
+    from pipeline.sweep import execute_sweep
 
     cfg = load_config(None, [
         f"search.n_trials={trials}", f"search.storage=sqlite:///{tmp}/optuna.db",
@@ -41,7 +41,7 @@ def _sweep(tmp: Path, trials: int, log_trials: bool) -> dict:
         "cluster.dashboard_address=null",
     ])
     t0 = time.perf_counter()
-    summary = run_sweep(cfg, echo=lambda *_: None, progress=False)
+    summary = execute_sweep(cfg, echo=lambda *_: None, progress=False)
     summary["wall_s"] = time.perf_counter() - t0
     return summary
 

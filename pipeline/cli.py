@@ -20,6 +20,10 @@ from . import __version__
 from .errors import RegsweepError, Terminated
 
 
+def _raise(error: Exception) -> None:
+    raise error
+
+
 def _run(debug: bool, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
@@ -86,10 +90,10 @@ def sweep(config: str | None, overrides: tuple[str, ...], summary_json: str | No
           progress: bool | None, debug: bool) -> None:
     """Run the sweep in CONFIG (YAML; omitted = all defaults: bundled diabetes data, local cluster)."""
     from .config import load_config
-    from .sweep import run_sweep
+    from .sweep import execute_sweep
 
     cfg = _run(debug, lambda: load_config(config, overrides))
-    summary = _run(debug, lambda: run_sweep(cfg, echo=click.echo, progress=progress))
+    summary = _run(debug, lambda: execute_sweep(cfg, echo=click.echo, progress=progress))
     if summary_json:
         Path(summary_json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
         click.echo(f"Summary: {summary_json}")
@@ -123,11 +127,22 @@ def retrain(config: str, overrides: tuple[str, ...], summary_json: str | None, d
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
 @click.option("--debug", is_flag=True)
 def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
-    """Validate CONFIG and print it with every default filled in."""
+    """Validate CONFIG, check its data source's columns and types, and print it with every default filled in.
+
+    Reads metadata only (a CSV's header and first rows, Parquet footers, .npy
+    headers): the target, feature, weight and group columns must exist and hold
+    numbers (the group may hold anything).
+    """
     from .config import load_config
+    from .data import check_head, plan_data
 
     cfg = _run(debug, lambda: load_config(config, overrides))
+    plan = _run(debug, lambda: plan_data(cfg.data, cfg.folds))
+    _run(debug, lambda: check_head(plan))
     click.echo(cfg.to_yaml(), nl=False)
+    click.echo(f"# data: {plan.source}: {plan.n_rows} rows, target {plan.target!r}, {plan.n_features} features"
+               + (f", weight {plan.weight!r}" if plan.weight else "") + (f", group {plan.group!r}" if plan.group else "")
+               + ": columns and types OK")
 
 
 @main.command("sync-tracking")
@@ -142,10 +157,17 @@ def sync_tracking(config: str | None, overrides: tuple[str, ...], debug: bool) -
     and a best model that could not be registered is logged and registered.
     Needs the tracking server and the study's storage, not the cluster or the data.
     """
-    from .config import load_config
+    from .bridge import study_names
     from .bridge import sync_tracking as run_sync
+    from .config import load_config
+    from .errors import ConfigError
 
     cfg = _run(debug, lambda: load_config(config, overrides))
+    if config is None:  # the defaults name no sweep the user ran: refuse rather than create one
+        found = _run(debug, lambda: study_names(cfg.search.storage))
+        _run(debug, lambda: _raise(ConfigError(
+            f"sync-tracking needs the config of the sweep to sync (its study, storage and tracking URI): "
+            f"regsweep sync-tracking CONFIG; studies in {cfg.search.storage}: {found or 'none'}.")))
     summary = _run(debug, lambda: run_sync(cfg, echo=click.echo))
     if summary["not_logged"]:
         sys.exit(1)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,9 @@ __all__ = [
     "SyntheticConfig",
     "TrackingConfig",
     "apply_overrides",
+    "apply_values",
+    "check_database_drivers",
+    "config_from",
     "load_config",
 ]
 
@@ -153,6 +157,11 @@ class SearchConfig(_Strict):
     lambda2: BoundsConfig = Field(default_factory=BoundsConfig)
     in_flight: int | Literal["auto"] = Field(
         "auto", description="trials evaluated concurrently; auto = 4 per worker thread"
+    )
+    select: Literal["min", "1se"] = Field(
+        "min",
+        description="the registered model: min (lowest CV error among the trials and the dense path of the winning "
+        "penalty) | 1se (glmnet's rule: the largest strength on that path within one standard error of the minimum)",
     )
 
     @field_validator("penalties")
@@ -296,7 +305,8 @@ def _check_scheme(uri: str, schemes: Sequence[str], example: str) -> str:
 
 
 # ---------------------------------------------------------------- loading
-def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> SweepConfig:
+def load_config(path: str | Path | None, overrides: Iterable[str] = (), *,
+                values: Mapping[str, Any] | None = None) -> SweepConfig:
     """Read ``path`` (YAML; None for all defaults), apply ``key.path=value`` overrides, validate.
 
     Raises
@@ -321,11 +331,45 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Sweep
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a YAML mapping of sections, got {type(raw).__name__}.")
-    raw = apply_overrides(raw, overrides)
+    return _validated(apply_values(apply_overrides(raw, overrides), values or {}), where)
+
+
+def _validated(raw: dict[str, Any], where: str) -> SweepConfig:
+    """The config of ``raw`` (from ``where``), or a :class:`ConfigError` naming every problem's key path."""
     try:
-        return SweepConfig.model_validate(raw)
+        cfg = SweepConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, where)) from None
+    check_database_drivers(cfg)
+    return cfg
+
+
+# SQLAlchemy dialect -> (the module its driver provides, what to install)
+_DRIVERS = {
+    "postgresql": ("psycopg2", "pip install 'regsweep[postgres]'"),
+    "postgresql+psycopg2": ("psycopg2", "pip install 'regsweep[postgres]'"),
+    "postgresql+psycopg": ("psycopg", "pip install 'psycopg[binary]'"),
+    "postgresql+pg8000": ("pg8000", "pip install pg8000"),
+    "mysql": ("MySQLdb", "pip install mysqlclient"),
+    "mysql+mysqldb": ("MySQLdb", "pip install mysqlclient"),
+    "mysql+pymysql": ("pymysql", "pip install pymysql"),
+}
+
+
+def check_database_drivers(cfg: SweepConfig) -> None:
+    """Refuse, in one line naming the fix, a database URL whose driver is not installed.
+
+    Without it SQLAlchemy fails deep inside Optuna or MLflow with a
+    60-line traceback, after the cluster started.
+    """
+    import importlib.util
+
+    for key, url in (("search.storage", cfg.search.storage), ("tracking.uri", cfg.tracking.uri)):
+        dialect = url.split("://", 1)[0].lower()
+        module, fix = _DRIVERS.get(dialect, (None, ""))
+        if module is not None and importlib.util.find_spec(module) is None:
+            shown = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+            raise ConfigError(f"{key} {shown!r} needs the database driver {module!r}, which is not installed; {fix}.")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -339,19 +383,45 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({e}).") from e
-        node = out
-        parts = key.strip().split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    f"--set {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section."
-                )
-            node = child
-        node[parts[-1]] = value
+        _set_path(out, key.strip(), value, f"--set {item!r}")
     return out
+
+
+def apply_values(raw: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each dotted key path set to its (typed, not parsed) value."""
+    out = _deep_copy(raw)
+    for key, value in values.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"overrides keys must be dotted key paths such as 'search.n_trials', got {key!r}.")
+        _set_path(out, key.strip(), _deep_copy(value), f"override {key!r}")
+    return out
+
+
+def _set_path(out: dict[str, Any], key: str, value: Any, label: str) -> None:
+    node = out
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{label}: {'.'.join(parts[: i + 1])} is a value, not a section.")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from(config: str | Path | Mapping[str, Any] | SweepConfig | None,
+                overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+    """A validated config from a YAML path, a mapping (the YAML's structure) or a config object, with
+    ``overrides`` (dotted key paths to typed values) applied as ``--set`` would."""
+    if isinstance(config, SweepConfig):
+        raw: dict[str, Any] = config.model_dump(mode="json")
+        where = "the config object"
+    elif isinstance(config, Mapping):
+        raw, where = dict(config), "the config mapping"
+    else:
+        return load_config(config, (), values=overrides or {})
+    return _validated(apply_values(raw, overrides or {}), where)
 
 
 def _deep_copy(d: Any) -> Any:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from .config import SweepConfig
-from .report import TrialRow, format_top_table
 
-__all__ = ["Progress", "mlflow_ui_command", "print_outcome"]
+__all__ = ["LOCAL_UI", "Progress", "mlflow_ui_command", "print_outcome"]
 
 
 class Progress:
@@ -54,28 +53,82 @@ class Progress:
             self.bar.close()
 
 
-def mlflow_ui_command(uri: str, experiment_id: str) -> str:
-    """The command (or address) that shows these results in the MLflow UI."""
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def mlflow_ui_command(uri: str, url: str) -> str:
+    """The command (or address) that shows these results in the MLflow UI; ``url`` is the page to open."""
     if uri.startswith(("http://", "https://")):
-        return f"open {uri.rstrip('/')}/#/experiments/{experiment_id}"
-    return (f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   "
-            f"# then open http://127.0.0.1:5000/#/experiments/{experiment_id}")
+        return f"open {url}"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open {url}"
 
 
-def print_outcome(summary: dict[str, Any], rows: Sequence[TrialRow], cfg: SweepConfig,
-                  echo: Callable[[str], None]) -> None:
-    """The best trials, the registered model, what MLflow missed and where to look."""
-    best = summary["best_params"]
+def print_outcome(summary: dict[str, Any], cfg: SweepConfig, echo: Callable[[str], None]) -> None:
+    """The decision a statistician can check: each penalty's best and its distance from the best in
+    standard errors, the ``min`` and ``1se`` choices, the registered model and its features, what MLflow
+    missed, and where to look."""
     echo("")
-    echo(format_top_table(rows))
+    for line in _penalty_lines(summary):
+        echo(line)
     echo("")
-    echo(f"Best: trial {summary['best_trial']}, {best['penalty']} λ1={best['lambda1']:.4g} λ2={best['lambda2']:.4g}, "
-         f"cv MSE {summary['best_cv_mse']:.6g} ± {summary['best_cv_mse_se'] or float('nan'):.3g}; "
-         + (f"registered as {cfg.tracking.registered_model} v{summary['model_version']} (alias candidate)"
-            if summary["model_version"] is not None else "model not registered yet (see below)"))
+    for line in _choice_lines(summary, cfg):
+        echo(line)
     if summary["trials_not_logged"] or summary["tracking_incomplete"]:
         what = summary["tracking_incomplete"] + (
             [f"child runs of trials {summary['trials_not_logged']}"] if summary["trials_not_logged"] else [])
         echo(f"WARNING: not logged to MLflow ({cfg.tracking.uri}): {'; '.join(what)}. The Optuna study holds "
              "every result: run `regsweep sync-tracking CONFIG` (same config) once the server is back.")
-    echo(f"MLflow UI: {mlflow_ui_command(cfg.tracking.uri, summary.get('experiment_id') or '0')}")
+    echo(f"MLflow: {mlflow_ui_command(cfg.tracking.uri, summary['mlflow_ui_url'])}")
+    echo("  the parent run holds cv_curve.png, coefficient_path.png, validation_curve.png and coefficients.csv; "
+         "one child run per trial")
+
+
+def _penalty_lines(summary: dict[str, Any]) -> list[str]:
+    best = summary["best_per_penalty"]
+    if not best:
+        return []
+    top = min(best.values(), key=lambda b: b["cv_metric"])
+    se = top["cv_metric_se"] if top["cv_metric_se"] and math.isfinite(top["cv_metric_se"]) else float("nan")
+    lines = [f"Best of each penalty (CV {summary['metric'].upper()} ± 1 SE; distance from the best in its SEs):"]
+    for pen, b in best.items():
+        gap = (b["cv_metric"] - top["cv_metric"]) / se if se > 0 else float("nan")
+        where = "best" if b is top else f"+{gap:.2f} SE"
+        lines.append(f"  {pen:<10}  trial {b['trial']:<4} {_lambdas(pen, b['lambda1'], b['lambda2']):<26} "
+                     f"{b['cv_metric']:>12.6g} ± {b['cv_metric_se']:<9.3g} {where:<10} "
+                     f"{b['n_nonzero']:.3g} non-zero")
+    gaps = [(b["cv_metric"] - top["cv_metric"]) / se for b in best.values()] if se > 0 else []
+    if len(best) > 1 and gaps and max(gaps) < 1.0:
+        lines.append("  All penalties are within one standard error of the best: the data do not prefer one.")
+    return lines
+
+
+def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
+    sel, choices = summary["selected"], summary.get("choices", {})
+    lines = []
+    if choices:
+        path = summary.get("path", {})
+        lines.append(f"Choices on the dense {path.get('penalty', sel['penalty'])} path "
+                     f"({path.get('n_points', '?')} strengths, from the fold statistics: no extra data pass):")
+        for rule, c in choices.items():
+            mark = "  ← registered (search.select)" if rule == sel["rule"] else ""
+            lines.append(f"  {rule:<4} {_lambdas(c['penalty'], c['lambda1'], c['lambda2']):<26} "
+                         f"{c['n_nonzero']:>5.3g} non-zero   CV MSE {c['cv_mse']:.6g} ± {c['cv_mse_se']:.3g}   "
+                         f"R² {c['cv_r2']:.3f}{mark}")
+    features = summary.get("selected_features", [])
+    version = summary["model_version"]
+    registered = (f"{cfg.tracking.registered_model} v{version} (alias candidate)" if version is not None
+                  else "not registered yet (see below)")
+    lines.append(f"Registered model: {registered}, the {sel['rule']} choice: {sel['n_nonzero']} of "
+                 f"{summary['n_features']} features non-zero")
+    if features:
+        shown = ", ".join(features[:20]) + (f", … ({len(features) - 20} more)" if len(features) > 20 else "")
+        lines.append(f"  {shown}")
+    return lines
+
+
+def _lambdas(penalty: str, lambda1: float, lambda2: float) -> str:
+    if penalty == "l1":
+        return f"λ1 = {lambda1:.4g}"
+    if penalty == "l2":
+        return f"λ2 = {lambda2:.4g}"
+    return f"λ1 = {lambda1:.4g}, λ2 = {lambda2:.4g}"

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["BlockData", "BlockSpec", "DataPlan", "load_block", "plan_data", "read_example", "synthetic_coef"]
+__all__ = ["BlockData", "BlockSpec", "DataPlan", "check_head", "load_block", "plan_data", "read_example",
+           "synthetic_coef"]
 
 SYNTH_CHUNK = 4096
 _BUNDLED = {"diabetes": ("diabetes.csv", "progression")}
@@ -496,6 +497,19 @@ def _numeric(frame: pd.DataFrame, columns: Sequence[str], where: str) -> np.ndar
             "leave them out with data.features."
         )
     return frame[list(columns)].to_numpy(dtype=np.float64)
+
+
+def check_head(plan: DataPlan, n: int = 1000) -> int:
+    """Read the first ``n`` rows of a CSV source and check the types of the columns the plan uses;
+    returns how many rows were read (0 for sources whose types the plan already checked)."""
+    if plan.kind != "csv":
+        return 0  # Parquet and .npy types are in their metadata (checked by plan_data); synthetic is numeric
+    import pandas as pd
+
+    frame = pd.read_csv(plan.blocks[0].path, nrows=n, usecols=_needed_columns(plan))
+    used = [c for c in _needed_columns(plan) if c != plan.group]
+    _numeric(frame, used, f"{plan.source} (first {len(frame)} rows)")
+    return len(frame)
 
 
 def pd_is_integer(column: object) -> bool:

@@ -241,8 +241,8 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     if summary["action"] != "up_to_date":
         echo(f"{summary['action'].upper()}: challenger v{summary['challenger_version']} held-out MSE "
-             f"{summary['challenger_score']:.6g}, {base.alias} v{base.version} {summary['champion_score']:.6g}; "
-             f"{summary['reason']}. Champion: v{summary['champion_version']}")
+             f"{summary['challenger_score']:.6g}, incumbent ({base.alias}) v{base.version} "
+             f"{summary['incumbent_score']:.6g}; {summary['reason']}. Champion now: v{summary['champion_version']}")
     return summary
 
 
@@ -263,15 +263,16 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         train_total = merge_all(rec.train)
         _check_rows(rec, train_total, cfg)
         echo(f"Data: {plan.source}: {train_total.n_rows} training + {rec.heldout.n_rows} held-out rows, "
-             f"fingerprint {fingerprint}; blocks read {stats.blocks_read}, from cache {stats.blocks_cached}"
-             + (f" ({cache.description})" if cache is not None else ""))
+             f"fingerprint {fingerprint} (of the blocks' raw bytes, so that cached blocks need not be parsed; a "
+             f"sweep's fingerprint hashes the parsed statistics and differs); blocks read {stats.blocks_read}, "
+             f"from cache {stats.blocks_cached}" + (f" ({cache.description})" if cache is not None else ""))
         extra: dict[str, Any] = {}
         if cfg.retrain.mode == "resweep":
             cand, extra = _resweep(client, stats, base, plan, cfg, fingerprint, echo)
         else:
             cand = Candidate(-1, base.model.penalty, base.model.lambda1, base.model.lambda2)
     challenger = refit(train_total, cand, plan.feature_names, cfg.model)
-    scores = (rec.heldout.mse(base.model.coef, base.model.intercept),
+    scores = (rec.heldout.mse(base.model.coef, base.model.intercept),  # the incumbent's, then the challenger's
               rec.heldout.mse(challenger.coef, challenger.intercept))
     action, reason = _decide(base, *scores, cfg.retrain.margin)
     return _record(tracker, cfg, plan, base, challenger, scores, (action, reason), fingerprint, stats,
@@ -290,16 +291,30 @@ def _check_rows(rec: BlockRecord, train_total: SuffStats, cfg: SweepConfig) -> N
         )
 
 
-def _decide(base: RegisteredVersion, champion: float, challenger: float, margin: float) -> tuple[str, str]:
+def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin: float) -> tuple[str, str]:
     if base.alias != CHAMPION:
-        return "promoted", (f"no champion yet: the first retrain sets it (the {base.alias} v{base.version} it "
-                            "started from was fit on all rows, its held-out score is for information)")
+        return "promoted", (f"first retrain: there is no champion yet, so the challenger becomes it without a contest "
+                            f"(the {base.alias} v{base.version} it started from was fit on all rows, the held-out "
+                            f"ones included, so its held-out MSE {incumbent:.6g} is optimistic and only reported)")
     if not math.isfinite(challenger):
         return "kept", "the challenger's held-out error is not finite"
-    bar = (1.0 - margin) * champion
+    bar = (1.0 - margin) * incumbent
     if challenger < bar:
-        return "promoted", f"challenger MSE {challenger:.6g} < (1 − {margin:g}) × champion MSE {champion:.6g} = {bar:.6g}"
-    return "kept", f"challenger MSE {challenger:.6g} ≥ (1 − {margin:g}) × champion MSE {champion:.6g} = {bar:.6g}"
+        return "promoted", (f"challenger MSE {challenger:.6g} < (1 − {margin:g}) × incumbent MSE {incumbent:.6g} "
+                            f"= {bar:.6g}")
+    return "kept", f"challenger MSE {challenger:.6g} ≥ (1 − {margin:g}) × incumbent MSE {incumbent:.6g} = {bar:.6g}"
+
+
+def _outcome(base: RegisteredVersion, version: int, scores: tuple[float, float], action: str) -> dict[str, Any]:
+    """Incumbent (the version the retrain started from) and champion (after the decision), version and
+    held-out score alike; ``previous_version`` / ``previous_alias`` are the incumbent's, as before."""
+    incumbent_score, challenger_score = scores
+    promoted = action == "promoted"
+    return {"incumbent_version": base.version, "incumbent_score": incumbent_score,
+            "champion_version": version if promoted else base.version,
+            "champion_score": challenger_score if promoted else incumbent_score,
+            "challenger_version": version, "challenger_score": challenger_score,
+            "previous_version": base.version, "previous_alias": base.alias}
 
 
 def _record(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: RegisteredVersion, challenger: FittedModel,
@@ -307,45 +322,44 @@ def _record(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Registered
             train_total: SuffStats, extra: dict[str, Any]) -> dict[str, Any]:
     """Log the retrain run, register the challenger, move the alias, tag the version (decision last)."""
     name, rec = cfg.tracking.registered_model, stats.record
-    (champion_score, challenger_score), (action, reason) = scores, decision
+    action, reason = decision
     run = tracker.start_parent(run_name=f"retrain-{name}", tags={
         f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint, f"{TAG}model": name})
     status = "FAILED"
     try:
         version_tags = {f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint,
-                        f"{TAG}retrain_run": run, f"{TAG}champion_version": str(base.version)}
+                        f"{TAG}retrain_run": run, f"{TAG}incumbent_version": str(base.version)}
         model_uri, version = tracker.log_model(run, challenger, _example(rec, train_total, plan), name,
                                                version_tags, alias=None)
         assert version is not None
-        champion_version = version if action == "promoted" else base.version
+        out = _outcome(base, version, scores, action)
         if action == "promoted":
             set_alias(tracker.client, name, CHAMPION, version)
         tracker.log_params(run, {
             "mode": cfg.retrain.mode, "margin": cfg.retrain.margin,
-            "holdout": json.dumps(cfg.retrain.holdout.model_dump()), "champion_version": base.version,
-            "champion_alias": base.alias, "challenger_version": version, "challenger.penalty": challenger.penalty,
+            "holdout": json.dumps(cfg.retrain.holdout.model_dump()), "incumbent_version": base.version,
+            "incumbent_alias": base.alias, "challenger_version": version, "challenger.penalty": challenger.penalty,
             "challenger.lambda1": challenger.lambda1, "challenger.lambda2": challenger.lambda2,
-            "champion_model_uri": f"models:/{name}/{base.version}", "challenger_model_uri": f"models:/{name}/{version}",
+            "incumbent_model_uri": f"models:/{name}/{base.version}", "challenger_model_uri": f"models:/{name}/{version}",
             "data_fingerprint": fingerprint, "n_features": plan.n_features,
         })
         tracker.log_metrics(run, {
-            "champion_score": champion_score, "challenger_score": challenger_score,
+            "incumbent_score": out["incumbent_score"], "champion_score": out["champion_score"],
+            "challenger_score": out["challenger_score"], "champion_version": float(out["champion_version"]),
             "n_rows_train": float(train_total.n_rows), "n_rows_heldout": float(rec.heldout.n_rows),
             "blocks_read": float(stats.blocks_read), "blocks_cached": float(stats.blocks_cached),
             **{k: float(v) for k, v in extra.items() if isinstance(v, (int, float))},
         })
-        tracker.set_tags(run, {f"{TAG}decision": action, f"{TAG}reason": reason,
-                               f"{TAG}champion_version": str(base.version), f"{TAG}challenger_version": str(version)})
+        outcome_tags = {f"{TAG}{k}": (repr(v) if k.endswith("_score") else str(v)) for k, v in out.items()
+                        if k not in ("previous_version", "previous_alias")}
+        tracker.set_tags(run, {f"{TAG}decision": action, f"{TAG}reason": reason, **outcome_tags})
         tag_version(tracker.client, name, version, {  # decision last: marks the data as trained
-            f"{TAG}champion_score": repr(champion_score), f"{TAG}challenger_score": repr(challenger_score),
-            f"{TAG}reason": reason, f"{TAG}decision": action})
+            **outcome_tags, f"{TAG}reason": reason, f"{TAG}decision": action})
         status = "FINISHED"
     finally:
         tracker.end_run(run, status)
     return {
-        "action": action, "reason": reason, "champion_version": champion_version, "challenger_version": version,
-        "previous_version": base.version, "previous_alias": base.alias, "champion_score": champion_score,
-        "challenger_score": challenger_score, "data_fingerprint": fingerprint, "mode": cfg.retrain.mode,
+        "action": action, "reason": reason, **out, "data_fingerprint": fingerprint, "mode": cfg.retrain.mode,
         "challenger_params": {"penalty": challenger.penalty, "lambda1": challenger.lambda1,
                               "lambda2": challenger.lambda2},
         "registered_model": name, "model_uri": model_uri, "mlflow_run_id": run, "tracking_uri": cfg.tracking.uri,
@@ -356,21 +370,28 @@ def _record(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Registered
 
 
 def _up_to_date(tracker: Tracker, name: str, fingerprint: str, mv: Any) -> dict[str, Any]:
-    champ = alias_version(tracker.client, name, CHAMPION)
+    """The outcome recorded on the version already trained on this data (versions tagged before the
+    incumbent fields existed name the incumbent ``champion_version`` / ``champion_score``)."""
     tags = mv.tags or {}
 
-    def score(key: str) -> float | None:
-        v = tags.get(f"{TAG}{key}")
-        return float(v) if v is not None else None
+    def tag(*keys: str) -> str | None:
+        return next((tags[f"{TAG}{k}"] for k in keys if f"{TAG}{k}" in tags), None)
 
+    def number(*keys: str, kind: type = float) -> Any:
+        v = tag(*keys)
+        return kind(float(v)) if v is not None else None
+
+    incumbent_version = number("incumbent_version", "champion_version", kind=int)
+    incumbent_score = number("incumbent_score", "champion_score")
+    challenger_score = number("challenger_score")
+    promoted = tags.get(f"{TAG}decision") == "promoted"
     return {
         "action": "up_to_date",
         "reason": f"v{mv.version} was already trained on data {fingerprint} (decision: {tags.get(TAG + 'decision')})",
-        "champion_version": int(champ.version) if champ is not None else None,
-        "challenger_version": int(mv.version),
-        "champion_score": score("champion_score"),
-        "challenger_score": score("challenger_score"),
-        "data_fingerprint": fingerprint,
-        "registered_model": name,
-        "tracking_uri": tracker.uri,
+        "incumbent_version": incumbent_version, "incumbent_score": incumbent_score,
+        "champion_version": int(mv.version) if promoted else incumbent_version,
+        "champion_score": challenger_score if promoted else incumbent_score,
+        "challenger_version": int(mv.version), "challenger_score": challenger_score,
+        "previous_version": incumbent_version,
+        "data_fingerprint": fingerprint, "registered_model": name, "tracking_uri": tracker.uri,
     }

@@ -26,12 +26,15 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .bridge import Publication, SweepTracking
 from .candidate import Candidate
-from .console import Progress, print_outcome
+from .console import LOCAL_UI, Progress, print_outcome
 from .config import SweepConfig
 from .cv import (
     FoldPlacement,
@@ -45,17 +48,31 @@ from .cv import (
     total_threads,
     wait_done,
 )
+from .cv.path import PathSpec, coefficient_path, run_path
 from .data import DataPlan, plan_data
 from .errors import DataError
-from .report import preload_plotting, write_plots, write_trials_csv
+from .model import FittedModel
+from .plots import preload_plotting, write_plots
+from .report import TrialRow, describe_decision, write_coefficients_csv, write_trials_csv
+from .selection import (
+    Choice,
+    PathCurve,
+    best_per_penalty,
+    choose,
+    curve_of,
+    l1_share,
+    pareto_front,
+    path_strengths,
+    strength_of,
+)
 from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, n_complete, resolve_space, trial_rows
 from .signals import terminate_as_interrupt
-from .tracking import TrackingService, preflight
+from .tracking import TrackingService, is_http, preflight, runs_url
 
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["run_sweep"]
+__all__ = ["execute_sweep", "sweep_with_model"]
 
 
 class _Timer:
@@ -75,13 +92,20 @@ class _Timer:
         self.marks[name] = round(self.marks.get(name, 0.0) + seconds, 4)
 
 
-def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress: bool | None = None) -> dict[str, Any]:
+def execute_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress: bool | None = None) -> dict[str, Any]:
     """Run the sweep described by ``cfg``; return the summary (also what ``--summary-json`` writes).
 
     SIGTERM is handled like Ctrl-C: trials in flight are marked FAIL, the
     parent and their child runs end KILLED, and :class:`~pipeline.errors.Terminated`
     propagates (the CLI exits 143).
     """
+    return sweep_with_model(cfg, echo=echo, progress=progress)[0]
+
+
+def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
+                     progress: bool | None = None) -> tuple[dict[str, Any], FittedModel | None]:
+    """:func:`execute_sweep`, also returning the registered model as fitted here (None when the study
+    was finished already and nothing was fitted)."""
     t0 = time.perf_counter()
     timer = _Timer()
     preflight(cfg.tracking.uri)  # seconds, before any data is read, any cluster started, MLflow imported
@@ -92,6 +116,10 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
             f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
         )
     store = TrialStore(cfg.search)
+    finished = _finished(cfg, store, echo)
+    if finished is not None:  # nothing to ask: no cluster, no MLflow process, no new parent run
+        finished["elapsed_s"] = round(time.perf_counter() - t0, 3)
+        return finished, None
     # MLflow lives in a process of its own, which imports it and creates the experiment while the
     # cluster starts and the data pass runs. Forked after the study is open, it starts with
     # SQLAlchemy and alembic imported (~0.4 s of CPU).
@@ -101,7 +129,8 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
         timer.lap("setup")
         with store.claim(), terminate_as_interrupt(), open_client(cfg.cluster) as client:
             try:
-                summary = _Sweep(cfg, client, plan, store, tracking, timer, echo).run(progress)
+                run = _Sweep(cfg, client, plan, store, tracking, timer, echo)
+                summary = run.run(progress)
                 status = "FINISHED"
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
                 status = "KILLED"
@@ -114,8 +143,8 @@ def run_sweep(cfg: SweepConfig, *, echo: Callable[[str], None] = print, progress
         tracking.tracking.close()
     summary.update(tracking.outcome())
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
-    print_outcome(summary, trial_rows(store.study), cfg, echo)
-    return summary
+    print_outcome(summary, cfg, echo)
+    return summary, run.model
 
 
 class _Sweep:
@@ -126,9 +155,11 @@ class _Sweep:
         self.cfg, self.client, self.plan, self.store = cfg, client, plan, store
         self.tracking, self.timer, self.echo = tracking, timer, echo
         self.meta: dict[str, Any] = {}
+        self.bounds: dict[str, float] = {}
         self.space: SearchSpace | None = None
         self.placement: FoldPlacement | None = None
         self.example: Future | None = None
+        self.model: FittedModel | None = None  # the registered (selected) model, once refit
         self.asked = 0
 
     def run(self, progress: bool | None) -> dict[str, Any]:
@@ -158,7 +189,7 @@ class _Sweep:
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
         _check_folds(meta, cfg)
-        bounds = wait_done(client.submit(pass_bounds, passes, cfg.model, pure=False))
+        self.bounds = bounds = wait_done(client.submit(pass_bounds, passes, cfg.model, pure=False))
         self.timer.lap("data_pass")
         self.placement = FoldPlacement(client, self._submit_pass, cfg.folds.k, plan.n_features, cfg.model,
                                        passes=passes)
@@ -170,10 +201,8 @@ class _Sweep:
         for note in meta["notes"]:
             self.echo(f"Note: {note}")
         # The parent run only now: bad data (found by the pass above) leave no run behind.
-        params = {f"config.{key}": v for key, v in _flatten(cfg.model_dump(mode="json")).items()}
-        params.update({"n_rows": meta["n_rows"], "n_features": plan.n_features, "k": cfg.folds.k,
-                       "data_fingerprint": meta["fingerprint"], "search_space": json.dumps(space.as_dict())})
-        self.tracking.open_parent(params, {"regsweep.data_fingerprint": meta["fingerprint"]})
+        self.tracking.open_parent(_parent_params(cfg, plan, meta, space),
+                                  {"regsweep.data_fingerprint": meta["fingerprint"]})
 
     def _search(self, progress: bool | None) -> None:
         """The ask/tell loop; then the parent run, which the last child runs wait behind."""
@@ -195,56 +224,107 @@ class _Sweep:
         self.timer.lap("trials")
         self.timer.marks["optuna"] = round(self.store.seconds, 4)
 
-    def _refit_and_publish(self) -> dict[str, Any]:
-        """The best trial refit on all rows, logged with the plots and registered; the summary."""
-        assert self.placement is not None and self.example is not None
-        cfg, client, study = self.cfg, self.client, self.store.study
+    def _choose(self) -> _Decision:
+        """The dense path of the winning penalty on the fold models; the ``min`` and ``1se`` choices.
+
+        Both go into the study (user attributes ``regsweep:path`` and ``regsweep:selection``), the
+        record of truth, beside the trials they were chosen from.
+        """
+        assert self.placement is not None and self.space is not None
+        cfg, study = self.cfg, self.store.study
         best = study.best_trial
         cand = Candidate.from_params(best.number, best.params)
+        share = l1_share(cand.penalty, cand.lambda1, cand.lambda2)
+        high, low = _path_range(cand.penalty, share, self.bounds, self.space)
+        spec = PathSpec(cand.penalty, share,
+                        path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)))
+        # the coefficient path on all rows runs beside the fold paths
+        coefs = self.client.submit(coefficient_path, self.placement.current_pass(), spec, cfg.model, pure=False)
+        folds = run_path(self.placement, spec, cfg.model.tol)
+        curve = curve_of(spec.penalty, share, spec.strengths, [asdict(f) for f in folds])
+        rows = trial_rows(study)
+        choices = choose(rows, curve)
+        study.set_user_attr("regsweep:path", curve.as_dict())
+        study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
+                                                   **{rule: asdict(c) for rule, c in choices.items()}})
+        return _Decision(best.number, best.value, best.user_attrs.get("cv", {}), rows, curve, choices,
+                         choices[cfg.search.select], wait_done(coefs))
+
+    def _refit_and_publish(self) -> dict[str, Any]:
+        """The selected point refit on all rows, logged with the plots and registered; the summary."""
+        assert self.placement is not None and self.example is not None
+        cfg, client = self.cfg, self.client
+        d = self._choose()
+        chosen = Candidate(d.selected.trial if d.selected.trial is not None else -1, d.selected.penalty,
+                           d.selected.lambda1, d.selected.lambda2)
         passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
-        model = wait_done(client.submit(refit_pass, passes, cand, self.plan.feature_names, cfg.model, pure=False))
+        self.model = model = wait_done(client.submit(refit_pass, passes, chosen, self.plan.feature_names, cfg.model,
+                                                     pure=False))
         if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
             self.example = client.submit(example_rows, self.plan, passes, pure=False)
-        rows = trial_rows(study)
-        cv = best.user_attrs.get("cv", {})
-        done = n_complete(study)
+        done = n_complete(self.store.study)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             (out / "config.yaml").write_text(cfg.to_yaml())
-            write_trials_csv(rows, out / "trials.csv")
-            pub = Publication(
-                parent_run=self.tracking.parent(), registered_model=cfg.tracking.registered_model, model=model,
-                example=wait_done(self.example),
-                version_tags={"regsweep.study": cfg.search.study_name, "regsweep.trial": str(best.number),
-                              "regsweep.data_fingerprint": self.meta["fingerprint"]},
-                params={"best.penalty": cand.penalty, "best.lambda1": cand.lambda1, "best.lambda2": cand.lambda2,
-                        "best.trial": best.number},
-                metrics={"best_cv_mse": best.value, "best_cv_mse_se": cv.get("cv_mse_se"),
-                         "best_n_nonzero": float(model.n_nonzero), "n_trials_complete": float(done)},
-                artifacts=out,
-            )
+            write_trials_csv(d.rows, out / "trials.csv")
+            write_coefficients_csv(model, out / "coefficients.csv")
+            summary = self._summary(d, model, done)
+            pub = self._publication(d, model, done, out)
+            pub.tags["mlflow.note.content"] = describe_decision(summary, pub.parent_run)
             t_model = time.perf_counter()
 
             def draw() -> None:  # while the tracking process logs the model
                 t_plots = time.perf_counter()
-                write_plots(rows, model, out)
+                write_plots(d.rows, model, out, curve=d.curve, choices=d.choices, coefficient_path=d.coefs,
+                            selected=cfg.search.select)
                 self.timer.marks["plots"] = round(time.perf_counter() - t_plots, 4)
 
             model_uri, version = self.tracking.publish(pub, draw)
             self.timer.marks["log_model"] = round(time.perf_counter() - t_model, 4)
         self.tracking.settle()
         self.timer.lap("refit_and_logging")
-        return self._summary(cand, best.value, cv.get("cv_mse_se"), best.number, done, model_uri, version)
+        summary.update({"model_uri": model_uri, "model_version": version, "timings_s": self.timer.marks})
+        # the study keeps the outcome beside its trials: a run of the finished study reports it again
+        self.store.study.set_user_attr(SUMMARY_ATTR, json.loads(json.dumps(
+            {k: v for k, v in summary.items() if k != "timings_s"}, default=str)))
+        return summary
 
-    def _summary(self, cand: Candidate, value: float | None, se: float | None, trial: int, done: int,
-                 model_uri: str | None, version: int | None) -> dict[str, Any]:
+    def _publication(self, d: _Decision, model: FittedModel, done: int, out: Path) -> Publication:
+        cfg, sel = self.cfg, d.selected
+        assert self.example is not None
+        return Publication(
+            parent_run=self.tracking.parent(), registered_model=cfg.tracking.registered_model, model=model,
+            example=wait_done(self.example),
+            version_tags={"regsweep.study": cfg.search.study_name, "regsweep.trial": str(d.trial),
+                          "regsweep.data_fingerprint": self.meta["fingerprint"],
+                          "regsweep.selected": f"{sel.rule}:{sel.penalty}:{sel.lambda1!r}:{sel.lambda2!r}"},
+            params={"best.penalty": d.best_row_penalty, "best.trial": d.trial, "selected.rule": sel.rule,
+                    "selected.penalty": sel.penalty, "selected.lambda1": sel.lambda1,
+                    "selected.lambda2": sel.lambda2},
+            metrics={"best_cv_mse": d.best_value, "best_cv_mse_se": d.best_cv.get("cv_mse_se"),
+                     "selected_cv_mse": sel.cv_mse, "selected_cv_mse_se": sel.cv_mse_se,
+                     "selected_cv_r2": sel.cv_r2, "selected_n_nonzero": float(model.n_nonzero),
+                     "n_trials_complete": float(done)},
+            artifacts=out,
+        )
+
+    def _summary(self, d: _Decision, model: FittedModel, done: int) -> dict[str, Any]:
+        """The summary (``--summary-json``); the model's URI and version are filled in once it is registered."""
         cfg, meta = self.cfg, self.meta
         assert self.space is not None
+        best = next(r for r in d.rows if r["number"] == d.trial)
         return {
-            "best_params": {"penalty": cand.penalty, "lambda1": cand.lambda1, "lambda2": cand.lambda2},
-            "best_cv_mse": value,
-            "best_cv_mse_se": se,
-            "best_trial": trial,
+            "best_params": {"penalty": best["penalty"], "lambda1": best["lambda1"], "lambda2": best["lambda2"]},
+            "best_cv_mse": d.best_value,
+            "best_cv_mse_se": d.best_cv.get("cv_mse_se"),
+            "best_trial": d.trial,
+            "metric": "mse",
+            "selected": d.selected.summary(model.n_nonzero),
+            "choices": {rule: c.summary() for rule, c in d.choices.items()},
+            "path": {"penalty": d.curve.penalty, "l1_share": d.curve.l1_share, "n_points": len(d.curve.strengths),
+                     "strength_max": max(d.curve.strengths), "strength_min": min(d.curve.strengths)},
+            "best_per_penalty": best_per_penalty(d.rows),
+            "pareto": pareto_front(d.rows),
             "n_trials": cfg.search.n_trials,
             "n_trials_asked_this_run": self.asked,
             "n_trials_complete": done,
@@ -252,10 +332,14 @@ class _Sweep:
             "storage": cfg.search.storage,
             "tracking_uri": cfg.tracking.uri,
             "experiment_id": self.tracking.tracking.experiment_id,
+            "mlflow_ui_url": runs_url(cfg.tracking.uri if is_http(cfg.tracking.uri) else LOCAL_UI,
+                                      self.tracking.tracking.experiment_id, cfg.search.study_name),
             "mlflow_run_id": self.tracking.parent(),
-            "model_uri": model_uri,
+            "model_uri": None,
             "registered_model": cfg.tracking.registered_model,
-            "model_version": version,
+            "model_version": None,
+            "selected_features": [n for n, c in zip(self.plan.feature_names, model.coef) if c != 0],
+            "data_source": self.plan.source,
             "n_rows": meta["n_rows"],
             "n_features": self.plan.n_features,
             "k": cfg.folds.k,
@@ -267,6 +351,33 @@ class _Sweep:
             "search_space": self.space.as_dict(),
             "timings_s": self.timer.marks,
         }
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What the search decided: its best trial, the dense path, the two choices and the selected one."""
+
+    trial: int
+    best_value: float | None
+    best_cv: dict[str, Any]
+    rows: list[TrialRow]
+    curve: PathCurve
+    choices: dict[str, Choice]
+    selected: Choice
+    coefs: np.ndarray  # standardized coefficients along the path (p × points)
+
+    @property
+    def best_row_penalty(self) -> str:
+        return str(next(r["penalty"] for r in self.rows if r["number"] == self.trial))
+
+
+def _path_range(penalty: str, share: float, bounds: dict[str, float], space: SearchSpace) -> tuple[float, float]:
+    """From where to where the path of ``penalty`` runs: its λ_max (ridge: the search's upper bound) down to
+    the search's lower bound (elastic net: strengths whose λ1 part spans λ1_max down to λ1's lower bound)."""
+    if penalty == "l2":
+        return space.lambda2[1], space.lambda2[0]
+    lam_max = bounds["lambda1_max"] if bounds["lambda1_max"] > 0 else space.lambda1[1]
+    return lam_max / share, space.lambda1[0] / share
 
 
 class _SweepListener:
@@ -288,15 +399,38 @@ class _SweepListener:
         self.tracking.log_failure(number, candidate, "KILLED")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+SUMMARY_ATTR = "regsweep:summary"
+
+
+def _finished(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) -> dict[str, Any] | None:
+    """The recorded outcome of a study that already holds its trials (None if there is work to do).
+
+    A study whose trials are all complete but whose outcome was never recorded
+    (its driver stopped before the model was registered) still runs its end.
+    """
+    done = store.n_complete()
+    recorded = store.study.user_attrs.get(SUMMARY_ATTR)
+    if done < cfg.search.n_trials or not isinstance(recorded, dict):
+        return None
+    echo(f"study {cfg.search.study_name!r} already holds {done}/{cfg.search.n_trials} complete trials; raise "
+         "search.n_trials or change search.study_name")
+    return {**recorded, "n_trials": cfg.search.n_trials, "n_trials_asked_this_run": 0, "n_trials_complete": done,
+            "stale_trials_failed": [st.number for st in store.stale], "trials_not_logged": [],
+            "tracking_incomplete": [], "timings_s": {}}
+
+
+def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """The parent run's parameters: what a reader compares sweeps by (the whole config is ``config.yaml``)."""
+    params: dict[str, Any] = {
+        "data.source": plan.source, "data.target": plan.target, "data.weight": cfg.data.weight,
+        "folds.k": cfg.folds.k, "folds.seed": cfg.folds.seed, "folds.group": cfg.folds.group,
+        "model.standardize": cfg.model.standardize, "model.fit_intercept": cfg.model.fit_intercept,
+        "search.n_trials": cfg.search.n_trials, "search.penalties": ",".join(cfg.search.penalties),
+        "search.select": cfg.search.select, "search.seed": cfg.search.seed, "search.study_name": cfg.search.study_name,
+        "lambda1_range": "[{:.4g}, {:.4g}]".format(*space.lambda1), "lambda2_range": "[{:.4g}, {:.4g}]".format(*space.lambda2),
+        "n_rows": meta["n_rows"], "n_features": plan.n_features, "data_fingerprint": meta["fingerprint"],
+    }
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def _check_folds(meta: dict[str, Any], cfg: SweepConfig) -> None:

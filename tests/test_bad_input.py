@@ -32,7 +32,7 @@ from pipeline.data import load_block, plan_data
 from pipeline.errors import DataError
 from pipeline.folds import kfold_folds
 from pipeline.solvers import SuffStats
-from pipeline.sweep import run_sweep
+from pipeline.sweep import execute_sweep
 from tests.integration.conftest import run_regsweep
 from tests.test_sweep_local import _sklearn_cv_mse
 
@@ -223,7 +223,7 @@ def test_missing_drop_matches_sklearn_on_the_rows_left(tmp_path, mlflow_template
     ])
     shutil.copy(mlflow_template, tmp_path / "m.db")
     lines: list[str] = []
-    summary = run_sweep(cfg, echo=lines.append, progress=False)
+    summary = execute_sweep(cfg, echo=lines.append, progress=False)
     assert summary["rows_dropped"] == int(bad.sum()) > 0 and summary["n_rows"] == n - bad.sum()
     assert f"Note: {int(bad.sum())} rows with NaN or inf left out (data.missing: drop); {n - bad.sum()} rows used." in lines
     import optuna
@@ -258,7 +258,7 @@ def test_constant_identical_columns_and_p_over_n_are_notes_and_the_sweep_succeed
     ])
     shutil.copy(mlflow_template, tmp_path / "m.db")
     lines: list[str] = []
-    summary = run_sweep(cfg, echo=lines.append, progress=False)
+    summary = execute_sweep(cfg, echo=lines.append, progress=False)
     assert summary["n_trials_complete"] == 5
     assert summary["constant_columns"] == ["x4"]
     assert summary["duplicate_columns"] == [["x2", "x9"]]

@@ -160,6 +160,15 @@ def test_dockerfile_slim_base_non_root_and_installs_the_repository():
     for args in copies:
         for src in args[:-1]:
             assert (ROOT / src).exists(), f"COPY source {src} is not in the repository"
+    # what building the package reads besides pipeline/ (readme, licence) is copied and not ignored
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    needed = {project["readme"], *project.get("license-files", [])}
+    copied = {src for args in copies for src in args[:-1]}
+    ignore = (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+    for name in needed:
+        assert name in copied and f"!{name}" in ignore, f"{name} is needed to build the package"
     installs = [arg for ins, arg in instructions if ins == "RUN" and "pip install" in arg]
     assert any('"/src[postgres]"' in arg for arg in installs), installs
     import tomllib

@@ -46,10 +46,10 @@ def test_the_sweeps_driver_never_imports_mlflow_nor_pandas(tmp_path) -> None:
     code = (
         "import sys\n"
         "from pipeline.config import load_config\n"
-        "from pipeline.sweep import run_sweep\n"
+        "from pipeline.sweep import execute_sweep\n"
         f"cfg = load_config(None, ['search.n_trials=6', 'search.storage=sqlite:///{tmp_path}/o.db',\n"
         f"                         'tracking.uri=sqlite:///{tmp_path}/m.db', 'cluster.dashboard_address=null'])\n"
-        "s = run_sweep(cfg, echo=lambda *_: None, progress=False)\n"
+        "s = execute_sweep(cfg, echo=lambda *_: None, progress=False)\n"
         "assert (s['model_version'], s['n_trials_complete'], s['trials_not_logged']) == (1, 6, []), s\n"
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )

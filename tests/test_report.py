@@ -1,12 +1,27 @@
-"""The plots a sweep logs: at large p, the coefficient plot shows the largest coefficients only."""
+"""The plots and tables a sweep logs, checked on the data each one draws (and the PNGs they make).
+
+Each plot is drawn from a ``*_data`` function; the tests check that data
+against its definition: glmnet's CV curve with the min and 1-SE marks on the
+path, a coefficient path that is the fit on all rows, validation curves on one
+y-range around the best, and a coefficient table that reproduces the model.
+"""
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
+import pytest
 from PIL import Image
 
+from pipeline.cv.passes import BlockPass, finish_pass
+from pipeline.cv.path import PathSpec, coefficient_path
+from pipeline.config import ModelConfig
+from pipeline.folds import block_fold_stats, kfold_folds
 from pipeline.model import FittedModel
-from pipeline.report import _MAX_BARS, largest_in_magnitude, write_plots
+from pipeline.plots import MAX_BARS, coefficient_path_data, cv_curve_data, largest_in_magnitude, validation_data, write_plots
+from pipeline.report import write_coefficients_csv
+from pipeline.selection import Choice, PathCurve, path_strengths
 
 
 def test_largest_in_magnitude_keeps_the_largest_in_feature_order() -> None:
@@ -19,13 +34,94 @@ def test_largest_in_magnitude_keeps_the_largest_in_feature_order() -> None:
     np.testing.assert_array_equal(largest_in_magnitude(values[:30], 40), np.arange(30))
 
 
-def test_the_coefficient_plot_stays_readable_at_p_500(tmp_path) -> None:
+def _rows():
+    out = []
+    for i, (pen, l1, l2, cv) in enumerate([("l1", 0.1, 0.0, 1.0), ("l1", 1.0, 0.0, 1.3), ("l1", 30.0, 0.0, 9.0),
+                                          ("l2", 0.0, 0.5, 1.1), ("l2", 0.0, 100.0, 7.5),
+                                          ("elasticnet", 0.2, 0.2, 1.05)]):
+        out.append({"number": i, "state": "COMPLETE", "penalty": pen, "lambda1": l1, "lambda2": l2, "cv_mse": cv,
+                    "cv_mse_se": 0.05, "train_mse": 0.9 * cv, "cv_r2": 0.5, "n_nonzero": 3})
+    return out + [{"number": 6, "state": "FAIL", "penalty": "l1", "lambda1": 0.5, "lambda2": 0.0,
+                   "cv_mse": float("nan"), "cv_mse_se": float("nan"), "train_mse": float("nan")}]
+
+
+def test_the_validation_curves_share_one_range_zoomed_on_the_best() -> None:
+    data = validation_data(_rows())
+    assert [p["penalty"] for p in data["panels"]] == ["l1", "elasticnet", "l2"]  # failed trials left out
+    low, top = data["ylim"]
+    # best 1.0 ± 0.05: the range reaches 6 SE above it (1.3), so 9.0 and 7.5 are marked on the top edge
+    assert top == pytest.approx(1.3 + 0.05 * (1.3 - 0.9), rel=1e-12)
+    assert low < 0.9 and low > 0.8  # the lowest training error shown (0.9) with a margin
+    l1 = data["panels"][0]
+    np.testing.assert_array_equal(l1["x"], [0.1, 1.0, 30.0])  # sorted by strength
+    assert (l1["cv"] > top - 0.05 * 0.4).tolist() == [False, False, True]
+
+
+def _curve_and_choices():
+    strengths = path_strengths(10.0, 0.01, include=0.2, n=20)
+    cv = [1.0 + 0.1 * abs(np.log10(s) - np.log10(0.2)) for s in strengths]
+    curve = PathCurve("l1", 1.0, strengths, tuple(cv), (0.05,) * len(cv), (0.5,) * len(cv),
+                      tuple(0.9 * c for c in cv), tuple(float(i % 5) for i in range(len(cv))))
+    choices = {"min": Choice("min", "l1", 0.2, 0.0, 1.0, 0.05, 0.5, 4.0, 3),
+               "1se": Choice("1se", "l1", 0.6, 0.0, 1.04, 0.05, 0.5, 2.0)}
+    return curve, choices
+
+
+def test_the_cv_curve_marks_the_min_and_1se_choices_on_the_path() -> None:
+    curve, choices = _curve_and_choices()
+    data = cv_curve_data(curve, choices, "1se")
+    assert np.all(np.diff(data["x"]) > 0) and len(data["x"]) == 21  # 20 grid points + the winning trial
+    i = int(np.argmin(data["cv"]))
+    assert data["x"][i] == 0.2  # the minimum of the curve is the trial's strength
+    marks = {m["rule"]: m for m in data["marks"]}
+    assert (marks["min"]["x"], marks["1se"]["x"]) == (0.2, 0.6)
+    assert marks["1se"]["selected"] and "(registered)" in marks["1se"]["label"] and not marks["min"]["selected"]
+    assert "4 non-zero" in marks["min"]["label"]
+
+
+def test_the_coefficient_path_is_the_fit_on_all_rows_along_the_path(diabetes) -> None:
+    X, y = diabetes
+    passes = finish_pass(BlockPass(tuple(block_fold_stats(X, y, None, kfold_folds(0, len(y), 5, 0), 5)), 1), 5, 0)
+    spec = PathSpec("l1", 1.0, path_strengths(40.0, 0.05, include=1.0, n=8))
+    coefs = coefficient_path(passes, spec, ModelConfig())
+    from sklearn.linear_model import Lasso
+
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    for i in (0, 4, 8):
+        ref = Lasso(alpha=spec.strengths[i], tol=1e-12, max_iter=1_000_000).fit((X - mean) / scale, y)
+        np.testing.assert_allclose(coefs[:, i], ref.coef_, rtol=1e-6, atol=1e-6)  # standardized scale
+    curve = PathCurve("l1", 1.0, spec.strengths, *(((1.0,) * 9,) * 4), tuple(float(n) for n in
+                                                                              np.count_nonzero(coefs, axis=0)))
+    names = [f"f{j}" for j in range(10)]
+    data = coefficient_path_data(curve, coefs, names, {}, "min")
+    assert np.all(np.diff(data["x"]) > 0)
+    np.testing.assert_array_equal(data["n_nonzero"], np.count_nonzero(coefs, axis=0)[::-1])
+    weakest = np.abs(coefs[:, -1])  # the last strength of the path (largest first) is the weakest
+    assert data["names"][0] == names[int(np.argmax(weakest))]
+
+
+def test_the_coefficient_table_reproduces_the_model(tmp_path) -> None:
+    model = FittedModel(np.array([2.0, 0.0, -0.5]), 1.25, "l1", 0.1, 0.0, True, True, np.zeros(3),
+                        np.array([3.0, 1.0, 0.5]), ("a", "b", "c"))
+    with open(write_coefficients_csv(model, tmp_path / "coefficients.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["name"] for r in rows] == ["a", "b", "c", "(intercept)"]
+    np.testing.assert_array_equal([float(r["coef"]) for r in rows[:3]], model.coef)
+    np.testing.assert_array_equal([float(r["coef_standardized"]) for r in rows[:3]], model.coef * model.x_scale)
+    assert float(rows[3]["coef"]) == model.intercept
+
+
+def test_every_plot_is_drawn_and_the_coefficient_plot_stays_readable_at_p_500(tmp_path) -> None:
     p = 500
     coef = np.zeros(p)
     coef[[3, 77, 400]] = [2.0, -5.0, 0.5]
     model = FittedModel(coef, 0.0, "l1", 0.1, 0.0, True, True, np.zeros(p), np.ones(p))
-    rows = [{"number": i, "state": "COMPLETE", "penalty": "l1", "lambda1": 10.0 ** -i, "lambda2": 0.0,
-             "cv_mse": 1.0 + i, "cv_mse_se": 0.1, "train_mse": 0.9 + i} for i in range(4)]
-    paths = {path.name: path for path in write_plots(rows, model, tmp_path)}
+    curve, choices = _curve_and_choices()
+    coefs = np.zeros((p, len(curve.strengths)))
+    coefs[:40] = np.linspace(0, 1, len(curve.strengths))
+    paths = {path.name: path for path in write_plots(_rows(), model, tmp_path, curve=curve, choices=choices,
+                                                      coefficient_path=coefs)}
+    assert set(paths) == {"cv_curve.png", "coefficient_path.png", "validation_curve.png", "coefficients.png",
+                          "optimization_history.png"}
     width, _ = Image.open(paths["coefficients.png"]).size
-    assert width <= 0.35 * _MAX_BARS * 110 + 1  # 40 bars at 0.35 in and 110 dpi, not 500
+    assert width <= 0.35 * MAX_BARS * 110 + 1  # 40 bars at 0.35 in and 110 dpi, not 500

@@ -26,7 +26,7 @@ import pipeline.cv.statcache as statcache
 from pipeline.config import load_config
 from pipeline.retrain import retrain_plan, run_retrain
 from pipeline.cv.statcache import heldout_rows
-from pipeline.sweep import run_sweep
+from pipeline.sweep import execute_sweep
 
 P = 5
 ROWS_PER_GROUP = 250
@@ -105,7 +105,7 @@ def world(tmp_path_factory):
     cfg = load_config(None, overrides)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # a SQLite tracking store puts artifacts under ./mlruns of the creating process
-        sweep = run_sweep(cfg, echo=lambda s: None, progress=False)
+        sweep = execute_sweep(cfg, echo=lambda s: None, progress=False)
         yield {"tmp": tmp, "data": data, "overrides": overrides, "cfg": cfg, "sweep": sweep}
 
 
@@ -148,9 +148,12 @@ def test_retrain_sequence(world, monkeypatch):
     cand_model, _ = _model(cfg, candidate_version)
     ref_champion, ref_challenger = _reference_scores(data, s1, cand_model.coef, cand_model.intercept, cfg)
     # statistics vs rows: rounding only (1e-10); scikit-learn's CD at tol=1e-12 agrees to ~1e-9
-    assert s1["champion_score"] == pytest.approx(ref_champion, rel=1e-10)
+    assert s1["incumbent_score"] == pytest.approx(ref_champion, rel=1e-10)
     assert s1["challenger_score"] == pytest.approx(ref_challenger, rel=1e-8)
-    assert s1["challenger_params"] == world["sweep"]["best_params"]  # refit: the candidate's penalty and λ
+    # after the decision the champion is the challenger, version and score alike
+    assert (s1["incumbent_version"], s1["champion_score"]) == (candidate_version, s1["challenger_score"])
+    sel = world["sweep"]["selected"]  # refit: the candidate's (the sweep's selected model's) penalty and λ
+    assert s1["challenger_params"] == {k: sel[k] for k in ("penalty", "lambda1", "lambda2")}
     assert s1["n_rows_heldout"] == int(heldout_rows(0, 2000, 0.25, 7).sum())
     _, tags = _model(cfg, s1["challenger_version"])
     assert tags["regsweep.decision"] == "promoted" and tags["regsweep.data_fingerprint"] == s1["data_fingerprint"]
@@ -161,7 +164,8 @@ def test_retrain_sequence(world, monkeypatch):
     assert s2["action"] == "up_to_date"
     assert s2["data_fingerprint"] == s1["data_fingerprint"]
     assert (s2["champion_version"], s2["challenger_version"]) == (s1["champion_version"], s1["challenger_version"])
-    assert s2["champion_score"] == s1["champion_score"] and s2["challenger_score"] == s1["challenger_score"]
+    for key in ("incumbent_version", "incumbent_score", "champion_score", "challenger_score"):
+        assert s2[key] == s1[key], key
     assert count.loaded == []
 
     # 3. more rows of the same distribution, 5% margin: only the new file's blocks are read; kept
@@ -171,11 +175,12 @@ def test_retrain_sequence(world, monkeypatch):
     assert sorted(count.loaded) == [("part-001.parquet", 4), ("part-001.parquet", 5)]
     assert (s3["blocks_read"], s3["blocks_cached"]) == (2, 4)
     assert s3["action"] == "kept" and s3["previous_alias"] == "champion"
-    assert s3["challenger_score"] >= 0.95 * s3["champion_score"]
-    assert s3["champion_version"] == s1["champion_version"] == _alias(cfg, "champion")
+    assert s3["challenger_score"] >= 0.95 * s3["incumbent_score"]
+    assert s3["champion_version"] == s3["incumbent_version"] == s1["champion_version"] == _alias(cfg, "champion")
+    assert s3["champion_score"] == s3["incumbent_score"]  # kept: the champion is still the incumbent
     champ_model, _ = _model(cfg, s1["champion_version"])
     ref_champion, ref_challenger = _reference_scores(data, s3, champ_model.coef, champ_model.intercept, cfg)
-    assert s3["champion_score"] == pytest.approx(ref_champion, rel=1e-10)  # cached + new statistics are exact
+    assert s3["incumbent_score"] == pytest.approx(ref_champion, rel=1e-10)  # cached + new statistics are exact
     assert s3["challenger_score"] == pytest.approx(ref_challenger, rel=1e-8)
     _, tags = _model(cfg, s3["challenger_version"])
     assert tags["regsweep.decision"] == "kept"  # registered either way
@@ -186,10 +191,10 @@ def test_retrain_sequence(world, monkeypatch):
     s4, cfg = _retrain(world, "retrain.margin=0.05")
     assert {name for name, _ in count.loaded} == {"part-002.parquet"} and len(count.loaded) == 6
     assert s4["action"] == "promoted"
-    assert s4["challenger_score"] < 0.95 * s4["champion_score"]
+    assert s4["challenger_score"] < 0.95 * s4["incumbent_score"]
     assert s4["champion_version"] == s4["challenger_version"] == _alias(cfg, "champion")
     ref_champion, ref_challenger = _reference_scores(data, s4, champ_model.coef, champ_model.intercept, cfg)
-    assert s4["champion_score"] == pytest.approx(ref_champion, rel=1e-10)
+    assert s4["incumbent_score"] == pytest.approx(ref_champion, rel=1e-10)
     assert s4["challenger_score"] == pytest.approx(ref_challenger, rel=1e-8)
 
 
@@ -198,13 +203,13 @@ def test_resweep_warm_starts_from_the_champion(world):
     import optuna
 
     names = ["tracking.registered_model=rt-resweep", "search.study_name=rt-resweep", "search.n_trials=4"]
-    sweep = run_sweep(load_config(None, [*world["overrides"], *names]), echo=lambda s: None, progress=False)
+    sweep = execute_sweep(load_config(None, [*world["overrides"], *names]), echo=lambda s: None, progress=False)
     s, cfg = _retrain(world, *names, "retrain.mode=resweep", "retrain.n_trials=6")
     assert s["action"] == "promoted" and s["previous_alias"] == "candidate"
     study = optuna.load_study(study_name=s["resweep_study"], storage=cfg.search.storage)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 6 == s["resweep_trials_complete"]
-    start = sweep["best_params"]
+    start = {k: sweep["selected"][k] for k in ("penalty", "lambda1", "lambda2")}  # the registered candidate's
     previous = optuna.load_study(study_name="rt-resweep", storage=cfg.search.storage)
     warm = sorted((t for t in previous.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
     # enqueued first: the starting model's parameters, then the previous study's best trials (deduplicated;
@@ -249,7 +254,7 @@ def test_time_holdout_reads_only_new_and_straddling_blocks(world, tmp_path, monk
         "cluster.processes=false", "cluster.dashboard_address=null", "data.features=[x0,x1,x2,x3,x4]",
         f"retrain.cache={tmp_path}/cache", "retrain.holdout.time_column=t", "retrain.holdout.fraction=0.3",
     ]
-    run_sweep(load_config(None, overrides), echo=lambda s: None, progress=False)
+    execute_sweep(load_config(None, overrides), echo=lambda s: None, progress=False)
     s1 = run_retrain(load_config(None, overrides), echo=lambda s: None)
     # cut-off 999 − 0.3·999 = 699.3: block 1 (rows 500–999) straddles it and is read twice
     assert s1["time_cutoff"] == pytest.approx(999 - 0.3 * 999)
@@ -266,7 +271,7 @@ def test_time_holdout_reads_only_new_and_straddling_blocks(world, tmp_path, monk
     held = frame["t"].to_numpy() >= s2["time_cutoff"]
     X, y = frame[[f"x{j}" for j in range(P)]].to_numpy(), frame["y"].to_numpy()
     champ = _model(cfg, s1["challenger_version"])[0]
-    assert s2["champion_score"] == pytest.approx(float(np.mean((X[held] @ champ.coef + champ.intercept - y[held]) ** 2)),
+    assert s2["incumbent_score"] == pytest.approx(float(np.mean((X[held] @ champ.coef + champ.intercept - y[held]) ** 2)),
                                                  rel=1e-10)
     lam2 = s2["challenger_params"]["lambda2"]
     est = make_pipeline(StandardScaler(), Ridge(alpha=(~held).sum() * lam2, solver="svd")).fit(X[~held], y[~held])

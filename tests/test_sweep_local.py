@@ -15,11 +15,12 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline.config import load_config
 from pipeline.folds import kfold_folds
-from pipeline.sweep import run_sweep
+from pipeline.sweep import execute_sweep
 
 SUMMARY_FIELDS = {
     "best_params", "best_cv_mse", "best_cv_mse_se", "n_trials", "n_trials_complete", "study_name", "storage",
-    "tracking_uri", "mlflow_run_id", "model_uri", "n_rows", "n_features", "elapsed_s",
+    "tracking_uri", "mlflow_run_id", "model_uri", "n_rows", "n_features", "elapsed_s", "metric", "selected",
+    "best_per_penalty", "pareto", "mlflow_ui_url",
 }
 
 
@@ -32,7 +33,7 @@ def sweep_result(tmp_path_factory):
         "folds.seed=3", "data.block_rows=100", "cluster.dashboard_address=null",
     ])
     lines: list[str] = []
-    summary = run_sweep(cfg, echo=lines.append, progress=False)
+    summary = execute_sweep(cfg, echo=lines.append, progress=False)
     study = optuna.load_study(study_name="e2e", storage=cfg.search.storage)
     return cfg, summary, study, lines
 
@@ -89,12 +90,50 @@ def test_conditional_search_space(sweep_result):
 
 
 def test_summary_and_console_output(sweep_result):
-    cfg, summary, _, lines = sweep_result
+    cfg, summary, study, lines = sweep_result
     assert SUMMARY_FIELDS <= set(summary)
     assert summary["n_trials_complete"] == 12 and summary["n_rows"] == 442 and summary["n_features"] == 10
     text = "\n".join(lines)
-    assert "rank trial" in text and "mlflow ui --backend-store-uri" in text
-    assert "trials 12/12" in text
+    assert "trials 12/12" in text and "mlflow ui --backend-store-uri" in text
+    assert summary["mlflow_ui_url"] in text and "workflowType=machine_learning" in summary["mlflow_ui_url"]
+    # the decision, not ten near-identical rows: each penalty's best with its distance in standard errors
+    assert "rank trial" not in text and "Best of each penalty" in text
+    best = summary["best_per_penalty"]
+    top = min(best.values(), key=lambda b: b["cv_metric"])
+    for pen, b in best.items():
+        distance = "best" if b is top else f"+{(b['cv_metric'] - top['cv_metric']) / top['cv_metric_se']:.2f} SE"
+        assert any(line.strip().startswith(pen) and f"trial {b['trial']}" in line and distance in line
+                   for line in lines), (pen, distance)
+    for rule, c in summary["choices"].items():
+        assert any(line.strip().startswith(rule) and f"{c['cv_mse']:.6g}" in line for line in lines), rule
+    features = ", ".join(summary["selected_features"])
+    assert any(line.strip() == features for line in lines)
+
+
+def test_selection_fields_follow_their_definitions(sweep_result):
+    """best_per_penalty, pareto and selected, recomputed from the study's trials and its stored path."""
+    from pipeline.selection import PathCurve
+
+    cfg, summary, study, _ = sweep_result
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    for pen, b in summary["best_per_penalty"].items():
+        best = min((t for t in done if t.params["penalty"] == pen), key=lambda t: t.value)
+        assert (b["trial"], b["cv_metric"], b["cv_mse"]) == (best.number, best.value, best.value)
+        assert b["cv_metric_se"] == best.user_attrs["cv"]["cv_mse_se"]
+    points = [(t.value, t.user_attrs["cv"]["n_nonzero"], t.number) for t in done]
+    front = {n for v, k, n in points if not any(v2 <= v and k2 <= k and (v2 < v or k2 < k) for v2, k2, _ in points)}
+    assert {p["trial"] for p in summary["pareto"]} == front
+    curve = PathCurve.from_dict(study.user_attrs["regsweep:path"])  # the study keeps the path, the record of truth
+    stored = study.user_attrs["regsweep:selection"]
+    sel = summary["selected"]
+    assert stored["rule"] == sel["rule"] == cfg.search.select == "min"
+    lowest = min([*(t.value for t in done), *curve.cv_mse])
+    assert sel["cv_metric"] == sel["cv_mse"] == lowest
+    one_se = stored["1se"]
+    bar = lowest + stored["min"]["cv_mse_se"]
+    assert one_se["cv_mse"] <= bar and all(v > bar for s, v in zip(curve.strengths, curve.cv_mse)
+                                           if s > one_se["lambda1"] + one_se["lambda2"])
+    assert len(curve.strengths) >= 100 and summary["metric"] == "mse"
 
 
 def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabetes):
@@ -110,11 +149,23 @@ def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabete
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(int(r.data.tags["regsweep.trial"]) for r in children) == list(range(12))
     assert all(r.info.status == "FINISHED" for r in children)
-    one = children[0]
-    assert len(client.get_metric_history(one.info.run_id, "fold_mse")) == 5
-    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"trials.csv", "config.yaml", "validation_curve.png", "coefficients.png",
-            "optimization_history.png"} <= artifacts
+    for run in children:  # folds are metrics of their own (not steps), both strengths are parameters
+        trial = study.trials[int(run.data.tags["regsweep.trial"])]
+        fold = trial.user_attrs["cv"]["fold_mse"]
+        assert [run.data.metrics[f"fold_mse_{i}"] for i in range(5)] == pytest.approx(fold, rel=1e-15)
+        lam1, lam2 = trial.params.get("lambda1", 0.0), trial.params.get("lambda2", 0.0)
+        assert (float(run.data.params["lambda1"]), float(run.data.params["lambda2"])) == (lam1, lam2)
+        assert ("log10_lambda1" in run.data.metrics) == (lam1 > 0) and ("log10_lambda2" in run.data.metrics) == (lam2 > 0)
+        if lam1 > 0:
+            assert run.data.metrics["log10_lambda1"] == pytest.approx(np.log10(lam1), rel=1e-12)
+    parent = parents[0]
+    assert 10 <= len(parent.data.params) <= 30  # the parameters that matter; the whole config is config.yaml
+    assert "**Registered: the `min` choice**" in parent.data.tags["mlflow.note.content"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "config.yaml", "validation_curve.png", "coefficients.png", "coefficients.csv",
+            "optimization_history.png", "cv_curve.png", "coefficient_path.png"} <= artifacts
+    logged = client.search_logged_models(experiment_ids=[exp.experiment_id])  # the sweep's experiment, not Default
+    assert [m.source_run_id for m in logged] == [parent.info.run_id]
     alias = client.get_model_version_by_alias("e2e-model", "candidate")
     assert alias.version == summary["model_version"]
 
@@ -140,6 +191,11 @@ def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabete
     assert not [p for p in Path(local).rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
     model = FittedModel.load(data_dirs[0])
     np.testing.assert_allclose(pred, X @ model.coef + model.intercept, rtol=1e-13)
+    # a linear model takes integers and floats alike for every numeric column
+    as_int = df.round().astype("int64")
+    np.testing.assert_allclose(np.asarray(loaded.predict(as_int)), as_int.to_numpy(float) @ model.coef + model.intercept,
+                               rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(loaded.predict(df.astype("float32"))), pred, rtol=1e-6)
 
 
 def test_weighted_group_folds_from_parquet_match_a_by_hand_reference(tmp_path, diabetes, monkeypatch):
@@ -169,7 +225,7 @@ def test_weighted_group_folds_from_parquet_match_a_by_hand_reference(tmp_path, d
         "folds.k=4", "search.n_trials=6", "search.penalties=[l1, elasticnet]", f"search.storage=sqlite:///{tmp_path}/o.db",
         f"tracking.uri=sqlite:///{tmp_path}/m.db", "cluster.dashboard_address=null", "tracking.log_trials=false",
     ])
-    summary = run_sweep(cfg, echo=lambda *_: None, progress=False)
+    summary = execute_sweep(cfg, echo=lambda *_: None, progress=False)
     assert summary["n_trials_complete"] == 6
     from mlflow import MlflowClient
 
@@ -208,20 +264,28 @@ def test_a_sweep_whose_every_trial_fails_stops_with_a_clear_error(tmp_path, monk
         "cluster.processes=false", "cluster.dashboard_address=null",
     ])
     with pytest.raises(SweepError, match="poisoned fold"):
-        run_sweep(cfg, echo=lambda *_: None, progress=False)
+        execute_sweep(cfg, echo=lambda *_: None, progress=False)
     study = optuna.load_study(study_name=cfg.search.study_name, storage=cfg.search.storage)
     states = [t.state.name for t in study.trials]
     assert set(states) == {"FAIL"} and 10 <= len(states) <= 30
     assert "poisoned fold" in study.trials[0].system_attrs["fail_reason"]
 
 
-def test_rerunning_a_finished_sweep_asks_nothing_and_registers_nothing_new(sweep_result):
-    """Runs last among the sweep_result tests: it adds a second parent run."""
+def test_rerunning_a_finished_sweep_says_so_in_one_line_and_creates_nothing(sweep_result):
+    """The study's recorded outcome comes back with n_trials_asked_this_run 0; no parent run is added."""
+    from mlflow import MlflowClient
+
     cfg, first, _, _ = sweep_result
-    again = run_sweep(cfg, echo=lambda *_: None, progress=False)
+    lines: list[str] = []
+    again = execute_sweep(cfg, echo=lines.append, progress=False)
+    assert lines == ["study 'e2e' already holds 12/12 complete trials; raise search.n_trials or change "
+                     "search.study_name"]
     assert again["n_trials_asked_this_run"] == 0 and again["n_trials_complete"] == 12
-    assert again["model_version"] == first["model_version"]
-    assert again["best_cv_mse"] == first["best_cv_mse"]
+    for key in ("model_version", "model_uri", "best_cv_mse", "selected", "best_per_penalty", "pareto", "mlflow_run_id"):
+        assert again[key] == first[key], key
+    runs = MlflowClient(tracking_uri=cfg.tracking.uri).search_runs(
+        [first["experiment_id"]], "tags.`regsweep.kind` = 'sweep'")
+    assert len(runs) == 1
 
 
 def test_the_same_config_and_seed_give_the_same_trials_in_fresh_directories(tmp_path):
@@ -239,7 +303,7 @@ def test_the_same_config_and_seed_give_the_same_trials_in_fresh_directories(tmp_
             "search.n_trials=40", "search.in_flight=8", f"search.storage=sqlite:///{d}/o.db",
             f"tracking.uri=sqlite:///{d}/m.db", "cluster.dashboard_address=null", "tracking.log_trials=false",
         ])
-        run_sweep(cfg, echo=lambda *_: None, progress=False)
+        execute_sweep(cfg, echo=lambda *_: None, progress=False)
         study = optuna.load_study(study_name=cfg.search.study_name, storage=cfg.search.storage)
         runs.append(sorted(study.trials, key=lambda t: t.number))
     first, second = runs

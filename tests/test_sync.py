@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import optuna
+import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from pipeline.candidate import Candidate
 from pipeline.search import TrialResult
 from pipeline.bridge import record_from_trial
+from pipeline.bridge.replay import child_record
 
 
 def test_a_replayed_child_run_carries_the_live_metrics_params_and_fold_errors() -> None:
@@ -26,9 +30,13 @@ def test_a_replayed_child_run_carries_the_live_metrics_params_and_fold_errors() 
     )
     study.add_trial(trial)
     rec = record_from_trial(study.trials[0])
-    assert dict(rec.metrics) == result.metrics()
-    assert list(rec.fold_metrics["fold_mse"]) == list(result.fold_mse)
-    assert dict(rec.params) == {"penalty": "elasticnet", "lambda1": 0.3, "lambda2": 0.02}
+    live = child_record(result.number, result.candidate, result.metrics(), result.fold_mse,
+                        int(result.start * 1000), int(result.end * 1000))
+    assert dict(rec.metrics) == dict(live.metrics)
+    assert {k: v for k, v in rec.metrics.items() if k.startswith("fold_mse_")} == {
+        f"fold_mse_{i}": v for i, v in enumerate(result.fold_mse)}
+    assert rec.metrics["log10_lambda1"] == pytest.approx(math.log10(0.3), rel=1e-15)
+    assert dict(rec.params) == dict(live.params) == {"penalty": "elasticnet", "lambda1": 0.3, "lambda2": 0.02}
     assert rec.status == "FINISHED"
 
 
@@ -40,7 +48,8 @@ def test_a_failed_trial_replays_as_a_failed_run_without_metrics() -> None:
         state=optuna.trial.TrialState.FAIL,
     ))
     rec = record_from_trial(study.trials[0])
-    assert rec.status == "FAILED" and dict(rec.metrics) == {} and dict(rec.params) == {"penalty": "l1", "lambda1": 0.1}
+    assert rec.status == "FAILED" and dict(rec.params) == {"penalty": "l1", "lambda1": 0.1, "lambda2": 0.0}
+    assert dict(rec.metrics) == {"log10_lambda1": pytest.approx(-1.0, rel=1e-15)}  # no scores: only the strength
 
 
 def test_replay_puts_each_trial_under_its_own_drivers_parent_run_and_skips_this_drivers_on_request(tmp_path):

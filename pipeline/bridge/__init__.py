@@ -13,7 +13,7 @@ from .publication import UNPUBLISHED_DIR, Publication, unpublished_dir
 from .replay import record_from_trial, replay_missing
 from .study_links import previous_parent_run, record_parent
 from .sweep_tracking import SweepTracking
-from .sync import sync_tracking
+from .sync import study_names, sync_tracking
 
 __all__ = [
     "UNPUBLISHED_DIR",
@@ -23,6 +23,7 @@ __all__ = [
     "record_from_trial",
     "record_parent",
     "replay_missing",
+    "study_names",
     "sync_tracking",
     "unpublished_dir",
 ]

@@ -35,6 +35,7 @@ class Publication:
     params: dict[str, Any]
     metrics: dict[str, float | None]
     artifacts: Path  # a directory
+    tags: dict[str, str] = field(default_factory=dict)  # of the parent run (its Markdown description)
     result: dict[str, Any] = field(default_factory=dict)
 
     def publish(self, tracking: Tracking, meanwhile: Callable[[], None] = lambda: None) -> tuple[str, int | None]:
@@ -48,6 +49,7 @@ class Publication:
         metrics = {k: v for k, v in self.metrics.items() if v is not None}
         calls = [tracking.send("log_params", self.parent_run, self.params),
                  tracking.send("log_metrics", self.parent_run, metrics),
+                 tracking.send("set_tags", self.parent_run, self.tags),
                  tracking.send("log_model", self.parent_run, self.model, self.example, self.registered_model,
                                self.version_tags)]
         meanwhile()
@@ -64,7 +66,8 @@ class Publication:
         self.model.save(directory / "model")
         (directory / "example.parquet").write_bytes(self.example)
         shutil.copytree(self.artifacts, directory / "artifacts")
-        meta = {k: getattr(self, k) for k in ("parent_run", "registered_model", "version_tags", "params", "metrics")}
+        meta = {k: getattr(self, k) for k in ("parent_run", "registered_model", "version_tags", "params", "metrics",
+                                              "tags")}
         (directory / "publication.json").write_text(json.dumps(meta, indent=1, default=str))
         return directory
 

@@ -7,6 +7,8 @@ Runs at every sweep start (what a killed driver left unwritten) and in
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..candidate import Candidate
@@ -18,7 +20,23 @@ from .study_links import PARENT_RUN_ATTR, parent_of
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-__all__ = ["record_from_trial", "replay_missing"]
+__all__ = ["child_record", "record_from_trial", "replay_missing"]
+
+
+def child_record(number: int, cand: Candidate, metrics: Mapping[str, float], fold_mse: Sequence[float],
+                 start_ms: int, end_ms: int, status: str = "FINISHED", parent: str | None = None) -> TrialRecord:
+    """What a trial's child run holds, live or replayed: the penalty, ``lambda1`` and ``lambda2`` as
+    parameters (0 where the penalty has none, so every run has both columns), the metrics, each fold's
+    error as ``fold_mse_<i>`` (one column per fold, not steps: folds are not epochs), and
+    ``log10_lambda1`` / ``log10_lambda2`` where the strength is positive (for charts on a log axis)."""
+    out = dict(metrics)
+    out.update({f"fold_mse_{i}": float(v) for i, v in enumerate(fold_mse)})
+    for name, value in (("lambda1", cand.lambda1), ("lambda2", cand.lambda2)):
+        if value > 0:
+            out[f"log10_{name}"] = math.log10(value)
+    params = {"penalty": cand.penalty, "lambda1": cand.lambda1, "lambda2": cand.lambda2}
+    return TrialRecord(number=number, params=params, metrics=out, start_ms=start_ms, end_ms=end_ms, status=status,
+                       parent=parent)
 
 
 def record_from_trial(trial: FrozenTrial, status: str | None = None, parent: str | None = None) -> TrialRecord:
@@ -34,16 +52,13 @@ def record_from_trial(trial: FrozenTrial, status: str | None = None, parent: str
     start = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
     end = trial.datetime_complete.timestamp() if trial.datetime_complete else start
     legacy = trial.system_attrs.get(PARENT_RUN_ATTR)
-    return TrialRecord(
-        number=trial.number,
-        params=Candidate.from_params(trial.number, trial.params).params() if "penalty" in trial.params else {},
-        metrics=metrics,
-        fold_metrics={"fold_mse": fold} if fold else {},
-        start_ms=int(start * 1000),
-        end_ms=int(end * 1000),
-        status=status or ("FINISHED" if trial.state == TrialState.COMPLETE else "FAILED"),
-        parent=parent or (str(legacy) if legacy else None),
-    )
+    cand = Candidate.from_params(trial.number, trial.params) if "penalty" in trial.params else None
+    if cand is None:  # not a regsweep trial: nothing to describe it by
+        return TrialRecord(trial.number, {}, metrics, int(start * 1000), int(end * 1000), status or "FAILED",
+                           parent or (str(legacy) if legacy else None))
+    return child_record(trial.number, cand, metrics, fold, int(start * 1000), int(end * 1000),
+                        status or ("FINISHED" if trial.state == TrialState.COMPLETE else "FAILED"),
+                        parent or (str(legacy) if legacy else None))
 
 
 def _unfinished(status: str, *, complete: bool) -> bool:

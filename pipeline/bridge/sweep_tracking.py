@@ -30,9 +30,9 @@ from typing import Any
 from ..candidate import Candidate
 from ..config import SweepConfig
 from ..search import TrialResult, TrialStore
-from ..tracking import Pending, Tracking, TrialRecord, close_stale_runs, is_http, is_unreachable
+from ..tracking import Pending, Tracking, close_stale_runs, is_http, is_unreachable
 from .publication import Publication, unpublished_dir
-from .replay import replay_missing
+from .replay import child_record, replay_missing
 from .study_links import previous_parent_run, record_parent
 
 __all__ = ["SweepTracking"]
@@ -89,16 +89,14 @@ class SweepTracking:
     # ------------------------------------------------------------------ child runs
     def log_result(self, r: TrialResult) -> None:
         """Queue a completed trial's child run."""
-        self.tracking.log_trial(TrialRecord(
-            number=r.number, params=r.candidate.params(), metrics=r.metrics(),
-            fold_metrics={"fold_mse": r.fold_mse}, start_ms=int(r.start * 1000), end_ms=int(r.end * 1000),
-        ))
+        self.tracking.log_trial(child_record(r.number, r.candidate, r.metrics(), r.fold_mse, int(r.start * 1000),
+                                             int(r.end * 1000)))
         self.poll()
 
     def log_failure(self, number: int, cand: Candidate, status: str = "FAILED") -> None:
         """Queue the child run of a trial that failed (``FAILED``) or was stopped (``KILLED``)."""
         now = int(time.time() * 1000)
-        self.tracking.log_trial(TrialRecord(number, cand.params(), {}, {}, now, now, status=status))
+        self.tracking.log_trial(child_record(number, cand, {}, (), now, now, status=status))
 
     # ------------------------------------------------------------------ the end
     def publish(self, pub: Publication, draw: Callable[[], None]) -> tuple[str | None, int | None]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..config import SweepConfig
+from ..errors import ConfigError
 from ..search import TrialStore
 from ..tracking import Tracker, close_stale_runs
 from .publication import Publication, unpublished_dir
@@ -21,9 +23,31 @@ from .study_links import previous_parent_run
 __all__ = ["sync_tracking"]
 
 
+def study_names(storage: str) -> list[str]:
+    """The studies in ``storage`` (none for an SQLite file that does not exist: it is not created)."""
+    import optuna
+
+    from ..sqlite_wal import sqlite_path
+
+    path = sqlite_path(storage)
+    if path is not None and not Path(path).exists():
+        return []
+    return sorted(optuna.get_all_study_names(storage))
+
+
 def sync_tracking(cfg: SweepConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Replay into MLflow what the study holds and MLflow lacks; publish a waiting publication."""
+    """Replay into MLflow what the study holds and MLflow lacks; publish a waiting publication.
+
+    Refuses, naming the studies found, when the study does not exist: a sync
+    never creates a study, an experiment or a run out of nothing.
+    """
     study = cfg.search.study_name
+    found = study_names(cfg.search.storage)
+    if study not in found:
+        raise ConfigError(
+            f"sync-tracking: search.study_name {study!r} is not a study of {cfg.search.storage} (studies there: "
+            f"{found or 'none'}); give the config of the sweep to sync, or set search.study_name."
+        )
     tracker = Tracker(cfg.tracking, study_name=study)
     tracker.preflight()
     tracker.ensure_experiment()

@@ -37,23 +37,32 @@ def refit_pass(passes: BlockPass, cand: Candidate, feature_names: Sequence[str],
 def search_bounds(total: SuffStats, model: ModelConfig) -> dict[str, float]:
     """Data-derived λ ranges from the total statistics.
 
-    λ1: ``[1e-4 · λ1_max, λ1_max]`` (λ1_max zeroes every coefficient).
-    λ2: from the spectrum of the standardized Gram, ``[max(e_min, 1e-6 e_max), 10 e_max]``:
-    far below the smallest eigenvalue ridge is least squares, far above the
-    largest it shrinks everything.
+    λ1: ``[r · λ1_max, λ1_max]`` (λ1_max zeroes every coefficient), with
+    ``r = 1e-6`` when there are more rows than features (the lasso then reaches
+    least squares well inside the range) and ``1e-3`` otherwise (glmnet uses
+    1e-4 and 1e-2; below, a p > n fit interpolates).
+
+    λ2: ``[1e-8 · e_max, 10 · e_max]`` from the largest eigenvalue e_max of the
+    standardized Gram. Far above e_max ridge shrinks everything; at 1e-8 · e_max
+    it is least squares (minimum-norm when the Gram is singular) to about eight
+    digits. The range does not stop at the smallest eigenvalue: with many rows
+    and little noise the ridge optimum lies far below it (``σ²/(n‖β‖²)`` for an
+    orthogonal design), and a range starting there cut it off (0.4% worse CV
+    MSE than RidgeCV on a public 20,190-row survey).
     """
     problem = GramProblem.from_stats(total, fit_intercept=model.fit_intercept, standardize=model.standardize)
     e = np.linalg.eigvalsh(problem.G) if problem.G.size else np.zeros(1)
     e_max = float(max(e[-1], np.finfo(float).tiny))
-    positive = e[e > e_max * e.size * np.finfo(float).eps]
-    e_min = float(positive[0]) if positive.size else e_max
     lam1_max = problem.lambda1_max
+    ratio = 1e-6 if total.n_rows > problem.G.shape[0] else 1e-3
     return {
-        "lambda1_low": 1e-4 * lam1_max,
+        "lambda1_low": ratio * lam1_max,
         "lambda1_high": lam1_max,
-        "lambda2_low": max(e_min, 1e-6 * e_max),
+        "lambda2_low": 1e-8 * e_max,
         "lambda2_high": 10.0 * e_max,
         "lambda1_max": lam1_max,
+        "e_max": e_max,
+        "e_min": float(e[0]),
         "n_kept": int(problem.kept.sum()),
     }
 

@@ -28,6 +28,7 @@ from .registry import RegisteredVersion
 from .service import TrackingService
 from .statcache_store import MlflowCache
 from .tracker import Tracker
+from .views import runs_url
 
 if TYPE_CHECKING:
     from .models import PyfuncModel
@@ -47,6 +48,7 @@ __all__ = [
     "is_unreachable",
     "preflight",
     "reachable",
+    "runs_url",
 ]
 
 

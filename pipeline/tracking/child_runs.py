@@ -108,8 +108,6 @@ class ChildRunWriter:
         from mlflow.entities import Metric, Param
 
         metrics = [Metric(k, float(v), rec.end_ms, 0) for k, v in rec.metrics.items() if math.isfinite(v)]
-        for name, values in rec.fold_metrics.items():
-            metrics += [Metric(name, float(v), rec.end_ms, i) for i, v in enumerate(values) if math.isfinite(v)]
         params = [Param(k, param_str(v)) for k, v in rec.params.items()]
         self.client.log_batch(run_id, metrics=metrics, params=params, synchronous=True)
         self.client.set_terminated(run_id, status=rec.status, end_time=rec.end_ms)

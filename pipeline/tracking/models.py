@@ -32,10 +32,14 @@ LOADER_MODULE = "pipeline.tracking"
 
 
 def log_model(
-    client: MlflowClient, uri: str, run_id: str, model: FittedModel, input_example: Any,
+    client: MlflowClient, uri: str, experiment_id: str, run_id: str, model: FittedModel, input_example: Any,
     registered_model: str | None, version_tags: Mapping[str, str] | None = None, alias: str | None = "candidate",
 ) -> tuple[str, int | None]:
     """Log ``model`` as a pyfunc on ``run_id`` and register it under ``alias``; returns (model URI, version).
+
+    The model is a logged model of ``experiment_id`` (the run's): MLflow 3 files
+    a model logged outside an active run under the active experiment, the
+    Default one unless told, and the run page then shows "Logged models (0)".
 
     ``alias=None`` registers without moving any alias and without the no-op
     check below (``regsweep retrain`` decides on ``champion`` itself).
@@ -58,11 +62,11 @@ def log_model(
         if current is not None and all(current.tags.get(k) == v for k, v in tags.items()):
             return str(current.source), int(current.version)
     with warnings.catch_warnings():
-        # MLflow hints that integer columns cannot hold missing values: regsweep rejects those anyway
         warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(input_example, model.predict(input_example))
+        signature = _signature(input_example, infer_signature(input_example, model.predict(input_example)))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
     with tempfile.TemporaryDirectory() as tmp, no_installed_package_scan():
         data_dir = model.save(Path(tmp) / "regsweep_model")
         info = Model.log(
@@ -79,6 +83,22 @@ def log_model(
         if alias:
             client.set_registered_model_alias(registered_model, alias, str(version))
     return info.model_uri, version
+
+
+def _signature(example: Any, inferred: Any) -> Any:
+    """The inferred signature with every input column typed ``Any`` (still named and required).
+
+    A linear model takes integers and floats alike, but MLflow enforces a
+    column's type: a ``long`` column refused float input ("Can not safely
+    convert float64 to int64"), and a ``double`` column refuses int64 input
+    (more than 2⁵³ cannot be exact). The model itself converts every column
+    to float64, so the signature names the columns and lets any number in.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inputs = Schema([ColSpec(AnyType(), str(name), required=True) for name in example.columns])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)
 
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> Any:

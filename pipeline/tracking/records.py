@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,6 @@ class TrialRecord:
     number: int
     params: Mapping[str, Any]
     metrics: Mapping[str, float]
-    fold_metrics: Mapping[str, Sequence[float]]  # logged with step = fold
     start_ms: int
     end_ms: int
     status: str = "FINISHED"

@@ -29,6 +29,7 @@ from .health import preflight, reachable
 from .models import log_model
 from .protocol import Done, Pending
 from .records import DRIVER_TAG, ChildRun, TrialRecord, param_str, quote
+from .views import experiment_tags
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -95,9 +96,10 @@ class Tracker:
 
         name = self.cfg.experiment
         exp = self.client.get_experiment_by_name(name)
+        tags = experiment_tags(self.study_name) if self.study_name else {}
         if exp is None:
             try:
-                return str(self.client.create_experiment(name))
+                return str(self.client.create_experiment(name, tags=tags))
             except MlflowException:  # another driver created it first
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
@@ -106,6 +108,9 @@ class Tracker:
             raise TrackingError(
                 f"MLflow experiment {name!r} is deleted; restore it or choose another tracking.experiment."
             )
+        for key, value in tags.items():  # an experiment of an earlier version, or of another study
+            if exp.tags.get(key) != value:
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
         return str(exp.experiment_id)
 
     # ------------------------------------------------------------ runs
@@ -195,7 +200,8 @@ class Tracker:
     def log_model(self, run_id: str, model: FittedModel, input_example: Any, registered_model: str | None,
                   version_tags: Mapping[str, str] | None = None,
                   alias: str | None = "candidate") -> tuple[str, int | None]:
-        return log_model(self.client, self.uri, run_id, model, input_example, registered_model, version_tags, alias)
+        return log_model(self.client, self.uri, self.experiment_id, run_id, model, input_example, registered_model,
+                         version_tags, alias)
 
     def end_run(self, run_id: str, status: str = "FINISHED", deadline_s: float | None = None) -> None:
         self.client.set_terminated(run_id, status=status)

@@ -86,7 +86,7 @@ def test_cluster_config_sweep_and_retrains_on_postgres(tmp_path, dask_cluster, m
     X, y = synthetic_rows((s.n_rows, s.n_features, s.n_informative, s.correlation, s.noise, s.seed), 0, N_ROWS)
     held = heldout_rows(0, N_ROWS, cfg.retrain.holdout.fraction, cfg.retrain.holdout.seed)
     ref = float(np.mean((X[held] @ cand_model.coef + cand_model.intercept - y[held]) ** 2))
-    assert first["champion_score"] == pytest.approx(ref, rel=1e-10)
+    assert first["incumbent_score"] == pytest.approx(ref, rel=1e-10)
 
     # second retrain, same data: nothing to do, exit 0
     proc, second = _run(tmp_path, "retrain", overrides, "r2.json")

@@ -1,0 +1,48 @@
+"""``pipeline.run_sweep``: the notebook API, silent, with typed overrides, returning a SweepResult."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pipeline
+from pipeline.errors import ConfigError
+
+
+def test_run_sweep_is_silent_and_returns_the_selected_registered_model(tmp_path, monkeypatch, capsys, diabetes):
+    monkeypatch.chdir(tmp_path)
+    result = pipeline.run_sweep(None, overrides={
+        "search.n_trials": 10, "search.select": "1se", "search.study_name": "api",
+        "cluster.dashboard_address": None, "tracking.log_trials": False,
+    })
+    assert capsys.readouterr().out == ""  # silent by default
+    assert isinstance(result, pipeline.SweepResult)
+    assert result.n_trials_complete == 10 and result.study_name == "api" and result.model_version == 1
+    assert result.selected == result.summary["selected"] and result.selected["rule"] == "1se"
+    # the registered model is the 1-SE choice, refit on all rows
+    model = result.model
+    assert (model.penalty, model.lambda1, model.lambda2) == (result.selected["penalty"], result.selected["lambda1"],
+                                                             result.selected["lambda2"])
+    assert model.n_nonzero == result.selected["n_nonzero"] < 10
+    X, _ = diabetes
+    np.testing.assert_allclose(model.predict(X), X @ model.coef + model.intercept, rtol=1e-14)
+    trials = result.trials
+    assert len(trials) == 10 and list(trials.columns)[:5] == ["number", "state", "penalty", "lambda1", "lambda2"]
+    assert trials["cv_mse"].min() == result.best_cv_mse
+    with pytest.raises(AttributeError, match="no field 'nonsense'"):
+        _ = result.nonsense
+
+
+def test_run_sweep_takes_a_mapping_and_a_config_object_and_refuses_bad_keys(tmp_path, monkeypatch):
+    from pipeline.config import config_from
+
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from({"search": {"n_trials": 3, "study_name": "obj"}}, {"search.penalties": ["l2"]})
+    assert (cfg.search.n_trials, cfg.search.penalties) == (3, ["l2"])
+    again = config_from(cfg, {"search.n_trials": 4})
+    assert (again.search.n_trials, again.search.penalties) == (4, ["l2"])
+    with pytest.raises(ConfigError, match="did you mean 'search.n_trials'"):
+        config_from(None, {"search.n_trial": 4})
+    with pytest.raises(ConfigError, match="search.n_trials: Input should be greater than or equal to 1"):
+        pipeline.run_sweep({"search": {"n_trials": 0}})
+    assert not list(tmp_path.iterdir())  # refused before anything was written

@@ -1,0 +1,62 @@
+"""What the command line says when there is nothing to do or something is missing: one line, the fix.
+
+- ``sync-tracking`` without a config, or with a study that does not exist,
+  refuses and names the studies found (it never creates a study, an
+  experiment or a run out of nothing);
+- a PostgreSQL URL whose driver is not installed names ``regsweep[postgres]``;
+- ``check-config`` opens the data source's header and checks the columns.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tests.integration.conftest import run_regsweep
+from tests.test_bad_input import _one_line_error
+
+
+def test_sync_tracking_refuses_without_a_config_or_a_study(tmp_path: Path) -> None:
+    proc = run_regsweep(["sync-tracking"], cwd=tmp_path)
+    line = _one_line_error(proc, ["sync-tracking needs the config of the sweep", "studies in "])
+    assert "none" in line
+    assert not list(tmp_path.iterdir())  # no study file, no MLflow file
+    import optuna
+
+    optuna.create_study(study_name="mine", storage=f"sqlite:///{tmp_path}/regsweep-optuna.db")
+    (tmp_path / "other.yaml").write_text("search: {study_name: other}\n")
+    proc = run_regsweep(["sync-tracking", "other.yaml"], cwd=tmp_path)
+    _one_line_error(proc, ["search.study_name 'other' is not a study", "['mine']"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.yaml", "regsweep-optuna.db"]
+
+
+def test_a_postgresql_url_without_its_driver_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    """psycopg2 hidden from the process (the test extra installs it)."""
+    code = (
+        "import importlib.util, sys\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'psycopg2' else real(name, *a)\n"
+        "from pipeline.cli import entry\n"
+        "sys.argv = ['regsweep', 'sweep', '--set', 'search.storage=postgresql://u:pw@db/regsweep']\n"
+        "entry()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    line = _one_line_error(proc, ["search.storage", "psycopg2", "pip install 'regsweep[postgres]'"])
+    assert "pw" not in line  # the password is not printed
+    assert not list(tmp_path.iterdir())
+
+
+def test_check_config_checks_the_columns_and_their_types(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"], "y": [1.0, 0.0, 2.0]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
+                                  "--set", "data.target=zz"], cwd=tmp_path), ["data.target 'zz' is not a column"])
+    _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
+                                  "--set", "data.target=y"], cwd=tmp_path), ["columns ['b'] are not numeric"])
+    ok = run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
+                       "--set", "data.target=y", "--set", "data.features=[a]"], cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "3 rows, target 'y', 1 features: columns and types OK" in ok.stdout
