@@ -16,7 +16,7 @@ import numpy as np
 
 from .solvers import SuffStats
 
-__all__ = ["column_notes"]
+__all__ = ["column_notes", "describe_columns"]
 
 _CONSTANT_RTOL = 1e-12  # the solver's rule (solvers/problem.py): sd below 1e-12·|mean| is constant
 _SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance up to rounding
@@ -42,6 +42,12 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: i
         for a, b in zip(*np.nonzero(np.triu(same, 1))):
             duplicates.append((feature_names[int(live[a])], feature_names[int(live[b])]))
     const_names = [feature_names[int(j)] for j in np.flatnonzero(constant)]
+    return describe_columns(n, p, const_names, duplicates, rows_dropped)
+
+
+def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Sequence[tuple[str, str]],
+                     rows_dropped: int = 0) -> dict[str, Any]:
+    """The summary fields and notes for what was found, whichever engine found it."""
     notes = []
     if rows_dropped:
         notes.append(f"{rows_dropped} rows with NaN or inf left out (data.missing: drop); {n} rows used.")
@@ -54,7 +60,7 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: i
     if p > n:
         notes.append(f"more features ({p}) than rows ({n}): only penalized fits are determined, and "
                      "small λ overfit.")
-    return {"constant_columns": const_names, "duplicate_columns": [list(d) for d in duplicates],
+    return {"constant_columns": list(const_names), "duplicate_columns": [list(d) for d in duplicates],
             "rows_dropped": rows_dropped, "notes": notes}
 
 

@@ -119,6 +119,10 @@ class ModelConfig(_Strict):
     standardize: bool = True
     fit_intercept: bool = True
     tol: float = Field(1e-10, gt=0.0, lt=1.0, description="duality-gap tolerance relative to ½·mean(y_c²) (y_c: y centred when an intercept is fitted)")
+    engine: Literal["auto", "gram", "rows"] = Field(
+        "auto", description="gram: K p×p fold Grams from one data pass (tall data); rows: the rows on every worker, "
+        "no p×p matrix (wide or sparse data); auto: gram iff the source is dense, p ≤ a fold's training rows and "
+        "the K Grams take ≤ ¼ of the smallest worker's memory limit")
 
 
 class BoundsConfig(_Strict):

@@ -108,7 +108,7 @@ def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
     if choices:
         path = summary.get("path", {})
         lines.append(f"Choices on the dense {path.get('penalty', sel['penalty'])} path "
-                     f"({path.get('n_points', '?')} strengths, from the fold statistics: no extra data pass):")
+                     f"({path.get('n_points', '?')} strengths, on the trials' fold models: no extra data pass):")
         for rule, c in choices.items():
             mark = "  ← registered (search.select)" if rule == sel["rule"] else ""
             lines.append(f"  {rule:<4} {_lambdas(c['penalty'], c['lambda1'], c['lambda2']):<26} "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import glob as globlib
 import io
 import math
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class BlockSpec:
 class DataPlan:
     """What will be read, decided from metadata alone."""
 
-    kind: str  # bundled | synthetic | parquet | csv | npy
+    kind: str  # bundled | synthetic | parquet | csv | npy | npz
     source: str
     feature_names: tuple[str, ...]
     target: str
@@ -79,6 +80,11 @@ class DataPlan:
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the rows are stored sparse (an ``.npz`` source): only the rows engine keeps them so."""
+        return self.kind == "npz"
 
 
 @dataclass(frozen=True)
@@ -120,9 +126,11 @@ def _plan_source(cfg: DataConfig, group: str | None) -> DataPlan:
         return _plan_csv(cfg, paths[0], group)
     if suffixes == {".npy"} and len(paths) == 1:
         return _plan_npy(cfg, paths[0], group)
+    if suffixes == {".npz"} and len(paths) == 1:
+        return _plan_npz(cfg, paths[0], group)
     raise DataError(
         f"data.source {source!r} matched {len(paths)} file(s) of type(s) {sorted(suffixes)}; "
-        "use one .csv file, one X.npy (with data.target: y.npy), or Parquet file(s)."
+        "use one .csv file, one X.npy or sparse X.npz (with data.target: y.npy), or Parquet file(s)."
     )
 
 
@@ -408,6 +416,49 @@ def _plan_npy(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     )
 
 
+def _plan_npz(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
+    """A sparse matrix written by ``scipy.sparse.save_npz`` (CSR or CSC), with the target in a ``.npy``."""
+    if cfg.target is None:
+        raise DataError("data.target must name the y .npy file when data.source is a sparse X .npz file.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            fmt = z["format"].item() if "format" in z.files else None
+            shape = tuple(int(v) for v in z["shape"]) if "shape" in z.files else None
+            dtype = z["data"].dtype if "data" in z.files else None
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"data.source {path!r} is not a readable .npz file: {e}") from e
+    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+    if fmt not in ("csr", "csc") or shape is None or len(shape) != 2:
+        raise DataError(f"data.source {path!r} must hold a CSR or CSC matrix written by scipy.sparse.save_npz, "
+                        f"got format {fmt!r}; save it with scipy.sparse.save_npz(path, X.tocsr()).")
+    if dtype is None or dtype.kind not in "biuf":
+        raise DataError(f"data.source {path!r} holds {dtype} values, not real numbers.")
+    n, p = shape
+    for key, extra in {"data.target": cfg.target, "data.weight": cfg.weight, "folds.group": group}.items():
+        if extra is None:
+            continue
+        arr = _open_npy(extra, key)
+        if key != "folds.group":
+            _numeric_npy(arr, extra, key)
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise DataError(f"{key} {extra!r} must be 1-D with one value per row of X ({n}), got shape {arr.shape}.")
+    names = tuple(cfg.features) if cfg.features else tuple(f"x{j}" for j in range(p))
+    if len(names) != p:
+        raise DataError(f"data.features names {len(names)} columns but {path!r} has {p}.")
+    if n == 0 or p == 0:
+        raise DataError(f"{path!r} has shape {shape}: it needs at least one row and one column.")
+    return DataPlan(kind="npz", source=path, feature_names=names, target=cfg.target, weight=cfg.weight, group=group,
+                    n_rows=n, blocks=_row_blocks(n, cfg.block_rows, path=path))
+
+
+@functools.lru_cache(maxsize=2)
+def _sparse_matrix(path: str, mtime: float) -> Any:
+    """The whole sparse matrix of an ``.npz`` source, as CSR (kept for the blocks that follow)."""
+    import scipy.sparse
+
+    return scipy.sparse.load_npz(path).tocsr()
+
+
 def _numeric_npy(arr: np.ndarray, path: str, key: str) -> None:
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{key} {path!r} holds {arr.dtype} values, not real numbers; save it as a float or integer array.")
@@ -423,8 +474,14 @@ def _open_npy(path: str, key: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ load
-def load_block(plan: DataPlan, spec: BlockSpec) -> BlockData:
-    """Read one block (runs on a worker) and check it: numeric and finite."""
+def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> BlockData:
+    """Read one block (runs on a worker) and check it: numeric and finite.
+
+    With ``sparse`` a sparse source's block stays a CSR matrix (the rows
+    engine); otherwise every block is a dense array.
+    """
+    if plan.kind == "npz":
+        return _load_npz_block(plan, spec, sparse)
     if plan.kind == "synthetic":
         X, y = synthetic_rows(plan.synthetic, spec.start_row, spec.n_rows)
         return BlockData(X, y, None, None, spec.start_row)
@@ -449,6 +506,45 @@ def load_block(plan: DataPlan, spec: BlockSpec) -> BlockData:
     g = None if plan.group is None else frame[plan.group].to_numpy()
     integer = tuple(bool(pd_is_integer(frame[c])) for c in plan.feature_names)
     return _checked(plan, X, y, w, g, spec, where, integer)
+
+
+def _load_npz_block(plan: DataPlan, spec: BlockSpec, sparse: bool) -> BlockData:
+    sl = slice(spec.local_start, spec.local_start + spec.n_rows)
+    matrix = _sparse_matrix(plan.source, Path(plan.source).stat().st_mtime)[sl]
+    y = np.asarray(np.load(plan.target, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
+    w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r", allow_pickle=False)[sl],
+                                                    dtype=np.float64)
+    g = None if plan.group is None else np.asarray(np.load(plan.group, mmap_mode="r", allow_pickle=False)[sl])
+    integer = (matrix.dtype.kind in "iub",) * matrix.shape[1]
+    where = f"{plan.source} rows {sl.start}-{sl.stop - 1}"
+    matrix = matrix.astype(np.float64)
+    if sparse:
+        return _checked_sparse(plan, matrix, y, w, g, spec, where, integer)
+    return _checked(plan, matrix.toarray(), y, w, g, spec, where, integer)
+
+
+def _checked_sparse(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.ndarray | None,
+                    spec: BlockSpec, where: str, integer: tuple[bool, ...]) -> BlockData:
+    """:func:`_checked` for a CSR block: non-finite stored values mark their rows."""
+    bad = ~np.isfinite(y)
+    if w is not None:
+        bad |= ~np.isfinite(w)
+    nonfinite = ~np.isfinite(X.data)
+    if nonfinite.any():
+        bad[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[nonfinite]] = True
+    kept = None
+    if bad.any():
+        if plan.missing != "drop":
+            rows = np.flatnonzero(bad)[:5] + spec.start_row
+            raise DataError(f"{where}: NaN or inf in rows {', '.join(map(str, rows))} (rows counted from 0); remove "
+                            "or impute those rows, or set data.missing: drop to leave them out.")
+        kept = ~bad
+        X, y = X[kept], y[kept]
+        w = None if w is None else w[kept]
+        g = None if g is None else g[kept]
+    if w is not None and (w < 0).any():
+        raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
+    return BlockData(X, y, w, g, spec.start_row, integer, kept)
 
 
 def _needed_columns(plan: DataPlan) -> list[str]:
@@ -564,7 +660,7 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     import pandas as pd
 
     for spec in plan.blocks:  # under data.missing: drop a whole block may be left out: take the next
-        if plan.kind in ("synthetic", "npy", "bundled") and plan.missing == "error":  # row-addressable: n rows
+        if plan.kind in ("synthetic", "npy", "npz", "bundled") and plan.missing == "error":  # row-addressable
             spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
         X = load_block(plan, spec).X[:n]
         if X.shape[0]:

@@ -15,18 +15,28 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import DataError
-from .solvers import ElasticNet, FitResult, GramProblem
+from .solvers import ElasticNet, FitResult
 
 __all__ = ["FORMAT", "FittedModel"]
 
 FORMAT = "regsweep-linear-model/1"
 _JSON = "model.json"
 _ARRAYS = "arrays.npz"
+
+
+class Scaling(Protocol):
+    """How a problem centred and scaled its columns: a :class:`~pipeline.solvers.GramProblem` or a
+    :class:`~pipeline.solvers.RowDesign`."""
+
+    standardize: bool
+    fit_intercept: bool
+    x_center: np.ndarray
+    x_scale: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,12 +77,12 @@ class FittedModel:
 
     @classmethod
     def from_solution(
-        cls, problem: GramProblem, result: FitResult, penalty: ElasticNet, feature_names: Sequence[str] | None
+        cls, problem: Scaling, result: FitResult, penalty: ElasticNet, feature_names: Sequence[str] | None
     ) -> FittedModel:
         """The model of a solved problem: coefficients on the original scale, the scaling and diagnostics.
 
         The one place a :class:`FittedModel` is built from a solver result
-        (``pipeline.fit``, the sweep's refit and the retrain's challenger).
+        (``pipeline.fit``, the sweep's refit and the retrain's challenger), whichever engine solved it.
         """
         return cls(
             coef=result.coef, intercept=float(result.intercept), penalty=penalty.name, lambda1=penalty.lambda1,
@@ -98,6 +108,10 @@ class FittedModel:
             if missing:
                 raise DataError(f"input lacks the model's feature columns {missing}.")
             X = X[list(self.feature_names)]
+        if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy.sparse: the product keeps it sparse
+            if X.ndim != 2 or X.shape[1] != self.n_features:
+                raise DataError(f"X must have shape (n_rows, {self.n_features}) to match the model, got {X.shape}.")
+            return np.asarray(X @ self.coef).ravel() + self.intercept
         arr = np.asarray(X, dtype=np.float64)
         if arr.ndim == 1 and self.n_features == arr.shape[0]:
             arr = arr[None, :]

@@ -11,15 +11,21 @@ Meant for cron, a Kubernetes CronJob or Airflow. One run:
 4. fingerprints every block's raw content on the cluster; if a version of
    the model already carries this data fingerprint and a decision, stops:
    ``up_to_date`` (exit 0);
-5. collects the per-block statistics, from the cache where it has the block
-   and by loading the block otherwise (:mod:`pipeline.statcache`);
+5. chooses the engine as a sweep does (:mod:`pipeline.engine`); the Gram
+   engine collects the per-block statistics, from the cache where it has the
+   block and by loading the block otherwise (:mod:`pipeline.statcache`); the
+   rows engine (wide data) loads the rows on the workers instead: its p × p
+   block statistics would not fit, so the cache is not used and the output
+   says so;
 6. trains the challenger on the training rows: ``refit`` (the starting
    model's penalty and λ) or ``resweep`` (a short new Optuna study on the
    training rows' K folds, warm-started by enqueuing the starting model's
    parameters and the previous study's best trials);
-7. scores champion and challenger on the same held-out rows, exactly, from
+7. scores champion and challenger on the same held-out rows, exactly: from
    the held-out statistics (``SuffStats.mse``: the held-out SSE of any linear
-   model follows from Σw, Σx, Σy, XᵀX, Xᵀy, yᵀy);
+   model follows from Σw, Σx, Σy, XᵀX, Xᵀy, yᵀy), or, in the rows engine,
+   from the held-out rows themselves (the same rows: membership is the same
+   hash of the global row, or the same time cut-off);
 8. registers the challenger (always), moves ``champion`` to it when
    ``challenger_mse < (1 − margin) · champion_mse``, and records both scores,
    the decision and its reason on a retrain run and on the new version.
@@ -46,7 +52,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,7 +62,6 @@ from .config import SweepConfig
 from .cv import (
     BlockPass,
     DirCache,
-    RetrainStats,
     StatCache,
     block_fingerprints,
     collect_stats,
@@ -66,20 +71,24 @@ from .cv import (
     refit,
     search_bounds,
     total_threads,
+    wait_done,
 )
+from .cv.engines import choose_sweep_engine
+from .cv.placement import Placement
+from .cv.row_models import heldout_mse, retrain_facts, row_bounds, row_refit
+from .cv.row_placement import RowPlacement
+from .cv.rows import load_rows
 from .data import DataPlan, plan_data
 from .errors import DataError, RetrainInputError
 from .locks import retrain_lock
 from .model import FittedModel
 from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, n_complete, resolve_space
-from .solvers import SuffStats, merge_all
+from .solvers import merge_all
 from .tracking import MlflowCache, RegisteredVersion, Tracker
 from .tracking.registry import TAG, alias_version, load_version, set_alias, tag_version, versions_with_fingerprint
 
 if TYPE_CHECKING:
     from distributed import Client
-
-    from .cv.statcache import BlockRecord
 
 __all__ = ["retrain_plan", "run_retrain"]
 
@@ -137,23 +146,16 @@ def _starting_model(tracker: Tracker, name: str) -> RegisteredVersion:
 
 
 # ---------------------------------------------------------------- challenger
-def _resweep(client: Client, stats: RetrainStats, base: RegisteredVersion, plan: DataPlan, cfg: SweepConfig,
-             fingerprint: str, echo: Callable[[str], None]) -> tuple[Candidate, dict[str, Any]]:
-    """A short study on the training rows' K folds, warm-started; returns the best candidate.
-
-    The training statistics go to the cluster as a task's input, not as
-    scattered data (:func:`~pipeline.cv.placement_of_pass`): if the workers
-    holding them die, Dask recomputes them elsewhere, as a sweep's data pass.
-    """
-    rec = stats.record
-    passes = BlockPass(rec.train, 0, rec.integer_columns, total=merge_all(rec.train))
-    space = resolve_space(cfg.search, search_bounds(passes.total_stats, cfg.model))
+def _resweep(client: Client, placement: Placement, bounds: dict[str, float], base: RegisteredVersion,
+             cfg: SweepConfig, fingerprint: str, echo: Callable[[str], None]) -> tuple[Candidate, dict[str, Any]]:
+    """A short study on the training rows' K folds (fold models of either engine), warm-started; returns the
+    best candidate."""
+    space = resolve_space(cfg.search, bounds)
     study_name = f"{cfg.search.study_name}-retrain-{fingerprint}"
     store = TrialStore(cfg.search.model_copy(update={"study_name": study_name}))
     if not store.study.trials:
         for params in _warm_params(base.model, cfg, space):
             store.enqueue(params)
-    placement = placement_of_pass(client, passes, cfg.folds.k, plan.n_features, cfg.model)
     threads = total_threads(client)
     in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
     scheduler = TrialScheduler(client, store, placement, space, cfg.retrain.n_trials, _ResweepListener(echo),
@@ -204,18 +206,32 @@ def _warm_params(model: FittedModel, cfg: SweepConfig, space: SearchSpace) -> li
     return out
 
 
-def _example(rec: BlockRecord, train_total: SuffStats, plan: DataPlan) -> Any:
+def _example(x_mean: np.ndarray, integer_columns: tuple[bool, ...], plan: DataPlan) -> Any:
     """One input row (the training column means, typed like the source) for the model signature.
 
     Built from statistics so that no (old) block has to be read for it.
     """
     import pandas as pd
 
-    frame = pd.DataFrame([train_total.x_mean], columns=list(plan.feature_names))
-    for name, is_int in zip(plan.feature_names, rec.integer_columns):
+    frame = pd.DataFrame([x_mean], columns=list(plan.feature_names))
+    for name, is_int in zip(plan.feature_names, integer_columns):
         if is_int:
             frame[name] = np.round(frame[name]).astype(np.int64)
     return frame
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What the challenger was trained and scored on, as the record reports it (either engine)."""
+
+    n_train: int
+    n_heldout: int
+    blocks_read: int
+    blocks_cached: int
+    cutoff: float | None
+    example: Any  # one input row (pandas)
+    engine: str
+    cache_note: str | None = None
 
 
 # ---------------------------------------------------------------- the run
@@ -248,7 +264,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
 
 def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base: RegisteredVersion,
                         echo: Callable[[str], None]) -> dict[str, Any]:
-    """Fingerprint, statistics (cached where possible), the challenger, the decision and its record."""
+    """Fingerprint, the engine, the challenger and both held-out scores, the decision and its record."""
     name = cfg.tracking.registered_model
     with open_client(cfg.cluster) as client:
         fps = block_fingerprints(client, plan)
@@ -257,35 +273,88 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         if done:
             echo(f"Up to date: {name} v{done[-1].version} was trained on data {fingerprint}; nothing to do.")
             return _up_to_date(tracker, name, fingerprint, done[-1])
-        cache = _open_cache(cfg, tracker)
-        stats = collect_stats(client, plan, fps, cfg, cache)
-        rec = stats.record
-        train_total = merge_all(rec.train)
-        _check_rows(rec, train_total, cfg)
-        echo(f"Data: {plan.source}: {train_total.n_rows} training + {rec.heldout.n_rows} held-out rows, "
-             f"fingerprint {fingerprint} (of the blocks' raw bytes, so that cached blocks need not be parsed; a "
-             f"sweep's fingerprint hashes the parsed statistics and differs); blocks read {stats.blocks_read}, "
-             f"from cache {stats.blocks_cached}" + (f" ({cache.description})" if cache is not None else ""))
-        extra: dict[str, Any] = {}
-        if cfg.retrain.mode == "resweep":
-            cand, extra = _resweep(client, stats, base, plan, cfg, fingerprint, echo)
-        else:
-            cand = Candidate(-1, base.model.penalty, base.model.lambda1, base.model.lambda2)
+        engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k,
+                                     heldout_fraction=cfg.retrain.holdout.fraction)
+        echo(engine.line())
+        challenge = _challenge_on_rows if engine.name == "rows" else _challenge_on_stats
+        challenger, scores, evidence, extra = challenge(client, cfg, plan, tracker, base, fps, fingerprint, echo)
+    action, reason = _decide(base, *scores, cfg.retrain.margin)
+    return _record(tracker, cfg, plan, base, challenger, scores, (action, reason), fingerprint, evidence, extra)
+
+
+_Challenge = tuple[FittedModel, tuple[float, float], _Evidence, dict[str, Any]]
+
+
+def _challenge_on_stats(client: Client, cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base: RegisteredVersion,
+                        fps: list[str], fingerprint: str, echo: Callable[[str], None]) -> _Challenge:
+    """The Gram engine: block statistics (cached where possible), the challenger, both held-out scores."""
+    cache = _open_cache(cfg, tracker)
+    stats = collect_stats(client, plan, fps, cfg, cache)
+    rec = stats.record
+    train_total = merge_all(rec.train)
+    _check_rows(rec.heldout.sum_w, train_total.sum_w, [st.sum_w for st in rec.train], cfg)
+    echo(f"Data: {plan.source}: {train_total.n_rows} training + {rec.heldout.n_rows} held-out rows, "
+         f"fingerprint {fingerprint} (of the blocks' raw bytes, so that cached blocks need not be parsed; a "
+         f"sweep's fingerprint hashes the parsed statistics and differs); blocks read {stats.blocks_read}, "
+         f"from cache {stats.blocks_cached}" + (f" ({cache.description})" if cache is not None else ""))
+    extra: dict[str, Any] = {}
+    if cfg.retrain.mode == "resweep":
+        # the training statistics go to the cluster as a task's input, not as scattered data: if the workers
+        # holding them die, Dask recomputes them elsewhere, as a sweep's data pass
+        passes = BlockPass(rec.train, 0, rec.integer_columns, total=train_total)
+        placement = placement_of_pass(client, passes, cfg.folds.k, plan.n_features, cfg.model)
+        cand, extra = _resweep(client, placement, search_bounds(train_total, cfg.model), base, cfg, fingerprint, echo)
+    else:
+        cand = Candidate(-1, base.model.penalty, base.model.lambda1, base.model.lambda2)
     challenger = refit(train_total, cand, plan.feature_names, cfg.model)
     scores = (rec.heldout.mse(base.model.coef, base.model.intercept),  # the incumbent's, then the challenger's
               rec.heldout.mse(challenger.coef, challenger.intercept))
-    action, reason = _decide(base, *scores, cfg.retrain.margin)
-    return _record(tracker, cfg, plan, base, challenger, scores, (action, reason), fingerprint, stats,
-                   train_total, extra)
+    evidence = _Evidence(train_total.n_rows, rec.heldout.n_rows, stats.blocks_read, stats.blocks_cached, stats.cutoff,
+                         _example(train_total.x_mean, rec.integer_columns, plan), "gram")
+    return challenger, scores, evidence, extra
 
 
-def _check_rows(rec: BlockRecord, train_total: SuffStats, cfg: SweepConfig) -> None:
-    if not rec.heldout.sum_w > 0:
+def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base: RegisteredVersion,
+                       fps: list[str], fingerprint: str, echo: Callable[[str], None]) -> _Challenge:
+    """The rows engine: the rows on the workers (held-out ones marked), the challenger, both held-out scores.
+
+    The block-statistics cache holds p × p matrices per block, which this engine cannot use: every block is
+    read, and the output says so rather than skipping the cache silently.
+    """
+    note = None
+    if cfg.retrain.cache is not None:
+        note = (f"retrain.cache ({cfg.retrain.cache}) is not used by the rows engine: it stores p × p statistics "
+                f"per block; all {len(plan.blocks)} blocks are read from the source")
+        echo(f"Note: {note}.")
+    k, seed, holdout = cfg.folds.k, cfg.folds.seed, cfg.retrain.holdout
+    placement = RowPlacement(client, plan, k, seed, cfg.model, holdout) if cfg.retrain.mode == "resweep" else None
+    rows = placement.current_pass() if placement else client.submit(load_rows, plan, k, seed, holdout, pure=False)
+    facts = wait_done(client.submit(retrain_facts, rows, pure=False))
+    _check_rows(facts["w_heldout"], facts["w_train"], facts["fold_weight"], cfg)
+    echo(f"Data: {plan.source}: {facts['n_train']} training + {facts['n_heldout']} held-out rows, fingerprint "
+         f"{fingerprint}; all {len(plan.blocks)} blocks read (rows engine)")
+    extra: dict[str, Any] = {}
+    if placement is not None:
+        bounds = wait_done(client.submit(row_bounds, rows, cfg.model, pure=False))
+        cand, extra = _resweep(client, placement, bounds, base, cfg, fingerprint, echo)
+        rows = placement.current_pass()  # placed again if lost during the resweep
+    else:
+        cand = Candidate(-1, base.model.penalty, base.model.lambda1, base.model.lambda2)
+    challenger = wait_done(client.submit(row_refit, rows, cand, plan.feature_names, cfg.model, pure=False))
+    inc, ch = wait_done(client.submit(heldout_mse, rows, [(base.model.coef, base.model.intercept),
+                                                          (challenger.coef, challenger.intercept)], pure=False))
+    evidence = _Evidence(facts["n_train"], facts["n_heldout"], len(plan.blocks), 0, facts["time_cutoff"],
+                         _example(facts["x_mean"], facts["integer_columns"], plan), "rows", note)
+    return challenger, (inc, ch), evidence, extra
+
+
+def _check_rows(w_heldout: float, w_train: float, fold_weight: list[float], cfg: SweepConfig) -> None:
+    if not w_heldout > 0:
         raise DataError(
             "the hold-out has no rows (or zero weight); raise retrain.holdout.fraction or add data."
         )
-    empty = [f for f, st in enumerate(rec.train) if not st.sum_w > 0]
-    if not train_total.sum_w > 0 or (cfg.retrain.mode == "resweep" and empty):
+    empty = [f for f, w in enumerate(fold_weight) if not w > 0]
+    if not w_train > 0 or (cfg.retrain.mode == "resweep" and empty):
         raise DataError(
             f"the training rows leave folds {empty} empty; lower retrain.holdout.fraction or folds.k, or add data."
         )
@@ -318,10 +387,10 @@ def _outcome(base: RegisteredVersion, version: int, scores: tuple[float, float],
 
 
 def _record(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: RegisteredVersion, challenger: FittedModel,
-            scores: tuple[float, float], decision: tuple[str, str], fingerprint: str, stats: RetrainStats,
-            train_total: SuffStats, extra: dict[str, Any]) -> dict[str, Any]:
+            scores: tuple[float, float], decision: tuple[str, str], fingerprint: str, ev: _Evidence,
+            extra: dict[str, Any]) -> dict[str, Any]:
     """Log the retrain run, register the challenger, move the alias, tag the version (decision last)."""
-    name, rec = cfg.tracking.registered_model, stats.record
+    name = cfg.tracking.registered_model
     action, reason = decision
     run = tracker.start_parent(run_name=f"retrain-{name}", tags={
         f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint, f"{TAG}model": name})
@@ -329,7 +398,7 @@ def _record(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Registered
     try:
         version_tags = {f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint,
                         f"{TAG}retrain_run": run, f"{TAG}incumbent_version": str(base.version)}
-        model_uri, version = tracker.log_model(run, challenger, _example(rec, train_total, plan), name,
+        model_uri, version = tracker.log_model(run, challenger, ev.example, name,
                                                version_tags, alias=None)
         assert version is not None
         out = _outcome(base, version, scores, action)
@@ -341,13 +410,13 @@ def _record(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Registered
             "incumbent_alias": base.alias, "challenger_version": version, "challenger.penalty": challenger.penalty,
             "challenger.lambda1": challenger.lambda1, "challenger.lambda2": challenger.lambda2,
             "incumbent_model_uri": f"models:/{name}/{base.version}", "challenger_model_uri": f"models:/{name}/{version}",
-            "data_fingerprint": fingerprint, "n_features": plan.n_features,
+            "data_fingerprint": fingerprint, "n_features": plan.n_features, "engine": ev.engine,
         })
         tracker.log_metrics(run, {
             "incumbent_score": out["incumbent_score"], "champion_score": out["champion_score"],
             "challenger_score": out["challenger_score"], "champion_version": float(out["champion_version"]),
-            "n_rows_train": float(train_total.n_rows), "n_rows_heldout": float(rec.heldout.n_rows),
-            "blocks_read": float(stats.blocks_read), "blocks_cached": float(stats.blocks_cached),
+            "n_rows_train": float(ev.n_train), "n_rows_heldout": float(ev.n_heldout),
+            "blocks_read": float(ev.blocks_read), "blocks_cached": float(ev.blocks_cached),
             **{k: float(v) for k, v in extra.items() if isinstance(v, (int, float))},
         })
         outcome_tags = {f"{TAG}{k}": (repr(v) if k.endswith("_score") else str(v)) for k, v in out.items()
@@ -363,8 +432,9 @@ def _record(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Registered
         "challenger_params": {"penalty": challenger.penalty, "lambda1": challenger.lambda1,
                               "lambda2": challenger.lambda2},
         "registered_model": name, "model_uri": model_uri, "mlflow_run_id": run, "tracking_uri": cfg.tracking.uri,
-        "n_rows_train": train_total.n_rows, "n_rows_heldout": rec.heldout.n_rows, "time_cutoff": stats.cutoff,
-        "blocks_total": len(plan.blocks), "blocks_read": stats.blocks_read, "blocks_cached": stats.blocks_cached,
+        "n_rows_train": ev.n_train, "n_rows_heldout": ev.n_heldout, "time_cutoff": ev.cutoff,
+        "blocks_total": len(plan.blocks), "blocks_read": ev.blocks_read, "blocks_cached": ev.blocks_cached,
+        "engine": ev.engine, "cache_note": ev.cache_note,
         **extra,
     }
 

@@ -97,12 +97,15 @@ class PathCurve:
 
 def curve_of(penalty: str, share: float, strengths: Sequence[float],
              folds: Sequence[Mapping[str, Sequence[float]]]) -> PathCurve:
-    """The curve from per-fold results (``heldout_mse``, ``heldout_r2``, ``train_mse``, ``n_nonzero`` each)."""
+    """The curve from per-fold results (``heldout_mse``, ``heldout_r2``, ``train_mse``, ``n_nonzero`` each),
+    cut at the shortest fold (a fold's path stops once its training fit is nearly exact, as glmnet's)."""
     k = len(folds)
-    mse = np.array([f["heldout_mse"] for f in folds], dtype=float)  # (k, m)
+    m = min(len(f["heldout_mse"]) for f in folds)
+    strengths = strengths[:m]
+    mse = np.array([f["heldout_mse"][:m] for f in folds], dtype=float)  # (k, m)
 
     def mean(key: str) -> tuple[float, ...]:
-        return tuple(float(v) for v in np.mean([f[key] for f in folds], axis=0))
+        return tuple(float(v) for v in np.mean([f[key][:m] for f in folds], axis=0))
 
     se = mse.std(axis=0, ddof=1) / math.sqrt(k) if k > 1 else np.full(mse.shape[1], np.nan)
     return PathCurve(penalty, float(share), tuple(float(s) for s in strengths), mean("heldout_mse"),

@@ -36,20 +36,12 @@ from .bridge import Publication, SweepTracking
 from .candidate import Candidate
 from .console import LOCAL_UI, Progress, print_outcome
 from .config import SweepConfig
-from .cv import (
-    FoldPlacement,
-    check_scheduler,
-    example_rows,
-    open_client,
-    pass_bounds,
-    pass_summary,
-    refit_pass,
-    submit_data_pass,
-    total_threads,
-    wait_done,
-)
-from .cv.path import PathSpec, coefficient_path, run_path
+from .cv import check_scheduler, example_rows, open_client, total_threads, wait_done
+from .cv.engines import EngineTasks, choose_sweep_engine, place_engine, tasks_of
+from .cv.path import PathSpec, run_path
+from .cv.placement import Placement
 from .data import DataPlan, plan_data
+from .engine import EngineChoice
 from .errors import DataError
 from .model import FittedModel
 from .plots import preload_plotting, write_plots
@@ -157,7 +149,9 @@ class _Sweep:
         self.meta: dict[str, Any] = {}
         self.bounds: dict[str, float] = {}
         self.space: SearchSpace | None = None
-        self.placement: FoldPlacement | None = None
+        self.placement: Placement | None = None
+        self.engine: EngineChoice | None = None
+        self.tasks: EngineTasks | None = None
         self.example: Future | None = None
         self.model: FittedModel | None = None  # the registered (selected) model, once refit
         self.asked = 0
@@ -177,22 +171,22 @@ class _Sweep:
                   + (f"; dashboard {link}" if link else ""))
         self.timer.lap("cluster_start")
 
-    def _submit_pass(self) -> Future:
-        return submit_data_pass(self.client, self.plan, self.cfg.folds.k, self.cfg.folds.seed)
-
     def _data_pass(self) -> None:
-        """The pass, its checks and notes, the fold models, the search space, the parent run."""
+        """The engine, the pass (or the rows), its checks and notes, the fold models, the search space, the
+        parent run."""
         cfg, plan, client = self.cfg, self.plan, self.client
-        passes = self._submit_pass()
+        self.engine = engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k)
+        self.echo(engine.line())
+        self.tasks = tasks = tasks_of(engine.name)
+        self.placement = placement = place_engine(engine.name, client, plan, cfg.folds, cfg.model)
+        passes = placement.current_pass()
         preload_plotting()  # while the driver waits for the workers
-        summary_f = client.submit(pass_summary, passes, plan.feature_names, pure=False)
+        summary_f = client.submit(tasks.summary, passes, plan.feature_names, pure=False)
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
         _check_folds(meta, cfg)
-        self.bounds = bounds = wait_done(client.submit(pass_bounds, passes, cfg.model, pure=False))
+        self.bounds = bounds = wait_done(client.submit(tasks.bounds, passes, cfg.model, pure=False))
         self.timer.lap("data_pass")
-        self.placement = FoldPlacement(client, self._submit_pass, cfg.folds.k, plan.n_features, cfg.model,
-                                       passes=passes)
         # read by an idle worker while the trials run (its first use of pandas costs ~0.3 s)
         self.example = client.submit(example_rows, plan, passes, pure=False)
         self.space = space = resolve_space(cfg.search, bounds)
@@ -201,7 +195,7 @@ class _Sweep:
         for note in meta["notes"]:
             self.echo(f"Note: {note}")
         # The parent run only now: bad data (found by the pass above) leave no run behind.
-        self.tracking.open_parent(_parent_params(cfg, plan, meta, space),
+        self.tracking.open_parent(_parent_params(cfg, plan, meta, space, engine),
                                   {"regsweep.data_fingerprint": meta["fingerprint"]})
 
     def _search(self, progress: bool | None) -> None:
@@ -230,7 +224,7 @@ class _Sweep:
         Both go into the study (user attributes ``regsweep:path`` and ``regsweep:selection``), the
         record of truth, beside the trials they were chosen from.
         """
-        assert self.placement is not None and self.space is not None
+        assert self.placement is not None and self.space is not None and self.tasks is not None
         cfg, study = self.cfg, self.store.study
         best = study.best_trial
         cand = Candidate.from_params(best.number, best.params)
@@ -239,7 +233,8 @@ class _Sweep:
         spec = PathSpec(cand.penalty, share,
                         path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)))
         # the coefficient path on all rows runs beside the fold paths
-        coefs = self.client.submit(coefficient_path, self.placement.current_pass(), spec, cfg.model, pure=False)
+        coefs = self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), spec, cfg.model,
+                                   pure=False)
         folds = run_path(self.placement, spec, cfg.model.tol)
         curve = curve_of(spec.penalty, share, spec.strengths, [asdict(f) for f in folds])
         rows = trial_rows(study)
@@ -248,18 +243,18 @@ class _Sweep:
         study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
                                                    **{rule: asdict(c) for rule, c in choices.items()}})
         return _Decision(best.number, best.value, best.user_attrs.get("cv", {}), rows, curve, choices,
-                         choices[cfg.search.select], wait_done(coefs))
+                         choices[cfg.search.select], wait_done(coefs)[:, : len(curve.strengths)])
 
     def _refit_and_publish(self) -> dict[str, Any]:
         """The selected point refit on all rows, logged with the plots and registered; the summary."""
-        assert self.placement is not None and self.example is not None
+        assert self.placement is not None and self.example is not None and self.tasks is not None
         cfg, client = self.cfg, self.client
         d = self._choose()
         chosen = Candidate(d.selected.trial if d.selected.trial is not None else -1, d.selected.penalty,
                            d.selected.lambda1, d.selected.lambda2)
         passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
-        self.model = model = wait_done(client.submit(refit_pass, passes, chosen, self.plan.feature_names, cfg.model,
-                                                     pure=False))
+        self.model = model = wait_done(client.submit(self.tasks.refit, passes, chosen, self.plan.feature_names,
+                                                     cfg.model, pure=False))
         if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
             self.example = client.submit(example_rows, self.plan, passes, pure=False)
         done = n_complete(self.store.study)
@@ -319,6 +314,8 @@ class _Sweep:
             "best_cv_mse_se": d.best_cv.get("cv_mse_se"),
             "best_trial": d.trial,
             "metric": "mse",
+            "engine": self.engine.name if self.engine else None,
+            "engine_reason": self.engine.reason if self.engine else None,
             "selected": d.selected.summary(model.n_nonzero),
             "choices": {rule: c.summary() for rule, c in d.choices.items()},
             "path": {"penalty": d.curve.penalty, "l1_share": d.curve.l1_share, "n_points": len(d.curve.strengths),
@@ -419,12 +416,14 @@ def _finished(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) 
             "tracking_incomplete": [], "timings_s": {}}
 
 
-def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space: SearchSpace,
+                   engine: EngineChoice) -> dict[str, Any]:
     """The parent run's parameters: what a reader compares sweeps by (the whole config is ``config.yaml``)."""
     params: dict[str, Any] = {
         "data.source": plan.source, "data.target": plan.target, "data.weight": cfg.data.weight,
         "folds.k": cfg.folds.k, "folds.seed": cfg.folds.seed, "folds.group": cfg.folds.group,
         "model.standardize": cfg.model.standardize, "model.fit_intercept": cfg.model.fit_intercept,
+        "model.engine": cfg.model.engine, "engine": engine.name, "engine_reason": engine.reason[:500],
         "search.n_trials": cfg.search.n_trials, "search.penalties": ",".join(cfg.search.penalties),
         "search.select": cfg.search.select, "search.seed": cfg.search.seed, "search.study_name": cfg.search.study_name,
         "lambda1_range": "[{:.4g}, {:.4g}]".format(*space.lambda1), "lambda2_range": "[{:.4g}, {:.4g}]".format(*space.lambda2),

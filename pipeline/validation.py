@@ -7,12 +7,13 @@ and the fix. Column problems name the column (index, or name when known).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import DataError, DataTypeError
 
-__all__ = ["check_features", "check_sample_weight", "check_target"]
+__all__ = ["check_features", "check_sample_weight", "check_sparse_features", "check_target"]
 
 _MAX_LISTED = 5
 
@@ -64,6 +65,34 @@ def check_features(X: object, feature_names: Sequence[str] | None = None, name: 
             f"({listed}{more}); drop or impute those rows first."
         )
     return arr
+
+
+def check_sparse_features(X: Any, name: str = "X") -> Any:
+    """Return a ``scipy.sparse`` ``X`` as a float64 CSC matrix with ≥ 2 rows, ≥ 1 column, all stored values finite.
+
+    CSC because the rows engine reads one column at a time; the implicit zeros
+    stay implicit.
+    """
+    shape: tuple[int, ...] = tuple(getattr(X, "shape", ()))
+    if len(shape) != 2:
+        raise DataError(f"`{name}` must be a 2-dimensional sparse matrix, got shape {shape}.")
+    dtype = np.dtype(getattr(X, "dtype", object))
+    if dtype == bool or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise DataTypeError(f"`{name}` must hold real numbers, got dtype {dtype}.")
+    n, p = shape
+    if p == 0:
+        raise DataError(f"`{name}` must have at least 1 column, got shape {shape}.")
+    if n < 2:
+        raise DataError(f"`{name}` must have at least 2 rows to fit, got {n}.")
+    csc = X.tocsc().astype(np.float64)
+    csc.sum_duplicates()
+    bad = ~np.isfinite(csc.data)
+    if bad.any():
+        cols = np.unique(np.repeat(np.arange(p), np.diff(csc.indptr))[bad])
+        listed = ", ".join(f"column {int(j)}" for j in cols[:_MAX_LISTED])
+        raise DataError(f"`{name}` must be finite, but {int(bad.sum())} stored values are NaN or inf ({listed}"
+                        f"{' and more' if cols.size > _MAX_LISTED else ''}); drop or impute those rows first.")
+    return csc
 
 
 def check_target(y: object, n_rows: int, name: str = "y") -> np.ndarray:

@@ -1,9 +1,13 @@
 """What runs on the Dask cluster, and where: the cross-validation wing.
 
 - :mod:`.client`: connect to a scheduler or start the embedded LocalCluster;
-- :mod:`.passes`: the one data pass (per-block, per-fold statistics, merged in a fixed tree);
-- :mod:`.fold_models`: fold models on the workers and candidate scoring;
+- :mod:`.engines`: the two engines as the sweep sees them (placement and tasks on all rows);
+- :mod:`.passes`: the Gram engine's one data pass (per-block, per-fold statistics, merged in a fixed tree);
+- :mod:`.fold_models`: the Gram engine's fold models, and candidate scoring on any fold model;
 - :mod:`.placement`: where fold models live, rebuilt from their source when lost;
+- :mod:`.rows`, :mod:`.row_models`, :mod:`.row_placement`: the rows engine (wide data: the rows on
+  every worker, K fold problems sharing them, no p × p matrix);
+- :mod:`.scoring` and :mod:`.path`: what a fold score and a fold path are; the dense path;
 - :mod:`.refit`: search bounds, the refit on all rows, example rows;
 - :mod:`.statcache` and :mod:`.retrain_pass`: a retrain's cached block statistics;
 - :mod:`.waiting`: waiting for futures without ``result(timeout=…)``.
@@ -13,10 +17,11 @@ needs it, so importing this package stays cheap.
 """
 
 from .client import check_scheduler, open_client, total_threads
-from .fold_models import FoldModel, FoldScore, score_folds
+from .fold_models import FoldModel, Scorable, score_folds
 from .passes import BlockPass, pass_summary, same, submit_data_pass
-from .placement import FoldPlacement, FoldSlot, placement_of_pass
+from .placement import FoldPlacement, FoldSlot, Placement, placement_of_pass
 from .refit import example_rows, pass_bounds, refit, refit_pass, search_bounds
+from .scoring import FoldScore
 from .retrain_pass import RetrainStats, block_fingerprints, collect_stats
 from .statcache import DirCache, StatCache, data_fingerprint
 from .waiting import CONNECTION_LOST, cancel_reason, next_ready, wait_done
@@ -29,7 +34,9 @@ __all__ = [
     "FoldPlacement",
     "FoldScore",
     "FoldSlot",
+    "Placement",
     "RetrainStats",
+    "Scorable",
     "StatCache",
     "block_fingerprints",
     "cancel_reason",

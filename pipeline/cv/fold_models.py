@@ -1,9 +1,10 @@
-"""Fold models on the workers, and the scoring of candidates on them.
+"""Fold models of the Gram engine on the workers, and the scoring of candidates on any fold model.
 
 A :class:`FoldModel` is one fold's training problem (the standardized
 training Gram) plus its held-out statistics; it lives in the memory of a
 worker. Scoring a candidate on a fold is a p×p solve and an exact held-out
-error from statistics: no row is read again.
+error from statistics: no row is read again. The rows engine's fold models
+(:mod:`.rows`) offer the same two methods, so the functions below serve both.
 
 Every function here is module-level and pure in its inputs (picklable, no
 client, no Optuna, no MLflow), so Dask may run it anywhere and twice.
@@ -11,42 +12,36 @@ client, no Optuna, no MLflow), so Dask may run it anywhere and twice.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..candidate import Candidate
-from ..solvers import GramProblem, SuffStats
+from ..solvers import FitResult, GramProblem, SuffStats
 from .passes import BlockPass
+from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts
 
-__all__ = ["FoldModel", "FoldScore", "make_fold_model", "make_fold_models", "score_candidates", "score_folds"]
+__all__ = ["FoldModel", "FoldScore", "Scorable", "make_fold_model", "make_fold_models", "score_candidates",
+           "score_folds", "score_path"]
 
-_WARM_CACHE = 64
 
+class Scorable(Protocol):
+    """A fold model of either engine."""
 
-@dataclass(frozen=True)
-class FoldScore:
-    """One candidate on one fold: held-out and training errors from statistics."""
-
-    trial: int
     fold: int
-    heldout_mse: float
-    heldout_r2: float
-    train_mse: float
-    n_nonzero: int
-    n_iter: int
-    converged: bool
-    seconds: float
+
+    def score(self, c: Candidate, tol: float) -> FoldScore: ...
+
+    def path(self, spec: PathSpec, tol: float) -> FoldPath: ...
 
 
 @dataclass(eq=False)
 class FoldModel:
-    """A fold's training problem and held-out statistics, living on one worker.
+    """A fold's training problem and held-out statistics (Gram engine), living on one worker.
 
     ``warm`` keeps recent solutions per penalty name so that a new candidate
     starts from the nearest previous one (in log λ); ridge candidates reuse one
@@ -57,38 +52,59 @@ class FoldModel:
     problem: GramProblem
     train: SuffStats
     heldout: SuffStats
-    warm: dict[str, list[tuple[float, float, np.ndarray]]] = field(default_factory=dict)
+    warm: WarmStarts[np.ndarray] = field(default_factory=WarmStarts)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("lock")
-        state["warm"] = {}
+        state["warm"] = WarmStarts()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.lock = threading.Lock()
 
-    def nearest_solution(self, c: Candidate) -> np.ndarray | None:
-        """The remembered solution of the same penalty nearest to ``c`` in (log λ1, log λ2)."""
-        entries = self.warm.get(c.penalty)
-        if not entries:
-            return None
-        key = (_log(c.lambda1), _log(c.lambda2))
-        best = min(entries, key=lambda e: abs(_log(e[0]) - key[0]) + abs(_log(e[1]) - key[1]))
-        return best[2]
+    def score(self, c: Candidate, tol: float) -> FoldScore:
+        """Fit ``c`` on this fold (warm-started) and score it on the held-out statistics."""
+        t0 = time.perf_counter()
+        with self.lock:
+            beta0 = self.warm.nearest(c) if c.lambda1 > 0 else None
+            result = self.problem.solve(c.penalty_object(), beta0, tol=tol, reuse_factor=True)
+            if c.lambda1 > 0:
+                self.warm.remember(c, result.beta)
+        return self._score(c.trial, result, time.perf_counter() - t0)
 
-    def remember(self, c: Candidate, beta: np.ndarray) -> None:
-        """Keep ``beta`` as a warm start for later candidates (the last :data:`_WARM_CACHE` per penalty)."""
-        entries = self.warm.setdefault(c.penalty, [])
-        entries.append((c.lambda1, c.lambda2, beta))
-        if len(entries) > _WARM_CACHE:
-            del entries[0]
+    def _score(self, trial: int, result: FitResult, seconds: float) -> FoldScore:
+        return FoldScore(trial=trial, fold=self.fold, heldout_mse=self.heldout.mse(result.coef, result.intercept),
+                         heldout_r2=self.heldout.r2(result.coef, result.intercept),
+                         train_mse=self.train.mse(result.coef, result.intercept), n_nonzero=result.n_nonzero,
+                         n_iter=result.n_iter, converged=result.converged, seconds=seconds)
+
+    def path(self, spec: PathSpec, tol: float) -> FoldPath:
+        """Every point of ``spec``, warm-started along the path; stops once the training fit is nearly exact."""
+        scores = []
+        beta: np.ndarray | None = None
+        with self.lock:
+            for i in range(len(spec.strengths)):
+                cand = spec.candidate(i)
+                result = self.problem.solve(cand.penalty_object(), beta if cand.lambda1 > 0 else None, tol=tol,
+                                            reuse_factor=True)
+                beta = result.beta
+                scores.append(self._score(-1, result, 0.0))
+                if _saturated(scores[-1].train_mse, self.train):
+                    break
+        return _fold_path(self.fold, scores)
 
 
-def _log(x: float) -> float:
-    return math.log(x) if x > 0 else -700.0
+def _saturated(train_mse: float, train: SuffStats) -> bool:
+    """glmnet's early stop: the training fit explains ≥ 99.9% of the (weighted) deviance."""
+    return train.cyy > 0 and 1.0 - train_mse * train.sum_w / train.cyy >= PATH_STOP_DEV_RATIO
+
+
+def _fold_path(fold: int, scores: Sequence[FoldScore]) -> FoldPath:
+    return FoldPath(fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),
+                    tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
 
 
 def make_fold_model(passes: BlockPass, fold: int, *, fit_intercept: bool, standardize: bool) -> FoldModel:
@@ -106,32 +122,16 @@ def make_fold_models(
     return [make_fold_model(passes, f, fit_intercept=fit_intercept, standardize=standardize) for f in folds]
 
 
-def score_folds(models: Sequence[FoldModel], candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:
+def score_folds(models: Sequence[Scorable], candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:
     """Every candidate on every fold model given (fold-major)."""
     return [s for m in models for s in score_candidates(m, candidates, tol)]
 
 
-def score_candidates(model: FoldModel, candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:
-    """Fit every candidate on this fold and score it on the held-out statistics."""
-    out = []
-    for c in candidates:
-        t0 = time.perf_counter()
-        with model.lock:
-            beta0 = model.nearest_solution(c) if c.lambda1 > 0 else None
-            result = model.problem.solve(c.penalty_object(), beta0, tol=tol, reuse_factor=True)
-            if c.lambda1 > 0:
-                model.remember(c, result.beta)
-        out.append(
-            FoldScore(
-                trial=c.trial,
-                fold=model.fold,
-                heldout_mse=model.heldout.mse(result.coef, result.intercept),
-                heldout_r2=model.heldout.r2(result.coef, result.intercept),
-                train_mse=model.train.mse(result.coef, result.intercept),
-                n_nonzero=result.n_nonzero,
-                n_iter=result.n_iter,
-                converged=result.converged,
-                seconds=time.perf_counter() - t0,
-            )
-        )
-    return out
+def score_candidates(model: Scorable, candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:
+    """Fit every candidate on this fold and score it on its held-out rows."""
+    return [model.score(c, tol) for c in candidates]
+
+
+def score_path(models: Sequence[Scorable], spec: PathSpec, tol: float) -> list[FoldPath]:
+    """Every point of ``spec`` on every fold model given, each fold warm-started along the path."""
+    return [m.path(spec, tol) for m in models]

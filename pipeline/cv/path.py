@@ -1,83 +1,32 @@
-"""A dense path of one penalty on the fold models: glmnet's ``cv.glmnet`` curve, from statistics.
+"""A dense path of one penalty on the fold models: glmnet's ``cv.glmnet`` curve, from the folds already placed.
 
 After the search, the winning penalty (at its mixing ``λ1/(λ1+λ2)`` for the
 elastic net) is fitted along a grid of strengths ``s`` from the largest down
 (``λ1 = share·s``, ``λ2 = (1 − share)·s``), on every fold, warm-started from
-the previous point as glmnet does. The fold models are the ones the trials
-used, so no row is read again. :func:`coefficient_path` fits the same grid on
-all rows, for the coefficient path plot.
-
-Worker functions, pure in their inputs.
+the previous point as glmnet does, and stopped once a fold's training fit is
+nearly exact (glmnet's rule; the curve is cut at the shortest fold). The fold
+models are the ones the trials used, so no row is read again.
+:func:`coefficient_path` fits the same grid on all rows, for the coefficient
+path plot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..candidate import Candidate
 from ..config import ModelConfig
 from ..solvers import GramProblem
-from .fold_models import FoldModel
+from .fold_models import score_path
 from .passes import BlockPass
+from .scoring import FoldPath, PathSpec
 from .waiting import wait_done
 
 if TYPE_CHECKING:
-    from .placement import FoldPlacement
+    from .placement import Placement
 
 __all__ = ["FoldPath", "PathSpec", "coefficient_path", "run_path", "score_path"]
-
-
-@dataclass(frozen=True)
-class PathSpec:
-    """A path: the penalty, the l1 share of its strength, and the strengths (largest first)."""
-
-    penalty: str
-    l1_share: float  # 1 for l1, 0 for l2, λ1/(λ1+λ2) for elasticnet
-    strengths: tuple[float, ...]
-
-    def candidate(self, i: int) -> Candidate:
-        """The candidate at point ``i`` (trial number −1: not a trial)."""
-        s = self.strengths[i]
-        if self.penalty == "l1":
-            return Candidate(-1, "l1", s, 0.0)
-        if self.penalty == "l2":
-            return Candidate(-1, "l2", 0.0, s)
-        return Candidate(-1, "elasticnet", self.l1_share * s, (1.0 - self.l1_share) * s)
-
-
-@dataclass(frozen=True)
-class FoldPath:
-    """One fold along a path: held-out and training errors and non-zeros per point."""
-
-    fold: int
-    heldout_mse: tuple[float, ...]
-    heldout_r2: tuple[float, ...]
-    train_mse: tuple[float, ...]
-    n_nonzero: tuple[int, ...]
-
-
-def score_path(models: Sequence[FoldModel], spec: PathSpec, tol: float) -> list[FoldPath]:
-    """Every point of ``spec`` on every fold model given, each fold warm-started along the path."""
-    out = []
-    for model in models:
-        mse, r2, train, nnz = [], [], [], []
-        beta: np.ndarray | None = None
-        with model.lock:
-            for i in range(len(spec.strengths)):
-                cand = spec.candidate(i)
-                result = model.problem.solve(cand.penalty_object(), beta if cand.lambda1 > 0 else None,
-                                             tol=tol, reuse_factor=True)
-                beta = result.beta
-                mse.append(model.heldout.mse(result.coef, result.intercept))
-                r2.append(model.heldout.r2(result.coef, result.intercept))
-                train.append(model.train.mse(result.coef, result.intercept))
-                nnz.append(result.n_nonzero)
-        out.append(FoldPath(model.fold, tuple(mse), tuple(r2), tuple(train), tuple(nnz)))
-    return out
 
 
 def coefficient_path(passes: BlockPass, spec: PathSpec, model: ModelConfig) -> np.ndarray:
@@ -95,7 +44,7 @@ def coefficient_path(passes: BlockPass, spec: PathSpec, model: ModelConfig) -> n
     return coefs
 
 
-def run_path(placement: FoldPlacement, spec: PathSpec, tol: float) -> list[FoldPath]:
+def run_path(placement: Placement, spec: PathSpec, tol: float) -> list[FoldPath]:
     """:func:`score_path` on the cluster, one task per slot (one in all when a slot holds every fold).
 
     The fold models are placed again first if they were lost since the last trial.

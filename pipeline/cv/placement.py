@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import ModelConfig
 from .fold_models import make_fold_models
@@ -25,7 +25,7 @@ from .passes import BlockPass, same
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["REPLICATE_BYTES", "FoldPlacement", "FoldSlot", "place_fold_models", "placement_of_pass"]
+__all__ = ["REPLICATE_BYTES", "FoldPlacement", "FoldSlot", "Placement", "place_fold_models", "placement_of_pass"]
 
 REPLICATE_BYTES = 256 * 2**20  # all fold models on every worker below this size
 
@@ -59,6 +59,28 @@ def place_fold_models(client: Client, passes: Future, k: int, p: int, model: Mod
                               standardize=model.standardize, workers=[w], allow_other_workers=True, pure=False)
         slots.append(FoldSlot(folds, client.submit(same, built, pure=False), w))
     return slots
+
+
+class Placement(Protocol):
+    """Where a search's fold models live, whichever engine built them; what the scheduler and the path use.
+
+    ``slots`` are the futures of fold-model lists; ``generation`` counts the
+    placements (futures sent before a rebuild name the slots of an older one);
+    ``current_pass()`` is the future of the data the models came from (the
+    data pass of the Gram engine, the rows of the rows engine), for the tasks
+    that need all rows: bounds, the refit, the coefficient path.
+    """
+
+    client: Client
+    k: int
+    slots: list[FoldSlot]
+    generation: int
+
+    def lost(self) -> bool: ...
+
+    def rebuild(self) -> None: ...
+
+    def current_pass(self) -> Future: ...
 
 
 class FoldPlacement:

@@ -18,6 +18,7 @@ from ..data import DataPlan, read_example
 from ..model import FittedModel
 from ..solvers import GramProblem, SuffStats
 from .passes import BlockPass
+from .rows import RowData
 
 __all__ = ["example_rows", "pass_bounds", "refit", "refit_pass", "search_bounds"]
 
@@ -39,8 +40,9 @@ def search_bounds(total: SuffStats, model: ModelConfig) -> dict[str, float]:
 
     λ1: ``[r · λ1_max, λ1_max]`` (λ1_max zeroes every coefficient), with
     ``r = 1e-6`` when there are more rows than features (the lasso then reaches
-    least squares well inside the range) and ``1e-3`` otherwise (glmnet uses
-    1e-4 and 1e-2; below, a p > n fit interpolates).
+    least squares well inside the range) and ``1e-2`` otherwise (glmnet's
+    ``lambda.min.ratio`` for n < p: below it a fit nearly interpolates the
+    training rows, and its support approaches n).
 
     λ2: ``[1e-8 · e_max, 10 · e_max]`` from the largest eigenvalue e_max of the
     standardized Gram. Far above e_max ridge shrinks everything; at 1e-8 · e_max
@@ -54,7 +56,7 @@ def search_bounds(total: SuffStats, model: ModelConfig) -> dict[str, float]:
     e = np.linalg.eigvalsh(problem.G) if problem.G.size else np.zeros(1)
     e_max = float(max(e[-1], np.finfo(float).tiny))
     lam1_max = problem.lambda1_max
-    ratio = 1e-6 if total.n_rows > problem.G.shape[0] else 1e-3
+    ratio = 1e-6 if total.n_rows > problem.G.shape[0] else 1e-2
     return {
         "lambda1_low": ratio * lam1_max,
         "lambda1_high": lam1_max,
@@ -72,8 +74,10 @@ def pass_bounds(passes: BlockPass, model: ModelConfig) -> dict[str, float]:
     return search_bounds(passes.total_stats, model)
 
 
-def example_rows(plan: DataPlan, passes: BlockPass, n: int = 5) -> bytes:
+def example_rows(plan: DataPlan, passes: BlockPass | RowData, n: int = 5) -> bytes:
     """A few rows with the source's column types, for the model's signature, as Parquet bytes.
+
+    ``passes`` is the engine's data (either engine records which columns are integers in every block).
 
     Runs on a worker: the driver passes the bytes on without importing pandas
     (0.3 s at its busiest moment).

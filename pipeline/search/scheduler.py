@@ -10,7 +10,7 @@ few), and every task runs on the worker that holds its fold.
 Policy and mechanism are apart: the scheduler decides what to send and when;
 what happens to a finished trial (a child run, a progress bar) is the
 caller's :class:`TrialListener`; the fold models and their rebuilding are the
-:class:`~pipeline.cv.FoldPlacement`'s; the sampler is taught in ask order
+:class:`~pipeline.cv.Placement`'s; the sampler is taught in ask order
 (:mod:`.ordering`).
 
 Faults, each handled here:
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..candidate import Candidate
-from ..cv import CONNECTION_LOST, FoldModel, FoldPlacement, FoldScore, cancel_reason, next_ready, score_folds
+from ..cv import CONNECTION_LOST, FoldScore, Placement, Scorable, cancel_reason, next_ready, score_folds
 from ..cv._dask_internals import scheduler_task_states
 from ..errors import ClusterError, SweepError
 from .ordering import TeachInOrder
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_REBUILDS", "ScoreFn", "TrialListener", "TrialScheduler"]
 
 MAX_REBUILDS = 5
-ScoreFn = Callable[[Sequence[FoldModel], Sequence[Candidate], float], list[FoldScore]]
+ScoreFn = Callable[[Sequence[Scorable], Sequence[Candidate], float], list[FoldScore]]
 
 
 class TrialListener(Protocol):
@@ -97,7 +97,7 @@ class _Sent:
 class TrialScheduler:
     """Ask and score trials until the study holds ``n_trials`` COMPLETE ones (module docstring)."""
 
-    def __init__(self, client: Client, store: TrialStore, placement: FoldPlacement, space: SearchSpace,
+    def __init__(self, client: Client, store: TrialStore, placement: Placement, space: SearchSpace,
                  n_trials: int, listener: TrialListener, *, in_flight: int, threads: int, tol: float,
                  score: ScoreFn | None = None, watch_s: float = 10.0) -> None:
         self.client, self.store, self.placement, self.space = client, store, placement, space

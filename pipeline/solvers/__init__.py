@@ -4,14 +4,19 @@
 - :mod:`.penalties`: l1 / l2 / elastic net (value, prox, KKT residual);
 - :mod:`.active_set`: lasso / elastic net by active-set Newton on a Gram;
 - :mod:`.ridge`: ridge and least squares by one eigendecomposition per Gram;
-- :mod:`.problem`: centring, standardization and dispatch from statistics.
+- :mod:`.problem`: centring, standardization and dispatch from statistics;
+- :mod:`.design` and :mod:`.rows`: the same problems held as rows (dense or
+  sparse), for wide data: no p × p matrix (coordinate descent in :mod:`._cd`,
+  Krylov ridge in :mod:`.krylov`).
 """
 
 from ._validate import SolverConvergenceWarning
 from .active_set import SolverResult, enet_duality_gap, enet_gram
 from .penalties import L1, L2, PENALTY_NAMES, ElasticNet, lambda1_max, make_penalty, soft_threshold
 from .problem import FitResult, GramProblem
+from .design import RowDesign, is_sparse
 from .ridge import RidgeFactor
+from .rows import RowFit, RowProblem
 from .stats import SuffStats, merge_all
 
 __all__ = [
@@ -22,11 +27,15 @@ __all__ = [
     "L2",
     "PENALTY_NAMES",
     "RidgeFactor",
+    "RowDesign",
+    "RowFit",
+    "RowProblem",
     "SolverConvergenceWarning",
     "SolverResult",
     "SuffStats",
     "enet_duality_gap",
     "enet_gram",
+    "is_sparse",
     "lambda1_max",
     "make_penalty",
     "merge_all",

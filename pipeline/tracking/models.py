@@ -125,6 +125,11 @@ class PyfuncModel:
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
         return self.model.predict(model_input)
 
+    def get_raw_model(self) -> FittedModel:
+        """The :class:`~pipeline.model.FittedModel` (``loaded.get_raw_model()``): it also predicts
+        ``scipy.sparse`` rows, which a pyfunc signature cannot describe."""
+        return self.model
+
 
 def load_pyfunc(data_path: str) -> PyfuncModel:
     """MLflow's loader-module hook: read ``model.json`` + ``arrays.npz`` (no pickle)."""

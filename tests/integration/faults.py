@@ -186,6 +186,10 @@ def study_trials(storage: str, study_name: str) -> list[Any]:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return []
+    except Exception as e:  # polled while the driver creates the schema: "table ... already exists" (SQLite)
+        if "already exists" in str(e):
+            return []
+        raise
     trials = study.get_trials(deepcopy=False)
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)), f"duplicate trial numbers: {sorted(numbers)}"

@@ -78,6 +78,37 @@ def test_sigkill_of_a_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path: Pa
     check_one_child_run_per_trial(trials, mlflow_runs(tracking, names["experiment"]))
 
 
+def test_sigkill_of_a_worker_mid_sweep_on_the_rows_engine_loses_nothing(tmp_path: Path) -> None:
+    """Wide data (the rows engine): the dead worker's rows and fold models are gone with it; the sweep goes on
+    with the survivor's, and the path, the refit and the model come from rows reloaded where needed."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 1500))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", X[:, :10] @ rng.normal(size=10) + rng.normal(size=100))
+    config = tmp_path / "wide.yaml"
+    config.write_text(f"data:\n  source: {tmp_path / 'X.npy'}\n  target: {tmp_path / 'y.npy'}\n"
+                      "search:\n  in_flight: 4\n")
+    cluster = start_cluster(tmp_path / "dask", 2, nanny=False)  # no nanny: the worker stays dead
+    names, storage = _names("rkill"), _storage(tmp_path)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        driver = Driver(sweep_args(config, address=cluster.address, tracking=tracking, storage=storage,
+                                   names=names, n_trials=60, summary=tmp_path / "s.json"), tmp_path)
+        wait_until(lambda: n_complete(storage, names["study"]) >= 15, 120, "15 complete trials", driver)
+        cluster.workers[0].signal_group(signal.SIGKILL)
+        assert driver.wait(SWEEP_TIMEOUT_S) == 0, driver.output()
+    finally:
+        stop_processes(cluster.procs())
+    assert read_summary(tmp_path / "s.json")["engine"] == "rows"
+    trials = study_trials(storage, names["study"])
+    assert len(by_state(trials, "COMPLETE")) == 60
+    assert by_state(trials, "RUNNING") == []
+    check_folds_counted_once(trials)
+    check_one_child_run_per_trial(trials, mlflow_runs(tracking, names["experiment"]))
+
+
 # ------------------------------------------------------------------ 2. a poisoned task
 POISON = textwrap.dedent('''
     """Worker preload for the tests: scoring trial {trial} kills the worker process, every time.

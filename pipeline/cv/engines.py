@@ -1,0 +1,93 @@
+"""The two engines as the sweep sees them: where the fold models go, and the tasks on all rows.
+
+An engine is a placement (:class:`~pipeline.cv.placement.Placement`: the
+fold models on the workers, and the future of the data they came from) and
+four worker-side tasks on that data: the summary (row counts, column notes,
+fingerprint), the search bounds, the refit and the coefficient path. The
+sweep and the retrain call these and never ask which engine they have.
+
+- ``gram``: the one data pass (:mod:`.passes`), K p × p fold problems
+  (:mod:`.fold_models`), placed by :class:`~pipeline.cv.placement.FoldPlacement`;
+- ``rows``: the rows on every worker (:mod:`.rows`), K fold problems sharing
+  them (:mod:`.row_models`), placed by :class:`~pipeline.cv.row_placement.RowPlacement`.
+
+Which one runs is decided by :func:`pipeline.engine.choose_engine`; the
+memory it needs is :func:`worker_memory`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..candidate import Candidate
+from ..config import FoldsConfig, HoldoutConfig, ModelConfig
+from ..data import DataPlan
+from ..engine import EngineChoice, available_memory, choose_engine
+from ..model import FittedModel
+from .passes import pass_summary, submit_data_pass
+from .path import coefficient_path
+from .placement import FoldPlacement, Placement
+from .refit import pass_bounds, refit_pass
+from .row_models import row_bounds, row_coefficient_path, row_refit, row_summary
+from .row_placement import RowPlacement
+from .scoring import PathSpec
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["EngineTasks", "choose_sweep_engine", "place_engine", "tasks_of", "worker_memory"]
+
+
+@dataclass(frozen=True)
+class EngineTasks:
+    """The worker-side tasks of an engine on its data (the future of :meth:`Placement.current_pass`)."""
+
+    name: str
+    summary: Callable[[Any, tuple[str, ...]], dict[str, Any]]
+    bounds: Callable[[Any, ModelConfig], dict[str, float]]
+    refit: Callable[[Any, Candidate, Sequence[str], ModelConfig], FittedModel]
+    coefficient_path: Callable[[Any, PathSpec, ModelConfig], np.ndarray]
+
+
+_TASKS = {
+    "gram": EngineTasks("gram", pass_summary, pass_bounds, refit_pass, coefficient_path),
+    "rows": EngineTasks("rows", row_summary, row_bounds, row_refit, row_coefficient_path),
+}
+
+
+def tasks_of(engine: str) -> EngineTasks:
+    return _TASKS[engine]
+
+
+def worker_memory(client: Client) -> int:
+    """The smallest worker's memory limit in bytes (the available memory here if the workers have none)."""
+    limits = [int(w.get("memory_limit") or 0) for w in client.scheduler_info()["workers"].values()]
+    known = [m for m in limits if m > 0]
+    return min(known) if known else available_memory()
+
+
+def choose_sweep_engine(requested: str, client: Client, plan: DataPlan, k: int, *,
+                        heldout_fraction: float = 0.0) -> EngineChoice:
+    """:func:`~pipeline.engine.choose_engine` for a sweep (or a retrain's resweep) on the cluster of ``client``.
+
+    The smallest fold's training rows are estimated from the planned row count,
+    ``n − ⌈n/K⌉`` (row k-fold deals each run of K rows to the K folds), after a
+    retrain's hold-out share.
+    """
+    n = int(plan.n_rows * (1.0 - heldout_fraction))
+    return choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features, n_train=n - math.ceil(n / k),
+                         k=k, memory=worker_memory(client))
+
+
+def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig, model: ModelConfig,
+                 holdout: HoldoutConfig | None = None) -> Placement:
+    """Start the engine's data (the pass, or the rows on every worker) and place its fold models."""
+    if engine == "rows":
+        return RowPlacement(client, plan, folds.k, folds.seed, model, holdout)
+    return FoldPlacement(client, lambda: submit_data_pass(client, plan, folds.k, folds.seed), folds.k,
+                         plan.n_features, model)

@@ -1,0 +1,213 @@
+"""Fold models of the rows engine, and what a sweep computes on all rows: summary, bounds, refit, path.
+
+A :class:`RowFoldModel` is one fold's training problem on the shared rows of
+its worker (:class:`~pipeline.cv.rows.RowData`): the same X, with the fold's
+held-out rows weighted 0 (:class:`~pipeline.solvers.RowDesign`), so K fold
+models cost K sets of p-vectors, not K copies of the rows. The held-out error
+is computed exactly from the held-out rows: the solver returns ``X̃β`` on
+every row, held-out ones included.
+
+Every function here is module-level and pure in its inputs (picklable, no
+client, no Optuna, no MLflow), so Dask may run it anywhere and twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..candidate import Candidate
+from ..columns import describe_columns
+from ..config import ModelConfig
+from ..model import FittedModel
+from ..solvers import RowDesign, RowFit, RowProblem
+from .rows import RowData
+from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts
+
+__all__ = ["RowFoldModel", "heldout_mse", "make_row_fold_models", "retrain_facts", "row_bounds",
+           "row_coefficient_path", "row_refit", "row_summary"]
+
+_WARM_BYTES = 32 * 2**20  # warm starts a fold model keeps per penalty (each holds three p-vectors)
+
+
+@dataclass(eq=False)
+class RowFoldModel:
+    """One fold's training problem on the worker's rows, and its held-out rows (the rows engine)."""
+
+    fold: int
+    problem: RowProblem
+    heldout: np.ndarray  # row indices
+    y: np.ndarray
+    weight: np.ndarray
+    warm: WarmStarts[RowFit] = field(default_factory=WarmStarts)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("lock")
+        state["warm"] = WarmStarts(size=self.warm.size)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+
+    def score(self, c: Candidate, tol: float) -> FoldScore:
+        """Fit ``c`` on this fold (warm-started from the nearest earlier solution) and score its held-out rows."""
+        t0 = time.perf_counter()
+        with self.lock:
+            fit = self.problem.solve(c.penalty_object(), self.warm.nearest(c) if c.lambda1 > 0 else None, tol=tol)
+            if c.lambda1 > 0:
+                self.warm.remember(c, fit)
+        return self._score(c.trial, fit, time.perf_counter() - t0)
+
+    def _score(self, trial: int, fit: RowFit, seconds: float) -> FoldScore:
+        d = self.problem.design
+        err = self.y - (d.y_center + fit.fitted)
+        h, wh = self.heldout, self.weight[self.heldout]
+        sse = float(wh @ (err[h] * err[h]))
+        yh = self.y[h]
+        cyy = float(wh @ (yh - wh @ yh / wh.sum()) ** 2)
+        r = fit.result
+        return FoldScore(trial=trial, fold=self.fold, heldout_mse=sse / float(wh.sum()),
+                         heldout_r2=1.0 - sse / cyy if cyy > 0 else float("nan"),
+                         train_mse=float(d.v @ (err * err)) / d.sum_w, n_nonzero=r.n_nonzero, n_iter=fit.rounds,
+                         converged=r.converged, seconds=seconds)
+
+    def path(self, spec: PathSpec, tol: float) -> FoldPath:
+        """Every point of ``spec``, warm-started along the path; stops once the training fit is nearly exact."""
+        scores = []
+        fit: RowFit | None = None
+        with self.lock:
+            for i in range(len(spec.strengths)):
+                cand = spec.candidate(i)
+                fit = self.problem.solve(cand.penalty_object(), fit if cand.lambda1 > 0 else None, tol=tol)
+                scores.append(self._score(-1, fit, 0.0))
+                if self.problem.yy > 0 and 1.0 - scores[-1].train_mse / self.problem.yy >= PATH_STOP_DEV_RATIO:
+                    break
+        return FoldPath(self.fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),
+                        tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
+
+
+def make_row_fold_models(rows: RowData, folds: Sequence[int], *, fit_intercept: bool,
+                         standardize: bool) -> list[RowFoldModel]:
+    """The :class:`RowFoldModel` of each fold in ``folds``, sharing ``rows`` (one task, on the rows' worker)."""
+    training = rows.training
+    size = int(max(2, min(64, _WARM_BYTES // (24 * max(1, rows.n_features)))))
+    out = []
+    for f in folds:
+        v = np.where(rows.fold == f, 0.0, training)
+        design = RowDesign(rows.X, rows.y, v, fit_intercept=fit_intercept, standardize=standardize)
+        out.append(RowFoldModel(f, RowProblem(design), np.flatnonzero(rows.fold == f), rows.y, rows.weight,
+                                WarmStarts(size=size)))
+    return out
+
+
+# ------------------------------------------------------------------ all rows
+def row_summary(rows: RowData, feature_names: tuple[str, ...]) -> dict[str, Any]:
+    """Row counts per fold, group count, column notes and a content fingerprint of the rows (worker side)."""
+    design = rows.problem(ModelConfig()).design
+    used = rows.fold >= 0
+    n = int(np.count_nonzero(used))
+    const = [feature_names[j] for j in np.flatnonzero(~design.kept)]
+    dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(rows.X, design.cols)]
+    return {
+        "n_rows": n,
+        "fold_rows": [int(np.count_nonzero(rows.fold == f)) for f in range(rows.k)],
+        "fold_weight": [float(rows.weight[rows.fold == f].sum()) for f in range(rows.k)],
+        "n_groups": rows.n_groups,
+        "fingerprint": _fingerprint(rows, feature_names),
+        **describe_columns(n, rows.n_features, const, dups, rows.n_dropped),
+    }
+
+
+def _identical_columns(X: Any, live: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs of live columns with identical values (hashed, then compared exactly)."""
+    sparse = hasattr(X, "indptr")
+    by_hash: dict[bytes, list[int]] = {}
+    for j in live.tolist():
+        if sparse:
+            a, b = X.indptr[j], X.indptr[j + 1]
+            key = hashlib.blake2b(X.indices[a:b].tobytes() + X.data[a:b].tobytes(), digest_size=16).digest()
+        else:
+            key = hashlib.blake2b(X[:, j], digest_size=16).digest()
+        by_hash.setdefault(key, []).append(j)
+    pairs = []
+    for group in by_hash.values():
+        for a, b in itertools.combinations(group, 2):
+            same = (X[:, a] != X[:, b]).nnz == 0 if sparse else np.array_equal(X[:, a], X[:, b])
+            if same:
+                pairs.append((a, b))
+    return sorted(pairs)
+
+
+def _fingerprint(rows: RowData, feature_names: tuple[str, ...]) -> str:
+    h = hashlib.sha256()
+    X = rows.X
+    parts = (X.indptr, X.indices, X.data) if hasattr(X, "indptr") else (X.ravel(order="F"),)
+    for arr in (*parts, rows.y, rows.weight, rows.fold):
+        h.update(np.ascontiguousarray(arr).data)
+    h.update("\x1f".join(feature_names).encode())
+    return h.hexdigest()[:16]
+
+
+def row_bounds(rows: RowData, model: ModelConfig) -> dict[str, float]:
+    """:func:`~pipeline.cv.refit.search_bounds` from the rows: λ1_max = ‖X̃ᵀV y_c‖∞/Σv, e_max from the kernel."""
+    problem = rows.problem(model)
+    lam1_max = problem.lambda1_max
+    e_max = float(max(problem.largest_eigenvalue(), np.finfo(float).tiny))
+    n_kept = problem.design.n_kept
+    ratio = 1e-6 if problem.design.rows.size > n_kept else 1e-2
+    return {"lambda1_low": ratio * lam1_max, "lambda1_high": lam1_max, "lambda2_low": 1e-8 * e_max,
+            "lambda2_high": 10.0 * e_max, "lambda1_max": lam1_max, "e_max": e_max, "n_kept": n_kept}
+
+
+def row_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], model: ModelConfig) -> FittedModel:
+    """``cand`` fitted on all (training) rows."""
+    problem = rows.problem(model)
+    penalty = cand.penalty_object()
+    return FittedModel.from_solution(problem.design, problem.solve(penalty, tol=model.tol).result, penalty,
+                                     feature_names)
+
+
+def row_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig) -> np.ndarray:
+    """Standardized coefficients at every point of ``spec`` on all rows: shape (p, m), warm-started."""
+    problem = rows.problem(model)
+    coefs = np.zeros((rows.n_features, len(spec.strengths)))
+    fit: RowFit | None = None
+    for i in range(len(spec.strengths)):
+        cand = spec.candidate(i)
+        fit = problem.solve(cand.penalty_object(), fit if cand.lambda1 > 0 else None, tol=model.tol)
+        coefs[:, i] = fit.result.coef * problem.design.x_scale
+    return coefs
+
+
+def heldout_mse(rows: RowData, models: Sequence[tuple[np.ndarray, float]]) -> list[float]:
+    """The weighted MSE of each ``(coef, intercept)`` on the rows held out of every fold (a retrain's)."""
+    held = np.flatnonzero(rows.fold < 0)
+    w = rows.weight[held]
+    out = []
+    for coef, intercept in models:
+        err = rows.y[held] - (np.asarray(rows.X[held] @ coef).ravel() + intercept)
+        out.append(float(w @ (err * err)) / float(w.sum()) if w.sum() > 0 else float("nan"))
+    return out
+
+
+def retrain_facts(rows: RowData) -> dict[str, Any]:
+    """What a retrain reports and checks about its rows: counts and weights of the training rows per fold and
+    of the held-out rows, the time cut-off, and the training rows' column means (the model's example row)."""
+    training = rows.training
+    held = rows.fold < 0
+    w_train = float(training.sum())
+    mean = np.asarray(rows.X.T @ training).ravel() / w_train if w_train > 0 else np.zeros(rows.n_features)
+    return {"n_train": int(np.count_nonzero(rows.fold >= 0)), "n_heldout": int(np.count_nonzero(held)),
+            "w_train": w_train, "w_heldout": float(rows.weight[held].sum()),
+            "fold_weight": [float(rows.weight[rows.fold == f].sum()) for f in range(rows.k)],
+            "x_mean": mean, "integer_columns": rows.integer_columns, "time_cutoff": rows.cutoff}

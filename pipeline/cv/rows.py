@@ -1,0 +1,174 @@
+"""The rows engine's data: every row of the source, loaded by a worker and kept in its memory.
+
+Where the Gram engine reduces each block to p × p statistics, the rows engine
+keeps the rows themselves: dense as one Fortran-ordered n × p array (coordinate
+descent reads a column at a time), sparse as one CSC matrix (an ``.npz``
+source stays sparse). A worker loads them from the source itself; nothing is
+sent from the client but the plan. Each row carries its fold id, the same
+pure function of ``(seed, global row)`` (or of its group) as in the data pass
+(:mod:`pipeline.folds`), so both engines cross-validate on the same folds.
+
+For a retrain the rows held out for champion and challenger get fold id −1
+(:data:`HELD_OUT`): they belong to no fold's training or held-out rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import HoldoutConfig, ModelConfig
+from ..data import BlockSpec, DataPlan, load_block
+from ..errors import DataError
+from ..folds import group_keys, kfold_folds, row_group_folds
+from ..solvers import RowDesign, RowProblem
+from .statcache import heldout_rows
+
+__all__ = ["HELD_OUT", "RowData", "load_rows"]
+
+HELD_OUT = -1  # fold id of a retrain's held-out rows
+_CHUNK_BYTES = 64 * 2**20  # rows read at a time (row-addressable sources): no second full copy while loading
+_ROW_ADDRESSABLE = ("npy", "npz", "synthetic", "bundled")
+
+
+@dataclass(eq=False)
+class RowData:
+    """The rows, their weights and fold ids, and the problem on all (training) rows, cached per scaling."""
+
+    X: Any  # (n, p) float64, Fortran-ordered ndarray or scipy.sparse CSC
+    y: np.ndarray
+    weight: np.ndarray  # 1 without a weight column
+    fold: np.ndarray  # 0 … k−1, or HELD_OUT
+    k: int
+    integer_columns: tuple[bool, ...] = ()
+    n_dropped: int = 0
+    n_groups: int | None = None
+    time: np.ndarray | None = None  # a retrain's time column
+    cutoff: float | None = None  # a retrain's time cut-off: rows at or after it are held out
+    _problems: dict[tuple[bool, bool], RowProblem] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:  # moved between workers: the rows, not the caches
+        state = self.__dict__.copy()
+        state["_problems"], state["_lock"] = {}, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def training(self) -> np.ndarray:
+        """Row weights of the rows every fold is drawn from (a retrain's held-out rows weigh 0)."""
+        return np.where(self.fold >= 0, self.weight, 0.0)
+
+    def problem(self, model: ModelConfig) -> RowProblem:
+        """The problem on all training rows (bounds, refit, coefficient path), built once per scaling."""
+        key = (model.fit_intercept, model.standardize)
+        with self._lock:
+            if key not in self._problems:
+                self._problems[key] = RowProblem(RowDesign(self.X, self.y, self.training,
+                                                           fit_intercept=model.fit_intercept,
+                                                           standardize=model.standardize))
+            return self._problems[key]
+
+
+def _chunks(plan: DataPlan, spec: BlockSpec) -> list[BlockSpec]:
+    """A block cut into pieces of at most :data:`_CHUNK_BYTES` of dense rows, where rows can be addressed."""
+    if plan.kind not in _ROW_ADDRESSABLE:
+        return [spec]
+    step = max(1, _CHUNK_BYTES // (8 * max(1, plan.n_features)))
+    return [dataclasses.replace(spec, start_row=spec.start_row + a, local_start=spec.local_start + a,
+                                n_rows=min(step, spec.n_rows - a)) for a in range(0, spec.n_rows, step)]
+
+
+@dataclass
+class _Loader:
+    """Rows appended piece by piece into one preallocated array (dense) or a list of CSR pieces (sparse)."""
+
+    plan: DataPlan
+    n_features: int
+    dense: np.ndarray | None = None
+    pieces: list[Any] = field(default_factory=list)
+    filled: int = 0
+
+    def add(self, X: Any) -> None:
+        if self.plan.sparse:
+            self.pieces.append(X)
+        else:
+            if self.dense is None:
+                self.dense = np.empty((self.plan.n_rows, self.n_features), order="F")
+            self.dense[self.filled : self.filled + X.shape[0]] = X[:, : self.n_features]
+        self.filled += X.shape[0]
+
+    def matrix(self) -> Any:
+        if self.plan.sparse:
+            import scipy.sparse
+
+            X = scipy.sparse.vstack(self.pieces, format="csc")
+            X.sum_duplicates()  # canonical: sorted indices, no duplicates, no stored zeros
+            X.eliminate_zeros()
+            return X
+        assert self.dense is not None
+        X = self.dense[: self.filled]
+        return X if self.filled == self.plan.n_rows else np.asfortranarray(X)  # rows dropped: one copy
+
+
+def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None = None) -> RowData:
+    """Every row of the source with its fold id (runs on a worker; checks each row as the data pass does).
+
+    With ``holdout`` (a retrain) the held-out rows get fold id :data:`HELD_OUT`: by the hash of their global
+    row (:func:`~pipeline.cv.statcache.heldout_rows`), or, with a time column, those in the newest share of
+    the time span (read as one more column and kept apart from the features).
+    """
+    tc = holdout.time_column if holdout is not None else None
+    source = dataclasses.replace(plan, feature_names=(*plan.feature_names, tc)) if tc else plan
+    p = plan.n_features
+    loader = _Loader(source, p)
+    ys, ws, gs, folds, held, times, integer, dropped = [], [], [], [], [], [], None, 0
+    for spec in plan.blocks:
+        for chunk in _chunks(plan, spec):
+            block = load_block(source, chunk, sparse=plan.sparse)
+            kept = block.kept if block.kept is not None else slice(None)
+            loader.add(block.X)
+            ys.append(block.y)
+            ws.append(block.weight if block.weight is not None else np.ones(block.y.shape[0]))
+            if block.group is not None:
+                gs.append(block.group)
+            else:
+                folds.append(kfold_folds(chunk.start_row, chunk.n_rows, k, seed)[kept])
+            if holdout is not None and not tc:
+                held.append(heldout_rows(chunk.start_row, chunk.n_rows, holdout.fraction, holdout.seed)[kept])
+            if tc:
+                times.append(np.asarray(block.X[:, p], dtype=np.float64))
+            flags = block.integer_columns[:p]
+            integer = flags if integer is None else tuple(a and b for a, b in zip(integer, flags))
+            dropped += block.n_dropped
+    if loader.filled == 0:
+        raise DataError(f"data.missing: drop left no rows: all {dropped} rows hold NaN or inf in a feature, the "
+                        "target or the weight; impute the missing values instead.")
+    y, w = np.concatenate(ys), np.concatenate(ws)
+    fold = row_group_folds(np.concatenate(gs), w, k, seed) if gs else np.concatenate(folds)
+    n_groups = int(np.unique(group_keys(np.concatenate(gs))).size) if gs else None
+    time = np.concatenate(times) if tc else None
+    fold = fold.astype(np.int32)
+    cutoff = None
+    if time is not None:  # the rule of pipeline.cv.retrain_pass, over every row at once
+        assert holdout is not None
+        cutoff = float(time.max() - holdout.fraction * (time.max() - time.min()))
+        fold[time >= cutoff] = HELD_OUT
+    elif held:
+        fold[np.concatenate(held)] = HELD_OUT
+    return RowData(loader.matrix(), y, w, fold, k, integer or (), dropped, n_groups, time, cutoff)

@@ -1,0 +1,100 @@
+"""Coordinate descent on the columns of a working set: the compiled kernel of the rows engine.
+
+Why compiled. On wide data the support of a lasso or elastic net at small λ
+reaches thousands of features (n = 1,600, p = 20,000: 1,370 for the lasso and
+10,608 for an elastic net at 1e-3·λ1_max). An exact active-set Newton method
+then factors blocks of that size, O(|A|³): one elastic-net fit took 213 s.
+Coordinate descent with residual ("naive") updates costs O(n) per coordinate,
+which is glmnet's choice for p > n (Friedman, Hastie & Tibshirani 2010), but
+it is a sequential loop that NumPy cannot vectorize: 3 µs per coordinate in
+Python against ~2 µs per n = 2,000 coordinate in compiled code. So this one
+kernel is compiled with numba, imported on first use (the Gram engine and the
+driver never import numba), and cached on disk.
+
+One update of coordinate j (column x_j of X, mean m_j, inverse scale
+``t_j = 1/s_j``, ``xv_j = Σv x̃_j²/Σv``), on the residual ``r = y_c − X̃β``:
+
+    g_j = t_j (Σ vᵢ x_ij rᵢ − m_j Σ vᵢ rᵢ) / Σv
+    β_j ← S(g_j + xv_j β_j, λ1) / (xv_j + λ2)          (S: soft threshold)
+    r   ← r − Δ t_j (x_j − m_j)                         (Δ: the change of β_j)
+
+For sparse columns the centring term enters through a scalar offset
+``o`` (``r = r_stored + o``), so an update touches the column's non-zeros
+only. Rows of weight 0 (a fold's held-out rows) are updated too: their
+residual then gives the held-out predictions for free.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+__all__ = ["kernels"]
+
+
+@functools.cache
+def kernels() -> tuple[Any, Any]:
+    """``(sweep_dense, sweep_sparse)`` compiled (or loaded from numba's cache) on first use."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def sweep_dense(X: Any, cols: Any, mean: Any, inv_scale: Any, xv: Any, v: Any, sum_w: float, svr: float,
+                    r: Any, beta: Any, order: Any, lam1: float, lam2: float) -> float:  # pragma: no cover
+        n = r.shape[0]
+        biggest = 0.0
+        for k in order:
+            j = cols[k]
+            t = inv_scale[j]
+            m = mean[j]
+            dot = 0.0
+            for i in range(n):
+                dot += v[i] * X[i, j] * r[i]
+            g = t * (dot - m * svr) / sum_w
+            old = beta[k]
+            z = g + xv[k] * old
+            a = abs(z) - lam1
+            new = 0.0 if a <= 0.0 else (a if z > 0.0 else -a) / (xv[k] + lam2)
+            if new != old:
+                delta = new - old
+                beta[k] = new
+                f = delta * t
+                for i in range(n):
+                    r[i] -= f * (X[i, j] - m)
+                change = xv[k] * delta * delta
+                if change > biggest:
+                    biggest = change
+        return biggest
+
+    @njit(cache=True, nogil=True)
+    def sweep_sparse(data: Any, indices: Any, indptr: Any, cols: Any, mean: Any, inv_scale: Any, vx: Any, xv: Any,
+                     v: Any, sum_w: float, svr: float, r: Any, offset: Any, beta: Any, order: Any, lam1: float,
+                     lam2: float) -> float:  # pragma: no cover
+        biggest = 0.0
+        for k in order:
+            j = cols[k]
+            t = inv_scale[j]
+            m = mean[j]
+            dot = offset[0] * vx[j]  # Σ v x (r_stored + o) over the non-zeros
+            for p in range(indptr[j], indptr[j + 1]):
+                i = indices[p]
+                dot += v[i] * data[p] * r[i]
+            g = t * (dot - m * svr) / sum_w
+            old = beta[k]
+            z = g + xv[k] * old
+            a = abs(z) - lam1
+            new = 0.0 if a <= 0.0 else (a if z > 0.0 else -a) / (xv[k] + lam2)
+            if new != old:
+                delta = new - old
+                beta[k] = new
+                f = delta * t
+                for p in range(indptr[j], indptr[j + 1]):
+                    r[indices[p]] -= f * data[p]
+                offset[0] += f * m
+                change = xv[k] * delta * delta
+                if change > biggest:
+                    biggest = change
+        return biggest
+
+    return sweep_dense, sweep_sparse

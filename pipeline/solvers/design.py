@@ -1,0 +1,160 @@
+"""The standardized design of a problem held as rows: products with X̃ without forming X̃ or XᵀX.
+
+For wide data (p ≫ n) no p × p matrix can exist. The rows are kept as they
+are, dense or ``scipy.sparse``, and every quantity a solver needs is a product:
+
+    X̃ = (X − 1 x̄ᵀ) S⁻¹          (centred if an intercept is fitted, scaled if standardized)
+    X̃ᵀ V r / Σv = S⁻¹ (Xᵀ(v∘r) − x̄ Σ(v∘r)) / Σv
+    X̃ β        = X (S⁻¹β) − 1 (x̄ᵀ S⁻¹β)
+
+with row weights v (the sample weights on the problem's rows, 0 elsewhere: a
+fold's training problem is the whole row set with its held-out rows weighted
+0, so no row is copied). Centring never densifies a sparse X: it enters as the
+rank-one correction above, as glmnet does. The means and scales are the
+weighted ones of :class:`~pipeline.solvers.GramProblem` (glmnet's
+semantics): ``s_j`` is the weighted standard deviation (root mean square
+without an intercept); degenerate columns (constant, or all zero) are left
+out of the problem and get coefficient 0.
+
+Gram blocks ``X̃_Aᵀ V X̃_B / Σv`` of a few columns are formed from centred
+columns for dense X (no cancellation however large the means); for sparse X
+from ``X_AᵀVX_B − Σv x̄_A x̄_Bᵀ`` (sparse columns have small means).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RowDesign", "is_sparse"]
+
+_CONSTANT_RTOL = 1e-12  # the same rule as GramProblem
+
+
+def is_sparse(X: Any) -> bool:
+    """Whether ``X`` is a ``scipy.sparse`` matrix or array (checked without importing scipy)."""
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
+class RowDesign:
+    """A weighted, centred and scaled view of rows ``X`` (n × p, dense or sparse); see the module docstring.
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (n, p)
+        The rows, kept as given (a sparse matrix is used in CSR form).
+    y : ndarray of shape (n,)
+    v : ndarray of shape (n,)
+        Row weights of the problem: the sample weights, 0 for rows that are
+        not part of it (a fold's held-out rows). Their sum must be positive.
+    fit_intercept, standardize : bool
+    """
+
+    def __init__(self, X: Any, y: np.ndarray, v: np.ndarray, *, fit_intercept: bool = True,
+                 standardize: bool = True) -> None:
+        self.sparse = is_sparse(X)
+        # columns contiguous: coordinate descent reads one column at a time, and Xᵀr is as fast either way
+        self.X: Any = X.tocsc() if self.sparse else np.asfortranarray(X, dtype=np.float64)
+        self.v = np.asarray(v, dtype=np.float64)
+        self.sum_w = float(self.v.sum())
+        if not self.sum_w > 0:
+            raise ValueError("the problem's rows must have a positive total weight; check the weights and folds.")
+        self.fit_intercept, self.standardize = fit_intercept, standardize
+        n, p = self.X.shape
+        self.n_rows, self.n_features = n, p
+        self.rows = np.flatnonzero(self.v > 0)
+        y = np.asarray(y, dtype=np.float64)
+        self.y_center = float(self.v @ y / self.sum_w) if fit_intercept else 0.0
+        self.y_c = np.where(self.v > 0, y - self.y_center, 0.0)
+        mean = self._xt_raw(self.v) / self.sum_w if fit_intercept else np.zeros(p)
+        var = self._column_variance(mean)
+        if fit_intercept:
+            kept = (var > 0) & (np.sqrt(np.maximum(var, 0.0)) > _CONSTANT_RTOL * np.abs(mean))
+        else:
+            kept = var > 0
+        self.x_center = mean
+        self.x_var = var
+        self.kept = kept
+        self.cols = np.flatnonzero(kept)
+        self.x_scale = np.ones(p)
+        if standardize:
+            self.x_scale[self.cols] = np.sqrt(var[self.cols])
+
+    # ------------------------------------------------------------ set-up
+    def _xt_raw(self, r: np.ndarray) -> np.ndarray:
+        """``Xᵀ r`` (raw X, all columns)."""
+        return np.asarray(self.X.T @ r).ravel()
+
+    def _column_variance(self, mean: np.ndarray) -> np.ndarray:
+        """Weighted variance of each column about ``mean`` (the mean square when ``mean`` is 0)."""
+        if self.sparse:
+            ex2 = self._xt_raw_squared(self.v) / self.sum_w
+            return np.maximum(ex2 - mean * mean, 0.0)
+        var = np.zeros(self.n_features)
+        step = max(1, 2**22 // max(1, self.n_rows))  # columns at a time: no n × p temporary
+        for a in range(0, self.n_features, step):
+            d = self.X[:, a : a + step] - mean[a : a + step]
+            var[a : a + step] = self.v @ (d * d)
+        return var / self.sum_w
+
+    def _xt_raw_squared(self, r: np.ndarray) -> np.ndarray:
+        """``(X∘X)ᵀ r`` for sparse X."""
+        sq = self.X.multiply(self.X)
+        return np.asarray(sq.T @ r).ravel()
+
+    # ------------------------------------------------------------ products
+    @property
+    def n_kept(self) -> int:
+        return int(self.cols.size)
+
+    def xt(self, r: np.ndarray) -> np.ndarray:
+        """``X̃ᵀ V r / Σv`` over the kept columns: shape (n_kept,). One pass over X."""
+        vr = self.v * r
+        g = self._xt_raw(vr)[self.cols]
+        if self.fit_intercept:
+            g -= self.x_center[self.cols] * float(vr.sum())
+        return g / (self.x_scale[self.cols] * self.sum_w)
+
+    def x(self, idx: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """``X̃[:, idx] β`` for kept-column positions ``idx``: shape (n,)."""
+        if idx.size == 0:
+            return np.zeros(self.n_rows)
+        cols = self.cols[idx]
+        b = beta / self.x_scale[cols]
+        out = np.asarray(self.X[:, cols] @ b).ravel()
+        if self.fit_intercept:
+            out -= float(self.x_center[cols] @ b)
+        return out
+
+    def gram(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``X̃_aᵀ V X̃_b / Σv`` for kept-column positions ``a`` and ``b``: shape (|a|, |b|)."""
+        ca, cb = self.cols[a], self.cols[b]
+        if self.sparse:
+            Xa = self.X[:, ca]
+            Xb = self.X[:, cb]
+            block = np.asarray((Xa.T @ Xb.multiply(self.v[:, None]).tocsc()).todense())
+            if self.fit_intercept:
+                block -= self.sum_w * np.outer(self.x_center[ca], self.x_center[cb])
+        else:
+            rows = self.rows
+            Xa = self.X[np.ix_(rows, ca)] - self.x_center[ca]
+            Xb = Xa if a is b else self.X[np.ix_(rows, cb)] - self.x_center[cb]
+            block = Xa.T @ (self.v[rows, None] * Xb)
+        return block / (np.outer(self.x_scale[ca], self.x_scale[cb]) * self.sum_w)
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """``X̃[rows, idx]`` as a dense array (the problem's rows only): shape (n_rows_in_problem, |idx|)."""
+        cols = self.cols[idx]
+        block = self.X[self.rows][:, cols]
+        block = np.asarray(block.todense()) if self.sparse else np.asarray(block, dtype=np.float64)
+        if self.fit_intercept:
+            block = block - self.x_center[cols]
+        return block / self.x_scale[cols]
+
+    def to_original_scale(self, beta: np.ndarray) -> tuple[np.ndarray, float]:
+        """Coefficients (all p, 0 for left-out columns) and intercept on the scale of the data."""
+        coef = np.zeros(self.n_features)
+        coef[self.cols] = beta / self.x_scale[self.cols]
+        intercept = self.y_center - float(self.x_center @ coef) if self.fit_intercept else 0.0
+        return coef, intercept

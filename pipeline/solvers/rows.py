@@ -1,0 +1,446 @@
+"""Lasso, elastic net and ridge on a problem held as rows (:class:`RowDesign`): no p × p matrix.
+
+The objective is the same as :class:`~pipeline.solvers.GramProblem`'s, on the
+standardized design ``X̃`` with row weights ``v``:
+
+    P(β) = 1/(2Σv) Σ vᵢ (y_cᵢ − x̃ᵢᵀβ)² + λ1‖β‖₁ + (λ2/2)‖β‖²
+
+**Lasso and elastic net: working sets over an exact inner solver** (glmnet's
+strong rules and KKT checks, Tibshirani et al. 2012; the working-set outer loop
+of celer and skglm). Let ``c = X̃ᵀV(y_c − X̃β)/Σv − λ2β`` be the negative
+gradient of the smooth part; β is optimal iff ``c_j = λ1 sign β_j`` on the
+support and ``|c_j| ≤ λ1`` off it.
+
+1. Start from the nearest previous solution β' (at λ1') with its ``c'``
+   (cached: for the new λ2 it is ``c' + (λ2' − λ2)β'``, no product needed),
+   or from β = 0 (``c = q``). The working set W is β's support plus the
+   sequential strong set ``{j : |c_j| ≥ 2λ1 − λ1'}`` (glmnet's rule; it can
+   only miss a feature, which step 3 catches).
+2. Solve the problem restricted to W exactly: the Gram block ``G_WW`` is
+   formed from |W| columns (and kept: a fold's later fits reuse the block of
+   every feature seen so far), and :func:`~pipeline.solvers.enet_gram`'s
+   active-set Newton solves it to the duality-gap tolerance.
+3. One product ``X̃ᵀV r`` gives c over all p. Features outside W with
+   ``|c_j| > λ1`` join W (the largest violations first, at most as many as W
+   holds), and 2 repeats; otherwise β is optimal over all p.
+
+The duality gap is then computed over all p from the same c (the dual point is
+the scaled residual, as in :func:`~pipeline.solvers.enet_duality_gap`), and
+held to ``tol · ½ yy``: convergence is certified on the whole problem. A fit
+costs about one pass over X per round, and warm-started fits usually need
+one round.
+
+**Ridge** has the closed form ``β = (G + λ2 I)⁻¹ q`` with ``G = AᵀA``,
+``q = Aᵀb``, ``A = V^{1/2}X̃/√Σv``, ``b = V^{1/2}y_c/√Σv``. For p > n it is
+computed through the n × n kernel (push-through identity)
+``β = Aᵀ(AAᵀ + λ2 I)⁻¹ b``. Whichever side is smaller (the kernel ``K = AAᵀ``
+for p > n, the Gram block ``G = AᵀA`` otherwise) is eigendecomposed once per
+problem when it has at most :data:`KERNEL_EIGH_MAX` rows: then every λ2 costs
+a product, ridge is exact, and λ2 = 0 is the minimum-norm least-squares
+solution. Larger problems share one Lanczos basis over every λ2
+(:class:`~pipeline.solvers.krylov.ShiftedLanczos`) on the smaller side.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validate import SolverConvergenceWarning
+from ._cd import kernels
+from .active_set import enet_gram
+from .design import RowDesign
+from .krylov import ShiftedLanczos
+from .penalties import ElasticNet
+from .problem import FitResult
+
+__all__ = ["KERNEL_EIGH_MAX", "RowFit", "RowProblem"]
+
+KERNEL_EIGH_MAX = 3000  # rows up to which ridge eigendecomposes the n × n kernel (eigh of 3000²: ~6 s)
+_MAX_ROUNDS = 50
+NEWTON_MAX = 2500  # working sets up to this size are solved exactly by the active-set Newton method
+_CACHE_MAX = 2500  # features whose Gram block a problem keeps (2500² doubles: 50 MB)
+ANDERSON_K = 5  # coordinate-descent iterates per Anderson extrapolation
+_THRESHOLD_FLOOR = 1e-16  # coordinate descent's stopping threshold is not tightened below this × yy
+_CD_SWEEPS = 20_000  # sweeps of one coordinate-descent call at most
+_RIDGE_RTOL = 1e-12
+
+
+@dataclass(frozen=True, eq=False)
+class RowFit:
+    """A solution with what a warm start and the held-out score need besides :class:`FitResult`."""
+
+    result: FitResult
+    c_smooth: np.ndarray  # X̃ᵀV r / Σv at the solution (the smooth part's negative gradient, λ2 term apart)
+    fitted: np.ndarray  # X̃β on every row (held-out rows included)
+    lambda1: float
+    rounds: int
+
+
+@dataclass(eq=False)
+class _GramCache:
+    """Gram blocks of the features seen so far: ``G[F, F]`` grown as features join (bounded: see ``sub``)."""
+
+    features: list[int] = field(default_factory=list)
+    position: dict[int, int] = field(default_factory=dict)
+    block: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def sub(self, design: RowDesign, W: np.ndarray) -> np.ndarray:
+        """``G[W, W]``, computing only the rows and columns of features not seen before."""
+        if len(self.features) + W.size > _CACHE_MAX:  # bounded memory: start again from this set
+            self.features, self.position, self.block = [], {}, np.zeros((0, 0))
+        new = np.array([j for j in W if j not in self.position], dtype=np.intp)
+        if new.size:
+            old = np.array(self.features, dtype=np.intp)
+            cross = design.gram(new, old) if old.size else np.zeros((new.size, 0))
+            corner = design.gram(new, new)
+            m = old.size
+            grown = np.empty((m + new.size, m + new.size))
+            grown[:m, :m] = self.block
+            grown[m:, :m] = cross
+            grown[:m, m:] = cross.T
+            grown[m:, m:] = corner
+            self.block = grown
+            for j in new:
+                self.position[int(j)] = len(self.features)
+                self.features.append(int(j))
+        idx = np.array([self.position[int(j)] for j in W], dtype=np.intp)
+        return self.block[np.ix_(idx, idx)]
+
+
+class RowProblem:
+    """The penalized least-squares problem of a :class:`RowDesign`; solve it for any penalty (module docstring)."""
+
+    def __init__(self, design: RowDesign) -> None:
+        self.design = design
+        self.q = design.xt(design.y_c)
+        self.yy = float(design.v @ (design.y_c * design.y_c)) / design.sum_w
+        self._cd: _Descent | None = None
+        self._cache = _GramCache()
+        self._ridge: _Ridge | None = None
+
+    @property
+    def lambda1_max(self) -> float:
+        """Smallest λ1 that zeroes every coefficient (on the penalized scale)."""
+        return float(np.max(np.abs(self.q))) if self.q.size else 0.0
+
+    def largest_eigenvalue(self) -> float:
+        """e_max of the standardized Gram ``G = X̃ᵀVX̃/Σv`` (for ridge's search bounds)."""
+        return self._ridge_solver().largest_eigenvalue()
+
+    def solve(self, penalty: ElasticNet, warm: RowFit | None = None, *, tol: float = 1e-10) -> RowFit:
+        """The solution for ``penalty``, warm-started from ``warm`` (a fit of the same problem)."""
+        if penalty.lambda1 > 0:
+            fit = self._enet(penalty.lambda1, penalty.lambda2, warm, tol)
+        else:
+            fit = self._ridge_fit(penalty.lambda2, tol)
+        if not fit.result.converged:
+            warnings.warn(
+                f"{penalty.name} solve with lambda1={penalty.lambda1:.6g}, lambda2={penalty.lambda2:.6g} on rows did "
+                f"not converge: duality gap {fit.result.dual_gap:.3g} > tolerance {fit.result.gap_tol:.3g} after "
+                f"{fit.rounds} rounds.", SolverConvergenceWarning, stacklevel=2)
+        return fit
+
+    # ------------------------------------------------------------ lasso / elastic net
+    def _start(self, lam1: float, warm: RowFit | None) -> tuple[np.ndarray, np.ndarray, float]:
+        """β, the smooth gradient at β, and the λ1 they belong to (for the strong rule)."""
+        p = self.q.size
+        if warm is None or warm.result.beta.size != p:
+            return np.zeros(p), self.q.copy(), max(self.lambda1_max, lam1)
+        return warm.result.beta.copy(), warm.c_smooth.copy(), warm.lambda1
+
+    def _enet(self, lam1: float, lam2: float, warm: RowFit | None, tol: float) -> RowFit:
+        d = self.design
+        gap_tol = tol * max(0.5 * self.yy, np.finfo(np.float64).tiny)
+        slack = 1e-12 * max(self.lambda1_max, lam1)
+        beta, c_smooth, lam_prev = self._start(lam1, warm)
+        c = c_smooth - lam2 * beta
+        W = _working_set(beta, c, lam1, lam_prev)
+        if self._cd is None:
+            self._cd = _Descent(d)
+        r = d.y_c - d.x(np.flatnonzero(beta), beta[beta != 0])
+        threshold = 1e-8 * self.yy  # on xv·Δβ²: tightened until the gap holds
+        rounds = 0
+        gap = _enet_gap(self.q, self.yy, beta, c, d.v @ (r * r) / d.sum_w, lam1, lam2)
+        while rounds < _MAX_ROUNDS:
+            violation = np.abs(c) - lam1
+            violation[W] = -np.inf
+            out = np.flatnonzero(violation > slack)
+            if out.size == 0 and gap <= gap_tol:
+                break
+            if out.size:
+                batch = max(10, W.size)
+                if out.size > batch:
+                    out = out[np.argpartition(violation[out], -batch)[-batch:]]
+                W = np.union1d(W, out)
+            elif rounds:
+                if threshold <= _THRESHOLD_FLOOR * self.yy:  # coordinate descent has stalled: say so
+                    break
+                threshold *= 1e-2
+            rounds += 1
+            W = self._inner(W, beta, r, lam1, lam2, threshold, tol)
+            support = np.flatnonzero(beta)
+            r = d.y_c - d.x(support, beta[support])  # exact again: no drift from the updates
+            c_smooth = d.xt(r)
+            c = c_smooth - lam2 * beta
+            gap = _enet_gap(self.q, self.yy, beta, c, d.v @ (r * r) / d.sum_w, lam1, lam2)
+        coef, intercept = d.to_original_scale(beta)
+        result = FitResult(coef, intercept, beta, rounds, float(gap), gap_tol, bool(gap <= gap_tol))
+        return RowFit(result, c_smooth, d.y_c - r, lam1, rounds)
+
+    def _inner(self, W: np.ndarray, beta: np.ndarray, r: np.ndarray, lam1: float, lam2: float, threshold: float,
+               tol: float) -> np.ndarray:
+        """Solve the problem restricted to W (β updated in place); returns the set the solution is certified on.
+
+        Up to :data:`NEWTON_MAX` features: exactly, by the active-set Newton method on ``G_WW`` (kept in a
+        cache across the fits of this problem). Beyond: coordinate descent on W to ``threshold``, then, if
+        the support it finds is small enough, the Newton method on the support (an ill-conditioned W, such
+        as equicorrelated features, slows coordinate descent down, not Newton); certified on that support.
+        """
+        if W.size <= NEWTON_MAX:
+            self._newton(W, beta, lam1, lam2, tol)
+            return W
+        assert self._cd is not None
+        self._cd.solve(W, beta, r, lam1, lam2, threshold)
+        support = np.flatnonzero(beta)
+        if support.size <= NEWTON_MAX:
+            self._newton(support, beta, lam1, lam2, tol)
+            return support
+        return W
+
+    def _newton(self, W: np.ndarray, beta: np.ndarray, lam1: float, lam2: float, tol: float) -> None:
+        sub = enet_gram(self._cache.sub(self.design, W), self.q[W], self.yy, lam1, lam2, beta[W], tol=0.1 * tol)
+        beta[W] = sub.beta
+
+    # ------------------------------------------------------------ ridge
+    def _ridge_solver(self) -> _Ridge:
+        if self._ridge is None:
+            self._ridge = _Ridge(self.design)
+        return self._ridge
+
+    def _ridge_fit(self, lam2: float, tol: float) -> RowFit:
+        d = self.design
+        beta, residual = self._ridge_solver().solve(lam2)
+        fitted = d.x(np.arange(beta.size), beta)
+        c_smooth = d.xt(d.y_c - fitted)
+        gap = _ridge_suboptimality(self.q, c_smooth, beta, lam2)
+        gap_tol = tol * max(0.5 * self.yy, np.finfo(np.float64).tiny)
+        coef, intercept = d.to_original_scale(beta)
+        result = FitResult(coef, intercept, beta, 0, float(gap), gap_tol, bool(gap <= gap_tol or lam2 == 0.0))
+        return RowFit(result, c_smooth, fitted, 0.0, 0)
+
+
+def _working_set(beta: np.ndarray, c: np.ndarray, lam1: float, lam_prev: float) -> np.ndarray:
+    """The support of β plus its sequential strong set ``|c_j| ≥ 2λ1 − λ1'``, the strongest first and at
+    most as many as the support holds (at least 10): far from the warm start (a cold start at λ1_max,
+    say) the strong set is most of p, and the outer loop grows the set geometrically instead."""
+    support = np.flatnonzero(beta)
+    strong = np.flatnonzero((np.abs(c) >= 2.0 * lam1 - lam_prev) & (beta == 0))
+    room = max(10, support.size)
+    if strong.size > room:
+        strong = strong[np.argpartition(np.abs(c[strong]), -room)[-room:]]
+    return np.union1d(support, strong)
+
+
+def _enet_gap(q: np.ndarray, yy: float, beta: np.ndarray, c: np.ndarray, r2: float, lam1: float,
+              lam2: float) -> float:
+    """The duality gap over all p (:func:`~pipeline.solvers.enet_duality_gap`'s formula) from the residual's
+    weighted mean square ``r2`` and the full negative gradient ``c``."""
+    c_norm = float(np.max(np.abs(c), initial=0.0))
+    s = 1.0 if c_norm <= lam1 else lam1 / c_norm
+    qb = float(q @ beta)
+    gap = 0.5 * (1.0 + s * s) * (r2 + lam2 * float(beta @ beta)) + lam1 * float(np.abs(beta).sum()) - s * (yy - qb)
+    return max(gap, 0.0)
+
+
+class _Descent:
+    """Coordinate descent on a working set of a :class:`RowDesign` (the compiled kernel of :mod:`._cd`)."""
+
+    def __init__(self, design: RowDesign) -> None:
+        d = self.design = design
+        self.inv_scale = 1.0 / d.x_scale
+        self.xv = np.zeros(d.n_features)  # Σv x̃_j²/Σv: 1 for standardized columns
+        self.xv[d.cols] = d.x_var[d.cols] / (d.x_scale[d.cols] ** 2)
+        self.vx = d.x_center * d.sum_w  # Σv x_j, for the sparse kernel's centring offset
+
+    def solve(self, W: np.ndarray, beta: np.ndarray, r: np.ndarray, lam1: float, lam2: float,
+              threshold: float, max_sweeps: int = _CD_SWEEPS) -> int:
+        """Minimise over the coordinates ``W`` (kept-column positions) until a sweep changes no ``xv·Δβ²``
+        by more than ``threshold`` (glmnet's criterion); β and the residual r are updated in place."""
+        d = self.design
+        sweep_dense, sweep_sparse = kernels()
+        cols = d.cols[W]
+        bW = beta[W].copy()
+        xv = self.xv[cols]
+        offset = np.zeros(1)
+        if d.sparse:
+            X = d.X
+
+            def sweep(order: np.ndarray, svr: float) -> float:
+                return float(sweep_sparse(X.data, X.indices, X.indptr, cols, d.x_center, self.inv_scale, self.vx,
+                                          xv, d.v, d.sum_w, svr, r, offset, bW, order, lam1, lam2))
+        else:
+            def sweep(order: np.ndarray, svr: float) -> float:
+                return float(sweep_dense(d.X, cols, d.x_center, self.inv_scale, xv, d.v, d.sum_w, svr, r, bW, order,
+                                         lam1, lam2))
+
+        everything = np.arange(W.size)
+        svr = float(d.v @ r)  # Σv r: 0 up to rounding, and no update changes it (Σv x̃_j = 0)
+        anderson = _Anderson(d.v, d.sum_w, lam1, lam2)
+        sweeps = 0
+        while sweeps < max_sweeps:
+            sweeps += 1
+            if sweep(everything, svr) <= threshold:
+                break
+            while sweeps < max_sweeps:  # the active coordinates alone until they settle, then all again
+                sweeps += 1
+                if sweep(np.flatnonzero(bW), svr) <= threshold:
+                    break
+                if anderson.record(bW, r, offset):  # extrapolated: the residual now holds its offset
+                    offset[0] = 0.0
+        r += offset[0]
+        beta[W] = bW
+        return sweeps
+
+
+class _Anderson:
+    """Anderson extrapolation of coordinate-descent iterates (as in skglm: Bertrand & Massias 2021).
+
+    Coordinate descent converges linearly but slowly when features are
+    strongly correlated (one dominant direction of the Gram). Every
+    :data:`ANDERSON_K` sweeps the last iterates are combined, ``β̂ = Σ cᵢ βᵢ``
+    with the weights that minimise ``‖Σ cᵢ (βᵢ₊₁ − βᵢ)‖`` subject to
+    ``Σ cᵢ = 1``; the residual is affine in β, so ``r̂ = Σ cᵢ rᵢ`` costs no
+    product. The extrapolation replaces the iterate only if it lowers the
+    objective, so the method still descends.
+    """
+
+    def __init__(self, v: np.ndarray, sum_w: float, lam1: float, lam2: float) -> None:
+        self.v, self.sum_w, self.lam1, self.lam2 = v, sum_w, lam1, lam2
+        self.betas: list[np.ndarray] = []
+        self.residuals: list[np.ndarray] = []
+
+    def objective(self, beta: np.ndarray, r: np.ndarray) -> float:
+        return (0.5 * float(self.v @ (r * r)) / self.sum_w + self.lam1 * float(np.abs(beta).sum())
+                + 0.5 * self.lam2 * float(beta @ beta))
+
+    def record(self, beta: np.ndarray, r: np.ndarray, offset: np.ndarray) -> bool:
+        """Keep this iterate; every K of them, replace (β, r) in place by the extrapolation if it is better."""
+        self.betas.append(beta.copy())
+        self.residuals.append(r + offset[0])
+        if len(self.betas) <= ANDERSON_K:
+            return False
+        B, R = np.asarray(self.betas), np.asarray(self.residuals)
+        self.betas, self.residuals = [], []
+        U = np.diff(B, axis=0)
+        C = U @ U.T
+        try:
+            z = np.linalg.solve(C + 1e-14 * np.trace(C) * np.eye(C.shape[0]), np.ones(C.shape[0]))
+        except np.linalg.LinAlgError:
+            return False
+        if not np.all(np.isfinite(z)) or z.sum() == 0:
+            return False
+        c = z / z.sum()
+        b_ext, r_ext = c @ B[1:], c @ R[1:]
+        if self.objective(b_ext, r_ext) >= self.objective(B[-1], R[-1]):
+            return False
+        beta[:] = b_ext
+        r[:] = r_ext
+        return True
+
+
+def _ridge_suboptimality(q: np.ndarray, c_smooth: np.ndarray, beta: np.ndarray, lam2: float) -> float:
+    """``½ gᵀ(G + λ2 I)⁻¹g`` bounded by ``½‖g‖²/λ2`` for the gradient ``g = λ2β − c`` (0 at the optimum)."""
+    g = lam2 * beta - c_smooth
+    return 0.5 * float(g @ g) / lam2 if lam2 > 0 else 0.0
+
+
+class _Ridge:
+    """``(G + λ2 I)⁻¹ q`` for any λ2 through the kernel or a shared Lanczos basis (module docstring)."""
+
+    def __init__(self, design: RowDesign) -> None:
+        self.design = design
+        d = design
+        self.sqrt_v = np.sqrt(d.v[d.rows])
+        self.b = self.sqrt_v * d.y_c[d.rows] / math.sqrt(d.sum_w)
+        n, p = d.rows.size, d.n_kept
+        self.dual = n <= p
+        self.rhs = self.b if self.dual else d.xt(d.y_c)  # b (dual side) or q = Aᵀb (primal side)
+        self._eig: tuple[np.ndarray, np.ndarray] | None = None
+        self._lanczos: ShiftedLanczos | None = None
+        if min(n, p) <= KERNEL_EIGH_MAX:
+            self._eig = self._kernel_eig() if self.dual else self._gram_eig()
+        elif self.dual:
+            self._lanczos = ShiftedLanczos(self._kernel_matvec, self.b, n)
+        else:
+            self._lanczos = ShiftedLanczos(self._gram_matvec, self.rhs, p)
+
+    def _a(self, beta: np.ndarray) -> np.ndarray:
+        """``A β`` on the problem's rows."""
+        d = self.design
+        return self.sqrt_v * d.x(np.arange(d.n_kept), beta)[d.rows] / math.sqrt(d.sum_w)
+
+    def _at(self, u: np.ndarray) -> np.ndarray:
+        """``Aᵀ u`` for u on the problem's rows."""
+        d = self.design
+        r = np.zeros(d.n_rows)
+        r[d.rows] = u / self.sqrt_v
+        return d.xt(r) * math.sqrt(d.sum_w)
+
+    def _kernel_matvec(self, u: np.ndarray) -> np.ndarray:
+        return self._a(self._at(u))
+
+    def _gram_matvec(self, beta: np.ndarray) -> np.ndarray:
+        return self._at(self._a(beta))
+
+    def _kernel_eig(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eigendecomposition of ``K = AAᵀ``, formed column block by column block of Aᵀ."""
+        import scipy.linalg
+
+        d = self.design
+        n = d.rows.size
+        K = np.zeros((n, n))
+        step = max(1, 2**24 // max(1, n))  # columns of A at a time: a block of at most 128 MB
+        scale = self.sqrt_v[:, None] / math.sqrt(d.sum_w)
+        for a in range(0, d.n_kept, step):
+            block = d.columns(np.arange(a, min(a + step, d.n_kept))) * scale
+            K += block @ block.T
+        e, U = scipy.linalg.eigh(K, check_finite=False)
+        return np.maximum(e, 0.0), U
+
+    def _gram_eig(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eigendecomposition of ``G = AᵀA`` (p × p, p small: more rows than kept columns)."""
+        import scipy.linalg
+
+        d = self.design
+        every = np.arange(d.n_kept)
+        e, V = scipy.linalg.eigh(d.gram(every, every), check_finite=False)
+        return np.maximum(e, 0.0), V
+
+    def solve(self, lam2: float) -> tuple[np.ndarray, float]:
+        """β for λ2 and the relative residual of the linear system (0 for an eigendecomposition).
+
+        With ``G = V diag(e) Vᵀ``: ``β = V (Vᵀq ⊘ (e + λ2))``; with ``K = U diag(e) Uᵀ``:
+        ``β = Aᵀ U (Uᵀb ⊘ (e + λ2))``. At λ2 = 0 eigenvalues at rounding level are dropped (the
+        minimum-norm least-squares solution, as an SVD solver gives it).
+        """
+        if self._eig is not None:
+            e, U = self._eig
+            denom = e + lam2
+            cutoff = (e.size * np.finfo(np.float64).eps * float(e[-1])) if lam2 == 0.0 else 0.0
+            keep = denom > cutoff
+            rhs = U.T @ self.rhs
+            x = U[:, keep] @ (rhs[keep] / denom[keep])
+            return (self._at(x) if self.dual else x), 0.0
+        assert self._lanczos is not None
+        x, residual = self._lanczos.solve(lam2, _RIDGE_RTOL)
+        return (self._at(x) if self.dual else x), residual
+
+    def largest_eigenvalue(self) -> float:
+        if self._eig is not None:
+            return float(self._eig[0][-1])
+        assert self._lanczos is not None
+        return self._lanczos.largest_eigenvalue()

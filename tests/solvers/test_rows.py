@@ -1,0 +1,217 @@
+"""The rows engine (no p × p matrix) against scikit-learn on p > n problems, real and synthetic, dense and sparse.
+
+Lasso solutions need not be unique when p > n, so every comparison is by the
+objective on the same standardized problem (glmnet's scaling, computed here
+from the rows): ours may be at most 1e-8 relative above the reference's.
+The references run at ``tol=1e-12`` (ElasticNet, Lasso) or exactly
+(``Ridge(solver="svd")``), and every reference's own KKT residual is
+asserted ≤ 1e-9 · sd(y) before it is used, so an unconverged reference
+cannot make a test pass (nor fail). Ours must also satisfy KKT to 1e-9 · sd(y).
+
+Both ways the sweep uses the engine are checked: a cold fit
+(``pipeline.fit(..., engine="rows")``) and a path warm-started from the
+previous λ (:class:`~pipeline.solvers.RowProblem` as a fold model uses it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_diabetes, load_digits
+from sklearn.preprocessing import PolynomialFeatures
+
+import pipeline
+from pipeline.solvers import ElasticNet, RowDesign, RowProblem
+
+from ..conftest import correlated_design
+from .test_against_sklearn import _objective, _reference_scaling, _sklearn_fit, _weights
+
+L1_RATIOS = [1.0, 0.3, 0.1, 3e-2, 1e-2, 3e-3, 1e-3]
+RIDGE_RATIOS = [10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+OBJ_RTOL = 1e-8
+KKT_RTOL = 1e-9
+
+
+def _poly_diabetes():
+    """Real: 120 patients of the diabetes data, all products of up to three of its 10 measurements (285 > 120)."""
+    X, y = load_diabetes(return_X_y=True, scaled=False)
+    poly = PolynomialFeatures(degree=3, include_bias=False).fit_transform(X[:120])
+    return poly, y[:120], None
+
+
+def _digits(sparse: bool):
+    """Real and naturally sparse: 40 handwritten digits × 64 pixel intensities (half the pixels are 0)."""
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:40].astype(float), y[:40].astype(float)
+    return (sp.csr_matrix(X) if sparse else X), y, None
+
+
+def _sparse_synthetic():
+    rng = np.random.default_rng(5)
+    X = sp.random(90, 400, density=0.04, format="csr", random_state=6, data_rvs=lambda k: rng.normal(2.0, 3.0, k))
+    beta = np.zeros(400)
+    beta[:12] = rng.normal(0, 2, 12)
+    y = X @ beta + 3.0 + 0.3 * rng.normal(size=90)
+    return X, y, _weights(90, 7)
+
+
+DATASETS = {
+    "poly-diabetes": _poly_diabetes,
+    "digits": lambda: _digits(False),
+    "digits-sparse": lambda: _digits(True),
+    "correlated": lambda: (*correlated_design(60, 300, rho=0.9, seed=3), None),
+    "correlated-weighted": lambda: (*correlated_design(60, 300, rho=0.9, seed=3), _weights(60, 4)),
+    "sparse-synthetic": _sparse_synthetic,
+}
+
+
+@pytest.fixture(scope="module", params=list(DATASETS))
+def data(request):
+    return DATASETS[request.param]()
+
+
+@pytest.fixture
+def data_name(request):
+    return request.node.callspec.params["data"]
+
+
+def _dense(X):
+    return X.toarray() if sp.issparse(X) else X
+
+
+def _lambda1_max(X, y, w, fit_intercept, standardize):
+    """‖X̃ᵀW y_c‖∞/Σw over the columns that are not constant, from the rows."""
+    w_ = np.ones(X.shape[0]) if w is None else w
+    mean, scale = _reference_scaling(X, w, fit_intercept, standardize)
+    live = scale > 0
+    y_c = y - (w_ @ y) / w_.sum() if fit_intercept else y
+    return np.max(np.abs(((X[:, live] - mean[live]) / scale[live]).T @ (w_ * y_c))) / w_.sum()
+
+
+def _kkt_residual(X, y, w, coef, intercept, lam1, lam2, fit_intercept, standardize):
+    """max subdifferential distance on the penalized scale, relative to sd(y) (intercept condition included)."""
+    w_ = np.ones(X.shape[0]) if w is None else w
+    _, scale = _reference_scaling(X, w, fit_intercept, standardize)
+    live = scale > 0
+    resid = y - X @ coef - intercept
+    grad = -((X[:, live] / scale[live]).T @ (w_ * resid)) / w_.sum()
+    dist = ElasticNet(lam1, lam2).subdiff_distance(coef[live] * scale[live], grad)
+    out = float(dist.max(initial=0.0))
+    if fit_intercept:
+        out = max(out, abs(w_ @ resid) / w_.sum())
+    return out / np.sqrt(np.cov(y, aweights=w_, bias=True))
+
+
+def _reference(X, y, w, lam1, lam2, fit_intercept, standardize):
+    """scikit-learn's solution on the live columns (constant ones get 0), its KKT residual asserted first."""
+    _, scale = _reference_scaling(X, w, fit_intercept, standardize)
+    live = scale > 1e-12 * np.abs(X).max(axis=0)
+    coef = np.zeros(X.shape[1])
+    sub, b, _ = _sklearn_fit(X[:, live], y, w, lam1, lam2, fit_intercept, standardize)
+    coef[live] = sub
+    kkt = _kkt_residual(X, y, w, coef, b, lam1, lam2, fit_intercept, standardize)
+    assert kkt <= KKT_RTOL, f"the reference is not converged (KKT {kkt:.3g}); it cannot judge anything"
+    return coef, b, scale
+
+
+def _compare(X, y, w, coef, intercept, lam1, lam2, fit_intercept, standardize, what):
+    Xd = _dense(X)
+    ref_coef, ref_b, scale = _reference(Xd, y, w, lam1, lam2, fit_intercept, standardize)
+    scale = np.where(scale > 0, scale, 1.0)
+    ours = _objective(Xd, y, w, coef, intercept, lam1, lam2, scale)
+    theirs = _objective(Xd, y, w, ref_coef, ref_b, lam1, lam2, scale)
+    assert ours <= theirs + OBJ_RTOL * abs(theirs), f"{what}: objective {ours!r} vs scikit-learn {theirs!r}"
+    kkt = _kkt_residual(Xd, y, w, coef, intercept, lam1, lam2, fit_intercept, standardize)
+    assert kkt <= KKT_RTOL, f"{what}: KKT residual {kkt:.3g}"
+
+
+@pytest.mark.parametrize("l1_share", [1.0, 0.5], ids=["lasso", "enet"])
+def test_lasso_and_enet_cold_fits_match_sklearn(data, l1_share):
+    X, y, w = data
+    lam_max = _lambda1_max(_dense(X), y, w, True, True)
+    for ratio in L1_RATIOS:
+        lam1 = ratio * lam_max
+        lam2 = lam1 * (1 - l1_share) / l1_share
+        model = pipeline.fit(X, y, penalty="l1" if lam2 == 0 else "elasticnet", lambda1=lam1, lambda2=lam2,
+                             sample_weight=w, engine="rows")
+        assert model.converged
+        _compare(X, y, w, model.coef, model.intercept, lam1, lam2, True, True, f"ratio {ratio}")
+
+
+@pytest.mark.parametrize("fit_intercept,standardize", [(True, True), (False, True), (True, False)])
+def test_warm_started_paths_match_sklearn(data, data_name, fit_intercept, standardize):
+    """Descending λ1 with warm starts (as a fold model runs a path), elastic net at mixing 0.7."""
+    if data_name == "poly-diabetes" and not standardize:
+        pytest.skip("raw cubic products span 1 to 1e6: unstandardized, no reference converges to KKT 1e-9")
+    X, y, w = data
+    problem = RowProblem(RowDesign(X, y, np.ones(len(y)) if w is None else w, fit_intercept=fit_intercept,
+                                   standardize=standardize))
+    lam_max = problem.lambda1_max
+    assert lam_max == pytest.approx(_lambda1_max(_dense(X), y, w, fit_intercept, standardize), rel=1e-12)
+    warm = None
+    for ratio in L1_RATIOS:
+        lam1 = ratio * lam_max
+        warm = problem.solve(ElasticNet(lam1, lam1 * 0.3 / 0.7), warm)
+        r = warm.result
+        _compare(X, y, w, r.coef, r.intercept, lam1, lam1 * 0.3 / 0.7, fit_intercept, standardize, f"ratio {ratio}")
+
+
+def _e_max(X, w, fit_intercept, standardize):
+    """Largest eigenvalue of the standardized weighted Gram X̃ᵀWX̃/Σw, from an SVD of the rows."""
+    w_ = np.ones(X.shape[0]) if w is None else w
+    mean, scale = _reference_scaling(X, w, fit_intercept, standardize)
+    live = scale > 0
+    A = np.sqrt(w_ / w_.sum())[:, None] * (X[:, live] - mean[live]) / scale[live]
+    return float(np.linalg.svd(A, compute_uv=False)[0] ** 2)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_ridge_matches_sklearn_svd_from_10_emax_to_1e_6_emax(data, fit_intercept):
+    X, y, w = data
+    Xd = _dense(X)
+    e_max = _e_max(Xd, w, fit_intercept, True)
+    problem = RowProblem(RowDesign(X, y, np.ones(len(y)) if w is None else w, fit_intercept=fit_intercept))
+    assert problem.largest_eigenvalue() == pytest.approx(e_max, rel=1e-10)
+    for ratio in RIDGE_RATIOS:
+        lam2 = ratio * e_max
+        r = problem.solve(ElasticNet(0.0, lam2)).result
+        _compare(X, y, w, r.coef, r.intercept, 0.0, lam2, fit_intercept, True, f"ridge {ratio}·e_max")
+
+
+def test_the_engines_agree_on_a_tall_problem(diabetes):
+    """Where both apply (p < n), the rows engine and the Gram engine give the same fit."""
+    X, y = diabetes
+    for kwargs in ({"penalty": "l1", "lambda1": 0.5}, {"lambda1": 0.2, "lambda2": 0.3},
+                   {"penalty": "l2", "lambda2": 0.05}):
+        gram = pipeline.fit(X, y, engine="gram", **kwargs)
+        rows = pipeline.fit(X, y, engine="rows", **kwargs)
+        scale = gram.x_scale
+        np.testing.assert_allclose(rows.coef * scale, gram.coef * scale, rtol=1e-8, atol=1e-8 * np.std(y))
+        assert rows.intercept == pytest.approx(gram.intercept, rel=1e-9)
+
+
+def test_sparse_input_is_never_densified_by_the_design():
+    """The design keeps a sparse matrix sparse; centring enters as a rank-one correction."""
+    X, y, w = _sparse_synthetic()
+    d = RowDesign(X, y, w)
+    assert sp.issparse(d.X) and d.X.nnz == X.nnz
+    dense = RowDesign(X.toarray(), y, w)
+    r = np.random.default_rng(0).normal(size=X.shape[0])
+    np.testing.assert_allclose(d.xt(r), dense.xt(r), rtol=1e-12, atol=1e-12)
+    idx = np.arange(0, d.n_kept, 7)
+    b = np.random.default_rng(1).normal(size=idx.size)
+    np.testing.assert_allclose(d.x(idx, b), dense.x(idx, b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d.gram(idx, idx), dense.gram(idx, idx), rtol=1e-10, atol=1e-12)
+
+
+def test_fit_picks_the_engine_and_checks_sparse_input():
+    X, y, _ = _sparse_synthetic()
+    model = pipeline.fit(X, y, lambda1=0.05, lambda2=0.05)  # auto: sparse -> rows, and it predicts on sparse rows
+    np.testing.assert_allclose(model.predict(X), model.predict(X.toarray()), rtol=1e-12)
+    bad = X.copy()
+    bad.data[3] = np.nan
+    with pytest.raises(ValueError, match="stored values are NaN or inf"):
+        pipeline.fit(bad, y, lambda1=0.1)
+    with pytest.raises(ValueError, match="model.engine must be one of"):
+        pipeline.fit(X, y, lambda1=0.1, engine="fast")

@@ -1,0 +1,267 @@
+"""The rows engine on the cluster's side: the engine choice, the rows and their folds, fold scores, sweeps.
+
+The strongest check is the cross-engine one: on tall data where both engines
+apply, every number the sweep uses (held-out and training errors per fold,
+the path, the bounds, the refit, the column notes) must agree between the
+Gram engine (statistics) and the rows engine (rows), computed independently.
+On wide data, where only the rows engine runs, every trial's CV error is
+compared with scikit-learn's on the same folds.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import optuna
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import ElasticNet, Lasso, Ridge
+
+from pipeline.candidate import Candidate
+from pipeline.config import DataConfig, FoldsConfig, HoldoutConfig, ModelConfig, load_config
+from pipeline.cv.fold_models import make_fold_models
+from pipeline.cv.passes import block_pass, finish_pass, merge_block_passes, pass_summary
+from pipeline.cv.path import coefficient_path
+from pipeline.cv.refit import pass_bounds, refit_pass
+from pipeline.cv.row_models import (
+    heldout_mse,
+    make_row_fold_models,
+    retrain_facts,
+    row_bounds,
+    row_coefficient_path,
+    row_refit,
+    row_summary,
+)
+from pipeline.cv.rows import HELD_OUT, load_rows
+from pipeline.cv.scoring import PathSpec
+from pipeline.cv.statcache import heldout_rows
+from pipeline.data import plan_data
+from pipeline.engine import choose_engine
+from pipeline.errors import ConfigError, DataError
+from pipeline.folds import kfold_folds
+from pipeline.sweep import execute_sweep
+
+GiB = 2**30
+
+
+# ------------------------------------------------------------------ the choice
+def test_auto_takes_gram_only_for_dense_tall_data_whose_grams_fit():
+    tall = choose_engine("auto", sparse=False, n_features=100, n_train=800_000, k=5, memory=4 * GiB)
+    assert tall.name == "gram" and "p = 100 ≤ n = 800,000" in tall.reason
+    wide = choose_engine("auto", sparse=False, n_features=20_000, n_train=2_000, k=5, memory=64 * GiB)
+    assert wide.line() == "engine: rows (p = 20,000 > n = 2,000; a fold Gram would take 3.2 GB)"
+    sparse = choose_engine("auto", sparse=True, n_features=50, n_train=10_000, k=5, memory=4 * GiB)
+    assert sparse.name == "rows" and sparse.reason.startswith("the source is sparse")
+    # p ≤ n, but 5 Grams of 8,000² take 2.56 GB > ¼ of 8 GiB
+    big = choose_engine("auto", sparse=False, n_features=8_000, n_train=1_000_000, k=5, memory=8 * GiB)
+    assert big.name == "rows" and "5 fold Grams would take 2.6 GB, more than a quarter" in big.reason
+    assert choose_engine("rows", sparse=False, n_features=3, n_train=100, k=5, memory=GiB).name == "rows"
+    assert choose_engine("gram", sparse=True, n_features=3, n_train=2, k=5, memory=GiB).name == "gram"
+
+
+def test_forcing_gram_that_cannot_fit_is_refused_naming_the_fix():
+    with pytest.raises(ConfigError, match=r"model.engine: gram cannot run: the 5 fold Grams of p = 20,000 features "
+                                          r"take 16.0 GB, more than .* use model.engine: rows"):
+        choose_engine("gram", sparse=False, n_features=20_000, n_train=2_000, k=5, memory=8 * GiB)
+    with pytest.raises(ConfigError, match="must be one of auto, gram, rows"):
+        choose_engine("fast", sparse=False, n_features=3, n_train=100, k=5, memory=GiB)
+
+
+# ------------------------------------------------------------------ both engines, same numbers
+def _both_engines(plan, k, seed):
+    passes = finish_pass(merge_block_passes(*[block_pass(plan, s, k, seed) for s in plan.blocks], fold_seed=seed),
+                         k, seed)
+    return passes, load_rows(plan, k, seed)
+
+
+@pytest.fixture(scope="module")
+def diabetes_both():
+    plan = plan_data(DataConfig(block_rows=100), FoldsConfig())  # bundled diabetes, 5 blocks
+    return plan, *_both_engines(plan, 5, 3)
+
+
+def test_the_rows_carry_the_data_pass_folds(diabetes_both, diabetes):
+    plan, passes, rows = diabetes_both
+    X, y = diabetes
+    np.testing.assert_array_equal(rows.fold, kfold_folds(0, len(y), 5, 3))
+    np.testing.assert_array_equal(rows.X, X)
+    assert rows.X.flags.f_contiguous
+    assert [s.n_rows for s in passes.fold_stats] == [int((rows.fold == f).sum()) for f in range(5)]
+
+
+@pytest.mark.parametrize("model", [ModelConfig(), ModelConfig(standardize=False), ModelConfig(fit_intercept=False)],
+                         ids=["standardized", "raw", "no-intercept"])
+def test_fold_scores_paths_bounds_and_refit_agree_across_engines(diabetes_both, model):
+    plan, passes, rows = diabetes_both
+    gram = make_fold_models(passes, range(5), fit_intercept=model.fit_intercept, standardize=model.standardize)
+    row = make_row_fold_models(rows, range(5), fit_intercept=model.fit_intercept, standardize=model.standardize)
+    gb, rb = pass_bounds(passes, model), row_bounds(rows, model)
+    assert rb["lambda1_max"] == pytest.approx(gb["lambda1_max"], rel=1e-12)
+    assert rb["e_max"] == pytest.approx(gb["e_max"], rel=1e-9)
+    lam = gb["lambda1_max"]
+    cands = [Candidate(0, "l1", 0.1 * lam, 0.0), Candidate(1, "elasticnet", 0.01 * lam, 0.05 * lam),
+             Candidate(2, "l2", 0.0, 1e-3 * gb["e_max"]), Candidate(3, "l1", 1e-4 * lam, 0.0)]
+    for g, r in zip(gram, row):
+        for c in cands:
+            a, b = g.score(c, 1e-12), r.score(c, 1e-12)
+            assert (a.fold, a.n_nonzero) == (b.fold, b.n_nonzero), c
+            for key in ("heldout_mse", "heldout_r2", "train_mse"):
+                assert getattr(b, key) == pytest.approx(getattr(a, key), rel=1e-8), (c, key)
+    spec = PathSpec("elasticnet", 0.5, tuple(np.geomspace(2 * lam, 1e-3 * lam, 12)))
+    for g, r in zip(gram, row):
+        a, b = g.path(spec, 1e-12), r.path(spec, 1e-12)
+        np.testing.assert_allclose(b.heldout_mse, a.heldout_mse, rtol=1e-8)
+    np.testing.assert_allclose(row_coefficient_path(rows, spec, model), coefficient_path(passes, spec, model),
+                               rtol=1e-7, atol=1e-9 * lam)
+    for c in cands:
+        ga, ra = refit_pass(passes, c, plan.feature_names, model), row_refit(rows, c, plan.feature_names, model)
+        np.testing.assert_allclose(ra.coef * ga.x_scale, ga.coef * ga.x_scale, rtol=1e-8, atol=1e-8)
+        assert ra.intercept == pytest.approx(ga.intercept, rel=1e-9)
+
+
+def test_summaries_agree_across_engines(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    X[:, 3] = 2.5  # constant
+    X[:, 5] = X[:, 1]  # identical to column 1
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", X[:, 0] + rng.normal(size=300))
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), block_rows=64))
+    passes, rows = _both_engines(plan, 5, 0)
+    a, b = pass_summary(passes, plan.feature_names), row_summary(rows, plan.feature_names)
+    for key in ("n_rows", "fold_rows", "fold_weight", "n_groups", "constant_columns", "duplicate_columns", "notes"):
+        assert a[key] == b[key], key
+    assert b["constant_columns"] == ["x3"] and b["duplicate_columns"] == [["x1", "x5"]]
+
+
+def test_group_folds_and_retrain_holdout_on_rows(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 200
+    np.save(tmp_path / "X.npy", rng.normal(size=(n, 4)))
+    np.save(tmp_path / "y.npy", rng.normal(size=n))
+    np.save(tmp_path / "g.npy", rng.integers(0, 23, n))
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), block_rows=50),
+                     FoldsConfig(group=str(tmp_path / "g.npy")))
+    passes, rows = _both_engines(plan, 4, 2)
+    groups = np.load(tmp_path / "g.npy")
+    for g in np.unique(groups):  # every group in one fold
+        assert np.unique(rows.fold[groups == g]).size == 1
+    assert [s.n_rows for s in passes.fold_stats] == [int((rows.fold == f).sum()) for f in range(4)]
+
+    plain = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), block_rows=50))
+    held = load_rows(plain, 4, 2, HoldoutConfig(fraction=0.25, seed=9))
+    expect = heldout_rows(0, n, 0.25, 9)
+    np.testing.assert_array_equal(held.fold == HELD_OUT, expect)
+    facts = retrain_facts(held)
+    assert facts["n_heldout"] == expect.sum() and facts["n_train"] == n - expect.sum()
+    coef, b = np.arange(4.0), 0.5
+    X, y = np.load(tmp_path / "X.npy"), np.load(tmp_path / "y.npy")
+    assert heldout_mse(held, [(coef, b)])[0] == pytest.approx(np.mean((y[expect] - X[expect] @ coef - b) ** 2),
+                                                              rel=1e-12)
+
+
+# ------------------------------------------------------------------ sparse and wide: sweeps
+def _sparse_wide(tmp_path, n=120, p=600):
+    """Sparse (10% stored), wide, in general position: at this density no two columns share a pattern of
+    one or two entries in a fold's training rows, so even the lasso's solution is unique."""
+    rng = np.random.default_rng(4)
+    X = sp.random(n, p, density=0.1, format="csr", random_state=5, data_rvs=lambda m: rng.normal(1.0, 2.0, m))
+    beta = np.zeros(p)
+    beta[:10] = rng.normal(0, 3, 10)
+    y = X @ beta + 2.0 + 0.5 * rng.normal(size=n)
+    sp.save_npz(tmp_path / "X.npz", X)
+    np.save(tmp_path / "y.npy", y)
+    return X, y
+
+
+def _reference_fit(X, y, train, penalty, lam1, lam2):
+    """scikit-learn's fit on the rows ``train``, glmnet's standardization from those rows; returns its predictor."""
+    mean, sd = X[train].mean(axis=0), X[train].std(axis=0)
+    live = sd > 0
+    if penalty == "l2":
+        est = Ridge(alpha=train.sum() * lam2, solver="svd")
+    elif penalty == "l1":
+        est = Lasso(alpha=lam1, tol=1e-12, max_iter=1_000_000)
+    else:
+        est = ElasticNet(alpha=lam1 + lam2, l1_ratio=lam1 / (lam1 + lam2), tol=1e-12, max_iter=1_000_000)
+    est.fit((X[train][:, live] - mean[live]) / sd[live], y[train])
+    return lambda Z: est.predict((Z[:, live] - mean[live]) / sd[live])
+
+
+def _reference_cv_mse(X, y, folds, penalty, lam1, lam2):
+    """Mean held-out MSE over the folds (scikit-learn fits on each fold's training rows)."""
+    errs = []
+    for f in np.unique(folds):
+        predict = _reference_fit(X, y, folds != f, penalty, lam1, lam2)
+        errs.append(np.mean((predict(X[folds == f]) - y[folds == f]) ** 2))
+    return float(np.mean(errs))
+
+
+def _config(tmp_path, *extra):
+    return load_config(None, [
+        f"data.source={tmp_path}/X.npz", f"data.target={tmp_path}/y.npy", "search.n_trials=10",
+        f"search.storage=sqlite:///{tmp_path}/optuna.db", "search.study_name=wide",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "tracking.experiment=wide",
+        "tracking.registered_model=wide-model", "cluster.dashboard_address=null", *extra])
+
+
+def test_sparse_wide_sweep_runs_on_rows_and_matches_sklearn(tmp_path):
+    X, y = _sparse_wide(tmp_path)
+    cfg = _config(tmp_path)
+    lines: list[str] = []
+    summary = execute_sweep(cfg, echo=lines.append, progress=False)
+    assert summary["engine"] == "rows" and "the source is sparse" in summary["engine_reason"]
+    assert any(line.startswith("engine: rows (the source is sparse; p = 600 > n = 96") for line in lines), lines
+    study = optuna.load_study(study_name="wide", storage=cfg.search.storage)
+    folds = kfold_folds(0, len(y), 5, 0)
+    Xd = X.toarray()
+    for t in study.trials:
+        p = t.params
+        ref = _reference_cv_mse(Xd, y, folds, p["penalty"], p.get("lambda1", 0.0), p.get("lambda2", 0.0))
+        assert t.value == pytest.approx(ref, rel=1e-7), (t.number, p)
+
+    import mlflow
+    import pandas as pd
+
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.params["engine"] == "rows" and run.data.params["model.engine"] == "auto"
+    # the registered model is the selected point fitted on all rows: scikit-learn's fit of it predicts the same
+    sel = summary["selected"]
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = mlflow.pyfunc.load_model(summary["model_uri"])
+    frame = pd.DataFrame(Xd, columns=[f"x{j}" for j in range(Xd.shape[1])])
+    ours = np.asarray(loaded.predict(frame))
+    everything = np.zeros(len(y))  # one "fold" holding no row: the reference fits all rows
+    ref = _reference_fit(Xd, y, everything == 0, sel["penalty"], sel["lambda1"], sel["lambda2"])
+    np.testing.assert_allclose(ours, ref(Xd), rtol=1e-6, atol=1e-6 * np.std(y))
+
+
+def test_forced_gram_that_cannot_fit_fails_before_any_work(tmp_path):
+    _sparse_wide(tmp_path, n=60, p=3000)  # 5 Grams of 3000²: 360 MB > a 200 MB worker
+    cfg = _config(tmp_path, "model.engine=gram", "cluster.memory_limit=200MB")
+    with pytest.raises(ConfigError, match="model.engine: gram cannot run"):
+        execute_sweep(cfg, echo=lambda _l: None, progress=False)
+    study = optuna.load_study(study_name="wide", storage=cfg.search.storage)
+    assert study.trials == []
+    import mlflow
+
+    exp = mlflow.MlflowClient(cfg.tracking.uri).get_experiment_by_name("wide")
+    assert exp is None or not mlflow.MlflowClient(cfg.tracking.uri).search_runs([exp.experiment_id])
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ("coo", "must hold a CSR or CSC matrix"),
+    ("short-y", "must be 1-D with one value per row of X"),
+    ("no-target", "data.target must name the y .npy file"),
+])
+def test_bad_sparse_sources_are_refused_naming_the_fix(tmp_path, content, fragment):
+    X = sp.random(20, 30, density=0.2, random_state=0)
+    sp.save_npz(tmp_path / "X.npz", X.tocoo() if content == "coo" else X.tocsr())
+    np.save(tmp_path / "y.npy", np.ones(19 if content == "short-y" else 20))
+    target = None if content == "no-target" else str(tmp_path / "y.npy")
+    with pytest.raises(DataError, match=fragment):
+        plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=target))
