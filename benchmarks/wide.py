@@ -144,7 +144,7 @@ def child_glmnet(spec: dict[str, Any]) -> dict[str, Any]:
     best: dict[str, Any] = {"cv_mse": float("inf")}
     for alpha in MIXINGS:
         est = ElasticNet(alpha=alpha, n_lambda=100, min_lambda_ratio=0.01 if n < p else 1e-4, n_splits=K,
-                         scoring="neg_mean_squared_error", cut_point=0.0, n_jobs=2)
+                         scoring="mean_squared_error", cut_point=0.0, n_jobs=2)
         est.fit(X, y, groups=groups)
         cv = float(-est.cv_mean_score_[est.lambda_max_inx_])
         if cv < best["cv_mse"]:

@@ -181,11 +181,13 @@ class _Sweep:
         self.placement = placement = place_engine(engine.name, client, plan, cfg.folds, cfg.model)
         passes = placement.current_pass()
         preload_plotting()  # while the driver waits for the workers
-        summary_f = client.submit(tasks.summary, passes, plan.feature_names, pure=False)
+        # both at once, and ahead of the fold models (the rows engine builds them on the same workers)
+        summary_f = client.submit(tasks.summary, passes, plan.feature_names, pure=False, priority=1)
+        bounds_f = client.submit(tasks.bounds, passes, cfg.model, pure=False, priority=1)
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
         _check_folds(meta, cfg)
-        self.bounds = bounds = wait_done(client.submit(tasks.bounds, passes, cfg.model, pure=False))
+        self.bounds = bounds = wait_done(bounds_f)
         self.timer.lap("data_pass")
         # read by an idle worker while the trials run (its first use of pandas costs ~0.3 s)
         self.example = client.submit(example_rows, plan, passes, pure=False)
@@ -235,7 +237,9 @@ class _Sweep:
         # the coefficient path on all rows runs beside the fold paths
         coefs = self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), spec, cfg.model,
                                    pure=False)
+        t_path = time.perf_counter()
         folds = run_path(self.placement, spec, cfg.model.tol)
+        self.timer.marks["path"] = round(time.perf_counter() - t_path, 4)
         curve = curve_of(spec.penalty, share, spec.strengths, [asdict(f) for f in folds])
         rows = trial_rows(study)
         choices = choose(rows, curve)
@@ -243,7 +247,14 @@ class _Sweep:
         study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
                                                    **{rule: asdict(c) for rule, c in choices.items()}})
         return _Decision(best.number, best.value, best.user_attrs.get("cv", {}), rows, curve, choices,
-                         choices[cfg.search.select], wait_done(coefs)[:, : len(curve.strengths)])
+                         choices[cfg.search.select], self._waited("coefficient_path_wait", coefs)[:, : len(curve.strengths)])
+
+    def _waited(self, mark: str, fut: Any) -> Any:
+        """``wait_done(fut)``, timed as ``mark``."""
+        t = time.perf_counter()
+        out = wait_done(fut)
+        self.timer.marks[mark] = round(time.perf_counter() - t, 4)
+        return out
 
     def _refit_and_publish(self) -> dict[str, Any]:
         """The selected point refit on all rows, logged with the plots and registered; the summary."""
@@ -253,8 +264,8 @@ class _Sweep:
         chosen = Candidate(d.selected.trial if d.selected.trial is not None else -1, d.selected.penalty,
                            d.selected.lambda1, d.selected.lambda2)
         passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
-        self.model = model = wait_done(client.submit(self.tasks.refit, passes, chosen, self.plan.feature_names,
-                                                     cfg.model, pure=False))
+        self.model = model = self._waited("refit", client.submit(self.tasks.refit, passes, chosen,
+                                                                 self.plan.feature_names, cfg.model, pure=False))
         if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
             self.example = client.submit(example_rows, self.plan, passes, pure=False)
         done = n_complete(self.store.study)

@@ -63,3 +63,25 @@ def test_the_file_of_an_sqlite_url_as_the_lock_the_wal_listener_and_the_prefligh
     assert sqlite_path("sqlite:////srv/runs/optuna.db?timeout=30") == "/srv/runs/optuna.db"
     for not_a_file in ("sqlite:///:memory:", "sqlite://", "postgresql+psycopg2://u@h/db", "http://127.0.0.1:5000"):
         assert sqlite_path(not_a_file) is None
+
+
+def test_a_wide_model_is_logged_without_a_per_column_signature_and_still_predicts_by_name(tmp_path) -> None:
+    """Above SIGNATURE_MAX_COLUMNS MLflow would check every column in Python on each predict; the model
+    is logged without signature, and a DataFrame with its columns shuffled still predicts by name."""
+    import mlflow
+
+    from pipeline.tracking.models import SIGNATURE_MAX_COLUMNS
+
+    p = SIGNATURE_MAX_COLUMNS + 1
+    names = tuple(f"g{j}" for j in range(p))
+    rng = np.random.default_rng(0)
+    coef = np.where(rng.random(p) < 0.01, rng.normal(size=p), 0.0)
+    model = FittedModel(coef, -0.25, "l1", 0.1, 0.0, True, True, np.zeros(p), np.ones(p), names)
+    tracker = Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="wide"))
+    run_id = tracker.client.create_run(tracker.ensure_experiment()).info.run_id
+    X = rng.normal(size=(3, p))
+    uri, _ = tracker.log_model(run_id, model, pd.DataFrame(X, columns=names), registered_model=None)
+    loaded = mlflow.pyfunc.load_model(uri)
+    assert loaded.metadata.signature is None
+    shuffled = pd.DataFrame(X, columns=names)[list(reversed(names))]
+    np.testing.assert_allclose(loaded.predict(shuffled), X @ coef - 0.25, rtol=1e-12)

@@ -19,15 +19,16 @@ needs it, so importing this package stays cheap.
 from .client import check_scheduler, open_client, total_threads
 from .fold_models import FoldModel, Scorable, score_folds
 from .passes import BlockPass, pass_summary, same, submit_data_pass
-from .placement import FoldPlacement, FoldSlot, Placement, placement_of_pass
+from .placement import FoldPlacement, FoldSlot, Placement, cover, placement_of_pass
 from .refit import example_rows, pass_bounds, refit, refit_pass, search_bounds
 from .scoring import FoldScore
 from .retrain_pass import RetrainStats, block_fingerprints, collect_stats
 from .statcache import DirCache, StatCache, data_fingerprint
-from .waiting import CONNECTION_LOST, cancel_reason, next_ready, wait_done
+from .waiting import CONNECTION_LOST, LOST, cancel_reason, next_ready, result_or_lost, wait_done, worker_left
 
 __all__ = [
     "CONNECTION_LOST",
+    "LOST",
     "BlockPass",
     "DirCache",
     "FoldModel",
@@ -41,6 +42,7 @@ __all__ = [
     "block_fingerprints",
     "cancel_reason",
     "check_scheduler",
+    "cover",
     "collect_stats",
     "data_fingerprint",
     "example_rows",
@@ -51,10 +53,12 @@ __all__ = [
     "placement_of_pass",
     "refit",
     "refit_pass",
+    "result_or_lost",
     "same",
     "score_folds",
     "search_bounds",
     "submit_data_pass",
     "total_threads",
     "wait_done",
+    "worker_left",
 ]

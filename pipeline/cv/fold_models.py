@@ -65,6 +65,11 @@ class FoldModel:
         self.__dict__.update(state)
         self.lock = threading.Lock()
 
+    def __sizeof__(self) -> int:
+        """Its three p × p matrices (Gram, training and held-out statistics), for Dask's ``sizeof``."""
+        p = self.problem.n_features
+        return object.__sizeof__(self) + 3 * 8 * p * p
+
     def score(self, c: Candidate, tol: float) -> FoldScore:
         """Fit ``c`` on this fold (warm-started) and score it on the held-out statistics."""
         t0 = time.perf_counter()

@@ -12,16 +12,19 @@ path plot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import ModelConfig
+from ..errors import SweepError
 from ..solvers import GramProblem
 from .fold_models import score_path
 from .passes import BlockPass
+from .placement import FoldSlot, cover
 from .scoring import FoldPath, PathSpec
-from .waiting import wait_done
+from .waiting import LOST, result_or_lost, worker_left
 
 if TYPE_CHECKING:
     from .placement import Placement
@@ -49,9 +52,28 @@ def run_path(placement: Placement, spec: PathSpec, tol: float) -> list[FoldPath]
 
     The fold models are placed again first if they were lost since the last trial.
     """
-    if placement.lost():
-        placement.rebuild()
-    slots = placement.slots
-    whole = [slot for slot in slots if len(slot.folds) == placement.k]
-    futs = [placement.client.submit(score_path, slot.models, spec, tol, pure=False) for slot in (whole[:1] or slots)]
-    return sorted((fold for fut in futs for fold in wait_done(fut)), key=lambda f: f.fold)
+    for _ in range(_ATTEMPTS):
+        if placement.lost():
+            placement.rebuild()
+        slots = placement.slots
+        chosen = [slots[i] for i in cover(slots, placement.k, dict.fromkeys(range(len(slots)), 0), {})]
+        futs = [placement.client.submit(score_path, slot.models, spec, tol, pure=False, **placement.pinned(slot))
+                for slot in chosen]
+        results = [result_or_lost(fut, _gone(placement, slot)) for fut, slot in zip(futs, chosen, strict=True)]
+        if all(r is not LOST for r in results):
+            return sorted((fold for r in results for fold in r), key=lambda f: f.fold)
+        for fut in futs:
+            fut.cancel()
+    raise SweepError(f"the fold models were lost {_ATTEMPTS} times during the path (workers keep dying); "
+                     "check the workers' logs and memory limits.")
+
+
+_ATTEMPTS = 3
+
+
+def _gone(placement: Placement, slot: FoldSlot) -> Callable[[], bool]:
+    """Whether a task on ``slot`` can no longer run: its pinned worker left (or, unpinned, the models are lost)."""
+    pinned = placement.pinned(slot)
+    if pinned:
+        return lambda: worker_left(placement.client, pinned["workers"][0])
+    return placement.lost

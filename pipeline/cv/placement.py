@@ -14,9 +14,9 @@ pass again (its source is a task, so it has lineage) and places new models.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ModelConfig
 from .fold_models import make_fold_models
@@ -25,7 +25,8 @@ from .passes import BlockPass, same
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["REPLICATE_BYTES", "FoldPlacement", "FoldSlot", "Placement", "place_fold_models", "placement_of_pass"]
+__all__ = ["REPLICATE_BYTES", "FoldPlacement", "FoldSlot", "Placement", "cover", "place_fold_models",
+           "placement_of_pass"]
 
 REPLICATE_BYTES = 256 * 2**20  # all fold models on every worker below this size
 
@@ -37,6 +38,42 @@ class FoldSlot:
     folds: tuple[int, ...]
     models: Future
     worker: str | None
+
+
+def cover(slots: Sequence[FoldSlot], k: int, load: Mapping[int, float], sent: Mapping[str | None, int]
+          ) -> list[int]:
+    """Indices of slots that hold every fold once, for one batch: what a batch's tasks run on.
+
+    A slot holding all folds: the least-loaded one (``load``: tasks in flight per slot). Otherwise the
+    slots whose folds no other slot holds, and for each fold held by several slots (a replica that
+    evens out folds over workers) the slot whose worker has the fewest tasks in flight, then the fewest
+    sent so far (``sent`` per worker): replicas are taken in turn.
+    """
+    whole = [i for i, sl in enumerate(slots) if len(sl.folds) == k]
+    if whole:
+        return [min(whole, key=lambda i: (load[i], i))]
+    holders: dict[int, list[int]] = {}
+    for i, sl in enumerate(slots):
+        for f in sl.folds:
+            holders.setdefault(f, []).append(i)
+    busy: dict[str | None, float] = {}
+    for i, sl in enumerate(slots):
+        busy[sl.worker] = busy.get(sl.worker, 0.0) + load[i]
+    chosen = [i for i, sl in enumerate(slots) if all(len(holders[f]) == 1 for f in sl.folds)]
+    covered = {f for i in chosen for f in slots[i].folds}
+    for i in chosen:
+        busy[slots[i].worker] += 1
+    turn = dict(sent)
+    for f in sorted(holders):
+        if f in covered:
+            continue
+        fresh = [i for i in holders[f] if covered.isdisjoint(slots[i].folds)] or holders[f]
+        i = min(fresh, key=lambda i: (busy[slots[i].worker], turn.get(slots[i].worker, 0), i))
+        chosen.append(i)
+        covered.update(slots[i].folds)
+        busy[slots[i].worker] += 1
+        turn[slots[i].worker] = turn.get(slots[i].worker, 0) + 1
+    return sorted(chosen)
 
 
 def place_fold_models(client: Client, passes: Future, k: int, p: int, model: ModelConfig) -> list[FoldSlot]:
@@ -82,6 +119,11 @@ class Placement(Protocol):
 
     def current_pass(self) -> Future: ...
 
+    def pinned(self, slot: FoldSlot) -> dict[str, Any]:
+        """``client.submit`` keywords for a task on ``slot``'s models: ``{}`` lets Dask place (and steal)
+        it; a worker restriction keeps it where the models are."""
+        ...
+
 
 class FoldPlacement:
     """The current data pass and fold models of a search, rebuilt from their source when lost.
@@ -116,6 +158,10 @@ class FoldPlacement:
         if self.passes.status in ("cancelled", "error"):
             self.passes = self._submit_pass()
         return self.passes
+
+    def pinned(self, slot: FoldSlot) -> dict[str, Any]:
+        """Nothing: a Gram fold model is p² numbers, and an idle worker may take a copy."""
+        return {}
 
 
 def placement_of_pass(client: Client, passes: BlockPass, k: int, p: int, model: ModelConfig) -> FoldPlacement:

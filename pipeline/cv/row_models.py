@@ -59,6 +59,12 @@ class RowFoldModel:
         self.__dict__.update(state)
         self.lock = threading.Lock()
 
+    def __sizeof__(self) -> int:
+        """What this fold model holds besides the worker's rows (its p-vectors and caches), for Dask's memory
+        accounting: the rows are counted once, as their own task's result."""
+        d = self.problem.design
+        return object.__sizeof__(self) + 8 * (6 * d.n_features + 4 * d.n_rows) + self.problem.cache_bytes
+
     def score(self, c: Candidate, tol: float) -> FoldScore:
         """Fit ``c`` on this fold (warm-started from the nearest earlier solution) and score its held-out rows."""
         t0 = time.perf_counter()

@@ -1,22 +1,27 @@
-"""Where the rows engine's fold models live: every worker loads the rows and holds all K folds.
+"""Where the rows engine's fold models live: the K folds dealt to the workers, each with the rows.
 
 Wide data have few rows: n × p is what one worker can hold (1,000 × 100,000
-dense doubles: 800 MB), and the K fold problems share it. So each worker
-loads the rows from the source itself (:func:`~pipeline.cv.rows.load_rows`;
-the client sends the plan only) and builds all K fold models on them; a batch
-of candidates is then one task on any worker, as with replicated Gram fold
-models.
+dense doubles: 800 MB), and the fold problems on a worker share its copy. So
+each worker that holds folds loads the rows from the source itself
+(:func:`~pipeline.cv.rows.load_rows`; the client sends the plan only), and the
+K folds are dealt to the workers by threads (5 folds on 2 single-threaded
+workers: 3 and 2; on one worker with 2 threads: all 5, run two at a time).
+Every fold model then lives once: its set-up (the ridge kernel, the Gram
+blocks of its working sets) is paid once, and every trial passes through it,
+so each fit starts from the nearest of all earlier solutions of its fold. A
+batch of candidates is one task per fold, pinned to the fold's worker: an
+idle worker that took a copy would carry the rows over and start cold.
 
-A worker that dies takes its rows and fold models with it. Every key here has
-lineage (the load is a task, handed to an unrestricted key by
-:func:`~pipeline.cv.passes.same`), so Dask reloads the rows from the source
-where it needs them; :meth:`RowPlacement.rebuild` places new slots on the
-workers that have none and keeps the slots that survived.
+A worker that dies takes its rows and fold models with it. The load is a task
+handed to an unrestricted key (:func:`~pipeline.cv.passes.same`), as in the
+Gram engine's placement; :meth:`RowPlacement.rebuild` deals the lost folds to
+the workers that are left (on the rows they hold, or loaded again from the
+source) and keeps the slots that survived.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import HoldoutConfig, ModelConfig
 from ..data import DataPlan
@@ -34,7 +39,7 @@ _GONE = ("cancelled", "error")
 
 
 class RowPlacement:
-    """The rows and fold models of a search on every worker (satisfies :class:`~pipeline.cv.placement.Placement`)."""
+    """The rows and the fold models of a search on the workers (a :class:`~pipeline.cv.placement.Placement`)."""
 
     def __init__(self, client: Client, plan: DataPlan, k: int, seed: int, model: ModelConfig,
                  holdout: HoldoutConfig | None = None) -> None:
@@ -45,37 +50,75 @@ class RowPlacement:
         self._place()
 
     def _place(self) -> None:
-        """A slot on every worker that has none."""
-        workers = sorted(self.client.scheduler_info()["workers"])
-        for w in workers:
-            if w in self.rows:
+        """Deal the folds no slot holds to the workers, one slot per fold, each to the worker with the fewest
+        folds per thread (round-robin at the start); a worker's slots share its rows."""
+        info = self.client.scheduler_info()["workers"]
+        workers = sorted(info)
+        threads = {w: max(1, int(info[w].get("nthreads", 1))) for w in workers}
+        held = {f for slot in self.slots for f in slot.folds}
+        load = {w: sum(len(s.folds) for s in self.slots if s.worker == w) for w in workers}
+        for f in range(self.k):
+            if f in held:
                 continue
-            loaded = self.client.submit(load_rows, self.plan, self.k, self.seed, self.holdout, workers=[w],
-                                        allow_other_workers=True, pure=False)
-            rows = self.client.submit(same, loaded, pure=False)
-            models = self.client.submit(make_row_fold_models, rows, list(range(self.k)),
+            w = min(workers, key=lambda w: ((load[w] + 1) / threads[w], workers.index(w)))
+            load[w] += 1
+            if w not in self.rows:
+                loaded = self.client.submit(load_rows, self.plan, self.k, self.seed, self.holdout, workers=[w],
+                                            allow_other_workers=True, pure=False)
+                self.rows[w] = self.client.submit(same, loaded, pure=False)
+            models = self.client.submit(make_row_fold_models, self.rows[w], [f], workers=[w],
+                                        fit_intercept=self.model.fit_intercept, standardize=self.model.standardize,
+                                        pure=False)  # pinned like its tasks: built elsewhere, it would copy the rows
+            self.slots.append(FoldSlot((f,), models, w))
+        self._replicate(workers, threads)
+        self.slots.sort(key=lambda slot: (slot.folds, slot.worker or ""))
+
+    def _replicate(self, workers: list[str], threads: dict[str, int]) -> None:
+        """Even out the folds per thread with replicas: a worker with fewer folds than the fullest gets a
+        copy of a fold of the fullest (on its own rows), and the batches take the copies in turn
+        (:func:`~pipeline.cv.placement.cover`). 5 folds on 2 workers: 3 + 3 with fold 4 on both, each
+        worker fitting 2.5 folds per batch instead of 3 and 2."""
+        while True:
+            per = {w: [s for s in self.slots if s.worker == w] for w in workers}
+            full = max(workers, key=lambda w: (len(per[w]) / threads[w], w))
+            light = min(workers, key=lambda w: ((len(per[w]) + 1) / threads[w], w))
+            if light not in self.rows or (len(per[light]) + 1) / threads[light] > len(per[full]) / threads[full]:
+                return
+            mine = {f for s in per[light] for f in s.folds}
+            counts = {f: sum(f in s.folds for s in self.slots) for s in per[full] for f in s.folds}
+            spare = [f for f in sorted(counts, key=lambda f: (counts[f], -f)) if f not in mine]
+            if not spare:
+                return
+            f = spare[0]
+            models = self.client.submit(make_row_fold_models, self.rows[light], [f], workers=[light],
                                         fit_intercept=self.model.fit_intercept, standardize=self.model.standardize,
                                         pure=False)
-            self.rows[w] = rows
-            self.slots.append(FoldSlot(tuple(range(self.k)), models, w))
+            self.slots.append(FoldSlot((f,), models, light))
+
+    def pinned(self, slot: FoldSlot) -> dict[str, Any]:
+        """On the slot's worker only: a copy elsewhere would carry the rows over and start cold. If the
+        worker leaves, the task waits for no worker; :meth:`lost` then says so."""
+        return {"workers": [slot.worker], "allow_other_workers": False}
 
     def lost(self) -> bool:
-        """Whether a slot's fold models are gone for good (cancelled or failed)."""
-        return any(slot.models.status in _GONE for slot in self.slots)
+        """Whether a slot's fold models are gone for good (cancelled or failed) or its worker left."""
+        workers = self.client.scheduler_info()["workers"]
+        return any(slot.models.status in _GONE or slot.worker not in workers for slot in self.slots)
 
     def rebuild(self) -> None:
-        """Drop the lost slots, place slots on the workers without one (the next generation)."""
+        """Keep the live slots; deal the folds of the lost ones to the workers left (the next generation)."""
         workers = set(self.client.scheduler_info()["workers"])
-        keep = [s for s in self.slots if s.models.status not in _GONE and s.worker in workers]
-        self.rows = {s.worker: self.rows[s.worker] for s in keep if s.worker is not None}
-        self.slots = keep
+        self.rows = {w: f for w, f in self.rows.items() if w in workers and f.status not in _GONE}
+        self.slots = [s for s in self.slots if s.models.status not in _GONE and s.worker in self.rows]
         self._place()
         self.generation += 1
 
     def current_pass(self) -> Future:
-        """The rows of a live slot (for the tasks on all rows: summary, bounds, refit, coefficient path)."""
-        for slot in self.slots:
-            if slot.worker is not None and self.rows[slot.worker].status not in _GONE:
-                return self.rows[slot.worker]
-        self.rebuild()
-        return next(iter(self.rows.values()))
+        """Rows of a live worker, the one holding the fewest folds (for the tasks on all rows: summary,
+        bounds, refit and coefficient path, which then run beside the fewest fold tasks)."""
+        live = {w: f for w, f in self.rows.items() if f.status not in _GONE}
+        if not live:
+            self.rebuild()
+            live = self.rows
+        folds = {w: sum(len(s.folds) for s in self.slots if s.worker == w) for w in live}
+        return live[min(live, key=lambda w: (folds[w], w))]

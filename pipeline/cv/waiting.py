@@ -15,6 +15,7 @@ in :mod:`pipeline.cv._dask_internals`.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from ._dask_internals import cancel_reason, wait_for_ready
 
 if TYPE_CHECKING:
-    from distributed import Future, as_completed
+    from distributed import Client, Future, as_completed
 
-__all__ = ["CONNECTION_LOST", "cancel_reason", "next_ready", "wait_done"]
+__all__ = ["CONNECTION_LOST", "LOST", "cancel_reason", "next_ready", "result_or_lost", "wait_done", "worker_left"]
 
 CONNECTION_LOST = "scheduler-connection-lost"  # distributed's reason for cancelling every future
 _POLL_S = 0.02
@@ -49,3 +50,47 @@ def next_ready(ac: as_completed, timeout: float) -> Future | None:
         return None
     fut: Future = next(ac)
     return fut
+
+
+LOST = object()
+"""What :func:`result_or_lost` returns for a future whose result went with its worker."""
+
+
+def result_or_lost(future: Future, lost: Callable[[], bool], *, ask_every_s: float = 1.0,
+                   poll_s: float = _POLL_S) -> Any:
+    """``future``'s result, or :data:`LOST` (the future cancelled) once ``lost()`` says its task can never run.
+
+    For tasks pinned to one worker: if the worker dies after the task finished but before the client
+    fetched the result, the client reschedules the task ("Couldn't gather keys") and ``result()`` waits
+    for a run that a restriction to a dead worker never allows. The result is fetched in a thread and
+    ``lost()`` asked every ``ask_every_s`` seconds meanwhile; cancelling the future ends the fetch.
+    """
+    box: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            box["value"] = future.result()
+        except BaseException as exc:  # noqa: BLE001 — handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=fetch, name="regsweep-fetch", daemon=True)
+    thread.start()
+    next_ask = time.monotonic() + ask_every_s
+    while True:
+        thread.join(poll_s)
+        if not thread.is_alive():
+            break
+        if time.monotonic() >= next_ask:
+            next_ask = time.monotonic() + ask_every_s
+            if lost():
+                future.cancel()
+                thread.join(ask_every_s)
+                return LOST
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def worker_left(client: Client, worker: str) -> bool:
+    """Whether ``worker`` is no longer one of the scheduler's workers (one round trip)."""
+    return worker not in client.scheduler_info()["workers"]

@@ -28,6 +28,11 @@ Faults, each handled here:
 - every copy of the fold models lost: the placement is rebuilt from its
   source and the cancelled batches sent again (at most :data:`MAX_REBUILDS`
   times); losing the scheduler raises :class:`~pipeline.errors.ClusterError`;
+- a pinned placement (:meth:`~pipeline.cv.Placement.pinned`: the rows engine, whose slots hold the
+  rows, warm starts and kernels an idle worker must not copy away) sends each
+  task to its slot's worker only; when that worker leaves, its tasks wait for
+  no worker, the watchdog finds them, and they are sent again to the slots the
+  rebuilt placement deals;
 - Dask may run a task twice: results are keyed by (batch, fold), a trial is
   recorded once;
 - the loop stopping early (an error, SIGINT/SIGTERM): the trials in flight
@@ -45,7 +50,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..candidate import Candidate
-from ..cv import CONNECTION_LOST, FoldScore, Placement, Scorable, cancel_reason, next_ready, score_folds
+from ..cv import (CONNECTION_LOST, LOST, FoldScore, Placement, Scorable, cancel_reason, cover, next_ready,
+                  result_or_lost, score_folds, worker_left)
 from ..cv._dask_internals import scheduler_task_states
 from ..errors import ClusterError, SweepError
 from .ordering import TeachInOrder
@@ -92,6 +98,7 @@ class _Sent:
     slot: int
     folds: tuple[int, ...]
     generation: int
+    worker: str | None = None  # the worker it is pinned to (None: Dask may run it anywhere)
 
 
 class TrialScheduler:
@@ -117,6 +124,7 @@ class TrialScheduler:
         self.sent: dict[Future, _Sent] = {}
         self.retry: list[_Batch] = []  # to send again: trials split from a failed batch, or cancelled batches
         self.load = dict.fromkeys(range(len(placement.slots)), 0)
+        self.sent_to: dict[str | None, int] = {}  # tasks sent per worker, to take fold replicas in turn
         self._next_batch = 0
         self._run = uuid.uuid4().hex[:12]  # unique task keys even with several drivers on one scheduler
         self._ac: as_completed | None = None
@@ -182,11 +190,13 @@ class TrialScheduler:
         self._usable_placement()
         cands = [t.candidate for t in batch.trials]
         slots = self.placement.slots
-        whole = [i for i, sl in enumerate(slots) if len(sl.folds) == self.placement.k]
-        for i in [min(whole, key=self.load.__getitem__)] if whole else range(len(slots)):
+        for i in cover(slots, self.placement.k, self.load, self.sent_to):
+            self.sent_to[slots[i].worker] = self.sent_to.get(slots[i].worker, 0) + 1
+            pinned = self.placement.pinned(slots[i])
             fut = self.client.submit(self.score, slots[i].models, cands, self.tol,  # runs where the models are
-                                     pure=False, key=f"score-{self._run}-b{batch_id}-s{i}")
-            self.sent[fut] = _Sent(batch_id, i, slots[i].folds, self.placement.generation)
+                                     pure=False, key=f"score-{self._run}-b{batch_id}-s{i}", **pinned)
+            self.sent[fut] = _Sent(batch_id, i, slots[i].folds, self.placement.generation,
+                                   pinned["workers"][0] if pinned else None)
             self.load[i] += 1
             assert self._ac is not None
             self._ac.add(fut)
@@ -208,7 +218,9 @@ class TrialScheduler:
     # ------------------------------------------------------------------ results
     def _receive(self, fut: Future) -> None:
         """File one finished future into its batch; finish the batch once every fold is in."""
-        sent = self.sent.pop(fut)
+        sent = self.sent.pop(fut, None)
+        if sent is None:  # settled by the watchdog already (cancelled, its batch sent again)
+            return
         if sent.generation == self.placement.generation:
             self.load[sent.slot] -= 1
         batch = self.pending.get(sent.batch)
@@ -218,17 +230,26 @@ class TrialScheduler:
         if fut.status == "cancelled":  # a lost dependency (fold models), or the scheduler
             if cancel_reason(fut) == CONNECTION_LOST:
                 raise self._scheduler_lost()
-            del self.pending[sent.batch]
-            self.retry.append(_Batch(trials=batch.trials, alone=batch.alone))
+            self._send_again(sent.batch, batch)
             return
         if fut.status == "error":
             self._fail_batch(batch, sent, fut.exception())
         else:
-            for score in fut.result():
+            # its worker may die before the result is fetched: the task then waits for no worker
+            scores = result_or_lost(fut, _lost_check(self.client, self.placement, sent))
+            if scores is LOST:
+                self._send_again(sent.batch, batch)
+                return
+            for score in scores:
                 batch.scores.setdefault(score.fold, []).append(score)
         fut.release()
         if batch.failed or len(batch.scores) >= self.placement.k:
             self._finish_batch(sent.batch, batch)
+
+    def _send_again(self, batch_id: int, batch: _Batch) -> None:
+        """Queue the trials of a batch whose task was lost (not failed) to be sent again."""
+        del self.pending[batch_id]
+        self.retry.append(_Batch(trials=batch.trials, alone=batch.alone))
 
     def _fail_batch(self, batch: _Batch, sent: _Sent, exc: BaseException | None) -> None:
         from distributed import KilledWorker
@@ -285,20 +306,16 @@ class TrialScheduler:
     # ------------------------------------------------------------------ faults
     def _check_stalled(self) -> None:
         """No result for :attr:`watch_s` s: fail the tasks the scheduler says erred (or forgot) meanwhile."""
-        waiting = {str(fut.key): fut for fut in self.sent if not fut.done()}
-        try:
-            states = scheduler_task_states(self.client, list(waiting))
-        except Exception:  # noqa: BLE001 — an unanswered question: keep waiting, ask again later
-            return
-        for key, state in states.items():
-            if state not in ("erred", None):
-                continue
-            fut = waiting[key]
+        for fut, state in _stalled(self.client, self.sent).items():
             sent = self.sent.pop(fut)
             batch = self.pending.get(sent.batch)
             if sent.generation == self.placement.generation:
                 self.load[sent.slot] -= 1
             if batch is None or batch.failed:
+                continue
+            if state == "no-worker":  # pinned to a worker that left: send the batch again once placed anew
+                fut.cancel()
+                self._send_again(sent.batch, batch)
                 continue
             what = "failed on a worker" if state == "erred" else "was lost by the scheduler"
             batch.failed = (f"folds {list(sent.folds)}: its task {what}, but no error reached the driver after "
@@ -328,3 +345,30 @@ class TrialScheduler:
             with contextlib.suppress(Exception):  # the client may be closed already: keep the original error
                 for fut in self.sent:
                     fut.cancel()
+
+
+def _lost_check(client: Client, placement: Placement, sent: _Sent) -> Callable[[], bool]:
+    """Whether the task of ``sent`` can no longer run: its pinned worker left, or the models are lost."""
+    worker = sent.worker
+    if worker is None:
+        return placement.lost
+    return lambda: worker_left(client, worker)
+
+
+def _stalled(client: Client, sent: dict[Future, _Sent]) -> dict[Future, str | None]:
+    """The unfinished futures the scheduler says erred, forgot (None) or cannot run (``no-worker``, or pinned
+    to a worker that left); {} if the scheduler does not answer (ask again later)."""
+    waiting = {str(fut.key): fut for fut in sent if not fut.done()}
+    try:
+        states = scheduler_task_states(client, list(waiting))
+        live = set(client.scheduler_info()["workers"])
+    except Exception:  # noqa: BLE001 — an unanswered question: keep waiting, ask again later
+        return {}
+    out: dict[Future, str | None] = {}
+    for key, state in states.items():
+        worker = sent[waiting[key]].worker
+        if worker is not None and worker not in live:  # waiting for its lost models, or for no worker
+            state = "no-worker"
+        if state in ("erred", "no-worker", None):
+            out[waiting[key]] = state
+    return out

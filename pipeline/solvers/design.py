@@ -23,6 +23,7 @@ from ``X_AᵀVX_B − Σv x̄_A x̄_Bᵀ`` (sparse columns have small means).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ import numpy as np
 __all__ = ["RowDesign", "is_sparse"]
 
 _CONSTANT_RTOL = 1e-12  # the same rule as GramProblem
+OPERATOR_BLOCK_BYTES = 256 * 2**20  # largest copy of columns a support operator keeps
 
 
 def is_sparse(X: Any) -> bool:
@@ -122,7 +124,12 @@ class RowDesign:
             return np.zeros(self.n_rows)
         cols = self.cols[idx]
         b = beta / self.x_scale[cols]
-        out = np.asarray(self.X[:, cols] @ b).ravel()
+        if 4 * cols.size > self.n_features:  # many columns: one pass over X, no copy of them
+            full = np.zeros(self.n_features)
+            full[cols] = b
+            out = np.asarray(self.X @ full).ravel()
+        else:
+            out = np.asarray(self.X[:, cols] @ b).ravel()
         if self.fit_intercept:
             out -= float(self.x_center[cols] @ b)
         return out
@@ -146,11 +153,43 @@ class RowDesign:
     def columns(self, idx: np.ndarray) -> np.ndarray:
         """``X̃[rows, idx]`` as a dense array (the problem's rows only): shape (n_rows_in_problem, |idx|)."""
         cols = self.cols[idx]
-        block = self.X[self.rows][:, cols]
-        block = np.asarray(block.todense()) if self.sparse else np.asarray(block, dtype=np.float64)
+        if self.sparse:
+            block = np.asarray(self.X[:, cols][self.rows].todense())
+        else:
+            block = self.X[np.ix_(self.rows, cols)]
         if self.fit_intercept:
-            block = block - self.x_center[cols]
-        return block / self.x_scale[cols]
+            block -= self.x_center[cols]
+        block /= self.x_scale[cols]
+        return block
+
+    def support_operator(self, idx: np.ndarray, copy: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+        """``U ↦ X̃_idxᵀ V X̃_idx U / Σv`` for (|idx|, k) blocks U: the Gram block of ``idx`` as an operator.
+
+        With ``copy`` the weighted columns are copied once when they are at most half of X and take at most
+        :data:`OPERATOR_BLOCK_BYTES` (every product is then two BLAS calls on them); otherwise each product
+        is two passes over all of X (about as fast when ``idx`` is most of the columns, and nothing to copy).
+        """
+        if (copy and not self.sparse and 2 * idx.size <= self.n_features
+                and self.rows.size * idx.size * 8 <= OPERATOR_BLOCK_BYTES):
+            B = self.columns(idx)
+            B *= np.sqrt(self.v[self.rows] / self.sum_w)[:, None]
+            return lambda U: B.T @ (B @ U)
+        cols = self.cols[idx]
+        scale = self.x_scale[cols]
+
+        def apply(U: np.ndarray) -> np.ndarray:
+            full = np.zeros((self.n_features, U.shape[1]))
+            full[cols] = U / scale[:, None]
+            XU = np.asarray(self.X @ full)
+            if self.fit_intercept:
+                XU = XU - self.x_center @ full
+            W = self.v[:, None] * XU
+            XtW = np.asarray(self.X.T @ W)[cols]
+            if self.fit_intercept:
+                XtW = XtW - np.outer(self.x_center[cols], W.sum(axis=0))
+            return XtW / (scale[:, None] * self.sum_w)
+
+        return apply
 
     def to_original_scale(self, beta: np.ndarray) -> tuple[np.ndarray, float]:
         """Coefficients (all p, 0 for left-out columns) and intercept on the scale of the data."""

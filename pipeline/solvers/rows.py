@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,7 @@ from ._cd import kernels
 from .active_set import enet_gram
 from .design import RowDesign
 from .krylov import ShiftedLanczos
+from .newton_cg import support_newton
 from .penalties import ElasticNet
 from .problem import FitResult
 
@@ -123,13 +125,28 @@ class RowProblem:
         self._ridge: _Ridge | None = None
 
     @property
+    def cache_bytes(self) -> int:
+        """Bytes held by the Gram-block cache and ridge's eigendecomposition."""
+        eig = self._ridge._eig if self._ridge is not None else None
+        return int(self._cache.block.nbytes + (eig[1].nbytes if eig is not None else 0))
+
+    @property
     def lambda1_max(self) -> float:
         """Smallest λ1 that zeroes every coefficient (on the penalized scale)."""
         return float(np.max(np.abs(self.q))) if self.q.size else 0.0
 
-    def largest_eigenvalue(self) -> float:
-        """e_max of the standardized Gram ``G = X̃ᵀVX̃/Σv`` (for ridge's search bounds)."""
-        return self._ridge_solver().largest_eigenvalue()
+    def largest_eigenvalue(self, rtol: float = 1e-8) -> float:
+        """e_max of the standardized Gram ``G = X̃ᵀVX̃/Σv`` (for ridge's search bounds), to ``rtol``.
+
+        Exact from ridge's eigendecomposition once it exists; before, by subspace iteration with a few
+        vectors (each step two passes over X as matrix products), which needs no n × n kernel: the
+        bounds need e_max long before (and often without) any ridge fit.
+        """
+        if self._ridge is not None:
+            return self._ridge.largest_eigenvalue()
+        d = self.design
+        apply = d.support_operator(np.arange(d.n_kept), copy=False)
+        return _top_eigenvalue(apply, d.n_kept, rtol)
 
     def solve(self, penalty: ElasticNet, warm: RowFit | None = None, *, tol: float = 1e-10) -> RowFit:
         """The solution for ``penalty``, warm-started from ``warm`` (a fit of the same problem)."""
@@ -196,9 +213,11 @@ class RowProblem:
         """Solve the problem restricted to W (β updated in place); returns the set the solution is certified on.
 
         Up to :data:`NEWTON_MAX` features: exactly, by the active-set Newton method on ``G_WW`` (kept in a
-        cache across the fits of this problem). Beyond: coordinate descent on W to ``threshold``, then, if
-        the support it finds is small enough, the Newton method on the support (an ill-conditioned W, such
-        as equicorrelated features, slows coordinate descent down, not Newton); certified on that support.
+        cache across the fits of this problem). Beyond: coordinate descent on W to ``threshold`` finds the
+        support, then Newton steps on the support polish it (an ill-conditioned W, such as equicorrelated
+        features, slows coordinate descent down, not Newton): on its Gram block if it is small enough,
+        otherwise by preconditioned conjugate gradients without the block (:mod:`.newton_cg`). The result
+        is certified on that support; the caller checks every feature.
         """
         if W.size <= NEWTON_MAX:
             self._newton(W, beta, lam1, lam2, tol)
@@ -209,7 +228,7 @@ class RowProblem:
         if support.size <= NEWTON_MAX:
             self._newton(support, beta, lam1, lam2, tol)
             return support
-        return W
+        return support_newton(self.design.support_operator, self.q, support, beta, lam1, lam2)
 
     def _newton(self, W: np.ndarray, beta: np.ndarray, lam1: float, lam2: float, tol: float) -> None:
         sub = enet_gram(self._cache.sub(self.design, W), self.q[W], self.yy, lam1, lam2, beta[W], tol=0.1 * tol)
@@ -231,6 +250,25 @@ class RowProblem:
         coef, intercept = d.to_original_scale(beta)
         result = FitResult(coef, intercept, beta, 0, float(gap), gap_tol, bool(gap <= gap_tol or lam2 == 0.0))
         return RowFit(result, c_smooth, fitted, 0.0, 0)
+
+
+def _top_eigenvalue(apply: Callable[[np.ndarray], np.ndarray], m: int, rtol: float, k: int = 4,
+                    max_iter: int = 100) -> float:
+    """The largest eigenvalue of the PSD operator ``apply`` (m × m) by subspace iteration with Rayleigh–Ritz,
+    until the top Ritz value changes by less than ``rtol`` relative (the error shrinks as ``(e_k+1/e_1)^2i``)."""
+    if m == 0:
+        return 0.0
+    Z, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((m, min(k, m))))
+    top = 0.0
+    for _ in range(max_iter):
+        Y = apply(Z)
+        ritz = np.linalg.eigvalsh(Z.T @ Y)
+        new = float(ritz[-1])
+        if abs(new - top) <= rtol * abs(new):
+            return new
+        top = new
+        Z, _ = np.linalg.qr(Y)
+    return top
 
 
 def _working_set(beta: np.ndarray, c: np.ndarray, lam1: float, lam_prev: float) -> np.ndarray:
@@ -397,18 +435,21 @@ class _Ridge:
         return self._at(self._a(beta))
 
     def _kernel_eig(self) -> tuple[np.ndarray, np.ndarray]:
-        """Eigendecomposition of ``K = AAᵀ``, formed column block by column block of Aᵀ."""
+        """Eigendecomposition of ``K = AAᵀ``, accumulated block of columns by block, so that no more than
+        128 MB of A is copied at a time. Each block is a BLAS ``gemm`` (OpenBLAS runs it faster than ``syrk``,
+        which does half the flops); the eigendecomposition is LAPACK's divide and conquer (``syevd``)."""
         import scipy.linalg
 
         d = self.design
         n = d.rows.size
         K = np.zeros((n, n))
-        step = max(1, 2**24 // max(1, n))  # columns of A at a time: a block of at most 128 MB
+        step = max(1, 2**24 // max(1, n))
         scale = self.sqrt_v[:, None] / math.sqrt(d.sum_w)
         for a in range(0, d.n_kept, step):
-            block = d.columns(np.arange(a, min(a + step, d.n_kept))) * scale
+            block = d.columns(np.arange(a, min(a + step, d.n_kept)))
+            block *= scale
             K += block @ block.T
-        e, U = scipy.linalg.eigh(K, check_finite=False)
+        e, U = scipy.linalg.eigh(K, check_finite=False, overwrite_a=True, driver="evd")
         return np.maximum(e, 0.0), U
 
     def _gram_eig(self) -> tuple[np.ndarray, np.ndarray]:

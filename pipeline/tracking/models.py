@@ -29,6 +29,10 @@ __all__ = ["LOADER_MODULE", "MODEL_ARTIFACT", "PyfuncModel", "load_pyfunc", "log
 
 MODEL_ARTIFACT = "model"
 LOADER_MODULE = "pipeline.tracking"
+SIGNATURE_MAX_COLUMNS = 1000
+"""Beyond this many input columns a model is logged without signature and input example: MLflow checks a
+signature column by column in Python on every ``predict`` (at 20,000 columns: 5 s per call, 24 s to log),
+and the model itself matches a DataFrame's columns by name (:meth:`pipeline.model.FittedModel.predict`)."""
 
 
 def log_model(
@@ -44,7 +48,8 @@ def log_model(
     ``alias=None`` registers without moving any alias and without the no-op
     check below (``regsweep retrain`` decides on ``champion`` itself).
     ``input_example`` is a DataFrame (or its Parquet bytes) of a few rows as
-    the source holds them: its dtypes become the signature. If the current
+    the source holds them: its dtypes become the signature (none for more than
+    :data:`SIGNATURE_MAX_COLUMNS` columns). If the current
     ``candidate`` version carries the same ``version_tags`` (same study, best
     trial and data), nothing new is logged or registered: re-running a
     finished sweep is a no-op.
@@ -61,9 +66,13 @@ def log_model(
         current = _alias_version(client, registered_model, alias)
         if current is not None and all(current.tags.get(k) == v for k, v in tags.items()):
             return str(current.source), int(current.version)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        signature = _signature(input_example, infer_signature(input_example, model.predict(input_example)))
+    signature = None
+    if model.n_features > SIGNATURE_MAX_COLUMNS:
+        input_example = None
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            signature = _signature(input_example, infer_signature(input_example, model.predict(input_example)))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlflow.set_experiment(experiment_id=experiment_id)

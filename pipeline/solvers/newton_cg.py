@@ -1,0 +1,157 @@
+"""The elastic net on a large support, solved without its Gram block: Newton steps by preconditioned CG.
+
+Once coordinate descent has found the support S and signs θ of an elastic-net
+solution, the solution solves the linear system (see :mod:`.active_set`)
+
+    (G_SS + λ2 I) β_S = q_S − λ1 θ                                       (1)
+
+When S is too large for its Gram block (thousands of features: a ridge-like
+elastic net with a dense solution) the system is solved by conjugate gradients
+with products ``G_SS u = A_Sᵀ(A_S u)`` on the rows, ``A = V^{1/2} X̃ / √Σv``.
+Coordinate descent itself is hopeless there on correlated data: one dominant
+eigenvalue of G (a common factor of the features) makes its steps tiny while
+the objective is still far from the optimum.
+
+CG has the same difficulty (its rate depends on the condition number of
+``G_SS + λ2 I``), so it is preconditioned with a randomized Nyström
+approximation of G_SS of rank k (Frangella, Tropp & Udell 2023, "Randomized
+Nyström preconditioning"): with ``G_SS ≈ U diag(Λ) Uᵀ``,
+
+    P⁻¹ = U diag((Λ_k + λ2)/(Λ + λ2)) Uᵀ + (I − UUᵀ),
+
+which removes the k largest eigenvalues from the condition number: a common
+factor or a few latent ones cost one CG iteration each instead of dominating.
+
+Signs are kept consistent as in :mod:`.active_set`: if the solution of (1)
+flips a sign, the step stops at the first coefficient that reaches zero (on
+that segment the objective is the convex quadratic of (1), so it decreases),
+that coefficient leaves S, and (1) is solved again. The caller certifies the
+result with the duality gap over all p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["support_newton"]
+
+_RANK = 40  # Nyström rank
+_CG_RTOL = 1e-13
+_CG_MAX = 500
+_MAX_STEPS = 50  # sign-consistency steps
+Matvec = Callable[[np.ndarray], np.ndarray]
+
+
+def _nystrom(apply: Matvec, m: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A rank-k Nyström approximation ``U diag(Λ) Uᵀ`` of the PSD operator ``apply`` (m × m), stabilised by a
+    small shift (Tropp et al. 2017, Algorithm 3)."""
+    rng = np.random.default_rng(seed)
+    omega, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    Y = apply(omega)
+    nu = np.sqrt(m) * np.finfo(np.float64).eps * float(np.linalg.norm(Y))
+    Y = Y + nu * omega
+    try:
+        C = np.linalg.cholesky(omega.T @ Y)
+    except np.linalg.LinAlgError:
+        return np.zeros((m, 0)), np.zeros(0)
+    B = np.linalg.solve(C, Y.T).T  # Y C⁻ᵀ
+    U, s, _ = np.linalg.svd(B, full_matrices=False)
+    return U, np.maximum(s * s - nu, 0.0)
+
+
+def _pcg(apply: Matvec, rhs: np.ndarray, x0: np.ndarray, precondition: Matvec) -> np.ndarray:
+    """Preconditioned conjugate gradients on the SPD ``apply`` from ``x0``, to ``‖r‖ ≤ rtol ‖rhs‖``."""
+    x = x0.copy()
+    r = rhs - apply(x[:, None])[:, 0]
+    target = _CG_RTOL * float(np.linalg.norm(rhs))
+    z = precondition(r)
+    d = z.copy()
+    rz = float(r @ z)
+    for _ in range(_CG_MAX):
+        if float(np.linalg.norm(r)) <= target:
+            break
+        Ad = apply(d[:, None])[:, 0]
+        alpha = rz / float(d @ Ad)
+        x += alpha * d
+        r -= alpha * Ad
+        z = precondition(r)
+        rz, rz_old = float(r @ z), rz
+        d = z + (rz / rz_old) * d
+    return x
+
+
+def support_newton(operator: Callable[[np.ndarray], Matvec], q: np.ndarray, S: np.ndarray, beta: np.ndarray,
+                   lam1: float, lam2: float) -> np.ndarray:
+    """Solve the elastic net restricted to the support ``S`` of ``beta`` (updated in place); return the support
+    that remains.
+
+    ``operator(S)`` returns a function ``U ↦ G_SS U`` for (|S|, k) blocks ``U`` (built once per support, so
+    that it may cache the columns of S); ``q`` is ``X̃ᵀV y_c / Σv`` over all features.
+
+    (Solving each system through the n × n kernel of S by the Woodbury identity instead was measured on
+    n = 1,600, p = 20,000: no faster, since building and updating the kernel costs what CG's products do.)
+    """
+    S = S[beta[S] != 0]
+    cg = _CG(operator(S), S.size, lam2)  # built once: later supports are subsets of S
+    kept = np.arange(S.size)  # positions in the first S of the current support
+    for _ in range(_MAX_STEPS):
+        if kept.size == 0:
+            break
+        current = S[kept]
+        b = beta[current]
+        theta = np.sign(b)
+        rhs = q[current] - lam1 * theta
+        apply = cg.system(kept)
+        z = cg.solve(kept, rhs, b)
+        flipped = np.flatnonzero(theta * z <= 0)
+        if flipped.size == 0:
+            beta[current] = z
+            break
+        projected = z.copy()
+        projected[flipped] = 0.0
+        if _quadratic(apply, rhs, projected) < _quadratic(apply, rhs, b):  # all flipped ones out at once
+            new = projected
+        else:  # up to the first coefficient that reaches zero on the segment b → z
+            t_j = b[flipped] / (b[flipped] - z[flipped])
+            t = float(t_j.min())
+            new = b + t * (z - b)
+            new[flipped[t_j <= t * (1.0 + 1e-12)]] = 0.0
+        beta[current] = new
+        kept = kept[new != 0]
+    return S[kept]
+
+
+class _CG:
+    """Nyström-preconditioned conjugate gradients on ``G_SS + λ2 I`` and its subsets (padded back into S)."""
+
+    def __init__(self, gram: Matvec, m: int, lam2: float) -> None:
+        self.gram, self.m, self.lam2 = gram, m, lam2
+        self.U, self.lam = _nystrom(gram, m, min(_RANK, m))
+
+    def system(self, kept: np.ndarray) -> Matvec:
+        gram, m, lam2 = self.gram, self.m, self.lam2
+
+        def apply(M: np.ndarray) -> np.ndarray:
+            if kept.size == m:
+                return gram(M) + lam2 * M
+            full = np.zeros((m, M.shape[1]))
+            full[kept] = M
+            return gram(full)[kept] + lam2 * M
+
+        return apply
+
+    def solve(self, kept: np.ndarray, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
+        Uk = self.U[kept]
+        scale = ((self.lam[-1] if self.lam.size else 0.0) + self.lam2) / (self.lam + self.lam2) - 1.0  # P⁻¹ SPD
+
+        def precondition(r: np.ndarray) -> np.ndarray:
+            return r + Uk @ (scale * (Uk.T @ r))
+
+        return _pcg(self.system(kept), rhs, x0, precondition)
+
+
+def _quadratic(apply: Matvec, rhs: np.ndarray, x: np.ndarray) -> float:
+    """``½ xᵀHx − rhsᵀx``: the objective (up to a constant) on the orthant of the signs behind ``rhs``."""
+    return 0.5 * float(x @ apply(x[:, None])[:, 0]) - float(rhs @ x)

@@ -1,0 +1,49 @@
+"""Which slots a batch runs on (:func:`pipeline.cv.cover`): every fold exactly once, replicas in turn."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pipeline.cv import FoldSlot, cover
+
+
+def _slots(layout: list[tuple[tuple[int, ...], str]]) -> list[FoldSlot]:
+    return [FoldSlot(folds, None, worker) for folds, worker in layout]  # type: ignore[arg-type]
+
+
+def _folds(slots: list[FoldSlot], chosen: list[int]) -> list[int]:
+    return sorted(f for i in chosen for f in slots[i].folds)
+
+
+def test_a_whole_slot_is_taken_alone_the_least_loaded_one() -> None:
+    slots = _slots([((0, 1, 2), "a"), ((0, 1, 2), "b")])
+    assert cover(slots, 3, {0: 2, 1: 1}, {}) == [1]
+    assert cover(slots, 3, {0: 0, 1: 1}, {}) == [0]
+
+
+def test_five_folds_on_two_workers_take_the_replica_in_turn() -> None:
+    # rows engine: folds 0, 2, 4 on a; 1, 3 and a replica of 4 on b
+    slots = _slots([((0,), "a"), ((1,), "b"), ((2,), "a"), ((3,), "b"), ((4,), "a"), ((4,), "b")])
+    load = dict.fromkeys(range(len(slots)), 0)
+    sent: Counter[str | None] = Counter()
+    tasks: Counter[str | None] = Counter()
+    for _ in range(10):  # batches that finish before the next is sent: only the turn decides
+        chosen = cover(slots, 5, load, sent)
+        assert _folds(slots, chosen) == [0, 1, 2, 3, 4]
+        for i in chosen:
+            sent[slots[i].worker] += 1
+            tasks[slots[i].worker] += 1
+    assert tasks == {"a": 25, "b": 25}
+
+
+def test_the_replica_goes_to_the_worker_with_fewer_tasks_in_flight() -> None:
+    slots = _slots([((0,), "a"), ((1,), "b"), ((2,), "a"), ((3,), "b"), ((4,), "a"), ((4,), "b")])
+    busy_a = {0: 1, 1: 0, 2: 1, 3: 0, 4: 1, 5: 0}
+    assert 5 in cover(slots, 5, busy_a, {"b": 100})  # b has sent more, but a is busy now
+    busy_b = {0: 0, 1: 1, 2: 0, 3: 1, 4: 0, 5: 1}
+    assert 4 in cover(slots, 5, busy_b, {"a": 100})
+
+
+def test_disjoint_partitions_are_all_taken() -> None:
+    slots = _slots([((0, 2), "a"), ((1, 3), "b")])
+    assert cover(slots, 4, {0: 5, 1: 0}, {}) == [0, 1]
