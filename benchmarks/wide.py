@@ -167,7 +167,7 @@ def child_enetcv(spec: dict[str, Any]) -> dict[str, Any]:
     X, y = _load_x(spec["X"]), np.load(spec["y"])
     folds = _folds(X.shape[0])
     t0 = time.perf_counter()
-    cv = ElasticNetCV(l1_ratio=[0.1, 0.5, 0.7, 0.9, 1.0], n_alphas=100, cv=PredefinedSplit(folds), n_jobs=2)
+    cv = ElasticNetCV(l1_ratio=[0.1, 0.5, 0.7, 0.9, 1.0], alphas=100, cv=PredefinedSplit(folds), n_jobs=2)
     pipe = make_pipeline(StandardScaler(), cv).fit(X, y)
     done = time.time()
     fit_s = time.perf_counter() - t0

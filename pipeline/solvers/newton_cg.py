@@ -37,7 +37,8 @@ import numpy as np
 
 __all__ = ["support_newton"]
 
-_RANK = 40  # Nyström rank
+_RANK = 40  # Nyström rank on many rows
+_FULL_RANK_ROWS = 400  # up to this many rows the Nyström rank is the Gram's whole rank (rows + a margin)
 _CG_RTOL = 1e-13
 _CG_MAX = 500
 _MAX_STEPS = 50  # sign-consistency steps
@@ -83,18 +84,20 @@ def _pcg(apply: Matvec, rhs: np.ndarray, x0: np.ndarray, precondition: Matvec) -
 
 
 def support_newton(operator: Callable[[np.ndarray], Matvec], q: np.ndarray, S: np.ndarray, beta: np.ndarray,
-                   lam1: float, lam2: float) -> np.ndarray:
+                   lam1: float, lam2: float, n_rows: int) -> np.ndarray:
     """Solve the elastic net restricted to the support ``S`` of ``beta`` (updated in place); return the support
     that remains.
 
     ``operator(S)`` returns a function ``U ↦ G_SS U`` for (|S|, k) blocks ``U`` (built once per support, so
-    that it may cache the columns of S); ``q`` is ``X̃ᵀV y_c / Σv`` over all features.
+    that it may cache the columns of S); ``q`` is ``X̃ᵀV y_c / Σv`` over all features. ``G_SS`` has rank at
+    most ``n_rows``: on few rows the Nyström preconditioner takes all of it, and CG converges in a step or two.
 
     (Solving each system through the n × n kernel of S by the Woodbury identity instead was measured on
     n = 1,600, p = 20,000: no faster, since building and updating the kernel costs what CG's products do.)
     """
     S = S[beta[S] != 0]
-    cg = _CG(operator(S), S.size, lam2)  # built once: later supports are subsets of S
+    rank = n_rows + 8 if n_rows <= _FULL_RANK_ROWS else _RANK
+    cg = _CG(operator(S), S.size, lam2, rank)  # built once: later supports are subsets of S
     kept = np.arange(S.size)  # positions in the first S of the current support
     for _ in range(_MAX_STEPS):
         if kept.size == 0:
@@ -126,9 +129,9 @@ def support_newton(operator: Callable[[np.ndarray], Matvec], q: np.ndarray, S: n
 class _CG:
     """Nyström-preconditioned conjugate gradients on ``G_SS + λ2 I`` and its subsets (padded back into S)."""
 
-    def __init__(self, gram: Matvec, m: int, lam2: float) -> None:
+    def __init__(self, gram: Matvec, m: int, lam2: float, rank: int) -> None:
         self.gram, self.m, self.lam2 = gram, m, lam2
-        self.U, self.lam = _nystrom(gram, m, min(_RANK, m))
+        self.U, self.lam = _nystrom(gram, m, min(rank, m))
 
     def system(self, kept: np.ndarray) -> Matvec:
         gram, m, lam2 = self.gram, self.m, self.lam2

@@ -212,23 +212,31 @@ class RowProblem:
                tol: float) -> np.ndarray:
         """Solve the problem restricted to W (β updated in place); returns the set the solution is certified on.
 
-        Up to :data:`NEWTON_MAX` features: exactly, by the active-set Newton method on ``G_WW`` (kept in a
+        Up to :data:`NEWTON_MAX` features (unless :meth:`_low_rank`: with λ2 > 0 and far more features than
+        rows, ``G_WW + λ2 I`` is a low-rank matrix plus a shift, which conjugate gradients solve in a few
+        steps once the preconditioner holds that rank): exactly, by the active-set Newton method on ``G_WW`` (kept in a
         cache across the fits of this problem). Beyond: coordinate descent on W to ``threshold`` finds the
         support, then Newton steps on the support polish it (an ill-conditioned W, such as equicorrelated
         features, slows coordinate descent down, not Newton): on its Gram block if it is small enough,
         otherwise by preconditioned conjugate gradients without the block (:mod:`.newton_cg`). The result
         is certified on that support; the caller checks every feature.
         """
-        if W.size <= NEWTON_MAX:
+        if W.size <= NEWTON_MAX and not self._low_rank(W.size, lam2):
             self._newton(W, beta, lam1, lam2, tol)
             return W
         assert self._cd is not None
         self._cd.solve(W, beta, r, lam1, lam2, threshold)
         support = np.flatnonzero(beta)
-        if support.size <= NEWTON_MAX:
+        if support.size <= NEWTON_MAX and not self._low_rank(support.size, lam2):
             self._newton(support, beta, lam1, lam2, tol)
             return support
-        return support_newton(self.design.support_operator, self.q, support, beta, lam1, lam2)
+        return support_newton(self.design.support_operator, self.q, support, beta, lam1, lam2,
+                              self.design.rows.size)
+
+    def _low_rank(self, size: int, lam2: float) -> bool:
+        """Whether ``G_WW + λ2 I`` of ``size`` features is better left to CG: its Gram part has rank at most the
+        rows, and its Cholesky factor (size³/3 flops) costs more than CG with a full-rank preconditioner."""
+        return lam2 > 0 and size > 2 * self.design.rows.size
 
     def _newton(self, W: np.ndarray, beta: np.ndarray, lam1: float, lam2: float, tol: float) -> None:
         sub = enet_gram(self._cache.sub(self.design, W), self.q[W], self.yy, lam1, lam2, beta[W], tol=0.1 * tol)
