@@ -52,7 +52,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compare import ROOT, _child_env, _peaks, run_monitored  # noqa: E402
+from compare import _child_env, _peaks, run_monitored  # noqa: E402
 
 K, SEED, N_TRIALS, N_TEST = 5, 0, 100, 10_000
 TEST_START = 10**9

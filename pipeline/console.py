@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import SweepConfig
+from .report import count_text
 
 __all__ = ["LOCAL_UI", "Progress", "mlflow_ui_command", "print_outcome"]
 
@@ -93,9 +94,9 @@ def _penalty_lines(summary: dict[str, Any]) -> list[str]:
     for pen, b in best.items():
         gap = (b["cv_metric"] - top["cv_metric"]) / se if se > 0 else float("nan")
         where = "best" if b is top else f"+{gap:.2f} SE"
-        lines.append(f"  {pen:<10}  trial {b['trial']:<4} {_lambdas(pen, b['lambda1'], b['lambda2']):<26} "
+        lines.append(f"  {pen:<10}  trial {b['trial']:<4} {_lambdas(pen, b['lambda1'], b['lambda2']):<34} "
                      f"{b['cv_metric']:>12.6g} ± {b['cv_metric_se']:<9.3g} {where:<10} "
-                     f"{b['n_nonzero']:.3g} non-zero")
+                     f"{count_text(b['n_nonzero'])} non-zero")
     gaps = [(b["cv_metric"] - top["cv_metric"]) / se for b in best.values()] if se > 0 else []
     if len(best) > 1 and gaps and max(gaps) < 1.0:
         lines.append("  All penalties are within one standard error of the best: the data do not prefer one.")
@@ -111,15 +112,15 @@ def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
                      f"({path.get('n_points', '?')} strengths, on the trials' fold models: no extra data pass):")
         for rule, c in choices.items():
             mark = "  ← registered (search.select)" if rule == sel["rule"] else ""
-            lines.append(f"  {rule:<4} {_lambdas(c['penalty'], c['lambda1'], c['lambda2']):<26} "
-                         f"{c['n_nonzero']:>5.3g} non-zero   CV MSE {c['cv_mse']:.6g} ± {c['cv_mse_se']:.3g}   "
+            lines.append(f"  {rule:<4} {_lambdas(c['penalty'], c['lambda1'], c['lambda2']):<34} "
+                         f"{count_text(c['n_nonzero']):>5} non-zero   CV MSE {c['cv_mse']:.6g} ± {c['cv_mse_se']:.3g}   "
                          f"R² {c['cv_r2']:.3f}{mark}")
     features = summary.get("selected_features", [])
     version = summary["model_version"]
     registered = (f"{cfg.tracking.registered_model} v{version} (alias candidate)" if version is not None
                   else "not registered yet (see below)")
-    lines.append(f"Registered model: {registered}, the {sel['rule']} choice: {sel['n_nonzero']} of "
-                 f"{summary['n_features']} features non-zero")
+    lines.append(f"Registered model: {registered}, the {sel['rule']} choice: {count_text(sel['n_nonzero'])} of "
+                 f"{count_text(summary['n_features'])} features non-zero")
     if features:
         shown = ", ".join(features[:20]) + (f", … ({len(features) - 20} more)" if len(features) > 20 else "")
         lines.append(f"  {shown}")

@@ -518,33 +518,7 @@ def _load_npz_block(plan: DataPlan, spec: BlockSpec, sparse: bool) -> BlockData:
     integer = (matrix.dtype.kind in "iub",) * matrix.shape[1]
     where = f"{plan.source} rows {sl.start}-{sl.stop - 1}"
     matrix = matrix.astype(np.float64)
-    if sparse:
-        return _checked_sparse(plan, matrix, y, w, g, spec, where, integer)
-    return _checked(plan, matrix.toarray(), y, w, g, spec, where, integer)
-
-
-def _checked_sparse(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.ndarray | None,
-                    spec: BlockSpec, where: str, integer: tuple[bool, ...]) -> BlockData:
-    """:func:`_checked` for a CSR block: non-finite stored values mark their rows."""
-    bad = ~np.isfinite(y)
-    if w is not None:
-        bad |= ~np.isfinite(w)
-    nonfinite = ~np.isfinite(X.data)
-    if nonfinite.any():
-        bad[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[nonfinite]] = True
-    kept = None
-    if bad.any():
-        if plan.missing != "drop":
-            rows = np.flatnonzero(bad)[:5] + spec.start_row
-            raise DataError(f"{where}: NaN or inf in rows {', '.join(map(str, rows))} (rows counted from 0); remove "
-                            "or impute those rows, or set data.missing: drop to leave them out.")
-        kept = ~bad
-        X, y = X[kept], y[kept]
-        w = None if w is None else w[kept]
-        g = None if g is None else g[kept]
-    if w is not None and (w < 0).any():
-        raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
-    return BlockData(X, y, w, g, spec.start_row, integer, kept)
+    return _checked(plan, matrix if sparse else matrix.toarray(), y, w, g, spec, where, integer)
 
 
 def _needed_columns(plan: DataPlan) -> list[str]:
@@ -614,24 +588,32 @@ def pd_is_integer(column: object) -> bool:
     return bool(pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column))
 
 
-def _checked(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, g: np.ndarray | None, spec: BlockSpec,
+def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.ndarray | None, spec: BlockSpec,
              where: str, integer: tuple[bool, ...] = ()) -> BlockData:
-    """Check one block: finite features/target/weights (or drop those rows) and weights >= 0."""
+    """Check one block (a dense array, or CSR whose non-finite stored values mark their rows): finite
+    features/target/weights (or drop those rows) and weights >= 0."""
     kept = None
-    bad = ~np.isfinite(X).all(axis=1) | ~np.isfinite(y)
+    sparse = hasattr(X, "indptr")
+    bad = ~np.isfinite(y)
     if w is not None:
         bad |= ~np.isfinite(w)
+    if sparse:
+        bad[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[~np.isfinite(X.data)]] = True
+    else:
+        bad |= ~np.isfinite(X).all(axis=1)
     if bad.any():
         if plan.missing != "drop":
-            raise DataError(f"{where}: {_nonfinite_detail(plan, X, y, w, spec.start_row)}; remove or impute "
-                            "those rows, or set data.missing: drop to leave them out.")
+            detail = (f"NaN or inf in rows {', '.join(map(str, np.flatnonzero(bad)[:5] + spec.start_row))} (rows "
+                      "counted from 0)" if sparse else _nonfinite_detail(plan, X, y, w, spec.start_row))
+            raise DataError(f"{where}: {detail}; remove or impute those rows, or set data.missing: drop to leave "
+                            "them out.")
         kept = ~bad
         X, y = X[kept], y[kept]
         w = None if w is None else w[kept]
         g = None if g is None else g[kept]
     if w is not None and (w < 0).any():
         raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
-    return BlockData(np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept)
+    return BlockData(X if sparse else np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept)
 
 
 def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, start_row: int,

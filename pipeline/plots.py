@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .model import FittedModel
-from .report import TrialRow
+from .report import TrialRow, count_text
 from .selection import Choice, PathCurve, strength_of
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def _choice_marks(curve: PathCurve, choices: Mapping[str, Choice], selected: str
     for rule, c in choices.items():
         marks.append({"rule": rule, "x": strength_of(c.penalty, c.lambda1, c.lambda2),
                       "label": f"{rule}: {_AXIS_LABEL[c.penalty]}={_fmt(strength_of(c.penalty, c.lambda1, c.lambda2))}"
-                               f", {c.n_nonzero:.3g} non-zero" + (" (registered)" if rule == selected else ""),
+                               f", {count_text(c.n_nonzero)} non-zero" + (" (registered)" if rule == selected else ""),
                       "selected": rule == selected, "on_path": c.penalty == curve.penalty})
     return marks
 

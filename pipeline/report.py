@@ -9,6 +9,12 @@ from typing import Any
 
 from .model import FittedModel
 
+
+def count_text(x: float) -> str:
+    """A count of non-zero coefficients (a mean over folds, so possibly fractional) as people read it:
+    ``9.4``, ``78.8``, ``4,833``, ``20,000`` (not ``2e+04``)."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
 __all__ = ["TrialRow", "describe_decision", "write_coefficients_csv", "write_trials_csv"]
 
 TrialRow = dict[str, Any]  # number, state, penalty, lambda1, lambda2, cv_mse, cv_mse_se, train_mse, cv_r2, n_nonzero

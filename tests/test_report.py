@@ -125,3 +125,11 @@ def test_every_plot_is_drawn_and_the_coefficient_plot_stays_readable_at_p_500(tm
                           "optimization_history.png"}
     width, _ = Image.open(paths["coefficients.png"]).size
     assert width <= 0.35 * MAX_BARS * 110 + 1  # 40 bars at 0.35 in and 110 dpi, not 500
+
+
+def test_counts_of_non_zero_coefficients_read_as_numbers_on_wide_data() -> None:
+    """Fold means of non-zero counts: small ones keep their fraction, large ones are whole and grouped."""
+    from pipeline.report import count_text
+
+    assert [count_text(x) for x in (0.0, 9.4, 78.8, 99.96, 4833.2, 20000.0)] == \
+        ["0", "9.4", "78.8", "100", "4,833", "20,000"]

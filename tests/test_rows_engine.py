@@ -265,3 +265,24 @@ def test_bad_sparse_sources_are_refused_naming_the_fix(tmp_path, content, fragme
     target = None if content == "no-target" else str(tmp_path / "y.npy")
     with pytest.raises(DataError, match=fragment):
         plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=target))
+
+
+@pytest.mark.parametrize("missing", ["error", "drop"])
+def test_a_nan_stored_in_a_sparse_source_names_its_row_or_drops_it(tmp_path, missing):
+    """A non-finite stored value marks its row, as a NaN does in a dense block: refused naming the row, or
+    (data.missing: drop) the row is left out and the others kept as they are, still sparse."""
+    from pipeline.data import load_block
+
+    X = sp.random(12, 30, density=0.3, random_state=1, format="csr")
+    X.data[X.indptr[7]] = np.nan  # the first stored value of row 7
+    sp.save_npz(tmp_path / "X.npz", X)
+    np.save(tmp_path / "y.npy", np.arange(12.0))
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=str(tmp_path / "y.npy"), missing=missing))
+    if missing == "error":
+        with pytest.raises(DataError, match=r"NaN or inf in rows 7 \(rows counted from 0\)"):
+            load_block(plan, plan.blocks[0], sparse=True)
+        return
+    block = load_block(plan, plan.blocks[0], sparse=True)
+    assert sp.issparse(block.X) and block.X.shape == (11, 30)
+    np.testing.assert_array_equal(block.y, np.delete(np.arange(12.0), 7))
+    np.testing.assert_array_equal(block.X.toarray(), np.delete(X.toarray(), 7, axis=0))

@@ -29,8 +29,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import numpy as np
-
 __all__ = ["kernels"]
 
 
@@ -38,6 +36,14 @@ __all__ = ["kernels"]
 def kernels() -> tuple[Any, Any]:
     """``(sweep_dense, sweep_sparse)`` compiled (or loaded from numba's cache) on first use."""
     from numba import njit
+
+    @njit(cache=True, nogil=True, inline="always")
+    def coordinate(g: float, old: float, xv_k: float, lam1: float, lam2: float) -> float:  # pragma: no cover
+        """The coordinate's minimizer: ``S(g + xv_k·old, λ1) / (xv_k + λ2)`` (S the soft threshold), g the
+        smooth part's negative gradient at ``old``."""
+        z = g + xv_k * old
+        a = abs(z) - lam1
+        return 0.0 if a <= 0.0 else (a if z > 0.0 else -a) / (xv_k + lam2)
 
     @njit(cache=True, nogil=True)
     def sweep_dense(X: Any, cols: Any, mean: Any, inv_scale: Any, xv: Any, v: Any, sum_w: float, svr: float,
@@ -51,11 +57,8 @@ def kernels() -> tuple[Any, Any]:
             dot = 0.0
             for i in range(n):
                 dot += v[i] * X[i, j] * r[i]
-            g = t * (dot - m * svr) / sum_w
             old = beta[k]
-            z = g + xv[k] * old
-            a = abs(z) - lam1
-            new = 0.0 if a <= 0.0 else (a if z > 0.0 else -a) / (xv[k] + lam2)
+            new = coordinate(t * (dot - m * svr) / sum_w, old, xv[k], lam1, lam2)
             if new != old:
                 delta = new - old
                 beta[k] = new
@@ -80,11 +83,8 @@ def kernels() -> tuple[Any, Any]:
             for p in range(indptr[j], indptr[j + 1]):
                 i = indices[p]
                 dot += v[i] * data[p] * r[i]
-            g = t * (dot - m * svr) / sum_w
             old = beta[k]
-            z = g + xv[k] * old
-            a = abs(z) - lam1
-            new = 0.0 if a <= 0.0 else (a if z > 0.0 else -a) / (xv[k] + lam2)
+            new = coordinate(t * (dot - m * svr) / sum_w, old, xv[k], lam1, lam2)
             if new != old:
                 delta = new - old
                 beta[k] = new
