@@ -142,7 +142,11 @@ def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
     click.echo(cfg.to_yaml(), nl=False)
     click.echo(f"# data: {plan.source}: {plan.n_rows} rows, target {plan.target!r}, {plan.n_features} features"
                + (f", weight {plan.weight!r}" if plan.weight else "") + (f", group {plan.group!r}" if plan.group else "")
+               + (f", categorical {list(plan.categorical)} (levels are found when the sweep starts)"
+                  if plan.categorical else "")
                + ": columns and types OK")
+    for note in plan.notes:
+        click.echo(f"# note: {note}")
 
 
 @main.command("sync-tracking")

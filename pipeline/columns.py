@@ -23,7 +23,8 @@ _SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance u
 _LISTED = 10
 
 
-def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: int = 0) -> dict[str, Any]:
+def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: int = 0,
+                 features_dropped: int | None = None) -> dict[str, Any]:
     """``constant_columns``, ``duplicate_columns`` (pairs) and one-line ``notes`` about the data."""
     n, p = total.n_rows, total.n_features
     var = np.diag(total.cxx) / total.sum_w if total.sum_w > 0 else np.zeros(p)
@@ -42,14 +43,21 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: i
         for a, b in zip(*np.nonzero(np.triu(same, 1))):
             duplicates.append((feature_names[int(live[a])], feature_names[int(live[b])]))
     const_names = [feature_names[int(j)] for j in np.flatnonzero(constant)]
-    return describe_columns(n, p, const_names, duplicates, rows_dropped)
+    return describe_columns(n, p, const_names, duplicates, rows_dropped, features_dropped)
 
 
 def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Sequence[tuple[str, str]],
-                     rows_dropped: int = 0) -> dict[str, Any]:
-    """The summary fields and notes for what was found, whichever engine found it."""
+                     rows_dropped: int = 0, features_dropped: int | None = None) -> dict[str, Any]:
+    """The summary fields and notes for what was found, whichever engine found it.
+
+    ``features_dropped`` (of ``rows_dropped``) were left out for a missing feature; 0 under
+    ``data.missing: impute``, where only rows missing the target or weight are left out.
+    """
     notes = []
-    if rows_dropped:
+    if rows_dropped and features_dropped == 0:
+        notes.append(f"{rows_dropped} rows with a missing target or weight left out (these are never imputed); "
+                     f"{n} rows used.")
+    elif rows_dropped:
         notes.append(f"{rows_dropped} rows with NaN or inf left out (data.missing: drop); {n} rows used.")
     if const_names:
         notes.append(f"{len(const_names)} constant column(s) {_listed(const_names)}: coefficient 0, "

@@ -87,10 +87,19 @@ class DataConfig(_Strict):
     features: list[str] | None = Field(None, description="feature columns; default: every other column")
     weight: str | None = Field(None, min_length=1, description="sample-weight column")
     block_rows: int = Field(65_536, ge=1, description="rows per block (Dask partition)")
-    missing: Literal["error", "drop"] = Field(
+    exclude: list[str] | None = Field(None, description="columns left out (every other column is a feature)")
+    categorical: Literal["auto"] | list[str] = Field(
+        "auto", description="auto: text, boolean and dictionary-typed columns are categorical (one indicator per "
+        "level); a list names them (integer-coded columns too)")
+    max_levels: int = Field(1000, ge=2, description="most levels one categorical column may have")
+    missing: Literal["error", "drop", "impute"] = Field(
         "error",
-        description="NaN/inf in a feature, target or weight: error (name file, column, rows) | drop those rows (counted)",
+        description="NaN/inf in a feature, target or weight: error (name file, column, rows) | drop those rows "
+        "(counted) | impute: a feature's missing entries take its mean over each fold's training rows (rows "
+        "missing the target or weight are dropped)",
     )
+    missing_indicators: bool = Field(False, description="under impute: one 0/1 feature per column with missing values")
+    na_values: list[str] | None = Field(None, description="CSV strings that mark a missing entry; default: pandas' list")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @field_validator("features")
@@ -103,6 +112,22 @@ class DataConfig(_Strict):
             if not v:
                 raise ValueError("features must not be empty; omit the key to use every column")
         return v
+
+    @field_validator("exclude")
+    @classmethod
+    def _unique_exclude(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            dup = sorted({c for c in v if v.count(c) > 1})
+            if dup:
+                raise ValueError(f"exclude must list each column once, got duplicates {dup}")
+        return v
+
+    @model_validator(mode="after")
+    def _features_or_exclude(self) -> DataConfig:
+        if self.features is not None and self.exclude:
+            raise ValueError("set data.features (the columns to use) or data.exclude (the columns to leave out), "
+                             "not both")
+        return self
 
 
 class FoldsConfig(_Strict):

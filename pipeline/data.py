@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
+from .column_kinds import arrow_kind, categorical_columns, csv_head_kinds
+from .encoding import Encoding
 from .errors import DataError
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ __all__ = ["BlockData", "BlockSpec", "DataPlan", "check_head", "load_block", "pl
            "synthetic_coef"]
 
 SYNTH_CHUNK = 4096
-_BUNDLED = {"diabetes": ("diabetes.csv", "progression")}
+_BUNDLED = {"diabetes": ("diabetes.csv", "progression"), "penguins": ("penguins.csv", "body_mass_g")}
 
 
 @dataclass(frozen=True)
@@ -75,11 +77,37 @@ class DataPlan:
     blocks: tuple[BlockSpec, ...]
     columns: tuple[str, ...] = ()  # csv: every column in file order
     synthetic: tuple[int, int, int, float, float, int] | None = None
-    missing: str = "error"  # data.missing: error | drop (rows with NaN/inf in a used column)
+    missing: str = "error"  # data.missing: error | drop | impute
+    categorical: tuple[str, ...] = ()  # raw feature columns read as categories
+    text_columns: tuple[str, ...] = ()  # the categorical columns stored as text (free text is refused)
+    encoding: Encoding | None = None  # decided by the level scan (pipeline.levels); then feature_names are its
+    missing_indicators: bool = False
+    na_values: tuple[str, ...] | None = None  # CSV strings marking a missing entry (None: pandas' list)
+    max_levels: int = 1000
+    notes: tuple[str, ...] = ()  # what the plan decided that the user should know (columns left out)
 
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    @property
+    def raw_features(self) -> tuple[str, ...]:
+        """The feature columns as the source stores them (before level indicators)."""
+        return self.encoding.columns if self.encoding is not None else self.feature_names
+
+    @property
+    def needs_scan(self) -> bool:
+        """Whether levels or missing entries must be found on the workers before the statistics pass."""
+        return self.encoding is None and (bool(self.categorical) or self.missing == "impute")
+
+    @property
+    def n_statistics_columns(self) -> int:
+        """Columns of each block's statistics (the features, plus missing indicators under imputation)."""
+        return self.encoding.n_statistics_columns if self.encoding is not None else self.n_features
+
+    def with_encoding(self, encoding: Encoding) -> DataPlan:
+        """This plan once its columns' levels and missing entries are known."""
+        return dataclasses.replace(self, encoding=encoding, feature_names=encoding.feature_names)
 
     @property
     def sparse(self) -> bool:
@@ -98,6 +126,7 @@ class BlockData:
     start_row: int
     integer_columns: tuple[bool, ...] = ()  # per feature: stored as integers in the source block
     kept: np.ndarray | None = None  # data.missing: drop: mask over the block's rows (None: all kept)
+    dropped_by: tuple[int, int, int] = (0, 0, 0)  # rows left out for a missing target, weight, feature
 
     @property
     def n_dropped(self) -> int:
@@ -109,7 +138,16 @@ class BlockData:
 def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None) -> DataPlan:
     """Resolve ``cfg.source`` into blocks, checking paths and columns (metadata only)."""
     plan = _plan_source(cfg, folds.group if folds is not None else None)
-    return dataclasses.replace(plan, missing=cfg.missing)
+    plan = dataclasses.replace(plan, missing=cfg.missing, missing_indicators=cfg.missing_indicators,
+                               na_values=tuple(cfg.na_values) if cfg.na_values is not None else None,
+                               max_levels=cfg.max_levels)
+    if plan.sparse and cfg.missing == "impute":
+        raise DataError("data.missing: impute needs a dense source, but data.source is a sparse .npz; impute before "
+                        "saving it, or set data.missing: drop.")
+    if isinstance(cfg.categorical, list) and plan.kind not in ("csv", "parquet", "bundled"):
+        raise DataError(f"data.categorical lists columns, but a {plan.kind} source has numeric columns only; "
+                        "remove data.categorical or use a CSV or Parquet source.")
+    return plan
 
 
 def _plan_source(cfg: DataConfig, group: str | None) -> DataPlan:
@@ -174,6 +212,10 @@ def _choose_columns(
         if col is not None and col not in columns:
             raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}.")
     reserved = {target, cfg.weight, group} - {None}
+    if cfg.exclude:
+        unknown = [c for c in cfg.exclude if c not in columns]
+        if unknown:
+            raise DataError(f"data.exclude {unknown} are not columns of {where}; columns are {columns}.")
     if cfg.features is not None:
         missing = [c for c in cfg.features if c not in columns]
         if missing:
@@ -183,7 +225,8 @@ def _choose_columns(
             raise DataError(f"data.features must not include the target, weight or group column, got {clash}.")
         features = tuple(cfg.features)
     else:
-        features = tuple(c for c in columns if c not in reserved)
+        left_out = set(cfg.exclude or ())
+        features = tuple(c for c in columns if c not in reserved and c not in left_out)
     if not features:
         raise DataError(f"{where} has no feature columns besides the target/weight/group columns.")
     return features, target
@@ -197,12 +240,32 @@ def _plan_bundled(cfg: DataConfig, name: str, group: str | None) -> DataPlan:
     with open(path) as f:
         columns = f.readline().strip().split(",")
         n_rows = sum(1 for _ in f)
-    features, target = _choose_columns(cfg, columns, f"bundled:{name}", group, default_target)
+    features, target, categorical, text, notes = _csv_columns(cfg, path, columns, f"bundled:{name}", group,
+                                                              default_target)
     return DataPlan(
         kind="bundled", source=f"bundled:{name}", feature_names=features, target=target,
         weight=cfg.weight, group=group, n_rows=n_rows,
-        blocks=_row_blocks(n_rows, cfg.block_rows, path=path), columns=tuple(columns),
+        blocks=_row_blocks(n_rows, cfg.block_rows, path=path), columns=tuple(columns), categorical=categorical,
+        text_columns=text, notes=notes,
     )
+
+
+def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, group: str | None,
+                 default_target: str | None = None
+                 ) -> tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Features, target, categorical features, text features and notes of a CSV, from its header and first lines.
+
+    A first column with an empty header holding unique text is R's ``write.csv`` row names: left out, with a note.
+    """
+    kinds, unique = csv_head_kinds(path, columns, cfg.na_values)
+    notes: tuple[str, ...] = ()
+    if columns and columns[0] == "" and kinds[""] != "numeric" and unique[""] and cfg.features is None:
+        cfg = cfg.model_copy(update={"exclude": [*(cfg.exclude or []), ""]})
+        notes = ("the first column has no header and unique text (row names, as R's write.csv writes them): "
+                 "left out.",)
+    features, target = _choose_columns(cfg, columns, where, group, default_target)
+    categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where)
+    return features, target, categorical, tuple(c for c in categorical if kinds[c] == "text"), notes
 
 
 def _plan_synthetic(cfg: DataConfig, group: str | None) -> DataPlan:
@@ -237,17 +300,11 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     columns = list(first.names)
     _check_unique_columns(columns, source)
     features, target = _choose_columns(cfg, columns, source, group)
-    import pyarrow as pa
-
-    for col in (*features, target, *(c for c in (cfg.weight,) if c)):
-        typ = first.field(col).type
-        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
-            raise DataError(
-                f"column {col!r} of {source!r} is {typ}, not numeric; encode it as numbers or leave it "
-                "out with data.features."
-            )
+    kinds = {c: arrow_kind(first.field(c).type) for c in columns}
+    categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, repr(source))
     if cfg.missing == "error":
-        _parquet_nonfinite_from_footers(paths, metas, (*features, target, *(c for c in (cfg.weight,) if c)))
+        numeric = [c for c in features if c not in categorical]
+        _parquet_nonfinite_from_footers(paths, metas, (*numeric, target, *(c for c in (cfg.weight,) if c)))
     blocks: list[BlockSpec] = []
     start = 0
     for p, m in zip(paths, metas):
@@ -265,7 +322,8 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
         raise DataError(f"data.source {source!r} has zero rows.")
     return DataPlan(
         kind="parquet", source=source, feature_names=features, target=target, weight=cfg.weight,
-        group=group, n_rows=start, blocks=tuple(blocks), columns=tuple(columns),
+        group=group, n_rows=start, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
+        text_columns=tuple(c for c in categorical if kinds[c] == "text"),
     )
 
 
@@ -360,7 +418,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     _check_unique_columns(columns, f"CSV file {path!r}")
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
-    features, target = _choose_columns(cfg, columns, repr(path), group)
+    features, target, categorical, text_columns, notes = _csv_columns(cfg, path, columns, repr(path), group)
     bounds = [data_start] + [o for o in offsets if o < end] + [end]
     blocks = []
     start = 0
@@ -370,7 +428,8 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
         start += rows
     return DataPlan(
         kind="csv", source=path, feature_names=features, target=target, weight=cfg.weight, group=group,
-        n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns),
+        n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
+        text_columns=text_columns, notes=notes,
     )
 
 
@@ -488,8 +547,13 @@ def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> Bloc
     if plan.kind == "npy":
         sl = slice(spec.local_start, spec.local_start + spec.n_rows)
         raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)
-        integer = (raw.dtype.kind in "iub",) * raw.shape[1]
+        integer: tuple[bool, ...] = (raw.dtype.kind in "iub",) * raw.shape[1]
         X = np.asarray(raw[sl], dtype=np.float64)
+        if plan.encoding is not None:  # data.missing: impute
+            import pandas as pd
+
+            X = plan.encoding.statistics_columns(pd.DataFrame(X, columns=list(plan.raw_features)), "")
+            integer = ()
         y = np.asarray(np.load(plan.target, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
         w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
         g = None if plan.group is None else np.asarray(np.load(plan.group, mmap_mode="r", allow_pickle=False)[sl])
@@ -500,12 +564,36 @@ def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> Bloc
     if missing:
         raise DataError(f"{spec.path}: columns {missing} are missing in this block.")
     where = f"{spec.path} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
-    X = _numeric(frame, plan.feature_names, where)
+    if plan.needs_scan:
+        raise ValueError("the plan's levels are not known yet: run the level scan (pipeline.levels) first")
+    if plan.encoding is not None:
+        X = plan.encoding.statistics_columns(frame, where)
+        integer = ()
+    else:
+        X = _numeric(frame, plan.feature_names, where)
+        integer = tuple(bool(pd_is_integer(frame[c])) for c in plan.feature_names)
     y = _numeric(frame, (plan.target,), where)[:, 0]
     w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
     g = None if plan.group is None else frame[plan.group].to_numpy()
-    integer = tuple(bool(pd_is_integer(frame[c])) for c in plan.feature_names)
     return _checked(plan, X, y, w, g, spec, where, integer)
+
+
+def raw_block_frame(plan: DataPlan, spec: BlockSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None, str]:
+    """One block's raw feature columns as a frame, its target and weights, and where it is (for the level scan)."""
+    import pandas as pd
+
+    where = f"{spec.path or plan.source} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
+    if plan.kind == "npy":
+        sl = slice(spec.local_start, spec.local_start + spec.n_rows)
+        X = np.asarray(np.load(plan.source, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
+        y = np.asarray(np.load(plan.target, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
+        w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r", allow_pickle=False)[sl],
+                                                        dtype=np.float64)
+        return pd.DataFrame(X, columns=list(plan.raw_features)), y, w, where
+    frame = _read_frame(plan, spec)
+    y = _numeric(frame, (plan.target,), where)[:, 0]
+    w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
+    return frame, y, w, where
 
 
 def _load_npz_block(plan: DataPlan, spec: BlockSpec, sparse: bool) -> BlockData:
@@ -522,10 +610,20 @@ def _load_npz_block(plan: DataPlan, spec: BlockSpec, sparse: bool) -> BlockData:
 
 
 def _needed_columns(plan: DataPlan) -> list[str]:
-    return [*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c is not None)]
+    return [*plan.raw_features, plan.target, *(c for c in (plan.weight, plan.group) if c is not None)]
+
+
+def _csv_options(plan: DataPlan) -> dict[str, Any]:
+    """``pandas.read_csv`` options: categorical columns read as text (``007`` stays ``007`` in every block),
+    and ``data.na_values`` in place of pandas' list when given."""
+    options: dict[str, Any] = {"dtype": {c: str for c in plan.categorical}} if plan.categorical else {}
+    if plan.na_values is not None:
+        options.update(na_values=list(plan.na_values), keep_default_na=False)
+    return options
 
 
 def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
+    """A block's needed columns as a frame (CSV and Parquet sources)."""
     import pandas as pd
 
     if plan.kind == "parquet":
@@ -537,15 +635,16 @@ def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
         except (OSError, ValueError, ArithmeticError) as e:  # pyarrow's errors derive from these
             raise DataError(f"{spec.path}: cannot read row groups {list(spec.row_groups)}: {e}") from e
     if plan.kind == "bundled":
-        frame = pd.read_csv(spec.path, skiprows=range(1, spec.local_start + 1), nrows=spec.n_rows)
-        return frame
+        return pd.read_csv(spec.path, skiprows=range(1, spec.local_start + 1), nrows=spec.n_rows,
+                           usecols=_needed_columns(plan), **_csv_options(plan))
     a, b = spec.byte_range  # csv
     with open(spec.path, "rb") as f:
         f.seek(a)
         raw = f.read(b - a)
     rows = f"rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
     try:
-        frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(plan.columns), usecols=_needed_columns(plan))
+        frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(plan.columns), usecols=_needed_columns(plan),
+                            **_csv_options(plan))
     except Exception as e:
         raise DataError(f"{spec.path}: cannot parse {rows}: {e}") from e
     if len(frame) != spec.n_rows:
@@ -563,8 +662,8 @@ def _numeric(frame: pd.DataFrame, columns: Sequence[str], where: str) -> np.ndar
     if bad:
         examples = {c: frame[c][pd.to_numeric(frame[c], errors="coerce").isna()].iloc[:1].tolist() for c in bad}
         raise DataError(
-            f"{where}: columns {bad} are not numeric (e.g. {examples}); encode them as numbers or "
-            "leave them out with data.features."
+            f"{where}: columns {bad} are not numeric (e.g. {examples}); list them in data.categorical, name the "
+            "strings that mark a gap in data.na_values, or leave them out with data.exclude."
         )
     return frame[list(columns)].to_numpy(dtype=np.float64)
 
@@ -576,8 +675,8 @@ def check_head(plan: DataPlan, n: int = 1000) -> int:
         return 0  # Parquet and .npy types are in their metadata (checked by plan_data); synthetic is numeric
     import pandas as pd
 
-    frame = pd.read_csv(plan.blocks[0].path, nrows=n, usecols=_needed_columns(plan))
-    used = [c for c in _needed_columns(plan) if c != plan.group]
+    frame = pd.read_csv(plan.blocks[0].path, nrows=n, usecols=_needed_columns(plan), **_csv_options(plan))
+    used = [c for c in _needed_columns(plan) if c != plan.group and c not in plan.categorical]
     _numeric(frame, used, f"{plan.source} (first {len(frame)} rows)")
     return len(frame)
 
@@ -594,26 +693,30 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
     features/target/weights (or drop those rows) and weights >= 0."""
     kept = None
     sparse = hasattr(X, "indptr")
-    bad = ~np.isfinite(y)
-    if w is not None:
-        bad |= ~np.isfinite(w)
+    bad_target = ~np.isfinite(y)
+    bad_weight = ~np.isfinite(w) if w is not None else np.zeros(y.shape, dtype=bool)
+    bad_feature = np.zeros(y.shape, dtype=bool)
     if sparse:
-        bad[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[~np.isfinite(X.data)]] = True
+        bad_feature[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[~np.isfinite(X.data)]] = True
     else:
-        bad |= ~np.isfinite(X).all(axis=1)
+        bad_feature = ~np.isfinite(X).all(axis=1)
+    bad = bad_target | bad_weight | bad_feature
+    dropped_by = (0, 0, 0)
     if bad.any():
-        if plan.missing != "drop":
+        if plan.missing == "error":
             detail = (f"NaN or inf in rows {', '.join(map(str, np.flatnonzero(bad)[:5] + spec.start_row))} (rows "
                       "counted from 0)" if sparse else _nonfinite_detail(plan, X, y, w, spec.start_row))
             raise DataError(f"{where}: {detail}; remove or impute those rows, or set data.missing: drop to leave "
                             "them out.")
         kept = ~bad
+        dropped_by = (int(bad_target.sum()), int((bad_weight & ~bad_target).sum()),
+                      int((bad_feature & ~bad_target & ~bad_weight).sum()))
         X, y = X[kept], y[kept]
         w = None if w is None else w[kept]
         g = None if g is None else g[kept]
     if w is not None and (w < 0).any():
         raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
-    return BlockData(X if sparse else np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept)
+    return BlockData(X if sparse else np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept, dropped_by)
 
 
 def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, start_row: int,
@@ -641,6 +744,17 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     """
     import pandas as pd
 
+    if plan.encoding is not None:  # the raw columns, as the model takes them (text as text, gaps as gaps)
+        if plan.kind == "npy":
+            raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)[:n]
+            return pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=list(plan.raw_features))
+        spec = plan.blocks[0]
+        if plan.kind == "bundled":
+            spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
+        frame = _read_frame(plan, spec)[list(plan.raw_features)]
+        if plan.missing != "impute":  # rows with gaps are not fitted, and the model cannot fill them in
+            frame = frame.dropna()
+        return frame.head(n).reset_index(drop=True)
     for spec in plan.blocks:  # under data.missing: drop a whole block may be left out: take the next
         if plan.kind in ("synthetic", "npy", "npz", "bundled") and plan.missing == "error":  # row-addressable
             spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))

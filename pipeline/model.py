@@ -19,6 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .encoding import Encoding
+from .encoding import from_json as encoding_from_json
+from .encoding import to_json as encoding_json
 from .errors import DataError
 from .solvers import ElasticNet, FitResult
 
@@ -59,6 +62,9 @@ class FittedModel:
     feature_names : tuple of str or None
     n_iter, dual_gap, converged :
         Solver diagnostics.
+    encoding : Encoding or None
+        How a raw frame becomes the features (level indicators, imputed values); None when the
+        features are the columns themselves.
     """
 
     coef: np.ndarray
@@ -74,6 +80,7 @@ class FittedModel:
     n_iter: int = 0
     dual_gap: float = 0.0
     converged: bool = True
+    encoding: Encoding | None = None
 
     @classmethod
     def from_solution(
@@ -102,7 +109,13 @@ class FittedModel:
         return int(np.count_nonzero(self.coef))
 
     def predict(self, X: Any) -> np.ndarray:
-        """``X · coef + intercept``. A DataFrame is matched to ``feature_names`` by column name."""
+        """``X · coef + intercept``. A DataFrame is matched to ``feature_names`` by column name.
+
+        A model with an :class:`~pipeline.encoding.Encoding` takes the raw frame (text columns as text,
+        missing entries as NaN) and encodes it as in training; an array of the encoded features also works.
+        """
+        if self.encoding is not None and hasattr(X, "columns") and not set(self.feature_names or ()) <= set(X.columns):
+            return self.encoding.features(X) @ self.coef + self.intercept
         if self.feature_names is not None and hasattr(X, "columns"):
             missing = [c for c in self.feature_names if c not in X.columns]
             if missing:
@@ -141,6 +154,8 @@ class FittedModel:
             "dual_gap": self.dual_gap if math.isfinite(self.dual_gap) else None,
             "converged": self.converged,
         }
+        if self.encoding is not None:
+            meta["encoding"] = encoding_json(self.encoding)
         (path / _JSON).write_text(json.dumps(meta, indent=2) + "\n")
         np.savez(path / _ARRAYS, coef=self.coef, x_mean=self.x_mean, x_scale=self.x_scale)
         return path
@@ -181,6 +196,7 @@ class FittedModel:
             n_iter=int(meta.get("n_iter", 0)),
             dual_gap=float("nan") if gap is None else float(gap),
             converged=bool(meta.get("converged", True)),
+            encoding=encoding_from_json(meta["encoding"]) if meta.get("encoding") else None,
         )
 
 

@@ -105,6 +105,12 @@ def retrain_plan(cfg: SweepConfig) -> DataPlan:
             "regsweep retrain does not support group k-fold yet (folds.group is set); unset folds.group."
         )
     plan = plan_data(cfg.data, cfg.folds)
+    if plan.needs_scan:
+        what = f"categorical columns {list(plan.categorical)}" if plan.categorical else "data.missing: impute"
+        raise RetrainInputError(
+            f"regsweep retrain does not support {what} yet (its cached statistics are not widened to new levels); "
+            "run a new sweep to refit on new data, or encode and impute the columns before the retrain."
+        )
     tc = cfg.retrain.holdout.time_column
     if tc is None:
         return plan

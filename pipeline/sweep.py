@@ -37,10 +37,13 @@ from .candidate import Candidate
 from .console import LOCAL_UI, Progress, print_outcome
 from .config import SweepConfig
 from .cv import check_scheduler, example_rows, open_client, total_threads, wait_done
+from .cv.scan import scan_columns
 from .cv.engines import EngineTasks, choose_sweep_engine, place_engine, tasks_of
 from .cv.path import PathSpec, run_path
 from .cv.placement import Placement
 from .data import DataPlan, plan_data
+from .encoding import describe as describe_encoding
+from .encoding import encoding_summary
 from .engine import EngineChoice
 from .errors import DataError
 from .model import FittedModel
@@ -174,7 +177,12 @@ class _Sweep:
     def _data_pass(self) -> None:
         """The engine, the pass (or the rows), its checks and notes, the fold models, the search space, the
         parent run."""
-        cfg, plan, client = self.cfg, self.plan, self.client
+        cfg, client = self.cfg, self.client
+        for note in self.plan.notes:
+            self.echo(f"Note: {note}")
+        self.plan = plan = scan_columns(client, self.plan)  # levels and gaps, when the source has them
+        if plan.encoding is not None:
+            self.echo(describe_encoding(plan.encoding))
         self.engine = engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k)
         self.echo(engine.line())
         self.tasks = tasks = tasks_of(engine.name)
@@ -265,7 +273,8 @@ class _Sweep:
                            d.selected.lambda1, d.selected.lambda2)
         passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
         self.model = model = self._waited("refit", client.submit(self.tasks.refit, passes, chosen,
-                                                                 self.plan.feature_names, cfg.model, pure=False))
+                                                                 self.plan.feature_names, cfg.model,
+                                                                 self.plan.encoding, pure=False))
         if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
             self.example = client.submit(example_rows, self.plan, passes, pure=False)
         done = n_complete(self.store.study)
@@ -353,6 +362,8 @@ class _Sweep:
             "k": cfg.folds.k,
             "data_fingerprint": meta["fingerprint"],
             "rows_dropped": meta["rows_dropped"],
+            "rows_dropped_by": meta.get("rows_dropped_by", {}),
+            **(encoding_summary(self.plan.encoding) if self.plan.encoding is not None else {}),
             "constant_columns": meta["constant_columns"],
             "duplicate_columns": meta["duplicate_columns"],
             "data_notes": meta["notes"],

@@ -62,8 +62,11 @@ def _write(d, case):  # -> list of --set overrides
     if case == "target-missing":
         df.to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=zz"]
-    if case == "non-numeric-parquet":
-        df.assign(txt=["x"] * len(df)).to_parquet(d / "d.parquet")
+    if case == "text-target-parquet":  # a text feature is categorical; a text target cannot be fitted
+        df.assign(y=["x"] * len(df)).to_parquet(d / "d.parquet")
+        return ["data.source=DATA/d.parquet", "data.target=y"]
+    if case == "date-column-parquet":
+        df.assign(day=pd.date_range("2024-01-01", periods=len(df))).to_parquet(d / "d.parquet")
         return ["data.source=DATA/d.parquet", "data.target=y"]
     if case == "schemas-differ":
         (d / "parts").mkdir()
@@ -109,7 +112,8 @@ def _write(d, case):  # -> list of --set overrides
 
 METADATA_CASES = {
     "target-missing": ["data.target 'zz' is not a column of", "d.csv", "columns are ['a', 'b', 'c', 'y', 'w', 'g']"],
-    "non-numeric-parquet": ["column 'txt'", "d.parquet", "string, not numeric", "data.features"],
+    "text-target-parquet": ["data.target 'y'", "d.parquet", "holds text, not numbers", "categorical target"],
+    "date-column-parquet": ["column 'day'", "d.parquet", "holds dates or times", "days since a date", "data.exclude"],
     "schemas-differ": ["b.parquet", "a.parquet", "column 'b' is in", "same columns and types"],
     "empty-file": ["d.csv", "is empty", "needs a header line and data rows"],
     "zero-rows": ["d.parquet", "has zero rows"],

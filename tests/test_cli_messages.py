@@ -55,7 +55,11 @@ def test_check_config_checks_the_columns_and_their_types(tmp_path: Path) -> None
     _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
                                   "--set", "data.target=zz"], cwd=tmp_path), ["data.target 'zz' is not a column"])
     _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
-                                  "--set", "data.target=y"], cwd=tmp_path), ["columns ['b'] are not numeric"])
+                                  "--set", "data.target=b"], cwd=tmp_path),
+                    ["data.target 'b'", "holds text, not numbers", "categorical target"])
+    text = run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
+                         "--set", "data.target=y"], cwd=tmp_path)
+    assert text.returncode == 0 and "2 features, categorical ['b']" in text.stdout, text.stderr
     ok = run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
                        "--set", "data.target=y", "--set", "data.features=[a]"], cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr

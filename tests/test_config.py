@@ -63,7 +63,7 @@ def test_fixed_key_paths_exist():
         (["data.synthetic.n_informative=50"], "n_informative must be <= n_features, got n_informative=50 > n_features=20"),
         (["data.features=[a, b, a]"], "data.features: features must be listed once each, got duplicates ['a']"),
         (["cluster=3"], "cluster: Input should be a valid dictionary"),
-        (["data.missing=skip"], "data.missing: Input should be 'error' or 'drop', got 'skip'"),
+        (["data.missing=skip"], "data.missing: Input should be 'error', 'drop' or 'impute', got 'skip'"),
         (["folds.group=''"], "folds.group: String should have at least 1 character, got ''"),
         (["search.n_trials=0", "folds.k=1"], "2 problems:\n  - folds.k: Input should be greater than or equal to 2, got 1\n  - search.n_trials:"),
         (["nokey"], "--set expects key.path=value, got 'nokey'"),

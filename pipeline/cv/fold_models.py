@@ -113,9 +113,8 @@ def _fold_path(fold: int, scores: Sequence[FoldScore]) -> FoldPath:
 
 
 def make_fold_model(passes: BlockPass, fold: int, *, fit_intercept: bool, standardize: bool) -> FoldModel:
-    """Training statistics = total − held-out; standardization from training rows only."""
-    heldout = passes.fold_stats[fold]
-    train = passes.total_stats - heldout
+    """Training statistics = total − held-out; standardization (and imputation) from training rows only."""
+    train, heldout = passes.fold_split(fold)
     problem = GramProblem.from_stats(train, fit_intercept=fit_intercept, standardize=standardize)
     return FoldModel(fold=fold, problem=problem, train=train, heldout=heldout)
 

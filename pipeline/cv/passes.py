@@ -24,10 +24,10 @@ from ..columns import column_notes
 from ..data import BlockSpec, DataPlan, load_block
 from ..errors import DataError
 from ..folds import assign_units, block_fold_stats, kfold_folds, merge_units, unit_stats, units_cap
-from ..solvers import SuffStats, merge_all
+from ..solvers import MeanImputation, SuffStats, merge_all
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Hashable, Sequence
 
     from distributed import Client, Future
 
@@ -63,43 +63,73 @@ class BlockPass:
     units_cap: int = 0
     total: SuffStats | None = None  # all rows, after finish_pass
     n_groups: int | None = None  # distinct groups (or buckets) under group k-fold, after finish_pass
-    n_dropped: int = 0  # rows left out for NaN/inf under data.missing: drop
+    dropped_by: tuple[int, int, int] = (0, 0, 0)  # rows left out for a missing target, weight, feature
+    imputation: MeanImputation | None = None  # data.missing: impute: statistics columns -> features
 
     @property
-    def total_stats(self) -> SuffStats:
-        """The statistics of all rows (a finished pass always has them)."""
+    def n_dropped(self) -> int:
+        """Rows left out (a missing target or weight; under data.missing: drop, any missing entry)."""
+        return sum(self.dropped_by)
+
+    @property
+    def raw_total(self) -> SuffStats:
+        """The statistics of all rows in the statistics columns (a finished pass always has them)."""
         if self.total is None:
             raise ValueError("this block pass is not finished: call finish_pass first")
         return self.total
+
+    @property
+    def total_stats(self) -> SuffStats:
+        """The statistics of all rows' features (imputed by the means over all rows)."""
+        if self.imputation is None:
+            return self.raw_total
+        return self.imputation.apply(self.raw_total)[1][0]
+
+    def fold_split(self, fold: int) -> tuple[SuffStats, SuffStats]:
+        """A fold's training and held-out statistics of the features; imputed by the training rows' means."""
+        heldout = self.fold_stats[fold]
+        train = self.raw_total - heldout
+        if self.imputation is None:
+            return train, heldout
+        train, heldout = self.imputation.apply(train, heldout)[1]
+        return train, heldout
 
 
 def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> BlockPass:
     """Load one block and reduce it to one statistics record per fold (per group under group k-fold)."""
     block = load_block(plan, spec)
+    imputation = plan.encoding.imputation() if plan.encoding is not None else None
     if block.group is not None:
-        cap = units_cap(plan.n_features, k)
+        cap = units_cap(plan.n_statistics_columns, k)
         units = unit_stats(block.X, block.y, block.weight, block.group, cap, fold_seed)
-        return BlockPass((), 1, block.integer_columns, units=units, units_cap=cap, n_dropped=block.n_dropped)
+        return BlockPass((), 1, block.integer_columns, units=units, units_cap=cap, dropped_by=block.dropped_by,
+                         imputation=imputation)
     # a row's fold depends on its index in the source, so dropping a row moves no other row
     folds = kfold_folds(block.start_row, spec.n_rows, k, fold_seed)
     if block.kept is not None:
         folds = folds[block.kept]
     stats = block_fold_stats(block.X, block.y, block.weight, folds, k)
-    return BlockPass(tuple(stats), 1, block.integer_columns, n_dropped=block.n_dropped)
+    return BlockPass(tuple(stats), 1, block.integer_columns, dropped_by=block.dropped_by, imputation=imputation)
 
 
 def merge_block_passes(*parts: BlockPass, fold_seed: int = 0) -> BlockPass:
     """Merge several block passes fold by fold (or group by group), in the order given."""
     integer = tuple(all(flags) for flags in zip(*(p.integer_columns for p in parts)))
     n_blocks = sum(p.n_blocks for p in parts)
-    dropped = sum(p.n_dropped for p in parts)
+    dropped = _sum_dropped(parts)
+    imputation = parts[0].imputation
     if parts[0].units is not None:
         cap = parts[0].units_cap
         units = merge_units([p.units or {} for p in parts], cap, fold_seed)
-        return BlockPass((), n_blocks, integer, units=units, units_cap=cap, n_dropped=dropped)
+        return BlockPass((), n_blocks, integer, units=units, units_cap=cap, dropped_by=dropped, imputation=imputation)
     k = len(parts[0].fold_stats)
     merged = tuple(merge_all(p.fold_stats[i] for p in parts) for i in range(k))
-    return BlockPass(merged, n_blocks, integer, n_dropped=dropped)
+    return BlockPass(merged, n_blocks, integer, dropped_by=dropped, imputation=imputation)
+
+
+def _sum_dropped(parts: Sequence[BlockPass]) -> tuple[int, int, int]:
+    t, w, f = (sum(p.dropped_by[i] for p in parts) for i in range(3))
+    return t, w, f
 
 
 def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
@@ -117,13 +147,13 @@ def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
             for f in range(k)
         )
         n_groups = len(passes.units)
-    return BlockPass(fold_stats, passes.n_blocks, passes.integer_columns,
-                     total=merge_all(fold_stats), n_groups=n_groups, n_dropped=passes.n_dropped)
+    return BlockPass(fold_stats, passes.n_blocks, passes.integer_columns, total=merge_all(fold_stats),
+                     n_groups=n_groups, dropped_by=passes.dropped_by, imputation=passes.imputation)
 
 
 def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str, Any]:
     """Row counts per fold, group count, column notes and a content fingerprint of the data (worker side)."""
-    total = passes.total_stats
+    total = passes.raw_total
     h = hashlib.sha256()
     for name, arr in sorted(total.to_arrays().items()):
         h.update(name.encode())
@@ -135,7 +165,8 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str,
         "fold_weight": [s.sum_w for s in passes.fold_stats],
         "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
-        **column_notes(total, feature_names, passes.n_dropped),
+        **column_notes(passes.total_stats, feature_names, passes.n_dropped, passes.dropped_by[2]),
+        "rows_dropped_by": dict(zip(("target", "weight", "feature"), passes.dropped_by)),
     }
 
 

@@ -7,6 +7,7 @@ its data pass, a retrain the total of its training rows.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 
@@ -15,6 +16,7 @@ import numpy as np
 from ..candidate import Candidate
 from ..config import ModelConfig
 from ..data import DataPlan, read_example
+from ..encoding import Encoding
 from ..model import FittedModel
 from ..solvers import GramProblem, SuffStats
 from .passes import BlockPass
@@ -30,9 +32,13 @@ def refit(total: SuffStats, cand: Candidate, feature_names: Sequence[str], model
     return FittedModel.from_solution(problem, problem.solve(penalty, tol=model.tol), penalty, feature_names)
 
 
-def refit_pass(passes: BlockPass, cand: Candidate, feature_names: Sequence[str], model: ModelConfig) -> FittedModel:
-    """:func:`refit` on a finished data pass (a task: the pass stays on the workers)."""
-    return refit(passes.total_stats, cand, feature_names, model)
+def refit_pass(passes: BlockPass, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
+               encoding: Encoding | None = None) -> FittedModel:
+    """:func:`refit` on a finished data pass (a task: the pass stays on the workers); the model keeps
+    ``encoding`` with the values it imputes (the means over all rows)."""
+    total = passes.total_stats
+    fitted = refit(total, cand, feature_names, model)
+    return fitted if encoding is None else dataclasses.replace(fitted, encoding=encoding.fitted(total.x_mean))
 
 
 def search_bounds(total: SuffStats, model: ModelConfig) -> dict[str, float]:

@@ -13,6 +13,7 @@ client, no Optuna, no MLflow), so Dask may run it anywhere and twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import threading
@@ -26,6 +27,7 @@ import numpy as np
 from ..candidate import Candidate
 from ..columns import describe_columns
 from ..config import ModelConfig
+from ..encoding import Encoding
 from ..model import FittedModel
 from ..solvers import RowDesign, RowFit, RowProblem
 from .rows import RowData
@@ -175,12 +177,14 @@ def row_bounds(rows: RowData, model: ModelConfig) -> dict[str, float]:
             "lambda2_high": 10.0 * e_max, "lambda1_max": lam1_max, "e_max": e_max, "n_kept": n_kept}
 
 
-def row_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], model: ModelConfig) -> FittedModel:
-    """``cand`` fitted on all (training) rows."""
+def row_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
+              encoding: Encoding | None = None) -> FittedModel:
+    """``cand`` fitted on all (training) rows; the model keeps ``encoding`` (no column is imputed here)."""
     problem = rows.problem(model)
     penalty = cand.penalty_object()
-    return FittedModel.from_solution(problem.design, problem.solve(penalty, tol=model.tol).result, penalty,
-                                     feature_names)
+    fitted = FittedModel.from_solution(problem.design, problem.solve(penalty, tol=model.tol).result, penalty,
+                                       feature_names)
+    return fitted if encoding is None else dataclasses.replace(fitted, encoding=encoding.fitted(problem.design.x_center))
 
 
 def row_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig) -> np.ndarray:

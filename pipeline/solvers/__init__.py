@@ -15,11 +15,13 @@ from .active_set import SolverResult, enet_duality_gap, enet_gram
 from .penalties import L1, L2, PENALTY_NAMES, ElasticNet, lambda1_max, make_penalty, soft_threshold
 from .problem import FitResult, GramProblem
 from .design import RowDesign, is_sparse
+from .imputation import MeanImputation
 from .ridge import RidgeFactor
 from .rows import RowFit, RowProblem
 from .stats import SuffStats, merge_all
 
 __all__ = [
+    "MeanImputation",
     "ElasticNet",
     "FitResult",
     "GramProblem",

@@ -230,6 +230,20 @@ class SuffStats:
             cyy=max(self.cyy - part.cyy - f * dy * dy, 0.0),
         )
 
+    def mapped(self, A: np.ndarray) -> SuffStats:
+        """The statistics of the columns ``X A`` (p × p' matrix A) of the same rows.
+
+        Moments are linear in the columns: ``x̄' = Aᵀ x̄`` (origin and offset
+        mapped separately), ``Cxx' = Aᵀ Cxx A``, ``Cxy' = Aᵀ Cxy``; the target's
+        moments are unchanged.
+        """
+        A = np.asarray(A, dtype=np.float64)
+        if A.shape[0] != self.n_features:
+            raise ValueError(f"the map has {A.shape[0]} rows but the statistics have {self.n_features} columns.")
+        cxx = A.T @ self.cxx @ A
+        return dataclasses.replace(self, x_origin=A.T @ self.x_origin, x_offset=A.T @ self.x_offset,
+                                   cxx=0.5 * (cxx + cxx.T), cxy=A.T @ self.cxy)
+
     def _with_rows(self, n_rows: int) -> SuffStats:
         return dataclasses.replace(self, n_rows=n_rows)
 

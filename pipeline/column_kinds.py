@@ -1,0 +1,121 @@
+"""What kind each column holds, decided on the driver from metadata or a CSV's first lines.
+
+Kinds: ``numeric``, ``bool``, ``text``, ``date`` (and ``other`` for Arrow
+types regsweep cannot use). Under ``data.categorical: auto`` text and boolean
+columns, and Parquet columns whose stored Arrow type is ``dictionary<…>``,
+are categorical; a list adds integer-coded columns. Dates and times are
+refused with the fix. CSV heads are read with the standard library (the
+driver does not import pandas: it costs 0.3 s on every sweep).
+
+A column whose kind a CSV's first lines misjudge (numbers first, text later)
+is caught when its block is read, with the file rows named.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "csv_head_kinds"]
+
+HEAD_ROWS = 1000
+PANDAS_NA_VALUES = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})  # pandas.read_csv's default na_values (pandas 2–3)
+_BOOL = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
+_DATE = re.compile(
+    r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?"
+    r"|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?"
+    r"|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)\s*$")
+
+
+def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
+                   n_rows: int = HEAD_ROWS) -> tuple[dict[str, str], dict[str, bool]]:
+    """Kind of every column from a CSV's first ``n_rows`` data lines, and whether its values there are unique."""
+    na = PANDAS_NA_VALUES if na_values is None else frozenset(na_values)
+    values: dict[str, list[str]] = {c: [] for c in columns}
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for i, row in enumerate(reader):
+            if i >= n_rows:
+                break
+            for c, v in zip(columns, row):
+                if v.strip() not in na:
+                    values[c].append(v.strip())
+    kinds = {c: _kind(vs) for c, vs in values.items()}
+    unique = {c: len(set(vs)) == len(vs) and len(vs) > 0 for c, vs in values.items()}
+    return kinds, unique
+
+
+def _kind(values: Sequence[str]) -> str:
+    if all(_is_number(v) for v in values):
+        return "numeric"  # also an all-missing head: blocks further on decide
+    if all(v in _BOOL for v in values):
+        return "bool"
+    if all(_DATE.match(v) for v in values):
+        return "date"
+    return "text"
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def arrow_kind(typ: pa.DataType) -> str:
+    """The kind of a stored Arrow type (a dictionary-encoded *physical* column has its logical type here)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(typ):
+        return "dictionary"
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        return "numeric"
+    if pa.types.is_boolean(typ):
+        return "bool"
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "text"
+    if pa.types.is_temporal(typ):
+        return "date"
+    return "other"
+
+
+def categorical_columns(kinds: Mapping[str, str], features: Sequence[str], target: str, weight: str | None,
+                        listed: Sequence[str] | str, where: str) -> tuple[str, ...]:
+    """The categorical features; a text, date or other-typed target, weight or feature is a one-line error."""
+    for key, col in (("data.target", target), ("data.weight", weight)):
+        if col is not None and kinds.get(col, "numeric") != "numeric":
+            raise DataError(f"{key} {col!r} of {where} holds {_said(kinds[col])}, not numbers: a categorical "
+                            f"target or weight cannot be fitted by squared loss; choose a numeric column.")
+    if not isinstance(listed, str):
+        unknown = [c for c in listed if c not in features]
+        if unknown:
+            raise DataError(f"data.categorical {unknown} are not feature columns of {where}; features are "
+                            f"{list(features)}.")
+    out = []
+    for c in features:
+        kind = kinds.get(c, "numeric")
+        if kind == "date":
+            raise DataError(f"column {c!r} of {where} holds dates or times; convert them to numbers (e.g. days "
+                            "since a date) or leave the column out with data.exclude.")
+        if kind == "other":
+            raise DataError(f"column {c!r} of {where} has a type regsweep cannot use; convert it to numbers or text, "
+                            "or leave it out with data.exclude.")
+        if kind in ("text", "bool", "dictionary") or (not isinstance(listed, str) and c in listed):
+            out.append(c)
+    return tuple(out)
+
+
+def _said(kind: str) -> str:
+    return {"text": "text", "bool": "true/false values", "date": "dates", "dictionary": "categories"}.get(kind, kind)

@@ -1,0 +1,271 @@
+"""Raw table columns to model features: level indicators, and missing entries marked for imputation.
+
+An :class:`Encoding` is decided once, before the statistics pass, from the
+column kinds and a scan of the levels (:mod:`pipeline.levels`). It is plain,
+picklable data: the workers use it to turn each block's raw frame into the
+statistics columns, and the fitted model keeps it to turn a raw frame into
+its features at predict time.
+
+- A numeric column is one feature. Under ``data.missing: impute`` a numeric
+  column that had missing entries also gets a missing indicator in the
+  statistics, and its missing entries are written as a fixed centre ``c`` (see
+  :mod:`pipeline.solvers.imputation` for why this gives every fold's mean
+  imputation exactly).
+- A categorical column with L sorted levels is L indicator features named
+  ``column=level``. All levels are kept (no reference level is dropped): under
+  a penalty the coefficients stay identifiable and do not depend on which
+  level would have been the reference (glmnet's choice). A missing value is
+  the level ``<NA>`` when missing values were seen in training; otherwise, and
+  for a level never seen in training, the column's indicators are all zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import DataError
+from .solvers import MeanImputation
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["NA_LEVEL", "Encoding", "describe", "encoding_summary", "from_json", "is_missing", "level_strings", "numeric_column",
+           "to_json"]
+
+NA_LEVEL = "<NA>"
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How raw columns become the statistics columns and the model's features.
+
+    Attributes
+    ----------
+    columns : tuple of str
+        The raw feature columns, in order.
+    levels : tuple
+        Per column: its sorted levels (a categorical column) or None (numeric).
+    imputed : tuple of bool
+        Per column: a numeric column with missing entries, imputed by its training mean.
+    centers : tuple of float
+        Per column: the constant written where an imputed column is missing (0 elsewhere).
+    indicators : bool
+        Missing indicators of the imputed columns are also features (``data.missing_indicators``).
+    fill : tuple of float or None
+        Per column: the value a fitted model imputes (the mean over its training rows, for every numeric
+        column under ``data.missing: impute``, as a fitted ``SimpleImputer`` does; NaN elsewhere); None
+        until fitted.
+    impute : bool
+        Whether missing entries are imputed (``data.missing: impute``).
+    """
+
+    columns: tuple[str, ...]
+    levels: tuple[tuple[str, ...] | None, ...]
+    imputed: tuple[bool, ...] = ()
+    centers: tuple[float, ...] = ()
+    indicators: bool = False
+    fill: tuple[float, ...] | None = None
+    impute: bool = False
+
+    def __post_init__(self) -> None:
+        n = len(self.columns)
+        if not self.imputed:
+            object.__setattr__(self, "imputed", (False,) * n)
+        if not self.centers:
+            object.__setattr__(self, "centers", (0.0,) * n)
+
+    # ------------------------------------------------------------ names
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        return tuple(c for c, lv in zip(self.columns, self.levels) if lv is not None)
+
+    @property
+    def encoded_names(self) -> tuple[str, ...]:
+        """Feature names before the missing indicators: a numeric column's name, or ``column=level``."""
+        out: list[str] = []
+        for col, lv in zip(self.columns, self.levels):
+            out.extend([col] if lv is None else [f"{col}={level}" for level in lv])
+        return tuple(out)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The model's features: the encoded columns, then ``column=<NA>`` per imputed column if indicated."""
+        extra = tuple(f"{c}={NA_LEVEL}" for c, imp in zip(self.columns, self.imputed) if imp) if self.indicators else ()
+        return self.encoded_names + extra
+
+    @property
+    def n_statistics_columns(self) -> int:
+        return len(self.encoded_names) + sum(self.imputed)
+
+    def imputation(self) -> MeanImputation | None:
+        """The map from statistics columns to features (None when no column is imputed)."""
+        if not any(self.imputed):
+            return None
+        start, value_columns, centers = 0, [], []
+        for lv, imp, c in zip(self.levels, self.imputed, self.centers):
+            if imp:
+                value_columns.append(start)
+                centers.append(c)
+            start += 1 if lv is None else len(lv)
+        return MeanImputation(start, tuple(value_columns), np.asarray(centers, dtype=np.float64), self.indicators)
+
+    def fitted(self, feature_means: np.ndarray) -> Encoding:
+        """This encoding with the fill values of a model fitted on rows whose feature means are
+        ``feature_means`` (an imputed column's mean is the mean of its observed entries)."""
+        fill = [math.nan] * len(self.columns)
+        start = 0
+        for j, lv in enumerate(self.levels):
+            if lv is None and self.impute:
+                fill[j] = float(feature_means[start])
+            start += 1 if lv is None else len(lv)
+        return dataclasses.replace(self, fill=tuple(fill))
+
+    # ----------------------------------------------------------- encode
+    def statistics_columns(self, frame: pd.DataFrame, where: str) -> np.ndarray:
+        """The block's statistics columns (training side, on a worker).
+
+        Imputed columns are written with their centre where missing and followed by
+        their missing indicators; any other missing entry stays NaN in its column (a
+        categorical column without the ``<NA>`` level: NaN in all its indicators), for
+        ``data.missing`` to refuse or drop the row.
+        """
+        blocks = [self._column(frame, j, where, training=True) for j in range(len(self.columns))]
+        masks = [is_missing(frame[c]).astype(np.float64)[:, None]
+                 for c, imp in zip(self.columns, self.imputed) if imp]
+        return np.ascontiguousarray(np.hstack(blocks + masks)) if blocks else np.empty((len(frame), 0))
+
+    def features(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's features of a raw frame (predict time): missing entries take the fitted fill values."""
+        absent = [c for c in self.columns if c not in frame.columns]
+        if absent:
+            raise DataError(f"input lacks the model's columns {absent}; it needs {list(self.columns)}.")
+        blocks = [self._column(frame, j, "input", training=False) for j in range(len(self.columns))]
+        if self.indicators:
+            blocks += [is_missing(frame[c]).astype(np.float64)[:, None]
+                       for c, imp in zip(self.columns, self.imputed) if imp]
+        return np.hstack(blocks) if blocks else np.empty((len(frame), 0))
+
+    def _column(self, frame: pd.DataFrame, j: int, where: str, training: bool) -> np.ndarray:
+        name, lv = self.columns[j], self.levels[j]
+        series = frame[name]
+        if lv is None:
+            values = numeric_column(series, name, where)
+            missing = ~np.isfinite(values)
+            if missing.any():
+                if training and self.imputed[j]:
+                    values = np.where(missing, self.centers[j], values)
+                elif not training:
+                    fill = math.nan if self.fill is None else self.fill[j]
+                    if math.isnan(fill):
+                        raise DataError(f"input column {name!r} has missing values, but the model was fitted "
+                                        "without data.missing: impute and cannot fill them in; fill them in.")
+                    values = np.where(missing, fill, values)
+            return values[:, None]
+        return _indicators(series, name, lv, training)
+
+
+def _indicators(series: pd.Series, name: str, levels: tuple[str, ...], training: bool) -> np.ndarray:
+    import pandas as pd
+
+    text = level_strings(series)
+    missing = pd.isna(text)
+    has_na = NA_LEVEL in levels
+    if has_na:
+        text = text.where(~missing, NA_LEVEL)
+    codes = pd.Index(list(levels)).get_indexer(text.to_numpy(dtype=object)).astype(np.intp)  # -1: not a level
+    out = np.zeros((len(series), len(levels)))
+    seen = codes >= 0
+    out[np.flatnonzero(seen), codes[seen]] = 1.0
+    if training:
+        if not has_na and missing.any():
+            out[np.asarray(missing), :] = np.nan  # left for data.missing to refuse or drop
+        return out
+    unseen = ~seen & ~np.asarray(missing)
+    if unseen.any():
+        new = sorted(set(np.asarray(text)[unseen]))
+        warnings.warn(f"column {name!r} has level(s) {new[:5]}{' …' if len(new) > 5 else ''} not seen in training: "
+                      "their indicators are 0.", UserWarning, stacklevel=4)
+    return out
+
+
+def level_strings(series: pd.Series) -> pd.Series:
+    """A column's values as level names (missing stays missing): text as is, ``True``/``False``, whole numbers
+    without a decimal point (``3``, also when stored as the float 3.0)."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return series.map(lambda v: str(bool(v)) if not pd.isna(v) else None).astype(object)
+    if pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        out = np.empty(values.size, dtype=object)
+        for i, v in enumerate(values):
+            out[i] = None if not math.isfinite(v) else (str(int(v)) if v.is_integer() else repr(float(v)))
+        return pd.Series(out, index=series.index, dtype=object)
+    return series.astype(object).where(~series.isna(), None).map(lambda v: v if v is None else str(v))
+
+
+def numeric_column(series: pd.Series, name: str, where: str) -> np.ndarray:
+    """A numeric column as float64 (missing as NaN); text in it is a one-line error naming the fixes."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    coerced = pd.to_numeric(series, errors="coerce")
+    bad = coerced.isna() & ~series.isna()
+    if bad.any():
+        example = series[bad].iloc[0]
+        raise DataError(f"{where}: column {name!r} is numeric elsewhere but holds text here (e.g. {example!r}); "
+                        f"list it in data.categorical, add {example!r} to data.na_values if it marks a missing "
+                        "value, or leave the column out with data.exclude.")
+    return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def is_missing(series: pd.Series) -> np.ndarray:
+    """Per row: the entry is missing (NaN, inf or None)."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(series):
+        return ~np.isfinite(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.asarray(series.isna())
+
+
+def encoding_summary(encoding: Encoding) -> dict[str, Any]:
+    """What a sweep records about the encoding: levels per categorical column, imputed columns."""
+    return {"categorical_levels": {c: list(lv) for c, lv in zip(encoding.columns, encoding.levels) if lv is not None},
+            "imputed_columns": [c for c, imp in zip(encoding.columns, encoding.imputed) if imp]}
+
+
+def describe(encoding: Encoding) -> str:
+    """One line for the console: the categorical columns with their level counts, and the imputed columns."""
+    cats = [f"{c} ({len(lv)}{', with ' + NA_LEVEL if NA_LEVEL in lv else ''})"
+            for c, lv in zip(encoding.columns, encoding.levels) if lv is not None]
+    imputed = [c for c, imp in zip(encoding.columns, encoding.imputed) if imp]
+    parts = [f"categorical columns (levels): {', '.join(cats)}" if cats else "no categorical columns"]
+    if encoding.impute:
+        parts.append(f"imputed by each fold's training means: {', '.join(imputed)}" if imputed
+                     else "no feature has missing values to impute")
+    return "Columns: " + "; ".join(parts) + "."
+
+
+def to_json(encoding: Encoding) -> dict[str, Any]:
+    """Plain JSON of an encoding (kept in ``model.json``)."""
+    return {"columns": list(encoding.columns), "levels": [None if lv is None else list(lv) for lv in encoding.levels],
+            "imputed": list(encoding.imputed), "centers": list(encoding.centers), "indicators": encoding.indicators,
+            "impute": encoding.impute,
+            "fill": None if encoding.fill is None else [None if math.isnan(v) else v for v in encoding.fill]}
+
+
+def from_json(d: dict[str, Any]) -> Encoding:
+    """Inverse of :func:`to_json`."""
+    fill = d.get("fill")
+    return Encoding(tuple(d["columns"]), tuple(None if lv is None else tuple(lv) for lv in d["levels"]),
+                    tuple(bool(v) for v in d["imputed"]), tuple(float(v) for v in d["centers"]),
+                    bool(d["indicators"]),
+                    None if fill is None else tuple(math.nan if v is None else float(v) for v in fill),
+                    bool(d.get("impute", False)))

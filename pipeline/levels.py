@@ -1,0 +1,121 @@
+"""The level scan: categorical levels and missing entries, found on the workers before the statistics pass.
+
+Each block is read once more (only when the source has categorical columns or
+``data.missing: impute``): :func:`scan_block` returns its levels per
+categorical column and, per numeric column, how many entries are missing and
+the sum of the observed ones. The driver merges the scans and decides the
+:class:`~pipeline.encoding.Encoding` with :func:`encoding_from_scan`, which is
+also where too many levels and free-text columns are refused, before any
+trial. Rows the pass will leave out (a missing target or weight; under
+``data.missing: drop`` any missing entry) are left out of the scan too, so no
+level exists only in rows that are never fitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .encoding import NA_LEVEL, Encoding, is_missing, level_strings, numeric_column
+from .errors import DataError
+
+if TYPE_CHECKING:
+    from .data import BlockSpec, DataPlan
+
+__all__ = ["ColumnScan", "encoding_from_scan", "merge_scans", "scan_block"]
+
+_LEVELS_KEPT = 100_000  # per column and block: enough to say "too many" without holding a free-text column
+
+
+@dataclass
+class ColumnScan:
+    """What one or more blocks hold, per raw feature column."""
+
+    levels: dict[str, set[str]] = field(default_factory=dict)  # categorical: levels seen (NA_LEVEL for missing)
+    present: dict[str, int] = field(default_factory=dict)  # categorical: non-missing entries
+    missing: dict[str, int] = field(default_factory=dict)  # numeric: missing entries
+    observed_sum: dict[str, float] = field(default_factory=dict)  # numeric: Σ of the observed entries
+    observed: dict[str, int] = field(default_factory=dict)  # numeric: observed entries
+
+
+def scan_block(plan: DataPlan, spec: BlockSpec) -> ColumnScan:
+    """Levels and missing entries of one block's kept rows (runs on a worker)."""
+    from .data import raw_block_frame
+
+    frame, y, w, where = raw_block_frame(plan, spec)
+    kept = np.isfinite(y) & (np.isfinite(w) if w is not None else True)
+    if plan.missing == "drop":
+        for c in plan.raw_features:
+            kept &= ~is_missing(frame[c])
+    frame = frame[kept]
+    scan = ColumnScan()
+    for c in plan.raw_features:
+        if c in plan.categorical:
+            text = level_strings(frame[c])
+            absent = text.isna()
+            seen = set(text[~absent].unique()[:_LEVELS_KEPT])
+            if absent.any() and plan.missing == "impute":
+                seen.add(NA_LEVEL)
+            scan.levels[c] = seen
+            scan.present[c] = int((~absent).sum())
+        else:
+            values = numeric_column(frame[c], c, where)
+            finite = np.isfinite(values)
+            scan.missing[c] = int((~finite).sum())
+            scan.observed_sum[c] = float(values[finite].sum())
+            scan.observed[c] = int(finite.sum())
+    return scan
+
+
+def merge_scans(scans: list[ColumnScan]) -> ColumnScan:
+    """The scan of all the blocks scanned."""
+    out = ColumnScan()
+    for s in scans:
+        for c, lv in s.levels.items():
+            out.levels.setdefault(c, set()).update(lv)
+        for target, source in ((out.present, s.present), (out.missing, s.missing), (out.observed, s.observed)):
+            for c, v in source.items():
+                target[c] = target.get(c, 0) + v
+        for c, x in s.observed_sum.items():
+            out.observed_sum[c] = out.observed_sum.get(c, 0.0) + x
+    return out
+
+
+def encoding_from_scan(plan: DataPlan, scan: ColumnScan) -> Encoding:
+    """The encoding of ``plan``'s columns; free text and too many levels are one-line errors."""
+    levels: list[tuple[str, ...] | None] = []
+    imputed, centers = [], []
+    for c in plan.raw_features:
+        if c in plan.categorical:
+            found = scan.levels.get(c, set())
+            n_levels = len(found - {NA_LEVEL})
+            present = scan.present.get(c, 0)
+            if c in plan.text_columns and present and n_levels > present / 2 and n_levels > 2:
+                raise DataError(f"column {c!r} looks like free text: {n_levels} distinct values in {present} rows; "
+                                f"leave it out with data.exclude: [{c}].")
+            if len(found) > plan.max_levels:
+                raise DataError(f"column {c!r} has {len(found)} levels, more than data.max_levels = "
+                                f"{plan.max_levels}; raise data.max_levels or leave it out with data.exclude.")
+            levels.append(_sorted_levels(found))
+            imputed.append(False)
+            centers.append(0.0)
+        else:
+            levels.append(None)
+            gaps = plan.missing == "impute" and scan.missing.get(c, 0) > 0
+            imputed.append(gaps)
+            n_obs = scan.observed.get(c, 0)
+            centers.append(scan.observed_sum[c] / n_obs if gaps and n_obs else 0.0)
+    return Encoding(plan.raw_features, tuple(levels), tuple(imputed), tuple(centers), plan.missing_indicators,
+                    impute=plan.missing == "impute")
+
+
+def _sorted_levels(found: set[str]) -> tuple[str, ...]:
+    """Levels in order: numerically when all are numbers (``2``, ``10``), else as text; ``<NA>`` last."""
+    real = [v for v in found if v != NA_LEVEL]
+    try:
+        ordered = sorted(real, key=float)
+    except ValueError:
+        ordered = sorted(real)
+    return tuple(ordered + ([NA_LEVEL] if NA_LEVEL in found else []))

@@ -1,0 +1,262 @@
+"""Text columns and missing values: every fold's error equals scikit-learn's pipeline on the same folds.
+
+The data are the bundled Palmer penguins (real: three text columns, a missing
+sex for 9 birds, 2 birds without measurements), with further gaps punched into
+two numeric columns so that each fold imputes different means. The reference
+is ``Pipeline(ColumnTransformer(OneHotEncoder(handle_unknown="ignore"),
+SimpleImputer(strategy="mean")), StandardScaler, ElasticNet)`` under
+``cross_val_score`` on the same folds; regsweep computes the same numbers from
+one pass of statistics (no row is read per fold). Tolerance 1e-8 relative:
+both sides converge to a relative duality gap far below it (scikit-learn at
+``tol=1e-12``), and the statistics are exact up to rounding.
+"""
+
+from __future__ import annotations
+
+import warnings
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import ElasticNet, Lasso, Ridge
+from sklearn.model_selection import PredefinedSplit, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from pipeline.candidate import Candidate
+from pipeline.config import DataConfig
+from pipeline.cv.fold_models import make_fold_model
+from pipeline.cv.passes import block_pass, finish_pass, merge_block_passes
+from pipeline.cv.refit import refit_pass
+from pipeline.config import ModelConfig
+from pipeline.data import plan_data
+from pipeline.errors import DataError
+from pipeline.folds import kfold_folds
+from pipeline.levels import encoding_from_scan, merge_scans, scan_block
+from pipeline.model import FittedModel
+
+TEXT = ["species", "island", "sex"]
+NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "year"]
+TARGET = "body_mass_g"
+K, SEED = 5, 4
+CANDIDATES = [Candidate(0, "l1", 3.0, 0.0), Candidate(1, "l1", 40.0, 0.0), Candidate(2, "l2", 0.0, 0.05),
+              Candidate(3, "elasticnet", 8.0, 0.3), Candidate(4, "elasticnet", 0.5, 0.01)]
+
+
+@pytest.fixture(scope="module")
+def penguins() -> pd.DataFrame:
+    """The bundled penguins with 25 more gaps in two numeric columns (seeded)."""
+    df = pd.read_csv(resources.files("pipeline.datasets") / "penguins.csv")
+    rng = np.random.default_rng(11)
+    df.loc[rng.choice(len(df), 15, replace=False), "bill_length_mm"] = np.nan
+    df.loc[rng.choice(len(df), 10, replace=False), "flipper_length_mm"] = np.nan
+    return df
+
+
+def _pass(plan):
+    """The sweep's pass, in this process: scan, encode, reduce every block, merge, finish."""
+    plan = plan.with_encoding(encoding_from_scan(plan, merge_scans([scan_block(plan, b) for b in plan.blocks])))
+    parts = [block_pass(plan, b, K, SEED) for b in plan.blocks]
+    return plan, finish_pass(merge_block_passes(*parts, fold_seed=SEED), K, SEED)
+
+
+def _plan(tmp_path, df, fmt="csv", **data):
+    path = tmp_path / f"d.{fmt}"
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    else:
+        df.to_parquet(path, index=False, row_group_size=60)
+    return plan_data(DataConfig(source=str(path), target=TARGET, missing="impute", block_rows=70, **data))
+
+
+def _reference_pipeline(c: Candidate, n_train: int):
+    if c.penalty == "l2":
+        reg = Ridge(alpha=n_train * c.lambda2, solver="svd")
+    elif c.penalty == "l1":
+        reg = Lasso(alpha=c.lambda1, tol=1e-12, max_iter=1_000_000)
+    else:
+        reg = ElasticNet(alpha=c.lambda1 + c.lambda2, l1_ratio=c.lambda1 / (c.lambda1 + c.lambda2), tol=1e-12,
+                         max_iter=1_000_000)
+    encode = ColumnTransformer([("text", OneHotEncoder(handle_unknown="ignore"), TEXT),
+                                ("numbers", SimpleImputer(strategy="mean"), NUMERIC)])
+    return Pipeline([("encode", encode), ("scale", StandardScaler()), ("fit", reg)])
+
+
+def _folds_of_kept_rows(df):
+    folds = kfold_folds(0, len(df), K, SEED)
+    kept = df[TARGET].notna().to_numpy()
+    return df[kept].reset_index(drop=True), folds[kept]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_every_fold_matches_sklearn_pipeline(tmp_path, penguins, fmt):
+    plan, passes = _pass(_plan(tmp_path, penguins, fmt))
+    assert set(plan.categorical) == set(TEXT)
+    data, folds = _folds_of_kept_rows(penguins)
+    assert passes.dropped_by == (2, 0, 0) and passes.total_stats.n_rows == len(data)
+    models = [make_fold_model(passes, f, fit_intercept=True, standardize=True) for f in range(K)]
+    for c in CANDIDATES:
+        ours = np.mean([m.score(c, 1e-12).heldout_mse for m in models])
+        n_train = int(np.mean([(folds != f).sum() for f in range(K)]))
+        if c.penalty == "l2":  # Ridge's alpha scales with each fold's training rows
+            errs = []
+            for f in range(K):
+                tr, te = folds != f, folds == f
+                est = _reference_pipeline(c, int(tr.sum())).fit(data[tr], data[TARGET][tr])
+                errs.append(np.mean((est.predict(data[te]) - data[TARGET][te]) ** 2))
+            ref = float(np.mean(errs))
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # levels unseen in a training fold
+                ref = -cross_val_score(_reference_pipeline(c, n_train), data, data[TARGET], cv=PredefinedSplit(folds),
+                                       scoring="neg_mean_squared_error").mean()
+        assert ours == pytest.approx(ref, rel=1e-8), c
+
+
+def test_weighted_imputation_matches_a_weighted_reference(tmp_path, penguins):
+    """Weights: the imputed value is Σw·x/Σw over observed training rows; scaler, fit and score weighted."""
+    df = penguins.copy()
+    df["w"] = np.random.default_rng(5).uniform(0.2, 3.0, len(df))
+    plan, passes = _pass(_plan(tmp_path, df, weight="w"))
+    data, folds = _folds_of_kept_rows(df)
+    c = Candidate(0, "elasticnet", 6.0, 0.2)
+    ours = [make_fold_model(passes, f, fit_intercept=True, standardize=True).score(c, 1e-12).heldout_mse
+            for f in range(K)]
+    for f in range(K):
+        tr, te = data[folds != f], data[folds == f]
+        means = {col: np.average(tr[col][tr[col].notna()], weights=tr["w"][tr[col].notna()]) for col in NUMERIC}
+        onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(tr[TEXT])
+
+        def design(part):
+            return np.hstack([onehot.transform(part[TEXT]), part[NUMERIC].fillna(means).to_numpy()])
+
+        scaler = StandardScaler().fit(design(tr), sample_weight=tr["w"])
+        reg = ElasticNet(alpha=c.lambda1 + c.lambda2, l1_ratio=c.lambda1 / (c.lambda1 + c.lambda2), tol=1e-12,
+                         max_iter=1_000_000).fit(scaler.transform(design(tr)), tr[TARGET], sample_weight=tr["w"])
+        pred = reg.predict(scaler.transform(design(te)))
+        ref = np.average((pred - te[TARGET]) ** 2, weights=te["w"])
+        assert ours[f] == pytest.approx(ref, rel=1e-8), f
+
+
+def test_model_encodes_the_raw_frame_like_the_refit_pipeline(tmp_path, penguins):
+    plan, passes = _pass(_plan(tmp_path, penguins))
+    c = Candidate(0, "elasticnet", 2.0, 0.1)
+    model = refit_pass(passes, c, plan.feature_names, ModelConfig(tol=1e-12), plan.encoding)
+    data, _ = _folds_of_kept_rows(penguins)
+    ref = _reference_pipeline(c, len(data)).fit(data, data[TARGET])
+    raw = penguins.drop(columns=[TARGET])  # also the rows whose target was missing: the model imputes them
+    np.testing.assert_allclose(model.predict(raw), ref.predict(raw), rtol=1e-8, atol=1e-8 * data[TARGET].std())
+    # saved and loaded, it still takes the raw frame; names are column=level
+    loaded = FittedModel.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(raw), model.predict(raw))
+    assert "species=Gentoo" in loaded.feature_names and "sex=<NA>" in loaded.feature_names
+
+
+def test_unseen_level_gives_zeros_and_one_warning(tmp_path, penguins):
+    plan, passes = _pass(_plan(tmp_path, penguins))
+    model = refit_pass(passes, Candidate(0, "l2", 0.0, 0.01), plan.feature_names, ModelConfig(), plan.encoding)
+    rows = penguins.drop(columns=[TARGET]).iloc[:3].copy()
+    base = model.predict(rows)
+    rows["island"] = ["Atlantis", "Atlantis", "Biscoe"]
+    j = {n: i for i, n in enumerate(model.feature_names)}
+    with pytest.warns(UserWarning, match="'island'.*Atlantis") as record:
+        got = model.predict(rows)
+    assert len(record) == 1
+    old = model.coef[j["island=Torgersen"]]  # the first rows are from Torgersen
+    np.testing.assert_allclose(got[:2], base[:2] - old, rtol=1e-12)
+    np.testing.assert_allclose(got[2], base[2] - old + model.coef[j["island=Biscoe"]], rtol=1e-12)
+
+
+def test_missing_indicators_and_integer_coded_categories(tmp_path, penguins):
+    plan, passes = _pass(_plan(tmp_path, penguins, categorical=["year"], missing_indicators=True))
+    assert "year=2007" in plan.feature_names and "year" not in plan.feature_names
+    assert plan.feature_names[-2:] == ("bill_length_mm=<NA>", "flipper_length_mm=<NA>")
+    # the indicator is the fraction of gaps in the column, over the rows kept
+    data, _ = _folds_of_kept_rows(penguins)
+    j = plan.feature_names.index("bill_length_mm=<NA>")
+    assert passes.total_stats.x_mean[j] == pytest.approx(data["bill_length_mm"].isna().mean(), rel=1e-12)
+
+
+def test_exclude_and_row_labels(tmp_path, penguins):
+    df = penguins.copy()
+    df.index = [f"bird {i}" for i in range(len(df))]
+    df.to_csv(tmp_path / "r.csv")  # as R's write.csv: an unnamed first column of row names
+    plan = plan_data(DataConfig(source=str(tmp_path / "r.csv"), target=TARGET, exclude=["year", "island"],
+                                missing="impute"))
+    assert plan.raw_features == ("species", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "sex")
+    assert any("row names" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda df: df.assign(when=pd.date_range("2020-01-01", periods=len(df)).strftime("%Y-%m-%d")),
+     "column 'when' .* holds dates or times; convert them to numbers"),
+    (lambda df: df.assign(name=[f"bird number {i}" for i in range(len(df))]),
+     "column 'name' looks like free text: 342 distinct values in 342 rows; .*data.exclude: \\[name\\]"),
+])
+def test_dates_and_free_text_are_refused(tmp_path, penguins, change, message):
+    with pytest.raises(DataError, match=message):
+        _pass(_plan(tmp_path, change(penguins)))
+
+
+def test_too_many_levels_and_text_target(tmp_path, penguins):
+    with pytest.raises(DataError, match="column 'species' has 3 levels, more than data.max_levels = 2"):
+        _pass(_plan(tmp_path, penguins, max_levels=2))
+    df = penguins.assign(body_mass_g=penguins["species"])
+    with pytest.raises(DataError, match="data.target 'body_mass_g' .* holds text, not numbers"):
+        _plan(tmp_path, df)
+
+
+def test_text_in_a_numeric_column_further_down_is_named(tmp_path, penguins):
+    big = pd.concat([penguins] * 4, ignore_index=True)
+    big["bill_depth_mm"] = big["bill_depth_mm"].astype(object)
+    big.loc[1200, "bill_depth_mm"] = "deep"  # beyond the 1,000 lines the plan reads
+    with pytest.raises(DataError, match="column 'bill_depth_mm' is numeric elsewhere but holds text here .*'deep'"):
+        _pass(_plan(tmp_path, big))
+
+
+def test_group_kfold_folds_match_sklearn_on_the_same_groups(tmp_path, penguins):
+    """folds.group: whole groups (here the study year × island) per fold, levels and gaps as before."""
+    from pipeline.config import FoldsConfig
+    from pipeline.folds import assign_units
+
+    df = penguins.assign(site=penguins["island"] + "-" + penguins["year"].astype(str))
+    df.to_csv(tmp_path / "g.csv", index=False)
+    cfg = DataConfig(source=str(tmp_path / "g.csv"), target=TARGET, missing="impute", block_rows=70)
+    plan, passes = _pass(plan_data(cfg, FoldsConfig(k=K, seed=SEED, group="site")))
+    kept = df[df[TARGET].notna()].reset_index(drop=True)
+    fold_of = assign_units(kept.groupby("site").size().astype(float).to_dict(), K, SEED)
+    folds = kept["site"].map(fold_of).to_numpy()
+    assert passes.n_groups == kept["site"].nunique() == 9
+    c = Candidate(0, "elasticnet", 5.0, 0.1)
+    models = [make_fold_model(passes, f, fit_intercept=True, standardize=True) for f in range(K)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = -cross_val_score(_reference_pipeline(c, len(kept)), kept, kept[TARGET], cv=PredefinedSplit(folds),
+                               scoring="neg_mean_squared_error")
+    np.testing.assert_allclose([m.score(c, 1e-12).heldout_mse for m in models], ref, rtol=1e-8)
+
+
+def test_imputation_keeps_precision_for_columns_far_from_zero(tmp_path, diabetes):
+    """An .npy source with gaps, one column shifted by 10⁶: imputing by the fold means stays exact."""
+    X, y = diabetes
+    X = X.copy()
+    X[:, 2] += 1e6
+    rng = np.random.default_rng(2)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), missing="impute",
+                                block_rows=100))
+    plan, passes = _pass(plan)
+    folds = kfold_folds(0, len(y), K, SEED)
+    c = Candidate(0, "elasticnet", 0.5, 0.05)
+    ours = [make_fold_model(passes, f, fit_intercept=True, standardize=True).score(c, 1e-12).heldout_mse
+            for f in range(K)]
+    reg = ElasticNet(alpha=c.lambda1 + c.lambda2, l1_ratio=c.lambda1 / (c.lambda1 + c.lambda2), tol=1e-12,
+                     max_iter=1_000_000)
+    pipe = Pipeline([("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler()), ("fit", reg)])
+    ref = -cross_val_score(pipe, X, y, cv=PredefinedSplit(folds), scoring="neg_mean_squared_error")
+    np.testing.assert_allclose(ours, ref, rtol=1e-8)
