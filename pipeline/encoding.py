@@ -100,8 +100,19 @@ class Encoding:
         return self.encoded_names + extra
 
     @property
+    def statistics_names(self) -> tuple[str, ...]:
+        """Names of the statistics columns: the encoded columns, then ``column=<NA>`` per imputed column (its
+        missing indicator, the same column as the feature of that name under ``data.missing_indicators``)."""
+        return self.encoded_names + tuple(f"{c}={NA_LEVEL}" for c, imp in zip(self.columns, self.imputed) if imp)
+
+    @property
     def n_statistics_columns(self) -> int:
         return len(self.encoded_names) + sum(self.imputed)
+
+    @property
+    def imputed_centers(self) -> dict[str, float]:
+        """The constant written into each imputed column where it is missing."""
+        return {c: x for c, imp, x in zip(self.columns, self.imputed, self.centers) if imp}
 
     def imputation(self) -> MeanImputation | None:
         """The map from statistics columns to features (None when no column is imputed)."""

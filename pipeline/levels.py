@@ -14,7 +14,7 @@ level exists only in rows that are never fitted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from .errors import DataError
 if TYPE_CHECKING:
     from .data import BlockSpec, DataPlan
 
-__all__ = ["ColumnScan", "encoding_from_scan", "merge_scans", "scan_block"]
+__all__ = ["ColumnScan", "encoding_from_scan", "merge_scans", "scan_block", "scan_from_json", "scan_to_json"]
 
 _LEVELS_KEPT = 100_000  # per column and block: enough to say "too many" without holding a free-text column
 
@@ -67,6 +67,18 @@ def scan_block(plan: DataPlan, spec: BlockSpec) -> ColumnScan:
             scan.observed_sum[c] = float(values[finite].sum())
             scan.observed[c] = int(finite.sum())
     return scan
+
+
+def scan_to_json(scan: ColumnScan) -> dict[str, Any]:
+    """Plain JSON of a scan (kept with a retrain's cached block record)."""
+    return {"levels": {c: sorted(v) for c, v in scan.levels.items()}, "present": scan.present,
+            "missing": scan.missing, "observed_sum": scan.observed_sum, "observed": scan.observed}
+
+
+def scan_from_json(d: dict[str, Any]) -> ColumnScan:
+    """Inverse of :func:`scan_to_json`."""
+    return ColumnScan({c: set(v) for c, v in d["levels"].items()}, dict(d["present"]), dict(d["missing"]),
+                      {c: float(x) for c, x in d["observed_sum"].items()}, dict(d["observed"]))
 
 
 def merge_scans(scans: list[ColumnScan]) -> ColumnScan:

@@ -63,12 +63,14 @@ from .cv import (
     BlockPass,
     DirCache,
     StatCache,
+    RetrainColumns,
     block_fingerprints,
     collect_stats,
     data_fingerprint,
     open_client,
     placement_of_pass,
     refit,
+    retrain_columns,
     search_bounds,
     total_threads,
     wait_done,
@@ -78,10 +80,12 @@ from .cv.placement import Placement
 from .cv.row_models import heldout_mse, retrain_facts, row_bounds, row_refit
 from .cv.row_placement import RowPlacement
 from .cv.rows import load_rows
-from .data import DataPlan, plan_data
+from .data import DataPlan, plan_data, read_example
+from .encoding import describe as describe_encoding
 from .errors import DataError, RetrainInputError
 from .locks import retrain_lock
 from .model import FittedModel
+from .recoding import coefficients_by_name, incumbent_map, new_levels
 from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, n_complete, resolve_space
 from .solvers import merge_all
 from .tracking import MlflowCache, RegisteredVersion, Tracker
@@ -105,12 +109,6 @@ def retrain_plan(cfg: SweepConfig) -> DataPlan:
             "regsweep retrain does not support group k-fold yet (folds.group is set); unset folds.group."
         )
     plan = plan_data(cfg.data, cfg.folds)
-    if plan.needs_scan:
-        what = f"categorical columns {list(plan.categorical)}" if plan.categorical else "data.missing: impute"
-        raise RetrainInputError(
-            f"regsweep retrain does not support {what} yet (its cached statistics are not widened to new levels); "
-            "run a new sweep to refit on new data, or encode and impute the columns before the retrain."
-        )
     tc = cfg.retrain.holdout.time_column
     if tc is None:
         return plan
@@ -125,6 +123,9 @@ def retrain_plan(cfg: SweepConfig) -> DataPlan:
         raise RetrainInputError(f"retrain.holdout.time_column {tc!r} is the target or weight column.")
     if cfg.data.features is not None and tc in cfg.data.features:
         raise RetrainInputError(f"retrain.holdout.time_column {tc!r} must not be in data.features.")
+    if tc in plan.categorical:
+        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} holds text; it must hold numbers (e.g. days "
+                                "since a date).")
     plan = replace(plan, feature_names=tuple(f for f in plan.feature_names if f != tc))
     if not plan.feature_names:
         raise RetrainInputError("no feature columns are left besides the time column.")
@@ -253,10 +254,11 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     name = cfg.tracking.registered_model
     with retrain_lock(cfg) as lock:
         base = _starting_model(tracker, name)
-        if base.model.feature_names is not None and tuple(base.model.feature_names) != plan.feature_names:
+        theirs = base.model.encoding.columns if base.model.encoding is not None else base.model.feature_names
+        if theirs is not None and tuple(theirs) != plan.raw_features:
             raise RetrainInputError(
-                f"the data's features {list(plan.feature_names)} differ from those of {name} v{base.version} "
-                f"({list(base.model.feature_names)}); retrain keeps the feature set, run a new sweep to change it."
+                f"the data's features {list(plan.raw_features)} differ from those of {name} v{base.version} "
+                f"({list(theirs)}); retrain keeps the feature set (new levels are fine), run a new sweep to change it."
             )
         echo(f"Retrain {name}: starting from v{base.version} (alias {base.alias}), mode {cfg.retrain.mode}; {lock}")
         summary = _retrain_on_cluster(cfg, plan, tracker, base, echo)
@@ -279,11 +281,23 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         if done:
             echo(f"Up to date: {name} v{done[-1].version} was trained on data {fingerprint}; nothing to do.")
             return _up_to_date(tracker, name, fingerprint, done[-1])
+        cache = _open_cache(cfg, tracker)
+        columns = retrain_columns(client, plan, fps, cfg, cache)  # levels and gaps, cached blocks not read
+        plan = columns.plan
         engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k,
                                      heldout_fraction=cfg.retrain.holdout.fraction)
         echo(engine.line())
-        challenge = _challenge_on_rows if engine.name == "rows" else _challenge_on_stats
-        challenger, scores, evidence, extra = challenge(client, cfg, plan, tracker, base, fps, fingerprint, echo)
+        if plan.encoding is not None:
+            echo(describe_encoding(plan.encoding))
+        if engine.name == "rows":
+            challenger, scores, evidence, extra = _challenge_on_rows(client, cfg, plan, base, fingerprint, echo)
+        else:
+            challenger, scores, evidence, extra = _challenge_on_stats(client, cfg, columns, cache, base, fps,
+                                                                      fingerprint, echo)
+    if plan.encoding is not None:
+        extra["new_levels"] = new_levels(base.model.encoding, plan.encoding)
+        if extra["new_levels"]:
+            echo(f"New levels since v{base.version}: {extra['new_levels']} (the incumbent scores them as zeros)")
     action, reason = _decide(base, *scores, cfg.retrain.margin)
     return _record(tracker, cfg, plan, base, challenger, scores, (action, reason), fingerprint, evidence, extra)
 
@@ -291,13 +305,22 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
 _Challenge = tuple[FittedModel, tuple[float, float], _Evidence, dict[str, Any]]
 
 
-def _challenge_on_stats(client: Client, cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base: RegisteredVersion,
-                        fps: list[str], fingerprint: str, echo: Callable[[str], None]) -> _Challenge:
-    """The Gram engine: block statistics (cached where possible), the challenger, both held-out scores."""
-    cache = _open_cache(cfg, tracker)
-    stats = collect_stats(client, plan, fps, cfg, cache)
+def _challenge_on_stats(client: Client, cfg: SweepConfig, columns: RetrainColumns, cache: StatCache | None,
+                        base: RegisteredVersion, fps: list[str], fingerprint: str,
+                        echo: Callable[[str], None]) -> _Challenge:
+    """The Gram engine: block statistics (cached where possible), the challenger, both held-out scores.
+
+    With levels or gaps the statistics are in the statistics columns: the challenger imputes by its training
+    rows' means, the incumbent is scored through its own encoding and fill values (:mod:`pipeline.recoding`).
+    """
+    plan = columns.plan
+    stats = collect_stats(client, columns, fps, cfg, cache)
     rec = stats.record
-    train_total = merge_all(rec.train)
+    raw_train = merge_all(rec.train)
+    imputation = plan.encoding.imputation() if plan.encoding is not None else None
+    train_total, heldout = raw_train, rec.heldout
+    if imputation is not None:
+        train_total, heldout = imputation.apply(raw_train, rec.heldout)[1]
     _check_rows(rec.heldout.sum_w, train_total.sum_w, [st.sum_w for st in rec.train], cfg)
     echo(f"Data: {plan.source}: {train_total.n_rows} training + {rec.heldout.n_rows} held-out rows, "
          f"fingerprint {fingerprint} (of the blocks' raw bytes, so that cached blocks need not be parsed; a "
@@ -307,21 +330,28 @@ def _challenge_on_stats(client: Client, cfg: SweepConfig, plan: DataPlan, tracke
     if cfg.retrain.mode == "resweep":
         # the training statistics go to the cluster as a task's input, not as scattered data: if the workers
         # holding them die, Dask recomputes them elsewhere, as a sweep's data pass
-        passes = BlockPass(rec.train, 0, rec.integer_columns, total=train_total)
+        passes = BlockPass(rec.train, 0, rec.integer_columns, total=raw_train, imputation=imputation)
         placement = placement_of_pass(client, passes, cfg.folds.k, plan.n_features, cfg.model)
         cand, extra = _resweep(client, placement, search_bounds(train_total, cfg.model), base, cfg, fingerprint, echo)
     else:
         cand = Candidate(-1, base.model.penalty, base.model.lambda1, base.model.lambda2)
     challenger = refit(train_total, cand, plan.feature_names, cfg.model)
-    scores = (rec.heldout.mse(base.model.coef, base.model.intercept),  # the incumbent's, then the challenger's
-              rec.heldout.mse(challenger.coef, challenger.intercept))
+    incumbent_heldout = rec.heldout
+    if plan.encoding is not None:
+        challenger = replace(challenger, encoding=plan.encoding.fitted(train_total.x_mean))
+        incumbent_heldout = rec.heldout.mapped(incumbent_map(plan.encoding, base.model.feature_names or (),
+                                                             base.model.encoding))
+    scores = (incumbent_heldout.mse(base.model.coef, base.model.intercept),  # the incumbent's, then the challenger's
+              heldout.mse(challenger.coef, challenger.intercept))
+    example = (read_example(plan) if plan.encoding is not None
+               else _example(train_total.x_mean, rec.integer_columns, plan))
     evidence = _Evidence(train_total.n_rows, rec.heldout.n_rows, stats.blocks_read, stats.blocks_cached, stats.cutoff,
-                         _example(train_total.x_mean, rec.integer_columns, plan), "gram")
+                         example, "gram")
     return challenger, scores, evidence, extra
 
 
-def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base: RegisteredVersion,
-                       fps: list[str], fingerprint: str, echo: Callable[[str], None]) -> _Challenge:
+def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: RegisteredVersion, fingerprint: str,
+                       echo: Callable[[str], None]) -> _Challenge:
     """The rows engine: the rows on the workers (held-out ones marked), the challenger, both held-out scores.
 
     The block-statistics cache holds p × p matrices per block, which this engine cannot use: every block is
@@ -346,11 +376,17 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, tracker
         rows = placement.current_pass()  # placed again if lost during the resweep
     else:
         cand = Candidate(-1, base.model.penalty, base.model.lambda1, base.model.lambda2)
-    challenger = wait_done(client.submit(row_refit, rows, cand, plan.feature_names, cfg.model, pure=False))
-    inc, ch = wait_done(client.submit(heldout_mse, rows, [(base.model.coef, base.model.intercept),
+    challenger = wait_done(client.submit(row_refit, rows, cand, plan.feature_names, cfg.model, plan.encoding,
+                                         pure=False))
+    # the incumbent's coefficients on today's features: a level it never saw counts as zero, as at predict time
+    incumbent = coefficients_by_name(base.model.coef, base.model.feature_names or plan.feature_names,
+                                     plan.feature_names)
+    inc, ch = wait_done(client.submit(heldout_mse, rows, [(incumbent, base.model.intercept),
                                                           (challenger.coef, challenger.intercept)], pure=False))
+    example = (read_example(plan) if plan.encoding is not None
+               else _example(facts["x_mean"], facts["integer_columns"], plan))
     evidence = _Evidence(facts["n_train"], facts["n_heldout"], len(plan.blocks), 0, facts["time_cutoff"],
-                         _example(facts["x_mean"], facts["integer_columns"], plan), "rows", note)
+                         example, "rows", note)
     return challenger, (inc, ch), evidence, extra
 
 

@@ -22,7 +22,7 @@ from .passes import BlockPass, pass_summary, same, submit_data_pass
 from .placement import FoldPlacement, FoldSlot, Placement, cover, placement_of_pass
 from .refit import example_rows, pass_bounds, refit, refit_pass, search_bounds
 from .scoring import FoldScore
-from .retrain_pass import RetrainStats, block_fingerprints, collect_stats
+from .retrain_pass import RetrainColumns, RetrainStats, block_fingerprints, collect_stats, retrain_columns
 from .statcache import DirCache, StatCache, data_fingerprint
 from .waiting import CONNECTION_LOST, LOST, cancel_reason, next_ready, result_or_lost, wait_done, worker_left
 
@@ -36,6 +36,7 @@ __all__ = [
     "FoldScore",
     "FoldSlot",
     "Placement",
+    "RetrainColumns",
     "RetrainStats",
     "Scorable",
     "StatCache",
@@ -44,6 +45,7 @@ __all__ = [
     "check_scheduler",
     "cover",
     "collect_stats",
+    "retrain_columns",
     "data_fingerprint",
     "example_rows",
     "next_ready",

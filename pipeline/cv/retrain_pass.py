@@ -8,12 +8,14 @@ every block's time range is, so the few blocks straddling it are read again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import SweepConfig
 from ..data import DataPlan
+from ..levels import ColumnScan, encoding_from_scan, merge_scans, scan_block
 from .passes import same
 from .statcache import (
     BlockRecord,
@@ -29,7 +31,7 @@ from .statcache import (
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["RetrainStats", "block_fingerprints", "collect_stats"]
+__all__ = ["RetrainColumns", "RetrainStats", "block_fingerprints", "collect_stats", "retrain_columns"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,37 @@ class RetrainStats:
     cutoff: float | None
 
 
+@dataclass(frozen=True)
+class RetrainColumns:
+    """A retrain's plan with its levels and gaps known, and the cached records found on the way."""
+
+    plan: DataPlan
+    cached: dict[int, BlockRecord]
+    scans: dict[int, ColumnScan]  # the blocks scanned now (not cached)
+
+
+def retrain_columns(client: Client, plan: DataPlan, fingerprints: Sequence[str], cfg: SweepConfig,
+                    cache: StatCache | None) -> RetrainColumns:
+    """The encoding of today's data: cached blocks give their recorded scans, the others are scanned on the
+    workers. A source without categorical columns or imputation needs neither."""
+    keys = _keys(plan, fingerprints, cfg)
+    cached = _cached_records(cache, keys, cfg.folds.k, plan.n_features if not plan.needs_scan else None)
+    if not plan.needs_scan:
+        return RetrainColumns(plan, cached, {})
+    cached = {i: rec for i, rec in cached.items() if rec.scan is not None}
+    todo = [i for i in range(len(plan.blocks)) if i not in cached]
+    plan_f = client.submit(same, plan, pure=False)
+    scans = dict(zip(todo, client.gather([client.submit(scan_block, plan_f, plan.blocks[i], pure=False)
+                                           for i in todo])))
+    merged = merge_scans([*(rec.scan for rec in cached.values() if rec.scan is not None), *scans.values()])
+    return RetrainColumns(plan.with_encoding(encoding_from_scan(plan, merged)), cached, scans)
+
+
+def _keys(plan: DataPlan, fingerprints: Sequence[str], cfg: SweepConfig) -> list[str]:
+    return [cache_key(plan, spec, fp, cfg.folds.k, cfg.folds.seed, cfg.retrain.holdout)
+            for spec, fp in zip(plan.blocks, fingerprints)]
+
+
 def block_fingerprints(client: Client, plan: DataPlan) -> list[str]:
     """The content fingerprint of every block, computed on the workers (raw bytes, no parsing)."""
     plan_f = client.submit(same, plan, pure=False)
@@ -50,21 +83,26 @@ def block_fingerprints(client: Client, plan: DataPlan) -> list[str]:
     return fingerprints
 
 
-def collect_stats(client: Client, plan: DataPlan, fingerprints: Sequence[str], cfg: SweepConfig,
+def collect_stats(client: Client, columns: RetrainColumns, fingerprints: Sequence[str], cfg: SweepConfig,
                   cache: StatCache | None) -> RetrainStats:
-    """Merged per-fold training and held-out statistics, loading only the blocks the cache lacks."""
-    k, seed, holdout = cfg.folds.k, cfg.folds.seed, cfg.retrain.holdout
-    keys = [cache_key(plan, spec, fp, k, seed, holdout) for spec, fp in zip(plan.blocks, fingerprints)]
-    records = _cached_records(cache, keys, k, plan.n_features)
+    """Merged per-fold training and held-out statistics, loading only the blocks the cache lacks; cached
+    records of an encoded source are widened to today's levels (:meth:`BlockRecord.widened`)."""
+    plan, records = columns.plan, dict(columns.cached)
+    keys = _keys(plan, fingerprints, cfg)
     missing = [i for i in range(len(plan.blocks)) if i not in records]
     plan_f = client.submit(same, plan, pure=False)
     loaded = _load_records(client, plan_f, plan, missing, cfg, None)
     for i, rec in loaded.items():
+        if i in columns.scans:
+            loaded[i] = rec = dataclasses.replace(rec, scan=columns.scans[i])
         if cache is not None:
             cache.put(keys[i], record_to_bytes(rec))
+    if plan.encoding is not None:
+        records = {i: rec.widened(plan.encoding) for i, rec in records.items()}
     records.update(loaded)
     blocks_read = len(missing)
     cutoff = None
+    holdout = cfg.retrain.holdout
     if holdout.time_column:
         cutoff = _time_cutoff(records.values(), holdout.fraction)
         reload = []
@@ -80,15 +118,19 @@ def collect_stats(client: Client, plan: DataPlan, fingerprints: Sequence[str], c
     return RetrainStats(merged, blocks_read, len(plan.blocks) - len(missing), cutoff)
 
 
-def _cached_records(cache: StatCache | None, keys: Sequence[str], k: int, p: int) -> dict[int, BlockRecord]:
-    """The records the cache holds (for ``k`` folds and ``p`` features), by block index."""
+def _cached_records(cache: StatCache | None, keys: Sequence[str], k: int, p: int | None) -> dict[int, BlockRecord]:
+    """The records the cache holds (for ``k`` folds and ``p`` features; an encoded record names its own
+    columns, ``p`` None), by block index."""
     records: dict[int, BlockRecord] = {}
     if cache is None:
         return records
     for i, key in enumerate(keys):
         data = cache.get(key)
         rec = record_from_bytes(data) if data is not None else None
-        if rec is not None and len(rec.train) == k and rec.heldout.n_features == p:
+        if rec is None or len(rec.train) != k:
+            continue
+        width = rec.heldout.n_features
+        if (width == p and not rec.columns) if p is not None else (width == len(rec.columns) > 0):
             records[i] = rec
     return records
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ import numpy as np
 
 from ..config import HoldoutConfig
 from ..data import BlockSpec, DataPlan, load_block
+from ..encoding import Encoding
+from ..levels import ColumnScan, scan_from_json, scan_to_json
+from ..recoding import widening_map
 from ..folds import keyed_hash, kfold_folds
 from ..solvers import SuffStats, merge_all
 
@@ -121,7 +125,7 @@ def _hash_parquet(h: Any, plan: DataPlan, spec: BlockSpec) -> None:
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(spec.path).metadata
-    needed = {*plan.feature_names, plan.target, *(c for c in (plan.weight, plan.group) if c)}
+    needed = {*plan.raw_features, plan.target, *(c for c in (plan.weight, plan.group) if c)}
     for rg in spec.row_groups:
         group = meta.row_group(rg)
         for i in range(group.num_columns):
@@ -145,8 +149,11 @@ def data_fingerprint(plan: DataPlan, block_fingerprints: list[str], time_column:
 def cache_key(plan: DataPlan, spec: BlockSpec, block_fp: str, k: int, fold_seed: int, holdout: HoldoutConfig) -> str:
     """Everything a block's record depends on, hashed."""
     rule = ("time", holdout.time_column) if holdout.time_column else ("rows", holdout.fraction, holdout.seed)
-    text = repr((RECORD_FORMAT, block_fp, spec.start_row, spec.n_rows, plan.feature_names, plan.target,
-                 plan.weight, k, fold_seed, rule))
+    parts: tuple[object, ...] = (RECORD_FORMAT, block_fp, spec.start_row, spec.n_rows, plan.raw_features,
+                                 plan.target, plan.weight, k, fold_seed, rule)
+    if plan.categorical or plan.missing == "impute":  # levels and gaps live in the record, not in the key
+        parts += (plan.categorical, plan.missing, plan.na_values, plan.missing_indicators)
+    text = repr(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
@@ -164,6 +171,9 @@ class BlockRecord:
     integer_columns: tuple[bool, ...]
     t_min: float = float("nan")
     t_max: float = float("nan")
+    columns: tuple[str, ...] = ()  # names of the statistics columns when the source is encoded (levels, gaps)
+    centers: dict[str, float] = dataclasses.field(default_factory=dict)  # gappy column -> the centre written
+    scan: ColumnScan | None = None  # the block's levels and gaps (a cached block is not scanned again)
 
     @property
     def train_total(self) -> SuffStats:
@@ -176,13 +186,23 @@ class BlockRecord:
             tuple(a and b for a, b in zip(self.integer_columns, other.integer_columns)),
             float(np.fmin(self.t_min, other.t_min)),
             float(np.fmax(self.t_max, other.t_max)),
+            self.columns, self.centers,
         )
 
     def all_heldout(self) -> BlockRecord:
         """This block with every row held out (a block entirely past the time cut-off)."""
         p = self.heldout.n_features
-        return BlockRecord(tuple(SuffStats.empty(p) for _ in self.train), merge_all([*self.train, self.heldout]),
-                           self.integer_columns, self.t_min, self.t_max)
+        return dataclasses.replace(self, train=tuple(SuffStats.empty(p) for _ in self.train),
+                                   heldout=merge_all([*self.train, self.heldout]))
+
+    def widened(self, encoding: Encoding) -> BlockRecord:
+        """This record in the statistics columns of ``encoding`` (new levels are zero columns here)."""
+        if self.columns == encoding.statistics_names and self.centers == encoding.imputed_centers:
+            return self
+        A = widening_map(self.columns, self.centers, encoding)
+        return dataclasses.replace(self, train=tuple(st.mapped(A) for st in self.train),
+                                   heldout=self.heldout.mapped(A), columns=encoding.statistics_names,
+                                   centers=encoding.imputed_centers, integer_columns=())
 
 
 def heldout_rows(start_row: int, n_rows: int, fraction: float, seed: int) -> np.ndarray:
@@ -193,9 +213,20 @@ def heldout_rows(start_row: int, n_rows: int, fraction: float, seed: int) -> np.
 
 
 def _time_plan(plan: DataPlan, time_column: str | None) -> DataPlan:
+    """``plan`` also reading the time column, as one more numeric statistics column (:func:`_time_index`)."""
     if time_column is None:
         return plan
+    enc = plan.encoding
+    if enc is not None:
+        timed = Encoding((*enc.columns, time_column), (*enc.levels, None), (*enc.imputed, False),
+                         (*enc.centers, 0.0), enc.indicators, impute=enc.impute)
+        return dataclasses.replace(plan, encoding=timed)
     return dataclasses.replace(plan, feature_names=(*plan.feature_names, time_column))
+
+
+def _time_index(plan: DataPlan) -> int:
+    """Where :func:`_time_plan` puts the time column: after the features (before any missing indicator)."""
+    return len(plan.encoding.encoded_names) if plan.encoding is not None else plan.n_features
 
 
 def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdout: HoldoutConfig,
@@ -208,11 +239,12 @@ def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdou
     """
     tc = holdout.time_column
     block = load_block(_time_plan(plan, tc), spec)
-    X = block.X[:, : plan.n_features] if tc else block.X
+    at = _time_index(plan)
+    X = np.delete(block.X, at, axis=1) if tc else block.X
     integer = block.integer_columns[: plan.n_features]
     t_min = t_max = float("nan")
     if tc:
-        t = block.X[:, -1]
+        t = block.X[:, at]
         t_min, t_max = float(t.min()), float(t.max())
         held = np.zeros(t.shape[0], dtype=bool) if cutoff is None else t >= cutoff
     else:
@@ -226,7 +258,9 @@ def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdou
         train.append(SuffStats.from_block(X[rows], block.y[rows], w))
     w = None if block.weight is None else block.weight[held]
     heldout = SuffStats.from_block(X[held], block.y[held], w)
-    return BlockRecord(tuple(train), heldout, tuple(integer), t_min, t_max)
+    enc = plan.encoding
+    return BlockRecord(tuple(train), heldout, tuple(integer), t_min, t_max,
+                       enc.statistics_names if enc is not None else (), enc.imputed_centers if enc is not None else {})
 
 
 def split_record(record: BlockRecord, cutoff: float) -> tuple[BlockRecord, bool]:
@@ -251,6 +285,9 @@ def record_to_bytes(record: BlockRecord) -> bytes:
         "t_range": np.array([record.t_min, record.t_max]),
         "k": np.array(len(record.train)),
     }
+    if record.columns:
+        arrays["encoded"] = np.array(json.dumps({"columns": list(record.columns), "centers": record.centers,
+                                                 "scan": scan_to_json(record.scan) if record.scan else None}))
     for i, st in enumerate(record.train):
         arrays.update({f"train{i}.{name}": a for name, a in st.to_arrays().items()})
     arrays.update({f"heldout.{name}": a for name, a in record.heldout.to_arrays().items()})
@@ -272,9 +309,13 @@ def record_from_bytes(data: bytes) -> BlockRecord | None:
                                               if key.startswith(prefix + ".")})
 
             t_min, t_max = (float(v) for v in z["t_range"])
+            encoded = json.loads(str(z["encoded"])) if "encoded" in z.files else None
+            extra: dict[str, Any] = {} if encoded is None else {
+                "columns": tuple(encoded["columns"]), "centers": {c: float(x) for c, x in encoded["centers"].items()},
+                "scan": scan_from_json(encoded["scan"]) if encoded["scan"] else None}
             return BlockRecord(tuple(stats(f"train{i}") for i in range(k)), stats("heldout"),
-                               tuple(bool(v) for v in z["integer_columns"]), t_min, t_max)
-    except (ValueError, KeyError, OSError, EOFError):
+                               tuple(bool(v) for v in z["integer_columns"]), t_min, t_max, **extra)
+    except (ValueError, KeyError, OSError, EOFError, TypeError):
         return None
 
 
