@@ -16,14 +16,15 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "csv_head_kinds"]
+__all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "csv_head_kinds",
+           "stored_arrow_schema"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -89,6 +90,22 @@ def arrow_kind(typ: pa.DataType) -> str:
     if pa.types.is_temporal(typ):
         return "date"
     return "other"
+
+
+def stored_arrow_schema(metadata: Any) -> pa.Schema | None:
+    """The Arrow schema a writer stored in a Parquet footer (``ARROW:schema``), which keeps ``dictionary<…>``
+    types (a pandas ``category``); ``ParquetFile.schema_arrow`` reports their value type instead."""
+    import base64
+
+    import pyarrow as pa
+
+    raw = (metadata.metadata or {}).get(b"ARROW:schema")
+    if raw is None:
+        return None
+    try:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(raw)))
+    except (ValueError, OSError, ArithmeticError):  # pyarrow's errors derive from these
+        return None
 
 
 def categorical_columns(kinds: Mapping[str, str], features: Sequence[str], target: str, weight: str | None,

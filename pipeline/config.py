@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -102,24 +102,15 @@ class DataConfig(_Strict):
     na_values: list[str] | None = Field(None, description="CSV strings that mark a missing entry; default: pandas' list")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
-    @field_validator("features")
+    @field_validator("features", "exclude")
     @classmethod
-    def _unique_features(cls, v: list[str] | None) -> list[str] | None:
+    def _listed_once(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
         if v is not None:
             dup = sorted({c for c in v if v.count(c) > 1})
             if dup:
-                raise ValueError(f"features must be listed once each, got duplicates {dup}")
-            if not v:
+                raise ValueError(f"{info.field_name} must be listed once each, got duplicates {dup}")
+            if not v and info.field_name == "features":
                 raise ValueError("features must not be empty; omit the key to use every column")
-        return v
-
-    @field_validator("exclude")
-    @classmethod
-    def _unique_exclude(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            dup = sorted({c for c in v if v.count(c) > 1})
-            if dup:
-                raise ValueError(f"exclude must list each column once, got duplicates {dup}")
         return v
 
     @model_validator(mode="after")

@@ -7,7 +7,8 @@ blocks with :func:`load_block`; rows are never concatenated in one process.
 
 Sources (``data.source``):
 
-- ``bundled:diabetes``: the Efron et al. (2004) data shipped with regsweep;
+- ``bundled:diabetes``: the Efron et al. (2004) data shipped with regsweep (``bundled:penguins``: the
+  Palmer penguins, with text columns and gaps);
 - ``synthetic``: ``y = Xβ + noise`` generated on the workers from
   ``data.synthetic`` (row-addressable: row i is the same whatever the block
   size, because rows are generated in fixed chunks of :data:`SYNTH_CHUNK`
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
-from .column_kinds import arrow_kind, categorical_columns, csv_head_kinds
+from .column_kinds import arrow_kind, categorical_columns, csv_head_kinds, stored_arrow_schema
 from .encoding import Encoding
 from .errors import DataError
 
@@ -300,7 +301,9 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     columns = list(first.names)
     _check_unique_columns(columns, source)
     features, target = _choose_columns(cfg, columns, source, group)
-    kinds = {c: arrow_kind(first.field(c).type) for c in columns}
+    stored = stored_arrow_schema(metas[0].metadata)
+    kinds = {c: arrow_kind((stored if stored is not None and c in stored.names else first).field(c).type)
+             for c in columns}
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, repr(source))
     if cfg.missing == "error":
         numeric = [c for c in features if c not in categorical]
@@ -722,11 +725,14 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
 def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, start_row: int,
                       listed: int = 5) -> str:
     """Which columns hold NaN/inf and at which rows (0-based data rows, header not counted)."""
-    names = (*plan.feature_names, plan.target, *(c for c in (plan.weight,) if c))
+    features = plan.encoding.statistics_sources if plan.encoding is not None else plan.feature_names
+    names = (*features, plan.target, *(c for c in (plan.weight,) if c))
     cols = [X, y[:, None]] + ([w[:, None]] if w is not None else [])
     full = np.hstack(cols)
     parts = []
-    for j in np.flatnonzero(~np.isfinite(full).all(axis=0))[:listed]:
+    bad_columns = np.flatnonzero(~np.isfinite(full).all(axis=0))
+    first_of_each = [j for i, j in enumerate(bad_columns) if i == 0 or names[j] != names[bad_columns[i - 1]]]
+    for j in first_of_each[:listed]:  # a categorical column's indicators: named once, by the column
         rows = np.flatnonzero(~np.isfinite(full[:, j])) + start_row
         shown = ", ".join(str(int(r)) for r in rows[:listed])
         more = f" and {rows.size - listed} more" if rows.size > listed else ""

@@ -106,6 +106,14 @@ class Encoding:
         return self.encoded_names + tuple(f"{c}={NA_LEVEL}" for c, imp in zip(self.columns, self.imputed) if imp)
 
     @property
+    def statistics_sources(self) -> tuple[str, ...]:
+        """The raw column behind each statistics column (for messages about a row's entries)."""
+        out: list[str] = []
+        for col, lv in zip(self.columns, self.levels):
+            out.extend([col] * (1 if lv is None else len(lv)))
+        return tuple(out) + tuple(c for c, imp in zip(self.columns, self.imputed) if imp)
+
+    @property
     def n_statistics_columns(self) -> int:
         return len(self.encoded_names) + sum(self.imputed)
 

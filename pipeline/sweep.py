@@ -450,7 +450,13 @@ def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space
         "search.select": cfg.search.select, "search.seed": cfg.search.seed, "search.study_name": cfg.search.study_name,
         "lambda1_range": "[{:.4g}, {:.4g}]".format(*space.lambda1), "lambda2_range": "[{:.4g}, {:.4g}]".format(*space.lambda2),
         "n_rows": meta["n_rows"], "n_features": plan.n_features, "data_fingerprint": meta["fingerprint"],
+        "data.missing": cfg.data.missing, "rows_dropped": meta["rows_dropped"],
     }
+    enc = plan.encoding
+    if enc is not None:  # what a reader needs to read column=level coefficients (all levels: summary, model.json)
+        params["data.categorical"] = ", ".join(f"{c} ({len(lv)})" for c, lv in zip(enc.columns, enc.levels)
+                                               if lv is not None)[:500] or None
+        params["imputed_columns"] = ", ".join(c for c, imp in zip(enc.columns, enc.imputed) if imp)[:500] or None
     return {k: v for k, v in params.items() if v is not None}
 
 

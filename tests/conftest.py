@@ -39,3 +39,17 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("mlflow-template")
     MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}").search_experiments()
     return d / "mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def penguins():
+    """The bundled Palmer penguins (text columns, a missing sex) with 25 more gaps in two numeric columns."""
+    from importlib import resources
+
+    import pandas as pd
+
+    df = pd.read_csv(resources.files("pipeline.datasets") / "penguins.csv")
+    rng = np.random.default_rng(11)
+    df.loc[rng.choice(len(df), 15, replace=False), "bill_length_mm"] = np.nan
+    df.loc[rng.choice(len(df), 10, replace=False), "flipper_length_mm"] = np.nan
+    return df

@@ -152,16 +152,29 @@ ROW_CASES = {
                     "remove or impute those rows, or set data.missing: drop"], []),
     "fewer-groups-than-folds": (["folds.group 'g' has 3 distinct groups, fewer than folds.k=5",
                                  "lower folds.k or use row k-fold"], ["folds.group=g", "folds.k=5"]),
+    # found by the level scan, before the pass
+    "too-many-levels": (["column 'c' has 7 levels, more than data.max_levels = 5", "raise data.max_levels",
+                         "data.exclude"], ["data.max_levels=5"]),
+    "free-text": (["column 'c' looks like free text", "distinct values in", "data.exclude: [c]"], []),
+    "text-after-the-head": (["d.csv rows 1024-", "columns ['b'] are not numeric", "'oops'", "data.categorical",
+                             "data.na_values"], ["data.block_rows=1024"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ROW_CASES))
 def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, case):
     fragments, extra = ROW_CASES[case]
-    df = _frame()
+    df = _frame(1200) if case == "text-after-the-head" else _frame()
     if case == "nan-in-csv":
         df.loc[[7, 9], "b"] = [np.nan, np.inf]
         df.loc[11, "y"] = np.nan
+    if case == "too-many-levels":
+        df["c"] = [f"L{i % 7}" for i in range(len(df))]
+    if case == "free-text":
+        df["c"] = [f"note {i}" for i in range(len(df))]
+    if case == "text-after-the-head":  # the plan reads 1,000 lines: the block that holds it finds it
+        df["b"] = df["b"].astype(object)
+        df.loc[1100, "b"] = "oops"
     df.to_csv(tmp_path / "d.csv", index=False)
     shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     proc = run_regsweep(["sweep", "--set", "data.source=d.csv", "--set", "data.target=y", "--set",

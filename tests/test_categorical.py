@@ -14,7 +14,6 @@ both sides converge to a relative duality gap far below it (scikit-learn at
 from __future__ import annotations
 
 import warnings
-from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -44,16 +43,6 @@ TARGET = "body_mass_g"
 K, SEED = 5, 4
 CANDIDATES = [Candidate(0, "l1", 3.0, 0.0), Candidate(1, "l1", 40.0, 0.0), Candidate(2, "l2", 0.0, 0.05),
               Candidate(3, "elasticnet", 8.0, 0.3), Candidate(4, "elasticnet", 0.5, 0.01)]
-
-
-@pytest.fixture(scope="module")
-def penguins() -> pd.DataFrame:
-    """The bundled penguins with 25 more gaps in two numeric columns (seeded)."""
-    df = pd.read_csv(resources.files("pipeline.datasets") / "penguins.csv")
-    rng = np.random.default_rng(11)
-    df.loc[rng.choice(len(df), 15, replace=False), "bill_length_mm"] = np.nan
-    df.loc[rng.choice(len(df), 10, replace=False), "flipper_length_mm"] = np.nan
-    return df
 
 
 def _pass(plan):
@@ -100,20 +89,23 @@ def test_every_fold_matches_sklearn_pipeline(tmp_path, penguins, fmt):
     models = [make_fold_model(passes, f, fit_intercept=True, standardize=True) for f in range(K)]
     for c in CANDIDATES:
         ours = np.mean([m.score(c, 1e-12).heldout_mse for m in models])
-        n_train = int(np.mean([(folds != f).sum() for f in range(K)]))
-        if c.penalty == "l2":  # Ridge's alpha scales with each fold's training rows
-            errs = []
-            for f in range(K):
-                tr, te = folds != f, folds == f
-                est = _reference_pipeline(c, int(tr.sum())).fit(data[tr], data[TARGET][tr])
-                errs.append(np.mean((est.predict(data[te]) - data[TARGET][te]) ** 2))
-            ref = float(np.mean(errs))
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # levels unseen in a training fold
-                ref = -cross_val_score(_reference_pipeline(c, n_train), data, data[TARGET], cv=PredefinedSplit(folds),
-                                       scoring="neg_mean_squared_error").mean()
-        assert ours == pytest.approx(ref, rel=1e-8), c
+        assert ours == pytest.approx(reference_cv_mse(data, folds, c), rel=1e-8), c
+
+
+def reference_cv_mse(data: pd.DataFrame, folds: np.ndarray, c: Candidate) -> float:
+    """scikit-learn's pipeline under ``cross_val_score`` on the same folds (Ridge per fold: its alpha scales
+    with each fold's training rows)."""
+    if c.penalty == "l2":
+        errs = []
+        for f in np.unique(folds):
+            tr, te = folds != f, folds == f
+            est = _reference_pipeline(c, int(tr.sum())).fit(data[tr], data[TARGET][tr])
+            errs.append(np.mean((est.predict(data[te]) - data[TARGET][te]) ** 2))
+        return float(np.mean(errs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # levels unseen in a training fold
+        return float(-cross_val_score(_reference_pipeline(c, len(data)), data, data[TARGET], cv=PredefinedSplit(folds),
+                                      scoring="neg_mean_squared_error").mean())
 
 
 def test_weighted_imputation_matches_a_weighted_reference(tmp_path, penguins):
@@ -260,3 +252,30 @@ def test_imputation_keeps_precision_for_columns_far_from_zero(tmp_path, diabetes
     pipe = Pipeline([("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler()), ("fit", reg)])
     ref = -cross_val_score(pipe, X, y, cv=PredefinedSplit(folds), scoring="neg_mean_squared_error")
     np.testing.assert_allclose(ours, ref, rtol=1e-8)
+
+
+def test_kinds_from_parquet_types_and_csv_na_values(tmp_path, penguins):
+    """A pandas category is categorical, a dictionary-*encoded* numeric column is not; '?' can mark a gap."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = penguins.assign(year=penguins["year"].astype("category"))
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(table, tmp_path / "k.parquet", use_dictionary=True)  # every column dictionary-encoded on disk
+    plan = plan_data(DataConfig(source=str(tmp_path / "k.parquet"), target=TARGET, missing="impute"))
+    assert set(plan.categorical) == {*TEXT, "year"} and "bill_depth_mm" not in plan.categorical
+    marked = penguins.astype(object).where(penguins.notna(), "?")
+    marked.to_csv(tmp_path / "q.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "q.csv"), target=TARGET, missing="impute", na_values=["?"]))
+    assert set(plan.categorical) == set(TEXT)
+    plan, passes = _pass(plan)
+    assert plan.encoding.imputed_centers.keys() == {"bill_length_mm", "flipper_length_mm"}
+    assert passes.dropped_by == (2, 0, 0)
+
+
+def test_missing_category_under_error_names_the_column(tmp_path, penguins):
+    df = penguins.dropna(subset=NUMERIC + [TARGET])
+    df.to_csv(tmp_path / "e.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "e.csv"), target=TARGET, block_rows=1000))
+    with pytest.raises(DataError, match=r"NaN or inf in column 'sex' at rows 7, 8, 9, 41, 164 and 3 more .*data.missing: drop"):
+        _pass(plan)

@@ -9,22 +9,21 @@ text, NaN as NaN) as that pipeline refit on all rows does.
 from __future__ import annotations
 
 import shutil
-import warnings
 
 import numpy as np
 import optuna
 import pytest
-from sklearn.model_selection import PredefinedSplit, cross_val_score
 
 from pipeline.candidate import Candidate
+from pipeline.folds import kfold_folds
 from pipeline.config import load_config
 from pipeline.sweep import execute_sweep
 
-from .test_categorical import K, SEED, TARGET, _folds_of_kept_rows, _reference_pipeline, penguins  # noqa: F401
+from .test_categorical import K, SEED, TARGET, _folds_of_kept_rows, _reference_pipeline, reference_cv_mse
 
 
 @pytest.fixture(scope="module")
-def categorical_sweep(tmp_path_factory, penguins, mlflow_template):  # noqa: F811
+def categorical_sweep(tmp_path_factory, penguins, mlflow_template):
     tmp = tmp_path_factory.mktemp("cat-sweep")
     penguins.to_csv(tmp / "penguins.csv", index=False)
     shutil.copy(mlflow_template, tmp / "m.db")
@@ -39,26 +38,14 @@ def categorical_sweep(tmp_path_factory, penguins, mlflow_template):  # noqa: F81
     return cfg, summary, lines
 
 
-def test_every_trial_matches_the_sklearn_pipeline(categorical_sweep, penguins):  # noqa: F811
+def test_every_trial_matches_the_sklearn_pipeline(categorical_sweep, penguins):
     cfg, summary, _ = categorical_sweep
     data, folds = _folds_of_kept_rows(penguins)
     study = optuna.load_study(study_name="cat", storage=cfg.search.storage)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 8
     for t in complete:
-        c = Candidate.from_params(t.number, t.params)
-        if c.penalty == "l2":
-            errs = []
-            for f in range(K):
-                tr, te = folds != f, folds == f
-                est = _reference_pipeline(c, int(tr.sum())).fit(data[tr], data[TARGET][tr])
-                errs.append(np.mean((est.predict(data[te]) - data[TARGET][te]) ** 2))
-            ref = float(np.mean(errs))
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                ref = -cross_val_score(_reference_pipeline(c, len(data)), data, data[TARGET],
-                                       cv=PredefinedSplit(folds), scoring="neg_mean_squared_error").mean()
+        ref = reference_cv_mse(data, folds, Candidate.from_params(t.number, t.params))
         assert t.value == pytest.approx(ref, rel=1e-8), t.params
 
 
@@ -73,7 +60,7 @@ def test_summary_names_levels_gaps_and_dropped_rows(categorical_sweep):
     assert any("2 rows with a missing target or weight left out" in line for line in lines)
 
 
-def test_registered_model_predicts_the_raw_frame(categorical_sweep, penguins):  # noqa: F811
+def test_registered_model_predicts_the_raw_frame(categorical_sweep, penguins):
     import mlflow
 
     cfg, summary, _ = categorical_sweep
@@ -87,3 +74,25 @@ def test_registered_model_predicts_the_raw_frame(categorical_sweep, penguins):  
     np.testing.assert_allclose(loaded.predict(raw), ref.predict(raw), rtol=1e-8, atol=1e-8 * data[TARGET].std())
     inputs = [col.name for col in loaded.metadata.get_input_schema().inputs]
     assert inputs == list(raw.columns)  # the raw columns, as the model takes them
+
+
+def test_rows_engine_encodes_levels_like_the_gram_engine(tmp_path, penguins, mlflow_template):
+    """model.engine: rows on the same table (data.missing: drop: the rows engine does not impute)."""
+    penguins.to_csv(tmp_path / "penguins.csv", index=False)
+    shutil.copy(mlflow_template, tmp_path / "m.db")
+    cfg = load_config(None, [
+        f"data.source={tmp_path / 'penguins.csv'}", f"data.target={TARGET}", "data.missing=drop",
+        "data.block_rows=90", f"folds.k={K}", f"folds.seed={SEED}", "search.n_trials=5", "model.engine=rows",
+        f"search.storage=sqlite:///{tmp_path}/o.db", "search.study_name=rows", f"tracking.uri=sqlite:///{tmp_path}/m.db",
+        "tracking.registered_model=rows-model", "tracking.log_trials=false", "model.tol=1e-12",
+        "cluster.processes=false", "cluster.dashboard_address=null",
+    ])
+    summary = execute_sweep(cfg, echo=lambda s: None, progress=False)
+    assert summary["engine"] == "rows" and summary["categorical_levels"]["sex"] == ["female", "male"]
+    folds = kfold_folds(0, len(penguins), K, SEED)
+    kept = penguins.notna().all(axis=1).to_numpy()
+    data, folds = penguins[kept].reset_index(drop=True), folds[kept]
+    study = optuna.load_study(study_name="rows", storage=cfg.search.storage)
+    for t in study.trials:
+        ref = reference_cv_mse(data, folds, Candidate.from_params(t.number, t.params))
+        assert t.value == pytest.approx(ref, rel=1e-8), t.params
