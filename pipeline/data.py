@@ -535,6 +535,24 @@ def _open_npy(path: str, key: str) -> np.ndarray:
         raise DataError(f"{key} {path!r} is not a readable .npy array: {e}") from e
 
 
+def with_time_column(plan: DataPlan, time_column: str | None) -> DataPlan:
+    """``plan`` also reading a retrain's time column, as one more numeric column of each block's ``X`` at
+    :func:`time_column_index` (kept apart from the features by the caller)."""
+    if time_column is None:
+        return plan
+    enc = plan.encoding
+    if enc is not None:
+        timed = Encoding((*enc.columns, time_column), (*enc.levels, None), (*enc.imputed, False),
+                         (*enc.centers, 0.0), enc.indicators, impute=enc.impute)
+        return dataclasses.replace(plan, encoding=timed)
+    return dataclasses.replace(plan, feature_names=(*plan.feature_names, time_column))
+
+
+def time_column_index(plan: DataPlan) -> int:
+    """Where :func:`with_time_column` puts the time column: after the features, before any missing indicator."""
+    return len(plan.encoding.encoded_names) if plan.encoding is not None else plan.n_features
+
+
 # ------------------------------------------------------------------ load
 def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> BlockData:
     """Read one block (runs on a worker) and check it: numeric and finite.

@@ -24,7 +24,7 @@ import numpy as np
 from .encoding import NA_LEVEL, Encoding
 from .errors import DataError
 
-__all__ = ["coefficients_by_name", "incumbent_map", "new_levels", "widening_map"]
+__all__ = ["coefficients_by_name", "incumbent_fill", "incumbent_map", "new_levels", "widening_map"]
 
 
 def widening_map(old_names: Sequence[str], old_centers: Mapping[str, float], new: Encoding) -> np.ndarray:
@@ -46,20 +46,28 @@ def widening_map(old_names: Sequence[str], old_centers: Mapping[str, float], new
 def incumbent_map(today: Encoding, feature_names: Sequence[str], incumbent: Encoding | None) -> np.ndarray:
     """``A`` (today's statistics columns × the incumbent's features): its encoding, its fill values."""
     index = {name: i for i, name in enumerate(today.statistics_names)}
-    fill = dict(zip(incumbent.columns, incumbent.fill)) if incumbent is not None and incumbent.fill else {}
+    fills = dict(zip(today.imputed_centers, incumbent_fill(today, incumbent)))
     A = np.zeros((len(index), len(feature_names)))
     for j, name in enumerate(feature_names):
         if name in index:
             A[index[name], j] = 1.0
-        col = name
-        mask = index.get(f"{col}={NA_LEVEL}")
-        if col in today.imputed_centers and mask is not None:  # a gappy numeric feature of the incumbent
-            value = fill.get(col, float("nan"))
-            if not np.isfinite(value):
-                raise DataError(f"column {col!r} now has missing values, but the incumbent model was fitted "
-                                "without data.missing: impute and cannot fill them in; run a new sweep.")
-            A[mask, j] += value - today.imputed_centers[col]
+        mask = index.get(f"{name}={NA_LEVEL}")
+        if name in today.imputed_centers and mask is not None:  # a gappy numeric feature of the incumbent
+            A[mask, j] += fills[name] - today.imputed_centers[name]
     return A
+
+
+def incumbent_fill(today: Encoding, incumbent: Encoding | None) -> np.ndarray:
+    """The incumbent's fill value for each of today's imputed columns (the rows engine fills rows with them)."""
+    fill = dict(zip(incumbent.columns, incumbent.fill)) if incumbent is not None and incumbent.fill else {}
+    out = []
+    for col in today.imputed_centers:
+        value = fill.get(col, float("nan"))
+        if not np.isfinite(value):
+            raise DataError(f"column {col!r} now has missing values, but the incumbent model was fitted "
+                            "without data.missing: impute and cannot fill them in; run a new sweep.")
+        out.append(value)
+    return np.asarray(out)
 
 
 def new_levels(old: Encoding | None, new: Encoding) -> dict[str, list[str]]:

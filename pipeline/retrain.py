@@ -85,7 +85,7 @@ from .encoding import describe as describe_encoding
 from .errors import DataError, RetrainInputError
 from .locks import retrain_lock
 from .model import FittedModel
-from .recoding import coefficients_by_name, incumbent_map, new_levels
+from .recoding import coefficients_by_name, incumbent_fill, incumbent_map, new_levels
 from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, n_complete, resolve_space
 from .solvers import merge_all
 from .tracking import MlflowCache, RegisteredVersion, Tracker
@@ -381,8 +381,9 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     # the incumbent's coefficients on today's features: a level it never saw counts as zero, as at predict time
     incumbent = coefficients_by_name(base.model.coef, base.model.feature_names or plan.feature_names,
                                      plan.feature_names)
-    inc, ch = wait_done(client.submit(heldout_mse, rows, [(incumbent, base.model.intercept),
-                                                          (challenger.coef, challenger.intercept)], pure=False))
+    inc_fill = incumbent_fill(plan.encoding, base.model.encoding) if plan.encoding is not None else None
+    inc, ch = wait_done(client.submit(heldout_mse, rows, [(incumbent, base.model.intercept, inc_fill),
+                                                          (challenger.coef, challenger.intercept, None)], pure=False))
     example = (read_example(plan) if plan.encoding is not None
                else _example(facts["x_mean"], facts["integer_columns"], plan))
     evidence = _Evidence(facts["n_train"], facts["n_heldout"], len(plan.blocks), 0, facts["time_cutoff"],

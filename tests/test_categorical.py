@@ -30,6 +30,8 @@ from pipeline.config import DataConfig
 from pipeline.cv.fold_models import make_fold_model
 from pipeline.cv.passes import block_pass, finish_pass, merge_block_passes
 from pipeline.cv.refit import refit_pass
+from pipeline.cv.row_models import make_row_fold_models
+from pipeline.cv.rows import load_rows
 from pipeline.config import ModelConfig
 from pipeline.data import plan_data
 from pipeline.errors import DataError
@@ -45,11 +47,25 @@ CANDIDATES = [Candidate(0, "l1", 3.0, 0.0), Candidate(1, "l1", 40.0, 0.0), Candi
               Candidate(3, "elasticnet", 8.0, 0.3), Candidate(4, "elasticnet", 0.5, 0.01)]
 
 
+def _scanned(plan):
+    return plan.with_encoding(encoding_from_scan(plan, merge_scans([scan_block(plan, b) for b in plan.blocks])))
+
+
 def _pass(plan):
     """The sweep's pass, in this process: scan, encode, reduce every block, merge, finish."""
-    plan = plan.with_encoding(encoding_from_scan(plan, merge_scans([scan_block(plan, b) for b in plan.blocks])))
+    plan = _scanned(plan)
     parts = [block_pass(plan, b, K, SEED) for b in plan.blocks]
     return plan, finish_pass(merge_block_passes(*parts, fold_seed=SEED), K, SEED)
+
+
+def _fold_models(plan, engine):
+    """Both engines' fold models, in this process: the Gram engine's from the pass, the rows engine's from
+    the rows themselves (each fold filling its own copy of the gappy columns)."""
+    if engine == "gram":
+        plan, passes = _pass(plan)
+        return [make_fold_model(passes, f, fit_intercept=True, standardize=True) for f in range(K)]
+    rows = load_rows(_scanned(plan), K, SEED)
+    return make_row_fold_models(rows, range(K), fit_intercept=True, standardize=True)
 
 
 def _plan(tmp_path, df, fmt="csv", **data):
@@ -80,13 +96,12 @@ def _folds_of_kept_rows(df):
     return df[kept].reset_index(drop=True), folds[kept]
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_every_fold_matches_sklearn_pipeline(tmp_path, penguins, fmt):
-    plan, passes = _pass(_plan(tmp_path, penguins, fmt))
+@pytest.mark.parametrize("fmt, engine", [("csv", "gram"), ("parquet", "gram"), ("csv", "rows")])
+def test_every_fold_matches_sklearn_pipeline(tmp_path, penguins, fmt, engine):
+    plan = _plan(tmp_path, penguins, fmt)
     assert set(plan.categorical) == set(TEXT)
     data, folds = _folds_of_kept_rows(penguins)
-    assert passes.dropped_by == (2, 0, 0) and passes.total_stats.n_rows == len(data)
-    models = [make_fold_model(passes, f, fit_intercept=True, standardize=True) for f in range(K)]
+    models = _fold_models(plan, engine)
     for c in CANDIDATES:
         ours = np.mean([m.score(c, 1e-12).heldout_mse for m in models])
         assert ours == pytest.approx(reference_cv_mse(data, folds, c), rel=1e-8), c
@@ -108,15 +123,14 @@ def reference_cv_mse(data: pd.DataFrame, folds: np.ndarray, c: Candidate) -> flo
                                       scoring="neg_mean_squared_error").mean())
 
 
-def test_weighted_imputation_matches_a_weighted_reference(tmp_path, penguins):
+@pytest.mark.parametrize("engine", ["gram", "rows"])
+def test_weighted_imputation_matches_a_weighted_reference(tmp_path, penguins, engine):
     """Weights: the imputed value is Σw·x/Σw over observed training rows; scaler, fit and score weighted."""
     df = penguins.copy()
     df["w"] = np.random.default_rng(5).uniform(0.2, 3.0, len(df))
-    plan, passes = _pass(_plan(tmp_path, df, weight="w"))
     data, folds = _folds_of_kept_rows(df)
     c = Candidate(0, "elasticnet", 6.0, 0.2)
-    ours = [make_fold_model(passes, f, fit_intercept=True, standardize=True).score(c, 1e-12).heldout_mse
-            for f in range(K)]
+    ours = [m.score(c, 1e-12).heldout_mse for m in _fold_models(_plan(tmp_path, df, weight="w"), engine)]
     for f in range(K):
         tr, te = data[folds != f], data[folds == f]
         means = {col: np.average(tr[col][tr[col].notna()], weights=tr["w"][tr[col].notna()]) for col in NUMERIC}
@@ -135,6 +149,7 @@ def test_weighted_imputation_matches_a_weighted_reference(tmp_path, penguins):
 
 def test_model_encodes_the_raw_frame_like_the_refit_pipeline(tmp_path, penguins):
     plan, passes = _pass(_plan(tmp_path, penguins))
+    assert passes.dropped_by == (2, 0, 0) and passes.total_stats.n_rows == penguins[TARGET].notna().sum()
     c = Candidate(0, "elasticnet", 2.0, 0.1)
     model = refit_pass(passes, c, plan.feature_names, ModelConfig(tol=1e-12), plan.encoding)
     data, _ = _folds_of_kept_rows(penguins)
@@ -279,3 +294,17 @@ def test_missing_category_under_error_names_the_column(tmp_path, penguins):
     plan = plan_data(DataConfig(source=str(tmp_path / "e.csv"), target=TARGET, block_rows=1000))
     with pytest.raises(DataError, match=r"NaN or inf in column 'sex' at rows 7, 8, 9, 41, 164 and 3 more .*data.missing: drop"):
         _pass(plan)
+
+
+def test_rows_engine_refit_imputes_and_encodes_like_the_pipeline(tmp_path, penguins):
+    from pipeline.cv.row_models import row_refit
+
+    plan = _scanned(_plan(tmp_path, penguins, missing_indicators=True))
+    rows = load_rows(plan, K, SEED)
+    c = Candidate(0, "elasticnet", 2.0, 0.1)
+    model = row_refit(rows, c, plan.feature_names, ModelConfig(tol=1e-12), plan.encoding)
+    data, _ = _folds_of_kept_rows(penguins)
+    ref = _reference_pipeline(c, len(data))
+    ref.set_params(encode__numbers=SimpleImputer(strategy="mean", add_indicator=True)).fit(data, data[TARGET])
+    raw = penguins.drop(columns=[TARGET])
+    np.testing.assert_allclose(model.predict(raw), ref.predict(raw), rtol=1e-8, atol=1e-8 * data[TARGET].std())

@@ -28,7 +28,6 @@ from ..candidate import Candidate
 from ..config import FoldsConfig, HoldoutConfig, ModelConfig
 from ..data import DataPlan
 from ..encoding import Encoding
-from ..errors import DataError
 from ..engine import EngineChoice, available_memory, choose_engine
 from ..model import FittedModel
 from .passes import pass_summary, submit_data_pass
@@ -82,12 +81,8 @@ def choose_sweep_engine(requested: str, client: Client, plan: DataPlan, k: int, 
     retrain's hold-out share.
     """
     n = int(plan.n_rows * (1.0 - heldout_fraction))
-    choice = choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features, n_train=n - math.ceil(n / k),
-                           k=k, memory=worker_memory(client))
-    if choice.name == "rows" and plan.encoding is not None and any(plan.encoding.imputed):
-        raise DataError(f"data.missing: impute runs on the gram engine only, but the rows engine was chosen ({choice.reason}); "
-                        "impute the missing values before the sweep, or set data.missing: drop.")
-    return choice
+    return choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features, n_train=n - math.ceil(n / k),
+                         k=k, memory=worker_memory(client))
 
 
 def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig, model: ModelConfig,

@@ -112,7 +112,7 @@ def make_row_fold_models(rows: RowData, folds: Sequence[int], *, fit_intercept: 
     out = []
     for f in folds:
         v = np.where(rows.fold == f, 0.0, training)
-        design = RowDesign(rows.X, rows.y, v, fit_intercept=fit_intercept, standardize=standardize)
+        design = RowDesign(rows.features(v), rows.y, v, fit_intercept=fit_intercept, standardize=standardize)
         out.append(RowFoldModel(f, RowProblem(design), np.flatnonzero(rows.fold == f), rows.y, rows.weight,
                                 WarmStarts(size=size)))
     return out
@@ -125,14 +125,15 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...]) -> dict[str, Any]
     used = rows.fold >= 0
     n = int(np.count_nonzero(used))
     const = [feature_names[j] for j in np.flatnonzero(~design.kept)]
-    dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(rows.X, design.cols)]
+    dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(design.X, design.cols)]
     return {
         "n_rows": n,
         "fold_rows": [int(np.count_nonzero(rows.fold == f)) for f in range(rows.k)],
         "fold_weight": [float(rows.weight[rows.fold == f].sum()) for f in range(rows.k)],
         "n_groups": rows.n_groups,
         "fingerprint": _fingerprint(rows, feature_names),
-        **describe_columns(n, rows.n_features, const, dups, rows.n_dropped),
+        **describe_columns(n, rows.n_features, const, dups, rows.n_dropped, rows.dropped_by[2]),
+        "rows_dropped_by": dict(zip(("target", "weight", "feature"), rows.dropped_by)),
     }
 
 
@@ -184,7 +185,10 @@ def row_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], mode
     penalty = cand.penalty_object()
     fitted = FittedModel.from_solution(problem.design, problem.solve(penalty, tol=model.tol).result, penalty,
                                        feature_names)
-    return fitted if encoding is None else dataclasses.replace(fitted, encoding=encoding.fitted(problem.design.x_center))
+    if encoding is None:
+        return fitted
+    d = problem.design  # the means of the filled columns are the values filled in (whether centred or not)
+    return dataclasses.replace(fitted, encoding=encoding.fitted(np.asarray(d.X.T @ d.v).ravel() / d.sum_w))
 
 
 def row_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig) -> np.ndarray:
@@ -199,13 +203,15 @@ def row_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig) -> n
     return coefs
 
 
-def heldout_mse(rows: RowData, models: Sequence[tuple[np.ndarray, float]]) -> list[float]:
-    """The weighted MSE of each ``(coef, intercept)`` on the rows held out of every fold (a retrain's)."""
+def heldout_mse(rows: RowData, models: Sequence[tuple[np.ndarray, float, np.ndarray | None]]) -> list[float]:
+    """The weighted MSE of each ``(coef, intercept, fill)`` on the rows held out of every fold (a retrain's):
+    gaps filled with ``fill`` (a model's own values), or with the training rows' means when None."""
     held = np.flatnonzero(rows.fold < 0)
     w = rows.weight[held]
     out = []
-    for coef, intercept in models:
-        err = rows.y[held] - (np.asarray(rows.X[held] @ coef).ravel() + intercept)
+    for coef, intercept, fill in models:
+        X = rows.features(fill=fill)
+        err = rows.y[held] - (np.asarray(X[held] @ coef).ravel() + intercept)
         out.append(float(w @ (err * err)) / float(w.sum()) if w.sum() > 0 else float("nan"))
     return out
 
@@ -216,7 +222,7 @@ def retrain_facts(rows: RowData) -> dict[str, Any]:
     training = rows.training
     held = rows.fold < 0
     w_train = float(training.sum())
-    mean = np.asarray(rows.X.T @ training).ravel() / w_train if w_train > 0 else np.zeros(rows.n_features)
+    mean = np.asarray(rows.features().T @ training).ravel() / w_train if w_train > 0 else np.zeros(rows.n_features)
     return {"n_train": int(np.count_nonzero(rows.fold >= 0)), "n_heldout": int(np.count_nonzero(held)),
             "w_train": w_train, "w_heldout": float(rows.weight[held].sum()),
             "fold_weight": [float(rows.weight[rows.fold == f].sum()) for f in range(rows.k)],

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..config import HoldoutConfig, ModelConfig
-from ..data import BlockSpec, DataPlan, load_block
+from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time_column
 from ..errors import DataError
 from ..folds import group_keys, kfold_folds, row_group_folds
-from ..solvers import RowDesign, RowProblem
+from ..solvers import MeanImputation, RowDesign, RowProblem
 from .statcache import heldout_rows
 
 __all__ = ["HELD_OUT", "RowData", "load_rows"]
@@ -45,10 +45,11 @@ class RowData:
     fold: np.ndarray  # 0 … k−1, or HELD_OUT
     k: int
     integer_columns: tuple[bool, ...] = ()
-    n_dropped: int = 0
+    dropped_by: tuple[int, int, int] = (0, 0, 0)  # rows left out for a missing target, weight, feature
     n_groups: int | None = None
     time: np.ndarray | None = None  # a retrain's time column
     cutoff: float | None = None  # a retrain's time cut-off: rows at or after it are held out
+    imputation: MeanImputation | None = None  # data.missing: impute: X holds the statistics columns
     _problems: dict[tuple[bool, bool], RowProblem] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -69,12 +70,44 @@ class RowData:
         return object.__sizeof__(self) + int(nbytes) + self.y.nbytes + self.weight.nbytes + self.fold.nbytes
 
     @property
+    def n_dropped(self) -> int:
+        return sum(self.dropped_by)
+
+    @property
     def n_rows(self) -> int:
         return int(self.y.shape[0])
 
     @property
     def n_features(self) -> int:
-        return int(self.X.shape[1])
+        """Features of the model (the statistics columns less the missing indicators, unless they are features)."""
+        return self.imputation.n_features if self.imputation is not None else int(self.X.shape[1])
+
+    def features(self, v: np.ndarray | None = None, fill: np.ndarray | None = None) -> Any:
+        """The rows' features, gaps filled: with ``fill`` (one value per imputed column), else with the mean of
+        each column's observed entries under row weights ``v`` (a fold's training rows; default all training
+        rows), as a fitted ``SimpleImputer`` fills training and held-out rows alike.
+
+        Without imputation this is ``X`` itself; with it, a new Fortran-ordered array: every fold model holds
+        its own (folds impute different values), so a worker's memory holds its fold models' copies.
+        """
+        imp = self.imputation
+        if imp is None:
+            return self.X
+        p, q = imp.n_encoded, len(imp.value_columns)
+        masks = np.asarray(self.X[:, p : p + q]) > 0
+        if fill is None:
+            v = self.training if v is None else v
+            observed = v @ ~masks
+            values = self.X[:, list(imp.value_columns)]
+            sums = v @ np.where(masks, 0.0, values)
+            fill = np.where(observed > 0, sums / np.where(observed > 0, observed, 1.0), imp.centers)
+        out = np.empty((self.n_rows, imp.n_features), order="F")
+        out[:, :p] = self.X[:, :p]
+        for i, j in enumerate(imp.value_columns):
+            out[masks[:, i], j] = fill[i]
+        if imp.indicators:
+            out[:, p:] = self.X[:, p : p + q]
+        return out
 
     @property
     def training(self) -> np.ndarray:
@@ -86,7 +119,7 @@ class RowData:
         key = (model.fit_intercept, model.standardize)
         with self._lock:
             if key not in self._problems:
-                self._problems[key] = RowProblem(RowDesign(self.X, self.y, self.training,
+                self._problems[key] = RowProblem(RowDesign(self.features(), self.y, self.training,
                                                            fit_intercept=model.fit_intercept,
                                                            standardize=model.standardize))
             return self._problems[key]
@@ -96,7 +129,7 @@ def _chunks(plan: DataPlan, spec: BlockSpec) -> list[BlockSpec]:
     """A block cut into pieces of at most :data:`_CHUNK_BYTES` of dense rows, where rows can be addressed."""
     if plan.kind not in _ROW_ADDRESSABLE:
         return [spec]
-    step = max(1, _CHUNK_BYTES // (8 * max(1, plan.n_features)))
+    step = max(1, _CHUNK_BYTES // (8 * max(1, plan.n_statistics_columns)))
     return [dataclasses.replace(spec, start_row=spec.start_row + a, local_start=spec.local_start + a,
                                 n_rows=min(step, spec.n_rows - a)) for a in range(0, spec.n_rows, step)]
 
@@ -117,7 +150,7 @@ class _Loader:
         else:
             if self.dense is None:
                 self.dense = np.empty((self.plan.n_rows, self.n_features), order="F")
-            self.dense[self.filled : self.filled + X.shape[0]] = X[:, : self.n_features]
+            self.dense[self.filled : self.filled + X.shape[0]] = X
         self.filled += X.shape[0]
 
     def matrix(self) -> Any:
@@ -141,15 +174,15 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
     the time span (read as one more column and kept apart from the features).
     """
     tc = holdout.time_column if holdout is not None else None
-    source = dataclasses.replace(plan, feature_names=(*plan.feature_names, tc)) if tc else plan
-    p = plan.n_features
+    source = with_time_column(plan, tc)
+    p, at = plan.n_statistics_columns, time_column_index(plan)
     loader = _Loader(source, p)
-    ys, ws, gs, folds, held, times, integer, dropped = [], [], [], [], [], [], None, 0
+    ys, ws, gs, folds, held, times, integer, dropped = [], [], [], [], [], [], None, np.zeros(3, dtype=np.int64)
     for spec in plan.blocks:
         for chunk in _chunks(plan, spec):
             block = load_block(source, chunk, sparse=plan.sparse)
             kept = block.kept if block.kept is not None else slice(None)
-            loader.add(block.X)
+            loader.add(np.delete(block.X, at, axis=1) if tc else block.X)
             ys.append(block.y)
             ws.append(block.weight if block.weight is not None else np.ones(block.y.shape[0]))
             if block.group is not None:
@@ -159,12 +192,12 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
             if holdout is not None and not tc:
                 held.append(heldout_rows(chunk.start_row, chunk.n_rows, holdout.fraction, holdout.seed)[kept])
             if tc:
-                times.append(np.asarray(block.X[:, p], dtype=np.float64))
+                times.append(np.asarray(block.X[:, at], dtype=np.float64))
             flags = block.integer_columns[:p]
             integer = flags if integer is None else tuple(a and b for a, b in zip(integer, flags))
-            dropped += block.n_dropped
+            dropped += block.dropped_by
     if loader.filled == 0:
-        raise DataError(f"data.missing: drop left no rows: all {dropped} rows hold NaN or inf in a feature, the "
+        raise DataError(f"data.missing: drop left no rows: all {dropped.sum()} rows hold NaN or inf in a feature, the "
                         "target or the weight; impute the missing values instead.")
     y, w = np.concatenate(ys), np.concatenate(ws)
     fold = row_group_folds(np.concatenate(gs), w, k, seed) if gs else np.concatenate(folds)
@@ -178,4 +211,6 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
         fold[time >= cutoff] = HELD_OUT
     elif held:
         fold[np.concatenate(held)] = HELD_OUT
-    return RowData(loader.matrix(), y, w, fold, k, integer or (), dropped, n_groups, time, cutoff)
+    imputation = plan.encoding.imputation() if plan.encoding is not None else None
+    return RowData(loader.matrix(), y, w, fold, k, integer or (), (int(dropped[0]), int(dropped[1]), int(dropped[2])),
+                   n_groups, time, cutoff, imputation)

@@ -52,7 +52,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config import HoldoutConfig
-from ..data import BlockSpec, DataPlan, load_block
+from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time_column
 from ..encoding import Encoding
 from ..levels import ColumnScan, scan_from_json, scan_to_json
 from ..recoding import widening_map
@@ -212,23 +212,6 @@ def heldout_rows(start_row: int, n_rows: int, fraction: float, seed: int) -> np.
     return u < fraction
 
 
-def _time_plan(plan: DataPlan, time_column: str | None) -> DataPlan:
-    """``plan`` also reading the time column, as one more numeric statistics column (:func:`_time_index`)."""
-    if time_column is None:
-        return plan
-    enc = plan.encoding
-    if enc is not None:
-        timed = Encoding((*enc.columns, time_column), (*enc.levels, None), (*enc.imputed, False),
-                         (*enc.centers, 0.0), enc.indicators, impute=enc.impute)
-        return dataclasses.replace(plan, encoding=timed)
-    return dataclasses.replace(plan, feature_names=(*plan.feature_names, time_column))
-
-
-def _time_index(plan: DataPlan) -> int:
-    """Where :func:`_time_plan` puts the time column: after the features (before any missing indicator)."""
-    return len(plan.encoding.encoded_names) if plan.encoding is not None else plan.n_features
-
-
 def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdout: HoldoutConfig,
                  cutoff: float | None = None) -> BlockRecord:
     """Load one block and reduce it (runs on a worker).
@@ -238,8 +221,8 @@ def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdou
     cut-off, rows at or after it are held out.
     """
     tc = holdout.time_column
-    block = load_block(_time_plan(plan, tc), spec)
-    at = _time_index(plan)
+    block = load_block(with_time_column(plan, tc), spec)
+    at = time_column_index(plan)
     X = np.delete(block.X, at, axis=1) if tc else block.X
     integer = block.integer_columns[: plan.n_features]
     t_min = t_max = float("nan")
