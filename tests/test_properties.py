@@ -115,6 +115,7 @@ def _frames(draw):
        k=st.integers(2, 4))
 def test_random_frames_give_regsweep_errors_only(frame, fmt, target, features, weight, group, missing, block_rows, k):
     from pipeline.config import DataConfig, FoldsConfig
+    from pipeline.levels import encoding_from_scan, merge_scans, scan_block
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / f"d.{fmt}"
@@ -137,6 +138,9 @@ def test_random_frames_give_regsweep_errors_only(frame, fmt, target, features, w
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # overflow in huge integer sums
                 plan = plan_data(data, folds)
+                if plan.needs_scan:  # text or boolean columns: their levels first, as a sweep finds them
+                    scans = merge_scans([scan_block(plan, spec) for spec in plan.blocks])
+                    plan = plan.with_encoding(encoding_from_scan(plan, scans))
                 parts = [block_pass(plan, spec, k, 0) for spec in plan.blocks]
                 passes = finish_pass(merge_block_passes(*parts), k, 0) if len(parts) > 1 else finish_pass(parts[0], k, 0)
                 column_notes(passes.total, plan.feature_names, passes.n_dropped)

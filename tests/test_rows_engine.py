@@ -157,7 +157,7 @@ def test_group_folds_and_retrain_holdout_on_rows(tmp_path):
     assert facts["n_heldout"] == expect.sum() and facts["n_train"] == n - expect.sum()
     coef, b = np.arange(4.0), 0.5
     X, y = np.load(tmp_path / "X.npy"), np.load(tmp_path / "y.npy")
-    assert heldout_mse(held, [(coef, b)])[0] == pytest.approx(np.mean((y[expect] - X[expect] @ coef - b) ** 2),
+    assert heldout_mse(held, [(coef, b, None)])[0] == pytest.approx(np.mean((y[expect] - X[expect] @ coef - b) ** 2),
                                                               rel=1e-12)
 
 
