@@ -10,13 +10,17 @@ then the coefficients mapped back to the original scale.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .column_kinds import categorical_columns
+from .encoding import Encoding, is_missing
 from .engine import available_memory, choose_engine
 from .errors import DataError
+from .levels import FrameColumns, encoding_from_scan, scan_frame
 from .model import FittedModel, feature_names_of
 from .solvers import GramProblem, RowDesign, RowProblem, SuffStats, is_sparse, make_penalty
 from .validation import check_features, check_sample_weight, check_sparse_features, check_target
@@ -37,6 +41,9 @@ def fit(
     feature_names: Sequence[str] | None = None,
     tol: float = 1e-10,
     engine: str = "auto",
+    categorical: str | Sequence[str] = "auto",
+    missing: str = "error",
+    missing_indicators: bool = False,
 ) -> FittedModel:
     """Fit ``min 1/(2Σw) Σ wᵢ(yᵢ − b − xᵢᵀβ)² + λ1‖β‖₁ + (λ2/2)‖β‖²``.
 
@@ -69,6 +76,16 @@ def fit(
         (wide or sparse data, no p × p matrix). ``auto`` takes ``gram`` iff X
         is dense, p ≤ n and the Gram takes at most a quarter of the available
         memory (:mod:`pipeline.engine`).
+    categorical : "auto" or sequence of str, default "auto"
+        For a DataFrame X: its text, boolean and ``category`` columns (and the
+        ones listed) become one indicator per level, ``column=level``, as in a
+        sweep (``data.categorical``). The model then takes the raw frame.
+    missing : {"error", "impute"}, default "error"
+        ``impute``: a DataFrame's missing entries take their column's mean over
+        the rows (weighted), a missing category is the level ``<NA>``; the
+        model fills new rows the same way (``data.missing: impute``).
+    missing_indicators : bool, default False
+        Under ``impute``: one 0/1 feature per numeric column with gaps.
 
     Returns
     -------
@@ -83,6 +100,12 @@ def fit(
     pen = make_penalty(penalty, lambda1, lambda2)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         raise DataError(f"`tol` must be a number in (0, 1), got {tol!r}.")
+    if missing not in ("error", "impute"):
+        raise DataError(f"`missing` must be 'error' or 'impute', got {missing!r}.")
+    encoding = None
+    if hasattr(X, "columns") and hasattr(X, "dtypes") and _needs_encoding(X, categorical, missing):
+        X, encoding = _encoded(X, sample_weight, categorical, missing, missing_indicators)
+        feature_names = encoding.feature_names
     sparse = is_sparse(X)
     X_arr: Any = check_sparse_features(X) if sparse else check_features(X, feature_names)
     n, p = X_arr.shape
@@ -95,8 +118,67 @@ def fit(
     if choice.name == "rows":
         design = RowDesign(X_arr, y_arr, np.ones(n) if w is None else w, fit_intercept=fit_intercept,
                            standardize=standardize)
-        return FittedModel.from_solution(design, RowProblem(design).solve(pen, tol=tol).result, pen, names)
-    dense = X_arr.toarray() if sparse else X_arr
-    stats = SuffStats.from_block(dense, y_arr, w)
-    problem = GramProblem.from_stats(stats, fit_intercept=fit_intercept, standardize=standardize)
-    return FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names)
+        model = FittedModel.from_solution(design, RowProblem(design).solve(pen, tol=tol).result, pen, names)
+    else:
+        dense = X_arr.toarray() if sparse else X_arr
+        stats = SuffStats.from_block(dense, y_arr, w)
+        problem = GramProblem.from_stats(stats, fit_intercept=fit_intercept, standardize=standardize)
+        model = FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names)
+    return model if encoding is None else dataclasses.replace(model, encoding=encoding)
+
+
+def _needs_encoding(frame: Any, categorical: str | Sequence[str], missing: str) -> bool:
+    """Whether a DataFrame has columns to encode (text, boolean, category, or listed) or gaps to impute."""
+    import pandas as pd
+
+    listed = not isinstance(categorical, str) and len(categorical) > 0
+    kinds = [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in frame.dtypes]
+    return listed or missing == "impute" or not all(kinds)
+
+
+def _encoded(frame: Any, sample_weight: object | None, categorical: str | Sequence[str], missing: str,
+             indicators: bool) -> tuple[np.ndarray, Encoding]:
+    """A raw frame's features and the fitted encoding a sweep would build (levels, fill values: the weighted
+    means of the observed entries)."""
+    import pandas as pd
+
+    names = tuple(str(c) for c in frame.columns)
+    frame = frame.set_axis(list(names), axis=1)
+    listed = () if isinstance(categorical, str) else tuple(str(c) for c in categorical)
+    unknown = [c for c in listed if c not in names]
+    if unknown:
+        raise DataError(f"`categorical` names {unknown}, which are not columns of X; columns are {list(names)}.")
+    kinds = {}
+    for c in names:
+        col = frame[c]
+        if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
+            kinds[c] = "date"
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            kinds[c] = "dictionary"
+        elif pd.api.types.is_bool_dtype(col):
+            kinds[c] = "bool"
+        elif pd.api.types.is_numeric_dtype(col):
+            kinds[c] = "numeric"
+        else:
+            kinds[c] = "text"
+    cats = categorical_columns(kinds, names, "", None, categorical if isinstance(categorical, str) else listed,
+                               "X")
+    columns = FrameColumns(names, cats, tuple(c for c in cats if kinds[c] == "text"), missing, indicators)
+    if missing == "error":
+        gaps = [c for c in names if c not in cats and is_missing(frame[c]).any()]
+        if gaps:
+            raise DataError(f"X has missing values in columns {gaps}; pass missing='impute' to fill them with the "
+                            "column means, or fill them in.")
+    encoding = encoding_from_scan(columns, scan_frame(columns, frame, "X"))
+    Z = encoding.statistics_columns(frame, "X")
+    w = np.ones(len(frame)) if sample_weight is None else check_sample_weight(sample_weight, len(frame))
+    means = (w @ Z) / w.sum()  # of the statistics columns: an imputed column's observed mean follows (O(np))
+    imputation = encoding.imputation()
+    if imputation is not None:
+        v = np.asarray(imputation.value_columns, dtype=np.intp)
+        observed = 1.0 - means[imputation.n_encoded : imputation.n_encoded + v.size]
+        safe = np.where(observed > 1e-12, observed, 1.0)
+        means[v] = np.where(observed > 1e-12, imputation.centers + (means[v] - imputation.centers) / safe,
+                            imputation.centers)
+    fitted = encoding.fitted(means)
+    return fitted.features(frame), fitted

@@ -14,7 +14,7 @@ level exists only in rows that are never fitted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -22,9 +22,12 @@ from .encoding import NA_LEVEL, Encoding, is_missing, level_strings, numeric_col
 from .errors import DataError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .data import BlockSpec, DataPlan
 
-__all__ = ["ColumnScan", "encoding_from_scan", "merge_scans", "scan_block", "scan_from_json", "scan_to_json"]
+__all__ = ["ColumnScan", "FrameColumns", "TableColumns", "encoding_from_scan", "merge_scans", "scan_block", "scan_frame",
+           "scan_from_json", "scan_to_json"]
 
 _LEVELS_KEPT = 100_000  # per column and block: enough to say "too many" without holding a free-text column
 
@@ -40,16 +43,58 @@ class ColumnScan:
     observed: dict[str, int] = field(default_factory=dict)  # numeric: observed entries
 
 
+class TableColumns(Protocol):
+    """What the scan and the encoding need to know of a table's columns (a :class:`~pipeline.data.DataPlan`,
+    or :class:`FrameColumns` for an in-memory frame)."""
+
+    @property
+    def raw_features(self) -> tuple[str, ...]: ...
+
+    @property
+    def categorical(self) -> tuple[str, ...]: ...
+
+    @property
+    def text_columns(self) -> tuple[str, ...]: ...
+
+    @property
+    def missing(self) -> str: ...
+
+    @property
+    def missing_indicators(self) -> bool: ...
+
+    @property
+    def max_levels(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class FrameColumns:
+    """The columns of an in-memory frame (``pipeline.fit``)."""
+
+    raw_features: tuple[str, ...]
+    categorical: tuple[str, ...]
+    text_columns: tuple[str, ...]
+    missing: str
+    missing_indicators: bool = False
+    max_levels: int = 1000
+
+
 def scan_block(plan: DataPlan, spec: BlockSpec) -> ColumnScan:
     """Levels and missing entries of one block's kept rows (runs on a worker)."""
     from .data import raw_block_frame
 
     frame, y, w, where = raw_block_frame(plan, spec)
     kept = np.isfinite(y) & (np.isfinite(w) if w is not None else True)
+    return scan_frame(plan, frame[kept], where)
+
+
+def scan_frame(columns: TableColumns, frame: pd.DataFrame, where: str) -> ColumnScan:
+    """Levels and missing entries of a frame's rows (under ``data.missing: drop``, of its complete rows)."""
+    plan = columns
     if plan.missing == "drop":
+        complete = np.ones(len(frame), dtype=bool)
         for c in plan.raw_features:
-            kept &= ~is_missing(frame[c])
-    frame = frame[kept]
+            complete &= ~is_missing(frame[c])
+        frame = frame[complete]
     scan = ColumnScan()
     for c in plan.raw_features:
         if c in plan.categorical:
@@ -95,7 +140,7 @@ def merge_scans(scans: list[ColumnScan]) -> ColumnScan:
     return out
 
 
-def encoding_from_scan(plan: DataPlan, scan: ColumnScan) -> Encoding:
+def encoding_from_scan(plan: TableColumns, scan: ColumnScan) -> Encoding:
     """The encoding of ``plan``'s columns; free text and too many levels are one-line errors."""
     levels: list[tuple[str, ...] | None] = []
     imputed, centers = [], []

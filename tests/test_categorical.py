@@ -308,3 +308,31 @@ def test_rows_engine_refit_imputes_and_encodes_like_the_pipeline(tmp_path, pengu
     ref.set_params(encode__numbers=SimpleImputer(strategy="mean", add_indicator=True)).fit(data, data[TARGET])
     raw = penguins.drop(columns=[TARGET])
     np.testing.assert_allclose(model.predict(raw), ref.predict(raw), rtol=1e-8, atol=1e-8 * data[TARGET].std())
+
+
+@pytest.mark.parametrize("engine", ["gram", "rows"])
+def test_fit_takes_a_raw_frame_like_the_pipeline(penguins, engine):
+    """pipeline.fit on a DataFrame with text columns and gaps: encoded and imputed as a sweep does."""
+    import pipeline
+
+    data = penguins[penguins[TARGET].notna()].reset_index(drop=True)
+    w = np.random.default_rng(8).uniform(0.5, 2.0, len(data))
+    c = Candidate(0, "elasticnet", 3.0, 0.2)
+    model = pipeline.fit(data.drop(columns=[TARGET]), data[TARGET], penalty="elasticnet", lambda1=c.lambda1,
+                         lambda2=c.lambda2, missing="impute", sample_weight=w, tol=1e-12, engine=engine)
+    assert "species=Gentoo" in model.feature_names and "sex=<NA>" in model.feature_names
+    # the reference: weighted means filled by hand, weights routed to the scaler and the fit
+    means = {col: np.average(data[col][data[col].notna()], weights=w[data[col].notna()]) for col in NUMERIC}
+    onehot = OneHotEncoder(sparse_output=False).fit(data[TEXT].astype(object).where(data[TEXT].notna(), "<NA>"))
+
+    def design(part):
+        text = part[TEXT].astype(object).where(part[TEXT].notna(), "<NA>")
+        return np.hstack([onehot.transform(text), part[NUMERIC].fillna(means).to_numpy()])
+
+    scaler = StandardScaler().fit(design(data), sample_weight=w)
+    reg = ElasticNet(alpha=c.lambda1 + c.lambda2, l1_ratio=c.lambda1 / (c.lambda1 + c.lambda2), tol=1e-12,
+                     max_iter=1_000_000).fit(scaler.transform(design(data)), data[TARGET], sample_weight=w)
+    raw = penguins.drop(columns=[TARGET])
+    np.testing.assert_allclose(model.predict(raw), reg.predict(scaler.transform(design(raw))), rtol=1e-8)
+    with pytest.raises(DataError, match="missing values in columns .*missing='impute'"):
+        pipeline.fit(data.drop(columns=[TARGET]), data[TARGET], penalty="l2", lambda2=0.1)
