@@ -266,7 +266,13 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
                  "left out.",)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where)
-    return features, target, categorical, tuple(c for c in categorical if kinds[c] == "text"), notes
+    return features, target, categorical, _free_text_candidates(categorical, kinds, cfg.categorical), notes
+
+
+def _free_text_candidates(categorical: tuple[str, ...], kinds: dict[str, str],
+                          listed: str | list[str]) -> tuple[str, ...]:
+    """The text columns made categorical by ``auto`` (a column the user listed is kept whatever its levels)."""
+    return tuple(c for c in categorical if kinds[c] == "text" and (isinstance(listed, str) or c not in listed))
 
 
 def _plan_synthetic(cfg: DataConfig, group: str | None) -> DataPlan:
@@ -326,7 +332,7 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     return DataPlan(
         kind="parquet", source=source, feature_names=features, target=target, weight=cfg.weight,
         group=group, n_rows=start, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
-        text_columns=tuple(c for c in categorical if kinds[c] == "text"),
+        text_columns=_free_text_candidates(categorical, kinds, cfg.categorical),
     )
 
 

@@ -39,6 +39,7 @@ __all__ = ["NA_LEVEL", "Encoding", "describe", "encoding_summary", "from_json", 
            "to_json"]
 
 NA_LEVEL = "<NA>"
+_INPUT = "input"  # where a predict-time frame is (its messages speak of the model, not of the config)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,19 @@ class Encoding:
             start += 1 if lv is None else len(lv)
         return MeanImputation(start, tuple(value_columns), np.asarray(centers, dtype=np.float64), self.indicators)
 
+    def feature_fill(self) -> np.ndarray:
+        """Per model feature: the value a fitted model fills a missing entry with (NaN: none), for inputs that
+        are already encoded (arrays, or frames of the ``column=level`` features)."""
+        out = np.full(len(self.feature_names), np.nan)
+        if self.fill is None:
+            return out
+        start = 0
+        for j, lv in enumerate(self.levels):
+            if lv is None:
+                out[start] = self.fill[j]
+            start += 1 if lv is None else len(lv)
+        return out
+
     def fitted(self, feature_means: np.ndarray) -> Encoding:
         """This encoding with the fill values of a model fitted on rows whose feature means are
         ``feature_means`` (an imputed column's mean is the mean of its observed entries)."""
@@ -164,7 +178,7 @@ class Encoding:
         absent = [c for c in self.columns if c not in frame.columns]
         if absent:
             raise DataError(f"input lacks the model's columns {absent}; it needs {list(self.columns)}.")
-        blocks = [self._column(frame, j, "input", training=False) for j in range(len(self.columns))]
+        blocks = [self._column(frame, j, _INPUT, training=False) for j in range(len(self.columns))]
         if self.indicators:
             blocks += [is_missing(frame[c]).astype(np.float64)[:, None]
                        for c, imp in zip(self.columns, self.imputed) if imp]
@@ -214,19 +228,34 @@ def _indicators(series: pd.Series, name: str, levels: tuple[str, ...], training:
 
 
 def level_strings(series: pd.Series) -> pd.Series:
-    """A column's values as level names (missing stays missing): text as is, ``True``/``False``, whole numbers
-    without a decimal point (``3``, also when stored as the float 3.0)."""
+    """A column's values as level names (missing stays missing), the same whatever type a reader gave them:
+    numbers by their value (``2007`` for 2007, 2007.0 and the text ``"2007.0"``; ``1.5``), true/false words
+    as ``True``/``False`` (``true``, ``TRUE`` and a boolean alike), other text as is (stripped). A CSV read
+    as text in training and by ``pandas.read_csv`` at predict time thus gives the same levels."""
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(series):
         return series.map(lambda v: str(bool(v)) if not pd.isna(v) else None).astype(object)
     if pd.api.types.is_numeric_dtype(series):
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        out = np.empty(values.size, dtype=object)
-        for i, v in enumerate(values):
-            out[i] = None if not math.isfinite(v) else (str(int(v)) if v.is_integer() else repr(float(v)))
-        return pd.Series(out, index=series.index, dtype=object)
-    return series.astype(object).where(~series.isna(), None).map(lambda v: v if v is None else str(v))
+        return pd.Series(_number_names(series.to_numpy(dtype=np.float64, na_value=np.nan)), index=series.index,
+                         dtype=object)
+    text = series.astype(object).where(~series.isna(), None).map(lambda v: v if v is None else str(v).strip())
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    named = np.isfinite(numbers)
+    out = text.to_numpy(dtype=object).copy()
+    out[named] = _number_names(numbers[named])
+    lower = text.str.lower().to_numpy(dtype=object)
+    out[lower == "true"] = "True"
+    out[lower == "false"] = "False"
+    return pd.Series(out, index=series.index, dtype=object)
+
+
+def _number_names(values: np.ndarray) -> np.ndarray:
+    """``3`` for whole numbers, ``repr`` otherwise, None for NaN/inf."""
+    out = np.empty(values.size, dtype=object)
+    for i, v in enumerate(values):
+        out[i] = None if not math.isfinite(v) else (str(int(v)) if v.is_integer() else repr(float(v)))
+    return out
 
 
 def numeric_column(series: pd.Series, name: str, where: str) -> np.ndarray:
@@ -239,6 +268,9 @@ def numeric_column(series: pd.Series, name: str, where: str) -> np.ndarray:
     bad = coerced.isna() & ~series.isna()
     if bad.any():
         example = series[bad].iloc[0]
+        if where == _INPUT:  # a fitted model: nothing in the config can change it
+            raise DataError(f"input column {name!r} holds text (e.g. {example!r}) where the model takes numbers; "
+                            "pass numbers, or NaN for a missing value (a model fitted with imputation fills it).")
         raise DataError(f"{where}: column {name!r} is numeric elsewhere but holds text here (e.g. {example!r}); "
                         f"list it in data.categorical, add {example!r} to data.na_values if it marks a missing "
                         "value, or leave the column out with data.exclude.")

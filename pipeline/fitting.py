@@ -163,7 +163,8 @@ def _encoded(frame: Any, sample_weight: object | None, categorical: str | Sequen
             kinds[c] = "text"
     cats = categorical_columns(kinds, names, "", None, categorical if isinstance(categorical, str) else listed,
                                "X")
-    columns = FrameColumns(names, cats, tuple(c for c in cats if kinds[c] == "text"), missing, indicators)
+    columns = FrameColumns(names, cats, tuple(c for c in cats if kinds[c] == "text" and c not in listed), missing,
+                           indicators)
     if missing == "error":
         gaps = [c for c in names if c not in cats and is_missing(frame[c]).any()]
         if gaps:
@@ -178,7 +179,6 @@ def _encoded(frame: Any, sample_weight: object | None, categorical: str | Sequen
         v = np.asarray(imputation.value_columns, dtype=np.intp)
         observed = 1.0 - means[imputation.n_encoded : imputation.n_encoded + v.size]
         safe = np.where(observed > 1e-12, observed, 1.0)
-        means[v] = np.where(observed > 1e-12, imputation.centers + (means[v] - imputation.centers) / safe,
-                            imputation.centers)
+        means[v] = np.where(observed > 1e-12, imputation.centers + (means[v] - imputation.centers) / safe, 0.0)
     fitted = encoding.fitted(means)
     return fitted.features(frame), fitted

@@ -114,8 +114,9 @@ class FittedModel:
         A model with an :class:`~pipeline.encoding.Encoding` takes the raw frame (text columns as text,
         missing entries as NaN) and encodes it as in training; an array of the encoded features also works.
         """
-        if self.encoding is not None and hasattr(X, "columns") and not set(self.feature_names or ()) <= set(X.columns):
-            return self.encoding.features(X) @ self.coef + self.intercept
+        enc = self.encoding
+        if enc is not None and hasattr(X, "columns") and not set(enc.feature_names) <= set(X.columns):
+            return enc.features(X) @ self.coef + self.intercept  # the raw frame, as in training (names what lacks)
         if self.feature_names is not None and hasattr(X, "columns"):
             missing = [c for c in self.feature_names if c not in X.columns]
             if missing:
@@ -128,6 +129,9 @@ class FittedModel:
         arr = np.asarray(X, dtype=np.float64)
         if arr.ndim == 1 and self.n_features == arr.shape[0]:
             arr = arr[None, :]
+        if enc is not None and arr.ndim == 2 and arr.shape[1] == self.n_features and np.isnan(arr).any():
+            fill = enc.feature_fill()  # encoded features: gaps take the fitted fill values, as in a raw frame
+            arr = np.where(np.isnan(arr) & ~np.isnan(fill), fill, arr)
         if arr.ndim != 2 or arr.shape[1] != self.n_features:
             raise DataError(
                 f"X must have shape (n_rows, {self.n_features}) to match the model, got {arr.shape}."

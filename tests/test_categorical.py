@@ -336,3 +336,85 @@ def test_fit_takes_a_raw_frame_like_the_pipeline(penguins, engine):
     np.testing.assert_allclose(model.predict(raw), reg.predict(scaler.transform(design(raw))), rtol=1e-8)
     with pytest.raises(DataError, match="missing values in columns .*missing='impute'"):
         pipeline.fit(data.drop(columns=[TARGET]), data[TARGET], penalty="l2", lambda2=0.1)
+
+
+# ---------------------------------------------------------------- found in review
+def test_a_numeric_table_with_gaps_is_filled_at_predict_time(tmp_path, diabetes):
+    """No text column: the feature names are the raw names, and gaps (frame or array) still take the fill."""
+    X, y = diabetes
+    X = X.copy()
+    X[np.random.default_rng(4).random(X.shape) < 0.1] = np.nan
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    frame.assign(y=y).to_csv(tmp_path / "n.csv", index=False)
+    plan, passes = _pass(plan_data(DataConfig(source=str(tmp_path / "n.csv"), target="y", missing="impute")))
+    c = Candidate(0, "elasticnet", 0.5, 0.1)
+    model = refit_pass(passes, c, plan.feature_names, ModelConfig(tol=1e-12), plan.encoding)
+    reg = ElasticNet(alpha=c.lambda1 + c.lambda2, l1_ratio=c.lambda1 / (c.lambda1 + c.lambda2), tol=1e-12,
+                     max_iter=1_000_000)
+    ref = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler()), ("fit", reg)]).fit(frame, y)
+    np.testing.assert_allclose(model.predict(frame), ref.predict(frame), rtol=1e-8)
+    np.testing.assert_allclose(model.predict(X), ref.predict(frame), rtol=1e-8)
+
+
+@pytest.mark.parametrize("words", [("True", "False"), ("true", "false"), ("TRUE", "FALSE")])
+def test_levels_read_from_csv_text_match_what_pandas_reads_later(tmp_path, words):
+    """Integer codes written as 2007.0 (a gap made the column float) and any spelling of true/false: the
+    levels are named by value, so a frame read later by pandas.read_csv predicts as in training."""
+    rng = np.random.default_rng(1)
+    n = 120
+    df = pd.DataFrame({"x": rng.normal(size=n), "flag": rng.random(n) < 0.5,
+                       "year": rng.choice([2007, 2008, 2009], n).astype(float)})
+    df["y"] = df.x + 3 * df.flag + (df.year - 2008) + rng.normal(0, 0.1, n)
+    df.loc[[3, 50], "year"] = np.nan
+    df = df.assign(flag=df.flag.map({True: words[0], False: words[1]}))
+    df.to_csv(tmp_path / "l.csv", index=False)
+    plan, passes = _pass(plan_data(DataConfig(source=str(tmp_path / "l.csv"), target="y", missing="impute",
+                                              categorical=["flag", "year"], block_rows=50)))
+    assert dict(zip(plan.encoding.columns, plan.encoding.levels)) == {
+        "x": None, "flag": ("False", "True"), "year": ("2007", "2008", "2009", "<NA>")}
+    model = refit_pass(passes, Candidate(0, "l2", 0.0, 1e-4), plan.feature_names, ModelConfig(), plan.encoding)
+    as_read = pd.read_csv(tmp_path / "l.csv").drop(columns=["y"])  # bool and float columns now
+    as_text = pd.read_csv(tmp_path / "l.csv", dtype=str).drop(columns=["y"]).assign(x=as_read.x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no level may look unseen
+        np.testing.assert_allclose(model.predict(as_read), model.predict(as_text), rtol=1e-12)
+
+
+def test_a_column_never_observed_in_a_fold_is_left_out_without_an_intercept(tmp_path):
+    """SimpleImputer drops a column with no observed training value; filled with 0 it is a zero column here
+    (filled with the source's mean it would act as an intercept when none is fitted)."""
+    rng = np.random.default_rng(2)
+    n = 300
+    df = pd.DataFrame({"a": rng.normal(5, 1, n), "b": rng.normal(-3, 2, n), "c": rng.normal(10, 1, n)})
+    df["y"] = 2 * df.a - df.b + rng.normal(0, 0.5, n)
+    folds = kfold_folds(0, n, K, SEED)
+    df.loc[folds != 0, "c"] = np.nan  # c observed only in fold 0: never in fold 0's training rows
+    df.to_csv(tmp_path / "c.csv", index=False)
+    plan = _plan(tmp_path, df.rename(columns={"y": TARGET}))
+    c = Candidate(0, "elasticnet", 0.05, 0.01)
+    for engine in ("gram", "rows"):
+        if engine == "gram":
+            plan_e, passes = _pass(plan)
+            models = [make_fold_model(passes, f, fit_intercept=False, standardize=False) for f in range(K)]
+        else:
+            models = make_row_fold_models(load_rows(_scanned(plan), K, SEED), range(K), fit_intercept=False,
+                                          standardize=False)
+        for f, m in enumerate(models):
+            tr, te = df[folds != f], df[folds == f]
+            pipe = Pipeline([("impute", SimpleImputer()), ("fit", ElasticNet(
+                alpha=c.lambda1 + c.lambda2, l1_ratio=c.lambda1 / (c.lambda1 + c.lambda2), fit_intercept=False,
+                tol=1e-12, max_iter=1_000_000))])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the imputer drops c in fold 0
+                pipe.fit(tr[["a", "b", "c"]], tr["y"])
+                ref = float(np.mean((pipe.predict(te[["a", "b", "c"]]) - te["y"]) ** 2))
+            assert m.score(c, 1e-12).heldout_mse == pytest.approx(ref, rel=1e-8), (engine, f)
+
+
+def test_a_listed_column_is_kept_whatever_its_level_count(tmp_path, penguins):
+    df = penguins.assign(code=[f"S{i % 300:03d}" for i in range(len(penguins))])
+    with pytest.raises(DataError, match="looks like free text.*or list it in data.categorical"):
+        _pass(_plan(tmp_path, df))
+    plan, _ = _pass(_plan(tmp_path, df, categorical=["code"]))
+    kept = df[df[TARGET].notna()]  # a level only on rows without a target is no level
+    assert sum(name.startswith("code=") for name in plan.feature_names) == kept["code"].nunique() == 299

@@ -100,7 +100,7 @@ class RowData:
             observed = v @ ~masks
             values = self.X[:, list(imp.value_columns)]
             sums = v @ np.where(masks, 0.0, values)
-            fill = np.where(observed > 0, sums / np.where(observed > 0, observed, 1.0), imp.centers)
+            fill = np.where(observed > 0, sums / np.where(observed > 0, observed, 1.0), 0.0)  # as MeanImputation
         out = np.empty((self.n_rows, imp.n_features), order="F")
         out[:, :p] = self.X[:, :p]
         for i, j in enumerate(imp.value_columns):

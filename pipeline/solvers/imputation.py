@@ -64,20 +64,21 @@ class MeanImputation:
     def fill_values(self, train: SuffStats) -> np.ndarray:
         """μ per imputed column: the weighted mean of its observed entries over the rows of ``train``.
 
-        A column with no observed entry in ``train`` keeps ``c`` (it is then constant there,
-        and gets coefficient 0).
+        A column with no observed entry in ``train`` is filled with 0: a column of zeros there, which
+        every fit leaves out (coefficient 0), as ``SimpleImputer`` drops a column it never saw observed
+        (filled with ``c`` it would be a constant acting as a second intercept when none is fitted).
         """
         v = np.asarray(self.value_columns, dtype=np.intp)
         q = v.size
         if q == 0 or train.sum_w == 0.0:
-            return self.centers.copy()
+            return np.zeros(q)
         masks = np.arange(self.n_encoded, self.n_encoded + q)
         z_minus_c = (train.x_origin[v] - self.centers) + train.x_offset[v]
         observed = 1.0 - train.x_mean[masks]
         ok = observed > 1e-12
-        shift = np.zeros(q)
-        shift[ok] = z_minus_c[ok] / observed[ok]
-        return self.centers + shift
+        fill = np.zeros(q)
+        fill[ok] = self.centers[ok] + z_minus_c[ok] / observed[ok]
+        return fill
 
     def matrix(self, fill: np.ndarray) -> np.ndarray:
         """``A`` with ``X = Z A`` for the fill values ``fill``."""
