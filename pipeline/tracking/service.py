@@ -41,7 +41,7 @@ from ..config import TrackingConfig
 from ..errors import DriverGone, RemoteTrackingError, TrackingError
 from ..model import FittedModel
 from ..ownership import DriverId
-from .health import is_unreachable, reachable
+from .health import is_http, is_unreachable, reachable
 from .protocol import Pending
 from .records import ChildRun, TrialRecord
 
@@ -275,10 +275,12 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
     driver_id = DriverId.parse(driver)
     driver_pid = driver_id.pid if driver_id is not None else os.getppid()
     tracker: Tracker | None = None
+    writers = _ChildRunPool(outbox, HTTP_WRITERS if is_http(cfg.uri) else 0)
     try:
         while True:
+            writers.harvest()
             try:
-                msg = inbox.get(timeout=1.0)
+                msg = inbox.get(timeout=0.2 if writers.busy else 1.0)
             except queue.Empty:
                 if os.getppid() != driver_pid:
                     raise DriverGone from None
@@ -286,15 +288,75 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
             if os.getppid() != driver_pid:  # a dead driver's records are replayed by the next one
                 raise DriverGone
             if msg is None:
+                writers.drain()
                 outbox.put(None)
                 return
             if tracker is None:
                 tracker = _open_tracker(cfg, study_name, driver, msg, outbox)
                 if tracker is None:
                     continue
+            if isinstance(msg, TrialRecord) and writers.submit(tracker, msg):
+                continue
+            writers.drain()  # a call sees every child run queued before it written (the order the driver sent)
             outbox.put(_answer(tracker, msg))
     except DriverGone:
         return
+    finally:
+        writers.shutdown()
+
+
+HTTP_WRITERS = 8
+"""Child runs written at once to a tracking server. Each costs three requests, and a server spends most of a
+request on its store, not on the network: on 2 cores against ``mlflow server`` (SQLite store) one writer took
+336 ms per run, 4 took 69 ms, 8 took 48 ms, 16 took 53 ms (see ``benchmarks/child_runs.py``). A local SQLite
+store is written by one writer: its writes serialize anyway."""
+
+
+class _ChildRunPool:
+    """Child runs written by a pool of threads (a tracking server), their outcomes put on the outbox as they
+    finish; with no threads, nothing is taken and the caller writes in order."""
+
+    def __init__(self, outbox: Any, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.outbox = outbox
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="child-run") if threads else None
+        self.pending: list[Any] = []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+    def submit(self, tracker: Tracker, record: TrialRecord) -> bool:
+        if self.pool is None:
+            return False
+        tracker.trial_writer(watch_driver=True)  # created once, before the threads share it
+        self.pending.append(self.pool.submit(_answer, tracker, record))
+        return True
+
+    def harvest(self, wait: bool = False) -> None:
+        """Put the finished outcomes on the outbox; a writer that saw the driver die stops this process."""
+        from concurrent.futures import wait as wait_all
+
+        if wait and self.pending:
+            wait_all(self.pending)
+        left = []
+        for fut in self.pending:
+            if not fut.done():
+                left.append(fut)
+                continue
+            error = fut.exception()
+            if isinstance(error, DriverGone):
+                raise DriverGone
+            self.outbox.put(fut.result() if error is None else (-1, f"{type(error).__name__}: {error}"[:500]))
+        self.pending = left
+
+    def drain(self) -> None:
+        self.harvest(wait=True)
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _open_tracker(cfg: TrackingConfig, study_name: str, driver: str, msg: _Call | TrialRecord,

@@ -207,14 +207,19 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     # ------------------------------------------------------------ child runs
-    def write_trial(self, record: TrialRecord, *, watch_driver: bool = False) -> str | None:
-        """Write one child run now; None when written, else why not."""
-        if self._parent is None:
-            return "no MLflow parent run to log under"
-        if self._writer is None:
+    def trial_writer(self, *, watch_driver: bool = False) -> ChildRunWriter | None:
+        """The writer of this sweep's child runs (None before the parent run exists); made once."""
+        if self._parent is not None and self._writer is None:
             self._writer = ChildRunWriter(self.client, self.uri, self.experiment_id, self._parent,
                                           self.study_name, self.driver, watch_driver=watch_driver)
-        return self._writer.write(record)
+        return self._writer
+
+    def write_trial(self, record: TrialRecord, *, watch_driver: bool = False) -> str | None:
+        """Write one child run now (several threads may, through one writer); None when written, else why not."""
+        writer = self.trial_writer(watch_driver=watch_driver)
+        if writer is None:
+            return "no MLflow parent run to log under"
+        return writer.write(record)
 
     def log_trial(self, record: TrialRecord) -> None:
         if not self.cfg.log_trials:

@@ -1,0 +1,107 @@
+"""What one trial's child run costs against a real ``mlflow server``: one writer against the pool.
+
+    python benchmarks/child_runs.py                 # 1,000 child runs per setting, writers 1 and 8
+    python benchmarks/child_runs.py --runs 200 --writers 1 4 8 16
+
+Starts ``mlflow server`` (SQLite backend store, local artifacts) on a free
+127.0.0.1 port, then for each writer count runs the sweep's own tracking
+process (:class:`pipeline.tracking.TrackingService`): a parent run, ``--runs``
+finished trials queued as a sweep queues them, and the wait for the last one
+(``finish_trial_logging``). Reported: the wall time from the first queued
+record to the last written, divided by the number of runs (the issue's
+measure), and the ratio to one writer. Every run is then checked to be in
+MLflow, FINISHED, with its metric. The server's store is on the same two
+cores as the writer: run nothing else meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pipeline.tracking.service as service
+from pipeline.config import TrackingConfig
+from pipeline.tracking import TrackingService
+from pipeline.tracking.records import TrialRecord
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{work / 'store.db'}",
+         "--default-artifact-root", str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc, uri
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("mlflow server did not start within 120 s")
+
+
+def measure(uri: str, writers: int, runs: int) -> float:
+    """Seconds per child run with ``writers`` threads writing (the sweep's tracking process)."""
+    service.HTTP_WRITERS = writers  # read by the tracking process, which is forked after this
+    study = f"bench-{writers}-{time.time_ns()}"
+    tracking = TrackingService(TrackingConfig(uri=uri, experiment=study), study)
+    try:
+        tracking.start_parent(run_name=study, tags={})
+        now = int(time.time() * 1000)
+        records = [TrialRecord(i, {"penalty": "l1", "lambda1": 0.1 * i}, {"cv_mse": 1.0 + i, "cv_mse_se": 0.1},
+                               now, now + 1) for i in range(runs)]
+        t0 = time.perf_counter()
+        for rec in records:
+            tracking.log_trial(rec)
+        tracking.finish_trial_logging()
+        seconds = time.perf_counter() - t0
+        assert not tracking.failed, tracking.failed[:3]
+        found = tracking.child_runs(study)
+        assert len(found) == runs and all(r.status == "FINISHED" for r in found.values()), len(found)
+        tracking.end_run(tracking.parent_run_id or "", "FINISHED")
+    finally:
+        tracking.close()
+    return seconds / runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--writers", type=int, nargs="+", default=[1, 8])
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, uri = _start_server(Path(tmp))
+        try:
+            print(f"mlflow server {uri} (SQLite store); load average {os.getloadavg()[0]:.2f}; {args.runs} runs each")
+            print("| writers | ms per child run | ratio to 1 writer |\n|---:|---:|---:|")
+            base = None
+            for w in args.writers:
+                per = measure(uri, w, args.runs)
+                base = base or per
+                print(f"| {w} | {per * 1000:.1f} | {per / base:.2f} |", flush=True)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
