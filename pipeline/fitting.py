@@ -22,7 +22,7 @@ from .engine import available_memory, choose_engine
 from .errors import DataError
 from .levels import FrameColumns, encoding_from_scan, scan_frame
 from .model import FittedModel, feature_names_of
-from .solvers import GramProblem, RowDesign, RowProblem, SuffStats, is_sparse, make_penalty
+from .solvers import ElasticNet, GramProblem, RowDesign, RowProblem, SuffStats, is_sparse, make_penalty
 from .validation import check_features, check_sample_weight, check_sparse_features, check_target
 
 __all__ = ["fit"]
@@ -106,6 +106,13 @@ def fit(
     if hasattr(X, "columns") and hasattr(X, "dtypes") and _needs_encoding(X, categorical, missing):
         X, encoding = _encoded(X, sample_weight, categorical, missing, missing_indicators)
         feature_names = encoding.feature_names
+    model = _solve(X, y, sample_weight, feature_names, pen, standardize, fit_intercept, tol, engine)
+    return model if encoding is None else dataclasses.replace(model, encoding=encoding)
+
+
+def _solve(X: object, y: object, sample_weight: object | None, feature_names: Sequence[str] | None,
+           pen: ElasticNet, standardize: bool, fit_intercept: bool, tol: float, engine: str) -> FittedModel:
+    """The checked numeric problem solved on the engine :func:`~pipeline.engine.choose_engine` picks."""
     sparse = is_sparse(X)
     X_arr: Any = check_sparse_features(X) if sparse else check_features(X, feature_names)
     n, p = X_arr.shape
@@ -114,17 +121,14 @@ def fit(
     w = None if sample_weight is None else check_sample_weight(sample_weight, n)
     choice = choose_engine(engine, sparse=sparse, n_features=p, n_train=n, k=1, memory=available_memory(),
                            memory_name="the available memory")
-
     if choice.name == "rows":
         design = RowDesign(X_arr, y_arr, np.ones(n) if w is None else w, fit_intercept=fit_intercept,
                            standardize=standardize)
-        model = FittedModel.from_solution(design, RowProblem(design).solve(pen, tol=tol).result, pen, names)
-    else:
-        dense = X_arr.toarray() if sparse else X_arr
-        stats = SuffStats.from_block(dense, y_arr, w)
-        problem = GramProblem.from_stats(stats, fit_intercept=fit_intercept, standardize=standardize)
-        model = FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names)
-    return model if encoding is None else dataclasses.replace(model, encoding=encoding)
+        return FittedModel.from_solution(design, RowProblem(design).solve(pen, tol=tol).result, pen, names)
+    dense = X_arr.toarray() if sparse else X_arr
+    problem = GramProblem.from_stats(SuffStats.from_block(dense, y_arr, w), fit_intercept=fit_intercept,
+                                     standardize=standardize)
+    return FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names)
 
 
 def _needs_encoding(frame: Any, categorical: str | Sequence[str], missing: str) -> bool:
