@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "csv_head_kinds",
-           "stored_arrow_schema"]
+           "free_text_candidates", "stored_arrow_schema"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -132,6 +132,13 @@ def categorical_columns(kinds: Mapping[str, str], features: Sequence[str], targe
         if kind in ("text", "bool", "dictionary") or (not isinstance(listed, str) and c in listed):
             out.append(c)
     return tuple(out)
+
+
+def free_text_candidates(categorical: Sequence[str], kinds: Mapping[str, str],
+                         listed: Sequence[str] | str) -> tuple[str, ...]:
+    """The text columns made categorical by ``auto``, which the level scan refuses as free text when nearly every
+    value is distinct (a column the user listed is kept whatever its level count)."""
+    return tuple(c for c in categorical if kinds[c] == "text" and (isinstance(listed, str) or c not in listed))
 
 
 def _said(kind: str) -> str:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
-from .column_kinds import arrow_kind, categorical_columns, csv_head_kinds, stored_arrow_schema
+from .column_kinds import arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates, stored_arrow_schema
 from .encoding import Encoding
 from .errors import DataError
 
@@ -99,7 +99,8 @@ class DataPlan:
     @property
     def needs_scan(self) -> bool:
         """Whether levels or missing entries must be found on the workers before the statistics pass."""
-        return self.encoding is None and (bool(self.categorical) or self.missing == "impute")
+        return (self.encoding is None and self.kind in ("csv", "parquet", "bundled", "npy")
+                and (bool(self.categorical) or self.missing == "impute"))
 
     @property
     def n_statistics_columns(self) -> int:
@@ -266,13 +267,8 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
                  "left out.",)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where)
-    return features, target, categorical, _free_text_candidates(categorical, kinds, cfg.categorical), notes
+    return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes
 
-
-def _free_text_candidates(categorical: tuple[str, ...], kinds: dict[str, str],
-                          listed: str | list[str]) -> tuple[str, ...]:
-    """The text columns made categorical by ``auto`` (a column the user listed is kept whatever its levels)."""
-    return tuple(c for c in categorical if kinds[c] == "text" and (isinstance(listed, str) or c not in listed))
 
 
 def _plan_synthetic(cfg: DataConfig, group: str | None) -> DataPlan:
@@ -332,7 +328,7 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     return DataPlan(
         kind="parquet", source=source, feature_names=features, target=target, weight=cfg.weight,
         group=group, n_rows=start, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
-        text_columns=_free_text_candidates(categorical, kinds, cfg.categorical),
+        text_columns=free_text_candidates(categorical, kinds, cfg.categorical),
     )
 
 
@@ -566,33 +562,26 @@ def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> Bloc
     With ``sparse`` a sparse source's block stays a CSR matrix (the rows
     engine); otherwise every block is a dense array.
     """
+    if plan.needs_scan:
+        raise ValueError("the plan's levels are not known yet: run the level scan (pipeline.levels) first")
     if plan.kind == "npz":
         return _load_npz_block(plan, spec, sparse)
     if plan.kind == "synthetic":
         X, y = synthetic_rows(plan.synthetic, spec.start_row, spec.n_rows)
         return BlockData(X, y, None, None, spec.start_row)
     if plan.kind == "npy":
-        sl = slice(spec.local_start, spec.local_start + spec.n_rows)
-        raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)
-        integer: tuple[bool, ...] = (raw.dtype.kind in "iub",) * raw.shape[1]
-        X = np.asarray(raw[sl], dtype=np.float64)
+        X, y, w, g, integer, where = _npy_block(plan, spec)
         if plan.encoding is not None:  # data.missing: impute
             import pandas as pd
 
-            X = plan.encoding.statistics_columns(pd.DataFrame(X, columns=list(plan.raw_features)), "")
+            X = plan.encoding.statistics_columns(pd.DataFrame(X, columns=list(plan.raw_features)), where)
             integer = ()
-        y = np.asarray(np.load(plan.target, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
-        w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
-        g = None if plan.group is None else np.asarray(np.load(plan.group, mmap_mode="r", allow_pickle=False)[sl])
-        where = f"{plan.source} rows {sl.start}-{sl.stop - 1}"
         return _checked(plan, X, y, w, g, spec, where, integer)
     frame = _read_frame(plan, spec)
     missing = [c for c in _needed_columns(plan) if c not in frame.columns]
     if missing:
         raise DataError(f"{spec.path}: columns {missing} are missing in this block.")
     where = f"{spec.path} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
-    if plan.needs_scan:
-        raise ValueError("the plan's levels are not known yet: run the level scan (pipeline.levels) first")
     if plan.encoding is not None:
         X = plan.encoding.statistics_columns(frame, where)
         integer = ()
@@ -609,29 +598,41 @@ def raw_block_frame(plan: DataPlan, spec: BlockSpec) -> tuple[pd.DataFrame, np.n
     """One block's raw feature columns as a frame, its target and weights, and where it is (for the level scan)."""
     import pandas as pd
 
-    where = f"{spec.path or plan.source} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
     if plan.kind == "npy":
-        sl = slice(spec.local_start, spec.local_start + spec.n_rows)
-        X = np.asarray(np.load(plan.source, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
-        y = np.asarray(np.load(plan.target, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
-        w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r", allow_pickle=False)[sl],
-                                                        dtype=np.float64)
+        X, y, w, _, _, where = _npy_block(plan, spec)
         return pd.DataFrame(X, columns=list(plan.raw_features)), y, w, where
+    where = f"{spec.path} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
     frame = _read_frame(plan, spec)
     y = _numeric(frame, (plan.target,), where)[:, 0]
     w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
     return frame, y, w, where
 
 
+def _npy_block(plan: DataPlan, spec: BlockSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                                        np.ndarray | None, tuple[bool, ...], str]:
+    """An ``.npy`` source's block: X (float64), y, weights, groups, integer flags per column, where it is."""
+    sl = slice(spec.local_start, spec.local_start + spec.n_rows)
+    raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)
+    y, w, g, where = _array_extras(plan, sl)
+    return np.asarray(raw[sl], dtype=np.float64), y, w, g, (raw.dtype.kind in "iub",) * raw.shape[1], where
+
+
+def _array_extras(plan: DataPlan, sl: slice) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """Rows ``sl`` of the target, weight and group ``.npy`` files beside an array source, and where they are."""
+
+    def part(path: str | None, dtype: Any = np.float64) -> np.ndarray | None:
+        return None if path is None else np.asarray(np.load(path, mmap_mode="r", allow_pickle=False)[sl], dtype=dtype)
+
+    y = part(plan.target)
+    assert y is not None
+    return y, part(plan.weight), part(plan.group, None), f"{plan.source} rows {sl.start}-{sl.stop - 1}"
+
+
 def _load_npz_block(plan: DataPlan, spec: BlockSpec, sparse: bool) -> BlockData:
     sl = slice(spec.local_start, spec.local_start + spec.n_rows)
     matrix = _sparse_matrix(plan.source, Path(plan.source).stat().st_mtime)[sl]
-    y = np.asarray(np.load(plan.target, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
-    w = None if plan.weight is None else np.asarray(np.load(plan.weight, mmap_mode="r", allow_pickle=False)[sl],
-                                                    dtype=np.float64)
-    g = None if plan.group is None else np.asarray(np.load(plan.group, mmap_mode="r", allow_pickle=False)[sl])
+    y, w, g, where = _array_extras(plan, sl)
     integer = (matrix.dtype.kind in "iub",) * matrix.shape[1]
-    where = f"{plan.source} rows {sl.start}-{sl.stop - 1}"
     matrix = matrix.astype(np.float64)
     return _checked(plan, matrix if sparse else matrix.toarray(), y, w, g, spec, where, integer)
 

@@ -83,8 +83,15 @@ class Encoding:
 
     # ------------------------------------------------------------ names
     @property
-    def categorical(self) -> tuple[str, ...]:
-        return tuple(c for c, lv in zip(self.columns, self.levels) if lv is not None)
+    def imputed_columns(self) -> tuple[str, ...]:
+        """The numeric columns with gaps, imputed (each has a missing indicator in the statistics)."""
+        return tuple(c for c, imp in zip(self.columns, self.imputed) if imp)
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """Per column: its first statistics column (a numeric column's value, a categorical one's first level)."""
+        widths = [1 if lv is None else len(lv) for lv in self.levels]
+        return tuple(int(x) for x in np.cumsum([0, *widths[:-1]])) if widths else ()
 
     @property
     def encoded_names(self) -> tuple[str, ...]:
@@ -97,14 +104,14 @@ class Encoding:
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The model's features: the encoded columns, then ``column=<NA>`` per imputed column if indicated."""
-        extra = tuple(f"{c}={NA_LEVEL}" for c, imp in zip(self.columns, self.imputed) if imp) if self.indicators else ()
+        extra = tuple(f"{c}={NA_LEVEL}" for c in self.imputed_columns) if self.indicators else ()
         return self.encoded_names + extra
 
     @property
     def statistics_names(self) -> tuple[str, ...]:
         """Names of the statistics columns: the encoded columns, then ``column=<NA>`` per imputed column (its
         missing indicator, the same column as the feature of that name under ``data.missing_indicators``)."""
-        return self.encoded_names + tuple(f"{c}={NA_LEVEL}" for c, imp in zip(self.columns, self.imputed) if imp)
+        return self.encoded_names + tuple(f"{c}={NA_LEVEL}" for c in self.imputed_columns)
 
     @property
     def statistics_sources(self) -> tuple[str, ...]:
@@ -112,7 +119,7 @@ class Encoding:
         out: list[str] = []
         for col, lv in zip(self.columns, self.levels):
             out.extend([col] * (1 if lv is None else len(lv)))
-        return tuple(out) + tuple(c for c, imp in zip(self.columns, self.imputed) if imp)
+        return tuple(out) + self.imputed_columns
 
     @property
     def n_statistics_columns(self) -> int:
@@ -127,37 +134,26 @@ class Encoding:
         """The map from statistics columns to features (None when no column is imputed)."""
         if not any(self.imputed):
             return None
-        start, value_columns, centers = 0, [], []
-        for lv, imp, c in zip(self.levels, self.imputed, self.centers):
-            if imp:
-                value_columns.append(start)
-                centers.append(c)
-            start += 1 if lv is None else len(lv)
-        return MeanImputation(start, tuple(value_columns), np.asarray(centers, dtype=np.float64), self.indicators)
+        gappy = [j for j, imp in enumerate(self.imputed) if imp]
+        return MeanImputation(len(self.encoded_names), tuple(self.offsets[j] for j in gappy),
+                              np.asarray([self.centers[j] for j in gappy], dtype=np.float64), self.indicators)
 
     def feature_fill(self) -> np.ndarray:
         """Per model feature: the value a fitted model fills a missing entry with (NaN: none), for inputs that
         are already encoded (arrays, or frames of the ``column=level`` features)."""
         out = np.full(len(self.feature_names), np.nan)
-        if self.fill is None:
-            return out
-        start = 0
-        for j, lv in enumerate(self.levels):
-            if lv is None:
-                out[start] = self.fill[j]
-            start += 1 if lv is None else len(lv)
+        if self.fill is not None:
+            for j, at in enumerate(self.offsets):
+                if self.levels[j] is None:
+                    out[at] = self.fill[j]
         return out
 
     def fitted(self, feature_means: np.ndarray) -> Encoding:
         """This encoding with the fill values of a model fitted on rows whose feature means are
         ``feature_means`` (an imputed column's mean is the mean of its observed entries)."""
-        fill = [math.nan] * len(self.columns)
-        start = 0
-        for j, lv in enumerate(self.levels):
-            if lv is None and self.impute:
-                fill[j] = float(feature_means[start])
-            start += 1 if lv is None else len(lv)
-        return dataclasses.replace(self, fill=tuple(fill))
+        fill = tuple(float(feature_means[at]) if lv is None and self.impute else math.nan
+                     for lv, at in zip(self.levels, self.offsets))
+        return dataclasses.replace(self, fill=fill)
 
     # ----------------------------------------------------------- encode
     def statistics_columns(self, frame: pd.DataFrame, where: str) -> np.ndarray:
@@ -169,8 +165,7 @@ class Encoding:
         ``data.missing`` to refuse or drop the row.
         """
         blocks = [self._column(frame, j, where, training=True) for j in range(len(self.columns))]
-        masks = [is_missing(frame[c]).astype(np.float64)[:, None]
-                 for c, imp in zip(self.columns, self.imputed) if imp]
+        masks = [is_missing(frame[c]).astype(np.float64)[:, None] for c in self.imputed_columns]
         return np.ascontiguousarray(np.hstack(blocks + masks)) if blocks else np.empty((len(frame), 0))
 
     def features(self, frame: pd.DataFrame) -> np.ndarray:
@@ -180,8 +175,7 @@ class Encoding:
             raise DataError(f"input lacks the model's columns {absent}; it needs {list(self.columns)}.")
         blocks = [self._column(frame, j, _INPUT, training=False) for j in range(len(self.columns))]
         if self.indicators:
-            blocks += [is_missing(frame[c]).astype(np.float64)[:, None]
-                       for c, imp in zip(self.columns, self.imputed) if imp]
+            blocks += [is_missing(frame[c]).astype(np.float64)[:, None] for c in self.imputed_columns]
         return np.hstack(blocks) if blocks else np.empty((len(frame), 0))
 
     def _column(self, frame: pd.DataFrame, j: int, where: str, training: bool) -> np.ndarray:
@@ -289,14 +283,14 @@ def is_missing(series: pd.Series) -> np.ndarray:
 def encoding_summary(encoding: Encoding) -> dict[str, Any]:
     """What a sweep records about the encoding: levels per categorical column, imputed columns."""
     return {"categorical_levels": {c: list(lv) for c, lv in zip(encoding.columns, encoding.levels) if lv is not None},
-            "imputed_columns": [c for c, imp in zip(encoding.columns, encoding.imputed) if imp]}
+            "imputed_columns": list(encoding.imputed_columns)}
 
 
 def describe(encoding: Encoding) -> str:
     """One line for the console: the categorical columns with their level counts, and the imputed columns."""
     cats = [f"{c} ({len(lv)}{', with ' + NA_LEVEL if NA_LEVEL in lv else ''})"
             for c, lv in zip(encoding.columns, encoding.levels) if lv is not None]
-    imputed = [c for c, imp in zip(encoding.columns, encoding.imputed) if imp]
+    imputed = encoding.imputed_columns
     parts = [f"categorical columns (levels): {', '.join(cats)}" if cats else "no categorical columns"]
     if encoding.impute:
         parts.append(f"imputed by each fold's training means: {', '.join(imputed)}" if imputed

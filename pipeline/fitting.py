@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .column_kinds import categorical_columns
+from .column_kinds import categorical_columns, free_text_candidates
 from .encoding import Encoding, is_missing
 from .engine import available_memory, choose_engine
 from .errors import DataError
@@ -167,8 +167,7 @@ def _encoded(frame: Any, sample_weight: object | None, categorical: str | Sequen
             kinds[c] = "text"
     cats = categorical_columns(kinds, names, "", None, categorical if isinstance(categorical, str) else listed,
                                "X")
-    columns = FrameColumns(names, cats, tuple(c for c in cats if kinds[c] == "text" and c not in listed), missing,
-                           indicators)
+    columns = FrameColumns(names, cats, free_text_candidates(cats, kinds, categorical), missing, indicators)
     if missing == "error":
         gaps = [c for c in names if c not in cats and is_missing(frame[c]).any()]
         if gaps:

@@ -456,7 +456,7 @@ def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space
     if enc is not None:  # what a reader needs to read column=level coefficients (all levels: summary, model.json)
         params["data.categorical"] = ", ".join(f"{c} ({len(lv)})" for c, lv in zip(enc.columns, enc.levels)
                                                if lv is not None)[:500] or None
-        params["imputed_columns"] = ", ".join(c for c, imp in zip(enc.columns, enc.imputed) if imp)[:500] or None
+        params["imputed_columns"] = ", ".join(enc.imputed_columns)[:500] or None
     return {k: v for k, v in params.items() if v is not None}
 
 

@@ -418,3 +418,13 @@ def test_a_listed_column_is_kept_whatever_its_level_count(tmp_path, penguins):
     plan, _ = _pass(_plan(tmp_path, df, categorical=["code"]))
     kept = df[df[TARGET].notna()]  # a level only on rows without a target is no level
     assert sum(name.startswith("code=") for name in plan.feature_names) == kept["code"].nunique() == 299
+
+
+def test_sources_without_gaps_or_text_are_never_scanned(tmp_path):
+    """data.missing: impute on generated rows (which have no gaps) reads them as before: no scan, no encoding."""
+    from pipeline.config import SyntheticConfig
+    from pipeline.data import load_block
+
+    plan = plan_data(DataConfig(source="synthetic", missing="impute", synthetic=SyntheticConfig(n_rows=50)))
+    assert not plan.needs_scan and plan.encoding is None
+    assert load_block(plan, plan.blocks[0]).X.shape == (50, 20)

@@ -23,10 +23,7 @@ def scan_columns(client: Client, plan: DataPlan) -> DataPlan:
     plan_f = client.submit(same, plan, pure=False)
     futs = [client.submit(scan_block, plan_f, spec, pure=False) for spec in plan.blocks]
     while len(futs) > 1:
-        futs = [client.submit(_merge, *futs[i : i + MERGE_FAN_IN], pure=False)
+        futs = [client.submit(merge_scans, futs[i : i + MERGE_FAN_IN], pure=False)  # Dask resolves the list
                 for i in range(0, len(futs), MERGE_FAN_IN)]
     return plan.with_encoding(encoding_from_scan(plan, wait_done(futs[0])))
 
-
-def _merge(*scans):  # type: ignore[no-untyped-def]
-    return merge_scans(list(scans))

@@ -9,8 +9,8 @@ column is linear in these two,
 
 so the imputed design of a fold is ``X = Z A`` for the statistics columns Z
 and a matrix A that depends on μ only, and its centred moments are
-``Aᵀ C_ZZ A``, ``Aᵀ C_Zy`` and ``Aᵀ z̄`` (:meth:`SuffStats.mapped`): no row is
-read again. The mean of the observed training entries (scikit-learn's
+``Aᵀ C_ZZ A``, ``Aᵀ C_Zy`` and ``Aᵀ z̄`` (:meth:`MeanImputation.mapped`, which
+uses A's structure): no row is read again. The mean of the observed training entries (scikit-learn's
 ``SimpleImputer(strategy="mean")`` fitted on the training rows; under sample
 weights ``Σ w x / Σ w`` over the observed rows) follows from the same
 training statistics: with ``z̄`` and ``m̄`` the weighted means of x̃ and m,
@@ -25,6 +25,7 @@ of a fold are mapped with the *training* μ, as a fitted imputer maps them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,19 +81,40 @@ class MeanImputation:
         fill[ok] = self.centers[ok] + z_minus_c[ok] / observed[ok]
         return fill
 
-    def matrix(self, fill: np.ndarray) -> np.ndarray:
-        """``A`` with ``X = Z A`` for the fill values ``fill``."""
-        q = len(self.value_columns)
-        A = np.zeros((self.n_encoded + q, self.n_features))
-        A[np.arange(self.n_encoded), np.arange(self.n_encoded)] = 1.0
-        masks = np.arange(self.n_encoded, self.n_encoded + q)
-        A[masks, np.asarray(self.value_columns, dtype=np.intp)] = np.asarray(fill) - self.centers
-        if self.indicators:
-            A[masks, self.n_encoded + np.arange(q)] = 1.0
-        return A
-
     def apply(self, train: SuffStats, *others: SuffStats) -> tuple[np.ndarray, list[SuffStats]]:
         """The fill values learnt on ``train``, and ``train`` and ``others`` mapped by them."""
         fill = self.fill_values(train)
-        A = self.matrix(fill)
-        return fill, [s.mapped(A) for s in (train, *others)]
+        return fill, [self.mapped(s, fill) for s in (train, *others)]
+
+    def mapped(self, stats: SuffStats, fill: np.ndarray) -> SuffStats:
+        """The statistics of the features when each imputed column's gaps hold ``fill``.
+
+        ``X = Z A`` with A the identity on the encoded columns plus ``δ_i = fill_i − c_i`` from mask i to
+        its value column v_i; written out, with C the statistics' centred cross-products,
+
+            C'[a, b] = C[a, b] + δ_b C[a, m_b] + δ_a C[m_a, b] + δ_a δ_b C[m_a, m_b]
+
+        (terms present where a or b is imputed): O(p²) where the dense ``Aᵀ C A`` is O(p³), and it is run
+        for every fold. The missing indicators, when they are features, keep their own moments.
+        """
+        p, v = self.n_encoded, np.asarray(self.value_columns, dtype=np.intp)
+        delta = np.asarray(fill, dtype=np.float64) - self.centers
+        masks = slice(p, p + v.size)
+        c = stats.cxx
+        cross = c[:p, masks]  # C[a, m_i]
+        cxx = c[:p, :p].copy()
+        cxx[:, v] += cross * delta
+        cxx[v, :] += (cross * delta).T
+        cxx[np.ix_(v, v)] += np.outer(delta, delta) * c[masks, masks]
+
+        def features(vec: np.ndarray) -> np.ndarray:
+            out = vec[:p].copy()
+            out[v] += delta * vec[masks]
+            return np.concatenate([out, vec[masks]]) if self.indicators else out
+
+        if self.indicators:
+            with_masks = cross.copy()
+            with_masks[v, :] += delta[:, None] * c[masks, masks]
+            cxx = np.block([[cxx, with_masks], [with_masks.T, c[masks, masks]]])
+        return dataclasses.replace(stats, x_origin=features(stats.x_origin), x_offset=features(stats.x_offset),
+                                   cxx=0.5 * (cxx + cxx.T), cxy=features(stats.cxy))
