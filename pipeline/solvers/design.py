@@ -168,8 +168,13 @@ class RowDesign:
         With ``copy`` the weighted columns are copied once when they are at most half of X and take at most
         :data:`OPERATOR_BLOCK_BYTES` (every product is then two BLAS calls on them); otherwise each product
         is two passes over all of X (about as fast when ``idx`` is most of the columns, and nothing to copy).
+        Sparse columns are always copied with ``copy`` (their non-zeros on the problem's rows, still sparse):
+        a product then costs the support's non-zeros, not all of X's (n = 10⁴, p = 10⁵ at 1%: a support of
+        5,000 columns, 0.6 ms against 15 ms).
         """
-        if (copy and not self.sparse and 2 * idx.size <= self.n_features
+        if copy and self.sparse:
+            return self._sparse_support_operator(idx)
+        if (copy and 2 * idx.size <= self.n_features
                 and self.rows.size * idx.size * 8 <= OPERATOR_BLOCK_BYTES):
             B = self.columns(idx)
             B *= np.sqrt(self.v[self.rows] / self.sum_w)[:, None]
@@ -188,6 +193,29 @@ class RowDesign:
             if self.fit_intercept:
                 XtW = XtW - np.outer(self.x_center[cols], W.sum(axis=0))
             return XtW / (scale[:, None] * self.sum_w)
+
+        return apply
+
+    def _sparse_support_operator(self, idx: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`support_operator` on a sparse copy of the columns ``idx`` on the problem's rows.
+
+        With ``B = V^{1/2} X[rows, idx] / √Σv`` (raw, still sparse), the columns' weighted means m and
+        scales s: ``X̃ᵀVX̃/Σv = S⁻¹(BᵀB − m mᵀ)S⁻¹`` (since ``XᵀV1 = Σv·m``), so ``G U = S⁻¹(Bᵀ(Bu) − m(mᵀu))``
+        with ``u = S⁻¹U``: centring never fills B in, as in the full-X product.
+        """
+        cols = self.cols[idx]
+        scale = self.x_scale[cols]
+        sqrt_v = np.sqrt(self.v[self.rows] / self.sum_w)
+        B = self.X[:, cols][self.rows].multiply(sqrt_v[:, None]).tocsr()
+        Bt = B.T.tocsr()
+        mean = self.x_center[cols] if self.fit_intercept else None
+
+        def apply(U: np.ndarray) -> np.ndarray:
+            u = U / scale[:, None]
+            out = np.asarray(Bt @ np.asarray(B @ u))
+            if mean is not None:
+                out = out - np.outer(mean, mean @ u)
+            return out / scale[:, None]
 
         return apply
 

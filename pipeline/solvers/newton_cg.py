@@ -84,9 +84,13 @@ def _pcg(apply: Matvec, rhs: np.ndarray, x0: np.ndarray, precondition: Matvec) -
 
 
 def support_newton(operator: Callable[[np.ndarray], Matvec], q: np.ndarray, S: np.ndarray, beta: np.ndarray,
-                   lam1: float, lam2: float, n_rows: int) -> np.ndarray:
+                   lam1: float, lam2: float, n_rows: int, max_steps: int = _MAX_STEPS) -> np.ndarray:
     """Solve the elastic net restricted to the support ``S`` of ``beta`` (updated in place); return the support
     that remains.
+
+    At most ``max_steps`` sign-consistency steps (each a CG solve): with fewer the result is a descent step
+    from ``beta`` rather than the solution on S, for a caller that repairs signs otherwise (coordinate
+    descent repairs all of them in one sweep, where each step here drops only the first to cross zero).
 
     ``operator(S)`` returns a function ``U ↦ G_SS U`` for (|S|, k) blocks ``U`` (built once per support, so
     that it may cache the columns of S); ``q`` is ``X̃ᵀV y_c / Σv`` over all features. ``G_SS`` has rank at
@@ -99,7 +103,7 @@ def support_newton(operator: Callable[[np.ndarray], Matvec], q: np.ndarray, S: n
     rank = n_rows + 8 if n_rows <= _FULL_RANK_ROWS else _RANK
     cg = _CG(operator(S), S.size, lam2, rank)  # built once: later supports are subsets of S
     kept = np.arange(S.size)  # positions in the first S of the current support
-    for _ in range(_MAX_STEPS):
+    for _ in range(max_steps):
         if kept.size == 0:
             break
         current = S[kept]
@@ -112,15 +116,7 @@ def support_newton(operator: Callable[[np.ndarray], Matvec], q: np.ndarray, S: n
         if flipped.size == 0:
             beta[current] = z
             break
-        projected = z.copy()
-        projected[flipped] = 0.0
-        if _quadratic(apply, rhs, projected) < _quadratic(apply, rhs, b):  # all flipped ones out at once
-            new = projected
-        else:  # up to the first coefficient that reaches zero on the segment b → z
-            t_j = b[flipped] / (b[flipped] - z[flipped])
-            t = float(t_j.min())
-            new = b + t * (z - b)
-            new[flipped[t_j <= t * (1.0 + 1e-12)]] = 0.0
+        new = _sign_step(apply, rhs, b, z, theta, flipped)
         beta[current] = new
         kept = kept[new != 0]
     return S[kept]
@@ -153,6 +149,33 @@ class _CG:
             return r + Uk @ (scale * (Uk.T @ r))
 
         return _pcg(self.system(kept), rhs, x0, precondition)
+
+
+def _sign_step(apply: Matvec, rhs: np.ndarray, b: np.ndarray, z: np.ndarray, theta: np.ndarray,
+               flipped: np.ndarray) -> np.ndarray:
+    """A descent step from ``b`` towards the Newton point ``z`` that flips the signs ``flipped``.
+
+    On the orthant of θ the objective is the quadratic ``f`` of :func:`_quadratic`, and projecting onto
+    the orthant (zeroing what crossed) keeps every point there. The first coefficient to reach zero on
+    the segment b → z bounds a step that surely descends (the segment point, one coefficient out); the
+    projected points ``P(b + t(z − b))`` for t = 1, ½, ¼, … down to that bound may drop many at once
+    (projected Newton with backtracking, Bertsekas 1982), for one product each. The lowest of the
+    points tried is taken, so the step never does worse than the segment point.
+    """
+    t_j = b[flipped] / (b[flipped] - z[flipped])
+    t_first = float(t_j.min())
+    best = b + t_first * (z - b)
+    best[flipped[t_j <= t_first * (1.0 + 1e-12)]] = 0.0
+    best_value = _quadratic(apply, rhs, best)
+    t = 1.0
+    while t > t_first:
+        trial = b + t * (z - b)
+        trial[theta * trial < 0] = 0.0
+        value = _quadratic(apply, rhs, trial)
+        if value < best_value:
+            return trial
+        t *= 0.5
+    return best
 
 
 def _quadratic(apply: Matvec, rhs: np.ndarray, x: np.ndarray) -> float:

@@ -206,6 +206,48 @@ def test_sparse_input_is_never_densified_by_the_design():
     np.testing.assert_allclose(d.gram(idx, idx), dense.gram(idx, idx), rtol=1e-10, atol=1e-12)
 
 
+def test_the_support_operator_is_the_gram_block_of_rows_standardized_by_hand():
+    """The sparse copy of a support's columns (its own code path) and the dense ones both apply
+    ``X̃_SᵀVX̃_S/Σv``, here formed by hand from the dense rows: centred, scaled and weighted by numpy,
+    fold-style zero weights included."""
+    X, y, w = _sparse_synthetic()
+    v = w.copy()
+    v[::5] = 0.0  # a fold's held-out rows
+    Xd = X.toarray()
+    mean = v @ Xd / v.sum()
+    scale = np.sqrt(v @ (Xd - mean) ** 2 / v.sum())
+    U = np.random.default_rng(2).normal(size=(40, 3))
+    for design in (RowDesign(X, y, v), RowDesign(Xd, y, v)):
+        idx = np.flatnonzero(design.kept)[3:43]
+        Z = (Xd[:, idx] - mean[idx]) / scale[idx]
+        expected = Z.T @ (v[:, None] * (Z @ U)) / v.sum()
+        np.testing.assert_allclose(design.support_operator(np.searchsorted(design.cols, idx))(U), expected,
+                                   rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("data_name_", ["sparse-synthetic", "correlated-weighted", "digits-sparse"])
+def test_large_working_sets_by_descent_and_newton_steps_match_sklearn(monkeypatch, data_name_):
+    """The path for working sets too large for their Gram block (coordinate descent, then one Newton step
+    by Nyström-preconditioned CG per round), forced on small data by lowering the size limit and the
+    full-rank preconditioner's row limit: a warm-started lasso and elastic-net path to 1e-3·λ1_max."""
+    from pipeline.solvers import newton_cg, rows
+
+    monkeypatch.setattr(rows, "NEWTON_MAX", 5)
+    monkeypatch.setattr(newton_cg, "_FULL_RANK_ROWS", 0)
+    monkeypatch.setattr(newton_cg, "_RANK", 4)
+    X, y, w = DATASETS[data_name_]()
+    problem = RowProblem(RowDesign(X, y, np.ones(len(y)) if w is None else w))
+    for share in (1.0, 0.5):
+        warm = None
+        for ratio in L1_RATIOS:
+            lam1 = ratio * problem.lambda1_max
+            lam2 = lam1 * (1 - share) / share
+            warm = problem.solve(ElasticNet(lam1, lam2), warm)
+            assert warm.result.converged
+            r = warm.result
+            _compare(X, y, w, r.coef, r.intercept, lam1, lam2, True, True, f"share {share}, ratio {ratio}")
+
+
 def test_fit_picks_the_engine_and_checks_sparse_input():
     X, y, _ = _sparse_synthetic()
     model = pipeline.fit(X, y, lambda1=0.05, lambda2=0.05)  # auto: sparse -> rows, and it predicts on sparse rows
