@@ -286,3 +286,27 @@ def test_a_nan_stored_in_a_sparse_source_names_its_row_or_drops_it(tmp_path, mis
     assert sp.issparse(block.X) and block.X.shape == (11, 30)
     np.testing.assert_array_equal(block.y, np.delete(np.arange(12.0), 7))
     np.testing.assert_array_equal(block.X.toarray(), np.delete(X.toarray(), 7, axis=0))
+
+
+def test_a_fold_path_stops_once_its_heldout_error_has_turned_and_keeps_the_minimum(tmp_path, monkeypatch):
+    """On wide sparse data a lasso path down to 1e-3·λ1_max overfits: each fold's path stops once its
+    held-out MSE is 10% above its lowest, and what it computed is the uncut path's beginning (same
+    numbers), holding the uncut mean curve's minimum."""
+    from pipeline.cv import scoring
+    from pipeline.cv.rows import load_rows
+
+    _sparse_wide(tmp_path)
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=str(tmp_path / "y.npy")), FoldsConfig())
+    rows = load_rows(plan, 5, 0)
+    spec = PathSpec("l1", 1.0, tuple(np.geomspace(1.0, 1e-3, 60) * row_bounds(rows, ModelConfig())["lambda1_max"]))
+    cut = [m.path(spec, 1e-10) for m in make_row_fold_models(rows, range(5), fit_intercept=True, standardize=True)]
+    monkeypatch.setattr(scoring, "PATH_STOP_RISE", float("inf"))
+    full = [m.path(spec, 1e-10) for m in make_row_fold_models(rows, range(5), fit_intercept=True, standardize=True)]
+    assert sum(len(c.heldout_mse) for c in cut) < sum(len(f.heldout_mse) for f in full)  # (full: saturation only)
+    for c, f in zip(cut, full):
+        m = len(c.heldout_mse)
+        np.testing.assert_allclose(c.heldout_mse, f.heldout_mse[:m], rtol=1e-9)
+        assert c.heldout_mse[-1] > 1.1 * min(c.heldout_mse) or m == len(f.heldout_mse)
+    shortest, common = min(len(c.heldout_mse) for c in cut), min(len(f.heldout_mse) for f in full)
+    mean_full = np.mean([f.heldout_mse[:common] for f in full], axis=0)
+    assert int(np.argmin(mean_full)) < shortest

@@ -23,7 +23,7 @@ import numpy as np
 from ..candidate import Candidate
 from ..solvers import FitResult, GramProblem, SuffStats
 from .passes import BlockPass
-from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts
+from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
 
 __all__ = ["FoldModel", "FoldScore", "Scorable", "make_fold_model", "make_fold_models", "score_candidates",
            "score_folds", "score_path"]
@@ -87,7 +87,8 @@ class FoldModel:
                          n_iter=result.n_iter, converged=result.converged, seconds=seconds)
 
     def path(self, spec: PathSpec, tol: float) -> FoldPath:
-        """Every point of ``spec``, warm-started along the path; stops once the training fit is nearly exact."""
+        """Every point of ``spec``, warm-started along the path; stops once the training fit is nearly exact
+        or the held-out error has turned well past its minimum (:func:`~.scoring.past_the_minimum`)."""
         scores = []
         beta: np.ndarray | None = None
         with self.lock:
@@ -97,7 +98,7 @@ class FoldModel:
                                             reuse_factor=True)
                 beta = result.beta
                 scores.append(self._score(-1, result, 0.0))
-                if _saturated(scores[-1].train_mse, self.train):
+                if _saturated(scores[-1].train_mse, self.train) or past_the_minimum([s.heldout_mse for s in scores]):
                     break
         return _fold_path(self.fold, scores)
 

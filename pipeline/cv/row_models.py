@@ -31,7 +31,7 @@ from ..encoding import Encoding
 from ..model import FittedModel
 from ..solvers import RowDesign, RowFit, RowProblem
 from .rows import RowData
-from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts
+from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
 
 __all__ = ["RowFoldModel", "heldout_mse", "make_row_fold_models", "retrain_facts", "row_bounds",
            "row_coefficient_path", "row_refit", "row_summary"]
@@ -90,7 +90,8 @@ class RowFoldModel:
                          converged=r.converged, seconds=seconds)
 
     def path(self, spec: PathSpec, tol: float) -> FoldPath:
-        """Every point of ``spec``, warm-started along the path; stops once the training fit is nearly exact."""
+        """Every point of ``spec``, warm-started along the path; stops once the training fit is nearly exact
+        or the held-out error has turned well past its minimum (:func:`~.scoring.past_the_minimum`)."""
         scores = []
         fit: RowFit | None = None
         with self.lock:
@@ -98,7 +99,8 @@ class RowFoldModel:
                 cand = spec.candidate(i)
                 fit = self.problem.solve(cand.penalty_object(), fit if cand.lambda1 > 0 else None, tol=tol)
                 scores.append(self._score(-1, fit, 0.0))
-                if self.problem.yy > 0 and 1.0 - scores[-1].train_mse / self.problem.yy >= PATH_STOP_DEV_RATIO:
+                if (self.problem.yy > 0 and 1.0 - scores[-1].train_mse / self.problem.yy >= PATH_STOP_DEV_RATIO
+                        or past_the_minimum([s.heldout_mse for s in scores])):
                     break
         return FoldPath(self.fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),
                         tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))

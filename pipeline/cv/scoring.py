@@ -9,6 +9,7 @@ and keeps its recent solutions as warm starts (:class:`WarmStarts`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -58,7 +59,8 @@ class FoldPath:
     """One fold along a path: held-out and training errors and non-zeros per point.
 
     A path that stopped early (the training fit had become nearly exact:
-    glmnet's rule, see :data:`PATH_STOP_DEV_RATIO`) is shorter than its spec.
+    glmnet's rule, see :data:`PATH_STOP_DEV_RATIO`; or the held-out error had
+    risen well past its minimum, :func:`past_the_minimum`) is shorter than its spec.
     """
 
     fold: int
@@ -69,6 +71,22 @@ class FoldPath:
 
 
 PATH_STOP_DEV_RATIO = 0.999  # glmnet stops a path once the training fit explains this share of the deviance
+PATH_STOP_RISE = 0.1  # a fold's path also stops once its held-out MSE is this share above its minimum
+
+
+def past_the_minimum(heldout_mse: Sequence[float]) -> bool:
+    """Whether a fold's path may stop: its held-out MSE at the last point is more than :data:`PATH_STOP_RISE`
+    above the lowest so far (and that was not the first point), so the curve has turned into overfitting.
+
+    The points beyond cost the most (the largest supports: on sparse 10⁴ × 10⁵ data the last fifth of an
+    l1 path took two thirds of its time) and serve neither choice: ``1se`` lies at larger strengths than
+    the minimum, and the minimum of the mean curve could move there only if the other folds' errors fell
+    by more than this fold's rose. The curve is cut at the shortest fold, as for glmnet's rule.
+    """
+    if len(heldout_mse) < 2:
+        return False
+    low = min(heldout_mse)
+    return heldout_mse[0] > low and heldout_mse[-1] > (1.0 + PATH_STOP_RISE) * low
 
 
 @dataclass(eq=False)
