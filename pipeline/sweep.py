@@ -242,20 +242,22 @@ class _Sweep:
         high, low = _path_range(cand.penalty, share, self.bounds, self.space)
         spec = PathSpec(cand.penalty, share,
                         path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)))
-        # the coefficient path on all rows runs beside the fold paths
-        coefs = self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), spec, cfg.model,
-                                   pure=False)
         t_path = time.perf_counter()
         folds = run_path(self.placement, spec, cfg.model.tol)
         self.timer.marks["path"] = round(time.perf_counter() - t_path, 4)
         curve = curve_of(spec.penalty, share, spec.strengths, [asdict(f) for f in folds])
+        # the coefficient path on all rows, over the strengths the fold paths reached (on wide data the points
+        # past them are the costliest fits); it runs while the choices are made and stored
+        shown = PathSpec(spec.penalty, share, spec.strengths[: len(curve.strengths)])
+        coefs = self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), shown, cfg.model,
+                                   pure=False)
         rows = trial_rows(study)
         choices = choose(rows, curve)
         study.set_user_attr("regsweep:path", curve.as_dict())
         study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
                                                    **{rule: asdict(c) for rule, c in choices.items()}})
         return _Decision(best.number, best.value, best.user_attrs.get("cv", {}), rows, curve, choices,
-                         choices[cfg.search.select], self._waited("coefficient_path_wait", coefs)[:, : len(curve.strengths)])
+                         choices[cfg.search.select], self._waited("coefficient_path_wait", coefs))
 
     def _waited(self, mark: str, fut: Any) -> Any:
         """``wait_done(fut)``, timed as ``mark``."""
