@@ -162,6 +162,15 @@ class RowDesign:
         block /= self.x_scale[cols]
         return block
 
+    def weighted_columns(self, idx: np.ndarray) -> np.ndarray | None:
+        """``A = V^{1/2} X̃[rows, idx] / √Σv`` as a dense array (``AᵀA`` is the Gram block of ``idx``), or None
+        when it would take more than :data:`OPERATOR_BLOCK_BYTES`."""
+        if self.rows.size * idx.size * 8 > OPERATOR_BLOCK_BYTES:
+            return None
+        A = self.columns(idx)
+        A *= np.sqrt(self.v[self.rows] / self.sum_w)[:, None]
+        return A
+
     def support_operator(self, idx: np.ndarray, copy: bool = True) -> Callable[[np.ndarray], np.ndarray]:
         """``U ↦ X̃_idxᵀ V X̃_idx U / Σv`` for (|idx|, k) blocks U: the Gram block of ``idx`` as an operator.
 
@@ -174,10 +183,8 @@ class RowDesign:
         """
         if copy and self.sparse:
             return self._sparse_support_operator(idx)
-        if (copy and 2 * idx.size <= self.n_features
-                and self.rows.size * idx.size * 8 <= OPERATOR_BLOCK_BYTES):
-            B = self.columns(idx)
-            B *= np.sqrt(self.v[self.rows] / self.sum_w)[:, None]
+        B = self.weighted_columns(idx) if copy and 2 * idx.size <= self.n_features else None
+        if B is not None:
             return lambda U: B.T @ (B @ U)
         cols = self.cols[idx]
         scale = self.x_scale[cols]

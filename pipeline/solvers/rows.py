@@ -239,7 +239,7 @@ class RowProblem:
             self._newton(support, beta, lam1, lam2, tol)
             return support
         return support_newton(self.design.support_operator, self.q, support, beta, lam1, lam2,
-                              self.design.rows.size, max_steps=1)
+                              self.design.rows.size, max_steps=1, columns=self.design.weighted_columns)
 
     def _low_rank(self, size: int, lam2: float) -> bool:
         """Whether ``G_WW + λ2 I`` of ``size`` features is better left to CG: its Gram part has rank at most the

@@ -225,16 +225,21 @@ def test_the_support_operator_is_the_gram_block_of_rows_standardized_by_hand():
                                    rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("preconditioner", ["nystrom", "kernel"])
 @pytest.mark.parametrize("data_name_", ["sparse-synthetic", "correlated-weighted", "digits-sparse"])
-def test_large_working_sets_by_descent_and_newton_steps_match_sklearn(monkeypatch, data_name_):
+def test_large_working_sets_by_descent_and_newton_steps_match_sklearn(monkeypatch, data_name_, preconditioner):
     """The path for working sets too large for their Gram block (coordinate descent, then one Newton step
-    by Nyström-preconditioned CG per round), forced on small data by lowering the size limit and the
-    full-rank preconditioner's row limit: a warm-started lasso and elastic-net path to 1e-3·λ1_max."""
+    by preconditioned CG per round), forced on small data by lowering the size limit: a warm-started lasso
+    and elastic-net path to 1e-3·λ1_max. The preconditioner is a rank-4 Nyström sketch (the row limit of
+    the full-rank one lowered to 0) or, on these few rows, the exact one from the n × n kernel."""
     from pipeline.solvers import newton_cg, rows
 
     monkeypatch.setattr(rows, "NEWTON_MAX", 5)
-    monkeypatch.setattr(newton_cg, "_FULL_RANK_ROWS", 0)
-    monkeypatch.setattr(newton_cg, "_RANK", 4)
+    if preconditioner == "nystrom":
+        monkeypatch.setattr(newton_cg, "_FULL_RANK_ROWS", 0)
+        monkeypatch.setattr(newton_cg, "_RANK", 4)
+    calls = []
+    monkeypatch.setattr(newton_cg, "_kernel_eigen", lambda A, f=newton_cg._kernel_eigen: calls.append(1) or f(A))
     X, y, w = DATASETS[data_name_]()
     problem = RowProblem(RowDesign(X, y, np.ones(len(y)) if w is None else w))
     for share in (1.0, 0.5):
@@ -246,6 +251,7 @@ def test_large_working_sets_by_descent_and_newton_steps_match_sklearn(monkeypatc
             assert warm.result.converged
             r = warm.result
             _compare(X, y, w, r.coef, r.intercept, lam1, lam2, True, True, f"share {share}, ratio {ratio}")
+    assert bool(calls) == (preconditioner == "kernel")
 
 
 def test_fit_picks_the_engine_and_checks_sparse_input():
