@@ -36,9 +36,9 @@ from .bridge import Publication, SweepTracking
 from .candidate import Candidate
 from .console import LOCAL_UI, Progress, print_outcome
 from .config import SweepConfig
-from .cv import check_scheduler, example_rows, open_client, total_threads, wait_done
+from .cv import check_scheduler, example_rows, open_client, prestart_local_workers, total_threads, wait_done
 from .cv.scan import scan_columns
-from .cv.engines import EngineTasks, choose_sweep_engine, place_engine, tasks_of
+from .cv.engines import EngineTasks, choose_sweep_engine, place_engine, tasks_of, worker_preload
 from .cv.path import PathSpec, run_path
 from .cv.placement import Placement
 from .data import DataPlan, plan_data
@@ -110,6 +110,8 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
         raise DataError(
             f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
         )
+    # the workers' imports, while the study opens and MLflow starts
+    prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k))
     store = TrialStore(cfg.search)
     finished = _finished(cfg, store, echo)
     if finished is not None:  # nothing to ask: no cluster, no MLflow process, no new parent run

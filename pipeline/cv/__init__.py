@@ -16,7 +16,7 @@ Imports neither Optuna nor MLflow; distributed is imported where a function
 needs it, so importing this package stays cheap.
 """
 
-from .client import check_scheduler, open_client, total_threads
+from .client import check_scheduler, open_client, prestart_local_workers, total_threads
 from .fold_models import FoldModel, Scorable, score_folds
 from .passes import BlockPass, pass_summary, same, submit_data_pass
 from .placement import FoldPlacement, FoldSlot, Placement, cover, placement_of_pass
@@ -50,6 +50,7 @@ __all__ = [
     "example_rows",
     "next_ready",
     "open_client",
+    "prestart_local_workers",
     "pass_bounds",
     "pass_summary",
     "placement_of_pass",

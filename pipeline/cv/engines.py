@@ -41,7 +41,7 @@ from .scoring import PathSpec
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["EngineTasks", "choose_sweep_engine", "place_engine", "tasks_of", "worker_memory"]
+__all__ = ["EngineTasks", "choose_sweep_engine", "place_engine", "tasks_of", "worker_memory", "worker_preload"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,17 @@ def worker_memory(client: Client) -> int:
     limits = [int(w.get("memory_limit") or 0) for w in client.scheduler_info()["workers"].values()]
     known = [m for m in limits if m > 0]
     return min(known) if known else available_memory()
+
+
+def worker_preload(requested: str, plan: DataPlan, k: int) -> tuple[str, ...]:
+    """Modules for the workers to import before they start: the rows engine's compiled kernel, when that
+    engine is certain before the cluster is known (requested, a sparse source, or p above the smallest
+    fold's training rows; a choice made by the workers' memory alone is not foreseen, and then each worker
+    loads the kernel at its first fit, as without this)."""
+    n_train = plan.n_rows - math.ceil(plan.n_rows / k)
+    if requested == "rows" or (requested == "auto" and (plan.sparse or plan.n_features > n_train)):
+        return ("pipeline.cv.warm_sparse_kernel" if plan.sparse else "pipeline.cv.warm_dense_kernel",)
+    return ()
 
 
 def choose_sweep_engine(requested: str, client: Client, plan: DataPlan, k: int, *,

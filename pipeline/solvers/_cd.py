@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-__all__ = ["kernels"]
+__all__ = ["kernels", "warm"]
 
 
 @functools.cache
@@ -98,3 +98,25 @@ def kernels() -> tuple[Any, Any]:
         return biggest
 
     return sweep_dense, sweep_sparse
+
+
+def warm(sparse: bool) -> None:
+    """Load (or compile) the kernel for the argument types :class:`~pipeline.solvers.rows.RowProblem` passes.
+
+    Loading a kernel from numba's cache costs ~0.8 s at its first call in a
+    process (~0.3 s for each further signature). A process that forks
+    workers calls this once so that no worker pays it: the dense kernel for
+    a Fortran-ordered float64 matrix, the sparse one for CSC arrays with
+    int32 indices (scipy's default below 2³¹ non-zeros).
+    """
+    import numpy as np
+
+    sweep_dense, sweep_sparse = kernels()
+    one, ints = np.ones(2), np.arange(2, dtype=np.int64)
+    if sparse:
+        idx = np.arange(2, dtype=np.int32)
+        sweep_sparse(one.copy(), idx, np.arange(3, dtype=np.int32), ints, one, one, one, one, one, 2.0, 0.0,
+                     one.copy(), np.zeros(1), np.zeros(2), ints, 0.0, 0.0)
+    else:
+        sweep_dense(np.asfortranarray(np.eye(2)), ints, one, one, one, one, 2.0, 0.0, one.copy(), np.zeros(2), ints,
+                    0.0, 0.0)

@@ -1,0 +1,62 @@
+"""The embedded cluster's workers, forked from a preloaded fork server (:func:`pipeline.cv.prestart_local_workers`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# A fresh driver process: the fork server is one per process, started with the first preload list it is given.
+_DRIVER = textwrap.dedent("""
+    import json, os, sys
+    from pipeline.config import ClusterConfig
+    from pipeline.cv import open_client, prestart_local_workers
+
+    def probe():
+        from threadpoolctl import threadpool_info
+        from pipeline.solvers._cd import kernels
+        return {"blas_threads": sorted({lib["num_threads"] for lib in threadpool_info()}),
+                "env": os.environ.get("OPENBLAS_NUM_THREADS"), "hash_seed": os.environ.get("PYTHONHASHSEED"),
+                "numba_loaded": "numba" in sys.modules,
+                "dense_signatures": len(kernels()[0].signatures) if "numba" in sys.modules else 0,
+                "parent": os.getppid()}
+
+    cfg = ClusterConfig(n_workers=2, dashboard_address=None)
+    prestart_local_workers(cfg, sys.argv[1:])
+    with open_client(cfg) as client:
+        out = list(client.run(probe).values())
+    print(json.dumps({"workers": out, "driver": os.getpid()}))
+""")
+
+
+def _probe(*preload: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", _DRIVER, *preload], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("preload", [(), ("pipeline.cv.warm_dense_kernel",)])
+def test_forked_workers_have_one_blas_thread_and_what_was_preloaded(preload) -> None:
+    pytest.importorskip("threadpoolctl")
+    out = _probe(*preload)
+    assert len(out["workers"]) == 2
+    for w in out["workers"]:
+        assert w["parent"] != out["driver"]  # forked by the fork server, not spawned by the driver's nannies
+        # the fork server got Dask's pre-spawn environment before NumPy loaded: one BLAS thread per worker
+        assert w["env"] == "1" and w["blas_threads"] == [1]
+        assert w["hash_seed"] == "6640"
+        assert w["numba_loaded"] == bool(preload)  # the Gram path never loads numba
+        if preload:
+            assert w["dense_signatures"] == 1  # loaded in the fork server: the worker compiles nothing
+
+
+def test_our_pre_spawn_environment_is_distributeds_default() -> None:
+    import distributed  # noqa: F401  (registers its defaults)
+    import dask
+
+    from pipeline.cv.client import PRE_SPAWN_ENV
+
+    assert dask.config.get("distributed.nanny.pre-spawn-environ") == PRE_SPAWN_ENV
