@@ -22,6 +22,21 @@ def correlated_design(n: int, p: int, rho: float, seed: int) -> tuple[np.ndarray
     return X, y
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_home(tmp_path_factory: pytest.TempPathFactory):
+    """regsweep's cache (the empty MLflow store, :mod:`pipeline.tracking.schema_cache`) in a directory of this
+    test session, shared by its tests and the processes they start, not in the user's home."""
+    import os
+
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def diabetes() -> tuple[np.ndarray, np.ndarray]:
     """Efron et al. (2004) diabetes data, 442 x 10, unscaled (real data)."""

@@ -85,3 +85,61 @@ def test_a_wide_model_is_logged_without_a_per_column_signature_and_still_predict
     assert loaded.metadata.signature is None
     shuffled = pd.DataFrame(X, columns=names)[list(reversed(names))]
     np.testing.assert_allclose(loaded.predict(shuffled), X @ coef - 0.25, rtol=1e-12)
+
+
+def _store_contents(path) -> tuple:
+    """Schema (every table, index and trigger as SQL), Alembic revision, workspaces and experiments of a store."""
+    with sqlite3.connect(path) as db:
+        # as clauses: Alembic's batch mode rebuilds tables with their constraints in an order that varies from
+        # one migration run to the next (measured: the CHECKs of "runs")
+        schema = sorted((kind, name, tuple(sorted(line.strip().rstrip(",") for line in (sql or "").splitlines())))
+                        for kind, name, sql in db.execute(
+                            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+        revision = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        workspaces = db.execute("SELECT * FROM workspaces").fetchall()
+        experiments = db.execute("SELECT experiment_id, name, artifact_location FROM experiments").fetchall()
+    return schema, revision, workspaces, experiments
+
+
+def _migrations(monkeypatch) -> list[int]:
+    """Counts MLflow's migration runs in this process (a spy: the migrations still run)."""
+    import mlflow.store.db.utils as db_utils
+
+    calls: list[int] = []
+    run = db_utils._initialize_tables
+    monkeypatch.setattr(db_utils, "_initialize_tables", lambda engine: calls.append(1) or run(engine))
+    return calls
+
+
+def test_a_new_store_seeded_from_the_cached_schema_is_the_store_mlflow_migrates(tmp_path, monkeypatch) -> None:
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.schema_cache import schema_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns
+    migrations = _migrations(monkeypatch)
+    Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/first.db", experiment="e")).ensure_experiment()
+    assert len(migrations) == 1 and schema_file().is_file()  # migrated by MLflow, then cached
+    Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/seeded.db", experiment="e")).ensure_experiment()
+    assert len(migrations) == 1  # seeded: no migration
+    reference = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/reference.db")  # MLflow alone
+    reference.create_experiment("e")
+    assert len(migrations) == 2
+    assert _store_contents(tmp_path / "seeded.db") == _store_contents(tmp_path / "reference.db")
+    assert _store_contents(tmp_path / "first.db") == _store_contents(tmp_path / "reference.db")
+
+
+def test_a_cached_schema_mlflow_refuses_is_replaced_by_a_migration(tmp_path, monkeypatch) -> None:
+    from pipeline.tracking.schema_cache import schema_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/first.db", experiment="e"))
+    with sqlite3.connect(schema_file()) as db:  # as if written by another MLflow with the same version string
+        db.execute("UPDATE alembic_version SET version_num = '0000deadbeef'")
+    migrations = _migrations(monkeypatch)
+    Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/second.db", experiment="e")).ensure_experiment()
+    assert len(migrations) == 1
+    assert _store_contents(tmp_path / "second.db")[1] == _store_contents(tmp_path / "first.db")[1]
+    assert _store_contents(schema_file())[1] == _store_contents(tmp_path / "first.db")[1]  # the cache repaired

@@ -10,7 +10,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-__all__ = ["drop_inherited_connections", "no_installed_package_scan"]
+__all__ = ["drop_engine", "drop_inherited_connections", "no_installed_package_scan"]
 
 
 @contextlib.contextmanager
@@ -61,3 +61,19 @@ def drop_inherited_connections() -> None:
         engines = getattr(getattr(sys.modules.get(module), cls, None), "_engine_map", {})
         for engine in list(engines.values()):
             engine.dispose(close=False)
+
+
+def drop_engine(uri: str) -> None:
+    """Close and forget MLflow's engine for ``uri``, so that the next store on it connects anew.
+
+    Missing public API, as for :func:`drop_inherited_connections`: after a
+    store was refused (a seeded SQLite file replaced by
+    :mod:`.schema_cache`), the cached engine's pooled connection would still
+    read the removed file.
+    """
+    for module, cls in (("mlflow.store.tracking.sqlalchemy_store", "SqlAlchemyStore"),
+                        ("mlflow.store.model_registry.sqlalchemy_store", "SqlAlchemyStore")):
+        engines = getattr(getattr(sys.modules.get(module), cls, None), "_engine_map", {})
+        engine = engines.pop(uri, None)
+        if engine is not None:
+            engine.dispose()

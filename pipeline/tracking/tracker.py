@@ -24,11 +24,13 @@ from ..locks import sqlite_setup_lock
 from ..model import FittedModel
 from ..ownership import DriverId
 from ..sqlite_wal import wal_for_url
+from ._mlflow_internals import drop_engine
 from .child_runs import ChildRunWriter
 from .health import preflight, reachable
 from .models import log_model
 from .protocol import Done, Pending
 from .records import DRIVER_TAG, ChildRun, TrialRecord, param_str, quote
+from .schema_cache import discard_seed, save_schema, seed_store
 from .views import experiment_tags
 
 if TYPE_CHECKING:
@@ -63,8 +65,8 @@ class Tracker:
         self.cfg, self.uri, self.study_name = cfg, cfg.uri, study_name
         self.driver = driver or str(DriverId.current())
         wal_for_url(cfg.uri)  # 14 → 10 ms per child run on SQLite
-        with sqlite_setup_lock(cfg.uri):  # creating the registry store migrates a new SQLite file
-            self.client = MlflowClient(tracking_uri=cfg.uri, registry_uri=cfg.uri)
+        with sqlite_setup_lock(cfg.uri):  # creating the store migrates a new SQLite file (or seeds it)
+            self.client = _open_client(MlflowClient, cfg.uri)
         self._experiment_id: str | None = None
         self._parent: str | None = None
         self._writer: ChildRunWriter | None = None
@@ -233,3 +235,23 @@ class Tracker:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _open_client(client_class: Any, uri: str) -> Any:
+    """``MlflowClient`` on ``uri`` (tracking and registry); a new SQLite store starts from the cached empty
+    schema, or, when none is cached yet, is migrated by MLflow and then cached (:mod:`.schema_cache`)."""
+    from mlflow.exceptions import MlflowException
+
+    state = seed_store(uri)
+    try:
+        client = client_class(tracking_uri=uri, registry_uri=uri)
+    except MlflowException:
+        if state != "seeded":
+            raise
+        drop_engine(uri)  # its pooled connection holds the refused file
+        discard_seed(uri)  # a cached copy MLflow does not accept: migrate as without it
+        state = seed_store(uri)
+        client = client_class(tracking_uri=uri, registry_uri=uri)
+    if state == "new":
+        save_schema(uri)
+    return client
