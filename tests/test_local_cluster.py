@@ -17,12 +17,14 @@ _DRIVER = textwrap.dedent("""
 
     def probe():
         from threadpoolctl import threadpool_info
-        from pipeline.solvers._cd import kernels
+        loaded = "numba" in sys.modules  # before anything here could import it
+        signatures = 0
+        if loaded:
+            from pipeline.solvers._cd import sweep_dense
+            signatures = len(sweep_dense.signatures)
         return {"blas_threads": sorted({lib["num_threads"] for lib in threadpool_info()}),
                 "env": os.environ.get("OPENBLAS_NUM_THREADS"), "hash_seed": os.environ.get("PYTHONHASHSEED"),
-                "numba_loaded": "numba" in sys.modules,
-                "dense_signatures": len(kernels()[0].signatures) if "numba" in sys.modules else 0,
-                "parent": os.getppid()}
+                "numba_loaded": loaded, "dense_signatures": signatures, "parent": os.getppid()}
 
     cfg = ClusterConfig(n_workers=2, dashboard_address=None)
     prestart_local_workers(cfg, sys.argv[1:])

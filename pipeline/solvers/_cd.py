@@ -8,8 +8,12 @@ Coordinate descent with residual ("naive") updates costs O(n) per coordinate,
 which is glmnet's choice for p > n (Friedman, Hastie & Tibshirani 2010), but
 it is a sequential loop that NumPy cannot vectorize: 3 µs per coordinate in
 Python against ~2 µs per n = 2,000 coordinate in compiled code. So this one
-kernel is compiled with numba, imported on first use (the Gram engine and the
-driver never import numba), and cached on disk.
+kernel is compiled with numba and cached on disk. This module imports numba
+and is itself imported only where the rows engine runs coordinate descent
+(:class:`~pipeline.solvers.rows.RowProblem`, lazily): the Gram engine and
+the driver never import numba. The kernels are module-level functions: numba
+cannot find cached code for functions defined inside a function (it compiled
+them anew in every process, 0.6–0.9 s each).
 
 One update of coordinate j (column x_j of X, mean m_j, inverse scale
 ``t_j = 1/s_j``, ``xv_j = Σv x̃_j²/Σv``), on the residual ``r = y_c − X̃β``:
@@ -26,77 +30,78 @@ residual then gives the held-out predictions for free.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-__all__ = ["kernels", "warm"]
+from numba import njit
+
+__all__ = ["kernels", "sweep_dense", "sweep_sparse", "warm"]
 
 
-@functools.cache
-def kernels() -> tuple[Any, Any]:
-    """``(sweep_dense, sweep_sparse)`` compiled (or loaded from numba's cache) on first use."""
-    from numba import njit
+@njit(cache=True, nogil=True, inline="always")
+def _coordinate(g: float, old: float, xv_k: float, lam1: float, lam2: float) -> float:  # pragma: no cover
+    """The coordinate's minimizer: ``S(g + xv_k·old, λ1) / (xv_k + λ2)`` (S the soft threshold), g the
+    smooth part's negative gradient at ``old``."""
+    z = g + xv_k * old
+    a = abs(z) - lam1
+    return 0.0 if a <= 0.0 else (a if z > 0.0 else -a) / (xv_k + lam2)
 
-    @njit(cache=True, nogil=True, inline="always")
-    def coordinate(g: float, old: float, xv_k: float, lam1: float, lam2: float) -> float:  # pragma: no cover
-        """The coordinate's minimizer: ``S(g + xv_k·old, λ1) / (xv_k + λ2)`` (S the soft threshold), g the
-        smooth part's negative gradient at ``old``."""
-        z = g + xv_k * old
-        a = abs(z) - lam1
-        return 0.0 if a <= 0.0 else (a if z > 0.0 else -a) / (xv_k + lam2)
 
-    @njit(cache=True, nogil=True)
-    def sweep_dense(X: Any, cols: Any, mean: Any, inv_scale: Any, xv: Any, v: Any, sum_w: float, svr: float,
-                    r: Any, beta: Any, order: Any, lam1: float, lam2: float) -> float:  # pragma: no cover
-        n = r.shape[0]
-        biggest = 0.0
-        for k in order:
-            j = cols[k]
-            t = inv_scale[j]
-            m = mean[j]
-            dot = 0.0
+@njit(cache=True, nogil=True)
+def sweep_dense(X: Any, cols: Any, mean: Any, inv_scale: Any, xv: Any, v: Any, sum_w: float, svr: float,
+                r: Any, beta: Any, order: Any, lam1: float, lam2: float) -> float:  # pragma: no cover
+    n = r.shape[0]
+    biggest = 0.0
+    for k in order:
+        j = cols[k]
+        t = inv_scale[j]
+        m = mean[j]
+        dot = 0.0
+        for i in range(n):
+            dot += v[i] * X[i, j] * r[i]
+        old = beta[k]
+        new = _coordinate(t * (dot - m * svr) / sum_w, old, xv[k], lam1, lam2)
+        if new != old:
+            delta = new - old
+            beta[k] = new
+            f = delta * t
             for i in range(n):
-                dot += v[i] * X[i, j] * r[i]
-            old = beta[k]
-            new = coordinate(t * (dot - m * svr) / sum_w, old, xv[k], lam1, lam2)
-            if new != old:
-                delta = new - old
-                beta[k] = new
-                f = delta * t
-                for i in range(n):
-                    r[i] -= f * (X[i, j] - m)
-                change = xv[k] * delta * delta
-                if change > biggest:
-                    biggest = change
-        return biggest
+                r[i] -= f * (X[i, j] - m)
+            change = xv[k] * delta * delta
+            if change > biggest:
+                biggest = change
+    return biggest
 
-    @njit(cache=True, nogil=True)
-    def sweep_sparse(data: Any, indices: Any, indptr: Any, cols: Any, mean: Any, inv_scale: Any, vx: Any, xv: Any,
-                     v: Any, sum_w: float, svr: float, r: Any, offset: Any, beta: Any, order: Any, lam1: float,
-                     lam2: float) -> float:  # pragma: no cover
-        biggest = 0.0
-        for k in order:
-            j = cols[k]
-            t = inv_scale[j]
-            m = mean[j]
-            dot = offset[0] * vx[j]  # Σ v x (r_stored + o) over the non-zeros
+
+@njit(cache=True, nogil=True)
+def sweep_sparse(data: Any, indices: Any, indptr: Any, cols: Any, mean: Any, inv_scale: Any, vx: Any, xv: Any,
+                 v: Any, sum_w: float, svr: float, r: Any, offset: Any, beta: Any, order: Any, lam1: float,
+                 lam2: float) -> float:  # pragma: no cover
+    biggest = 0.0
+    for k in order:
+        j = cols[k]
+        t = inv_scale[j]
+        m = mean[j]
+        dot = offset[0] * vx[j]  # Σ v x (r_stored + o) over the non-zeros
+        for p in range(indptr[j], indptr[j + 1]):
+            i = indices[p]
+            dot += v[i] * data[p] * r[i]
+        old = beta[k]
+        new = _coordinate(t * (dot - m * svr) / sum_w, old, xv[k], lam1, lam2)
+        if new != old:
+            delta = new - old
+            beta[k] = new
+            f = delta * t
             for p in range(indptr[j], indptr[j + 1]):
-                i = indices[p]
-                dot += v[i] * data[p] * r[i]
-            old = beta[k]
-            new = coordinate(t * (dot - m * svr) / sum_w, old, xv[k], lam1, lam2)
-            if new != old:
-                delta = new - old
-                beta[k] = new
-                f = delta * t
-                for p in range(indptr[j], indptr[j + 1]):
-                    r[indices[p]] -= f * data[p]
-                offset[0] += f * m
-                change = xv[k] * delta * delta
-                if change > biggest:
-                    biggest = change
-        return biggest
+                r[indices[p]] -= f * data[p]
+            offset[0] += f * m
+            change = xv[k] * delta * delta
+            if change > biggest:
+                biggest = change
+    return biggest
 
+
+def kernels() -> tuple[Any, Any]:
+    """``(sweep_dense, sweep_sparse)``: compiled at their first call in a process, or loaded from numba's cache."""
     return sweep_dense, sweep_sparse
 
 

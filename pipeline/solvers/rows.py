@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validate import SolverConvergenceWarning
-from ._cd import kernels
 from .active_set import enet_gram
 from .design import RowDesign
 from .krylov import ShiftedLanczos
@@ -325,6 +324,8 @@ class _Descent:
         """Minimise over the coordinates ``W`` (kept-column positions) until a sweep changes no ``xv·Δβ²``
         by more than ``threshold`` (glmnet's criterion); β and the residual r are updated in place."""
         d = self.design
+        from ._cd import kernels  # numba: only where coordinate descent runs
+
         sweep_dense, sweep_sparse = kernels()
         cols = d.cols[W]
         bW = beta[W].copy()
