@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 
 import numpy as np
@@ -85,6 +86,31 @@ def test_a_wide_model_is_logged_without_a_per_column_signature_and_still_predict
     assert loaded.metadata.signature is None
     shuffled = pd.DataFrame(X, columns=names)[list(reversed(names))]
     np.testing.assert_allclose(loaded.predict(shuffled), X @ coef - 0.25, rtol=1e-12)
+    # as a sweep passes it for such a model: no example rows were read (b"")
+    uri, _ = tracker.log_model(run_id, model, b"", registered_model=None)
+    loaded = mlflow.pyfunc.load_model(uri)
+    assert loaded.metadata.signature is None
+    np.testing.assert_allclose(loaded.predict(shuffled), X @ coef - 0.25, rtol=1e-12)
+
+
+def test_example_rows_are_read_only_for_a_model_narrow_enough_for_a_signature(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from pipeline.config import DataConfig, FoldsConfig
+    from pipeline.cv import example_rows
+    from pipeline.data import plan_data
+    from pipeline.tracking.models import SIGNATURE_MAX_COLUMNS
+
+    X = np.random.default_rng(1).normal(size=(12, SIGNATURE_MAX_COLUMNS + 1))
+    np.save(tmp_path / "y.npy", X[:, 0])
+    for p, expect_rows in ((SIGNATURE_MAX_COLUMNS, True), (SIGNATURE_MAX_COLUMNS + 1, False)):
+        np.save(tmp_path / "X.npy", X[:, :p])
+        plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy")), FoldsConfig())
+        data = example_rows(plan, SimpleNamespace(integer_columns=(False,) * p))
+        if expect_rows:
+            np.testing.assert_array_equal(pd.read_parquet(io.BytesIO(data)).to_numpy(), X[:5, :p])
+        else:
+            assert data == b""
 
 
 def _store_contents(path) -> tuple:

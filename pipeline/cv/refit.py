@@ -17,7 +17,7 @@ from ..candidate import Candidate
 from ..config import ModelConfig
 from ..data import DataPlan, read_example
 from ..encoding import Encoding
-from ..model import FittedModel
+from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
 from ..solvers import GramProblem, SuffStats
 from .passes import BlockPass
 from .rows import RowData
@@ -86,8 +86,11 @@ def example_rows(plan: DataPlan, passes: BlockPass | RowData, n: int = 5) -> byt
     ``passes`` is the engine's data (either engine records which columns are integers in every block).
 
     Runs on a worker: the driver passes the bytes on without importing pandas
-    (0.3 s at its busiest moment).
+    (0.3 s at its busiest moment). Empty for a model too wide to be logged
+    with an example (:data:`~pipeline.model.SIGNATURE_MAX_COLUMNS`).
     """
+    if plan.n_features > SIGNATURE_MAX_COLUMNS:
+        return b""
     buf = io.BytesIO()
     read_example(plan, passes.integer_columns, n).to_parquet(buf, index=False)
     return buf.getvalue()

@@ -19,20 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..model import FittedModel
+from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
 from ._mlflow_internals import no_installed_package_scan
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["LOADER_MODULE", "MODEL_ARTIFACT", "PyfuncModel", "load_pyfunc", "log_model"]
+__all__ = ["LOADER_MODULE", "MODEL_ARTIFACT", "SIGNATURE_MAX_COLUMNS", "PyfuncModel", "load_pyfunc", "log_model"]
 
 MODEL_ARTIFACT = "model"
 LOADER_MODULE = "pipeline.tracking"
-SIGNATURE_MAX_COLUMNS = 1000
-"""Beyond this many input columns a model is logged without signature and input example: MLflow checks a
-signature column by column in Python on every ``predict`` (at 20,000 columns: 5 s per call, 24 s to log),
-and the model itself matches a DataFrame's columns by name (:meth:`pipeline.model.FittedModel.predict`)."""
 
 
 def log_model(
@@ -57,10 +53,6 @@ def log_model(
     import mlflow
     from mlflow.models import Model, infer_signature
 
-    if isinstance(input_example, bytes):  # Parquet, as a sweep's driver passes it on
-        import pandas as pd
-
-        input_example = pd.read_parquet(io.BytesIO(input_example))
     tags = dict(version_tags or {})
     if registered_model and tags and alias == "candidate":
         current = _alias_version(client, registered_model, alias)
@@ -69,7 +61,9 @@ def log_model(
     signature = None
     if model.n_features > SIGNATURE_MAX_COLUMNS:
         input_example = None
-    else:
+    elif isinstance(input_example, bytes):  # Parquet, as a sweep's driver passes it on (b"": none was read)
+        input_example = _read_parquet(input_example) if input_example else None
+    if input_example is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             signature = _signature(input_example, infer_signature(input_example, model.predict(input_example)))
@@ -92,6 +86,13 @@ def log_model(
         if alias:
             client.set_registered_model_alias(registered_model, alias, str(version))
     return info.model_uri, version
+
+
+def _read_parquet(data: bytes) -> Any:
+    """The DataFrame of Parquet bytes."""
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(data))
 
 
 def _signature(example: Any, inferred: Any) -> Any:
