@@ -64,12 +64,14 @@ def _nystrom(apply: Matvec, m: int, k: int, seed: int = 0) -> tuple[np.ndarray, 
 
 def _kernel_eigen(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The exact eigendecomposition ``U diag(Λ) Uᵀ`` of ``AᵀA`` (A: n × m, n small) through the n × n kernel:
-    ``AAᵀ = Q diag(Λ) Qᵀ`` gives ``U = AᵀQΛ^{-1/2}`` (eigenvalues at rounding level dropped), O(n²m) in all
-    where a full-rank Nyström sketch costs a QR and an SVD of m × (n + 8) besides two products."""
+    ``AAᵀ = Q diag(Λ) Qᵀ`` gives ``U = AᵀQΛ^{-1/2}`` (eigenvalues at rounding level dropped). Returns
+    ``(QΛ^{-1/2}, Λ)``: U is never formed (that product alone cost what the kernel does, O(n²m)); applying
+    U or Uᵀ to a vector costs one product with A, O(nm). A full-rank Nyström sketch would cost a QR and
+    an SVD of m × (n + 8) besides two products."""
     e, Q = np.linalg.eigh(A @ A.T)
     keep = e > A.shape[0] * np.finfo(np.float64).eps * max(float(e[-1]), 0.0)
     e, Q = e[keep][::-1], Q[:, keep][:, ::-1]
-    return (A.T @ Q) / np.sqrt(e), e
+    return Q / np.sqrt(e), e
 
 
 def _pcg(apply: Matvec, rhs: np.ndarray, x0: np.ndarray, precondition: Matvec) -> np.ndarray:
@@ -117,7 +119,7 @@ def support_newton(operator: Callable[[np.ndarray], Matvec], q: np.ndarray, S: n
     S = S[beta[S] != 0]
     A = columns(S) if columns is not None and n_rows <= _FULL_RANK_ROWS else None
     if A is not None:
-        cg = _CG(lambda U: A.T @ (A @ U), S.size, lam2, 0, _kernel_eigen(A))
+        cg = _CG(lambda U: A.T @ (A @ U), S.size, lam2, 0, _kernel_eigen(A), A)
     else:
         rank = n_rows + 8 if n_rows <= _FULL_RANK_ROWS else _RANK
         cg = _CG(operator(S), S.size, lam2, rank)  # built once: later supports are subsets of S
@@ -145,8 +147,10 @@ class _CG:
     """Nyström-preconditioned conjugate gradients on ``G_SS + λ2 I`` and its subsets (padded back into S)."""
 
     def __init__(self, gram: Matvec, m: int, lam2: float, rank: int,
-                 eigen: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        self.gram, self.m, self.lam2 = gram, m, lam2
+                 eigen: tuple[np.ndarray, np.ndarray] | None = None, A: np.ndarray | None = None) -> None:
+        """``eigen``: the basis and its eigenvalues when known (else a Nyström sketch of rank ``rank``); with
+        ``A`` the basis is implicit, ``U = AᵀW`` for the n × r ``W`` given (:func:`_kernel_eigen`)."""
+        self.gram, self.m, self.lam2, self.A = gram, m, lam2, A
         self.U, self.lam = eigen if eigen is not None else _nystrom(gram, m, min(rank, m))
 
     def system(self, kept: np.ndarray) -> Matvec:
@@ -162,11 +166,17 @@ class _CG:
         return apply
 
     def solve(self, kept: np.ndarray, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
-        Uk = self.U[kept]
         scale = ((self.lam[-1] if self.lam.size else 0.0) + self.lam2) / (self.lam + self.lam2) - 1.0  # P⁻¹ SPD
+        if self.A is None:
+            Uk = self.U[kept]
 
-        def precondition(r: np.ndarray) -> np.ndarray:
-            return r + Uk @ (scale * (Uk.T @ r))
+            def precondition(r: np.ndarray) -> np.ndarray:
+                return r + Uk @ (scale * (Uk.T @ r))
+        else:  # U[kept] = A[:, kept]ᵀ W
+            Ak, W = (self.A if kept.size == self.m else self.A[:, kept]), self.U
+
+            def precondition(r: np.ndarray) -> np.ndarray:
+                return r + Ak.T @ (W @ (scale * (W.T @ (Ak @ r))))
 
         return _pcg(self.system(kept), rhs, x0, precondition)
 
