@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import time
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from ..errors import DriverGone
 from ..ownership import DriverId
 from .health import health_problem, is_http
 from .records import DRIVER_TAG, TrialRecord, param_str, quote
+from .run_sql import sql_child_runs
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -48,6 +50,7 @@ class ChildRunWriter:
         self._driver_pid = parsed.pid if (watch_driver and parsed is not None) else None
         self._gone = False
         self._last_probe = 0.0
+        self._sql = sql_child_runs(uri, experiment_id)  # a local SQLite store: one transaction per run
 
     def write(self, rec: TrialRecord) -> str | None:
         """Write ``rec``'s child run; None when written, else why not (at most 500 characters)."""
@@ -67,6 +70,15 @@ class ChildRunWriter:
 
     def _write_with_retries(self, rec: TrialRecord) -> str | None:
         """Write one child run, retrying for up to :data:`OUTAGE_S` s; returns the last error or None."""
+        if self._sql is not None and rec.run_id is None:
+            try:
+                self._sql.write(f"trial-{rec.number:04d}", self._tags(rec),
+                                {k: param_str(v) for k, v in rec.params.items()},
+                                {k: float(v) for k, v in rec.metrics.items() if math.isfinite(v)},
+                                rec.status, rec.start_ms, rec.end_ms)
+                return None
+            except sqlite3.Error:  # e.g. locked for 30 s: the client's path, with its retries
+                pass
         deadline = time.monotonic() + OUTAGE_S
         attempt = 0
         run_id = rec.run_id
@@ -96,10 +108,12 @@ class ChildRunWriter:
         )
         return str(runs[0].info.run_id) if runs else None
 
-    def _create(self, rec: TrialRecord) -> str:
-        tags = {"mlflow.parentRunId": rec.parent or self.parent, "regsweep.trial": str(rec.number),
+    def _tags(self, rec: TrialRecord) -> dict[str, str]:
+        return {"mlflow.parentRunId": rec.parent or self.parent, "regsweep.trial": str(rec.number),
                 "regsweep.study": self.study_name, "regsweep.kind": "trial", DRIVER_TAG: self.driver}
-        run = self.client.create_run(self.experiment_id, start_time=rec.start_ms, tags=tags,
+
+    def _create(self, rec: TrialRecord) -> str:
+        run = self.client.create_run(self.experiment_id, start_time=rec.start_ms, tags=self._tags(rec),
                                      run_name=f"trial-{rec.number:04d}")
         return str(run.info.run_id)
 
