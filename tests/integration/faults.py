@@ -181,9 +181,14 @@ def study_trials(storage: str, study_name: str) -> list[Any]:
     """Every trial of the study (empty if it does not exist yet); asserts trial numbers are unique."""
     import optuna
 
+    from pipeline.locks import sqlite_setup_lock
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        # the driver creates a new SQLite schema under this lock; a poll that created it meanwhile made the
+        # driver's own creation fail (UNIQUE constraint failed: alembic_version.version_num)
+        with sqlite_setup_lock(storage):
+            study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return []
     except Exception as e:  # polled while the driver creates the schema: "table ... already exists" (SQLite)
