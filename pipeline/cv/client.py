@@ -95,7 +95,7 @@ def prestart_local_workers(cfg: ClusterConfig, preload: Sequence[str] = ()) -> N
     worker, set before NumPy loads; the fixed ``PYTHONHASHSEED`` of Dask's
     nannies), which a forked worker cannot set for itself any more.
     """
-    if cfg.address or not cfg.processes:
+    if not _forked_workers(cfg):
         return
     import multiprocessing
     import os
@@ -126,6 +126,14 @@ def prestart_local_workers(cfg: ClusterConfig, preload: Sequence[str] = ()) -> N
     distributed.utils._forkserver_preload_set = True
 
 
+def _forked_workers(cfg: ClusterConfig) -> bool:
+    """Whether the workers are processes of an embedded cluster, forked from the fork server (POSIX only;
+    elsewhere Dask's default start method stays)."""
+    import multiprocessing
+
+    return not cfg.address and cfg.processes and "forkserver" in multiprocessing.get_all_start_methods()
+
+
 @contextlib.contextmanager
 def open_client(cfg: ClusterConfig) -> Iterator[Client]:
     """Yield a connected ``distributed.Client``; close it (and any cluster it started) on exit."""
@@ -140,7 +148,7 @@ def open_client(cfg: ClusterConfig) -> Iterator[Client]:
     cluster: LocalCluster | None = None
     prestart_local_workers(cfg)  # a no-op when the caller started it early, as a sweep does
     settings = {"distributed.admin.large-graph-warning-threshold": "1GB"}  # not the "large graph" chatter
-    if not cfg.address and cfg.processes:
+    if _forked_workers(cfg):
         settings["distributed.worker.multiprocessing-method"] = "forkserver"
     with dask.config.set(settings):
         try:
