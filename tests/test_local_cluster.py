@@ -62,3 +62,36 @@ def test_our_pre_spawn_environment_is_distributeds_default() -> None:
     from pipeline.cv.client import PRE_SPAWN_ENV
 
     assert dask.config.get("distributed.nanny.pre-spawn-environ") == PRE_SPAWN_ENV
+
+
+def test_the_workers_preload_the_readers_of_the_source_and_the_kernel_of_a_certain_rows_engine(tmp_path) -> None:
+    """Against the engine rule itself (:func:`pipeline.engine.choose_engine`) and the source kinds that read
+    with pandas."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from pipeline.config import DataConfig, FoldsConfig
+    from pipeline.cv.engines import worker_preload
+    from pipeline.data import plan_data
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "y.npy", rng.normal(size=50))
+
+    def plan(name: str, X) -> object:
+        if sp.issparse(X):
+            sp.save_npz(tmp_path / name, X)
+        else:
+            np.save(tmp_path / name, X)
+        return plan_data(DataConfig(source=str(tmp_path / name), target=str(tmp_path / "y.npy")), FoldsConfig(k=5))
+
+    tall, wide = plan("tall.npy", rng.normal(size=(50, 5))), plan("wide.npy", rng.normal(size=(50, 41)))
+    at_edge = plan("edge.npy", rng.normal(size=(50, 40)))  # p = 40 = the smallest fold's 40 training rows
+    sparse = plan("sparse.npz", sp.random(50, 5, density=0.5, format="csr", random_state=0))
+    assert worker_preload("auto", tall, 5) == ()
+    assert worker_preload("auto", at_edge, 5) == ()  # gram: p ≤ n_train
+    assert worker_preload("auto", wide, 5) == ("pipeline.cv.warm_dense_kernel",)
+    assert worker_preload("gram", wide, 5) == ()
+    assert worker_preload("rows", tall, 5) == ("pipeline.cv.warm_dense_kernel",)
+    assert worker_preload("auto", sparse, 5) == ("pipeline.cv.warm_sparse_kernel",)
+    bundled = plan_data(DataConfig(), FoldsConfig())  # the bundled diabetes CSV
+    assert worker_preload("auto", bundled, 5) == ("pandas",)

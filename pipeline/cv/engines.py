@@ -18,6 +18,7 @@ memory it needs is :func:`worker_memory`.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,9 +84,8 @@ def worker_preload(requested: str, plan: DataPlan, k: int) -> tuple[str, ...]:
     the cluster is known (requested, a sparse source, or p above the smallest fold's training rows; a choice
     made by the workers' memory alone is not foreseen, and then each worker loads the kernel at its first
     fit, as without this)."""
-    n_train = plan.n_rows - math.ceil(plan.n_rows / k)
     kernel: tuple[str, ...] = ()
-    if requested == "rows" or (requested == "auto" and (plan.sparse or plan.n_features > n_train)):
+    if _choose(requested, plan, k, memory=sys.maxsize).name == "rows":  # the rule without the memory test
         kernel = ("pipeline.cv.warm_sparse_kernel" if plan.sparse else "pipeline.cv.warm_dense_kernel",)
     return (*_READERS.get(plan.kind, ()), *kernel)
 
@@ -98,9 +98,13 @@ def choose_sweep_engine(requested: str, client: Client, plan: DataPlan, k: int, 
     ``n − ⌈n/K⌉`` (row k-fold deals each run of K rows to the K folds), after a
     retrain's hold-out share.
     """
+    return _choose(requested, plan, k, memory=worker_memory(client), heldout_fraction=heldout_fraction)
+
+
+def _choose(requested: str, plan: DataPlan, k: int, *, memory: int, heldout_fraction: float = 0.0) -> EngineChoice:
     n = int(plan.n_rows * (1.0 - heldout_fraction))
     return choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features, n_train=n - math.ceil(n / k),
-                         k=k, memory=worker_memory(client))
+                         k=k, memory=memory)
 
 
 def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig, model: ModelConfig,

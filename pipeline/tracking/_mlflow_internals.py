@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = ["drop_engine", "drop_inherited_connections", "no_installed_package_scan"]
 
@@ -56,9 +57,7 @@ def drop_inherited_connections() -> None:
     parent. (HTTP sessions need nothing: MLflow keys them by PID.) A no-op in
     a spawned process.
     """
-    for module, cls in (("mlflow.store.tracking.sqlalchemy_store", "SqlAlchemyStore"),
-                        ("mlflow.store.model_registry.sqlalchemy_store", "SqlAlchemyStore")):
-        engines = getattr(getattr(sys.modules.get(module), cls, None), "_engine_map", {})
+    for engines in _engine_maps():
         for engine in list(engines.values()):
             engine.dispose(close=False)
 
@@ -71,9 +70,16 @@ def drop_engine(uri: str) -> None:
     :mod:`.schema_cache`), the cached engine's pooled connection would still
     read the removed file.
     """
-    for module, cls in (("mlflow.store.tracking.sqlalchemy_store", "SqlAlchemyStore"),
-                        ("mlflow.store.model_registry.sqlalchemy_store", "SqlAlchemyStore")):
-        engines = getattr(getattr(sys.modules.get(module), cls, None), "_engine_map", {})
+    for engines in _engine_maps():
         engine = engines.pop(uri, None)
         if engine is not None:
             engine.dispose()
+
+
+def _engine_maps() -> Iterator[dict[str, Any]]:
+    """MLflow's per-URI SQLAlchemy engines (``SqlAlchemyStore._engine_map``) of its tracking and registry
+    stores, where those are imported; nothing if MLflow renamed them."""
+    for module in ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store"):
+        engines = getattr(getattr(sys.modules.get(module), "SqlAlchemyStore", None), "_engine_map", None)
+        if isinstance(engines, dict):
+            yield engines

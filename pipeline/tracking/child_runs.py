@@ -72,9 +72,7 @@ class ChildRunWriter:
         """Write one child run, retrying for up to :data:`OUTAGE_S` s; returns the last error or None."""
         if self._sql is not None and rec.run_id is None:
             try:
-                self._sql.write(f"trial-{rec.number:04d}", self._tags(rec),
-                                {k: param_str(v) for k, v in rec.params.items()},
-                                {k: float(v) for k, v in rec.metrics.items() if math.isfinite(v)},
+                self._sql.write(f"trial-{rec.number:04d}", self._tags(rec), _params(rec), _metrics(rec),
                                 rec.status, rec.start_ms, rec.end_ms)
                 return None
             except sqlite3.Error:  # e.g. locked for 30 s: the client's path, with its retries
@@ -121,7 +119,17 @@ class ChildRunWriter:
         """Params and metrics in one ``log_batch`` (idempotent: same values again), then the final status."""
         from mlflow.entities import Metric, Param
 
-        metrics = [Metric(k, float(v), rec.end_ms, 0) for k, v in rec.metrics.items() if math.isfinite(v)]
-        params = [Param(k, param_str(v)) for k, v in rec.params.items()]
+        metrics = [Metric(k, v, rec.end_ms, 0) for k, v in _metrics(rec).items()]
+        params = [Param(k, v) for k, v in _params(rec).items()]
         self.client.log_batch(run_id, metrics=metrics, params=params, synchronous=True)
         self.client.set_terminated(run_id, status=rec.status, end_time=rec.end_ms)
+
+
+def _params(rec: TrialRecord) -> dict[str, str]:
+    """A child run's parameters as MLflow stores them (text)."""
+    return {k: param_str(v) for k, v in rec.params.items()}
+
+
+def _metrics(rec: TrialRecord) -> dict[str, float]:
+    """A child run's metrics: the finite ones (MLflow would store NaN as a flagged 0)."""
+    return {k: float(v) for k, v in rec.metrics.items() if math.isfinite(v)}

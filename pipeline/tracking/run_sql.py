@@ -23,12 +23,11 @@ this module writes (checked once, when the writer is made): anything else
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import uuid
 from collections.abc import Mapping
 
-from ..sqlite_wal import sqlite_path
+from ..sqlite_wal import set_wal_pragmas, sqlite_path
 
 __all__ = ["SqlChildRuns", "sql_child_runs"]
 
@@ -47,8 +46,8 @@ class SqlChildRuns:
     """Inserts finished child runs into one SQLite MLflow store (one connection, one transaction per run)."""
 
     def __init__(self, path: str, experiment_id: str, artifact_location: str) -> None:
-        self.path, self.experiment_id, self.artifact_location = path, experiment_id, artifact_location
-        self._db = _connect(path)
+        self.experiment_id, self.artifact_location = experiment_id, artifact_location
+        self._db = _connect(path)  # kept for the process's life, as the client's pooled connection is
 
     def write(self, name: str, tags: Mapping[str, str], params: Mapping[str, str], metrics: Mapping[str, float],
               status: str, start_ms: int, end_ms: int) -> str:
@@ -72,10 +71,6 @@ class SqlChildRuns:
             self._db.executemany("INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
                                  "VALUES (?, ?, ?, ?, ?, ?)", [(k, v, t, s, n, r) for k, v, t, r, s, n in rows])
         return run_id
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()
 
 
 def sql_child_runs(uri: str, experiment_id: str) -> SqlChildRuns | None:
@@ -104,8 +99,6 @@ def sql_child_runs(uri: str, experiment_id: str) -> SqlChildRuns | None:
 def _connect(path: str) -> sqlite3.Connection:
     """A connection with the store's pragmas (:mod:`pipeline.sqlite_wal`): WAL, ``synchronous=NORMAL``, and a
     30 s wait for the write lock that the driver's MLflow client may hold."""
-    from ..sqlite_wal import set_wal_pragmas
-
     db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
     set_wal_pragmas(db)
     return db
