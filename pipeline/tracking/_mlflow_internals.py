@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["drop_engine", "drop_inherited_connections", "no_installed_package_scan"]
+__all__ = ["add_request_headers", "drop_engine", "drop_inherited_connections", "no_installed_package_scan"]
 
 
 @contextlib.contextmanager
@@ -83,3 +83,21 @@ def _engine_maps() -> Iterator[dict[str, Any]]:
         engines = getattr(getattr(sys.modules.get(module), "SqlAlchemyStore", None), "_engine_map", None)
         if isinstance(engines, dict):
             yield engines
+
+
+def add_request_headers(provider: type) -> bool:
+    """Add ``provider`` (a class with ``in_context()`` and ``request_headers()``) to the header providers of
+    every MLflow request in this process, once; whether it is (now) registered.
+
+    Missing public API: request-header providers are a documented plugin
+    interface, but only through a package's entry points, which would apply to
+    every MLflow client of the environment; regsweep wants them in its MLflow
+    process only. If MLflow moves its registry, nothing is added.
+    """
+    try:
+        from mlflow.tracking.request_header.registry import _request_header_provider_registry as registry
+    except ImportError:
+        return False
+    if not any(type(p) is provider for p in registry):
+        registry.register(provider)
+    return True

@@ -26,7 +26,8 @@ from ..ownership import DriverId
 from ..sqlite_wal import wal_for_url
 from ._mlflow_internals import drop_engine
 from .child_runs import ChildRunWriter
-from .health import preflight, reachable
+from .connections import close_connections, keepalive_stalls
+from .health import is_http, preflight, reachable
 from .models import log_model
 from .protocol import Done, Pending
 from .records import DRIVER_TAG, ChildRun, TrialRecord, param_str, quote
@@ -44,6 +45,8 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    # set_terminated would fetch the run again only to print its URL (one more request per child run)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -67,6 +70,8 @@ class Tracker:
         wal_for_url(cfg.uri)  # 14 → 10 ms per child run on SQLite
         with sqlite_setup_lock(cfg.uri):  # creating the store migrates a new SQLite file (or seeds it)
             self.client = _open_client(MlflowClient, cfg.uri)
+        # a server that stalls kept-alive requests (~40 ms each): a new connection per request (.connections)
+        self.closes_connections = is_http(cfg.uri) and keepalive_stalls(cfg.uri) and close_connections()
         self._experiment_id: str | None = None
         self._parent: str | None = None
         self._writer: ChildRunWriter | None = None

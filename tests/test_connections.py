@@ -1,0 +1,104 @@
+"""A new connection per MLflow request when (and only when) the server stalls kept-alive requests.
+
+The servers here are Python's own ``http.server`` speaking HTTP/1.1 with
+kept-alive connections: it writes a response's headers and its body in two
+``send`` calls, so without ``TCP_NODELAY`` (its default) the body waits for the
+client's delayed ACK on every request after the first, exactly like ``mlflow
+server``'s multi-worker uvicorn (Kludex/uvicorn#3149); with
+``disable_nagle_algorithm`` it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pipeline.tracking.connections import keepalive_stalls, stall_measured
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # kept-alive connections
+    seen_connection_headers: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 — http.server's name
+        type(self).seen_connection_headers.append(self.headers.get("Connection"))
+        body = json.dumps({"experiment": {"experiment_id": "0", "name": "Default"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()  # one send for the headers ...
+        self.wfile.write(body)  # ... one for the body: held by Nagle until the previous segment is ACKed
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _NoDelayHandler(_Handler):
+    disable_nagle_algorithm = True
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def nagle_server() -> Iterator[str]:
+    yield from _serve(_Handler)
+
+
+@pytest.fixture
+def nodelay_server() -> Iterator[str]:
+    yield from _serve(_NoDelayHandler)
+
+
+def test_a_stall_is_a_gap_of_more_than_20_ms_between_the_medians() -> None:
+    assert stall_measured([0.044, 0.043, 0.046], [0.002, 0.003, 0.002])
+    assert not stall_measured([0.004, 0.003, 0.005], [0.002, 0.003, 0.002])
+    assert not stall_measured([0.003, 0.300, 0.003], [0.002, 0.003, 0.002])  # one slow request is not a stall
+    assert not stall_measured([], [0.002])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the delayed ACK of 40 ms is Linux's (elsewhere 200 ms or off)")
+def test_a_server_that_leaves_nagle_on_is_found_to_stall(nagle_server: str) -> None:
+    assert keepalive_stalls(nagle_server)
+
+
+def test_a_server_with_nodelay_keeps_its_connections(nodelay_server: str) -> None:
+    assert not keepalive_stalls(nodelay_server)
+
+
+def test_no_server_is_no_stall() -> None:
+    assert not keepalive_stalls("http://127.0.0.1:9", timeout=0.5)  # discard port: refused
+
+
+def test_once_asked_every_mlflow_request_of_the_process_says_connection_close(nodelay_server: str) -> None:
+    """Through MLflow's own transport (``http_request``), in a new process: the header provider is
+    process-wide, so this one stays clean."""
+    code = (
+        "import sys\n"
+        "from mlflow.utils.rest_utils import MlflowHostCreds, http_request\n"
+        "from pipeline.tracking.connections import close_connections\n"
+        "url = sys.argv[1]\n"
+        "http_request(MlflowHostCreds(url), '/api/2.0/mlflow/experiments/get', 'GET')\n"
+        "assert close_connections() and close_connections()  # idempotent\n"
+        "from mlflow.tracking.request_header.registry import _request_header_provider_registry as r\n"
+        "assert sum(type(p).__name__ == '_CloseConnections' for p in r) == 1\n"
+        "for _ in range(2):\n"
+        "    http_request(MlflowHostCreds(url), '/api/2.0/mlflow/experiments/get', 'GET')\n"
+    )
+    _Handler.seen_connection_headers.clear()
+    subprocess.run([sys.executable, "-c", code, nodelay_server], check=True, timeout=120)
+    assert _Handler.seen_connection_headers == ["keep-alive", "close", "close"]
