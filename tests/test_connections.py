@@ -77,7 +77,7 @@ def test_a_server_that_leaves_nagle_on_is_found_to_stall(nagle_server: str) -> N
 
 
 def test_a_server_with_nodelay_keeps_its_connections(nodelay_server: str) -> None:
-    assert not keepalive_stalls(nodelay_server)
+    assert not keepalive_stalls(nodelay_server, requests_each=7)  # medians of 7: a busy machine's hiccup is no stall
 
 
 def test_no_server_is_no_stall() -> None:
