@@ -50,6 +50,8 @@ def keepalive_stalls(uri: str, requests_each: int = 3, timeout: float = 2.0) -> 
     try:
         with requests.Session() as session:
             session.verify = _tls_verify()
+            # a kept-alive connection the server closed meanwhile is opened again, not taken for an answer
+            session.mount(url, requests.adapters.HTTPAdapter(max_retries=2))
             session.get(url, timeout=timeout).raise_for_status()  # opens the connection: never stalls
             kept = [_timed(session.get, url, timeout=timeout) for _ in range(requests_each)]
             new = [_timed(session.get, url, timeout=timeout, headers={"Connection": "close"})
