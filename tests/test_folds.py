@@ -98,6 +98,27 @@ def test_many_groups_are_pooled_into_buckets_that_stay_whole():
     assert sum(st.n_rows for st in passes.fold_stats) == 30_000
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_each_folds_statistics_are_those_of_its_rows_bit_for_bit(weighted):
+    """One sort of the block instead of a masked copy per fold changes no bit: every fold's record equals
+    ``from_block`` on that fold's rows taken by mask, in their order (a fold without rows: empty)."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((5_000, 37)) * 1e3 + 1e6  # large means: where the centring matters
+    y = rng.standard_normal(5_000) + 50.0
+    w = rng.uniform(0.0, 3.0, 5_000) if weighted else None
+    folds = kfold_folds(0, 5_000, 4, seed=5)  # labels 0..3 of 5: fold 4 has no rows here
+    parts = block_fold_stats(X, y, w, folds, 5)
+    for fold in range(5):
+        rows = folds == fold
+        ref = SuffStats.from_block(X[rows], y[rows], None if w is None else w[rows]) if rows.any() \
+            else SuffStats.empty(37)
+        got = parts[fold]
+        assert (got.n_rows, got.sum_w, got.y_origin, got.y_offset, got.cyy) == \
+            (ref.n_rows, ref.sum_w, ref.y_origin, ref.y_offset, ref.cyy)
+        for name in ("x_origin", "x_offset", "cxx", "cxy"):
+            assert np.array_equal(getattr(got, name), getattr(ref, name)), (fold, name)
+
+
 def test_block_fold_stats_partition_the_rows():
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((600, 4)), rng.standard_normal(600)

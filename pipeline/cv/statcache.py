@@ -56,7 +56,7 @@ from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time
 from ..encoding import Encoding
 from ..levels import ColumnScan, scan_from_json, scan_to_json
 from ..recoding import widening_map
-from ..folds import keyed_hash, kfold_folds
+from ..folds import keyed_hash, kfold_folds, stats_per_label
 from ..solvers import SuffStats, merge_all
 
 __all__ = [
@@ -232,15 +232,8 @@ def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdou
         held = np.zeros(t.shape[0], dtype=bool) if cutoff is None else t >= cutoff
     else:
         held = heldout_rows(spec.start_row, spec.n_rows, holdout.fraction, holdout.seed)
-    folds = kfold_folds(spec.start_row, spec.n_rows, k, fold_seed)
-    folds[held] = -1
-    train = []
-    for f in range(k):
-        rows = folds == f
-        w = None if block.weight is None else block.weight[rows]
-        train.append(SuffStats.from_block(X[rows], block.y[rows], w))
-    w = None if block.weight is None else block.weight[held]
-    heldout = SuffStats.from_block(X[held], block.y[held], w)
+    labels = np.where(held, k, kfold_folds(spec.start_row, spec.n_rows, k, fold_seed))  # held-out rows: label k
+    *train, heldout = stats_per_label(X, block.y, block.weight, labels, k + 1)
     enc = plan.encoding
     return BlockRecord(tuple(train), heldout, tuple(integer), t_min, t_max,
                        enc.statistics_names if enc is not None else (), enc.imputed_centers if enc is not None else {})
