@@ -116,3 +116,20 @@ def test_once_asked_every_mlflow_request_of_the_process_says_connection_close(pr
     _Handler.seen_connection_headers.clear()
     subprocess.run([sys.executable, "-c", code, prompt_server], check=True, timeout=120)
     assert _Handler.seen_connection_headers == ["keep-alive", "close", "close"]
+
+
+def test_the_mlflow_process_closes_connections_only_to_a_server_that_stalls(stalling_server: str,
+                                                                            prompt_server: str) -> None:
+    """A :class:`~pipeline.tracking.tracker.Tracker` (what the sweep's MLflow process opens) on each server, in a
+    new process each (the header provider is process-wide)."""
+    code = (
+        "import sys\n"
+        "from pipeline.config import TrackingConfig\n"
+        "from pipeline.tracking.tracker import Tracker\n"
+        "from mlflow.tracking.request_header.registry import resolve_request_headers\n"
+        "tracker = Tracker(TrackingConfig(uri=sys.argv[1], experiment='e'))\n"
+        "print(tracker.closes_connections, resolve_request_headers().get('Connection'))\n"
+    )
+    seen = [subprocess.run([sys.executable, "-c", code, uri], check=True, timeout=120, capture_output=True,
+                           text=True).stdout.split() for uri in (stalling_server, prompt_server)]
+    assert seen == [["True", "close"], ["False", "None"]]
