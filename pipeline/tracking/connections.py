@@ -45,13 +45,16 @@ def keepalive_stalls(uri: str, requests_each: int = 3, timeout: float = 2.0) -> 
     """Whether the server at ``uri`` stalls kept-alive requests (``GET /health``, ~0.2 s); False if it
     cannot be measured (the caller then changes nothing)."""
     import requests
+    from urllib3.util.retry import Retry
 
     url = uri.rstrip("/") + "/health"
     try:
         with requests.Session() as session:
             session.verify = _tls_verify()
-            # a kept-alive connection the server closed meanwhile is opened again, not taken for an answer
-            session.mount(url, requests.adapters.HTTPAdapter(max_retries=2))
+            # a kept-alive connection the server closed meanwhile is opened again, not taken for an answer; a
+            # server that cannot be reached is not tried again (the caller then changes nothing, at once)
+            retry = Retry(total=2, connect=0, read=2, status=0, other=0)
+            session.mount(url, requests.adapters.HTTPAdapter(max_retries=retry))
             session.get(url, timeout=timeout).raise_for_status()  # opens the connection: never stalls
             kept = [_timed(session.get, url, timeout=timeout) for _ in range(requests_each)]
             new = [_timed(session.get, url, timeout=timeout, headers={"Connection": "close"})

@@ -304,7 +304,8 @@ def test_mlflow_server_gone_for_good_sweep_finishes_and_sync_tracking_replays_it
         assert parent.data.metrics["best_cv_mse"] == best.value
         from mlflow import MlflowClient
 
-        version = MlflowClient(tracking_uri=server.uri, registry_uri=server.uri).get_model_version_by_alias(names["model"], "candidate")
+        client = MlflowClient(tracking_uri=server.uri, registry_uri=server.uri)  # not a registry an earlier test set
+        version = client.get_model_version_by_alias(names["model"], "candidate")
         assert version.tags["regsweep.trial"] == str(best.number)
         assert not (tmp_path / ".regsweep" / "unpublished" / names["study"]).exists()
     finally:
