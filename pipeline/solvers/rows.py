@@ -24,6 +24,16 @@ support and ``|c_j| ≤ λ1`` off it.
    ``|c_j| > λ1`` join W (the largest violations first, at most as many as W
    holds), and 2 repeats; otherwise β is optimal over all p.
 
+**Dense solutions: the dual.** Once a working set holds more than
+:data:`DUAL_FROM` × n features and λ2 is not small against the kernel's
+spectrum, the problem is solved over all p at once on its n-dimensional dual
+by a semismooth Newton method (:mod:`.dual_newton`): its Newton system is n × n
+whatever the support, maintained from the kernel ``K = AAᵀ`` below (shared with
+ridge). On a 1,600 × 20,000 equicorrelated fold this takes an elastic net that
+holds 19,854 features from 1.2–3.5 s to 0.4 s, and one that holds 4,832 from
+2.2 s to 1.8 s (cold starts, one thread). Should it not converge, the working
+sets take over for the rest of the solve.
+
 The duality gap is then computed over all p from the same c (the dual point is
 the scaled residual, as in :func:`~pipeline.solvers.enet_duality_gap`), and
 held to ``tol · ½ yy``: convergence is certified on the whole problem. A fit
@@ -53,6 +63,7 @@ import numpy as np
 from ._validate import SolverConvergenceWarning
 from .active_set import enet_gram
 from .design import RowDesign
+from .dual_newton import DualOperators, dual_newton
 from .krylov import ShiftedLanczos
 from .newton_cg import support_newton
 from .penalties import ElasticNet
@@ -69,6 +80,8 @@ _THRESHOLD_FLOOR = 1e-16  # coordinate descent's stopping threshold is not tight
 _CD_SWEEPS = 20_000  # sweeps of one coordinate-descent call at most
 CD_BUDGET = 100  # coordinate-descent sweeps on a large working set before a Newton step polishes it
 _RIDGE_RTOL = 1e-12
+DUAL_FROM = 0.5  # working sets above this × the rows go to the dual Newton method (when it applies)
+DUAL_MIN_LAMBDA2 = 5e-3  # ... and λ2 at least this × the mean eigenvalue of the kernel (trace G / n)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,12 +136,18 @@ class RowProblem:
         self._cd: _Descent | None = None
         self._cache = _GramCache()
         self._ridge: _Ridge | None = None
+        self._weighted: _WeightedRows | None = None
+        self._K: np.ndarray | None = None
+        self._dual_failed = False
+        kept = design.cols
+        self._trace_gram = float(np.sum(design.x_var[kept] / design.x_scale[kept] ** 2))  # Σ G_jj = trace K
 
     @property
     def cache_bytes(self) -> int:
         """Bytes held by the Gram-block cache and ridge's eigendecomposition."""
         eig = self._ridge._eig if self._ridge is not None else None
-        return int(self._cache.block.nbytes + (eig[1].nbytes if eig is not None else 0))
+        kernel = self._K.nbytes if self._K is not None else 0
+        return int(self._cache.block.nbytes + (eig[1].nbytes if eig is not None else 0) + kernel)
 
     @property
     def lambda1_max(self) -> float:
@@ -174,6 +193,7 @@ class RowProblem:
         gap_tol = tol * max(0.5 * self.yy, np.finfo(np.float64).tiny)
         slack = 1e-12 * max(self.lambda1_max, lam1)
         beta, c_smooth, lam_prev = self._start(lam1, warm)
+        self._dual_failed = False
         c = c_smooth - lam2 * beta
         W = _working_set(beta, c, lam1, lam_prev)
         if self._cd is None:
@@ -228,6 +248,9 @@ class RowProblem:
         equicorrelated 2,000 × 20,000: 14.7 s and 13.2 s). The result is certified on that support; the
         caller checks every feature.
         """
+        if W.size > DUAL_FROM * self.design.rows.size and self._dual_applies(lam2):
+            if self._dual(beta, r, lam1, lam2, tol):
+                return np.arange(beta.size)
         if W.size <= NEWTON_MAX and not self._low_rank(W.size, lam2):
             self._newton(W, beta, lam1, lam2, tol)
             return W
@@ -245,6 +268,52 @@ class RowProblem:
         rows, and its Cholesky factor (size³/3 flops) costs more than CG with a full-rank preconditioner."""
         return lam2 > 0 and size > 2 * self.design.rows.size
 
+    def _dual_applies(self, lam2: float) -> bool:
+        """Whether the dual Newton method is the one to try: a kernel small enough to factor (n ≤
+        :data:`KERNEL_EIGH_MAX`), no failure earlier in this solve, and λ2 not small against the kernel's
+        spectrum. β(θ) = S(Aᵀθ)/λ2 turns ever more sensitive as λ2 falls, and the Newton steps with it:
+        measured on a 1,600 × 20,000 fold from cold starts, 4–8 steps for λ2 ≥ 0.1 (0.8 % of the mean
+        eigenvalue, trace G / n = 12.5), 13 at 0.01, 36 at 10⁻³ and no convergence in 60 at 10⁻⁴, where
+        the working-set path takes 1–7 s."""
+        d = self.design
+        return (lam2 > 0 and d.rows.size <= KERNEL_EIGH_MAX and not self._dual_failed
+                and lam2 >= DUAL_MIN_LAMBDA2 * self._trace_gram / d.rows.size)
+
+    def _dual(self, beta: np.ndarray, r: np.ndarray, lam1: float, lam2: float, tol: float) -> bool:
+        """Solve over all p on the n-dimensional dual (:mod:`.dual_newton`) from the residual r of β: β is
+        replaced by the dual's β(θ) and r by its residual; whether both gaps met ``0.1 · tol · ½yy``
+        (the caller certifies the result over all p with the primal gap, as for every other step)."""
+        rows = self._weighted_rows()
+        d = self.design
+        theta = rows.sqrt_v * r[d.rows] / rows.root_w
+
+        def certify(b: np.ndarray, residual: np.ndarray) -> float:  # the gap _enet holds β to (residual: b − Aβ)
+            c = rows.at(residual) - lam2 * b
+            return _enet_gap(self.q, self.yy, b, c, float(residual @ residual), lam1, lam2)
+
+        result = dual_newton(self._dual_operators(), rows.b, theta, rows.at(theta), lam1, lam2,
+                             0.1 * tol * max(0.5 * self.yy, np.finfo(np.float64).tiny), certify)
+        self._dual_failed = not result.converged
+        beta[:] = result.beta
+        support = np.flatnonzero(beta)
+        r[:] = d.y_c - d.x(support, beta[support])
+        return result.converged
+
+    def _weighted_rows(self) -> _WeightedRows:
+        if self._weighted is None:
+            self._weighted = _WeightedRows(self.design)
+        return self._weighted
+
+    def _kernel(self) -> np.ndarray:
+        """``K = AAᵀ`` of the problem's rows, computed once and shared by ridge and the dual Newton method."""
+        if self._K is None:
+            self._K = self._weighted_rows().kernel()
+        return self._K
+
+    def _dual_operators(self) -> DualOperators:
+        rows = self._weighted_rows()
+        return DualOperators(rows.at, rows.a, rows.columns, self._kernel)
+
     def _newton(self, W: np.ndarray, beta: np.ndarray, lam1: float, lam2: float, tol: float) -> None:
         sub = enet_gram(self._cache.sub(self.design, W), self.q[W], self.yy, lam1, lam2, beta[W], tol=0.1 * tol)
         beta[W] = sub.beta
@@ -252,7 +321,7 @@ class RowProblem:
     # ------------------------------------------------------------ ridge
     def _ridge_solver(self) -> _Ridge:
         if self._ridge is None:
-            self._ridge = _Ridge(self.design)
+            self._ridge = _Ridge(self.design, self._weighted_rows(), self._kernel)
         return self._ridge
 
     def _ridge_fit(self, lam2: float, tol: float) -> RowFit:
@@ -413,60 +482,74 @@ def _ridge_suboptimality(q: np.ndarray, c_smooth: np.ndarray, beta: np.ndarray, 
     return 0.5 * float(g @ g) / lam2 if lam2 > 0 else 0.0
 
 
-class _Ridge:
-    """``(G + λ2 I)⁻¹ q`` for any λ2 through the kernel or a shared Lanczos basis (module docstring)."""
+class _WeightedRows:
+    """``A = V^{1/2} X̃ / √Σv`` and ``b = V^{1/2} y_c / √Σv`` on the problem's rows, as products with the design
+    (``AᵀA`` is the standardized Gram ``G``, ``Aᵀb = q`` and ``½‖b − Aβ‖²`` the smooth part of the objective)."""
 
     def __init__(self, design: RowDesign) -> None:
-        self.design = design
-        d = design
+        d = self.design = design
         self.sqrt_v = np.sqrt(d.v[d.rows])
-        self.b = self.sqrt_v * d.y_c[d.rows] / math.sqrt(d.sum_w)
-        n, p = d.rows.size, d.n_kept
-        self.dual = n <= p
-        self.rhs = self.b if self.dual else d.xt(d.y_c)  # b (dual side) or q = Aᵀb (primal side)
-        self._eig: tuple[np.ndarray, np.ndarray] | None = None
-        self._lanczos: ShiftedLanczos | None = None
-        if min(n, p) <= KERNEL_EIGH_MAX:
-            self._eig = self._kernel_eig() if self.dual else self._gram_eig()
-        elif self.dual:
-            self._lanczos = ShiftedLanczos(self._kernel_matvec, self.b, n)
-        else:
-            self._lanczos = ShiftedLanczos(self._gram_matvec, self.rhs, p)
+        self.root_w = math.sqrt(d.sum_w)
+        self.b = self.sqrt_v * d.y_c[d.rows] / self.root_w
 
-    def _a(self, beta: np.ndarray) -> np.ndarray:
-        """``A β`` on the problem's rows."""
+    def a(self, idx: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``A[:, idx] x`` on the problem's rows."""
         d = self.design
-        return self.sqrt_v * d.x(np.arange(d.n_kept), beta)[d.rows] / math.sqrt(d.sum_w)
+        return self.sqrt_v * d.x(idx, x)[d.rows] / self.root_w
 
-    def _at(self, u: np.ndarray) -> np.ndarray:
-        """``Aᵀ u`` for u on the problem's rows."""
+    def at(self, u: np.ndarray) -> np.ndarray:
+        """``Aᵀ u`` for u on the problem's rows (all kept features)."""
         d = self.design
         r = np.zeros(d.n_rows)
         r[d.rows] = u / self.sqrt_v
-        return d.xt(r) * math.sqrt(d.sum_w)
+        return d.xt(r) * self.root_w
 
-    def _kernel_matvec(self, u: np.ndarray) -> np.ndarray:
-        return self._a(self._at(u))
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """``A[:, idx]`` as a dense array (callers take at most 128 MB of it at a time)."""
+        A = self.design.weighted_columns(idx)
+        assert A is not None, "a block of columns above the design's copy limit"
+        return A
 
-    def _gram_matvec(self, beta: np.ndarray) -> np.ndarray:
-        return self._at(self._a(beta))
-
-    def _kernel_eig(self) -> tuple[np.ndarray, np.ndarray]:
-        """Eigendecomposition of ``K = AAᵀ``, accumulated block of columns by block, so that no more than
-        128 MB of A is copied at a time. Each block is a BLAS ``gemm`` (OpenBLAS runs it faster than ``syrk``,
-        which does half the flops); the eigendecomposition is LAPACK's divide and conquer (``syevd``)."""
-        import scipy.linalg
-
+    def kernel(self) -> np.ndarray:
+        """``K = AAᵀ`` (n × n), accumulated block of columns by block so that no more than 128 MB of A is
+        copied at a time. Each block is a BLAS ``gemm`` (OpenBLAS runs it faster than ``syrk``, which does half
+        the flops)."""
         d = self.design
         n = d.rows.size
         K = np.zeros((n, n))
         step = max(1, 2**24 // max(1, n))
-        scale = self.sqrt_v[:, None] / math.sqrt(d.sum_w)
         for a in range(0, d.n_kept, step):
-            block = d.columns(np.arange(a, min(a + step, d.n_kept)))
-            block *= scale
+            block = self.columns(np.arange(a, min(a + step, d.n_kept)))
             K += block @ block.T
-        e, U = scipy.linalg.eigh(K, check_finite=False, overwrite_a=True, driver="evd")
+        return K
+
+
+class _Ridge:
+    """``(G + λ2 I)⁻¹ q`` for any λ2 through the kernel or a shared Lanczos basis (module docstring)."""
+
+    def __init__(self, design: RowDesign, rows: _WeightedRows, kernel: Callable[[], np.ndarray]) -> None:
+        self.design, self.rows = design, rows
+        d = design
+        n, p = d.rows.size, d.n_kept
+        self.dual = n <= p
+        self.rhs = rows.b if self.dual else d.xt(d.y_c)  # b (dual side) or q = Aᵀb (primal side)
+        self._eig: tuple[np.ndarray, np.ndarray] | None = None
+        self._lanczos: ShiftedLanczos | None = None
+        every = np.arange(p)
+        if min(n, p) <= KERNEL_EIGH_MAX:
+            self._eig = self._kernel_eig(kernel()) if self.dual else self._gram_eig()
+        elif self.dual:
+            self._lanczos = ShiftedLanczos(lambda u: rows.a(every, rows.at(u)), rows.b, n)
+        else:
+            self._lanczos = ShiftedLanczos(lambda beta: rows.at(rows.a(every, beta)), self.rhs, p)
+
+    @staticmethod
+    def _kernel_eig(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eigendecomposition of ``K = AAᵀ`` (a copy: the kernel stays for the dual Newton method), by LAPACK's
+        divide and conquer (``syevd``)."""
+        import scipy.linalg
+
+        e, U = scipy.linalg.eigh(K, check_finite=False, overwrite_a=False, driver="evd")
         return np.maximum(e, 0.0), U
 
     def _gram_eig(self) -> tuple[np.ndarray, np.ndarray]:
@@ -492,10 +575,10 @@ class _Ridge:
             keep = denom > cutoff
             rhs = U.T @ self.rhs
             x = U[:, keep] @ (rhs[keep] / denom[keep])
-            return (self._at(x) if self.dual else x), 0.0
+            return (self.rows.at(x) if self.dual else x), 0.0
         assert self._lanczos is not None
         x, residual = self._lanczos.solve(lam2, _RIDGE_RTOL)
-        return (self._at(x) if self.dual else x), residual
+        return (self.rows.at(x) if self.dual else x), residual
 
     def largest_eigenvalue(self) -> float:
         if self._eig is not None:

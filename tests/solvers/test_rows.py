@@ -264,3 +264,76 @@ def test_fit_picks_the_engine_and_checks_sparse_input():
         pipeline.fit(bad, y, lambda1=0.1)
     with pytest.raises(ValueError, match="model.engine must be one of"):
         pipeline.fit(X, y, lambda1=0.1, engine="fast")
+
+
+def _counting_dual(monkeypatch):
+    """Wrap the rows engine's dual Newton method; returns the list of its results (one per call)."""
+    from pipeline.solvers import rows
+
+    results = []
+
+    def counted(*args, **kwargs):
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    real = rows.dual_newton
+    monkeypatch.setattr(rows, "dual_newton", counted)
+    return results
+
+
+# (λ1 / λ1_max, λ2 / mean eigenvalue of the kernel): solutions that hold most features, as a ridge-like elastic
+# net on correlated data has them (the case the dual exists for), and one with λ2 at the method's lower limit
+DENSE_ENET = [(0.3, 50.0), (0.1, 5.0), (0.03, 0.5), (0.01, 0.05), (3e-3, 0.01)]
+
+
+@pytest.mark.parametrize("data_name_", ["correlated", "correlated-weighted", "poly-diabetes", "digits-sparse",
+                                        "sparse-synthetic"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_dense_elastic_net_solutions_by_the_dual_newton_method_match_sklearn(monkeypatch, data_name_,
+                                                                             fit_intercept):
+    """Elastic nets whose solutions hold many features go to the n-dimensional dual (semismooth Newton): cold
+    and warm-started (descending λ1 at each λ2, as a fold model runs them), against scikit-learn at tol 1e-12
+    by objective and KKT residual. The dual must have been used and have converged on its own."""
+    X, y, w = DATASETS[data_name_]()
+    design = RowDesign(X, y, np.ones(len(y)) if w is None else w, fit_intercept=fit_intercept)
+    problem = RowProblem(design)
+    mean_eig = problem._trace_gram / design.rows.size
+    results = _counting_dual(monkeypatch)
+    warm = None
+    for ratio, ridge in DENSE_ENET:
+        lam1, lam2 = ratio * problem.lambda1_max, ridge * mean_eig
+        for start in (None, warm):
+            fit = problem.solve(ElasticNet(lam1, lam2), start)
+            r = fit.result
+            assert r.converged
+            _compare(X, y, w, r.coef, r.intercept, lam1, lam2, fit_intercept, True, f"{ratio}, {ridge}")
+        warm = fit
+    assert results, "no fit went to the dual"
+    assert all(res.converged for res in results)
+
+
+def test_a_dual_that_does_not_converge_leaves_the_fit_to_the_working_sets(monkeypatch):
+    """One Newton step allowed: the dual gives up, is not tried again within the solve, and the working-set
+    path still reaches scikit-learn's objective."""
+    from pipeline.solvers import dual_newton
+
+    monkeypatch.setattr(dual_newton, "_MAX_STEPS", 1)
+    X, y, w = DATASETS["correlated-weighted"]()
+    problem = RowProblem(RowDesign(X, y, w))
+    results = _counting_dual(monkeypatch)
+    lam1, lam2 = 0.03 * problem.lambda1_max, 0.5 * problem._trace_gram / len(y)
+    r = problem.solve(ElasticNet(lam1, lam2)).result
+    assert [res.converged for res in results] == [False]
+    assert r.converged
+    _compare(X, y, w, r.coef, r.intercept, lam1, lam2, True, True, "after the dual gave up")
+
+
+def test_a_small_ridge_part_never_goes_to_the_dual(monkeypatch):
+    """Below the lower limit on λ2 (β(θ) = S(Aᵀθ)/λ2 is too sensitive there) the working sets solve it."""
+    X, y, w = DATASETS["correlated"]()
+    problem = RowProblem(RowDesign(X, y, np.ones(len(y))))
+    results = _counting_dual(monkeypatch)
+    lam1, lam2 = 3e-3 * problem.lambda1_max, 1e-4 * problem._trace_gram / len(y)
+    r = problem.solve(ElasticNet(lam1, lam2)).result
+    assert results == [] and r.converged
+    _compare(X, y, w, r.coef, r.intercept, lam1, lam2, True, True, "small ridge part")
