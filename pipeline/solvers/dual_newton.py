@@ -121,8 +121,8 @@ def dual_newton(ops: DualOperators, b: np.ndarray, theta: np.ndarray, z: np.ndar
     built from β's residual, as the primal solvers use); once D's gap is met the steps go on until that one
     is met too. The two differ when λ2 is small: β(θ) is then within the gap in objective while its
     gradient, ``Aᵀ(b − Aβ(θ)) − λ2β(θ)``, is off by ``Aᵀ∇D(θ)``, and the caller's certificate and a KKT check
-    see that; each further Newton step squares the error. Returns ``converged=False`` after ``max_steps`` (default 30) or
-    when the line search stalls (rounding), with the best point reached.
+    see that; each further Newton step squares the error. Returns ``converged=False`` after ``max_steps``
+    (default 30) or when the line search stalls (rounding), with the best point reached.
     """
     import scipy.linalg
 

@@ -269,14 +269,15 @@ class RowProblem:
         return lam2 > 0 and size > 2 * self.design.rows.size
 
     def _dual_applies(self, lam2: float) -> bool:
-        """Whether the dual Newton method is the one to try: a kernel small enough to factor (n ≤
-        :data:`KERNEL_EIGH_MAX`), no failure earlier in this solve, and λ2 not small against the kernel's
+        """Whether the dual Newton method is the one to try: fewer rows than features (else the primal systems
+        are the smaller ones), a kernel small enough to factor (n ≤ :data:`KERNEL_EIGH_MAX`), no failure earlier in
+        this solve, and λ2 not small against the kernel's
         spectrum. β(θ) = S(Aᵀθ)/λ2 turns ever more sensitive as λ2 falls, and the Newton steps with it:
         measured on a 1,600 × 20,000 fold from cold starts, 4–8 steps for λ2 ≥ 0.1 (0.8 % of the mean
         eigenvalue, trace G / n = 12.5), 13 at 0.01, 36 at 10⁻³ and no convergence in 60 at 10⁻⁴, where
         the working-set path takes 1–7 s."""
         d = self.design
-        return (lam2 > 0 and d.rows.size <= KERNEL_EIGH_MAX and not self._dual_failed
+        return (lam2 > 0 and d.rows.size <= KERNEL_EIGH_MAX and d.rows.size < d.n_kept and not self._dual_failed
                 and lam2 >= DUAL_MIN_LAMBDA2 * self._trace_gram / d.rows.size)
 
     def _dual(self, beta: np.ndarray, r: np.ndarray, lam1: float, lam2: float, tol: float) -> bool:

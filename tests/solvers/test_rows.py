@@ -337,3 +337,14 @@ def test_a_small_ridge_part_never_goes_to_the_dual(monkeypatch):
     r = problem.solve(ElasticNet(lam1, lam2)).result
     assert results == [] and r.converged
     _compare(X, y, w, r.coef, r.intercept, lam1, lam2, True, True, "small ridge part")
+
+
+def test_more_rows_than_features_keep_the_primal_systems(monkeypatch):
+    """With n ≥ p the dual's n × n system is the larger one: a dense elastic net stays on the working sets."""
+    X, y = correlated_design(120, 90, rho=0.9, seed=8)
+    problem = RowProblem(RowDesign(sp.csr_matrix(X), y, np.ones(120)))
+    results = _counting_dual(monkeypatch)
+    lam1, lam2 = 0.01 * problem.lambda1_max, 5.0 * problem._trace_gram / 120
+    r = problem.solve(ElasticNet(lam1, lam2)).result
+    assert results == [] and r.converged and r.n_nonzero > 60
+    _compare(sp.csr_matrix(X), y, None, r.coef, r.intercept, lam1, lam2, True, True, "n > p")
