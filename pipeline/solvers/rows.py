@@ -281,9 +281,9 @@ class RowProblem:
                 and lam2 >= DUAL_MIN_LAMBDA2 * self._trace_gram / d.rows.size)
 
     def _dual(self, beta: np.ndarray, r: np.ndarray, lam1: float, lam2: float, tol: float) -> bool:
-        """Solve over all p on the n-dimensional dual (:mod:`.dual_newton`) from the residual r of β: β is
-        replaced by the dual's β(θ) and r by its residual; whether both gaps met ``0.1 · tol · ½yy``
-        (the caller certifies the result over all p with the primal gap, as for every other step)."""
+        """Solve over all p on the n-dimensional dual (:mod:`.dual_newton`) from the residual r of β; whether
+        both gaps met ``0.1 · tol · ½yy`` (the caller certifies the result over all p with the primal gap, as
+        for every other step). Only then are β and r replaced by the dual's β(θ) and its residual."""
         rows = self._weighted_rows()
         d = self.design
         theta = rows.sqrt_v * r[d.rows] / rows.root_w
@@ -295,6 +295,8 @@ class RowProblem:
         result = dual_newton(self._dual_operators(), rows.b, theta, rows.at(theta), lam1, lam2,
                              0.1 * tol * max(0.5 * self.yy, np.finfo(np.float64).tiny), certify)
         self._dual_failed = not result.converged
+        if self._dual_failed:  # β and r stay as they came: the working-set solvers assume β = 0 outside W
+            return False
         beta[:] = result.beta
         support = np.flatnonzero(beta)
         r[:] = d.y_c - d.x(support, beta[support])
@@ -306,10 +308,22 @@ class RowProblem:
         return self._weighted
 
     def _kernel(self) -> np.ndarray:
-        """``K = AAᵀ`` of the problem's rows, computed once and shared by ridge and the dual Newton method."""
+        """``K = AAᵀ`` of the problem's rows for the dual Newton method, kept once asked for: rebuilt from
+        ridge's eigendecomposition when there is one (``U diag(e) Uᵀ``, 2n³ flops: 0.4 s at n = 1,600, a
+        quarter of forming it from the columns), else formed from the columns (``2n²p``)."""
         if self._K is None:
-            self._K = self._weighted_rows().kernel()
+            ridge = self._ridge
+            if ridge is not None and ridge.dual and ridge._eig is not None:
+                e, U = ridge._eig
+                self._K = (U * e) @ U.T
+            else:
+                self._K = self._weighted_rows().kernel()
         return self._K
+
+    def _kernel_for_ridge(self) -> np.ndarray:
+        """A kernel ridge may overwrite: a copy of the kept one, or a new one (not kept: a sweep without dense
+        elastic nets never holds K besides its eigenvectors)."""
+        return self._K.copy() if self._K is not None else self._weighted_rows().kernel()
 
     def _dual_operators(self) -> DualOperators:
         rows = self._weighted_rows()
@@ -322,7 +336,7 @@ class RowProblem:
     # ------------------------------------------------------------ ridge
     def _ridge_solver(self) -> _Ridge:
         if self._ridge is None:
-            self._ridge = _Ridge(self.design, self._weighted_rows(), self._kernel)
+            self._ridge = _Ridge(self.design, self._weighted_rows(), self._kernel_for_ridge)
         return self._ridge
 
     def _ridge_fit(self, lam2: float, tol: float) -> RowFit:
@@ -546,11 +560,10 @@ class _Ridge:
 
     @staticmethod
     def _kernel_eig(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Eigendecomposition of ``K = AAᵀ`` (a copy: the kernel stays for the dual Newton method), by LAPACK's
-        divide and conquer (``syevd``)."""
+        """Eigendecomposition of ``K = AAᵀ`` (overwritten) by LAPACK's divide and conquer (``syevd``)."""
         import scipy.linalg
 
-        e, U = scipy.linalg.eigh(K, check_finite=False, overwrite_a=False, driver="evd")
+        e, U = scipy.linalg.eigh(K, check_finite=False, overwrite_a=True, driver="evd")
         return np.maximum(e, 0.0), U
 
     def _gram_eig(self) -> tuple[np.ndarray, np.ndarray]:

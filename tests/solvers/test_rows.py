@@ -282,46 +282,68 @@ def _counting_dual(monkeypatch):
 
 
 # (λ1 / λ1_max, λ2 / mean eigenvalue of the kernel): solutions that hold most features, as a ridge-like elastic
-# net on correlated data has them (the case the dual exists for), and one with λ2 at the method's lower limit
+# net on correlated data has them (the case the dual exists for), down to λ2 at twice the method's lower limit
 DENSE_ENET = [(0.3, 50.0), (0.1, 5.0), (0.03, 0.5), (0.01, 0.05), (3e-3, 0.01)]
 
 
-@pytest.mark.parametrize("data_name_", ["correlated", "correlated-weighted", "poly-diabetes", "digits-sparse",
-                                        "sparse-synthetic"])
-@pytest.mark.parametrize("fit_intercept", [True, False])
+def _held_out_weights(n: int, seed: int) -> np.ndarray:
+    """Sample weights with a fifth of the rows at 0: a fold's training problem (its held-out rows weigh 0)."""
+    w = _weights(n, seed)
+    w[np.random.default_rng(seed + 1).choice(n, n // 5, replace=False)] = 0.0
+    return w
+
+
+DUAL_DATASETS = {**DATASETS, "correlated-heldout": lambda: (*correlated_design(60, 300, rho=0.9, seed=3),
+                                                            _held_out_weights(60, 4))}
+
+
+@pytest.mark.parametrize("data_name_", ["correlated", "correlated-weighted", "correlated-heldout", "poly-diabetes",
+                                        "digits-sparse", "sparse-synthetic"])
+@pytest.mark.parametrize("fit_intercept,standardize", [(True, True), (False, True), (True, False)])
 def test_dense_elastic_net_solutions_by_the_dual_newton_method_match_sklearn(monkeypatch, data_name_,
-                                                                             fit_intercept):
-    """Elastic nets whose solutions hold many features go to the n-dimensional dual (semismooth Newton): cold
-    and warm-started (descending λ1 at each λ2, as a fold model runs them), against scikit-learn at tol 1e-12
-    by objective and KKT residual. The dual must have been used and have converged on its own."""
-    X, y, w = DATASETS[data_name_]()
-    design = RowDesign(X, y, np.ones(len(y)) if w is None else w, fit_intercept=fit_intercept)
+                                                                             fit_intercept, standardize):
+    """Elastic nets whose solutions hold many features go to the n-dimensional dual (semismooth Newton): each
+    penalty cold and warm-started from the previous one's solution, against scikit-learn at tol 1e-12 by
+    objective and KKT residual. Every fit whose solution holds more features than the problem has rows
+    must have gone to the dual, and the dual must have converged on its own."""
+    if data_name_ == "poly-diabetes" and not standardize:
+        pytest.skip("raw cubic products span 1 to 1e6: unstandardized, no reference converges to KKT 1e-9")
+    X, y, w = DUAL_DATASETS[data_name_]()
+    design = RowDesign(X, y, np.ones(len(y)) if w is None else w, fit_intercept=fit_intercept,
+                       standardize=standardize)
     problem = RowProblem(design)
     mean_eig = problem._trace_gram / design.rows.size
     results = _counting_dual(monkeypatch)
-    warm = None
+    warm, dense_fits = None, 0
     for ratio, ridge in DENSE_ENET:
         lam1, lam2 = ratio * problem.lambda1_max, ridge * mean_eig
-        for start in (None, warm):
+        for start in ((None, warm) if warm is not None else (None,)):
+            calls = len(results)
             fit = problem.solve(ElasticNet(lam1, lam2), start)
             r = fit.result
             assert r.converged
-            _compare(X, y, w, r.coef, r.intercept, lam1, lam2, fit_intercept, True, f"{ratio}, {ridge}")
+            _compare(X, y, w, r.coef, r.intercept, lam1, lam2, fit_intercept, standardize, f"{ratio}, {ridge}")
+            if r.n_nonzero > design.rows.size:
+                dense_fits += 1
+                assert len(results) > calls, f"{ratio}, {ridge}: {r.n_nonzero} non-zeros without the dual"
         warm = fit
-    assert results, "no fit went to the dual"
+    assert dense_fits >= 2
     assert all(res.converged for res in results)
 
 
-def test_a_dual_that_does_not_converge_leaves_the_fit_to_the_working_sets(monkeypatch):
-    """One Newton step allowed: the dual gives up, is not tried again within the solve, and the working-set
-    path still reaches scikit-learn's objective."""
+@pytest.mark.parametrize("ratio,ridge", [(0.03, 0.5), (0.1, 0.02)], ids=["dense-then-descent", "sparse-then-newton"])
+def test_a_dual_that_does_not_converge_leaves_the_fit_to_the_working_sets(monkeypatch, ratio, ridge):
+    """One Newton step allowed: the dual gives up, is not tried again within the solve, leaves β as it found
+    it, and the working-set path still reaches scikit-learn's objective: by coordinate descent (a solution
+    holding 214 of 300 features) and by Newton on the working set's Gram block (51 features; that solver
+    assumes β = 0 outside the set, which the dual's β(θ) would break)."""
     from pipeline.solvers import dual_newton
 
     monkeypatch.setattr(dual_newton, "_MAX_STEPS", 1)
     X, y, w = DATASETS["correlated-weighted"]()
     problem = RowProblem(RowDesign(X, y, w))
     results = _counting_dual(monkeypatch)
-    lam1, lam2 = 0.03 * problem.lambda1_max, 0.5 * problem._trace_gram / len(y)
+    lam1, lam2 = ratio * problem.lambda1_max, ridge * problem._trace_gram / len(y)
     r = problem.solve(ElasticNet(lam1, lam2)).result
     assert [res.converged for res in results] == [False]
     assert r.converged
@@ -348,3 +370,19 @@ def test_more_rows_than_features_keep_the_primal_systems(monkeypatch):
     r = problem.solve(ElasticNet(lam1, lam2)).result
     assert results == [] and r.converged and r.n_nonzero > 60
     _compare(sp.csr_matrix(X), y, None, r.coef, r.intercept, lam1, lam2, True, True, "n > p")
+
+
+def test_after_a_ridge_fit_the_dual_takes_its_kernel_from_the_eigendecomposition(monkeypatch):
+    """``K = U diag(e) Uᵀ`` from ridge's eigendecomposition is the kernel formed from the columns (to rounding),
+    and a dense elastic net solved with it still matches scikit-learn."""
+    X, y, w = DATASETS["correlated-weighted"]()
+    problem = RowProblem(RowDesign(X, y, w))
+    problem.solve(ElasticNet(0.0, 1.0))  # ridge: the kernel's eigendecomposition, the kernel itself not kept
+    assert problem._K is None
+    direct = problem._weighted_rows().kernel()
+    np.testing.assert_allclose(problem._kernel(), direct, rtol=0, atol=1e-12 * np.abs(direct).max())
+    results = _counting_dual(monkeypatch)
+    lam1, lam2 = 0.03 * problem.lambda1_max, 0.5 * problem._trace_gram / len(y)
+    r = problem.solve(ElasticNet(lam1, lam2)).result
+    assert results and results[-1].converged and r.converged
+    _compare(X, y, w, r.coef, r.intercept, lam1, lam2, True, True, "kernel from ridge")
