@@ -28,8 +28,8 @@ support and ``|c_j| ≤ λ1`` off it.
 :data:`DUAL_FROM` × n features and λ2 is not small against the kernel's
 spectrum, the problem is solved over all p at once on its n-dimensional dual
 by a semismooth Newton method (:mod:`.dual_newton`): its Newton system is n × n
-whatever the support, maintained from the kernel ``K = AAᵀ`` below (shared with
-ridge). On a 1,600 × 20,000 equicorrelated fold this takes an elastic net that
+whatever the support, maintained from the kernel ``K = AAᵀ`` below (rebuilt
+from ridge's eigendecomposition when there is one). On a 1,600 × 20,000 equicorrelated fold this takes an elastic net that
 holds 19,854 features from 1.2–3.5 s to 0.4 s, and one that holds 4,832 from
 2.2 s to 1.8 s (cold starts, one thread). Should it not converge, the working
 sets take over for the rest of the solve.
@@ -220,7 +220,7 @@ class RowProblem:
                 threshold = max(threshold * 1e-2, _THRESHOLD_FLOOR * self.yy)
             rounds += 1
             previous_gap = gap
-            W = self._inner(W, beta, r, lam1, lam2, threshold, tol)
+            W = self._inner(W, beta, r, c_smooth, lam1, lam2, threshold, tol)
             support = np.flatnonzero(beta)
             r = d.y_c - d.x(support, beta[support])  # exact again: no drift from the updates
             c_smooth = d.xt(r)
@@ -230,9 +230,10 @@ class RowProblem:
         result = FitResult(coef, intercept, beta, rounds, float(gap), gap_tol, bool(gap <= gap_tol))
         return RowFit(result, c_smooth, d.y_c - r, lam1, rounds)
 
-    def _inner(self, W: np.ndarray, beta: np.ndarray, r: np.ndarray, lam1: float, lam2: float, threshold: float,
-               tol: float) -> np.ndarray:
-        """Solve the problem restricted to W (β updated in place); returns the set the solution is certified on.
+    def _inner(self, W: np.ndarray, beta: np.ndarray, r: np.ndarray, c_smooth: np.ndarray, lam1: float, lam2: float,
+               threshold: float, tol: float) -> np.ndarray:
+        """Solve the problem restricted to W (β updated in place; r, the residual of β on entry, is spent: the
+        caller recomputes it, and c_smooth is ``X̃ᵀVr/Σv``); returns the set the solution is certified on.
 
         Up to :data:`NEWTON_MAX` features (unless :meth:`_low_rank`: with λ2 > 0 and far more features than
         rows, ``G_WW + λ2 I`` is a low-rank matrix plus a shift, which conjugate gradients solve in a few
@@ -249,7 +250,7 @@ class RowProblem:
         caller checks every feature.
         """
         if W.size > DUAL_FROM * self.design.rows.size and self._dual_applies(lam2):
-            if self._dual(beta, r, lam1, lam2, tol):
+            if self._dual(beta, r, c_smooth, lam1, lam2, tol):
                 return np.arange(beta.size)
         if W.size <= NEWTON_MAX and not self._low_rank(W.size, lam2):
             self._newton(W, beta, lam1, lam2, tol)
@@ -271,8 +272,8 @@ class RowProblem:
     def _dual_applies(self, lam2: float) -> bool:
         """Whether the dual Newton method is the one to try: fewer rows than features (else the primal systems
         are the smaller ones), a kernel small enough to factor (n ≤ :data:`KERNEL_EIGH_MAX`), no failure earlier in
-        this solve, and λ2 not small against the kernel's
-        spectrum. β(θ) = S(Aᵀθ)/λ2 turns ever more sensitive as λ2 falls, and the Newton steps with it:
+        this solve, and λ2 not small against the kernel's spectrum. β(θ) = S(Aᵀθ)/λ2 turns ever more
+        sensitive as λ2 falls, and the Newton steps with it:
         measured on a 1,600 × 20,000 fold from cold starts, 4–8 steps for λ2 ≥ 0.1 (0.8 % of the mean
         eigenvalue, trace G / n = 12.5), 13 at 0.01, 36 at 10⁻³ and no convergence in 60 at 10⁻⁴, where
         the working-set path takes 1–7 s."""
@@ -280,10 +281,12 @@ class RowProblem:
         return (lam2 > 0 and d.rows.size <= KERNEL_EIGH_MAX and d.rows.size < d.n_kept and not self._dual_failed
                 and lam2 >= DUAL_MIN_LAMBDA2 * self._trace_gram / d.rows.size)
 
-    def _dual(self, beta: np.ndarray, r: np.ndarray, lam1: float, lam2: float, tol: float) -> bool:
-        """Solve over all p on the n-dimensional dual (:mod:`.dual_newton`) from the residual r of β; whether
-        both gaps met ``0.1 · tol · ½yy`` (the caller certifies the result over all p with the primal gap, as
-        for every other step). Only then are β and r replaced by the dual's β(θ) and its residual."""
+    def _dual(self, beta: np.ndarray, r: np.ndarray, c_smooth: np.ndarray, lam1: float, lam2: float,
+              tol: float) -> bool:
+        """Solve over all p on the n-dimensional dual (:mod:`.dual_newton`) from the residual r of β (whose
+        ``Aᵀθ`` is ``c_smooth``, already at hand); whether both gaps met ``0.1 · tol · ½yy`` (the caller
+        recomputes the residual and certifies the result over all p with the primal gap, as for every other
+        step). Only then is β replaced by the dual's β(θ)."""
         rows = self._weighted_rows()
         d = self.design
         theta = rows.sqrt_v * r[d.rows] / rows.root_w
@@ -292,15 +295,13 @@ class RowProblem:
             c = rows.at(residual) - lam2 * b
             return _enet_gap(self.q, self.yy, b, c, float(residual @ residual), lam1, lam2)
 
-        result = dual_newton(self._dual_operators(), rows.b, theta, rows.at(theta), lam1, lam2,
+        result = dual_newton(self._dual_operators(), rows.b, theta, c_smooth, lam1, lam2,
                              0.1 * tol * max(0.5 * self.yy, np.finfo(np.float64).tiny), certify)
         self._dual_failed = not result.converged
-        if self._dual_failed:  # β and r stay as they came: the working-set solvers assume β = 0 outside W
+        if self._dual_failed:  # β stays as it came: the working-set solvers assume β = 0 outside W
             return False
         beta[:] = result.beta
-        support = np.flatnonzero(beta)
-        r[:] = d.y_c - d.x(support, beta[support])
-        return result.converged
+        return True
 
     def _weighted_rows(self) -> _WeightedRows:
         if self._weighted is None:
