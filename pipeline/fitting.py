@@ -11,7 +11,7 @@ then the coefficients mapped back to the original scale.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,10 +19,12 @@ import numpy as np
 from .column_kinds import categorical_columns, free_text_candidates
 from .encoding import Encoding, is_missing
 from .engine import available_memory, choose_engine
-from .errors import DataError
+from .errors import ConfigError, DataError
+from .feature_controls import controls_from_config
 from .levels import FrameColumns, encoding_from_scan, scan_frame
 from .model import FittedModel, feature_names_of
 from .solvers import ElasticNet, GramProblem, RowDesign, RowProblem, SuffStats, is_sparse, make_penalty
+from .solvers.controls import FeatureControls
 from .validation import check_features, check_sample_weight, check_sparse_features, check_target
 
 __all__ = ["fit"]
@@ -44,8 +46,11 @@ def fit(
     categorical: str | Sequence[str] = "auto",
     missing: str = "error",
     missing_indicators: bool = False,
+    penalty_factor: object | None = None,
+    lower: object | None = None,
+    upper: object | None = None,
 ) -> FittedModel:
-    """Fit ``min 1/(2Σw) Σ wᵢ(yᵢ − b − xᵢᵀβ)² + λ1‖β‖₁ + (λ2/2)‖β‖²``.
+    """Fit ``min 1/(2Σw) Σ wᵢ(yᵢ − b − xᵢᵀβ)² + Σ_j f_j (λ1|β_j| + (λ2/2)β_j²)`` with ``lower ≤ β ≤ upper``.
 
     Parameters
     ----------
@@ -86,6 +91,14 @@ def fit(
         model fills new rows the same way (``data.missing: impute``).
     missing_indicators : bool, default False
         Under ``impute``: one 0/1 feature per numeric column with gaps.
+    penalty_factor : array-like of shape (p,), scalar or mapping, optional
+        glmnet's ``penalty.factor``: a factor ``f_j ≥ 0`` per feature multiplying both parts of its
+        penalty (0 leaves it unpenalized), rescaled once to sum to p (so only ratios matter). A mapping
+        ``{name or glob: factor}`` names features as ``model.penalty_factor`` does (others get 1).
+    lower, upper : scalar or array-like of shape (p,), optional
+        glmnet's ``lower.limits``/``upper.limits``: limits of the coefficients on the data's scale,
+        ``lower ≤ 0 ≤ upper`` (−inf/+inf for none; ``lower=0`` gives non-negative coefficients, as
+        scikit-learn's ``positive=True``).
 
     Returns
     -------
@@ -106,17 +119,41 @@ def fit(
     if hasattr(X, "columns") and hasattr(X, "dtypes") and _needs_encoding(X, categorical, missing):
         X, encoding = _encoded(X, sample_weight, categorical, missing, missing_indicators)
         feature_names = encoding.feature_names
-    model = _solve(X, y, sample_weight, feature_names, pen, standardize, fit_intercept, tol, engine)
+    limits = (penalty_factor, lower, upper)
+    model = _solve(X, y, sample_weight, feature_names, pen, standardize, fit_intercept, tol, engine, limits)
     return model if encoding is None else dataclasses.replace(model, encoding=encoding)
 
 
+def _controls(limits: tuple[object, object, object], p: int,
+              names: Sequence[str] | None) -> FeatureControls | None:
+    """The checked :class:`FeatureControls` of ``(penalty_factor, lower, upper)`` (None when all are None)."""
+    factor, lower, upper = limits
+    if factor is None and lower is None and upper is None:
+        return None
+    if isinstance(factor, Mapping):
+        if names is None:
+            raise DataError("`penalty_factor` names features, but X has no feature names; pass feature_names= or a "
+                            "DataFrame, or give an array of one factor per column.")
+        try:
+            by_name = controls_from_config(names, {str(k): float(v) for k, v in factor.items()}, {}, {})
+        except ConfigError as e:
+            raise DataError(str(e).replace("model.penalty_factor", "penalty_factor")) from None
+        factor = None if by_name is None else by_name.factor
+    try:
+        return FeatureControls.make(p, factor, lower, upper)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
 def _solve(X: object, y: object, sample_weight: object | None, feature_names: Sequence[str] | None,
-           pen: ElasticNet, standardize: bool, fit_intercept: bool, tol: float, engine: str) -> FittedModel:
+           pen: ElasticNet, standardize: bool, fit_intercept: bool, tol: float, engine: str,
+           limits: tuple[object, object, object] = (None, None, None)) -> FittedModel:
     """The checked numeric problem solved on the engine :func:`~pipeline.engine.choose_engine` picks."""
     sparse = is_sparse(X)
     X_arr: Any = check_sparse_features(X) if sparse else check_features(X, feature_names)
     n, p = X_arr.shape
     names = feature_names_of(X, p, feature_names)
+    controls = _controls(limits, p, names)
     y_arr = check_target(y, n)
     w = None if sample_weight is None else check_sample_weight(sample_weight, n)
     choice = choose_engine(engine, sparse=sparse, n_features=p, n_train=n, k=1, memory=available_memory(),
@@ -124,11 +161,12 @@ def _solve(X: object, y: object, sample_weight: object | None, feature_names: Se
     if choice.name == "rows":
         design = RowDesign(X_arr, y_arr, np.ones(n) if w is None else w, fit_intercept=fit_intercept,
                            standardize=standardize)
-        return FittedModel.from_solution(design, RowProblem(design).solve(pen, tol=tol).result, pen, names)
+        result = RowProblem(design, controls).solve(pen, tol=tol).result
+        return FittedModel.from_solution(design, result, pen, names, controls)
     dense = X_arr.toarray() if sparse else X_arr
     problem = GramProblem.from_stats(SuffStats.from_block(dense, y_arr, w), fit_intercept=fit_intercept,
-                                     standardize=standardize)
-    return FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names)
+                                     standardize=standardize, controls=controls)
+    return FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names, controls)
 
 
 def _needs_encoding(frame: Any, categorical: str | Sequence[str], missing: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from .encoding import from_json as encoding_from_json
 from .encoding import to_json as encoding_json
 from .errors import DataError
 from .solvers import ElasticNet, FitResult
+from .solvers.controls import FeatureControls
 
 __all__ = ["FORMAT", "SIGNATURE_MAX_COLUMNS", "FittedModel"]
 
@@ -70,6 +71,13 @@ class FittedModel:
     encoding : Encoding or None
         How a raw frame becomes the features (level indicators, imputed values); None when the
         features are the columns themselves.
+    penalty_factor : ndarray of shape (p,) or None
+        The effective per-feature penalty factors of the fit (rescaled to sum to p, times the
+        searched group multipliers); None for the plain penalty (every factor 1).
+    lower, upper : ndarray of shape (p,) or None
+        Coefficient limits on the original scale (−inf/+inf: none); None when no feature has one.
+    group_multipliers : dict or None
+        The searched group multipliers of the fit, ``{group: value}``.
     """
 
     coef: np.ndarray
@@ -86,23 +94,46 @@ class FittedModel:
     dual_gap: float = 0.0
     converged: bool = True
     encoding: Encoding | None = None
+    penalty_factor: np.ndarray | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    group_multipliers: dict[str, float] | None = None
 
     @classmethod
     def from_solution(
-        cls, problem: Scaling, result: FitResult, penalty: ElasticNet, feature_names: Sequence[str] | None
+        cls, problem: Scaling, result: FitResult, penalty: ElasticNet, feature_names: Sequence[str] | None,
+        controls: FeatureControls | None = None, multipliers: Mapping[str, float] | None = None,
     ) -> FittedModel:
         """The model of a solved problem: coefficients on the original scale, the scaling and diagnostics.
 
         The one place a :class:`FittedModel` is built from a solver result
         (``pipeline.fit``, the sweep's refit and the retrain's challenger), whichever engine solved it.
+        ``controls`` and the trial's group ``multipliers`` (in group order) are recorded with it.
         """
+        factor = lower = upper = None
+        if controls is not None and not controls.is_default:
+            factor = controls.factors(list((multipliers or {}).values()))
+            if np.any(controls.bounded):
+                lower, upper = controls.lower, controls.upper
+        coef = result.coef if lower is None else np.clip(result.coef, lower, upper)  # the scale's last ulp
         return cls(
-            coef=result.coef, intercept=float(result.intercept), penalty=penalty.name, lambda1=penalty.lambda1,
+            coef=coef, intercept=float(result.intercept), penalty=penalty.name, lambda1=penalty.lambda1,
             lambda2=penalty.lambda2, standardize=problem.standardize, fit_intercept=problem.fit_intercept,
             x_mean=problem.x_center, x_scale=problem.x_scale,
             feature_names=tuple(feature_names) if feature_names is not None else None,
             n_iter=result.n_iter, dual_gap=result.dual_gap, converged=result.converged,
+            penalty_factor=factor, lower=lower, upper=upper, group_multipliers=dict(multipliers) if multipliers else None,
         )
+
+    @property
+    def at_limit(self) -> np.ndarray:
+        """Which coefficients sit at a finite, non-zero limit (the limit, not the data, decided their value; a
+        coefficient held at 0 by ``lower=0`` is not told apart from one the penalty zeroed)."""
+        if self.lower is None or self.upper is None:
+            return np.zeros(self.n_features, dtype=bool)
+        low = np.isfinite(self.lower) & (self.lower < 0) & (self.coef <= self.lower)
+        high = np.isfinite(self.upper) & (self.upper > 0) & (self.coef >= self.upper)
+        return np.asarray(low | high)
 
     @property
     def n_features(self) -> int:
@@ -165,8 +196,13 @@ class FittedModel:
         }
         if self.encoding is not None:
             meta["encoding"] = encoding_json(self.encoding)
+        if self.group_multipliers:
+            meta["group_multipliers"] = dict(self.group_multipliers)
         (path / _JSON).write_text(json.dumps(meta, indent=2) + "\n")
-        np.savez(path / _ARRAYS, coef=self.coef, x_mean=self.x_mean, x_scale=self.x_scale)
+        arrays = {"coef": self.coef, "x_mean": self.x_mean, "x_scale": self.x_scale}
+        arrays.update({k: v for k, v in (("penalty_factor", self.penalty_factor), ("lower", self.lower),
+                                         ("upper", self.upper)) if v is not None})
+        np.savez(path / _ARRAYS, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as the flags
         return path
 
     @classmethod
@@ -184,6 +220,7 @@ class FittedModel:
         try:
             with np.load(path / _ARRAYS, allow_pickle=False) as arrays:
                 coef, x_mean, x_scale = (np.array(arrays[k]) for k in ("coef", "x_mean", "x_scale"))
+                extra = {k: np.array(arrays[k]) for k in ("penalty_factor", "lower", "upper") if k in arrays.files}
         except ValueError as e:  # numpy refuses object arrays: they would need pickle
             raise DataError(
                 f"{str(path / _ARRAYS)!r} is not a plain array file ({e}); regsweep never unpickles, "
@@ -206,6 +243,8 @@ class FittedModel:
             dual_gap=float("nan") if gap is None else float(gap),
             converged=bool(meta.get("converged", True)),
             encoding=encoding_from_json(meta["encoding"]) if meta.get("encoding") else None,
+            group_multipliers=meta.get("group_multipliers"),
+            **extra,
         )
 
 

@@ -19,13 +19,18 @@ One update of coordinate j (column x_j of X, mean m_j, inverse scale
 ``t_j = 1/s_j``, ``xv_j = Σv x̃_j²/Σv``), on the residual ``r = y_c − X̃β``:
 
     g_j = t_j (Σ vᵢ x_ij rᵢ − m_j Σ vᵢ rᵢ) / Σv
-    β_j ← S(g_j + xv_j β_j, λ1) / (xv_j + λ2)          (S: soft threshold)
+    β_j ← clip(S(g_j + xv_j β_j, a_j) / (xv_j + m_j), lo_j, hi_j)   (S: soft threshold)
     r   ← r − Δ t_j (x_j − m_j)                         (Δ: the change of β_j)
 
 For sparse columns the centring term enters through a scalar offset
 ``o`` (``r = r_stored + o``), so an update touches the column's non-zeros
 only. Rows of weight 0 (a fold's held-out rows) are updated too: their
 residual then gives the held-out predictions for free.
+
+The penalty is per coordinate (``a_j = λ1 f_j``, ``m_j = λ2 f_j`` with penalty factors f, and limits
+``lo_j ≤ 0 ≤ hi_j``: :mod:`.controls`); the plain penalty passes ``f = 1`` and infinite limits. The
+same update on a Gram (:func:`sweep_gram`, glmnet's "covariance" updates) serves problems with
+penalty factors or limits on the Gram engine, and on a working set's Gram block of the rows engine.
 """
 
 from __future__ import annotations
@@ -34,21 +39,25 @@ from typing import Any
 
 from numba import njit
 
-__all__ = ["kernels", "sweep_dense", "sweep_sparse", "warm"]
+__all__ = ["kernels", "sweep_dense", "sweep_gram", "sweep_sparse", "warm"]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _coordinate(g: float, old: float, xv_k: float, lam1: float, lam2: float) -> float:  # pragma: no cover
-    """The coordinate's minimizer: ``S(g + xv_k·old, λ1) / (xv_k + λ2)`` (S the soft threshold), g the
-    smooth part's negative gradient at ``old``."""
+def _coordinate(g: float, old: float, xv_k: float, a: float, m: float, lo: float,
+                hi: float) -> float:  # pragma: no cover
+    """The coordinate's minimizer: ``clip(S(g + xv_k·old, a) / (xv_k + m), lo, hi)`` (S the soft threshold),
+    g the smooth part's negative gradient at ``old``; 0 is inside every box (lo ≤ 0 ≤ hi)."""
     z = g + xv_k * old
-    a = abs(z) - lam1
-    return 0.0 if a <= 0.0 else (a if z > 0.0 else -a) / (xv_k + lam2)
+    t = abs(z) - a
+    if t <= 0.0:
+        return 0.0
+    b = (t if z > 0.0 else -t) / (xv_k + m)
+    return hi if b > hi else (lo if b < lo else b)
 
 
 @njit(cache=True, nogil=True)
 def sweep_dense(X: Any, cols: Any, mean: Any, inv_scale: Any, xv: Any, v: Any, sum_w: float, svr: float,
-                r: Any, beta: Any, order: Any, lam1: float, lam2: float) -> float:  # pragma: no cover
+                r: Any, beta: Any, order: Any, a: Any, m2: Any, lo: Any, hi: Any) -> float:  # pragma: no cover
     n = r.shape[0]
     biggest = 0.0
     for k in order:
@@ -59,7 +68,7 @@ def sweep_dense(X: Any, cols: Any, mean: Any, inv_scale: Any, xv: Any, v: Any, s
         for i in range(n):
             dot += v[i] * X[i, j] * r[i]
         old = beta[k]
-        new = _coordinate(t * (dot - m * svr) / sum_w, old, xv[k], lam1, lam2)
+        new = _coordinate(t * (dot - m * svr) / sum_w, old, xv[k], a[k], m2[k], lo[k], hi[k])
         if new != old:
             delta = new - old
             beta[k] = new
@@ -74,8 +83,8 @@ def sweep_dense(X: Any, cols: Any, mean: Any, inv_scale: Any, xv: Any, v: Any, s
 
 @njit(cache=True, nogil=True)
 def sweep_sparse(data: Any, indices: Any, indptr: Any, cols: Any, mean: Any, inv_scale: Any, vx: Any, xv: Any,
-                 v: Any, sum_w: float, svr: float, r: Any, offset: Any, beta: Any, order: Any, lam1: float,
-                 lam2: float) -> float:  # pragma: no cover
+                 v: Any, sum_w: float, svr: float, r: Any, offset: Any, beta: Any, order: Any, a: Any, m2: Any,
+                 lo: Any, hi: Any) -> float:  # pragma: no cover
     biggest = 0.0
     for k in order:
         j = cols[k]
@@ -86,7 +95,7 @@ def sweep_sparse(data: Any, indices: Any, indptr: Any, cols: Any, mean: Any, inv
             i = indices[p]
             dot += v[i] * data[p] * r[i]
         old = beta[k]
-        new = _coordinate(t * (dot - m * svr) / sum_w, old, xv[k], lam1, lam2)
+        new = _coordinate(t * (dot - m * svr) / sum_w, old, xv[k], a[k], m2[k], lo[k], hi[k])
         if new != old:
             delta = new - old
             beta[k] = new
@@ -95,6 +104,28 @@ def sweep_sparse(data: Any, indices: Any, indptr: Any, cols: Any, mean: Any, inv
                 r[indices[p]] -= f * data[p]
             offset[0] += f * m
             change = xv[k] * delta * delta
+            if change > biggest:
+                biggest = change
+    return biggest
+
+
+@njit(cache=True, nogil=True)
+def sweep_gram(G: Any, c: Any, beta: Any, order: Any, a: Any, m2: Any, lo: Any,
+               hi: Any) -> float:  # pragma: no cover
+    """One sweep over ``order`` on a Gram: ``c = q − Gβ`` (the smooth part's negative gradient without the
+    ``m`` term) is kept current, ``O(p)`` per change. Returns the largest ``G_jj Δβ_j²``."""
+    p = c.shape[0]
+    biggest = 0.0
+    for j in order:
+        old = beta[j]
+        d = G[j, j]
+        new = _coordinate(c[j], old, d, a[j], m2[j], lo[j], hi[j])
+        if new != old:
+            delta = new - old
+            beta[j] = new
+            for i in range(p):
+                c[i] -= G[i, j] * delta
+            change = d * delta * delta
             if change > biggest:
                 biggest = change
     return biggest
@@ -117,11 +148,12 @@ def warm(sparse: bool) -> None:
     import numpy as np
 
     sweep_dense, sweep_sparse = kernels()
-    one, ints = np.ones(2), np.arange(2, dtype=np.int64)
+    one, ints, zero = np.ones(2), np.arange(2, dtype=np.int64), np.zeros(2)
+    box = (zero, zero, np.full(2, -np.inf), np.full(2, np.inf))
     if sparse:
         idx = np.arange(2, dtype=np.int32)
         sweep_sparse(one.copy(), idx, np.arange(3, dtype=np.int32), ints, one, one, one, one, one, 2.0, 0.0,
-                     one.copy(), np.zeros(1), np.zeros(2), ints, 0.0, 0.0)
+                     one.copy(), np.zeros(1), np.zeros(2), ints, *box)
     else:
         sweep_dense(np.asfortranarray(np.eye(2)), ints, one, one, one, one, 2.0, 0.0, one.copy(), np.zeros(2), ints,
-                    0.0, 0.0)
+                    *box)

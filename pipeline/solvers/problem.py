@@ -25,11 +25,13 @@ ulps, far below that; a column with mean 10⁶ and spread 1 is kept).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .active_set import enet_gram
+from .controls import BoxPenalty, FeatureControls
 from .penalties import ElasticNet, lambda1_max
 from .ridge import RidgeFactor
 from .stats import SuffStats
@@ -94,13 +96,20 @@ class GramProblem:
     x_scale: np.ndarray
     fit_intercept: bool
     standardize: bool
+    controls: FeatureControls | None = None
     _ridge: RidgeFactor | None = field(default=None, repr=False)
 
     @classmethod
     def from_stats(
-        cls, stats: SuffStats, *, fit_intercept: bool = True, standardize: bool = True
+        cls, stats: SuffStats, *, fit_intercept: bool = True, standardize: bool = True,
+        controls: FeatureControls | None = None,
     ) -> GramProblem:
-        """Centre (if ``fit_intercept``) and scale (if ``standardize``) the statistics."""
+        """Centre (if ``fit_intercept``) and scale (if ``standardize``) the statistics.
+
+        ``controls`` (penalty factors, limits, searched groups: :mod:`.controls`) route every solve through
+        :func:`~pipeline.solvers.box_gram.box_gram`; ``None`` (or the default controls) keeps the plain
+        penalty's solvers.
+        """
         W = stats.sum_w
         if W <= 0.0:
             raise ValueError(
@@ -137,6 +146,7 @@ class GramProblem:
             x_scale=x_scale,
             fit_intercept=fit_intercept,
             standardize=standardize,
+            controls=None if controls is None or controls.is_default else controls,
         )
 
     @property
@@ -145,8 +155,22 @@ class GramProblem:
 
     @property
     def lambda1_max(self) -> float:
-        """Smallest λ1 that zeroes every coefficient (on the penalized scale)."""
-        return lambda1_max(self.q)
+        """Smallest λ1 that zeroes every (penalized) coefficient (on the penalized scale), factors and limits
+        respected (:func:`~pipeline.solvers.box_gram.box_lambda1_max`)."""
+        if self.controls is None:
+            return lambda1_max(self.q)
+        from .box_gram import box_lambda1_max
+
+        unit = self.box_penalty(ElasticNet(1.0, 0.0))
+        free = unit.a == 0
+        U = np.flatnonzero(free)
+        return box_lambda1_max(self.G[np.ix_(U, U)], self.q[U], self.yy, unit.a, unit.lo, unit.hi, free,
+                               lambda b: self.q - self.G[:, U] @ b)
+
+    def box_penalty(self, penalty: ElasticNet, multipliers: Sequence[float] = ()) -> BoxPenalty:
+        """The penalty with this problem's controls on its kept columns and penalized scale."""
+        controls = self.controls if self.controls is not None else FeatureControls.make(self.n_features)
+        return controls.on_problem(self.kept, self.x_scale, penalty.lambda1, penalty.lambda2, multipliers)
 
     def ridge_factor(self) -> RidgeFactor:
         """The eigendecomposition of G, computed once and cached."""
@@ -162,15 +186,22 @@ class GramProblem:
         tol: float = 1e-10,
         max_iter: int | None = None,
         reuse_factor: bool = False,
+        multipliers: Sequence[float] = (),
     ) -> FitResult:
         """Solve for ``penalty``; warn (and flag) if the gap tolerance is not met.
 
         ``reuse_factor=True`` routes λ1 = 0 through the cached eigendecomposition
         (``O(p²)`` per call after the first); otherwise a one-off Cholesky is used.
-        λ1 = λ2 = 0 is least squares, minimum-norm when G is singular.
+        λ1 = λ2 = 0 is least squares, minimum-norm when G is singular. With controls,
+        ``multipliers`` are the trial's group multipliers (one per searched group).
         """
         lam1, lam2 = penalty.lambda1, penalty.lambda2
-        if lam1 > 0.0:
+        if self.controls is not None:
+            from .box_gram import box_gram
+
+            res = box_gram(self.G, self.q, self.yy, self.box_penalty(penalty, multipliers), beta0, tol=tol)
+            beta, n_iter, gap, gap_tol, ok = res.beta, res.n_iter, res.dual_gap, res.gap_tol, res.converged
+        elif lam1 > 0.0:
             res = enet_gram(self.G, self.q, self.yy, lam1, lam2, beta0, tol=tol, max_iter=max_iter)
             beta, n_iter, gap, gap_tol, ok = res.beta, res.n_iter, res.dual_gap, res.gap_tol, res.converged
         else:

@@ -55,13 +55,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._validate import SolverConvergenceWarning
 from .active_set import enet_gram
+from .controls import BoxPenalty, FeatureControls
 from .design import RowDesign
 from .dual_newton import DualOperators, dual_newton
 from .krylov import ShiftedLanczos
@@ -129,8 +130,10 @@ class _GramCache:
 class RowProblem:
     """The penalized least-squares problem of a :class:`RowDesign`; solve it for any penalty (module docstring)."""
 
-    def __init__(self, design: RowDesign) -> None:
+    def __init__(self, design: RowDesign, controls: FeatureControls | None = None) -> None:
         self.design = design
+        self.controls = None if controls is None or controls.is_default else controls
+        self._free_cols: dict[int, np.ndarray] = {}  # X̃ᵀVx̃_u/Σv of unpenalized features u: the box gap's projection
         self.q = design.xt(design.y_c)
         self.yy = float(design.v @ (design.y_c * design.y_c)) / design.sum_w
         self._cd: _Descent | None = None
@@ -151,8 +154,27 @@ class RowProblem:
 
     @property
     def lambda1_max(self) -> float:
-        """Smallest λ1 that zeroes every coefficient (on the penalized scale)."""
-        return float(np.max(np.abs(self.q))) if self.q.size else 0.0
+        """Smallest λ1 that zeroes every (penalized) coefficient (on the penalized scale), factors and limits
+        respected (:func:`~pipeline.solvers.box_gram.box_lambda1_max`)."""
+        if self.controls is None:
+            return float(np.max(np.abs(self.q))) if self.q.size else 0.0
+        from .box_gram import box_lambda1_max
+
+        d = self.design
+        unit = self.box_penalty(ElasticNet(1.0, 0.0))
+        free = unit.a == 0
+        U = np.flatnonzero(free)
+
+        def c_of(beta_u: np.ndarray) -> np.ndarray:
+            return d.xt(d.y_c - d.x(U, beta_u))
+
+        return box_lambda1_max(d.gram(U, U), self.q[U], self.yy, unit.a, unit.lo, unit.hi, free, c_of)
+
+    def box_penalty(self, penalty: ElasticNet, multipliers: Sequence[float] = ()) -> BoxPenalty:
+        """The penalty with this problem's controls on its kept columns and penalized scale."""
+        d = self.design
+        controls = self.controls if self.controls is not None else FeatureControls.make(d.n_features)
+        return controls.on_problem(d.cols, d.x_scale, penalty.lambda1, penalty.lambda2, multipliers)
 
     def largest_eigenvalue(self, rtol: float = 1e-8) -> float:
         """e_max of the standardized Gram ``G = X̃ᵀVX̃/Σv`` (for ridge's search bounds), to ``rtol``.
@@ -167,9 +189,13 @@ class RowProblem:
         apply = d.support_operator(np.arange(d.n_kept), copy=False)
         return _top_eigenvalue(apply, d.n_kept, rtol)
 
-    def solve(self, penalty: ElasticNet, warm: RowFit | None = None, *, tol: float = 1e-10) -> RowFit:
-        """The solution for ``penalty``, warm-started from ``warm`` (a fit of the same problem)."""
-        if penalty.lambda1 > 0:
+    def solve(self, penalty: ElasticNet, warm: RowFit | None = None, *, tol: float = 1e-10,
+              multipliers: Sequence[float] = ()) -> RowFit:
+        """The solution for ``penalty``, warm-started from ``warm`` (a fit of the same problem); ``multipliers``
+        are a trial's group multipliers when the problem has controls."""
+        if self.controls is not None:
+            fit = self._box(self.box_penalty(penalty, multipliers), penalty.lambda1, warm, tol)
+        elif penalty.lambda1 > 0:
             fit = self._enet(penalty.lambda1, penalty.lambda2, warm, tol)
         else:
             fit = self._ridge_fit(penalty.lambda2, tol)
@@ -256,7 +282,7 @@ class RowProblem:
             self._newton(W, beta, lam1, lam2, tol)
             return W
         assert self._cd is not None
-        self._cd.solve(W, beta, r, lam1, lam2, threshold, max_sweeps=CD_BUDGET)
+        self._cd.solve(W, beta, r, BoxPenalty.uniform(W.size, lam1, lam2), threshold, max_sweeps=CD_BUDGET)
         support = np.flatnonzero(beta)
         if support.size <= NEWTON_MAX and not self._low_rank(support.size, lam2):
             self._newton(support, beta, lam1, lam2, tol)
@@ -334,6 +360,114 @@ class RowProblem:
         sub = enet_gram(self._cache.sub(self.design, W), self.q[W], self.yy, lam1, lam2, beta[W], tol=0.1 * tol)
         beta[W] = sub.beta
 
+    # ------------------------------------------------------------ penalty factors and limits
+    def _box(self, pen: BoxPenalty, lam1: float, warm: RowFit | None, tol: float) -> RowFit:
+        """Working sets as in :meth:`_enet` with the per-feature penalty ``pen`` (factors, limits): the KKT
+        check is :meth:`BoxPenalty.kkt_residual`, the inner solver :func:`~pipeline.solvers.box_gram.box_gram`
+        on the set's Gram block (coordinate descent with the limits, then coordinate descent on the rows
+        beyond :data:`NEWTON_MAX` features), the certificate :func:`~pipeline.solvers.controls.box_duality_gap`
+        over all p. The unpenalized features are always in the set."""
+        from .box_gram import box_gram
+
+        d = self.design
+        p = self.q.size
+        gap_tol = tol * max(0.5 * self.yy, np.finfo(np.float64).tiny)
+        slack = 1e-12 * max(float(np.max(np.abs(self.q), initial=0.0)), lam1)
+        if warm is not None and warm.result.beta.size == p:
+            beta = np.clip(warm.result.beta, pen.lo, pen.hi)
+            lam_prev = warm.lambda1
+        else:
+            beta, lam_prev = np.zeros(p), max(self.lambda1_max, lam1)
+        support = np.flatnonzero(beta)
+        r = d.y_c - d.x(support, beta[support])
+        c_smooth = d.xt(r)
+        factor = pen.a / lam1 if lam1 > 0 else np.zeros(p)
+        strong = np.abs(c_smooth - pen.m * beta) >= (2.0 * lam1 - lam_prev) * factor
+        W = np.union1d(support, np.flatnonzero((pen.a == 0) | (strong & (factor > 0))))
+        if self._cd is None:
+            self._cd = _Descent(d)
+        threshold = 1e-8 * self.yy
+        rounds = 0
+        gap = self._box_gap(beta, r, c_smooth, pen)
+        while rounds < _MAX_ROUNDS:
+            violation = pen.kkt_residual(beta, c_smooth)
+            violation[W] = -np.inf
+            out = np.flatnonzero(violation > slack)
+            if out.size == 0 and gap <= gap_tol:
+                break
+            if out.size:
+                batch = max(10, W.size)
+                if out.size > batch:
+                    out = out[np.argpartition(violation[out], -batch)[-batch:]]
+                W = np.union1d(W, out)
+            if rounds and out.size <= W.size // 100:
+                threshold = max(threshold * 1e-2, _THRESHOLD_FLOOR * self.yy)
+            rounds += 1
+            if W.size <= NEWTON_MAX:
+                sub = box_gram(self._cache.sub(d, W), self.q[W], self.yy, pen.take(W), beta[W], tol=0.1 * tol)
+                beta[W] = sub.beta
+            else:
+                self._cd.solve(W, beta, r, pen.take(W), threshold)
+                self._box_polish(beta, r, pen)
+            support = np.flatnonzero(beta)
+            r = d.y_c - d.x(support, beta[support])
+            c_smooth = d.xt(r)
+            gap = self._box_gap(beta, r, c_smooth, pen)
+        coef, intercept = d.to_original_scale(beta)
+        result = FitResult(coef, intercept, beta, rounds, float(gap), gap_tol, bool(gap <= gap_tol))
+        return RowFit(result, c_smooth, d.y_c - r, lam1, rounds)
+
+    def _box_polish(self, beta: np.ndarray, r: np.ndarray, pen: BoxPenalty) -> None:
+        """After coordinate descent on a large set: the Newton step of :mod:`.box_gram` on the free coordinates
+        F, ``(G_FF + diag m_F) β_F = q_F − a_F sign β_F − G_{F,B} β_B`` (B: the coefficients held at a non-zero
+        limit), on F's Gram block when it fits the cache, otherwise by conjugate gradients on the rows; kept
+        only if it lowers the objective (β and the residual r of β are updated in place)."""
+        from scipy.sparse.linalg import LinearOperator, cg
+
+        from .box_gram import free_coordinates, segment_step
+
+        d = self.design
+        F = free_coordinates(beta, pen)
+        if F.size == 0:
+            return
+        held = np.setdiff1d(np.flatnonzero(beta), F)
+        rhs = self.q[F] - pen.a[F] * np.sign(beta[F])
+        if held.size:
+            rhs -= d.xt(d.x(held, beta[held]))[F]
+        if F.size <= _CACHE_MAX:
+            H = self._cache.sub(d, F) + np.diag(pen.m[F])
+            target = np.linalg.lstsq(H, rhs, rcond=None)[0]
+        else:
+            apply = d.support_operator(F)
+            op = LinearOperator((F.size, F.size), matvec=lambda u: apply(u[:, None])[:, 0] + pen.m[F] * u,
+                                dtype=np.float64)
+            target, _ = cg(op, rhs, x0=beta[F], rtol=1e-13, maxiter=500)
+        before, objective = beta.copy(), 0.5 * float(d.v @ (r * r)) / d.sum_w + pen.value(beta)
+        if not segment_step(beta, F, target, pen):
+            return
+        support = np.flatnonzero(beta)
+        r_new = d.y_c - d.x(support, beta[support])
+        if 0.5 * float(d.v @ (r_new * r_new)) / d.sum_w + pen.value(beta) < objective:
+            r[:] = r_new
+        else:
+            beta[:] = before
+
+    def _box_gap(self, beta: np.ndarray, r: np.ndarray, c: np.ndarray, pen: BoxPenalty) -> float:
+        """:func:`~pipeline.solvers.controls.box_duality_gap` over all p, the dual point projected off the
+        unpenalized columns that need it (their Gram columns, one pass over X each, are formed once)."""
+        from .box_gram import box_gap_parts
+
+        d = self.design
+        r2 = float(d.v @ (r * r)) / d.sum_w
+
+        def free_columns(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            for u in U:
+                if int(u) not in self._free_cols:
+                    self._free_cols[int(u)] = d.xt(d.x(np.array([u]), np.ones(1)))
+            return np.column_stack([self._free_cols[int(u)] for u in U]), self.q[U]
+
+        return box_gap_parts(r2, self.yy - float(self.q @ beta), c, beta, pen, free_columns)
+
     # ------------------------------------------------------------ ridge
     def _ridge_solver(self) -> _Ridge:
         if self._ridge is None:
@@ -404,10 +538,11 @@ class _Descent:
         self.xv[d.cols] = d.x_var[d.cols] / (d.x_scale[d.cols] ** 2)
         self.vx = d.x_center * d.sum_w  # Σv x_j, for the sparse kernel's centring offset
 
-    def solve(self, W: np.ndarray, beta: np.ndarray, r: np.ndarray, lam1: float, lam2: float,
-              threshold: float, max_sweeps: int = _CD_SWEEPS) -> int:
-        """Minimise over the coordinates ``W`` (kept-column positions) until a sweep changes no ``xv·Δβ²``
-        by more than ``threshold`` (glmnet's criterion); β and the residual r are updated in place."""
+    def solve(self, W: np.ndarray, beta: np.ndarray, r: np.ndarray, pen: BoxPenalty, threshold: float,
+              max_sweeps: int = _CD_SWEEPS) -> int:
+        """Minimise over the coordinates ``W`` (kept-column positions; ``pen`` their penalty) until a sweep
+        changes no ``xv·Δβ²`` by more than ``threshold`` (glmnet's criterion); β and the residual r are
+        updated in place."""
         d = self.design
         from ._cd import kernels  # numba: only where coordinate descent runs
 
@@ -416,20 +551,21 @@ class _Descent:
         bW = beta[W].copy()
         xv = self.xv[cols]
         offset = np.zeros(1)
+        box = (pen.a, pen.m, pen.lo, pen.hi)
         if d.sparse:
             X = d.X
 
             def sweep(order: np.ndarray, svr: float) -> float:
                 return float(sweep_sparse(X.data, X.indices, X.indptr, cols, d.x_center, self.inv_scale, self.vx,
-                                          xv, d.v, d.sum_w, svr, r, offset, bW, order, lam1, lam2))
+                                          xv, d.v, d.sum_w, svr, r, offset, bW, order, *box))
         else:
             def sweep(order: np.ndarray, svr: float) -> float:
                 return float(sweep_dense(d.X, cols, d.x_center, self.inv_scale, xv, d.v, d.sum_w, svr, r, bW, order,
-                                         lam1, lam2))
+                                         *box))
 
         everything = np.arange(W.size)
         svr = float(d.v @ r)  # Σv r: 0 up to rounding, and no update changes it (Σv x̃_j = 0)
-        anderson = _Anderson(d.v, d.sum_w, lam1, lam2)
+        anderson = _Anderson(d.v, d.sum_w, pen)
         sweeps = 0
         while sweeps < max_sweeps:
             sweeps += 1
@@ -458,14 +594,13 @@ class _Anderson:
     objective, so the method still descends.
     """
 
-    def __init__(self, v: np.ndarray, sum_w: float, lam1: float, lam2: float) -> None:
-        self.v, self.sum_w, self.lam1, self.lam2 = v, sum_w, lam1, lam2
+    def __init__(self, v: np.ndarray, sum_w: float, pen: BoxPenalty) -> None:
+        self.v, self.sum_w, self.pen = v, sum_w, pen
         self.betas: list[np.ndarray] = []
         self.residuals: list[np.ndarray] = []
 
     def objective(self, beta: np.ndarray, r: np.ndarray) -> float:
-        return (0.5 * float(self.v @ (r * r)) / self.sum_w + self.lam1 * float(np.abs(beta).sum())
-                + 0.5 * self.lam2 * float(beta @ beta))
+        return 0.5 * float(self.v @ (r * r)) / self.sum_w + self.pen.value(beta)  # ∞ outside the limits
 
     def record(self, beta: np.ndarray, r: np.ndarray, offset: np.ndarray) -> bool:
         """Keep this iterate; every K of them, replace (β, r) in place by the extrapolation if it is better."""

@@ -1,0 +1,89 @@
+"""Penalty factors, coefficient limits and searched groups by column name: config → :class:`FeatureControls`.
+
+``model.penalty_factor: {pattern: factor}``, ``model.coef_limits: {pattern: [lower, upper]}`` and
+``search.group_multipliers: {group: {columns: [patterns], range: [low, high]}}`` name features by pattern:
+
+- an exact feature name (``age``; a categorical level is ``column=level``, as the encoding names it);
+- a glob (``bmi_*``, ``color=*`` for every level of ``color``, ``*`` for everything);
+- a categorical column's bare name (``color``), meaning every one of its levels.
+
+Every pattern must match at least one feature (an error names the closest names otherwise), and no
+feature may be matched by two patterns of the same mapping or be in two groups (the error names both):
+a silent precedence rule would make a typo or an overlap change a model without a word.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .solvers.controls import FeatureControls
+
+__all__ = ["controls_from_config", "match_features"]
+
+
+def match_features(pattern: str, names: Sequence[str]) -> list[int]:
+    """Indices of the features ``pattern`` names (module docstring)."""
+    level_prefix = f"{pattern}="
+    return [j for j, n in enumerate(names)
+            if n == pattern or n.startswith(level_prefix) or fnmatch.fnmatchcase(n, pattern)]
+
+
+def _resolve(patterns: Sequence[str], names: Sequence[str], key: str) -> list[list[int]]:
+    """The features of each pattern, refusing unknown patterns and features matched twice."""
+    owner: dict[int, str] = {}
+    out = []
+    for pattern in patterns:
+        hits = match_features(pattern, names)
+        if not hits:
+            close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.5)
+            hint = f"; closest: {close}" if close else ""
+            raise ConfigError(f"{key}: {pattern!r} matches no feature{hint}. Features are named as columns, "
+                              "categorical levels as column=level; globs (bmi_*, color=*) are allowed.")
+        for j in hits:
+            if j in owner:
+                raise ConfigError(f"{key}: feature {names[j]!r} is matched by both {owner[j]!r} and {pattern!r}; "
+                                  "make the patterns disjoint.")
+            owner[j] = pattern
+        out.append(hits)
+    return out
+
+
+def controls_from_config(names: Sequence[str], penalty_factor: Mapping[str, float],
+                         coef_limits: Mapping[str, Sequence[float]],
+                         group_columns: Mapping[str, Sequence[str]]) -> FeatureControls | None:
+    """The checked controls of a sweep's features, or None when nothing is configured.
+
+    Raises :class:`~pipeline.errors.ConfigError` (one line, before any work) for an unknown name, an
+    overlap, or factors that leave nothing penalized.
+    """
+    if not penalty_factor and not coef_limits and not group_columns:
+        return None
+    p = len(names)
+    factor = np.ones(p)
+    for hits, value in zip(_resolve(list(penalty_factor), names, "model.penalty_factor"), penalty_factor.values()):
+        factor[hits] = float(value)
+    lower, upper = np.full(p, -np.inf), np.full(p, np.inf)
+    for hits, (lo, hi) in zip(_resolve(list(coef_limits), names, "model.coef_limits"), coef_limits.values()):
+        lower[hits], upper[hits] = float(lo), float(hi)
+    groups = np.full(p, -1, dtype=np.intp)
+    owner: dict[int, str] = {}
+    for g, (group, patterns) in enumerate(group_columns.items()):
+        for hits in _resolve(list(patterns), names, f"search.group_multipliers.{group}.columns"):
+            for j in hits:
+                if j in owner and owner[j] != group:
+                    raise ConfigError(f"search.group_multipliers: feature {names[j]!r} is in both groups "
+                                      f"{owner[j]!r} and {group!r}; a feature may be in one group only.")
+                owner[j] = group
+                groups[j] = g
+    if not np.any(factor > 0):
+        raise ConfigError("model.penalty_factor is 0 for every feature, so nothing is penalized; give the features "
+                          "to penalize a positive factor.")
+    try:
+        return FeatureControls.make(p, factor, lower, upper, groups)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
