@@ -139,6 +139,45 @@ class ModelConfig(_Strict):
         "auto", description="gram: K p×p fold Grams from one data pass (tall data); rows: the rows on every worker, "
         "no p×p matrix (wide or sparse data); auto: gram iff the source is dense, p ≤ a fold's training rows and "
         "the K Grams take ≤ ¼ of the smallest worker's memory limit")
+    penalty_factor: dict[str, float] = Field(
+        default_factory=dict,
+        description="{column name or glob: factor ≥ 0} multiplying both parts of a feature's penalty (0: unpenalized; "
+        "others 1; rescaled once to sum to p, as glmnet's penalty.factor); categorical levels as column=level")
+    coef_limits: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="{column name or glob: [lower, upper]} limits of a coefficient on the data's scale, "
+        "lower ≤ 0 ≤ upper (glmnet's lower/upper.limits; -.inf/.inf for none; [0, .inf] keeps it non-negative)")
+
+    @field_validator("penalty_factor")
+    @classmethod
+    def _factors(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: f for k, f in v.items() if not (math.isfinite(f) and f >= 0)}
+        if bad:
+            raise ValueError(f"factors must be finite and >= 0 (0 leaves a feature unpenalized), got {bad}")
+        return v
+
+    @field_validator("coef_limits")
+    @classmethod
+    def _limits(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for k, lim in v.items():
+            if len(lim) != 2 or any(math.isnan(x) for x in lim) or not lim[0] <= 0 <= lim[1]:
+                raise ValueError(f"{k!r}: [lower, upper] with lower <= 0 <= upper (0 must be feasible, as in glmnet), "
+                                 f"got {lim}; use [0, .inf] for a non-negative coefficient")
+        return v
+
+
+class GroupMultiplierConfig(_Strict):
+    """One searched group: its columns and the log-scale range of its penalty multiplier."""
+
+    columns: list[str] = Field(min_length=1, description="column names or globs (column=level for categorical levels)")
+    range: list[float] = Field(description="[low, high] of the multiplier, 0 < low < high (log scale)")
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: list[float]) -> list[float]:
+        if len(v) != 2 or not all(math.isfinite(x) and x > 0 for x in v) or not v[0] < v[1]:
+            raise ValueError(f"range must be [low, high] with 0 < low < high, got {v}")
+        return v
 
 
 class BoundsConfig(_Strict):
@@ -183,6 +222,19 @@ class SearchConfig(_Strict):
         description="the registered model: min (lowest CV error among the trials and the dense path of the winning "
         "penalty) | 1se (glmnet's rule: the largest strength on that path within one standard error of the minimum)",
     )
+    group_multipliers: dict[str, GroupMultiplierConfig] = Field(
+        default_factory=dict,
+        description="{group: {columns: [...], range: [low, high]}}: Optuna searches a log-scale penalty multiplier "
+        "per group (parameter mult_<group>) alongside the penalty and λs; a column in two groups is an error")
+
+    @field_validator("group_multipliers")
+    @classmethod
+    def _group_names(cls, v: dict[str, GroupMultiplierConfig]) -> dict[str, GroupMultiplierConfig]:
+        bad = [g for g in v if not re.fullmatch(r"[A-Za-z0-9_.-]+", g)]
+        if bad:
+            raise ValueError(f"group names must be letters, digits, '_', '.' or '-' (they become the parameters "
+                             f"mult_<group>), got {bad}")
+        return v
 
     @field_validator("penalties")
     @classmethod

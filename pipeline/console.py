@@ -96,7 +96,7 @@ def _penalty_lines(summary: dict[str, Any]) -> list[str]:
         where = "best" if b is top else f"+{gap:.2f} SE"
         lines.append(f"  {pen:<10}  trial {b['trial']:<4} {_lambdas(pen, b['lambda1'], b['lambda2']):<34} "
                      f"{b['cv_metric']:>12.6g} ± {b['cv_metric_se']:<9.3g} {where:<10} "
-                     f"{count_text(b['n_nonzero'])} non-zero")
+                     f"{count_text(b['n_nonzero'])} non-zero{_multipliers(b)}")
     gaps = [(b["cv_metric"] - top["cv_metric"]) / se for b in best.values()] if se > 0 else []
     if len(best) > 1 and gaps and max(gaps) < 1.0:
         lines.append("  All penalties are within one standard error of the best: the data do not prefer one.")
@@ -114,7 +114,7 @@ def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
             mark = "  ← registered (search.select)" if rule == sel["rule"] else ""
             lines.append(f"  {rule:<4} {_lambdas(c['penalty'], c['lambda1'], c['lambda2']):<34} "
                          f"{count_text(c['n_nonzero']):>5} non-zero   CV MSE {c['cv_mse']:.6g} ± {c['cv_mse_se']:.3g}   "
-                         f"R² {c['cv_r2']:.3f}{mark}")
+                         f"R² {c['cv_r2']:.3f}{_multipliers(c)}{mark}")
     features = summary.get("selected_features", [])
     version = summary["model_version"]
     registered = (f"{cfg.tracking.registered_model} v{version} (alias candidate)" if version is not None
@@ -125,6 +125,12 @@ def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
         shown = ", ".join(features[:20]) + (f", … ({len(features) - 20} more)" if len(features) > 20 else "")
         lines.append(f"  {shown}")
     return lines
+
+
+def _multipliers(entry: dict[str, Any]) -> str:
+    """``   mult_serum 0.7036, …`` for an entry with searched group multipliers, else nothing."""
+    mult = entry.get("group_multipliers") or {}
+    return ("   " + ", ".join(f"mult_{g} {v:.4g}" for g, v in mult.items())) if mult else ""
 
 
 def _lambdas(penalty: str, lambda1: float, lambda2: float) -> str:

@@ -17,13 +17,17 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
 from .solvers.controls import FeatureControls
 
-__all__ = ["controls_from_config", "match_features"]
+if TYPE_CHECKING:
+    from .config import SweepConfig
+
+__all__ = ["controls_from_config", "controls_summary", "describe_controls", "match_features", "sweep_controls"]
 
 
 def match_features(pattern: str, names: Sequence[str]) -> list[int]:
@@ -84,6 +88,58 @@ def controls_from_config(names: Sequence[str], penalty_factor: Mapping[str, floa
         raise ConfigError("model.penalty_factor is 0 for every feature, so nothing is penalized; give the features "
                           "to penalize a positive factor.")
     try:
-        return FeatureControls.make(p, factor, lower, upper, groups)
+        return FeatureControls.make(p, factor, lower, upper, groups, tuple(group_columns))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def sweep_controls(cfg: SweepConfig, names: Sequence[str]) -> FeatureControls | None:
+    """The controls a sweep's config asks for on its features (``model.penalty_factor``, ``model.coef_limits``,
+    ``search.group_multipliers``), or None."""
+    groups = {g: spec.columns for g, spec in cfg.search.group_multipliers.items()}
+    return controls_from_config(names, cfg.model.penalty_factor, cfg.model.coef_limits, groups)
+
+
+def controls_summary(controls: FeatureControls | None, names: Sequence[str]) -> dict[str, Any] | None:
+    """The summary's ``penalty_controls``: unpenalized features, the other factors ≠ 1 (rescaled), the limits
+    and each group's features."""
+    if controls is None:
+        return None
+    f = controls.factor
+    values, counts = np.unique(f[f > 0], return_counts=True)
+    usual = values[np.argmax(counts)] if values.size else 1.0  # the factor most features have (1 before rescaling)
+    return {
+        "unpenalized": [names[int(j)] for j in np.flatnonzero(f == 0)],
+        "factors": {names[int(j)]: float(f[j]) for j in np.flatnonzero((f > 0) & (f != usual))},
+        "factor_of_the_rest": float(usual),
+        "limits": {names[int(j)]: [_finite_or_none(controls.lower[j]), _finite_or_none(controls.upper[j])]
+                   for j in np.flatnonzero(controls.bounded)},  # null: no limit on that side (JSON has no inf)
+        "groups": {g: [names[int(j)] for j in np.flatnonzero(controls.groups == i)]
+                   for i, g in enumerate(controls.group_names)},
+    }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def describe_controls(controls: FeatureControls, names: Sequence[str]) -> str:
+    """One line for the terminal: what the penalty controls do to which features."""
+    s = controls_summary(controls, names)
+    assert s is not None
+    parts = []
+
+    def some(items: Sequence[str]) -> str:
+        return ", ".join(items[:4]) + (f", … ({len(items)})" if len(items) > 4 else "")
+
+    if s["unpenalized"]:
+        parts.append(f"unpenalized {some(s['unpenalized'])}")
+    if s["factors"]:
+        parts.append(f"{len(s['factors'])} other factors")
+    if s["limits"]:
+        nonneg = [n for n, (lo, hi) in s["limits"].items() if lo == 0 and hi is None]
+        parts.append(f"limits on {len(s['limits'])} coefficients"
+                     + (f" ({len(nonneg)} non-negative)" if nonneg else ""))
+    for g, members in s["groups"].items():
+        parts.append(f"group {g}: {len(members)} features (multiplier mult_{g} searched)")
+    return "Penalty: " + "; ".join(parts) + "."

@@ -30,26 +30,12 @@ from .validation import check_features, check_sample_weight, check_sparse_featur
 __all__ = ["fit"]
 
 
-def fit(
-    X: object,
-    y: object,
-    *,
-    penalty: str = "elasticnet",
-    lambda1: float = 0.0,
-    lambda2: float = 0.0,
-    standardize: bool = True,
-    fit_intercept: bool = True,
-    sample_weight: object | None = None,
-    feature_names: Sequence[str] | None = None,
-    tol: float = 1e-10,
-    engine: str = "auto",
-    categorical: str | Sequence[str] = "auto",
-    missing: str = "error",
-    missing_indicators: bool = False,
-    penalty_factor: object | None = None,
-    lower: object | None = None,
-    upper: object | None = None,
-) -> FittedModel:
+def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0.0, lambda2: float = 0.0,
+        standardize: bool = True, fit_intercept: bool = True, sample_weight: object | None = None,
+        feature_names: Sequence[str] | None = None, tol: float = 1e-10, engine: str = "auto",
+        categorical: str | Sequence[str] = "auto", missing: str = "error", missing_indicators: bool = False,
+        penalty_factor: object | None = None, lower: object | None = None, upper: object | None = None,
+        ) -> FittedModel:
     """Fit ``min 1/(2Σw) Σ wᵢ(yᵢ − b − xᵢᵀβ)² + Σ_j f_j (λ1|β_j| + (λ2/2)β_j²)`` with ``lower ≤ β ≤ upper``.
 
     Parameters

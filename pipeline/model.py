@@ -112,7 +112,7 @@ class FittedModel:
         """
         factor = lower = upper = None
         if controls is not None and not controls.is_default:
-            factor = controls.factors(list((multipliers or {}).values()))
+            factor = controls.factors(multipliers)
             if np.any(controls.bounded):
                 lower, upper = controls.lower, controls.upper
         coef = result.coef if lower is None else np.clip(result.coef, lower, upper)  # the scale's last ulp
@@ -122,7 +122,8 @@ class FittedModel:
             x_mean=problem.x_center, x_scale=problem.x_scale,
             feature_names=tuple(feature_names) if feature_names is not None else None,
             n_iter=result.n_iter, dual_gap=result.dual_gap, converged=result.converged,
-            penalty_factor=factor, lower=lower, upper=upper, group_multipliers=dict(multipliers) if multipliers else None,
+            penalty_factor=factor, lower=lower, upper=upper,
+            group_multipliers=dict(multipliers) if multipliers else None,
         )
 
     @property

@@ -108,7 +108,15 @@ def cv_curve_data(curve: PathCurve, choices: Mapping[str, Choice], selected: str
     order = np.argsort(x)
     return {"penalty": curve.penalty, "l1_share": curve.l1_share, "x": x[order],
             "cv": np.array(curve.cv_mse)[order], "se": np.array(curve.cv_mse_se)[order],
-            "n_nonzero": np.array(curve.n_nonzero)[order], "marks": _choice_marks(curve, choices, selected)}
+            "n_nonzero": np.array(curve.n_nonzero)[order], "marks": _choice_marks(curve, choices, selected),
+            "multipliers": _path_multipliers(choices, selected)}
+
+
+def _path_multipliers(choices: Mapping[str, Choice], selected: str) -> str:
+    """``; mult_serum 0.7036 held`` when the path ran with searched group multipliers (the best trial's)."""
+    c = choices.get(selected)
+    mult = dict(c.multipliers) if c is not None else {}
+    return ("; " + ", ".join(f"mult_{g} {v:.3g}" for g, v in mult.items()) + " held") if mult else ""
 
 
 def coefficient_path_data(curve: PathCurve, coefs: np.ndarray, names: Sequence[str],
@@ -123,7 +131,7 @@ def coefficient_path_data(curve: PathCurve, coefs: np.ndarray, names: Sequence[s
     shown = ever[np.argsort(-weakest, kind="stable")[:MAX_PATH_LINES]]
     return {"penalty": curve.penalty, "x": x[order], "coefs": coefs[shown], "names": [names[j] for j in shown],
             "n_nonzero": np.count_nonzero(coefs, axis=0), "marks": _choice_marks(curve, choices, selected),
-            "n_features": len(names), "n_ever": int(ever.size)}
+            "n_features": len(names), "n_ever": int(ever.size), "multipliers": _path_multipliers(choices, selected)}
 
 
 def validation_data(rows: Sequence[TrialRow]) -> dict[str, Any]:
@@ -181,7 +189,7 @@ def _cv_curve_plot(d: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel(f"{_AXIS_LABEL[d['penalty']]}  (← less penalty · more penalty →)")
     ax.set_ylabel("cross-validated MSE")
     _nonzero_axis(ax, d["x"], d["n_nonzero"])
-    ax.set_title(f"{what}: dense path, {len(d['x'])} strengths", fontsize=10, pad=22)
+    ax.set_title(f"{what}: dense path, {len(d['x'])} strengths{d.get('multipliers', '')}", fontsize=10, pad=22)
     ax.legend(fontsize=8, loc="upper left")
     _margins(fig, left=0.9, bottom=0.6, top=1.0)
     return _save(fig, path)
@@ -206,8 +214,8 @@ def _coefficient_path_plot(d: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("coefficient × feature scale")
     _nonzero_axis(ax, d["x"], d["n_nonzero"])
     more = "" if d["n_ever"] <= len(d["names"]) else f"; {len(d['names'])} of {d['n_ever']} shown"
-    ax.set_title(f"coefficient path ({d['n_ever']} of {d['n_features']} features ever non-zero{more})",
-                 fontsize=10, pad=22)
+    ax.set_title(f"coefficient path ({d['n_ever']} of {d['n_features']} features ever non-zero{more})"
+                 f"{d.get('multipliers', '')}", fontsize=10, pad=22)
     _margins(fig, left=0.9, bottom=0.6, top=1.0)
     return _save(fig, path)
 
@@ -284,7 +292,19 @@ def _coefficient_plot(model: FittedModel, path: Path) -> Path:
     labels = [names[j] for j in shown]
     fig = Figure(figsize=(max(6, 0.35 * len(labels)), 4))
     ax = fig.subplots()
-    ax.bar(range(len(labels)), values, color=["tab:blue" if c != 0 else "lightgrey" for c in values])
+    at_limit = model.at_limit[shown]
+    colors = ["tab:orange" if lim else ("tab:blue" if c != 0 else "lightgrey") for c, lim in zip(values, at_limit)]
+    bars = ax.bar(range(len(labels)), values, color=colors)
+    for bar, lim in zip(bars, at_limit):
+        if lim:
+            bar.set_hatch("//")
+    if model.lower is not None and model.upper is not None:  # the finite limits of the shown features, as ticks
+        for j, f in enumerate(shown):
+            for limit in (model.lower[f], model.upper[f]):
+                if np.isfinite(limit) and limit != 0:
+                    ax.plot([j - 0.4, j + 0.4], [limit * model.x_scale[f]] * 2, color="tab:red", lw=1.2)
+    if model.penalty_factor is not None:  # unpenalized features: their names marked
+        labels = [f"{n} (unpenalized)" if model.penalty_factor[f] == 0 else n for n, f in zip(labels, shown)]
     for j, c in enumerate(values):
         if c == 0:
             ax.text(j, 0, "0", ha="center", va="bottom", fontsize=7, color="grey")
@@ -294,7 +314,10 @@ def _coefficient_plot(model: FittedModel, path: Path) -> Path:
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel("coefficient × feature scale")
     which = "dropped in grey" if len(shown) == len(names) else f"the {len(shown)} largest shown"
-    ax.set_title(f"registered model ({model.penalty}): {model.n_nonzero}/{len(names)} non-zero; {which}",
+    limits = "; at a limit: hatched (limits in red)" if np.any(at_limit) else (
+        "; limits in red" if model.lower is not None else "")
+    mult = "".join(f"; mult_{g} {v:.3g}" for g, v in (model.group_multipliers or {}).items())
+    ax.set_title(f"registered model ({model.penalty}): {model.n_nonzero}/{len(names)} non-zero; {which}{limits}{mult}",
                  fontsize=10)
     longest = max((len(n) for n in labels), default=1)
     _margins(fig, left=0.8, bottom=0.3 + (0.075 * min(longest, 40) if rotate else 0.15))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,23 +27,38 @@ TRIAL_FIELDS = ["number", "state", "penalty", "lambda1", "lambda2", "cv_mse", "c
 def write_trials_csv(rows: Sequence[TrialRow], path: Path) -> Path:
     """``trials.csv``: one row per trial of the study, every state."""
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=TRIAL_FIELDS, extrasaction="ignore")
+        groups = sorted({g for r in rows for g in r.get("group_multipliers", {})})
+        w = csv.DictWriter(f, fieldnames=TRIAL_FIELDS + [f"mult_{g}" for g in groups], extrasaction="ignore")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({**r, **{f"mult_{g}": v for g, v in r.get("group_multipliers", {}).items()}} for r in rows)
     return path
 
 
 def write_coefficients_csv(model: FittedModel, path: Path) -> Path:
     """``coefficients.csv``: each feature's name, standardized coefficient (× its scale, the scale the
-    penalty acts on) and original-scale coefficient; the intercept last."""
+    penalty acts on) and original-scale coefficient; with penalty factors or limits also each feature's
+    effective factor, its limits (empty: none) and whether it sits at one; the intercept last."""
     names = list(model.feature_names or [f"x{j}" for j in range(model.n_features)])
+    factor, lower, upper = model.penalty_factor, model.lower, model.upper
+    at_limit = model.at_limit
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["name", "coef_standardized", "coef"])
-        for name, coef, scale in zip(names, model.coef, model.x_scale):
-            w.writerow([name, repr(float(coef * scale)), repr(float(coef))])
+        head = ["name", "coef_standardized", "coef"]
+        head += ["penalty_factor"] if factor is not None else []
+        head += ["lower", "upper", "at_limit"] if lower is not None else []
+        w.writerow(head)
+        for j, (name, coef, scale) in enumerate(zip(names, model.coef, model.x_scale)):
+            row = [name, repr(float(coef * scale)), repr(float(coef))]
+            row += [repr(float(factor[j]))] if factor is not None else []
+            if lower is not None and upper is not None:
+                row += [_limit(lower[j]), _limit(upper[j]), str(bool(at_limit[j])).lower()]
+            w.writerow(row)
         w.writerow(["(intercept)", "", repr(float(model.intercept))])
     return path
+
+
+def _limit(x: float) -> str:
+    return repr(float(x)) if math.isfinite(x) else ""
 
 
 def describe_decision(summary: dict[str, Any], run_id: str) -> str:

@@ -83,6 +83,8 @@ from .cv.rows import load_rows
 from .data import DataPlan, plan_data, read_example
 from .encoding import describe as describe_encoding
 from .errors import DataError, RetrainInputError
+from .feature_controls import sweep_controls
+from .solvers.controls import FeatureControls
 from .locks import retrain_lock
 from .model import FittedModel
 from .recoding import coefficients_by_name, incumbent_fill, incumbent_map, new_levels
@@ -192,9 +194,23 @@ class _ResweepListener:
         pass
 
 
+def base_candidate(model: FittedModel, groups: FeatureControls | tuple[tuple[str, tuple[float, float]], ...] | None,
+                   ) -> Candidate:
+    """The incumbent's penalty as a candidate, with its group multipliers for the groups the config still has
+    (``groups``: the controls or the search space's groups; a group the model lacks keeps multiplier 1)."""
+    if groups is None:
+        names: tuple[str, ...] = ()
+    elif isinstance(groups, FeatureControls):
+        names = groups.group_names
+    else:
+        names = tuple(g for g, _ in groups)
+    mult = tuple((g, float(v)) for g, v in (model.group_multipliers or {}).items() if g in names)
+    return Candidate(-1, model.penalty, model.lambda1, model.lambda2, mult)
+
+
 def _warm_params(model: FittedModel, cfg: SweepConfig, space: SearchSpace) -> list[dict[str, Any]]:
     """The starting model's parameters, then the previous study's best trials (penalties in the space only)."""
-    found = [Candidate(-1, model.penalty, model.lambda1, model.lambda2)]
+    found = [base_candidate(model, space.multipliers)]
     try:
         import optuna
         from optuna.trial import TrialState
@@ -314,6 +330,7 @@ def _challenge_on_stats(client: Client, cfg: SweepConfig, columns: RetrainColumn
     rows' means, the incumbent is scored through its own encoding and fill values (:mod:`pipeline.recoding`).
     """
     plan = columns.plan
+    controls = sweep_controls(cfg, plan.feature_names)  # the config's factors and limits, as a sweep's
     stats = collect_stats(client, columns, fps, cfg, cache)
     rec = stats.record
     raw_train = merge_all(rec.train)
@@ -331,11 +348,12 @@ def _challenge_on_stats(client: Client, cfg: SweepConfig, columns: RetrainColumn
         # the training statistics go to the cluster as a task's input, not as scattered data: if the workers
         # holding them die, Dask recomputes them elsewhere, as a sweep's data pass
         passes = BlockPass(rec.train, 0, rec.integer_columns, total=raw_train, imputation=imputation)
-        placement = placement_of_pass(client, passes, cfg.folds.k, plan.n_features, cfg.model)
-        cand, extra = _resweep(client, placement, search_bounds(train_total, cfg.model), base, cfg, fingerprint, echo)
+        placement = placement_of_pass(client, passes, cfg.folds.k, plan.n_features, cfg.model, controls)
+        cand, extra = _resweep(client, placement, search_bounds(train_total, cfg.model, controls), base, cfg,
+                               fingerprint, echo)
     else:
-        cand = Candidate(-1, base.model.penalty, base.model.lambda1, base.model.lambda2)
-    challenger = refit(train_total, cand, plan.feature_names, cfg.model)
+        cand = base_candidate(base.model, controls)
+    challenger = refit(train_total, cand, plan.feature_names, cfg.model, controls)
     incumbent_heldout = rec.heldout
     if plan.encoding is not None:
         challenger = replace(challenger, encoding=plan.encoding.fitted(train_total.x_mean))
@@ -363,7 +381,9 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
                 f"per block; all {len(plan.blocks)} blocks are read from the source")
         echo(f"Note: {note}.")
     k, seed, holdout = cfg.folds.k, cfg.folds.seed, cfg.retrain.holdout
-    placement = RowPlacement(client, plan, k, seed, cfg.model, holdout) if cfg.retrain.mode == "resweep" else None
+    controls = sweep_controls(cfg, plan.feature_names)
+    placement = (RowPlacement(client, plan, k, seed, cfg.model, holdout, controls) if cfg.retrain.mode == "resweep"
+                 else None)
     rows = placement.current_pass() if placement else client.submit(load_rows, plan, k, seed, holdout, pure=False)
     facts = wait_done(client.submit(retrain_facts, rows, pure=False))
     _check_rows(facts["w_heldout"], facts["w_train"], facts["fold_weight"], cfg)
@@ -371,13 +391,13 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
          f"{fingerprint}; all {len(plan.blocks)} blocks read (rows engine)")
     extra: dict[str, Any] = {}
     if placement is not None:
-        bounds = wait_done(client.submit(row_bounds, rows, cfg.model, pure=False))
+        bounds = wait_done(client.submit(row_bounds, rows, cfg.model, controls, pure=False))
         cand, extra = _resweep(client, placement, bounds, base, cfg, fingerprint, echo)
         rows = placement.current_pass()  # placed again if lost during the resweep
     else:
-        cand = Candidate(-1, base.model.penalty, base.model.lambda1, base.model.lambda2)
+        cand = base_candidate(base.model, controls)
     challenger = wait_done(client.submit(row_refit, rows, cand, plan.feature_names, cfg.model, plan.encoding,
-                                         pure=False))
+                                         controls, pure=False))
     # the incumbent's coefficients on today's features: a level it never saw counts as zero, as at predict time
     incumbent = coefficients_by_name(base.model.coef, base.model.feature_names or plan.feature_names,
                                      plan.feature_names)

@@ -125,31 +125,45 @@ class Choice:
     cv_r2: float
     n_nonzero: float  # fold mean; the registered model's own count replaces it in the summary
     trial: int | None = None
+    multipliers: tuple[tuple[str, float], ...] = ()  # searched group multipliers (search.group_multipliers)
 
     def summary(self, n_nonzero: int | None = None) -> dict[str, Any]:
         """The summary's ``selected`` entry (``cv_metric`` is the selection metric: MSE here)."""
-        return {"rule": self.rule, "penalty": self.penalty, "lambda1": self.lambda1, "lambda2": self.lambda2,
-                "cv_metric": self.cv_mse, "cv_metric_se": self.cv_mse_se, "cv_mse": self.cv_mse,
-                "cv_mse_se": self.cv_mse_se, "cv_r2": self.cv_r2,
-                "n_nonzero": self.n_nonzero if n_nonzero is None else n_nonzero, "trial": self.trial}
+        out = {"rule": self.rule, "penalty": self.penalty, "lambda1": self.lambda1, "lambda2": self.lambda2,
+               "cv_metric": self.cv_mse, "cv_metric_se": self.cv_mse_se, "cv_mse": self.cv_mse,
+               "cv_mse_se": self.cv_mse_se, "cv_r2": self.cv_r2,
+               "n_nonzero": self.n_nonzero if n_nonzero is None else n_nonzero, "trial": self.trial}
+        return _with_multipliers(out, dict(self.multipliers))
+
+
+def _with_multipliers(entry: dict[str, Any], multipliers: dict[str, float]) -> dict[str, Any]:
+    """``entry`` with ``group_multipliers`` when the search had groups (the entries stay as they were otherwise)."""
+    return {**entry, "group_multipliers": multipliers} if multipliers else entry
+
+
+def _row_multipliers(row: TrialRow) -> tuple[tuple[str, float], ...]:
+    return tuple(row.get("group_multipliers", {}).items())
 
 
 def _complete(rows: Sequence[TrialRow]) -> list[TrialRow]:
     return [r for r in rows if r["state"] == "COMPLETE" and math.isfinite(r["cv_mse"])]
 
 
-def choose(rows: Sequence[TrialRow], curve: PathCurve) -> dict[str, Choice]:
-    """The ``min`` and ``1se`` choices over the trials and the path (module docstring)."""
+def choose(rows: Sequence[TrialRow], curve: PathCurve,
+           multipliers: tuple[tuple[str, float], ...] = ()) -> dict[str, Choice]:
+    """The ``min`` and ``1se`` choices over the trials and the path (module docstring); ``multipliers`` are the
+    group multipliers the path was run with (the best trial's)."""
     done = _complete(rows)
     best_row = min(done, key=lambda r: r["cv_mse"])
     i_min = int(np.argmin(curve.cv_mse))
     if curve.cv_mse[i_min] < best_row["cv_mse"]:
         lam1, lam2 = curve.lambdas(i_min)
         low = Choice("min", curve.penalty, lam1, lam2, curve.cv_mse[i_min], curve.cv_mse_se[i_min],
-                     curve.cv_r2[i_min], curve.n_nonzero[i_min])
+                     curve.cv_r2[i_min], curve.n_nonzero[i_min], multipliers=multipliers)
     else:
         low = Choice("min", best_row["penalty"], best_row["lambda1"], best_row["lambda2"], best_row["cv_mse"],
-                     best_row["cv_mse_se"], best_row["cv_r2"], best_row["n_nonzero"], best_row["number"])
+                     best_row["cv_mse_se"], best_row["cv_r2"], best_row["n_nonzero"], best_row["number"],
+                     _row_multipliers(best_row))
     bar = low.cv_mse + (low.cv_mse_se if math.isfinite(low.cv_mse_se) else 0.0)
     within = [i for i, v in enumerate(curve.cv_mse) if v <= bar]
     if not within:  # cannot happen when the minimum lies on the path; keep the minimum then
@@ -157,7 +171,7 @@ def choose(rows: Sequence[TrialRow], curve: PathCurve) -> dict[str, Choice]:
     i = min(within, key=lambda j: -curve.strengths[j])  # the largest strength
     lam1, lam2 = curve.lambdas(i)
     one_se = Choice("1se", curve.penalty, lam1, lam2, curve.cv_mse[i], curve.cv_mse_se[i], curve.cv_r2[i],
-                    curve.n_nonzero[i])
+                    curve.n_nonzero[i], multipliers=multipliers)
     return {"min": low, "1se": one_se}
 
 
@@ -170,9 +184,10 @@ def best_per_penalty(rows: Sequence[TrialRow]) -> dict[str, dict[str, Any]]:
         if not mine:
             continue
         r = min(mine, key=lambda row: row["cv_mse"])
-        out[penalty] = {"trial": r["number"], "lambda1": r["lambda1"], "lambda2": r["lambda2"],
-                        "cv_metric": r["cv_mse"], "cv_metric_se": r["cv_mse_se"], "cv_mse": r["cv_mse"],
-                        "cv_mse_se": r["cv_mse_se"], "n_nonzero": r["n_nonzero"]}
+        out[penalty] = _with_multipliers({"trial": r["number"], "lambda1": r["lambda1"], "lambda2": r["lambda2"],
+                                          "cv_metric": r["cv_mse"], "cv_metric_se": r["cv_mse_se"],
+                                          "cv_mse": r["cv_mse"], "cv_mse_se": r["cv_mse_se"],
+                                          "n_nonzero": r["n_nonzero"]}, dict(_row_multipliers(r)))
     return out
 
 
@@ -190,7 +205,7 @@ def pareto_front(rows: Sequence[TrialRow]) -> list[dict[str, Any]]:
     for r in done:
         if r["cv_mse"] < best:
             best = r["cv_mse"]
-            front.append({"trial": r["number"], "penalty": r["penalty"], "lambda1": r["lambda1"],
-                          "lambda2": r["lambda2"], "cv_metric": r["cv_mse"], "cv_mse": r["cv_mse"],
-                          "n_nonzero": r["n_nonzero"]})
+            front.append(_with_multipliers({"trial": r["number"], "penalty": r["penalty"], "lambda1": r["lambda1"],
+                                            "lambda2": r["lambda2"], "cv_metric": r["cv_mse"], "cv_mse": r["cv_mse"],
+                                            "n_nonzero": r["n_nonzero"]}, dict(_row_multipliers(r))))
     return front

@@ -46,7 +46,9 @@ from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
 from .engine import EngineChoice
 from .errors import DataError
+from .feature_controls import controls_summary, describe_controls, sweep_controls
 from .model import FittedModel
+from .solvers.controls import FeatureControls
 from .plots import preload_plotting, write_plots
 from .report import TrialRow, describe_decision, write_coefficients_csv, write_trials_csv
 from .selection import (
@@ -159,6 +161,7 @@ class _Sweep:
         self.tasks: EngineTasks | None = None
         self.example: Future | None = None
         self.model: FittedModel | None = None  # the registered (selected) model, once refit
+        self.controls: FeatureControls | None = None  # penalty factors, limits, searched groups (by feature)
         self.asked = 0
 
     def run(self, progress: bool | None) -> dict[str, Any]:
@@ -185,15 +188,18 @@ class _Sweep:
         self.plan = plan = scan_columns(client, self.plan)  # levels and gaps, when the source has them
         if plan.encoding is not None:
             self.echo(describe_encoding(plan.encoding))
+        self.controls = controls = sweep_controls(cfg, plan.feature_names)  # names known: checked before the pass
+        if controls is not None:
+            self.echo(describe_controls(controls, plan.feature_names))
         self.engine = engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k)
         self.echo(engine.line())
         self.tasks = tasks = tasks_of(engine.name)
-        self.placement = placement = place_engine(engine.name, client, plan, cfg.folds, cfg.model)
+        self.placement = placement = place_engine(engine.name, client, plan, cfg.folds, cfg.model, controls=controls)
         passes = placement.current_pass()
         preload_plotting()  # while the driver waits for the workers
         # both at once, and ahead of the fold models (the rows engine builds them on the same workers)
         summary_f = client.submit(tasks.summary, passes, plan.feature_names, pure=False, priority=1)
-        bounds_f = client.submit(tasks.bounds, passes, cfg.model, pure=False, priority=1)
+        bounds_f = client.submit(tasks.bounds, passes, cfg.model, controls, pure=False, priority=1)
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
         _check_folds(meta, cfg)
@@ -243,18 +249,19 @@ class _Sweep:
         share = l1_share(cand.penalty, cand.lambda1, cand.lambda2)
         high, low = _path_range(cand.penalty, share, self.bounds, self.space)
         spec = PathSpec(cand.penalty, share,
-                        path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)))
+                        path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)),
+                        cand.multipliers)
         t_path = time.perf_counter()
         folds = run_path(self.placement, spec, cfg.model.tol)
         self.timer.marks["path"] = round(time.perf_counter() - t_path, 4)
         curve = curve_of(spec.penalty, share, spec.strengths, [asdict(f) for f in folds])
         # the coefficient path on all rows, over the strengths the fold paths reached (on wide data the points
         # past them are the costliest fits); it runs while the choices are made and stored
-        shown = PathSpec(spec.penalty, share, spec.strengths[: len(curve.strengths)])
+        shown = PathSpec(spec.penalty, share, spec.strengths[: len(curve.strengths)], cand.multipliers)
         coefs = self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), shown, cfg.model,
-                                   pure=False)
+                                   self.controls, pure=False)
         rows = trial_rows(study)
-        choices = choose(rows, curve)
+        choices = choose(rows, curve, cand.multipliers)
         study.set_user_attr("regsweep:path", curve.as_dict())
         study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
                                                    **{rule: asdict(c) for rule, c in choices.items()}})
@@ -274,11 +281,11 @@ class _Sweep:
         cfg, client = self.cfg, self.client
         d = self._choose()
         chosen = Candidate(d.selected.trial if d.selected.trial is not None else -1, d.selected.penalty,
-                           d.selected.lambda1, d.selected.lambda2)
+                           d.selected.lambda1, d.selected.lambda2, d.selected.multipliers)
         passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
         self.model = model = self._waited("refit", client.submit(self.tasks.refit, passes, chosen,
                                                                  self.plan.feature_names, cfg.model,
-                                                                 self.plan.encoding, pure=False))
+                                                                 self.plan.encoding, self.controls, pure=False))
         if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
             self.example = client.submit(example_rows, self.plan, passes, pure=False)
         done = n_complete(self.store.study)
@@ -333,7 +340,10 @@ class _Sweep:
         assert self.space is not None
         best = next(r for r in d.rows if r["number"] == d.trial)
         return {
-            "best_params": {"penalty": best["penalty"], "lambda1": best["lambda1"], "lambda2": best["lambda2"]},
+            "best_params": {"penalty": best["penalty"], "lambda1": best["lambda1"], "lambda2": best["lambda2"],
+                            **({"group_multipliers": best["group_multipliers"]}
+                               if best.get("group_multipliers") else {})},
+            "penalty_controls": controls_summary(self.controls, self.plan.feature_names),
             "best_cv_mse": d.best_value,
             "best_cv_mse_se": d.best_cv.get("cv_mse_se"),
             "best_trial": d.trial,

@@ -335,3 +335,27 @@ def test_time_column_is_not_a_feature(tmp_path):
     frame.to_csv(tmp_path / "d.csv", index=False)
     cfg = load_config(None, [f"data.source={tmp_path}/d.csv", "data.target=y", "retrain.holdout.time_column=t"])
     assert retrain_plan(cfg).feature_names == ("a",)
+
+
+@pytest.mark.parametrize("mode", ["refit", "resweep"])
+def test_retrain_keeps_penalty_factors_limits_and_group_multipliers(world, mode):
+    """The challenger is fitted under the config's factors and limits; a refit keeps the champion's multiplier,
+    a resweep searches it again; the registered version carries them all."""
+    controls = ["model.penalty_factor={x0: 0}", "model.coef_limits={x1: [0, .inf], x3: [-0.2, 0.2]}",
+                "search.group_multipliers={g: {columns: [x2, x4], range: [0.5, 2]}}"]
+    names = [f"tracking.registered_model=rt-ctl-{mode}", f"search.study_name=rt-ctl-{mode}", "search.n_trials=6"]
+    sweep = execute_sweep(load_config(None, [*world["overrides"], *names, *controls]), echo=lambda s: None,
+                          progress=False)
+    s, cfg = _retrain(world, *names, *controls, f"retrain.mode={mode}", "retrain.n_trials=4")
+    model, _ = _model(cfg, s["challenger_version"])
+    assert model.penalty_factor is not None and model.penalty_factor[0] == 0
+    assert model.coef[1] >= 0 and -0.2 <= model.coef[3] <= 0.2
+    assert model.at_limit[3]  # the true coefficient 0.5 is beyond the limit
+    np.testing.assert_array_equal(np.isfinite(model.lower), [False, True, False, True, False])
+    mult = model.group_multipliers["g"]
+    assert 0.5 <= mult <= 2
+    if mode == "refit":
+        assert mult == sweep["selected"]["group_multipliers"]["g"]
+    base = model.penalty_factor[2] / mult  # the rescaled factor of x2 before its group's multiplier
+    np.testing.assert_allclose(model.penalty_factor, [0, base, base * mult, base, base * mult], rtol=1e-12)
+    assert base == pytest.approx(5 / 4)  # four features with factor 1 rescaled to sum to p = 5

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..candidate import Candidate
+from ..candidate import MULTIPLIER_PREFIX, Candidate
 from ..ownership import is_stale
 from ..search import OWNER_ATTR, TrialStore
 from ..tracking import Tracking, TrialRecord
@@ -28,13 +28,15 @@ def child_record(number: int, cand: Candidate, metrics: Mapping[str, float], fol
     """What a trial's child run holds, live or replayed: the penalty, ``lambda1`` and ``lambda2`` as
     parameters (0 where the penalty has none, so every run has both columns), the metrics, each fold's
     error as ``fold_mse_<i>`` (one column per fold, not steps: folds are not epochs), and
-    ``log10_lambda1`` / ``log10_lambda2`` where the strength is positive (for charts on a log axis)."""
+    ``log10_lambda1`` / ``log10_lambda2`` where the strength is positive (for charts on a log axis); each
+    searched group multiplier as the parameter ``mult_<group>``."""
     out = dict(metrics)
     out.update({f"fold_mse_{i}": float(v) for i, v in enumerate(fold_mse)})
     for name, value in (("lambda1", cand.lambda1), ("lambda2", cand.lambda2)):
         if value > 0:
             out[f"log10_{name}"] = math.log10(value)
-    params = {"penalty": cand.penalty, "lambda1": cand.lambda1, "lambda2": cand.lambda2}
+    params = {"penalty": cand.penalty, "lambda1": cand.lambda1, "lambda2": cand.lambda2,
+              **{f"{MULTIPLIER_PREFIX}{g}": v for g, v in cand.multipliers}}  # searched group multipliers
     return TrialRecord(number=number, params=params, metrics=out, start_ms=start_ms, end_ms=end_ms, status=status,
                        parent=parent)
 

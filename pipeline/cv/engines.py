@@ -31,6 +31,7 @@ from ..data import DataPlan
 from ..encoding import Encoding
 from ..engine import EngineChoice, available_memory, choose_engine
 from ..model import FittedModel
+from ..solvers.controls import FeatureControls
 from .passes import pass_summary, submit_data_pass
 from .path import coefficient_path
 from .placement import FoldPlacement, Placement
@@ -51,9 +52,9 @@ class EngineTasks:
 
     name: str
     summary: Callable[[Any, tuple[str, ...]], dict[str, Any]]
-    bounds: Callable[[Any, ModelConfig], dict[str, float]]
-    refit: Callable[[Any, Candidate, Sequence[str], ModelConfig, Encoding | None], FittedModel]
-    coefficient_path: Callable[[Any, PathSpec, ModelConfig], np.ndarray]
+    bounds: Callable[[Any, ModelConfig, FeatureControls | None], dict[str, float]]
+    refit: Callable[[Any, Candidate, Sequence[str], ModelConfig, Encoding | None, FeatureControls | None], FittedModel]
+    coefficient_path: Callable[[Any, PathSpec, ModelConfig, FeatureControls | None], np.ndarray]
 
 
 _TASKS = {
@@ -108,9 +109,9 @@ def _choose(requested: str, plan: DataPlan, k: int, *, memory: int, heldout_frac
 
 
 def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig, model: ModelConfig,
-                 holdout: HoldoutConfig | None = None) -> Placement:
+                 holdout: HoldoutConfig | None = None, controls: FeatureControls | None = None) -> Placement:
     """Start the engine's data (the pass, or the rows on every worker) and place its fold models."""
     if engine == "rows":
-        return RowPlacement(client, plan, folds.k, folds.seed, model, holdout)
+        return RowPlacement(client, plan, folds.k, folds.seed, model, holdout, controls)
     return FoldPlacement(client, lambda: submit_data_pass(client, plan, folds.k, folds.seed), folds.k,
-                         plan.n_features, model)
+                         plan.n_features, model, controls=controls)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..candidate import Candidate
 from ..solvers import FitResult, GramProblem, SuffStats
+from ..solvers.controls import FeatureControls
 from .passes import BlockPass
 from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
 
@@ -75,7 +76,8 @@ class FoldModel:
         t0 = time.perf_counter()
         with self.lock:
             beta0 = self.warm.nearest(c) if c.lambda1 > 0 else None
-            result = self.problem.solve(c.penalty_object(), beta0, tol=tol, reuse_factor=True)
+            result = self.problem.solve(c.penalty_object(), beta0, tol=tol, reuse_factor=True,
+                                        multipliers=c.group_multipliers)
             if c.lambda1 > 0:
                 self.warm.remember(c, result.beta)
         return self._score(c.trial, result, time.perf_counter() - t0)
@@ -95,7 +97,7 @@ class FoldModel:
             for i in range(len(spec.strengths)):
                 cand = spec.candidate(i)
                 result = self.problem.solve(cand.penalty_object(), beta if cand.lambda1 > 0 else None, tol=tol,
-                                            reuse_factor=True)
+                                            reuse_factor=True, multipliers=cand.group_multipliers)
                 beta = result.beta
                 scores.append(self._score(-1, result, 0.0))
                 if _saturated(scores[-1].train_mse, self.train) or past_the_minimum([s.heldout_mse for s in scores]):
@@ -113,18 +115,22 @@ def _fold_path(fold: int, scores: Sequence[FoldScore]) -> FoldPath:
                     tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
 
 
-def make_fold_model(passes: BlockPass, fold: int, *, fit_intercept: bool, standardize: bool) -> FoldModel:
-    """Training statistics = total − held-out; standardization (and imputation) from training rows only."""
+def make_fold_model(passes: BlockPass, fold: int, *, fit_intercept: bool, standardize: bool,
+                    controls: FeatureControls | None = None) -> FoldModel:
+    """Training statistics = total − held-out; standardization (and imputation) from training rows only;
+    ``controls``: the sweep's penalty factors, limits and searched groups."""
     train, heldout = passes.fold_split(fold)
-    problem = GramProblem.from_stats(train, fit_intercept=fit_intercept, standardize=standardize)
+    problem = GramProblem.from_stats(train, fit_intercept=fit_intercept, standardize=standardize, controls=controls)
     return FoldModel(fold=fold, problem=problem, train=train, heldout=heldout)
 
 
 def make_fold_models(
-    passes: BlockPass, folds: Sequence[int], *, fit_intercept: bool, standardize: bool
+    passes: BlockPass, folds: Sequence[int], *, fit_intercept: bool, standardize: bool,
+    controls: FeatureControls | None = None,
 ) -> list[FoldModel]:
     """The :class:`FoldModel` of each fold in ``folds`` (one task, one worker)."""
-    return [make_fold_model(passes, f, fit_intercept=fit_intercept, standardize=standardize) for f in folds]
+    return [make_fold_model(passes, f, fit_intercept=fit_intercept, standardize=standardize, controls=controls)
+            for f in folds]
 
 
 def score_folds(models: Sequence[Scorable], candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:

@@ -20,6 +20,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..errors import SweepError
 from ..solvers import GramProblem
+from ..solvers.controls import FeatureControls
 from .fold_models import score_path
 from .passes import BlockPass
 from .placement import FoldSlot, cover
@@ -32,16 +33,17 @@ if TYPE_CHECKING:
 __all__ = ["FoldPath", "PathSpec", "coefficient_path", "run_path", "score_path"]
 
 
-def coefficient_path(passes: BlockPass, spec: PathSpec, model: ModelConfig) -> np.ndarray:
+def coefficient_path(passes: BlockPass, spec: PathSpec, model: ModelConfig,
+                     controls: FeatureControls | None = None) -> np.ndarray:
     """Standardized coefficients (``coef × x_scale``) at every point of ``spec`` on all rows: shape (p, m)."""
     problem = GramProblem.from_stats(passes.total_stats, fit_intercept=model.fit_intercept,
-                                     standardize=model.standardize)
+                                     standardize=model.standardize, controls=controls)
     coefs = np.zeros((problem.n_features, len(spec.strengths)))
     beta: np.ndarray | None = None
     for i in range(len(spec.strengths)):
         cand = spec.candidate(i)
         result = problem.solve(cand.penalty_object(), beta if cand.lambda1 > 0 else None, tol=model.tol,
-                               reuse_factor=True)
+                               reuse_factor=True, multipliers=cand.group_multipliers)
         beta = result.beta
         coefs[:, i] = result.coef * problem.x_scale
     return coefs

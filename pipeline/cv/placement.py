@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ModelConfig
+from ..solvers.controls import FeatureControls
 from .fold_models import make_fold_models
 from .passes import BlockPass, same
 
@@ -76,7 +77,8 @@ def cover(slots: Sequence[FoldSlot], k: int, load: Mapping[int, float], sent: Ma
     return sorted(chosen)
 
 
-def place_fold_models(client: Client, passes: Future, k: int, p: int, model: ModelConfig) -> list[FoldSlot]:
+def place_fold_models(client: Client, passes: Future, k: int, p: int, model: ModelConfig,
+                      controls: FeatureControls | None = None) -> list[FoldSlot]:
     """Build the fold models on the workers, where the trial tasks will find them.
 
     Each model is built on its worker (a placement hint), then handed to an
@@ -93,7 +95,8 @@ def place_fold_models(client: Client, passes: Future, k: int, p: int, model: Mod
     slots = []
     for folds, w in groups:
         built = client.submit(make_fold_models, passes, list(folds), fit_intercept=model.fit_intercept,
-                              standardize=model.standardize, workers=[w], allow_other_workers=True, pure=False)
+                              standardize=model.standardize, controls=controls, workers=[w], allow_other_workers=True,
+                              pure=False)
         slots.append(FoldSlot(folds, client.submit(same, built, pure=False), w))
     return slots
 
@@ -136,11 +139,11 @@ class FoldPlacement:
     """
 
     def __init__(self, client: Client, submit_pass: Callable[[], Future], k: int, p: int, model: ModelConfig,
-                 passes: Future | None = None) -> None:
-        self.client, self.k, self.p, self.model = client, k, p, model
+                 passes: Future | None = None, controls: FeatureControls | None = None) -> None:
+        self.client, self.k, self.p, self.model, self.controls = client, k, p, model, controls
         self._submit_pass = submit_pass
         self.passes: Future = passes if passes is not None else submit_pass()
-        self.slots: list[FoldSlot] = place_fold_models(client, self.passes, k, p, model)
+        self.slots: list[FoldSlot] = place_fold_models(client, self.passes, k, p, model, controls)
         self.generation = 0
 
     def lost(self) -> bool:
@@ -150,7 +153,7 @@ class FoldPlacement:
     def rebuild(self) -> None:
         """Submit the pass again and place new fold models (the next generation)."""
         self.passes = self._submit_pass()
-        self.slots = place_fold_models(self.client, self.passes, self.k, self.p, self.model)
+        self.slots = place_fold_models(self.client, self.passes, self.k, self.p, self.model, self.controls)
         self.generation += 1
 
     def current_pass(self) -> Future:
@@ -164,7 +167,8 @@ class FoldPlacement:
         return {}
 
 
-def placement_of_pass(client: Client, passes: BlockPass, k: int, p: int, model: ModelConfig) -> FoldPlacement:
+def placement_of_pass(client: Client, passes: BlockPass, k: int, p: int, model: ModelConfig,
+                      controls: FeatureControls | None = None) -> FoldPlacement:
     """Fold models of a pass held by the driver (a retrain's training statistics), with lineage.
 
     The statistics go to the cluster as the input of a task, not as scattered
@@ -172,4 +176,4 @@ def placement_of_pass(client: Client, passes: BlockPass, k: int, p: int, model: 
     them would cancel the search; a task's input stays with the scheduler,
     which recomputes it on another worker.
     """
-    return FoldPlacement(client, lambda: client.submit(same, passes, pure=False), k, p, model)
+    return FoldPlacement(client, lambda: client.submit(same, passes, pure=False), k, p, model, controls=controls)

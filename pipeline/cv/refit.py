@@ -19,29 +19,33 @@ from ..data import DataPlan, read_example
 from ..encoding import Encoding
 from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
 from ..solvers import GramProblem, SuffStats
+from ..solvers.controls import FeatureControls
 from .passes import BlockPass
 from .rows import RowData
 
 __all__ = ["example_rows", "pass_bounds", "refit", "refit_pass", "search_bounds"]
 
 
-def refit(total: SuffStats, cand: Candidate, feature_names: Sequence[str], model: ModelConfig) -> FittedModel:
+def refit(total: SuffStats, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
+          controls: FeatureControls | None = None) -> FittedModel:
     """``cand`` fitted on the rows of ``total`` (all of them: no fold is held out)."""
-    problem = GramProblem.from_stats(total, fit_intercept=model.fit_intercept, standardize=model.standardize)
+    problem = GramProblem.from_stats(total, fit_intercept=model.fit_intercept, standardize=model.standardize,
+                                     controls=controls)
     penalty = cand.penalty_object()
-    return FittedModel.from_solution(problem, problem.solve(penalty, tol=model.tol), penalty, feature_names)
+    result = problem.solve(penalty, tol=model.tol, multipliers=cand.group_multipliers)
+    return FittedModel.from_solution(problem, result, penalty, feature_names, controls, cand.group_multipliers)
 
 
 def refit_pass(passes: BlockPass, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
-               encoding: Encoding | None = None) -> FittedModel:
+               encoding: Encoding | None = None, controls: FeatureControls | None = None) -> FittedModel:
     """:func:`refit` on a finished data pass (a task: the pass stays on the workers); the model keeps
     ``encoding`` with the values it imputes (the means over all rows)."""
     total = passes.total_stats
-    fitted = refit(total, cand, feature_names, model)
+    fitted = refit(total, cand, feature_names, model, controls)
     return fitted if encoding is None else dataclasses.replace(fitted, encoding=encoding.fitted(total.x_mean))
 
 
-def search_bounds(total: SuffStats, model: ModelConfig) -> dict[str, float]:
+def search_bounds(total: SuffStats, model: ModelConfig, controls: FeatureControls | None = None) -> dict[str, float]:
     """Data-derived λ ranges from the total statistics.
 
     λ1: ``[r · λ1_max, λ1_max]`` (λ1_max zeroes every coefficient), with
@@ -58,7 +62,8 @@ def search_bounds(total: SuffStats, model: ModelConfig) -> dict[str, float]:
     orthogonal design), and a range starting there cut it off (0.4% worse CV
     MSE than RidgeCV on a public 20,190-row survey).
     """
-    problem = GramProblem.from_stats(total, fit_intercept=model.fit_intercept, standardize=model.standardize)
+    problem = GramProblem.from_stats(total, fit_intercept=model.fit_intercept, standardize=model.standardize,
+                                     controls=controls)  # λ1_max with the factors and limits
     e = np.linalg.eigvalsh(problem.G) if problem.G.size else np.zeros(1)
     e_max = float(max(e[-1], np.finfo(float).tiny))
     lam1_max = problem.lambda1_max
@@ -75,9 +80,9 @@ def search_bounds(total: SuffStats, model: ModelConfig) -> dict[str, float]:
     }
 
 
-def pass_bounds(passes: BlockPass, model: ModelConfig) -> dict[str, float]:
+def pass_bounds(passes: BlockPass, model: ModelConfig, controls: FeatureControls | None = None) -> dict[str, float]:
     """:func:`search_bounds` of a finished data pass (a task)."""
-    return search_bounds(passes.total_stats, model)
+    return search_bounds(passes.total_stats, model, controls)
 
 
 def example_rows(plan: DataPlan, passes: BlockPass | RowData, n: int = 5) -> bytes:

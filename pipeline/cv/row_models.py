@@ -30,6 +30,7 @@ from ..config import ModelConfig
 from ..encoding import Encoding
 from ..model import FittedModel
 from ..solvers import RowDesign, RowFit, RowProblem
+from ..solvers.controls import FeatureControls
 from .rows import RowData
 from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
 
@@ -71,7 +72,8 @@ class RowFoldModel:
         """Fit ``c`` on this fold (warm-started from the nearest earlier solution) and score its held-out rows."""
         t0 = time.perf_counter()
         with self.lock:
-            fit = self.problem.solve(c.penalty_object(), self.warm.nearest(c) if c.lambda1 > 0 else None, tol=tol)
+            fit = self.problem.solve(c.penalty_object(), self.warm.nearest(c) if c.lambda1 > 0 else None, tol=tol,
+                                     multipliers=c.group_multipliers)
             if c.lambda1 > 0:
                 self.warm.remember(c, fit)
         return self._score(c.trial, fit, time.perf_counter() - t0)
@@ -97,7 +99,8 @@ class RowFoldModel:
         with self.lock:
             for i in range(len(spec.strengths)):
                 cand = spec.candidate(i)
-                fit = self.problem.solve(cand.penalty_object(), fit if cand.lambda1 > 0 else None, tol=tol)
+                fit = self.problem.solve(cand.penalty_object(), fit if cand.lambda1 > 0 else None, tol=tol,
+                                         multipliers=cand.group_multipliers)
                 scores.append(self._score(-1, fit, 0.0))
                 if (self.problem.yy > 0 and 1.0 - scores[-1].train_mse / self.problem.yy >= PATH_STOP_DEV_RATIO
                         or past_the_minimum([s.heldout_mse for s in scores])):
@@ -106,8 +109,8 @@ class RowFoldModel:
                         tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
 
 
-def make_row_fold_models(rows: RowData, folds: Sequence[int], *, fit_intercept: bool,
-                         standardize: bool) -> list[RowFoldModel]:
+def make_row_fold_models(rows: RowData, folds: Sequence[int], *, fit_intercept: bool, standardize: bool,
+                         controls: FeatureControls | None = None) -> list[RowFoldModel]:
     """The :class:`RowFoldModel` of each fold in ``folds``, sharing ``rows`` (one task, on the rows' worker)."""
     training = rows.training
     size = int(max(2, min(64, _WARM_BYTES // (24 * max(1, rows.n_features)))))
@@ -115,7 +118,7 @@ def make_row_fold_models(rows: RowData, folds: Sequence[int], *, fit_intercept: 
     for f in folds:
         v = np.where(rows.fold == f, 0.0, training)
         design = RowDesign(rows.features(v), rows.y, v, fit_intercept=fit_intercept, standardize=standardize)
-        out.append(RowFoldModel(f, RowProblem(design), np.flatnonzero(rows.fold == f), rows.y, rows.weight,
+        out.append(RowFoldModel(f, RowProblem(design, controls), np.flatnonzero(rows.fold == f), rows.y, rows.weight,
                                 WarmStarts(size=size)))
     return out
 
@@ -169,9 +172,10 @@ def _fingerprint(rows: RowData, feature_names: tuple[str, ...]) -> str:
     return h.hexdigest()[:16]
 
 
-def row_bounds(rows: RowData, model: ModelConfig) -> dict[str, float]:
-    """:func:`~pipeline.cv.refit.search_bounds` from the rows: λ1_max = ‖X̃ᵀV y_c‖∞/Σv, e_max from the kernel."""
-    problem = rows.problem(model)
+def row_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | None = None) -> dict[str, float]:
+    """:func:`~pipeline.cv.refit.search_bounds` from the rows: λ1_max = ‖X̃ᵀV y_c‖∞/Σv (factors and limits
+    respected), e_max from the kernel."""
+    problem = rows.problem(model, controls)
     lam1_max = problem.lambda1_max
     e_max = float(max(problem.largest_eigenvalue(), np.finfo(float).tiny))
     n_kept = problem.design.n_kept
@@ -181,26 +185,29 @@ def row_bounds(rows: RowData, model: ModelConfig) -> dict[str, float]:
 
 
 def row_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
-              encoding: Encoding | None = None) -> FittedModel:
+              encoding: Encoding | None = None, controls: FeatureControls | None = None) -> FittedModel:
     """``cand`` fitted on all (training) rows; the model keeps ``encoding`` (no column is imputed here)."""
-    problem = rows.problem(model)
+    problem = rows.problem(model, controls)
     penalty = cand.penalty_object()
-    fitted = FittedModel.from_solution(problem.design, problem.solve(penalty, tol=model.tol).result, penalty,
-                                       feature_names)
+    result = problem.solve(penalty, tol=model.tol, multipliers=cand.group_multipliers).result
+    fitted = FittedModel.from_solution(problem.design, result, penalty, feature_names, controls,
+                                       cand.group_multipliers)
     if encoding is None:
         return fitted
     d = problem.design  # the means of the filled columns are the values filled in (whether centred or not)
     return dataclasses.replace(fitted, encoding=encoding.fitted(np.asarray(d.X.T @ d.v).ravel() / d.sum_w))
 
 
-def row_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig) -> np.ndarray:
+def row_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig,
+                         controls: FeatureControls | None = None) -> np.ndarray:
     """Standardized coefficients at every point of ``spec`` on all rows: shape (p, m), warm-started."""
-    problem = rows.problem(model)
+    problem = rows.problem(model, controls)
     coefs = np.zeros((rows.n_features, len(spec.strengths)))
     fit: RowFit | None = None
     for i in range(len(spec.strengths)):
         cand = spec.candidate(i)
-        fit = problem.solve(cand.penalty_object(), fit if cand.lambda1 > 0 else None, tol=model.tol)
+        fit = problem.solve(cand.penalty_object(), fit if cand.lambda1 > 0 else None, tol=model.tol,
+                            multipliers=cand.group_multipliers)
         coefs[:, i] = fit.result.coef * problem.design.x_scale
     return coefs
 

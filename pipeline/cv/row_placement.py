@@ -27,6 +27,7 @@ from ..config import HoldoutConfig, ModelConfig
 from ..data import DataPlan
 from .passes import same
 from .placement import FoldSlot
+from ..solvers.controls import FeatureControls
 from .row_models import make_row_fold_models
 from .rows import load_rows
 
@@ -42,8 +43,9 @@ class RowPlacement:
     """The rows and the fold models of a search on the workers (a :class:`~pipeline.cv.placement.Placement`)."""
 
     def __init__(self, client: Client, plan: DataPlan, k: int, seed: int, model: ModelConfig,
-                 holdout: HoldoutConfig | None = None) -> None:
+                 holdout: HoldoutConfig | None = None, controls: FeatureControls | None = None) -> None:
         self.client, self.plan, self.k, self.seed, self.model, self.holdout = client, plan, k, seed, model, holdout
+        self.controls = controls
         self.slots: list[FoldSlot] = []
         self.rows: dict[str, Future] = {}  # worker -> its rows
         self.generation = 0
@@ -68,6 +70,7 @@ class RowPlacement:
                 self.rows[w] = self.client.submit(same, loaded, pure=False)
             models = self.client.submit(make_row_fold_models, self.rows[w], [f], workers=[w],
                                         fit_intercept=self.model.fit_intercept, standardize=self.model.standardize,
+                                        controls=self.controls,
                                         pure=False)  # pinned like its tasks: built elsewhere, it would copy the rows
             self.slots.append(FoldSlot((f,), models, w))
         self._replicate(workers, threads)
@@ -92,6 +95,7 @@ class RowPlacement:
             f = spare[0]
             models = self.client.submit(make_row_fold_models, self.rows[light], [f], workers=[light],
                                         fit_intercept=self.model.fit_intercept, standardize=self.model.standardize,
+                                        controls=self.controls,
                                         pure=False)
             self.slots.append(FoldSlot((f,), models, light))
 

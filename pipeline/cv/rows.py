@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..config import HoldoutConfig, ModelConfig
+from ..solvers.controls import FeatureControls
 from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time_column
 from ..errors import DataError
 from ..folds import group_keys, kfold_folds, row_group_folds
@@ -50,7 +51,7 @@ class RowData:
     time: np.ndarray | None = None  # a retrain's time column
     cutoff: float | None = None  # a retrain's time cut-off: rows at or after it are held out
     imputation: MeanImputation | None = None  # data.missing: impute: X holds the statistics columns
-    _problems: dict[tuple[bool, bool], RowProblem] = field(default_factory=dict, repr=False)
+    _problems: dict[tuple[bool, bool, bytes], RowProblem] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:  # moved between workers: the rows, not the caches
@@ -114,14 +115,15 @@ class RowData:
         """Row weights of the rows every fold is drawn from (a retrain's held-out rows weigh 0)."""
         return np.where(self.fold >= 0, self.weight, 0.0)
 
-    def problem(self, model: ModelConfig) -> RowProblem:
-        """The problem on all training rows (bounds, refit, coefficient path), built once per scaling."""
-        key = (model.fit_intercept, model.standardize)
+    def problem(self, model: ModelConfig, controls: FeatureControls | None = None) -> RowProblem:
+        """The problem on all training rows (bounds, refit, coefficient path), built once per scaling and
+        controls."""
+        key = (model.fit_intercept, model.standardize, controls.key if controls is not None else b"")
         with self._lock:
             if key not in self._problems:
                 self._problems[key] = RowProblem(RowDesign(self.features(), self.y, self.training,
                                                            fit_intercept=model.fit_intercept,
-                                                           standardize=model.standardize))
+                                                           standardize=model.standardize), controls)
             return self._problems[key]
 
 

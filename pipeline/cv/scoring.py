@@ -43,15 +43,16 @@ class PathSpec:
     penalty: str
     l1_share: float  # 1 for l1, 0 for l2, λ1/(λ1+λ2) for elasticnet
     strengths: tuple[float, ...]
+    multipliers: tuple[tuple[str, float], ...] = ()  # the winner's group multipliers, held along the path
 
     def candidate(self, i: int) -> Candidate:
         """The candidate at point ``i`` (trial number −1: not a trial)."""
         s = self.strengths[i]
         if self.penalty == "l1":
-            return Candidate(-1, "l1", s, 0.0)
+            return Candidate(-1, "l1", s, 0.0, self.multipliers)
         if self.penalty == "l2":
-            return Candidate(-1, "l2", 0.0, s)
-        return Candidate(-1, "elasticnet", self.l1_share * s, (1.0 - self.l1_share) * s)
+            return Candidate(-1, "l2", 0.0, s, self.multipliers)
+        return Candidate(-1, "elasticnet", self.l1_share * s, (1.0 - self.l1_share) * s, self.multipliers)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..candidate import MULTIPLIER_PREFIX
 from ..report import TrialRow
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ def trial_rows(study: Study) -> list[TrialRow]:
             "cv_r2": cv.get("cv_r2", float("nan")),
             "n_nonzero": cv.get("n_nonzero", float("nan")),
             "fold_mse": " ".join(f"{v:.10g}" for v in cv.get("fold_mse", [])),
+            "group_multipliers": {k[len(MULTIPLIER_PREFIX):]: float(v) for k, v in t.params.items()
+                                  if k.startswith(MULTIPLIER_PREFIX)},
         })
     return rows
 

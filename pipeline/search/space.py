@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..candidate import Candidate, strengths_of
+from ..candidate import MULTIPLIER_PREFIX, Candidate, strengths_of
 from ..config import SearchConfig
 from ..errors import DataError
 
@@ -18,21 +18,29 @@ __all__ = ["SearchSpace", "resolve_space"]
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Penalties and log-uniform λ ranges (resolved: no ``auto`` left)."""
+    """Penalties, log-uniform λ ranges (resolved: no ``auto`` left) and the log-uniform ranges of the searched
+    group multipliers (``search.group_multipliers``), in the config's order."""
 
     penalties: tuple[str, ...]
     lambda1: tuple[float, float]
     lambda2: tuple[float, float]
+    multipliers: tuple[tuple[str, tuple[float, float]], ...] = ()
 
     def suggest(self, trial: Trial, number: int = -1) -> Candidate:
-        """Draw one candidate from ``trial``; an l1 trial draws no λ2, an l2 trial no λ1 (conditional space)."""
+        """Draw one candidate from ``trial``; an l1 trial draws no λ2, an l2 trial no λ1 (conditional space);
+        every trial draws each group's multiplier ``mult_<group>``."""
         penalty = str(trial.suggest_categorical("penalty", list(self.penalties)))
         ranges = {"lambda1": self.lambda1, "lambda2": self.lambda2}
         values = {name: trial.suggest_float(name, *ranges[name], log=True) for name in strengths_of(penalty)}
-        return Candidate(number, penalty, **values)
+        mult = tuple((g, trial.suggest_float(f"{MULTIPLIER_PREFIX}{g}", *r, log=True)) for g, r in self.multipliers)
+        return Candidate(number, penalty, multipliers=mult, **values)
 
     def as_dict(self) -> dict[str, object]:
-        return {"penalties": list(self.penalties), "lambda1": list(self.lambda1), "lambda2": list(self.lambda2)}
+        out: dict[str, object] = {"penalties": list(self.penalties), "lambda1": list(self.lambda1),
+                                  "lambda2": list(self.lambda2)}
+        if self.multipliers:
+            out["group_multipliers"] = {g: list(r) for g, r in self.multipliers}
+        return out
 
 
 def resolve_space(search: SearchConfig, bounds: Mapping[str, float]) -> SearchSpace:
@@ -48,4 +56,5 @@ def resolve_space(search: SearchConfig, bounds: Mapping[str, float]) -> SearchSp
                 "from the data: λ1_max is 0 when the target is constant); set both bounds explicitly."
             )
         resolved[name] = (lo, hi)
-    return SearchSpace(tuple(search.penalties), resolved["lambda1"], resolved["lambda2"])
+    groups = tuple((g, (float(spec.range[0]), float(spec.range[1]))) for g, spec in search.group_multipliers.items())
+    return SearchSpace(tuple(search.penalties), resolved["lambda1"], resolved["lambda2"], groups)

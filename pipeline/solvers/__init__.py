@@ -5,6 +5,8 @@
 - :mod:`.active_set`: lasso / elastic net by active-set Newton on a Gram;
 - :mod:`.ridge`: ridge and least squares by one eigendecomposition per Gram;
 - :mod:`.problem`: centring, standardization and dispatch from statistics;
+- :mod:`.controls` and :mod:`.box_gram`: per-feature penalty factors and coefficient limits (glmnet's
+  ``penalty.factor`` and ``lower/upper.limits``) and the solver for them;
 - :mod:`.design` and :mod:`.rows`: the same problems held as rows (dense or
   sparse), for wide data: no p × p matrix (coordinate descent in :mod:`._cd`,
   Krylov ridge in :mod:`.krylov`).

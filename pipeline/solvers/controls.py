@@ -22,7 +22,7 @@ duality gap the solvers certify with).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,19 +51,24 @@ class FeatureControls:
     (nothing would be penalized: λ1 and λ2 would mean nothing), ``lower ≤ 0 ≤ upper`` (glmnet's rule: 0
     must be feasible, so the null model exists), no NaN.
 
-    ``groups[j]`` is the index of feature j's searched group (−1 outside every group); a trial's
-    multipliers (one per group) scale the factors of their group's features.
+    ``groups[j]`` is the index of feature j's searched group in ``group_names`` (−1 outside every group);
+    a trial's multipliers ``{group: value}`` scale the factors of their group's features.
     """
 
     factor: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
     groups: np.ndarray
+    group_names: tuple[str, ...] = ()
 
     @classmethod
     def make(cls, n_features: int, penalty_factor: object = None, lower: object = None, upper: object = None,
-             groups: Sequence[int] | np.ndarray | None = None) -> FeatureControls:
-        """Checked and rescaled controls for ``n_features`` features (``None`` = 1 / −inf / +inf / no group)."""
+             groups: Sequence[int] | np.ndarray | None = None, group_names: Sequence[str] = (),
+             rescale: bool = True) -> FeatureControls:
+        """Checked and rescaled controls for ``n_features`` features (``None`` = 1 / −inf / +inf / no group).
+
+        ``rescale=False`` keeps the factors as given (a fitted model's effective factors, already rescaled
+        and multiplied)."""
         p = int(n_features)
         f = _array(penalty_factor, p, "penalty_factor", 1.0)
         lo = _array(lower, p, "lower", -math.inf)
@@ -82,18 +87,14 @@ class FeatureControls:
                 raise ValueError(f"`{name}` must be {side} for every feature (0 must be a feasible coefficient, as "
                                  f"in glmnet), got {arr[bad]!r} for feature {bad}; use -inf/+inf for no limit.")
         g = np.full(p, -1, dtype=np.intp) if groups is None else np.asarray(groups, dtype=np.intp)
-        if g.shape != (p,):
-            raise ValueError(f"`groups` must have one entry per feature ({p}), got shape {g.shape}.")
-        f = f * (p / f.sum()) if p else f
-        return cls(factor=f, lower=lo, upper=hi, groups=g)
+        if g.shape != (p,) or (g.size and g.max() >= len(group_names)):
+            raise ValueError(f"`groups` must have one entry per feature ({p}) below {len(group_names)}, got {g!r}.")
+        f = f * (p / f.sum()) if p and rescale else f
+        return cls(factor=f, lower=lo, upper=hi, groups=g, group_names=tuple(group_names))
 
     @property
     def n_features(self) -> int:
         return int(self.factor.shape[0])
-
-    @property
-    def n_groups(self) -> int:
-        return int(self.groups.max()) + 1 if self.groups.size else 0
 
     @property
     def is_default(self) -> bool:
@@ -102,23 +103,37 @@ class FeatureControls:
                     and np.all(self.groups < 0))
 
     @property
+    def key(self) -> bytes:
+        """A digest of the contents (to key caches of problems built with these controls)."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        for arr in (self.factor, self.lower, self.upper, self.groups):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update("\x1f".join(self.group_names).encode())
+        return h.digest()
+
+    @property
     def bounded(self) -> np.ndarray:
         """Which features have a finite limit."""
         return np.isfinite(self.lower) | np.isfinite(self.upper)
 
-    def factors(self, multipliers: Sequence[float] = ()) -> np.ndarray:
-        """The effective factors of a trial: the rescaled factors times the multiplier of each feature's group."""
-        if not len(multipliers):
+    def factors(self, multipliers: Mapping[str, float] | None = None) -> np.ndarray:
+        """The effective factors of a trial: the rescaled factors times the multiplier of each feature's group
+        (``{group: value}``; a group without one, and every feature outside the groups, keeps factor × 1)."""
+        if not multipliers:
             return self.factor
-        if len(multipliers) != self.n_groups:
-            raise ValueError(f"expected {self.n_groups} group multipliers, got {len(multipliers)}.")
-        m = np.append(np.asarray(multipliers, dtype=np.float64), 1.0)  # index −1: outside every group
+        unknown = sorted(set(multipliers) - set(self.group_names))
+        if unknown:
+            raise ValueError(f"group multipliers for unknown groups {unknown}; "
+                             f"the groups are {list(self.group_names)}.")
+        m = np.array([float(multipliers.get(g, 1.0)) for g in self.group_names] + [1.0])  # index −1: no group
         if not np.all(np.isfinite(m)) or np.any(m <= 0):
-            raise ValueError(f"group multipliers must be finite and > 0, got {list(multipliers)!r}.")
+            raise ValueError(f"group multipliers must be finite and > 0, got {dict(multipliers)!r}.")
         return self.factor * m[self.groups]
 
     def on_problem(self, kept: np.ndarray, scale: np.ndarray, lambda1: float, lambda2: float,
-                   multipliers: Sequence[float] = ()) -> BoxPenalty:
+                   multipliers: Mapping[str, float] | None = None) -> BoxPenalty:
         """The penalty of a problem whose kept columns are ``kept`` (a mask or indices into the features)
         and whose penalized coefficients are ``scale · β`` (``scale`` per feature)."""
         idx = np.flatnonzero(kept) if np.asarray(kept).dtype == bool else np.asarray(kept, dtype=np.intp)

@@ -25,7 +25,7 @@ ulps, far below that; a column with mean 10⁶ and spread 1 is kept).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,7 +167,7 @@ class GramProblem:
         return box_lambda1_max(self.G[np.ix_(U, U)], self.q[U], self.yy, unit.a, unit.lo, unit.hi, free,
                                lambda b: self.q - self.G[:, U] @ b)
 
-    def box_penalty(self, penalty: ElasticNet, multipliers: Sequence[float] = ()) -> BoxPenalty:
+    def box_penalty(self, penalty: ElasticNet, multipliers: Mapping[str, float] | None = None) -> BoxPenalty:
         """The penalty with this problem's controls on its kept columns and penalized scale."""
         controls = self.controls if self.controls is not None else FeatureControls.make(self.n_features)
         return controls.on_problem(self.kept, self.x_scale, penalty.lambda1, penalty.lambda2, multipliers)
@@ -186,7 +186,7 @@ class GramProblem:
         tol: float = 1e-10,
         max_iter: int | None = None,
         reuse_factor: bool = False,
-        multipliers: Sequence[float] = (),
+        multipliers: Mapping[str, float] | None = None,
     ) -> FitResult:
         """Solve for ``penalty``; warn (and flag) if the gap tolerance is not met.
 

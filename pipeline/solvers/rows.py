@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -170,7 +170,7 @@ class RowProblem:
 
         return box_lambda1_max(d.gram(U, U), self.q[U], self.yy, unit.a, unit.lo, unit.hi, free, c_of)
 
-    def box_penalty(self, penalty: ElasticNet, multipliers: Sequence[float] = ()) -> BoxPenalty:
+    def box_penalty(self, penalty: ElasticNet, multipliers: Mapping[str, float] | None = None) -> BoxPenalty:
         """The penalty with this problem's controls on its kept columns and penalized scale."""
         d = self.design
         controls = self.controls if self.controls is not None else FeatureControls.make(d.n_features)
@@ -190,7 +190,7 @@ class RowProblem:
         return _top_eigenvalue(apply, d.n_kept, rtol)
 
     def solve(self, penalty: ElasticNet, warm: RowFit | None = None, *, tol: float = 1e-10,
-              multipliers: Sequence[float] = ()) -> RowFit:
+              multipliers: Mapping[str, float] | None = None) -> RowFit:
         """The solution for ``penalty``, warm-started from ``warm`` (a fit of the same problem); ``multipliers``
         are a trial's group multipliers when the problem has controls."""
         if self.controls is not None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.optimize import minimize
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import ElasticNet as SkElasticNet
 
 import pipeline
+from tests.box_reference import brute_force
 from pipeline.errors import DataError
 from pipeline.solvers import ElasticNet, GramProblem, RowDesign, RowProblem, SuffStats
 from pipeline.solvers import rows as rows_module
@@ -41,28 +41,6 @@ def objective(X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float, 
     bt = coef * s
     r = y - intercept - X @ coef
     return 0.5 * float(np.mean(r * r)) + lam1 * float(factor @ np.abs(bt)) + 0.5 * lam2 * float(factor @ (bt * bt))
-
-
-def brute_force(X: np.ndarray, y: np.ndarray, lam1: float, lam2: float, factor: np.ndarray, lower: np.ndarray,
-                upper: np.ndarray) -> tuple[float, np.ndarray, float]:
-    """The box-constrained problem minimised by L-BFGS-B over (β⁺, β⁻) on the standardized columns."""
-    n, p = X.shape
-    s, mu = X.std(axis=0), X.mean(axis=0)
-    Xs, yc = (X - mu) / s, y - y.mean()
-    lo, hi = lower * s, upper * s
-
-    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
-        b = z[:p] - z[p:]
-        r = yc - Xs @ b
-        g = -Xs.T @ r / n + lam2 * factor * b
-        val = 0.5 * r @ r / n + lam1 * factor @ (z[:p] + z[p:]) + 0.5 * lam2 * factor @ (b * b)
-        return val, np.concatenate([g + lam1 * factor, -g + lam1 * factor])
-
-    bounds = [(0, h if np.isfinite(h) else None) for h in hi] + [(0, -lo_ if np.isfinite(lo_) else None) for lo_ in lo]
-    res = minimize(fun, np.zeros(2 * p), jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"ftol": 1e-16, "gtol": 1e-13, "maxiter": 200_000, "maxfun": 200_000})
-    coef = (res.x[:p] - res.x[p:]) / s
-    return float(res.fun), coef, float(y.mean() - mu @ coef)
 
 
 def kkt(X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float, lam1: float, lam2: float,
@@ -201,14 +179,14 @@ def test_duality_gap_bounds_the_suboptimality() -> None:
 
 def test_group_multipliers_scale_factors_without_renormalising() -> None:
     groups = np.array([0, 0, 1, 1, -1, -1, -1, -1, -1, -1])
-    controls = FeatureControls.make(P, FACTORS, groups=groups)
-    f = controls.factors([2.0, 0.5])
+    controls = FeatureControls.make(P, FACTORS, groups=groups, group_names=("a", "b"))
+    f = controls.factors({"a": 2.0, "b": 0.5})
     np.testing.assert_allclose(f[:2], 2.0 * controls.factor[:2])
     np.testing.assert_allclose(f[2:4], 0.5 * controls.factor[2:4])
     np.testing.assert_allclose(f[4:], controls.factor[4:])
     assert controls.factor.sum() == pytest.approx(P)  # rescaled once, as glmnet does
     with pytest.raises(ValueError, match="group multipliers"):
-        controls.factors([1.0, -1.0])
+        controls.factors({"a": 1.0, "b": -1.0})
 
 
 @pytest.mark.parametrize("kwargs,message", [
