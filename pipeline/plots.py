@@ -303,8 +303,9 @@ def _coefficient_plot(model: FittedModel, path: Path) -> Path:
             for limit in (model.lower[f], model.upper[f]):
                 if np.isfinite(limit) and limit != 0:
                     ax.plot([j - 0.4, j + 0.4], [limit * model.x_scale[f]] * 2, color="tab:red", lw=1.2)
+    unpenalized = model.penalty_factor is not None and bool(np.any(model.penalty_factor[shown] == 0))
     if model.penalty_factor is not None:  # unpenalized features: their names marked
-        labels = [f"{n} (unpenalized)" if model.penalty_factor[f] == 0 else n for n, f in zip(labels, shown)]
+        labels = [f"{n}°" if model.penalty_factor[f] == 0 else n for n, f in zip(labels, shown)]
     for j, c in enumerate(values):
         if c == 0:
             ax.text(j, 0, "0", ha="center", va="bottom", fontsize=7, color="grey")
@@ -314,11 +315,12 @@ def _coefficient_plot(model: FittedModel, path: Path) -> Path:
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel("coefficient × feature scale")
     which = "dropped in grey" if len(shown) == len(names) else f"the {len(shown)} largest shown"
-    limits = "; at a limit: hatched (limits in red)" if np.any(at_limit) else (
-        "; limits in red" if model.lower is not None else "")
-    mult = "".join(f"; mult_{g} {v:.3g}" for g, v in (model.group_multipliers or {}).items())
-    ax.set_title(f"registered model ({model.penalty}): {model.n_nonzero}/{len(names)} non-zero; {which}{limits}{mult}",
-                 fontsize=10)
+    notes = [("at a limit: hatched, limits in red" if np.any(at_limit) else "limits in red")
+             if model.lower is not None else "", "° unpenalized" if unpenalized else ""]
+    notes += [f"mult_{g} {v:.3g}" for g, v in (model.group_multipliers or {}).items()]
+    second = "; ".join(n for n in notes if n)
+    ax.set_title(f"registered model ({model.penalty}): {model.n_nonzero}/{len(names)} non-zero; {which}"
+                 + (f"\n{second}" if second else ""), fontsize=10)
     longest = max((len(n) for n in labels), default=1)
     _margins(fig, left=0.8, bottom=0.3 + (0.075 * min(longest, 40) if rotate else 0.15))
     return _save(fig, path)

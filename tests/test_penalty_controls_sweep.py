@@ -1,4 +1,5 @@
-"""Penalty factors, coefficient limits and searched group multipliers through a whole sweep (embedded cluster).
+"""Penalty factors, coefficient limits and searched group multipliers through a whole sweep (embedded cluster),
+on both engines.
 
 Every trial's CV MSE is checked fold by fold against the brute-force minimiser of the box-constrained problem
 (:mod:`tests.box_reference`, L-BFGS-B: nothing shared with regsweep's solvers) on the same folds, with the
@@ -31,13 +32,13 @@ SETTINGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def controlled_sweep(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("controls")
+@pytest.fixture(scope="module", params=["gram", "rows"])
+def controlled_sweep(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"controls-{request.param}")
     cfg = load_config(None, [
         "search.n_trials=14", f"search.storage=sqlite:///{tmp}/optuna.db", "search.study_name=ctl",
         f"tracking.uri=sqlite:///{tmp}/mlflow.db", "tracking.experiment=ctl", "tracking.registered_model=ctl-model",
-        "folds.seed=3", "cluster.dashboard_address=null", *SETTINGS,
+        "folds.seed=3", "cluster.dashboard_address=null", f"model.engine={request.param}", *SETTINGS,
     ])
     lines: list[str] = []
     summary = execute_sweep(cfg, echo=lines.append, progress=False)

@@ -36,12 +36,13 @@ import numpy as np
 from .active_set import SolverResult
 from .controls import BoxPenalty, box_duality_gap, project_free
 
-__all__ = ["box_gap", "box_gap_parts", "box_gram", "box_lambda1_max", "free_coordinates", "segment_step"]
+__all__ = ["box_gap", "box_gap_parts", "box_gram", "box_lambda1_max", "free_coordinates", "segment_step", "solve_psd"]
 
 _MAX_ROUNDS = 60
 _START_THRESHOLD = 1e-8  # of ½yy: coordinate descent's first stopping threshold, on G_jj Δβ_j²
 _THRESHOLD_FLOOR = 1e-24
-_SWEEPS_PER_ROUND = 2_000
+_SWEEPS_PER_ROUND = 100  # coordinate descent finds the state; the Newton steps the digits
+_NEWTON_STEPS = 10  # feature-sign steps after one round of coordinate descent
 
 
 def box_gap(G: np.ndarray, q: np.ndarray, yy: float, beta: np.ndarray, c: np.ndarray, pen: BoxPenalty) -> float:
@@ -79,6 +80,10 @@ def box_gram(G: np.ndarray, q: np.ndarray, yy: float, pen: BoxPenalty, beta0: np
     threshold = _START_THRESHOLD * scale
     gap = box_gap(G, q, yy, beta, c, pen)
     steps = 0
+    if gap > gap_tol and np.any(beta) and _newton_step(G, q, pen, beta):  # a warm start's state may be right
+        steps += 1
+        c = q - G @ beta
+        gap = box_gap(G, q, yy, beta, c, pen)
     for _ in range(_MAX_ROUNDS):
         if gap <= gap_tol:
             break
@@ -101,25 +106,36 @@ def free_coordinates(beta: np.ndarray, pen: BoxPenalty) -> np.ndarray:
 
 
 def _newton_step(G: np.ndarray, q: np.ndarray, pen: BoxPenalty, beta: np.ndarray) -> bool:
-    """The Newton step on the free coordinates (module docstring), in place; whether β moved."""
-    F = free_coordinates(beta, pen)
-    if F.size == 0:
-        return False
-    fixed = np.setdiff1d(np.arange(beta.size), F)
-    H = G[np.ix_(F, F)] + np.diag(pen.m[F])
-    rhs = q[F] - pen.a[F] * np.sign(beta[F])
-    if fixed.size:
-        rhs -= G[np.ix_(F, fixed)] @ beta[fixed]
-    target = _solve_psd(H, rhs)
-    if target is None:
-        return False
-    before = beta.copy()
-    if not segment_step(beta, F, target, pen):
-        return False
-    if _objective(G, q, pen, beta) > _objective(G, q, pen, before):  # a singular H's step can go uphill
-        beta[:] = before
-        return False
-    return True
+    """Newton steps on the free coordinates (module docstring), in place; whether β moved.
+
+    A step cut short by coefficients that reach 0 or a limit leaves them there, and the step is solved again
+    on the free coordinates that remain (the feature-sign search of :mod:`.active_set`, with limits), at most
+    :data:`_NEWTON_STEPS` times: coordinate descent need not run between two such steps.
+    """
+    moved = False
+    for _ in range(_NEWTON_STEPS):
+        F = free_coordinates(beta, pen)
+        if F.size == 0:
+            break
+        fixed = np.setdiff1d(np.flatnonzero(beta), F)  # held at a non-zero limit
+        H = G[np.ix_(F, F)] + np.diag(pen.m[F])
+        rhs = q[F] - pen.a[F] * np.sign(beta[F])
+        if fixed.size:
+            rhs -= G[np.ix_(F, fixed)] @ beta[fixed]
+        target = solve_psd(H, rhs)
+        if target is None:
+            break
+        before = beta.copy()
+        full = segment_step(beta, F, target, pen)
+        if not full and np.array_equal(beta, before):
+            break
+        if _objective(G, q, pen, beta) > _objective(G, q, pen, before):  # a singular H's step can go uphill
+            beta[:] = before
+            break
+        moved = True
+        if np.array_equal(beta[F], np.clip(target, pen.lo[F], pen.hi[F])):  # the whole step: done
+            break
+    return moved
 
 
 def _objective(G: np.ndarray, q: np.ndarray, pen: BoxPenalty, beta: np.ndarray) -> float:
@@ -153,18 +169,17 @@ def segment_step(beta: np.ndarray, F: np.ndarray, target: np.ndarray, pen: BoxPe
     return True
 
 
-def _solve_psd(H: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
-    """``H⁻¹ rhs`` by Cholesky, or the minimum-norm solution when H is singular (None if that fails)."""
+def solve_psd(H: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """``H⁻¹ rhs`` by Cholesky, or None when H is not numerically positive definite (a lasso's free set
+    beyond the rank of its columns: coordinate descent then carries on alone; a minimum-norm step there was
+    measured to cost more than it saved)."""
     import scipy.linalg
 
     try:
         cho = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
-        return scipy.linalg.cho_solve(cho, rhs, check_finite=False)
     except (np.linalg.LinAlgError, ValueError):
-        try:
-            return np.linalg.lstsq(H, rhs, rcond=None)[0]
-        except np.linalg.LinAlgError:
-            return None
+        return None
+    return scipy.linalg.cho_solve(cho, rhs, check_finite=False)
 
 
 def box_lambda1_max(G_uu: np.ndarray, q_u: np.ndarray, yy: float, factor: np.ndarray, lo: np.ndarray,

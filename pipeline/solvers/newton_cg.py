@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["support_newton"]
+__all__ = ["support_newton", "shifted_gram_solver"]
 
 _RANK = 40  # Nyström rank on many rows
 _FULL_RANK_ROWS = 400  # up to this many rows the Nyström rank is the Gram's whole rank (rows + a margin)
@@ -146,22 +146,29 @@ def support_newton(operator: Callable[[np.ndarray], Matvec], q: np.ndarray, S: n
 class _CG:
     """Nyström-preconditioned conjugate gradients on ``G_SS + λ2 I`` and its subsets (padded back into S)."""
 
-    def __init__(self, gram: Matvec, m: int, lam2: float, rank: int,
+    def __init__(self, gram: Matvec, m: int, lam2: float | np.ndarray, rank: int,
                  eigen: tuple[np.ndarray, np.ndarray] | None = None, A: np.ndarray | None = None) -> None:
         """``eigen``: the basis and its eigenvalues when known (else a Nyström sketch of rank ``rank``); with
-        ``A`` the basis is implicit, ``U = AᵀW`` for the n × r ``W`` given (:func:`_kernel_eigen`)."""
-        self.gram, self.m, self.lam2, self.A = gram, m, lam2, A
+        ``A`` the basis is implicit, ``U = AᵀW`` for the n × r ``W`` given (:func:`_kernel_eigen`). ``lam2``
+        may be one shift per coordinate (penalty factors: ``G_SS + diag(λ2 f_S)``); the preconditioner then
+        takes their mean."""
+        self.gram, self.m, self.A = gram, m, A
+        self.shift: np.ndarray = np.asarray(lam2, dtype=np.float64)  # () or (m,): applied as a column
+        if self.shift.ndim:
+            self.shift = self.shift[:, None]
+        self.lam2 = float(np.mean(lam2)) if np.ndim(lam2) else float(lam2)
         self.U, self.lam = eigen if eigen is not None else _nystrom(gram, m, min(rank, m))
 
     def system(self, kept: np.ndarray) -> Matvec:
-        gram, m, lam2 = self.gram, self.m, self.lam2
+        gram, m = self.gram, self.m
+        shift = self.shift if self.shift.ndim == 0 or kept.size == m else self.shift[kept]
 
         def apply(M: np.ndarray) -> np.ndarray:
             if kept.size == m:
-                return gram(M) + lam2 * M
+                return gram(M) + shift * M
             full = np.zeros((m, M.shape[1]))
             full[kept] = M
-            return gram(full)[kept] + lam2 * M
+            return gram(full)[kept] + shift * M
 
         return apply
 
@@ -211,3 +218,17 @@ def _sign_step(apply: Matvec, rhs: np.ndarray, b: np.ndarray, z: np.ndarray, the
 def _quadratic(apply: Matvec, rhs: np.ndarray, x: np.ndarray) -> float:
     """``½ xᵀHx − rhsᵀx``: the objective (up to a constant) on the orthant of the signs behind ``rhs``."""
     return 0.5 * float(x @ apply(x[:, None])[:, 0]) - float(rhs @ x)
+
+
+def shifted_gram_solver(operator: Matvec, columns: np.ndarray | None, size: int, shift: np.ndarray,
+                        n_rows: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """``(kept, rhs, x0) ↦ (G_SS + diag(shift))[kept, kept]⁻¹ rhs`` by preconditioned CG, for the Newton steps
+    of penalties with factors and limits (:mod:`.box_gram`, on supports too large for their Gram block):
+    ``operator`` applies G_SS, ``columns`` is ``A_S`` (or None) as for :func:`support_newton`, whose
+    preconditioners it shares."""
+    if columns is not None and n_rows <= _FULL_RANK_ROWS:
+        A = columns
+        cg = _CG(lambda U: A.T @ (A @ U), size, shift, 0, _kernel_eigen(A), A)
+    else:
+        cg = _CG(operator, size, shift, n_rows + 8 if n_rows <= _FULL_RANK_ROWS else _RANK)
+    return cg.solve

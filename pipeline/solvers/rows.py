@@ -79,6 +79,7 @@ _CACHE_MAX = 2500  # features whose Gram block a problem keeps (2500² doubles: 
 ANDERSON_K = 5  # coordinate-descent iterates per Anderson extrapolation
 _THRESHOLD_FLOOR = 1e-16  # coordinate descent's stopping threshold is not tightened below this × yy
 _CD_SWEEPS = 20_000  # sweeps of one coordinate-descent call at most
+_POLISH_STEPS = 10  # feature-sign steps of one polish on a large support
 CD_BUDGET = 100  # coordinate-descent sweeps on a large working set before a Newton step polishes it
 _RIDGE_RTOL = 1e-12
 DUAL_FROM = 0.5  # working sets above this × the rows go to the dual Newton method (when it applies)
@@ -403,12 +404,21 @@ class RowProblem:
             if rounds and out.size <= W.size // 100:
                 threshold = max(threshold * 1e-2, _THRESHOLD_FLOOR * self.yy)
             rounds += 1
-            if W.size <= NEWTON_MAX:
+            low_rank = self._low_rank(W.size, float(np.max(pen.m, initial=0.0)))
+            if W.size <= NEWTON_MAX and not low_rank:
                 sub = box_gram(self._cache.sub(d, W), self.q[W], self.yy, pen.take(W), beta[W], tol=0.1 * tol)
                 beta[W] = sub.beta
             else:
-                self._cd.solve(W, beta, r, pen.take(W), threshold)
-                self._box_polish(beta, r, pen)
+                if lam1 == 0.0:  # ridge: every coefficient is free but the limited ones; Newton first, CD repairs
+                    self._box_polish(beta, r, pen)
+                self._cd.solve(W, beta, r, pen.take(W), threshold, max_sweeps=CD_BUDGET)  # the support, roughly
+                S = np.union1d(np.flatnonzero(beta), np.flatnonzero(pen.a == 0))
+                if S.size <= NEWTON_MAX and not self._low_rank(S.size, float(np.max(pen.m, initial=0.0))):
+                    # solved exactly on the support's block; the KKT check adds the rest
+                    beta[S] = box_gram(self._cache.sub(d, S), self.q[S], self.yy, pen.take(S), beta[S],
+                                       tol=0.1 * tol).beta
+                else:
+                    self._box_polish(beta, r, pen)
             support = np.flatnonzero(beta)
             r = d.y_c - d.x(support, beta[support])
             c_smooth = d.xt(r)
@@ -418,33 +428,34 @@ class RowProblem:
         return RowFit(result, c_smooth, d.y_c - r, lam1, rounds)
 
     def _box_polish(self, beta: np.ndarray, r: np.ndarray, pen: BoxPenalty) -> None:
-        """After coordinate descent on a large set: the Newton step of :mod:`.box_gram` on the free coordinates
-        F, ``(G_FF + diag m_F) β_F = q_F − a_F sign β_F − G_{F,B} β_B`` (B: the coefficients held at a non-zero
-        limit), on F's Gram block when it fits the cache, otherwise by conjugate gradients on the rows; kept
-        only if it lowers the objective (β and the residual r of β are updated in place)."""
-        from scipy.sparse.linalg import LinearOperator, cg
-
+        """After coordinate descent on a support too large for its Gram block: the Newton steps of
+        :mod:`.box_gram` on the free coordinates F, ``(G_FF + diag m_F) β_F = q_F − a_F sign β_F − G_{F,B} β_B``
+        (B: the coefficients held at a non-zero limit), by preconditioned conjugate gradients on the rows
+        (:func:`~.newton_cg.shifted_gram_solver`); a step cut short drops the coefficients that reached 0 or a
+        limit and is solved again, at most :data:`_POLISH_STEPS` times. Kept only if the objective falls
+        (β and the residual r of β are updated in place)."""
         from .box_gram import free_coordinates, segment_step
+        from .newton_cg import shifted_gram_solver
 
         d = self.design
-        F = free_coordinates(beta, pen)
-        if F.size == 0:
+        F0 = free_coordinates(beta, pen)
+        if F0.size == 0:
             return
-        held = np.setdiff1d(np.flatnonzero(beta), F)
-        rhs = self.q[F] - pen.a[F] * np.sign(beta[F])
-        if held.size:
-            rhs -= d.xt(d.x(held, beta[held]))[F]
-        if F.size <= _CACHE_MAX:
-            H = self._cache.sub(d, F) + np.diag(pen.m[F])
-            target = np.linalg.lstsq(H, rhs, rcond=None)[0]
-        else:
-            apply = d.support_operator(F)
-            op = LinearOperator((F.size, F.size), matvec=lambda u: apply(u[:, None])[:, 0] + pen.m[F] * u,
-                                dtype=np.float64)
-            target, _ = cg(op, rhs, x0=beta[F], rtol=1e-13, maxiter=500)
         before, objective = beta.copy(), 0.5 * float(d.v @ (r * r)) / d.sum_w + pen.value(beta)
-        if not segment_step(beta, F, target, pen):
-            return
+        solve = shifted_gram_solver(d.support_operator(F0), d.weighted_columns(F0), F0.size, pen.m[F0], d.rows.size)
+        position = {int(j): i for i, j in enumerate(F0)}
+        for _ in range(_POLISH_STEPS):
+            F = np.intersect1d(F0, free_coordinates(beta, pen))
+            if F.size == 0:
+                break
+            held = np.setdiff1d(np.flatnonzero(beta), F)
+            rhs = self.q[F] - pen.a[F] * np.sign(beta[F])
+            if held.size:
+                rhs -= d.xt(d.x(held, beta[held]))[F]
+            target = solve(np.array([position[int(j)] for j in F], dtype=np.intp), rhs, beta[F])
+            if not segment_step(beta, F, target, pen) or np.array_equal(beta[F], np.clip(target, pen.lo[F],
+                                                                                          pen.hi[F])):
+                break
         support = np.flatnonzero(beta)
         r_new = d.y_c - d.x(support, beta[support])
         if 0.5 * float(d.v @ (r_new * r_new)) / d.sum_w + pen.value(beta) < objective:
