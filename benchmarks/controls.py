@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import wide  # noqa: E402
-from compare import _child_env, _peaks, run_monitored  # noqa: E402
+from compare import _peaks  # noqa: E402
 
 K, SEED, N_TRIALS = wide.K, wide.SEED, 100
 CASES = {"tall": {"n": 200_000, "p": 100}, "wide": {"n": 500, "p": 5_000}}
@@ -111,52 +110,17 @@ CHILDREN = {"glmnet": child_glmnet, "regsweep_test": child_regsweep_test}
 
 
 def run_child(method: str, spec: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path, res_path = work / f"{method}.spec.json", work / f"{method}.result.json"
-    spec_path.write_text(json.dumps(spec))
-    res_path.unlink(missing_ok=True)
-    mon = run_monitored([sys.executable, str(Path(__file__).resolve()), "--child", method, str(spec_path),
-                         str(res_path)], cwd=work, log=work / f"{method}.log", timeout=timeout, as_limit_gib=None,
-                        env=_child_env(work))
-    out: dict[str, Any] = {"processes": mon["processes"], "wall_s": mon["wall_s"]}
-    if not res_path.exists():
-        tail = (work / f"{method}.log").read_text(errors="replace").strip().splitlines()[-3:]
-        return {**out, "status": f"failed (rc={mon['rc']})", "error": " | ".join(tail)[-400:]}
-    res = json.loads(res_path.read_text())
-    if "fit_done_epoch" in res:
-        out["wall_s"] = res["fit_done_epoch"] - mon["start_epoch"]
-    return {**out, **res, "status": "ok"}
+    return wide.run_child(method, spec, work, timeout, script=Path(__file__).resolve())
 
 
 def run_regsweep(files: dict[str, str], work: Path, with_controls: bool, timeout: float) -> dict[str, Any]:
-    import yaml
-
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    cfg: dict[str, Any] = {
-        "data": {"source": files["X"], "target": files["y"]}, "folds": {"k": K, "seed": SEED},
-        "search": {"n_trials": N_TRIALS, "seed": SEED, "storage": f"sqlite:///{work}/optuna.db", "study_name": "c"},
-        "cluster": {"n_workers": 2},
-        "tracking": {"uri": f"sqlite:///{work}/mlflow.db", "experiment": "c", "registered_model": "c"}}
-    if with_controls:  # x0–x4 unpenalized, x5–x24 non-negative, by glob as a user writes them
-        cfg["model"] = {"penalty_factor": {"x[0-4]": 0},
-                        "coef_limits": {"x[5-9]": [0, float("inf")], "x1[0-9]": [0, float("inf")],
-                                        "x2[0-4]": [0, float("inf")]}}
-    (work / "sweep.yaml").write_text(yaml.safe_dump(cfg))
-    exe = str(Path(sys.executable).with_name("regsweep"))
-    mon = run_monitored([exe, "sweep", "sweep.yaml", "--summary-json", "summary.json", "--no-progress"],
-                        cwd=work, log=work / "regsweep.log", timeout=timeout, as_limit_gib=None, env=_child_env())
-    out: dict[str, Any] = {"processes": mon["processes"], "wall_s": mon["wall_s"]}
-    if mon["rc"] != 0 or not (work / "summary.json").exists():
-        tail = (work / "regsweep.log").read_text(errors="replace").strip().splitlines()[-3:]
-        return {**out, "status": f"failed (rc={mon['rc']})", "error": " | ".join(tail)[-400:]}
-    s = json.loads((work / "summary.json").read_text())
-    t = run_child("regsweep_test", {"Xt": files["Xt"], "yt": files["yt"], "model_uri": s["model_uri"],
-                                    "tracking_uri": f"sqlite:///{work}/mlflow.db"}, work, timeout=600)
-    return {**out, "status": "ok", "engine": s["engine"], "best_cv_mse": s["best_cv_mse"],
-            "best_params": s["best_params"], "timings_s": s["timings_s"], "test_mse": t.get("test_mse"),
-            "min_nonnegative_coef": t.get("min_nonnegative_coef")}
+    """``benchmarks/wide.py``'s regsweep run, with x0–x4 unpenalized and x5–x24 non-negative (by glob, as a
+    user writes them) when ``with_controls``."""
+    inf = float("inf")
+    model = ({"penalty_factor": {"x[0-4]": 0},
+              "coef_limits": {"x[5-9]": [0, inf], "x1[0-9]": [0, inf], "x2[0-4]": [0, inf]}}
+             if with_controls else None)
+    return wide.run_regsweep("", files, work, timeout, model=model, script=Path(__file__).resolve())
 
 
 def render(records: list[dict[str, Any]]) -> str:

@@ -191,12 +191,14 @@ CHILDREN = {"glmnet": child_glmnet, "enetcv": child_enetcv, "regsweep_test": chi
 
 
 # ================================================================ orchestration
-def run_child(method: str, spec: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
+def run_child(method: str, spec: dict[str, Any], work: Path, timeout: float,
+              script: Path = Path(__file__).resolve()) -> dict[str, Any]:
+    """``method`` of ``script``'s ``--child`` mode in a process tree of its own; its result and peak memory."""
     work.mkdir(parents=True, exist_ok=True)
     spec_path, res_path = work / f"{method}.spec.json", work / f"{method}.result.json"
     spec_path.write_text(json.dumps(spec))
     res_path.unlink(missing_ok=True)
-    mon = run_monitored([sys.executable, str(Path(__file__).resolve()), "--child", method, str(spec_path),
+    mon = run_monitored([sys.executable, str(script), "--child", method, str(spec_path),
                          str(res_path)], cwd=work, log=work / f"{method}.log", timeout=timeout, as_limit_gib=None,
                         env=_child_env(work))
     out: dict[str, Any] = {"processes": mon["processes"], "wall_s": mon["wall_s"]}
@@ -210,7 +212,10 @@ def run_child(method: str, spec: dict[str, Any], work: Path, timeout: float) -> 
     return {**out, **res, "status": "ok"}
 
 
-def run_regsweep(case: str, files: dict[str, str], work: Path, timeout: float) -> dict[str, Any]:
+def run_regsweep(case: str, files: dict[str, str], work: Path, timeout: float, model: dict[str, Any] | None = None,
+                 script: Path = Path(__file__).resolve()) -> dict[str, Any]:
+    """regsweep's CLI on the case's files (``model``: extra ``model.*`` keys), then its registered model on
+    the test rows by ``script``'s ``regsweep_test`` child."""
     import shutil
 
     import yaml
@@ -223,6 +228,8 @@ def run_regsweep(case: str, files: dict[str, str], work: Path, timeout: float) -
                       "study_name": "wide"},
            "cluster": {"n_workers": 2},
            "tracking": {"uri": f"sqlite:///{work}/mlflow.db", "experiment": "wide", "registered_model": "wide"}}
+    if model:
+        cfg["model"] = model
     (work / "sweep.yaml").write_text(yaml.safe_dump(cfg))
     exe = str(Path(sys.executable).with_name("regsweep"))
     mon = run_monitored([exe, "sweep", "sweep.yaml", "--summary-json", "summary.json", "--no-progress"],
@@ -233,10 +240,10 @@ def run_regsweep(case: str, files: dict[str, str], work: Path, timeout: float) -
         return {**out, "status": f"failed (rc={mon['rc']})", "error": " | ".join(tail)[-400:]}
     s = json.loads((work / "summary.json").read_text())
     t = run_child("regsweep_test", {"Xt": files["Xt"], "yt": files["yt"], "model_uri": s["model_uri"],
-                                    "tracking_uri": f"sqlite:///{work}/mlflow.db"}, work, timeout=600)
+                                    "tracking_uri": f"sqlite:///{work}/mlflow.db"}, work, timeout=600, script=script)
     return {**out, "status": "ok", "engine": s["engine"], "best_cv_mse": s["best_cv_mse"],
             "best_params": s["best_params"], "selected": s["selected"], "timings_s": s["timings_s"],
-            "test_mse": t.get("test_mse")}
+            "test_mse": t.get("test_mse"), **{k: v for k, v in t.items() if k.startswith("min_")}}
 
 
 def _median(xs: list[float]) -> float | None:

@@ -231,17 +231,10 @@ class RowProblem:
         previous_gap = np.inf
         gap = _enet_gap(self.q, self.yy, beta, c, d.v @ (r * r) / d.sum_w, lam1, lam2)
         while rounds < _MAX_ROUNDS:
-            violation = np.abs(c) - lam1
-            violation[W] = -np.inf
-            out = np.flatnonzero(violation > slack)
+            W, out = _grow(W, np.abs(c) - lam1, slack)
             if out.size == 0 and gap <= gap_tol:
                 break
-            if out.size:
-                batch = max(10, W.size)
-                if out.size > batch:
-                    out = out[np.argpartition(violation[out], -batch)[-batch:]]
-                W = np.union1d(W, out)
-            elif rounds and threshold <= _THRESHOLD_FLOOR * self.yy and gap > 0.5 * previous_gap:
+            if out.size == 0 and rounds and threshold <= _THRESHOLD_FLOOR * self.yy and gap > 0.5 * previous_gap:
                 break  # stalled: neither a tighter threshold nor the last round helps; the caller says so
             if rounds and out.size <= W.size // 100:  # W (nearly) complete: the inner solve must go further
                 threshold = max(threshold * 1e-2, _THRESHOLD_FLOOR * self.yy)
@@ -391,16 +384,9 @@ class RowProblem:
         rounds = 0
         gap = self._box_gap(beta, r, c_smooth, pen)
         while rounds < _MAX_ROUNDS:
-            violation = pen.kkt_residual(beta, c_smooth)
-            violation[W] = -np.inf
-            out = np.flatnonzero(violation > slack)
+            W, out = _grow(W, pen.kkt_residual(beta, c_smooth), slack)
             if out.size == 0 and gap <= gap_tol:
                 break
-            if out.size:
-                batch = max(10, W.size)
-                if out.size > batch:
-                    out = out[np.argpartition(violation[out], -batch)[-batch:]]
-                W = np.union1d(W, out)
             if rounds and out.size <= W.size // 100:
                 threshold = max(threshold * 1e-2, _THRESHOLD_FLOOR * self.yy)
             rounds += 1
@@ -526,6 +512,18 @@ def _working_set(beta: np.ndarray, c: np.ndarray, lam1: float, lam_prev: float) 
     if strong.size > room:
         strong = strong[np.argpartition(np.abs(c[strong]), -room)[-room:]]
     return np.union1d(support, strong)
+
+
+def _grow(W: np.ndarray, violation: np.ndarray, slack: float) -> tuple[np.ndarray, np.ndarray]:
+    """The working set W grown by the features outside it whose KKT ``violation`` exceeds ``slack``, the
+    largest first and at most as many as W holds (at least 10); returns it and the features added."""
+    violation = violation.copy()
+    violation[W] = -np.inf
+    out = np.flatnonzero(violation > slack)
+    batch = max(10, W.size)
+    if out.size > batch:
+        out = out[np.argpartition(violation[out], -batch)[-batch:]]
+    return (np.union1d(W, out) if out.size else W), out
 
 
 def _enet_gap(q: np.ndarray, yy: float, beta: np.ndarray, c: np.ndarray, r2: float, lam1: float,
