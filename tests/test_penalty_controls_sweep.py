@@ -164,3 +164,16 @@ def test_categorical_levels_are_named_column_equals_level():
     assert c is not None
     assert list(c.factor == 0) == [False, True, True, False]
     assert list(np.isfinite(c.lower)) == [False, False, True, False]
+
+
+@pytest.mark.parametrize("setting,fragments", [
+    ("model.coef_limits={bmi: [0.5, 2]}", ["model.coef_limits", "lower <= 0 <= upper", "[0, .inf]"]),
+    ("model.penalty_factor={bmi: -1}", ["model.penalty_factor", ">= 0"]),
+    ("model.penalty_factor={bmii: 0}", ["'bmii' matches no feature", "closest: ['bmi']"]),
+])
+def test_the_command_line_refuses_bad_controls_in_one_line_before_any_run(tmp_path, setting, fragments):
+    from tests.integration.conftest import run_regsweep
+    from tests.test_bad_input import _one_line_error
+
+    proc = run_regsweep(["sweep", "--set", setting, "--set", "cluster.dashboard_address=null"], cwd=tmp_path)
+    _one_line_error(proc, fragments)
