@@ -115,7 +115,7 @@ class FittedModel:
             factor = controls.factors(multipliers)
             if np.any(controls.bounded):
                 lower, upper = controls.lower, controls.upper
-        coef = result.coef if lower is None else np.clip(result.coef, lower, upper)  # the scale's last ulp
+        coef = result.coef if lower is None or upper is None else _snapped(result.coef, lower, upper)
         return cls(
             coef=coef, intercept=float(result.intercept), penalty=penalty.name, lambda1=penalty.lambda1,
             lambda2=penalty.lambda2, standardize=problem.standardize, fit_intercept=problem.fit_intercept,
@@ -247,6 +247,16 @@ class FittedModel:
             group_multipliers=meta.get("group_multipliers"),
             **extra,
         )
+
+
+def _snapped(coef: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Coefficients the solver put at a limit on the penalized scale (``s·l``) are ``(s·l)/s`` here, which may
+    land an ulp inside or outside ``l``: clipped, and set exactly to a finite limit within 8 ulps of it."""
+    out = np.clip(coef, lower, upper)
+    for limit in (lower, upper):
+        near = np.isfinite(limit) & (np.abs(out - limit) <= 8 * np.finfo(np.float64).eps * np.abs(limit))
+        out = np.where(near, limit, out)
+    return out
 
 
 def feature_names_of(X: object, n_features: int, given: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -45,7 +45,7 @@ from .data import DataPlan, plan_data
 from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
 from .engine import EngineChoice
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .feature_controls import controls_summary, describe_controls, sweep_controls
 from .model import FittedModel
 from .solvers.controls import FeatureControls
@@ -154,7 +154,7 @@ class _Sweep:
         self.cfg, self.client, self.plan, self.store = cfg, client, plan, store
         self.tracking, self.timer, self.echo = tracking, timer, echo
         self.meta: dict[str, Any] = {}
-        self.bounds: dict[str, float] = {}
+        self.bounds: dict[str, Any] = {}
         self.space: SearchSpace | None = None
         self.placement: Placement | None = None
         self.engine: EngineChoice | None = None
@@ -189,6 +189,7 @@ class _Sweep:
         if plan.encoding is not None:
             self.echo(describe_encoding(plan.encoding))
         self.controls = controls = sweep_controls(cfg, plan.feature_names)  # names known: checked before the pass
+        _check_study_controls(self.store.study, controls, cfg)
         if controls is not None:
             self.echo(describe_controls(controls, plan.feature_names))
         self.engine = engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k)
@@ -247,7 +248,7 @@ class _Sweep:
         best = study.best_trial
         cand = Candidate.from_params(best.number, best.params)
         share = l1_share(cand.penalty, cand.lambda1, cand.lambda2)
-        high, low = _path_range(cand.penalty, share, self.bounds, self.space)
+        high, low = _path_range(cand.penalty, share, self.bounds, self.space, cand.group_multipliers)
         spec = PathSpec(cand.penalty, share,
                         path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)),
                         cand.multipliers)
@@ -404,12 +405,37 @@ class _Decision:
         return str(next(r["penalty"] for r in self.rows if r["number"] == self.trial))
 
 
-def _path_range(penalty: str, share: float, bounds: dict[str, float], space: SearchSpace) -> tuple[float, float]:
+CONTROLS_ATTR = "regsweep:controls"
+
+
+def _check_study_controls(study: Any, controls: FeatureControls | None, cfg: SweepConfig) -> None:
+    """A study's trials were scored under one set of penalty controls: resuming it under others would mix
+    them (and a removed group's ``mult_<group>`` would name nothing). The first run records a digest of its
+    controls; a later run with different ones stops here, before the data pass. A study from before the
+    controls existed counts as having none."""
+    key = controls.key.hex() if controls is not None else ""
+    seen = study.user_attrs.get(CONTROLS_ATTR, "" if study.get_trials(deepcopy=False) else None)
+    if seen is None:
+        study.set_user_attr(CONTROLS_ATTR, key)
+    elif seen != key:
+        raise ConfigError(
+            f"search.study_name {cfg.search.study_name!r} was run with other penalty controls (model.penalty_factor, "
+            "model.coef_limits, search.group_multipliers) and its trials were scored under them; use a new "
+            "search.study_name, or the controls it was run with.")
+
+
+def _path_range(penalty: str, share: float, bounds: dict[str, Any], space: SearchSpace,
+                multipliers: dict[str, float] | None = None) -> tuple[float, float]:
     """From where to where the path of ``penalty`` runs: its λ_max (ridge: the search's upper bound) down to
-    the search's lower bound (elastic net: strengths whose λ1 part spans λ1_max down to λ1's lower bound)."""
+    the search's lower bound (elastic net: strengths whose λ1 part spans λ1_max down to λ1's lower bound).
+    With group multipliers λ1_max is the winner's: each group's λ1_max divided by its multiplier."""
     if penalty == "l2":
         return space.lambda2[1], space.lambda2[0]
-    lam_max = bounds["lambda1_max"] if bounds["lambda1_max"] > 0 else space.lambda1[1]
+    groups = bounds.get("lambda1_max_groups")
+    top = bounds["lambda1_max"]
+    if groups and multipliers:
+        top = max(value / (multipliers.get(g, 1.0) if g else 1.0) for g, value in groups.items())
+    lam_max = top if top > 0 else space.lambda1[1]
     return lam_max / share, space.lambda1[0] / share
 
 

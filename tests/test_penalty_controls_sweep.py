@@ -177,3 +177,21 @@ def test_the_command_line_refuses_bad_controls_in_one_line_before_any_run(tmp_pa
 
     proc = run_regsweep(["sweep", "--set", setting, "--set", "cluster.dashboard_address=null"], cwd=tmp_path)
     _one_line_error(proc, fragments)
+
+
+def test_candidate_parameters_round_trip_with_two_groups():
+    from pipeline.candidate import Candidate
+
+    c = Candidate(7, "elasticnet", 0.1, 0.2, (("serum", 0.5), ("demo", 3.0)))
+    params = c.params()
+    assert params == {"penalty": "elasticnet", "lambda1": 0.1, "lambda2": 0.2, "mult_serum": 0.5, "mult_demo": 3.0}
+    assert Candidate.from_params(7, params).group_multipliers == {"serum": 0.5, "demo": 3.0}
+
+
+def test_a_study_resumed_with_other_controls_is_refused(tmp_path):
+    base = [f"search.storage=sqlite:///{tmp_path}/optuna.db", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            "cluster.dashboard_address=null", "search.n_trials=4"]
+    execute_sweep(load_config(None, [*base, "model.penalty_factor={age: 0}"]), echo=lambda _l: None, progress=False)
+    with pytest.raises(ConfigError, match="was run with other penalty controls"):
+        execute_sweep(load_config(None, [*base, "search.n_trials=6", "model.penalty_factor={age: 0, sex: 0}"]),
+                      echo=lambda _l: None, progress=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,12 +19,12 @@ from ..config import ModelConfig
 from ..data import DataPlan, read_example
 from ..encoding import Encoding
 from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
-from ..solvers import GramProblem, SuffStats
+from ..solvers import GramProblem, RowProblem, SuffStats
 from ..solvers.controls import FeatureControls
 from .passes import BlockPass
 from .rows import RowData
 
-__all__ = ["example_rows", "pass_bounds", "refit", "refit_pass", "search_bounds"]
+__all__ = ["example_rows", "group_bounds", "pass_bounds", "refit", "refit_pass", "search_bounds"]
 
 
 def refit(total: SuffStats, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
@@ -77,7 +78,17 @@ def search_bounds(total: SuffStats, model: ModelConfig, controls: FeatureControl
         "e_max": e_max,
         "e_min": float(e[0]),
         "n_kept": int(problem.kept.sum()),
+        **group_bounds(problem, controls),
     }
+
+
+def group_bounds(problem: GramProblem | RowProblem, controls: FeatureControls | None) -> dict[str, Any]:
+    """``lambda1_max_groups`` when the search has group multipliers: the λ1_max of each group's features and of
+    the rest (``""``), from which a trial's λ1_max under its multipliers follows (the dense path's top)."""
+    if controls is None or not controls.group_names or problem.controls is None:
+        return {}
+    kept = problem.kept if isinstance(problem, GramProblem) else problem.design.cols
+    return {"lambda1_max_groups": controls.lambda1_max_by_group(problem.lambda1_ratios(), kept)}
 
 
 def pass_bounds(passes: BlockPass, model: ModelConfig, controls: FeatureControls | None = None) -> dict[str, float]:

@@ -31,6 +31,7 @@ from ..encoding import Encoding
 from ..model import FittedModel
 from ..solvers import RowDesign, RowFit, RowProblem
 from ..solvers.controls import FeatureControls
+from .refit import group_bounds
 from .rows import RowData
 from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
 
@@ -181,7 +182,8 @@ def row_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | No
     n_kept = problem.design.n_kept
     ratio = 1e-6 if problem.design.rows.size > n_kept else 1e-2
     return {"lambda1_low": ratio * lam1_max, "lambda1_high": lam1_max, "lambda2_low": 1e-8 * e_max,
-            "lambda2_high": 10.0 * e_max, "lambda1_max": lam1_max, "e_max": e_max, "n_kept": n_kept}
+            "lambda2_high": 10.0 * e_max, "lambda1_max": lam1_max, "e_max": e_max, "n_kept": n_kept,
+            **group_bounds(problem, controls)}
 
 
 def row_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,

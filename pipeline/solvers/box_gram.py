@@ -36,7 +36,8 @@ import numpy as np
 from .active_set import SolverResult
 from .controls import BoxPenalty, box_duality_gap, project_free
 
-__all__ = ["box_gap", "box_gap_parts", "box_gram", "box_lambda1_max", "free_coordinates", "segment_step", "solve_psd"]
+__all__ = ["box_gap", "box_gap_parts", "box_gram", "box_lambda1_ratios", "free_coordinates", "segment_step",
+           "solve_psd"]
 
 _MAX_ROUNDS = 60
 _START_THRESHOLD = 1e-8  # of ½yy: coordinate descent's first stopping threshold, on G_jj Δβ_j²
@@ -59,9 +60,14 @@ def box_gap_parts(r2: float, b_r: float, c: np.ndarray, beta: np.ndarray, pen: B
     free = pen.projected(beta, c)
     if not np.any(free):
         return box_duality_gap(r2, beta, pen, b_r, r2, c)
-    U = np.flatnonzero(free)
-    cols, q_u = free_columns(U)
-    c_t, b_t, t2 = project_free(c, b_r, r2, cols, q_u, U)
+    for attempt in range(3):  # a column at its limit whose pull the projection turned to the open side joins U
+        U = np.flatnonzero(free)
+        cols, q_u = free_columns(U)
+        c_t, b_t, t2 = project_free(c, b_r, r2, cols, q_u, U)
+        more = free | pen.projected(beta, c_t)
+        if np.array_equal(more, free) or attempt == 2:
+            break
+        free = more
     return box_duality_gap(r2, beta, pen, b_t, t2, c_t, free)
 
 
@@ -126,8 +132,7 @@ def _newton_step(G: np.ndarray, q: np.ndarray, pen: BoxPenalty, beta: np.ndarray
         if target is None:
             break
         before = beta.copy()
-        full = segment_step(beta, F, target, pen)
-        if not full and np.array_equal(beta, before):
+        if not segment_step(beta, F, target, pen):
             break
         if _objective(G, q, pen, beta) > _objective(G, q, pen, before):  # a singular H's step can go uphill
             beta[:] = before
@@ -182,15 +187,16 @@ def solve_psd(H: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
     return scipy.linalg.cho_solve(cho, rhs, check_finite=False)
 
 
-def box_lambda1_max(G_uu: np.ndarray, q_u: np.ndarray, yy: float, factor: np.ndarray, lo: np.ndarray,
-                    hi: np.ndarray, free: np.ndarray, c_of: Callable[[np.ndarray], np.ndarray]) -> float:
-    """Smallest λ1 that zeroes every penalized coefficient, with factors and limits (glmnet's rule).
+def box_lambda1_ratios(G_uu: np.ndarray, q_u: np.ndarray, yy: float, factor: np.ndarray, lo: np.ndarray,
+                       hi: np.ndarray, free: np.ndarray, c_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per feature, the smallest λ1 that keeps it at 0 in the null model (its maximum over the features is
+    λ1_max; divided by a group multiplier it is that of the group's features under the multiplier).
 
     The unpenalized features ``free`` (factor 0) stay in the null model: it is their fit alone
     (limits included; ``G_uu``, ``q_u`` their Gram block and moments), and ``c_of(β_U)`` returns
     ``q − G[:, U] β_U`` over every feature. Then β = 0 on the penalized features is optimal iff
     ``c_j ≤ λ1 f_j`` where β_j may grow (``hi_j > 0``) and ``−c_j ≤ λ1 f_j`` where it may fall
-    (``lo_j < 0``), whatever λ2 is.
+    (``lo_j < 0``), whatever λ2 is (glmnet's rule). The null model does not depend on the multipliers.
     """
     U = np.flatnonzero(free)
     beta_u = np.zeros(U.size)
@@ -201,7 +207,5 @@ def box_lambda1_max(G_uu: np.ndarray, q_u: np.ndarray, yy: float, factor: np.nda
     up = np.where(hi > 0, np.maximum(c, 0.0), 0.0)
     down = np.where(lo < 0, np.maximum(-c, 0.0), 0.0)
     pull = np.maximum(up, down)
-    penalized = ~free
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(penalized & (factor > 0), pull / np.where(factor > 0, factor, 1.0), 0.0)
-    return float(np.max(ratio, initial=0.0))
+    penalized = ~free & (factor > 0)
+    return np.where(penalized, pull / np.where(penalized, factor, 1.0), 0.0)

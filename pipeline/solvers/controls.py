@@ -132,6 +132,25 @@ class FeatureControls:
             raise ValueError(f"group multipliers must be finite and > 0, got {dict(multipliers)!r}.")
         return self.factor * m[self.groups]
 
+    def lambda1_max(self, ratios: np.ndarray, kept: np.ndarray, multipliers: Mapping[str, float] | None = None
+                    ) -> float:
+        """λ1_max under a trial's multipliers from the per-feature ``ratios`` of the kept columns (each
+        feature's λ1_max with its rescaled factor; :func:`~pipeline.solvers.box_gram.box_lambda1_ratios`)."""
+        if ratios.size == 0:
+            return 0.0
+        idx = np.flatnonzero(kept) if np.asarray(kept).dtype == bool else np.asarray(kept, dtype=np.intp)
+        scale = self.factors(multipliers)[idx] / np.where(self.factor[idx] > 0, self.factor[idx], 1.0)
+        return float(np.max(ratios / np.where(scale > 0, scale, 1.0)))
+
+    def lambda1_max_by_group(self, ratios: np.ndarray, kept: np.ndarray) -> dict[str, float]:
+        """The largest ratio among each searched group's kept features (``""``: the features outside every
+        group): λ1_max under multipliers m is ``max(by[""], max_g by[g] / m_g)``."""
+        idx = np.flatnonzero(kept) if np.asarray(kept).dtype == bool else np.asarray(kept, dtype=np.intp)
+        groups = self.groups[idx]
+        names = ("", *self.group_names)
+        return {name: float(np.max(ratios[groups == g], initial=0.0)) for g, name in zip(range(-1, len(names) - 1),
+                                                                                          names)}
+
     def on_problem(self, kept: np.ndarray, scale: np.ndarray, lambda1: float, lambda2: float,
                    multipliers: Mapping[str, float] | None = None) -> BoxPenalty:
         """The penalty of a problem whose kept columns are ``kept`` (a mask or indices into the features)

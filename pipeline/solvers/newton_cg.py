@@ -220,15 +220,15 @@ def _quadratic(apply: Matvec, rhs: np.ndarray, x: np.ndarray) -> float:
     return 0.5 * float(x @ apply(x[:, None])[:, 0]) - float(rhs @ x)
 
 
-def shifted_gram_solver(operator: Matvec, columns: np.ndarray | None, size: int, shift: np.ndarray,
-                        n_rows: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+def shifted_gram_solver(operator: Callable[[], Matvec], columns: Callable[[], np.ndarray | None], size: int,
+                        shift: np.ndarray, n_rows: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """``(kept, rhs, x0) ↦ (G_SS + diag(shift))[kept, kept]⁻¹ rhs`` by preconditioned CG, for the Newton steps
     of penalties with factors and limits (:mod:`.box_gram`, on supports too large for their Gram block):
-    ``operator`` applies G_SS, ``columns`` is ``A_S`` (or None) as for :func:`support_newton`, whose
-    preconditioners it shares."""
-    if columns is not None and n_rows <= _FULL_RANK_ROWS:
-        A = columns
+    ``operator()`` builds the product with G_SS, ``columns()`` ``A_S`` (or None), as for :func:`support_newton`,
+    whose preconditioners it shares; only the one the preconditioner uses is built."""
+    A = columns() if n_rows <= _FULL_RANK_ROWS else None
+    if A is not None:
         cg = _CG(lambda U: A.T @ (A @ U), size, shift, 0, _kernel_eigen(A), A)
     else:
-        cg = _CG(operator, size, shift, n_rows + 8 if n_rows <= _FULL_RANK_ROWS else _RANK)
+        cg = _CG(operator(), size, shift, n_rows + 8 if n_rows <= _FULL_RANK_ROWS else _RANK)
     return cg.solve

@@ -159,13 +159,18 @@ class GramProblem:
         respected (:func:`~pipeline.solvers.box_gram.box_lambda1_max`)."""
         if self.controls is None:
             return lambda1_max(self.q)
-        from .box_gram import box_lambda1_max
+        return float(np.max(self.lambda1_ratios(), initial=0.0))
+
+    def lambda1_ratios(self) -> np.ndarray:
+        """Per kept feature, the λ1 that keeps it at 0 in the null model (factors and limits respected;
+        :func:`~pipeline.solvers.box_gram.box_lambda1_ratios`); with controls only."""
+        from .box_gram import box_lambda1_ratios
 
         unit = self.box_penalty(ElasticNet(1.0, 0.0))
         free = unit.a == 0
         U = np.flatnonzero(free)
-        return box_lambda1_max(self.G[np.ix_(U, U)], self.q[U], self.yy, unit.a, unit.lo, unit.hi, free,
-                               lambda b: self.q - self.G[:, U] @ b)
+        return box_lambda1_ratios(self.G[np.ix_(U, U)], self.q[U], self.yy, unit.a, unit.lo, unit.hi, free,
+                                  lambda b: self.q - self.G[:, U] @ b)
 
     def box_penalty(self, penalty: ElasticNet, multipliers: Mapping[str, float] | None = None) -> BoxPenalty:
         """The penalty with this problem's controls on its kept columns and penalized scale."""

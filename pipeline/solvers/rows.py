@@ -134,6 +134,7 @@ class RowProblem:
     def __init__(self, design: RowDesign, controls: FeatureControls | None = None) -> None:
         self.design = design
         self.controls = None if controls is None or controls.is_default else controls
+        self._l1_ratios: np.ndarray | None = None  # box_lambda1_ratios, once
         self._free_cols: dict[int, np.ndarray] = {}  # X̃ᵀVx̃_u/Σv of unpenalized features u: the box gap's projection
         self.q = design.xt(design.y_c)
         self.yy = float(design.v @ (design.y_c * design.y_c)) / design.sum_w
@@ -159,17 +160,25 @@ class RowProblem:
         respected (:func:`~pipeline.solvers.box_gram.box_lambda1_max`)."""
         if self.controls is None:
             return float(np.max(np.abs(self.q))) if self.q.size else 0.0
-        from .box_gram import box_lambda1_max
+        return float(np.max(self.lambda1_ratios(), initial=0.0))
 
-        d = self.design
-        unit = self.box_penalty(ElasticNet(1.0, 0.0))
-        free = unit.a == 0
-        U = np.flatnonzero(free)
+    def lambda1_ratios(self) -> np.ndarray:
+        """Per kept feature, the λ1 that keeps it at 0 in the null model (factors and limits respected;
+        :func:`~pipeline.solvers.box_gram.box_lambda1_ratios`), computed once (a pass over X); with controls."""
+        if self._l1_ratios is None:
+            from .box_gram import box_lambda1_ratios
 
-        def c_of(beta_u: np.ndarray) -> np.ndarray:
-            return d.xt(d.y_c - d.x(U, beta_u))
+            d = self.design
+            unit = self.box_penalty(ElasticNet(1.0, 0.0))
+            free = unit.a == 0
+            U = np.flatnonzero(free)
 
-        return box_lambda1_max(d.gram(U, U), self.q[U], self.yy, unit.a, unit.lo, unit.hi, free, c_of)
+            def c_of(beta_u: np.ndarray) -> np.ndarray:
+                return d.xt(d.y_c - d.x(U, beta_u))
+
+            self._l1_ratios = box_lambda1_ratios(d.gram(U, U), self.q[U], self.yy, unit.a, unit.lo, unit.hi, free,
+                                                 c_of)
+        return self._l1_ratios
 
     def box_penalty(self, penalty: ElasticNet, multipliers: Mapping[str, float] | None = None) -> BoxPenalty:
         """The penalty with this problem's controls on its kept columns and penalized scale."""
@@ -371,7 +380,7 @@ class RowProblem:
             beta = np.clip(warm.result.beta, pen.lo, pen.hi)
             lam_prev = warm.lambda1
         else:
-            beta, lam_prev = np.zeros(p), max(self.lambda1_max, lam1)
+            beta, lam_prev = np.zeros(p), (max(self.lambda1_max, lam1) if lam1 > 0 else 0.0)
         support = np.flatnonzero(beta)
         r = d.y_c - d.x(support, beta[support])
         c_smooth = d.xt(r)
@@ -428,7 +437,8 @@ class RowProblem:
         if F0.size == 0:
             return
         before, objective = beta.copy(), 0.5 * float(d.v @ (r * r)) / d.sum_w + pen.value(beta)
-        solve = shifted_gram_solver(d.support_operator(F0), d.weighted_columns(F0), F0.size, pen.m[F0], d.rows.size)
+        solve = shifted_gram_solver(lambda: d.support_operator(F0), lambda: d.weighted_columns(F0), F0.size,
+                                    pen.m[F0], d.rows.size)
         position = {int(j): i for i, j in enumerate(F0)}
         for _ in range(_POLISH_STEPS):
             F = np.intersect1d(F0, free_coordinates(beta, pen))

@@ -204,3 +204,73 @@ def test_bad_controls_are_one_line_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(DataError, match=message) as info:
         pipeline.fit(frame, Y_DIAB, penalty="l1", lambda1=0.1, **kwargs)
     assert "\n" not in str(info.value)
+
+
+def _kkt_by_hand(X: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float, lam1: float, lam2: float,
+                 factor: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """The box problem's KKT conditions written out coordinate by coordinate (not through the solver's
+    BoxPenalty): with g_j = x̃_jᵀr/n − λ2 f_j β̃_j, a free β̃_j needs g_j = λ1 f_j sign β̃_j; at 0, |g_j| ≤ λ1 f_j
+    on each side it may move to; at its upper limit g_j ≥ λ1 f_j, at its lower g_j ≤ −λ1 f_j."""
+    s, mu = X.std(axis=0), X.mean(axis=0)
+    bt = coef * s
+    r = y - intercept - X @ coef
+    worst = 0.0
+    for j in range(X.shape[1]):
+        a, lo, hi = lam1 * factor[j], lower[j] * s[j], upper[j] * s[j]
+        g = ((X[:, j] - mu[j]) / s[j]) @ r / len(y) - lam2 * factor[j] * bt[j]
+        if bt[j] == 0:
+            up = max(g - a, 0.0) if hi > 0 else 0.0
+            down = max(-g - a, 0.0) if lo < 0 else 0.0
+            worst = max(worst, up, down)
+        elif np.isclose(bt[j], hi, rtol=1e-12, atol=0):
+            worst = max(worst, a - g)
+        elif np.isclose(bt[j], lo, rtol=1e-12, atol=0):
+            worst = max(worst, g + a)
+        else:
+            worst = max(worst, abs(g - a * np.sign(bt[j])))
+    return worst
+
+
+@pytest.mark.parametrize("engine", ["gram", "rows"])
+def test_constant_columns_do_not_shift_factors_or_limits(engine: str) -> None:
+    """Degenerate (constant) columns leave the problem; the factors and limits of the columns after them
+    must still apply to the right features: checked against the brute force on the data without them."""
+    X = np.column_stack([np.full(N, 3.0), X_DIAB[:, :4], np.full(N, -1.0), X_DIAB[:, 4:]])
+    factor = np.concatenate([[1.0], FACTORS[:4], [1.0], FACTORS[4:]])
+    lower = np.concatenate([[-np.inf], LOWER[:4], [-np.inf], LOWER[4:]])
+    upper = np.concatenate([[np.inf], UPPER[:4], [np.inf], UPPER[4:]])
+    lam1, lam2 = 0.5, 0.2
+    model = pipeline.fit(X, Y_DIAB, lambda1=lam1, lambda2=lam2, penalty_factor=factor, lower=lower, upper=upper,
+                         engine=engine)
+    assert model.coef[0] == 0 and model.coef[5] == 0
+    f = FeatureControls.make(len(factor), factor).factor  # rescaled over all 12 columns, as glmnet does
+    live = np.r_[1:5, 6:12]
+    f_ref, _, _ = brute_force(X_DIAB, Y_DIAB, lam1, lam2, f[live], LOWER, UPPER)
+    assert objective(X_DIAB, Y_DIAB, model.coef[live], model.intercept, lam1, lam2, f[live]) <= f_ref * (1 + 1e-8)
+    assert _kkt_by_hand(X_DIAB, Y_DIAB, model.coef[live], model.intercept, lam1, lam2, f[live], LOWER, UPPER) < 1e-7
+
+
+@pytest.mark.parametrize("lam2", [0.0, 0.2])
+def test_the_gap_certifies_one_sided_limits_on_penalized_and_unpenalized_features(lam2: float) -> None:
+    """λ2 = 0 needs the per-side dual rescaling; an unpenalized feature held at lower = 0 needs the projection
+    to leave it alone (its conjugate is finite on the side the data pull): the solver must certify, reach
+    the brute force, and meet the KKT conditions written out by hand."""
+    factor = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 1.0])
+    lower = np.array([0, -np.inf, 0, -np.inf, 0, 0, -np.inf, 0, -np.inf, 0.0])
+    upper = np.full(P, np.inf)
+    controls = FeatureControls.make(P, factor, lower, upper)
+    f_ref, _, _ = brute_force(X_DIAB, Y_DIAB, 0.3, lam2, controls.factor, lower, upper)
+    for model in solve_both_engines(X_DIAB, Y_DIAB, 0.3, lam2, penalty_factor=factor, lower=lower, upper=upper):
+        assert model.converged and model.dual_gap <= 1e-10 * 0.5 * np.var(Y_DIAB)
+        assert objective(X_DIAB, Y_DIAB, model.coef, model.intercept, 0.3, lam2, controls.factor) <= f_ref * (1 + 1e-8)
+        assert _kkt_by_hand(X_DIAB, Y_DIAB, model.coef, model.intercept, 0.3, lam2, controls.factor, lower,
+                            upper) < 1e-7
+
+
+def test_factors_and_limits_with_hand_written_kkt() -> None:
+    controls = FeatureControls.make(P, FACTORS, LOWER, UPPER)
+    for lam1, lam2 in PENALTIES:
+        for model in solve_both_engines(X_DIAB, Y_DIAB, lam1, lam2, penalty_factor=FACTORS, lower=LOWER,
+                                        upper=UPPER):
+            assert _kkt_by_hand(X_DIAB, Y_DIAB, model.coef, model.intercept, lam1, lam2, controls.factor, LOWER,
+                                UPPER) < 1e-7
