@@ -113,7 +113,8 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
             f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
         )
     # the workers' imports, while the study opens and MLflow starts
-    prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k))
+    controls = bool(cfg.model.penalty_factor or cfg.model.coef_limits or cfg.search.group_multipliers)
+    prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k, controls))
     store = TrialStore(cfg.search)
     finished = _finished(cfg, store, echo)
     if finished is not None:  # nothing to ask: no cluster, no MLflow process, no new parent run

@@ -18,13 +18,15 @@ _DRIVER = textwrap.dedent("""
     def probe():
         from threadpoolctl import threadpool_info
         loaded = "numba" in sys.modules  # before anything here could import it
-        signatures = 0
+        signatures = gram_signatures = 0
         if loaded:
-            from pipeline.solvers._cd import sweep_dense
+            from pipeline.solvers._cd import sweep_dense, sweep_gram
             signatures = len(sweep_dense.signatures)
+            gram_signatures = len(sweep_gram.signatures)
         return {"blas_threads": sorted({lib["num_threads"] for lib in threadpool_info()}),
                 "env": os.environ.get("OPENBLAS_NUM_THREADS"), "hash_seed": os.environ.get("PYTHONHASHSEED"),
-                "numba_loaded": loaded, "dense_signatures": signatures, "parent": os.getppid()}
+                "numba_loaded": loaded, "dense_signatures": signatures, "gram_signatures": gram_signatures,
+                "parent": os.getppid()}
 
     cfg = ClusterConfig(n_workers=2, dashboard_address=None)
     prestart_local_workers(cfg, sys.argv[1:])
@@ -40,7 +42,7 @@ def _probe(*preload: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("preload", [(), ("pipeline.cv.warm_dense_kernel",)])
+@pytest.mark.parametrize("preload", [(), ("pipeline.cv.warm_dense_kernel",), ("pipeline.cv.warm_gram_kernel",)])
 def test_forked_workers_have_one_blas_thread_and_what_was_preloaded(preload) -> None:
     pytest.importorskip("threadpoolctl")
     out = _probe(*preload)
@@ -51,8 +53,9 @@ def test_forked_workers_have_one_blas_thread_and_what_was_preloaded(preload) -> 
         assert w["env"] == "1" and w["blas_threads"] == [1]
         assert w["hash_seed"] == "6640"
         assert w["numba_loaded"] == bool(preload)  # the Gram path never loads numba
-        if preload:
-            assert w["dense_signatures"] == 1  # loaded in the fork server: the worker compiles nothing
+        if preload:  # loaded in the fork server: the worker compiles nothing
+            gram = preload == ("pipeline.cv.warm_gram_kernel",)
+            assert (w["dense_signatures"], w["gram_signatures"]) == ((0, 1) if gram else (1, 0))
 
 
 def test_our_pre_spawn_environment_is_distributeds_default() -> None:
@@ -95,3 +98,7 @@ def test_the_workers_preload_the_readers_of_the_source_and_the_kernel_of_a_certa
     assert worker_preload("auto", sparse, 5) == ("pipeline.cv.warm_sparse_kernel",)
     bundled = plan_data(DataConfig(), FoldsConfig())  # the bundled diabetes CSV
     assert worker_preload("auto", bundled, 5) == ("pandas",)
+    # penalty factors or limits: every fit runs the compiled sweep on a Gram, on either engine
+    assert worker_preload("auto", tall, 5, controls=True) == ("pipeline.cv.warm_gram_kernel",)
+    assert worker_preload("auto", wide, 5, controls=True) == ("pipeline.cv.warm_dense_kernel",
+                                                              "pipeline.cv.warm_gram_kernel")

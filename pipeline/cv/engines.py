@@ -78,16 +78,19 @@ _READERS = {"csv": ("pandas",), "bundled": ("pandas",), "parquet": ("pandas", "p
 """What every worker imports to read a source of each kind (pandas: 0.5 s of CPU per process)."""
 
 
-def worker_preload(requested: str, plan: DataPlan, k: int) -> tuple[str, ...]:
+def worker_preload(requested: str, plan: DataPlan, k: int, controls: bool = False) -> tuple[str, ...]:
     """Modules for the workers to import before they start (once, in the process they are forked from).
 
     The readers of the source's kind; the rows engine's compiled kernel when that engine is certain before
     the cluster is known (requested, a sparse source, or p above the smallest fold's training rows; a choice
     made by the workers' memory alone is not foreseen, and then each worker loads the kernel at its first
-    fit, as without this)."""
+    fit, as without this); with ``controls`` (penalty factors, limits or searched groups configured) the
+    compiled sweep on a Gram that every such fit runs."""
     kernel: tuple[str, ...] = ()
     if _choose(requested, plan, k, memory=sys.maxsize).name == "rows":  # the rule without the memory test
         kernel = ("pipeline.cv.warm_sparse_kernel" if plan.sparse else "pipeline.cv.warm_dense_kernel",)
+    if controls:
+        kernel = (*kernel, "pipeline.cv.warm_gram_kernel")
     return (*_READERS.get(plan.kind, ()), *kernel)
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from numba import njit
 
-__all__ = ["kernels", "sweep_dense", "sweep_gram", "sweep_sparse", "warm"]
+__all__ = ["kernels", "sweep_dense", "sweep_gram", "sweep_sparse", "warm", "warm_gram"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -134,6 +134,16 @@ def sweep_gram(G: Any, c: Any, beta: Any, order: Any, a: Any, m2: Any, lo: Any,
 def kernels() -> tuple[Any, Any]:
     """``(sweep_dense, sweep_sparse)``: compiled at their first call in a process, or loaded from numba's cache."""
     return sweep_dense, sweep_sparse
+
+
+def warm_gram() -> None:
+    """Load (or compile) :func:`sweep_gram` for the argument types :mod:`.box_gram` passes (C-ordered float64
+    Gram, int64 order): problems with penalty factors or limits, on either engine."""
+    import numpy as np
+
+    p = 2
+    sweep_gram(np.eye(p), np.ones(p), np.zeros(p), np.arange(p, dtype=np.int64), np.zeros(p), np.zeros(p),
+               np.full(p, -np.inf), np.full(p, np.inf))
 
 
 def warm(sparse: bool) -> None:
