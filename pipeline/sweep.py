@@ -328,7 +328,7 @@ class _Sweep:
                           "regsweep.selected": f"{sel.rule}:{sel.penalty}:{sel.lambda1!r}:{sel.lambda2!r}"},
             params={"best.penalty": d.best_row_penalty, "best.trial": d.trial, "selected.rule": sel.rule,
                     "selected.penalty": sel.penalty, "selected.lambda1": sel.lambda1,
-                    "selected.lambda2": sel.lambda2},
+                    "selected.lambda2": sel.lambda2, **{f"selected.mult_{g}": v for g, v in sel.multipliers}},
             metrics={"best_cv_mse": d.best_value, "best_cv_mse_se": d.best_cv.get("cv_mse_se"),
                      "selected_cv_mse": sel.cv_mse, "selected_cv_mse_se": sel.cv_mse_se,
                      "selected_cv_r2": sel.cv_r2, "selected_n_nonzero": float(model.n_nonzero),
@@ -492,6 +492,11 @@ def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space
         "lambda1_range": "[{:.4g}, {:.4g}]".format(*space.lambda1), "lambda2_range": "[{:.4g}, {:.4g}]".format(*space.lambda2),
         "n_rows": meta["n_rows"], "n_features": plan.n_features, "data_fingerprint": meta["fingerprint"],
         "data.missing": cfg.data.missing, "rows_dropped": meta["rows_dropped"],
+        # penalty controls as configured (the resolved ones: the summary's penalty_controls, model.json)
+        "model.penalty_factor": _compact(cfg.model.penalty_factor),
+        "model.coef_limits": _compact(cfg.model.coef_limits),
+        "search.group_multipliers": _compact({g: {"columns": s.columns, "range": s.range}
+                                              for g, s in cfg.search.group_multipliers.items()}),
     }
     enc = plan.encoding
     if enc is not None:  # what a reader needs to read column=level coefficients (all levels: summary, model.json)
@@ -499,6 +504,11 @@ def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space
                                                if lv is not None)[:500] or None
         params["imputed_columns"] = ", ".join(enc.imputed_columns)[:500] or None
     return {k: v for k, v in params.items() if v is not None}
+
+
+def _compact(mapping: dict[str, Any]) -> str | None:
+    """A config mapping as one short line for an MLflow parameter (None when empty: no parameter)."""
+    return json.dumps(mapping, separators=(",", ":"))[:500] if mapping else None
 
 
 def _check_folds(meta: dict[str, Any], cfg: SweepConfig) -> None:

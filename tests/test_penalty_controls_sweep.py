@@ -10,6 +10,7 @@ multipliers.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,10 @@ def test_summary_mlflow_and_model_carry_the_controls(controlled_sweep):
     for run in children:
         trial = by_number[int(run.data.tags["regsweep.trial"])]
         assert float(run.data.params["mult_serum"]) == trial.params["mult_serum"]
+    parent = client.get_run(summary["mlflow_run_id"]).data.params
+    assert parent["model.penalty_factor"] == '{"age":0.0,"sex":2.0}'
+    assert json.loads(parent["search.group_multipliers"]) == {"serum": {"columns": ["s?"], "range": [0.1, 10.0]}}
+    assert float(parent["selected.mult_serum"]) == summary["selected"]["group_multipliers"]["serum"]
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
     local = mlflow.artifacts.download_artifacts(summary["model_uri"])
