@@ -61,6 +61,29 @@ def _limit(x: float) -> str:
     return repr(float(x)) if math.isfinite(x) else ""
 
 
+def _controls_lines(controls: dict[str, Any] | None, multipliers: dict[str, float]) -> list[str]:
+    """The description's paragraph on penalty factors, limits and searched groups (nothing without them)."""
+    if not controls:
+        return []
+
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:20]) + (f", … ({len(names) - 20} more)" if len(names) > 20 else "")
+
+    parts = []
+    if controls["unpenalized"]:
+        parts.append(f"unpenalized: {some(controls['unpenalized'])}")
+    if controls["factors"]:
+        parts.append(f"other penalty factors: {some([f'{n} {v:.3g}' for n, v in controls['factors'].items()])}")
+    if controls["limits"]:
+        shown = [f"{n} [{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
+                 for n, (lo, hi) in controls["limits"].items()]
+        parts.append(f"limits: {some(shown)}")
+    for group, members in controls["groups"].items():
+        chosen = f", chosen multiplier {multipliers[group]:.4g}" if group in multipliers else ""
+        parts.append(f"group `{group}` ({len(members)} features, `mult_{group}` searched{chosen})")
+    return ["", "**Penalty controls:** " + "; ".join(parts) + "."]
+
+
 def describe_decision(summary: dict[str, Any], run_id: str) -> str:
     """The parent run's description (Markdown, MLflow's ``mlflow.note.content``): the decision, the
     scores, the features and the plots, for a reader who opens the run and nothing else."""
@@ -80,6 +103,7 @@ def describe_decision(summary: dict[str, Any], run_id: str) -> str:
         gap = "best" if b is top else f"+{(b['cv_metric'] - top['cv_metric']) / se:.2f} SE"
         lines.append(f"| {pen} | {b['trial']} | {_strengths(b | {'penalty': pen})} | {b['cv_metric']:.6g} ± "
                      f"{b['cv_metric_se']:.3g} | {gap} | {b['n_nonzero']:.3g} |")
+    lines += _controls_lines(summary.get("penalty_controls"), sel.get("group_multipliers") or {})
     features = summary.get("selected_features", [])
     lines += ["", f"**Features kept ({len(features)}):** " + (", ".join(features[:50]) or "none")
               + (f", … ({len(features) - 50} more)" if len(features) > 50 else "")]

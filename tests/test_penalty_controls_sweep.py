@@ -119,6 +119,9 @@ def test_summary_mlflow_and_model_carry_the_controls(controlled_sweep):
     assert parent["model.penalty_factor"] == '{"age":0.0,"sex":2.0}'
     assert json.loads(parent["search.group_multipliers"]) == {"serum": {"columns": ["s?"], "range": [0.1, 10.0]}}
     assert float(parent["selected.mult_serum"]) == summary["selected"]["group_multipliers"]["serum"]
+    note = client.get_run(summary["mlflow_run_id"]).data.tags["mlflow.note.content"]
+    assert "**Penalty controls:** unpenalized: age; other penalty factors: sex 2; limits: bmi [0, inf], " \
+           "bp [0, 0.5]; group `serum` (6 features, `mult_serum` searched, chosen multiplier" in note
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
     local = mlflow.artifacts.download_artifacts(summary["model_uri"])
