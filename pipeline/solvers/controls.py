@@ -93,10 +93,6 @@ class FeatureControls:
         return cls(factor=f, lower=lo, upper=hi, groups=g, group_names=tuple(group_names))
 
     @property
-    def n_features(self) -> int:
-        return int(self.factor.shape[0])
-
-    @property
     def is_default(self) -> bool:
         """Every factor 1, no limit, no group: the plain penalty."""
         return bool(np.all(self.factor == 1.0) and np.all(np.isneginf(self.lower)) and np.all(np.isposinf(self.upper))
@@ -131,16 +127,6 @@ class FeatureControls:
         if not np.all(np.isfinite(m)) or np.any(m <= 0):
             raise ValueError(f"group multipliers must be finite and > 0, got {dict(multipliers)!r}.")
         return self.factor * m[self.groups]
-
-    def lambda1_max(self, ratios: np.ndarray, kept: np.ndarray, multipliers: Mapping[str, float] | None = None
-                    ) -> float:
-        """λ1_max under a trial's multipliers from the per-feature ``ratios`` of the kept columns (each
-        feature's λ1_max with its rescaled factor; :func:`~pipeline.solvers.box_gram.box_lambda1_ratios`)."""
-        if ratios.size == 0:
-            return 0.0
-        idx = np.flatnonzero(kept) if np.asarray(kept).dtype == bool else np.asarray(kept, dtype=np.intp)
-        scale = self.factors(multipliers)[idx] / np.where(self.factor[idx] > 0, self.factor[idx], 1.0)
-        return float(np.max(ratios / np.where(scale > 0, scale, 1.0)))
 
     def lambda1_max_by_group(self, ratios: np.ndarray, kept: np.ndarray) -> dict[str, float]:
         """The largest ratio among each searched group's kept features (``""``: the features outside every
@@ -192,13 +178,6 @@ class BoxPenalty:
         if np.any(beta < self.lo) or np.any(beta > self.hi):
             return math.inf
         return float(self.a @ np.abs(beta) + 0.5 * (self.m @ (beta * beta)))
-
-    def coordinate(self, z: np.ndarray, curvature: np.ndarray) -> np.ndarray:
-        """``argmin_b ½ d b² − z b + h_j(b)`` per coordinate (d = ``curvature``): ``clip(S(z, a)/(d + m), lo, hi)``."""
-        shrunk = np.sign(z) * np.maximum(np.abs(z) - self.a, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            b = np.where(shrunk == 0.0, 0.0, shrunk / (curvature + self.m))
-        return np.clip(b, self.lo, self.hi)
 
     def kkt_residual(self, beta: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Distance of ``c − mβ`` (minus the smooth gradient, c = ``X̃ᵀVr/Σv``) to ``∂(a|·| + ι)(β)``, per coordinate.

@@ -274,3 +274,19 @@ def test_factors_and_limits_with_hand_written_kkt() -> None:
                                         upper=UPPER):
             assert _kkt_by_hand(X_DIAB, Y_DIAB, model.coef, model.intercept, lam1, lam2, controls.factor, LOWER,
                                 UPPER) < 1e-7
+
+
+@pytest.mark.parametrize("mult", [0.2, 5.0])
+def test_lambda1_max_under_a_group_multiplier_from_the_per_group_maxima(mult: float) -> None:
+    """The dense path of a winner starts at its own λ1_max: ``max(by[""], by[g] / m)`` from the bounds'
+    per-group maxima. At it every penalized coefficient is 0; just below, one is not."""
+    groups = np.array([-1, -1, 0, 0, 0, -1, -1, 0, 0, -1])
+    controls = FeatureControls.make(P, FACTORS, LOWER, UPPER, groups, ("g",))
+    problem = GramProblem.from_stats(SuffStats.from_block(X_DIAB, Y_DIAB, None), controls=controls)
+    by = controls.lambda1_max_by_group(problem.lambda1_ratios(), problem.kept)
+    assert max(by.values()) == pytest.approx(problem.lambda1_max, rel=1e-12)
+    top = max(by[""], by["g"] / mult)
+    penalized = controls.factor > 0
+    at = problem.solve(ElasticNet(top * (1 + 1e-9), 0.1), multipliers={"g": mult}).coef
+    below = problem.solve(ElasticNet(top * 0.99, 0.1), multipliers={"g": mult}).coef
+    assert np.all(at[penalized] == 0) and np.any(below[penalized] != 0)
