@@ -203,7 +203,14 @@ def box_lambda1_ratios(G_uu: np.ndarray, q_u: np.ndarray, yy: float, factor: np.
     if U.size:
         zero = np.zeros(U.size)
         beta_u = box_gram(G_uu, q_u, yy, BoxPenalty(zero, zero, lo[U], hi[U])).beta
-    c = c_of(beta_u)
+    return null_pull_ratios(c_of(beta_u), factor, lo, hi, free)
+
+
+def null_pull_ratios(c: np.ndarray, factor: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     free: np.ndarray) -> np.ndarray:
+    """Per feature, the λ1 that keeps it at 0 given the negative gradient ``c`` of the smooth part at the null
+    model: ``pull_j / f_j``, the pull counting only the sides its limits leave open (0 for the unpenalized
+    features ``free``). Shared by squared loss and the GLM families."""
     up = np.where(hi > 0, np.maximum(c, 0.0), 0.0)
     down = np.where(lo < 0, np.maximum(-c, 0.0), 0.0)
     pull = np.maximum(up, down)

@@ -51,10 +51,14 @@ class RowDesign:
         Row weights of the problem: the sample weights, 0 for rows that are
         not part of it (a fold's held-out rows). Their sum must be positive.
     fit_intercept, standardize : bool
+    scale : ndarray of shape (p,), optional
+        Column scales fixed by the caller instead of the weighted standard deviations (a GLM's quadratic
+        models keep the scale of the sample weights while their IRLS weights change; columns with scale 0
+        are left out).
     """
 
     def __init__(self, X: Any, y: np.ndarray, v: np.ndarray, *, fit_intercept: bool = True,
-                 standardize: bool = True) -> None:
+                 standardize: bool = True, scale: np.ndarray | None = None) -> None:
         self.sparse = is_sparse(X)
         # columns contiguous: coordinate descent reads one column at a time, and Xᵀr is as fast either way
         self.X: Any = X.tocsc() if self.sparse else np.asfortranarray(X, dtype=np.float64)
@@ -75,12 +79,16 @@ class RowDesign:
             kept = (var > 0) & (np.sqrt(np.maximum(var, 0.0)) > _CONSTANT_RTOL * np.abs(mean))
         else:
             kept = var > 0
+        if scale is not None:
+            kept &= np.asarray(scale) > 0
         self.x_center = mean
         self.x_var = var
         self.kept = kept
         self.cols = np.flatnonzero(kept)
         self.x_scale = np.ones(p)
-        if standardize:
+        if scale is not None:
+            self.x_scale[self.cols] = np.asarray(scale, dtype=np.float64)[self.cols]
+        elif standardize:
             self.x_scale[self.cols] = np.sqrt(var[self.cols])
 
     # ------------------------------------------------------------ set-up

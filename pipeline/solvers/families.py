@@ -1,0 +1,111 @@
+"""The losses beyond squared error: binomial (logistic) and Poisson, glmnet's conventions.
+
+A family gives, for a linear predictor ``η`` (offset included), the mean ``μ = g⁻¹(η)``, the IRLS
+variance ``V(μ) = dμ/dη`` (canonical links: the variance function), and the half unit deviance
+
+    binomial (y ∈ {0, 1}):  ½ d(y, η) = log(1 + e^η) − y η
+    Poisson  (y ≥ 0):       ½ d(y, η) = e^η − y η − (y − y log y)        (0 log 0 = 0)
+
+so that the saturated model has deviance 0 and the regsweep objective is glmnet's
+
+    F(b, β) = Σ wᵢ ½ d(yᵢ, ηᵢ) / Σw + penalty,      ηᵢ = offsetᵢ + b + xᵢᵀβ.
+
+A fold's held-out metric is the weighted mean deviance ``Σ wᵢ d(yᵢ, ηᵢ) / Σw`` (glmnet's
+``type.measure = "deviance"``; for 0/1 targets twice the log-loss). Everything here is elementwise and
+overflow-safe: ``log(1 + e^η)`` by ``logaddexp``, ``e^η`` clipped where it would overflow (the line
+search of :mod:`.glm` never accepts such a point: its objective is then huge, not NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BINOMIAL", "FAMILY_NAMES", "POISSON", "Family", "family_named"]
+
+FAMILY_NAMES: tuple[str, ...] = ("gaussian", "binomial", "poisson")
+_ETA_MAX = 700.0  # e^700 ≈ 1e304: finite; beyond, the Poisson mean is clipped
+_V_FLOOR = 1e-10  # IRLS weights below this fraction of the largest are raised to it (glmnet clamps μ alike)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A GLM family with its canonical link (``binomial``: logit, ``poisson``: log)."""
+
+    name: str
+
+    def mean(self, eta: np.ndarray) -> np.ndarray:
+        """``μ = g⁻¹(η)``."""
+        if self.name == "binomial":
+            from scipy.special import expit
+
+            return np.asarray(expit(eta))
+        return np.exp(np.minimum(eta, _ETA_MAX))
+
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        """The IRLS weights' factor ``V(μ) = dμ/dη``, floored at ``_V_FLOOR × max`` (never 0: every row keeps a
+        positive weight in the quadratic model, so its centring and kept columns do not change between steps)."""
+        v = mu * (1.0 - mu) if self.name == "binomial" else mu.copy()
+        top = float(np.max(v, initial=0.0))
+        return np.maximum(v, _V_FLOOR * top if top > 0 else np.finfo(np.float64).tiny)
+
+    def half_deviance(self, y: np.ndarray, eta: np.ndarray) -> np.ndarray:
+        """``½ d(y, η)`` per row (≥ 0; 0 at the saturated fit)."""
+        if self.name == "binomial":
+            return np.logaddexp(0.0, eta) - y * eta
+        mu = np.exp(np.minimum(eta, _ETA_MAX))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+        return mu - y * eta - (y - ylogy)
+
+    def null_intercept(self, y: np.ndarray, w: np.ndarray, offset: np.ndarray) -> float:
+        """The intercept of the model without features (the start of every path).
+
+        Poisson: ``log(Σwy / Σw e^offset)`` in closed form. Binomial: ``logit(ȳ)`` without an offset, else
+        Newton's method on the one-dimensional concave likelihood (from ``logit(ȳ)``, safeguarded by
+        bisection). Raises ``ValueError`` when no finite intercept exists (one class; all counts 0).
+        """
+        sw = float(w.sum())
+        ybar = float(w @ y) / sw
+        if self.name == "poisson":
+            if ybar <= 0:
+                raise ValueError("every count on the training rows is 0, so the Poisson model has no finite "
+                                 "intercept (the fitted mean would be 0); check the target column and the folds.")
+            shift = float(np.max(offset, initial=0.0))
+            return math.log(ybar * sw) - math.log(float(w @ np.exp(offset - shift))) - shift
+        if not 0.0 < ybar < 1.0:
+            raise ValueError("the training rows hold one class only, so the logistic model has no finite "
+                             "intercept; check the target column (two classes are needed) and the folds.")
+        b = math.log(ybar / (1.0 - ybar))
+        if not np.any(offset):
+            return b
+        lo, hi = -_ETA_MAX - float(np.max(offset)), _ETA_MAX - float(np.min(offset))
+        for _ in range(100):
+            mu = self.mean(offset + b)
+            grad = float(w @ (mu - y))
+            if grad > 0:
+                hi = b
+            else:
+                lo = b
+            hess = float(w @ (mu * (1.0 - mu)))
+            step = b - grad / hess if hess > 0 else 0.5 * (lo + hi)
+            b_next = step if lo < step < hi else 0.5 * (lo + hi)
+            if abs(b_next - b) <= 1e-15 * max(1.0, abs(b)):
+                return b_next
+            b = b_next
+        return b
+
+
+BINOMIAL = Family("binomial")
+POISSON = Family("poisson")
+
+
+def family_named(name: str) -> Family:
+    """The family called ``name`` (``binomial`` or ``poisson``; gaussian is the squared-loss path)."""
+    if name == "binomial":
+        return BINOMIAL
+    if name == "poisson":
+        return POISSON
+    raise ValueError(f"`family` must be one of {list(FAMILY_NAMES)}, got {name!r}.")

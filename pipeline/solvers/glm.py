@@ -1,0 +1,376 @@
+"""Penalized binomial and Poisson regression by proximal Newton: glmnet's IRLS with a line search.
+
+Problem (on the penalized scale ``β̃_j = s_j β_j``, ``s`` the standard deviations under the sample weights
+as for squared loss; :mod:`.families` for ``½d``):
+
+    F(b, β̃) = Σ wᵢ ½ d(yᵢ, ηᵢ) / Σw + h(β̃),     ηᵢ = offsetᵢ + b + Σ_j x_ij β̃_j / s_j,
+
+``h`` the elastic net, or the per-feature :class:`~pipeline.solvers.controls.BoxPenalty` (factors, limits).
+
+Each outer iteration (glmnet's IRLS) replaces the mean deviance by its second-order model at the current
+point: weights ``uᵢ = wᵢ V(μᵢ)`` and working response ``zᵢ = ηᵢ − offsetᵢ + (yᵢ − μᵢ)/V(μᵢ)``,
+
+    Q(b', β̃') = Σ uᵢ (zᵢ − b' − x̃ᵢᵀβ̃')² / (2Σw) + h(β̃'),
+
+a weighted penalized least-squares problem that the squared-loss solvers minimise exactly (its intercept
+profiled out by centring at the u-weighted means). Where glmnet takes the full step, the step here is
+cut back until the Armijo condition ``F(x + t d) ≤ F(x) + σ t Δ`` holds, ``Δ = ∇fᵀd + h(β̃+d) − h(β̃) < 0``
+(Lee, Sun & Saunders 2014, proximal Newton): a globally convergent method, quadratically so near the
+solution. It stops when the model decrease ``−Δ`` is at most ``tol`` times the objective of the null model
+(the same relative tolerance as the squared-loss solvers' duality gap); the result reports the largest KKT
+residual (intercept included) as its certificate.
+
+The quadratic model is solved one of two ways (``inner``):
+
+- ``gram``: its weighted Gram ``X̃ᵀUX̃/Σw`` formed from row blocks at every outer iteration (``O(np²)``),
+  then the active-set solver (:func:`~.active_set.enet_gram`), the box solver or a Cholesky (ridge);
+- ``rows``: the rows engine's working sets and coordinate descent on the rows (:class:`~.rows.RowProblem`
+  on a :class:`~.design.RowDesign` with weights ``u`` and the fixed scales ``s``): no p × p matrix.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._validate import SolverConvergenceWarning
+from .active_set import enet_gram
+from .controls import BoxPenalty, FeatureControls
+from .design import RowDesign
+from .families import Family
+from .penalties import ElasticNet
+from .problem import FitResult
+from .rows import RowFit, RowProblem
+
+__all__ = ["GlmFit", "GlmProblem"]
+
+_ARMIJO = 1e-4
+_MAX_HALVINGS = 50
+_BLOCK_BYTES = 64 * 2**20  # rows of X̃ copied at a time when forming a weighted Gram
+_GRAM_MAX_FEATURES = 4000  # `auto`: above this many kept features, the rows solve the quadratic models
+
+
+@dataclass(frozen=True, eq=False)
+class GlmFit:
+    """A solved GLM problem.
+
+    ``coef``/``intercept`` are on the data's scale; ``beta`` (penalized scale, kept columns) and
+    ``intercept`` warm-start a neighbouring fit; ``eta`` is the linear predictor on every row of X (held-out
+    rows and the offset included). ``kkt_residual`` is the largest distance of the gradient to the penalty's
+    subdifferential over the kept features and the intercept.
+    """
+
+    coef: np.ndarray
+    intercept: float
+    beta: np.ndarray
+    eta: np.ndarray
+    objective: float
+    kkt_residual: float
+    n_iter: int
+    converged: bool
+
+    @property
+    def n_nonzero(self) -> int:
+        return int(np.count_nonzero(self.coef))
+
+
+class GlmProblem:
+    """``F`` of the module docstring for rows ``X`` (dense or sparse), target ``y`` and sample weights ``w``
+    (0 for rows outside the problem: a fold's held-out rows), solved for any penalty by :meth:`solve`."""
+
+    def __init__(self, X: Any, y: np.ndarray, w: np.ndarray, family: Family, *, offset: np.ndarray | None = None,
+                 fit_intercept: bool = True, standardize: bool = True, controls: FeatureControls | None = None,
+                 inner: str = "auto") -> None:
+        self.family = family
+        self.base = RowDesign(X, y, w, fit_intercept=fit_intercept, standardize=standardize)
+        d = self.base
+        self.y = np.asarray(y, dtype=np.float64)
+        self.offset = np.zeros(d.n_rows) if offset is None else np.asarray(offset, dtype=np.float64)
+        self.controls = None if controls is None or controls.is_default else controls
+        if inner == "auto":
+            inner = "gram" if not d.sparse and d.n_kept <= min(d.rows.size, _GRAM_MAX_FEATURES) else "rows"
+        if inner not in ("gram", "rows"):
+            raise ValueError(f"`inner` must be 'auto', 'gram' or 'rows', got {inner!r}.")
+        self.inner = inner
+        self._null: tuple[float, np.ndarray] | None = None
+        self._ratios: np.ndarray | None = None
+
+    # ------------------------------------------------------------ the objective and its pieces
+    @property
+    def n_features(self) -> int:
+        return self.base.n_features
+
+    def eta(self, intercept: float, beta: np.ndarray) -> np.ndarray:
+        """``offset + b + X (β̃ / s)`` on every row."""
+        d = self.base
+        coef = np.zeros(d.n_features)
+        coef[d.cols] = beta / d.x_scale[d.cols]
+        return self.offset + intercept + np.asarray(d.X @ coef).ravel()
+
+    def mean_half_deviance(self, eta: np.ndarray) -> float:
+        """``Σ wᵢ ½d(yᵢ, ηᵢ) / Σw`` over the problem's rows."""
+        d = self.base
+        rows = d.rows
+        return float(d.v[rows] @ self.family.half_deviance(self.y[rows], eta[rows])) / d.sum_w
+
+    def gradient(self, eta: np.ndarray) -> tuple[np.ndarray, float]:
+        """``c = X̃ᵀW(y − μ)/Σw`` (minus the gradient in β̃, centred columns) and the intercept's ``Σw(y − μ)/Σw``."""
+        d = self.base
+        resid = np.where(d.v > 0, self.y - self.family.mean(eta), 0.0)
+        return d.xt(resid), float(d.v @ resid) / d.sum_w
+
+    def box_penalty(self, penalty: ElasticNet, multipliers: Mapping[str, float] | None = None) -> BoxPenalty:
+        """The penalty on the kept columns' penalized scale (factors and limits when the problem has them)."""
+        d = self.base
+        controls = self.controls if self.controls is not None else FeatureControls.make(d.n_features)
+        return controls.on_problem(d.cols, d.x_scale, penalty.lambda1, penalty.lambda2, multipliers)
+
+    def null_model(self) -> tuple[float, np.ndarray]:
+        """The intercept and linear predictor of the model without features (cached)."""
+        if self._null is None:
+            d = self.base
+            rows = d.rows
+            b = self.family.null_intercept(self.y[rows], d.v[rows], self.offset[rows]) if d.fit_intercept else 0.0
+            self._null = (b, self.offset + b)
+        return self._null
+
+    @property
+    def lambda1_max(self) -> float:
+        """Smallest λ1 that zeroes every penalized coefficient: ``max_j |c_j| / f_j`` at the null model."""
+        return float(np.max(self.lambda1_ratios(), initial=0.0))
+
+    def lambda1_ratios(self) -> np.ndarray:
+        """Per kept feature, the λ1 that keeps it at 0 in the null model (the unpenalized features fitted
+        there, limits respected: :func:`~pipeline.solvers.box_gram.null_pull_ratios`), computed once."""
+        if self._ratios is None:
+            from .box_gram import null_pull_ratios
+
+            d = self.base
+            unit = self.box_penalty(ElasticNet(1.0, 0.0))
+            free = unit.a == 0
+            if np.any(free):
+                eta = self._unpenalized_fit(d.cols[free])
+            else:
+                eta = self.null_model()[1]
+            c, _ = self.gradient(eta)
+            self._ratios = null_pull_ratios(c, unit.a, unit.lo, unit.hi, free)
+        return self._ratios
+
+    def _unpenalized_fit(self, U: np.ndarray) -> np.ndarray:
+        """The linear predictor of the fit on the unpenalized columns ``U`` alone (their limits respected)."""
+        d = self.base
+        assert self.controls is not None
+        controls = FeatureControls.make(U.size, lower=self.controls.lower[U], upper=self.controls.upper[U])
+        sub = GlmProblem(d.X[:, U], self.y, d.v, self.family, offset=self.offset, fit_intercept=d.fit_intercept,
+                         standardize=d.standardize, controls=controls, inner=self.inner)
+        return sub.solve(ElasticNet(0.0, 0.0)).eta
+
+    # ------------------------------------------------------------ the solver
+    def solve(self, penalty: ElasticNet, warm: GlmFit | None = None, *, tol: float = 1e-10, max_iter: int = 100,
+              multipliers: Mapping[str, float] | None = None) -> GlmFit:
+        """Minimise ``F`` for ``penalty`` from ``warm`` (a fit of this problem) or the null model.
+
+        ``multipliers``: a trial's group multipliers (controls). Warns with
+        :class:`SolverConvergenceWarning` when ``max_iter`` outer iterations do not meet ``tol`` (separable
+        classes or counts without a penalty: no finite minimiser).
+        """
+        pen = self.box_penalty(penalty, multipliers)
+        if warm is not None and warm.beta.size == self.base.n_kept:
+            b, beta = warm.intercept, np.clip(warm.beta, pen.lo, pen.hi)
+            eta = self.eta(b, beta)
+        else:
+            b, eta = self.null_model()
+            beta = np.zeros(self.base.n_kept)
+        F = self.mean_half_deviance(eta) + _value(pen, beta)
+        F_scale = max(self.mean_half_deviance(self.null_model()[1]), np.finfo(np.float64).tiny)
+        n_iter, converged = 0, False
+        while n_iter < max_iter:
+            n_iter += 1
+            b_new, beta_new = self._model_minimiser(eta, beta, penalty, pen, multipliers, tol * F_scale)
+            step = self._line_search(eta, F, b, beta, b_new, beta_new, pen)
+            if step is None:  # no descent left: the point is optimal to rounding
+                converged = True
+                break
+            b, beta, eta, F, model_decrease = step
+            if model_decrease <= tol * F_scale:
+                converged = True
+                break
+        return self._result(b, beta, eta, F, pen, n_iter, converged, penalty, max_iter)
+
+    def _result(self, b: float, beta: np.ndarray, eta: np.ndarray, F: float, pen: BoxPenalty, n_iter: int,
+                converged: bool, penalty: ElasticNet, max_iter: int) -> GlmFit:
+        d = self.base
+        c, c0 = self.gradient(eta)
+        kkt = float(np.max(pen.kkt_residual(beta, c), initial=0.0))
+        kkt = max(kkt, abs(c0)) if d.fit_intercept else kkt
+        if not converged:
+            warnings.warn(
+                f"{self.family.name} {penalty.name} solve with lambda1={penalty.lambda1:.6g}, "
+                f"lambda2={penalty.lambda2:.6g} did not converge in {max_iter} Newton steps (largest KKT residual "
+                f"{kkt:.3g}); without a penalty, separable classes or perfectly fitted counts have no finite "
+                "solution: use a positive penalty.", SolverConvergenceWarning, stacklevel=3)
+        if converged and self.family.name == "binomial" and np.all(pen.a * np.abs(beta) + pen.m * beta * beta == 0):
+            null = self.mean_half_deviance(self.null_model()[1])
+            if self.mean_half_deviance(eta) <= 1e-8 * null and np.any(beta):
+                warnings.warn(
+                    f"the classes are separable by the unpenalized features (training deviance {F:.3g}): the fit "
+                    "has no finite minimiser and its coefficients are where the objective met the tolerance; use "
+                    "a positive penalty.", SolverConvergenceWarning, stacklevel=3)
+        coef = np.zeros(d.n_features)
+        coef[d.cols] = beta / d.x_scale[d.cols]
+        return GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged)
+
+    def _line_search(self, eta: np.ndarray, F: float, b: float, beta: np.ndarray, b_new: float,
+                     beta_new: np.ndarray, pen: BoxPenalty) -> tuple[float, np.ndarray, np.ndarray, float, float] | None:
+        """Backtrack from the full step to the Armijo point; None when the direction brings no decrease."""
+        d_b, d_beta = b_new - b, beta_new - beta
+        d_eta = self.eta(d_b, d_beta) - self.offset
+        d = self.base
+        rows = d.rows
+        resid = self.family.mean(eta[rows]) - self.y[rows]
+        slope = float(d.v[rows] @ (resid * d_eta[rows])) / d.sum_w
+        h0 = _value(pen, beta)
+        delta = slope + _value(pen, beta_new) - h0
+        if not delta < 0:
+            return None
+        t = 1.0
+        for _ in range(_MAX_HALVINGS):
+            beta_t = beta + t * d_beta
+            eta_t = eta + t * d_eta
+            F_t = self.mean_half_deviance(eta_t) + _value(pen, beta_t)
+            if F_t <= F + _ARMIJO * t * delta:
+                return b + t * d_b, beta_t, eta_t, F_t, -delta
+            t *= 0.5
+        return None
+
+    def _model_minimiser(self, eta: np.ndarray, beta: np.ndarray, penalty: ElasticNet, pen: BoxPenalty,
+                         multipliers: Mapping[str, float] | None, abs_tol: float) -> tuple[float, np.ndarray]:
+        """The minimiser ``(b', β̃')`` of the quadratic model ``Q`` at ``eta``."""
+        d = self.base
+        mu = self.family.mean(eta)
+        V = self.family.variance(mu)
+        u = np.where(d.v > 0, d.v * V, 0.0)
+        z = np.where(d.v > 0, eta - self.offset + (self.y - mu) / V, 0.0)
+        if self.inner == "gram":
+            return self._gram_minimiser(u, z, beta, penalty, pen, abs_tol)
+        return self._rows_minimiser(u, z, beta, penalty, multipliers, abs_tol)
+
+    def _gram_minimiser(self, u: np.ndarray, z: np.ndarray, beta: np.ndarray, penalty: ElasticNet, pen: BoxPenalty,
+                        abs_tol: float) -> tuple[float, np.ndarray]:
+        d = self.base
+        plain = self.controls is None
+        G, q, yy, xbar, zbar = _weighted_gram(d, u, z)
+        tol = _inner_tol(abs_tol, yy)
+        if pen.size == 0:
+            beta_new = np.zeros(0)
+        elif plain and penalty.lambda1 > 0:
+            beta_new = enet_gram(G, q, yy, penalty.lambda1, penalty.lambda2, beta, tol=tol).beta
+        elif plain:
+            beta_new = _ridge_solve(G, q, penalty.lambda2)
+        else:
+            from .box_gram import box_gram
+
+            beta_new = box_gram(G, q, yy, pen, beta, tol=tol).beta
+        if not d.fit_intercept:
+            return 0.0, beta_new
+        # z ≈ b_c + X̃β̃ with X̃ = (X − m)S⁻¹: the data's intercept is b_c − mᵀS⁻¹β̃
+        b_centred = zbar - float(xbar @ beta_new)
+        return b_centred - float(d.x_center[d.cols] @ (beta_new / d.x_scale[d.cols])), beta_new
+
+    def _rows_minimiser(self, u: np.ndarray, z: np.ndarray, beta: np.ndarray, penalty: ElasticNet,
+                        multipliers: Mapping[str, float] | None, abs_tol: float) -> tuple[float, np.ndarray]:
+        d = self.base
+        scale = np.where(d.kept, d.x_scale, 0.0)
+        inner = RowDesign(d.X, z, u, fit_intercept=d.fit_intercept, scale=scale)
+        if inner.n_kept != d.n_kept:  # a column constant under the IRLS weights alone: cannot happen (u > 0 ⇔ w > 0)
+            raise RuntimeError("the quadratic model lost a column; please report this with the data's shape.")
+        ratio = d.sum_w / inner.sum_w  # Q's loss is normalised by Σw, the rows solver's by Σu
+        c = self.controls
+        controls = None if c is None else FeatureControls.make(
+            d.n_features, penalty_factor=c.factors(multipliers), lower=c.lower, upper=c.upper, rescale=False)
+        problem = RowProblem(inner, controls)
+        lam1, lam2 = penalty.lambda1 * ratio, penalty.lambda2 * ratio
+        warm = _row_warm(inner, beta, lam1) if lam1 > 0 or c is not None else None
+        tol = _inner_tol(abs_tol / ratio, problem.yy)
+        fit = problem.solve(ElasticNet(lam1, lam2), warm, tol=tol, quiet=True)
+        return fit.result.intercept, fit.result.beta
+
+
+def _value(pen: BoxPenalty, beta: np.ndarray) -> float:
+    return pen.value(beta) if beta.size else 0.0
+
+
+def _inner_tol(abs_tol: float, yy: float) -> float:
+    """The relative gap tolerance that holds an inner solve's gap (relative to ½yy) to a tenth of ``abs_tol``."""
+    scale = max(0.5 * yy, np.finfo(np.float64).tiny)
+    return float(min(1e-10, max(1e-15, 0.1 * abs_tol / scale)))
+
+
+def _ridge_solve(G: np.ndarray, q: np.ndarray, lam2: float) -> np.ndarray:
+    """``(G + λ2 I)⁻¹ q`` (minimum-norm least squares when singular)."""
+    import scipy.linalg
+
+    H = G + lam2 * np.eye(q.size)
+    try:
+        return np.asarray(scipy.linalg.solve(H, q, assume_a="pos", check_finite=False))
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        return np.asarray(scipy.linalg.lstsq(H, q, check_finite=False)[0])
+
+
+def _row_warm(inner: RowDesign, beta: np.ndarray, lam1: float) -> RowFit:
+    """A warm start for the rows solver at the current point: β̃ and its smooth gradient on the new model."""
+    support = np.flatnonzero(beta)
+    fitted = inner.x(support, beta[support])
+    c_smooth = inner.xt(inner.y_c - fitted)
+    result = FitResult(np.zeros(inner.n_features), 0.0, beta.copy(), 0, math.inf, 0.0, False)
+    return RowFit(result, c_smooth, fitted, lam1, 0)
+
+
+def _weighted_gram(d: RowDesign, u: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray,
+                                                                          float]:
+    """``G = X̃ᵀU X̃/Σw``, ``q = X̃ᵀU(z − z̄)/Σw``, ``yy`` about the u-weighted means, and those means (not
+    centred, means 0, without an intercept).
+
+    X̃ = (X − m) S⁻¹ with the design's (sample-weighted) means m: the columns are nearly centred before the
+    products, so removing the u-weighted mean leaves no cancellation. Dense X in row blocks (no n × p copy).
+    """
+    cols, s, m = d.cols, d.x_scale[d.cols], d.x_center[d.cols]
+    rows = d.rows
+    su = float(u[rows].sum())
+    centre = d.fit_intercept
+    zbar = float(u[rows] @ z[rows]) / su if centre else 0.0
+    zc = z[rows] - zbar
+    if d.sparse:
+        Xr = d.X[rows][:, cols]
+        Xu = Xr.multiply(u[rows][:, None]).tocsc()
+        raw = np.asarray((Xr.T @ Xu).todense())
+        sx = np.asarray(Xu.sum(axis=0)).ravel()
+        qz = np.asarray(Xu.T @ zc).ravel()
+        xbar_raw = sx / su if centre else np.zeros(cols.size)
+        G = (raw - su * np.outer(xbar_raw, xbar_raw)) / np.outer(s, s)
+        xbar = (xbar_raw - m) / s
+        q = (qz - xbar_raw * float(u[rows] @ zc)) / s
+    else:
+        p = cols.size
+        G, sx, q = np.zeros((p, p)), np.zeros(p), np.zeros(p)
+        step = max(1, _BLOCK_BYTES // (8 * max(p, 1)))
+        for a in range(0, rows.size, step):
+            r = rows[a:a + step]
+            B = (d.X[np.ix_(r, cols)] - m) / s
+            ur = u[r]
+            Bu = B * ur[:, None]
+            G += B.T @ Bu
+            sx += Bu.sum(axis=0)
+            q += Bu.T @ zc[a:a + step]
+        xbar = sx / su if centre else np.zeros(p)
+        G -= su * np.outer(xbar, xbar)
+        q -= xbar * float(u[rows] @ zc)
+    yy = float(u[rows] @ (zc * zc))
+    W = d.sum_w
+    G = (G + G.T) / (2.0 * W)
+    return G, q / W, yy / W, xbar, zbar

@@ -1,0 +1,217 @@
+"""Binomial and Poisson fits against independent references, on real data.
+
+References: scikit-learn's LogisticRegression (lbfgs for l2, saga for l1 and the elastic net, tolerance
+1e-12) and PoissonRegressor (l2), and an L-BFGS-B minimiser of the split problem (tests/glm_reference.py)
+for what scikit-learn lacks (Poisson l1 / elastic net, offsets, factors and limits). Tolerance: the
+objective, evaluated from the returned coefficients by the reference's own formula, at most 1e-8
+relative above the reference's (the issue's bar; observed within 1e-13), and the coefficients within
+1e-5 of the largest (saga at 1e-12 agrees to ~1e-8; the bound leaves room for its slower convergence).
+Data: breast cancer (569 × 30, two classes) and diabetes (442 × 10, its target a count of 25–346).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.linear_model import LogisticRegression, PoissonRegressor
+
+from pipeline.solvers import ElasticNet, SolverConvergenceWarning
+from pipeline.solvers.controls import FeatureControls
+from pipeline.solvers.families import BINOMIAL, POISSON
+from pipeline.solvers.glm import GlmProblem
+from tests.glm_reference import brute_force, objective, weighted_scale
+
+_BC_X, _BC_Y = load_breast_cancer(return_X_y=True)
+BC_X = (_BC_X - _BC_X.mean(axis=0)) / _BC_X.std(axis=0)  # scikit-learn's penalty needs standardized columns
+BC_Y = _BC_Y.astype(float)
+DB_X_RAW, DB_Y = load_diabetes(return_X_y=True)
+DB_X = (DB_X_RAW - DB_X_RAW.mean(axis=0)) / DB_X_RAW.std(axis=0)
+INNER = ["gram", "rows"]
+REL = 1e-8
+
+
+_FITTED: dict[tuple, LogisticRegression] = {}  # saga at 1e-12 takes seconds: one reference per problem
+
+
+def sk_logistic(X: np.ndarray, y: np.ndarray, lam1: float, lam2: float,
+                w: np.ndarray | None = None) -> LogisticRegression:
+    """scikit-learn's C Σ wᵢ loss + l1_ratio‖β‖₁ + (1 − l1_ratio)/2 ‖β‖² is ours times C·Σw."""
+    key = (X.tobytes(), lam1, lam2, None if w is None else w.tobytes())
+    if key not in _FITTED:
+        _FITTED[key] = _sk_logistic(X, y, lam1, lam2, w)
+    return _FITTED[key]
+
+
+def _sk_logistic(X: np.ndarray, y: np.ndarray, lam1: float, lam2: float, w: np.ndarray | None) -> LogisticRegression:
+    total = lam1 + lam2
+    C = 1.0 / (total * (len(y) if w is None else w.sum()))
+    l1_ratio = lam1 / total
+    solver = "lbfgs" if lam1 == 0 else "saga"
+    model = LogisticRegression(C=C, l1_ratio=l1_ratio, solver=solver, tol=1e-12, max_iter=100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(X, y, sample_weight=w)
+
+
+@pytest.mark.parametrize("inner", INNER)
+@pytest.mark.parametrize("lam1,lam2", [(0.0, 0.01), (0.01, 0.0), (0.005, 0.01), (0.001, 0.0)])
+def test_binomial_against_scikit_learn(inner: str, lam1: float, lam2: float) -> None:
+    fit = GlmProblem(BC_X, BC_Y, np.ones(len(BC_Y)), BINOMIAL, inner=inner).solve(ElasticNet(lam1, lam2))
+    ref = sk_logistic(BC_X, BC_Y, lam1, lam2)
+    ours = objective("binomial", BC_X, BC_Y, fit.coef, fit.intercept, lam1, lam2)
+    theirs = objective("binomial", BC_X, BC_Y, ref.coef_[0], float(ref.intercept_[0]), lam1, lam2)
+    assert fit.converged and fit.kkt_residual < 1e-8
+    assert ours <= theirs * (1 + REL)
+    assert abs(fit.objective - ours) <= 1e-12 * ours  # the solver reports the objective it reached
+    assert np.max(np.abs(fit.coef - ref.coef_[0])) <= 1e-5 * np.max(np.abs(ref.coef_[0]))
+    assert abs(fit.intercept - ref.intercept_[0]) <= 1e-5 * max(1.0, abs(ref.intercept_[0]))
+
+
+@pytest.mark.parametrize("inner", INNER)
+def test_binomial_weights_and_standardization(inner: str) -> None:
+    """Raw columns with standardize=True equal scikit-learn on columns divided by their weighted standard
+    deviation (the penalty acts on s·β), sample weights included."""
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.2, 3.0, len(BC_Y))
+    s = weighted_scale(_BC_X, w)
+    lam1, lam2 = 0.002, 0.004
+    fit = GlmProblem(_BC_X, BC_Y, w, BINOMIAL, inner=inner).solve(ElasticNet(lam1, lam2))
+    ref = sk_logistic(_BC_X / s, BC_Y, lam1, lam2, w)
+    ours = objective("binomial", _BC_X, BC_Y, fit.coef, fit.intercept, lam1, lam2, w=w, scale=s)
+    theirs = objective("binomial", _BC_X, BC_Y, ref.coef_[0] / s, float(ref.intercept_[0]), lam1, lam2, w=w, scale=s)
+    assert fit.converged
+    assert ours <= theirs * (1 + REL)
+    # saga converges slowly on uncentred columns (its coefficients agree to ~5e-5 only): the coefficients
+    # are checked against the brute force instead
+    _, bf_coef, _ = brute_force("binomial", _BC_X, BC_Y, lam1, lam2, w=w)
+    assert np.max(np.abs((fit.coef - bf_coef) * s)) <= 1e-5 * np.max(np.abs(bf_coef * s))
+
+
+@pytest.mark.parametrize("inner", INNER)
+@pytest.mark.parametrize("lam2", [0.01, 0.3])
+def test_poisson_ridge_against_scikit_learn(inner: str, lam2: float) -> None:
+    fit = GlmProblem(DB_X, DB_Y, np.ones(len(DB_Y)), POISSON, inner=inner).solve(ElasticNet(0.0, lam2))
+    ref = PoissonRegressor(alpha=lam2, tol=1e-12, max_iter=10_000).fit(DB_X, DB_Y)
+    ours = objective("poisson", DB_X, DB_Y, fit.coef, fit.intercept, 0.0, lam2)
+    theirs = objective("poisson", DB_X, DB_Y, ref.coef_, float(ref.intercept_), 0.0, lam2)
+    assert fit.converged
+    assert ours <= theirs * (1 + REL)
+    assert np.max(np.abs(fit.coef - ref.coef_)) <= 1e-5 * np.max(np.abs(ref.coef_))
+
+
+@pytest.mark.parametrize("inner", INNER)
+@pytest.mark.parametrize("lam1,lam2", [(0.5, 0.0), (0.2, 0.5), (2.0, 0.1)])
+def test_poisson_lasso_and_elastic_net_against_brute_force(inner: str, lam1: float, lam2: float) -> None:
+    """Raw columns, weights and an exposure offset (log of a positive column)."""
+    rng = np.random.default_rng(1)
+    w = rng.uniform(0.5, 2.0, len(DB_Y))
+    offset = np.log(rng.uniform(0.5, 4.0, len(DB_Y)))
+    fit = GlmProblem(DB_X_RAW, DB_Y, w, POISSON, offset=offset, inner=inner).solve(ElasticNet(lam1, lam2))
+    ref_obj, ref_coef, _ = brute_force("poisson", DB_X_RAW, DB_Y, lam1, lam2, w=w, offset=offset)
+    s = weighted_scale(DB_X_RAW, w)
+    ours = objective("poisson", DB_X_RAW, DB_Y, fit.coef, fit.intercept, lam1, lam2, w=w, offset=offset, scale=s)
+    assert fit.converged and fit.kkt_residual < 1e-7
+    assert ours <= ref_obj * (1 + REL)
+    assert np.count_nonzero(fit.coef) < DB_X.shape[1] or lam1 < 1  # the lasso zeroes some at these strengths
+    assert np.max(np.abs((fit.coef - ref_coef) * s)) <= 1e-4 * np.max(np.abs(ref_coef * s))
+
+
+@pytest.mark.parametrize("inner", INNER)
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_factors_and_limits_against_brute_force(inner: str, family: str) -> None:
+    X, y = (_BC_X[:, :10], BC_Y) if family == "binomial" else (DB_X_RAW, DB_Y)
+    p = X.shape[1]
+    factor = np.array([0, 1, 2, 0.5, 1, 1, 3, 1, 1, 1.0])
+    lower = np.array([-np.inf, 0, -np.inf, -1, -np.inf, -np.inf, 0, -np.inf, -np.inf, -np.inf])
+    upper = np.array([np.inf, np.inf, 0.5, np.inf, np.inf, np.inf, np.inf, np.inf, 0, np.inf])
+    if family == "poisson":
+        lower, upper = lower * 1e-2, upper * 1e-2  # diabetes' columns are on a small scale: limits that bind
+    controls = FeatureControls.make(p, factor, lower, upper)
+    lam1, lam2 = (0.01, 0.005) if family == "binomial" else (0.3, 0.2)
+    fam = BINOMIAL if family == "binomial" else POISSON
+    fit = GlmProblem(X, y, np.ones(len(y)), fam, controls=controls, inner=inner).solve(ElasticNet(lam1, lam2))
+    f = controls.factor
+    ref_obj, ref_coef, _ = brute_force(family, X, y, lam1, lam2, factor=f, lower=lower, upper=upper)
+    s = weighted_scale(X, np.ones(len(y)))
+    ours = objective(family, X, y, fit.coef, fit.intercept, lam1, lam2, scale=s, factor=f)
+    assert fit.converged and fit.kkt_residual < 1e-7
+    assert np.all(fit.coef >= lower - 1e-12) and np.all(fit.coef <= upper + 1e-12)
+    assert np.any(fit.coef == upper) or np.any(fit.coef == lower) or np.any((fit.coef == 0) & (lower == 0))
+    assert ours <= ref_obj * (1 + REL)
+
+
+@pytest.mark.parametrize("inner", INNER)
+def test_sparse_rows_against_scikit_learn(inner: str) -> None:
+    """A sparse matrix (standardized breast cancer with |x| < 0.7 set to 0) stays sparse; no standardization,
+    so scikit-learn fits the very same problem."""
+    Xs = np.where(np.abs(BC_X) < 0.7, 0.0, BC_X)
+    lam1, lam2 = 0.004, 0.002
+    fit = GlmProblem(sp.csr_matrix(Xs), BC_Y, np.ones(len(BC_Y)), BINOMIAL, standardize=False,
+                     inner=inner).solve(ElasticNet(lam1, lam2))
+    ref = sk_logistic(Xs, BC_Y, lam1, lam2)
+    ours = objective("binomial", Xs, BC_Y, fit.coef, fit.intercept, lam1, lam2)
+    theirs = objective("binomial", Xs, BC_Y, ref.coef_[0], float(ref.intercept_[0]), lam1, lam2)
+    assert fit.converged and ours <= theirs * (1 + REL)
+
+
+def test_no_intercept_and_held_out_rows() -> None:
+    """Rows weighted 0 (a fold's held-out rows) take no part in the fit but get their linear predictor."""
+    w = np.ones(len(BC_Y))
+    w[::5] = 0.0
+    lam1, lam2 = 0.003, 0.0
+    fit = GlmProblem(BC_X, BC_Y, w, BINOMIAL, fit_intercept=False, standardize=False).solve(ElasticNet(lam1, lam2))
+    keep = w > 0
+    ref_obj, ref_coef, _ = brute_force("binomial", BC_X[keep], BC_Y[keep], lam1, lam2)
+    assert fit.intercept == 0.0
+    np.testing.assert_allclose(fit.eta, BC_X @ fit.coef, rtol=0, atol=1e-12)
+    # without an intercept the brute force (which fits one) is a lower bound; compare to a no-intercept refit
+    model = LogisticRegression(C=1.0 / (lam1 * keep.sum()), l1_ratio=1.0, solver="saga", tol=1e-12,
+                               max_iter=100_000, fit_intercept=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(BC_X[keep], BC_Y[keep])
+    ours = objective("binomial", BC_X[keep], BC_Y[keep], fit.coef, 0.0, lam1, lam2)
+    theirs = objective("binomial", BC_X[keep], BC_Y[keep], model.coef_[0], 0.0, lam1, lam2)
+    assert ours <= theirs * (1 + REL) and ref_obj <= ours
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_lambda1_max(family: str) -> None:
+    X, y, fam = (BC_X, BC_Y, BINOMIAL) if family == "binomial" else (DB_X, DB_Y, POISSON)
+    problem = GlmProblem(X, y, np.ones(len(y)), fam)
+    top = problem.lambda1_max
+    assert problem.solve(ElasticNet(top * (1 + 1e-9), 0.5)).n_nonzero == 0
+    assert problem.solve(ElasticNet(top * 0.99, 0.0)).n_nonzero > 0
+
+
+def test_lambda1_max_keeps_unpenalized_features_in_the_null_model() -> None:
+    controls = FeatureControls.make(10, penalty_factor=[0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    problem = GlmProblem(DB_X, DB_Y, np.ones(len(DB_Y)), POISSON, controls=controls)
+    top = problem.lambda1_max
+    above = problem.solve(ElasticNet(top * (1 + 1e-9), 0.0))
+    assert np.all(above.coef[2:] == 0) and np.all(above.coef[:2] != 0)
+    assert np.any(problem.solve(ElasticNet(top * 0.99, 0.0)).coef[2:] != 0)
+
+
+def test_separable_classes_finite_with_a_penalty_and_a_warning_without() -> None:
+    x = np.linspace(-1, 1, 40)[:, None]
+    y = (x[:, 0] > 0).astype(float)
+    problem = GlmProblem(x, y, np.ones(40), BINOMIAL)
+    fit = problem.solve(ElasticNet(0.01, 0.0))
+    assert fit.converged and np.all(np.isfinite(fit.coef))
+    with pytest.warns(SolverConvergenceWarning, match="separable"):
+        unpenalized = problem.solve(ElasticNet(0.0, 0.0))
+    assert unpenalized.coef[0] > 100  # what the objective's tolerance stopped at: no finite minimiser
+    with pytest.warns(SolverConvergenceWarning, match="did not converge"):
+        assert not problem.solve(ElasticNet(0.0, 0.0), max_iter=5).converged
+
+
+def test_degenerate_targets_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="every count on the training rows is 0"):
+        GlmProblem(DB_X, np.zeros(len(DB_Y)), np.ones(len(DB_Y)), POISSON).solve(ElasticNet(0.1, 0))
+    with pytest.raises(ValueError, match="one class only"):
+        GlmProblem(BC_X, np.ones(len(BC_Y)), np.ones(len(BC_Y)), BINOMIAL).solve(ElasticNet(0.1, 0))
