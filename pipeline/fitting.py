@@ -6,6 +6,13 @@ choice of engine (:mod:`pipeline.engine`): either statistics of the rows
 (:class:`~pipeline.solvers.GramProblem`), or the rows themselves
 (:class:`~pipeline.solvers.RowProblem`, dense or sparse, for wide data);
 then the coefficients mapped back to the original scale.
+
+The objective is glmnet's: ``ηᵢ = b + xᵢᵀβ (+ offsetᵢ)`` and ``½d`` the family's half deviance, ``½(y − η)²``
+(gaussian: least squares), ``log(1 + e^η) − yη`` (binomial, y ∈ {0, 1}: the negative log-likelihood),
+``e^η − yη`` up to a constant (poisson). In scikit-learn's terms, on standardized columns:
+``ElasticNet(alpha, l1_ratio)`` is ``λ1 = alpha·l1_ratio``, ``λ2 = alpha·(1 − l1_ratio)``;
+``LogisticRegression(C, l1_ratio)`` is ``λ1 = l1_ratio/(C·Σw)``, ``λ2 = (1 − l1_ratio)/(C·Σw)``;
+``PoissonRegressor(alpha)`` is ``λ2 = alpha``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from .levels import FrameColumns, encoding_from_scan, scan_frame
 from .model import FittedModel, feature_names_of
 from .solvers import ElasticNet, GramProblem, RowDesign, RowProblem, SuffStats, is_sparse, make_penalty
 from .solvers.controls import FeatureControls
+from .targets import check_family, check_offset, family_target
 from .validation import check_features, check_sample_weight, check_sparse_features, check_target
 
 __all__ = ["fit"]
@@ -35,46 +43,43 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
         feature_names: Sequence[str] | None = None, tol: float = 1e-10, engine: str = "auto",
         categorical: str | Sequence[str] = "auto", missing: str = "error", missing_indicators: bool = False,
         penalty_factor: object | None = None, lower: object | None = None, upper: object | None = None,
+        family: str = "gaussian", offset: object | None = None, positive_class: object | None = None,
         ) -> FittedModel:
-    """Fit ``min 1/(2Σw) Σ wᵢ(yᵢ − b − xᵢᵀβ)² + Σ_j f_j (λ1|β_j| + (λ2/2)β_j²)`` with ``lower ≤ β ≤ upper``.
+    """Fit ``min Σ wᵢ ½d(yᵢ, ηᵢ)/Σw + Σ_j f_j (λ1|β_j| + (λ2/2)β_j²)`` with ``lower ≤ β ≤ upper`` (module
+    docstring: ``η`` and the families' ``½d``, and the mapping to scikit-learn's parameters).
 
     Parameters
     ----------
     X : array-like or scipy.sparse matrix of shape (n, p)
-        Features (a DataFrame's column names become ``feature_names``). A
-        sparse CSR/CSC matrix stays sparse (the rows engine; centring and
-        scaling are applied without densifying).
+        Features (a DataFrame's column names become ``feature_names``). A sparse CSR/CSC matrix stays sparse
+        (the rows engine; centring and scaling are applied without densifying).
     y : array-like of shape (n,)
         Target.
     penalty : {"elasticnet", "l1", "l2"}, default "elasticnet"
         ``l1`` requires ``lambda2 == 0``, ``l2`` requires ``lambda1 == 0``.
     lambda1, lambda2 : float, default 0
-        Penalty strengths, ≥ 0. Both 0 is least squares (minimum-norm when
-        the Gram is singular). In scikit-learn's terms ``alpha = λ1 + λ2``,
-        ``l1_ratio = λ1 / (λ1 + λ2)``.
+        Penalty strengths, ≥ 0. Both 0 is least squares (minimum-norm when the Gram is singular). In
+        scikit-learn's terms ``alpha = λ1 + λ2``, ``l1_ratio = λ1 / (λ1 + λ2)``.
     standardize : bool, default True
-        Penalize standardized columns (glmnet); coefficients are reported on
-        the original scale.
+        Penalize standardized columns (glmnet); coefficients are reported on the original scale.
     fit_intercept : bool, default True
         Fit an unpenalized intercept.
     sample_weight : array-like of shape (n,), optional
         Non-negative weights with a positive sum.
     feature_names : sequence of str, optional
     tol : float, default 1e-10
-        Duality-gap tolerance relative to the objective at β = 0.
+        Duality-gap tolerance (binomial, poisson: Newton decrement) relative to the objective at β = 0.
     engine : {"auto", "gram", "rows"}, default "auto"
-        ``gram`` solves on the p × p Gram (tall data), ``rows`` on the rows
-        (wide or sparse data, no p × p matrix). ``auto`` takes ``gram`` iff X
-        is dense, p ≤ n and the Gram takes at most a quarter of the available
-        memory (:mod:`pipeline.engine`).
+        ``gram`` solves on the p × p Gram (tall data), ``rows`` on the rows (wide or sparse data, no p × p
+        matrix). ``auto`` takes ``gram`` iff X is dense, p ≤ n and the Gram takes at most a quarter of the
+        available memory (:mod:`pipeline.engine`).
     categorical : "auto" or sequence of str, default "auto"
-        For a DataFrame X: its text, boolean and ``category`` columns (and the
-        ones listed) become one indicator per level, ``column=level``, as in a
-        sweep (``data.categorical``). The model then takes the raw frame.
+        For a DataFrame X: its text, boolean and ``category`` columns (and the ones listed) become one
+        indicator per level, ``column=level``, as in a sweep (``data.categorical``). The model then takes the
+        raw frame.
     missing : {"error", "impute"}, default "error"
-        ``impute``: a DataFrame's missing entries take their column's mean over
-        the rows (weighted), a missing category is the level ``<NA>``; the
-        model fills new rows the same way (``data.missing: impute``).
+        ``impute``: a DataFrame's missing entries take their column's mean over the rows (weighted), a missing
+        category is the level ``<NA>``; the model fills new rows the same way (``data.missing: impute``).
     missing_indicators : bool, default False
         Under ``impute``: one 0/1 feature per numeric column with gaps.
     penalty_factor : array-like of shape (p,), scalar or mapping, optional
@@ -85,6 +90,11 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
         glmnet's ``lower.limits``/``upper.limits``: limits of the coefficients on the data's scale,
         ``lower ≤ 0 ≤ upper`` (−inf/+inf for none; ``lower=0`` gives non-negative coefficients, as
         scikit-learn's ``positive=True``).
+    family, offset, positive_class :
+        ``binomial``: y holds two classes (0/1, booleans or two labels; the label coded 1 is ``positive_class``,
+        by default 1 / True or the second in sorted order), the model predicts its probability; ``poisson``:
+        counts ≥ 0, it predicts the expected count. ``offset``: a known term of η (counts over an exposure t:
+        ``log t``); the model then needs one to predict (``model.predict(X, offset=...)``).
 
     Returns
     -------
@@ -93,21 +103,64 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
     Raises
     ------
     ValueError, TypeError
-        (as :class:`~pipeline.errors.DataError` / ``DataTypeError``) for bad
-        input, before any computation.
+        (as :class:`~pipeline.errors.DataError` / ``DataTypeError``) for bad input, before any computation.
     """
     pen = make_penalty(penalty, lambda1, lambda2)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
-        raise DataError(f"`tol` must be a number in (0, 1), got {tol!r}.")
-    if missing not in ("error", "impute"):
-        raise DataError(f"`missing` must be 'error' or 'impute', got {missing!r}.")
+    family = _check_options(tol, missing, family, offset, positive_class)
     encoding = None
     if hasattr(X, "columns") and hasattr(X, "dtypes") and _needs_encoding(X, categorical, missing):
         X, encoding = _encoded(X, sample_weight, categorical, missing, missing_indicators)
         feature_names = encoding.feature_names
     limits = (penalty_factor, lower, upper)
-    model = _solve(X, y, sample_weight, feature_names, pen, standardize, fit_intercept, tol, engine, limits)
+    if family == "gaussian":
+        model = _solve(X, y, sample_weight, feature_names, pen, standardize, fit_intercept, tol, engine, limits)
+    else:
+        model = _solve_glm(X, y, sample_weight, feature_names, pen, (standardize, fit_intercept), tol, engine,
+                           limits, (family, offset, positive_class))
     return model if encoding is None else dataclasses.replace(model, encoding=encoding)
+
+
+def _check_options(tol: float, missing: str, family: str, offset: object | None, positive_class: object | None) -> str:
+    """One-line errors for bad options; the checked family."""
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+        raise DataError(f"`tol` must be a number in (0, 1), got {tol!r}.")
+    if missing not in ("error", "impute"):
+        raise DataError(f"`missing` must be 'error' or 'impute', got {missing!r}.")
+    family = check_family(family)
+    if family == "gaussian" and (offset is not None or positive_class is not None):
+        raise DataError("`offset` and `positive_class` apply to the binomial and poisson families; pass "
+                        "family='binomial' or 'poisson', or leave them out.")
+    return family
+
+
+def _solve_glm(X: object, y: object, sample_weight: object | None, feature_names: Sequence[str] | None,
+               pen: ElasticNet, flags: tuple[bool, bool], tol: float, engine: str,
+               limits: tuple[object, object, object], glm: tuple[str, object, object]) -> FittedModel:
+    """A binomial or Poisson fit (:class:`~pipeline.solvers.glm.GlmProblem`): the engine's choice decides how
+    each Newton step's quadratic model is solved (weighted Gram or rows)."""
+    from .solvers.families import family_named
+    from .solvers.glm import GlmProblem
+
+    family, offset, positive_class = glm
+    standardize, fit_intercept = flags
+    sparse = is_sparse(X)
+    X_arr: Any = check_sparse_features(X) if sparse else check_features(X, feature_names)
+    n, p = X_arr.shape
+    names = feature_names_of(X, p, feature_names)
+    controls = _controls(limits, p, names)
+    y_arr, labels = family_target(family, y, n, positive_class)
+    off = None if offset is None else check_offset(offset, n)
+    w = np.ones(n) if sample_weight is None else check_sample_weight(sample_weight, n)
+    choice = choose_engine(engine, sparse=sparse, n_features=p, n_train=n, k=1, memory=available_memory(),
+                           memory_name="the available memory")
+    problem = GlmProblem(X_arr, y_arr, w, family_named(family), offset=off, fit_intercept=fit_intercept,
+                         standardize=standardize, controls=controls, inner=choice.name)
+    try:
+        result = problem.solve(pen, tol=tol)
+    except ValueError as e:  # no finite intercept: one class, all counts 0
+        raise DataError(str(e)) from None
+    return FittedModel.from_solution(problem.base, result, pen, names, controls, family=family, labels=labels,
+                                     offset_kind=None if off is None else "offset")
 
 
 def _controls(limits: tuple[object, object, object], p: int,

@@ -1,5 +1,10 @@
 """The fitted model as plain data: predict, save and load without pickle.
 
+A model of the ``binomial`` family predicts the probability of its positive class, ``expit(η)``; one of the
+``poisson`` family the expected count ``exp(η)``; ``η = X·coef + intercept + offset`` either way
+(:meth:`FittedModel.linear_predictor`). A model fitted with an offset needs one for new rows: passed as
+``offset=``, or read from the frame's offset (or exposure) column by name.
+
 On disk a model is a directory with two files:
 
 - ``model.json``: format tag, penalty, λs, flags, intercept, feature names,
@@ -25,6 +30,8 @@ from .encoding import to_json as encoding_json
 from .errors import DataError
 from .solvers import ElasticNet, FitResult
 from .solvers.controls import FeatureControls
+from .solvers.glm import GlmFit
+from .targets import BinaryLabels
 
 __all__ = ["FORMAT", "SIGNATURE_MAX_COLUMNS", "FittedModel"]
 
@@ -66,8 +73,7 @@ class FittedModel:
         Centring and scaling the penalty was applied under (``x_scale`` is 1
         for unscaled and degenerate columns).
     feature_names : tuple of str or None
-    n_iter, dual_gap, converged :
-        Solver diagnostics.
+    n_iter, dual_gap, converged : solver diagnostics.
     encoding : Encoding or None
         How a raw frame becomes the features (level indicators, imputed values); None when the
         features are the columns themselves.
@@ -78,6 +84,11 @@ class FittedModel:
         Coefficient limits on the original scale (−inf/+inf: none); None when no feature has one.
     group_multipliers : dict or None
         The searched group multipliers of the fit, ``{group: value}``.
+    family, positive_class, negative_class :
+        ``gaussian``, ``binomial`` or ``poisson``; the binomial model's labels (coded 1 and 0), else None.
+    offset_kind, offset_column : str or None
+        ``offset`` or ``exposure`` (the log of a positive column) if the model was fitted with one, and the
+        frame column :meth:`predict` reads it from. ``kkt_residual``: a binomial or Poisson fit's certificate.
     """
 
     coef: np.ndarray
@@ -98,11 +109,19 @@ class FittedModel:
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
     group_multipliers: dict[str, float] | None = None
+    family: str = "gaussian"
+    positive_class: Any = None
+    negative_class: Any = None
+    offset_kind: str | None = None
+    offset_column: str | None = None
+    kkt_residual: float | None = None
 
     @classmethod
     def from_solution(
-        cls, problem: Scaling, result: FitResult, penalty: ElasticNet, feature_names: Sequence[str] | None,
+        cls, problem: Scaling, result: FitResult | GlmFit, penalty: ElasticNet, feature_names: Sequence[str] | None,
         controls: FeatureControls | None = None, multipliers: Mapping[str, float] | None = None,
+        family: str = "gaussian", labels: BinaryLabels | None = None, offset_kind: str | None = None,
+        offset_column: str | None = None,
     ) -> FittedModel:
         """The model of a solved problem: coefficients on the original scale, the scaling and diagnostics.
 
@@ -116,14 +135,21 @@ class FittedModel:
             if np.any(controls.bounded):
                 lower, upper = controls.lower, controls.upper
         coef = result.coef if lower is None or upper is None else _snapped(result.coef, lower, upper)
+        if isinstance(result, GlmFit):
+            gap, kkt = math.nan, result.kkt_residual
+        else:
+            gap, kkt = result.dual_gap, None
         return cls(
             coef=coef, intercept=float(result.intercept), penalty=penalty.name, lambda1=penalty.lambda1,
             lambda2=penalty.lambda2, standardize=problem.standardize, fit_intercept=problem.fit_intercept,
             x_mean=problem.x_center, x_scale=problem.x_scale,
             feature_names=tuple(feature_names) if feature_names is not None else None,
-            n_iter=result.n_iter, dual_gap=result.dual_gap, converged=result.converged,
+            n_iter=result.n_iter, dual_gap=gap, converged=result.converged,
             penalty_factor=factor, lower=lower, upper=upper,
             group_multipliers=dict(multipliers) if multipliers else None,
+            family=family, positive_class=None if labels is None else labels.positive,
+            negative_class=None if labels is None else labels.negative, offset_kind=offset_kind,
+            offset_column=offset_column, kkt_residual=kkt,
         )
 
     @property
@@ -145,12 +171,35 @@ class FittedModel:
         """Number of non-zero coefficients."""
         return int(np.count_nonzero(self.coef))
 
-    def predict(self, X: Any) -> np.ndarray:
-        """``X · coef + intercept``. A DataFrame is matched to ``feature_names`` by column name.
+    @property
+    def prediction_name(self) -> str:
+        """What :meth:`predict` returns: ``prediction``, ``probability_<positive class>`` or ``expected_count``."""
+        if self.family == "binomial":
+            return f"probability_{self.positive_class}"
+        return "expected_count" if self.family == "poisson" else "prediction"
+
+    def predict(self, X: Any, offset: Any = None) -> np.ndarray:
+        """The model's mean for rows X: ``η`` (gaussian), the positive class's probability ``1/(1 + e^−η)``
+        (binomial) or the expected count ``e^η`` (poisson), with ``η`` of :meth:`linear_predictor`."""
+        eta = self.linear_predictor(X, offset)
+        if self.family == "binomial":
+            from scipy.special import expit
+
+            return np.asarray(expit(eta))
+        return np.exp(eta) if self.family == "poisson" else eta
+
+    def linear_predictor(self, X: Any, offset: Any = None) -> np.ndarray:
+        """``η = X · coef + intercept + offset``. A DataFrame is matched to ``feature_names`` by column name.
 
         A model with an :class:`~pipeline.encoding.Encoding` takes the raw frame (text columns as text,
         missing entries as NaN) and encodes it as in training; an array of the encoded features also works.
+        A model fitted with an offset takes ``offset`` (one value per row; for ``exposure`` the exposure itself),
+        or reads it from the frame's ``offset_column``.
         """
+        return self._linear(X) + _offset_of(self, X, offset)
+
+    def _linear(self, X: Any) -> np.ndarray:
+        """``X · coef + intercept`` (the offset apart)."""
         enc = self.encoding
         if enc is not None and hasattr(X, "columns") and not set(enc.feature_names) <= set(X.columns):
             return enc.features(X) @ self.coef + self.intercept  # the raw frame, as in training (names what lacks)
@@ -199,6 +248,10 @@ class FittedModel:
             meta["encoding"] = encoding_json(self.encoding)
         if self.group_multipliers:
             meta["group_multipliers"] = dict(self.group_multipliers)
+        if self.family != "gaussian":  # absent: a gaussian model, as every model saved before the families
+            meta.update(family=self.family, positive_class=self.positive_class, negative_class=self.negative_class,
+                        offset_kind=self.offset_kind, offset_column=self.offset_column,
+                        kkt_residual=self.kkt_residual)
         (path / _JSON).write_text(json.dumps(meta, indent=2) + "\n")
         arrays = {"coef": self.coef, "x_mean": self.x_mean, "x_scale": self.x_scale}
         arrays.update({k: v for k, v in (("penalty_factor", self.penalty_factor), ("lower", self.lower),
@@ -245,8 +298,34 @@ class FittedModel:
             converged=bool(meta.get("converged", True)),
             encoding=encoding_from_json(meta["encoding"]) if meta.get("encoding") else None,
             group_multipliers=meta.get("group_multipliers"),
+            family=str(meta.get("family", "gaussian")),
+            positive_class=meta.get("positive_class"),
+            negative_class=meta.get("negative_class"),
+            offset_kind=meta.get("offset_kind"),
+            offset_column=meta.get("offset_column"),
+            kkt_residual=meta.get("kkt_residual"),
             **extra,
         )
+
+
+def _offset_of(model: FittedModel, X: Any, offset: Any) -> np.ndarray | float:
+    """The offset of rows X: given, from the frame's offset column, or 0 (a one-line error where needed)."""
+    if model.offset_kind is None:
+        if offset is not None:
+            raise DataError("this model was fitted without an offset; predict it without `offset`.")
+        return 0.0
+    if offset is None and model.offset_column is not None and hasattr(X, "columns") \
+            and model.offset_column in X.columns:
+        offset = X[model.offset_column]
+    if offset is None:
+        where = f" or a column {model.offset_column!r}" if model.offset_column else ""
+        raise DataError(f"this model was fitted with an {model.offset_kind}; pass `offset=` (one value per "
+                        f"row{', the exposure itself' if model.offset_kind == 'exposure' else ''}){where}.")
+    from .targets import check_offset
+
+    n = X.shape[0] if hasattr(X, "shape") and len(X.shape) == 2 else 1
+    return check_offset(np.asarray(offset, dtype=np.float64).reshape(-1), n,
+                        exposure=model.offset_kind == "exposure", name=model.offset_column or "offset")
 
 
 def _snapped(coef: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 
 BASE = {"errors", "config", "feature_controls", "data", "folds", "columns", "column_kinds", "encoding", "levels",
-        "recoding", "validation",
+        "recoding", "validation", "targets",
         "candidate", "model", "fitting", "engine", "ownership", "locks", "signals", "sqlite_wal", "report", "console",
         "datasets", "selection", "plots", ""}
 ORDER = ["solvers", "base", "cv", "search", "tracking", "bridge", "sweep", "retrain", "cli"]

@@ -66,7 +66,12 @@ def log_model(
     if input_example is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            signature = _signature(input_example, infer_signature(input_example, model.predict(input_example)))
+            prediction = model.predict(input_example)
+            if model.family != "gaussian":  # the output says what it is: a probability or an expected count
+                import pandas as pd
+
+                prediction = pd.DataFrame({model.prediction_name: prediction})
+            signature = _signature(input_example, infer_signature(input_example, prediction))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlflow.set_experiment(experiment_id=experiment_id)

@@ -1,0 +1,125 @@
+"""Targets and offsets of the families: what each accepts, its numeric form, and a one-line error otherwise.
+
+- ``gaussian``: any finite number (:func:`~pipeline.validation.check_target`).
+- ``binomial``: 0/1, booleans, or two labels (text or numbers). The positive class (coded 1) is
+  ``positive_class`` when given, else 1 / True, else the second of the two labels in sorted order (scikit-learn's
+  ``classes_[1]``). Every other row is the negative class (coded 0).
+- ``poisson``: non-negative counts (or rates: non-integers are allowed, as in glmnet and scikit-learn).
+
+An offset enters the linear predictor with coefficient 1: ``data.offset`` is a log-exposure column (any finite
+value), ``data.exposure`` a positive column whose log is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+from .validation import check_target
+
+__all__ = ["BinaryLabels", "binary_target", "check_family", "check_offset", "count_target", "family_target"]
+
+FAMILIES = ("gaussian", "binomial", "poisson")
+
+
+def check_family(family: object, where: str = "family") -> str:
+    """``family`` if it is one of :data:`FAMILIES`, else a one-line error naming the choices."""
+    if family not in FAMILIES:
+        raise DataError(f"`{where}` must be one of {list(FAMILIES)}, got {family!r}.")
+    return str(family)
+
+
+@dataclass(frozen=True)
+class BinaryLabels:
+    """The two classes of a binomial target: ``negative`` is coded 0, ``positive`` 1 (JSON-able values)."""
+
+    negative: Any
+    positive: Any
+
+    def describe(self) -> str:
+        return f"positive class {self.positive!r} (1), negative {self.negative!r} (0)"
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value JSON and MLflow keep (``np.int64(1)`` → 1, ``np.str_`` → str)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _same_label(a: Any, b: Any) -> bool:
+    """Labels compare as values, and a label given as text matches a numeric one it spells (``"1"`` and 1)."""
+    if a == b:
+        return True
+    return str(a) == str(b)
+
+
+def binary_target(y: object, n_rows: int, positive_class: Any = None, name: str = "y") -> tuple[np.ndarray,
+                                                                                                 BinaryLabels]:
+    """The 0/1 target of a binomial model and its labels; a one-line error for anything but two classes."""
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise DataError(f"`{name}` must hold one label per row of X ({n_rows} rows), got shape {arr.shape}.")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise DataError(f"`{name}` has missing labels (first at row {int(np.flatnonzero(np.isnan(arr))[0])}); "
+                        "drop those rows first.")
+    if arr.dtype.kind == "O":
+        missing = [i for i, v in enumerate(arr) if v is None or (isinstance(v, float) and v != v)]
+        if missing:
+            raise DataError(f"`{name}` has missing labels (first at row {missing[0]}); drop those rows first.")
+    text = arr.dtype.kind in "OUS"
+    keys = arr.astype(str) if text else arr
+    labels = [_plain(v) for v in np.unique(keys)]
+    if len(labels) != 2:
+        shown = ", ".join(repr(v) for v in labels[:5]) + (", ..." if len(labels) > 5 else "")
+        raise DataError(f"family binomial needs a target with two classes, but `{name}` has {len(labels)} "
+                        f"({shown}); " + ("use family gaussian or recode the target to two classes."
+                                          if len(labels) > 2 else "check the target column and the rows read."))
+    if positive_class is not None:
+        match = [v for v in labels if _same_label(v, positive_class)]
+        if not match:
+            raise DataError(f"`positive_class` {positive_class!r} is not a label of `{name}`; its labels are "
+                            f"{labels}.")
+        positive = match[0]
+    else:
+        positive = labels[-1]  # sorted: 1 / True for 0/1 and booleans, scikit-learn's classes_[1] for text
+    negative = labels[0] if labels[1] == positive else labels[1]
+    coded = np.asarray(keys == (str(positive) if text else positive), dtype=np.float64)
+    return coded, BinaryLabels(negative=negative, positive=positive)
+
+
+def count_target(y: object, n_rows: int, name: str = "y") -> np.ndarray:
+    """Non-negative finite counts (or rates) as float64; a one-line error for a negative value."""
+    arr = check_target(y, n_rows, name)
+    if (arr < 0).any():
+        j = int(np.flatnonzero(arr < 0)[0])
+        raise DataError(f"family poisson needs non-negative counts, but `{name}` has {int((arr < 0).sum())} negative "
+                        f"values (first: {float(arr[j])!r} at row {j}); use family gaussian for signed targets.")
+    return arr
+
+
+def family_target(family: str, y: object, n_rows: int, positive_class: Any = None,
+                  name: str = "y") -> tuple[np.ndarray, BinaryLabels | None]:
+    """The numeric target of ``family`` and, for binomial, its labels."""
+    if family == "binomial":
+        return binary_target(y, n_rows, positive_class, name)
+    if positive_class is not None:
+        raise DataError(f"`positive_class` applies to family binomial only, not {family}.")
+    if family == "poisson":
+        return count_target(y, n_rows, name), None
+    return check_target(y, n_rows, name), None
+
+
+def check_offset(values: object, n_rows: int, *, exposure: bool = False, name: str = "offset") -> np.ndarray:
+    """A finite offset per row; with ``exposure`` the values must be positive and their log is returned."""
+    arr = check_target(values, n_rows, name)
+    if exposure:
+        if (arr <= 0).any():
+            j = int(np.flatnonzero(arr <= 0)[0])
+            raise DataError(f"`{name}` must be positive (its log is the offset), but {int((arr <= 0).sum())} values "
+                            f"are <= 0 (first: {float(arr[j])!r} at row {j}); drop those rows or fix the column.")
+        return np.log(arr)
+    return arr
