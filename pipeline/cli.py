@@ -137,7 +137,7 @@ def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
     from .data import check_head, plan_data
 
     cfg = _run(debug, lambda: load_config(config, overrides))
-    plan = _run(debug, lambda: plan_data(cfg.data, cfg.folds))
+    plan = _run(debug, lambda: plan_data(cfg.data, cfg.folds, cfg.model.family))
     _run(debug, lambda: check_head(plan))
     click.echo(cfg.to_yaml(), nl=False)
     click.echo(f"# data: {plan.source}: {plan.n_rows} rows, target {plan.target!r}, {plan.n_features} features"

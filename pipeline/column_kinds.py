@@ -109,10 +109,13 @@ def stored_arrow_schema(metadata: Any) -> pa.Schema | None:
 
 
 def categorical_columns(kinds: Mapping[str, str], features: Sequence[str], target: str, weight: str | None,
-                        listed: Sequence[str] | str, where: str) -> tuple[str, ...]:
-    """The categorical features; a text, date or other-typed target, weight or feature is a one-line error."""
+                        listed: Sequence[str] | str, where: str, labels: bool = False) -> tuple[str, ...]:
+    """The categorical features; a text, date or other-typed target, weight or feature is a one-line error (a
+    text, boolean or dictionary target is allowed with ``labels``: a binomial model's classes)."""
+    if labels and kinds.get(target, "numeric") in ("text", "bool", "dictionary"):
+        target = ""
     for key, col in (("data.target", target), ("data.weight", weight)):
-        if col is not None and kinds.get(col, "numeric") != "numeric":
+        if col and kinds.get(col, "numeric") != "numeric":
             raise DataError(f"{key} {col!r} of {where} holds {_said(kinds[col])}, not numbers: a categorical "
                             f"target or weight cannot be fitted by squared loss; choose a numeric column.")
     if not isinstance(listed, str):

@@ -100,6 +100,15 @@ class DataConfig(_Strict):
     )
     missing_indicators: bool = Field(False, description="under impute: one 0/1 feature per column with missing values")
     na_values: list[str] | None = Field(None, description="CSV strings that mark a missing entry; default: pandas' list")
+    positive_class: str | int | bool | None = Field(
+        None, description="model.family binomial: the target label coded 1 (default: 1 / true, or the second of "
+        "two text labels in sorted order, as scikit-learn's classes_[1])")
+    offset: str | None = Field(
+        None, min_length=1, description="model.family binomial or poisson: a column added to the linear predictor "
+        "with coefficient 1 (a log-exposure; any finite value)")
+    exposure: str | None = Field(
+        None, min_length=1, description="model.family poisson: a positive column whose log is the offset (time at "
+        "risk, policy years); at most one of data.offset and data.exposure")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @field_validator("features", "exclude")
@@ -118,6 +127,9 @@ class DataConfig(_Strict):
         if self.features is not None and self.exclude:
             raise ValueError("set data.features (the columns to use) or data.exclude (the columns to leave out), "
                              "not both")
+        if self.offset is not None and self.exposure is not None:
+            raise ValueError("set data.offset (a log-exposure column) or data.exposure (a positive column whose log "
+                             "is used), not both")
         return self
 
 
@@ -127,14 +139,22 @@ class FoldsConfig(_Strict):
     k: int = Field(5, ge=2, description="number of folds")
     seed: int = Field(0, ge=0, description="seed of the fold assignment")
     group: str | None = Field(None, min_length=1, description="group column: group k-fold (a group's rows share a fold)")
+    stratify: bool = Field(True, description="model.family binomial: deal each class's rows evenly to the folds "
+                           "(seeded; row k-fold only)")
 
 
 class ModelConfig(_Strict):
     """How every candidate is fitted."""
 
+    family: Literal["gaussian", "binomial", "poisson"] = Field(
+        "gaussian", description="the loss: gaussian (squared error), binomial (logistic: two classes, predicts the "
+        "positive class's probability), poisson (counts ≥ 0, predicts the expected count); each the mean deviance/2 "
+        "plus the penalty, as glmnet")
     standardize: bool = True
     fit_intercept: bool = True
-    tol: float = Field(1e-10, gt=0.0, lt=1.0, description="duality-gap tolerance relative to ½·mean(y_c²) (y_c: y centred when an intercept is fitted)")
+    tol: float = Field(1e-10, gt=0.0, lt=1.0, description="duality-gap tolerance relative to ½·mean(y_c²) (y_c: y "
+                       "centred when an intercept is fitted); binomial, poisson: the Newton decrement relative to the "
+                       "null model's objective")
     engine: Literal["auto", "gram", "rows"] = Field(
         "auto", description="gram: K p×p fold Grams from one data pass (tall data); rows: the rows on every worker, "
         "no p×p matrix (wide or sparse data); auto: gram iff the source is dense, p ≤ a fold's training rows and "
@@ -363,6 +383,20 @@ class SweepConfig(_Strict):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+
+    @model_validator(mode="after")
+    def _family_keys(self) -> SweepConfig:
+        family, data = self.model.family, self.data
+        if family != "binomial" and data.positive_class is not None:
+            raise ValueError(f"data.positive_class applies to model.family binomial, not {family}; remove it or set "
+                             "model.family: binomial")
+        if family == "gaussian" and (data.offset is not None or data.exposure is not None):
+            key = "data.offset" if data.offset is not None else "data.exposure"
+            raise ValueError(f"{key} applies to model.family binomial or poisson, not gaussian")
+        if family == "binomial" and data.exposure is not None:
+            raise ValueError("data.exposure applies to model.family poisson; for binomial give a log-scale "
+                             "data.offset")
+        return self
 
     def to_yaml(self) -> str:
         """The resolved config as YAML (every default filled in)."""

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import SweepConfig
+from .metrics import metric_label
 from .report import count_text
 
 __all__ = ["LOCAL_UI", "Progress", "mlflow_ui_command", "print_outcome"]
@@ -17,8 +18,9 @@ __all__ = ["LOCAL_UI", "Progress", "mlflow_ui_command", "print_outcome"]
 class Progress:
     """tqdm on a terminal; a plain log line every ~10% otherwise."""
 
-    def __init__(self, total: int, echo: Callable[[str], None], progress: bool | None) -> None:
+    def __init__(self, total: int, echo: Callable[[str], None], progress: bool | None, metric: str = "mse") -> None:
         self.total = total
+        self.metric = metric
         self.echo = echo
         self.tty = sys.stdout.isatty() if progress is None else progress
         self.best = math.inf
@@ -40,14 +42,15 @@ class Progress:
         self.done += 1
         self.best = min(self.best, value)
         if self.bar is not None:
-            self.bar.set_postfix_str(f"best cv_mse={self.best:.6g}")
+            self.bar.set_postfix_str(f"best cv_{self.metric}={self.best:.6g}")
             self.bar.update(1)
             return
         step = max(1, self.total // 10)
         if self.done % step == 0 or self.done == self.total:
             el = time.perf_counter() - self.t0
             eta = el / max(1, self.done) * (self.total - self.done)
-            self.echo(f"trials {self.done}/{self.total}  best cv_mse={self.best:.6g}  elapsed {el:.1f}s  eta {eta:.1f}s")
+            self.echo(f"trials {self.done}/{self.total}  best cv_{self.metric}={self.best:.6g}  elapsed {el:.1f}s  "
+                      f"eta {eta:.1f}s")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -90,7 +93,7 @@ def _penalty_lines(summary: dict[str, Any]) -> list[str]:
         return []
     top = min(best.values(), key=lambda b: b["cv_metric"])
     se = top["cv_metric_se"] if top["cv_metric_se"] and math.isfinite(top["cv_metric_se"]) else float("nan")
-    lines = [f"Best of each penalty (CV {summary['metric'].upper()} ± 1 SE; distance from the best in its SEs):"]
+    lines = [f"Best of each penalty (CV {metric_label(summary['metric'])} ± 1 SE; distance from the best in its SEs):"]
     for pen, b in best.items():
         gap = (b["cv_metric"] - top["cv_metric"]) / se if se > 0 else float("nan")
         where = "best" if b is top else f"+{gap:.2f} SE"
@@ -105,6 +108,8 @@ def _penalty_lines(summary: dict[str, Any]) -> list[str]:
 
 def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
     sel, choices = summary["selected"], summary.get("choices", {})
+    label = metric_label(summary["metric"])
+    explained = "R²" if summary["metric"] == "mse" else "deviance explained"
     lines = []
     if choices:
         path = summary.get("path", {})
@@ -113,8 +118,8 @@ def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
         for rule, c in choices.items():
             mark = "  ← registered (search.select)" if rule == sel["rule"] else ""
             lines.append(f"  {rule:<4} {_lambdas(c['penalty'], c['lambda1'], c['lambda2']):<34} "
-                         f"{count_text(c['n_nonzero']):>5} non-zero   CV MSE {c['cv_mse']:.6g} ± {c['cv_mse_se']:.3g}   "
-                         f"R² {c['cv_r2']:.3f}{_multipliers(c)}{mark}")
+                         f"{count_text(c['n_nonzero']):>5} non-zero   CV {label} {c['cv_metric']:.6g} ± "
+                         f"{c['cv_metric_se']:.3g}   {explained} {c['cv_r2']:.3f}{_multipliers(c)}{mark}")
     features = summary.get("selected_features", [])
     version = summary["model_version"]
     registered = (f"{cfg.tracking.registered_model} v{version} (alias candidate)" if version is not None

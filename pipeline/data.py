@@ -86,6 +86,12 @@ class DataPlan:
     na_values: tuple[str, ...] | None = None  # CSV strings marking a missing entry (None: pandas' list)
     max_levels: int = 1000
     notes: tuple[str, ...] = ()  # what the plan decided that the user should know (columns left out)
+    family: str = "gaussian"  # model.family: how the target is read (pipeline.targets)
+    positive_class: Any = None  # binomial: data.positive_class
+    target_labels: bool = False  # binomial: the target is stored as text (labels coded once all rows are read)
+    offset: str | None = None  # data.offset or data.exposure: a column (tabular) or a .npy path (array sources)
+    exposure: bool = False  # the offset column holds exposures (positive; their log is the offset)
+    stratify: bool = False  # binomial row k-fold: folds dealt per class (folds.stratify)
 
     @property
     def n_features(self) -> int:
@@ -129,6 +135,8 @@ class BlockData:
     integer_columns: tuple[bool, ...] = ()  # per feature: stored as integers in the source block
     kept: np.ndarray | None = None  # data.missing: drop: mask over the block's rows (None: all kept)
     dropped_by: tuple[int, int, int] = (0, 0, 0)  # rows left out for a missing target, weight, feature
+    offset: np.ndarray | None = None  # data.offset (or the log of data.exposure)
+    labels: np.ndarray | None = None  # a binomial text target's labels (y then holds 0, NaN where missing)
 
     @property
     def n_dropped(self) -> int:
@@ -137,12 +145,21 @@ class BlockData:
 
 
 # ------------------------------------------------------------------ plan
-def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None) -> DataPlan:
-    """Resolve ``cfg.source`` into blocks, checking paths and columns (metadata only)."""
-    plan = _plan_source(cfg, folds.group if folds is not None else None)
+def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None, family: str = "gaussian") -> DataPlan:
+    """Resolve ``cfg.source`` into blocks, checking paths and columns (metadata only); ``family`` is
+    ``model.family`` (a binomial target may be text; an offset or exposure column is read beside it)."""
+    plan = _plan_source(cfg, folds.group if folds is not None else None, family)
+    offset = cfg.offset or cfg.exposure
+    if offset is not None and plan.kind == "synthetic":
+        raise DataError("synthetic data have no offset column; unset data.offset / data.exposure.")
+    if offset is not None and plan.kind in ("npy", "npz"):
+        _check_array_extra(offset, "data.exposure" if cfg.exposure else "data.offset", plan.n_rows)
     plan = dataclasses.replace(plan, missing=cfg.missing, missing_indicators=cfg.missing_indicators,
                                na_values=tuple(cfg.na_values) if cfg.na_values is not None else None,
-                               max_levels=cfg.max_levels)
+                               max_levels=cfg.max_levels, family=family, positive_class=cfg.positive_class,
+                               offset=offset, exposure=cfg.exposure is not None,
+                               stratify=family == "binomial" and folds is not None and folds.stratify
+                               and folds.group is None)
     if plan.sparse and cfg.missing == "impute":
         raise DataError("data.missing: impute needs a dense source, but data.source is a sparse .npz; impute before "
                         "saving it, or set data.missing: drop.")
@@ -152,18 +169,19 @@ def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None) -> DataPlan:
     return plan
 
 
-def _plan_source(cfg: DataConfig, group: str | None) -> DataPlan:
+def _plan_source(cfg: DataConfig, group: str | None, family: str) -> DataPlan:
     source = cfg.source.strip()
+    labels = family == "binomial"
     if source.startswith("bundled:"):
-        return _plan_bundled(cfg, source.split(":", 1)[1], group)
+        return _plan_bundled(cfg, source.split(":", 1)[1], group, labels)
     if source == "synthetic":
         return _plan_synthetic(cfg, group)
     paths = _expand(source)
     suffixes = {Path(p).suffix.lower() for p in paths}
     if suffixes <= {".parquet", ".pq"}:
-        return _plan_parquet(cfg, source, paths, group)
+        return _plan_parquet(cfg, source, paths, group, labels)
     if suffixes == {".csv"} and len(paths) == 1:
-        return _plan_csv(cfg, paths[0], group)
+        return _plan_csv(cfg, paths[0], group, labels)
     if suffixes == {".npy"} and len(paths) == 1:
         return _plan_npy(cfg, paths[0], group)
     if suffixes == {".npz"} and len(paths) == 1:
@@ -210,10 +228,13 @@ def _choose_columns(
     target = cfg.target or default_target
     if target is None:
         raise DataError(f"data.target is required for {where}: name the target column (one of {columns}).")
-    for key, col in (("data.target", target), ("data.weight", cfg.weight), ("folds.group", group)):
+    offset_key = "data.exposure" if cfg.exposure is not None else "data.offset"
+    offset = cfg.exposure if cfg.exposure is not None else cfg.offset
+    for key, col in (("data.target", target), ("data.weight", cfg.weight), ("folds.group", group),
+                     (offset_key, offset)):
         if col is not None and col not in columns:
             raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}.")
-    reserved = {target, cfg.weight, group} - {None}
+    reserved = {target, cfg.weight, group, offset} - {None}
     if cfg.exclude:
         unknown = [c for c in cfg.exclude if c not in columns]
         if unknown:
@@ -224,7 +245,7 @@ def _choose_columns(
             raise DataError(f"data.features {missing} are not columns of {where}; columns are {columns}.")
         clash = [c for c in cfg.features if c in reserved]
         if clash:
-            raise DataError(f"data.features must not include the target, weight or group column, got {clash}.")
+            raise DataError(f"data.features must not include the target, weight, group or offset column, got {clash}.")
         features = tuple(cfg.features)
     else:
         left_out = set(cfg.exclude or ())
@@ -234,7 +255,7 @@ def _choose_columns(
     return features, target
 
 
-def _plan_bundled(cfg: DataConfig, name: str, group: str | None) -> DataPlan:
+def _plan_bundled(cfg: DataConfig, name: str, group: str | None, labels: bool = False) -> DataPlan:
     if name not in _BUNDLED:
         raise DataError(f"unknown bundled dataset {name!r}; available: {', '.join('bundled:' + k for k in _BUNDLED)}.")
     filename, default_target = _BUNDLED[name]
@@ -242,20 +263,21 @@ def _plan_bundled(cfg: DataConfig, name: str, group: str | None) -> DataPlan:
     with open(path) as f:
         columns = f.readline().strip().split(",")
         n_rows = sum(1 for _ in f)
-    features, target, categorical, text, notes = _csv_columns(cfg, path, columns, f"bundled:{name}", group,
-                                                              default_target)
+    features, target, categorical, text, notes, text_target = _csv_columns(cfg, path, columns, f"bundled:{name}",
+                                                                           group, default_target, labels)
     return DataPlan(
         kind="bundled", source=f"bundled:{name}", feature_names=features, target=target,
         weight=cfg.weight, group=group, n_rows=n_rows,
         blocks=_row_blocks(n_rows, cfg.block_rows, path=path), columns=tuple(columns), categorical=categorical,
-        text_columns=text, notes=notes,
+        text_columns=text, notes=notes, target_labels=text_target,
     )
 
 
 def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, group: str | None,
-                 default_target: str | None = None
-                 ) -> tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """Features, target, categorical features, text features and notes of a CSV, from its header and first lines.
+                 default_target: str | None = None, labels: bool = False
+                 ) -> tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
+    """Features, target, categorical features, text features and notes of a CSV, from its header and first lines,
+    and whether the target is text (a binomial model's labels, with ``labels``).
 
     A first column with an empty header holding unique text is R's ``write.csv`` row names: left out, with a note.
     """
@@ -266,8 +288,9 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
         notes = ("the first column has no header and unique text (row names, as R's write.csv writes them): "
                  "left out.",)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
-    categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where)
-    return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes
+    categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
+    text_target = labels and kinds.get(target) in ("text", "dictionary")
+    return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
 
 
 
@@ -283,7 +306,7 @@ def _plan_synthetic(cfg: DataConfig, group: str | None) -> DataPlan:
     )
 
 
-def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | None) -> DataPlan:
+def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | None, labels: bool = False) -> DataPlan:
     import pyarrow.parquet as pq
 
     metas = []
@@ -306,10 +329,12 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     stored = stored_arrow_schema(metas[0].metadata)
     kinds = {c: arrow_kind((stored if stored is not None and c in stored.names else first).field(c).type)
              for c in columns}
-    categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, repr(source))
+    categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, repr(source), labels)
+    text_target = labels and kinds.get(target) in ("text", "dictionary")
     if cfg.missing == "error":
         numeric = [c for c in features if c not in categorical]
-        _parquet_nonfinite_from_footers(paths, metas, (*numeric, target, *(c for c in (cfg.weight,) if c)))
+        checked = (*numeric, *((target,) if not text_target else ()), *(c for c in (cfg.weight,) if c))
+        _parquet_nonfinite_from_footers(paths, metas, checked)
     blocks: list[BlockSpec] = []
     start = 0
     for p, m in zip(paths, metas):
@@ -328,7 +353,7 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     return DataPlan(
         kind="parquet", source=source, feature_names=features, target=target, weight=cfg.weight,
         group=group, n_rows=start, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
-        text_columns=free_text_candidates(categorical, kinds, cfg.categorical),
+        text_columns=free_text_candidates(categorical, kinds, cfg.categorical), target_labels=text_target,
     )
 
 
@@ -382,19 +407,19 @@ def _parquet_nonfinite_from_footers(paths: Sequence[str], metas: Sequence[object
             start += group.num_rows
 
 
-def _plan_csv(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
+def _plan_csv(cfg: DataConfig, path: str, group: str | None, labels: bool = False) -> DataPlan:
     """Scan line offsets once (no parsing) so every block is a byte range of whole lines.
 
     Trailing blank lines are ignored; a blank line inside the data is reported
     when its block is read (the row count would not match the plan).
     """
     try:
-        return _plan_csv_file(cfg, path, group)
+        return _plan_csv_file(cfg, path, group, labels)
     except OSError as e:
         raise DataError(f"cannot read CSV file {path!r}: {e.strerror or e}; check the path and its permissions.") from e
 
 
-def _plan_csv_file(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
+def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) -> DataPlan:
     if Path(path).stat().st_size == 0:
         raise DataError(f"CSV file {path!r} is empty; it needs a header line and data rows.")
     end = _end_of_data(path)
@@ -423,7 +448,8 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     _check_unique_columns(columns, f"CSV file {path!r}")
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
-    features, target, categorical, text_columns, notes = _csv_columns(cfg, path, columns, repr(path), group)
+    features, target, categorical, text_columns, notes, text_target = _csv_columns(cfg, path, columns, repr(path),
+                                                                                   group, labels=labels)
     bounds = [data_start] + [o for o in offsets if o < end] + [end]
     blocks = []
     start = 0
@@ -434,7 +460,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     return DataPlan(
         kind="csv", source=path, feature_names=features, target=target, weight=cfg.weight, group=group,
         n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
-        text_columns=text_columns, notes=notes,
+        text_columns=text_columns, notes=notes, target_labels=text_target,
     )
 
 
@@ -451,6 +477,15 @@ def _end_of_data(path: str) -> int:
                 return end - step + len(tail)
             end -= step
     return 0
+
+
+def _check_array_extra(path: str, key: str, n_rows: int) -> None:
+    """An array source's extra column (``data.offset`` / ``data.exposure``): a numeric 1-D ``.npy``, one value per
+    row."""
+    arr = _open_npy(path, key)
+    _numeric_npy(arr, path, key)
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise DataError(f"{key} {path!r} must be 1-D with one value per row of X ({n_rows}), got shape {arr.shape}.")
 
 
 def _plan_npy(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
@@ -576,7 +611,7 @@ def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> Bloc
 
             X = plan.encoding.statistics_columns(pd.DataFrame(X, columns=list(plan.raw_features)), where)
             integer = ()
-        return _checked(plan, X, y, w, g, spec, where, integer)
+        return _checked(plan, X, y, w, g, spec, where, integer, offset=_array_offset(plan, spec))
     frame = _read_frame(plan, spec)
     missing = [c for c in _needed_columns(plan) if c not in frame.columns]
     if missing:
@@ -588,10 +623,21 @@ def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> Bloc
     else:
         X = _numeric(frame, plan.feature_names, where)
         integer = tuple(bool(pd_is_integer(frame[c])) for c in plan.feature_names)
-    y = _numeric(frame, (plan.target,), where)[:, 0]
+    y, labels = _target(frame, plan, where)
     w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
     g = None if plan.group is None else frame[plan.group].to_numpy()
-    return _checked(plan, X, y, w, g, spec, where, integer)
+    offset = None if plan.offset is None else _numeric(frame, (plan.offset,), where)[:, 0]
+    return _checked(plan, X, y, w, g, spec, where, integer, offset=offset, labels=labels)
+
+
+def _target(frame: pd.DataFrame, plan: DataPlan, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A block's target: numbers, or a binomial model's text labels (y 0 there, NaN where a label is missing)."""
+    if not plan.target_labels:
+        return _numeric(frame, (plan.target,), where)[:, 0], None
+    col = frame[plan.target]
+    missing = col.isna().to_numpy()
+    labels = col.astype(str).to_numpy(dtype=object)
+    return np.where(missing, np.nan, 0.0), labels
 
 
 def raw_block_frame(plan: DataPlan, spec: BlockSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None, str]:
@@ -603,7 +649,7 @@ def raw_block_frame(plan: DataPlan, spec: BlockSpec) -> tuple[pd.DataFrame, np.n
         return pd.DataFrame(X, columns=list(plan.raw_features)), y, w, where
     where = f"{spec.path} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
     frame = _read_frame(plan, spec)
-    y = _numeric(frame, (plan.target,), where)[:, 0]
+    y = _target(frame, plan, where)[0]
     w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
     return frame, y, w, where
 
@@ -634,11 +680,21 @@ def _load_npz_block(plan: DataPlan, spec: BlockSpec, sparse: bool) -> BlockData:
     y, w, g, where = _array_extras(plan, sl)
     integer = (matrix.dtype.kind in "iub",) * matrix.shape[1]
     matrix = matrix.astype(np.float64)
-    return _checked(plan, matrix if sparse else matrix.toarray(), y, w, g, spec, where, integer)
+    return _checked(plan, matrix if sparse else matrix.toarray(), y, w, g, spec, where, integer,
+                    offset=_array_offset(plan, spec))
+
+
+def _array_offset(plan: DataPlan, spec: BlockSpec) -> np.ndarray | None:
+    """Rows of an array source's offset (or exposure) ``.npy``."""
+    if plan.offset is None:
+        return None
+    sl = slice(spec.local_start, spec.local_start + spec.n_rows)
+    return np.asarray(np.load(plan.offset, mmap_mode="r", allow_pickle=False)[sl], dtype=np.float64)
 
 
 def _needed_columns(plan: DataPlan) -> list[str]:
-    return [*plan.raw_features, plan.target, *(c for c in (plan.weight, plan.group) if c is not None)]
+    extras = (plan.weight, plan.group, plan.offset if plan.kind not in ("npy", "npz") else None)
+    return [*plan.raw_features, plan.target, *(c for c in extras if c is not None)]
 
 
 def _csv_options(plan: DataPlan) -> dict[str, Any]:
@@ -704,7 +760,8 @@ def check_head(plan: DataPlan, n: int = 1000) -> int:
     import pandas as pd
 
     frame = pd.read_csv(plan.blocks[0].path, nrows=n, usecols=_needed_columns(plan), **_csv_options(plan))
-    used = [c for c in _needed_columns(plan) if c != plan.group and c not in plan.categorical]
+    used = [c for c in _needed_columns(plan) if c != plan.group and c not in plan.categorical
+            and not (plan.target_labels and c == plan.target)]
     _numeric(frame, used, f"{plan.source} (first {len(frame)} rows)")
     return len(frame)
 
@@ -716,9 +773,13 @@ def pd_is_integer(column: object) -> bool:
 
 
 def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.ndarray | None, spec: BlockSpec,
-             where: str, integer: tuple[bool, ...] = ()) -> BlockData:
+             where: str, integer: tuple[bool, ...] = (), *, offset: np.ndarray | None = None,
+             labels: np.ndarray | None = None) -> BlockData:
     """Check one block (a dense array, or CSR whose non-finite stored values mark their rows): finite
-    features/target/weights (or drop those rows) and weights >= 0."""
+    features/target/weights (or drop those rows) and weights >= 0; an offset finite (an exposure positive:
+    its log is returned as the offset)."""
+    if offset is not None:
+        offset = _checked_offset(plan, offset, spec, where)
     kept = None
     sparse = hasattr(X, "indptr")
     bad_target = ~np.isfinite(y)
@@ -742,9 +803,24 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
         X, y = X[kept], y[kept]
         w = None if w is None else w[kept]
         g = None if g is None else g[kept]
+        offset = None if offset is None else offset[kept]
+        labels = None if labels is None else labels[kept]
     if w is not None and (w < 0).any():
         raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
-    return BlockData(X if sparse else np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept, dropped_by)
+    return BlockData(X if sparse else np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept, dropped_by,
+                     offset, labels)
+
+
+def _checked_offset(plan: DataPlan, offset: np.ndarray, spec: BlockSpec, where: str) -> np.ndarray:
+    """A block's offset: finite (an exposure also positive, and its log returned); a one-line error otherwise."""
+    key = "data.exposure" if plan.exposure else "data.offset"
+    bad = ~np.isfinite(offset) | ((offset <= 0) if plan.exposure else False)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        what = "values <= 0 or NaN/inf (its log is the offset)" if plan.exposure else "NaN or inf"
+        raise DataError(f"{where}: {key} {plan.offset!r} has {rows.size} {what}, first {float(offset[rows[0]])!r} at "
+                        f"row {int(rows[0]) + spec.start_row}; fix or drop those rows.")
+    return np.log(offset) if plan.exposure else offset
 
 
 def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, start_row: int,
@@ -771,9 +847,11 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     ``integer_columns`` (per feature, from the data pass) says which columns
     are integers in *every* block; all others are float64. A CSV column whose
     first rows happen to be whole numbers is still float if any block has a
-    fraction.
+    fraction. A tabular source's offset (or exposure) column follows the features: the model reads it by name.
     """
     import pandas as pd
+
+    offset = plan.offset if plan.offset is not None and plan.kind not in ("npy", "npz") else None
 
     if plan.encoding is not None:  # the raw columns, as the model takes them (text as text, gaps as gaps)
         if plan.kind == "npy":
@@ -782,20 +860,24 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
         spec = plan.blocks[0]
         if plan.kind == "bundled":
             spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
-        frame = _read_frame(plan, spec)[list(plan.raw_features)]
+        frame = _read_frame(plan, spec)[[*plan.raw_features, *((offset,) if offset else ())]]
         if plan.missing != "impute":  # rows with gaps are not fitted, and the model cannot fill them in
             frame = frame.dropna()
         return frame.head(n).reset_index(drop=True)
     for spec in plan.blocks:  # under data.missing: drop a whole block may be left out: take the next
         if plan.kind in ("synthetic", "npy", "npz", "bundled") and plan.missing == "error":  # row-addressable
             spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
-        X = load_block(plan, spec).X[:n]
+        block = load_block(plan, spec)
+        X = block.X[:n]
         if X.shape[0]:
             break
     frame = pd.DataFrame(X, columns=list(plan.feature_names))
     for name, is_int in zip(plan.feature_names, integer_columns):
         if is_int:
             frame[name] = frame[name].astype(np.int64)
+    if offset is not None and block.offset is not None:
+        values = block.offset[: X.shape[0]]
+        frame[offset] = np.exp(values) if plan.exposure else values
     return frame
 
 

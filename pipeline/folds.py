@@ -78,6 +78,23 @@ def kfold_folds(start_row: int, n_rows: int, k: int, seed: int) -> np.ndarray:
     return ranks[runs - first_run, rows % k].astype(np.int64)
 
 
+def stratified_folds(classes: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold ids dealing each class's rows evenly to the ``k`` folds (a binomial target's stratified k-fold).
+
+    The rows of each class, in a seeded random order, are dealt round-robin, each class starting where the
+    previous one ended, so every fold gets ⌊n_c/k⌋ or ⌈n_c/k⌉ rows of class c and the fold sizes differ by at
+    most one. A pure function of (classes, k, seed): every worker that loads the rows computes the same folds.
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    folds = np.empty(classes.shape[0], dtype=np.int64)
+    start = 0
+    for c in np.unique(classes):
+        idx = rng.permutation(np.flatnonzero(classes == c))
+        folds[idx] = (start + np.arange(idx.size)) % k
+        start = (start + idx.size) % k
+    return folds
+
+
 def group_keys(groups: np.ndarray) -> np.ndarray:
     """Group values as comparable keys: integral numbers as int, other numbers as float, text as str.
 

@@ -73,21 +73,26 @@ def preload_plotting() -> None:
 
 def write_plots(rows: Sequence[TrialRow], model: FittedModel, out: Path, *, curve: PathCurve | None = None,
                 choices: Mapping[str, Choice] | None = None, coefficient_path: np.ndarray | None = None,
-                selected: str = "min") -> list[Path]:
-    """Every plot of the module docstring that the data allow, as PNG files in ``out``."""
+                selected: str = "min", metric: str = "mse") -> list[Path]:
+    """Every plot of the module docstring that the data allow, as PNG files in ``out``; the error axes name
+    ``metric`` (the MSE, or a binomial or Poisson sweep's deviance)."""
+    from .metrics import metric_label
+
+    label = metric_label(metric)
     paths = []
     if curve is not None and choices is not None:
-        paths.append(_cv_curve_plot(cv_curve_data(curve, choices, selected), out / "cv_curve.png"))
+        paths.append(_cv_curve_plot({**cv_curve_data(curve, choices, selected), "label": label},
+                                    out / "cv_curve.png"))
         if coefficient_path is not None:
             names = list(model.feature_names or [f"x{j}" for j in range(model.n_features)])
             data = coefficient_path_data(curve, coefficient_path, names, choices, selected)
             paths.append(_coefficient_path_plot(data, out / "coefficient_path.png"))
     data_v = validation_data(rows)
     if data_v["panels"]:
-        paths.append(_validation_plot(data_v, out / "validation_curve.png"))
+        paths.append(_validation_plot({**data_v, "label": label}, out / "validation_curve.png"))
     paths.append(_coefficient_plot(model, out / "coefficients.png"))
     if any(r["state"] == "COMPLETE" for r in rows):
-        paths.append(_history_plot(rows, out / "optimization_history.png"))
+        paths.append(_history_plot(rows, out / "optimization_history.png", label))
     return paths
 
 
@@ -181,13 +186,13 @@ def _cv_curve_plot(d: dict[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     ax.errorbar(d["x"], d["cv"], yerr=d["se"], fmt="o", ms=3, color="tab:red", ecolor="lightgrey", elinewidth=1,
-                capsize=1.5, label="CV MSE ± 1 SE")
+                capsize=1.5, label=f"CV {d.get('label', 'MSE')} ± 1 SE")
     _marks(ax, d["marks"])
     ax.set_xscale("log")
     _plain_log_labels(ax.xaxis)
     what = d["penalty"] if d["penalty"] != "elasticnet" else f"elastic net (l1 share {d['l1_share']:.2f})"
     ax.set_xlabel(f"{_AXIS_LABEL[d['penalty']]}  (← less penalty · more penalty →)")
-    ax.set_ylabel("cross-validated MSE")
+    ax.set_ylabel(f"cross-validated {d.get('label', 'MSE')}")
     _nonzero_axis(ax, d["x"], d["n_nonzero"])
     ax.set_title(f"{what}: dense path, {len(d['x'])} strengths{d.get('multipliers', '')}", fontsize=10, pad=22)
     ax.legend(fontsize=8, loc="upper left")
@@ -228,18 +233,19 @@ def _validation_plot(d: dict[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(4.6 * len(panels) + 0.6, 4.2))
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     low, top = d["ylim"]
+    label = d.get("label", "MSE")
     for ax, p in zip(axes, panels):
         colour = PENALTY_COLOURS[p["penalty"]]
         inside = p["cv"] <= top
         if p["penalty"] == "elasticnet":  # two strengths: points coloured by the l1 share
             sc = ax.scatter(p["x"][inside], p["cv"][inside], c=p["share"][inside], cmap="viridis", vmin=0, vmax=1,
-                            s=16, label="held-out MSE (colour: l1 share)")
+                            s=16, label=f"held-out {label} (colour: l1 share)")
             fig.colorbar(sc, ax=ax, pad=0.02, fraction=0.06).set_label("λ1 / (λ1 + λ2)", fontsize=8)
         else:
             ax.errorbar(p["x"][inside], p["cv"][inside], yerr=p["se"][inside], fmt="o", ms=3, color=colour,
-                        ecolor="lightgrey", capsize=1.5, label="held-out MSE ± SE")
+                        ecolor="lightgrey", capsize=1.5, label=f"held-out {label} ± SE")
         train_in = p["train"] <= top
-        ax.plot(p["x"][train_in], p["train"][train_in], "x", ms=4, color="grey", label="training MSE")
+        ax.plot(p["x"][train_in], p["train"][train_in], "x", ms=4, color="grey", label=f"training {label}")
         if (~inside).any():
             ax.plot(p["x"][~inside], np.full(int((~inside).sum()), top), "^", ms=4, color=colour, alpha=0.5,
                     clip_on=False, label="beyond the range shown")
@@ -252,12 +258,12 @@ def _validation_plot(d: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel(f"{_AXIS_LABEL[p['penalty']]}  (← less penalty · more →)")
         ax.set_title(f"{p['penalty']}: {len(p['x'])} trials", fontsize=10)
         ax.legend(fontsize=7, loc="upper left")
-    axes[0].set_ylabel("MSE  (dotted: best CV MSE)")
+    axes[0].set_ylabel(f"{label}  (dotted: best CV {label})")
     _margins(fig, left=0.9, bottom=0.6, wspace=0.25)
     return _save(fig, path)
 
 
-def _history_plot(rows: Sequence[TrialRow], path: Path) -> Path:
+def _history_plot(rows: Sequence[TrialRow], path: Path, label: str = "MSE") -> Path:
     from matplotlib.figure import Figure
 
     done = sorted((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["number"])
@@ -272,7 +278,7 @@ def _history_plot(rows: Sequence[TrialRow], path: Path) -> Path:
     vals = np.array([r["cv_mse"] for r in done])
     ax.step(nums, np.minimum.accumulate(vals), where="post", color="tab:red", label="best so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel("cross-validated MSE")
+    ax.set_ylabel(f"cross-validated {label}")
     ax.set_yscale("log")
     _plain_log_labels(ax.yaxis)
     ax.set_title("optimisation history", fontsize=10)

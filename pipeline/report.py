@@ -24,13 +24,21 @@ TRIAL_FIELDS = ["number", "state", "penalty", "lambda1", "lambda2", "cv_mse", "c
                 "n_nonzero", "fold_mse"]
 
 
-def write_trials_csv(rows: Sequence[TrialRow], path: Path) -> Path:
-    """``trials.csv``: one row per trial of the study, every state."""
+def write_trials_csv(rows: Sequence[TrialRow], path: Path, metric: str = "mse") -> Path:
+    """``trials.csv``: one row per trial of the study, every state. The error columns are named by the sweep's
+    ``metric`` (``cv_mse``; ``cv_binomial_deviance``, ``cv_deviance_explained`` and the family's other scores,
+    ``cv_auc`` …, for a binomial or Poisson sweep)."""
+    names = {"cv_mse": f"cv_{metric}", "cv_mse_se": f"cv_{metric}_se", "train_mse": f"train_{metric}",
+             "cv_r2": "cv_r2" if metric == "mse" else "cv_deviance_explained", "fold_mse": f"fold_{metric}"}
+    extra = sorted({name for r in rows for name in r.get("extra", {})})
     with open(path, "w", newline="") as f:
         groups = sorted({g for r in rows for g in r.get("group_multipliers", {})})
-        w = csv.DictWriter(f, fieldnames=TRIAL_FIELDS + [f"mult_{g}" for g in groups], extrasaction="ignore")
+        fields = [names.get(k, k) for k in TRIAL_FIELDS] + [f"cv_{e}" for e in extra] + [f"mult_{g}" for g in groups]
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
-        w.writerows({**r, **{f"mult_{g}": v for g, v in r.get("group_multipliers", {}).items()}} for r in rows)
+        w.writerows({**{names.get(k, k): v for k, v in r.items()},
+                     **{f"cv_{e}": v for e, v in r.get("extra", {}).items()},
+                     **{f"mult_{g}": v for g, v in r.get("group_multipliers", {}).items()}} for r in rows)
     return path
 
 
@@ -87,16 +95,23 @@ def _controls_lines(controls: dict[str, Any] | None, multipliers: dict[str, floa
 def describe_decision(summary: dict[str, Any], run_id: str) -> str:
     """The parent run's description (Markdown, MLflow's ``mlflow.note.content``): the decision, the
     scores, the features and the plots, for a reader who opens the run and nothing else."""
+    from .metrics import metric_label
+
     sel, best = summary["selected"], summary["best_per_penalty"]
     top = min(best.values(), key=lambda b: b["cv_metric"]) if best else None
+    label = metric_label(summary.get("metric", "mse"))
+    explained = "R²" if summary.get("metric", "mse") == "mse" else "deviance explained"
     lines = [f"**Registered: the `{sel['rule']}` choice** (`search.select: {sel['rule']}`): {sel['penalty']}, "
-             f"{_strengths(sel)}: CV MSE {sel['cv_mse']:.6g} ± {sel['cv_mse_se']:.3g}, R² {sel['cv_r2']:.3f}, "
-             f"{sel['n_nonzero']} of {summary['n_features']} features non-zero."]
+             f"{_strengths(sel)}: CV {label} {sel['cv_metric']:.6g} ± {sel['cv_metric_se']:.3g}, {explained} "
+             f"{sel['cv_r2']:.3f}, {sel['n_nonzero']} of {summary['n_features']} features non-zero."]
+    if summary.get("target"):
+        lines.append(f"\n{_target_line(summary['target'])}")
     for rule, c in summary.get("choices", {}).items():
         if rule != sel["rule"]:
-            lines.append(f"\nThe `{rule}` choice: {c['penalty']}, {_strengths(c)}: CV MSE {c['cv_mse']:.6g} ± "
-                         f"{c['cv_mse_se']:.3g}, {c['n_nonzero']:.3g} non-zero (mean over folds).")
-    lines += ["", "| penalty | best trial | strengths | CV MSE ± SE | from the best | non-zero |", "|---|---|---|---|---|---|"]
+            lines.append(f"\nThe `{rule}` choice: {c['penalty']}, {_strengths(c)}: CV {label} {c['cv_metric']:.6g} "
+                         f"± {c['cv_metric_se']:.3g}, {c['n_nonzero']:.3g} non-zero (mean over folds).")
+    lines += ["", f"| penalty | best trial | strengths | CV {label} ± SE | from the best | non-zero |",
+              "|---|---|---|---|---|---|"]
     for pen, b in best.items():
         assert top is not None
         se = top["cv_metric_se"] or float("nan")
@@ -115,6 +130,20 @@ def describe_decision(summary: dict[str, Any], run_id: str) -> str:
                         ("validation_curve.png", "every trial")):
         lines += ["", f"![{title}](get-artifact?path={name}&run_uuid={run_id})"]
     return "\n".join(lines)
+
+
+def _target_line(target: dict[str, Any]) -> str:
+    """The description's sentence on a binomial or Poisson target."""
+    offset = ""
+    if target.get("offset"):
+        column = target["offset"]
+        offset = f"; offset: log of `{column}`" if target.get("exposure") else f"; offset: `{column}`"
+    if target["family"] == "binomial":
+        n = target["n_positive"] + target["n_negative"]
+        return (f"**Target:** binomial; the model predicts the probability of `{target['positive_class']}` "
+                f"({target['n_positive']} of {n} rows), against `{target['negative_class']}`{offset}.")
+    return (f"**Target:** Poisson counts (weighted mean {target['mean_count']:.4g}, "
+            f"{100 * target['share_zero']:.1f}% zeros); the model predicts the expected count{offset}.")
 
 
 def _strengths(c: dict[str, Any]) -> str:

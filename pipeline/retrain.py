@@ -75,9 +75,10 @@ from .cv import (
     total_threads,
     wait_done,
 )
-from .cv.engines import choose_sweep_engine
+from .cv.engines import choose_sweep_engine, glm_engine, tasks_of
 from .cv.placement import Placement
-from .cv.row_models import heldout_mse, retrain_facts, row_bounds, row_refit
+from .cv.row_models import heldout_mse, retrain_facts
+from .metrics import METRIC_OF, metric_label
 from .cv.row_placement import RowPlacement
 from .cv.rows import load_rows
 from .data import DataPlan, plan_data, read_example
@@ -110,7 +111,7 @@ def retrain_plan(cfg: SweepConfig) -> DataPlan:
         raise RetrainInputError(
             "regsweep retrain does not support group k-fold yet (folds.group is set); unset folds.group."
         )
-    plan = plan_data(cfg.data, cfg.folds)
+    plan = plan_data(cfg.data, cfg.folds, cfg.model.family)
     tc = cfg.retrain.holdout.time_column
     if tc is None:
         return plan
@@ -168,13 +169,14 @@ def _resweep(client: Client, placement: Placement, bounds: dict[str, float], bas
     threads = total_threads(client)
     in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
     scheduler = TrialScheduler(client, store, placement, space, cfg.retrain.n_trials, _ResweepListener(echo),
-                               in_flight=in_flight, threads=threads, tol=cfg.model.tol)
+                               in_flight=in_flight, threads=threads, tol=cfg.model.tol,
+                               metric=METRIC_OF[cfg.model.family])
     with store.claim(), warnings.catch_warnings():  # the lease: another host can tell if this driver died
         warnings.simplefilter("ignore", UserWarning)  # enqueued λ outside the new range: Optuna warns, uses it
         scheduler.run()
     best = store.study.best_trial
     return Candidate.from_params(best.number, best.params), {
-        "resweep_study": study_name, "resweep_best_cv_mse": best.value,
+        "resweep_study": study_name, f"resweep_best_cv_{METRIC_OF[cfg.model.family]}": best.value,
         "resweep_trials_complete": n_complete(store.study)}
 
 
@@ -240,6 +242,8 @@ def _example(x_mean: np.ndarray, integer_columns: tuple[bool, ...], plan: DataPl
     for name, is_int in zip(plan.feature_names, integer_columns):
         if is_int:
             frame[name] = np.round(frame[name]).astype(np.int64)
+    if plan.offset is not None and plan.kind not in ("npy", "npz"):  # the model reads its offset column by name
+        frame[plan.offset] = 1.0 if plan.exposure else 0.0
     return frame
 
 
@@ -280,7 +284,8 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
         summary = _retrain_on_cluster(cfg, plan, tracker, base, echo)
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     if summary["action"] != "up_to_date":
-        echo(f"{summary['action'].upper()}: challenger v{summary['challenger_version']} held-out MSE "
+        echo(f"{summary['action'].upper()}: challenger v{summary['challenger_version']} held-out "
+             f"{metric_label(METRIC_OF[cfg.model.family])} "
              f"{summary['challenger_score']:.6g}, incumbent ({base.alias}) v{base.version} "
              f"{summary['incumbent_score']:.6g}; {summary['reason']}. Champion now: v{summary['champion_version']}")
     return summary
@@ -302,10 +307,14 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         plan = columns.plan
         engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k,
                                      heldout_fraction=cfg.retrain.holdout.fraction)
+        glm = cfg.model.family != "gaussian"
+        if glm:  # the rows engine, its Newton steps solved as the usual rule says
+            engine = glm_engine(engine, cfg.model.family)
+            cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"engine": engine.name})})
         echo(engine.line())
         if plan.encoding is not None:
             echo(describe_encoding(plan.encoding))
-        if engine.name == "rows":
+        if engine.name == "rows" or glm:
             challenger, scores, evidence, extra = _challenge_on_rows(client, cfg, plan, base, fingerprint, echo)
         else:
             challenger, scores, evidence, extra = _challenge_on_stats(client, cfg, columns, cache, base, fps,
@@ -314,7 +323,7 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         extra["new_levels"] = new_levels(base.model.encoding, plan.encoding)
         if extra["new_levels"]:
             echo(f"New levels since v{base.version}: {extra['new_levels']} (the incumbent scores them as zeros)")
-    action, reason = _decide(base, *scores, cfg.retrain.margin)
+    action, reason = _decide(base, *scores, cfg.retrain.margin, metric_label(METRIC_OF[cfg.model.family]))
     return _record(tracker, cfg, plan, base, challenger, scores, (action, reason), fingerprint, evidence, extra)
 
 
@@ -390,13 +399,14 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     echo(f"Data: {plan.source}: {facts['n_train']} training + {facts['n_heldout']} held-out rows, fingerprint "
          f"{fingerprint}; all {len(plan.blocks)} blocks read (rows engine)")
     extra: dict[str, Any] = {}
+    tasks = tasks_of("rows", cfg.model.family)
     if placement is not None:
-        bounds = wait_done(client.submit(row_bounds, rows, cfg.model, controls, pure=False))
+        bounds = wait_done(client.submit(tasks.bounds, rows, cfg.model, controls, pure=False))
         cand, extra = _resweep(client, placement, bounds, base, cfg, fingerprint, echo)
         rows = placement.current_pass()  # placed again if lost during the resweep
     else:
         cand = base_candidate(base.model, controls)
-    challenger = wait_done(client.submit(row_refit, rows, cand, plan.feature_names, cfg.model, plan.encoding,
+    challenger = wait_done(client.submit(tasks.refit, rows, cand, plan.feature_names, cfg.model, plan.encoding,
                                          controls, pure=False))
     # the incumbent's coefficients on today's features: a level it never saw counts as zero, as at predict time
     incumbent = coefficients_by_name(base.model.coef, base.model.feature_names or plan.feature_names,
@@ -423,18 +433,21 @@ def _check_rows(w_heldout: float, w_train: float, fold_weight: list[float], cfg:
         )
 
 
-def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin: float) -> tuple[str, str]:
+def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin: float,
+            label: str = "MSE") -> tuple[str, str]:
+    """Promote or keep, and why, on the held-out ``label`` (the MSE, or a binomial or Poisson deviance)."""
     if base.alias != CHAMPION:
         return "promoted", (f"first retrain: there is no champion yet, so the challenger becomes it without a contest "
                             f"(the {base.alias} v{base.version} it started from was fit on all rows, the held-out "
-                            f"ones included, so its held-out MSE {incumbent:.6g} is optimistic and only reported)")
+                            f"ones included, so its held-out {label} {incumbent:.6g} is optimistic and only reported)")
     if not math.isfinite(challenger):
         return "kept", "the challenger's held-out error is not finite"
     bar = (1.0 - margin) * incumbent
     if challenger < bar:
-        return "promoted", (f"challenger MSE {challenger:.6g} < (1 − {margin:g}) × incumbent MSE {incumbent:.6g} "
-                            f"= {bar:.6g}")
-    return "kept", f"challenger MSE {challenger:.6g} ≥ (1 − {margin:g}) × incumbent MSE {incumbent:.6g} = {bar:.6g}"
+        return "promoted", (f"challenger {label} {challenger:.6g} < (1 − {margin:g}) × incumbent {label} "
+                            f"{incumbent:.6g} = {bar:.6g}")
+    return "kept", (f"challenger {label} {challenger:.6g} ≥ (1 − {margin:g}) × incumbent {label} {incumbent:.6g} "
+                    f"= {bar:.6g}")
 
 
 def _outcome(base: RegisteredVersion, version: int, scores: tuple[float, float], action: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ __all__ = [
     "best_per_penalty",
     "choose",
     "curve_of",
+    "for_metric",
     "l1_share",
     "pareto_front",
     "path_strengths",
@@ -134,6 +135,14 @@ class Choice:
                "cv_mse_se": self.cv_mse_se, "cv_r2": self.cv_r2,
                "n_nonzero": self.n_nonzero if n_nonzero is None else n_nonzero, "trial": self.trial}
         return _with_multipliers(out, dict(self.multipliers))
+
+
+def for_metric(entry: dict[str, Any], metric: str) -> dict[str, Any]:
+    """A summary entry of a sweep whose metric is ``metric``: its ``cv_metric`` fields carry it, and its
+    ``cv_mse`` fields are null unless the metric is the MSE (a deviance is not an MSE)."""
+    if metric == "mse":
+        return entry
+    return {k: (None if k in ("cv_mse", "cv_mse_se") else v) for k, v in entry.items()}
 
 
 def _with_multipliers(entry: dict[str, Any], multipliers: dict[str, float]) -> dict[str, Any]:

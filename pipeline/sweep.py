@@ -35,10 +35,10 @@ import numpy as np
 from .bridge import Publication, SweepTracking
 from .candidate import Candidate
 from .console import LOCAL_UI, Progress, print_outcome
-from .config import SweepConfig
+from .config import ModelConfig, SweepConfig
 from .cv import check_scheduler, example_rows, open_client, prestart_local_workers, total_threads, wait_done
 from .cv.scan import scan_columns
-from .cv.engines import EngineTasks, choose_sweep_engine, place_engine, tasks_of, worker_preload
+from .cv.engines import EngineTasks, choose_sweep_engine, glm_engine, place_engine, tasks_of, worker_preload
 from .cv.path import PathSpec, run_path
 from .cv.placement import Placement
 from .data import DataPlan, plan_data
@@ -47,6 +47,7 @@ from .encoding import encoding_summary
 from .engine import EngineChoice
 from .errors import ConfigError, DataError
 from .feature_controls import controls_summary, describe_controls, sweep_controls
+from .metrics import METRIC_OF
 from .model import FittedModel
 from .solvers.controls import FeatureControls
 from .plots import preload_plotting, write_plots
@@ -57,12 +58,23 @@ from .selection import (
     best_per_penalty,
     choose,
     curve_of,
+    for_metric,
     l1_share,
     pareto_front,
     path_strengths,
     strength_of,
 )
-from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, n_complete, resolve_space, trial_rows
+from .search import (
+    FAMILY_ATTR,
+    SearchSpace,
+    explained_name,
+    TrialResult,
+    TrialScheduler,
+    TrialStore,
+    n_complete,
+    resolve_space,
+    trial_rows,
+)
 from .signals import terminate_as_interrupt
 from .tracking import TrackingService, is_http, preflight, runs_url
 
@@ -107,7 +119,7 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
     timer = _Timer()
     preflight(cfg.tracking.uri)  # seconds, before any data is read, any cluster started, MLflow imported
     check_scheduler(cfg.cluster)
-    plan = plan_data(cfg.data, cfg.folds)
+    plan = plan_data(cfg.data, cfg.folds, cfg.model.family)
     if plan.n_rows < cfg.folds.k:
         raise DataError(
             f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
@@ -116,6 +128,7 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
     controls = bool(cfg.model.penalty_factor or cfg.model.coef_limits or cfg.search.group_multipliers)
     prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k, controls))
     store = TrialStore(cfg.search)
+    _check_study_family(store.study, cfg)  # before a finished study's outcome is reported as this config's
     finished = _finished(cfg, store, echo)
     if finished is not None:  # nothing to ask: no cluster, no MLflow process, no new parent run
         finished["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -123,7 +136,8 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
     # MLflow lives in a process of its own, which imports it and creates the experiment while the
     # cluster starts and the data pass runs. Forked after the study is open, it starts with
     # SQLAlchemy and alembic imported (~0.4 s of CPU).
-    tracking = SweepTracking(cfg, store, TrackingService(cfg.tracking, cfg.search.study_name), echo)
+    tracking = SweepTracking(cfg, store, TrackingService(cfg.tracking, cfg.search.study_name,
+                                                         METRIC_OF[cfg.model.family]), echo)
     status = "FAILED"
     try:
         timer.lap("setup")
@@ -163,6 +177,8 @@ class _Sweep:
         self.example: Future | None = None
         self.model: FittedModel | None = None  # the registered (selected) model, once refit
         self.controls: FeatureControls | None = None  # penalty factors, limits, searched groups (by feature)
+        self.model_cfg = cfg.model  # binomial, poisson: with model.engine resolved (how the Newton steps solve)
+        self.metric = METRIC_OF[cfg.model.family]
         self.asked = 0
 
     def run(self, progress: bool | None) -> dict[str, Any]:
@@ -193,15 +209,16 @@ class _Sweep:
         _check_study_controls(self.store.study, controls, cfg)
         if controls is not None:
             self.echo(describe_controls(controls, plan.feature_names))
-        self.engine = engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k)
+        engine, self.model_cfg = _resolve_engine(cfg, client, plan)
+        self.engine = engine
         self.echo(engine.line())
-        self.tasks = tasks = tasks_of(engine.name)
+        self.tasks = tasks = tasks_of(engine.name, cfg.model.family)
         self.placement = placement = place_engine(engine.name, client, plan, cfg.folds, cfg.model, controls=controls)
         passes = placement.current_pass()
         preload_plotting()  # while the driver waits for the workers
         # both at once, and ahead of the fold models (the rows engine builds them on the same workers)
         summary_f = client.submit(tasks.summary, passes, plan.feature_names, pure=False, priority=1)
-        bounds_f = client.submit(tasks.bounds, passes, cfg.model, controls, pure=False, priority=1)
+        bounds_f = client.submit(tasks.bounds, passes, self.model_cfg, controls, pure=False, priority=1)
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
         _check_folds(meta, cfg)
@@ -214,6 +231,8 @@ class _Sweep:
                   f"fingerprint {meta['fingerprint']}")
         for note in meta["notes"]:
             self.echo(f"Note: {note}")
+        if meta.get("target"):
+            self.echo(meta["target"]["line"])
         # The parent run only now: bad data (found by the pass above) leave no run behind.
         self.tracking.open_parent(_parent_params(cfg, plan, meta, space, engine),
                                   {"regsweep.data_fingerprint": meta["fingerprint"]})
@@ -222,14 +241,14 @@ class _Sweep:
         """The ask/tell loop; then the parent run, which the last child runs wait behind."""
         assert self.placement is not None and self.space is not None
         cfg, study = self.cfg, self.store.study
-        bar = Progress(cfg.search.n_trials, self.echo, progress)
+        bar = Progress(cfg.search.n_trials, self.echo, progress, self.metric)
         best = min((t.value for t in study.get_trials(deepcopy=False) if t.value is not None), default=None)
         bar.start(n_complete(study), best)
         threads = total_threads(self.client)
         in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
         scheduler = TrialScheduler(self.client, self.store, self.placement, self.space, cfg.search.n_trials,
                                    _SweepListener(self.tracking, self.timer, bar, self.echo),
-                                   in_flight=in_flight, threads=threads, tol=cfg.model.tol)
+                                   in_flight=in_flight, threads=threads, tol=cfg.model.tol, metric=self.metric)
         self.asked = scheduler.run()
         bar.close()
         t_wait = time.perf_counter()
@@ -260,7 +279,7 @@ class _Sweep:
         # the coefficient path on all rows, over the strengths the fold paths reached (on wide data the points
         # past them are the costliest fits); it runs while the choices are made and stored
         shown = PathSpec(spec.penalty, share, spec.strengths[: len(curve.strengths)], cand.multipliers)
-        coefs = self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), shown, cfg.model,
+        coefs = self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), shown, self.model_cfg,
                                    self.controls, pure=False)
         rows = trial_rows(study)
         choices = choose(rows, curve, cand.multipliers)
@@ -286,7 +305,7 @@ class _Sweep:
                            d.selected.lambda1, d.selected.lambda2, d.selected.multipliers)
         passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
         self.model = model = self._waited("refit", client.submit(self.tasks.refit, passes, chosen,
-                                                                 self.plan.feature_names, cfg.model,
+                                                                 self.plan.feature_names, self.model_cfg,
                                                                  self.plan.encoding, self.controls, pure=False))
         if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
             self.example = client.submit(example_rows, self.plan, passes, pure=False)
@@ -294,7 +313,7 @@ class _Sweep:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             (out / "config.yaml").write_text(cfg.to_yaml())
-            write_trials_csv(d.rows, out / "trials.csv")
+            write_trials_csv(d.rows, out / "trials.csv", self.metric)
             write_coefficients_csv(model, out / "coefficients.csv")
             summary = self._summary(d, model, done)
             pub = self._publication(d, model, done, out)
@@ -304,7 +323,7 @@ class _Sweep:
             def draw() -> None:  # while the tracking process logs the model
                 t_plots = time.perf_counter()
                 write_plots(d.rows, model, out, curve=d.curve, choices=d.choices, coefficient_path=d.coefs,
-                            selected=cfg.search.select)
+                            selected=cfg.search.select, metric=self.metric)
                 self.timer.marks["plots"] = round(time.perf_counter() - t_plots, 4)
 
             model_uri, version = self.tracking.publish(pub, draw)
@@ -318,7 +337,7 @@ class _Sweep:
         return summary
 
     def _publication(self, d: _Decision, model: FittedModel, done: int, out: Path) -> Publication:
-        cfg, sel = self.cfg, d.selected
+        cfg, sel, m = self.cfg, d.selected, self.metric
         assert self.example is not None
         return Publication(
             parent_run=self.tracking.parent(), registered_model=cfg.tracking.registered_model, model=model,
@@ -329,9 +348,9 @@ class _Sweep:
             params={"best.penalty": d.best_row_penalty, "best.trial": d.trial, "selected.rule": sel.rule,
                     "selected.penalty": sel.penalty, "selected.lambda1": sel.lambda1,
                     "selected.lambda2": sel.lambda2, **{f"selected.mult_{g}": v for g, v in sel.multipliers}},
-            metrics={"best_cv_mse": d.best_value, "best_cv_mse_se": d.best_cv.get("cv_mse_se"),
-                     "selected_cv_mse": sel.cv_mse, "selected_cv_mse_se": sel.cv_mse_se,
-                     "selected_cv_r2": sel.cv_r2, "selected_n_nonzero": float(model.n_nonzero),
+            metrics={f"best_cv_{m}": d.best_value, f"best_cv_{m}_se": d.best_cv.get(f"cv_{m}_se"),
+                     f"selected_cv_{m}": sel.cv_mse, f"selected_cv_{m}_se": sel.cv_mse_se,
+                     f"selected_{explained_name(m)}": sel.cv_r2, "selected_n_nonzero": float(model.n_nonzero),
                      "n_trials_complete": float(done)},
             artifacts=out,
         )
@@ -341,23 +360,29 @@ class _Sweep:
         cfg, meta = self.cfg, self.meta
         assert self.space is not None
         best = next(r for r in d.rows if r["number"] == d.trial)
+        m = self.metric
+        gaussian = m == "mse"
         return {
             "best_params": {"penalty": best["penalty"], "lambda1": best["lambda1"], "lambda2": best["lambda2"],
                             **({"group_multipliers": best["group_multipliers"]}
                                if best.get("group_multipliers") else {})},
             "penalty_controls": controls_summary(self.controls, self.plan.feature_names),
-            "best_cv_mse": d.best_value,
-            "best_cv_mse_se": d.best_cv.get("cv_mse_se"),
+            "best_cv_mse": d.best_value if gaussian else None,
+            "best_cv_mse_se": d.best_cv.get("cv_mse_se") if gaussian else None,
+            "best_cv_metric": d.best_value,
+            "best_cv_metric_se": d.best_cv.get(f"cv_{m}_se"),
             "best_trial": d.trial,
-            "metric": "mse",
+            "family": cfg.model.family,
+            "metric": m,
+            **({"target": meta["target"]["summary"]} if meta.get("target") else {}),
             "engine": self.engine.name if self.engine else None,
             "engine_reason": self.engine.reason if self.engine else None,
-            "selected": d.selected.summary(model.n_nonzero),
-            "choices": {rule: c.summary() for rule, c in d.choices.items()},
+            "selected": for_metric(d.selected.summary(model.n_nonzero), m),
+            "choices": {rule: for_metric(c.summary(), m) for rule, c in d.choices.items()},
             "path": {"penalty": d.curve.penalty, "l1_share": d.curve.l1_share, "n_points": len(d.curve.strengths),
                      "strength_max": max(d.curve.strengths), "strength_min": min(d.curve.strengths)},
-            "best_per_penalty": best_per_penalty(d.rows),
-            "pareto": pareto_front(d.rows),
+            "best_per_penalty": {p: for_metric(e, m) for p, e in best_per_penalty(d.rows).items()},
+            "pareto": [for_metric(e, m) for e in pareto_front(d.rows)],
             "n_trials": cfg.search.n_trials,
             "n_trials_asked_this_run": self.asked,
             "n_trials_complete": done,
@@ -425,6 +450,29 @@ def _check_study_controls(study: Any, controls: FeatureControls | None, cfg: Swe
             "search.study_name, or the controls it was run with.")
 
 
+def _resolve_engine(cfg: SweepConfig, client: Client, plan: DataPlan) -> tuple[EngineChoice, ModelConfig]:
+    """The engine, and the model config the workers get: a binomial or Poisson sweep keeps the rows in worker
+    memory, and the engine's usual choice says how its Newton steps are solved (``model.engine`` resolved)."""
+    engine = choose_sweep_engine(cfg.model.engine, client, plan, cfg.folds.k)
+    if cfg.model.family == "gaussian":
+        return engine, cfg.model
+    engine = glm_engine(engine, cfg.model.family)
+    return engine, cfg.model.model_copy(update={"engine": engine.name})
+
+
+def _check_study_family(study: Any, cfg: SweepConfig) -> None:
+    """A study's trial values are one family's metric: resuming it under another family would compare an MSE with a
+    deviance. The first run records its family; a later run with another stops here, before the data pass."""
+    family = cfg.model.family
+    seen = study.user_attrs.get(FAMILY_ATTR, "gaussian" if study.get_trials(deepcopy=False) else None)
+    if seen is None:
+        study.set_user_attr(FAMILY_ATTR, family)
+    elif seen != family:
+        raise ConfigError(
+            f"search.study_name {cfg.search.study_name!r} was run with model.family {seen} and its trials hold that "
+            f"family's metric; use a new search.study_name for model.family {family}.")
+
+
 def _path_range(penalty: str, share: float, bounds: dict[str, Any], space: SearchSpace,
                 multipliers: dict[str, float] | None = None) -> tuple[float, float]:
     """From where to where the path of ``penalty`` runs: its λ_max (ridge: the search's upper bound) down to
@@ -485,6 +533,8 @@ def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space
     params: dict[str, Any] = {
         "data.source": plan.source, "data.target": plan.target, "data.weight": cfg.data.weight,
         "folds.k": cfg.folds.k, "folds.seed": cfg.folds.seed, "folds.group": cfg.folds.group,
+        "model.family": cfg.model.family, "data.positive_class": cfg.data.positive_class,
+        "data.offset": cfg.data.offset, "data.exposure": cfg.data.exposure,
         "model.standardize": cfg.model.standardize, "model.fit_intercept": cfg.model.fit_intercept,
         "model.engine": cfg.model.engine, "engine": engine.name, "engine_reason": engine.reason[:500],
         "search.n_trials": cfg.search.n_trials, "search.penalties": ",".join(cfg.search.penalties),

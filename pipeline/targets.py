@@ -43,16 +43,25 @@ class BinaryLabels:
         return f"positive class {self.positive!r} (1), negative {self.negative!r} (0)"
 
 
+_YAML_TRUE = ("true", "yes", "y", "on")
+_YAML_FALSE = ("false", "no", "n", "off")
+
+
 def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value JSON and MLflow keep (``np.int64(1)`` → 1, ``np.str_`` → str)."""
-    return value.item() if isinstance(value, np.generic) else value
+    """A numpy scalar as the Python value JSON and MLflow keep (``np.int64(1)`` → 1, ``np.str_`` → str, a whole
+    float label → int: a 0/1 target read as floats has classes 0 and 1)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _same_label(a: Any, b: Any) -> bool:
-    """Labels compare as values, and a label given as text matches a numeric one it spells (``"1"`` and 1)."""
-    if a == b:
+def _same_label(label: Any, given: Any) -> bool:
+    """Whether a label is the one given: as values, as text (``"1"`` and 1), and a text label matches the boolean
+    YAML makes of it (``positive_class: yes`` reads as true)."""
+    if label == given or str(label) == str(given):
         return True
-    return str(a) == str(b)
+    if isinstance(given, bool) and isinstance(label, str):
+        return label.strip().lower() in (_YAML_TRUE if given else _YAML_FALSE)
+    return False
 
 
 def binary_target(y: object, n_rows: int, positive_class: Any = None, name: str = "y") -> tuple[np.ndarray,

@@ -26,7 +26,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 
-BASE = {"errors", "config", "feature_controls", "data", "folds", "columns", "column_kinds", "encoding", "levels",
+BASE = {"errors", "config", "metrics", "feature_controls", "data", "folds", "columns", "column_kinds", "encoding",
+        "levels",
         "recoding", "validation", "targets",
         "candidate", "model", "fitting", "engine", "ownership", "locks", "signals", "sqlite_wal", "report", "console",
         "datasets", "selection", "plots", ""}

@@ -24,14 +24,16 @@ __all__ = ["child_record", "record_from_trial", "replay_missing"]
 
 
 def child_record(number: int, cand: Candidate, metrics: Mapping[str, float], fold_mse: Sequence[float],
-                 start_ms: int, end_ms: int, status: str = "FINISHED", parent: str | None = None) -> TrialRecord:
+                 start_ms: int, end_ms: int, status: str = "FINISHED", parent: str | None = None,
+                 metric: str = "mse") -> TrialRecord:
     """What a trial's child run holds, live or replayed: the penalty, ``lambda1`` and ``lambda2`` as
     parameters (0 where the penalty has none, so every run has both columns), the metrics, each fold's
-    error as ``fold_mse_<i>`` (one column per fold, not steps: folds are not epochs), and
+    error as ``fold_<metric>_<i>`` (``fold_mse_0``, ``fold_binomial_deviance_0``; one column per fold, not
+    steps: folds are not epochs), and
     ``log10_lambda1`` / ``log10_lambda2`` where the strength is positive (for charts on a log axis); each
     searched group multiplier as the parameter ``mult_<group>``."""
     out = dict(metrics)
-    out.update({f"fold_mse_{i}": float(v) for i, v in enumerate(fold_mse)})
+    out.update({f"fold_{metric}_{i}": float(v) for i, v in enumerate(fold_mse)})
     for name, value in (("lambda1", cand.lambda1), ("lambda2", cand.lambda2)):
         if value > 0:
             out[f"log10_{name}"] = math.log10(value)
@@ -47,10 +49,12 @@ def record_from_trial(trial: FrozenTrial, status: str | None = None, parent: str
     from optuna.trial import TrialState
 
     cv = dict(trial.user_attrs.get("cv", {}))
-    fold = cv.pop("fold_mse", [])
+    folds = [k for k in cv if k.startswith("fold_")]  # fold_mse, or fold_<deviance> of a binomial/Poisson sweep
+    metric = folds[0][len("fold_"):] if folds else "mse"
+    fold = cv.pop(f"fold_{metric}", [])
     metrics = {k: float(v) for k, v in cv.items() if isinstance(v, int | float)}
     if trial.state == TrialState.COMPLETE and trial.value is not None:
-        metrics["cv_mse"] = float(trial.value)
+        metrics[f"cv_{metric}"] = float(trial.value)
     start = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
     end = trial.datetime_complete.timestamp() if trial.datetime_complete else start
     legacy = trial.system_attrs.get(PARENT_RUN_ATTR)
@@ -60,7 +64,7 @@ def record_from_trial(trial: FrozenTrial, status: str | None = None, parent: str
                            parent or (str(legacy) if legacy else None))
     return child_record(trial.number, cand, metrics, fold, int(start * 1000), int(end * 1000),
                         status or ("FINISHED" if trial.state == TrialState.COMPLETE else "FAILED"),
-                        parent or (str(legacy) if legacy else None))
+                        parent or (str(legacy) if legacy else None), metric)
 
 
 def _unfinished(status: str, *, complete: bool) -> bool:

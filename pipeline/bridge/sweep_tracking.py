@@ -90,7 +90,7 @@ class SweepTracking:
     def log_result(self, r: TrialResult) -> None:
         """Queue a completed trial's child run."""
         self.tracking.log_trial(child_record(r.number, r.candidate, r.metrics(), r.fold_mse, int(r.start * 1000),
-                                             int(r.end * 1000)))
+                                             int(r.end * 1000), metric=r.metric))
         self.poll()
 
     def log_failure(self, number: int, cand: Candidate, status: str = "FAILED") -> None:

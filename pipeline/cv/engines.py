@@ -36,6 +36,7 @@ from .passes import pass_summary, submit_data_pass
 from .path import coefficient_path
 from .placement import FoldPlacement, Placement
 from .refit import pass_bounds, refit_pass
+from .glm_models import glm_bounds, glm_coefficient_path, glm_refit
 from .row_models import row_bounds, row_coefficient_path, row_refit, row_summary
 from .row_placement import RowPlacement
 from .scoring import PathSpec
@@ -43,7 +44,8 @@ from .scoring import PathSpec
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["EngineTasks", "choose_sweep_engine", "place_engine", "tasks_of", "worker_memory", "worker_preload"]
+__all__ = ["EngineTasks", "choose_sweep_engine", "glm_engine", "place_engine", "tasks_of", "worker_memory",
+           "worker_preload"]
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,22 @@ _TASKS = {
     "gram": EngineTasks("gram", pass_summary, pass_bounds, refit_pass, coefficient_path),
     "rows": EngineTasks("rows", row_summary, row_bounds, row_refit, row_coefficient_path),
 }
+_GLM_TASKS = EngineTasks("rows", row_summary, glm_bounds, glm_refit, glm_coefficient_path)
 
 
-def tasks_of(engine: str) -> EngineTasks:
-    return _TASKS[engine]
+def tasks_of(engine: str, family: str = "gaussian") -> EngineTasks:
+    """The tasks of ``engine``; a binomial or Poisson sweep's, whichever engine solves its Newton steps, run on
+    the rows held by the workers."""
+    return _TASKS[engine] if family == "gaussian" else _GLM_TASKS
+
+
+def glm_engine(choice: EngineChoice, family: str) -> EngineChoice:
+    """A binomial or Poisson sweep keeps the rows in worker memory (the IRLS weights change at every Newton
+    step: one pass of statistics is not enough); ``choice`` (gram or rows, by the usual rule) decides how each
+    step's quadratic model is solved: a weighted p × p Gram formed from the rows, or coordinate descent on them."""
+    how = ("a weighted p × p Gram formed from the rows at each Newton step" if choice.name == "gram"
+           else "coordinate descent on the rows at each Newton step")
+    return EngineChoice(choice.name, f"{family}: the rows stay in worker memory, {how}; {choice.reason}")
 
 
 def worker_memory(client: Client) -> int:
@@ -113,7 +127,11 @@ def _choose(requested: str, plan: DataPlan, k: int, *, memory: int, heldout_frac
 
 def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig, model: ModelConfig,
                  holdout: HoldoutConfig | None = None, controls: FeatureControls | None = None) -> Placement:
-    """Start the engine's data (the pass, or the rows on every worker) and place its fold models."""
+    """Start the engine's data (the pass, or the rows on every worker) and place its fold models (a binomial or
+    Poisson model's always on the rows, ``model.engine`` resolved to ``engine`` for its Newton steps)."""
+    if model.family != "gaussian":
+        return RowPlacement(client, plan, folds.k, folds.seed, model.model_copy(update={"engine": engine}), holdout,
+                            controls)
     if engine == "rows":
         return RowPlacement(client, plan, folds.k, folds.seed, model, holdout, controls)
     return FoldPlacement(client, lambda: submit_data_pass(client, plan, folds.k, folds.seed), folds.k,

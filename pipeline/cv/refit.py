@@ -21,6 +21,7 @@ from ..encoding import Encoding
 from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
 from ..solvers import GramProblem, RowProblem, SuffStats
 from ..solvers.controls import FeatureControls
+from ..solvers.glm import GlmProblem
 from .passes import BlockPass
 from .rows import RowData
 
@@ -82,12 +83,15 @@ def search_bounds(total: SuffStats, model: ModelConfig, controls: FeatureControl
     }
 
 
-def group_bounds(problem: GramProblem | RowProblem, controls: FeatureControls | None) -> dict[str, Any]:
+def group_bounds(problem: GramProblem | RowProblem | GlmProblem, controls: FeatureControls | None) -> dict[str, Any]:
     """``lambda1_max_groups`` when the search has group multipliers: the λ1_max of each group's features and of
     the rest (``""``), from which a trial's λ1_max under its multipliers follows (the dense path's top)."""
     if controls is None or not controls.group_names or problem.controls is None:
         return {}
-    kept = problem.kept if isinstance(problem, GramProblem) else problem.design.cols
+    if isinstance(problem, GramProblem):
+        kept = problem.kept
+    else:
+        kept = problem.design.cols if isinstance(problem, RowProblem) else problem.base.cols
     return {"lambda1_max_groups": controls.lambda1_max_by_group(problem.lambda1_ratios(), kept)}
 
 

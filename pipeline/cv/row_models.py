@@ -30,7 +30,9 @@ from ..config import ModelConfig
 from ..encoding import Encoding
 from ..model import FittedModel
 from ..solvers import RowDesign, RowFit, RowProblem
+from ..solvers.families import family_named
 from ..solvers.controls import FeatureControls
+from .glm_models import GlmFoldModel, make_glm_fold_models, target_facts
 from .refit import group_bounds
 from .rows import RowData
 from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
@@ -111,10 +113,14 @@ class RowFoldModel:
 
 
 def make_row_fold_models(rows: RowData, folds: Sequence[int], *, fit_intercept: bool, standardize: bool,
-                         controls: FeatureControls | None = None) -> list[RowFoldModel]:
-    """The :class:`RowFoldModel` of each fold in ``folds``, sharing ``rows`` (one task, on the rows' worker)."""
+                         controls: FeatureControls | None = None,
+                         model: ModelConfig | None = None) -> list[RowFoldModel] | list[GlmFoldModel]:
+    """The :class:`RowFoldModel` of each fold in ``folds``, sharing ``rows`` (one task, on the rows' worker); with
+    a ``model`` of the binomial or Poisson family, its :class:`~.glm_models.GlmFoldModel`."""
     training = rows.training
     size = int(max(2, min(64, _WARM_BYTES // (24 * max(1, rows.n_features)))))
+    if model is not None and model.family != "gaussian":
+        return make_glm_fold_models(rows, folds, model, controls, max(2, size // 4))  # they also keep η (n)
     out = []
     for f in folds:
         v = np.where(rows.fold == f, 0.0, training)
@@ -132,14 +138,21 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...]) -> dict[str, Any]
     n = int(np.count_nonzero(used))
     const = [feature_names[j] for j in np.flatnonzero(~design.kept)]
     dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(design.X, design.cols)]
+    columns = describe_columns(n, rows.n_features, const, dups, rows.n_dropped, rows.dropped_by[2])
+    target: dict[str, Any] = {}
+    if rows.family != "gaussian":
+        facts, notes = target_facts(rows)
+        target = {"target": facts}
+        columns["notes"] = [*columns["notes"], *notes]
     return {
         "n_rows": n,
         "fold_rows": [int(np.count_nonzero(rows.fold == f)) for f in range(rows.k)],
         "fold_weight": [float(rows.weight[rows.fold == f].sum()) for f in range(rows.k)],
         "n_groups": rows.n_groups,
         "fingerprint": _fingerprint(rows, feature_names),
-        **describe_columns(n, rows.n_features, const, dups, rows.n_dropped, rows.dropped_by[2]),
+        **columns,
         "rows_dropped_by": dict(zip(("target", "weight", "feature"), rows.dropped_by)),
+        **target,
     }
 
 
@@ -215,15 +228,24 @@ def row_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig,
 
 
 def heldout_mse(rows: RowData, models: Sequence[tuple[np.ndarray, float, np.ndarray | None]]) -> list[float]:
-    """The weighted MSE of each ``(coef, intercept, fill)`` on the rows held out of every fold (a retrain's):
-    gaps filled with ``fill`` (a model's own values), or with the training rows' means when None."""
+    """The error of each ``(coef, intercept, fill)`` on the rows held out of every fold (a retrain's): the
+    weighted MSE, or for a binomial or Poisson model the weighted mean deviance (offset included); gaps filled
+    with ``fill`` (a model's own values), or with the training rows' means when None."""
     held = np.flatnonzero(rows.fold < 0)
     w = rows.weight[held]
     out = []
     for coef, intercept, fill in models:
         X = rows.features(fill=fill)
-        err = rows.y[held] - (np.asarray(X[held] @ coef).ravel() + intercept)
-        out.append(float(w @ (err * err)) / float(w.sum()) if w.sum() > 0 else float("nan"))
+        linear = np.asarray(X[held] @ coef).ravel() + intercept
+        if not w.sum() > 0:
+            out.append(float("nan"))
+        elif rows.family == "gaussian":
+            err = rows.y[held] - linear
+            out.append(float(w @ (err * err)) / float(w.sum()))
+        else:
+            eta = linear + (rows.offset[held] if rows.offset is not None else 0.0)
+            half = family_named(rows.family).half_deviance(rows.y[held], eta)
+            out.append(2.0 * float(w @ half) / float(w.sum()))
     return out
 
 

@@ -70,7 +70,7 @@ class RowPlacement:
                 self.rows[w] = self.client.submit(same, loaded, pure=False)
             models = self.client.submit(make_row_fold_models, self.rows[w], [f], workers=[w],
                                         fit_intercept=self.model.fit_intercept, standardize=self.model.standardize,
-                                        controls=self.controls,
+                                        controls=self.controls, model=self.model,
                                         pure=False)  # pinned like its tasks: built elsewhere, it would copy the rows
             self.slots.append(FoldSlot((f,), models, w))
         self._replicate(workers, threads)
@@ -95,7 +95,7 @@ class RowPlacement:
             f = spare[0]
             models = self.client.submit(make_row_fold_models, self.rows[light], [f], workers=[light],
                                         fit_intercept=self.model.fit_intercept, standardize=self.model.standardize,
-                                        controls=self.controls,
+                                        controls=self.controls, model=self.model,
                                         pure=False)
             self.slots.append(FoldSlot((f,), models, light))
 

@@ -25,8 +25,10 @@ from ..config import HoldoutConfig, ModelConfig
 from ..solvers.controls import FeatureControls
 from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time_column
 from ..errors import DataError
-from ..folds import group_keys, kfold_folds, row_group_folds
+from ..folds import group_keys, kfold_folds, row_group_folds, stratified_folds
 from ..solvers import MeanImputation, RowDesign, RowProblem
+from ..solvers.glm import GlmProblem
+from ..targets import BinaryLabels, family_target
 from .statcache import heldout_rows
 
 __all__ = ["HELD_OUT", "RowData", "load_rows"]
@@ -51,7 +53,12 @@ class RowData:
     time: np.ndarray | None = None  # a retrain's time column
     cutoff: float | None = None  # a retrain's time cut-off: rows at or after it are held out
     imputation: MeanImputation | None = None  # data.missing: impute: X holds the statistics columns
-    _problems: dict[tuple[bool, bool, bytes], RowProblem] = field(default_factory=dict, repr=False)
+    offset: np.ndarray | None = None  # data.offset, or the log of data.exposure (binomial, poisson)
+    labels: BinaryLabels | None = None  # binomial: the classes y codes as 0 and 1
+    offset_column: str | None = None  # the offset's (or exposure's) column, for the model to read it by name
+    exposure: bool = False
+    family: str = "gaussian"
+    _problems: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:  # moved between workers: the rows, not the caches
@@ -126,6 +133,18 @@ class RowData:
                                                            standardize=model.standardize), controls)
             return self._problems[key]
 
+    def glm_problem(self, model: ModelConfig, controls: FeatureControls | None = None) -> GlmProblem:
+        """The binomial or Poisson problem on all training rows (bounds, refit, coefficient path), built once per
+        family, scaling, engine and controls."""
+        from .glm_models import glm_problem
+
+        key = ("glm", model.family, model.engine, model.fit_intercept, model.standardize,
+               controls.key if controls is not None else b"")
+        with self._lock:
+            if key not in self._problems:
+                self._problems[key] = glm_problem(self, self.training, model, controls)
+            return self._problems[key]
+
 
 def _chunks(plan: DataPlan, spec: BlockSpec) -> list[BlockSpec]:
     """A block cut into pieces of at most :data:`_CHUNK_BYTES` of dense rows, where rows can be addressed."""
@@ -171,6 +190,10 @@ class _Loader:
 def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None = None) -> RowData:
     """Every row of the source with its fold id (runs on a worker; checks each row as the data pass does).
 
+    A binomial target's row k-fold is stratified by class (``folds.stratify``, the plan's ``stratify``:
+    :func:`~pipeline.folds.stratified_folds`, once every row is read; group k-fold stays by group). The target
+    is checked for its family here, on all rows: two classes (labels coded 0/1), non-negative counts, not all 0.
+
     With ``holdout`` (a retrain) the held-out rows get fold id :data:`HELD_OUT`: by the hash of their global
     row (:func:`~pipeline.cv.statcache.heldout_rows`), or, with a time column, those in the newest share of
     the time span (read as one more column and kept apart from the features).
@@ -180,6 +203,8 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
     p, at = plan.n_statistics_columns, time_column_index(plan)
     loader = _Loader(source, p)
     ys, ws, gs, folds, held, times, integer, dropped = [], [], [], [], [], [], None, np.zeros(3, dtype=np.int64)
+    offsets: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
     for spec in plan.blocks:
         for chunk in _chunks(plan, spec):
             block = load_block(source, chunk, sparse=plan.sparse)
@@ -187,6 +212,10 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
             loader.add(np.delete(block.X, at, axis=1) if tc else block.X)
             ys.append(block.y)
             ws.append(block.weight if block.weight is not None else np.ones(block.y.shape[0]))
+            if block.offset is not None:
+                offsets.append(block.offset)
+            if block.labels is not None:
+                labels.append(block.labels)
             if block.group is not None:
                 gs.append(block.group)
             else:
@@ -202,7 +231,17 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
         raise DataError(f"data.missing: drop left no rows: all {dropped.sum()} rows hold NaN or inf in a feature, the "
                         "target or the weight; impute the missing values instead.")
     y, w = np.concatenate(ys), np.concatenate(ws)
-    fold = row_group_folds(np.concatenate(gs), w, k, seed) if gs else np.concatenate(folds)
+    y, classes = family_target(plan.family, np.concatenate(labels) if labels else y, y.shape[0], plan.positive_class,
+                               name=f"data.target {plan.target!r}")
+    if plan.family == "poisson" and not np.any((y > 0) & (w > 0)):
+        raise DataError(f"data.target {plan.target!r}: every count is 0, so the Poisson model has no finite intercept; "
+                        "check the target column.")
+    if gs:
+        fold = row_group_folds(np.concatenate(gs), w, k, seed)
+    elif plan.stratify:
+        fold = stratified_folds(y, k, seed)
+    else:
+        fold = np.concatenate(folds)
     n_groups = int(np.unique(group_keys(np.concatenate(gs))).size) if gs else None
     time = np.concatenate(times) if tc else None
     fold = fold.astype(np.int32)
@@ -215,4 +254,5 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
         fold[np.concatenate(held)] = HELD_OUT
     imputation = plan.encoding.imputation() if plan.encoding is not None else None
     return RowData(loader.matrix(), y, w, fold, k, integer or (), (int(dropped[0]), int(dropped[1]), int(dropped[2])),
-                   n_groups, time, cutoff, imputation)
+                   n_groups, time, cutoff, imputation, np.concatenate(offsets) if offsets else None, classes,
+                   plan.offset if plan.kind not in ("npy", "npz") else None, plan.exposure, plan.family)

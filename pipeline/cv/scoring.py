@@ -23,7 +23,12 @@ _WARM_CACHE = 64
 
 @dataclass(frozen=True)
 class FoldScore:
-    """One candidate on one fold: held-out and training errors."""
+    """One candidate on one fold: held-out and training errors.
+
+    ``heldout_mse`` and ``train_mse`` hold the sweep's metric (:mod:`pipeline.metrics`): the MSE for gaussian,
+    the mean deviance for binomial and poisson; ``heldout_r2`` the share of the held-out deviance explained
+    (R²); ``extra`` the family's other held-out scores (binomial: log-loss, AUC, accuracy, Brier; poisson: MAE).
+    """
 
     trial: int
     fold: int
@@ -34,6 +39,7 @@ class FoldScore:
     n_iter: int
     converged: bool
     seconds: float
+    extra: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

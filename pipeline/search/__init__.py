@@ -11,13 +11,14 @@
 Imports no MLflow. Optuna itself is imported where a function needs it.
 """
 
-from .results import TrialResult, summarize_scores
-from .rows import TrialRow, n_complete, trial_rows
+from .results import TrialResult, explained_name, summarize_scores
+from .rows import FAMILY_ATTR, TrialRow, n_complete, study_family, trial_rows
 from .scheduler import TrialListener, TrialScheduler
 from .space import SearchSpace, resolve_space
 from .study import OWNER_ATTR, RETRY_OF_ATTR, PendingTrial, StaleTrial, TrialStore, open_storage
 
 __all__ = [
+    "FAMILY_ATTR",
     "OWNER_ATTR",
     "RETRY_OF_ATTR",
     "PendingTrial",
@@ -28,9 +29,11 @@ __all__ = [
     "TrialRow",
     "TrialScheduler",
     "TrialStore",
+    "explained_name",
     "n_complete",
     "open_storage",
     "resolve_space",
+    "study_family",
     "summarize_scores",
     "trial_rows",
 ]

@@ -106,8 +106,9 @@ class TrialScheduler:
 
     def __init__(self, client: Client, store: TrialStore, placement: Placement, space: SearchSpace,
                  n_trials: int, listener: TrialListener, *, in_flight: int, threads: int, tol: float,
-                 score: ScoreFn | None = None, watch_s: float = 10.0) -> None:
+                 score: ScoreFn | None = None, watch_s: float = 10.0, metric: str = "mse") -> None:
         self.client, self.store, self.placement, self.space = client, store, placement, space
+        self.metric = metric  # what the trials' values are (pipeline.metrics)
         self.n_trials, self.listener, self.tol, self.watch_s = n_trials, listener, tol, watch_s
         self.score: ScoreFn = score or score_folds  # looked up now: a test may replace the module's
         self.batch_size = max(1, math.ceil(in_flight / (2 * threads)))
@@ -271,10 +272,11 @@ class TrialScheduler:
             pending = batch.trials[0]
             cand = pending.candidate
             scores = [s for fold in batch.scores.values() for s in fold if s.trial == cand.trial]
-            result = None if batch.failed else summarize_scores(cand, scores, pending.start, end)
+            result = None if batch.failed else summarize_scores(cand, scores, pending.start, end, self.metric)
             if result is None or not math.isfinite(result.cv_mse):
                 # a NaN value must not reach the study: Optuna cannot read a COMPLETE trial without one
-                reason = batch.failed or f"the cross-validated MSE is not finite ({result.cv_mse if result else ''})"
+                reason = batch.failed or (f"the cross-validated {self.metric} is not finite "
+                                          f"({result.cv_mse if result else ''})")
                 self.store.record_failure(pending, reason)
                 batch.trials.pop(0)
                 self._failed(pending, reason)

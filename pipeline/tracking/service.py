@@ -86,7 +86,7 @@ class _Remote:
 class TrackingService:
     """The driver's handle on the tracking process; satisfies :class:`~pipeline.tracking.Tracking`."""
 
-    def __init__(self, cfg: TrackingConfig, study_name: str) -> None:
+    def __init__(self, cfg: TrackingConfig, study_name: str, metric: str = "mse") -> None:
         self.cfg, self.uri, self.study_name = cfg, cfg.uri, study_name
         self.failed: list[tuple[int, str]] = []
         self.not_logged: list[str] = []
@@ -104,7 +104,7 @@ class TrackingService:
         self._inbox: Any = ctx.Queue()
         self._outbox: Any = ctx.Queue()
         self._process: Any = ctx.Process(
-            target=_serve, args=(cfg, study_name, str(DriverId.current()), self._inbox, self._outbox),
+            target=_serve, args=(cfg, study_name, str(DriverId.current()), self._inbox, self._outbox, metric),
             name="regsweep-mlflow", daemon=True,
         )
         self._process.start()
@@ -267,7 +267,7 @@ class TrackingService:
             q.close()
 
 
-def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox: Any) -> None:
+def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox: Any, metric: str = "mse") -> None:
     """Body of the tracking process: answer calls and write child runs, in arrival order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a SIGTERM to the whole group: write the KILLED runs first
@@ -292,7 +292,7 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
                 outbox.put(None)
                 return
             if tracker is None:
-                tracker = _open_tracker(cfg, study_name, driver, msg, outbox)
+                tracker = _open_tracker(cfg, study_name, driver, msg, outbox, metric)
                 if tracker is None:
                     continue
             if isinstance(msg, TrialRecord) and writers.submit(tracker, msg):
@@ -360,7 +360,7 @@ class _ChildRunPool:
 
 
 def _open_tracker(cfg: TrackingConfig, study_name: str, driver: str, msg: _Call | TrialRecord,
-                  outbox: Any) -> Tracker | None:
+                  outbox: Any, metric: str = "mse") -> Tracker | None:
     """The helper's :class:`~pipeline.tracking.Tracker`, or None after answering ``msg`` with why not."""
     if isinstance(msg, TrialRecord):
         outbox.put((msg.number, "no MLflow parent run to log under"))
@@ -370,7 +370,7 @@ def _open_tracker(cfg: TrackingConfig, study_name: str, driver: str, msg: _Call 
         from .tracker import Tracker
 
         drop_inherited_connections()
-        return Tracker(cfg, study_name=study_name, driver=driver)
+        return Tracker(cfg, study_name=study_name, driver=driver, metric=metric)
     except Exception as e:  # noqa: BLE001 — the store cannot be opened: the caller hears why
         outbox.put(_Reply(msg.id, error=f"{type(e).__name__}: {e}"[:2000], unreachable=is_unreachable(e)))
         return None

@@ -60,12 +60,13 @@ class Tracker:
     a helper process. Child runs are written at once, in this process.
     """
 
-    def __init__(self, cfg: TrackingConfig, study_name: str = "", driver: str | None = None) -> None:
+    def __init__(self, cfg: TrackingConfig, study_name: str = "", driver: str | None = None,
+                 metric: str = "mse") -> None:
         quiet_mlflow()
         from mlflow import MlflowClient
 
         quiet_mlflow()  # mlflow configures its own loggers on import
-        self.cfg, self.uri, self.study_name = cfg, cfg.uri, study_name
+        self.cfg, self.uri, self.study_name, self.metric = cfg, cfg.uri, study_name, metric
         self.driver = driver or str(DriverId.current())
         wal_for_url(cfg.uri)  # 14 → 10 ms per child run on SQLite
         with sqlite_setup_lock(cfg.uri):  # creating the store migrates a new SQLite file (or seeds it)
@@ -103,7 +104,7 @@ class Tracker:
 
         name = self.cfg.experiment
         exp = self.client.get_experiment_by_name(name)
-        tags = experiment_tags(self.study_name) if self.study_name else {}
+        tags = experiment_tags(self.study_name, self.metric) if self.study_name else {}
         if exp is None:
             try:
                 return str(self.client.create_experiment(name, tags=tags))

@@ -22,8 +22,16 @@ __all__ = ["EXPERIMENT_KIND", "experiment_tags", "runs_url", "view_key"]
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _SHARED_VIEW = "mlflow.sharedViewState."
-_COLUMNS = ["params.`penalty`", "params.`lambda1`", "params.`lambda2`", "metrics.`cv_mse`", "metrics.`cv_mse_se`",
-            "metrics.`cv_r2`", "metrics.`n_nonzero`", "metrics.`train_mse`"]
+_EXTRA_COLUMNS = {"mse": (), "binomial_deviance": ("cv_auc", "cv_log_loss"), "poisson_deviance": ("cv_mae",)}
+
+
+def _columns(metric: str) -> list[str]:
+    """The runs table's columns for a sweep of ``metric``: the strengths, the CV error and its SE, the share
+    explained, the family's headline scores, non-zeros and the training error."""
+    explained = "cv_r2" if metric == "mse" else "cv_deviance_explained"
+    names = [f"cv_{metric}", f"cv_{metric}_se", explained, *_EXTRA_COLUMNS.get(metric, ()), "n_nonzero",
+             f"train_{metric}"]
+    return ["params.`penalty`", "params.`lambda1`", "params.`lambda2`", *(f"metrics.`{n}`" for n in names)]
 
 
 def view_key(study_name: str) -> str:
@@ -31,13 +39,13 @@ def view_key(study_name: str) -> str:
     return "regsweep-" + re.sub(r"[^A-Za-z0-9_.-]", "_", study_name)
 
 
-def experiment_tags(study_name: str) -> dict[str, str]:
-    """The experiment tags that make the UI open on the study's trials (module docstring)."""
+def experiment_tags(study_name: str, metric: str = "mse") -> dict[str, str]:
+    """The experiment tags that make the UI open on the study's trials (module docstring), sorted by ``metric``."""
     state = {
         "searchFilter": f"tags.`regsweep.study` = '{quote(study_name)}' and tags.`regsweep.kind` = 'trial'",
-        "orderByKey": "metrics.`cv_mse`",
+        "orderByKey": f"metrics.`cv_{metric}`",
         "orderByAsc": True,
-        "selectedColumns": _COLUMNS,
+        "selectedColumns": _columns(metric),
     }
     return {EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1], _SHARED_VIEW + view_key(study_name): json.dumps(state)}
 

@@ -114,7 +114,7 @@ def test_poisson_lasso_and_elastic_net_against_brute_force(inner: str, lam1: flo
     ref_obj, ref_coef, _ = brute_force("poisson", DB_X_RAW, DB_Y, lam1, lam2, w=w, offset=offset)
     s = weighted_scale(DB_X_RAW, w)
     ours = objective("poisson", DB_X_RAW, DB_Y, fit.coef, fit.intercept, lam1, lam2, w=w, offset=offset, scale=s)
-    assert fit.converged and fit.kkt_residual < 1e-7
+    assert fit.converged and fit.kkt_residual < 1e-8 * max(1.0, fit.objective)  # gradient units scale with F
     assert ours <= ref_obj * (1 + REL)
     assert np.count_nonzero(fit.coef) < DB_X.shape[1] or lam1 < 1  # the lasso zeroes some at these strengths
     assert np.max(np.abs((fit.coef - ref_coef) * s)) <= 1e-4 * np.max(np.abs(ref_coef * s))
@@ -138,7 +138,7 @@ def test_factors_and_limits_against_brute_force(inner: str, family: str) -> None
     ref_obj, ref_coef, _ = brute_force(family, X, y, lam1, lam2, factor=f, lower=lower, upper=upper)
     s = weighted_scale(X, np.ones(len(y)))
     ours = objective(family, X, y, fit.coef, fit.intercept, lam1, lam2, scale=s, factor=f)
-    assert fit.converged and fit.kkt_residual < 1e-7
+    assert fit.converged and fit.kkt_residual < 1e-8 * max(1.0, fit.objective)  # gradient units scale with F
     assert np.all(fit.coef >= lower - 1e-12) and np.all(fit.coef <= upper + 1e-12)
     assert np.any(fit.coef == upper) or np.any(fit.coef == lower) or np.any((fit.coef == 0) & (lower == 0))
     assert ours <= ref_obj * (1 + REL)

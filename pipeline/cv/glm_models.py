@@ -1,0 +1,207 @@
+"""Fold models of the binomial and Poisson families, and what a sweep computes on all their rows.
+
+For these losses one pass of statistics is not enough (the IRLS weights depend on the coefficients), so
+their sweeps always keep the rows in worker memory, as the rows engine does (:mod:`.row_placement`): a
+:class:`GlmFoldModel` is one fold's :class:`~pipeline.solvers.glm.GlmProblem` on its worker's rows, the
+held-out rows weighted 0, and every trial passes through it, warm-started from the nearest earlier
+solution of the fold. ``model.engine`` says how each Newton step's quadratic model is solved: ``gram``, a
+weighted p × p Gram formed from the rows; ``rows``, coordinate descent on the rows (no p × p matrix);
+``auto`` the Gram when p is at most a fold's rows and 4,000.
+
+The held-out scores (:func:`pipeline.metrics.fold_scores`) are exact: the solver returns the linear
+predictor on every row. Every function here is module-level and pure in its inputs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..candidate import Candidate
+from ..config import ModelConfig
+from ..encoding import Encoding
+from ..metrics import fold_scores
+from ..model import FittedModel
+from ..solvers.controls import FeatureControls
+from ..solvers.families import family_named
+from ..solvers.glm import GlmFit, GlmProblem
+from .refit import group_bounds
+from .rows import RowData
+from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
+
+__all__ = ["GlmFoldModel", "glm_bounds", "glm_coefficient_path", "glm_inner", "glm_problem", "glm_refit",
+           "make_glm_fold_models", "target_facts"]
+
+
+def glm_inner(engine: str) -> str:
+    """How a GLM's quadratic models are solved under ``model.engine`` (:class:`GlmProblem`'s ``inner``)."""
+    return "auto" if engine == "auto" else engine
+
+
+def glm_problem(rows: RowData, v: np.ndarray, model: ModelConfig, controls: FeatureControls | None) -> GlmProblem:
+    """The GLM problem of rows weighted ``v`` (a fold's training rows, or all training rows)."""
+    return GlmProblem(rows.features(v), rows.y, v, family_named(model.family), offset=rows.offset,
+                      fit_intercept=model.fit_intercept, standardize=model.standardize, controls=controls,
+                      inner=glm_inner(model.engine))
+
+
+@dataclass(eq=False)
+class GlmFoldModel:
+    """One fold's training problem on the worker's rows, and its held-out rows (binomial, poisson)."""
+
+    fold: int
+    problem: GlmProblem
+    heldout: np.ndarray  # row indices
+    y: np.ndarray
+    weight: np.ndarray
+    family: str
+    warm: WarmStarts[GlmFit] = field(default_factory=WarmStarts)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("lock")
+        state["warm"] = WarmStarts(size=self.warm.size)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+
+    def __sizeof__(self) -> int:
+        """Its p- and n-vectors and warm starts (the rows are counted once, as their own task's result)."""
+        d = self.problem.base
+        return object.__sizeof__(self) + 8 * (6 * d.n_features + (4 + len(self.warm.entries)) * d.n_rows)
+
+    def score(self, c: Candidate, tol: float) -> FoldScore:
+        """Fit ``c`` on this fold (warm-started from the nearest earlier solution) and score its held-out rows."""
+        t0 = time.perf_counter()
+        with self.lock:
+            fit = self.problem.solve(c.penalty_object(), self.warm.nearest(c), tol=tol,
+                                     multipliers=c.group_multipliers)
+            self.warm.remember(c, fit)
+        return self._score(c.trial, fit, time.perf_counter() - t0)
+
+    def _score(self, trial: int, fit: GlmFit, seconds: float) -> FoldScore:
+        h = self.heldout
+        offset = self.problem.offset[h] if np.any(self.problem.offset) else None
+        dev, explained, extra = fold_scores(self.family, self.y[h], fit.eta[h], self.weight[h], offset)
+        train = 2.0 * self.problem.mean_half_deviance(fit.eta)
+        return FoldScore(trial=trial, fold=self.fold, heldout_mse=dev, heldout_r2=explained, train_mse=train,
+                         n_nonzero=fit.n_nonzero, n_iter=fit.n_iter, converged=fit.converged, seconds=seconds,
+                         extra=tuple(extra.items()))
+
+    def path(self, spec: PathSpec, tol: float) -> FoldPath:
+        """Every point of ``spec``, warm-started along the path; stops once the training fit explains
+        :data:`~.scoring.PATH_STOP_DEV_RATIO` of the null deviance (glmnet's rule, which also ends the path of
+        separable classes) or the held-out deviance has turned well past its minimum."""
+        scores: list[FoldScore] = []
+        fit: GlmFit | None = None
+        null = 2.0 * self.problem.mean_half_deviance(self.problem.null_model()[1])
+        with self.lock:
+            for i in range(len(spec.strengths)):
+                cand = spec.candidate(i)
+                fit = self.problem.solve(cand.penalty_object(), fit, tol=tol, multipliers=cand.group_multipliers)
+                scores.append(self._score(-1, fit, 0.0))
+                if (null > 0 and 1.0 - scores[-1].train_mse / null >= PATH_STOP_DEV_RATIO
+                        or past_the_minimum([s.heldout_mse for s in scores])):
+                    break
+        return FoldPath(self.fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),
+                        tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
+
+
+def make_glm_fold_models(rows: RowData, folds: Sequence[int], model: ModelConfig, controls: FeatureControls | None,
+                         warm_size: int) -> list[GlmFoldModel]:
+    """The :class:`GlmFoldModel` of each fold in ``folds``, sharing ``rows``."""
+    out = []
+    for f in folds:
+        v = np.where(rows.fold == f, 0.0, rows.training)
+        out.append(GlmFoldModel(f, glm_problem(rows, v, model, controls), np.flatnonzero(rows.fold == f), rows.y,
+                                rows.weight, model.family, WarmStarts(size=warm_size)))
+    return out
+
+
+# ------------------------------------------------------------------ all rows
+def target_facts(rows: RowData) -> tuple[dict[str, Any], list[str]]:
+    """What the terminal and the summary say about a binomial or Poisson target (classes and their counts; the
+    counts' mean and share of zeros; the offset), and notes (a fold whose held-out rows hold one class)."""
+    used = rows.fold >= 0
+    y, w = rows.y[used], rows.weight[used]
+    offset = (f"; offset: log of {rows.offset_column!r}" if rows.exposure else f"; offset: {rows.offset_column!r}"
+              ) if rows.offset is not None and rows.offset_column else ("; with an offset" if rows.offset is not None
+                                                                       else "")
+    notes = []
+    if rows.family == "binomial":
+        assert rows.labels is not None
+        n_pos = int(np.count_nonzero(y > 0.5))
+        summary = {"positive_class": rows.labels.positive, "negative_class": rows.labels.negative,
+                   "n_positive": n_pos, "n_negative": int(y.size - n_pos)}
+        line = (f"Target: binomial, positive class {rows.labels.positive!r} (coded 1): {n_pos} of {y.size} rows "
+                f"({100 * n_pos / max(y.size, 1):.1f}%); negative {rows.labels.negative!r}{offset}")
+        for f in range(rows.k):
+            held = rows.y[rows.fold == f]
+            if held.size and (held.min() == held.max()):
+                notes.append(f"fold {f}'s held-out rows hold one class only: its AUC is missing (the trials' AUC is "
+                             "the mean over the other folds); lower folds.k or keep folds.stratify on.")
+    else:
+        mean = float(w @ y) / float(w.sum())
+        zeros = float(np.count_nonzero(y == 0)) / max(y.size, 1)
+        summary = {"mean_count": mean, "share_zero": zeros}
+        line = f"Target: poisson counts, weighted mean {mean:.4g}, {100 * zeros:.1f}% zeros{offset}"
+    summary.update({"family": rows.family, "offset": rows.offset_column if rows.offset is not None else None,
+                    "exposure": rows.exposure if rows.offset is not None else None})
+    return {"line": line, "summary": summary}, notes
+
+
+def glm_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | None = None) -> dict[str, float]:
+    """The search bounds on all training rows: λ1 from the null model's gradient (factors and limits
+    respected), λ2 from the largest eigenvalue of the Gram weighted by the null model's IRLS weights (the
+    curvature a ridge penalty competes with)."""
+    problem = rows.glm_problem(model, controls)
+    lam1_max = problem.lambda1_max
+    d = problem.base
+    mu = problem.family.mean(problem.null_model()[1])
+    v_mean = float(d.v @ problem.family.variance(mu)) / d.sum_w
+    from ..solvers import RowProblem
+
+    e_max = float(max(RowProblem(d).largest_eigenvalue() * v_mean, np.finfo(float).tiny))
+    ratio = 1e-6 if d.rows.size > d.n_kept else 1e-2
+    return {"lambda1_low": ratio * lam1_max, "lambda1_high": lam1_max, "lambda2_low": 1e-8 * e_max,
+            "lambda2_high": 10.0 * e_max, "lambda1_max": lam1_max, "e_max": e_max, "n_kept": d.n_kept,
+            **group_bounds(problem, controls)}
+
+
+def glm_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
+              encoding: Encoding | None = None, controls: FeatureControls | None = None) -> FittedModel:
+    """``cand`` fitted on all training rows, as a model of the family (labels and offset recorded)."""
+    import dataclasses
+
+    problem = rows.glm_problem(model, controls)
+    penalty = cand.penalty_object()
+    result = problem.solve(penalty, tol=model.tol, multipliers=cand.group_multipliers)
+    kind = None if rows.offset is None else ("exposure" if rows.exposure else "offset")
+    fitted = FittedModel.from_solution(problem.base, result, penalty, feature_names, controls,
+                                       cand.group_multipliers, family=model.family, labels=rows.labels,
+                                       offset_kind=kind, offset_column=rows.offset_column)
+    if encoding is None:
+        return fitted
+    d = problem.base
+    return dataclasses.replace(fitted, encoding=encoding.fitted(np.asarray(d.X.T @ d.v).ravel() / d.sum_w))
+
+
+def glm_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig,
+                         controls: FeatureControls | None = None) -> np.ndarray:
+    """Standardized coefficients at every point of ``spec`` on all rows: shape (p, m), warm-started."""
+    problem = rows.glm_problem(model, controls)
+    coefs = np.zeros((rows.n_features, len(spec.strengths)))
+    fit: GlmFit | None = None
+    for i in range(len(spec.strengths)):
+        cand = spec.candidate(i)
+        fit = problem.solve(cand.penalty_object(), fit, tol=model.tol, multipliers=cand.group_multipliers)
+        coefs[:, i] = fit.coef * problem.base.x_scale
+    return coefs

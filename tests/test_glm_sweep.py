@@ -1,0 +1,206 @@
+"""Binomial and Poisson sweeps end to end (embedded two-worker cluster, SQLite), on both engines.
+
+Every checked trial's fold deviance is recomputed from an independent fit of that fold (the L-BFGS-B brute force
+of tests/glm_reference.py, on the same stratified folds) and must agree to 1e-6 relative: the two fits agree to
+1e-8 in objective, so their coefficients may differ by ~1e-4 of their scale along the flattest direction, which
+moves a held-out deviance of these data by at most ~1e-7 (observed 1e-9). The summary, the child runs, the
+trials table and the registered pyfunc model must speak the family's language: the metric, the positive class,
+probabilities and expected counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from pipeline.config import load_config
+from pipeline.errors import ConfigError, DataError
+from pipeline.folds import stratified_folds
+from pipeline.sweep import execute_sweep
+from tests.glm_reference import brute_force, mean_half_deviance
+
+N_TRIALS = 10
+
+
+def _bc_frame() -> pd.DataFrame:
+    data = load_breast_cancer(as_frame=True)
+    frame = data.data.iloc[:, :10].copy()
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    frame["diagnosis"] = np.where(data.target == 1, "benign", "malignant")
+    return frame
+
+
+def _claims_frame(n: int = 1500) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(n, 5))
+    exposure = rng.uniform(0.2, 2.0, n)
+    mu = exposure * np.exp(-0.5 + X[:, :3] @ np.array([0.5, -0.4, 0.25]))
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(5)])
+    frame["exposure"], frame["claims"] = exposure, rng.poisson(mu)
+    return frame
+
+
+def _config(tmp: Path, name: str, settings: list[str]):
+    return load_config(None, [
+        f"search.n_trials={N_TRIALS}", f"search.storage=sqlite:///{tmp}/optuna.db", f"search.study_name={name}",
+        f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"tracking.experiment={name}",
+        f"tracking.registered_model={name}-model", "folds.seed=3", "cluster.dashboard_address=null", *settings])
+
+
+@pytest.fixture(scope="module", params=["gram", "rows"])
+def binomial_sweep(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"binomial-{request.param}")
+    _bc_frame().to_csv(tmp / "bc.csv", index=False)
+    cfg = _config(tmp, "bc", [f"data.source={tmp}/bc.csv", "data.target=diagnosis", "model.family=binomial",
+                              f"model.engine={request.param}"])
+    lines: list[str] = []
+    summary = execute_sweep(cfg, echo=lines.append, progress=False)
+    return cfg, summary, optuna.load_study(study_name="bc", storage=cfg.search.storage), lines
+
+
+@pytest.fixture(scope="module")
+def poisson_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("poisson")
+    _claims_frame().to_csv(tmp / "claims.csv", index=False)
+    cfg = _config(tmp, "claims", [f"data.source={tmp}/claims.csv", "data.target=claims", "data.exposure=exposure",
+                                  "model.family=poisson", "model.engine=rows"])
+    lines: list[str] = []
+    summary = execute_sweep(cfg, echo=lines.append, progress=False)
+    return cfg, summary, optuna.load_study(study_name="claims", storage=cfg.search.storage), lines
+
+
+def _fold_deviances(family: str, X: np.ndarray, y: np.ndarray, folds: np.ndarray, params: dict,
+                    offset: np.ndarray | None = None) -> list[float]:
+    out = []
+    for k in range(int(folds.max()) + 1):
+        tr, te = folds != k, folds == k
+        _, coef, b = brute_force(family, X[tr], y[tr], params.get("lambda1", 0.0), params.get("lambda2", 0.0),
+                                 offset=None if offset is None else offset[tr])
+        eta = b + X[te] @ coef + (0.0 if offset is None else offset[te])
+        out.append(2.0 * mean_half_deviance(family, y[te], eta, np.ones(int(te.sum()))))
+    return out
+
+
+def test_binomial_trials_are_exact_on_stratified_folds(binomial_sweep):
+    cfg, summary, study, _ = binomial_sweep
+    frame = _bc_frame()
+    X, y = frame.drop(columns="diagnosis").to_numpy(), (frame["diagnosis"] == "malignant").to_numpy(float)
+    folds = stratified_folds(y, cfg.folds.k, cfg.folds.seed)
+    per_fold = np.bincount(folds, weights=y)
+    assert per_fold.max() - per_fold.min() <= 1  # every fold holds its share of each class
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == N_TRIALS
+    for t in complete[:3]:
+        expected = _fold_deviances("binomial", X, y, folds, t.params)
+        np.testing.assert_allclose(t.user_attrs["cv"]["fold_binomial_deviance"], expected, rtol=1e-6)
+        assert t.value == pytest.approx(np.mean(expected), rel=1e-6)
+
+
+def test_binomial_summary_mlflow_and_model(binomial_sweep):
+    import mlflow
+    from mlflow import MlflowClient
+
+    cfg, summary, study, lines = binomial_sweep
+    assert (summary["family"], summary["metric"]) == ("binomial", "binomial_deviance")
+    assert summary["best_cv_metric"] == study.best_value and summary["best_cv_mse"] is None
+    assert summary["target"]["positive_class"] == "malignant" and summary["target"]["n_positive"] == 212
+    assert summary["selected"]["cv_mse"] is None and summary["selected"]["cv_metric"] > 0
+    assert any(line.startswith("Target: binomial, positive class 'malignant'") for line in lines)
+    assert any("CV binomial deviance" in line for line in lines)
+
+    client = MlflowClient(tracking_uri=cfg.tracking.uri, registry_uri=cfg.tracking.uri)
+    exp = client.get_experiment_by_name("bc")
+    children = [r for r in client.search_runs([exp.experiment_id], max_results=100)
+                if r.data.tags.get("mlflow.parentRunId") == summary["mlflow_run_id"]]
+    assert len(children) == N_TRIALS
+    for run in children:
+        m = run.data.metrics
+        assert {f"fold_binomial_deviance_{i}" for i in range(5)} <= set(m)
+        assert m["cv_log_loss"] == pytest.approx(m["cv_binomial_deviance"] / 2, rel=1e-12)
+        assert 0.5 < m["cv_auc"] <= 1 and 0.5 < m["cv_accuracy"] <= 1 and 0 < m["cv_brier"] < 0.25
+    parent = client.get_run(summary["mlflow_run_id"]).data
+    assert parent.params["model.family"] == "binomial"
+    assert parent.metrics["best_cv_binomial_deviance"] == pytest.approx(summary["best_cv_metric"])
+
+    trials = list(csv.DictReader(Path(client.download_artifacts(summary["mlflow_run_id"], "trials.csv")).open()))
+    assert {"cv_binomial_deviance", "cv_deviance_explained", "cv_auc", "fold_binomial_deviance"} <= set(trials[0])
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    model = mlflow.pyfunc.load_model(summary["model_uri"])
+    assert model.metadata.signature.outputs.input_names() == ["probability_malignant"]
+    frame = _bc_frame()
+    raw = model.get_raw_model()
+    X = frame.drop(columns="diagnosis")
+    proba = model.predict(X)
+    np.testing.assert_allclose(proba, 1 / (1 + np.exp(-(X.to_numpy() @ raw.coef + raw.intercept))), rtol=1e-12)
+    assert np.mean((proba > 0.5) == (frame["diagnosis"] == "malignant")) > 0.9
+
+
+def test_poisson_with_exposure(poisson_sweep):
+    import mlflow
+
+    cfg, summary, study, lines = poisson_sweep
+    frame = _claims_frame()
+    X, y, offset = frame[[f"x{j}" for j in range(5)]].to_numpy(), frame["claims"].to_numpy(float), \
+        np.log(frame["exposure"].to_numpy())
+    from pipeline.folds import kfold_folds
+
+    folds = kfold_folds(0, len(y), cfg.folds.k, cfg.folds.seed)
+    t = [t for t in study.trials if t.state.name == "COMPLETE"][0]
+    expected = _fold_deviances("poisson", X, y, folds, t.params, offset)
+    np.testing.assert_allclose(t.user_attrs["cv"]["fold_poisson_deviance"], expected, rtol=1e-6)
+    assert summary["metric"] == "poisson_deviance" and summary["target"]["offset"] == "exposure"
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    model = mlflow.pyfunc.load_model(summary["model_uri"])
+    raw = model.get_raw_model()
+    counts = model.predict(frame.drop(columns="claims"))  # the exposure column is read by name
+    np.testing.assert_allclose(counts, frame["exposure"] * np.exp(X @ raw.coef + raw.intercept), rtol=1e-12)
+    assert model.metadata.signature.outputs.input_names() == ["expected_count"]
+
+
+def test_a_study_keeps_its_family(poisson_sweep):
+    cfg, *_ = poisson_sweep
+    other = cfg.model_copy(update={"model": cfg.model.model_copy(update={"family": "binomial"}),
+                                   "data": cfg.data.model_copy(update={"exposure": None})})
+    with pytest.raises(ConfigError, match="was run with model.family poisson"):
+        execute_sweep(other, echo=lambda _: None, progress=False)
+
+
+@pytest.mark.parametrize("family,column,values,match", [
+    ("binomial", "label", ["a", "b", "c"], "two classes, but `data.target 'label'` has 3"),
+    ("poisson", "label", [1.0, -2.0, 3.0], "non-negative counts"),
+    ("poisson", "exposure", [1.0, 0.0, 2.0], "data.exposure 'exposure' has 1 values <= 0"),
+])
+def test_bad_targets_stop_before_any_trial(tmp_path, family, column, values, match):
+    n = 60
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n),
+                          "label": rng.poisson(2.0, n).astype(float), "exposure": np.ones(n)})
+    if family == "binomial":
+        frame["label"] = np.where(rng.random(n) < 0.5, "a", "b")
+    frame[column] = frame[column].astype(object)
+    frame.loc[:2, column] = values
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    extra = ["data.exposure=exposure"] if family == "poisson" else ["data.exclude=[exposure]"]
+    cfg = _config(tmp_path, "bad", [f"data.source={tmp_path}/d.csv", "data.target=label", f"model.family={family}",
+                                    *extra])
+    with pytest.raises(DataError, match=match) as info:
+        execute_sweep(cfg, echo=lambda _: None, progress=False)
+    assert "\n" not in str(info.value)
+    assert not optuna.load_study(study_name="bad", storage=cfg.search.storage).trials
+
+
+def test_cli_refuses_an_offset_for_gaussian_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pipeline", "sweep", "--set", "data.offset=t", "--no-progress"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "data.offset applies to model.family binomial or poisson" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
