@@ -234,8 +234,9 @@ def child_runs_by_trial(runs: Sequence[Any]) -> dict[int, list[Any]]:
     return out
 
 
-def check_one_child_run_per_trial(trials: Sequence[Any], runs: Sequence[Any]) -> dict[int, Any]:
-    """Exactly one child run per finished trial, none RUNNING, a COMPLETE trial's run FINISHED with its value."""
+def check_one_child_run_per_trial(trials: Sequence[Any], runs: Sequence[Any], metric: str = "mse") -> dict[int, Any]:
+    """Exactly one child run per finished trial, none RUNNING, a COMPLETE trial's run FINISHED with its value
+    (``cv_<metric>``)."""
     children = child_runs_by_trial(runs)
     finished = {t.number: t for t in trials if t.state.name in ("COMPLETE", "FAIL")}
     assert sorted(children) == sorted(finished), (
@@ -246,18 +247,18 @@ def check_one_child_run_per_trial(trials: Sequence[Any], runs: Sequence[Any]) ->
         t = finished[n]
         if t.state.name == "COMPLETE":
             assert run.info.status == "FINISHED", (n, run.info.status)
-            assert abs(run.data.metrics["cv_mse"] - t.value) <= 1e-12 * abs(t.value), n
+            assert abs(run.data.metrics[f"cv_{metric}"] - t.value) <= 1e-12 * abs(t.value), n
         else:
             assert run.info.status in ("FAILED", "KILLED"), (n, run.info.status)
     assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"], "runs left RUNNING"
     return {n: rs[0] for n, rs in children.items()}
 
 
-def check_folds_counted_once(trials: Sequence[Any]) -> None:
+def check_folds_counted_once(trials: Sequence[Any], metric: str = "mse") -> None:
     """Every COMPLETE trial's value is the mean of exactly K fold errors (no fold lost or counted twice)."""
     for t in trials:
         if t.state.name == "COMPLETE":
-            folds = t.user_attrs["cv"]["fold_mse"]
+            folds = t.user_attrs["cv"][f"fold_{metric}"]
             assert len(folds) == K, (t.number, folds)
             assert abs(sum(folds) / K - t.value) <= 1e-12 * t.value, t.number
 

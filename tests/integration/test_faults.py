@@ -109,6 +109,38 @@ def test_sigkill_of_a_worker_mid_sweep_on_the_rows_engine_loses_nothing(tmp_path
     check_one_child_run_per_trial(trials, mlflow_runs(tracking, names["experiment"]))
 
 
+def test_sigkill_of_a_worker_mid_binomial_sweep_loses_nothing(tmp_path: Path) -> None:
+    """A logistic sweep keeps its rows and fold models on the workers (as the rows engine): the dead worker's are
+    gone with it, the survivor's carry on, and every trial still has its K exact fold deviances."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(4000, 30))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", (rng.random(4000) < 1 / (1 + np.exp(-X[:, :5].sum(axis=1)))).astype(float))
+    config = tmp_path / "logistic.yaml"
+    config.write_text(f"data:\n  source: {tmp_path / 'X.npy'}\n  target: {tmp_path / 'y.npy'}\n"
+                      "model:\n  family: binomial\nsearch:\n  in_flight: 4\n")
+    cluster = start_cluster(tmp_path / "dask", 2, nanny=False)  # no nanny: the worker stays dead
+    names, storage = _names("gkill"), _storage(tmp_path)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        driver = Driver(sweep_args(config, address=cluster.address, tracking=tracking, storage=storage,
+                                   names=names, n_trials=60, summary=tmp_path / "s.json"), tmp_path)
+        wait_until(lambda: n_complete(storage, names["study"]) >= 15, 120, "15 complete trials", driver)
+        cluster.workers[0].signal_group(signal.SIGKILL)
+        assert driver.wait(SWEEP_TIMEOUT_S) == 0, driver.output()
+    finally:
+        stop_processes(cluster.procs())
+    summary = read_summary(tmp_path / "s.json")
+    assert summary["family"] == "binomial" and summary["best_cv_metric"] > 0
+    trials = study_trials(storage, names["study"])
+    assert len(by_state(trials, "COMPLETE")) == 60
+    assert by_state(trials, "RUNNING") == []
+    check_folds_counted_once(trials, "binomial_deviance")
+    check_one_child_run_per_trial(trials, mlflow_runs(tracking, names["experiment"]), "binomial_deviance")
+
+
 # ------------------------------------------------------------------ 2. a poisoned task
 POISON = textwrap.dedent('''
     """Worker preload for the tests: scoring trial {trial} kills the worker process, every time.

@@ -215,3 +215,26 @@ def test_degenerate_targets_are_clear_errors() -> None:
         GlmProblem(DB_X, np.zeros(len(DB_Y)), np.ones(len(DB_Y)), POISSON).solve(ElasticNet(0.1, 0))
     with pytest.raises(ValueError, match="one class only"):
         GlmProblem(BC_X, np.ones(len(BC_Y)), np.ones(len(BC_Y)), BINOMIAL).solve(ElasticNet(0.1, 0))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_wide_data_on_the_rows(sparse: bool, family: str) -> None:
+    """p ≫ n (60 × 300, a quarter of the entries non-zero): the rows solve each Newton step's model (no p × p
+    matrix), against the brute force; the lasso keeps fewer features than rows, the elastic net fewer than p."""
+    rng = np.random.default_rng(5)
+    n, p = 60, 300
+    X = rng.normal(size=(n, p)) * (rng.random((n, p)) < 0.25)
+    eta = X[:, :5] @ np.array([1.5, -1.0, 1.0, 0.8, -0.6])
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if family == "binomial" else \
+        rng.poisson(np.exp(0.3 + 0.5 * eta)).astype(float)
+    fam = BINOMIAL if family == "binomial" else POISSON
+    problem = GlmProblem(sp.csr_matrix(X) if sparse else X, y, np.ones(n), fam, inner="rows")
+    for share in (1.0, 0.5):
+        lam = 0.15 * problem.lambda1_max
+        lam1, lam2 = share * lam, (1 - share) * lam
+        fit = problem.solve(ElasticNet(lam1, lam2))
+        ref_obj, _, _ = brute_force(family, X, y, lam1, lam2)
+        ours = objective(family, X, y, fit.coef, fit.intercept, lam1, lam2, scale=weighted_scale(X, np.ones(n)))
+        assert fit.converged and ours <= ref_obj * (1 + REL), (share, ours, ref_obj)
+        assert 0 < fit.n_nonzero < (n if share == 1.0 else p)
