@@ -118,6 +118,14 @@ class DataPlan:
         return dataclasses.replace(self, encoding=encoding, feature_names=encoding.feature_names)
 
     @property
+    def offset_column(self) -> str | None:
+        """The name a model reads its offset (or exposure) by: the column of a tabular source, the file's stem
+        (``exposure.npy`` → ``exposure``) beside an array source."""
+        if self.offset is None:
+            return None
+        return Path(self.offset).stem if self.kind in ("npy", "npz") else self.offset
+
+    @property
     def sparse(self) -> bool:
         """Whether the rows are stored sparse (an ``.npz`` source): only the rows engine keeps them so."""
         return self.kind == "npz"
@@ -847,20 +855,25 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     ``integer_columns`` (per feature, from the data pass) says which columns
     are integers in *every* block; all others are float64. A CSV column whose
     first rows happen to be whole numbers is still float if any block has a
-    fraction. A tabular source's offset (or exposure) column follows the features: the model reads it by name.
+    fraction. The offset (or exposure) column follows the features, named as the model reads it
+    (:attr:`DataPlan.offset_column`).
     """
     import pandas as pd
 
-    offset = plan.offset if plan.offset is not None and plan.kind not in ("npy", "npz") else None
+    offset = plan.offset_column
 
     if plan.encoding is not None:  # the raw columns, as the model takes them (text as text, gaps as gaps)
         if plan.kind == "npy":
             raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)[:n]
-            return pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=list(plan.raw_features))
+            frame = pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=list(plan.raw_features))
+            if offset is not None and plan.offset is not None:
+                frame[offset] = np.asarray(np.load(plan.offset, mmap_mode="r", allow_pickle=False)[: len(frame)])
+            return frame
         spec = plan.blocks[0]
         if plan.kind == "bundled":
             spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
-        frame = _read_frame(plan, spec)[[*plan.raw_features, *((offset,) if offset else ())]]
+        tabular = offset if plan.kind not in ("npy", "npz") else None
+        frame = _read_frame(plan, spec)[[*plan.raw_features, *((tabular,) if tabular else ())]]
         if plan.missing != "impute":  # rows with gaps are not fitted, and the model cannot fill them in
             frame = frame.dropna()
         return frame.head(n).reset_index(drop=True)

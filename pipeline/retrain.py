@@ -242,8 +242,8 @@ def _example(x_mean: np.ndarray, integer_columns: tuple[bool, ...], plan: DataPl
     for name, is_int in zip(plan.feature_names, integer_columns):
         if is_int:
             frame[name] = np.round(frame[name]).astype(np.int64)
-    if plan.offset is not None and plan.kind not in ("npy", "npz"):  # the model reads its offset column by name
-        frame[plan.offset] = 1.0 if plan.exposure else 0.0
+    if plan.offset_column is not None:  # the model reads its offset column by name
+        frame[plan.offset_column] = 1.0 if plan.exposure else 0.0
     return frame
 
 

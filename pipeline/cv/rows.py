@@ -255,4 +255,4 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
     imputation = plan.encoding.imputation() if plan.encoding is not None else None
     return RowData(loader.matrix(), y, w, fold, k, integer or (), (int(dropped[0]), int(dropped[1]), int(dropped[2])),
                    n_groups, time, cutoff, imputation, np.concatenate(offsets) if offsets else None, classes,
-                   plan.offset if plan.kind not in ("npy", "npz") else None, plan.exposure, plan.family)
+                   plan.offset_column, plan.exposure, plan.family)

@@ -385,6 +385,8 @@ def _dense_weighted_gram(X: np.ndarray, cols: np.ndarray, m: np.ndarray, s: np.n
     n, p = X.shape[0], cols.size
     full = p == X.shape[1] and bool(np.all(cols == np.arange(p)))
     G, sx, q = np.zeros((p, p)), np.zeros(p), np.zeros(p)
+    if p == 0:  # an empty working set: nothing to multiply (BLAS refuses a 0 × 0 result)
+        return G, sx, q
     root = np.sqrt(u)
     inv_s = 1.0 / s
     step = max(1, _BLOCK_BYTES // (8 * max(p, 1)))
