@@ -27,8 +27,6 @@ CV MSE is over the same five folds; test MSE on 10,000 further rows of the gener
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
@@ -40,7 +38,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import wide  # noqa: E402
-from compare import _peaks  # noqa: E402
 
 K, SEED, N_TRIALS = wide.K, wide.SEED, 100
 CASES = {"tall": {"n": 200_000, "p": 100}, "wide": {"n": 500, "p": 5_000}}
@@ -153,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None,
                     help="where the data files live (default: OUT/data-controls)")
     args = ap.parse_args(argv)
-    if args.child:
-        method, spec_path, res_path = args.child
-        Path(res_path).write_text(json.dumps(CHILDREN[method](json.loads(Path(spec_path).read_text())),
-                                             default=float))
+    if wide.run_child_mode(args.child, CHILDREN):
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl = args.out / "controls.jsonl"
@@ -169,17 +163,11 @@ def main(argv: list[str] | None = None) -> int:
                 work = work_root / case / f"{method}{r}"
                 rec = (run_child(method, files, work, args.timeout_s) if method == "glmnet"
                        else run_regsweep(files, work, method == "regsweep", args.timeout_s))
-                rec.update({"case": case, "method": method, "repeat": r, "invocation": invocation,
-                            "load_avg_1m": os.getloadavg()[0], **_peaks(rec)})
-                with open(jsonl, "a") as f:
-                    f.write(json.dumps(rec, default=str) + "\n")
+                wide.keep_record(jsonl, rec, invocation, case=case, method=method, repeat=r)
                 print(f"{case:5s} {method:15s} rep={r} {rec['status']:8.30s} wall={rec['wall_s']:8.2f}s "
                       f"cv={rec.get('best_cv_mse')} test={rec.get('test_mse')} "
                       f"min_nonneg={rec.get('min_nonnegative_coef')} load={rec['load_avg_1m']:.2f}", flush=True)
-    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    md = render([r for r in records if r["invocation"] == invocation])
-    (args.out / "controls.md").write_text(md)
-    print(md)
+    print(wide.write_report(jsonl, invocation, render, args.out / "controls.md"))
     return 0
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -41,7 +40,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import wide  # noqa: E402
-from compare import _peaks  # noqa: E402
 
 K, SEED, N_TRIALS, P, N_TEST = 5, 0, 100, 100, 50_000
 L1_RATIOS = [0.1, 0.5, 0.7, 0.9, 1.0]
@@ -269,10 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--data-dir", type=Path, default=None, help="where the data live (default: OUT/data-glm)")
     args = ap.parse_args(argv)
-    if args.child:
-        method, spec_path, res_path = args.child
-        Path(res_path).write_text(json.dumps(CHILDREN[method](json.loads(Path(spec_path).read_text())),
-                                             default=float))
+    if wide.run_child_mode(args.child, CHILDREN):
         return 0
     n = int(args.n)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -288,17 +283,11 @@ def main(argv: list[str] | None = None) -> int:
                 work = work_root / family / f"{method}{r}"
                 rec = (run_regsweep(family, files, work, args.timeout_s) if method == "regsweep"
                        else run_child(method, files, work, args.timeout_s))
-                rec.update({"family": family, "method": method, "n": n, "repeat": r, "invocation": invocation,
-                            "load_avg_1m": os.getloadavg()[0], **_peaks(rec)})
-                with open(jsonl, "a") as f:
-                    f.write(json.dumps(rec, default=str) + "\n")
+                wide.keep_record(jsonl, rec, invocation, family=family, method=method, n=n, repeat=r)
                 print(f"{family:8s} {method:9s} rep={r} {rec['status']:8.30s} wall={rec['wall_s']:8.2f}s "
                       f"test={rec.get('test_score')} nnz={rec.get('n_nonzero')} newton={rec.get('newton_steps')} "
                       f"load={rec['load_avg_1m']:.2f}", flush=True)
-    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    md = render([r for r in records if r["invocation"] == invocation])
-    (args.out / "glm.md").write_text(md)
-    print(md)
+    print(wide.write_report(jsonl, invocation, render, args.out / "glm.md"))
     return 0
 
 

@@ -246,6 +246,32 @@ def run_regsweep(case: str, files: dict[str, str], work: Path, timeout: float, m
             "test_mse": t.get("test_mse"), **{k: v for k, v in t.items() if k.startswith("min_")}}
 
 
+def run_child_mode(child: list[str] | None, children: dict[str, Any]) -> bool:
+    """A benchmark script's ``--child METHOD SPEC RESULT`` mode: run ``children[METHOD]`` on the spec and write
+    its result (True), or nothing to do (False)."""
+    if not child:
+        return False
+    method, spec_path, res_path = child
+    Path(res_path).write_text(json.dumps(children[method](json.loads(Path(spec_path).read_text())), default=float))
+    return True
+
+
+def keep_record(jsonl: Path, rec: dict[str, Any], invocation: str, **labels: Any) -> dict[str, Any]:
+    """``rec`` with its labels, the invocation, the load average and the peak memory, appended to ``jsonl``."""
+    rec.update({**labels, "invocation": invocation, "load_avg_1m": os.getloadavg()[0], **_peaks(rec)})
+    with open(jsonl, "a") as f:
+        f.write(json.dumps(rec, default=str) + "\n")
+    return rec
+
+
+def write_report(jsonl: Path, invocation: str, render_fn: Any, path: Path) -> str:
+    """The Markdown table of this invocation's records, written to ``path`` and returned."""
+    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    md = str(render_fn([r for r in records if r["invocation"] == invocation]))
+    path.write_text(md)
+    return md
+
+
 def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
@@ -280,10 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--data-dir", type=Path, default=None, help="where the data files live (default: OUT/data-wide)")
     args = ap.parse_args(argv)
-    if args.child:
-        method, spec_path, res_path = args.child
-        Path(res_path).write_text(json.dumps(CHILDREN[method](json.loads(Path(spec_path).read_text())),
-                                             default=float))
+    if run_child_mode(args.child, CHILDREN):
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl = args.out / "wide.jsonl"
@@ -296,18 +319,11 @@ def main(argv: list[str] | None = None) -> int:
                 work = work_root / case / f"{method}{r}"
                 rec = (run_regsweep(case, files, work, args.timeout_s) if method == "regsweep"
                        else run_child(method, files, work, args.timeout_s))
-                rec.update({"case": case, "method": method, "repeat": r, "invocation": invocation,
-                            "load_avg_1m": os.getloadavg()[0], **_peaks(rec)})
-                with open(jsonl, "a") as f:
-                    f.write(json.dumps(rec, default=str) + "\n")
+                keep_record(jsonl, rec, invocation, case=case, method=method, repeat=r)
                 print(f"{case:7s} {method:9s} rep={r} {rec['status']:8.30s} wall={rec['wall_s']:8.2f}s "
                       f"cv={rec.get('best_cv_mse')} test={rec.get('test_mse')} "
                       f"max_rss={rec['max_process_rss_mb']} MB load={rec['load_avg_1m']:.2f}", flush=True)
-    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    latest = [r for r in records if r["invocation"] == invocation]
-    md = render(latest)
-    (args.out / "wide.md").write_text(md)
-    print(md)
+    print(write_report(jsonl, invocation, render, args.out / "wide.md"))
     return 0
 
 

@@ -204,3 +204,27 @@ def test_cli_refuses_an_offset_for_gaussian_in_one_line(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "data.offset applies to model.family binomial or poisson" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_retrain_compares_held_out_deviance(binomial_sweep):
+    """A refit retrain of the binomial model: the challenger is a binomial model trained on the training rows,
+    and both scores are the held-out binomial deviance, recomputed here from the rows the retrain held out."""
+    import mlflow
+
+    from pipeline.cv.statcache import heldout_rows
+    from pipeline.retrain import run_retrain
+
+    cfg, summary, _, _ = binomial_sweep
+    lines: list[str] = []
+    out = run_retrain(cfg, echo=lines.append)
+    assert out["action"] == "promoted" and any("held-out binomial deviance" in line for line in lines)
+    frame = _bc_frame()
+    X, y = frame.drop(columns="diagnosis").to_numpy(), (frame["diagnosis"] == "malignant").to_numpy(float)
+    held = heldout_rows(0, len(y), cfg.retrain.holdout.fraction, cfg.retrain.holdout.seed)
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    challenger = mlflow.pyfunc.load_model(f"models:/{cfg.tracking.registered_model}/{out['challenger_version']}")
+    raw = challenger.get_raw_model()
+    assert raw.family == "binomial" and raw.positive_class == "malignant"
+    eta = X[held] @ raw.coef + raw.intercept
+    deviance = 2 * mean_half_deviance("binomial", y[held], eta, np.ones(int(held.sum())))
+    assert out["challenger_score"] == pytest.approx(deviance, rel=1e-10)

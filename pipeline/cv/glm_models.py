@@ -32,7 +32,8 @@ from ..solvers.families import family_named
 from ..solvers.glm import GlmFit, GlmProblem
 from .refit import group_bounds
 from .rows import RowData
-from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
+from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
+                      past_the_minimum)
 
 __all__ = ["GlmFoldModel", "glm_bounds", "glm_coefficient_path", "glm_inner", "glm_problem", "glm_refit",
            "make_glm_fold_models", "target_facts"]
@@ -51,7 +52,7 @@ def glm_problem(rows: RowData, v: np.ndarray, model: ModelConfig, controls: Feat
 
 
 @dataclass(eq=False)
-class GlmFoldModel:
+class GlmFoldModel(PickledCold):
     """One fold's training problem on the worker's rows, and its held-out rows (binomial, poisson)."""
 
     fold: int
@@ -62,16 +63,6 @@ class GlmFoldModel:
     family: str
     warm: WarmStarts[GlmFit] = field(default_factory=WarmStarts)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("lock")
-        state["warm"] = WarmStarts(size=self.warm.size)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.lock = threading.Lock()
 
     def __sizeof__(self) -> int:
         """Its p- and n-vectors and warm starts (the rows are counted once, as their own task's result)."""

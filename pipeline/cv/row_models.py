@@ -35,7 +35,8 @@ from ..solvers.controls import FeatureControls
 from .glm_models import GlmFoldModel, make_glm_fold_models, target_facts
 from .refit import group_bounds
 from .rows import RowData
-from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
+from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
+                      past_the_minimum)
 
 __all__ = ["RowFoldModel", "heldout_mse", "make_row_fold_models", "retrain_facts", "row_bounds",
            "row_coefficient_path", "row_refit", "row_summary"]
@@ -44,7 +45,7 @@ _WARM_BYTES = 32 * 2**20  # warm starts a fold model keeps per penalty (each hol
 
 
 @dataclass(eq=False)
-class RowFoldModel:
+class RowFoldModel(PickledCold):
     """One fold's training problem on the worker's rows, and its held-out rows (the rows engine)."""
 
     fold: int
@@ -54,16 +55,6 @@ class RowFoldModel:
     weight: np.ndarray
     warm: WarmStarts[RowFit] = field(default_factory=WarmStarts)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("lock")
-        state["warm"] = WarmStarts(size=self.warm.size)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.lock = threading.Lock()
 
     def __sizeof__(self) -> int:
         """What this fold model holds besides the worker's rows (its p-vectors and caches), for Dask's memory

@@ -9,13 +9,14 @@ and keeps its recent solutions as warm starts (:class:`WarmStarts`).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..candidate import Candidate
 
-__all__ = ["FoldPath", "FoldScore", "PathSpec", "WarmStarts"]
+__all__ = ["FoldPath", "FoldScore", "PathSpec", "PickledCold", "WarmStarts"]
 
 _T = TypeVar("_T")
 _WARM_CACHE = 64
@@ -115,6 +116,24 @@ class WarmStarts(Generic[_T]):
         found.append((c.lambda1, c.lambda2, solution))
         if len(found) > self.size:
             del found[0]
+
+
+class PickledCold:
+    """A fold model pickled without its lock and with empty warm starts: a copy made on another worker starts
+    cold (its ``lock`` and ``warm`` are dataclass fields of the class that mixes this in)."""
+
+    lock: threading.Lock
+    warm: WarmStarts[Any]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("lock")
+        state["warm"] = WarmStarts(size=self.warm.size)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
 
 
 def _log(x: float) -> float:
