@@ -99,11 +99,13 @@ class SweepResult:
         import optuna
         import pandas as pd
 
-        from .report import TRIAL_FIELDS
-        from .search import trial_rows
+        from .metrics import METRIC_OF
+        from .report import trial_table
+        from .search import study_family, trial_rows
 
         study = optuna.load_study(study_name=self.config.search.study_name, storage=self.config.search.storage)
-        return pd.DataFrame(trial_rows(study), columns=TRIAL_FIELDS)
+        fields, rows = trial_table(trial_rows(study), METRIC_OF[study_family(study)])
+        return pd.DataFrame(rows, columns=fields)
 
 
 def _registered_model(summary: Mapping[str, Any], config: SweepConfig) -> FittedModel:

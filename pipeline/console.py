@@ -10,7 +10,7 @@ from typing import Any
 
 from .config import SweepConfig
 from .metrics import metric_label
-from .report import count_text
+from .report import count_text, explained_share
 
 __all__ = ["LOCAL_UI", "Progress", "mlflow_ui_command", "print_outcome"]
 
@@ -119,7 +119,7 @@ def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
             mark = "  ← registered (search.select)" if rule == sel["rule"] else ""
             lines.append(f"  {rule:<4} {_lambdas(c['penalty'], c['lambda1'], c['lambda2']):<34} "
                          f"{count_text(c['n_nonzero']):>5} non-zero   CV {label} {c['cv_metric']:.6g} ± "
-                         f"{c['cv_metric_se']:.3g}   {explained} {c['cv_r2']:.3f}{_multipliers(c)}{mark}")
+                         f"{c['cv_metric_se']:.3g}   {explained} {explained_share(c):.3f}{_multipliers(c)}{mark}")
     features = summary.get("selected_features", [])
     version = summary["model_version"]
     registered = (f"{cfg.tracking.registered_model} v{version} (alias candidate)" if version is not None

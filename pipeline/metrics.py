@@ -48,7 +48,7 @@ def fold_scores(family: str, y: np.ndarray, eta: np.ndarray, w: np.ndarray,
     explained = 1.0 - dev / null if null > 0 else math.nan
     mu = fam.mean(eta)
     if family == "binomial":
-        extras = {"log_loss": dev / 2.0, "auc": auc(y, mu, w),
+        extras = {"log_loss": dev / 2.0, "auc": auc(y, eta, w),  # ranked by η: expit(η) rounds to 1 for η > 37
                   "accuracy": float(w @ ((mu >= 0.5) == (y > 0.5))) / sw,
                   "brier": float(w @ ((mu - y) ** 2)) / sw}
     else:

@@ -16,7 +16,8 @@ def count_text(x: float) -> str:
     ``9.4``, ``78.8``, ``4,833``, ``20,000`` (not ``2e+04``)."""
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
-__all__ = ["TrialRow", "describe_decision", "write_coefficients_csv", "write_trials_csv"]
+__all__ = ["TrialRow", "describe_decision", "explained_share", "trial_table", "write_coefficients_csv",
+           "write_trials_csv"]
 
 TrialRow = dict[str, Any]  # number, state, penalty, lambda1, lambda2, cv_mse, cv_mse_se, train_mse, cv_r2, n_nonzero
 
@@ -24,21 +25,28 @@ TRIAL_FIELDS = ["number", "state", "penalty", "lambda1", "lambda2", "cv_mse", "c
                 "n_nonzero", "fold_mse"]
 
 
-def write_trials_csv(rows: Sequence[TrialRow], path: Path, metric: str = "mse") -> Path:
-    """``trials.csv``: one row per trial of the study, every state. The error columns are named by the sweep's
-    ``metric`` (``cv_mse``; ``cv_binomial_deviance``, ``cv_deviance_explained`` and the family's other scores,
-    ``cv_auc`` …, for a binomial or Poisson sweep)."""
+def trial_table(rows: Sequence[TrialRow], metric: str = "mse") -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of ``trials.csv`` (and of ``SweepResult.trials``): the error columns named by the
+    sweep's ``metric`` (``cv_mse``; ``cv_binomial_deviance``, ``cv_deviance_explained`` and the family's other
+    scores, ``cv_auc`` …, for a binomial or Poisson sweep), then one ``mult_<group>`` per searched group."""
     names = {"cv_mse": f"cv_{metric}", "cv_mse_se": f"cv_{metric}_se", "train_mse": f"train_{metric}",
              "cv_r2": "cv_r2" if metric == "mse" else "cv_deviance_explained", "fold_mse": f"fold_{metric}"}
     extra = sorted({name for r in rows for name in r.get("extra", {})})
+    groups = sorted({g for r in rows for g in r.get("group_multipliers", {})})
+    fields = [names.get(k, k) for k in TRIAL_FIELDS] + [f"cv_{e}" for e in extra] + [f"mult_{g}" for g in groups]
+    table = [{**{names.get(k, k): v for k, v in r.items() if names.get(k, k) in fields},
+              **{f"cv_{e}": v for e, v in r.get("extra", {}).items()},
+              **{f"mult_{g}": v for g, v in r.get("group_multipliers", {}).items()}} for r in rows]
+    return fields, table
+
+
+def write_trials_csv(rows: Sequence[TrialRow], path: Path, metric: str = "mse") -> Path:
+    """``trials.csv``: one row per trial of the study, every state (columns: :func:`trial_table`)."""
+    fields, table = trial_table(rows, metric)
     with open(path, "w", newline="") as f:
-        groups = sorted({g for r in rows for g in r.get("group_multipliers", {})})
-        fields = [names.get(k, k) for k in TRIAL_FIELDS] + [f"cv_{e}" for e in extra] + [f"mult_{g}" for g in groups]
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
-        w.writerows({**{names.get(k, k): v for k, v in r.items()},
-                     **{f"cv_{e}": v for e, v in r.get("extra", {}).items()},
-                     **{f"mult_{g}": v for g, v in r.get("group_multipliers", {}).items()}} for r in rows)
+        w.writerows(table)
     return path
 
 
@@ -103,7 +111,7 @@ def describe_decision(summary: dict[str, Any], run_id: str) -> str:
     explained = "R²" if summary.get("metric", "mse") == "mse" else "deviance explained"
     lines = [f"**Registered: the `{sel['rule']}` choice** (`search.select: {sel['rule']}`): {sel['penalty']}, "
              f"{_strengths(sel)}: CV {label} {sel['cv_metric']:.6g} ± {sel['cv_metric_se']:.3g}, {explained} "
-             f"{sel['cv_r2']:.3f}, {sel['n_nonzero']} of {summary['n_features']} features non-zero."]
+             f"{explained_share(sel):.3f}, {sel['n_nonzero']} of {summary['n_features']} features non-zero."]
     if summary.get("target"):
         lines.append(f"\n{_target_line(summary['target'])}")
     for rule, c in summary.get("choices", {}).items():
@@ -130,6 +138,11 @@ def describe_decision(summary: dict[str, Any], run_id: str) -> str:
                         ("validation_curve.png", "every trial")):
         lines += ["", f"![{title}](get-artifact?path={name}&run_uuid={run_id})"]
     return "\n".join(lines)
+
+
+def explained_share(entry: dict[str, Any]) -> float:
+    """A summary entry's share of the deviance explained (``cv_r2`` for the MSE, ``cv_deviance_explained``)."""
+    return float(entry["cv_r2"] if "cv_r2" in entry else entry["cv_deviance_explained"])
 
 
 def _target_line(target: dict[str, Any]) -> str:

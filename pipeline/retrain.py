@@ -280,6 +280,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
                 f"the data's features {list(plan.raw_features)} differ from those of {name} v{base.version} "
                 f"({list(theirs)}); retrain keeps the feature set (new levels are fine), run a new sweep to change it."
             )
+        _check_comparable(base, cfg, plan)
         echo(f"Retrain {name}: starting from v{base.version} (alias {base.alias}), mode {cfg.retrain.mode}; {lock}")
         summary = _retrain_on_cluster(cfg, plan, tracker, base, echo)
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -395,6 +396,11 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
                  else None)
     rows = placement.current_pass() if placement else client.submit(load_rows, plan, k, seed, holdout, pure=False)
     facts = wait_done(client.submit(retrain_facts, rows, pure=False))
+    if base.model.family == "binomial" and str(facts["positive_class"]) != str(base.model.positive_class):
+        raise RetrainInputError(
+            f"{cfg.tracking.registered_model} v{base.version} predicts the class {base.model.positive_class!r}, but "
+            f"the data's positive class is {facts['positive_class']!r}; set data.positive_class to "
+            f"{base.model.positive_class!r}, or run a new sweep.")
     _check_rows(facts["w_heldout"], facts["w_train"], facts["fold_weight"], cfg)
     echo(f"Data: {plan.source}: {facts['n_train']} training + {facts['n_heldout']} held-out rows, fingerprint "
          f"{fingerprint}; all {len(plan.blocks)} blocks read (rows engine)")
@@ -419,6 +425,21 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     evidence = _Evidence(facts["n_train"], facts["n_heldout"], len(plan.blocks), 0, facts["time_cutoff"],
                          example, "rows", note)
     return challenger, (inc, ch), evidence, extra
+
+
+def _check_comparable(base: RegisteredVersion, cfg: SweepConfig, plan: DataPlan) -> None:
+    """Champion and challenger are scored on one held-out deviance: the incumbent must be of the config's family
+    and take the same kind of offset (a one-line error before any row is read otherwise)."""
+    model, name = base.model, cfg.tracking.registered_model
+    if model.family != cfg.model.family:
+        raise RetrainInputError(
+            f"{name} v{base.version} is a {model.family} model, but model.family is {cfg.model.family}; retrain "
+            "keeps the family: run a new sweep to change it.")
+    kind = None if plan.offset is None else ("exposure" if plan.exposure else "offset")
+    if model.offset_kind != kind:
+        raise RetrainInputError(
+            f"{name} v{base.version} was fitted with {model.offset_kind or 'no offset'}, but the config gives "
+            f"{kind or 'none'} (data.offset / data.exposure); give the same, or run a new sweep.")
 
 
 def _check_rows(w_heldout: float, w_train: float, fold_weight: list[float], cfg: SweepConfig) -> None:

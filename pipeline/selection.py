@@ -138,11 +138,13 @@ class Choice:
 
 
 def for_metric(entry: dict[str, Any], metric: str) -> dict[str, Any]:
-    """A summary entry of a sweep whose metric is ``metric``: its ``cv_metric`` fields carry it, and its
-    ``cv_mse`` fields are null unless the metric is the MSE (a deviance is not an MSE)."""
+    """A summary entry of a sweep whose metric is ``metric``: its ``cv_metric`` fields carry it, its ``cv_mse``
+    fields are null unless the metric is the MSE (a deviance is not an MSE), and its share explained is named
+    ``cv_deviance_explained`` there (``cv_r2`` for the MSE), as in MLflow and ``trials.csv``."""
     if metric == "mse":
         return entry
-    return {k: (None if k in ("cv_mse", "cv_mse_se") else v) for k, v in entry.items()}
+    return {("cv_deviance_explained" if k == "cv_r2" else k): (None if k in ("cv_mse", "cv_mse_se") else v)
+            for k, v in entry.items()}
 
 
 def _with_multipliers(entry: dict[str, Any], multipliers: dict[str, float]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..config import SweepConfig
 from ..errors import ConfigError
-from ..search import TrialStore
+from ..metrics import METRIC_OF
+from ..search import TrialStore, study_family
 from ..tracking import Tracker, close_stale_runs
 from .publication import Publication, unpublished_dir
 from .replay import replay_missing
@@ -48,10 +49,10 @@ def sync_tracking(cfg: SweepConfig, echo: Callable[[str], None] = print) -> dict
             f"sync-tracking: search.study_name {study!r} is not a study of {cfg.search.storage} (studies there: "
             f"{found or 'none'}); give the config of the sweep to sync, or set search.study_name."
         )
-    tracker = Tracker(cfg.tracking, study_name=study)
+    store = TrialStore(cfg.search)
+    tracker = Tracker(cfg.tracking, study_name=study, metric=METRIC_OF[study_family(store.study)])
     tracker.preflight()
     tracker.ensure_experiment()
-    store = TrialStore(cfg.search)
     parent = previous_parent_run(store)
     if parent is None or not tracker.run_exists(parent):
         parent = tracker.start_parent(run_name=f"sweep-{study}", tags={"regsweep.kind": "sweep",

@@ -157,7 +157,7 @@ def glm_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | No
     lam1_max = problem.lambda1_max
     d = problem.base
     mu = problem.family.mean(problem.null_model()[1])
-    v_mean = float(d.v @ problem.family.variance(mu)) / d.sum_w
+    v_mean = float(d.v @ problem.family.variance(mu, d.rows)) / d.sum_w
     from ..solvers import RowProblem
 
     e_max = float(max(RowProblem(d).largest_eigenvalue() * v_mean, np.finfo(float).tiny))

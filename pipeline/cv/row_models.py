@@ -171,7 +171,7 @@ def _fingerprint(rows: RowData, feature_names: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     X = rows.X
     parts = (X.indptr, X.indices, X.data) if hasattr(X, "indptr") else (X.ravel(order="F"),)
-    for arr in (*parts, rows.y, rows.weight, rows.fold):
+    for arr in (*parts, rows.y, rows.weight, rows.fold, *((rows.offset,) if rows.offset is not None else ())):
         h.update(np.ascontiguousarray(arr).data)
     h.update("\x1f".join(feature_names).encode())
     return h.hexdigest()[:16]
@@ -250,4 +250,5 @@ def retrain_facts(rows: RowData) -> dict[str, Any]:
     return {"n_train": int(np.count_nonzero(rows.fold >= 0)), "n_heldout": int(np.count_nonzero(held)),
             "w_train": w_train, "w_heldout": float(rows.weight[held].sum()),
             "fold_weight": [float(rows.weight[rows.fold == f].sum()) for f in range(rows.k)],
-            "x_mean": mean, "integer_columns": rows.integer_columns, "time_cutoff": rows.cutoff}
+            "x_mean": mean, "integer_columns": rows.integer_columns, "time_cutoff": rows.cutoff,
+            "positive_class": rows.labels.positive if rows.labels is not None else None}

@@ -96,7 +96,7 @@ def block_fingerprint(plan: DataPlan, spec: BlockSpec) -> str:
     elif plan.kind == "parquet":
         _hash_parquet(h, plan, spec)
     elif plan.kind == "npy":
-        for path in (plan.source, plan.target, plan.weight, plan.group):
+        for path in (plan.source, plan.target, plan.weight, plan.group, plan.offset):
             if path is None:
                 continue
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -125,7 +125,7 @@ def _hash_parquet(h: Any, plan: DataPlan, spec: BlockSpec) -> None:
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(spec.path).metadata
-    needed = {*plan.raw_features, plan.target, *(c for c in (plan.weight, plan.group) if c)}
+    needed = {*plan.raw_features, plan.target, *(c for c in (plan.weight, plan.group, plan.offset) if c)}
     for rg in spec.row_groups:
         group = meta.row_group(rg)
         for i in range(group.num_columns):
@@ -141,6 +141,8 @@ def data_fingerprint(plan: DataPlan, block_fingerprints: list[str], time_column:
     """The fingerprint of the whole data set: its columns and its blocks' contents, in order."""
     h = hashlib.sha256(RECORD_FORMAT.encode())
     h.update(repr((plan.feature_names, plan.target, plan.weight, time_column)).encode())
+    if plan.family != "gaussian":  # the same rows under another family, class or offset are other data
+        h.update(repr((plan.family, plan.positive_class, plan.offset, plan.exposure)).encode())
     for fp in block_fingerprints:
         h.update(fp.encode())
     return h.hexdigest()[:16]

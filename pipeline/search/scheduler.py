@@ -54,6 +54,7 @@ from ..cv import (CONNECTION_LOST, LOST, FoldScore, Placement, Scorable, cancel_
                   result_or_lost, score_folds, worker_left)
 from ..cv._dask_internals import scheduler_task_states
 from ..errors import ClusterError, SweepError
+from ..metrics import metric_label
 from .ordering import TeachInOrder
 from .results import TrialResult, summarize_scores
 from .space import SearchSpace
@@ -275,7 +276,7 @@ class TrialScheduler:
             result = None if batch.failed else summarize_scores(cand, scores, pending.start, end, self.metric)
             if result is None or not math.isfinite(result.cv_mse):
                 # a NaN value must not reach the study: Optuna cannot read a COMPLETE trial without one
-                reason = batch.failed or (f"the cross-validated {self.metric} is not finite "
+                reason = batch.failed or (f"the cross-validated {metric_label(self.metric)} is not finite "
                                           f"({result.cv_mse if result else ''})")
                 self.store.record_failure(pending, reason)
                 batch.trials.pop(0)

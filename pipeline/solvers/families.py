@@ -44,11 +44,13 @@ class Family:
             return np.asarray(expit(eta))
         return np.exp(np.minimum(eta, _ETA_MAX))
 
-    def variance(self, mu: np.ndarray) -> np.ndarray:
-        """The IRLS weights' factor ``V(μ) = dμ/dη``, floored at ``_V_FLOOR × max`` (never 0: every row keeps a
-        positive weight in the quadratic model, so its centring and kept columns do not change between steps)."""
+    def variance(self, mu: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The IRLS weights' factor ``V(μ) = dμ/dη``, floored at ``_V_FLOOR ×`` its largest value over ``rows``
+        (the problem's rows: a fold's held-out rows, weighted 0, must not set the floor of its training rows)
+        and never 0: every row keeps a positive weight in the quadratic model, so its centring and kept columns
+        do not change between steps."""
         v = mu * (1.0 - mu) if self.name == "binomial" else mu.copy()
-        top = float(np.max(v, initial=0.0))
+        top = float(np.max(v if rows is None else v[rows], initial=0.0))
         return np.maximum(v, _V_FLOOR * top if top > 0 else np.finfo(np.float64).tiny)
 
     def half_deviance(self, y: np.ndarray, eta: np.ndarray) -> np.ndarray:
@@ -73,7 +75,7 @@ class Family:
             if ybar <= 0:
                 raise ValueError("every count on the training rows is 0, so the Poisson model has no finite "
                                  "intercept (the fitted mean would be 0); check the target column and the folds.")
-            shift = float(np.max(offset, initial=0.0))
+            shift = float(np.max(offset)) if offset.size else 0.0
             return math.log(ybar * sw) - math.log(float(w @ np.exp(offset - shift))) - shift
         if not 0.0 < ybar < 1.0:
             raise ValueError("the training rows hold one class only, so the logistic model has no finite "

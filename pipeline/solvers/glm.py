@@ -50,10 +50,11 @@ from .rows import RowFit, RowProblem
 __all__ = ["GlmFit", "GlmProblem"]
 
 _ARMIJO = 1e-4
+_KKT_ALARM = 1e-4  # a converged solve's largest KKT residual above this × max(1, F) is reported as not converged
 _MAX_HALVINGS = 50
 _BLOCK_BYTES = 64 * 2**20  # rows of X̃ copied at a time when forming a weighted Gram
-_GRAM_MAX_FEATURES = 4000
-_WORKING_SET_MIN = 30  # up to this many features every Newton step takes them all (their Gram is cheap)  # `auto`: above this many kept features, the rows solve the quadratic models
+_GRAM_MAX_FEATURES = 4000  # `auto`: above this many kept features, the rows solve the quadratic models
+_WORKING_SET_MIN = 30  # up to this many features every Newton step takes them all (their Gram is cheap)
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,12 +234,14 @@ class GlmProblem:
         c, c0 = self.gradient(eta)
         kkt = float(np.max(pen.kkt_residual(beta, c), initial=0.0))
         kkt = max(kkt, abs(c0)) if d.fit_intercept else kkt
+        if converged and kkt > _KKT_ALARM * max(1.0, F):  # a stop the optimality conditions contradict
+            converged = False
         if not converged:
             warnings.warn(
                 f"{self.family.name} {penalty.name} solve with lambda1={penalty.lambda1:.6g}, "
-                f"lambda2={penalty.lambda2:.6g} did not converge in {max_iter} Newton steps (largest KKT residual "
-                f"{kkt:.3g}); without a penalty, separable classes or perfectly fitted counts have no finite "
-                "solution: use a positive penalty.", SolverConvergenceWarning, stacklevel=3)
+                f"lambda2={penalty.lambda2:.6g} did not converge after {n_iter} of at most {max_iter} Newton steps "
+                f"(largest KKT residual {kkt:.3g}); without a penalty, separable classes or perfectly fitted counts "
+                "have no finite solution: use a positive penalty.", SolverConvergenceWarning, stacklevel=3)
         if converged and self.family.name == "binomial" and np.all(pen.a * np.abs(beta) + pen.m * beta * beta == 0):
             null = self.mean_half_deviance(self.null_model()[1])
             if self.mean_half_deviance(eta) <= 1e-8 * null and np.any(beta):
@@ -265,7 +268,7 @@ class GlmProblem:
             return None
         t = 1.0
         for _ in range(_MAX_HALVINGS):
-            beta_t = beta + t * d_beta
+            beta_t = np.clip(beta + t * d_beta, pen.lo, pen.hi)  # a step onto a limit lands on it, not an ulp out
             eta_t = eta + t * d_eta
             F_t = self.mean_half_deviance(eta_t) + _value(pen, beta_t)
             if F_t <= F + _ARMIJO * t * delta:
@@ -280,7 +283,7 @@ class GlmProblem:
         the other coefficients held at 0, when given)."""
         d = self.base
         mu = self.family.mean(eta)
-        V = self.family.variance(mu)
+        V = self.family.variance(mu, d.rows)
         u = np.where(d.v > 0, d.v * V, 0.0)
         z = np.where(d.v > 0, eta - self.offset + (self.y - mu) / V, 0.0)
         if self.inner == "gram":
