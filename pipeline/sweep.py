@@ -440,14 +440,21 @@ def _check_study_controls(study: Any, controls: FeatureControls | None, cfg: Swe
     controls; a later run with different ones stops here, before the data pass. A study from before the
     controls existed counts as having none."""
     key = controls.key.hex() if controls is not None else ""
-    seen = study.user_attrs.get(CONTROLS_ATTR, "" if study.get_trials(deepcopy=False) else None)
-    if seen is None:
-        study.set_user_attr(CONTROLS_ATTR, key)
-    elif seen != key:
+    if _recorded(study, CONTROLS_ATTR, key, before="") != key:
         raise ConfigError(
             f"search.study_name {cfg.search.study_name!r} was run with other penalty controls (model.penalty_factor, "
             "model.coef_limits, search.group_multipliers) and its trials were scored under them; use a new "
             "search.study_name, or the controls it was run with.")
+
+
+def _recorded(study: Any, attr: str, value: str, before: str) -> str:
+    """What the study records under ``attr``: recorded now as ``value`` by the first run of a new study,
+    ``before`` for a study with trials from before the attribute existed."""
+    seen = study.user_attrs.get(attr, before if study.get_trials(deepcopy=False) else None)
+    if seen is None:
+        study.set_user_attr(attr, value)
+        return value
+    return str(seen)
 
 
 def _resolve_engine(cfg: SweepConfig, client: Client, plan: DataPlan) -> tuple[EngineChoice, ModelConfig]:
@@ -464,10 +471,8 @@ def _check_study_family(study: Any, cfg: SweepConfig) -> None:
     """A study's trial values are one family's metric: resuming it under another family would compare an MSE with a
     deviance. The first run records its family; a later run with another stops here, before the data pass."""
     family = cfg.model.family
-    seen = study.user_attrs.get(FAMILY_ATTR, "gaussian" if study.get_trials(deepcopy=False) else None)
-    if seen is None:
-        study.set_user_attr(FAMILY_ATTR, family)
-    elif seen != family:
+    seen = _recorded(study, FAMILY_ATTR, family, before="gaussian")
+    if seen != family:
         raise ConfigError(
             f"search.study_name {cfg.search.study_name!r} was run with model.family {seen} and its trials hold that "
             f"family's metric; use a new search.study_name for model.family {family}.")

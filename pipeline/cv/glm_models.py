@@ -170,8 +170,6 @@ def glm_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | No
 def glm_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
               encoding: Encoding | None = None, controls: FeatureControls | None = None) -> FittedModel:
     """``cand`` fitted on all training rows, as a model of the family (labels and offset recorded)."""
-    import dataclasses
-
     problem = rows.glm_problem(model, controls)
     penalty = cand.penalty_object()
     result = problem.solve(penalty, tol=model.tol, multipliers=cand.group_multipliers)
@@ -179,10 +177,9 @@ def glm_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], mode
     fitted = FittedModel.from_solution(problem.base, result, penalty, feature_names, controls,
                                        cand.group_multipliers, family=model.family, labels=rows.labels,
                                        offset_kind=kind, offset_column=rows.offset_column)
-    if encoding is None:
-        return fitted
-    d = problem.base
-    return dataclasses.replace(fitted, encoding=encoding.fitted(np.asarray(d.X.T @ d.v).ravel() / d.sum_w))
+    from .row_models import with_encoding
+
+    return with_encoding(fitted, problem.base, encoding)
 
 
 def glm_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig,

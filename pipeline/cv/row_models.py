@@ -198,10 +198,16 @@ def row_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], mode
     result = problem.solve(penalty, tol=model.tol, multipliers=cand.group_multipliers).result
     fitted = FittedModel.from_solution(problem.design, result, penalty, feature_names, controls,
                                        cand.group_multipliers)
+    return with_encoding(fitted, problem.design, encoding)
+
+
+def with_encoding(fitted: FittedModel, design: RowDesign, encoding: Encoding | None) -> FittedModel:
+    """A model refit on all rows, with ``encoding`` fitted to them: the means of the filled columns are the values
+    filled in (whether centred or not)."""
     if encoding is None:
         return fitted
-    d = problem.design  # the means of the filled columns are the values filled in (whether centred or not)
-    return dataclasses.replace(fitted, encoding=encoding.fitted(np.asarray(d.X.T @ d.v).ravel() / d.sum_w))
+    means = np.asarray(design.X.T @ design.v).ravel() / design.sum_w
+    return dataclasses.replace(fitted, encoding=encoding.fitted(means))
 
 
 def row_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig,

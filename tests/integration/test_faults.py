@@ -78,6 +78,26 @@ def test_sigkill_of_a_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path: Pa
     check_one_child_run_per_trial(trials, mlflow_runs(tracking, names["experiment"]))
 
 
+def _kill_a_worker_mid_sweep(tmp_path: Path, config: Path, tag: str, n_trials: int = 60) -> tuple[dict, list]:
+    """Run ``config`` on a two-worker cluster without nannies, SIGKILL one worker after 15 complete trials (it
+    stays dead), and return the summary and the trials once the driver has finished (exit 0 required)."""
+    cluster = start_cluster(tmp_path / "dask", 2, nanny=False)
+    names, storage = _names(tag), _storage(tmp_path)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        driver = Driver(sweep_args(config, address=cluster.address, tracking=tracking, storage=storage,
+                                   names=names, n_trials=n_trials, summary=tmp_path / "s.json"), tmp_path)
+        wait_until(lambda: n_complete(storage, names["study"]) >= 15, 120, "15 complete trials", driver)
+        cluster.workers[0].signal_group(signal.SIGKILL)
+        assert driver.wait(SWEEP_TIMEOUT_S) == 0, driver.output()
+    finally:
+        stop_processes(cluster.procs())
+    trials = study_trials(storage, names["study"])
+    assert len(by_state(trials, "COMPLETE")) == n_trials
+    assert by_state(trials, "RUNNING") == []
+    return read_summary(tmp_path / "s.json"), trials, mlflow_runs(tracking, names["experiment"])
+
+
 def test_sigkill_of_a_worker_mid_sweep_on_the_rows_engine_loses_nothing(tmp_path: Path) -> None:
     """Wide data (the rows engine): the dead worker's rows and fold models are gone with it; the sweep goes on
     with the survivor's, and the path, the refit and the model come from rows reloaded where needed."""
@@ -90,23 +110,10 @@ def test_sigkill_of_a_worker_mid_sweep_on_the_rows_engine_loses_nothing(tmp_path
     config = tmp_path / "wide.yaml"
     config.write_text(f"data:\n  source: {tmp_path / 'X.npy'}\n  target: {tmp_path / 'y.npy'}\n"
                       "search:\n  in_flight: 4\n")
-    cluster = start_cluster(tmp_path / "dask", 2, nanny=False)  # no nanny: the worker stays dead
-    names, storage = _names("rkill"), _storage(tmp_path)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    try:
-        driver = Driver(sweep_args(config, address=cluster.address, tracking=tracking, storage=storage,
-                                   names=names, n_trials=60, summary=tmp_path / "s.json"), tmp_path)
-        wait_until(lambda: n_complete(storage, names["study"]) >= 15, 120, "15 complete trials", driver)
-        cluster.workers[0].signal_group(signal.SIGKILL)
-        assert driver.wait(SWEEP_TIMEOUT_S) == 0, driver.output()
-    finally:
-        stop_processes(cluster.procs())
-    assert read_summary(tmp_path / "s.json")["engine"] == "rows"
-    trials = study_trials(storage, names["study"])
-    assert len(by_state(trials, "COMPLETE")) == 60
-    assert by_state(trials, "RUNNING") == []
+    summary, trials, runs = _kill_a_worker_mid_sweep(tmp_path, config, "rkill")
+    assert summary["engine"] == "rows"
     check_folds_counted_once(trials)
-    check_one_child_run_per_trial(trials, mlflow_runs(tracking, names["experiment"]))
+    check_one_child_run_per_trial(trials, runs)
 
 
 def test_sigkill_of_a_worker_mid_binomial_sweep_loses_nothing(tmp_path: Path) -> None:
@@ -121,24 +128,10 @@ def test_sigkill_of_a_worker_mid_binomial_sweep_loses_nothing(tmp_path: Path) ->
     config = tmp_path / "logistic.yaml"
     config.write_text(f"data:\n  source: {tmp_path / 'X.npy'}\n  target: {tmp_path / 'y.npy'}\n"
                       "model:\n  family: binomial\nsearch:\n  in_flight: 4\n")
-    cluster = start_cluster(tmp_path / "dask", 2, nanny=False)  # no nanny: the worker stays dead
-    names, storage = _names("gkill"), _storage(tmp_path)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    try:
-        driver = Driver(sweep_args(config, address=cluster.address, tracking=tracking, storage=storage,
-                                   names=names, n_trials=60, summary=tmp_path / "s.json"), tmp_path)
-        wait_until(lambda: n_complete(storage, names["study"]) >= 15, 120, "15 complete trials", driver)
-        cluster.workers[0].signal_group(signal.SIGKILL)
-        assert driver.wait(SWEEP_TIMEOUT_S) == 0, driver.output()
-    finally:
-        stop_processes(cluster.procs())
-    summary = read_summary(tmp_path / "s.json")
+    summary, trials, runs = _kill_a_worker_mid_sweep(tmp_path, config, "gkill")
     assert summary["family"] == "binomial" and summary["best_cv_metric"] > 0
-    trials = study_trials(storage, names["study"])
-    assert len(by_state(trials, "COMPLETE")) == 60
-    assert by_state(trials, "RUNNING") == []
     check_folds_counted_once(trials, "binomial_deviance")
-    check_one_child_run_per_trial(trials, mlflow_runs(tracking, names["experiment"]), "binomial_deviance")
+    check_one_child_run_per_trial(trials, runs, "binomial_deviance")
 
 
 # ------------------------------------------------------------------ 2. a poisoned task
