@@ -52,7 +52,8 @@ def _config(tmp: Path, name: str, settings: list[str]):
     return load_config(None, [
         f"search.n_trials={N_TRIALS}", f"search.storage=sqlite:///{tmp}/optuna.db", f"search.study_name={name}",
         f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"tracking.experiment={name}",
-        f"tracking.registered_model={name}-model", "folds.seed=3", "cluster.dashboard_address=null", *settings])
+        f"tracking.registered_model={name}-model", "folds.seed=3", "cluster.dashboard_address=null",
+        f"retrain.cache={tmp}/statcache", *settings])  # the retrain's lock file beside it, not in the working dir
 
 
 @pytest.fixture(scope="module", params=["gram", "rows"])
