@@ -21,7 +21,7 @@ import numpy as np
 
 from .solvers.families import family_named
 
-__all__ = ["EXTRA_METRICS", "METRIC_OF", "auc", "fold_scores", "metric_label"]
+__all__ = ["EXTRA_METRICS", "METRIC_OF", "auc", "fold_scores", "metric_label", "null_deviance"]
 
 METRIC_OF = {"gaussian": "mse", "binomial": "binomial_deviance", "poisson": "poisson_deviance"}
 EXTRA_METRICS = {"gaussian": (), "binomial": ("log_loss", "auc", "accuracy", "brier"), "poisson": ("mae",)}
@@ -33,18 +33,26 @@ def metric_label(metric: str) -> str:
     return _LABELS.get(metric, metric)
 
 
+def null_deviance(family: str, y: np.ndarray, w: np.ndarray, offset: np.ndarray | None = None) -> float:
+    """The weighted mean deviance of the intercept-only model fitted to rows ``y`` (with ``offset``): the reference
+    of the deviance explained (NaN where it does not exist: one class, or no count)."""
+    fam = family_named(family)
+    off = np.zeros_like(y) if offset is None else offset
+    try:
+        return 2.0 * float(w @ fam.half_deviance(y, fam.null_intercept(y, w, off) + off)) / float(w.sum())
+    except ValueError:
+        return math.nan
+
+
 def fold_scores(family: str, y: np.ndarray, eta: np.ndarray, w: np.ndarray,
-                offset: np.ndarray | None = None) -> tuple[float, float, dict[str, float]]:
+                null: float | None = None) -> tuple[float, float, dict[str, float]]:
     """``(deviance, deviance explained, extras)`` of held-out rows with linear predictor ``eta`` (offset
-    included) for a binomial or Poisson family. ``offset`` enters the intercept-only reference model."""
+    included) for a binomial or Poisson family; ``null`` is their :func:`null_deviance` (a fold model computes it
+    once; None: computed here, without an offset)."""
     fam = family_named(family)
     sw = float(w.sum())
     dev = 2.0 * float(w @ fam.half_deviance(y, eta)) / sw
-    off = np.zeros_like(y) if offset is None else offset
-    try:
-        null = 2.0 * float(w @ fam.half_deviance(y, fam.null_intercept(y, w, off) + off)) / sw
-    except ValueError:  # one class, or no count: the reference model does not exist
-        null = math.nan
+    null = null_deviance(family, y, w) if null is None else null
     explained = 1.0 - dev / null if null > 0 else math.nan
     mu = fam.mean(eta)
     if family == "binomial":

@@ -18,17 +18,16 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .solvers.families import FAMILY_NAMES
 from .validation import check_target
 
 __all__ = ["BinaryLabels", "binary_target", "check_family", "check_offset", "count_target", "family_target"]
 
-FAMILIES = ("gaussian", "binomial", "poisson")
-
-
 def check_family(family: object, where: str = "family") -> str:
-    """``family`` if it is one of :data:`FAMILIES`, else a one-line error naming the choices."""
-    if family not in FAMILIES:
-        raise DataError(f"`{where}` must be one of {list(FAMILIES)}, got {family!r}.")
+    """``family`` if it is one of :data:`~pipeline.solvers.families.FAMILY_NAMES`, else a one-line error naming
+    the choices."""
+    if family not in FAMILY_NAMES:
+        raise DataError(f"`{where}` must be one of {list(FAMILY_NAMES)}, got {family!r}.")
     return str(family)
 
 

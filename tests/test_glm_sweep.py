@@ -79,8 +79,10 @@ def poisson_sweep(tmp_path_factory):
 
 
 def _fold_deviances(family: str, X: np.ndarray, y: np.ndarray, folds: np.ndarray, params: dict,
-                    offset: np.ndarray | None = None, aucs: list[float] | None = None) -> list[float]:
-    """Each fold's held-out deviance of the brute force's fit (and, into ``aucs``, scikit-learn's AUC of it)."""
+                    offset: np.ndarray | None = None, aucs: list[float] | None = None,
+                    explained: list[float] | None = None) -> list[float]:
+    """Each fold's held-out deviance of the brute force's fit (into ``aucs`` scikit-learn's AUC of it, into
+    ``explained`` 1 − its deviance over that of the held-out class share: binomial without offset)."""
     from sklearn.metrics import roc_auc_score
 
     out = []
@@ -92,6 +94,9 @@ def _fold_deviances(family: str, X: np.ndarray, y: np.ndarray, folds: np.ndarray
         out.append(2.0 * mean_half_deviance(family, y[te], eta, np.ones(int(te.sum()))))
         if aucs is not None:
             aucs.append(roc_auc_score(y[te], eta))
+        if explained is not None:
+            share = np.full(int(te.sum()), np.log(y[te].mean() / (1 - y[te].mean())))
+            explained.append(1 - out[-1] / (2.0 * mean_half_deviance(family, y[te], share, np.ones(share.size))))
     return out
 
 
@@ -106,10 +111,12 @@ def test_binomial_trials_are_exact_on_stratified_folds(binomial_sweep):
     assert len(complete) == N_TRIALS
     for t in complete[:3]:
         aucs: list[float] = []
-        expected = _fold_deviances("binomial", X, y, folds, t.params, aucs=aucs)
+        explained: list[float] = []
+        expected = _fold_deviances("binomial", X, y, folds, t.params, aucs=aucs, explained=explained)
         np.testing.assert_allclose(t.user_attrs["cv"]["fold_binomial_deviance"], expected, rtol=1e-6)
         assert t.value == pytest.approx(np.mean(expected), rel=1e-6)
         assert t.user_attrs["cv"]["cv_auc"] == pytest.approx(np.mean(aucs), abs=1e-4)  # a near-tie may swap
+        assert t.user_attrs["cv"]["cv_deviance_explained"] == pytest.approx(np.mean(explained), rel=1e-6)
 
 
 def test_binomial_summary_mlflow_and_model(binomial_sweep):

@@ -25,30 +25,25 @@ import numpy as np
 from ..candidate import Candidate
 from ..config import ModelConfig
 from ..encoding import Encoding
-from ..metrics import fold_scores
+from ..metrics import fold_scores, null_deviance
 from ..model import FittedModel
 from ..solvers.controls import FeatureControls
 from ..solvers.families import family_named
 from ..solvers.glm import GlmFit, GlmProblem
-from .refit import group_bounds
+from .refit import bounds_from, group_bounds
 from .rows import RowData
 from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
                       past_the_minimum)
 
-__all__ = ["GlmFoldModel", "glm_bounds", "glm_coefficient_path", "glm_inner", "glm_problem", "glm_refit",
+__all__ = ["GlmFoldModel", "glm_bounds", "glm_coefficient_path", "glm_problem", "glm_refit",
            "make_glm_fold_models", "target_facts"]
-
-
-def glm_inner(engine: str) -> str:
-    """How a GLM's quadratic models are solved under ``model.engine`` (:class:`GlmProblem`'s ``inner``)."""
-    return "auto" if engine == "auto" else engine
 
 
 def glm_problem(rows: RowData, v: np.ndarray, model: ModelConfig, controls: FeatureControls | None) -> GlmProblem:
     """The GLM problem of rows weighted ``v`` (a fold's training rows, or all training rows)."""
     return GlmProblem(rows.features(v), rows.y, v, family_named(model.family), offset=rows.offset,
                       fit_intercept=model.fit_intercept, standardize=model.standardize, controls=controls,
-                      inner=glm_inner(model.engine))
+                      inner=model.engine)  # how each Newton step's quadratic model is solved
 
 
 @dataclass(eq=False)
@@ -63,6 +58,7 @@ class GlmFoldModel(PickledCold):
     family: str
     warm: WarmStarts[GlmFit] = field(default_factory=WarmStarts)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    null: float | None = None  # the held-out rows' null deviance, once computed
 
     def __sizeof__(self) -> int:
         """Its p- and n-vectors and warm starts (the rows are counted once, as their own task's result)."""
@@ -80,8 +76,9 @@ class GlmFoldModel(PickledCold):
 
     def _score(self, trial: int, fit: GlmFit, seconds: float) -> FoldScore:
         h = self.heldout
-        offset = self.problem.offset[h] if np.any(self.problem.offset) else None
-        dev, explained, extra = fold_scores(self.family, self.y[h], fit.eta[h], self.weight[h], offset)
+        if self.null is None:  # the held-out rows' intercept-only deviance: the same for every trial
+            self.null = null_deviance(self.family, self.y[h], self.weight[h], self.problem.offset[h])
+        dev, explained, extra = fold_scores(self.family, self.y[h], fit.eta[h], self.weight[h], self.null)
         train = 2.0 * self.problem.mean_half_deviance(fit.eta)
         return FoldScore(trial=trial, fold=self.fold, heldout_mse=dev, heldout_r2=explained, train_mse=train,
                          n_nonzero=fit.n_nonzero, n_iter=fit.n_iter, converged=fit.converged, seconds=seconds,
@@ -160,11 +157,8 @@ def glm_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | No
     v_mean = float(d.v @ problem.family.variance(mu, d.rows)) / d.sum_w
     from ..solvers import RowProblem
 
-    e_max = float(max(RowProblem(d).largest_eigenvalue() * v_mean, np.finfo(float).tiny))
-    ratio = 1e-6 if d.rows.size > d.n_kept else 1e-2
-    return {"lambda1_low": ratio * lam1_max, "lambda1_high": lam1_max, "lambda2_low": 1e-8 * e_max,
-            "lambda2_high": 10.0 * e_max, "lambda1_max": lam1_max, "e_max": e_max, "n_kept": d.n_kept,
-            **group_bounds(problem, controls)}
+    e_max = RowProblem(d).largest_eigenvalue() * v_mean
+    return {**bounds_from(lam1_max, e_max, d.rows.size, d.n_kept), **group_bounds(problem, controls)}
 
 
 def glm_refit(rows: RowData, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,

@@ -67,20 +67,17 @@ def search_bounds(total: SuffStats, model: ModelConfig, controls: FeatureControl
     problem = GramProblem.from_stats(total, fit_intercept=model.fit_intercept, standardize=model.standardize,
                                      controls=controls)  # λ1_max with the factors and limits
     e = np.linalg.eigvalsh(problem.G) if problem.G.size else np.zeros(1)
-    e_max = float(max(e[-1], np.finfo(float).tiny))
-    lam1_max = problem.lambda1_max
-    ratio = 1e-6 if total.n_rows > problem.G.shape[0] else 1e-2
-    return {
-        "lambda1_low": ratio * lam1_max,
-        "lambda1_high": lam1_max,
-        "lambda2_low": 1e-8 * e_max,
-        "lambda2_high": 10.0 * e_max,
-        "lambda1_max": lam1_max,
-        "e_max": e_max,
-        "e_min": float(e[0]),
-        "n_kept": int(problem.kept.sum()),
-        **group_bounds(problem, controls),
-    }
+    return {**bounds_from(problem.lambda1_max, float(e[-1]), total.n_rows, int(problem.kept.sum())),
+            "e_min": float(e[0]), **group_bounds(problem, controls)}
+
+
+def bounds_from(lam1_max: float, e_max: float, n_rows: int, n_kept: int) -> dict[str, float]:
+    """The ranges of :func:`search_bounds` from λ1_max and the largest eigenvalue e_max (every engine and family:
+    the Gram, the rows, a GLM's Gram weighted at the null model)."""
+    e_max = float(max(e_max, np.finfo(float).tiny))
+    ratio = 1e-6 if n_rows > n_kept else 1e-2
+    return {"lambda1_low": ratio * lam1_max, "lambda1_high": lam1_max, "lambda2_low": 1e-8 * e_max,
+            "lambda2_high": 10.0 * e_max, "lambda1_max": lam1_max, "e_max": e_max, "n_kept": n_kept}
 
 
 def group_bounds(problem: GramProblem | RowProblem | GlmProblem, controls: FeatureControls | None) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from ..solvers import RowDesign, RowFit, RowProblem
 from ..solvers.families import family_named
 from ..solvers.controls import FeatureControls
 from .glm_models import GlmFoldModel, make_glm_fold_models, target_facts
-from .refit import group_bounds
+from .refit import bounds_from, group_bounds
 from .rows import RowData
 from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
                       past_the_minimum)
@@ -181,12 +181,8 @@ def row_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | No
     """:func:`~pipeline.cv.refit.search_bounds` from the rows: λ1_max = ‖X̃ᵀV y_c‖∞/Σv (factors and limits
     respected), e_max from the kernel."""
     problem = rows.problem(model, controls)
-    lam1_max = problem.lambda1_max
-    e_max = float(max(problem.largest_eigenvalue(), np.finfo(float).tiny))
-    n_kept = problem.design.n_kept
-    ratio = 1e-6 if problem.design.rows.size > n_kept else 1e-2
-    return {"lambda1_low": ratio * lam1_max, "lambda1_high": lam1_max, "lambda2_low": 1e-8 * e_max,
-            "lambda2_high": 10.0 * e_max, "lambda1_max": lam1_max, "e_max": e_max, "n_kept": n_kept,
+    d = problem.design
+    return {**bounds_from(problem.lambda1_max, problem.largest_eigenvalue(), d.rows.size, d.n_kept),
             **group_bounds(problem, controls)}
 
 

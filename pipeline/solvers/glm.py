@@ -75,7 +75,6 @@ class GlmFit:
     kkt_residual: float
     n_iter: int
     converged: bool
-    lambda1: float = 0.0  # of the solve (the strong rule of a solve warm-started from it)
 
     @property
     def n_nonzero(self) -> int:
@@ -251,7 +250,7 @@ class GlmProblem:
                     "a positive penalty.", SolverConvergenceWarning, stacklevel=3)
         coef = np.zeros(d.n_features)
         coef[d.cols] = beta / d.x_scale[d.cols]
-        return GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged, penalty.lambda1)
+        return GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged)
 
     def _line_search(self, eta: np.ndarray, F: float, b: float, beta: np.ndarray, b_new: float,
                      beta_new: np.ndarray, pen: BoxPenalty) -> tuple[float, np.ndarray, np.ndarray, float, float] | None:
@@ -403,8 +402,7 @@ def _dense_weighted_gram(X: np.ndarray, cols: np.ndarray, m: np.ndarray, s: np.n
         G += dsyrk(1.0, np.asfortranarray(A), trans=1)
         sx += root[r] @ A
         q += A.T @ (root[r] * zc[r])
-    upper = np.triu(G)
-    return upper + np.triu(G, 1).T, sx, q
+    return G + np.triu(G, 1).T, sx, q  # syrk filled the upper triangle
 
 
 def _weighted_gram(d: RowDesign, u: np.ndarray, z: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -438,5 +436,4 @@ def _weighted_gram(d: RowDesign, u: np.ndarray, z: np.ndarray, cols: np.ndarray)
         q -= xbar * float(u[rows] @ zc)
     yy = float(u[rows] @ (zc * zc))
     W = d.sum_w
-    G = (G + G.T) / (2.0 * W)
-    return G, q / W, yy / W, xbar, zbar
+    return G / W, q / W, yy / W, xbar, zbar
