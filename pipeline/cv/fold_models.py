@@ -139,7 +139,11 @@ def score_folds(models: Sequence[Scorable], candidates: Sequence[Candidate], tol
 
 
 def score_candidates(model: Scorable, candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:
-    """Fit every candidate on this fold and score it on its held-out rows."""
+    """Fit every candidate on this fold and score it on its held-out rows (at once, for a fold model that solves
+    batches: ``score_many``, the binomial and Poisson fold models)."""
+    many = getattr(model, "score_many", None)
+    if many is not None:
+        return list(many(candidates, tol))
     return [model.score(c, tol) for c in candidates]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from ..model import FittedModel
 from ..solvers.controls import FeatureControls
 from ..solvers.families import family_named
 from ..solvers.glm import GlmFit, GlmProblem
+from ..solvers.glm_chord import Curvature, solve_many
 from .refit import bounds_from, group_bounds
 from .rows import RowData
 from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
@@ -59,20 +60,41 @@ class GlmFoldModel(PickledCold):
     warm: WarmStarts[GlmFit] = field(default_factory=WarmStarts)
     lock: threading.Lock = field(default_factory=threading.Lock)
     null: float | None = None  # the held-out rows' null deviance, once computed
+    curvature: Curvature | None = None  # the last batch's reference metric (Gram route)
 
     def __sizeof__(self) -> int:
         """Its p- and n-vectors and warm starts (the rows are counted once, as their own task's result)."""
         d = self.problem.base
-        return object.__sizeof__(self) + 8 * (6 * d.n_features + (4 + len(self.warm.entries)) * d.n_rows)
+        entries = sum(len(e) for e in self.warm.entries.values())
+        metrics = _metrics_kept(d.n_rows) + 1
+        return object.__sizeof__(self) + 8 * (6 * d.n_features + (4 + entries + metrics) * d.n_rows
+                                              + metrics * d.n_kept ** 2)
 
     def score(self, c: Candidate, tol: float) -> FoldScore:
         """Fit ``c`` on this fold (warm-started from the nearest earlier solution) and score its held-out rows."""
+        return self.score_many([c], tol)[0]
+
+    def score_many(self, cands: Sequence[Candidate], tol: float) -> list[FoldScore]:
+        """Fit every candidate on this fold, each warm-started from the nearest earlier solution, and score them.
+
+        On the Gram route the batch is solved at once (:func:`~pipeline.solvers.glm_chord.solve_many`: two
+        passes over the rows per iteration for all of them, in the metric of a nearby fit's weighted Gram);
+        on the rows route one by one. Each score's ``seconds`` is its share of the batch's time."""
         t0 = time.perf_counter()
         with self.lock:
-            fit = self.problem.solve(c.penalty_object(), self.warm.nearest(c), tol=tol,
-                                     multipliers=c.group_multipliers)
-            self.warm.remember(c, fit)
-        return self._score(c.trial, fit, time.perf_counter() - t0)
+            warms = [self.warm.nearest(c) for c in cands]
+            if self.problem.batched:
+                fits, self.curvature = solve_many(self.problem, [c.penalty_object() for c in cands], warms, tol=tol,
+                                                  multipliers=[c.group_multipliers for c in cands],
+                                                  curvature=self.curvature)
+            else:
+                fits = [self.problem.solve(c.penalty_object(), w, tol=tol, multipliers=c.group_multipliers)
+                        for c, w in zip(cands, warms, strict=True)]
+            for c, fit in zip(cands, fits, strict=True):
+                self.warm.remember(c, fit)
+            _keep_newest_metrics(self.warm, _metrics_kept(self.problem.base.n_rows))
+        share = (time.perf_counter() - t0) / max(len(cands), 1)
+        return [self._score(c.trial, fit, share) for c, fit in zip(cands, fits, strict=True)]
 
     def _score(self, trial: int, fit: GlmFit, seconds: float) -> FoldScore:
         h = self.heldout
@@ -93,14 +115,35 @@ class GlmFoldModel(PickledCold):
         null = 2.0 * self.problem.mean_half_deviance(self.problem.null_model()[1])
         with self.lock:
             for i in range(len(spec.strengths)):
-                cand = spec.candidate(i)
-                fit = self.problem.solve(cand.penalty_object(), fit, tol=tol, multipliers=cand.group_multipliers)
+                fit = _path_point(self.problem, spec.candidate(i), fit, tol)
                 scores.append(self._score(-1, fit, 0.0))
                 if (null > 0 and 1.0 - scores[-1].train_mse / null >= PATH_STOP_DEV_RATIO
                         or past_the_minimum([s.heldout_mse for s in scores])):
                     break
         return FoldPath(self.fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),
                         tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
+
+
+_METRIC_BYTES = 256 * 2**20  # what a fold's warm starts may hold in reference metrics (n weights each) ...
+_METRICS = (2, 32)  # ... but at least and at most this many: on 10⁵ × 100 rows keeping every metric rather than the
+#                     4 newest took the trials from 63 s to 52 s (a warm start's own metric is the nearest there is)
+
+
+def _metrics_kept(n_rows: int) -> int:
+    """How many reference metrics the warm starts of a fold over ``n_rows`` rows keep."""
+    return max(_METRICS[0], min(_METRICS[1], _METRIC_BYTES // (8 * max(n_rows, 1))))
+
+
+def _keep_newest_metrics(warm: WarmStarts[GlmFit], keep: int) -> None:
+    """Forget the metric of the warm starts whose Gram is not among the ``keep`` newest (each holds n weights):
+    such a warm start then steps in the batch's metric."""
+    serials = sorted({f.curvature.serial for entries in warm.entries.values() for *_, f in entries
+                      if f.curvature is not None})
+    old = set(serials[:-keep]) if keep > 0 else set(serials)
+    for entries in warm.entries.values():
+        for i, (a, b, f) in enumerate(entries):
+            if f.curvature is not None and f.curvature.serial in old:
+                entries[i] = (a, b, replace(f, curvature=None))
 
 
 def make_glm_fold_models(rows: RowData, folds: Sequence[int], model: ModelConfig, controls: FeatureControls | None,
@@ -183,7 +226,15 @@ def glm_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig,
     coefs = np.zeros((rows.n_features, len(spec.strengths)))
     fit: GlmFit | None = None
     for i in range(len(spec.strengths)):
-        cand = spec.candidate(i)
-        fit = problem.solve(cand.penalty_object(), fit, tol=model.tol, multipliers=cand.group_multipliers)
+        fit = _path_point(problem, spec.candidate(i), fit, model.tol)
         coefs[:, i] = fit.coef * problem.base.x_scale
     return coefs
+
+
+def _path_point(problem: GlmProblem, cand: Candidate, previous: GlmFit | None, tol: float) -> GlmFit:
+    """The next point of a path, warm-started from the previous one (and, on the Gram route, stepping in the
+    metric of its Gram: neighbouring points' weights differ little)."""
+    if problem.batched:
+        return solve_many(problem, [cand.penalty_object()], [previous], tol=tol,
+                          multipliers=[cand.group_multipliers])[0][0]
+    return problem.solve(cand.penalty_object(), previous, tol=tol, multipliers=cand.group_multipliers)

@@ -120,7 +120,8 @@ class WarmStarts(Generic[_T]):
 
 class PickledCold:
     """A fold model pickled without its lock and with empty warm starts: a copy made on another worker starts
-    cold (its ``lock`` and ``warm`` are dataclass fields of the class that mixes this in)."""
+    cold (its ``lock`` and ``warm`` are dataclass fields of the class that mixes this in; a ``curvature``, the
+    binomial and Poisson models' reference metric, is dropped too)."""
 
     lock: threading.Lock
     warm: WarmStarts[Any]
@@ -129,6 +130,8 @@ class PickledCold:
         state = self.__dict__.copy()
         state.pop("lock")
         state["warm"] = WarmStarts(size=self.warm.size)
+        if "curvature" in state:
+            state["curvature"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

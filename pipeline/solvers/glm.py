@@ -75,6 +75,7 @@ class GlmFit:
     kkt_residual: float
     n_iter: int
     converged: bool
+    curvature: Any = None  # the fixed metric a batch solve ended in (glm_chord.Curvature), for its neighbours
 
     @property
     def n_nonzero(self) -> int:
@@ -103,6 +104,11 @@ class GlmProblem:
         self._ratios: np.ndarray | None = None
 
     # ------------------------------------------------------------ the objective and its pieces
+    @property
+    def batched(self) -> bool:
+        """Whether batches of fits take :func:`~.glm_chord.solve_many` (the Gram route on dense rows)."""
+        return self.inner == "gram" and not self.base.sparse
+
     @property
     def n_features(self) -> int:
         return self.base.n_features
@@ -182,12 +188,7 @@ class GlmProblem:
         classes or counts without a penalty: no finite minimiser).
         """
         pen = self.box_penalty(penalty, multipliers)
-        if warm is not None and warm.beta.size == self.base.n_kept:
-            b, beta = warm.intercept, np.clip(warm.beta, pen.lo, pen.hi)
-            eta = self.eta(b, beta)
-        else:
-            b, eta = self.null_model()
-            beta = np.zeros(self.base.n_kept)
+        b, beta, eta = self.starting_point(pen, warm)
         F = self.mean_half_deviance(eta) + _value(pen, beta)
         F_scale = max(self.mean_half_deviance(self.null_model()[1]), np.finfo(np.float64).tiny)
         W = self._first_working_set(eta, beta, pen, penalty.lambda1)
@@ -205,6 +206,21 @@ class GlmProblem:
                 converged = True
                 break
         return self._result(b, beta, eta, F, pen, n_iter, converged, penalty, max_iter)
+
+    def starting_point(self, pen: BoxPenalty, warm: GlmFit | None) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(b, β̃, η)`` to start from: ``warm`` (a fit of this problem; clipped into the limits) or the null model."""
+        if warm is not None and warm.beta.size == self.base.n_kept:
+            b, beta = warm.intercept, np.clip(warm.beta, pen.lo, pen.hi)
+            return b, beta, self.eta(b, beta)
+        b, eta = self.null_model()
+        return b, np.zeros(self.base.n_kept), eta
+
+    def irls_weights(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``μ``, ``V(μ)`` and the IRLS weights ``u = wV`` (0 off the problem's rows) at the linear predictor."""
+        d = self.base
+        mu = self.family.mean(eta)
+        V = self.family.variance(mu, d.rows)
+        return mu, V, np.where(d.v > 0, d.v * V, 0.0)
 
     def _first_working_set(self, eta: np.ndarray, beta: np.ndarray, pen: BoxPenalty, lam1: float) -> np.ndarray | None:
         """The features the Newton steps start on (Gram route, λ1 > 0; None: all of them): the support, the
@@ -228,9 +244,11 @@ class GlmProblem:
         return _largest(pen.kkt_residual(beta, c), W, max(10, W.size))
 
     def _result(self, b: float, beta: np.ndarray, eta: np.ndarray, F: float, pen: BoxPenalty, n_iter: int,
-                converged: bool, penalty: ElasticNet, max_iter: int) -> GlmFit:
+                converged: bool, penalty: ElasticNet, max_iter: int,
+                gradient: tuple[np.ndarray, float] | None = None) -> GlmFit:
+        """The fit at ``(b, β̃)`` with its KKT certificate (from ``gradient``, the gradient at ``eta``, if known)."""
         d = self.base
-        c, c0 = self.gradient(eta)
+        c, c0 = self.gradient(eta) if gradient is None else gradient
         kkt = float(np.max(pen.kkt_residual(beta, c), initial=0.0))
         kkt = max(kkt, abs(c0)) if d.fit_intercept else kkt
         if converged and kkt > _KKT_ALARM * max(1.0, F):  # a stop the optimality conditions contradict
@@ -256,13 +274,21 @@ class GlmProblem:
                      beta_new: np.ndarray, pen: BoxPenalty) -> tuple[float, np.ndarray, np.ndarray, float, float] | None:
         """Backtrack from the full step to the Armijo point; None when the direction brings no decrease."""
         d_b, d_beta = b_new - b, beta_new - beta
-        d_eta = self.eta(d_b, d_beta) - self.offset
+        taken = self._armijo(eta, F, b, beta, d_b, d_beta, self.eta(d_b, d_beta) - self.offset, pen)
+        return None if taken is None else taken[:5]
+
+    def _armijo(self, eta: np.ndarray, F: float, b: float, beta: np.ndarray, d_b: float, d_beta: np.ndarray,
+                d_eta: np.ndarray, pen: BoxPenalty,
+                mu: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, float, float, float] | None:
+        """The Armijo point along the step ``(d_b, d_beta)`` whose change of the linear predictor is ``d_eta``:
+        ``(b, β̃, η, F, −Δ, t)``, or None when the direction brings no decrease (``Δ ≥ 0``). ``mu``: the mean at
+        ``eta`` on every row, if known."""
         d = self.base
         rows = d.rows
-        resid = self.family.mean(eta[rows]) - self.y[rows]
+        resid = (self.family.mean(eta[rows]) if mu is None else mu[rows]) - self.y[rows]
         slope = float(d.v[rows] @ (resid * d_eta[rows])) / d.sum_w
         h0 = _value(pen, beta)
-        delta = slope + _value(pen, beta_new) - h0
+        delta = slope + _value(pen, beta + d_beta) - h0
         if not delta < 0:
             return None
         t = 1.0
@@ -271,7 +297,7 @@ class GlmProblem:
             eta_t = eta + t * d_eta
             F_t = self.mean_half_deviance(eta_t) + _value(pen, beta_t)
             if F_t <= F + _ARMIJO * t * delta:
-                return b + t * d_b, beta_t, eta_t, F_t, -delta
+                return b + t * d_b, beta_t, eta_t, F_t, -delta, t
             t *= 0.5
         return None
 
@@ -281,9 +307,7 @@ class GlmProblem:
         """The minimiser ``(b', β̃')`` of the quadratic model ``Q`` at ``eta`` (over the working set ``W`` only,
         the other coefficients held at 0, when given)."""
         d = self.base
-        mu = self.family.mean(eta)
-        V = self.family.variance(mu, d.rows)
-        u = np.where(d.v > 0, d.v * V, 0.0)
+        mu, V, u = self.irls_weights(eta)
         z = np.where(d.v > 0, eta - self.offset + (self.y - mu) / V, 0.0)
         if self.inner == "gram":
             if W is None:
