@@ -34,7 +34,7 @@ from ..solvers.glm_chord import Curvature, solve_many
 from .refit import bounds_from, group_bounds
 from .rows import RowData
 from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
-                      past_the_minimum)
+                      deviance_levelled, past_the_minimum)
 
 __all__ = ["GlmFoldModel", "glm_bounds", "glm_coefficient_path", "glm_problem", "glm_refit",
            "make_glm_fold_models", "target_facts"]
@@ -109,15 +109,18 @@ class GlmFoldModel(PickledCold):
     def path(self, spec: PathSpec, tol: float) -> FoldPath:
         """Every point of ``spec``, warm-started along the path; stops once the training fit explains
         :data:`~.scoring.PATH_STOP_DEV_RATIO` of the null deviance (glmnet's rule, which also ends the path of
-        separable classes) or the held-out deviance has turned well past its minimum."""
+        separable classes), once a point adds almost nothing to it (glmnet's ``fdev``,
+        :func:`~.scoring.deviance_levelled`) or the held-out deviance has turned well past its minimum."""
         scores: list[FoldScore] = []
+        explained: list[float] = []
         fit: GlmFit | None = None
         null = 2.0 * self.problem.mean_half_deviance(self.problem.null_model()[1])
         with self.lock:
             for i in range(len(spec.strengths)):
                 fit = _path_point(self.problem, spec.candidate(i), fit, tol)
                 scores.append(self._score(-1, fit, 0.0))
-                if (null > 0 and 1.0 - scores[-1].train_mse / null >= PATH_STOP_DEV_RATIO
+                explained.append(1.0 - scores[-1].train_mse / null if null > 0 else 1.0)
+                if (explained[-1] >= PATH_STOP_DEV_RATIO or deviance_levelled(explained)
                         or past_the_minimum([s.heldout_mse for s in scores])):
                     break
         return FoldPath(self.fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),

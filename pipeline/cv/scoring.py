@@ -80,6 +80,20 @@ class FoldPath:
 
 PATH_STOP_DEV_RATIO = 0.999  # glmnet stops a path once the training fit explains this share of the deviance
 PATH_STOP_RISE = 0.1  # a fold's path also stops once its held-out MSE is this share above its minimum
+PATH_STOP_FDEV = 1e-5  # glmnet's fdev: a GLM path stops once a point adds less than this share of what it explains
+PATH_MIN_POINTS = 5  # glmnet's mnlam: ... but not before this many points
+
+
+def deviance_levelled(explained: Sequence[float]) -> bool:
+    """glmnet's ``fdev`` rule for binomial and Poisson paths: the training fit's share of deviance explained
+    rose by less than :data:`PATH_STOP_FDEV` of itself at the last point (after :data:`PATH_MIN_POINTS`).
+
+    On tall data the held-out deviance hardly turns up past its minimum (:func:`past_the_minimum` never
+    fires), and the last decades of strengths refit what is already the unpenalized fit: on 10⁵ × 100 rows
+    they were half the path's time and changed no choice."""
+    if len(explained) < max(PATH_MIN_POINTS, 2):
+        return False
+    return explained[-1] - explained[-2] < PATH_STOP_FDEV * explained[-1]
 
 
 def past_the_minimum(heldout_mse: Sequence[float]) -> bool:

@@ -1,0 +1,64 @@
+"""The binomial and Poisson fold paths: glmnet's ``fdev`` rule ends them where the last decades of strengths
+refit the unpenalized fit, and the batch solver's paths agree with the Newton solver's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.cv import scoring
+from pipeline.cv.glm_models import GlmFoldModel
+from pipeline.cv.scoring import PathSpec, deviance_levelled
+from pipeline.solvers.families import family_named
+from pipeline.solvers.glm import GlmProblem
+
+
+def test_deviance_levelled_is_glmnets_rule() -> None:
+    assert not deviance_levelled([0.1, 0.2, 0.3, 0.4])  # fewer than glmnet's mnlam = 5 points
+    assert not deviance_levelled([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert deviance_levelled([0.1, 0.2, 0.3, 0.4, 0.4 + 3.9e-6])  # 3.9e-6 < 1e-5 × 0.4
+    assert not deviance_levelled([0.1, 0.2, 0.3, 0.4, 0.4 + 4.1e-6])
+
+
+def _fold_model(family: str, inner: str) -> GlmFoldModel:
+    """A fold of tall data from the benchmark's generator (AR(1) columns, ten true effects), 20% held out."""
+    rng = np.random.default_rng(3)
+    n, p = 20_000, 30
+    X = np.empty((n, p))
+    X[:, 0] = rng.standard_normal(n)
+    for j in range(1, p):
+        X[:, j] = 0.5 * X[:, j - 1] + np.sqrt(0.75) * rng.standard_normal(n)
+    eta = X[:, :10] @ np.linspace(-0.8, 0.8, 10)
+    y = ((rng.random(n) < 1 / (1 + np.exp(-eta))) if family == "binomial" else rng.poisson(np.exp(0.3 * eta)))
+    v = np.where(rng.integers(0, 5, n) == 0, 0.0, 1.0)
+    problem = GlmProblem(X, y.astype(float), v, family_named(family), inner=inner)
+    return GlmFoldModel(0, problem, np.flatnonzero(v == 0), y.astype(float), np.ones(n), family)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_the_path_stops_where_the_fit_stops_changing(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _fold_model(family, "gram")
+    lmax = model.problem.lambda1_max
+    spec = PathSpec("elasticnet", 0.5, tuple(np.geomspace(2 * lmax, 2e-6 * lmax, 100)))
+    cut = model.path(spec, 1e-10)
+    m = len(cut.heldout_mse)
+    explained = list(1.0 - np.asarray(cut.train_mse) / cut.train_mse[0])  # the first point is the null model
+    assert deviance_levelled(explained) and not any(deviance_levelled(explained[:i]) for i in range(m))
+    monkeypatch.setattr(scoring, "PATH_STOP_FDEV", 0.0)
+    full = _fold_model(family, "gram").path(spec, 1e-10)
+    assert m < 80 and len(full.heldout_mse) == 100  # on tall data nothing else ends the path
+    np.testing.assert_allclose(cut.heldout_mse, full.heldout_mse[:m], rtol=1e-8)
+    # what the cut leaves out moves the held-out deviance by less than a part in 10⁴
+    assert min(cut.heldout_mse) <= min(full.heldout_mse) * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_batched_and_newton_paths_agree(family: str) -> None:
+    model, newton = _fold_model(family, "gram"), _fold_model(family, "gram")
+    newton.problem.inner = "rows"  # the Newton solver, each step solved on the rows: an independent route
+    lmax = model.problem.lambda1_max
+    spec = PathSpec("l1", 1.0, tuple(np.geomspace(lmax, 1e-3 * lmax, 30)))
+    a, b = model.path(spec, 1e-10), newton.path(spec, 1e-10)
+    m = min(len(a.heldout_mse), len(b.heldout_mse))
+    np.testing.assert_allclose(a.heldout_mse[:m], b.heldout_mse[:m], rtol=1e-6)
+    np.testing.assert_allclose(a.train_mse[:m], b.train_mse[:m], rtol=1e-9)
