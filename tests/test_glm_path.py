@@ -62,3 +62,25 @@ def test_batched_and_newton_paths_agree(family: str) -> None:
     m = min(len(a.heldout_mse), len(b.heldout_mse))
     np.testing.assert_allclose(a.heldout_mse[:m], b.heldout_mse[:m], rtol=1e-6)
     np.testing.assert_allclose(a.train_mse[:m], b.train_mse[:m], rtol=1e-9)
+
+
+def test_the_folds_of_a_worker_take_their_paths_together() -> None:
+    """Three folds on the same rows in step (one product over the rows per step for all three) give each fold's
+    own path: the same points, stopped where it stops alone."""
+    base = _fold_model("binomial", "gram")
+    X, y = base.problem.base.X, base.y
+    folds = np.random.default_rng(5).integers(0, 5, len(y))
+
+    def model(k: int) -> GlmFoldModel:
+        v = np.where(folds == k, 0.0, 1.0)
+        problem = GlmProblem(X, y, v, family_named("binomial"), inner="gram")
+        return GlmFoldModel(k, problem, np.flatnonzero(folds == k), y, np.ones(len(y)), "binomial")
+
+    lmax = model(0).problem.lambda1_max
+    spec = PathSpec("l1", 1.0, tuple(np.geomspace(lmax, 1e-6 * lmax, 100)))
+    together = GlmFoldModel.paths_together([model(k) for k in range(3)], spec, 1e-10)
+    for k, path in enumerate(together):
+        alone = model(k).path(spec, 1e-10)
+        assert path.fold == k and len(path.heldout_mse) == len(alone.heldout_mse) < 100
+        np.testing.assert_allclose(path.heldout_mse, alone.heldout_mse, rtol=1e-9)
+        assert path.n_nonzero == alone.n_nonzero

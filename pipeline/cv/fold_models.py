@@ -27,7 +27,7 @@ from .passes import BlockPass
 from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
 
 __all__ = ["FoldModel", "FoldScore", "Scorable", "make_fold_model", "make_fold_models", "score_candidates",
-           "score_folds", "score_path"]
+           "score_folds", "score_path", "score_paths"]
 
 
 class Scorable(Protocol):
@@ -147,6 +147,15 @@ def score_candidates(model: Scorable, candidates: Sequence[Candidate], tol: floa
     return [model.score(c, tol) for c in candidates]
 
 
+def score_paths(model_lists: Sequence[Sequence[Scorable]], spec: PathSpec, tol: float) -> list[FoldPath]:
+    """:func:`score_path` on the fold models of several slots of one worker, together."""
+    return score_path([m for models in model_lists for m in models], spec, tol)
+
+
 def score_path(models: Sequence[Scorable], spec: PathSpec, tol: float) -> list[FoldPath]:
-    """Every point of ``spec`` on every fold model given, each fold warm-started along the path."""
+    """Every point of ``spec`` on every fold model given, each fold warm-started along the path (in step, for
+    fold models that batch their paths: ``paths_together``, the binomial and Poisson fold models)."""
+    together = getattr(models[0], "paths_together", None) if len(models) > 1 else None
+    if together is not None:
+        return list(together(models, spec, tol))
     return [m.path(spec, tol) for m in models]

@@ -6,7 +6,10 @@ their sweeps always keep the rows in worker memory, as the rows engine does (:mo
 held-out rows weighted 0, and every trial passes through it, warm-started from the nearest earlier
 solution of the fold. ``model.engine`` says how each Newton step's quadratic model is solved: ``gram``, a
 weighted p × p Gram formed from the rows; ``rows``, coordinate descent on the rows (no p × p matrix);
-``auto`` the Gram when p is at most a fold's rows and 4,000.
+``auto`` the Gram when p is at most a fold's rows and 4,000. On the Gram route (dense rows) a batch of
+candidates is solved at once and the points of a path one after the other by
+:func:`~pipeline.solvers.glm_chord.solve_many`: steps in the metric of a nearby fit's weighted Gram, the
+batch's gradients one product over the rows, one Newton step at the end of each fit.
 
 The held-out scores (:func:`pipeline.metrics.fold_scores`) are exact: the solver returns the linear
 predictor on every row. Every function here is module-level and pure in its inputs.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +34,7 @@ from ..model import FittedModel
 from ..solvers.controls import FeatureControls
 from ..solvers.families import family_named
 from ..solvers.glm import GlmFit, GlmProblem
-from ..solvers.glm_chord import Curvature, solve_many
+from ..solvers.glm_chord import Curvature, solve_many, solve_together
 from .refit import bounds_from, group_bounds
 from .rows import RowData
 from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
@@ -107,24 +111,74 @@ class GlmFoldModel(PickledCold):
                          extra=tuple(extra.items()))
 
     def path(self, spec: PathSpec, tol: float) -> FoldPath:
-        """Every point of ``spec``, warm-started along the path; stops once the training fit explains
-        :data:`~.scoring.PATH_STOP_DEV_RATIO` of the null deviance (glmnet's rule, which also ends the path of
-        separable classes), once a point adds almost nothing to it (glmnet's ``fdev``,
-        :func:`~.scoring.deviance_levelled`) or the held-out deviance has turned well past its minimum."""
-        scores: list[FoldScore] = []
-        explained: list[float] = []
-        fit: GlmFit | None = None
-        null = 2.0 * self.problem.mean_half_deviance(self.problem.null_model()[1])
-        with self.lock:
-            for i in range(len(spec.strengths)):
-                fit = _path_point(self.problem, spec.candidate(i), fit, tol)
-                scores.append(self._score(-1, fit, 0.0))
-                explained.append(1.0 - scores[-1].train_mse / null if null > 0 else 1.0)
-                if (explained[-1] >= PATH_STOP_DEV_RATIO or deviance_levelled(explained)
-                        or past_the_minimum([s.heldout_mse for s in scores])):
-                    break
-        return FoldPath(self.fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),
-                        tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
+        """Every point of ``spec``, warm-started along the path (:func:`glm_paths`)."""
+        return glm_paths([self], spec, tol)[0]
+
+    @staticmethod
+    def paths_together(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float) -> list[FoldPath]:
+        """The paths of several fold models on one worker, in step (:func:`glm_paths`)."""
+        return glm_paths(models, spec, tol)
+
+
+def glm_paths(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float) -> list[FoldPath]:
+    """Every point of ``spec`` on each fold model, warm-started along its path, the folds in step: on the Gram
+    route the folds of a worker share its rows, so each point is one batch of their fits
+    (:func:`~pipeline.solvers.glm_chord.solve_together`: their gradients are one product over the rows).
+
+    A fold's path stops once its training fit explains :data:`~.scoring.PATH_STOP_DEV_RATIO` of the null
+    deviance (glmnet's rule, which also ends the path of separable classes), once a point adds almost nothing
+    to it (glmnet's ``fdev``, :func:`~.scoring.deviance_levelled`) or once its held-out deviance has turned
+    well past its minimum; the others go on."""
+    with ExitStack() as stack:
+        for m in sorted(models, key=lambda m: m.fold):  # one order for every task: no deadlock
+            stack.enter_context(m.lock)
+        runs = [_PathRun(m) for m in models]
+        for i in range(len(spec.strengths)):
+            going = [r for r in runs if not r.stopped]
+            if not going:
+                break
+            fits = _path_points([r.model.problem for r in going], spec.candidate(i), [r.fit for r in going], tol)
+            for r, fit in zip(going, fits, strict=True):
+                r.add(fit)
+    return [r.result() for r in runs]
+
+
+@dataclass(eq=False)
+class _PathRun:
+    """One fold's path so far."""
+
+    model: GlmFoldModel
+    fit: GlmFit | None = None
+    scores: list[FoldScore] = field(default_factory=list)
+    explained: list[float] = field(default_factory=list)
+    stopped: bool = False
+
+    def add(self, fit: GlmFit) -> None:
+        """The next point; whether the path stops there."""
+        problem = self.model.problem
+        null = 2.0 * problem.mean_half_deviance(problem.null_model()[1])
+        self.fit = fit
+        self.scores.append(self.model._score(-1, fit, 0.0))
+        self.explained.append(1.0 - self.scores[-1].train_mse / null if null > 0 else 1.0)
+        self.stopped = (self.explained[-1] >= PATH_STOP_DEV_RATIO or deviance_levelled(self.explained)
+                        or past_the_minimum([s.heldout_mse for s in self.scores]))
+
+    def result(self) -> FoldPath:
+        s = self.scores
+        return FoldPath(self.model.fold, tuple(x.heldout_mse for x in s), tuple(x.heldout_r2 for x in s),
+                        tuple(x.train_mse for x in s), tuple(x.n_nonzero for x in s))
+
+
+def _path_points(problems: Sequence[GlmProblem], cand: Candidate, previous: Sequence[GlmFit | None],
+                 tol: float) -> list[GlmFit]:
+    """The next point of each problem's path, warm-started from its previous one: on the Gram route together,
+    each stepping in the metric of its previous point's Gram (neighbouring points' weights differ little)."""
+    X = problems[0].base.X
+    if all(p.batched and p.base.X is X for p in problems):
+        return solve_together(problems, [cand.penalty_object()] * len(problems), previous, tol=tol,
+                              multipliers=[cand.group_multipliers] * len(problems))[0]
+    return [p.solve(cand.penalty_object(), w, tol=tol, multipliers=cand.group_multipliers)
+            for p, w in zip(problems, previous, strict=True)]
 
 
 _METRIC_BYTES = 256 * 2**20  # what a fold's warm starts may hold in reference metrics (n weights each) ...
@@ -229,15 +283,6 @@ def glm_coefficient_path(rows: RowData, spec: PathSpec, model: ModelConfig,
     coefs = np.zeros((rows.n_features, len(spec.strengths)))
     fit: GlmFit | None = None
     for i in range(len(spec.strengths)):
-        fit = _path_point(problem, spec.candidate(i), fit, model.tol)
+        fit = _path_points([problem], spec.candidate(i), [fit], model.tol)[0]
         coefs[:, i] = fit.coef * problem.base.x_scale
     return coefs
-
-
-def _path_point(problem: GlmProblem, cand: Candidate, previous: GlmFit | None, tol: float) -> GlmFit:
-    """The next point of a path, warm-started from the previous one (and, on the Gram route, stepping in the
-    metric of its Gram: neighbouring points' weights differ little)."""
-    if problem.batched:
-        return solve_many(problem, [cand.penalty_object()], [previous], tol=tol,
-                          multipliers=[cand.group_multipliers])[0][0]
-    return problem.solve(cand.penalty_object(), previous, tol=tol, multipliers=cand.group_multipliers)

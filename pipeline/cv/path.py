@@ -21,7 +21,7 @@ from ..config import ModelConfig
 from ..errors import SweepError
 from ..solvers import GramProblem
 from ..solvers.controls import FeatureControls
-from .fold_models import score_path
+from .fold_models import score_path, score_paths
 from .passes import BlockPass
 from .placement import FoldSlot, cover
 from .scoring import FoldPath, PathSpec
@@ -50,7 +50,9 @@ def coefficient_path(passes: BlockPass, spec: PathSpec, model: ModelConfig,
 
 
 def run_path(placement: Placement, spec: PathSpec, tol: float) -> list[FoldPath]:
-    """:func:`score_path` on the cluster, one task per slot (one in all when a slot holds every fold).
+    """:func:`score_path` on the cluster: the slots pinned to a worker in as many tasks as it has threads (their
+    fold models share its rows: binomial and Poisson paths take their points together), any other slot in a
+    task of its own (one in all when a slot holds every fold).
 
     The fold models are placed again first if they were lost since the last trial.
     """
@@ -59,15 +61,32 @@ def run_path(placement: Placement, spec: PathSpec, tol: float) -> list[FoldPath]
             placement.rebuild()
         slots = placement.slots
         chosen = [slots[i] for i in cover(slots, placement.k, dict.fromkeys(range(len(slots)), 0), {})]
-        futs = [placement.client.submit(score_path, slot.models, spec, tol, pure=False, **placement.pinned(slot))
-                for slot in chosen]
-        results = [result_or_lost(fut, _gone(placement, slot)) for fut, slot in zip(futs, chosen, strict=True)]
+        groups = _tasks(placement, chosen)
+        futs = [placement.client.submit(score_paths, [s.models for s in group], spec, tol, pure=False,
+                                        **placement.pinned(group[0])) for group in groups]
+        results = [result_or_lost(fut, _gone(placement, group[0])) for fut, group in zip(futs, groups, strict=True)]
         if all(r is not LOST for r in results):
             return sorted((fold for r in results for fold in r), key=lambda f: f.fold)
         for fut in futs:
             fut.cancel()
     raise SweepError(f"the fold models were lost {_ATTEMPTS} times during the path (workers keep dying); "
                      "check the workers' logs and memory limits.")
+
+
+def _tasks(placement: Placement, chosen: list[FoldSlot]) -> list[list[FoldSlot]]:
+    """The chosen slots grouped into the path's tasks (:func:`run_path`)."""
+    pinned: dict[str, list[FoldSlot]] = {}
+    out: list[list[FoldSlot]] = []
+    for slot in chosen:
+        if slot.worker is not None and placement.pinned(slot):
+            pinned.setdefault(slot.worker, []).append(slot)
+        else:
+            out.append([slot])
+    info = placement.client.scheduler_info()["workers"] if pinned else {}
+    for worker, held in pinned.items():
+        n = max(1, min(len(held), int(info.get(worker, {}).get("nthreads", 1))))
+        out.extend(held[i::n] for i in range(n))
+    return out
 
 
 _ATTEMPTS = 3

@@ -26,6 +26,9 @@ The quadratic model is solved one of two ways (``inner``):
   then the active-set solver (:func:`~.active_set.enet_gram`), the box solver or a Cholesky (ridge);
 - ``rows``: the rows engine's working sets and coordinate descent on the rows (:class:`~.rows.RowProblem`
   on a :class:`~.design.RowDesign` with weights ``u`` and the fixed scales ``s``): no p × p matrix.
+
+Many fits of one problem (a sweep's batch for a fold) take :func:`~.glm_chord.solve_many` instead on the Gram
+route: steps in the metric of a nearby fit's Gram, one Gram per fit rather than one per Newton step.
 """
 
 from __future__ import annotations

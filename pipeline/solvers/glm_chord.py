@@ -87,6 +87,7 @@ class Curvature:
 class _Fit:
     """One fit's state in the batch."""
 
+    problem: GlmProblem
     pen: BoxPenalty
     penalty: ElasticNet
     b: float
@@ -94,6 +95,7 @@ class _Fit:
     eta: np.ndarray
     F: float
     curv: Curvature
+    abs_tol: float  # the stopping rule's bound on a step's model decrease
     mu: np.ndarray | None = None  # the mean at eta, every row
     n_iter: int = 0
     last_decrease: float = np.inf
@@ -112,34 +114,58 @@ def solve_many(problem: GlmProblem, penalties: Sequence[ElasticNet], warms: Sequ
     batch (the last Gram formed, or ``curvature``). Warns as :meth:`~.glm.GlmProblem.solve` for a fit that does
     not converge in ``max_iter`` steps.
     """
-    if problem.base.sparse:
-        raise ValueError("solve_many needs dense rows; sparse rows take GlmProblem.solve.")
+    if not penalties:
+        return [], _usable(problem, curvature) or Curvature.at(problem, problem.null_model()[1])
+    fits, refs = solve_together([problem] * len(penalties), penalties, warms, tol=tol, max_iter=max_iter,
+                                multipliers=multipliers, curvatures={id(problem): curvature})
+    return fits, refs[id(problem)]
+
+
+def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNet],
+                   warms: Sequence[GlmFit | None], *, tol: float = 1e-10, max_iter: int = 100,
+                   multipliers: Sequence[Mapping[str, float] | None] | None = None,
+                   curvatures: Mapping[int, Curvature | None] | None = None,
+                   ) -> tuple[list[GlmFit], dict[int, Curvature]]:
+    """:func:`solve_many` for fits of several problems on the same dense rows (the folds of one worker, whose
+    problems differ by their weights): fit ``j`` minimises ``problems[j]``'s objective for ``penalties[j]``.
+
+    ``curvatures`` and the returned metrics are keyed by ``id(problem)``.
+    """
+    X = problems[0].base.X if problems else None
+    if any(p.base.sparse or p.base.X is not X for p in problems):
+        raise ValueError("solve_together needs problems on the same dense rows; sparse rows take GlmProblem.solve.")
     mults = list(multipliers) if multipliers is not None else [None] * len(penalties)
-    pens = [problem.box_penalty(p, m) for p, m in zip(penalties, mults, strict=True)]
-    starts = [problem.starting_point(pen, w) for pen, w in zip(pens, warms, strict=True)]
-    own = [_usable(problem, w.curvature if w is not None else None) for w in warms]  # the warm starts' metrics
-    ref = (_usable(problem, curvature) or next((c for c in own if c is not None), None)
-           or Curvature.at(problem, starts[0][2] if starts else problem.null_model()[1]))
-    fits = [_Fit(pen, p, b, beta, eta, problem.mean_half_deviance(eta) + _value(pen, beta), c or ref)
-            for pen, p, (b, beta, eta), c in zip(pens, penalties, starts, own, strict=True)]  # nearest metric first
-    abs_tol = tol * max(problem.mean_half_deviance(problem.null_model()[1]), np.finfo(np.float64).tiny)
+    given = curvatures or {}
+    refs: dict[int, Curvature] = {}
+    fits = []
+    for problem, penalty, warm, m in zip(problems, penalties, warms, mults, strict=True):
+        pen = problem.box_penalty(penalty, m)
+        b, beta, eta = problem.starting_point(pen, warm)
+        own = _usable(problem, warm.curvature if warm is not None else None)  # the warm start's: the nearest
+        key = id(problem)
+        if key not in refs:
+            refs[key] = _usable(problem, given.get(key)) or own or Curvature.at(problem, eta)
+        abs_tol = tol * max(problem.mean_half_deviance(problem.null_model()[1]), np.finfo(np.float64).tiny)
+        fits.append(_Fit(problem, pen, penalty, b, beta, eta, problem.mean_half_deviance(eta) + _value(pen, beta),
+                         own or refs[key], abs_tol))
     final: dict[int, tuple[np.ndarray, float]] = {}
     live = list(range(len(fits)))
-    C, c0 = _gradients(problem, fits)
+    grads = _gradients([fits[i] for i in live])
     while live:
-        steps = [_model_step(problem, fits[i], C[:, k], float(c0[k]), abs_tol) for k, i in enumerate(live)]
-        D = _directions(problem, [fits[i] for i in live], steps)
+        steps = [_model_step(fits[i], *grads[k]) for k, i in enumerate(live)]
+        D = _directions([fits[i] for i in live], steps)
         for k, i in enumerate(live):
-            ref = _advance(problem, fits[i], steps[k], D[:, k], abs_tol, max_iter, ref)
-        C, c0 = _gradients(problem, [fits[i] for i in live])  # at the new points: the next steps' or the end's
+            key = id(fits[i].problem)
+            refs[key] = _advance(fits[i], steps[k], D[:, k], max_iter, refs[key])
+        grads = _gradients([fits[i] for i in live])  # at the new points: the next steps' or the end's
         for k, i in enumerate(live):
             if fits[i].done:
-                final[i] = (C[:, k], float(c0[k]))
+                final[i] = grads[k]
         keep = [k for k, i in enumerate(live) if not fits[i].done]
-        live, C, c0 = [live[k] for k in keep], C[:, keep], c0[keep]
-    out = [replace(problem._result(f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter,
-                                   gradient=final[i]), curvature=f.curv) for i, f in enumerate(fits)]
-    return out, ref
+        live, grads = [live[k] for k in keep], [grads[k] for k in keep]
+    out = [replace(f.problem._result(f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter,
+                                     gradient=final[i]), curvature=f.curv) for i, f in enumerate(fits)]
+    return out, refs
 
 
 def _usable(problem: GlmProblem, curvature: Curvature | None) -> Curvature | None:
@@ -150,20 +176,26 @@ def _usable(problem: GlmProblem, curvature: Curvature | None) -> Curvature | Non
     return None
 
 
-def _gradients(problem: GlmProblem, fits: Sequence[_Fit]) -> tuple[np.ndarray, np.ndarray]:
+def _gradients(fits: Sequence[_Fit]) -> list[tuple[np.ndarray, float]]:
     """``c_j = X̃ᵀW(y − μ_j)/Σw`` (kept columns) and ``c0_j = Σw(y − μ_j)/Σw`` at every fit's point (whose mean
-    ``μ_j`` it keeps): one product ``XᵀR`` over the rows for all of them."""
-    d = problem.base
-    R = np.empty((d.n_rows, len(fits)))
+    ``μ_j`` it keeps), each under its problem's weights and scales: one product ``XᵀR`` over the rows."""
+    if not fits:
+        return []
+    X = fits[0].problem.base.X
+    R = np.empty((X.shape[0], len(fits)))
     for j, f in enumerate(fits):
-        f.mu = problem.family.mean(f.eta)
-        np.multiply(d.v, problem.y - f.mu, out=R[:, j])  # v = 0 off the problem's rows
+        f.mu = f.problem.family.mean(f.eta)
+        np.multiply(f.problem.base.v, f.problem.y - f.mu, out=R[:, j])  # v = 0 off the problem's rows
     sums = R.sum(axis=0)
-    C = np.asarray(d.X.T @ R)[d.cols]
-    if d.fit_intercept:
-        C -= np.outer(d.x_center[d.cols], sums)
-    C /= (d.x_scale[d.cols] * d.sum_w)[:, None]
-    return C, sums / d.sum_w
+    raw = np.asarray(X.T @ R)
+    out = []
+    for j, f in enumerate(fits):
+        d = f.problem.base
+        c = raw[d.cols, j]
+        if d.fit_intercept:
+            c = c - d.x_center[d.cols] * sums[j]
+        out.append((c / (d.x_scale[d.cols] * d.sum_w), float(sums[j]) / d.sum_w))
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,8 +206,9 @@ class _Step:
     d_b: float
 
 
-def _model_step(problem: GlmProblem, f: _Fit, c: np.ndarray, c0: float, abs_tol: float) -> _Step:
+def _model_step(f: _Fit, c: np.ndarray, c0: float) -> _Step:
     """The minimiser of the quadratic model in the metric ``f.curv`` (module docstring)."""
+    problem, abs_tol = f.problem, f.abs_tol
     d = problem.base
     curv = f.curv
     fit_b = d.fit_intercept
@@ -183,7 +216,7 @@ def _model_step(problem: GlmProblem, f: _Fit, c: np.ndarray, c0: float, abs_tol:
     if f.pen.size == 0:
         beta_new = np.zeros(0)
     else:
-        yy = _model_yy(problem, f, curv)
+        yy = _model_yy(f, curv)
         plain = problem.controls is None
         if plain and f.penalty.lambda1 > 0:
             beta_new = enet_gram(curv.G, q, yy, f.penalty.lambda1, f.penalty.lambda2, f.beta,
@@ -201,9 +234,10 @@ def _model_step(problem: GlmProblem, f: _Fit, c: np.ndarray, c0: float, abs_tol:
     return _Step(beta_new, d_centred - float(d.x_center[d.cols] @ (d_beta / d.x_scale[d.cols])))
 
 
-def _model_yy(problem: GlmProblem, f: _Fit, curv: Curvature) -> float:
+def _model_yy(f: _Fit, curv: Curvature) -> float:
     """``Σu_r(z − z̄)²/Σw`` of the model's working response ``z = η − offset + w(y − μ)/u_r``: the constant that
     makes the Gram-form model a least-squares problem (its duality gap needs it)."""
+    problem = f.problem
     d = problem.base
     assert f.mu is not None
     inv_v = np.divide(d.v, curv.u, out=np.zeros(d.n_rows), where=curv.u > 0)  # 1/V_r, 0 off the problem's rows
@@ -212,19 +246,20 @@ def _model_yy(problem: GlmProblem, f: _Fit, curv: Curvature) -> float:
     return float(curv.u @ (z * z)) / d.sum_w
 
 
-def _directions(problem: GlmProblem, fits: Sequence[_Fit], steps: Sequence[_Step]) -> np.ndarray:
+def _directions(fits: Sequence[_Fit], steps: Sequence[_Step]) -> np.ndarray:
     """``X(β̃'_j − β̃_j)/s`` on every row for every step (intercepts not added): one product for all of them."""
-    d = problem.base
-    B = np.zeros((d.n_features, len(steps)))
+    X = fits[0].problem.base.X
+    B = np.zeros((X.shape[1], len(steps)))
     for j, (f, st) in enumerate(zip(fits, steps, strict=True)):
+        d = f.problem.base
         B[d.cols, j] = (st.beta - f.beta) / d.x_scale[d.cols]
-    return np.asarray(d.X @ B)
+    return np.asarray(X @ B)
 
 
-def _advance(problem: GlmProblem, f: _Fit, step: _Step, d_x: np.ndarray, abs_tol: float, max_iter: int,
-             ref: Curvature) -> Curvature:
+def _advance(f: _Fit, step: _Step, d_x: np.ndarray, max_iter: int, ref: Curvature) -> Curvature:
     """Take ``step`` by the Armijo line search and decide whether ``f`` is done; a fit that contracts slowly gets
-    a Gram of its own, which becomes the reference (returned)."""
+    a Gram of its own, which becomes the reference of its problem (returned)."""
+    problem, abs_tol = f.problem, f.abs_tol
     f.n_iter += 1
     d_beta = step.beta - f.beta
     taken = problem._armijo(f.eta, f.F, f.b, f.beta, step.d_b, d_beta, d_x + step.d_b, f.pen, f.mu)
