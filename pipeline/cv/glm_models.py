@@ -152,14 +152,17 @@ class _PathRun:
     scores: list[FoldScore] = field(default_factory=list)
     explained: list[float] = field(default_factory=list)
     stopped: bool = False
+    null: float = 0.0  # the training rows' null deviance, once
+
+    def __post_init__(self) -> None:
+        problem = self.model.problem
+        self.null = 2.0 * problem.mean_half_deviance(problem.null_model()[1])
 
     def add(self, fit: GlmFit) -> None:
         """The next point; whether the path stops there."""
-        problem = self.model.problem
-        null = 2.0 * problem.mean_half_deviance(problem.null_model()[1])
         self.fit = fit
         self.scores.append(self.model._score(-1, fit, 0.0))
-        self.explained.append(1.0 - self.scores[-1].train_mse / null if null > 0 else 1.0)
+        self.explained.append(1.0 - self.scores[-1].train_mse / self.null if self.null > 0 else 1.0)
         self.stopped = (self.explained[-1] >= PATH_STOP_DEV_RATIO or deviance_levelled(self.explained)
                         or past_the_minimum([s.heldout_mse for s in self.scores]))
 

@@ -60,34 +60,23 @@ def _sqlite_ok(path: Path) -> None:
 
 # ------------------------------------------------------------------ 1. a worker dies
 def test_sigkill_of_a_worker_mid_sweep_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    cluster = start_cluster(tmp_path / "dask", 2, nanny=False)  # no nanny: the worker stays dead
-    names, storage = _names("wkill"), _storage(tmp_path)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    try:
-        driver = Driver(sweep_args(_config(tmp_path), address=cluster.address, tracking=tracking, storage=storage,
-                                   names=names, n_trials=80, summary=tmp_path / "s.json"), tmp_path)
-        wait_until(lambda: n_complete(storage, names["study"]) >= 20, 120, "20 complete trials", driver)
-        cluster.workers[0].signal_group(signal.SIGKILL)
-        assert driver.wait(SWEEP_TIMEOUT_S) == 0, driver.output()
-    finally:
-        stop_processes(cluster.procs())
-    trials = study_trials(storage, names["study"])
-    assert len(by_state(trials, "COMPLETE")) == 80
-    assert by_state(trials, "RUNNING") == []
+    _, trials, runs = _kill_a_worker_mid_sweep(tmp_path, _config(tmp_path), "wkill", n_trials=80, after=20)
     check_folds_counted_once(trials)
-    check_one_child_run_per_trial(trials, mlflow_runs(tracking, names["experiment"]))
+    check_one_child_run_per_trial(trials, runs)
 
 
-def _kill_a_worker_mid_sweep(tmp_path: Path, config: Path, tag: str, n_trials: int = 60) -> tuple[dict, list]:
-    """Run ``config`` on a two-worker cluster without nannies, SIGKILL one worker after 15 complete trials (it
-    stays dead), and return the summary and the trials once the driver has finished (exit 0 required)."""
+def _kill_a_worker_mid_sweep(tmp_path: Path, config: Path, tag: str, n_trials: int = 60,
+                             after: int = 15) -> tuple[dict, list, list]:
+    """Run ``config`` on a two-worker cluster without nannies (no nanny: the worker stays dead), SIGKILL one
+    worker after ``after`` complete trials, and return the summary, the trials and the MLflow runs once the
+    driver has finished (exit 0 required)."""
     cluster = start_cluster(tmp_path / "dask", 2, nanny=False)
     names, storage = _names(tag), _storage(tmp_path)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     try:
         driver = Driver(sweep_args(config, address=cluster.address, tracking=tracking, storage=storage,
                                    names=names, n_trials=n_trials, summary=tmp_path / "s.json"), tmp_path)
-        wait_until(lambda: n_complete(storage, names["study"]) >= 15, 120, "15 complete trials", driver)
+        wait_until(lambda: n_complete(storage, names["study"]) >= after, 120, f"{after} complete trials", driver)
         cluster.workers[0].signal_group(signal.SIGKILL)
         assert driver.wait(SWEEP_TIMEOUT_S) == 0, driver.output()
     finally:
