@@ -40,6 +40,7 @@ from .cv import check_scheduler, example_rows, open_client, prestart_local_worke
 from .cv.scan import scan_columns
 from .cv.engines import EngineTasks, choose_sweep_engine, glm_engine, place_engine, tasks_of, worker_preload
 from .cv.path import PathSpec, run_path
+from .cv.path_end import PathEnd
 from .cv.placement import Placement
 from .data import DataPlan, plan_data
 from .encoding import describe as describe_encoding
@@ -273,21 +274,29 @@ class _Sweep:
                         path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)),
                         cand.multipliers)
         t_path = time.perf_counter()
-        folds = run_path(self.placement, spec, cfg.model.tol)
+        together = self.tasks.paths_and_coefficients
+        end = PathEnd.start(self.client, len(spec.strengths)) if together is not None else None
+        with_coefs = (together, self.model_cfg, self.controls) if together is not None else None
+        folds, early = run_path(self.placement, spec, cfg.model.tol, end, with_coefs)
+        if end is not None:
+            end.close(self.client)
         self.timer.marks["path"] = round(time.perf_counter() - t_path, 4)
         curve = curve_of(spec.penalty, share, spec.strengths, [asdict(f) for f in folds])
         # the coefficient path on all rows, over the strengths the fold paths reached (on wide data the points
-        # past them are the costliest fits); it runs while the choices are made and stored
+        # past them are the costliest fits); it runs while the choices are made and stored (binomial and
+        # Poisson: taken with the fold paths, in step with the folds of one worker)
         shown = PathSpec(spec.penalty, share, spec.strengths[: len(curve.strengths)], cand.multipliers)
-        coefs = self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), shown, self.model_cfg,
-                                   self.controls, pure=False)
+        coefs = early[:, : len(shown.strengths)] if early is not None and early.shape[1] >= len(shown.strengths) \
+            else self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), shown, self.model_cfg,
+                                    self.controls, pure=False)
         rows = trial_rows(study)
         choices = choose(rows, curve, cand.multipliers)
         study.set_user_attr("regsweep:path", curve.as_dict())
         study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
                                                    **{rule: asdict(c) for rule, c in choices.items()}})
         return _Decision(best.number, best.value, best.user_attrs.get("cv", {}), rows, curve, choices,
-                         choices[cfg.search.select], self._waited("coefficient_path_wait", coefs))
+                         choices[cfg.search.select],
+                         coefs if isinstance(coefs, np.ndarray) else self._waited("coefficient_path_wait", coefs))
 
     def _waited(self, mark: str, fut: Any) -> Any:
         """``wait_done(fut)``, timed as ``mark``."""

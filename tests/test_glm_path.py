@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.cv import scoring
-from pipeline.cv.glm_models import GlmFoldModel
+from pipeline.cv.glm_models import GlmFoldModel, glm_paths_and_coefficients
 from pipeline.cv.scoring import PathSpec, deviance_levelled
 from pipeline.solvers.families import family_named
 from pipeline.solvers.glm import GlmProblem
@@ -84,3 +84,65 @@ def test_the_folds_of_a_worker_take_their_paths_together() -> None:
         assert path.fold == k and len(path.heldout_mse) == len(alone.heldout_mse) < 100
         np.testing.assert_allclose(path.heldout_mse, alone.heldout_mse, rtol=1e-9)
         assert path.n_nonzero == alone.n_nonzero
+
+
+class _AllRows:
+    """What :func:`glm_paths_and_coefficients` reads of a worker's rows: the problem on all of them."""
+
+    def __init__(self, problem: GlmProblem) -> None:
+        self.problem = problem
+
+    def glm_problem(self, model: object, controls: object) -> GlmProblem:
+        return self.problem
+
+
+def test_the_coefficient_path_joins_the_fold_paths_of_its_worker() -> None:
+    """The coefficient path on all rows, taken in step with three folds' paths, equals the path of the problem
+    on all rows alone, point by point, up to where the first of those folds stopped; the folds' paths are
+    unchanged by it."""
+    base = _fold_model("binomial", "gram")
+    X, y = base.problem.base.X, base.y
+    folds = np.random.default_rng(5).integers(0, 5, len(y))
+
+    def model(k: int) -> GlmFoldModel:
+        v = np.where(folds == k, 0.0, 1.0)
+        return GlmFoldModel(k, GlmProblem(X, y, v, family_named("binomial"), inner="gram"),
+                            np.flatnonzero(folds == k), y, np.ones(len(y)), "binomial")
+
+    whole = GlmProblem(X, y, np.ones(len(y)), family_named("binomial"), inner="gram")
+    lmax = whole.lambda1_max
+    spec = PathSpec("elasticnet", 0.7, tuple(np.geomspace(lmax / 0.7, 1e-6 * lmax, 100)))
+    paths, coefs = glm_paths_and_coefficients([[model(0)], [model(1), model(2)]], spec, 1e-10, None,
+                                              _AllRows(whole), None, None)  # type: ignore[arg-type]
+    shortest = min(len(p.heldout_mse) for p in paths)
+    assert shortest <= coefs.shape[1] < 100
+    fit = None
+    for i in range(coefs.shape[1]):
+        fit = whole.solve(spec.candidate(i).penalty_object(), fit, tol=1e-12)  # Newton's method, alone
+        # both stop within 1e-10 of the objective, so coefficients agree to about its square root
+        np.testing.assert_allclose(coefs[:, i], fit.coef * whole.base.x_scale, rtol=1e-5, atol=1e-7)
+    for k, path in enumerate(paths):
+        np.testing.assert_allclose(path.heldout_mse, model(k).path(spec, 1e-10).heldout_mse, rtol=1e-9)
+
+
+def test_a_path_end_is_shared_and_only_falls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks share the shortest fold path through the scheduler: a copy sent to another task reads what one
+    task published, and a longer length published later does not raise it (more points are only wasted)."""
+    import pickle
+
+    from distributed import Client
+
+    from pipeline.cv import path_end
+    from pipeline.cv.path_end import PathEnd
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        end = PathEnd.start(client, 100)
+        other = pickle.loads(pickle.dumps(end))
+        assert other.limit() == 100
+        end.reached(40)
+        assert end.limit() == 40
+        monkeypatch.setattr(path_end, "_READ_EVERY", 0.0)
+        assert other.limit() == 40
+        other.reached(45)
+        assert pickle.loads(pickle.dumps(end)).limit() == 40
+        end.close(client)

@@ -36,10 +36,10 @@ from .passes import pass_summary, submit_data_pass
 from .path import coefficient_path
 from .placement import FoldPlacement, Placement
 from .refit import pass_bounds, refit_pass
-from .glm_models import glm_bounds, glm_coefficient_path, glm_refit
+from .glm_models import glm_bounds, glm_coefficient_path, glm_paths_and_coefficients, glm_refit
 from .row_models import row_bounds, row_coefficient_path, row_refit, row_summary
 from .row_placement import RowPlacement
-from .scoring import PathSpec
+from .scoring import FoldPath, PathSpec
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -57,13 +57,16 @@ class EngineTasks:
     bounds: Callable[[Any, ModelConfig, FeatureControls | None], dict[str, float]]
     refit: Callable[[Any, Candidate, Sequence[str], ModelConfig, Encoding | None, FeatureControls | None], FittedModel]
     coefficient_path: Callable[[Any, PathSpec, ModelConfig, FeatureControls | None], np.ndarray]
+    # fold paths and the coefficient path in step, on one worker's rows (:func:`.path.run_path`), if the engine can
+    paths_and_coefficients: Callable[..., tuple[list[FoldPath], np.ndarray]] | None = None
 
 
 _TASKS = {
     "gram": EngineTasks("gram", pass_summary, pass_bounds, refit_pass, coefficient_path),
     "rows": EngineTasks("rows", row_summary, row_bounds, row_refit, row_coefficient_path),
 }
-_GLM_TASKS = EngineTasks("rows", row_summary, glm_bounds, glm_refit, glm_coefficient_path)
+_GLM_TASKS = EngineTasks("rows", row_summary, glm_bounds, glm_refit, glm_coefficient_path,
+                         glm_paths_and_coefficients)
 
 
 def tasks_of(engine: str, family: str = "gaussian") -> EngineTasks:

@@ -24,6 +24,7 @@ from ..candidate import Candidate
 from ..solvers import FitResult, GramProblem, SuffStats
 from ..solvers.controls import FeatureControls
 from .passes import BlockPass
+from .path_end import PathEnd
 from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
 
 __all__ = ["FoldModel", "FoldScore", "Scorable", "make_fold_model", "make_fold_models", "score_candidates",
@@ -147,15 +148,17 @@ def score_candidates(model: Scorable, candidates: Sequence[Candidate], tol: floa
     return [model.score(c, tol) for c in candidates]
 
 
-def score_paths(model_lists: Sequence[Sequence[Scorable]], spec: PathSpec, tol: float) -> list[FoldPath]:
+def score_paths(model_lists: Sequence[Sequence[Scorable]], spec: PathSpec, tol: float,
+                end: PathEnd | None = None) -> list[FoldPath]:
     """:func:`score_path` on the fold models of several slots of one worker, together."""
-    return score_path([m for models in model_lists for m in models], spec, tol)
+    return score_path([m for models in model_lists for m in models], spec, tol, end)
 
 
-def score_path(models: Sequence[Scorable], spec: PathSpec, tol: float) -> list[FoldPath]:
+def score_path(models: Sequence[Scorable], spec: PathSpec, tol: float, end: PathEnd | None = None) -> list[FoldPath]:
     """Every point of ``spec`` on every fold model given, each fold warm-started along the path (in step, for
-    fold models that batch their paths: ``paths_together``, the binomial and Poisson fold models)."""
-    together = getattr(models[0], "paths_together", None) if len(models) > 1 else None
+    fold models that batch their paths: ``paths_together``, the binomial and Poisson fold models, which also
+    stop at the shortest fold path of all tasks that share ``end``: :mod:`.path_end`)."""
+    together = getattr(models[0], "paths_together", None)
     if together is not None:
-        return list(together(models, spec, tol))
+        return list(together(models, spec, tol, end))
     return [m.path(spec, tol) for m in models]

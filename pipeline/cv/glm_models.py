@@ -35,13 +35,14 @@ from ..solvers.controls import FeatureControls
 from ..solvers.families import family_named
 from ..solvers.glm import GlmFit, GlmProblem
 from ..solvers.glm_chord import Curvature, solve_many, solve_together
+from .path_end import PathEnd
 from .refit import bounds_from, group_bounds
 from .rows import RowData
 from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
                       deviance_levelled, past_the_minimum)
 
-__all__ = ["GlmFoldModel", "glm_bounds", "glm_coefficient_path", "glm_problem", "glm_refit",
-           "make_glm_fold_models", "target_facts"]
+__all__ = ["GlmFoldModel", "glm_bounds", "glm_coefficient_path", "glm_paths_and_coefficients", "glm_problem",
+           "glm_refit", "make_glm_fold_models", "target_facts"]
 
 
 def glm_problem(rows: RowData, v: np.ndarray, model: ModelConfig, controls: FeatureControls | None) -> GlmProblem:
@@ -115,12 +116,14 @@ class GlmFoldModel(PickledCold):
         return glm_paths([self], spec, tol)[0]
 
     @staticmethod
-    def paths_together(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float) -> list[FoldPath]:
+    def paths_together(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float,
+                       end: PathEnd | None = None) -> list[FoldPath]:
         """The paths of several fold models on one worker, in step (:func:`glm_paths`)."""
-        return glm_paths(models, spec, tol)
+        return glm_paths(models, spec, tol, end)
 
 
-def glm_paths(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float) -> list[FoldPath]:
+def glm_paths(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float,
+              end: PathEnd | None = None) -> list[FoldPath]:
     """Every point of ``spec`` on each fold model, warm-started along its path, the folds in step: on the Gram
     route the folds of a worker share its rows, so each point is one batch of their fits
     (:func:`~pipeline.solvers.glm_chord.solve_together`: their gradients are one product over the rows).
@@ -128,19 +131,49 @@ def glm_paths(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float) -> lis
     A fold's path stops once its training fit explains :data:`~.scoring.PATH_STOP_DEV_RATIO` of the null
     deviance (glmnet's rule, which also ends the path of separable classes), once a point adds almost nothing
     to it (glmnet's ``fdev``, :func:`~.scoring.deviance_levelled`) or once its held-out deviance has turned
-    well past its minimum; the others go on."""
+    well past its minimum; the others go on, but not past the shortest path of all folds when ``end`` shares it
+    (the curve is cut there: :mod:`.path_end`)."""
+    return _paths(models, spec, tol, end, None)[0]
+
+
+def glm_paths_and_coefficients(model_lists: Sequence[Sequence[GlmFoldModel]], spec: PathSpec, tol: float,
+                               end: PathEnd | None, rows: RowData, model: ModelConfig,
+                               controls: FeatureControls | None) -> tuple[list[FoldPath], np.ndarray]:
+    """:func:`glm_paths` of a worker's fold models and, in step with them, the coefficient path on all its rows
+    (standardized coefficients, p × points): the problem on all rows shares the folds' rows, so its points join
+    their batches (one more column in each product over the rows, where a task of its own read them again).
+    It stops with the first of these folds to stop, which the curve's length cannot pass."""
+    folds, coefs = _paths([m for group in model_lists for m in group], spec, tol, end, rows.glm_problem(model, controls))
+    assert coefs is not None
+    return folds, coefs
+
+
+def _paths(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float, end: PathEnd | None,
+           whole: GlmProblem | None) -> tuple[list[FoldPath], np.ndarray | None]:
+    """:func:`glm_paths`, and with ``whole`` its coefficient path (:func:`glm_paths_and_coefficients`)."""
+    coefs = np.zeros((whole.base.n_features if whole is not None else 0, len(spec.strengths)))
+    whole_fit: GlmFit | None = None
     with ExitStack() as stack:
         for m in sorted(models, key=lambda m: m.fold):  # one order for every task: no deadlock
             stack.enter_context(m.lock)
         runs = [_PathRun(m) for m in models]
+        n = 0
         for i in range(len(spec.strengths)):
             going = [r for r in runs if not r.stopped]
-            if not going:
+            if not going or end is not None and i >= end.limit():
                 break
-            fits = _path_points([r.model.problem for r in going], spec.candidate(i), [r.fit for r in going], tol)
+            extra = [whole] if whole is not None and len(going) == len(runs) else []  # until a fold of these stops
+            problems = [r.model.problem for r in going] + extra
+            fits = _path_points(problems, spec.candidate(i), [r.fit for r in going] + [whole_fit] * len(extra), tol)
+            if whole is not None and extra:
+                whole_fit = fits.pop()
+                coefs[:, i] = whole_fit.coef * whole.base.x_scale
+                n = i + 1
             for r, fit in zip(going, fits, strict=True):
                 r.add(fit)
-    return [r.result() for r in runs]
+                if r.stopped and end is not None:
+                    end.reached(len(r.scores))
+    return [r.result() for r in runs], (coefs[:, :n] if whole is not None else None)
 
 
 @dataclass(eq=False)

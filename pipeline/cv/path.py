@@ -13,7 +13,7 @@ path plot.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from ..solvers import GramProblem
 from ..solvers.controls import FeatureControls
 from .fold_models import score_path, score_paths
 from .passes import BlockPass
+from .path_end import PathEnd
 from .placement import FoldSlot, cover
 from .scoring import FoldPath, PathSpec
 from .waiting import LOST, result_or_lost, worker_left
@@ -49,12 +50,18 @@ def coefficient_path(passes: BlockPass, spec: PathSpec, model: ModelConfig,
     return coefs
 
 
-def run_path(placement: Placement, spec: PathSpec, tol: float) -> list[FoldPath]:
+def run_path(placement: Placement, spec: PathSpec, tol: float, end: PathEnd | None = None,
+             coefficients: tuple[Callable[..., tuple[list[FoldPath], np.ndarray]], Any, Any] | None = None,
+             ) -> tuple[list[FoldPath], np.ndarray | None]:
     """:func:`score_path` on the cluster: the slots pinned to a worker in as many tasks as it has threads (their
     fold models share its rows: binomial and Poisson paths take their points together), any other slot in a
-    task of its own (one in all when a slot holds every fold).
+    task of its own (one in all when a slot holds every fold). ``end`` is shared by the tasks
+    (:mod:`.path_end`).
 
-    The fold models are placed again first if they were lost since the last trial.
+    With ``coefficients = (task, model, controls)`` the pinned task with the fewest folds also computes the
+    coefficient path on its worker's rows, in step with its folds: ``task(model lists, spec, tol, end, rows,
+    model, controls)`` returns its fold paths and the coefficients (p × points, at least the curve's), which
+    come second; else None. The fold models are placed again first if they were lost since the last trial.
     """
     for _ in range(_ATTEMPTS):
         if placement.lost():
@@ -62,15 +69,34 @@ def run_path(placement: Placement, spec: PathSpec, tol: float) -> list[FoldPath]
         slots = placement.slots
         chosen = [slots[i] for i in cover(slots, placement.k, dict.fromkeys(range(len(slots)), 0), {})]
         groups = _tasks(placement, chosen)
-        futs = [placement.client.submit(score_paths, [s.models for s in group], spec, tol, pure=False,
-                                        **placement.pinned(group[0])) for group in groups]
+        carrier = _carrier(placement, groups) if coefficients is not None else None
+        futs: list[Any] = []
+        for i, group in enumerate(groups):
+            models, pinned = [s.models for s in group], placement.pinned(group[0])
+            if i == carrier and coefficients is not None:
+                task, model, controls = coefficients
+                rows = getattr(placement, "rows")[group[0].worker]  # a RowPlacement's (_carrier)
+                futs.append(placement.client.submit(task, models, spec, tol, end, rows, model, controls, pure=False,
+                                                    **pinned))
+            else:
+                futs.append(placement.client.submit(score_paths, models, spec, tol, end, pure=False, **pinned))
         results = [result_or_lost(fut, _gone(placement, group[0])) for fut, group in zip(futs, groups, strict=True)]
         if all(r is not LOST for r in results):
-            return sorted((fold for r in results for fold in r), key=lambda f: f.fold)
+            coefs = results[carrier][1] if carrier is not None else None
+            folds = [fold for i, r in enumerate(results) for fold in (r[0] if i == carrier else r)]
+            return sorted(folds, key=lambda f: f.fold), coefs
         for fut in futs:
             fut.cancel()
     raise SweepError(f"the fold models were lost {_ATTEMPTS} times during the path (workers keep dying); "
                      "check the workers' logs and memory limits.")
+
+
+def _carrier(placement: Placement, groups: list[list[FoldSlot]]) -> int | None:
+    """The task that also takes the coefficient path: of those pinned to a worker whose rows are known, the one
+    with the fewest folds (its worker's other tasks have no more); None when there is none."""
+    rows = getattr(placement, "rows", {})
+    pinned = [i for i, g in enumerate(groups) if g[0].worker in rows and placement.pinned(g[0])]
+    return min(pinned, key=lambda i: (sum(len(s.folds) for s in groups[i]), i)) if pinned else None
 
 
 def _tasks(placement: Placement, chosen: list[FoldSlot]) -> list[list[FoldSlot]]:
