@@ -16,6 +16,13 @@ Gram, the model in β̃' is ``½β̃'ᵀGβ̃' − qᵀβ̃' + h(β̃')`` with `
 negatives in β̃ and b) and the intercept's step is ``(Σw/Σu_r)c₀ − x̄ᵀδβ̃``; the squared-loss solvers
 minimise it exactly (:func:`~.active_set.enet_gram`, the box solver, or ridge by one eigendecomposition of G).
 
+The metric need not be exact: the fixed point is set by the exact gradients, and a metric only sets how fast
+the steps contract. So its Gram is formed in float32 (:func:`~.glm._dense_weighted_gram` with ``single``; the
+sums over row blocks in float64), which differs from the float64 Gram by about 1e-7 of its entries, far below
+the weights' own change between fits. On a fold of 10⁶ × 100 Fortran-ordered rows (24 fits of random
+strengths, in batches of two) the 26 metrics took 6.7 s against 13.7 s in float64 blocks copied to C order,
+the whole batch 28.2 s against 35.1 s, with the same 145 steps and objectives equal to 4e-16.
+
 What makes it cheap: the gradients of all fits of a batch are one matrix product ``XᵀR`` (n × m residuals)
 and their line-search directions one product ``XΔ``: two passes over the rows per iteration for the whole
 batch, where each Newton step of each fit took one weighted Gram and two passes. A fit whose iterations
@@ -41,7 +48,7 @@ import numpy as np
 
 from .active_set import enet_gram
 from .controls import BoxPenalty
-from .glm import GlmFit, GlmProblem, _inner_tol, _value, _weighted_gram
+from .glm import GlmFit, GlmProblem, _dense_weighted_gram, _inner_tol, _value
 from .penalties import ElasticNet
 
 __all__ = ["Curvature", "solve_many"]
@@ -68,9 +75,13 @@ class Curvature:
     def at(cls, problem: GlmProblem, eta: np.ndarray) -> Curvature:
         """The weighted Gram at the linear predictor ``eta`` (one pass over the rows, ``O(np²)``)."""
         d = problem.base
-        u = problem.irls_weights(eta)[2]
-        G, _, _, xbar, _ = _weighted_gram(d, u, np.zeros(d.n_rows), d.cols)
-        return cls(G, xbar, u, float(u[d.rows].sum()) / d.sum_w)
+        u = problem.irls_weights(eta)[2]  # 0 off the problem's rows
+        su = float(u.sum())
+        G, sx, _ = _dense_weighted_gram(d.X, d.cols, d.x_center[d.cols], d.x_scale[d.cols], u, np.zeros(d.n_rows),
+                                        single=True)
+        xbar = sx / su if d.fit_intercept else np.zeros(d.cols.size)
+        G -= su * np.outer(xbar, xbar)
+        return cls(G / d.sum_w, xbar, u, su / d.sum_w)
 
     def ridge(self, q: np.ndarray, lam2: float) -> np.ndarray:
         """``(G + λ2 I)⁻¹ q`` (the pseudo-inverse on G's null space when λ2 = 0)."""

@@ -135,3 +135,26 @@ def test_the_warm_starts_keep_only_the_newest_metrics() -> None:
     kept = {f.curvature.serial for entries in warm.entries.values() for *_, f in entries if f.curvature is not None}
     assert len({c.serial for c in formed}) == 6
     assert kept == {c.serial for c in formed[-4:]}
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_the_blocked_weighted_gram_against_the_formula(order: str) -> None:
+    """The weighted Gram of both memory orders and a column subset, in float64 (to rounding) and as a metric in
+    float32 (to float32's rounding over sums of many rows: 1e-5 of the largest entry), against X̃ᵀUX̃ written
+    out; columns beyond float32's range (1e-25, 1e22) are formed in float64 instead."""
+    from pipeline.solvers import glm
+
+    rng = np.random.default_rng(4)
+    n, p = 30_000, 7  # several blocks of each order
+    for scale in (1.0, 1e-25, 1e22):
+        X = np.asarray(rng.standard_normal((n, p)) * scale * np.arange(1, p + 1), order=order)
+        cols = np.array([0, 2, 3, 6])
+        m, s = X.mean(axis=0)[cols], X.std(axis=0)[cols]
+        u = rng.uniform(0.0, 0.25, n) * (rng.random(n) > 0.2)  # held-out rows weigh 0
+        zc = rng.standard_normal(n)
+        Xt = (X[:, cols] - m) / s
+        want = (Xt.T * u) @ Xt, Xt.T @ u, Xt.T @ (u * zc)
+        for single, tol in ((False, 1e-12), (True, 1e-5 if scale == 1.0 else 1e-12)):
+            got = glm._dense_weighted_gram(X, cols, m, s, u, zc, single=single)
+            for g, w in zip(got[:2] if single else got, want, strict=False):
+                assert np.max(np.abs(g - w)) <= tol * np.max(np.abs(w))
