@@ -53,14 +53,28 @@ class Family:
         top = float(np.max(v if rows is None else v[rows], initial=0.0))
         return np.maximum(v, _V_FLOOR * top if top > 0 else np.finfo(np.float64).tiny)
 
-    def half_deviance(self, y: np.ndarray, eta: np.ndarray) -> np.ndarray:
-        """``½ d(y, η)`` per row (≥ 0; 0 at the saturated fit)."""
+    def half_deviance(self, y: np.ndarray, eta: np.ndarray, saturated: np.ndarray | None = None) -> np.ndarray:
+        """``½ d(y, η)`` per row (≥ 0; 0 at the saturated fit). ``saturated``: :meth:`saturated_term` of ``y``,
+        if known (a problem computes it once).
+
+        Binomial: ``log(1 + e^η) = log1p(e^{−|η|}) + max(η, 0)``, overflow-free and a third of the time of
+        ``logaddexp`` (one exponential, no branches)."""
         if self.name == "binomial":
-            return np.logaddexp(0.0, eta) - y * eta
+            out = np.exp(-np.abs(eta))
+            np.log1p(out, out=out)
+            out += np.maximum(eta, 0.0)
+            out -= y * eta
+            return out
         mu = np.exp(np.minimum(eta, _ETA_MAX))
+        return mu - y * eta - (self.saturated_term(y) if saturated is None else saturated)
+
+    def saturated_term(self, y: np.ndarray) -> np.ndarray:
+        """The part of ``½ d`` that depends on ``y`` alone: Poisson's ``y − y log y`` (0 log 0 = 0); binomial 0."""
+        if self.name == "binomial":
+            return np.zeros_like(y, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
-        return mu - y * eta - (y - ylogy)
+        return y - ylogy
 
     def null_intercept(self, y: np.ndarray, w: np.ndarray, offset: np.ndarray) -> float:
         """The intercept of the model without features (the start of every path).

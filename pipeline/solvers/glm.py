@@ -108,6 +108,7 @@ class GlmProblem:
         self.inner = inner
         self._null: tuple[float, np.ndarray] | None = None
         self._ratios: np.ndarray | None = None
+        self._saturated = family.saturated_term(self.y) if family.name == "poisson" else None  # y − y log y, once
 
     # ------------------------------------------------------------ the objective and its pieces
     @property
@@ -127,10 +128,19 @@ class GlmProblem:
         return self.offset + intercept + np.asarray(d.X @ coef).ravel()
 
     def mean_half_deviance(self, eta: np.ndarray) -> float:
-        """``Σ wᵢ ½d(yᵢ, ηᵢ) / Σw`` over the problem's rows."""
+        """``Σ wᵢ ½d(yᵢ, ηᵢ) / Σw`` over the problem's rows.
+
+        Taken over every row, the others weighted 0 (no gather of the problem's rows: a fifth more arithmetic,
+        three copies fewer); over the problem's rows alone when a row outside them has a linear predictor
+        beyond range (0 · ∞)."""
         d = self.base
-        rows = d.rows
-        return float(d.v[rows] @ self.family.half_deviance(self.y[rows], eta[rows])) / d.sum_w
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = float(d.v @ self.family.half_deviance(self.y, eta, self._saturated))
+        if not math.isfinite(total):
+            rows = d.rows
+            sat = None if self._saturated is None else self._saturated[rows]
+            total = float(d.v[rows] @ self.family.half_deviance(self.y[rows], eta[rows], sat))
+        return total / d.sum_w
 
     def gradient(self, eta: np.ndarray) -> tuple[np.ndarray, float]:
         """``c = X̃ᵀW(y − μ)/Σw`` (minus the gradient in β̃, centred columns) and the intercept's ``Σw(y − μ)/Σw``."""
@@ -285,14 +295,15 @@ class GlmProblem:
 
     def _armijo(self, eta: np.ndarray, F: float, b: float, beta: np.ndarray, d_b: float, d_beta: np.ndarray,
                 d_eta: np.ndarray, pen: BoxPenalty,
-                mu: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, float, float, float] | None:
+                slope: float | None = None) -> tuple[float, np.ndarray, np.ndarray, float, float, float] | None:
         """The Armijo point along the step ``(d_b, d_beta)`` whose change of the linear predictor is ``d_eta``:
-        ``(b, β̃, η, F, −Δ, t)``, or None when the direction brings no decrease (``Δ ≥ 0``). ``mu``: the mean at
-        ``eta`` on every row, if known."""
+        ``(b, β̃, η, F, −Δ, t)``, or None when the direction brings no decrease (``Δ ≥ 0``). ``slope``: the
+        smooth part's directional derivative ``Σw(μ − y)d_eta/Σw`` at ``eta``, if known."""
         d = self.base
-        rows = d.rows
-        resid = (self.family.mean(eta[rows]) if mu is None else mu[rows]) - self.y[rows]
-        slope = float(d.v[rows] @ (resid * d_eta[rows])) / d.sum_w
+        if slope is None:
+            rows = d.rows
+            resid = self.family.mean(eta[rows]) - self.y[rows]
+            slope = float(d.v[rows] @ (resid * d_eta[rows])) / d.sum_w
         h0 = _value(pen, beta)
         delta = slope + _value(pen, beta + d_beta) - h0
         if not delta < 0:

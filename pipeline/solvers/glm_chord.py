@@ -107,7 +107,8 @@ class _Fit:
     F: float
     curv: Curvature
     abs_tol: float  # the stopping rule's bound on a step's model decrease
-    mu: np.ndarray | None = None  # the mean at eta, every row
+    resid: np.ndarray | None = None  # w(y − μ) at eta, every row (0 off the problem's rows)
+    c0: float = 0.0  # Σw(y − μ)/Σw at eta
     n_iter: int = 0
     last_decrease: float = np.inf
     slow: int = 0
@@ -193,10 +194,11 @@ def _gradients(fits: Sequence[_Fit]) -> list[tuple[np.ndarray, float]]:
     if not fits:
         return []
     X = fits[0].problem.base.X
-    R = np.empty((X.shape[0], len(fits)))
+    R = np.empty((X.shape[0], len(fits)), order="F")
     for j, f in enumerate(fits):
-        f.mu = f.problem.family.mean(f.eta)
-        np.multiply(f.problem.base.v, f.problem.y - f.mu, out=R[:, j])  # v = 0 off the problem's rows
+        np.subtract(f.problem.y, f.problem.family.mean(f.eta), out=R[:, j])
+        R[:, j] *= f.problem.base.v  # v = 0 off the problem's rows
+        f.resid = R[:, j]
     sums = R.sum(axis=0)
     raw = np.asarray(X.T @ R)
     out = []
@@ -205,7 +207,8 @@ def _gradients(fits: Sequence[_Fit]) -> list[tuple[np.ndarray, float]]:
         c = raw[d.cols, j]
         if d.fit_intercept:
             c = c - d.x_center[d.cols] * sums[j]
-        out.append((c / (d.x_scale[d.cols] * d.sum_w), float(sums[j]) / d.sum_w))
+        f.c0 = float(sums[j]) / d.sum_w
+        out.append((c / (d.x_scale[d.cols] * d.sum_w), f.c0))
     return out
 
 
@@ -250,10 +253,12 @@ def _model_yy(f: _Fit, curv: Curvature) -> float:
     makes the Gram-form model a least-squares problem (its duality gap needs it)."""
     problem = f.problem
     d = problem.base
-    assert f.mu is not None
-    inv_v = np.divide(d.v, curv.u, out=np.zeros(d.n_rows), where=curv.u > 0)  # 1/V_r, 0 off the problem's rows
-    z = f.eta - problem.offset + (problem.y - f.mu) * inv_v
-    z -= float(curv.u @ z) / (curv.su_over_w * d.sum_w) if d.fit_intercept else 0.0
+    assert f.resid is not None
+    z = np.divide(f.resid, curv.u, out=np.zeros(d.n_rows), where=curv.u > 0)  # w(y − μ)/u_r = (y − μ)/V_r
+    z += f.eta
+    z -= problem.offset
+    if d.fit_intercept:  # about the u_r-weighted mean (centred first: no cancellation)
+        z -= float(curv.u @ z) / (curv.su_over_w * d.sum_w)
     return float(curv.u @ (z * z)) / d.sum_w
 
 
@@ -273,7 +278,9 @@ def _advance(f: _Fit, step: _Step, d_x: np.ndarray, max_iter: int, ref: Curvatur
     problem, abs_tol = f.problem, f.abs_tol
     f.n_iter += 1
     d_beta = step.beta - f.beta
-    taken = problem._armijo(f.eta, f.F, f.b, f.beta, step.d_b, d_beta, d_x + step.d_b, f.pen, f.mu)
+    assert f.resid is not None
+    slope = -float(f.resid @ d_x) / problem.base.sum_w - step.d_b * f.c0  # Σw(μ − y)(d_x + d_b)/Σw
+    taken = problem._armijo(f.eta, f.F, f.b, f.beta, step.d_b, d_beta, d_x + step.d_b, f.pen, slope)
     if taken is None:  # the model's minimiser is the current point (within the inner tolerance): converged
         f.done = f.converged = True
         return ref

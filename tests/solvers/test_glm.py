@@ -294,3 +294,23 @@ def test_auc_ranks_by_the_linear_predictor() -> None:
     eta2 = rng.normal(size=40) + y
     assert fold_scores("binomial", y, eta2, w)[2]["auc"] == pytest.approx(
         roc_auc_score(y, eta2, sample_weight=w), abs=1e-14)
+
+
+def test_unit_half_deviances_against_scipy() -> None:
+    """Binomial ``log(1 + e^η) − yη`` against scipy's ``-log_expit`` form, from η = ±800 (where e^η overflows) to
+    0, to rounding: relative 1e-14, and a few ulps of |η| where ``log(1 + e^η)`` and ``yη`` cancel; Poisson
+    against scipy's ``xlogy``, with the saturated term passed in or not; both 0 at the saturated fit."""
+    from scipy.special import log_expit, xlogy
+
+    eta = np.concatenate([[-800.0, -40.0, -1e-9, 0.0, 1e-9, 40.0, 800.0], np.linspace(-30, 30, 101)])
+    for y in (np.zeros_like(eta), np.ones_like(eta)):
+        want = np.where(y > 0, -log_expit(eta), -log_expit(-eta))
+        err = np.abs(BINOMIAL.half_deviance(y, eta) - want)
+        assert np.all(err <= 1e-14 * want + 4 * np.finfo(float).eps * np.maximum(1.0, np.abs(eta)))
+    counts = np.arange(eta.size, dtype=float) % 7
+    eta_p = np.clip(eta, -30, 30) / 10
+    want = np.exp(eta_p) - counts * eta_p - (counts - xlogy(counts, counts))
+    for saturated in (None, POISSON.saturated_term(counts)):
+        np.testing.assert_allclose(POISSON.half_deviance(counts, eta_p, saturated), want, rtol=1e-13, atol=1e-14)
+    full = np.log(np.where(counts > 0, counts, 1.0))
+    assert np.all(np.abs(POISSON.half_deviance(counts, full)[counts > 0]) <= 1e-13 * counts[counts > 0])
