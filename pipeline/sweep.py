@@ -277,9 +277,11 @@ class _Sweep:
         together = self.tasks.paths_and_coefficients
         end = PathEnd.start(self.client, len(spec.strengths)) if together is not None else None
         with_coefs = (together, self.model_cfg, self.controls) if together is not None else None
-        folds, early = run_path(self.placement, spec, cfg.model.tol, end, with_coefs)
-        if end is not None:
-            end.close(self.client)
+        try:
+            folds, early = run_path(self.placement, spec, cfg.model.tol, end, with_coefs)
+        finally:
+            if end is not None:
+                end.close(self.client)
         self.timer.marks["path"] = round(time.perf_counter() - t_path, 4)
         curve = curve_of(spec.penalty, share, spec.strengths, [asdict(f) for f in folds])
         # the coefficient path on all rows, over the strengths the fold paths reached (on wide data the points

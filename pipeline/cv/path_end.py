@@ -14,6 +14,7 @@ larger value computes points that are cut later, never too few. Reads are thrott
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import Any
@@ -57,8 +58,10 @@ class PathEnd:
             self._variable().set(n_points)  # a race with another fold may keep the larger: only more work, never less
 
     def close(self, client: Any) -> None:
-        """Forget the shared value (driver side, once the path is done)."""
-        self._variable(client).delete()
+        """Forget the shared value (driver side, once the path is done or failed); a scheduler that is gone has
+        taken it along, so nothing is raised then (the path's own error, if any, is the one to see)."""
+        with contextlib.suppress(OSError, TimeoutError, RuntimeError):
+            self._variable(client).delete()
 
     def _variable(self, client: Any = None) -> Any:
         from distributed import Variable
