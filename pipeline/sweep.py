@@ -274,14 +274,8 @@ class _Sweep:
                         path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)),
                         cand.multipliers)
         t_path = time.perf_counter()
-        together = self.tasks.paths_and_coefficients
-        end = PathEnd.start(self.client, len(spec.strengths)) if together is not None else None
-        with_coefs = (together, self.model_cfg, self.controls) if together is not None else None
-        try:
-            folds, early = run_path(self.placement, spec, cfg.model.tol, end, with_coefs)
-        finally:
-            if end is not None:
-                end.close(self.client)
+        folds, early = _fold_paths(self.client, self.placement, spec, cfg.model.tol, self.tasks,
+                                   (self.model_cfg, self.controls))
         self.timer.marks["path"] = round(time.perf_counter() - t_path, 4)
         curve = curve_of(spec.penalty, share, spec.strengths, [asdict(f) for f in folds])
         # the coefficient path on all rows, over the strengths the fold paths reached (on wide data the points
@@ -296,16 +290,10 @@ class _Sweep:
         study.set_user_attr("regsweep:path", curve.as_dict())
         study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
                                                    **{rule: asdict(c) for rule, c in choices.items()}})
+        if not isinstance(coefs, np.ndarray):
+            coefs = _waited(self.timer, "coefficient_path_wait", coefs)
         return _Decision(best.number, best.value, best.user_attrs.get("cv", {}), rows, curve, choices,
-                         choices[cfg.search.select],
-                         coefs if isinstance(coefs, np.ndarray) else self._waited("coefficient_path_wait", coefs))
-
-    def _waited(self, mark: str, fut: Any) -> Any:
-        """``wait_done(fut)``, timed as ``mark``."""
-        t = time.perf_counter()
-        out = wait_done(fut)
-        self.timer.marks[mark] = round(time.perf_counter() - t, 4)
-        return out
+                         choices[cfg.search.select], coefs)
 
     def _refit_and_publish(self) -> dict[str, Any]:
         """The selected point refit on all rows, logged with the plots and registered; the summary."""
@@ -315,9 +303,9 @@ class _Sweep:
         chosen = Candidate(d.selected.trial if d.selected.trial is not None else -1, d.selected.penalty,
                            d.selected.lambda1, d.selected.lambda2, d.selected.multipliers)
         passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
-        self.model = model = self._waited("refit", client.submit(self.tasks.refit, passes, chosen,
-                                                                 self.plan.feature_names, self.model_cfg,
-                                                                 self.plan.encoding, self.controls, pure=False))
+        self.model = model = _waited(self.timer, "refit", client.submit(
+            self.tasks.refit, passes, chosen, self.plan.feature_names, self.model_cfg, self.plan.encoding,
+            self.controls, pure=False))
         if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
             self.example = client.submit(example_rows, self.plan, passes, pure=False)
         done = n_complete(self.store.study)
@@ -422,6 +410,31 @@ class _Sweep:
             "search_space": self.space.as_dict(),
             "timings_s": self.timer.marks,
         }
+
+
+def _waited(timer: _Timer, mark: str, fut: Any) -> Any:
+    """``wait_done(fut)``, timed as ``mark``."""
+    t = time.perf_counter()
+    out = wait_done(fut)
+    timer.marks[mark] = round(time.perf_counter() - t, 4)
+    return out
+
+
+def _fold_paths(client: Client, placement: Placement, spec: PathSpec, tol: float, tasks: EngineTasks,
+                fit: tuple[Any, FeatureControls | None]) -> tuple[list[Any], np.ndarray | None]:
+    """The fold paths of ``spec``; binomial and Poisson also the all-rows coefficient path, taken with them.
+
+    Those fold paths share a :class:`PathEnd`: none runs past the shortest, and the end is forgotten
+    even when the path fails (``fit`` is the model config and the feature controls of that coefficient path).
+    """
+    together = tasks.paths_and_coefficients
+    if together is None:
+        return run_path(placement, spec, tol)
+    end = PathEnd.start(client, len(spec.strengths))
+    try:
+        return run_path(placement, spec, tol, end, (together, *fit))
+    finally:
+        end.close(client)
 
 
 @dataclass(frozen=True)
