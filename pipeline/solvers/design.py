@@ -28,10 +28,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RowDesign", "is_sparse"]
+__all__ = ["RowDesign", "dense_weighted_gram", "is_sparse"]
 
 _CONSTANT_RTOL = 1e-12  # the same rule as GramProblem
 OPERATOR_BLOCK_BYTES = 256 * 2**20  # largest copy of columns a support operator keeps
+_BLOCK_BYTES = 2**20  # rows of C-ordered X̃ copied at a time when forming a weighted Gram (kept in cache) ...
+_BLOCK_BYTES_F = 8 * 2**20  # ... and of Fortran-ordered X̃ (each column's piece a contiguous run)
+_SINGLE_TINY = 1e-28  # a float32 Gram with a diagonal entry below this (float32's normal range ends at 1e-38) is
+#                       formed again in float64, as is one that overflowed
 
 
 def is_sparse(X: Any) -> bool:
@@ -234,9 +238,57 @@ class RowDesign:
 
         return apply
 
+    def kept_gram(self) -> np.ndarray:
+        """``X̃ᵀVX̃/Σv`` over every kept column of dense X (n_kept × n_kept): one blocked pass over the rows."""
+        assert not self.sparse
+        m = self.x_center[self.cols] if self.fit_intercept else np.zeros(self.n_kept)
+        G, _, _ = dense_weighted_gram(self.X, self.cols, m, self.x_scale[self.cols], self.v, np.zeros(self.n_rows))
+        return G / self.sum_w
+
     def to_original_scale(self, beta: np.ndarray) -> tuple[np.ndarray, float]:
         """Coefficients (all p, 0 for left-out columns) and intercept on the scale of the data."""
         coef = np.zeros(self.n_features)
         coef[self.cols] = beta / self.x_scale[self.cols]
         intercept = self.y_center - float(self.x_center @ coef) if self.fit_intercept else 0.0
         return coef, intercept
+
+
+def dense_weighted_gram(X: np.ndarray, cols: np.ndarray, m: np.ndarray, s: np.ndarray, u: np.ndarray,
+                        zc: np.ndarray, single: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X̃ᵀUX̃``, ``X̃ᵀu`` and ``X̃ᵀ(u∘zc)`` of dense X (X̃ = (X − m)/s on ``cols``), in row blocks.
+
+    Each block is copied once as ``A = √u ∘ (X − m)`` into a buffer of X's memory order (rows of weight 0, a
+    fold's held-out rows, are zero there: no gather of the fold's rows) and its Gram taken by BLAS ``syrk``
+    (AᵀA: half the products of a general matrix product; a Fortran-ordered A directly, a C-ordered one as its
+    transpose, so no copy); the two vectors are one product with the block still in cache, and the scales
+    ``1/s`` are applied to the p × p results. ``single``: the block and its Gram in float32 (a metric, not a
+    model: :mod:`.glm_chord`), half the memory traffic and twice the flops per cycle; the sums over blocks stay
+    float64. Measured on 10⁶ × 100 rows in Fortran order (a sweep's rows), one core: 0.30 s per Gram with
+    8 MiB blocks (0.21 s in float32), against 0.43 s for 1 MiB blocks copied to C order; C-ordered X is
+    fastest with 1 MiB blocks."""
+    from scipy.linalg.blas import dsyrk, ssyrk
+
+    n, p = X.shape[0], cols.size
+    full = p == X.shape[1] and bool(np.all(cols == np.arange(p)))
+    G, sq = np.zeros((p, p)), np.zeros((p, 2))
+    if p == 0:  # an empty working set: nothing to multiply (BLAS refuses a 0 × 0 result)
+        return G, np.zeros(0), np.zeros(0)
+    dtype, syrk = (np.float32, ssyrk) if single else (np.float64, dsyrk)
+    fortran = bool(X.flags.f_contiguous) and not X.flags.c_contiguous
+    root = np.sqrt(u).astype(dtype, copy=False)
+    step = max(1, (_BLOCK_BYTES_F if fortran else _BLOCK_BYTES) // (np.dtype(dtype).itemsize * p))
+    buf = np.empty((min(step, n), p), dtype=dtype, order="F" if fortran else "C")
+    for a in range(0, n, step):
+        r = slice(a, min(n, a + step))
+        if not np.any(root[r]):
+            continue
+        A = buf[: r.stop - a]
+        np.subtract(X[r] if full else X[r, cols], m, out=A, casting="same_kind")
+        A *= root[r, None]
+        G += syrk(1.0, A, trans=1) if fortran else syrk(1.0, A.T, trans=0)  # fills the upper triangle
+        sq += A.T @ np.column_stack((root[r], root[r] * zc[r])).astype(dtype, copy=False)
+    if single and not (np.all(np.isfinite(G)) and float(np.min(np.diag(G))) > _SINGLE_TINY):
+        return dense_weighted_gram(X, cols, m, s, u, zc)  # beyond float32's range (huge or tiny raw values)
+    inv_s = 1.0 / s
+    G = (G + np.triu(G, 1).T) * np.outer(inv_s, inv_s)
+    return G, sq[:, 0] * inv_s, sq[:, 1] * inv_s

@@ -44,7 +44,7 @@ import numpy as np
 from ._validate import SolverConvergenceWarning
 from .active_set import enet_gram
 from .controls import BoxPenalty, FeatureControls
-from .design import RowDesign
+from .design import RowDesign, dense_weighted_gram
 from .families import Family
 from .penalties import ElasticNet
 from .problem import FitResult
@@ -55,10 +55,6 @@ __all__ = ["GlmFit", "GlmProblem"]
 _ARMIJO = 1e-4
 _KKT_ALARM = 1e-4  # a converged solve's largest KKT residual above this × max(1, F) is reported as not converged
 _MAX_HALVINGS = 50
-_BLOCK_BYTES = 2**20  # rows of C-ordered X̃ copied at a time when forming a weighted Gram (kept in cache) ...
-_BLOCK_BYTES_F = 8 * 2**20  # ... and of Fortran-ordered X̃ (each column's piece a contiguous run)
-_SINGLE_TINY = 1e-28  # a float32 Gram with a diagonal entry below this (float32's normal range ends at 1e-38) is
-#                       formed again in float64, as is one that overflowed
 _GRAM_MAX_FEATURES = 4000  # `auto`: above this many kept features, the rows solve the quadratic models
 _WORKING_SET_MIN = 30  # up to this many features every Newton step takes them all (their Gram is cheap)
 
@@ -415,47 +411,6 @@ def _row_warm(inner: RowDesign, beta: np.ndarray, lam1: float) -> RowFit:
     return RowFit(result, c_smooth, fitted, lam1, 0)
 
 
-def _dense_weighted_gram(X: np.ndarray, cols: np.ndarray, m: np.ndarray, s: np.ndarray, u: np.ndarray,
-                         zc: np.ndarray, single: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``X̃ᵀUX̃``, ``X̃ᵀu`` and ``X̃ᵀ(u∘zc)`` of dense X (X̃ = (X − m)/s on ``cols``), in row blocks.
-
-    Each block is copied once as ``A = √u ∘ (X − m)`` into a buffer of X's memory order (rows of weight 0, a
-    fold's held-out rows, are zero there: no gather of the fold's rows) and its Gram taken by BLAS ``syrk``
-    (AᵀA: half the products of a general matrix product; a Fortran-ordered A directly, a C-ordered one as its
-    transpose, so no copy); the two vectors are one product with the block still in cache, and the scales
-    ``1/s`` are applied to the p × p results. ``single``: the block and its Gram in float32 (a metric, not a
-    model: :mod:`.glm_chord`), half the memory traffic and twice the flops per cycle; the sums over blocks stay
-    float64. Measured on 10⁶ × 100 rows in Fortran order (a sweep's rows), one core: 0.30 s per Gram with
-    8 MiB blocks (0.21 s in float32), against 0.43 s for 1 MiB blocks copied to C order; C-ordered X is
-    fastest with 1 MiB blocks."""
-    from scipy.linalg.blas import dsyrk, ssyrk
-
-    n, p = X.shape[0], cols.size
-    full = p == X.shape[1] and bool(np.all(cols == np.arange(p)))
-    G, sq = np.zeros((p, p)), np.zeros((p, 2))
-    if p == 0:  # an empty working set: nothing to multiply (BLAS refuses a 0 × 0 result)
-        return G, np.zeros(0), np.zeros(0)
-    dtype, syrk = (np.float32, ssyrk) if single else (np.float64, dsyrk)
-    fortran = bool(X.flags.f_contiguous) and not X.flags.c_contiguous
-    root = np.sqrt(u).astype(dtype, copy=False)
-    step = max(1, (_BLOCK_BYTES_F if fortran else _BLOCK_BYTES) // (np.dtype(dtype).itemsize * p))
-    buf = np.empty((min(step, n), p), dtype=dtype, order="F" if fortran else "C")
-    for a in range(0, n, step):
-        r = slice(a, min(n, a + step))
-        if not np.any(root[r]):
-            continue
-        A = buf[: r.stop - a]
-        np.subtract(X[r] if full else X[r, cols], m, out=A, casting="same_kind")
-        A *= root[r, None]
-        G += syrk(1.0, A, trans=1) if fortran else syrk(1.0, A.T, trans=0)  # fills the upper triangle
-        sq += A.T @ np.column_stack((root[r], root[r] * zc[r])).astype(dtype, copy=False)
-    if single and not (np.all(np.isfinite(G)) and float(np.min(np.diag(G))) > _SINGLE_TINY):
-        return _dense_weighted_gram(X, cols, m, s, u, zc)  # beyond float32's range (huge or tiny raw values)
-    inv_s = 1.0 / s
-    G = (G + np.triu(G, 1).T) * np.outer(inv_s, inv_s)
-    return G, sq[:, 0] * inv_s, sq[:, 1] * inv_s
-
-
 def _weighted_gram(d: RowDesign, u: np.ndarray, z: np.ndarray, cols: np.ndarray,
                    single: bool = False) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, float]:
     """``G = X̃ᵀU X̃/Σw``, ``q = X̃ᵀU(z − z̄)/Σw`` over the columns ``cols`` of X, ``yy`` about the u-weighted
@@ -481,7 +436,7 @@ def _weighted_gram(d: RowDesign, u: np.ndarray, z: np.ndarray, cols: np.ndarray,
         xbar = (xbar_raw - m) / s
         q = (qz - xbar_raw * float(u[rows] @ zc)) / s
     else:
-        G, sx, q = _dense_weighted_gram(d.X, cols, m, s, u, z - zbar, single)
+        G, sx, q = dense_weighted_gram(d.X, cols, m, s, u, z - zbar, single)
         xbar = sx / su if centre else np.zeros(cols.size)
         G -= su * np.outer(xbar, xbar)
         q -= xbar * float(u[rows] @ zc)

@@ -17,7 +17,7 @@ negatives in β̃ and b) and the intercept's step is ``(Σw/Σu_r)c₀ − x̄�
 minimise it exactly (:func:`~.active_set.enet_gram`, the box solver, or ridge by one eigendecomposition of G).
 
 The metric need not be exact: the fixed point is set by the exact gradients, and a metric only sets how fast
-the steps contract. So its Gram is formed in float32 (:func:`~.glm._dense_weighted_gram` with ``single``; the
+the steps contract. So its Gram is formed in float32 (:func:`~.design.dense_weighted_gram` with ``single``; the
 sums over row blocks in float64), which differs from the float64 Gram by about 1e-7 of its entries, far below
 the weights' own change between fits. On a fold of 10⁶ × 100 Fortran-ordered rows (24 fits of random
 strengths, in batches of two) the 26 metrics took 6.7 s against 13.7 s in float64 blocks copied to C order,
@@ -48,7 +48,8 @@ import numpy as np
 
 from .active_set import enet_gram
 from .controls import BoxPenalty
-from .glm import GlmFit, GlmProblem, _dense_weighted_gram, _inner_tol, _value
+from .design import dense_weighted_gram
+from .glm import GlmFit, GlmProblem, _inner_tol, _value
 from .penalties import ElasticNet
 
 __all__ = ["Curvature", "solve_many"]
@@ -77,8 +78,8 @@ class Curvature:
         d = problem.base
         u = problem.irls_weights(eta)[2]  # 0 off the problem's rows
         su = float(u.sum())
-        G, sx, _ = _dense_weighted_gram(d.X, d.cols, d.x_center[d.cols], d.x_scale[d.cols], u, np.zeros(d.n_rows),
-                                        single=True)
+        G, sx, _ = dense_weighted_gram(d.X, d.cols, d.x_center[d.cols], d.x_scale[d.cols], u, np.zeros(d.n_rows),
+                                       single=True)
         xbar = sx / su if d.fit_intercept else np.zeros(d.cols.size)
         G -= su * np.outer(xbar, xbar)
         return cls(G / d.sum_w, xbar, u, su / d.sum_w)

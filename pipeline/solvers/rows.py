@@ -75,6 +75,7 @@ __all__ = ["KERNEL_EIGH_MAX", "RowFit", "RowProblem"]
 KERNEL_EIGH_MAX = 3000  # rows up to which ridge eigendecomposes the n × n kernel (eigh of 3000²: ~6 s)
 _MAX_ROUNDS = 50
 NEWTON_MAX = 2500  # working sets up to this size are solved exactly by the active-set Newton method
+_GRAM_EIGEN_FEATURES = 1000  # e_max from the Gram up to this many kept columns (8 MB; n p² flops)
 _CACHE_MAX = 2500  # features whose Gram block a problem keeps (2500² doubles: 50 MB)
 ANDERSON_K = 5  # coordinate-descent iterates per Anderson extrapolation
 _THRESHOLD_FLOOR = 1e-16  # coordinate descent's stopping threshold is not tightened below this × yy
@@ -189,13 +190,19 @@ class RowProblem:
     def largest_eigenvalue(self, rtol: float = 1e-8) -> float:
         """e_max of the standardized Gram ``G = X̃ᵀVX̃/Σv`` (for ridge's search bounds), to ``rtol``.
 
-        Exact from ridge's eigendecomposition once it exists; before, by subspace iteration with a few
-        vectors (each step two passes over X as matrix products), which needs no n × n kernel: the
-        bounds need e_max long before (and often without) any ridge fit.
+        Exact from ridge's eigendecomposition once it exists. Else, on dense rows with at most
+        :data:`_GRAM_EIGEN_FEATURES` kept columns (and at least as many rows), exact from the kept columns'
+        Gram, one blocked pass (``n p²`` flops, where a step of the subspace iteration costs ``16 n p`` and
+        clustered top eigenvalues, as of correlated columns, take it 100 steps short of ``rtol``: 45 s
+        against 0.4 s at 10⁶ × 100). Else by that subspace iteration with a few vectors (each step two
+        passes over X as matrix products), which needs no n × n kernel: the bounds need e_max long before
+        (and often without) any ridge fit.
         """
         if self._ridge is not None:
             return self._ridge.largest_eigenvalue()
         d = self.design
+        if not d.sparse and 0 < d.n_kept <= min(_GRAM_EIGEN_FEATURES, d.rows.size):
+            return float(np.linalg.eigvalsh(d.kept_gram())[-1])
         apply = d.support_operator(np.arange(d.n_kept), copy=False)
         return _top_eigenvalue(apply, d.n_kept, rtol)
 

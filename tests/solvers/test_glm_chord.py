@@ -142,7 +142,7 @@ def test_the_blocked_weighted_gram_against_the_formula(order: str) -> None:
     """The weighted Gram of both memory orders and a column subset, in float64 (to rounding) and as a metric in
     float32 (to float32's rounding over sums of many rows: 1e-5 of the largest entry), against X̃ᵀUX̃ written
     out; columns beyond float32's range (1e-25, 1e22) are formed in float64 instead."""
-    from pipeline.solvers import glm
+    from pipeline.solvers import design
 
     rng = np.random.default_rng(4)
     n, p = 30_000, 7  # several blocks of each order
@@ -155,6 +155,6 @@ def test_the_blocked_weighted_gram_against_the_formula(order: str) -> None:
         Xt = (X[:, cols] - m) / s
         want = (Xt.T * u) @ Xt, Xt.T @ u, Xt.T @ (u * zc)
         for single, tol in ((False, 1e-12), (True, 1e-5 if scale == 1.0 else 1e-12)):
-            got = glm._dense_weighted_gram(X, cols, m, s, u, zc, single=single)
+            got = design.dense_weighted_gram(X, cols, m, s, u, zc, single=single)
             for g, w in zip(got[:2] if single else got, want, strict=False):
                 assert np.max(np.abs(g - w)) <= tol * np.max(np.abs(w))
