@@ -290,11 +290,13 @@ class GlmProblem:
         return None if taken is None else taken[:5]
 
     def _armijo(self, eta: np.ndarray, F: float, b: float, beta: np.ndarray, d_b: float, d_beta: np.ndarray,
-                d_eta: np.ndarray, pen: BoxPenalty,
-                slope: float | None = None) -> tuple[float, np.ndarray, np.ndarray, float, float, float] | None:
+                d_eta: np.ndarray, pen: BoxPenalty, slope: float | None = None,
+                at_one: tuple[np.ndarray, float] | None = None,
+                ) -> tuple[float, np.ndarray, np.ndarray, float, float, float] | None:
         """The Armijo point along the step ``(d_b, d_beta)`` whose change of the linear predictor is ``d_eta``:
         ``(b, β̃, η, F, −Δ, t)``, or None when the direction brings no decrease (``Δ ≥ 0``). ``slope``: the
-        smooth part's directional derivative ``Σw(μ − y)d_eta/Σw`` at ``eta``, if known."""
+        smooth part's directional derivative ``Σw(μ − y)d_eta/Σw`` at ``eta``, if known; ``at_one``: the linear
+        predictor ``eta + d_eta`` of the full step and its mean half deviance, if known."""
         d = self.base
         if slope is None:
             rows = d.rows
@@ -307,8 +309,11 @@ class GlmProblem:
         t = 1.0
         for _ in range(_MAX_HALVINGS):
             beta_t = np.clip(beta + t * d_beta, pen.lo, pen.hi)  # a step onto a limit lands on it, not an ulp out
-            eta_t = eta + t * d_eta
-            F_t = self.mean_half_deviance(eta_t) + _value(pen, beta_t)
+            if t == 1.0 and at_one is not None:
+                eta_t, F_t = at_one[0], at_one[1] + _value(pen, beta_t)
+            else:
+                eta_t = eta + t * d_eta
+                F_t = self.mean_half_deviance(eta_t) + _value(pen, beta_t)
             if F_t <= F + _ARMIJO * t * delta:
                 return b + t * d_b, beta_t, eta_t, F_t, -delta, t
             t *= 0.5
