@@ -34,6 +34,7 @@ route: steps in the metric of a nearby fit's Gram, one Gram per fit rather than 
 from __future__ import annotations
 
 import math
+import secrets
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ class GlmFit:
     n_iter: int
     converged: bool
     curvature: Any = None  # the fixed metric a batch solve ended in (glm_chord.Curvature), for its neighbours
+    origin: int = 0  # the token of the problem it solves (:attr:`GlmProblem.token`): its eta starts that problem
 
     @property
     def n_nonzero(self) -> int:
@@ -105,6 +107,7 @@ class GlmProblem:
         self._null: tuple[float, np.ndarray] | None = None
         self._ratios: np.ndarray | None = None
         self._saturated = family.saturated_term(self.y) if family.name == "poisson" else None  # y − y log y, once
+        self.token = secrets.randbits(63) + 1  # names this problem in its fits (copies of it keep it)
 
     # ------------------------------------------------------------ the objective and its pieces
     @property
@@ -220,9 +223,12 @@ class GlmProblem:
         return self._result(b, beta, eta, F, pen, n_iter, converged, penalty, max_iter)
 
     def starting_point(self, pen: BoxPenalty, warm: GlmFit | None) -> tuple[float, np.ndarray, np.ndarray]:
-        """``(b, β̃, η)`` to start from: ``warm`` (a fit of this problem; clipped into the limits) or the null model."""
+        """``(b, β̃, η)`` to start from: ``warm`` (a fit of this problem; clipped into the limits) or the null model.
+        A warm start this problem solved brings its η (a pass over the rows fewer), unless the limits moved it."""
         if warm is not None and warm.beta.size == self.base.n_kept:
             b, beta = warm.intercept, np.clip(warm.beta, pen.lo, pen.hi)
+            if warm.origin == self.token and np.array_equal(beta, warm.beta):
+                return b, beta, warm.eta
             return b, beta, self.eta(b, beta)
         b, eta = self.null_model()
         return b, np.zeros(self.base.n_kept), eta
@@ -280,7 +286,7 @@ class GlmProblem:
                     "a positive penalty.", SolverConvergenceWarning, stacklevel=3)
         coef = np.zeros(d.n_features)
         coef[d.cols] = beta / d.x_scale[d.cols]
-        return GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged)
+        return GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged, origin=self.token)
 
     def _line_search(self, eta: np.ndarray, F: float, b: float, beta: np.ndarray, b_new: float,
                      beta_new: np.ndarray, pen: BoxPenalty) -> tuple[float, np.ndarray, np.ndarray, float, float] | None:

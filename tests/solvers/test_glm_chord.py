@@ -15,6 +15,8 @@ Newton solver, whose last step lands far inside the tolerance.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -49,6 +51,31 @@ def test_a_batch_against_scikit_learn() -> None:
         assert ours <= theirs * (1 + REL)
         assert abs(fit.objective - ours) <= 1e-12 * ours
         assert np.max(np.abs(fit.coef - ref.coef_[0])) <= 1e-5 * np.max(np.abs(ref.coef_[0]))
+
+
+def test_a_warm_start_brings_its_linear_predictor_only_to_its_own_problem() -> None:
+    """The η of a fit starts a later fit of the same problem as it is (equal to X̃β + b + offset, to rounding);
+    another fold's problem (other scales), a fit from before pickling and a start the limits move compute it."""
+    import pickle
+
+    rng = np.random.default_rng(3)
+    offset = rng.normal(0.0, 0.3, len(BC_Y))
+    problem = GlmProblem(BC_X, BC_Y, _fold(len(BC_Y)), BINOMIAL, offset=offset, inner="gram")
+    fit = solve_many(problem, [ElasticNet(0.01, 0.0)], [None])[0][0]
+    pen = problem.box_penalty(ElasticNet(0.005, 0.0))
+    b, beta, eta = problem.starting_point(pen, fit)
+    assert eta is fit.eta
+    assert np.max(np.abs(eta - problem.eta(b, beta))) <= 1e-12 * np.max(np.abs(eta))
+    other = GlmProblem(BC_X, BC_Y, _fold(len(BC_Y), seed=1), BINOMIAL, offset=offset, inner="gram")
+    b, beta, eta = other.starting_point(other.box_penalty(ElasticNet(0.005, 0.0)), fit)
+    assert eta is not fit.eta and np.array_equal(eta, other.eta(b, beta))
+    assert pickle.loads(pickle.dumps(problem)).starting_point(pen, fit)[2] is fit.eta  # the copy is the problem
+    p = BC_X.shape[1]
+    capped = FeatureControls.make(p, lower=np.full(p, -1e-3), upper=np.full(p, 1e-3))
+    limited = GlmProblem(BC_X, BC_Y, _fold(len(BC_Y)), BINOMIAL, offset=offset, controls=capped, inner="gram")
+    moved = replace(fit, origin=limited.token)
+    b, beta, eta = limited.starting_point(limited.box_penalty(ElasticNet(0.005, 0.0)), moved)
+    assert not np.array_equal(beta, fit.beta) and np.array_equal(eta, limited.eta(b, beta))
 
 
 def test_poisson_batch_with_weights_offset_and_controls_against_brute_force() -> None:
