@@ -142,7 +142,8 @@ class BlockData:
     start_row: int
     integer_columns: tuple[bool, ...] = ()  # per feature: stored as integers in the source block
     kept: np.ndarray | None = None  # data.missing: drop: mask over the block's rows (None: all kept)
-    dropped_by: tuple[int, int, int] = (0, 0, 0)  # rows left out for a missing target, weight, feature
+    dropped_by: tuple[int, int, int, int] = (0, 0, 0, 0)  # rows left out for a missing target, weight, feature,
+    #                                                      offset (the first that was missing)
     offset: np.ndarray | None = None  # data.offset (or the log of data.exposure)
     labels: np.ndarray | None = None  # a binomial text target's labels (y then holds 0, NaN where missing)
 
@@ -786,7 +787,11 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
     """Check one block (a dense array, or CSR whose non-finite stored values mark their rows): finite
     features/target/weights (or drop those rows) and weights >= 0; an offset finite (an exposure positive:
     its log is returned as the offset)."""
+    bad_offset = np.zeros(y.shape, dtype=bool)
     if offset is not None:
+        if plan.missing != "error":  # a missing offset (or exposure) leaves its row out, as a missing target does
+            bad_offset = ~np.isfinite(offset)
+            offset = np.where(bad_offset, 1.0, offset)
         offset = _checked_offset(plan, offset, spec, where)
     kept = None
     sparse = hasattr(X, "indptr")
@@ -797,8 +802,8 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
         bad_feature[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[~np.isfinite(X.data)]] = True
     else:
         bad_feature = ~np.isfinite(X).all(axis=1)
-    bad = bad_target | bad_weight | bad_feature
-    dropped_by = (0, 0, 0)
+    bad = bad_target | bad_weight | bad_feature | bad_offset
+    dropped_by = (0, 0, 0, 0)
     if bad.any():
         if plan.missing == "error":
             detail = (f"NaN or inf in rows {', '.join(map(str, np.flatnonzero(bad)[:5] + spec.start_row))} (rows "
@@ -807,7 +812,8 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
                             "them out.")
         kept = ~bad
         dropped_by = (int(bad_target.sum()), int((bad_weight & ~bad_target).sum()),
-                      int((bad_feature & ~bad_target & ~bad_weight).sum()))
+                      int((bad_feature & ~bad_target & ~bad_weight).sum()),
+                      int((bad_offset & ~bad_feature & ~bad_target & ~bad_weight).sum()))
         X, y = X[kept], y[kept]
         w = None if w is None else w[kept]
         g = None if g is None else g[kept]
@@ -826,8 +832,10 @@ def _checked_offset(plan: DataPlan, offset: np.ndarray, spec: BlockSpec, where: 
     if bad.any():
         rows = np.flatnonzero(bad)
         what = "values <= 0 or NaN/inf (its log is the offset)" if plan.exposure else "NaN or inf"
+        fix = ("fix those rows, or set data.missing: drop to leave rows with a missing value out"
+               if not np.all(np.isfinite(offset)) else "an exposure must be positive: fix or remove those rows")
         raise DataError(f"{where}: {key} {plan.offset!r} has {rows.size} {what}, first {float(offset[rows[0]])!r} at "
-                        f"row {int(rows[0]) + spec.start_row}; fix or drop those rows.")
+                        f"row {int(rows[0]) + spec.start_row}; {fix}.")
     return np.log(offset) if plan.exposure else offset
 
 

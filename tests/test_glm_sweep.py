@@ -191,7 +191,8 @@ def test_a_study_keeps_its_family(poisson_sweep):
 @pytest.mark.parametrize("family,column,values,match", [
     ("binomial", "label", ["a", "b", "c"], "two classes, but `data.target 'label'` has 3"),
     ("poisson", "label", [1.0, -2.0, 3.0], "non-negative counts"),
-    ("poisson", "exposure", [1.0, 0.0, 2.0], "data.exposure 'exposure' has 1 values <= 0"),
+    ("poisson", "exposure", [1.0, 0.0, 2.0], "data.exposure 'exposure' has 1 values <= 0.*must be positive"),
+    ("poisson", "exposure", [1.0, np.nan, 2.0], "has 1 values <= 0 or NaN.*set data.missing: drop"),
 ])
 def test_bad_targets_stop_before_any_trial(tmp_path, family, column, values, match):
     n = 60
@@ -210,6 +211,21 @@ def test_bad_targets_stop_before_any_trial(tmp_path, family, column, values, mat
         execute_sweep(cfg, echo=lambda _: None, progress=False)
     assert "\n" not in str(info.value)
     assert not optuna.load_study(study_name="bad", storage=cfg.search.storage).trials
+
+
+def test_rows_missing_their_exposure_are_left_out_under_drop(tmp_path):
+    """Under ``data.missing: drop`` a missing exposure leaves its row out like a missing feature, counted apart
+    (a row missing both is counted once, by its feature); the sweep runs on the other rows."""
+    frame = _claims_frame(400)
+    frame.loc[[3, 50, 51], "exposure"] = np.nan
+    frame.loc[[50, 99], "x1"] = np.nan
+    frame.to_csv(tmp_path / "claims.csv", index=False)
+    cfg = _config(tmp_path, "gaps", [f"data.source={tmp_path}/claims.csv", "data.target=claims", "search.n_trials=4",
+                                     "data.exposure=exposure", "model.family=poisson", "data.missing=drop"])
+    summary = execute_sweep(cfg, echo=lambda _: None, progress=False)
+    assert summary["rows_dropped"] == 4 and summary["n_rows"] == 396
+    assert summary["rows_dropped_by"] == {"target": 0, "weight": 0, "feature": 2, "offset": 2}
+    assert summary["n_trials_complete"] == 4
 
 
 def test_cli_refuses_an_offset_for_gaussian_in_one_line(tmp_path):

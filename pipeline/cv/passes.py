@@ -63,7 +63,7 @@ class BlockPass:
     units_cap: int = 0
     total: SuffStats | None = None  # all rows, after finish_pass
     n_groups: int | None = None  # distinct groups (or buckets) under group k-fold, after finish_pass
-    dropped_by: tuple[int, int, int] = (0, 0, 0)  # rows left out for a missing target, weight, feature
+    dropped_by: tuple[int, int, int, int] = (0, 0, 0, 0)  # rows left out for a missing target, weight, feature, offset
     imputation: MeanImputation | None = None  # data.missing: impute: statistics columns -> features
 
     @property
@@ -127,9 +127,9 @@ def merge_block_passes(*parts: BlockPass, fold_seed: int = 0) -> BlockPass:
     return BlockPass(merged, n_blocks, integer, dropped_by=dropped, imputation=imputation)
 
 
-def _sum_dropped(parts: Sequence[BlockPass]) -> tuple[int, int, int]:
-    t, w, f = (sum(p.dropped_by[i] for p in parts) for i in range(3))
-    return t, w, f
+def _sum_dropped(parts: Sequence[BlockPass]) -> tuple[int, int, int, int]:
+    t, w, f, o = (sum(p.dropped_by[i] for p in parts) for i in range(4))
+    return t, w, f, o
 
 
 def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:

@@ -142,7 +142,8 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...]) -> dict[str, Any]
         "n_groups": rows.n_groups,
         "fingerprint": _fingerprint(rows, feature_names),
         **columns,
-        "rows_dropped_by": dict(zip(("target", "weight", "feature"), rows.dropped_by)),
+        "rows_dropped_by": dict(zip(("target", "weight", "feature", "offset") if rows.offset is not None
+                                    else ("target", "weight", "feature"), rows.dropped_by)),
         **target,
     }
 

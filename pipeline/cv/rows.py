@@ -48,7 +48,8 @@ class RowData:
     fold: np.ndarray  # 0 … k−1, or HELD_OUT
     k: int
     integer_columns: tuple[bool, ...] = ()
-    dropped_by: tuple[int, int, int] = (0, 0, 0)  # rows left out for a missing target, weight, feature
+    dropped_by: tuple[int, int, int, int] = (0, 0, 0, 0)  # rows left out for a missing target, weight, feature,
+    #                                                      offset
     n_groups: int | None = None
     time: np.ndarray | None = None  # a retrain's time column
     cutoff: float | None = None  # a retrain's time cut-off: rows at or after it are held out
@@ -202,7 +203,7 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
     source = with_time_column(plan, tc)
     p, at = plan.n_statistics_columns, time_column_index(plan)
     loader = _Loader(source, p)
-    ys, ws, gs, folds, held, times, integer, dropped = [], [], [], [], [], [], None, np.zeros(3, dtype=np.int64)
+    ys, ws, gs, folds, held, times, integer, dropped = [], [], [], [], [], [], None, np.zeros(4, dtype=np.int64)
     offsets: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for spec in plan.blocks:
@@ -229,7 +230,7 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
             dropped += block.dropped_by
     if loader.filled == 0:
         raise DataError(f"data.missing: drop left no rows: all {dropped.sum()} rows hold NaN or inf in a feature, the "
-                        "target or the weight; impute the missing values instead.")
+                        "target, the weight or the offset; impute the missing values instead.")
     y, w = np.concatenate(ys), np.concatenate(ws)
     y, classes = family_target(plan.family, np.concatenate(labels) if labels else y, y.shape[0], plan.positive_class,
                                name=f"data.target {plan.target!r}")
@@ -253,6 +254,7 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
     elif held:
         fold[np.concatenate(held)] = HELD_OUT
     imputation = plan.encoding.imputation() if plan.encoding is not None else None
-    return RowData(loader.matrix(), y, w, fold, k, integer or (), (int(dropped[0]), int(dropped[1]), int(dropped[2])),
+    by = (int(dropped[0]), int(dropped[1]), int(dropped[2]), int(dropped[3]))
+    return RowData(loader.matrix(), y, w, fold, k, integer or (), by,
                    n_groups, time, cutoff, imputation, np.concatenate(offsets) if offsets else None, classes,
                    plan.offset_column, plan.exposure, plan.family)
