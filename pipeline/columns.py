@@ -47,15 +47,18 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: i
 
 
 def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Sequence[tuple[str, str]],
-                     rows_dropped: int = 0, features_dropped: int | None = None) -> dict[str, Any]:
+                     rows_dropped: int = 0, features_dropped: int | None = None,
+                     offsets_dropped: int = 0) -> dict[str, Any]:
     """The summary fields and notes for what was found, whichever engine found it.
 
     ``features_dropped`` (of ``rows_dropped``) were left out for a missing feature; 0 under
-    ``data.missing: impute``, where only rows missing the target or weight are left out.
+    ``data.missing: impute``, where only rows missing the target, weight or offset are left out
+    (``offsets_dropped`` of them for the offset).
     """
     notes = []
     if rows_dropped and features_dropped == 0:
-        notes.append(f"{rows_dropped} rows with a missing target or weight left out (these are never imputed); "
+        what = "target, weight or offset" if offsets_dropped else "target or weight"
+        notes.append(f"{rows_dropped} rows with a missing {what} left out (these are never imputed); "
                      f"{n} rows used.")
     elif rows_dropped:
         notes.append(f"{rows_dropped} rows with NaN or inf left out (data.missing: drop); {n} rows used.")

@@ -786,7 +786,8 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
              labels: np.ndarray | None = None) -> BlockData:
     """Check one block (a dense array, or CSR whose non-finite stored values mark their rows): finite
     features/target/weights (or drop those rows) and weights >= 0; an offset finite (an exposure positive:
-    its log is returned as the offset)."""
+    its log is returned as the offset). Unless ``data.missing`` is ``error``, a row with a NaN or inf offset is
+    left out (never imputed), counted by the first of target, weight, feature, offset it was missing."""
     bad_offset = np.zeros(y.shape, dtype=bool)
     if offset is not None:
         if plan.missing != "error":  # a missing offset (or exposure) leaves its row out, as a missing target does
@@ -876,6 +877,7 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
             frame = pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=list(plan.raw_features))
             if offset is not None and plan.offset is not None:
                 frame[offset] = np.asarray(np.load(plan.offset, mmap_mode="r", allow_pickle=False)[: len(frame)])
+                frame = frame[np.isfinite(frame[offset])].reset_index(drop=True)  # a row without it is not fitted
             return frame
         spec = plan.blocks[0]
         if plan.kind == "bundled":
@@ -884,6 +886,8 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
         frame = _read_frame(plan, spec)[[*plan.raw_features, *((tabular,) if tabular else ())]]
         if plan.missing != "impute":  # rows with gaps are not fitted, and the model cannot fill them in
             frame = frame.dropna()
+        elif tabular:  # nor are rows without their offset, which is never imputed
+            frame = frame.dropna(subset=[tabular])
         return frame.head(n).reset_index(drop=True)
     for spec in plan.blocks:  # under data.missing: drop a whole block may be left out: take the next
         if plan.kind in ("synthetic", "npy", "npz", "bundled") and plan.missing == "error":  # row-addressable

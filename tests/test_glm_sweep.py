@@ -213,18 +213,26 @@ def test_bad_targets_stop_before_any_trial(tmp_path, family, column, values, mat
     assert not optuna.load_study(study_name="bad", storage=cfg.search.storage).trials
 
 
-def test_rows_missing_their_exposure_are_left_out_under_drop(tmp_path):
-    """Under ``data.missing: drop`` a missing exposure leaves its row out like a missing feature, counted apart
-    (a row missing both is counted once, by its feature); the sweep runs on the other rows."""
+@pytest.mark.parametrize("missing", ["drop", "impute"])
+def test_rows_missing_their_exposure_are_left_out(tmp_path, missing):
+    """Unless ``data.missing`` is ``error``, a missing exposure leaves its row out (never imputed), counted apart:
+    under ``drop`` a row missing a feature too is counted once, by its feature; under ``impute`` the feature's
+    gap is filled and only the rows missing the exposure go. The sweep runs on the other rows and says so."""
     frame = _claims_frame(400)
     frame.loc[[3, 50, 51], "exposure"] = np.nan
     frame.loc[[50, 99], "x1"] = np.nan
     frame.to_csv(tmp_path / "claims.csv", index=False)
     cfg = _config(tmp_path, "gaps", [f"data.source={tmp_path}/claims.csv", "data.target=claims", "search.n_trials=4",
-                                     "data.exposure=exposure", "model.family=poisson", "data.missing=drop"])
-    summary = execute_sweep(cfg, echo=lambda _: None, progress=False)
-    assert summary["rows_dropped"] == 4 and summary["n_rows"] == 396
-    assert summary["rows_dropped_by"] == {"target": 0, "weight": 0, "feature": 2, "offset": 2}
+                                     "data.exposure=exposure", "model.family=poisson", f"data.missing={missing}"])
+    lines: list[str] = []
+    summary = execute_sweep(cfg, echo=lines.append, progress=False)
+    if missing == "drop":
+        assert summary["rows_dropped"] == 4 and summary["n_rows"] == 396
+        assert summary["rows_dropped_by"] == {"target": 0, "weight": 0, "feature": 2, "offset": 2}
+    else:
+        assert summary["rows_dropped"] == 3 and summary["n_rows"] == 397
+        assert summary["rows_dropped_by"] == {"target": 0, "weight": 0, "feature": 0, "offset": 3}
+        assert any("3 rows with a missing target, weight or offset left out" in line for line in lines)
     assert summary["n_trials_complete"] == 4
 
 

@@ -129,7 +129,8 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...]) -> dict[str, Any]
     n = int(np.count_nonzero(used))
     const = [feature_names[j] for j in np.flatnonzero(~design.kept)]
     dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(design.X, design.cols)]
-    columns = describe_columns(n, rows.n_features, const, dups, rows.n_dropped, rows.dropped_by[2])
+    columns = describe_columns(n, rows.n_features, const, dups, rows.n_dropped, rows.dropped_by[2],
+                               rows.dropped_by[3])
     target: dict[str, Any] = {}
     if rows.family != "gaussian":
         facts, notes = target_facts(rows)
