@@ -149,7 +149,7 @@ def test_weighted_imputation_matches_a_weighted_reference(tmp_path, penguins, en
 
 def test_model_encodes_the_raw_frame_like_the_refit_pipeline(tmp_path, penguins):
     plan, passes = _pass(_plan(tmp_path, penguins))
-    assert passes.dropped_by == (2, 0, 0) and passes.total_stats.n_rows == penguins[TARGET].notna().sum()
+    assert passes.dropped_by == (2, 0, 0, 0) and passes.total_stats.n_rows == penguins[TARGET].notna().sum()
     c = Candidate(0, "elasticnet", 2.0, 0.1)
     model = refit_pass(passes, c, plan.feature_names, ModelConfig(tol=1e-12), plan.encoding)
     data, _ = _folds_of_kept_rows(penguins)
@@ -285,7 +285,7 @@ def test_kinds_from_parquet_types_and_csv_na_values(tmp_path, penguins):
     assert set(plan.categorical) == set(TEXT)
     plan, passes = _pass(plan)
     assert plan.encoding.imputed_centers.keys() == {"bill_length_mm", "flipper_length_mm"}
-    assert passes.dropped_by == (2, 0, 0)
+    assert passes.dropped_by == (2, 0, 0, 0)
 
 
 def test_missing_category_under_error_names_the_column(tmp_path, penguins):
