@@ -59,16 +59,18 @@ def preload_plotting() -> None:
 
     The sweep calls this when its driver starts waiting for the data pass, so
     that :func:`write_plots` at the end of the sweep, on its critical path,
-    does not pay the import. The import lock makes a concurrent
-    :func:`write_plots` wait for the thread's import rather than repeat it.
+    does not pay the import. The thread runs at a lowered priority (the pass's
+    workers come first; see :mod:`pipeline.background`). The import lock makes
+    a concurrent :func:`write_plots` wait for the thread's import rather than
+    repeat it.
     """
-    import threading
+    from .background import start_in_background
 
     def load() -> None:
         import matplotlib.backends.backend_agg  # noqa: F401
         import matplotlib.figure  # noqa: F401
 
-    threading.Thread(target=load, name="regsweep-preload-matplotlib", daemon=True).start()
+    start_in_background(load, "regsweep-preload-matplotlib")
 
 
 def write_plots(rows: Sequence[TrialRow], model: FittedModel, out: Path, *, curve: PathCurve | None = None,

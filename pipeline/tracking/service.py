@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..background import run_in_background
 from ..config import TrackingConfig
 from ..errors import DriverGone, RemoteTrackingError, TrackingError
 from ..model import FittedModel
@@ -370,7 +371,9 @@ def _open_tracker(cfg: TrackingConfig, study_name: str, driver: str, msg: _Call 
         from .tracker import Tracker
 
         drop_inherited_connections()
-        return Tracker(cfg, study_name=study_name, driver=driver, metric=metric)
+        # importing MLflow and opening the store can wait for the data pass's workers (see pipeline.background)
+        return run_in_background(lambda: Tracker(cfg, study_name=study_name, driver=driver, metric=metric),
+                                 "regsweep-open-mlflow")
     except Exception as e:  # noqa: BLE001 — the store cannot be opened: the caller hears why
         outbox.put(_Reply(msg.id, error=f"{type(e).__name__}: {e}"[:2000], unreachable=is_unreachable(e)))
         return None
