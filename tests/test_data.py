@@ -187,3 +187,22 @@ def test_csv_blank_line_inside_the_data_is_reported(tmp_path):
     cr.write_bytes(b"a,y\r1,2\r3,4\r")
     with pytest.raises(DataError, match="CR-only line endings"):
         plan_data(DataConfig(source=str(cr), target="y"))
+
+
+@pytest.mark.parametrize("missing", ["error", "drop"])
+def test_huge_finite_values_are_not_missing_values(tmp_path, missing):
+    """A clean block is told by its column sums; an overflowing sum of finite values (1e308 + 1e308) must still
+    leave every row in (and under ``drop`` a real NaN leaves exactly its own row out)."""
+    X = np.ones((40, 3))
+    X[:, 1] = 1e308
+    y = np.arange(40.0)
+    if missing == "drop":
+        X[5, 2] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), missing=missing),
+                     FoldsConfig(k=2))
+    block = load_block(plan, plan.blocks[0])
+    assert block.X.shape[0] == (39 if missing == "drop" else 40)
+    assert block.dropped_by == ((0, 0, 1, 0) if missing == "drop" else (0, 0, 0, 0))
+    assert np.all(block.X[:, 1] == 1e308)

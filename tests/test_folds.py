@@ -99,11 +99,13 @@ def test_many_groups_are_pooled_into_buckets_that_stay_whole():
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_each_folds_statistics_are_those_of_its_rows_bit_for_bit(weighted):
-    """One sort of the block instead of a masked copy per fold changes no bit: every fold's record equals
-    ``from_block`` on that fold's rows taken by mask, in their order (a fold without rows: empty)."""
+def test_each_folds_statistics_are_those_of_its_rows(weighted):
+    """The one shifted pass gives every fold the moments a two-pass computation on that fold's rows alone
+    gives (``from_block`` on the rows taken by mask; a fold without rows: empty). Large means (10⁶, spread
+    10³) are where the centring matters; both computations round at ~ε · Σ w (x − x̄)², so entries agree to
+    1e-12 of √(Cxx_ii Cxx_jj)."""
     rng = np.random.default_rng(3)
-    X = rng.standard_normal((5_000, 37)) * 1e3 + 1e6  # large means: where the centring matters
+    X = rng.standard_normal((5_000, 37)) * 1e3 + 1e6
     y = rng.standard_normal(5_000) + 50.0
     w = rng.uniform(0.0, 3.0, 5_000) if weighted else None
     folds = kfold_folds(0, 5_000, 4, seed=5)  # labels 0..3 of 5: fold 4 has no rows here
@@ -113,10 +115,52 @@ def test_each_folds_statistics_are_those_of_its_rows_bit_for_bit(weighted):
         ref = SuffStats.from_block(X[rows], y[rows], None if w is None else w[rows]) if rows.any() \
             else SuffStats.empty(37)
         got = parts[fold]
-        assert (got.n_rows, got.sum_w, got.y_origin, got.y_offset, got.cyy) == \
-            (ref.n_rows, ref.sum_w, ref.y_origin, ref.y_offset, ref.cyy)
-        for name in ("x_origin", "x_offset", "cxx", "cxy"):
-            assert np.array_equal(getattr(got, name), getattr(ref, name)), (fold, name)
+        assert got.n_rows == ref.n_rows
+        if not rows.any():
+            assert got.sum_w == 0.0 and not got.cxx.any()
+            continue
+        assert got.sum_w == pytest.approx(ref.sum_w, rel=1e-15)
+        np.testing.assert_allclose(got.x_mean, ref.x_mean, rtol=1e-15, atol=0)
+        scale = np.sqrt(np.diag(ref.cxx))
+        assert np.abs(got.cxx - ref.cxx).max() <= 1e-12 * np.outer(scale, scale).min()
+        assert np.abs(got.cxy - ref.cxy).max() <= 1e-12 * scale.min() * np.sqrt(ref.cyy)
+        assert got.y_mean == pytest.approx(ref.y_mean, rel=1e-15) and got.cyy == pytest.approx(ref.cyy, rel=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fold_moments_agree_with_exact_rational_arithmetic(weighted):
+    """Against the exact moments (fractions) of every fold's rows: columns with mean 10⁶ and spreads from
+    10⁻² to 10³, folds of 1 to ~50 rows, so that the mean correction ``W d dᵀ`` is far above the tolerance
+    (dropping it fails). Error ≤ 1e-13 · √(S_ii S_jj), S the fold's exact centred sums of squares."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(11)
+    n = 161
+    X = 1e6 + rng.standard_normal((n, 3)) * np.array([1e-2, 1.0, 1e3])
+    y = 3.0 + rng.standard_normal(n)
+    w = rng.choice([0.0, 0.5, 1.0, 2.0, 7.25], n) if weighted else np.ones(n)
+    labels = np.minimum(kfold_folds(0, n, 4, seed=2), 3)
+    labels[7] = 4  # a fold of a single row
+    parts = block_fold_stats(X, y, w if weighted else None, labels, 5)
+    for f, got in enumerate(parts):
+        rows = np.flatnonzero(labels == f)
+        W = sum(Fraction(w[i]) for i in rows)
+        if W == 0:
+            assert got.sum_w == 0.0
+            continue
+        Z = [[Fraction(X[i, j]) for j in range(3)] + [Fraction(y[i])] for i in rows]
+        mean = [sum(Fraction(w[i]) * z[j] for i, z in zip(rows, Z)) / W for j in range(4)]
+        C = [[sum(Fraction(w[i]) * (z[a] - mean[a]) * (z[b] - mean[b]) for i, z in zip(rows, Z)) for b in range(4)]
+             for a in range(4)]
+        full = np.block([[got.cxx, got.cxy[:, None]], [got.cxy[None, :], np.array([[got.cyy]])]])
+        exact = np.array([[float(c) for c in row] for row in C])
+        bound = 1e-13 * np.sqrt(np.outer(np.diag(exact), np.diag(exact))) + 1e-300
+        if len(rows) > 1:
+            assert np.all(np.abs(full - exact) <= bound), (f, np.abs(full - exact) / bound)
+        else:  # one row: no spread, the moments are rounding of zero
+            assert np.abs(full).max() <= 1e-9
+        assert got.sum_w == float(W)
+        np.testing.assert_allclose(np.append(got.x_mean, got.y_mean), [float(v) for v in mean], rtol=1e-15)
 
 
 def test_block_fold_stats_partition_the_rows():

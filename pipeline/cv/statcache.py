@@ -56,7 +56,7 @@ from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time
 from ..encoding import Encoding
 from ..levels import ColumnScan, scan_from_json, scan_to_json
 from ..recoding import widening_map
-from ..folds import keyed_hash, kfold_folds, stats_per_label
+from ..folds import block_fold_stats, keyed_hash, kfold_folds
 from ..solvers import SuffStats, merge_all
 
 __all__ = [
@@ -235,7 +235,7 @@ def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdou
     else:
         held = heldout_rows(spec.start_row, spec.n_rows, holdout.fraction, holdout.seed)
     labels = np.where(held, k, kfold_folds(spec.start_row, spec.n_rows, k, fold_seed))  # held-out rows: label k
-    *train, heldout = stats_per_label(X, block.y, block.weight, labels, k + 1)
+    *train, heldout = block_fold_stats(X, block.y, block.weight, labels, k + 1)  # the hold-out: one more fold
     enc = plan.encoding
     return BlockRecord(tuple(train), heldout, tuple(integer), t_min, t_max,
                        enc.statistics_names if enc is not None else (), enc.imputed_centers if enc is not None else {})

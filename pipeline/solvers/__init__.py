@@ -20,7 +20,7 @@ from .design import RowDesign, is_sparse
 from .imputation import MeanImputation
 from .ridge import RidgeFactor
 from .rows import RowFit, RowProblem
-from .stats import SuffStats, merge_all
+from .stats import SuffStats, label_stats, merge_all
 
 __all__ = [
     "MeanImputation",
@@ -37,6 +37,7 @@ __all__ = [
     "SolverConvergenceWarning",
     "SolverResult",
     "SuffStats",
+    "label_stats",
     "enet_duality_gap",
     "enet_gram",
     "is_sparse",
