@@ -23,8 +23,8 @@ _SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance u
 _LISTED = 10
 
 
-def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: int = 0,
-                 features_dropped: int | None = None) -> dict[str, Any]:
+def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: int = 0, *,
+                 imputing: bool = False) -> dict[str, Any]:
     """``constant_columns``, ``duplicate_columns`` (pairs) and one-line ``notes`` about the data."""
     n, p = total.n_rows, total.n_features
     var = np.diag(total.cxx) / total.sum_w if total.sum_w > 0 else np.zeros(p)
@@ -43,20 +43,18 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: i
         for a, b in zip(*np.nonzero(np.triu(same, 1))):
             duplicates.append((feature_names[int(live[a])], feature_names[int(live[b])]))
     const_names = [feature_names[int(j)] for j in np.flatnonzero(constant)]
-    return describe_columns(n, p, const_names, duplicates, rows_dropped, features_dropped)
+    return describe_columns(n, p, const_names, duplicates, rows_dropped, imputing=imputing)
 
 
 def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Sequence[tuple[str, str]],
-                     rows_dropped: int = 0, features_dropped: int | None = None,
-                     offsets_dropped: int = 0) -> dict[str, Any]:
+                     rows_dropped: int = 0, offsets_dropped: int = 0, *, imputing: bool = False) -> dict[str, Any]:
     """The summary fields and notes for what was found, whichever engine found it.
 
-    ``features_dropped`` (of ``rows_dropped``) were left out for a missing feature; 0 under
-    ``data.missing: impute``, where only rows missing the target, weight or offset are left out
-    (``offsets_dropped`` of them for the offset).
+    ``imputing``: ``data.missing`` is ``impute``, where only rows missing the target, weight or offset are
+    left out (``offsets_dropped`` of them for the offset); otherwise (``drop``) a row with any NaN or inf is.
     """
     notes = []
-    if rows_dropped and features_dropped == 0:
+    if rows_dropped and imputing:
         what = "target, weight or offset" if offsets_dropped else "target or weight"
         notes.append(f"{rows_dropped} rows with a missing {what} left out (these are never imputed); "
                      f"{n} rows used.")

@@ -218,7 +218,7 @@ class _Sweep:
         passes = placement.current_pass()
         preload_plotting()  # while the driver waits for the workers
         # both at once, and ahead of the fold models (the rows engine builds them on the same workers)
-        summary_f = client.submit(tasks.summary, passes, plan.feature_names, pure=False, priority=1)
+        summary_f = client.submit(tasks.summary, passes, plan.feature_names, plan.missing, pure=False, priority=1)
         bounds_f = client.submit(tasks.bounds, passes, self.model_cfg, controls, pure=False, priority=1)
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)

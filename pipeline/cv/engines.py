@@ -53,7 +53,7 @@ class EngineTasks:
     """The worker-side tasks of an engine on its data (the future of :meth:`Placement.current_pass`)."""
 
     name: str
-    summary: Callable[[Any, tuple[str, ...]], dict[str, Any]]
+    summary: Callable[[Any, tuple[str, ...], str], dict[str, Any]]  # (data, feature names, data.missing)
     bounds: Callable[[Any, ModelConfig, FeatureControls | None], dict[str, float]]
     refit: Callable[[Any, Candidate, Sequence[str], ModelConfig, Encoding | None, FeatureControls | None], FittedModel]
     coefficient_path: Callable[[Any, PathSpec, ModelConfig, FeatureControls | None], np.ndarray]

@@ -151,8 +151,9 @@ def finish_pass(passes: BlockPass, k: int, fold_seed: int) -> BlockPass:
                      n_groups=n_groups, dropped_by=passes.dropped_by, imputation=passes.imputation)
 
 
-def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str, Any]:
-    """Row counts per fold, group count, column notes and a content fingerprint of the data (worker side)."""
+def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str = "error") -> dict[str, Any]:
+    """Row counts per fold, group count, column notes and a content fingerprint of the data (worker side);
+    ``missing`` is ``data.missing`` (what the notes say about rows left out)."""
     total = passes.raw_total
     h = hashlib.sha256()
     for name, arr in sorted(total.to_arrays().items()):
@@ -165,7 +166,7 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...]) -> dict[str,
         "fold_weight": [s.sum_w for s in passes.fold_stats],
         "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
-        **column_notes(passes.total_stats, feature_names, passes.n_dropped, passes.dropped_by[2]),
+        **column_notes(passes.total_stats, feature_names, passes.n_dropped, imputing=missing == "impute"),
         "rows_dropped_by": dict(zip(("target", "weight", "feature"), passes.dropped_by)),
     }
 

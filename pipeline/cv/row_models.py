@@ -122,15 +122,16 @@ def make_row_fold_models(rows: RowData, folds: Sequence[int], *, fit_intercept: 
 
 
 # ------------------------------------------------------------------ all rows
-def row_summary(rows: RowData, feature_names: tuple[str, ...]) -> dict[str, Any]:
-    """Row counts per fold, group count, column notes and a content fingerprint of the rows (worker side)."""
+def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "error") -> dict[str, Any]:
+    """Row counts per fold, group count, column notes and a content fingerprint of the rows (worker side);
+    ``missing`` is ``data.missing`` (what the notes say about rows left out)."""
     design = rows.problem(ModelConfig()).design
     used = rows.fold >= 0
     n = int(np.count_nonzero(used))
     const = [feature_names[j] for j in np.flatnonzero(~design.kept)]
     dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(design.X, design.cols)]
-    columns = describe_columns(n, rows.n_features, const, dups, rows.n_dropped, rows.dropped_by[2],
-                               rows.dropped_by[3])
+    columns = describe_columns(n, rows.n_features, const, dups, rows.n_dropped, rows.dropped_by[3],
+                               imputing=missing == "impute")
     target: dict[str, Any] = {}
     if rows.family != "gaussian":
         facts, notes = target_facts(rows)
