@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import mlflow
 import optuna
 import pandas as pd
 import pytest
@@ -211,6 +212,38 @@ def test_bad_targets_stop_before_any_trial(tmp_path, family, column, values, mat
         execute_sweep(cfg, echo=lambda _: None, progress=False)
     assert "\n" not in str(info.value)
     assert not optuna.load_study(study_name="bad", storage=cfg.search.storage).trials
+
+
+@pytest.mark.parametrize("family,stratify,match", [
+    ("binomial", True, r"fold \d's training rows hold one class only \(class 'yes' has 1 row\(s\) of weight > 0"),
+    ("binomial", False, r"fold \d's training rows hold one class only \(class 'yes' has 3 row\(s\)"),
+    ("poisson", True, r"fold \d's training rows hold only zero counts \(1 row\(s\) of weight > 0 count above 0"),
+])
+def test_a_fold_that_cannot_be_fitted_stops_the_sweep_before_any_trial(tmp_path, family, stratify, match):
+    """A class (or every count above 0) held out entirely by one fold leaves that fold's training rows without a
+    finite intercept: every trial would fail there. The data pass finds it: one line, no trial, no run. Stratified
+    folds spread a class of 2 rows or more, so it takes a class of one row; unstratified, three rows of the class
+    that the row k-fold (seed 3) deals to the same fold."""
+    from pipeline.folds import kfold_folds
+
+    n, k = 60, 5
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n)})
+    if family == "binomial":
+        rare = [7] if stratify else list(np.flatnonzero(kfold_folds(0, n, k, 3) == 2)[:3])  # 3 rows of one fold
+        frame["label"] = np.where(np.isin(np.arange(n), rare), "yes", "no")
+    else:
+        frame["label"] = 0.0
+        frame.loc[7, "label"] = 4.0
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    cfg = _config(tmp_path, "unfit", [f"data.source={tmp_path}/d.csv", "data.target=label", f"model.family={family}",
+                                      f"folds.k={k}", f"folds.stratify={str(stratify).lower()}"])
+    with pytest.raises(DataError, match=match) as info:
+        execute_sweep(cfg, echo=lambda _: None, progress=False)
+    assert "\n" not in str(info.value)
+    assert not optuna.load_study(study_name="unfit", storage=cfg.search.storage).trials
+    assert not mlflow.MlflowClient(cfg.tracking.uri).search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(cfg.tracking.uri).search_experiments()])
 
 
 @pytest.mark.parametrize("missing", ["drop", "impute"])

@@ -29,6 +29,7 @@ import numpy as np
 from ..candidate import Candidate
 from ..config import ModelConfig
 from ..encoding import Encoding
+from ..errors import DataError
 from ..metrics import fold_scores, null_deviance
 from ..model import FittedModel
 from ..solvers.controls import FeatureControls
@@ -277,9 +278,32 @@ def target_facts(rows: RowData) -> tuple[dict[str, Any], list[str]]:
         zeros = float(np.count_nonzero(y == 0)) / max(y.size, 1)
         summary = {"mean_count": mean, "share_zero": zeros}
         line = f"Target: poisson counts, weighted mean {mean:.4g}, {100 * zeros:.1f}% zeros{offset}"
+    _check_training_folds(rows)
     summary.update({"family": rows.family, "offset": rows.offset_column if rows.offset is not None else None,
                     "exposure": rows.exposure if rows.offset is not None else None})
     return {"line": line, "summary": summary}, notes
+
+
+def _check_training_folds(rows: RowData) -> None:
+    """Stop before any trial when a fold's training rows cannot be fitted: one class only (binomial) or no count
+    above 0 (Poisson). The null model's intercept is then infinite and every trial would fail on that fold."""
+    used = (rows.fold >= 0) & (rows.weight > 0)
+    for f in range(rows.k):
+        y = rows.y[used & (rows.fold != f)]
+        if rows.family == "binomial":
+            if y.size and y.min() != y.max():
+                continue
+            assert rows.labels is not None
+            n_pos, n = int(np.count_nonzero(rows.y[used] > 0.5)), int(np.count_nonzero(used))
+            rare, n_rare = (rows.labels.positive, n_pos) if 2 * n_pos <= n else (rows.labels.negative, n - n_pos)
+            raise DataError(f"fold {f}'s training rows hold one class only (class {rare!r} has {n_rare} row(s) of "
+                            f"weight > 0, all in fold {f}), so the logistic model has no finite intercept there; "
+                            "add rows of that class, or keep folds.stratify on (it spreads each class over the folds).")
+        if not np.any(y > 0):
+            n_pos = int(np.count_nonzero(rows.y[used] > 0))
+            raise DataError(f"fold {f}'s training rows hold only zero counts ({n_pos} row(s) of weight > 0 count above "
+                            f"0, all in fold {f}), so the Poisson model has no finite intercept there; add rows with "
+                            "counts above 0, or lower folds.k.")
 
 
 def glm_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | None = None) -> dict[str, float]:
