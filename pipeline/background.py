@@ -68,8 +68,8 @@ def run_in_background(work: Callable[[], _T], name: str) -> _T:
     outcome: list[tuple[bool, object]] = []
 
     def body() -> None:
-        lower_this_thread()
         try:
+            lower_this_thread()
             outcome.append((True, work()))
         except BaseException as e:  # noqa: BLE001 — handed to the caller, who raises it
             outcome.append((False, e))

@@ -54,23 +54,30 @@ _ZOOM_SE = 6.0  # validation curves show the best error up to this many of its s
 _ZOOM_MIN_REL = 0.01  # ... and at least 1% above it
 
 
-def preload_plotting() -> None:
+def preload_plotting(*, lowered: bool = True) -> None:
     """Import matplotlib's Figure and Agg canvas in a background thread (0.3 s), while the caller waits.
 
     The sweep calls this when its driver starts waiting for the data pass, so
     that :func:`write_plots` at the end of the sweep, on its critical path,
-    does not pay the import. The thread runs at a lowered priority (the pass's
-    workers come first; see :mod:`pipeline.background`). The import lock makes
-    a concurrent :func:`write_plots` wait for the thread's import rather than
-    repeat it.
+    does not pay the import. With ``lowered`` the thread runs at a lowered
+    priority (the pass's worker processes come first; see
+    :mod:`pipeline.background`); not when the workers are threads of this
+    process, which would wait for the GIL of a thread the OS holds back. The
+    import lock makes a concurrent :func:`write_plots` wait for the thread's
+    import rather than repeat it.
     """
+    import threading
+
     from .background import start_in_background
 
     def load() -> None:
         import matplotlib.backends.backend_agg  # noqa: F401
         import matplotlib.figure  # noqa: F401
 
-    start_in_background(load, "regsweep-preload-matplotlib")
+    if lowered:
+        start_in_background(load, "regsweep-preload-matplotlib")
+    else:
+        threading.Thread(target=load, name="regsweep-preload-matplotlib", daemon=True).start()
 
 
 def write_plots(rows: Sequence[TrialRow], model: FittedModel, out: Path, *, curve: PathCurve | None = None,

@@ -216,7 +216,8 @@ class _Sweep:
         self.tasks = tasks = tasks_of(engine.name, cfg.model.family)
         self.placement = placement = place_engine(engine.name, client, plan, cfg.folds, cfg.model, controls=controls)
         passes = placement.current_pass()
-        preload_plotting()  # while the driver waits for the workers
+        # while the driver waits for the workers (lowered unless they are threads of this process)
+        preload_plotting(lowered=bool(cfg.cluster.address) or cfg.cluster.processes)
         # both at once, and ahead of the fold models (the rows engine builds them on the same workers)
         summary_f = client.submit(tasks.summary, passes, plan.feature_names, plan.missing, pure=False, priority=1)
         bounds_f = client.submit(tasks.bounds, passes, self.model_cfg, controls, pure=False, priority=1)

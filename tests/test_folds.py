@@ -163,6 +163,54 @@ def test_fold_moments_agree_with_exact_rational_arithmetic(weighted):
         np.testing.assert_allclose(np.append(got.x_mean, got.y_mean), [float(v) for v in mean], rtol=1e-15)
 
 
+def test_a_column_constant_on_a_folds_rows_has_no_spread_there():
+    """A column constant on one label's rows but not on the block's (a level met only elsewhere; a flag that
+    starts after a time hold-out's cut-off) gets exactly zero moments on that label, as a two-pass computation
+    gives, not the shifted pass's cancellation noise (which could be negative and would be standardized and
+    fitted); the same for a target constant on a label's rows."""
+    rng = np.random.default_rng(8)
+    n = 3_000
+    labels = kfold_folds(0, n, 3, seed=1)
+    X = rng.standard_normal((n, 4)) + 5.0
+    X[:, 1] = np.where(labels == 2, rng.integers(0, 2, n), 0.0)  # 0 on labels 0 and 1: a level only label 2 has
+    X[:, 3] = np.where(labels == 2, rng.standard_normal(n), 1.0)  # constant 1 outside label 2
+    y = np.where(labels == 0, 3.0, rng.standard_normal(n))  # the target constant on label 0
+    for w in (None, rng.uniform(0.5, 2.0, n)):
+        parts = block_fold_stats(X, y, w, labels, 3)
+        for f in (0, 1):
+            for j in (1, 3):
+                assert not parts[f].cxx[j].any() and not parts[f].cxx[:, j].any() and parts[f].cxy[j] == 0.0
+            # the means to the rounding of a sum of ~1,000 shifted entries (the block's means are ≈ 0.17 and 0.67)
+            assert abs(parts[f].x_mean[1]) <= 1e-14 and parts[f].x_mean[3] == pytest.approx(1.0, rel=1e-14, abs=0)
+        assert parts[0].cyy == 0.0 and not parts[0].cxy.any()
+        assert parts[2].cxx[1, 1] > 0 and parts[2].cxx[3, 3] > 0 and parts[1].cyy > 0
+        for f in range(3):  # the other entries as before: against the two-pass computation on the label's rows
+            rows = labels == f
+            ref = SuffStats.from_block(X[rows], y[rows], None if w is None else w[rows])
+            np.testing.assert_allclose(parts[f].cxx, ref.cxx, rtol=1e-11, atol=1e-9)
+            np.testing.assert_allclose(parts[f].cxy, ref.cxy, rtol=1e-11, atol=1e-9)
+
+
+def test_labels_spanning_many_chunks_sum_them_all():
+    """At p = 400 a chunk holds 326 rows, so each fold's ~1,000 rows take four chunks: the accumulated ``ZᵀZ``
+    must equal the two-pass statistics of all of them (a loop that kept one chunk per label fails here)."""
+    rng = np.random.default_rng(9)
+    n, p = 4_000, 400
+    X = rng.standard_normal((n, p)) * 2.0 + np.linspace(-3.0, 3.0, p)
+    y = X[:, :5].sum(axis=1) + rng.standard_normal(n)
+    w = rng.uniform(0.0, 2.0, n)
+    labels = kfold_folds(0, n, 4, seed=3)
+    parts = block_fold_stats(X, y, w, labels, 4)
+    for f in range(4):
+        rows = labels == f
+        ref = SuffStats.from_block(X[rows], y[rows], w[rows])
+        assert parts[f].sum_w == pytest.approx(ref.sum_w, rel=1e-14)
+        scale = np.sqrt(np.diag(ref.cxx))
+        assert np.abs(parts[f].cxx - ref.cxx).max() <= 1e-12 * scale.max() ** 2
+        np.testing.assert_allclose(parts[f].x_mean, ref.x_mean, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(parts[f].cxy, ref.cxy, rtol=1e-11, atol=1e-9 * np.sqrt(ref.cyy) * scale.max())
+
+
 def test_block_fold_stats_partition_the_rows():
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((600, 4)), rng.standard_normal(600)

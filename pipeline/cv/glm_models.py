@@ -290,13 +290,17 @@ def _check_training_folds(rows: RowData) -> None:
     used = (rows.fold >= 0) & (rows.weight > 0)
     for f in range(rows.k):
         y = rows.y[used & (rows.fold != f)]
+        if y.size == 0:
+            raise DataError(f"fold {f}'s training rows are empty (every row of weight > 0 is in fold {f}), so no "
+                            "model can be fitted there; add rows or give them weight.")
         if rows.family == "binomial":
-            if y.size and y.min() != y.max():
+            if y.min() != y.max():
                 continue
             assert rows.labels is not None
-            n_pos, n = int(np.count_nonzero(rows.y[used] > 0.5)), int(np.count_nonzero(used))
-            rare, n_rare = (rows.labels.positive, n_pos) if 2 * n_pos <= n else (rows.labels.negative, n - n_pos)
-            raise DataError(f"fold {f}'s training rows hold one class only (class {rare!r} has {n_rare} row(s) of "
+            positive = bool(y[0] > 0.5)  # the class the training rows hold; the other one is missing
+            missing = rows.labels.negative if positive else rows.labels.positive
+            held = int(np.count_nonzero((rows.y[used] > 0.5) != positive))
+            raise DataError(f"fold {f}'s training rows hold one class only (class {missing!r} has {held} row(s) of "
                             f"weight > 0, all in fold {f}), so the logistic model has no finite intercept there; "
                             "add rows of that class, or keep folds.stratify on (it spreads each class over the folds).")
         if not np.any(y > 0):

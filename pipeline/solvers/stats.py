@@ -357,6 +357,7 @@ def merge_all(parts: Iterable[SuffStats]) -> SuffStats:
     return level[0]
 
 
+_CANCELLED = 64 * np.finfo(np.float64).eps  # a corrected moment this small against its shifted one is rounding
 _LABEL_CHUNK_BYTES = 1 << 20  # a chunk of Z stays in cache (1,285 rows at p = 100: 1,024–2,048 measured alike)
 _LABEL_CHUNK_ROWS_MIN = 256  # a rank-256 update keeps syrk efficient when p is large
 
@@ -430,12 +431,23 @@ def _from_shifted(g: np.ndarray, m: np.ndarray, my: float, n_rows: int, sum_w: f
     d = g[:p, p] / W
     dy = float(g[p, p + 1]) / W
     G = g[:p, :p]  # syrk wrote the upper triangle; the lower one holds zeros
+    shifted = np.diag(G).copy()  # Σ w (x − m)²: the scale the correction cancels against
     cxx = G + np.tril(G.T, -1)  # mirrored (G.T's lower triangle is read in memory order: a 3,000² mirror 79 ms,
     cxx -= W * np.outer(d, d)  # not the 535 ms of a transposed add); exactly symmetric, as d_i d_j = d_j d_i
-    return SuffStats(
-        n_rows=n_rows, sum_w=sum_w, x_origin=m, x_offset=d, y_origin=my, y_offset=dy,
-        cxx=cxx, cxy=g[:p, p + 1] - W * d * dy, cyy=float(g[p + 1, p + 1]) - W * dy * dy,
-    )
+    cxy = g[:p, p + 1] - W * d * dy
+    cyy = float(g[p + 1, p + 1]) - W * dy * dy
+    # A column constant on the label's rows (a level seen only on other rows, a time hold-out's new flag) has no
+    # spread; the correction leaves cancellation noise of ε · Σ w (x − m)², possibly negative, where a two-pass
+    # computation gives 0. Left in, the column would be standardized by that noise and fitted.
+    constant = np.diag(cxx) <= _CANCELLED * shifted
+    if constant.any():
+        cxx[constant, :] = 0.0
+        cxx[:, constant] = 0.0
+        cxy[constant] = 0.0
+    if cyy <= _CANCELLED * float(g[p + 1, p + 1]):  # the target constant on the label's rows
+        cyy, cxy = 0.0, np.zeros(p)
+    return SuffStats(n_rows=n_rows, sum_w=sum_w, x_origin=m, x_offset=d, y_origin=my, y_offset=dy,
+                     cxx=cxx, cxy=cxy, cyy=cyy)
 
 
 def _weighted_mean(a: np.ndarray, w: np.ndarray | None, sum_w: float) -> np.ndarray:
