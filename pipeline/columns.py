@@ -23,8 +23,8 @@ _SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance u
 _LISTED = 10
 
 
-def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: int = 0, *,
-                 imputing: bool = False) -> dict[str, Any]:
+def column_notes(total: SuffStats, feature_names: Sequence[str], dropped_by: Sequence[int] = (0, 0, 0, 0), *,
+                 imputing: bool = False, has_offset: bool = False) -> dict[str, Any]:
     """``constant_columns``, ``duplicate_columns`` (pairs) and one-line ``notes`` about the data."""
     n, p = total.n_rows, total.n_features
     var = np.diag(total.cxx) / total.sum_w if total.sum_w > 0 else np.zeros(p)
@@ -43,19 +43,23 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], rows_dropped: i
         for a, b in zip(*np.nonzero(np.triu(same, 1))):
             duplicates.append((feature_names[int(live[a])], feature_names[int(live[b])]))
     const_names = [feature_names[int(j)] for j in np.flatnonzero(constant)]
-    return describe_columns(n, p, const_names, duplicates, rows_dropped, imputing=imputing)
+    return describe_columns(n, p, const_names, duplicates, dropped_by, imputing=imputing, has_offset=has_offset)
 
 
 def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Sequence[tuple[str, str]],
-                     rows_dropped: int = 0, offsets_dropped: int = 0, *, imputing: bool = False) -> dict[str, Any]:
+                     dropped_by: Sequence[int] = (0, 0, 0, 0), *, imputing: bool = False,
+                     has_offset: bool = False) -> dict[str, Any]:
     """The summary fields and notes for what was found, whichever engine found it.
 
+    ``dropped_by``: rows left out for a missing target, weight, feature, offset (the first that was missing).
     ``imputing``: ``data.missing`` is ``impute``, where only rows missing the target, weight or offset are
-    left out (``offsets_dropped`` of them for the offset); otherwise (``drop``) a row with any NaN or inf is.
+    left out; otherwise (``drop``) a row with any NaN or inf is. ``has_offset``: the data have an offset (or
+    an exposure), and ``rows_dropped_by`` then counts it too.
     """
+    rows_dropped = int(sum(dropped_by))
     notes = []
     if rows_dropped and imputing:
-        what = "target, weight or offset" if offsets_dropped else "target or weight"
+        what = "target, weight or offset" if dropped_by[3] else "target or weight"
         notes.append(f"{rows_dropped} rows with a missing {what} left out (these are never imputed); "
                      f"{n} rows used.")
     elif rows_dropped:
@@ -69,8 +73,10 @@ def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Seq
     if p > n:
         notes.append(f"more features ({p}) than rows ({n}): only penalized fits are determined, and "
                      "small λ overfit.")
+    causes = ("target", "weight", "feature", "offset")[: 4 if has_offset else 3]
     return {"constant_columns": list(const_names), "duplicate_columns": [list(d) for d in duplicates],
-            "rows_dropped": rows_dropped, "notes": notes}
+            "rows_dropped": rows_dropped, "rows_dropped_by": {c: int(v) for c, v in zip(causes, dropped_by)},
+            "notes": notes}
 
 
 def _listed(items: Sequence[Any]) -> str:

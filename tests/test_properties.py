@@ -143,7 +143,7 @@ def test_random_frames_give_regsweep_errors_only(frame, fmt, target, features, w
                     plan = plan.with_encoding(encoding_from_scan(plan, scans))
                 parts = [block_pass(plan, spec, k, 0) for spec in plan.blocks]
                 passes = finish_pass(merge_block_passes(*parts), k, 0) if len(parts) > 1 else finish_pass(parts[0], k, 0)
-                column_notes(passes.total, plan.feature_names, passes.n_dropped)
+                column_notes(passes.total, plan.feature_names, passes.dropped_by)
             event("data pass completed")
         except RegsweepError as e:
             event(f"{type(e).__name__}")

@@ -42,8 +42,8 @@ from .rows import RowData
 from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
                       deviance_levelled, past_the_minimum)
 
-__all__ = ["GlmFoldModel", "glm_bounds", "glm_coefficient_path", "glm_paths_and_coefficients", "glm_problem",
-           "glm_refit", "make_glm_fold_models", "target_facts"]
+__all__ = ["GlmFoldModel", "check_training_folds", "glm_bounds", "glm_coefficient_path", "glm_paths_and_coefficients",
+           "glm_problem", "glm_refit", "make_glm_fold_models", "target_facts"]
 
 
 def glm_problem(rows: RowData, v: np.ndarray, model: ModelConfig, controls: FeatureControls | None) -> GlmProblem:
@@ -278,13 +278,12 @@ def target_facts(rows: RowData) -> tuple[dict[str, Any], list[str]]:
         zeros = float(np.count_nonzero(y == 0)) / max(y.size, 1)
         summary = {"mean_count": mean, "share_zero": zeros}
         line = f"Target: poisson counts, weighted mean {mean:.4g}, {100 * zeros:.1f}% zeros{offset}"
-    _check_training_folds(rows)
     summary.update({"family": rows.family, "offset": rows.offset_column if rows.offset is not None else None,
                     "exposure": rows.exposure if rows.offset is not None else None})
     return {"line": line, "summary": summary}, notes
 
 
-def _check_training_folds(rows: RowData) -> None:
+def check_training_folds(rows: RowData) -> None:
     """Stop before any trial when a fold's training rows cannot be fitted: one class only (binomial) or no count
     above 0 (Poisson). The null model's intercept is then infinite and every trial would fail on that fold."""
     used = (rows.fold >= 0) & (rows.weight > 0)

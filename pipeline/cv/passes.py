@@ -166,8 +166,7 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str
         "fold_weight": [s.sum_w for s in passes.fold_stats],
         "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
-        **column_notes(passes.total_stats, feature_names, passes.n_dropped, imputing=missing == "impute"),
-        "rows_dropped_by": dict(zip(("target", "weight", "feature"), passes.dropped_by)),
+        **column_notes(passes.total_stats, feature_names, passes.dropped_by, imputing=missing == "impute"),
     }
 
 

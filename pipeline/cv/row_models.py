@@ -32,7 +32,7 @@ from ..model import FittedModel
 from ..solvers import RowDesign, RowFit, RowProblem
 from ..solvers.families import family_named
 from ..solvers.controls import FeatureControls
-from .glm_models import GlmFoldModel, make_glm_fold_models, target_facts
+from .glm_models import GlmFoldModel, check_training_folds, make_glm_fold_models, target_facts
 from .refit import bounds_from, group_bounds
 from .rows import RowData
 from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
@@ -130,10 +130,11 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "e
     n = int(np.count_nonzero(used))
     const = [feature_names[j] for j in np.flatnonzero(~design.kept)]
     dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(design.X, design.cols)]
-    columns = describe_columns(n, rows.n_features, const, dups, rows.n_dropped, rows.dropped_by[3],
-                               imputing=missing == "impute")
+    columns = describe_columns(n, rows.n_features, const, dups, rows.dropped_by, imputing=missing == "impute",
+                               has_offset=rows.offset is not None)
     target: dict[str, Any] = {}
     if rows.family != "gaussian":
+        check_training_folds(rows)  # before any trial: a fold without a finite intercept would fail them all
         facts, notes = target_facts(rows)
         target = {"target": facts}
         columns["notes"] = [*columns["notes"], *notes]
@@ -144,8 +145,6 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "e
         "n_groups": rows.n_groups,
         "fingerprint": _fingerprint(rows, feature_names),
         **columns,
-        "rows_dropped_by": dict(zip(("target", "weight", "feature", "offset") if rows.offset is not None
-                                    else ("target", "weight", "feature"), rows.dropped_by)),
         **target,
     }
 

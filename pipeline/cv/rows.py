@@ -79,10 +79,6 @@ class RowData:
         return object.__sizeof__(self) + int(nbytes) + self.y.nbytes + self.weight.nbytes + self.fold.nbytes
 
     @property
-    def n_dropped(self) -> int:
-        return sum(self.dropped_by)
-
-    @property
     def n_rows(self) -> int:
         return int(self.y.shape[0])
 
