@@ -381,12 +381,15 @@ def label_stats(
     alone; the two differ by ``W d²``, which is small when the labels deal the
     block's rows at random (folds: ``W d² ≈ Cxx / n_block``). Merging the
     labels' moments (Chan, Golub & LeVeque) has an error of the same order as
-    this, so the shift loses no digit that the pass keeps. Labels that group rows
-    with very different means (groups of rows) belong with :meth:`SuffStats.from_block`
-    per label instead.
+    this, so the shift loses no digit that the pass keeps. A label whose mean drifts
+    from the block's (a retrain's time hold-out) loses ``log10(1 + W d² / Cxx)``
+    digits; a column constant on a label's rows gets exactly zero moments (the
+    correction's rounding is cleared, as :meth:`SuffStats.__sub__` does). Labels
+    that group rows with very different means (groups of rows) belong with
+    :meth:`SuffStats.from_block` per label instead.
 
-    Cost: the ``syrk`` of ``p + 2`` columns and a read of the block (no copy of
-    it): a 65,536 × 100 block's five fold records took 38 ms against 53 ms for a
+    Cost: the ``syrk`` of ``p + 2`` columns and a read of the block (chunks, no copy
+    of the whole block): a 65,536 × 100 block's five fold records took 38 ms against 53 ms for a
     gather and two-pass per fold (one BLAS thread, medians of 15).
     """
     from scipy.linalg.blas import dsyrk
