@@ -153,9 +153,12 @@ def test_binomial_summary_mlflow_and_model(binomial_sweep):
     assert model.metadata.signature.outputs.input_names() == ["probability_malignant"]
     frame = _bc_frame()
     raw = model.get_raw_model()
-    X = frame.drop(columns="diagnosis")
-    proba = model.predict(X)
+    X = frame.drop(columns="diagnosis").iloc[::-1]  # the output keeps the rows' index, in their order
+    out = model.predict(X)  # what the signature names: one column, the positive class's probability
+    assert list(out.columns) == ["probability_malignant"] and out.index.equals(X.index)
+    proba = out["probability_malignant"].to_numpy()
     np.testing.assert_allclose(proba, 1 / (1 + np.exp(-(X.to_numpy() @ raw.coef + raw.intercept))), rtol=1e-12)
+    frame = frame.iloc[::-1]
     assert np.mean((proba > 0.5) == (frame["diagnosis"] == "malignant")) > 0.9
 
 
@@ -176,7 +179,7 @@ def test_poisson_with_exposure(poisson_sweep):
     mlflow.set_tracking_uri(cfg.tracking.uri)
     model = mlflow.pyfunc.load_model(summary["model_uri"])
     raw = model.get_raw_model()
-    counts = model.predict(frame.drop(columns="claims"))  # the exposure column is read by name
+    counts = model.predict(frame.drop(columns="claims"))["expected_count"]  # the exposure is read by name
     np.testing.assert_allclose(counts, frame["exposure"] * np.exp(X @ raw.coef + raw.intercept), rtol=1e-12)
     assert model.metadata.signature.outputs.input_names() == ["expected_count"]
 

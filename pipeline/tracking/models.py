@@ -66,11 +66,7 @@ def log_model(
     if input_example is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            prediction = model.predict(input_example)
-            if model.family != "gaussian":  # the output says what it is: a probability or an expected count
-                import pandas as pd
-
-                prediction = pd.DataFrame({model.prediction_name: prediction})
+            prediction = pyfunc_output(model, input_example)
             signature = _signature(input_example, infer_signature(input_example, prediction))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -137,13 +133,28 @@ class PyfuncModel:
     def __init__(self, model: FittedModel) -> None:
         self.model = model
 
-    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
-        return self.model.predict(model_input)
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        """What the logged signature's output names: see :func:`pyfunc_output`."""
+        return pyfunc_output(self.model, model_input)
 
     def get_raw_model(self) -> FittedModel:
         """The :class:`~pipeline.model.FittedModel` (``loaded.get_raw_model()``): it also predicts
         ``scipy.sparse`` rows, which a pyfunc signature cannot describe."""
         return self.model
+
+
+def pyfunc_output(model: FittedModel, model_input: Any) -> Any:
+    """The pyfunc prediction of ``model_input``: the array of predictions (gaussian), or for binomial and
+    Poisson models a one-column DataFrame named as the signature's output (``probability_<positive class>``,
+    ``expected_count``), so that a served model says which class its probabilities are of. A frame's index
+    is kept, for joining the predictions back to their rows."""
+    values = model.predict(model_input)
+    if model.family == "gaussian":
+        return values
+    import pandas as pd
+
+    index = model_input.index if isinstance(model_input, pd.DataFrame) else None
+    return pd.DataFrame({model.prediction_name: values}, index=index)
 
 
 def load_pyfunc(data_path: str) -> PyfuncModel:
