@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
 from ._mlflow_internals import no_installed_package_scan
 
