@@ -53,28 +53,46 @@ class Family:
         top = float(np.max(v if rows is None else v[rows], initial=0.0))
         return np.maximum(v, _V_FLOOR * top if top > 0 else np.finfo(np.float64).tiny)
 
-    def half_deviance(self, y: np.ndarray, eta: np.ndarray, saturated: np.ndarray | None = None) -> np.ndarray:
-        """``½ d(y, η)`` per row (≥ 0; 0 at the saturated fit). ``saturated``: :meth:`saturated_term` of ``y``,
-        if known (a problem computes it once).
+    def half_deviance(self, y: np.ndarray, eta: np.ndarray, terms: np.ndarray | None = None) -> np.ndarray:
+        """``½ d(y, η)`` per row (≥ 0; 0 at the saturated fit). ``terms``: :meth:`deviance_terms` of ``y`` (or
+        their columns of the same rows), if known (a problem computes them once).
 
         Binomial: ``log(1 + e^η) = log1p(e^{−|η|}) + max(η, 0)``, overflow-free and a third of the time of
-        ``logaddexp`` (one exponential, no branches)."""
+        ``logaddexp`` (one exponential, no branches).
+
+        Poisson: ``e^η − yη − y + y log y``, written with ``r = η − log y`` as ``y (e^r − 1 − r)`` (``η`` capped
+        at ``_ETA_MAX`` in the exponential). Near a good fit the four terms of the first form are each about
+        ``y |η|`` while their sum is about ``y r²/2``: at ``y = 10⁶`` and ``r = 10⁻⁴`` it kept 6 digits. With
+        ``expm1`` the loss is about ``ε (2 + |log y|) / |r|`` relative (4e-11 there: ``r`` comes from a rounded
+        ``log y``). A zero count's ``e^η`` is the same expression with ``log y = 0``, ``r = −1`` and ``y`` read
+        as 1 (``expm1(η) + 1``: within ε absolutely, below any sum's rounding), so no row takes a branch: one transcendental per row, and
+        about 20% more time than the cancelling form on cache-sized blocks."""
         if self.name == "binomial":
             out = np.exp(-np.abs(eta))
             np.log1p(out, out=out)
             out += np.maximum(eta, 0.0)
             out -= y * eta
             return out
-        mu = np.exp(np.minimum(eta, _ETA_MAX))
-        return mu - y * eta - (self.saturated_term(y) if saturated is None else saturated)
+        log_y, r_shift, r_scale, y_or_1 = self.deviance_terms(y) if terms is None else terms
+        out = np.minimum(eta, _ETA_MAX)
+        out -= log_y
+        np.expm1(out, out=out)  # e^r − 1 (e^η − 1 for a zero count)
+        r = np.multiply(eta, r_scale)
+        r -= r_shift  # η − log y (−1 for a zero count)
+        out -= r
+        out *= y_or_1
+        return out
 
-    def saturated_term(self, y: np.ndarray) -> np.ndarray:
-        """The part of ``½ d`` that depends on ``y`` alone: Poisson's ``y − y log y`` (0 log 0 = 0); binomial 0."""
+    def deviance_terms(self, y: np.ndarray) -> np.ndarray | None:
+        """Poisson: what :meth:`half_deviance` needs of ``y`` per row, as the rows of a ``(4, n)`` array:
+        ``log y`` (0 for a zero count), the shift of ``r = η·scale − shift`` (``log y``; 1 for a zero count), its
+        scale (1; 0 for a zero count) and ``y`` (1 for a zero count). Binomial: None."""
         if self.name == "binomial":
-            return np.zeros_like(y, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
-        return y - ylogy
+            return None
+        y = np.asarray(y, dtype=np.float64)
+        pos = y > 0
+        log_y = np.log(np.where(pos, y, 1.0))
+        return np.stack([log_y, np.where(pos, log_y, 1.0), pos.astype(np.float64), np.where(pos, y, 1.0)])
 
     def null_intercept(self, y: np.ndarray, w: np.ndarray, offset: np.ndarray) -> float:
         """The intercept of the model without features (the start of every path).

@@ -106,7 +106,7 @@ class GlmProblem:
         self.inner = inner
         self._null: tuple[float, np.ndarray] | None = None
         self._ratios: np.ndarray | None = None
-        self._saturated = family.saturated_term(self.y) if family.name == "poisson" else None  # y − y log y, once
+        self._terms = family.deviance_terms(self.y)  # what the deviance needs of y, once
         self.token = secrets.randbits(63) + 1  # names this problem in its fits (copies of it keep it)
 
     # ------------------------------------------------------------ the objective and its pieces
@@ -134,11 +134,11 @@ class GlmProblem:
         beyond range (0 · ∞)."""
         d = self.base
         with np.errstate(invalid="ignore", over="ignore"):
-            total = float(d.v @ self.family.half_deviance(self.y, eta, self._saturated))
+            total = float(d.v @ self.family.half_deviance(self.y, eta, self._terms))
         if not math.isfinite(total):
             rows = d.rows
-            sat = None if self._saturated is None else self._saturated[rows]
-            total = float(d.v[rows] @ self.family.half_deviance(self.y[rows], eta[rows], sat))
+            terms = None if self._terms is None else self._terms[:, rows]
+            total = float(d.v[rows] @ self.family.half_deviance(self.y[rows], eta[rows], terms))
         return total / d.sum_w
 
     def gradient(self, eta: np.ndarray) -> tuple[np.ndarray, float]:

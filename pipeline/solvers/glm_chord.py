@@ -272,8 +272,8 @@ def _full_steps(fits: Sequence[_Fit], steps: Sequence[_Step]) -> list[_FullStep]
                 d_eta += st.d_b
                 slope[j] -= resids[j][r] @ d_eta
                 eta = np.add(f.eta[r], d_eta, out=etas[j][r])
-                sat = problem._saturated[r] if problem._saturated is not None else None
-                dev[j] += v @ problem.family.half_deviance(y, eta, sat)
+                terms = problem._terms[:, r] if problem._terms is not None else None
+                dev[j] += v @ problem.family.half_deviance(y, eta, terms)
                 resid = np.subtract(y, problem.family.mean(eta), out=R[r, j])
                 resid *= v
             raw += X[r].T @ R[r]

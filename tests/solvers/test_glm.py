@@ -310,7 +310,34 @@ def test_unit_half_deviances_against_scipy() -> None:
     counts = np.arange(eta.size, dtype=float) % 7
     eta_p = np.clip(eta, -30, 30) / 10
     want = np.exp(eta_p) - counts * eta_p - (counts - xlogy(counts, counts))
-    for saturated in (None, POISSON.saturated_term(counts)):
-        np.testing.assert_allclose(POISSON.half_deviance(counts, eta_p, saturated), want, rtol=1e-13, atol=1e-14)
+    for terms in (None, POISSON.deviance_terms(counts)):
+        np.testing.assert_allclose(POISSON.half_deviance(counts, eta_p, terms), want, rtol=1e-13, atol=1e-14)
     full = np.log(np.where(counts > 0, counts, 1.0))
     assert np.all(np.abs(POISSON.half_deviance(counts, full)[counts > 0]) <= 1e-13 * counts[counts > 0])
+
+
+def test_poisson_half_deviance_keeps_its_digits_for_large_counts_near_the_fit() -> None:
+    """Counts up to 10⁹ with ``η = log y + r``, ``|r|`` from 1e-6 to 1: against ``y (e^r − 1 − r)`` in 50-digit
+    decimal arithmetic (from the float ``η`` actually passed), to ``4ε (1 + |log y|) / |r|`` relative: the
+    rounding of ``log y`` (ε |log y| / 2 absolute) and of ``e^r − 1 − r`` (2ε / |r| relative) are what the
+    ``expm1`` form keeps. The form ``e^η − yη − y + y log y`` misses that bound by orders of magnitude here."""
+    import decimal
+
+    ctx = decimal.Context(prec=50)
+    eps = np.finfo(float).eps
+    counts = np.array([1.0, 7.0, 1e3, 123_457.0, 1e6, 3e7, 1e9])
+    worst_old = 0.0
+    for r in (1e-6, -3e-5, 1e-4, -1e-2, 0.3, -1.0):
+        eta = np.log(counts) + r
+        got = POISSON.half_deviance(counts, eta)
+        old = np.exp(eta) - counts * eta - counts + counts * np.log(counts)
+        for y, e, g, o in zip(counts, eta, got, old, strict=True):
+            rr = ctx.subtract(decimal.Decimal(float(e)), ctx.ln(decimal.Decimal(float(y))))
+            want = float(ctx.multiply(decimal.Decimal(float(y)), ctx.subtract(ctx.exp(rr), ctx.add(1, rr))))
+            bound = 4 * eps * (1 + abs(np.log(y))) / abs(r)
+            assert abs(g - want) <= bound * want, (y, r, g, want)
+            worst_old = max(worst_old, abs(o - want) / want / bound)
+    assert worst_old > 1e3  # the cancelling form: the test tells the two apart
+    eta0 = np.array([-700.0, -30.0, -1e-3, 0.0, 2.5, 30.0, 700.0, 800.0])  # a zero count: e^η, to ε + 2 ulps
+    np.testing.assert_allclose(POISSON.half_deviance(np.zeros(8), eta0), np.exp(np.minimum(eta0, 700.0)),
+                               rtol=2 * eps, atol=eps)
