@@ -73,7 +73,9 @@ class Family:
             out += np.maximum(eta, 0.0)
             out -= y * eta
             return out
-        log_y, r_shift, r_scale, y_or_1 = self.deviance_terms(y) if terms is None else terms
+        if terms is None:
+            terms = _poisson_terms(y)
+        log_y, r_shift, r_scale, y_or_1 = terms
         out = np.minimum(eta, _ETA_MAX)
         out -= log_y
         np.expm1(out, out=out)  # e^r − 1 (e^η − 1 for a zero count)
@@ -87,12 +89,7 @@ class Family:
         """Poisson: what :meth:`half_deviance` needs of ``y`` per row, as the rows of a ``(4, n)`` array:
         ``log y`` (0 for a zero count), the shift of ``r = η·scale − shift`` (``log y``; 1 for a zero count), its
         scale (1; 0 for a zero count) and ``y`` (1 for a zero count). Binomial: None."""
-        if self.name == "binomial":
-            return None
-        y = np.asarray(y, dtype=np.float64)
-        pos = y > 0
-        log_y = np.log(np.where(pos, y, 1.0))
-        return np.stack([log_y, np.where(pos, log_y, 1.0), pos.astype(np.float64), np.where(pos, y, 1.0)])
+        return None if self.name == "binomial" else _poisson_terms(y)
 
     def null_intercept(self, y: np.ndarray, w: np.ndarray, offset: np.ndarray) -> float:
         """The intercept of the model without features (the start of every path).
@@ -130,6 +127,14 @@ class Family:
                 return b_next
             b = b_next
         return b
+
+
+def _poisson_terms(y: np.ndarray) -> np.ndarray:
+    """:meth:`Family.deviance_terms` of Poisson counts ``y``."""
+    y = np.asarray(y, dtype=np.float64)
+    pos = y > 0
+    log_y = np.log(np.where(pos, y, 1.0))
+    return np.stack([log_y, np.where(pos, log_y, 1.0), pos.astype(np.float64), np.where(pos, y, 1.0)])
 
 
 BINOMIAL = Family("binomial")
