@@ -146,3 +146,30 @@ def test_a_path_end_is_shared_and_only_falls(monkeypatch: pytest.MonkeyPatch) ->
         other.reached(45)
         assert pickle.loads(pickle.dumps(end)).limit() == 40
         end.close(client)
+
+
+def test_the_memory_a_fold_declares_to_dask_is_what_it_can_hold() -> None:
+    """Dask refuses a task whose inputs' ``sizeof`` exceeds a worker's memory limit. A fold on the rows route
+    forms no p × p matrix, so at p = 8,000 it declares megabytes (it declared 33 Grams, 16.9 GB, and every
+    trial of a 72 × 7,129 binomial sweep failed). On the Gram route each kept reference metric holds a Gram and
+    its eigenvectors: the fold keeps as many as 256 MiB allow (at least 2), and declares them."""
+    from dask.sizeof import sizeof
+
+    from pipeline.cv.glm_models import _metric_bytes, _metrics_kept
+
+    rng = np.random.default_rng(0)
+    n, p = 60, 8000
+    X = rng.standard_normal((n, p))
+    y = (rng.random(n) < 0.5).astype(float)
+    v = np.where(np.arange(n) % 5 == 0, 0.0, 1.0)
+    wide = GlmFoldModel(0, GlmProblem(X, y, v, family_named("binomial"), inner="auto"), np.flatnonzero(v == 0), y,
+                        np.ones(n), "binomial")
+    assert not wide.problem.batched
+    assert sizeof(wide) < 2**20  # its n- and p-vectors: the rows are counted with their own task
+    tall = _fold_model("binomial", "gram")
+    assert tall.problem.batched
+    d = tall.problem.base
+    assert _metrics_kept(d.n_rows, d.n_kept) == 32
+    assert sizeof(tall) >= 33 * 8 * d.n_kept ** 2
+    assert _metrics_kept(5000, 4000) == 2 and _metrics_kept(10**5, 100) == 32
+    assert 2 * _metric_bytes(5000, 4000) > 2**28 > 32 * _metric_bytes(10**5, 100)

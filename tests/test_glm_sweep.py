@@ -302,3 +302,21 @@ def test_retrain_compares_held_out_deviance(binomial_sweep):
     eta = X[held] @ raw.coef + raw.intercept
     deviance = 2 * mean_half_deviance("binomial", y[held], eta, np.ones(int(held.sum())))
     assert out["challenger_score"] == pytest.approx(deviance, rel=1e-10)
+
+
+def test_a_wide_binomial_sweep_fits_within_the_workers_memory(tmp_path):
+    """40 rows × 2,500 features on workers limited to 1 GiB: the rows engine (no p × p matrix) runs every trial.
+    Its fold models declared 33 p × p Grams to Dask (1.65 GB here), which refused every task."""
+    rng = np.random.default_rng(5)
+    n, p = 40, 2500
+    X = rng.standard_normal((n, p))
+    y = (X[:, :5].sum(axis=1) + rng.standard_normal(n) > 0).astype(float)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    cfg = _config(tmp_path, "wide", [f"data.source={tmp_path}/X.npy", f"data.target={tmp_path}/y.npy",
+                                     "model.family=binomial", "search.n_trials=4", "cluster.memory_limit=1GiB"])
+    lines: list[str] = []
+    summary = execute_sweep(cfg, echo=lines.append, progress=False)
+    assert summary["engine"] == "rows" and summary["n_trials_complete"] == 4
+    study = optuna.load_study(study_name="wide", storage=cfg.search.storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4

@@ -72,9 +72,10 @@ class GlmFoldModel(PickledCold):
         """Its p- and n-vectors and warm starts (the rows are counted once, as their own task's result)."""
         d = self.problem.base
         entries = sum(len(e) for e in self.warm.entries.values())
-        metrics = _metrics_kept(d.n_rows) + 1
-        return object.__sizeof__(self) + 8 * (6 * d.n_features + (4 + entries + metrics) * d.n_rows
-                                              + metrics * d.n_kept ** 2)
+        # reference metrics exist on the Gram route only (the rows route forms no p × p matrix)
+        metrics = _metrics_kept(d.n_rows, d.n_kept) + 1 if self.problem.batched else 0
+        return (object.__sizeof__(self) + 8 * (6 * d.n_features + (4 + entries) * d.n_rows)
+                + metrics * _metric_bytes(d.n_rows, d.n_kept))
 
     def score(self, c: Candidate, tol: float) -> FoldScore:
         """Fit ``c`` on this fold (warm-started from the nearest earlier solution) and score its held-out rows."""
@@ -98,7 +99,7 @@ class GlmFoldModel(PickledCold):
                         for c, w in zip(cands, warms, strict=True)]
             for c, fit in zip(cands, fits, strict=True):
                 self.warm.remember(c, fit)
-            _keep_newest_metrics(self.warm, _metrics_kept(self.problem.base.n_rows))
+            _keep_newest_metrics(self.warm, _metrics_kept(self.problem.base.n_rows, self.problem.base.n_kept))
         share = (time.perf_counter() - t0) / max(len(cands), 1)
         return [self._score(c.trial, fit, share) for c, fit in zip(cands, fits, strict=True)]
 
@@ -218,14 +219,23 @@ def _path_points(problems: Sequence[GlmProblem], cand: Candidate, previous: Sequ
             for p, w in zip(problems, previous, strict=True)]
 
 
-_METRIC_BYTES = 256 * 2**20  # what a fold's warm starts may hold in reference metrics (n weights each) ...
+_METRIC_BYTES = 256 * 2**20  # what a fold's warm starts may hold in reference metrics ...
 _METRICS = (2, 32)  # ... but at least and at most this many: on 10⁵ × 100 rows keeping every metric rather than the
 #                     4 newest took the trials from 63 s to 52 s (a warm start's own metric is the nearest there is)
 
 
-def _metrics_kept(n_rows: int) -> int:
-    """How many reference metrics the warm starts of a fold over ``n_rows`` rows keep."""
-    return max(_METRICS[0], min(_METRICS[1], _METRIC_BYTES // (8 * max(n_rows, 1))))
+def _metric_bytes(n_rows: int, n_kept: int) -> int:
+    """What one reference metric holds: the n IRLS weights, the p × p Gram of the kept columns and, once a ridge
+    fit needed it, the Gram's eigenvectors."""
+    return 8 * (n_rows + 2 * n_kept ** 2)
+
+
+def _metrics_kept(n_rows: int, n_kept: int) -> int:
+    """How many reference metrics the warm starts of a fold over ``n_rows`` rows and ``n_kept`` columns keep.
+
+    At 10⁵ × 100 all 32 (31 MB in all); at 4,000 kept columns, where one Gram and its eigenvectors take 256 MB,
+    the 2 newest."""
+    return max(_METRICS[0], min(_METRICS[1], _METRIC_BYTES // _metric_bytes(n_rows, n_kept)))
 
 
 def _keep_newest_metrics(warm: WarmStarts[GlmFit], keep: int) -> None:
