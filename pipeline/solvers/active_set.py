@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SolverResult", "enet_duality_gap", "enet_gram"]
+__all__ = ["SingularBlock", "SolverResult", "enet_duality_gap", "enet_gram"]
 
 _EPS = np.finfo(np.float64).eps
 _MIN_BATCH = 8
@@ -128,6 +128,10 @@ def _gap_from_parts(
     return max(gap, 0.0)
 
 
+class SingularBlock(ArithmeticError):
+    """An active block of more than ``singular_max`` features was singular (see :func:`enet_gram`)."""
+
+
 def enet_gram(
     G: np.ndarray,
     q: np.ndarray,
@@ -138,6 +142,7 @@ def enet_gram(
     *,
     tol: float = 1e-10,
     max_iter: int | None = None,
+    singular_max: int | None = None,
 ) -> SolverResult:
     """Minimise ``½yy − qᵀβ + ½βᵀGβ + λ1‖β‖₁ + (λ2/2)‖β‖²`` for ``λ1 > 0``.
 
@@ -158,6 +163,13 @@ def enet_gram(
         Convergence tolerance on the duality gap relative to ``½ yy``.
     max_iter : int, optional
         Budget of Newton steps, default ``100 + 10 p``.
+    singular_max : int, optional
+        A singular active block (more features than rows, or duplicated
+        columns) is solved one eigen-step at a time, an ``O(m³)``
+        eigendecomposition per coefficient the ratio test drops: at
+        m ≈ 1,500 that took minutes. Beyond this many features raise
+        :class:`SingularBlock` instead (a caller with another solver, such as
+        coordinate descent, takes over). Default: no limit.
 
     Returns
     -------
@@ -206,7 +218,7 @@ def enet_gram(
         A = np.concatenate([active, new])
         theta = np.concatenate([np.sign(beta[active]), np.sign(c[new])])
         beta_A, A, progressed, n_iter = _sign_consistent_newton(
-            G, q, lambda1, lambda2, A, theta, beta[A], n_iter, max_iter
+            G, q, lambda1, lambda2, A, theta, beta[A], n_iter, max_iter, singular_max
         )
         beta[active] = 0.0
         beta[A] = beta_A
@@ -295,6 +307,7 @@ def _sign_consistent_newton(
     beta_A: np.ndarray,
     n_iter: int,
     max_iter: int,
+    singular_max: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool, int]:
     """Solve the lasso restricted to ``A`` starting from ``beta_A`` with signs ``theta``.
 
@@ -320,6 +333,8 @@ def _sign_consistent_newton(
         rhs = q[A] - lambda1 * theta
         chol = _cholesky(H)
         if chol is None:  # singular block: one eigen-step at a time
+            if singular_max is not None and m > singular_max:
+                raise SingularBlock(f"a singular active block of {m} features")
             n_iter += 1
             direction, t_max = _singular_direction(H, rhs - H @ beta_A)
             beta_A, keep, moved, finished = _ratio_step(beta_A, theta, direction, t_max, None)

@@ -75,7 +75,8 @@ def _kernel_eigen(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pcg(apply: Matvec, rhs: np.ndarray, x0: np.ndarray, precondition: Matvec) -> np.ndarray:
-    """Preconditioned conjugate gradients on the SPD ``apply`` from ``x0``, to ``‖r‖ ≤ rtol ‖rhs‖``."""
+    """Preconditioned conjugate gradients on the SPD ``apply`` from ``x0``, to ``‖r‖ ≤ rtol ‖rhs‖``, or until a
+    direction has no curvature (a singular ``apply``: the iterate so far is returned)."""
     x = x0.copy()
     r = rhs - apply(x[:, None])[:, 0]
     target = _CG_RTOL * float(np.linalg.norm(rhs))
@@ -86,7 +87,10 @@ def _pcg(apply: Matvec, rhs: np.ndarray, x0: np.ndarray, precondition: Matvec) -
         if float(np.linalg.norm(r)) <= target:
             break
         Ad = apply(d[:, None])[:, 0]
-        alpha = rz / float(d @ Ad)
+        curvature = float(d @ Ad)
+        if not curvature > 0.0:  # d in the null space of a singular system (duplicated columns): stop there
+            break
+        alpha = rz / curvature
         x += alpha * d
         r -= alpha * Ad
         z = precondition(r)
