@@ -376,7 +376,7 @@ class GlmProblem:
         c = self.controls
         controls = None if c is None else FeatureControls.make(
             d.n_features, penalty_factor=c.factors(multipliers), lower=c.lower, upper=c.upper, rescale=False)
-        problem = RowProblem(inner, controls)
+        problem = RowProblem(inner, controls, once=True)  # a Newton step's quadratic model: one penalty
         lam1, lam2 = penalty.lambda1 * ratio, penalty.lambda2 * ratio
         warm = _row_warm(inner, beta, lam1) if lam1 > 0 or c is not None else None
         tol = _inner_tol(abs_tol / ratio, problem.yy)

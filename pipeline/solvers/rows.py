@@ -135,8 +135,12 @@ class _GramCache:
 class RowProblem:
     """The penalized least-squares problem of a :class:`RowDesign`; solve it for any penalty (module docstring)."""
 
-    def __init__(self, design: RowDesign, controls: FeatureControls | None = None) -> None:
+    def __init__(self, design: RowDesign, controls: FeatureControls | None = None, *, once: bool = False) -> None:
+        """``once``: the problem is solved for one penalty only (a GLM's Newton step), so ridge factors
+        ``G + λ2 I`` or ``K + λ2 I`` by Cholesky (a tenth of an eigendecomposition's time) rather than
+        eigendecomposing ``G`` or ``K`` for every λ2 to come."""
         self.design = design
+        self.once = once
         self.controls = None if controls is None or controls.is_default else controls
         self._l1_ratios: np.ndarray | None = None  # box_lambda1_ratios, once
         self._free_cols: dict[int, np.ndarray] = {}  # X̃ᵀVx̃_u/Σv of unpenalized features u: the box gap's projection
@@ -496,7 +500,7 @@ class RowProblem:
     # ------------------------------------------------------------ ridge
     def _ridge_solver(self) -> _Ridge:
         if self._ridge is None:
-            self._ridge = _Ridge(self.design, self._weighted_rows(), self._kernel_for_ridge)
+            self._ridge = _Ridge(self.design, self._weighted_rows(), self._kernel_for_ridge, once=self.once)
         return self._ridge
 
     def _ridge_fit(self, lam2: float, tol: float) -> RowFit:
@@ -715,21 +719,48 @@ class _WeightedRows:
 class _Ridge:
     """``(G + λ2 I)⁻¹ q`` for any λ2 through the kernel or a shared Lanczos basis (module docstring)."""
 
-    def __init__(self, design: RowDesign, rows: _WeightedRows, kernel: Callable[[], np.ndarray]) -> None:
-        self.design, self.rows = design, rows
+    def __init__(self, design: RowDesign, rows: _WeightedRows, kernel: Callable[[], np.ndarray], *,
+                 once: bool = False) -> None:
+        """``once``: a single λ2 > 0 is solved by a Cholesky factor of the smaller side (see :meth:`solve`)."""
+        self.design, self.rows, self._kernel = design, rows, kernel
         d = design
         n, p = d.rows.size, d.n_kept
         self.dual = n <= p
         self.rhs = rows.b if self.dual else d.xt(d.y_c)  # b (dual side) or q = Aᵀb (primal side)
         self._eig: tuple[np.ndarray, np.ndarray] | None = None
         self._lanczos: ShiftedLanczos | None = None
+        self._once = once and min(n, p) <= KERNEL_EIGH_MAX
+        if not self._once:
+            self._decompose()
+
+    def _decompose(self) -> None:
+        """What every λ2 is then solved with: the eigendecomposition of the smaller side, or a Lanczos basis."""
+        d, rows = self.design, self.rows
+        n, p = d.rows.size, d.n_kept
         every = np.arange(p)
+        self._once = False
         if min(n, p) <= KERNEL_EIGH_MAX:
-            self._eig = self._kernel_eig(kernel()) if self.dual else self._gram_eig()
+            self._eig = self._kernel_eig(self._kernel()) if self.dual else self._gram_eig()
         elif self.dual:
             self._lanczos = ShiftedLanczos(lambda u: rows.a(every, rows.at(u)), rows.b, n)
         else:
             self._lanczos = ShiftedLanczos(lambda beta: rows.at(rows.a(every, beta)), self.rhs, p)
+
+    def _cholesky_solve(self, lam2: float) -> np.ndarray | None:
+        """``(K + λ2 I)⁻¹ b`` or ``(G + λ2 I)⁻¹ q`` by one Cholesky factor (None if it fails numerically)."""
+        import scipy.linalg
+
+        if self.dual:
+            M = self._kernel()
+        else:
+            every = np.arange(self.design.n_kept)
+            M = self.design.gram(every, every)
+        M.flat[:: M.shape[0] + 1] += lam2
+        try:
+            factor = scipy.linalg.cho_factor(M, lower=True, overwrite_a=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+        return np.asarray(scipy.linalg.cho_solve(factor, self.rhs, check_finite=False))
 
     @staticmethod
     def _kernel_eig(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -753,8 +784,15 @@ class _Ridge:
 
         With ``G = V diag(e) Vᵀ``: ``β = V (Vᵀq ⊘ (e + λ2))``; with ``K = U diag(e) Uᵀ``:
         ``β = Aᵀ U (Uᵀb ⊘ (e + λ2))``. At λ2 = 0 eigenvalues at rounding level are dropped (the
-        minimum-norm least-squares solution, as an SVD solver gives it).
+        minimum-norm least-squares solution, as an SVD solver gives it). Solved ``once`` (λ2 > 0): one
+        Cholesky factor of ``K + λ2 I`` or ``G + λ2 I`` instead (n³/3 flops against about 4n³).
         """
+        if self._once and lam2 > 0.0:
+            x_once = self._cholesky_solve(lam2)
+            if x_once is not None:
+                return (self.rows.at(x_once) if self.dual else x_once), 0.0
+        if self._eig is None and self._lanczos is None:
+            self._decompose()
         if self._eig is not None:
             e, U = self._eig
             denom = e + lam2
@@ -768,6 +806,8 @@ class _Ridge:
         return (self.rows.at(x) if self.dual else x), residual
 
     def largest_eigenvalue(self) -> float:
+        if self._eig is None and self._lanczos is None:
+            self._decompose()
         if self._eig is not None:
             return float(self._eig[0][-1])
         assert self._lanczos is not None

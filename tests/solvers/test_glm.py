@@ -341,3 +341,29 @@ def test_poisson_half_deviance_keeps_its_digits_for_large_counts_near_the_fit() 
     eta0 = np.array([-700.0, -30.0, -1e-3, 0.0, 2.5, 30.0, 700.0, 800.0])  # a zero count: e^η, to ε + 2 ulps
     np.testing.assert_allclose(POISSON.half_deviance(np.zeros(8), eta0), np.exp(np.minimum(eta0, 700.0)),
                                rtol=2 * eps, atol=eps)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_wide_ridge_steps_factor_once_per_newton_step(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ridge on p ≫ n rows: each Newton step's quadratic model is solved for its one λ2 by a Cholesky factor of
+    ``K + λ2 I`` (no eigendecomposition, which would serve every λ2 of a problem solved once), and reaches the
+    brute force's objective, from a strong penalty to a weak one."""
+    from pipeline.solvers import rows
+
+    decompositions = []
+    original = rows._Ridge._decompose
+    monkeypatch.setattr(rows._Ridge, "_decompose", lambda self: decompositions.append(1) or original(self))
+    rng = np.random.default_rng(6)
+    n, p = 50, 250
+    X = rng.normal(size=(n, p)) * (rng.random((n, p)) < 0.3)
+    eta = X[:, :5] @ np.array([1.0, -1.0, 0.8, 0.6, -0.5])
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if family == "binomial" else \
+        rng.poisson(np.exp(0.2 + 0.4 * eta)).astype(float)
+    fam = BINOMIAL if family == "binomial" else POISSON
+    problem = GlmProblem(sp.csr_matrix(X), y, np.ones(n), fam, inner="rows")
+    for lam2 in (1.0, 0.05, 0.002):
+        fit = problem.solve(ElasticNet(0.0, lam2))
+        ref_obj, _, _ = brute_force(family, X, y, 0.0, lam2)
+        ours = objective(family, X, y, fit.coef, fit.intercept, 0.0, lam2, scale=weighted_scale(X, np.ones(n)))
+        assert fit.converged and ours <= ref_obj * (1 + REL), (lam2, ours, ref_obj)
+    assert not decompositions
