@@ -129,7 +129,12 @@ def _gap_from_parts(
 
 
 class SingularBlock(ArithmeticError):
-    """An active block of more than ``singular_max`` features was singular (see :func:`enet_gram`)."""
+    """An active block of more than ``singular_max`` features was singular (see :func:`enet_gram`); ``size``:
+    its number of features."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"a singular active block of {size} features")
+        self.size = size
 
 
 def enet_gram(
@@ -334,7 +339,7 @@ def _sign_consistent_newton(
         chol = _cholesky(H)
         if chol is None:  # singular block: one eigen-step at a time
             if singular_max is not None and m > singular_max:
-                raise SingularBlock(f"a singular active block of {m} features")
+                raise SingularBlock(m)
             n_iter += 1
             direction, t_max = _singular_direction(H, rhs - H @ beta_A)
             beta_A, keep, moved, finished = _ratio_step(beta_A, theta, direction, t_max, None)

@@ -436,3 +436,21 @@ def test_singular_active_blocks_go_to_coordinate_descent_and_match_sklearn(monke
         assert warm.result.converged
         _compare(X, y, w, warm.result.coef, warm.result.intercept, lam1, 0.0, True, True, f"ratio {ratio}")
     assert sizes and max(sizes) <= 20 < np.count_nonzero(warm.result.coef)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_sparse_kernel_is_the_dense_one(fit_intercept):
+    """``K = AAᵀ`` of sparse rows, centred implicitly (no column densified), against ``A`` formed column by column
+    with its means subtracted, on weighted rows some of which weigh 0: to rounding."""
+    from pipeline.solvers.rows import _WeightedRows
+
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 2000, density=0.01, format="csr", random_state=2)
+    v = rng.uniform(0, 2, 300)
+    v[::7] = 0.0
+    design = RowDesign(X, rng.normal(size=300), v, fit_intercept=fit_intercept)
+    rows = _WeightedRows(design)
+    A = rows.columns(np.arange(design.n_kept))
+    want = A @ A.T
+    np.testing.assert_allclose(rows.kernel(), want, rtol=0, atol=1e-13 * np.abs(want).max())
+
