@@ -216,17 +216,23 @@ def test_degenerate_targets_are_clear_errors() -> None:
         GlmProblem(BC_X, np.ones(len(BC_Y)), np.ones(len(BC_Y)), BINOMIAL).solve(ElasticNet(0.1, 0))
 
 
+def _wide_rows(family: str, n: int, p: int, density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """p ≫ n Gaussian entries, a share ``density`` of them non-zero; five true effects; 0/1 labels or counts."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * (rng.random((n, p)) < density)
+    eta = X[:, :5] @ np.array([1.5, -1.0, 1.0, 0.8, -0.6])
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if family == "binomial" else \
+        rng.poisson(np.exp(0.3 + 0.5 * eta)).astype(float)
+    return X, y
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
 def test_wide_data_on_the_rows(sparse: bool, family: str) -> None:
     """p ≫ n (60 × 300, a quarter of the entries non-zero): the rows solve each Newton step's model (no p × p
     matrix), against the brute force; the lasso keeps fewer features than rows, the elastic net fewer than p."""
-    rng = np.random.default_rng(5)
     n, p = 60, 300
-    X = rng.normal(size=(n, p)) * (rng.random((n, p)) < 0.25)
-    eta = X[:, :5] @ np.array([1.5, -1.0, 1.0, 0.8, -0.6])
-    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if family == "binomial" else \
-        rng.poisson(np.exp(0.3 + 0.5 * eta)).astype(float)
+    X, y = _wide_rows(family, n, p, density=0.25, seed=5)
     fam = BINOMIAL if family == "binomial" else POISSON
     problem = GlmProblem(sp.csr_matrix(X) if sparse else X, y, np.ones(n), fam, inner="rows")
     for share in (1.0, 0.5):
@@ -353,12 +359,8 @@ def test_wide_ridge_steps_factor_once_per_newton_step(family: str, monkeypatch: 
     decompositions = []
     original = rows._Ridge._decompose
     monkeypatch.setattr(rows._Ridge, "_decompose", lambda self: decompositions.append(1) or original(self))
-    rng = np.random.default_rng(6)
     n, p = 50, 250
-    X = rng.normal(size=(n, p)) * (rng.random((n, p)) < 0.3)
-    eta = X[:, :5] @ np.array([1.0, -1.0, 0.8, 0.6, -0.5])
-    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if family == "binomial" else \
-        rng.poisson(np.exp(0.2 + 0.4 * eta)).astype(float)
+    X, y = _wide_rows(family, n, p, density=0.3, seed=6)
     fam = BINOMIAL if family == "binomial" else POISSON
     problem = GlmProblem(sp.csr_matrix(X), y, np.ones(n), fam, inner="rows")
     for lam2 in (1.0, 0.05, 0.002):
