@@ -74,7 +74,8 @@ class GlmFoldModel(PickledCold):
         entries = sum(len(e) for e in self.warm.entries.values())
         # reference metrics exist on the Gram route only (the rows route forms no p × p matrix)
         metrics = _metrics_kept(d.n_rows, d.n_kept) + 1 if self.problem.batched else 0
-        return (object.__sizeof__(self) + 8 * (6 * d.n_features + (4 + entries) * d.n_rows)
+        terms = 4 if self.problem._terms is not None else 0  # Poisson's deviance terms: four n-vectors
+        return (object.__sizeof__(self) + 8 * (6 * d.n_features + (4 + terms + entries) * d.n_rows)
                 + metrics * _metric_bytes(d.n_rows, d.n_kept))
 
     def score(self, c: Candidate, tol: float) -> FoldScore:

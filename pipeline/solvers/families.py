@@ -78,11 +78,16 @@ class Family:
         log_y, r_shift, r_scale, y_or_1 = terms
         out = np.minimum(eta, _ETA_MAX)
         out -= log_y
-        np.expm1(out, out=out)  # e^r − 1 (e^η − 1 for a zero count)
+        with np.errstate(over="ignore"):
+            np.expm1(out, out=out)  # e^r − 1 (e^η − 1 for a zero count)
         r = np.multiply(eta, r_scale)
         r -= r_shift  # η − log y (−1 for a zero count)
         out -= r
         out *= y_or_1
+        over = np.isinf(out) & np.isfinite(eta)
+        if over.any():  # e^r overflows for a tiny y (r > 709): far from the fit, the first form has no cancellation
+            y_o, eta_o, log_o = y[over], eta[over], log_y[over]
+            out[over] = np.exp(np.minimum(eta_o, _ETA_MAX)) - y_o * eta_o - y_o + y_o * log_o
         return out
 
     def deviance_terms(self, y: np.ndarray) -> np.ndarray | None:

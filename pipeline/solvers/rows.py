@@ -155,7 +155,9 @@ class RowProblem:
         self._weighted: _WeightedRows | None = None
         self._K: np.ndarray | None = None
         self._dual_failed = False
-        self._singular_from = design.rows.size  # no set of this many features (or more) has a regular Gram block
+        # per solve (reset by _enet): the size from which a working set's Gram block was found singular (at first
+        # the rows: no larger set has a regular one), and the limit above which singular blocks go to descent
+        self._singular_from = design.rows.size
         self._singular_max: int | None = SINGULAR_NEWTON_MAX  # None: singular blocks of any size by eigen-steps
         kept = design.cols
         self._trace_gram = float(np.sum(design.x_var[kept] / design.x_scale[kept] ** 2))  # Σ G_jj = trace K
@@ -258,6 +260,8 @@ class RowProblem:
         threshold = 1e-8 * self.yy  # on xv·Δβ²: tightened until the gap holds
         rounds = 0
         gaps: list[float] = []
+        # what one hard λ learnt about singular blocks must not slow the fold's later fits (the stall rule)
+        self._singular_from, self._singular_max = d.rows.size, SINGULAR_NEWTON_MAX
         previous_gap = np.inf
         gap = _enet_gap(self.q, self.yy, beta, c, d.v @ (r * r) / d.sum_w, lam1, lam2)
         while rounds < _MAX_ROUNDS:
@@ -742,12 +746,14 @@ class _WeightedRows:
         ``c = m ⊘ s``, ``X̃ = Xs − 1cᵀ``, so ``X̃X̃ᵀ = XsXsᵀ − g1ᵀ − 1gᵀ + (cᵀc) 11ᵀ`` with ``g = Xs c``, and
         ``K = D X̃X̃ᵀ D / Σv``, ``D = diag(√v)``. The sparse product costs the non-zeros' pairs, not ``2n²p``:
         on 2,000 × 30,000 rows at 0.2% it took 0.09 s, where densifying blocks of columns took 1.2 s (each
-        Newton step of a wide binomial ridge forms it: such a fit went from 8.3 s to 0.7 s)."""
+        Newton step of a wide binomial ridge forms it: such a fit went from 8.3 s to 0.7 s). As in
+        :meth:`RowDesign.gram` on sparse rows, the centring cancels digits for a column whose mean is large
+        against its spread (a column of 10⁴ + N(0, 1): 3e-11 relative, 6e-9 unstandardized)."""
         import scipy.sparse
 
         d = self.design
         cols = d.cols
-        Xs = scipy.sparse.csr_matrix(d.X)[d.rows][:, cols] @ scipy.sparse.diags(1.0 / d.x_scale[cols])
+        Xs = scipy.sparse.csr_matrix(d.X[:, cols][d.rows]) @ scipy.sparse.diags(1.0 / d.x_scale[cols])
         K = np.asarray((Xs @ Xs.T).toarray(), dtype=np.float64)
         if d.fit_intercept:
             c = d.x_center[cols] / d.x_scale[cols]

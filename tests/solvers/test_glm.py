@@ -344,6 +344,10 @@ def test_poisson_half_deviance_keeps_its_digits_for_large_counts_near_the_fit() 
             assert abs(g - want) <= bound * want, (y, r, g, want)
             worst_old = max(worst_old, abs(o - want) / want / bound)
     assert worst_old > 1e3  # the cancelling form: the test tells the two apart
+    tiny = np.array([1e-5, 1e-300])  # e^r overflows (r > 709): the first form, without cancellation there
+    eta_t = np.array([699.0, 20.0])
+    np.testing.assert_allclose(POISSON.half_deviance(tiny, eta_t),
+                               np.exp(eta_t) - tiny * eta_t - tiny + tiny * np.log(tiny), rtol=1e-15)
     eta0 = np.array([-700.0, -30.0, -1e-3, 0.0, 2.5, 30.0, 700.0, 800.0])  # a zero count: e^η, to ε + 2 ulps
     np.testing.assert_allclose(POISSON.half_deviance(np.zeros(8), eta0), np.exp(np.minimum(eta0, 700.0)),
                                rtol=2 * eps, atol=eps)

@@ -454,3 +454,34 @@ def test_the_sparse_kernel_is_the_dense_one(fit_intercept):
     want = A @ A.T
     np.testing.assert_allclose(rows.kernel(), want, rtol=0, atol=1e-13 * np.abs(want).max())
 
+
+
+def test_a_stalled_descent_goes_back_to_eigen_steps_for_that_solve_only(monkeypatch):
+    """Every column twice on 40 sparse rows, singular blocks above 5 features sent to coordinate descent: near
+    interpolation descent stalls, and the solve goes back to exact eigen-steps (the stall rule); the next solve
+    of the same problem starts with the limit again. Every fit of the path to 1e-5·λ1_max matches
+    scikit-learn."""
+    from pipeline.solvers import rows
+
+    monkeypatch.setattr(rows, "SINGULAR_NEWTON_MAX", 5)
+    fired: list[float] = []
+    original = rows.RowProblem._inner
+
+    def inner(self, W, beta, r, c_smooth, lam1, *args):
+        if self._singular_max is None:
+            fired.append(lam1)
+        return original(self, W, beta, r, c_smooth, lam1, *args)
+
+    monkeypatch.setattr(rows.RowProblem, "_inner", inner)
+    base = sp.random(40, 50, density=0.3, format="csc", random_state=3)
+    X = sp.hstack([base, base], format="csr")
+    y = np.asarray(base[:, :4].sum(axis=1)).ravel() + 0.1 * np.random.default_rng(3).normal(size=40)
+    w = np.ones(40)
+    problem = RowProblem(RowDesign(X, y, w))
+    warm = None
+    for ratio in (0.1, 1e-2, 1e-3, 1e-4, 1e-5, 0.1):
+        lam1 = ratio * problem.lambda1_max
+        warm = problem.solve(ElasticNet(lam1, 0.0), warm)
+        assert warm.result.converged, (ratio, warm.result.dual_gap)
+        _compare(X, y, w, warm.result.coef, warm.result.intercept, lam1, 0.0, True, True, f"ratio {ratio}")
+    assert fired and problem.lambda1_max * 0.1 not in fired
