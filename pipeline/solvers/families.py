@@ -27,6 +27,7 @@ __all__ = ["BINOMIAL", "FAMILY_NAMES", "POISSON", "Family", "family_named"]
 
 FAMILY_NAMES: tuple[str, ...] = ("gaussian", "binomial", "poisson")
 _ETA_MAX = 700.0  # e^700 ≈ 1e304: finite; beyond, the Poisson mean is clipped
+_LOG_Y_OVERFLOW = -9.0  # below this log y, e^{min(η, _ETA_MAX) − log y} can overflow (709.78 − 700 = 9.78)
 _V_FLOOR = 1e-10  # IRLS weights below this fraction of the largest are raised to it (glmnet clamps μ alike)
 
 
@@ -65,8 +66,10 @@ class Family:
         ``y |η|`` while their sum is about ``y r²/2``: at ``y = 10⁶`` and ``r = 10⁻⁴`` it kept 6 digits. With
         ``expm1`` the loss is about ``ε (2 + |log y|) / |r|`` relative (4e-11 there: ``r`` comes from a rounded
         ``log y``). A zero count's ``e^η`` is the same expression with ``log y = 0``, ``r = −1`` and ``y`` read
-        as 1 (``expm1(η) + 1``: within ε absolutely, below any sum's rounding), so no row takes a branch: one transcendental per row, and
-        about 20% more time than the cancelling form on cache-sized blocks."""
+        as 1 (``expm1(η) + 1``: within ε absolutely, below any sum's rounding), so no row takes a branch: one
+        transcendental per row; 19 µs against the cancelling form's 13 µs on 5,000 rows, which five
+        2·10⁵ × 100 Poisson fits did not show (2.07 s against 2.13 s, medians of 6). Only a count below ``e^{−9}`` can make ``e^r`` overflow (``r > 709``): such
+        rows, far from the fit where nothing cancels, take the first form."""
         if self.name == "binomial":
             out = np.exp(-np.abs(eta))
             np.log1p(out, out=out)
@@ -84,8 +87,7 @@ class Family:
         r -= r_shift  # η − log y (−1 for a zero count)
         out -= r
         out *= y_or_1
-        over = np.isinf(out) & np.isfinite(eta)
-        if over.any():  # e^r overflows for a tiny y (r > 709): far from the fit, the first form has no cancellation
+        if float(log_y.min(initial=0.0)) < _LOG_Y_OVERFLOW and (over := np.isinf(out) & np.isfinite(eta)).any():
             y_o, eta_o, log_o = y[over], eta[over], log_y[over]
             out[over] = np.exp(np.minimum(eta_o, _ETA_MAX)) - y_o * eta_o - y_o + y_o * log_o
         return out

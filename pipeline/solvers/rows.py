@@ -155,8 +155,8 @@ class RowProblem:
         self._weighted: _WeightedRows | None = None
         self._K: np.ndarray | None = None
         self._dual_failed = False
-        # per solve (reset by _enet): the size from which a working set's Gram block was found singular (at first
-        # the rows: no larger set has a regular one), and the limit above which singular blocks go to descent
+        # set by each _enet: the size from which a working set's Gram block was found singular (at first the
+        # rows: no larger set has a regular one), and the limit above which singular blocks go to descent
         self._singular_from = design.rows.size
         self._singular_max: int | None = SINGULAR_NEWTON_MAX  # None: singular blocks of any size by eigen-steps
         kept = design.cols
@@ -393,9 +393,9 @@ class RowProblem:
         block of more than :data:`SINGULAR_NEWTON_MAX` features is singular (more of them than rows, or
         duplicated columns, as in sparse one-hot or text data): coordinate descent is then the inner solver.
 
-        A set beyond that size and as large as one found singular before in this problem (or as the rows, with
-        λ2 = 0) is not tried again: each try costs Cholesky factors of its growing blocks (45% of a wide sparse binomial fit's time
-        when every round tried)."""
+        A set beyond that size and as large as one found singular before in this solve (or as the rows, with
+        λ2 = 0) is not tried again: each try costs Cholesky factors of its growing blocks (45% of a wide sparse
+        binomial fit's time when every round tried)."""
         limit = self._singular_max
         if limit is not None and lam2 == 0.0 and W.size >= self._singular_from and W.size > limit:
             return False
