@@ -21,11 +21,27 @@ import numpy as np
 
 from .solvers.families import family_named
 
-__all__ = ["EXTRA_METRICS", "METRIC_OF", "auc", "fold_scores", "metric_label", "null_deviance"]
+__all__ = ["EXTRA_METRICS", "METRIC_OF", "auc", "fold_scores", "metric_label", "null_deviance", "standard_error"]
 
 METRIC_OF = {"gaussian": "mse", "binomial": "binomial_deviance", "poisson": "poisson_deviance"}
 EXTRA_METRICS = {"gaussian": (), "binomial": ("log_loss", "auc", "accuracy", "brier"), "poisson": ("mae",)}
 _LABELS = {"mse": "MSE", "binomial_deviance": "binomial deviance", "poisson_deviance": "Poisson deviance"}
+
+
+def standard_error(fold_values: np.ndarray) -> np.ndarray:
+    """glmnet's ``cvsd`` of each column of ``fold_values`` (K folds × points): the folds' standard deviation over
+    √K (NaN for one fold). Scaled by the column's largest magnitude first: a weakly penalized Poisson fit can
+    put a held-out deviance near 1e160 (e^η of an extrapolated row), whose square overflowed with a warning;
+    an infinite value gives an infinite error."""
+    x = np.asarray(fold_values, dtype=float)
+    k = x.shape[0]
+    if k < 2:
+        return np.full(x.shape[1:], np.nan)
+    with np.errstate(invalid="ignore"):
+        top = np.max(np.abs(x), axis=0)
+        scale = np.where(np.isfinite(top) & (top > 0), top, 1.0)
+        se = scale * (x / scale).std(axis=0, ddof=1) / math.sqrt(k)
+    return np.where(np.isfinite(top), se, np.inf)
 
 
 def metric_label(metric: str) -> str:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from .metrics import standard_error
 from .report import TrialRow
 
 __all__ = [
@@ -100,7 +101,6 @@ def curve_of(penalty: str, share: float, strengths: Sequence[float],
              folds: Sequence[Mapping[str, Sequence[float]]]) -> PathCurve:
     """The curve from per-fold results (``heldout_mse``, ``heldout_r2``, ``train_mse``, ``n_nonzero`` each),
     cut at the shortest fold (a fold's path stops once its training fit is nearly exact, as glmnet's)."""
-    k = len(folds)
     m = min(len(f["heldout_mse"]) for f in folds)
     strengths = strengths[:m]
     mse = np.array([f["heldout_mse"][:m] for f in folds], dtype=float)  # (k, m)
@@ -108,7 +108,7 @@ def curve_of(penalty: str, share: float, strengths: Sequence[float],
     def mean(key: str) -> tuple[float, ...]:
         return tuple(float(v) for v in np.mean([f[key][:m] for f in folds], axis=0))
 
-    se = mse.std(axis=0, ddof=1) / math.sqrt(k) if k > 1 else np.full(mse.shape[1], np.nan)
+    se = standard_error(mse)
     return PathCurve(penalty, float(share), tuple(float(s) for s in strengths), mean("heldout_mse"),
                      tuple(float(v) for v in se), mean("heldout_r2"), mean("train_mse"), mean("n_nonzero"))
 
@@ -178,7 +178,7 @@ def choose(rows: Sequence[TrialRow], curve: PathCurve,
     bar = low.cv_mse + (low.cv_mse_se if math.isfinite(low.cv_mse_se) else 0.0)
     within = [i for i, v in enumerate(curve.cv_mse) if v <= bar]
     if not within:  # cannot happen when the minimum lies on the path; keep the minimum then
-        return {"min": low, "1se": Choice("1se", **{**asdict(low), "rule": "1se"})}
+        return {"min": low, "1se": replace(low, rule="1se")}
     i = min(within, key=lambda j: -curve.strengths[j])  # the largest strength
     lam1, lam2 = curve.lambdas(i)
     one_se = Choice("1se", curve.penalty, lam1, lam2, curve.cv_mse[i], curve.cv_mse_se[i], curve.cv_r2[i],

@@ -53,6 +53,35 @@ def test_the_one_se_choice_is_the_largest_strength_within_one_se_of_the_minimum(
     assert choices["1se"].lambda1 == 1  # 5.0 > 0.9 + 0.05
 
 
+def test_a_path_short_of_the_winning_trial_leaves_both_choices_at_the_trial() -> None:
+    """A path cut before it reached the best trial (one noisy fold stopped it: seen on a 34-row Poisson table)
+    has no point within one SE of the trial; both choices are the trial (this crashed the sweep before)."""
+    curve = _curve([10, 9, 8], [5.0, 4.9, 4.8], [0.3, 0.3, 0.3], [0, 1, 1])
+    rows = [_row(7, "l1", 0.5, 0.0, 1.0, 0.2, 5)]
+    choices = choose(rows, curve)
+    assert choices["min"].trial == choices["1se"].trial == 7
+    assert (choices["min"].rule, choices["1se"].rule) == ("min", "1se")
+    assert choices["1se"].lambda1 == 0.5 and choices["1se"].cv_mse == 1.0
+
+
+def test_the_standard_error_keeps_huge_fold_errors_finite() -> None:
+    """glmnet's cvsd against the exact rational arithmetic of ``statistics.stdev``: ordinary fold errors, errors
+    near 1e160 (a weakly penalized Poisson fold, whose square overflowed) and an infinite one."""
+    import statistics
+    import warnings
+
+    from pipeline.metrics import standard_error
+
+    folds = np.array([[3.1, 2.5e160, 1.0], [2.9, 7.0e159, 2.0], [3.4, 1.2e160, np.inf]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        se = standard_error(folds)
+    for j in range(2):
+        assert se[j] == pytest.approx(statistics.stdev(folds[:, j]) / math.sqrt(3), rel=1e-14)
+    assert se[2] == math.inf
+    assert np.isnan(standard_error(folds[:1])).all()
+
+
 def test_the_pareto_front_keeps_exactly_the_trials_nothing_beats_in_both() -> None:
     rng = np.random.default_rng(1)
     rows = [_row(i, "l1", 0.1, 0.0, float(rng.uniform(1, 2)), 0.1, int(rng.integers(1, 8))) for i in range(60)]

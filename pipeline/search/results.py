@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..candidate import Candidate
+from ..metrics import standard_error
 from ..cv import FoldScore
 
 __all__ = ["TrialResult", "explained_name", "summarize_scores"]
@@ -78,12 +79,11 @@ def summarize_scores(candidate: Candidate, scores: Sequence[FoldScore], start: f
     """
     scores = sorted(scores, key=lambda s: s.fold)
     mse = np.array([s.heldout_mse for s in scores])
-    k = mse.size
     return TrialResult(
         number=candidate.trial,
         candidate=candidate,
         cv_mse=float(mse.mean()),
-        cv_mse_se=float(mse.std(ddof=1) / math.sqrt(k)) if k > 1 else float("nan"),
+        cv_mse_se=float(standard_error(mse)),
         fold_mse=tuple(float(v) for v in mse),
         train_mse=float(np.mean([s.train_mse for s in scores])),
         cv_r2=float(np.mean([s.heldout_r2 for s in scores])),
