@@ -259,6 +259,9 @@ def _choose_columns(
     else:
         left_out = set(cfg.exclude or ())
         features = tuple(c for c in columns if c not in reserved and c not in left_out)
+    if "" in features:
+        raise DataError(f"column {columns.index('') + 1} of {where} has no header, and a feature needs a name (the "
+                        "model's inputs are named): give it a header, or leave it out with data.exclude: [\"\"].")
     if not features:
         raise DataError(f"{where} has no feature columns besides the target/weight/group columns.")
     return features, target
@@ -288,14 +291,17 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     """Features, target, categorical features, text features and notes of a CSV, from its header and first lines,
     and whether the target is text (a binomial model's labels, with ``labels``).
 
-    A first column with an empty header holding unique text is R's ``write.csv`` row names: left out, with a note.
+    A first column with an empty header holding unique values is row labels (R's ``write.csv`` row names, the
+    index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
+    named in the model's signature, so ``_choose_columns`` refuses it.
     """
     kinds, unique = csv_head_kinds(path, columns, cfg.na_values)
     notes: tuple[str, ...] = ()
-    if columns and columns[0] == "" and kinds[""] != "numeric" and unique[""] and cfg.features is None:
+    if (columns and columns[0] == "" and unique[""] and cfg.features is None
+            and "" not in (cfg.target, cfg.weight, group, cfg.offset, cfg.exposure)):
         cfg = cfg.model_copy(update={"exclude": [*(cfg.exclude or []), ""]})
-        notes = ("the first column has no header and unique text (row names, as R's write.csv writes them): "
-                 "left out.",)
+        notes = ("the first column has no header and unique values (row labels, as R's write.csv and pandas' "
+                 "to_csv write them): left out.",)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")

@@ -194,7 +194,23 @@ def test_exclude_and_row_labels(tmp_path, penguins):
     plan = plan_data(DataConfig(source=str(tmp_path / "r.csv"), target=TARGET, exclude=["year", "island"],
                                 missing="impute"))
     assert plan.raw_features == ("species", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "sex")
-    assert any("row names" in n for n in plan.notes)
+    assert any("row labels" in n for n in plan.notes)
+
+
+def test_unnamed_columns(tmp_path, penguins):
+    """pandas' ``to_csv`` writes its integer index as an unnamed first column: row labels, left out. Any other
+    unnamed column would reach MLflow's signature without a name (it failed there, after the sweep): refused."""
+    penguins.to_csv(tmp_path / "indexed.csv")
+    plan = plan_data(DataConfig(source=str(tmp_path / "indexed.csv"), target=TARGET, missing="impute"))
+    assert "" not in plan.raw_features and plan.raw_features[0] == "species"
+    assert any("row labels" in n for n in plan.notes)
+    df = penguins.copy()
+    df.insert(2, "", df["year"])
+    df.to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(DataError, match=r"column 3 of .* has no header.*data.exclude: \[\"\"\]"):
+        plan_data(DataConfig(source=str(tmp_path / "gap.csv"), target=TARGET, missing="impute"))
+    plan = plan_data(DataConfig(source=str(tmp_path / "gap.csv"), target=TARGET, missing="impute", exclude=[""]))
+    assert "" not in plan.raw_features
 
 
 @pytest.mark.parametrize("change, message", [
