@@ -271,9 +271,9 @@ class _Sweep:
         cand = Candidate.from_params(best.number, best.params)
         share = l1_share(cand.penalty, cand.lambda1, cand.lambda2)
         high, low = _path_range(cand.penalty, share, self.bounds, self.space, cand.group_multipliers)
-        spec = PathSpec(cand.penalty, share,
-                        path_strengths(high, low, include=strength_of(cand.penalty, cand.lambda1, cand.lambda2)),
-                        cand.multipliers)
+        winner = strength_of(cand.penalty, cand.lambda1, cand.lambda2)
+        strengths = path_strengths(high, low, include=winner)
+        spec = PathSpec(cand.penalty, share, strengths, cand.multipliers, min_points=strengths.index(winner) + 1)
         t_path = time.perf_counter()
         folds, early = _fold_paths(self.client, self.placement, spec, cfg.model.tol, self.tasks,
                                    (self.model_cfg, self.controls))

@@ -52,6 +52,16 @@ def test_the_path_stops_where_the_fit_stops_changing(family: str, monkeypatch: p
     assert min(cut.heldout_mse) <= min(full.heldout_mse) * (1 + 1e-4)
 
 
+def test_no_early_stop_but_saturation_before_the_winning_trials_strength() -> None:
+    """A path run to examine a trial reaches that trial's strength: the ``fdev`` and held-out rules wait for
+    ``min_points`` (saturation does not; it is where the fit stops changing at all)."""
+    lmax = _fold_model("poisson", "gram").problem.lambda1_max
+    strengths = tuple(np.geomspace(2 * lmax, 2e-6 * lmax, 100))
+    m = len(_fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths), 1e-10).heldout_mse)
+    longer = _fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths, min_points=m + 7), 1e-10)
+    assert m < 80 and len(longer.heldout_mse) == m + 7  # it stops at once where it may
+
+
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
 def test_batched_and_newton_paths_agree(family: str) -> None:
     model, newton = _fold_model(family, "gram"), _fold_model(family, "gram")

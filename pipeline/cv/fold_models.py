@@ -101,7 +101,8 @@ class FoldModel:
                                             reuse_factor=True, multipliers=cand.group_multipliers)
                 beta = result.beta
                 scores.append(self._score(-1, result, 0.0))
-                if _saturated(scores[-1].train_mse, self.train) or past_the_minimum([s.heldout_mse for s in scores]):
+                if _saturated(scores[-1].train_mse, self.train) or (
+                        spec.may_stop(len(scores)) and past_the_minimum([s.heldout_mse for s in scores])):
                     break
         return _fold_path(self.fold, scores)
 

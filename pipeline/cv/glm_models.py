@@ -159,7 +159,7 @@ def _paths(models: Sequence[GlmFoldModel], spec: PathSpec, tol: float, end: Path
     with ExitStack() as stack:
         for m in sorted(models, key=lambda m: m.fold):  # one order for every task: no deadlock
             stack.enter_context(m.lock)
-        runs = [_PathRun(m) for m in models]
+        runs = [_PathRun(m, spec) for m in models]
         n = 0
         for i in range(len(spec.strengths)):
             going = [r for r in runs if not r.stopped]
@@ -184,6 +184,7 @@ class _PathRun:
     """One fold's path so far."""
 
     model: GlmFoldModel
+    spec: PathSpec
     fit: GlmFit | None = None
     scores: list[FoldScore] = field(default_factory=list)
     explained: list[float] = field(default_factory=list)
@@ -199,8 +200,8 @@ class _PathRun:
         self.fit = fit
         self.scores.append(self.model._score(-1, fit, 0.0))
         self.explained.append(1.0 - self.scores[-1].train_mse / self.null if self.null > 0 else 1.0)
-        self.stopped = (self.explained[-1] >= PATH_STOP_DEV_RATIO or deviance_levelled(self.explained)
-                        or past_the_minimum([s.heldout_mse for s in self.scores]))
+        self.stopped = self.explained[-1] >= PATH_STOP_DEV_RATIO or self.spec.may_stop(len(self.scores)) and (
+            deviance_levelled(self.explained) or past_the_minimum([s.heldout_mse for s in self.scores]))
 
     def result(self) -> FoldPath:
         s = self.scores

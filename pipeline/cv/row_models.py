@@ -97,7 +97,7 @@ class RowFoldModel(PickledCold):
                                          multipliers=cand.group_multipliers)
                 scores.append(self._score(-1, fit, 0.0))
                 if (self.problem.yy > 0 and 1.0 - scores[-1].train_mse / self.problem.yy >= PATH_STOP_DEV_RATIO
-                        or past_the_minimum([s.heldout_mse for s in scores])):
+                        or spec.may_stop(len(scores)) and past_the_minimum([s.heldout_mse for s in scores])):
                     break
         return FoldPath(self.fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),
                         tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
