@@ -200,6 +200,24 @@ def test_ridge_matches_sklearn_svd_from_10_emax_to_1e_6_emax(data, fit_intercept
         _compare(X, y, w, r.coef, r.intercept, 0.0, lam2, fit_intercept, True, f"ridge {ratio}·e_max")
 
 
+def test_a_tiny_ridge_on_repeated_rows_certifies_its_gap(recwarn):
+    """Rows that repeat with different targets (replicate measurements) put part of ``b`` in the kernel's null
+    space, where the dual solution is ``b ⊘ λ2``: at tiny λ2 that part must not reach β (exactly, Aᵀ maps it
+    to 0), or its rounding noise keeps the gap above tolerance. The layout of R's ``Pastes`` table, where a
+    sweep warned: 10 batches × 3 casks, 2 replicates each, one indicator per batch, cask and sample (p = 43),
+    a third of the rows held out (weight 0), so the rows engine's dual side (40 rows < 43 columns)."""
+    batch, cask = np.repeat(np.arange(10), 6), np.tile(np.repeat(np.arange(3), 2), 10)
+    X = np.hstack([np.eye(10)[batch], np.eye(3)[cask], np.eye(30)[3 * batch + cask]])
+    y = 60.0 + np.random.default_rng(1).normal(0.0, 3.0, 60)
+    w = np.where(np.arange(60) % 3 == 0, 0.0, 1.0)
+    problem = RowProblem(RowDesign(X, y, w))
+    for lam2 in (1e-4, 6e-8, 3e-8, 1e-9):
+        r = problem.solve(ElasticNet(0.0, lam2)).result
+        assert r.converged and r.dual_gap <= r.gap_tol, (lam2, r.dual_gap, r.gap_tol)
+        _compare(X, y, w, r.coef, r.intercept, 0.0, lam2, True, True, f"ridge λ2 = {lam2}")
+    assert not [w for w in recwarn if "did not converge" in str(w.message)]
+
+
 def test_the_engines_agree_on_a_tall_problem(diabetes):
     """Where both apply (p < n), the rows engine and the Gram engine give the same fit."""
     X, y = diabetes
