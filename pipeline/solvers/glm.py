@@ -263,15 +263,16 @@ class GlmProblem:
 
     def _result(self, b: float, beta: np.ndarray, eta: np.ndarray, F: float, pen: BoxPenalty, n_iter: int,
                 converged: bool, penalty: ElasticNet, max_iter: int,
-                gradient: tuple[np.ndarray, float] | None = None) -> GlmFit:
-        """The fit at ``(b, β̃)`` with its KKT certificate (from ``gradient``, the gradient at ``eta``, if known)."""
+                gradient: tuple[np.ndarray, float] | None = None, warn: bool = True) -> GlmFit:
+        """The fit at ``(b, β̃)`` with its KKT certificate (from ``gradient``, the gradient at ``eta``, if known);
+        ``warn``: a fit that did not converge says so (a caller that tries again says it then)."""
         d = self.base
         c, c0 = self.gradient(eta) if gradient is None else gradient
         kkt = float(np.max(pen.kkt_residual(beta, c), initial=0.0))
         kkt = max(kkt, abs(c0)) if d.fit_intercept else kkt
         if converged and kkt > _KKT_ALARM * max(1.0, F):  # a stop the optimality conditions contradict
             converged = False
-        if not converged:
+        if not converged and warn:
             warnings.warn(
                 f"{self.family.name} {penalty.name} solve with lambda1={penalty.lambda1:.6g}, "
                 f"lambda2={penalty.lambda2:.6g} did not converge after {n_iter} of at most {max_iter} Newton steps "

@@ -37,6 +37,11 @@ leave an error the held-out rows see: on breast cancer's columns 1.5e-7 of the h
 that step, 3.5e-9 with it (3.4e-10 for the Newton solver). So each fit forms one Gram where Newton's method
 forms one per step (about three from a warm start). The fit then carries its Gram (``GlmFit.curvature``): a
 later fit warm-started from it steps in that metric, the nearest there is.
+
+Where it cannot: a Gram that is singular (every level of several categorical columns beside the intercept)
+with a tiny λ2 leaves the float32 metric's steps short (no descent direction, or a stop with a KKT residual
+far above a converged fit's). Such a fit goes on by the Newton solver's float64 steps from where it stopped
+(:data:`_NEWTON_AFTER`); fits that converge never pay for this.
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ __all__ = ["Curvature", "solve_many"]
 _SLOW = 0.25  # a fit whose model decrease shrank by less than this factor in a step gets its own Gram
 _PATIENCE = 2  # ... after this many slow steps in a row (at once when the line search cut the step)
 _FAST = 1e-4  # a fit within the tolerance whose decrease fell this much in a step (ρ ≤ 1e-2) needs no Newton step
+_NEWTON_AFTER = 1e-6  # a fit that stops with a KKT residual above this × max(1, F) goes on by Newton steps in
+#                      float64 (GlmProblem.solve): on a singular Gram (every level of several factors) at a tiny λ
+#                      the float32 metric's steps stopped 5.7e-7 relative above the optimum (KKT 3.4e-5), or
+#                      found no descent at all; converged fits of tall AR(1) rows end at most 3.4e-8
 _SERIALS = itertools.count()
 _PASS_BYTES = 4 * 2**20  # rows of X a step's pass takes at a time (with their residuals, they stay in cache) ...
 _PASS_ROWS_MIN = 1024  # ... but at least this many (on wide rows, fewer would cost more in calls than in memory)
@@ -187,8 +196,13 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
                 final[i] = grads[k]
         keep = [k for k, i in enumerate(live) if not fits[i].done]
         live, grads = [live[k] for k in keep], [grads[k] for k in keep]
-    out = [replace(f.problem._result(f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter,
-                                     gradient=final[i]), curvature=f.curv) for i, f in enumerate(fits)]
+    out = []
+    for i, f in enumerate(fits):
+        fit = f.problem._result(f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter,
+                                gradient=final[i], warn=False)
+        if not fit.converged or fit.kkt_residual > _NEWTON_AFTER * max(1.0, fit.objective):
+            fit = f.problem.solve(f.penalty, fit, tol=tol, max_iter=max_iter, multipliers=mults[i])
+        out.append(replace(fit, curvature=f.curv))
     return out, refs
 
 
@@ -348,7 +362,7 @@ def _advance(f: _Fit, step: _Step, full: _FullStep, max_iter: int, ref: Curvatur
     taken = problem._armijo(f.eta, f.F, f.b, f.beta, step.d_b, step.beta - f.beta, full.d_eta, f.pen, full.slope,
                             (full.eta, full.deviance))
     if taken is None:  # the model's minimiser is the current point (within the inner tolerance): converged
-        f.done = f.converged = True
+        f.done = f.converged = True  # (unless its KKT residual says otherwise: then solve_together's Newton steps)
         return ref, None
     f.b, f.beta, f.eta, f.F, decrease, t = taken
     ratio = decrease / f.last_decrease  # ≈ ρ², ρ the contraction of the steps in the metric (0 at the first)
