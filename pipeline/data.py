@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
-from .column_kinds import arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates, stored_arrow_schema
+from .column_kinds import (arrow_kind, categorical_columns, check_free_text, csv_head_kinds, free_text_candidates,
+                           stored_arrow_schema)
 from .encoding import Encoding
 from .errors import DataError
 
@@ -295,7 +296,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
     named in the model's signature, so ``_choose_columns`` refuses it.
     """
-    kinds, unique = csv_head_kinds(path, columns, cfg.na_values)
+    kinds, unique, whole_file = csv_head_kinds(path, columns, cfg.na_values)
     notes: tuple[str, ...] = ()
     if (columns and columns[0] == "" and unique[""] and cfg.features is None
             and "" not in (cfg.target, cfg.weight, group, cfg.offset, cfg.exposure)):
@@ -305,7 +306,11 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")
-    return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
+    text = free_text_candidates(categorical, kinds, cfg.categorical)
+    for c in text:
+        if c in whole_file:  # a small file: refused now, not after the cluster's start and the level scan
+            check_free_text(c, *whole_file[c])
+    return features, target, categorical, text, notes, text_target
 
 
 

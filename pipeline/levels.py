@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .column_kinds import check_free_text
 from .encoding import NA_LEVEL, Encoding, is_missing, level_strings, numeric_column
 from .errors import DataError
 
@@ -149,10 +150,8 @@ def encoding_from_scan(plan: TableColumns, scan: ColumnScan) -> Encoding:
             found = scan.levels.get(c, set())
             n_levels = len(found - {NA_LEVEL})
             present = scan.present.get(c, 0)
-            if c in plan.text_columns and present and n_levels > present / 2 and n_levels > 2:
-                raise DataError(f"column {c!r} looks like free text: {n_levels} distinct values in {present} rows; "
-                                f"leave it out with data.exclude: [{c}], or list it in data.categorical to keep "
-                                "its values as levels.")
+            if c in plan.text_columns:
+                check_free_text(c, n_levels, present)
             if len(found) > plan.max_levels:
                 raise DataError(f"column {c!r} has {len(found)} levels, more than data.max_levels = "
                                 f"{plan.max_levels}; raise data.max_levels or leave it out with data.exclude.")

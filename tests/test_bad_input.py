@@ -104,6 +104,9 @@ def _write(d, case):  # -> list of --set overrides
     if case == "feature-twice":
         df.to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=y", "data.features=[a, b, a]"]
+    if case == "free-text-small-csv":  # the plan's head is the whole file: refused before the cluster starts
+        df.assign(c=[f"note {i}" for i in range(len(df))]).to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=y", "data.features=[a, b, c]"]
     if case == "not-utf8":
         (d / "d.csv").write_bytes("a,\xe9t\xe9,y\n1,2,3\n4,5,6\n".encode("latin-1"))
         return ["data.source=DATA/d.csv", "data.target=y"]
@@ -126,6 +129,7 @@ METADATA_CASES = {
     "duplicate-header": ["d.csv", "several columns named ['a']", "rename them"],
     "feature-twice": ["data.features", "listed once each", "duplicates ['a']"],
     "not-utf8": ["d.csv", "not UTF-8", "save the file as UTF-8"],
+    "free-text-small-csv": ["column 'c' looks like free text", "40 distinct values in 40 rows", "data.exclude: [c]"],
 }
 
 
@@ -155,7 +159,7 @@ ROW_CASES = {
     # found by the level scan, before the pass
     "too-many-levels": (["column 'c' has 7 levels, more than data.max_levels = 5", "raise data.max_levels",
                          "data.exclude"], ["data.max_levels=5"]),
-    "free-text": (["column 'c' looks like free text", "distinct values in", "data.exclude: [c]"], []),
+    "free-text": (["column 'c' looks like free text", "distinct values in", "data.exclude: [c]"], []),  # 1,200 rows
     "text-after-the-head": (["d.csv rows 1024-", "columns ['b'] are not numeric", "'oops'", "data.categorical",
                              "data.na_values"], ["data.block_rows=1024"]),
 }
@@ -164,7 +168,7 @@ ROW_CASES = {
 @pytest.mark.parametrize("case", sorted(ROW_CASES))
 def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, case):
     fragments, extra = ROW_CASES[case]
-    df = _frame(1200) if case == "text-after-the-head" else _frame()
+    df = _frame(1200) if case in ("text-after-the-head", "free-text") else _frame()
     if case == "nan-in-csv":
         df.loc[[7, 9], "b"] = [np.nan, np.inf]
         df.loc[11, "y"] = np.nan
