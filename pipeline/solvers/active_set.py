@@ -191,7 +191,9 @@ def enet_gram(
         return SolverResult(beta, 0, gap, gap_tol, gap <= gap_tol)
 
     slack = 1e-12 * lam_max  # KKT violations below this are rounding, not signal
-    diag_h = np.diag(G) + lambda2
+    # a column constant on the weighted rows has a centred diagonal of 0 that rounding can leave at -1e-10
+    # (the chord's float32 Gram of an IRLS-weighted indicator): the screening radius takes its square root
+    diag_h = np.maximum(np.diag(G), 0.0) + lambda2
     unscreened = np.ones(p, dtype=bool)
     active = np.flatnonzero(beta)
     c = _neg_gradient(G, q, beta, active, lambda2, np.arange(p))

@@ -90,6 +90,27 @@ def test_reuse_factor_path_matches_one_off_cholesky(problem):
         assert a.converged and b.converged
 
 
+def test_a_rounding_negative_diagonal_neither_warns_nor_changes_the_solution():
+    """A column constant on the weighted rows has a Gram diagonal of 0 that rounding left at -3.5e-10 (seen in
+    the chord's float32 Gram of a binomial sweep): the gap-safe screening (p ≥ 256) took the square root of it
+    in its sphere radius (NaN, a RuntimeWarning). The column's coefficient stays 0 and the others are the
+    lasso's without it."""
+    X, y = correlated_design(400, 300, rho=0.5, seed=13)
+    small = GramProblem.from_stats(SuffStats.from_block(X, y))
+    p = small.q.size
+    G = np.zeros((p + 1, p + 1))
+    G[:p, :p] = small.G
+    G[p, p] = -3.5e-10
+    q = np.append(small.q, 0.0)
+    lam = 0.1 * small.lambda1_max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = enet_gram(G, q, small.yy, lam, 0.0)
+    without = enet_gram(small.G, small.q, small.yy, lam, 0.0)
+    assert res.converged and res.beta[p] == 0.0
+    assert_allclose(res.beta[:p], without.beta, rtol=1e-9, atol=1e-12)
+
+
 def test_duplicate_columns_lasso_and_least_squares():
     """Duplicated columns make the Gram singular: the lasso still meets KKT, least
     squares returns the minimum-norm solution (equal split between the copies)."""
