@@ -38,28 +38,23 @@ _DATE = re.compile(
     r"|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)\s*$")
 
 
-def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None, n_rows: int = HEAD_ROWS
-                   ) -> tuple[dict[str, str], dict[str, bool], dict[str, tuple[int, int]]]:
-    """Kind of every column from a CSV's first ``n_rows`` data lines, whether its values there are unique, and,
-    when those lines are the whole file, each column's distinct and present values (else empty): a small
-    table's free text is then known before any worker starts (:func:`check_free_text`)."""
+def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
+                   n_rows: int = HEAD_ROWS) -> tuple[dict[str, str], dict[str, bool]]:
+    """Kind of every column from a CSV's first ``n_rows`` data lines, and whether its values there are unique."""
     na = PANDAS_NA_VALUES if na_values is None else frozenset(na_values)
     values: dict[str, list[str]] = {c: [] for c in columns}
-    complete = True
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.reader(f)
         next(reader, None)
         for i, row in enumerate(reader):
             if i >= n_rows:
-                complete = False
                 break
             for c, v in zip(columns, row):
                 if v.strip() not in na:
                     values[c].append(v.strip())
     kinds = {c: _kind(vs) for c, vs in values.items()}
     unique = {c: len(set(vs)) == len(vs) and len(vs) > 0 for c, vs in values.items()}
-    counts = {c: (len(set(vs)), len(vs)) for c, vs in values.items()} if complete else {}
-    return kinds, unique, counts
+    return kinds, unique
 
 
 def check_free_text(column: str, n_levels: int, present: int) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
-from .column_kinds import (arrow_kind, categorical_columns, check_free_text, csv_head_kinds, free_text_candidates,
+from .column_kinds import (HEAD_ROWS, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates,
                            stored_arrow_schema)
 from .encoding import Encoding
 from .errors import DataError
@@ -176,7 +176,7 @@ def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None, family: str = "
     if isinstance(cfg.categorical, list) and plan.kind not in ("csv", "parquet", "bundled"):
         raise DataError(f"data.categorical lists columns, but a {plan.kind} source has numeric columns only; "
                         "remove data.categorical or use a CSV or Parquet source.")
-    return plan
+    return _levels_checked_if_small(plan) if plan.kind in ("csv", "parquet") else plan
 
 
 def _plan_source(cfg: DataConfig, group: str | None, family: str) -> DataPlan:
@@ -261,8 +261,9 @@ def _choose_columns(
         left_out = set(cfg.exclude or ())
         features = tuple(c for c in columns if c not in reserved and c not in left_out)
     if "" in features:
+        fix = "remove \"\" from data.features" if cfg.features is not None else "leave it out with data.exclude: [\"\"]"
         raise DataError(f"column {columns.index('') + 1} of {where} has no header, and a feature needs a name (the "
-                        "model's inputs are named): give it a header, or leave it out with data.exclude: [\"\"].")
+                        f"model's inputs are named): give it a header, or {fix}.")
     if not features:
         raise DataError(f"{where} has no feature columns besides the target/weight/group columns.")
     return features, target
@@ -296,7 +297,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
     named in the model's signature, so ``_choose_columns`` refuses it.
     """
-    kinds, unique, whole_file = csv_head_kinds(path, columns, cfg.na_values)
+    kinds, unique = csv_head_kinds(path, columns, cfg.na_values)
     notes: tuple[str, ...] = ()
     if (columns and columns[0] == "" and unique[""] and cfg.features is None
             and "" not in (cfg.target, cfg.weight, group, cfg.offset, cfg.exposure)):
@@ -306,11 +307,18 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")
-    text = free_text_candidates(categorical, kinds, cfg.categorical)
-    for c in text:
-        if c in whole_file:  # a small file: refused now, not after the cluster's start and the level scan
-            check_free_text(c, *whole_file[c])
-    return features, target, categorical, text, notes, text_target
+    return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
+
+
+def _levels_checked_if_small(plan: DataPlan) -> DataPlan:
+    """``plan``, its level scan run here when the table is small (at most :data:`HEAD_ROWS` rows) and has text
+    columns: free text and too many levels are then refused before the cluster starts, by the scan's own rules
+    on the rows the workers will scan (the encoding is still found there, as for any table)."""
+    if plan.n_rows <= HEAD_ROWS and plan.text_columns:
+        from .levels import encoding_from_scan, merge_scans, scan_block
+
+        encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
+    return plan
 
 
 

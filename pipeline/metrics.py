@@ -32,7 +32,7 @@ def standard_error(fold_values: np.ndarray) -> np.ndarray:
     """glmnet's ``cvsd`` of each column of ``fold_values`` (K folds × points): the folds' standard deviation over
     √K (NaN for one fold). Scaled by the column's largest magnitude first: a weakly penalized Poisson fit can
     put a held-out deviance near 1e160 (e^η of an extrapolated row), whose square overflowed with a warning;
-    an infinite value gives an infinite error."""
+    an infinite value gives an infinite error, a NaN one NaN."""
     x = np.asarray(fold_values, dtype=float)
     k = x.shape[0]
     if k < 2:
@@ -41,7 +41,7 @@ def standard_error(fold_values: np.ndarray) -> np.ndarray:
         top = np.max(np.abs(x), axis=0)
         scale = np.where(np.isfinite(top) & (top > 0), top, 1.0)
         se = scale * (x / scale).std(axis=0, ddof=1) / math.sqrt(k)
-    return np.where(np.isfinite(top), se, np.inf)
+    return np.where(np.isfinite(top) | np.isnan(top), se, np.inf)
 
 
 def metric_label(metric: str) -> str:

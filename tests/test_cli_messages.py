@@ -50,8 +50,12 @@ def test_a_postgresql_url_without_its_driver_is_one_line_naming_the_extra(tmp_pa
 
 
 def test_check_config_checks_the_columns_and_their_types(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"], "y": [1.0, 0.0, 2.0]})
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "x"], "y": [1.0, 0.0, 2.0]})
     frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.assign(b=["x", "y", "z"]).to_csv(tmp_path / "free.csv", index=False)  # a small table's level scan runs now
+    _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'free.csv'}",
+                                  "--set", "data.target=y"], cwd=tmp_path),
+                    ["column 'b' looks like free text: 3 distinct values in 3 rows"])
     _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
                                   "--set", "data.target=zz"], cwd=tmp_path), ["data.target 'zz' is not a column"])
     _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",

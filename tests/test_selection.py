@@ -79,6 +79,7 @@ def test_the_standard_error_keeps_huge_fold_errors_finite() -> None:
     for j in range(2):
         assert se[j] == pytest.approx(statistics.stdev(folds[:, j]) / math.sqrt(3), rel=1e-14)
     assert se[2] == math.inf
+    assert np.isnan(standard_error(np.array([[1.0], [np.nan], [2.0]]))).all()  # a failed fold: unknown, not inf
     assert np.isnan(standard_error(folds[:1])).all()
 
 

@@ -63,10 +63,10 @@ __all__ = ["Curvature", "solve_many"]
 _SLOW = 0.25  # a fit whose model decrease shrank by less than this factor in a step gets its own Gram
 _PATIENCE = 2  # ... after this many slow steps in a row (at once when the line search cut the step)
 _FAST = 1e-4  # a fit within the tolerance whose decrease fell this much in a step (ρ ≤ 1e-2) needs no Newton step
-_NEWTON_AFTER = 1e-6  # a fit that stops with a KKT residual above this × max(1, F) goes on by Newton steps in
-#                      float64 (GlmProblem.solve): on a singular Gram (every level of several factors) at a tiny λ
-#                      the float32 metric's steps stopped 5.7e-7 relative above the optimum (KKT 3.4e-5), or
-#                      found no descent at all; converged fits of tall AR(1) rows end at most 3.4e-8
+_NEWTON_AFTER = 1e-6  # a fit that stops with a KKT residual above this (or 1e4·tol) × max(1, F) goes on by
+#                      Newton steps in float64 (GlmProblem.solve): on a singular Gram (every level of several
+#                      factors) at a tiny λ the float32 metric's steps stopped 5.7e-7 relative above the optimum
+#                      (KKT 3.4e-5), or found no descent at all; converged fits of tall AR(1) rows end ≤ 3.4e-8
 _SERIALS = itertools.count()
 _PASS_BYTES = 4 * 2**20  # rows of X a step's pass takes at a time (with their residuals, they stay in cache) ...
 _PASS_ROWS_MIN = 1024  # ... but at least this many (on wide rows, fewer would cost more in calls than in memory)
@@ -198,10 +198,14 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
         live, grads = [live[k] for k in keep], [grads[k] for k in keep]
     out = []
     for i, f in enumerate(fits):
-        fit = f.problem._result(f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter,
-                                gradient=final[i], warn=False)
-        if not fit.converged or fit.kkt_residual > _NEWTON_AFTER * max(1.0, fit.objective):
+        args = (f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter)
+        fit = f.problem._result(*args, gradient=final[i], warn=False)
+        unfinished = not fit.converged or fit.kkt_residual > max(_NEWTON_AFTER, 1e4 * tol) * max(1.0, fit.objective)
+        if unfinished and f.n_iter < max_iter:  # (at max_iter: no finite minimiser, which Newton steps cannot find)
             fit = f.problem.solve(f.penalty, fit, tol=tol, max_iter=max_iter, multipliers=mults[i])
+            fit = replace(fit, n_iter=fit.n_iter + f.n_iter)
+        elif not fit.converged or f.problem.family.name == "binomial":  # its warnings (or the separable note)
+            fit = f.problem._result(*args, gradient=final[i])
         out.append(replace(fit, curvature=f.curv))
     return out, refs
 

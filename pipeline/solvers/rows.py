@@ -834,12 +834,12 @@ class _Ridge:
         """β for λ2 and the relative residual of the linear system (0 for an eigendecomposition).
 
         With ``G = V diag(e) Vᵀ``: ``β = V (Vᵀq ⊘ (e + λ2))``; with ``K = U diag(e) Uᵀ``:
-        ``β = Aᵀ U (Uᵀb ⊘ (e + λ2))``. Eigenvalues at rounding level are dropped, at any λ2: their directions
-        add nothing in exact arithmetic (``q`` lies in the range of ``G``, and ``Aᵀu = 0`` for ``Ku = 0``), but
-        on the dual side ``Uᵀb ⊘ λ2`` there is large wherever rows repeat with different targets, and ``Aᵀ``
-        of it left rounding noise that kept a tiny-λ2 fit's gap above its tolerance (1e-9 at λ2 = 5e-8 on a
-        table of duplicated rows). At λ2 = 0 this is the minimum-norm least-squares solution, as an SVD solver
-        gives it. Solved ``once`` (λ2 > 0): one
+        ``β = Aᵀ U (Uᵀb ⊘ (e + λ2))``. At λ2 = 0 eigenvalues at rounding level are dropped (the minimum-norm
+        least-squares solution, as an SVD solver gives it); on the dual side at any λ2 too: ``Aᵀu = 0`` for
+        ``Ku = 0``, but ``Uᵀb ⊘ λ2`` is large there wherever rows repeat with different targets, and ``Aᵀ`` of
+        it left rounding noise that kept a tiny-λ2 fit's gap above its tolerance (1e-9 at λ2 = 5e-8 on a table
+        of duplicated rows). The primal side keeps them for λ2 > 0: a tiny but real eigenvalue (two nearly
+        equal columns) carries ``q``'s share there. Solved ``once`` (λ2 > 0): one
         Cholesky factor of ``K + λ2 I`` or ``G + λ2 I`` instead (n³/3 flops against about 4n³).
         """
         if self._once and lam2 > 0.0:
@@ -851,7 +851,8 @@ class _Ridge:
         if self._eig is not None:
             e, U = self._eig
             denom = e + lam2
-            keep = e > e.size * np.finfo(np.float64).eps * float(e[-1]) if e.size else np.zeros(0, bool)
+            rounding = e.size * np.finfo(np.float64).eps * float(e[-1]) if e.size else 0.0
+            keep = e > rounding if self.dual or lam2 == 0.0 else np.ones(e.size, dtype=bool)
             rhs = U.T @ self.rhs
             x = U[:, keep] @ (rhs[keep] / denom[keep])
             return (self.rows.at(x) if self.dual else x), 0.0

@@ -218,6 +218,19 @@ def test_a_tiny_ridge_on_repeated_rows_certifies_its_gap(recwarn):
     assert not [w for w in recwarn if "did not converge" in str(w.message)]
 
 
+def test_a_tiny_ridge_keeps_a_small_real_eigenvalue_on_the_primal_side():
+    """Two columns equal to 1e-7 (a float32 copy of a feature): G's smallest eigenvalue is tiny but real, and
+    for λ2 above it the ridge solution's share there is well determined; dropping it (as the dual side drops
+    rounding-level directions) missed the tolerance by 8× at λ2 = 1e-8."""
+    X0, y = load_diabetes(return_X_y=True)
+    rng = np.random.default_rng(2)
+    X = np.column_stack([X0, X0[:, 2] * (1 + 1e-7 * rng.standard_normal(len(y)))])
+    problem = RowProblem(RowDesign(X, y, np.ones(len(y))))
+    for lam2 in (1e-6, 1e-8):
+        r = problem.solve(ElasticNet(0.0, lam2)).result
+        assert r.converged and r.dual_gap <= r.gap_tol, (lam2, r.dual_gap, r.gap_tol)
+
+
 def test_the_engines_agree_on_a_tall_problem(diabetes):
     """Where both apply (p < n), the rows engine and the Gram engine give the same fit."""
     X, y = diabetes
