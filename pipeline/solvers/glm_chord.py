@@ -239,12 +239,17 @@ def _gradients(fits: Sequence[_Fit]) -> list[tuple[np.ndarray, float]]:
 
 
 def _gradient_of(problem: GlmProblem, raw: np.ndarray, total: float) -> tuple[np.ndarray, float]:
-    """``(c, c0)`` of :func:`_gradients` from ``raw = Xᵀ(w(y − μ))`` (all columns) and ``total = Σw(y − μ)``."""
+    """``(c, c0)`` of :func:`_gradients` from ``raw = Xᵀ(w(y − μ))`` (all columns) and ``total = Σw(y − μ)``.
+
+    A full step far out (Poisson counts of 10⁵–10⁶ on raw populations, R's Migration) can make μ overflow:
+    ``total`` is infinite and the gradient NaN, silently, as that step's deviance is infinite too, so the line
+    search never takes it and the gradient of the point it does take is formed anew."""
     d = problem.base
     c = raw[d.cols]
-    if d.fit_intercept:
-        c = c - d.x_center[d.cols] * total
-    return c / (d.x_scale[d.cols] * d.sum_w), total / d.sum_w
+    with np.errstate(over="ignore", invalid="ignore"):
+        if d.fit_intercept:
+            c = c - d.x_center[d.cols] * total
+        return c / (d.x_scale[d.cols] * d.sum_w), total / d.sum_w
 
 
 @dataclass(frozen=True, eq=False)

@@ -164,6 +164,22 @@ def test_a_singular_gram_at_a_tiny_ridge_still_reaches_the_optimum(recwarn: pyte
     assert not [r for r in recwarn if issubclass(r.category, SolverConvergenceWarning)]
 
 
+def test_an_overflowing_full_step_gives_its_gradient_silently() -> None:
+    """The gradient pass at a full step whose μ overflowed (Poisson counts of 10⁵–10⁶ on raw population
+    columns, R's Migration, mid-sweep) has a total near ±1e308: its gradient is non-finite and silent (no
+    RuntimeWarning to the user), since the line search rejects that step's infinite deviance and forms the
+    gradient of the point it takes anew."""
+    import warnings
+
+    from pipeline.solvers.glm_chord import _gradient_of
+
+    problem = GlmProblem(DB_X_RAW + 1e3, DB_Y, np.ones(len(DB_Y)), POISSON, inner="gram")  # raw, far from 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c, c0 = _gradient_of(problem, np.full(DB_X_RAW.shape[1], -1e306), -1e307)
+    assert c0 < 0 and not np.all(np.isfinite(c))
+
+
 def test_not_converging_warns_and_sparse_rows_are_refused() -> None:
     problem = GlmProblem(BC_X, BC_Y, np.ones(len(BC_Y)), BINOMIAL, inner="gram")
     with pytest.warns(SolverConvergenceWarning, match="did not converge after 1 of at most 1"):
