@@ -910,7 +910,11 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
         if plan.kind == "bundled":
             spec = dataclasses.replace(spec, n_rows=min(n, spec.n_rows))
         tabular = offset if plan.kind not in ("npy", "npz") else None
-        frame = _read_frame(plan, spec)[[*plan.raw_features, *((tabular,) if tabular else ())]]
+        read = _read_frame(plan, spec)
+        fitted = read[plan.target].notna()  # a row without its target (or weight) is not fitted: its level may
+        if plan.weight is not None:         # be one the model never saw, which would warn at logging
+            fitted &= np.isfinite(pd.to_numeric(read[plan.weight], errors="coerce"))
+        frame = read.loc[fitted, [*plan.raw_features, *((tabular,) if tabular else ())]]
         if plan.missing != "impute":  # rows with gaps are not fitted, and the model cannot fill them in
             frame = frame.dropna()
         elif tabular:  # nor are rows without their offset, which is never imputed

@@ -158,6 +158,20 @@ def test_example_rows_are_typed_as_the_whole_source(tmp_path):
     assert list(ex.dtypes.astype(str)) == ["int64", "float64"] and len(ex) == 3
 
 
+def test_example_rows_are_rows_the_model_was_fitted_on(tmp_path):
+    """Rows without a target are left out of the fit, so their levels may be unknown to the model: the logged
+    example skips them (R's OldMaps: a level only on such rows made model logging warn mid-sweep)."""
+    from pipeline.data import read_example
+    from pipeline.levels import encoding_from_scan, merge_scans, scan_block
+
+    p = tmp_path / "m.csv"
+    p.write_text("name,x,y\n" + "Actual,1,\n" * 3 + "".join(f"{'ab'[i % 2]},{i},{i}\n" for i in range(8)))
+    plan = plan_data(DataConfig(source=str(p), target="y", missing="impute"))
+    plan = plan.with_encoding(encoding_from_scan(plan, merge_scans([scan_block(plan, s) for s in plan.blocks])))
+    ex = read_example(plan, n=5)
+    assert list(ex["name"]) == ["a", "b", "a", "b", "a"] and list(ex["x"]) == [0, 1, 2, 3, 4]
+
+
 @pytest.mark.parametrize(
     ("text", "rows"),
     [
