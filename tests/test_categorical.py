@@ -233,8 +233,10 @@ def test_a_small_table_is_judged_on_the_rows_the_scan_keeps(tmp_path):
     plan = plan_data(DataConfig(source=str(tmp_path / "small.csv"), target="y", missing="impute"))
     assert plan.text_columns == ("c",)
     df.assign(c=[f"n{i}" for i in range(12)]).to_csv(tmp_path / "free.csv", index=False)
-    with pytest.raises(DataError, match="column 'c' looks like free text: 6 distinct values in 6 rows"):
-        plan_data(DataConfig(source=str(tmp_path / "free.csv"), target="y", missing="impute"))
+    df.assign(c=[f"n{i}" for i in range(12)]).to_parquet(tmp_path / "free.parquet")
+    for name in ("free.csv", "free.parquet"):
+        with pytest.raises(DataError, match="column 'c' looks like free text: 6 distinct values in 6 rows"):
+            plan_data(DataConfig(source=str(tmp_path / name), target="y", missing="impute"))
 
 
 def test_too_many_levels_and_text_target(tmp_path, penguins):
