@@ -34,10 +34,16 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a repeated SIGTERM must not break the cleanup
         # A watchdog: if the cleanup hangs (an interrupted Dask call holding a lock), leave anyway
         # before the usual 10 s grace (Kubernetes, docker stop) ends in SIGKILL.
-        watchdog = threading.Timer(_EXIT_DEADLINE_S, os._exit, args=(143,))
+        watchdog = threading.Timer(_EXIT_DEADLINE_S, _leave, args=(signal.Signals(signum).name,))
         watchdog.daemon = True
         watchdog.start()
         raise Terminated(f"received signal {signal.Signals(signum).name}")
+
+    def _leave(name: str) -> None:
+        """The watchdog's exit: said on stderr (a job log shows why the sweep ended) before ``os._exit``."""
+        os.write(2, f"regsweep: stopped (received signal {name}); the cleanup did not end within "
+                    f"{_EXIT_DEADLINE_S:g} s: trials still RUNNING are failed by the next run.\n".encode())
+        os._exit(143)
 
     previous = signal.signal(signal.SIGTERM, _raise)
     try:
