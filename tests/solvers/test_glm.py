@@ -373,3 +373,28 @@ def test_wide_ridge_steps_factor_once_per_newton_step(family: str, monkeypatch: 
         ours = objective(family, X, y, fit.coef, fit.intercept, 0.0, lam2, scale=weighted_scale(X, np.ones(n)))
         assert fit.converged and ours <= ref_obj * (1 + REL), (lam2, ours, ref_obj)
     assert not decompositions
+
+
+@pytest.mark.parametrize("scale, kkt, alarm", [(2e7, 3e-3, False), (30.0, 0.04, True)],
+                         ids=["counts-2e7-rounding", "counts-30-stopped-short"])
+def test_the_kkt_alarm_weighs_a_residual_by_its_curvature(scale: float, kkt: float, alarm: bool) -> None:
+    """A stop is contradicted only if its KKT residual r promises a decrease r²/2H above 1e-10 of F. Counts of
+    2e7 (R's Yen, a date taken as a count) make H ~ 2e7: r = 3e-3 is worth ~2e-13 of F, below what the line
+    search resolves, and warned falsely; on counts of ~30 r = 0.04 is worth ~3e-5, a real failure."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((600, 3))
+    y = rng.poisson(scale * np.exp(0.01 * X[:, 0])).astype(float)
+    problem = GlmProblem(X, y, np.ones(len(y)), POISSON, inner="gram")
+    pen = problem.box_penalty(ElasticNet(0.0, 1e-3), None)
+    fit = problem.solve(ElasticNet(0.0, 1e-3))
+    assert fit.converged
+    H = float(np.mean(np.exp(fit.eta)))  # ≈ the curvature of a standardized column
+    beta = fit.beta + np.array([kkt / H, 0.0, 0.0])  # the gradient moves by ≈ H·δ = kkt
+    eta = problem.eta(fit.intercept, beta)
+    F = problem.mean_half_deviance(eta) + 0.5e-3 * float(beta @ beta)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = problem._result(fit.intercept, beta, eta, F, pen, 3, True, ElasticNet(0.0, 1e-3), 100)
+    assert out.kkt_residual > 1e-4 * max(1.0, F)  # above the residual alarm either way
+    assert out.converged is not alarm
+    assert bool([w for w in caught if issubclass(w.category, SolverConvergenceWarning)]) is alarm
