@@ -176,7 +176,9 @@ def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None, family: str = "
     if isinstance(cfg.categorical, list) and plan.kind not in ("csv", "parquet", "bundled"):
         raise DataError(f"data.categorical lists columns, but a {plan.kind} source has numeric columns only; "
                         "remove data.categorical or use a CSV or Parquet source.")
-    return _levels_checked_if_small(plan) if plan.kind in ("csv", "parquet") else plan
+    if plan.kind in ("csv", "parquet"):
+        _check_levels_if_small(plan)
+    return plan
 
 
 def _plan_source(cfg: DataConfig, group: str | None, family: str) -> DataPlan:
@@ -310,16 +312,14 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
 
 
-def _levels_checked_if_small(plan: DataPlan) -> DataPlan:
-    """``plan``, its level scan run here when the table is small (at most :data:`HEAD_ROWS` rows) and has text
-    columns: free text and too many levels are then refused before the cluster starts, by the scan's own rules
-    on the rows the workers will scan (the encoding is still found there, as for any table)."""
+def _check_levels_if_small(plan: DataPlan) -> None:
+    """The level scan run here when the table is small (at most :data:`HEAD_ROWS` rows) and has text columns:
+    free text and too many levels are then refused before the cluster starts, by the scan's own rules on the
+    rows the workers will scan (the encoding is still found there, as for any table)."""
     if plan.n_rows <= HEAD_ROWS and plan.text_columns:
         from .levels import encoding_from_scan, merge_scans, scan_block
 
         encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
-    return plan
-
 
 
 def _plan_synthetic(cfg: DataConfig, group: str | None) -> DataPlan:

@@ -266,7 +266,7 @@ class GlmProblem:
                 converged: bool, penalty: ElasticNet, max_iter: int,
                 gradient: tuple[np.ndarray, float] | None = None, warn: bool = True) -> GlmFit:
         """The fit at ``(b, β̃)`` with its KKT certificate (from ``gradient``, the gradient at ``eta``, if known);
-        ``warn``: a fit that did not converge says so (a caller that tries again says it then)."""
+        ``warn``: say what is wrong with it (:meth:`_warn`; a caller that may try again calls that itself)."""
         d = self.base
         c, c0 = self.gradient(eta) if gradient is None else gradient
         each = pen.kkt_residual(beta, c)
@@ -274,22 +274,30 @@ class GlmProblem:
         kkt = max(kkt, abs(c0)) if d.fit_intercept else kkt
         if converged and kkt > _KKT_ALARM * max(1.0, F) and self._kkt_gain(eta, each, c0) > _GAIN_ALARM * max(1.0, F):
             converged = False  # a stop the optimality conditions contradict
-        if not converged and warn:
-            warnings.warn(
-                f"{self.family.name} {penalty.name} solve with lambda1={penalty.lambda1:.6g}, "
-                f"lambda2={penalty.lambda2:.6g} did not converge after {n_iter} of at most {max_iter} Newton steps "
-                f"(largest KKT residual {kkt:.3g}); without a penalty, separable classes or perfectly fitted counts "
-                "have no finite solution: use a positive penalty.", SolverConvergenceWarning, stacklevel=3)
-        if converged and self.family.name == "binomial" and np.all(pen.a * np.abs(beta) + pen.m * beta * beta == 0):
-            null = self.mean_half_deviance(self.null_model()[1])
-            if self.mean_half_deviance(eta) <= 1e-8 * null and np.any(beta):
-                warnings.warn(
-                    f"the classes are separable by the unpenalized features (training deviance {F:.3g}): the fit "
-                    "has no finite minimiser and its coefficients are where the objective met the tolerance; use "
-                    "a positive penalty.", SolverConvergenceWarning, stacklevel=3)
         coef = np.zeros(d.n_features)
         coef[d.cols] = beta / d.x_scale[d.cols]
-        return GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged, origin=self.token)
+        fit = GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged, origin=self.token)
+        if warn:
+            self._warn(fit, pen, penalty, max_iter)
+        return fit
+
+    def _warn(self, fit: GlmFit, pen: BoxPenalty, penalty: ElasticNet, max_iter: int) -> None:
+        """A :class:`SolverConvergenceWarning` for a fit that did not converge, or whose unpenalized features
+        separate the classes (a binomial fit with no finite minimiser that met the tolerance anyway)."""
+        if not fit.converged:
+            warnings.warn(
+                f"{self.family.name} {penalty.name} solve with lambda1={penalty.lambda1:.6g}, "
+                f"lambda2={penalty.lambda2:.6g} did not converge after {fit.n_iter} of at most {max_iter} Newton "
+                f"steps (largest KKT residual {fit.kkt_residual:.3g}); without a penalty, separable classes or "
+                "perfectly fitted counts have no finite solution: use a positive penalty.", SolverConvergenceWarning,
+                stacklevel=4)
+        elif self.family.name == "binomial" and np.all(pen.a * np.abs(fit.beta) + pen.m * fit.beta ** 2 == 0):
+            null = self.mean_half_deviance(self.null_model()[1])
+            if self.mean_half_deviance(fit.eta) <= 1e-8 * null and np.any(fit.beta):
+                warnings.warn(
+                    f"the classes are separable by the unpenalized features (training deviance "
+                    f"{fit.objective:.3g}): the fit has no finite minimiser and its coefficients are where the "
+                    "objective met the tolerance; use a positive penalty.", SolverConvergenceWarning, stacklevel=4)
 
     def _kkt_gain(self, eta: np.ndarray, each: np.ndarray, c0: float) -> float:
         """The largest decrease of ``F`` a single coordinate's KKT residual ``r`` promises, ``r²/2H`` with ``H``

@@ -198,14 +198,14 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
         live, grads = [live[k] for k in keep], [grads[k] for k in keep]
     out = []
     for i, f in enumerate(fits):
-        args = (f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter)
-        fit = f.problem._result(*args, gradient=final[i], warn=False)
+        fit = f.problem._result(f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter,
+                                gradient=final[i], warn=False)
         unfinished = not fit.converged or fit.kkt_residual > max(_NEWTON_AFTER, 1e4 * tol) * max(1.0, fit.objective)
         if unfinished and f.n_iter < max_iter:  # (at max_iter: no finite minimiser, which Newton steps cannot find)
             fit = f.problem.solve(f.penalty, fit, tol=tol, max_iter=max_iter, multipliers=mults[i])
             fit = replace(fit, n_iter=fit.n_iter + f.n_iter)
-        elif not fit.converged or f.problem.family.name == "binomial":  # its warnings (or the separable note)
-            fit = f.problem._result(*args, gradient=final[i])
+        else:
+            f.problem._warn(fit, f.pen, f.penalty, max_iter)
         out.append(replace(fit, curvature=f.curv))
     return out, refs
 

@@ -207,6 +207,14 @@ def test_separable_classes_finite_with_a_penalty_and_a_warning_without() -> None
     assert unpenalized.coef[0] > 100  # what the objective's tolerance stopped at: no finite minimiser
     with pytest.warns(SolverConvergenceWarning, match="did not converge"):
         assert not problem.solve(ElasticNet(0.0, 0.0), max_iter=5).converged
+    from pipeline.solvers.glm_chord import solve_many
+
+    batched = GlmProblem(x, y, np.ones(40), BINOMIAL, inner="gram")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (fit,), _ = solve_many(batched, [ElasticNet(0.0, 0.0)], [None])
+    said = [str(w.message) for w in caught if issubclass(w.category, SolverConvergenceWarning)]
+    assert len(said) == 1 and ("separable" in said[0] or "did not converge" in said[0])  # said once, not twice
 
 
 def test_degenerate_targets_are_clear_errors() -> None:
