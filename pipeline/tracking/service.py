@@ -306,11 +306,13 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
         writers.shutdown()
 
 
-HTTP_WRITERS = 8
+HTTP_WRITERS = 4
 """Child runs written at once to a tracking server. Each costs three requests, and a server spends most of a
-request on its store, not on the network: on 2 cores against ``mlflow server`` (SQLite store) one writer took
-336 ms per run, 4 took 69 ms, 8 took 48 ms, 16 took 53 ms (see ``benchmarks/child_runs.py``). A local SQLite
-store is written by one writer: its writes serialize anyway."""
+request on its store, not on the network. On 2 cores shared with ``mlflow server``, 1,000 runs per setting
+(``benchmarks/child_runs.py``, 2026-12-03): a PostgreSQL store took 24.6 ms per run with 1 writer, 13.3 with 2,
+13.4 with 4, 15.0 with 8; a SQLite store 24.2, 19.2, 18.4–23.0 and 21.4 (its writers wait on one file lock).
+Four keep the local optimum and leave room for a server's round trips over a network. A local SQLite store
+is written by one writer: its writes serialize anyway."""
 
 
 class _ChildRunPool:
