@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import threading
@@ -40,9 +41,13 @@ def terminate_as_interrupt() -> Iterator[None]:
         raise Terminated(f"received signal {signal.Signals(signum).name}")
 
     def _leave(name: str) -> None:
-        """The watchdog's exit: said on stderr (a job log shows why the sweep ended) before ``os._exit``."""
+        """The watchdog's exit: said on stderr (a job log shows why the sweep ended) before ``os._exit``;
+        with Python's fault handler on (``PYTHONFAULTHANDLER=1``, ``-X faulthandler``) every thread's stack
+        follows, showing where the cleanup hung."""
         os.write(2, f"regsweep: stopped (received signal {name}); the cleanup did not end within "
                     f"{_EXIT_DEADLINE_S:g} s: trials still RUNNING are failed by the next run.\n".encode())
+        if faulthandler.is_enabled():
+            faulthandler.dump_traceback(all_threads=True)
         os._exit(143)
 
     previous = signal.signal(signal.SIGTERM, _raise)

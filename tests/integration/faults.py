@@ -100,6 +100,7 @@ def regsweep_env() -> dict[str, str]:
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_REGISTRY_URI", None)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a cleanup that hangs past the SIGTERM watchdog shows every thread's stack
     return env
 
 
