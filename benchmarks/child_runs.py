@@ -1,6 +1,6 @@
 """What one trial's child run costs against a real ``mlflow server``: one writer against the pool.
 
-    python benchmarks/child_runs.py                 # 1,000 child runs per setting, writers 1 and 4
+    python benchmarks/child_runs.py                 # 1,000 child runs per setting, writers 1 and 8
     python benchmarks/child_runs.py --runs 200 --writers 1 4 8 16 --stores postgres
 
 Starts ``mlflow server`` (local artifacts) on a free 127.0.0.1 port, once per

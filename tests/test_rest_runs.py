@@ -14,6 +14,7 @@ import json
 import math
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,15 +31,30 @@ _RUN = {"info": {"run_id": "r1", "run_uuid": "r1", "experiment_id": "3", "status
         "data": {}}
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """Answers MLflow's run endpoints as a server would, recording every POST; ``/fail`` paths answer 400."""
+_HEADERS = ("Authorization", "User-Agent", "Connection", "Content-Type")
 
-    seen: list[tuple[str, dict[str, Any], str | None]]
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers MLflow's run endpoints as a server would (HTTP/1.1, kept alive), recording every POST: its path,
+    JSON body and the headers that matter. ``/fail`` paths answer 400; ``/moved`` paths redirect (308) to
+    ``/prefix``, as an ingress that moved the server would."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, dict[str, Any], dict[str, str | None]]]
 
     def do_POST(self) -> None:  # noqa: N802 — http.server's name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-        self.seen.append((self.path, body, self.headers.get("Authorization")))
-        if self.path.startswith("/fail"):
+        headers = {h: self.headers.get(h) for h in _HEADERS}
+        headers["Connection"] = headers["Connection"] or "keep-alive"  # HTTP/1.1's default, which requests spells out
+        client_cert = self.connection.getpeercert()  # type: ignore[attr-defined]  # an ssl socket
+        headers["client certificate"] = str(client_cert["subject"]) if client_cert else None
+        self.seen.append((self.path, body, headers))
+        if self.path.startswith("/moved"):
+            self.send_response(308)
+            self.send_header("Location", self.path.replace("/moved", "/prefix", 1))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path.startswith("/fail"):
             self._answer(400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "Param value too long"})
         elif self.path.endswith("runs/create"):
             self._answer(200, {"run": _RUN})
@@ -68,14 +84,21 @@ def https_server(tmp_path, monkeypatch) -> Iterator[tuple[str, list[Any]]]:
     tls = make_tls_files(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tls["tls_client_cert"], tls["tls_client_key"])
+    context.load_verify_locations(tls["tls_ca_file"])  # a client certificate, if sent, must be the CA's
+    context.verify_mode = ssl.CERT_OPTIONAL
     seen: list[Any] = []
     handler = type("Handler", (_Recorder,), {"seen": seen})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "MLFLOW_TRACKING_AUTH"):
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_INSECURE_TLS",
+                "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "MLFLOW_ACTIVE_MODEL_ID", "MLFLOW_WORKSPACE"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # neither this machine's ~/.netrc ...
+    monkeypatch.setenv("MLFLOW_TRACKING_HOME", str(tmp_path))  # ... nor its ~/.mlflow/credentials
     monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", tls["tls_ca_file"])
     try:
         yield f"https://127.0.0.1:{server.server_address[1]}/prefix", seen
@@ -96,8 +119,6 @@ def test_the_bare_calls_send_what_mlflows_client_sends(https_server, monkeypatch
     from mlflow import MlflowClient
 
     uri, seen = https_server
-    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
-        monkeypatch.delenv(key, raising=False)
     for key, value in credentials.items():
         monkeypatch.setenv(key, value)
     writer = ChildRunWriter(MlflowClient(uri), uri, "3", "parent-1", "s'q", "driver-1")
@@ -111,9 +132,65 @@ def test_the_bare_calls_send_what_mlflows_client_sends(https_server, monkeypatch
     assert [path for path, _, _ in by_rest] == ["/prefix/api/2.0/mlflow/runs/create",
                                                "/prefix/api/2.0/mlflow/runs/log-batch",
                                                "/prefix/api/2.0/mlflow/runs/update"]
-    assert by_rest == by_client
-    assert by_rest[0][2] == by_client[0][2] and (by_rest[0][2] is not None) == bool(credentials)
+    assert by_rest == by_client  # paths, JSON bodies, credentials and headers (User-Agent from MLflow's providers)
+    assert (by_rest[0][2]["Authorization"] is not None) == bool(credentials)
+    assert by_rest[0][2]["User-Agent"] and by_rest[0][2]["User-Agent"].startswith("mlflow-python-client")
     assert {m["key"] for m in by_rest[1][1]["metrics"]} == {"cv_mse", "cv_mse_se", "n_nonzero"}  # NaN left out
+
+
+def test_a_client_certificate_and_the_connection_header_reach_the_server(https_server, tmp_path,
+                                                                         monkeypatch) -> None:
+    from mlflow.tracking.request_header.registry import _request_header_provider_registry as registry
+
+    from pipeline.tracking.connections import close_connections
+
+    monkeypatch.setattr(registry, "_registry", list(registry._registry))  # the provider added below: this test's
+    uri, seen = https_server
+    pem = tmp_path / "client.pem"  # MLflow's client certificate: one file with the certificate and its key
+    pem.write_text((tmp_path / "cert.pem").read_text() + (tmp_path / "key.pem").read_text())
+    monkeypatch.setenv("MLFLOW_TRACKING_CLIENT_CERT_PATH", str(pem))
+    rest = rest_runs_for(uri)
+    assert rest is not None and rest._tls is not None
+    rest.terminate("r1", "FINISHED", 1)
+    assert seen[-1][2]["client certificate"] == str(((("commonName", "127.0.0.1"),),))
+    assert seen[-1][2]["Connection"] == "keep-alive"
+    assert close_connections()  # as for a server that stalls kept-alive requests
+    rest.terminate("r1", "FINISHED", 1)
+    assert seen[-1][2]["Connection"] == "close"
+
+
+def test_a_redirect_is_followed_by_mlflows_client_and_the_bare_calls_are_dropped(https_server) -> None:
+    from mlflow import MlflowClient
+
+    uri, seen = https_server
+    moved = uri.replace("/prefix", "/moved")
+    writer = ChildRunWriter(MlflowClient(moved), moved, "3", "parent-1", "s'q", "driver-1")
+    assert writer._rest is not None
+    assert writer.write(_record()) is None
+    assert writer._rest is None  # MLflow's client did what the bare calls did not: it writes from now on
+    paths = [path.replace("/api/2.0/mlflow/", " ") for path, _, _ in seen]
+    assert paths == ["/moved runs/create",  # the bare call, answered 308: no run was made
+                     "/moved runs/search", "/prefix runs/search",  # the client looks for one, redirected
+                     "/moved runs/create", "/prefix runs/create",
+                     "/moved runs/log-batch", "/prefix runs/log-batch", "/moved runs/update", "/prefix runs/update"]
+
+
+def test_unknown_times_are_sent_as_now_as_mlflows_client_sends_them(https_server) -> None:
+    uri, seen = https_server
+    rest = rest_runs_for(uri)
+    assert rest is not None
+    before = int(time.time() * 1000)
+    rest.create("3", "trial-0001", 0, {})
+    rest.terminate("r1", "FINISHED", 0)
+    assert before <= seen[0][1]["start_time"] <= int(time.time() * 1000)
+    assert before <= seen[1][1]["end_time"] <= int(time.time() * 1000)
+
+
+def test_an_ipv6_address_keeps_its_default_port() -> None:
+    rest = rest_runs_for("http://[::1]/mlflow")
+    assert rest is not None and (rest._host, rest._port, rest._base) == ("::1", 80, "/mlflow/api/2.0/mlflow/")
+    rest = rest_runs_for("https://[2001:db8::5]")
+    assert rest is not None and (rest._host, rest._port) == ("2001:db8::5", 443)
 
 
 def test_a_refused_call_names_the_endpoint_and_the_servers_message(https_server) -> None:
@@ -139,9 +216,11 @@ def test_an_untrusted_certificate_is_refused(https_server, monkeypatch) -> None:
     assert len(seen) == 1
 
 
-def test_mlflows_client_sends_what_the_bare_calls_cannot(monkeypatch) -> None:
-    for key in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "MLFLOW_TRACKING_AUTH"):
+def test_mlflows_client_sends_what_the_bare_calls_cannot(monkeypatch, tmp_path) -> None:
+    for key in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "MLFLOW_TRACKING_AUTH",
+                "MLFLOW_ACTIVE_MODEL_ID", "MLFLOW_TRACKING_SERVER_CERT_PATH"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     assert rest_runs_for("http://127.0.0.1:5000") is not None
     assert rest_runs_for("sqlite:///mlflow.db") is None
     monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "my_auth_plugin")  # an auth plugin signs MLflow's requests
@@ -151,3 +230,15 @@ def test_mlflows_client_sends_what_the_bare_calls_cannot(monkeypatch) -> None:
     assert rest_runs_for("http://mlflow.example:5000") is None
     monkeypatch.setenv("NO_PROXY", "mlflow.example")
     assert rest_runs_for("http://mlflow.example:5000") is not None
+    monkeypatch.setenv("ALL_PROXY", "socks5://proxy.example:1080")
+    assert rest_runs_for("http://other.example:5000") is None
+    monkeypatch.delenv("ALL_PROXY")
+    monkeypatch.delenv("HTTP_PROXY")
+    (tmp_path / "netrc").write_text("machine mlflow.example login ann password pw\n")  # requests would send it
+    assert rest_runs_for("http://mlflow.example:5000") is None
+    assert rest_runs_for("http://other.example:5000") is not None
+    monkeypatch.setenv("MLFLOW_ACTIVE_MODEL_ID", "m-1")  # MLflow's client adds it to every metric
+    assert rest_runs_for("http://other.example:5000") is None
+    monkeypatch.delenv("MLFLOW_ACTIVE_MODEL_ID")
+    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(tmp_path / "missing.pem"))  # MLflow's to report
+    assert rest_runs_for("https://other.example") is None

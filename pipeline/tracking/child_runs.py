@@ -23,7 +23,7 @@ from ..errors import DriverGone
 from ..ownership import DriverId
 from .health import health_problem, is_http
 from .records import DRIVER_TAG, TrialRecord, param_str, quote
-from .rest_runs import rest_runs_for
+from .rest_runs import RestRuns, client_may_differ, rest_runs_for
 from .run_sql import sql_child_runs
 
 if TYPE_CHECKING:
@@ -84,21 +84,29 @@ class ChildRunWriter:
         deadline = time.monotonic() + OUTAGE_S
         attempt = 0
         run_id = rec.run_id
+        bare = self._rest  # the bare calls, until one fails where MLflow's client may not
         while True:
+            switched = False
             try:
                 if run_id is None and attempt > 0:  # the failed attempt may have created it after all
                     run_id = self._find(rec.number)
                 if run_id is None:
-                    run_id = self._create(rec)
-                self._fill(run_id, rec)
+                    run_id = self._create(rec, bare)
+                self._fill(run_id, rec, bare)
+                if bare is None and self._rest is not None:  # the client did what the bare calls did not
+                    self._rest = None
                 return None
             except Exception as e:  # noqa: BLE001 — never lose the sweep for a log write
                 error = f"{type(e).__name__}: {e}"
+                switched = bare is not None and client_may_differ(e)
+                if switched:
+                    bare = None
             attempt += 1
             pause = min(0.5 * 2 ** (attempt - 1), 4.0)
             if time.monotonic() + pause > deadline:
                 return error
-            time.sleep(pause)
+            if not switched:  # the client's first try follows the bare call's failure at once
+                time.sleep(pause)
             if self._driver_pid is not None and os.getppid() != self._driver_pid:
                 raise DriverGone  # the driver died during the outage: the next one replays this record
 
@@ -114,18 +122,18 @@ class ChildRunWriter:
         return {"mlflow.parentRunId": rec.parent or self.parent, "regsweep.trial": str(rec.number),
                 "regsweep.study": self.study_name, "regsweep.kind": "trial", DRIVER_TAG: self.driver}
 
-    def _create(self, rec: TrialRecord) -> str:
-        if self._rest is not None:
-            return self._rest.create(self.experiment_id, f"trial-{rec.number:04d}", rec.start_ms, self._tags(rec))
+    def _create(self, rec: TrialRecord, bare: RestRuns | None) -> str:
+        if bare is not None:
+            return bare.create(self.experiment_id, f"trial-{rec.number:04d}", rec.start_ms, self._tags(rec))
         run = self.client.create_run(self.experiment_id, start_time=rec.start_ms, tags=self._tags(rec),
                                      run_name=f"trial-{rec.number:04d}")
         return str(run.info.run_id)
 
-    def _fill(self, run_id: str, rec: TrialRecord) -> None:
+    def _fill(self, run_id: str, rec: TrialRecord, bare: RestRuns | None) -> None:
         """Params and metrics in one ``log_batch`` (idempotent: same values again), then the final status."""
-        if self._rest is not None:
-            self._rest.log_batch(run_id, _metrics(rec), _params(rec), rec.end_ms)
-            self._rest.terminate(run_id, rec.status, rec.end_ms)
+        if bare is not None:
+            bare.log_batch(run_id, _metrics(rec), _params(rec), rec.end_ms)
+            bare.terminate(run_id, rec.status, rec.end_ms)
             return
         from mlflow.entities import Metric, Param
 

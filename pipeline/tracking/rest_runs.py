@@ -10,16 +10,23 @@ a sweep's child runs, and the client's CPU competes with it.
 
 The requests are the ones MLflow's ``RestStore`` sends: the same endpoints,
 fields, credentials (basic or bearer, from :func:`mlflow.utils.credentials.
-get_default_host_creds`), TLS settings and request-header providers (so
-regsweep's ``Connection: close`` of :mod:`.connections` applies). Where the two
-could differ, :func:`rest_runs_for` returns None and the writer keeps MLflow's
+get_default_host_creds`), certificate checks (``requests``' CA bundle unless
+MLflow's settings name another) and request-header providers (so regsweep's
+``Connection: close`` of :mod:`.connections` applies). Where the two could
+differ, :func:`rest_runs_for` returns None and the writer keeps MLflow's
 client: an auth plugin (``MLFLOW_TRACKING_AUTH``), AWS SigV4, Databricks, an
-MLflow workspace, or a proxy for the host (``requests`` honours ``HTTP(S)_PROXY``).
+MLflow workspace or active model, credentials in ``~/.netrc`` (``requests``
+uses them), or a proxy for the host (``requests`` honours ``HTTP(S)_PROXY``
+and ``ALL_PROXY``).
 
-Failures raise :class:`RestCallError` naming the endpoint and the server's
-answer; the caller's retry loop (:class:`.child_runs.ChildRunWriter`) decides
-what happens next. A request is never retried here: ``runs/create`` is not
-idempotent, and the caller looks for a run the failed attempt may have made.
+Failures raise :class:`RestCallError` (an answer other than 200 with JSON:
+the endpoint, the status and the server's message) or the connection's own
+error; the caller (:class:`.child_runs.ChildRunWriter`) retries through
+MLflow's client, which also follows redirects, splits large batches and
+re-reads credentials, and drops the bare calls for good when the client
+succeeds where they did not. A request is never retried here:
+``runs/create`` is not idempotent, and the caller looks for a run the failed
+attempt may have made.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
+import select
 import ssl
 import threading
 import time
@@ -35,7 +44,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["RestCallError", "RestRuns", "rest_runs_for"]
+__all__ = ["RestCallError", "RestRuns", "client_may_differ", "rest_runs_for"]
 
 _API = "/api/2.0/mlflow/"
 _REUSE_WITHIN_S = 2.0
@@ -45,7 +54,21 @@ it arrived, which for ``runs/create`` means a search for the run. A new connecti
 
 
 class RestCallError(RuntimeError):
-    """A REST call that did not answer 200: the endpoint, the HTTP status and the server's message."""
+    """A REST call that did not answer 200 with JSON: the endpoint, the HTTP status and the server's message."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def client_may_differ(error: BaseException) -> bool:
+    """Whether MLflow's client may succeed where a bare call failed with ``error``: an answer it handles
+    otherwise (a redirect, a refused batch it would split, credentials it would re-read: any status below
+    500), a certificate it would check otherwise, a value it would encode otherwise. Not a server that is
+    away or failing (no answer, a timeout, a 5xx): that fails the client too."""
+    if isinstance(error, RestCallError):
+        return error.status < 500
+    return isinstance(error, (ssl.SSLError, ValueError, TypeError))
 
 
 class RestRuns:
@@ -56,15 +79,16 @@ class RestRuns:
                  tls: ssl.SSLContext | None = None, timeout: float = 120.0) -> None:
         parsed = urllib.parse.urlsplit(uri)
         self._https = parsed.scheme == "https"
-        self._host, self._port = parsed.hostname or "", parsed.port
-        self._base = parsed.path.rstrip("/") + _API
+        self._host = parsed.hostname or ""  # an IPv6 address without its brackets
+        self._port = parsed.port or (443 if self._https else 80)  # given: http.client would parse "::1" for one
+        self._base = urllib.parse.quote(parsed.path.rstrip("/"), safe="/%") + _API
         self._headers, self._auth, self._tls, self._timeout = headers, auth, tls, timeout
         self._local = threading.local()
 
     def create(self, experiment_id: str, run_name: str, start_ms: int, tags: Mapping[str, str]) -> str:
         """A new RUNNING run; its id. ``user_id`` as MLflow's client sends it (the ``mlflow.user`` tag)."""
         body = {"experiment_id": str(experiment_id), "user_id": tags.get("mlflow.user", "unknown"),
-                "start_time": int(start_ms), "run_name": run_name, "tags": _key_values(tags)}
+                "start_time": _ms_or_now(start_ms), "run_name": run_name, "tags": _key_values(tags)}
         return str(self._post("runs/create", body)["run"]["info"]["run_id"])
 
     def log_batch(self, run_id: str, metrics: Mapping[str, float], params: Mapping[str, str],
@@ -77,7 +101,8 @@ class RestRuns:
 
     def terminate(self, run_id: str, status: str, end_ms: int) -> None:
         """The run's final status and end time (MLflow's ``set_terminated``)."""
-        self._post("runs/update", {"run_id": run_id, "run_uuid": run_id, "status": status, "end_time": int(end_ms)})
+        self._post("runs/update", {"run_id": run_id, "run_uuid": run_id, "status": status,
+                                   "end_time": _ms_or_now(end_ms)})
 
     def _post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {**self._headers(), "Content-Type": "application/json"}
@@ -85,7 +110,7 @@ class RestRuns:
             headers["Authorization"] = self._auth
         conn = self._connection()
         try:
-            conn.request("POST", self._base + endpoint, json.dumps(body), headers)
+            conn.request("POST", self._base + endpoint, json.dumps(body, allow_nan=False), headers)
             response = conn.getresponse()
             data = response.read()
         except BaseException:
@@ -95,14 +120,19 @@ class RestRuns:
         self._local.last = time.monotonic()
         if response.will_close:
             conn.close()
-        if response.status != 200:
-            raise RestCallError(f"{endpoint}: HTTP {response.status}: {_message(data)}")
-        return dict(json.loads(data or b"{}"))
+        try:
+            answer = json.loads(data) if response.status == 200 else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise RestCallError(f"{endpoint}: HTTP {response.status}: {_message(data)}", response.status)
+        return answer
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.sock is not None and time.monotonic() - self._local.last > _REUSE_WITHIN_S:
-            conn.close()  # idle long enough that the server may be closing it
+        if conn is not None and conn.sock is not None and (time.monotonic() - self._local.last > _REUSE_WITHIN_S
+                                                           or select.select([conn.sock], [], [], 0)[0]):
+            conn.close()  # idle long enough that the server may be closing it, or closed (readable: EOF)
         if conn is None:
             if self._https:
                 conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._tls)
@@ -114,12 +144,25 @@ class RestRuns:
 
 def rest_runs_for(uri: str) -> RestRuns | None:
     """Bare REST calls for the tracking server at ``uri``, or None where MLflow's client must send them (see
-    the module's docstring)."""
+    the module's docstring), or where they cannot be set up (then MLflow's client says why, if it must)."""
+    try:
+        return _rest_runs_for(uri)
+    except Exception:  # noqa: BLE001 — an odd setting is MLflow's client's to judge, not a reason to stop
+        return None
+
+
+def _rest_runs_for(uri: str) -> RestRuns | None:
     parsed = urllib.parse.urlsplit(uri)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.username:
         return None
     proxies = urllib.request.getproxies()
-    if parsed.scheme in proxies and not urllib.request.proxy_bypass(parsed.hostname):
+    if (parsed.scheme in proxies or "all" in proxies) and not urllib.request.proxy_bypass(parsed.hostname):
+        return None
+    if any(os.environ.get(name) for name in ("MLFLOW_ACTIVE_MODEL_ID", "_MLFLOW_DATABRICKS_TRAFFIC_ID")):
+        return None  # MLflow's client adds a model id to every metric, or a Databricks header
+    import requests.utils
+
+    if requests.utils.get_netrc_auth(uri):  # requests sends these, over any Authorization header
         return None
     try:
         from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
@@ -137,15 +180,33 @@ def rest_runs_for(uri: str) -> RestRuns | None:
         auth = "Basic " + base64.standard_b64encode(f"{creds.username}:{creds.password}".encode()).decode()
     elif creds.token:
         auth = f"Bearer {creds.token}"
-    tls = None
-    if parsed.scheme == "https":
-        tls = ssl.create_default_context(cafile=creds.server_cert_path)
-        if creds.ignore_tls_verification:
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
-        if creds.client_cert_path:
-            tls.load_cert_chain(creds.client_cert_path)
+    tls = _tls_context(creds.server_cert_path, creds.client_cert_path, creds.ignore_tls_verification) \
+        if parsed.scheme == "https" else None
     return RestRuns(uri, resolve_request_headers, auth, tls, float(MLFLOW_HTTP_REQUEST_TIMEOUT.get()))
+
+
+def _tls_context(server_cert: str | None, client_cert: str | None, insecure: bool) -> ssl.SSLContext:
+    """The certificate checks of MLflow's ``requests`` session: MLflow's CA file or directory, else
+    ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` or certifi's bundle; MLflow's client certificate (one PEM)."""
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        import certifi
+
+        ca = server_cert or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") \
+            or certifi.where()
+        context = ssl.create_default_context(capath=ca) if os.path.isdir(ca) else \
+            ssl.create_default_context(cafile=ca)
+    if client_cert:
+        context.load_cert_chain(client_cert)
+    return context
+
+
+def _ms_or_now(ms: int) -> int:
+    """A time in ms, 0 (unknown) as now: MLflow's client sends ``start_time or now``."""
+    return int(ms) or int(time.time() * 1000)
 
 
 def _key_values(items: Mapping[str, str]) -> list[dict[str, str]]:

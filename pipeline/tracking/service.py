@@ -306,13 +306,15 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
         writers.shutdown()
 
 
-HTTP_WRITERS = 4
+HTTP_WRITERS = 8
 """Child runs written at once to a tracking server. Each costs three requests, and a server spends most of a
 request on its store, not on the network. On 2 cores shared with ``mlflow server``, 1,000 runs per setting
-(``benchmarks/child_runs.py``, 2026-12-03): a PostgreSQL store took 24.6 ms per run with 1 writer, 13.3 with 2,
-13.4 with 4, 15.0 with 8; a SQLite store 24.2, 19.2, 18.4–23.0 and 21.4 (its writers wait on one file lock).
-Four keep the local optimum and leave room for a server's round trips over a network. A local SQLite store
-is written by one writer: its writes serialize anyway."""
+(``benchmarks/child_runs.py``, 2026-12-03, bare REST calls): a PostgreSQL store took 26.6 ms per run with 1
+writer, 13.5 with 2, 13.6 with 4, 14.7 with 8; a SQLite store 25.0, 18.9, 19.6 and 20.4 (its writers wait on
+one file lock). Eight cost 5-8% here and halve the time where round trips dominate: a server across a network
+(a run's three round trips shared by 8 writers, not 4) or MLflow's client (an auth plugin, a proxy), with which
+4 writers took 69 ms per run and 8 took 48. A local SQLite store is written by one writer: its writes serialize
+anyway."""
 
 
 class _ChildRunPool:
