@@ -23,7 +23,7 @@ import pytest
 
 from pipeline.tracking.child_runs import ChildRunWriter
 from pipeline.tracking.records import TrialRecord
-from pipeline.tracking.rest_runs import RestCallError, rest_runs_for
+from pipeline.tracking.rest_runs import RestCallError, client_may_differ, rest_runs_for
 from tests.certs import make_tls_files
 
 _RUN = {"info": {"run_id": "r1", "run_uuid": "r1", "experiment_id": "3", "status": "RUNNING",
@@ -37,7 +37,7 @@ _HEADERS = ("Authorization", "User-Agent", "Connection", "Content-Type")
 class _Recorder(BaseHTTPRequestHandler):
     """Answers MLflow's run endpoints as a server would (HTTP/1.1, kept alive), recording every POST: its path,
     JSON body and the headers that matter. ``/fail`` paths answer 400; ``/moved`` paths redirect (308) to
-    ``/prefix``, as an ingress that moved the server would."""
+    ``/prefix``, as an ingress that moved the server would; ``/busy`` answers its first request 429."""
 
     protocol_version = "HTTP/1.1"
     seen: list[tuple[str, dict[str, Any], dict[str, str | None]]]
@@ -49,7 +49,9 @@ class _Recorder(BaseHTTPRequestHandler):
         client_cert = self.connection.getpeercert()  # type: ignore[attr-defined]  # an ssl socket
         headers["client certificate"] = str(client_cert["subject"]) if client_cert else None
         self.seen.append((self.path, body, headers))
-        if self.path.startswith("/moved"):
+        if self.path.startswith("/busy") and len(self.seen) == 1:  # rate limited, once
+            self._answer(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"})
+        elif self.path.startswith("/moved"):
             self.send_response(308)
             self.send_header("Location", self.path.replace("/moved", "/prefix", 1))
             self.send_header("Content-Length", "0")
@@ -78,6 +80,21 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(autouse=True)
+def _no_settings_of_this_machine(tmp_path, monkeypatch) -> None:
+    """Neither this machine's proxies, credentials (``~/.netrc``, ``~/.mlflow/credentials``) nor MLflow
+    settings reach the tests: each sets what it tests."""
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                "no_proxy", "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_INSECURE_TLS",
+                "MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_AWS_SIGV4", "REQUESTS_CA_BUNDLE",
+                "CURL_CA_BUNDLE", "MLFLOW_ACTIVE_MODEL_ID", "_MLFLOW_ACTIVE_MODEL_ID", "MLFLOW_WORKSPACE",
+                "_MLFLOW_DATABRICKS_TRAFFIC_ID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # MLflow reads ~/.mlflow/credentials
+
+
 @pytest.fixture
 def https_server(tmp_path, monkeypatch) -> Iterator[tuple[str, list[Any]]]:
     """A recording HTTPS server trusted through ``MLFLOW_TRACKING_SERVER_CERT_PATH``; its URI and record."""
@@ -92,13 +109,6 @@ def https_server(tmp_path, monkeypatch) -> Iterator[tuple[str, list[Any]]]:
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_INSECURE_TLS",
-                "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "MLFLOW_ACTIVE_MODEL_ID", "MLFLOW_WORKSPACE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # neither this machine's ~/.netrc ...
-    monkeypatch.setenv("MLFLOW_TRACKING_HOME", str(tmp_path))  # ... nor its ~/.mlflow/credentials
     monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", tls["tls_ca_file"])
     try:
         yield f"https://127.0.0.1:{server.server_address[1]}/prefix", seen
@@ -175,6 +185,28 @@ def test_a_redirect_is_followed_by_mlflows_client_and_the_bare_calls_are_dropped
                      "/moved runs/log-batch", "/prefix runs/log-batch", "/moved runs/update", "/prefix runs/update"]
 
 
+def test_a_rate_limit_is_waited_out_with_the_bare_calls(https_server) -> None:
+    from mlflow import MlflowClient
+
+    uri, seen = https_server
+    busy = uri.replace("/prefix", "/busy")
+    writer = ChildRunWriter(MlflowClient(busy), busy, "3", "parent-1", "s'q", "driver-1")
+    assert writer.write(_record()) is None
+    assert writer._rest is not None  # MLflow's client would have met the same 429: not a reason to drop them
+    paths = [path.replace("/api/2.0/mlflow/", " ") for path, _, _ in seen]
+    assert paths == ["/busy runs/create", "/busy runs/search",  # 429, then a look for the run (MLflow's client)
+                     "/busy runs/create", "/busy runs/log-batch", "/busy runs/update"]
+
+
+@pytest.mark.parametrize(("error", "differs"), [
+    (RestCallError("x", 308), True), (RestCallError("x", 400), True), (RestCallError("x", 401), True),
+    (RestCallError("x", 200), True), (RestCallError("x", 429), False), (RestCallError("x", 408), False),
+    (RestCallError("x", 503), False), (ssl.SSLCertVerificationError("bad"), True), (ssl.SSLEOFError("eof"), False),
+    (ConnectionRefusedError(), False), (TimeoutError(), False), (ValueError("NaN"), True)])
+def test_which_failures_hand_a_record_to_mlflows_client(error, differs) -> None:
+    assert client_may_differ(error) is differs
+
+
 def test_unknown_times_are_sent_as_now_as_mlflows_client_sends_them(https_server) -> None:
     uri, seen = https_server
     rest = rest_runs_for(uri)
@@ -217,10 +249,6 @@ def test_an_untrusted_certificate_is_refused(https_server, monkeypatch) -> None:
 
 
 def test_mlflows_client_sends_what_the_bare_calls_cannot(monkeypatch, tmp_path) -> None:
-    for key in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "MLFLOW_TRACKING_AUTH",
-                "MLFLOW_ACTIVE_MODEL_ID", "MLFLOW_TRACKING_SERVER_CERT_PATH"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     assert rest_runs_for("http://127.0.0.1:5000") is not None
     assert rest_runs_for("sqlite:///mlflow.db") is None
     monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "my_auth_plugin")  # an auth plugin signs MLflow's requests

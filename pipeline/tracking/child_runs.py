@@ -85,28 +85,28 @@ class ChildRunWriter:
         attempt = 0
         run_id = rec.run_id
         bare = self._rest  # the bare calls, until one fails where MLflow's client may not
+        switched_at = -1  # the attempt whose failure handed the record to the client
         while True:
-            switched = False
+            failed_bare = False
             try:
                 if run_id is None and attempt > 0:  # the failed attempt may have created it after all
                     run_id = self._find(rec.number)
+                failed_bare = bare is not None
                 if run_id is None:
                     run_id = self._create(rec, bare)
                 self._fill(run_id, rec, bare)
-                if bare is None and self._rest is not None:  # the client did what the bare calls did not
-                    self._rest = None
+                if switched_at == attempt - 1 >= 0:  # the client did at once what the bare calls did not:
+                    self._rest = None  # it writes from now on (not after an outage: that failed both alike)
                 return None
             except Exception as e:  # noqa: BLE001 — never lose the sweep for a log write
                 error = f"{type(e).__name__}: {e}"
-                switched = bare is not None and client_may_differ(e)
-                if switched:
-                    bare = None
+                if failed_bare and client_may_differ(e):
+                    bare, switched_at = None, attempt
             attempt += 1
-            pause = min(0.5 * 2 ** (attempt - 1), 4.0)
+            pause = 0.0 if switched_at == attempt - 1 else min(0.5 * 2 ** (attempt - 1), 4.0)
             if time.monotonic() + pause > deadline:
                 return error
-            if not switched:  # the client's first try follows the bare call's failure at once
-                time.sleep(pause)
+            time.sleep(pause)  # none before the client's first try after the bare calls' failure
             if self._driver_pid is not None and os.getppid() != self._driver_pid:
                 raise DriverGone  # the driver died during the outage: the next one replays this record
 

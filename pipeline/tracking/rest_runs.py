@@ -21,10 +21,11 @@ and ``ALL_PROXY``).
 
 Failures raise :class:`RestCallError` (an answer other than 200 with JSON:
 the endpoint, the status and the server's message) or the connection's own
-error; the caller (:class:`.child_runs.ChildRunWriter`) retries through
-MLflow's client, which also follows redirects, splits large batches and
-re-reads credentials, and drops the bare calls for good when the client
-succeeds where they did not. A request is never retried here:
+error. The caller (:class:`.child_runs.ChildRunWriter`) waits out a server
+that is away or busy, as MLflow's client would; a failure the client may not
+share (:func:`client_may_differ`: a redirect, a refused batch it would split,
+credentials it would re-read) goes to the client at once, and if the client
+then succeeds the bare calls are dropped for the rest of the sweep. A request is never retried here:
 ``runs/create`` is not idempotent, and the caller looks for a run the failed
 attempt may have made.
 """
@@ -61,14 +62,19 @@ class RestCallError(RuntimeError):
         self.status = status
 
 
+_PASSING = frozenset({408, 425, 429})
+"""Statuses MLflow's client also meets and waits out (a timeout, too early, rate limited), as it does 5xx."""
+
+
 def client_may_differ(error: BaseException) -> bool:
     """Whether MLflow's client may succeed where a bare call failed with ``error``: an answer it handles
-    otherwise (a redirect, a refused batch it would split, credentials it would re-read: any status below
-    500), a certificate it would check otherwise, a value it would encode otherwise. Not a server that is
-    away or failing (no answer, a timeout, a 5xx): that fails the client too."""
+    otherwise (a redirect, a refused batch it would split, credentials it would re-read: a 3xx or 4xx), a
+    certificate it would check otherwise, an answer it would read otherwise. Not a server that is away,
+    busy or failing (no answer, a broken TLS stream, a timeout, 408/425/429, a 5xx): that fails the client
+    too, and is waited out."""
     if isinstance(error, RestCallError):
-        return error.status < 500
-    return isinstance(error, (ssl.SSLError, ValueError, TypeError))
+        return error.status < 500 and error.status not in _PASSING
+    return isinstance(error, (ssl.SSLCertVerificationError, ValueError, TypeError, KeyError))
 
 
 class RestRuns:
@@ -81,7 +87,9 @@ class RestRuns:
         self._https = parsed.scheme == "https"
         self._host = parsed.hostname or ""  # an IPv6 address without its brackets
         self._port = parsed.port or (443 if self._https else 80)  # given: http.client would parse "::1" for one
-        self._base = urllib.parse.quote(parsed.path.rstrip("/"), safe="/%") + _API
+        from requests.utils import requote_uri
+
+        self._base = requote_uri(parsed.path.rstrip("/")) + _API  # as requests quotes it
         self._headers, self._auth, self._tls, self._timeout = headers, auth, tls, timeout
         self._local = threading.local()
 
@@ -89,7 +97,11 @@ class RestRuns:
         """A new RUNNING run; its id. ``user_id`` as MLflow's client sends it (the ``mlflow.user`` tag)."""
         body = {"experiment_id": str(experiment_id), "user_id": tags.get("mlflow.user", "unknown"),
                 "start_time": _ms_or_now(start_ms), "run_name": run_name, "tags": _key_values(tags)}
-        return str(self._post("runs/create", body)["run"]["info"]["run_id"])
+        answer = self._post("runs/create", body, empty_ok=False)
+        try:
+            return str(answer["run"]["info"]["run_id"])
+        except (KeyError, TypeError):
+            raise RestCallError(f"runs/create: HTTP 200 without a run id: {str(answer)[:200]}", 200) from None
 
     def log_batch(self, run_id: str, metrics: Mapping[str, float], params: Mapping[str, str],
                   timestamp_ms: int) -> None:
@@ -104,18 +116,19 @@ class RestRuns:
         self._post("runs/update", {"run_id": run_id, "run_uuid": run_id, "status": status,
                                    "end_time": _ms_or_now(end_ms)})
 
-    def _post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, endpoint: str, body: dict[str, Any], empty_ok: bool = True) -> dict[str, Any]:
+        """POST ``body`` as JSON; the JSON answer (an empty 200 as ``{}`` where ``empty_ok``, as MLflow's
+        client reads it)."""
         headers = {**self._headers(), "Content-Type": "application/json"}
         if self._auth:
             headers["Authorization"] = self._auth
-        conn = self._connection()
         try:
+            conn = self._connection()
             conn.request("POST", self._base + endpoint, json.dumps(body, allow_nan=False), headers)
             response = conn.getresponse()
             data = response.read()
         except BaseException:
-            conn.close()
-            self._local.conn = None
+            self._drop_connection()
             raise
         self._local.last = time.monotonic()
         if response.will_close:
@@ -123,7 +136,7 @@ class RestRuns:
         try:
             answer = json.loads(data) if response.status == 200 else None
         except ValueError:
-            answer = None
+            answer = {} if empty_ok and data.strip() in (b"", b"200 OK") else None
         if not isinstance(answer, dict):
             raise RestCallError(f"{endpoint}: HTTP {response.status}: {_message(data)}", response.status)
         return answer
@@ -131,7 +144,7 @@ class RestRuns:
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is not None and conn.sock is not None and (time.monotonic() - self._local.last > _REUSE_WITHIN_S
-                                                           or select.select([conn.sock], [], [], 0)[0]):
+                                                           or _readable(conn.sock)):
             conn.close()  # idle long enough that the server may be closing it, or closed (readable: EOF)
         if conn is None:
             if self._https:
@@ -140,6 +153,21 @@ class RestRuns:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
             self._local.conn = conn
         return conn
+
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+
+def _readable(sock: Any) -> bool:
+    """Whether an idle kept-alive socket has something to read: the server's EOF (it closed), not an answer.
+    ``poll``, not ``select``: a process with many files has descriptors above ``select``'s 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def rest_runs_for(uri: str) -> RestRuns | None:
@@ -158,11 +186,12 @@ def _rest_runs_for(uri: str) -> RestRuns | None:
     proxies = urllib.request.getproxies()
     if (parsed.scheme in proxies or "all" in proxies) and not urllib.request.proxy_bypass(parsed.hostname):
         return None
-    if any(os.environ.get(name) for name in ("MLFLOW_ACTIVE_MODEL_ID", "_MLFLOW_DATABRICKS_TRAFFIC_ID")):
+    if any(os.environ.get(name) for name in ("MLFLOW_ACTIVE_MODEL_ID", "_MLFLOW_ACTIVE_MODEL_ID",
+                                             "_MLFLOW_DATABRICKS_TRAFFIC_ID")):
         return None  # MLflow's client adds a model id to every metric, or a Databricks header
-    import requests.utils
+    from requests.utils import get_netrc_auth
 
-    if requests.utils.get_netrc_auth(uri):  # requests sends these, over any Authorization header
+    if get_netrc_auth(uri):  # requests sends these, over any Authorization header
         return None
     try:
         from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT

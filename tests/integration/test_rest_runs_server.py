@@ -32,6 +32,7 @@ def test_a_child_run_by_the_bare_calls_is_the_run_the_client_writes(mlflow_serve
     by_client._rest = None
     assert by_rest._rest is not None
     assert by_rest.write(rec) is None and by_client.write(rec) is None
+    assert by_rest._rest is not None  # written by the bare calls, not handed to MLflow's client
     runs = client.search_runs([exp], "tags.`regsweep.trial` = '7'")
     assert len(runs) == 2
     a, b = (client.get_run(r.info.run_id) for r in runs)
