@@ -49,6 +49,8 @@ class _Recorder(BaseHTTPRequestHandler):
         client_cert = self.connection.getpeercert()  # type: ignore[attr-defined]  # an ssl socket
         headers["client certificate"] = str(client_cert["subject"]) if client_cert else None
         self.seen.append((self.path, body, headers))
+        if self.path.startswith("/closing"):  # closes each connection after answering, without saying so
+            self.close_connection = True
         if self.path.startswith("/busy") and len(self.seen) == 1:  # rate limited, once
             self._answer(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"})
         elif self.path.startswith("/moved"):
@@ -167,6 +169,16 @@ def test_a_client_certificate_and_the_connection_header_reach_the_server(https_s
     assert close_connections()  # as for a server that stalls kept-alive requests
     rest.terminate("r1", "FINISHED", 1)
     assert seen[-1][2]["Connection"] == "close"
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_reused(https_server) -> None:
+    uri, seen = https_server
+    rest = rest_runs_for(uri.replace("/prefix", "/closing"))
+    assert rest is not None
+    rest.terminate("r1", "FINISHED", 1)
+    time.sleep(0.2)  # the server's close has arrived: the socket reads EOF
+    rest.terminate("r1", "FINISHED", 1)  # on a new connection (the old one would fail: RemoteDisconnected)
+    assert len(seen) == 2
 
 
 def test_a_redirect_is_followed_by_mlflows_client_and_the_bare_calls_are_dropped(https_server) -> None:

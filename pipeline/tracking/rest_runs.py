@@ -25,9 +25,9 @@ error. The caller (:class:`.child_runs.ChildRunWriter`) waits out a server
 that is away or busy, as MLflow's client would; a failure the client may not
 share (:func:`client_may_differ`: a redirect, a refused batch it would split,
 credentials it would re-read) goes to the client at once, and if the client
-then succeeds the bare calls are dropped for the rest of the sweep. A request is never retried here:
-``runs/create`` is not idempotent, and the caller looks for a run the failed
-attempt may have made.
+then succeeds the bare calls are dropped for the rest of the sweep. A request
+is never retried here: ``runs/create`` is not idempotent, and the caller looks
+for a run the failed attempt may have made.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ _API = "/api/2.0/mlflow/"
 _REUSE_WITHIN_S = 2.0
 """A kept-alive connection is reused only if its last answer came this recently: servers close idle ones
 (uvicorn after 5 s), and a request sent on a connection the server is closing fails without telling whether
-it arrived, which for ``runs/create`` means a search for the run. A new connection costs well under 1 ms."""
+it arrived, which for ``runs/create`` means a search for the run. (Measured against ``mlflow server`` on
+127.0.0.1: a request on a kept-alive connection 7-8 ms, on a new one about 10 ms.)"""
 
 
 class RestCallError(RuntimeError):
@@ -153,7 +154,6 @@ class RestRuns:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
             self._local.conn = conn
         return conn
-
 
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
