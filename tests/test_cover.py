@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pipeline.cv import FoldSlot, cover
+from pipeline.cv.placement import group_by_worker
 
 
 def _slots(layout: list[tuple[tuple[int, ...], str]]) -> list[FoldSlot]:
@@ -47,3 +48,25 @@ def test_the_replica_goes_to_the_worker_with_fewer_tasks_in_flight() -> None:
 def test_disjoint_partitions_are_all_taken() -> None:
     slots = _slots([((0, 2), "a"), ((1, 3), "b")])
     assert cover(slots, 4, {0: 5, 1: 0}, {}) == [0, 1]
+
+
+def test_a_workers_slots_are_one_task_per_thread() -> None:
+    # rows engine, binomial or Poisson: folds 0, 2, 4 on a (one thread); 1, 3 on b (two threads)
+    slots = _slots([((0,), "a"), ((1,), "b"), ((2,), "a"), ((3,), "b"), ((4,), "a")])
+    assert group_by_worker(slots, [0, 1, 2, 3, 4], {"a": 1, "b": 2}) == [[0, 2, 4], [1], [3]]
+    assert group_by_worker(slots, [0, 2, 4], {"a": 3}) == [[0], [2], [4]]
+    assert group_by_worker(slots, [1, 3], {}) == [[1, 3]]  # a worker not (yet) known: one thread
+
+
+def test_grouped_tasks_still_take_the_replica_in_turn() -> None:
+    """The turns count the slots a worker was sent, not its tasks: with one task per worker, counting tasks
+    would leave the replica with the first worker at every tie."""
+    slots = _slots([((0,), "a"), ((1,), "b"), ((2,), "a"), ((3,), "b"), ((4,), "a"), ((4,), "b")])
+    load = dict.fromkeys(range(len(slots)), 0)
+    sent: Counter[str | None] = Counter()
+    for _ in range(10):
+        groups = group_by_worker(slots, cover(slots, 5, load, sent), {"a": 1, "b": 1})
+        assert len(groups) == 2 and sorted(f for g in groups for i in g for f in slots[i].folds) == [0, 1, 2, 3, 4]
+        for g in groups:
+            sent[slots[g[0]].worker] += len(g)
+    assert sent == {"a": 25, "b": 25}

@@ -17,7 +17,7 @@ needs it, so importing this package stays cheap.
 """
 
 from .client import check_scheduler, open_client, prestart_local_workers, total_threads
-from .fold_models import FoldModel, Scorable, score_folds
+from .fold_models import FoldModel, Scorable, score_folds, score_slots
 from .passes import BlockPass, pass_summary, same, submit_data_pass
 from .placement import FoldPlacement, FoldSlot, Placement, cover, placement_of_pass
 from .refit import example_rows, pass_bounds, refit, refit_pass, search_bounds
@@ -59,6 +59,7 @@ __all__ = [
     "result_or_lost",
     "same",
     "score_folds",
+    "score_slots",
     "search_bounds",
     "submit_data_pass",
     "total_threads",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from .path_end import PathEnd
 from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
 
 __all__ = ["FoldModel", "FoldScore", "Scorable", "make_fold_model", "make_fold_models", "score_candidates",
-           "score_folds", "score_path", "score_paths"]
+           "score_folds", "score_path", "score_paths", "score_slots"]
 
 
 class Scorable(Protocol):
@@ -136,8 +136,20 @@ def make_fold_models(
 
 
 def score_folds(models: Sequence[Scorable], candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:
-    """Every candidate on every fold model given (fold-major)."""
+    """Every candidate on every fold model given (fold-major): at once, for fold models that share their
+    passes over the rows (``score_together``, the binomial and Poisson fold models of one worker)."""
+    together = getattr(models[0], "score_together", None) if len(models) > 1 else None
+    if together is not None and all(type(m) is type(models[0]) for m in models):
+        return list(together(models, candidates, tol))
     return [s for m in models for s in score_candidates(m, candidates, tol)]
+
+
+def score_slots(score: Callable[[Sequence[Scorable], Sequence[Candidate], float], list[FoldScore]],
+                model_lists: Sequence[Sequence[Scorable]], candidates: Sequence[Candidate],
+                tol: float) -> list[FoldScore]:
+    """``score`` (:func:`score_folds`, or a test's) on the fold models of several slots of one worker, as one
+    task: the trial tasks of a placement that groups its slots (:meth:`~.placement.Placement.task_groups`)."""
+    return score([m for models in model_lists for m in models], candidates, tol)
 
 
 def score_candidates(model: Scorable, candidates: Sequence[Candidate], tol: float) -> list[FoldScore]:

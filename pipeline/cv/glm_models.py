@@ -104,6 +104,36 @@ class GlmFoldModel(PickledCold):
         share = (time.perf_counter() - t0) / max(len(cands), 1)
         return [self._score(c.trial, fit, share) for c, fit in zip(cands, fits, strict=True)]
 
+    @staticmethod
+    def score_together(models: Sequence[GlmFoldModel], cands: Sequence[Candidate], tol: float) -> list[FoldScore]:
+        """:meth:`score_many` of every candidate on several fold models of one worker (fold-major), at once.
+
+        On the Gram route the folds share the worker's rows, so all their fits are one batch of
+        :func:`~pipeline.solvers.glm_chord.solve_together`: each pass over the rows serves every (fold,
+        candidate) pair, where a task per fold read the rows once per fold (one worker's 3 folds of 10⁵ × 100
+        rows, the first 60 trials of a sweep in batches of two: 13.1 s against 18.8 s, the same 830 steps).
+        Each fit is the one :meth:`score_many` makes: its own problem, penalty and warm start."""
+        X = models[0].problem.base.X if models else None
+        if len(models) < 2 or not all(m.problem.batched and m.problem.base.X is X for m in models):
+            return [s for m in models for s in m.score_many(cands, tol)]
+        t0 = time.perf_counter()
+        with ExitStack() as stack:
+            for m in sorted(models, key=lambda m: m.fold):  # one order for every task: no deadlock
+                stack.enter_context(m.lock)
+            pairs = [(m, c) for m in models for c in cands]
+            fits, refs = solve_together([m.problem for m, _ in pairs], [c.penalty_object() for _, c in pairs],
+                                        [m.warm.nearest(c) for m, c in pairs], tol=tol,
+                                        multipliers=[c.group_multipliers for _, c in pairs],
+                                        curvatures={id(m.problem): m.curvature for m in models})
+            for m in models:
+                m.curvature = refs.get(id(m.problem), m.curvature)
+            for (m, c), fit in zip(pairs, fits, strict=True):
+                m.warm.remember(c, fit)
+            for m in models:
+                _keep_newest_metrics(m.warm, _metrics_kept(m.problem.base.n_rows, m.problem.base.n_kept))
+        share = (time.perf_counter() - t0) / max(len(pairs), 1)
+        return [m._score(c.trial, fit, share) for (m, c), fit in zip(pairs, fits, strict=True)]
+
     def _score(self, trial: int, fit: GlmFit, seconds: float) -> FoldScore:
         h = self.heldout
         if self.null is None:  # the held-out rows' intercept-only deviance: the same for every trial

@@ -26,8 +26,8 @@ from .passes import BlockPass, same
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["REPLICATE_BYTES", "FoldPlacement", "FoldSlot", "Placement", "cover", "place_fold_models",
-           "placement_of_pass"]
+__all__ = ["REPLICATE_BYTES", "FoldPlacement", "FoldSlot", "Placement", "cover", "group_by_worker",
+           "place_fold_models", "placement_of_pass"]
 
 REPLICATE_BYTES = 256 * 2**20  # all fold models on every worker below this size
 
@@ -75,6 +75,21 @@ def cover(slots: Sequence[FoldSlot], k: int, load: Mapping[int, float], sent: Ma
         busy[slots[i].worker] += 1
         turn[slots[i].worker] = turn.get(slots[i].worker, 0) + 1
     return sorted(chosen)
+
+
+def group_by_worker(slots: Sequence[FoldSlot], chosen: Sequence[int], threads: Mapping[str | None, int]
+                    ) -> list[list[int]]:
+    """The slots ``chosen`` for a batch (:func:`cover`), grouped into the tasks that run them: each worker's
+    slots dealt in turn to as many tasks as it has threads (one worker thread per task, as with one task per
+    slot, but every pass over its rows serves the folds of its task together)."""
+    groups: dict[tuple[str | None, int], list[int]] = {}
+    seen: dict[str | None, int] = {}
+    for i in chosen:
+        w = slots[i].worker
+        turn = seen.get(w, 0)
+        seen[w] = turn + 1
+        groups.setdefault((w, turn % max(1, threads.get(w, 1))), []).append(i)
+    return list(groups.values())
 
 
 def place_fold_models(client: Client, passes: Future, k: int, p: int, model: ModelConfig,
@@ -127,6 +142,11 @@ class Placement(Protocol):
         it; a worker restriction keeps it where the models are."""
         ...
 
+    def task_groups(self, chosen: Sequence[int]) -> list[list[int]]:
+        """The slots ``chosen`` for a batch, grouped into tasks (each group on one worker): one slot per task,
+        or the slots of a worker together where its fold models share their passes over the rows."""
+        ...
+
 
 class FoldPlacement:
     """The current data pass and fold models of a search, rebuilt from their source when lost.
@@ -165,6 +185,10 @@ class FoldPlacement:
     def pinned(self, slot: FoldSlot) -> dict[str, Any]:
         """Nothing: a Gram fold model is p² numbers, and an idle worker may take a copy."""
         return {}
+
+    def task_groups(self, chosen: Sequence[int]) -> list[list[int]]:
+        """One slot per task: a Gram fold model's fit reads no rows."""
+        return [[i] for i in chosen]
 
 
 def placement_of_pass(client: Client, passes: BlockPass, k: int, p: int, model: ModelConfig,

@@ -11,6 +11,9 @@ blocks of its working sets) is paid once, and every trial passes through it,
 so each fit starts from the nearest of all earlier solutions of its fold. A
 batch of candidates is one task per fold, pinned to the fold's worker: an
 idle worker that took a copy would carry the rows over and start cold.
+Binomial and Poisson fits pass over the rows at every step, so there a
+batch is one task per worker thread, holding that worker's folds: each pass
+serves all of them (:meth:`RowPlacement.task_groups`).
 
 A worker that dies takes its rows and fold models with it. The load is a task
 handed to an unrestricted key (:func:`~pipeline.cv.passes.same`), as in the
@@ -21,12 +24,13 @@ source) and keeps the slots that survived.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..config import HoldoutConfig, ModelConfig
 from ..data import DataPlan
 from .passes import same
-from .placement import FoldSlot
+from .placement import FoldSlot, group_by_worker
 from ..solvers.controls import FeatureControls
 from .row_models import make_row_fold_models
 from .rows import load_rows
@@ -48,6 +52,7 @@ class RowPlacement:
         self.controls = controls
         self.slots: list[FoldSlot] = []
         self.rows: dict[str, Future] = {}  # worker -> its rows
+        self.threads: dict[str | None, int] = {}  # worker -> its threads, as last placed
         self.generation = 0
         self._place()
 
@@ -57,6 +62,7 @@ class RowPlacement:
         info = self.client.scheduler_info()["workers"]
         workers = sorted(info)
         threads = {w: max(1, int(info[w].get("nthreads", 1))) for w in workers}
+        self.threads = dict(threads)
         held = {f for slot in self.slots for f in slot.folds}
         load = {w: sum(len(s.folds) for s in self.slots if s.worker == w) for w in workers}
         for f in range(self.k):
@@ -103,6 +109,15 @@ class RowPlacement:
         """On the slot's worker only: a copy elsewhere would carry the rows over and start cold. If the
         worker leaves, the task waits for no worker; :meth:`lost` then says so."""
         return {"workers": [slot.worker], "allow_other_workers": False}
+
+    def task_groups(self, chosen: Sequence[int]) -> list[list[int]]:
+        """Binomial and Poisson: a worker's slots together, one task per worker thread
+        (:func:`~pipeline.cv.placement.group_by_worker`), as each pass of their fits over the rows serves all
+        folds of a task (:meth:`~pipeline.cv.glm_models.GlmFoldModel.score_together`). Squared loss on rows:
+        one slot per task (its fits share nothing)."""
+        if self.model.family == "gaussian":
+            return [[i] for i in chosen]
+        return group_by_worker(self.slots, chosen, self.threads)
 
     def lost(self) -> bool:
         """Whether a slot's fold models are gone for good (cancelled or failed) or its worker left."""

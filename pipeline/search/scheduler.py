@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..candidate import Candidate
 from ..cv import (CONNECTION_LOST, LOST, FoldScore, Placement, Scorable, cancel_reason, cover, next_ready,
-                  result_or_lost, score_folds, worker_left)
+                  result_or_lost, score_folds, score_slots, worker_left)
 from ..cv._dask_internals import scheduler_task_states
 from ..errors import ClusterError, SweepError
 from ..metrics import metric_label
@@ -93,10 +93,11 @@ class _Batch:
 
 @dataclass(frozen=True)
 class _Sent:
-    """What one future computes: a batch on the fold models of a slot (of one placement generation)."""
+    """What one future computes: a batch on the fold models of one or more slots of a worker (of one placement
+    generation)."""
 
     batch: int
-    slot: int
+    slots: tuple[int, ...]
     folds: tuple[int, ...]
     generation: int
     worker: str | None = None  # the worker it is pinned to (None: Dask may run it anywhere)
@@ -126,7 +127,7 @@ class TrialScheduler:
         self.sent: dict[Future, _Sent] = {}
         self.retry: list[_Batch] = []  # to send again: trials split from a failed batch, or cancelled batches
         self.load = dict.fromkeys(range(len(placement.slots)), 0)
-        self.sent_to: dict[str | None, int] = {}  # tasks sent per worker, to take fold replicas in turn
+        self.sent_to: dict[str | None, int] = {}  # slots sent per worker, to take fold replicas in turn
         self._next_batch = 0
         self._run = uuid.uuid4().hex[:12]  # unique task keys even with several drivers on one scheduler
         self._ac: as_completed | None = None
@@ -192,14 +193,17 @@ class TrialScheduler:
         self._usable_placement()
         cands = [t.candidate for t in batch.trials]
         slots = self.placement.slots
-        for i in cover(slots, self.placement.k, self.load, self.sent_to):
-            self.sent_to[slots[i].worker] = self.sent_to.get(slots[i].worker, 0) + 1
-            pinned = self.placement.pinned(slots[i])
-            fut = self.client.submit(self.score, slots[i].models, cands, self.tol,  # runs where the models are
-                                     pure=False, key=f"score-{self._run}-b{batch_id}-s{i}", **pinned)
-            self.sent[fut] = _Sent(batch_id, i, slots[i].folds, self.placement.generation,
-                                   pinned["workers"][0] if pinned else None)
-            self.load[i] += 1
+        for group in self.placement.task_groups(cover(slots, self.placement.k, self.load, self.sent_to)):
+            first = slots[group[0]]  # every slot of a group is on its worker
+            self.sent_to[first.worker] = self.sent_to.get(first.worker, 0) + len(group)  # slots: the turns of replicas
+            pinned = self.placement.pinned(first)
+            fut = self.client.submit(score_slots, self.score, [slots[i].models for i in group], cands, self.tol,
+                                     pure=False, key=f"score-{self._run}-b{batch_id}-s{group[0]}",
+                                     **pinned)  # runs where the models are
+            self.sent[fut] = _Sent(batch_id, tuple(group), tuple(f for i in group for f in slots[i].folds),
+                                   self.placement.generation, pinned["workers"][0] if pinned else None)
+            for i in group:
+                self.load[i] += 1
             assert self._ac is not None
             self._ac.add(fut)
         return True
@@ -209,7 +213,7 @@ class TrialScheduler:
         if not self.placement.lost():
             return
         if any(cancel_reason(sl.models) == CONNECTION_LOST for sl in self.placement.slots):
-            raise self._scheduler_lost()
+            raise _scheduler_lost(self.client)
         if self.rebuilds >= MAX_REBUILDS:
             raise SweepError(f"the fold models were lost {self.rebuilds + 1} times (workers keep dying); "
                              "check the workers' logs and memory limits.")
@@ -223,15 +227,14 @@ class TrialScheduler:
         sent = self.sent.pop(fut, None)
         if sent is None:  # settled by the watchdog already (cancelled, its batch sent again)
             return
-        if sent.generation == self.placement.generation:
-            self.load[sent.slot] -= 1
+        self._unload(sent)
         batch = self.pending.get(sent.batch)
         if batch is None or batch.failed:  # its other folds already failed it
             fut.release()
             return
         if fut.status == "cancelled":  # a lost dependency (fold models), or the scheduler
             if cancel_reason(fut) == CONNECTION_LOST:
-                raise self._scheduler_lost()
+                raise _scheduler_lost(self.client)
             self._send_again(sent.batch, batch)
             return
         if fut.status == "error":
@@ -247,6 +250,12 @@ class TrialScheduler:
         fut.release()
         if batch.failed or len(batch.scores) >= self.placement.k:
             self._finish_batch(sent.batch, batch)
+
+    def _unload(self, sent: _Sent) -> None:
+        """A task settled: its slots have one task fewer in flight (if they are still the current ones)."""
+        if sent.generation == self.placement.generation:
+            for i in sent.slots:
+                self.load[i] -= 1
 
     def _send_again(self, batch_id: int, batch: _Batch) -> None:
         """Queue the trials of a batch whose task was lost (not failed) to be sent again."""
@@ -312,8 +321,7 @@ class TrialScheduler:
         for fut, state in _stalled(self.client, self.sent).items():
             sent = self.sent.pop(fut)
             batch = self.pending.get(sent.batch)
-            if sent.generation == self.placement.generation:
-                self.load[sent.slot] -= 1
+            self._unload(sent)
             if batch is None or batch.failed:
                 continue
             if state == "no-worker":  # pinned to a worker that left: send the batch again once placed anew
@@ -325,14 +333,6 @@ class TrialScheduler:
                             f"{self.watch_s:g} s (an error that cannot be pickled, e.g. a RecursionError); "
                             "see the worker's log")
             self._finish_batch(sent.batch, batch)
-
-    def _scheduler_lost(self) -> ClusterError:
-        address = getattr(getattr(self.client, "scheduler", None), "address", "the scheduler")
-        return ClusterError(
-            f"lost the connection to the Dask scheduler at {address}; completed trials are kept in the study. "
-            "Run the same command again once a scheduler is up (with cluster.address pointing at it) to finish "
-            "the study."
-        )
 
     def _abort(self, exc: BaseException) -> None:
         """Mark FAIL every trial in flight and tell the listener; cancel the tasks unless interrupted."""
@@ -348,6 +348,15 @@ class TrialScheduler:
             with contextlib.suppress(Exception):  # the client may be closed already: keep the original error
                 for fut in self.sent:
                     fut.cancel()
+
+
+def _scheduler_lost(client: Client) -> ClusterError:
+    address = getattr(getattr(client, "scheduler", None), "address", "the scheduler")
+    return ClusterError(
+        f"lost the connection to the Dask scheduler at {address}; completed trials are kept in the study. "
+        "Run the same command again once a scheduler is up (with cluster.address pointing at it) to finish "
+        "the study."
+    )
 
 
 def _lost_check(client: Client, placement: Placement, sent: _Sent) -> Callable[[], bool]:
