@@ -24,7 +24,7 @@ from ..solvers.controls import FeatureControls
 from .fold_models import score_path, score_paths
 from .passes import BlockPass
 from .path_end import PathEnd
-from .placement import FoldSlot, cover
+from .placement import FoldSlot, cover, group_by_worker
 from .scoring import FoldPath, PathSpec
 from .waiting import LOST, result_or_lost, worker_left
 
@@ -101,17 +101,11 @@ def _carrier(placement: Placement, groups: list[list[FoldSlot]]) -> int | None:
 
 def _tasks(placement: Placement, chosen: list[FoldSlot]) -> list[list[FoldSlot]]:
     """The chosen slots grouped into the path's tasks (:func:`run_path`)."""
-    pinned: dict[str, list[FoldSlot]] = {}
-    out: list[list[FoldSlot]] = []
-    for slot in chosen:
-        if slot.worker is not None and placement.pinned(slot):
-            pinned.setdefault(slot.worker, []).append(slot)
-        else:
-            out.append([slot])
+    pinned = [slot for slot in chosen if slot.worker is not None and placement.pinned(slot)]
+    out = [[slot] for slot in chosen if not any(slot is s for s in pinned)]
     info = placement.client.scheduler_info()["workers"] if pinned else {}
-    for worker, held in pinned.items():
-        n = max(1, min(len(held), int(info.get(worker, {}).get("nthreads", 1))))
-        out.extend(held[i::n] for i in range(n))
+    threads = {s.worker: int(info.get(s.worker, {}).get("nthreads", 1)) for s in pinned}
+    out.extend([pinned[i] for i in group] for group in group_by_worker(pinned, range(len(pinned)), threads))
     return out
 
 
