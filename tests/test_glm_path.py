@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.candidate import Candidate
 from pipeline.cv import score_folds, scoring
+from pipeline.cv import glm_models
 from pipeline.cv.glm_models import GlmFoldModel, glm_paths_and_coefficients
 from pipeline.cv.scoring import PathSpec, deviance_levelled
 from pipeline.solvers.families import family_named
@@ -98,7 +99,7 @@ def test_the_folds_of_a_worker_take_their_paths_together() -> None:
 
 
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
-def test_the_folds_of_a_worker_score_a_batch_together(family: str) -> None:
+def test_the_folds_of_a_worker_score_a_batch_together(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The trial tasks of a worker: three folds and a batch of candidates in one solve (one product over the
     rows per step for all pairs) give each fold the fits it makes alone, batch after batch (warm starts and
     reference metrics carried)."""
@@ -116,6 +117,10 @@ def test_the_folds_of_a_worker_score_a_batch_together(family: str) -> None:
                [Candidate(2, "l1", 0.01 * lmax, 0.0), Candidate(3, "l2", 0.0, 0.3)],
                [Candidate(4, "l1", 0.03 * lmax, 0.0), Candidate(5, "elasticnet", 0.005 * lmax, 0.01)]]
     together, alone = [model(k) for k in range(3)], [model(k) for k in range(3)]
+    calls: list[int] = []  # the joint solves (a fold alone solves through glm_chord.solve_many)
+    joint_solve = glm_models.solve_together
+    monkeypatch.setattr(glm_models, "solve_together", lambda problems, *a, **kw: (
+        calls.append(len(problems)), joint_solve(problems, *a, **kw))[1])
     for cands in batches:
         joint = score_folds(together, cands, 1e-10)
         single = [s for m in alone for s in m.score_many(cands, 1e-10)]
@@ -126,7 +131,7 @@ def test_the_folds_of_a_worker_score_a_batch_together(family: str) -> None:
         np.testing.assert_allclose([s.heldout_mse for s in joint], [s.heldout_mse for s in single], rtol=1e-12)
         assert [s.n_nonzero for s in joint] == [s.n_nonzero for s in single]
         assert all(s.converged for s in joint)
-    assert all(m.curvature is not None for m in together)
+    assert calls == [6, 6, 6] and all(m.curvature is not None for m in together)
 
 
 class _AllRows:

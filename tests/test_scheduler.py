@@ -13,16 +13,16 @@ import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-import optuna
 import pytest
-from optuna.trial import TrialState
 
 from pipeline.candidate import Candidate
 from pipeline.config import ModelConfig, SearchConfig
 from pipeline.cv import FoldModel, FoldScore, placement_of_pass, score_folds, search_bounds, wait_done
+from pipeline.cv import placement as placement_module
 from pipeline.cv.passes import BlockPass, finish_pass
+from pipeline.cv.placement import group_by_worker
 from pipeline.folds import block_fold_stats, kfold_folds
-from pipeline.search import SearchSpace, TrialResult, TrialScheduler, TrialStore, resolve_space
+from pipeline.search import TrialResult, TrialScheduler, TrialStore, resolve_space
 
 K = 5
 
@@ -83,6 +83,37 @@ def poisoned_at(trial: int):
         return score_folds(models, cands, tol)
 
     return score
+
+
+CALLS: list[tuple[int, ...]] = []  # the folds of each task of the grouped test (its workers are in this process)
+
+
+def recording_poisoned_at_5(models: Sequence[FoldModel], cands: Sequence[Candidate], tol: float) -> list[FoldScore]:
+    CALLS.append(tuple(m.fold for m in models))
+    if any(c.trial == 5 for c in cands):
+        raise ValueError("poisoned candidate 5")
+    return score_folds(models, cands, tol)
+
+
+def test_grouped_tasks_fail_only_their_trial_and_settle_each_slot_once(cluster, tmp_path, passes,
+                                                                        monkeypatch) -> None:
+    """A placement that sends a worker's slots as one task (as binomial and Poisson sweeps do): each task scores
+    the folds of its group, a poisoned candidate still fails only its own trial, and every slot's count of
+    tasks in flight is back at 0 (a task settles each slot it held once)."""
+    _, client = cluster
+    monkeypatch.setattr(placement_module, "REPLICATE_BYTES", 0)  # one slot per fold, dealt to the two workers
+    CALLS.clear()
+    rec = Recorder()
+    sched = _scheduler(client, tmp_path, passes, 12, rec, score=recording_poisoned_at_5)
+    slots = sched.placement.slots
+    assert [s.folds for s in slots] == [(f,) for f in range(K)] and len({s.worker for s in slots}) == 2
+    sched.placement.task_groups = lambda chosen: group_by_worker(sched.placement.slots, chosen, {})  # type: ignore
+    sched.run()
+    states = _states(sched)
+    assert [n for n, s in states.items() if s == "FAIL"] == [5] and list(rec.failures) == [5]
+    assert sum(s == "COMPLETE" for s in states.values()) == 12
+    assert set(sched.load.values()) == {0}
+    assert CALLS and {c for c in CALLS} == {(0, 2, 4), (1, 3)}
 
 
 def test_a_poisoned_candidate_fails_only_its_own_trial(cluster, tmp_path, passes) -> None:

@@ -83,13 +83,14 @@ def group_by_worker(slots: Sequence[FoldSlot], chosen: Sequence[int], threads: M
     slots dealt in turn to as many tasks as it has threads (one worker thread per task, as with one task per
     slot, but every pass over its rows serves the folds of its task together)."""
     groups: dict[tuple[str | None, int], list[int]] = {}
-    seen: dict[str | None, int] = {}
+    seen: dict[str | None, int] = {}  # slots dealt per worker so far; its order is the workers' first appearance
     for i in chosen:
         w = slots[i].worker
         turn = seen.get(w, 0)
         seen[w] = turn + 1
         groups.setdefault((w, turn % max(1, threads.get(w, 1))), []).append(i)
-    return list(groups.values())
+    order = list(seen)
+    return [groups[key] for key in sorted(groups, key=lambda key: (order.index(key[0]), key[1]))]  # worker-major
 
 
 def place_fold_models(client: Client, passes: Future, k: int, p: int, model: ModelConfig,

@@ -3,9 +3,12 @@
 The driver owns the study: it asks for trials, submits their fold fits to
 Dask and records each trial exactly once when all its folds are back. Dask
 tasks never touch Optuna. Several trials are in flight at once; their
-candidates are batched per fold so that one task fits a few candidates on one
-fold's Gram (a fit at p = 100 takes about a millisecond, a Dask round trip a
-few), and every task runs on the worker that holds its fold.
+candidates are batched so that one task fits a few candidates on the fold
+models of a slot (a fit at p = 100 takes about a millisecond, a Dask round
+trip a few), and every task runs on the worker that holds its folds. Where
+the fold models of a worker share its passes over the rows (binomial and
+Poisson), one task takes several slots of that worker
+(:meth:`~pipeline.cv.Placement.task_groups`).
 
 Policy and mechanism are apart: the scheduler decides what to send and when;
 what happens to a finished trial (a child run, a progress bar) is the
