@@ -17,7 +17,8 @@ profiled out by centring at the u-weighted means). Where glmnet takes the full s
 cut back until the Armijo condition ``F(x + t d) ≤ F(x) + σ t Δ`` holds, ``Δ = ∇fᵀd + h(β̃+d) − h(β̃) < 0``
 (Lee, Sun & Saunders 2014, proximal Newton): a globally convergent method, quadratically so near the
 solution. It stops when the model decrease ``−Δ`` is at most ``tol`` times the objective of the null model
-(the same relative tolerance as the squared-loss solvers' duality gap); the result reports the largest KKT
+(the same relative tolerance as the squared-loss solvers' duality gap), or of the current point where that
+is smaller (nearly separable classes: :func:`stop_scale`); the result reports the largest KKT
 residual (intercept included) as its certificate.
 
 The quadratic model is solved one of two ways (``inner``):
@@ -206,11 +207,12 @@ class GlmProblem:
         pen = self.box_penalty(penalty, multipliers)
         b, beta, eta = self.starting_point(pen, warm)
         F = self.mean_half_deviance(eta) + _value(pen, beta)
-        F_scale = max(self.mean_half_deviance(self.null_model()[1]), np.finfo(np.float64).tiny)
+        F_null = self.mean_half_deviance(self.null_model()[1])
         W = self._first_working_set(eta, beta, pen, penalty.lambda1)
         n_iter, converged = 0, False
         while n_iter < max_iter:
             n_iter += 1
+            F_scale = stop_scale(F_null, F)
             b_new, beta_new = self._model_minimiser(eta, beta, penalty, pen, multipliers, tol * F_scale, W)
             step = self._line_search(eta, F, b, beta, b_new, beta_new, pen)
             if step is not None:
@@ -420,6 +422,24 @@ def _largest(residual: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
 
 def _value(pen: BoxPenalty, beta: np.ndarray) -> float:
     return pen.value(beta) if beta.size else 0.0
+
+
+STOP_FLOOR = 1e-4  # the stopping rule's scale is never below this share of the null objective
+
+
+def stop_scale(F_null: float, F: float) -> float:
+    """What ``tol`` is relative to in the stopping rule (a step's model decrease at most ``tol`` times this):
+    the smaller of the null objective (glmnet's scale) and the current objective ``F``, but at least
+    :data:`STOP_FLOOR` of the null objective.
+
+    On nearly separable classes the optimum's ``F`` is far below the null objective (penguins, Adelie or not,
+    λ1 = 9e-6: 4e-4 against 0.65), and a decrease bound of ``tol`` times the null objective is 1e-7 of ``F``
+    there: warm-started fits stopped at points whose training deviance agreed to 7e-8 but whose held-out
+    deviance, ruled by a few rows of large ``|η|``, differed by 0.4% between the chord and Newton routes
+    (one fold: 0.07220 against 0.07248). Relative to ``F`` they agree to 5e-9. The floor keeps the bound
+    above the rounding of a model decrease where ``F`` goes to 0 (separable classes with a vanishing
+    penalty)."""
+    return max(min(F_null, F), STOP_FLOOR * F_null, np.finfo(np.float64).tiny)
 
 
 def _inner_tol(abs_tol: float, yy: float) -> float:

@@ -31,7 +31,7 @@ its current point, which becomes the reference for the fits that follow: in the 
 method with one more pass per step.
 
 Where it stops: the Newton solver's rule (a step's model decrease at most ``tol`` times the null objective,
-:meth:`~.glm.GlmProblem.solve`), and then one step more in a Gram formed at that point, a Newton step. The
+or the current one where that is smaller: :func:`~.glm.stop_scale`), and then one step more in a Gram formed at that point, a Newton step. The
 decrease measures the stiff directions; in the flat ones (correlated columns) steps that contract linearly
 leave an error the held-out rows see: on breast cancer's columns 1.5e-7 of the held-out deviance without
 that step, 3.5e-9 with it (3.4e-10 for the Newton solver). So each fit forms one Gram where Newton's method
@@ -55,7 +55,7 @@ import numpy as np
 from .active_set import enet_gram
 from .controls import BoxPenalty
 from .design import dense_weighted_gram
-from .glm import GlmFit, GlmProblem, _inner_tol, _value
+from .glm import GlmFit, GlmProblem, _inner_tol, _value, stop_scale
 from .penalties import ElasticNet
 
 __all__ = ["Curvature", "solve_many"]
@@ -119,7 +119,8 @@ class _Fit:
     eta: np.ndarray
     F: float
     curv: Curvature
-    abs_tol: float  # the stopping rule's bound on a step's model decrease
+    tol: float
+    F_null: float  # the null model's objective
     resid: np.ndarray | None = None  # w(y − μ) at eta, every row (0 off the problem's rows)
     c0: float = 0.0  # Σw(y − μ)/Σw at eta
     n_iter: int = 0
@@ -128,6 +129,11 @@ class _Fit:
     polished: bool = False  # its metric is its own Gram at a point within the tolerance: its next step is final
     done: bool = False
     converged: bool = False
+
+    @property
+    def abs_tol(self) -> float:
+        """The stopping rule's bound on a step's model decrease (:func:`~.glm.stop_scale`), at the current F."""
+        return self.tol * stop_scale(self.F_null, self.F)
 
 
 def solve_many(problem: GlmProblem, penalties: Sequence[ElasticNet], warms: Sequence[GlmFit | None], *,
@@ -170,9 +176,8 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
         key = id(problem)
         if key not in refs:
             refs[key] = _usable(problem, given.get(key)) or own or Curvature.at(problem, eta)
-        abs_tol = tol * max(problem.mean_half_deviance(problem.null_model()[1]), np.finfo(np.float64).tiny)
         fits.append(_Fit(problem, pen, penalty, b, beta, eta, problem.mean_half_deviance(eta) + _value(pen, beta),
-                         own or refs[key], abs_tol))
+                         own or refs[key], tol, problem.mean_half_deviance(problem.null_model()[1])))
     final: dict[int, tuple[np.ndarray, float]] = {}
     live = list(range(len(fits)))
     grads = _gradients([fits[i] for i in live])
