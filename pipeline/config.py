@@ -154,7 +154,7 @@ class ModelConfig(_Strict):
     fit_intercept: bool = True
     tol: float = Field(1e-10, gt=0.0, lt=1.0, description="duality-gap tolerance relative to ½·mean(y_c²) (y_c: y "
                        "centred when an intercept is fitted); binomial, poisson: the Newton decrement relative to the "
-                       "null model's objective")
+                       "smaller of the null model's and the current objective (at least 1e-4 of the null's)")
     engine: Literal["auto", "gram", "rows"] = Field(
         "auto", description="gram: K p×p fold Grams from one data pass (tall data); rows: the rows on every worker, "
         "no p×p matrix (wide or sparse data); auto: gram iff the source is dense, p ≤ a fold's training rows and "

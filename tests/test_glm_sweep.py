@@ -327,7 +327,8 @@ def test_nearly_separable_classes_score_alike_on_both_routes(tmp_path):
     optimum's objective is far below the null model's. The trials' CV deviance of the chord route (gram) and of
     the Newton steps on rows must agree. With a stopping rule relative to the null objective only, one fold's
     held-out deviance differed by 0.4% (0.07220 against 0.07248) and the CV value by 0.3%; relative to the
-    current objective (``stop_scale``) they agree to 2e-6, the flat objective's sensitivity."""
+    current objective (``stop_scale``) they agree to 2.3e-6: where each route stops on so flat an objective (and
+    the chord's float32 metric) sets that, so the bound is 1e-4, 30× below the defect."""
     frame = pd.read_csv(Path(__file__).resolve().parents[1] / "pipeline" / "datasets" / "penguins.csv")
     frame["adelie"] = frame.pop("species") == "Adelie"
     frame.to_csv(tmp_path / "penguins.csv", index=False)
@@ -342,4 +343,4 @@ def test_nearly_separable_classes_score_alike_on_both_routes(tmp_path):
         values[engine] = {tuple(sorted(t.params.items())): t.value for t in trials}
     assert values["gram"].keys() == values["rows"].keys()  # the same trials: the search saw the same values
     worst = max(abs(values["gram"][k] / values["rows"][k] - 1) for k in values["gram"])
-    assert worst < 1e-5, worst
+    assert worst < 1e-4, worst

@@ -30,13 +30,13 @@ two passes. A fit whose iterations contract slowly (the reference was far from i
 its current point, which becomes the reference for the fits that follow: in the worst case this is Newton's
 method with one more pass per step.
 
-Where it stops: the Newton solver's rule (a step's model decrease at most ``tol`` times the null objective,
-or the current one where that is smaller: :func:`~.glm.stop_scale`), and then one step more in a Gram formed at that point, a Newton step. The
-decrease measures the stiff directions; in the flat ones (correlated columns) steps that contract linearly
-leave an error the held-out rows see: on breast cancer's columns 1.5e-7 of the held-out deviance without
-that step, 3.5e-9 with it (3.4e-10 for the Newton solver). So each fit forms one Gram where Newton's method
-forms one per step (about three from a warm start). The fit then carries its Gram (``GlmFit.curvature``): a
-later fit warm-started from it steps in that metric, the nearest there is.
+Where it stops: the Newton solver's rule (a step's model decrease at most ``tol`` times the null objective, or
+the current one where that is smaller: :func:`~.glm.stop_scale`), and then one step more in a Gram formed at
+that point, a Newton step. The decrease measures the stiff directions; in the flat ones (correlated columns)
+steps that contract linearly leave an error the held-out rows see: on breast cancer's columns 1.5e-7 of the
+held-out deviance without that step, 3.5e-9 with it (3.4e-10 for the Newton solver). So each fit forms one
+Gram where Newton's method forms one per step (about three from a warm start). The fit then carries its Gram
+(``GlmFit.curvature``): a later fit warm-started from it steps in that metric, the nearest there is.
 
 Where it cannot: a Gram that is singular (every level of several categorical columns beside the intercept)
 with a tiny λ2 leaves the float32 metric's steps short (no descent direction, or a stop with a KKT residual
