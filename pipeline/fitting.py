@@ -68,8 +68,7 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
         Non-negative weights with a positive sum.
     feature_names : sequence of str, optional
     tol : float, default 1e-10
-        Duality-gap tolerance relative to the objective at β = 0 (binomial, poisson: Newton decrement relative
-        to the smaller of the null model's and the current objective, at least 1e-4 of the null's).
+        Duality gap over the objective at β = 0 (binomial, poisson: Newton decrement over the lesser of it and F).
     engine : {"auto", "gram", "rows"}, default "auto"
         ``gram`` solves on the p × p Gram (tall data), ``rows`` on the rows (wide or sparse data, no p × p
         matrix). ``auto`` takes ``gram`` iff X is dense, p ≤ n and the Gram takes at most a quarter of the
