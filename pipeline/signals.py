@@ -1,4 +1,5 @@
-"""SIGTERM as an interrupt, so a sweep stopped by a scheduler or ``kill`` cleans up like Ctrl-C."""
+"""SIGTERM as an interrupt, so a sweep stopped by a scheduler or ``kill`` cleans up like Ctrl-C; and the
+few steps a stop must not split (:func:`uninterrupted`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,35 @@ from types import FrameType
 
 from .errors import Terminated
 
-__all__ = ["terminate_as_interrupt"]
+__all__ = ["terminate_as_interrupt", "uninterrupted"]
 
 _EXIT_DEADLINE_S = 8.0
+_held: list[BaseException] = []  # an interrupt that arrived inside an `uninterrupted` block, raised at its end
+_depth = 0  # how many `uninterrupted` blocks the main thread is in
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Inside :func:`terminate_as_interrupt`, hold Ctrl-C and SIGTERM until the block ends, then raise them.
+
+    For writes that must be followed by their bookkeeping: a trial written COMPLETE to the study and then
+    handed to the listener (its child run), or a trial asked (RUNNING) and then filed in its batch (so that a
+    stop fails it). An interrupt between the two left a finished trial without a child run, or a trial
+    RUNNING for good (the SIGTERM fault test, stopped as the first trials were recorded). Keep the blocks to
+    a few storage writes: the stop waits for them. In other threads (no signal reaches them) and outside
+    :func:`terminate_as_interrupt` this holds nothing.
+    """
+    global _depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0 and _held:
+            raise _held.pop()
 
 
 @contextlib.contextmanager
@@ -38,7 +65,10 @@ def terminate_as_interrupt() -> Iterator[None]:
         watchdog = threading.Timer(_EXIT_DEADLINE_S, _leave, args=(signal.Signals(signum).name,))
         watchdog.daemon = True
         watchdog.start()
-        raise Terminated(f"received signal {signal.Signals(signum).name}")
+        _interrupt(Terminated(f"received signal {signal.Signals(signum).name}"))
+
+    def _interrupt_by_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
+        _interrupt(KeyboardInterrupt())
 
     def _leave(name: str) -> None:
         """The watchdog's exit: said on stderr (a job log shows why the sweep ended) before ``os._exit``;
@@ -51,7 +81,22 @@ def terminate_as_interrupt() -> Iterator[None]:
         os._exit(143)
 
     previous = signal.signal(signal.SIGTERM, _raise)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:  # not where Ctrl-C is ignored (nohup, a background job)
+        signal.signal(signal.SIGINT, _interrupt_by_ctrl_c)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+        _held.clear()
+
+
+def _interrupt(exc: BaseException) -> None:
+    """Raise ``exc`` now, or at the end of the :func:`uninterrupted` block the main thread is in."""
+    if _depth > 0:
+        if not _held:  # the first stop is the one said
+            _held.append(exc)
+        return
+    raise exc

@@ -9,6 +9,8 @@ in ask order (reproducible), and waiting on futures without the
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator, Sequence
 
@@ -23,6 +25,7 @@ from pipeline.cv.passes import BlockPass, finish_pass
 from pipeline.cv.placement import group_by_worker
 from pipeline.folds import block_fold_stats, kfold_folds
 from pipeline.search import TrialResult, TrialScheduler, TrialStore, resolve_space
+from pipeline.signals import terminate_as_interrupt
 
 K = 5
 
@@ -126,6 +129,32 @@ def test_a_poisoned_candidate_fails_only_its_own_trial(cluster, tmp_path, passes
     assert sum(s == "COMPLETE" for s in states.values()) == 12
     assert list(rec.failures) == [3] and "poisoned candidate 3" in rec.failures[3]
     assert sorted(r.number for r in rec.results) == [n for n, s in states.items() if s == "COMPLETE"]
+
+
+def test_a_stop_as_a_trial_is_recorded_leaves_no_trial_without_its_listener_call(cluster, tmp_path, passes):
+    """A real Ctrl-C arriving just after the study took a trial COMPLETE: the trial is still told to the
+    listener (its child run) before the stop, and nothing stays RUNNING. Without the hold the stop split
+    the write from its child run (the SIGTERM fault test, stopped as the first trials were recorded)."""
+    _, client = cluster
+    rec = Recorder()
+    sched = _scheduler(client, tmp_path, passes, 40, rec)
+    record, written = sched.store.record, []
+
+    def record_then_stop(pending, value, attrs) -> None:
+        record(pending, value, attrs)
+        written.append(pending.candidate.trial)
+        if len(written) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: inside the recording
+
+    sched.store.record = record_then_stop
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # so that the sweep's handler is set
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        sched.run()
+    states = _states(sched)
+    assert "RUNNING" not in states.values()
+    told = [r.number for r in rec.results] + list(rec.failures) + rec.aborted
+    assert sorted(told) == sorted(n for n, s in states.items() if s in ("COMPLETE", "FAIL"))
+    assert written[2] in [r.number for r in rec.results] and len(written) == 3 and rec.aborted
 
 
 def _recurse(n: int) -> int:

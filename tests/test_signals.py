@@ -1,4 +1,5 @@
-"""SIGTERM during a sweep: the exit watchdog, in a real process (the fault tests cover the whole sweep)."""
+"""SIGTERM during a sweep: the exit watchdog and the held stop, in a real process (the fault tests cover the
+whole sweep)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import sys, time
 import pipeline.signals as s
 s._EXIT_DEADLINE_S = 0.5
 with s.terminate_as_interrupt():
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)  # inside the try: a SIGTERM right after it must reach the cleanup
         time.sleep(30)
     except KeyboardInterrupt:
         time.sleep(30)  # a cleanup that hangs: the watchdog must end the process
@@ -38,3 +39,22 @@ def test_a_hanging_cleanup_after_sigterm_exits_143_and_says_why(fault_handler: b
     assert "regsweep: stopped (received signal SIGTERM); the cleanup did not end within 0.5 s" in err
     # with the fault handler on, where the cleanup hung follows (the main thread's stack, in the sleep)
     assert ('File "<string>", line 10' in err) == fault_handler, err
+
+
+_HELD_STOP = """
+import os, signal
+import pipeline.signals as s
+with s.terminate_as_interrupt():
+    try:
+        with s.uninterrupted():
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("the block ran to its end", flush=True)
+        print("not reached", flush=True)
+    except KeyboardInterrupt as e:
+        print(f"then stopped: {type(e).__name__}: {e}", flush=True)
+"""
+
+
+def test_a_sigterm_inside_an_uninterrupted_block_is_raised_when_the_block_ends() -> None:
+    out = subprocess.run([sys.executable, "-c", _HELD_STOP], capture_output=True, text=True, timeout=30).stdout
+    assert out.splitlines() == ["the block ran to its end", "then stopped: Terminated: received signal SIGTERM"]

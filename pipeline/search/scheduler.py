@@ -58,6 +58,7 @@ from ..cv import (CONNECTION_LOST, LOST, FoldScore, Placement, Scorable, cancel_
 from ..cv._dask_internals import scheduler_task_states
 from ..errors import ClusterError, SweepError
 from ..metrics import metric_label
+from ..signals import uninterrupted
 from .ordering import TeachInOrder
 from .results import TrialResult, summarize_scores
 from .space import SearchSpace
@@ -185,9 +186,10 @@ class TrialScheduler:
         self._next_batch += 1
         self.pending[batch_id] = batch  # first: if anything below raises, the trials are failed, not left RUNNING
         while ask > 0 and self.order.may_ask():
-            pending = self.store.ask(self.space)
-            self.order.asked(pending)
-            batch.trials.append(pending)
+            with uninterrupted():  # asked (RUNNING) but not in the batch, a stop would leave it RUNNING
+                pending = self.store.ask(self.space)
+                self.order.asked(pending)
+                batch.trials.append(pending)
             self.asked += 1
             ask -= 1
         if not batch.trials:
@@ -286,17 +288,18 @@ class TrialScheduler:
             cand = pending.candidate
             scores = [s for fold in batch.scores.values() for s in fold if s.trial == cand.trial]
             result = None if batch.failed else summarize_scores(cand, scores, pending.start, end, self.metric)
-            if result is None or not math.isfinite(result.cv_mse):
-                # a NaN value must not reach the study: Optuna cannot read a COMPLETE trial without one
-                reason = batch.failed or (f"the cross-validated {metric_label(self.metric)} is not finite "
-                                          f"({result.cv_mse if result else ''})")
-                self.store.record_failure(pending, reason)
-                batch.trials.pop(0)
-                self._failed(pending, reason)
-            else:
-                self.store.record(pending, result.cv_mse, {"cv": result.attrs()})
-                batch.trials.pop(0)
-                self._completed(pending, result)
+            with uninterrupted():  # recorded, out of the batch and told (its child run), or none of these
+                if result is None or not math.isfinite(result.cv_mse):
+                    # a NaN value must not reach the study: Optuna cannot read a COMPLETE trial without one
+                    reason = batch.failed or (f"the cross-validated {metric_label(self.metric)} is not finite "
+                                              f"({result.cv_mse if result else ''})")
+                    self.store.record_failure(pending, reason)
+                    batch.trials.pop(0)
+                    self._failed(pending, reason)
+                else:
+                    self.store.record(pending, result.cv_mse, {"cv": result.attrs()})
+                    batch.trials.pop(0)
+                    self._completed(pending, result)
         del self.pending[batch_id]
         if self.failures_in_a_row >= self.max_failures:
             raise SweepError(
@@ -342,11 +345,12 @@ class TrialScheduler:
         reason = f"sweep stopped before this trial finished ({type(exc).__name__}: {exc})"
         for batch in [*self.pending.values(), *self.retry]:
             for pending in batch.trials:
-                try:
-                    self.store.record_failure(pending, reason)
-                except Exception:  # noqa: BLE001 — the storage may be what failed; the next start cleans up
-                    continue
-                self.listener.on_abort(pending.candidate.trial, pending.candidate, reason)
+                with uninterrupted():  # a second Ctrl-C must not split a failure from its child run
+                    try:
+                        self.store.record_failure(pending, reason)
+                    except Exception:  # noqa: BLE001 — the storage may be what failed; the next start cleans up
+                        continue
+                    self.listener.on_abort(pending.candidate.trial, pending.candidate, reason)
         if not isinstance(exc, KeyboardInterrupt):  # stopping: closing the client releases them, without waiting
             with contextlib.suppress(Exception):  # the client may be closed already: keep the original error
                 for fut in self.sent:
