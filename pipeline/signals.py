@@ -52,7 +52,9 @@ def terminate_as_interrupt() -> Iterator[None]:
     KILLED and fails its trials on Ctrl-C does the same on SIGTERM (Kubernetes,
     Slurm and ``docker stop`` all send SIGTERM before SIGKILL). Outside the main
     thread (where Python allows no handler) this does nothing. After a SIGTERM
-    the process exits with 143 within 8 s even if the cleanup hangs.
+    the process exits with 143 within 8 s even if the cleanup hangs. Ctrl-C
+    raises ``KeyboardInterrupt`` as usual; both wait for the end of an
+    :func:`uninterrupted` block.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -80,6 +82,8 @@ def terminate_as_interrupt() -> Iterator[None]:
             faulthandler.dump_traceback(all_threads=True)
         os._exit(143)
 
+    global _depth
+    outer_depth, _depth = _depth, 0  # holds count from here: one enclosing this would hold every stop for good
     previous = signal.signal(signal.SIGTERM, _raise)
     previous_int = signal.getsignal(signal.SIGINT)
     if previous_int is signal.default_int_handler:  # not where Ctrl-C is ignored (nohup, a background job)
@@ -90,13 +94,13 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
-        _held.clear()
+        _depth = outer_depth
 
 
 def _interrupt(exc: BaseException) -> None:
     """Raise ``exc`` now, or at the end of the :func:`uninterrupted` block the main thread is in."""
     if _depth > 0:
-        if not _held:  # the first stop is the one said
-            _held.append(exc)
+        if not _held or (isinstance(exc, Terminated) and not isinstance(_held[0], Terminated)):
+            _held[:] = [exc]  # the first stop is the one said, but SIGTERM's exit code (143) wins over Ctrl-C's
         return
     raise exc

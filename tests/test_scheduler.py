@@ -147,9 +147,12 @@ def test_a_stop_as_a_trial_is_recorded_leaves_no_trial_without_its_listener_call
             os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: inside the recording
 
     sched.store.record = record_then_stop
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # so that the sweep's handler is set
-    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
-        sched.run()
+    at_terminal = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job ignores Ctrl-C
+    try:
+        with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+            sched.run()
+    finally:
+        signal.signal(signal.SIGINT, at_terminal)
     states = _states(sched)
     assert "RUNNING" not in states.values()
     told = [r.number for r in rec.results] + list(rec.failures) + rec.aborted

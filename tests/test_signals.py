@@ -42,19 +42,35 @@ def test_a_hanging_cleanup_after_sigterm_exits_143_and_says_why(fault_handler: b
 
 
 _HELD_STOP = """
-import os, signal
+import os, signal, sys
 import pipeline.signals as s
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (a background job ignores Ctrl-C)
+case = sys.argv[1]
 with s.terminate_as_interrupt():
     try:
         with s.uninterrupted():
-            os.kill(os.getpid(), signal.SIGTERM)
+            with s.uninterrupted():  # nested: held to the end of the outer block
+                os.kill(os.getpid(), signal.SIGINT if case in ("ctrl-c", "ctrl-c then term") else signal.SIGTERM)
+                if case == "ctrl-c then term":
+                    os.kill(os.getpid(), signal.SIGTERM)
             print("the block ran to its end", flush=True)
+            if case == "error":
+                raise ValueError("a write failed")
         print("not reached", flush=True)
     except KeyboardInterrupt as e:
         print(f"then stopped: {type(e).__name__}: {e}", flush=True)
+        print(f"context: {e.__context__!r}", flush=True)
 """
 
 
-def test_a_sigterm_inside_an_uninterrupted_block_is_raised_when_the_block_ends() -> None:
-    out = subprocess.run([sys.executable, "-c", _HELD_STOP], capture_output=True, text=True, timeout=30).stdout
-    assert out.splitlines() == ["the block ran to its end", "then stopped: Terminated: received signal SIGTERM"]
+@pytest.mark.parametrize(("case", "said"), [
+    ("term", "Terminated: received signal SIGTERM"),
+    ("ctrl-c", "KeyboardInterrupt: "),
+    ("ctrl-c then term", "Terminated: received signal SIGTERM"),  # SIGTERM's exit code wins
+    ("error", "Terminated: received signal SIGTERM"),  # the stop, with the error as its context
+])
+def test_a_stop_inside_uninterrupted_blocks_is_raised_when_the_outer_block_ends(case: str, said: str) -> None:
+    out = subprocess.run([sys.executable, "-c", _HELD_STOP, case], capture_output=True, text=True,
+                         timeout=30).stdout
+    context = "ValueError('a write failed')" if case == "error" else "None"
+    assert out.splitlines() == ["the block ran to its end", f"then stopped: {said}", f"context: {context}"]

@@ -30,6 +30,7 @@ from typing import Any
 from ..candidate import Candidate
 from ..config import SweepConfig
 from ..search import TrialResult, TrialStore
+from ..signals import uninterrupted
 from ..tracking import Pending, Tracking, close_stale_runs, is_http, is_unreachable
 from .publication import Publication, unpublished_dir
 from .replay import child_record, replay_missing
@@ -80,9 +81,11 @@ class SweepTracking:
     def _take(self) -> None:
         assert self._created is not None, "open_parent() first"
         _ = self.tracking.experiment_id  # its own error (a deleted experiment) rather than the run's
-        parent = self.run_id = str(self._created.result())
-        self.tracking.use_parent(parent)
-        record_parent(self.store, parent)
+        parent = str(self._created.result())
+        with uninterrupted():  # a stop in between would keep the id but not link it in the study (next start)
+            self.run_id = parent
+            self.tracking.use_parent(parent)
+            record_parent(self.store, parent)
         self._logged = [self.tracking.send("log_params", parent, self._params),
                         self.tracking.send("set_tags", parent, self._tags)]
 

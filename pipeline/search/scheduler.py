@@ -264,8 +264,8 @@ class TrialScheduler:
 
     def _send_again(self, batch_id: int, batch: _Batch) -> None:
         """Queue the trials of a batch whose task was lost (not failed) to be sent again."""
-        del self.pending[batch_id]
-        self.retry.append(_Batch(trials=batch.trials, alone=batch.alone))
+        self.retry.append(_Batch(trials=batch.trials, alone=batch.alone))  # before it leaves `pending`: a stop
+        del self.pending[batch_id]  # in between must find its trials in one of them, to fail them
 
     def _fail_batch(self, batch: _Batch, sent: _Sent, exc: BaseException | None) -> None:
         from distributed import KilledWorker
@@ -279,8 +279,8 @@ class TrialScheduler:
         """Record every trial of a complete (or failed) batch; a failed batch of several is split first."""
         if batch.failed and (len(batch.trials) > 1 or (batch.killed_worker and not batch.alone)):
             # find the culprit: each trial alone, once; alone on the cluster if workers died
-            del self.pending[batch_id]
-            self.retry.extend(_Batch(trials=[t], alone=batch.killed_worker) for t in batch.trials)
+            self.retry.extend([_Batch(trials=[t], alone=batch.killed_worker) for t in batch.trials])
+            del self.pending[batch_id]  # only now (see _send_again)
             return
         end = time.time()
         while batch.trials:  # each trial leaves the batch once recorded: an interruption fails only the rest
@@ -343,9 +343,9 @@ class TrialScheduler:
     def _abort(self, exc: BaseException) -> None:
         """Mark FAIL every trial in flight and tell the listener; cancel the tasks unless interrupted."""
         reason = f"sweep stopped before this trial finished ({type(exc).__name__}: {exc})"
-        for batch in [*self.pending.values(), *self.retry]:
-            for pending in batch.trials:
-                with uninterrupted():  # a second Ctrl-C must not split a failure from its child run
+        with uninterrupted():  # a second Ctrl-C must neither split a failure from its child run nor leave the rest
+            for batch in [*self.pending.values(), *self.retry]:
+                for pending in batch.trials:
                     try:
                         self.store.record_failure(pending, reason)
                     except Exception:  # noqa: BLE001 — the storage may be what failed; the next start cleans up
