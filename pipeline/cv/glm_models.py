@@ -7,8 +7,8 @@ held-out rows weighted 0, and every trial passes through it, warm-started from t
 solution of the fold. ``model.engine`` says how each Newton step's quadratic model is solved: ``gram``, a
 weighted p × p Gram formed from the rows; ``rows``, coordinate descent on the rows (no p × p matrix);
 ``auto`` the Gram when p is at most a fold's rows and 4,000. On the Gram route (dense rows) a batch of
-candidates is solved at once and the points of a path one after the other by
-:func:`~pipeline.solvers.glm_chord.solve_many`: steps in the metric of a nearby fit's weighted Gram, the
+candidates on a worker's folds is solved at once and the points of a path one after the other by
+:func:`~pipeline.solvers.glm_chord.solve_together`: steps in the metric of a nearby fit's weighted Gram, the
 batch's gradients one product over the rows, one Newton step at the end of each fit.
 
 The held-out scores (:func:`pipeline.metrics.fold_scores`) are exact: the solver returns the linear
@@ -35,7 +35,7 @@ from ..model import FittedModel
 from ..solvers.controls import FeatureControls
 from ..solvers.families import family_named
 from ..solvers.glm import GlmFit, GlmProblem
-from ..solvers.glm_chord import Curvature, solve_many, solve_together
+from ..solvers.glm_chord import Curvature, solve_together
 from .path_end import PathEnd
 from .refit import bounds_from, group_bounds
 from .rows import RowData
@@ -85,19 +85,16 @@ class GlmFoldModel(PickledCold):
     def score_many(self, cands: Sequence[Candidate], tol: float) -> list[FoldScore]:
         """Fit every candidate on this fold, each warm-started from the nearest earlier solution, and score them.
 
-        On the Gram route the batch is solved at once (:func:`~pipeline.solvers.glm_chord.solve_many`: two
-        passes over the rows per iteration for all of them, in the metric of a nearby fit's weighted Gram);
-        on the rows route one by one. Each score's ``seconds`` is its share of the batch's time."""
+        On the Gram route the batch is solved at once (:meth:`score_together` of this fold alone: two passes
+        over the rows per iteration for all of them, in the metric of a nearby fit's weighted Gram); on the
+        rows route one by one. Each score's ``seconds`` is its share of the batch's time."""
+        if self.problem.batched:
+            return GlmFoldModel.score_together([self], cands, tol)
         t0 = time.perf_counter()
         with self.lock:
             warms = [self.warm.nearest(c) for c in cands]
-            if self.problem.batched:
-                fits, self.curvature = solve_many(self.problem, [c.penalty_object() for c in cands], warms, tol=tol,
-                                                  multipliers=[c.group_multipliers for c in cands],
-                                                  curvature=self.curvature)
-            else:
-                fits = [self.problem.solve(c.penalty_object(), w, tol=tol, multipliers=c.group_multipliers)
-                        for c, w in zip(cands, warms, strict=True)]
+            fits = [self.problem.solve(c.penalty_object(), w, tol=tol, multipliers=c.group_multipliers)
+                    for c, w in zip(cands, warms, strict=True)]
             for c, fit in zip(cands, fits, strict=True):
                 self.warm.remember(c, fit)
             _keep_newest_metrics(self.warm, _metrics_kept(self.problem.base.n_rows, self.problem.base.n_kept))
@@ -114,7 +111,7 @@ class GlmFoldModel(PickledCold):
         rows, the first 60 trials of a sweep in batches of two: 13.1 s against 18.8 s, the same 830 steps).
         Each fit is the one :meth:`score_many` makes: its own problem, penalty and warm start."""
         X = models[0].problem.base.X if models else None
-        if len(models) < 2 or not all(m.problem.batched and m.problem.base.X is X for m in models):
+        if not all(m.problem.batched and m.problem.base.X is X for m in models):  # one at a time
             return [s for m in models for s in m.score_many(cands, tol)]
         t0 = time.perf_counter()
         with ExitStack() as stack:
