@@ -131,14 +131,18 @@ def test_a_poisoned_candidate_fails_only_its_own_trial(cluster, tmp_path, passes
     assert sorted(r.number for r in rec.results) == [n for n, s in states.items() if s == "COMPLETE"]
 
 
-def test_a_stop_as_a_trial_is_recorded_leaves_no_trial_without_its_listener_call(cluster, tmp_path, passes):
+@pytest.mark.parametrize("second_stop", [False, True])
+def test_a_stop_as_a_trial_is_recorded_leaves_no_trial_without_its_listener_call(cluster, tmp_path, passes,
+                                                                                 second_stop: bool):
     """A real Ctrl-C arriving just after the study took a trial COMPLETE: the trial is still told to the
     listener (its child run) before the stop, and nothing stays RUNNING. Without the hold the stop split
-    the write from its child run (the SIGTERM fault test, stopped as the first trials were recorded)."""
+    the write from its child run (the SIGTERM fault test, stopped as the first trials were recorded).
+    ``second_stop``: another Ctrl-C as the abort fails the first trial in flight; the abort still fails
+    (and tells) every trial in flight, where a hold per trial would leave the rest RUNNING."""
     _, client = cluster
     rec = Recorder()
     sched = _scheduler(client, tmp_path, passes, 40, rec)
-    record, written = sched.store.record, []
+    record, record_failure, written, failed = sched.store.record, sched.store.record_failure, [], []
 
     def record_then_stop(pending, value, attrs) -> None:
         record(pending, value, attrs)
@@ -146,7 +150,13 @@ def test_a_stop_as_a_trial_is_recorded_leaves_no_trial_without_its_listener_call
         if len(written) == 3:
             os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: inside the recording
 
-    sched.store.record = record_then_stop
+    def fail_then_stop_again(pending, reason) -> None:
+        record_failure(pending, reason)
+        failed.append(pending.candidate.trial)
+        if second_stop and len(failed) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sched.store.record, sched.store.record_failure = record_then_stop, fail_then_stop_again
     at_terminal = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job ignores Ctrl-C
     try:
         with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
@@ -157,7 +167,8 @@ def test_a_stop_as_a_trial_is_recorded_leaves_no_trial_without_its_listener_call
     assert "RUNNING" not in states.values()
     told = [r.number for r in rec.results] + list(rec.failures) + rec.aborted
     assert sorted(told) == sorted(n for n, s in states.items() if s in ("COMPLETE", "FAIL"))
-    assert written[2] in [r.number for r in rec.results] and len(written) == 3 and rec.aborted
+    assert written[2] in [r.number for r in rec.results] and len(written) == 3
+    assert len(rec.aborted) >= 2 and sorted(rec.aborted) == sorted(failed)  # more than one trial was in flight
 
 
 def _recurse(n: int) -> int:

@@ -29,7 +29,8 @@ The quadratic model is solved one of two ways (``inner``):
   on a :class:`~.design.RowDesign` with weights ``u`` and the fixed scales ``s``): no p × p matrix.
 
 Many fits of one problem (a sweep's batch for a fold) take :func:`~.glm_chord.solve_many` instead on the Gram
-route: steps in the metric of a nearby fit's Gram, one Gram per fit rather than one per Newton step.
+route, and those of a worker's folds :func:`~.glm_chord.solve_together`: steps in the metric of a nearby fit's
+Gram, one Gram per fit rather than one per Newton step.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from .design import dense_weighted_gram
 from .glm import GlmFit, GlmProblem, _inner_tol, _value, stop_scale
 from .penalties import ElasticNet
 
-__all__ = ["Curvature", "solve_many"]
+__all__ = ["Curvature", "solve_many", "solve_together"]
 
 _SLOW = 0.25  # a fit whose model decrease shrank by less than this factor in a step gets its own Gram
 _PATIENCE = 2  # ... after this many slow steps in a row (at once when the line search cut the step)
