@@ -768,16 +768,26 @@ def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
 
 
 def _numeric(frame: pd.DataFrame, columns: Sequence[str], where: str) -> np.ndarray:
+    """The columns as float64; a column of booleans with gaps (pandas reads ``True``/``False`` with empty
+    entries as objects) is 0/1 with NaN in the gaps, as the same column without gaps would be."""
     import pandas as pd
 
-    bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+    bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+                                      or _booleans_with_gaps(frame[c]))]
     if bad:
-        examples = {c: frame[c][pd.to_numeric(frame[c], errors="coerce").isna()].iloc[:1].tolist() for c in bad}
+        examples = {c: frame[c][pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()].iloc[:1].tolist()
+                    for c in bad}  # a value that is not a number (the gaps are numbers' NaN)
         raise DataError(
             f"{where}: columns {bad} are not numeric (e.g. {examples}); list them in data.categorical, name the "
             "strings that mark a gap in data.na_values, or leave them out with data.exclude."
         )
     return frame[list(columns)].to_numpy(dtype=np.float64)
+
+
+def _booleans_with_gaps(column: pd.Series) -> bool:
+    import pandas as pd
+
+    return column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) == "boolean"
 
 
 def check_head(plan: DataPlan, n: int = 1000) -> int:

@@ -220,3 +220,26 @@ def test_huge_finite_values_are_not_missing_values(tmp_path, missing):
     assert block.X.shape[0] == (39 if missing == "drop" else 40)
     assert block.dropped_by == ((0, 0, 1, 0) if missing == "drop" else (0, 0, 0, 0))
     assert np.all(block.X[:, 1] == 1e308)
+
+
+def test_booleans_with_gaps_read_as_the_same_column_without_gaps(tmp_path):
+    """pandas reads ``True``/``False`` with empty entries as objects: such a target is 0/1 with its gaps missing,
+    as it is without gaps (it was refused as not numeric, its example a gap)."""
+    p = tmp_path / "b.csv"
+    p.write_text("x,y\n1.5,True\n2.5,False\n3.5,\n4.5,TRUE\n,false\n")
+    plan = plan_data(DataConfig(source=str(p), target="y", missing="drop"), FoldsConfig(k=2), "binomial")
+    block = load_block(plan, plan.blocks[0])
+    np.testing.assert_array_equal(block.y, [1.0, 0.0, 1.0])  # rows 2 (no target) and 4 (no x) left out
+    np.testing.assert_array_equal(block.X[:, 0], [1.5, 2.5, 4.5])
+    assert block.dropped_by == (1, 0, 1, 0)
+
+
+def test_a_text_value_past_the_head_is_named_not_a_gap(tmp_path):
+    """The block error's example of a column the head misjudged is its text value, not one of its gaps."""
+    x = [""] + [str(i) for i in range(1, 1100)]
+    x[1050] = "abc"
+    p = tmp_path / "late.csv"
+    p.write_text("x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(x)))
+    plan = plan_data(DataConfig(source=str(p), target="y", missing="drop"), FoldsConfig(k=2))
+    with pytest.raises(DataError, match=r"columns \['x'\] are not numeric \(e.g. \{'x': \['abc'\]\}\)"):
+        load_block(plan, plan.blocks[0])
