@@ -123,10 +123,12 @@ def categorical_columns(kinds: Mapping[str, str], features: Sequence[str], targe
     text, boolean or dictionary target is allowed with ``labels``: a binomial model's classes)."""
     if labels and kinds.get(target, "numeric") in ("text", "bool", "dictionary"):
         target = ""
+    fixes = {"data.target": "a categorical target needs model.family: binomial (two classes); otherwise choose a "
+                            "numeric column.",
+             "data.weight": "a sample weight is a number per row; choose a numeric column."}
     for key, col in (("data.target", target), ("data.weight", weight)):
         if col and kinds.get(col, "numeric") != "numeric":
-            raise DataError(f"{key} {col!r} of {where} holds {_said(kinds[col])}, not numbers: a categorical "
-                            f"target or weight cannot be fitted by squared loss; choose a numeric column.")
+            raise DataError(f"{key} {col!r} of {where} holds {_said(kinds[col])}, not numbers: {fixes[key]}")
     if not isinstance(listed, str):
         unknown = [c for c in listed if c not in features]
         if unknown:

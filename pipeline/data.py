@@ -22,6 +22,7 @@ Sources (``data.source``):
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
 import functools
 import glob as globlib
@@ -277,7 +278,7 @@ def _plan_bundled(cfg: DataConfig, name: str, group: str | None, labels: bool = 
     filename, default_target = _BUNDLED[name]
     path = str(resources.files("pipeline.datasets") / filename)
     with open(path) as f:
-        columns = f.readline().strip().split(",")
+        columns = _header_columns(f.readline())
         n_rows = sum(1 for _ in f)
     features, target, categorical, text, notes, text_target = _csv_columns(cfg, path, columns, f"bundled:{name}",
                                                                            group, default_target, labels)
@@ -447,6 +448,12 @@ def _plan_csv(cfg: DataConfig, path: str, group: str | None, labels: bool = Fals
         raise DataError(f"cannot read CSV file {path!r}: {e.strerror or e}; check the path and its permissions.") from e
 
 
+def _header_columns(line: str) -> list[str]:
+    """A CSV header line's column names, read as pandas reads them: a quoted name may hold commas
+    (``"x,2"``); the surrounding spaces and quotes of a name are dropped."""
+    return [c.strip().strip('"') for c in next(csv.reader([line.rstrip("\r\n")]), [])]
+
+
 def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) -> DataPlan:
     if Path(path).stat().st_size == 0:
         raise DataError(f"CSV file {path!r} is empty; it needs a header line and data rows.")
@@ -472,7 +479,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
         text = header.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"CSV file {path!r}: the header line is not UTF-8 text ({e}); save the file as UTF-8.") from e
-    columns = [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
+    columns = _header_columns(text)
     _check_unique_columns(columns, f"CSV file {path!r}")
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
