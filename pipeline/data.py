@@ -235,6 +235,16 @@ def _row_blocks(n_rows: int, block_rows: int, path: str = "") -> tuple[BlockSpec
     )
 
 
+def _separator_hint(columns: Sequence[str]) -> str:
+    """What a header read as one column most likely means: a file separated by ';' or tabs."""
+    if len(columns) == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+            if sep in columns[0]:
+                return (f" The header is one column holding {name}: regsweep reads comma-separated files; save it "
+                        "with commas (pandas: df.to_csv(path, index=False)) or as Parquet.")
+    return ""
+
+
 def _choose_columns(
     cfg: DataConfig, columns: list[str], where: str, group: str | None, default_target: str | None = None
 ) -> tuple[tuple[str, ...], str]:
@@ -246,7 +256,7 @@ def _choose_columns(
     for key, col in (("data.target", target), ("data.weight", cfg.weight), ("folds.group", group),
                      (offset_key, offset)):
         if col is not None and col not in columns:
-            raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}.")
+            raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}.{_separator_hint(columns)}")
     reserved = {target, cfg.weight, group, offset} - {None}
     if cfg.exclude:
         unknown = [c for c in cfg.exclude if c not in columns]
@@ -741,6 +751,15 @@ def _csv_options(plan: DataPlan) -> dict[str, Any]:
     return options
 
 
+def _first_bad_byte(raw: bytes, start_row: int) -> str:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        row = start_row + raw.count(b"\n", 0, e.start)
+        return f"byte {raw[e.start:e.start + 1]!r} in row {row}, counted from 0"
+    return "a byte pandas could not decode"
+
+
 def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
     """A block's needed columns as a frame (CSV and Parquet sources)."""
     import pandas as pd
@@ -764,6 +783,9 @@ def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
     try:
         frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(plan.columns), usecols=_needed_columns(plan),
                             **_csv_options(plan))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{spec.path}: {rows} are not UTF-8 text ({_first_bad_byte(raw, spec.start_row)}); save the "
+                        "file as UTF-8 (pandas: df.to_csv(path, index=False, encoding='utf-8')).") from e
     except Exception as e:
         raise DataError(f"{spec.path}: cannot parse {rows}: {e}") from e
     if len(frame) != spec.n_rows:

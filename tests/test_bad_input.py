@@ -110,6 +110,12 @@ def _write(d, case):  # -> list of --set overrides
     if case == "not-utf8":
         (d / "d.csv").write_bytes("a,\xe9t\xe9,y\n1,2,3\n4,5,6\n".encode("latin-1"))
         return ["data.source=DATA/d.csv", "data.target=y"]
+    if case == "not-utf8-rows":  # a small table's text column is scanned by the plan
+        (d / "d.csv").write_bytes("a,town,y\n1,Metz,3\n4,Besan\xe7on,6\n".encode("latin-1"))
+        return ["data.source=DATA/d.csv", "data.target=y"]
+    if case == "semicolons":
+        (d / "d.csv").write_text("a;b;y\n1;2;3\n4;5;6\n")
+        return ["data.source=DATA/d.csv", "data.target=y"]
     raise AssertionError(case)
 
 
@@ -129,6 +135,9 @@ METADATA_CASES = {
     "duplicate-header": ["d.csv", "several columns named ['a']", "rename them"],
     "feature-twice": ["data.features", "listed once each", "duplicates ['a']"],
     "not-utf8": ["d.csv", "not UTF-8", "save the file as UTF-8"],
+    "not-utf8-rows": ["d.csv: rows 0-1 are not UTF-8 text", "in row 1,", "save the file as UTF-8"],
+    "semicolons": ["data.target 'y' is not a column of", "columns are ['a;b;y']", "one column holding semicolons",
+                   "comma-separated"],
     "free-text-small-csv": ["column 'c' looks like free text", "40 distinct values in 40 rows", "data.exclude: [c]"],
 }
 
