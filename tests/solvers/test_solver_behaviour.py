@@ -138,3 +138,61 @@ def test_zero_penalty_is_least_squares_under_any_name(penalty, diabetes):
     ref = LinearRegression().fit(X, y)
     assert_allclose(model.coef, ref.coef_, rtol=1e-9)
     assert model.intercept == pytest.approx(ref.intercept_, rel=1e-9)
+
+
+def test_the_singular_step_is_the_pseudo_inverse_step_or_the_null_ray():
+    """A singular block's step (pivoted Cholesky): the minimum-norm Newton step ``H⁺r`` when r lies in H's range,
+    else r's projection on the null space as a ray. References: numpy's SVD pseudo-inverse and the null basis
+    the matrix was built from (spectra with a clear gap: nonzero eigenvalues from 1e-4 to 1 of the largest)."""
+    from pipeline.solvers.active_set import _singular_direction
+
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        m = int(rng.integers(3, 120))
+        k = int(rng.integers(1, min(8, m)))
+        Q = np.linalg.qr(rng.standard_normal((m, m)))[0]
+        e = np.concatenate([np.zeros(k), np.geomspace(1e-4, 1.0, m - k) * rng.uniform(0.1, 100.0)])
+        H = (Q * e) @ Q.T
+        H = (H + H.T) / 2
+        null = Q[:, :k]
+        if trial % 2:
+            r = H @ rng.standard_normal(m)
+            x, length = _singular_direction(H, r)
+            assert length == 1.0
+            assert_allclose(x, np.linalg.pinv(H, rcond=1e-9) @ r, rtol=0, atol=1e-9 * np.linalg.norm(x))
+        else:
+            r = rng.standard_normal(m)
+            x, length = _singular_direction(H, r)
+            assert length == np.inf
+            assert_allclose(x, null @ (null.T @ r), rtol=0, atol=1e-9 * np.linalg.norm(r))
+
+
+def test_lasso_on_every_level_of_a_factor_beside_the_intercept_matches_sklearn():
+    """One indicator per level (they sum to the intercept's column): at a small λ the active block holds every
+    level and is singular (the pivoted-Cholesky steps). Checked by the KKT conditions computed here and by the
+    objective against scikit-learn's coordinate descent (which does not reach its tolerance at λ = 1e-6 on this
+    singular design, so its objective is only an upper bound there)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import Lasso
+
+    rng = np.random.default_rng(3)
+    n, levels = 600, 40
+    codes = rng.integers(0, levels, n)
+    X = np.column_stack([np.eye(levels)[codes], rng.standard_normal((n, 2))])
+    y = rng.standard_normal(levels)[codes] + X[:, -2] + 0.5 * rng.standard_normal(n)
+    for lam in (1e-2, 1e-4, 1e-6):
+        ours = pipeline.fit(X, y, penalty="l1", lambda1=lam, standardize=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ref = Lasso(alpha=lam, tol=1e-10, max_iter=100_000).fit(X, y)
+
+        def objective(coef: np.ndarray, b: float) -> float:
+            return 0.5 * float(np.mean((y - X @ coef - b) ** 2)) + lam * float(np.abs(coef).sum())
+
+        resid = y - X @ ours.coef - ours.intercept
+        grad = X.T @ resid / n  # −∂(½ mean r²)/∂β
+        on = ours.coef != 0
+        assert ours.converged and abs(resid.mean()) < 1e-12
+        assert np.max(np.abs(grad[on] - lam * np.sign(ours.coef[on])), initial=0.0) < 1e-8 * max(lam, 1e-4)
+        assert np.max(np.abs(grad[~on]), initial=0.0) <= lam * (1 + 1e-6)
+        assert objective(ours.coef, ours.intercept) <= objective(ref.coef_, ref.intercept_) * (1 + 1e-9)
