@@ -221,3 +221,32 @@ def test_the_memory_a_fold_declares_to_dask_is_what_it_can_hold() -> None:
     assert sizeof(tall) >= 33 * 8 * d.n_kept ** 2
     assert _metrics_kept(5000, 4000) == 2 and _metrics_kept(10**5, 100) == 32
     assert 2 * _metric_bytes(5000, 4000) > 2**28 > 32 * _metric_bytes(10**5, 100)
+
+
+def test_folds_with_rows_of_their_own_step_alone_in_their_metric(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folds whose rows are their own (gaps imputed by each fold's training means: a copy of the rows per fold)
+    take their path points by the metric steps one fold at a time, not Newton's method (one Gram per step);
+    their paths are Newton's, point by point (the rows route's steps: an independent solver)."""
+    base = _fold_model("binomial", "gram")
+    X, y = base.problem.base.X, base.y
+    folds = np.random.default_rng(5).integers(0, 5, len(y))
+
+    def model(k: int, inner: str) -> GlmFoldModel:
+        v = np.where(folds == k, 0.0, 1.0)
+        problem = GlmProblem(X.copy(), y, v, family_named("binomial"), inner=inner)  # rows of its own
+        return GlmFoldModel(k, problem, np.flatnonzero(folds == k), y, np.ones(len(y)), "binomial")
+
+    calls: list[int] = []
+    joint_solve = glm_models.solve_together
+    monkeypatch.setattr(glm_models, "solve_together", lambda problems, *a, **kw: (
+        calls.append(len(problems)), joint_solve(problems, *a, **kw))[1])
+    lmax = model(0, "gram").problem.lambda1_max
+    spec = PathSpec("elasticnet", 0.5, tuple(np.geomspace(2 * lmax, 1e-3 * lmax, 30)))
+    paths = GlmFoldModel.paths_together([model(k, "gram") for k in range(2)], spec, 1e-10)
+    assert calls and set(calls) == {1}  # every point of each fold by the metric steps, alone
+    for k, path in enumerate(paths):
+        newton = model(k, "rows").path(spec, 1e-10)
+        m = min(len(path.heldout_mse), len(newton.heldout_mse))
+        assert m >= 20
+        np.testing.assert_allclose(path.heldout_mse[:m], newton.heldout_mse[:m], rtol=1e-6)
+        np.testing.assert_allclose(path.train_mse[:m], newton.train_mse[:m], rtol=1e-9)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -238,14 +238,25 @@ class _PathRun:
 
 def _path_points(problems: Sequence[GlmProblem], cand: Candidate, previous: Sequence[GlmFit | None],
                  tol: float) -> list[GlmFit]:
-    """The next point of each problem's path, warm-started from its previous one: on the Gram route together,
-    each stepping in the metric of its previous point's Gram (neighbouring points' weights differ little)."""
-    X = problems[0].base.X
-    if all(p.batched and p.base.X is X for p in problems):
-        return solve_together(problems, [cand.penalty_object()] * len(problems), previous, tol=tol,
-                              multipliers=[cand.group_multipliers] * len(problems))[0]
-    return [p.solve(cand.penalty_object(), w, tol=tol, multipliers=cand.group_multipliers)
-            for p, w in zip(problems, previous, strict=True)]
+    """The next point of each problem's path, warm-started from its previous one. On the Gram route the problems
+    on the same rows step together (:func:`~pipeline.solvers.glm_chord.solve_together`: one product over the rows
+    per step), each in the metric of its previous point's Gram (neighbouring points' weights differ little); a
+    fold whose rows are its own (gaps imputed by its training means) steps alone the same way, one Gram per point
+    where Newton's method forms one per step. The rows route takes Newton steps."""
+    fits: list[GlmFit | None] = [None] * len(problems)
+    same_rows: dict[int, list[int]] = {}
+    for i, p in enumerate(problems):
+        if p.batched:
+            same_rows.setdefault(id(p.base.X), []).append(i)
+        else:
+            fits[i] = p.solve(cand.penalty_object(), previous[i], tol=tol, multipliers=cand.group_multipliers)
+    for idx in same_rows.values():
+        together = solve_together([problems[i] for i in idx], [cand.penalty_object()] * len(idx),
+                                  [previous[i] for i in idx], tol=tol, multipliers=[cand.group_multipliers] * len(idx))
+        for i, fit in zip(idx, together[0], strict=True):
+            fits[i] = fit
+    assert all(f is not None for f in fits)
+    return cast(list[GlmFit], fits)
 
 
 _METRIC_BYTES = 256 * 2**20  # what a fold's warm starts may hold in reference metrics ...
