@@ -256,7 +256,8 @@ def _choose_columns(
     for key, col in (("data.target", target), ("data.weight", cfg.weight), ("folds.group", group),
                      (offset_key, offset)):
         if col is not None and col not in columns:
-            raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}.{_separator_hint(columns)}")
+            raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}."
+                            + _separator_hint(columns))
     reserved = {target, cfg.weight, group, offset} - {None}
     if cfg.exclude:
         unknown = [c for c in cfg.exclude if c not in columns]
@@ -752,6 +753,7 @@ def _csv_options(plan: DataPlan) -> dict[str, Any]:
 
 
 def _first_bad_byte(raw: bytes, start_row: int) -> str:
+    """Where a block's raw bytes first stop being UTF-8 (blocks start at a line, so no character is split)."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -248,8 +248,8 @@ def test_a_text_value_past_the_head_is_named_not_a_gap(tmp_path):
 def test_a_quoted_header_name_may_hold_commas(tmp_path):
     """``"x,2"`` is one column, as pandas and every spreadsheet read it (the header was split at every comma:
     one column too many, and every later name shifted onto its neighbour's values)."""
-    frame = pd.DataFrame({"a b": [1.0, 2.0, 3.0, 4.0], "x,2": [5.0, 6.0, 7.0, 9.0], "größe (cm)": [0.5, 0.25, 1.0, 2.0],
-                          "y": [1.0, 0.0, 2.0, 3.0]})
+    frame = pd.DataFrame({"a b": [1.0, 2.0, 3.0, 4.0], "x,2": [5.0, 6.0, 7.0, 9.0],
+                          "größe (cm)": [0.5, 0.25, 1.0, 2.0], "y": [1.0, 0.0, 2.0, 3.0]})
     p = tmp_path / "q.csv"
     frame.to_csv(p, index=False)
     assert p.read_text().startswith('a b,"x,2",größe (cm),y\n')

@@ -165,6 +165,9 @@ def test_the_singular_step_is_the_pseudo_inverse_step_or_the_null_ray():
             x, length = _singular_direction(H, r)
             assert length == np.inf
             assert_allclose(x, null @ (null.T @ r), rtol=0, atol=1e-9 * np.linalg.norm(r))
+    r = rng.standard_normal(4)  # H = 0 (rank 0): the eigendecomposition's answer, the whole of r as the ray
+    x, length = _singular_direction(np.zeros((4, 4)), r)
+    assert length == np.inf and np.array_equal(x, r)
 
 
 def test_lasso_on_every_level_of_a_factor_beside_the_intercept_matches_sklearn():
