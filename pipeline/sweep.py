@@ -72,7 +72,6 @@ from .search import (
     TrialResult,
     TrialScheduler,
     TrialStore,
-    n_complete,
     resolve_space,
     trial_rows,
 )
@@ -245,7 +244,7 @@ class _Sweep:
         cfg, study = self.cfg, self.store.study
         bar = Progress(cfg.search.n_trials, self.echo, progress, self.metric)
         best = min((t.value for t in study.get_trials(deepcopy=False) if t.value is not None), default=None)
-        bar.start(n_complete(study), best)
+        bar.start(self.store.n_complete(), best)
         threads = total_threads(self.client)
         in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
         scheduler = TrialScheduler(self.client, self.store, self.placement, self.space, cfg.search.n_trials,
@@ -309,7 +308,7 @@ class _Sweep:
             self.controls, pure=False))
         if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
             self.example = client.submit(example_rows, self.plan, passes, pure=False)
-        done = n_complete(self.store.study)
+        done = sum(r["state"] == "COMPLETE" for r in d.rows)  # the rows just read: not all trials once more
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             (out / "config.yaml").write_text(cfg.to_yaml())

@@ -82,15 +82,23 @@ def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True) -
     """
     from optuna.trial import TrialState
 
+    me = str(store.driver)
+    owners: dict[str | None, bool] = {}  # a driver's trials: whether this one may log their runs
+
+    def ours_to_log(owner: str | None) -> bool:
+        if owner not in owners:
+            owners[owner] = (own if owner == me
+                             else owner is None or is_stale(owner, store.lease_of(owner)))
+        return owners[owner]
+
+    trials = [t for t in store.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+              if ours_to_log(t.system_attrs.get(OWNER_ATTR))]
+    if not trials:  # e.g. the end of a sweep that ran every trial itself: no search of all its child runs
+        return 0
     existing = tracking.child_runs(store.study.study_name)
     parent = parent_of(store)
-    me = str(store.driver)
     queued = 0
-    for t in store.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        owner = t.system_attrs.get(OWNER_ATTR)
-        if (owner == me and not own) or (owner is not None and owner != me
-                                         and not is_stale(owner, store.lease_of(owner))):
-            continue
+    for t in trials:
         run = existing.get(t.number)
         record = record_from_trial(t, parent=parent(t))
         if run is not None:
