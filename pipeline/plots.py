@@ -49,6 +49,12 @@ __all__ = [
 MAX_BARS = 40  # coefficients drawn as bars; beyond, the largest (500 labels are unreadable)
 MAX_PATH_LINES = 30  # coefficient paths drawn; beyond, those largest at the weakest penalty
 PENALTY_COLOURS = {"l1": "tab:blue", "elasticnet": "tab:purple", "l2": "tab:orange"}
+# Titles at a fixed height (y given): matplotlib then skips placing them above the top axis's labels, which
+# lays every tick label out once more; the pads of the plots with a top axis leave that room instead. PNG at
+# zlib level 1 (files a tenth larger than at level 6). Together: a 100-trial sweep's five plots in 0.71 s
+# instead of 0.78 s (median of 15 drawings, 2026-12-04).
+_TITLE: dict[str, Any] = {"fontsize": 10, "y": 1.0}
+_PNG = {"compress_level": 1}
 _AXIS_LABEL = {"l1": "λ1", "l2": "λ2", "elasticnet": "λ1 + λ2"}
 _ZOOM_SE = 6.0  # validation curves show the best error up to this many of its standard errors above it
 _ZOOM_MIN_REL = 0.01  # ... and at least 1% above it
@@ -203,7 +209,7 @@ def _cv_curve_plot(d: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel(f"{_AXIS_LABEL[d['penalty']]}  (← less penalty · more penalty →)")
     ax.set_ylabel(f"cross-validated {d.get('label', 'MSE')}")
     _nonzero_axis(ax, d["x"], d["n_nonzero"])
-    ax.set_title(f"{what}: dense path, {len(d['x'])} strengths{d.get('multipliers', '')}", fontsize=10, pad=22)
+    ax.set_title(f"{what}: dense path, {len(d['x'])} strengths{d.get('multipliers', '')}", **_TITLE, pad=34)
     ax.legend(fontsize=8, loc="upper left")
     _margins(fig, left=0.9, bottom=0.6, top=1.0)
     return _save(fig, path)
@@ -229,7 +235,7 @@ def _coefficient_path_plot(d: dict[str, Any], path: Path) -> Path:
     _nonzero_axis(ax, d["x"], d["n_nonzero"])
     more = "" if d["n_ever"] <= len(d["names"]) else f"; {len(d['names'])} of {d['n_ever']} shown"
     ax.set_title(f"coefficient path ({d['n_ever']} of {d['n_features']} features ever non-zero{more})"
-                 f"{d.get('multipliers', '')}", fontsize=10, pad=22)
+                 f"{d.get('multipliers', '')}", **_TITLE, pad=34)
     _margins(fig, left=0.9, bottom=0.6, top=1.0)
     return _save(fig, path)
 
@@ -265,7 +271,7 @@ def _validation_plot(d: dict[str, Any], path: Path) -> Path:
         _plain_log_labels(ax.xaxis, minor=False)
         ax.set_ylim(low, top)
         ax.set_xlabel(f"{_AXIS_LABEL[p['penalty']]}  (← less penalty · more →)")
-        ax.set_title(f"{p['penalty']}: {len(p['x'])} trials", fontsize=10)
+        ax.set_title(f"{p['penalty']}: {len(p['x'])} trials", **_TITLE)
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_ylabel(f"{label}  (dotted: best CV {label})")
     _margins(fig, left=0.9, bottom=0.6, wspace=0.25)
@@ -290,7 +296,7 @@ def _history_plot(rows: Sequence[TrialRow], path: Path, label: str = "MSE") -> P
     ax.set_ylabel(f"cross-validated {label}")
     ax.set_yscale("log")
     _plain_log_labels(ax.yaxis)
-    ax.set_title("optimisation history", fontsize=10)
+    ax.set_title("optimisation history", **_TITLE)
     ax.legend(fontsize=8)
     _margins(fig, left=0.9, bottom=0.6)
     return _save(fig, path)
@@ -335,7 +341,7 @@ def _coefficient_plot(model: FittedModel, path: Path) -> Path:
     notes += [f"mult_{g} {v:.3g}" for g, v in (model.group_multipliers or {}).items()]
     second = "; ".join(n for n in notes if n)
     ax.set_title(f"registered model ({model.penalty}): {model.n_nonzero}/{len(names)} non-zero; {which}"
-                 + (f"\n{second}" if second else ""), fontsize=10)
+                 + (f"\n{second}" if second else ""), **_TITLE)
     longest = max((len(n) for n in labels), default=1)
     _margins(fig, left=0.8, bottom=0.3 + (0.075 * min(longest, 40) if rotate else 0.15))
     return _save(fig, path)
@@ -383,5 +389,5 @@ def _fmt(v: float) -> str:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, pil_kwargs=_PNG)
     return path
