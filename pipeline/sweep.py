@@ -48,6 +48,7 @@ from .encoding import encoding_summary
 from .engine import EngineChoice
 from .errors import ConfigError, DataError
 from .feature_controls import controls_summary, describe_controls, sweep_controls
+from .gc_pause import collector_paused
 from .metrics import METRIC_OF
 from .model import FittedModel
 from .solvers.controls import FeatureControls
@@ -127,7 +128,8 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
     # the workers' imports, while the study opens and MLflow starts
     controls = bool(cfg.model.penalty_factor or cfg.model.coef_limits or cfg.search.group_multipliers)
     prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k, controls))
-    store = TrialStore(cfg.search)
+    with collector_paused():  # Optuna's storage imports SQLAlchemy's ORM and Alembic (pipeline.gc_pause)
+        store = TrialStore(cfg.search)
     _check_study_family(store.study, cfg)  # before a finished study's outcome is reported as this config's
     finished = _finished(cfg, store, echo)
     if finished is not None:  # nothing to ask: no cluster, no MLflow process, no new parent run

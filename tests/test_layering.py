@@ -30,7 +30,7 @@ BASE = {"errors", "config", "metrics", "feature_controls", "data", "folds", "col
         "levels",
         "recoding", "validation", "targets",
         "candidate", "model", "fitting", "engine", "ownership", "locks", "signals", "sqlite_wal", "report", "console",
-        "datasets", "selection", "plots", "background", ""}
+        "datasets", "selection", "plots", "background", "gc_pause", ""}
 ORDER = ["solvers", "base", "cv", "search", "tracking", "bridge", "sweep", "retrain", "cli"]
 ALLOWED_LAYERS = {
     "solvers": {"solvers"},

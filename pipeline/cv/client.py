@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..config import ClusterConfig, SecurityConfig
 from ..errors import ClusterError
+from ..gc_pause import collector_paused
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster, Security
@@ -126,6 +127,30 @@ def prestart_local_workers(cfg: ClusterConfig, preload: Sequence[str] = ()) -> N
     distributed.utils._forkserver_preload_set = True
 
 
+def _local_cluster(cfg: ClusterConfig, security: Security | None) -> LocalCluster:
+    """The embedded LocalCluster of ``cfg``, started."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=cfg.n_workers,
+        threads_per_worker=cfg.threads_per_worker,
+        processes=cfg.processes,
+        # also with thread workers: bound to 127.0.0.1, not in-process
+        protocol="tcp://" if security is None else "tls://",
+        security=security,
+        host="127.0.0.1",
+        dashboard_address=cfg.dashboard_address,
+        # no dashboard: the scheduler still serves /health on HTTP; keep it on a free loopback
+        # port (distributed would try 8787 first and warn when it is taken)
+        scheduler_kwargs=None if cfg.dashboard_address else {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        memory_limit=cfg.memory_limit,
+        silence_logs=logging.CRITICAL,
+        # the workers import what their tasks run while they start (≈ 0.5 s each,
+        # scipy included), not when the first data-pass or trial task arrives
+        preload=list(_WORKER_PRELOAD),
+    )
+
+
 def _forked_workers(cfg: ClusterConfig) -> bool:
     """Whether the workers are processes of an embedded cluster, forked from the fork server (POSIX only;
     elsewhere Dask's default start method stays)."""
@@ -138,7 +163,7 @@ def _forked_workers(cfg: ClusterConfig) -> bool:
 def open_client(cfg: ClusterConfig) -> Iterator[Client]:
     """Yield a connected ``distributed.Client``; close it (and any cluster it started) on exit."""
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
     from distributed.comm import CommClosedError
 
     # A failed task reaches the driver as its exception (bad data: a DataError the CLI prints in one
@@ -157,25 +182,8 @@ def open_client(cfg: ClusterConfig) -> Iterator[Client]:
                                 security=dask_security(cfg.security))
             else:
                 security = dask_security(cfg.security, local_cluster=True)
-                cluster = LocalCluster(
-                    n_workers=cfg.n_workers,
-                    threads_per_worker=cfg.threads_per_worker,
-                    processes=cfg.processes,
-                    # also with thread workers: bound to 127.0.0.1, not in-process
-                    protocol="tcp://" if security is None else "tls://",
-                    security=security,
-                    host="127.0.0.1",
-                    dashboard_address=cfg.dashboard_address,
-                    # no dashboard: the scheduler still serves /health on HTTP; keep it on a free loopback
-                    # port (distributed would try 8787 first and warn when it is taken)
-                    scheduler_kwargs=None if cfg.dashboard_address else {"dashboard": False,
-                                                                         "dashboard_address": "127.0.0.1:0"},
-                    memory_limit=cfg.memory_limit,
-                    silence_logs=logging.CRITICAL,
-                    # the workers import what their tasks run while they start (≈ 0.5 s each,
-                    # scipy included), not when the first data-pass or trial task arrives
-                    preload=list(_WORKER_PRELOAD),
-                )
+                with collector_paused():  # the scheduler imports its dashboard (bokeh) as it starts
+                    cluster = _local_cluster(cfg, security)
                 client = Client(cluster, set_as_default=False, security=security)
         except (OSError, TimeoutError) as e:
             target = cfg.address or "an embedded LocalCluster"

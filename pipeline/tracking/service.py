@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..background import run_in_background
+from ..gc_pause import collector_paused
 from ..config import TrackingConfig
 from ..errors import DriverGone, RemoteTrackingError, TrackingError
 from ..model import FittedModel
@@ -375,9 +376,11 @@ def _open_tracker(cfg: TrackingConfig, study_name: str, driver: str, msg: _Call 
         from .tracker import Tracker
 
         drop_inherited_connections()
-        # importing MLflow and opening the store can wait for the data pass's workers (see pipeline.background)
-        return run_in_background(lambda: Tracker(cfg, study_name=study_name, driver=driver, metric=metric),
-                                 "regsweep-open-mlflow")
+        # importing MLflow and opening the store can wait for the data pass's workers (see pipeline.background),
+        # without the garbage collector walking each module imported so far again (pipeline.gc_pause)
+        with collector_paused():
+            return run_in_background(lambda: Tracker(cfg, study_name=study_name, driver=driver, metric=metric),
+                                     "regsweep-open-mlflow")
     except Exception as e:  # noqa: BLE001 — the store cannot be opened: the caller hears why
         outbox.put(_Reply(msg.id, error=f"{type(e).__name__}: {e}"[:2000], unreachable=is_unreachable(e)))
         return None
