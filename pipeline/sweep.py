@@ -125,10 +125,10 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
         raise DataError(
             f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
         )
-    # the workers' imports, while the study opens and MLflow starts
     controls = bool(cfg.model.penalty_factor or cfg.model.coef_limits or cfg.search.group_multipliers)
-    prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k, controls))
-    with collector_paused():  # Optuna's storage imports SQLAlchemy's ORM and Alembic (pipeline.gc_pause)
+    with collector_paused():  # imports of distributed, SQLAlchemy's ORM and Alembic (pipeline.gc_pause)
+        # the workers' imports, while the study opens and MLflow starts
+        prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k, controls))
         store = TrialStore(cfg.search)
     _check_study_family(store.study, cfg)  # before a finished study's outcome is reported as this config's
     finished = _finished(cfg, store, echo)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import TrackingConfig
 from ..errors import TrackingError
+from ..gc_pause import collector_paused
 from ..locks import sqlite_setup_lock
 from ..model import FittedModel
 from ..ownership import DriverId
@@ -208,8 +209,9 @@ class Tracker:
     def log_model(self, run_id: str, model: FittedModel, input_example: Any, registered_model: str | None,
                   version_tags: Mapping[str, str] | None = None,
                   alias: str | None = "candidate") -> tuple[str, int | None]:
-        return log_model(self.client, self.uri, self.experiment_id, run_id, model, input_example, registered_model,
-                         version_tags, alias)
+        with collector_paused():  # MLflow's first use of its model modules (pipeline.gc_pause)
+            return log_model(self.client, self.uri, self.experiment_id, run_id, model, input_example,
+                             registered_model, version_tags, alias)
 
     def end_run(self, run_id: str, status: str = "FINISHED", deadline_s: float | None = None) -> None:
         self.client.set_terminated(run_id, status=status)
