@@ -77,8 +77,11 @@ def preload_plotting(*, lowered: bool = True) -> None:
     from .background import start_in_background
 
     def load() -> None:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
+        from .gc_pause import collector_paused
+
+        with collector_paused():  # 0.36 → 0.24 s of CPU (median of 3, after the driver's imports)
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
 
     if lowered:
         start_in_background(load, "regsweep-preload-matplotlib")
