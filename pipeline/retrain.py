@@ -89,7 +89,7 @@ from .solvers.controls import FeatureControls
 from .locks import retrain_lock
 from .model import FittedModel
 from .recoding import coefficients_by_name, incumbent_fill, incumbent_map, new_levels
-from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, n_complete, resolve_space
+from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, resolve_space
 from .solvers import merge_all
 from .tracking import MlflowCache, RegisteredVersion, Tracker
 from .tracking.registry import TAG, alias_version, load_version, set_alias, tag_version, versions_with_fingerprint
@@ -177,7 +177,7 @@ def _resweep(client: Client, placement: Placement, bounds: dict[str, float], bas
     best = store.study.best_trial
     return Candidate.from_params(best.number, best.params), {
         "resweep_study": study_name, f"resweep_best_cv_{METRIC_OF[cfg.model.family]}": best.value,
-        "resweep_trials_complete": n_complete(store.study)}
+        "resweep_trials_complete": store.n_complete()}
 
 
 class _ResweepListener:

@@ -94,3 +94,36 @@ def test_replay_puts_each_trial_under_its_own_drivers_parent_run_and_skips_this_
     assert {r.number: r.parent for r in others.records} == {0: "parent-of-dead", 1: "legacy-parent"}
     assert {r.number: r.parent for r in everyone.records} == {0: "parent-of-dead", 1: "legacy-parent",
                                                               2: "parent-of-this"}
+
+
+def test_the_end_of_a_sweep_that_ran_every_trial_itself_does_not_search_mlflow(tmp_path):
+    """``replay_missing(own=False)`` (a sweep's settle step) on a study whose finished trials are all this
+    driver's has nothing to replay: it must not ask MLflow for every child run of the study to find that out
+    (that search loads each run with its params, metrics and tags); with own=True it asks, and replays."""
+    from pipeline.bridge import record_parent, replay_missing
+    from pipeline.config import load_config
+    from pipeline.search import OWNER_ATTR, TrialStore
+
+    cfg = load_config(None, [f"search.storage=sqlite:///{tmp_path}/o.db", "search.study_name=s"])
+    store = TrialStore(cfg.search)
+    record_parent(store, "parent-of-this")
+    dist = {"penalty": CategoricalDistribution(["l1"]), "lambda1": FloatDistribution(1e-3, 1.0)}
+    for number in range(3):
+        store.study.add_trial(optuna.trial.create_trial(params={"penalty": "l1", "lambda1": 0.1 + number / 10},
+                                                        distributions=dist, value=1.0,
+                                                        system_attrs={OWNER_ATTR: str(store.driver)}))
+
+    class Tracking:
+        def __init__(self) -> None:
+            self.searches, self.records = 0, []
+
+        def child_runs(self, study_name):
+            self.searches += 1
+            return {}
+
+        def log_trial(self, rec):
+            self.records.append(rec)
+
+    settle, rerun = Tracking(), Tracking()
+    assert replay_missing(settle, store, own=False) == 0 and settle.searches == 0 and not settle.records
+    assert replay_missing(rerun, store) == 3 and rerun.searches == 1

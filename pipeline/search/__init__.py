@@ -12,7 +12,7 @@ Imports no MLflow. Optuna itself is imported where a function needs it.
 """
 
 from .results import TrialResult, explained_name, summarize_scores
-from .rows import FAMILY_ATTR, TrialRow, n_complete, study_family, trial_rows
+from .rows import FAMILY_ATTR, TrialRow, study_family, trial_rows
 from .scheduler import TrialListener, TrialScheduler
 from .space import SearchSpace, resolve_space
 from .study import OWNER_ATTR, RETRY_OF_ATTR, PendingTrial, StaleTrial, TrialStore, open_storage
@@ -30,7 +30,6 @@ __all__ = [
     "TrialScheduler",
     "TrialStore",
     "explained_name",
-    "n_complete",
     "open_storage",
     "resolve_space",
     "study_family",

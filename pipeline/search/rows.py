@@ -12,7 +12,7 @@ from .results import explained_name
 if TYPE_CHECKING:
     from optuna import Study
 
-__all__ = ["FAMILY_ATTR", "TrialRow", "n_complete", "study_family", "trial_rows"]
+__all__ = ["FAMILY_ATTR", "TrialRow", "study_family", "trial_rows"]
 
 
 FAMILY_ATTR = "regsweep:family"
@@ -51,10 +51,3 @@ def trial_rows(study: Study) -> list[TrialRow]:
                                   if k.startswith(MULTIPLIER_PREFIX)},
         })
     return rows
-
-
-def n_complete(study: Study) -> int:
-    """COMPLETE trials of the study."""
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

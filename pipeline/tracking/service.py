@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..background import run_in_background
-from ..gc_pause import collector_paused
 from ..config import TrackingConfig
 from ..errors import DriverGone, RemoteTrackingError, TrackingError
+from ..gc_pause import collector_paused
 from ..model import FittedModel
 from ..ownership import DriverId
 from .health import is_http, is_unreachable, reachable
