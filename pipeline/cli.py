@@ -110,7 +110,8 @@ def retrain(config: str, overrides: tuple[str, ...], summary_json: str | None, d
     """Retrain the registered model of CONFIG on its data; promote the challenger only if it is better.
 
     Exit 0 when done or already up to date, 1 on failure (including another
-    retrain of the same model holding the lock), 2 for bad config or input.
+    retrain of the same model holding the lock), 2 for bad config or input,
+    143 on SIGTERM and 130 on Ctrl-C (the cluster stopped, the lock released).
     """
     from .config import load_config
     from .retrain import run_retrain

@@ -43,6 +43,13 @@ reports the candidate's score for information.)
 **Idempotency**: a version counts as "this data trained" only once its
 ``regsweep.decision`` tag is written, the last step; a run that died earlier
 is simply redone (its orphan version stays, without a decision tag).
+
+**Stopping**: SIGTERM (what cron's, Kubernetes' and Airflow's timeouts send)
+is handled like Ctrl-C, as in a sweep: the cluster closes, a resweep's trials
+in flight are marked FAIL, the lock is released and the command exits 143.
+Step 8 is never split: a stop that arrives while it runs waits for its end
+(a few MLflow calls), so no retrain run is left RUNNING and no alias moves
+without its decision.
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ from .locks import retrain_lock
 from .model import FittedModel
 from .recoding import coefficients_by_name, incumbent_fill, incumbent_map, new_levels
 from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, resolve_space
+from .signals import terminate_as_interrupt, uninterrupted
 from .solvers import merge_all
 from .tracking import MlflowCache, RegisteredVersion, Tracker
 from .tracking.registry import TAG, alias_version, load_version, set_alias, tag_version, versions_with_fingerprint
@@ -272,7 +280,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     tracker.preflight()
     tracker.ensure_experiment()
     name = cfg.tracking.registered_model
-    with retrain_lock(cfg) as lock:
+    with retrain_lock(cfg) as lock, terminate_as_interrupt():
         base = _starting_model(tracker, name)
         theirs = base.model.encoding.columns if base.model.encoding is not None else base.model.feature_names
         if theirs is not None and tuple(theirs) != plan.raw_features:
@@ -487,6 +495,13 @@ def _record(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Registered
             scores: tuple[float, float], decision: tuple[str, str], fingerprint: str, ev: _Evidence,
             extra: dict[str, Any]) -> dict[str, Any]:
     """Log the retrain run, register the challenger, move the alias, tag the version (decision last)."""
+    with uninterrupted():  # a stop waits: the run ends, the decision is written whole (module docstring)
+        return _record_run(tracker, cfg, plan, base, challenger, scores, decision, fingerprint, ev, extra)
+
+
+def _record_run(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: RegisteredVersion, challenger: FittedModel,
+                scores: tuple[float, float], decision: tuple[str, str], fingerprint: str, ev: _Evidence,
+                extra: dict[str, Any]) -> dict[str, Any]:
     name = cfg.tracking.registered_model
     action, reason = decision
     run = tracker.start_parent(run_name=f"retrain-{name}", tags={

@@ -8,6 +8,7 @@ bounded. What is checked is the issue's pass criterion for each fault.
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import textwrap
@@ -258,6 +259,68 @@ def test_sigterm_ends_runs_killed_fails_running_trials_and_exits_within_10_s(tmp
     check_one_child_run_per_trial(trials, runs)
     killed = [t for t in by_state(trials, "FAIL") if "Terminated" in t.system_attrs["fail_reason"]]
     assert killed, "no trial was in flight when SIGTERM arrived"
+    _sqlite_ok(tmp_path / "optuna.db")
+    _sqlite_ok(tmp_path / "mlflow.db")
+
+
+def _retrain_study(storage: str, sweep_study: str) -> str | None:
+    """The name of the resweep study a retrain of ``sweep_study`` opened, once it exists."""
+    path = storage.removeprefix("sqlite:///")
+    if not Path(path).exists():
+        return None
+    try:
+        with sqlite3.connect(path) as con:
+            row = con.execute("SELECT study_name FROM studies WHERE study_name LIKE ?",
+                              (f"{sweep_study}-retrain-%",)).fetchone()
+    except sqlite3.OperationalError:  # the schema is being created
+        return None
+    return None if row is None else str(row[0])
+
+
+def test_sigterm_stops_a_retrain_within_10_s_releasing_its_lock_and_leaving_nothing_running(tmp_path: Path) -> None:
+    """A scheduler's timeout (SIGTERM) mid-resweep: exit 143, the cluster and MLflow's process gone, no trial
+    RUNNING, no retrain run left open, the lock free for the next scheduled run."""
+    import fcntl
+
+    names, storage = _names("rterm"), _storage(tmp_path)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = _config(tmp_path)
+    lock = tmp_path / "retrain.lock"
+    sweep = Driver(sweep_args(config, address=None, tracking=tracking, storage=storage, names=names, n_trials=10),
+                   tmp_path, name="sweep")
+    assert sweep.wait(SWEEP_TIMEOUT_S) == 0, sweep.output()
+    args = ["retrain", str(config), "--debug", *[a for kv in (
+        f"tracking.uri={tracking}", f"tracking.experiment={names['experiment']}",
+        f"tracking.registered_model={names['model']}", f"search.storage={storage}",
+        f"search.study_name={names['study']}", "retrain.mode=resweep", "retrain.n_trials=5000",
+        f"retrain.lock={lock}") for a in ("--set", kv)]]
+    driver = Driver(args, tmp_path, name="retrain")  # the embedded LocalCluster, as a CronJob runs it
+    try:
+        study = wait_until(lambda: _retrain_study(storage, names["study"]), 120, "the resweep study", driver)
+        wait_until(lambda: n_complete(storage, study) >= 3, 120, "3 complete resweep trials", driver)
+        children = driver.children()
+        t0 = time.monotonic()
+        driver.popen.send_signal(signal.SIGTERM)
+        rc = driver.wait(10.0)
+        elapsed = time.monotonic() - t0
+    finally:
+        driver.kill_group()
+    assert rc == 143, driver.output()
+    assert elapsed < 10.0
+    assert "stopped (received signal SIGTERM)" in driver.err.read_text()
+    assert "Traceback" not in driver.err.read_text()
+    wait_until(lambda: not [p for p in children if Path(f"/proc/{p}").exists()], 10, "the driver's children to exit")
+    trials = study_trials(storage, study)
+    assert by_state(trials, "RUNNING") == []
+    assert 3 <= len(by_state(trials, "COMPLETE")) < 5000
+    runs = mlflow_runs(tracking, names["experiment"])
+    assert [r.info.status for r in runs if r.data.tags.get("regsweep.kind") == "retrain"] == []  # stopped before step 8
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if anything still held it
+    finally:
+        os.close(fd)
     _sqlite_ok(tmp_path / "optuna.db")
     _sqlite_ok(tmp_path / "mlflow.db")
 
