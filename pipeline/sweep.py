@@ -474,13 +474,15 @@ def _check_study_controls(study: Any, controls: FeatureControls | None, cfg: Swe
 
 
 def _recorded(study: Any, attr: str, value: str, before: str) -> str:
-    """What the study records under ``attr``: recorded now as ``value`` by the first run of a new study,
-    ``before`` for a study with trials from before the attribute existed."""
-    seen = study.user_attrs.get(attr, before if study.get_trials(deepcopy=False) else None)
-    if seen is None:
-        study.set_user_attr(attr, value)
+    """What the study records under ``attr``: ``before`` for a study with trials from before the attribute
+    existed. A study without trials has scored nothing yet, so it takes ``value``: the first run of a new study
+    records it, and so does a run after one that stopped before its first trial (bad data found by the pass,
+    say), which must not bind the study to a family or controls that never scored anything."""
+    if not study.get_trials(deepcopy=False):
+        if study.user_attrs.get(attr) != value:
+            study.set_user_attr(attr, value)
         return value
-    return str(seen)
+    return str(study.user_attrs.get(attr, before))
 
 
 def _resolve_engine(cfg: SweepConfig, client: Client, plan: DataPlan) -> tuple[EngineChoice, ModelConfig]:

@@ -192,6 +192,29 @@ def test_a_study_keeps_its_family(poisson_sweep):
         execute_sweep(other, echo=lambda _: None, progress=False)
 
 
+def test_a_study_that_stopped_before_its_first_trial_takes_the_next_runs_family(tmp_path):
+    """A first run refused by its data (three classes for binomial) leaves a study without trials: the corrected
+    run, another family on another target, is not told that the study belongs to the family that scored nothing."""
+    n = 60
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n),
+                          "label": rng.choice(["a", "b", "c"], n), "score": rng.normal(size=n)})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    common = [f"data.source={tmp_path}/d.csv", "search.n_trials=3"]
+    first = _config(tmp_path, "restart", [*common, "data.target=label", "data.exclude=[score]", "model.family=binomial"])
+    with pytest.raises(DataError, match="two classes"):
+        execute_sweep(first, echo=lambda _: None, progress=False)
+    second = _config(tmp_path, "restart", [*common, "data.target=score", "data.exclude=[label]"])
+    summary = execute_sweep(second, echo=lambda _: None, progress=False)
+    assert summary["family"] == "gaussian" and summary["n_trials_complete"] == 3
+    study = optuna.load_study(study_name="restart", storage=second.search.storage)
+    assert "gaussian" in study.user_attrs.values() and "binomial" not in study.user_attrs.values()
+    third = _config(tmp_path, "restart", [*common, "data.target=label", "data.exclude=[score]",
+                                          "model.family=binomial"])
+    with pytest.raises(ConfigError, match="was run with model.family gaussian"):  # now it has scored trials
+        execute_sweep(third, echo=lambda _: None, progress=False)
+
+
 @pytest.mark.parametrize("family,column,values,match", [
     ("binomial", "label", ["a", "b", "c"], "two classes, but `data.target 'label'` has 3"),
     ("poisson", "label", [1.0, -2.0, 3.0], "non-negative counts"),
