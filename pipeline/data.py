@@ -41,6 +41,7 @@ from .column_kinds import (HEAD_ROWS, arrow_kind, categorical_columns, csv_head_
                            stored_arrow_schema)
 from .encoding import Encoding
 from .errors import DataError
+from .targets import check_target_sample
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -179,6 +180,8 @@ def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None, family: str = "
                         "remove data.categorical or use a CSV or Parquet source.")
     if plan.kind in ("csv", "parquet"):
         _check_levels_if_small(plan)
+    if family != "gaussian":
+        _check_family_head(plan)
     return plan
 
 
@@ -332,6 +335,67 @@ def _check_levels_if_small(plan: DataPlan) -> None:
         from .levels import encoding_from_scan, merge_scans, scan_block
 
         encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
+
+
+def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
+    """A binomial or Poisson target, and an exposure, checked on the source's first ``n`` rows, before the
+    cluster starts: a third class, a negative count or an exposure <= 0 there fails the whole table, and the
+    data pass would find it only after reading every block (minutes at 10⁸ rows). What only all rows can tell
+    (one class, all counts zero, the positive class) stays with the pass. Rows the pass leaves out (a missing
+    target, weight or offset; under ``data.missing: drop`` a missing feature) do not count here either, so this
+    never refuses a table the pass accepts."""
+    if plan.kind not in ("csv", "bundled", "parquet", "npy"):
+        return
+    spec = BlockSpec(0, 0, min(n, plan.n_rows), path=plan.blocks[0].path)
+    frame = None if plan.kind == "npy" else _head_frame(plan, spec.n_rows)
+    if plan.kind != "npy":
+        spec = dataclasses.replace(spec, n_rows=0 if frame is None else len(frame))
+    if spec.n_rows == 0:
+        return
+    where = f"{plan.source} rows 0-{spec.n_rows - 1}"
+    if frame is None:  # .npy
+        X, y, w, _, _, _ = _npy_block(plan, spec)
+        labels, offset = None, _array_offset(plan, spec)
+        features_ok = np.isfinite(X).all(axis=1)
+    else:
+        y, labels = _target(frame, plan, where)
+        w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
+        offset = None if plan.offset is None else _numeric(frame, (plan.offset,), where)[:, 0]
+        features_ok = _features_present(frame, plan)
+    kept = ~np.isnan(y) & (np.isfinite(w) if w is not None else True)
+    if offset is not None:
+        if plan.missing != "error":  # as the pass: a missing offset leaves its row out, a value <= 0 is an error
+            kept &= np.isfinite(offset)
+            offset = np.where(np.isfinite(offset), offset, 1.0)
+        _checked_offset(plan, offset, spec, where)
+    if plan.missing == "drop":
+        kept &= features_ok
+    check_target_sample(plan.family, y, labels, kept, name=f"data.target {plan.target!r}", where=where)
+
+
+def _head_frame(plan: DataPlan, n: int) -> pd.DataFrame | None:
+    """The first ``n`` rows of a CSV or Parquet source's needed columns, read as its blocks are."""
+    import pandas as pd
+
+    path = plan.blocks[0].path
+    if plan.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        batch = next(pq.ParquetFile(path).iter_batches(batch_size=n, columns=_needed_columns(plan)), None)
+        return None if batch is None else batch.to_pandas()  # None: the first file holds no rows
+    return pd.read_csv(path, nrows=n, usecols=_needed_columns(plan), **_csv_options(plan))
+
+
+def _features_present(frame: pd.DataFrame, plan: DataPlan) -> np.ndarray:
+    """Rows whose every feature is present (a finite number, or a level of a categorical column)."""
+    import pandas as pd
+
+    ok = np.ones(len(frame), dtype=bool)
+    for c in plan.raw_features:
+        col = frame[c]
+        ok &= col.notna().to_numpy() if c in plan.categorical else np.isfinite(
+            pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64))
+    return ok
 
 
 def _plan_synthetic(cfg: DataConfig, group: str | None) -> DataPlan:

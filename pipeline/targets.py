@@ -21,7 +21,8 @@ from .errors import DataError
 from .solvers.families import FAMILY_NAMES
 from .validation import check_target
 
-__all__ = ["BinaryLabels", "binary_target", "check_family", "check_offset", "count_target", "family_target"]
+__all__ = ["BinaryLabels", "binary_target", "check_family", "check_offset", "check_target_sample", "count_target",
+           "family_target"]
 
 def check_family(family: object, where: str = "family") -> str:
     """``family`` if it is one of :data:`~pipeline.solvers.families.FAMILY_NAMES`, else a one-line error naming
@@ -107,6 +108,25 @@ def count_target(y: object, n_rows: int, name: str = "y") -> np.ndarray:
         raise DataError(f"family poisson needs non-negative counts, but `{name}` has {int((arr < 0).sum())} negative "
                         f"values (first: {float(arr[j])!r} at row {j}); use family gaussian for signed targets.")
     return arr
+
+
+def check_target_sample(family: str, y: np.ndarray, labels: np.ndarray | None, kept: np.ndarray, *, name: str,
+                        where: str) -> None:
+    """The family's rules that some rows alone break for the whole target: more than two classes (binomial) or a
+    negative count (Poisson), among the ``kept`` rows of a sample (``y``, or the text ``labels`` of a binomial
+    target). What only every row can tell (one class, every count zero, whether the positive class exists) is
+    not judged here."""
+    rows = np.flatnonzero(kept)
+    if family == "binomial":
+        keys = labels[rows].astype(str) if labels is not None else y[rows]
+        if np.unique(keys).size > 2:
+            binary_target(keys, keys.size, None, name=f"{name} in {where}")  # raises, naming the classes
+    elif family == "poisson":
+        negative = rows[y[rows] < 0]
+        if negative.size:
+            raise DataError(f"family poisson needs non-negative counts, but `{name}` has {negative.size} negative "
+                            f"values in {where} (first: {float(y[negative[0]])!r} at row {int(negative[0])}); use "
+                            "family gaussian for signed targets.")
 
 
 def family_target(family: str, y: object, n_rows: int, positive_class: Any = None,

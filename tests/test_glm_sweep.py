@@ -22,7 +22,9 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
+from pipeline.column_kinds import HEAD_ROWS
 from pipeline.config import load_config
+from pipeline.data import plan_data
 from pipeline.errors import ConfigError, DataError
 from pipeline.folds import stratified_folds
 from pipeline.sweep import execute_sweep
@@ -186,58 +188,142 @@ def test_poisson_with_exposure(poisson_sweep):
 
 def test_a_study_keeps_its_family(poisson_sweep):
     cfg, *_ = poisson_sweep
+    binary = Path(cfg.data.source).with_name("claimed.csv")  # a binomial target, so that the data pass accepts it
+    _claims_frame().assign(claims=lambda f: (f["claims"] > 0).astype(int)).to_csv(binary, index=False)
     other = cfg.model_copy(update={"model": cfg.model.model_copy(update={"family": "binomial"}),
-                                   "data": cfg.data.model_copy(update={"exposure": None})})
+                                   "data": cfg.data.model_copy(update={"exposure": None, "source": str(binary)})})
     with pytest.raises(ConfigError, match="was run with model.family poisson"):
         execute_sweep(other, echo=lambda _: None, progress=False)
 
 
 def test_a_study_that_stopped_before_its_first_trial_takes_the_next_runs_family(tmp_path):
-    """A first run refused by its data (three classes for binomial) leaves a study without trials: the corrected
-    run, another family on another target, is not told that the study belongs to the family that scored nothing."""
-    n = 60
+    """A first run refused by its data pass (a third class past the first rows the plan reads) leaves a study
+    without trials: the corrected run, another family on another target, is not told that the study belongs to
+    the family that scored nothing. Once it has trials, the study keeps its family."""
+    n = HEAD_ROWS + 100
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n),
-                          "label": rng.choice(["a", "b", "c"], n), "score": rng.normal(size=n)})
+                          "label": rng.choice(["a", "b"], n), "score": rng.normal(size=n)})
+    frame.loc[n - 1, "label"] = "c"
     frame.to_csv(tmp_path / "d.csv", index=False)
     common = [f"data.source={tmp_path}/d.csv", "search.n_trials=3"]
     first = _config(tmp_path, "restart", [*common, "data.target=label", "data.exclude=[score]", "model.family=binomial"])
     with pytest.raises(DataError, match="two classes"):
         execute_sweep(first, echo=lambda _: None, progress=False)
+    study = optuna.load_study(study_name="restart", storage=first.search.storage)
+    assert not study.trials  # the pass refused it, after the study was opened
     second = _config(tmp_path, "restart", [*common, "data.target=score", "data.exclude=[label]"])
     summary = execute_sweep(second, echo=lambda _: None, progress=False)
     assert summary["family"] == "gaussian" and summary["n_trials_complete"] == 3
     study = optuna.load_study(study_name="restart", storage=second.search.storage)
     assert "gaussian" in study.user_attrs.values() and "binomial" not in study.user_attrs.values()
-    third = _config(tmp_path, "restart", [*common, "data.target=label", "data.exclude=[score]",
-                                          "model.family=binomial"])
+    frame.loc[n - 1, "label"] = "a"
+    frame.to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(ConfigError, match="was run with model.family gaussian"):  # now it has scored trials
-        execute_sweep(third, echo=lambda _: None, progress=False)
+        execute_sweep(first, echo=lambda _: None, progress=False)
 
 
+@pytest.mark.parametrize("at", ["head", "tail"])
 @pytest.mark.parametrize("family,column,values,match", [
-    ("binomial", "label", ["a", "b", "c"], "two classes, but `data.target 'label'` has 3"),
+    ("binomial", "label", ["a", "b", "c"], r"two classes, but `data.target 'label'( in \S+d.csv rows 0-59)?` has 3"),
     ("poisson", "label", [1.0, -2.0, 3.0], "non-negative counts"),
     ("poisson", "exposure", [1.0, 0.0, 2.0], "data.exposure 'exposure' has 1 values <= 0.*must be positive"),
     ("poisson", "exposure", [1.0, np.nan, 2.0], "has 1 values <= 0 or NaN.*set data.missing: drop"),
 ])
-def test_bad_targets_stop_before_any_trial(tmp_path, family, column, values, match):
-    n = 60
+def test_bad_targets_stop_before_any_trial(tmp_path, family, column, values, match, at):
+    """In the first rows (``head``) the plan refuses them before any cluster, study or run exists; further on
+    (``tail``, past the rows the plan reads) the pass does, before any trial."""
+    n = 60 if at == "head" else HEAD_ROWS + 40
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n),
                           "label": rng.poisson(2.0, n).astype(float), "exposure": np.ones(n)})
     if family == "binomial":
         frame["label"] = np.where(rng.random(n) < 0.5, "a", "b")
     frame[column] = frame[column].astype(object)
-    frame.loc[:2, column] = values
+    rows = slice(0, 2) if at == "head" else slice(n - 3, n - 1)
+    frame.loc[rows, column] = values
     frame.to_csv(tmp_path / "d.csv", index=False)
     extra = ["data.exposure=exposure"] if family == "poisson" else ["data.exclude=[exposure]"]
     cfg = _config(tmp_path, "bad", [f"data.source={tmp_path}/d.csv", "data.target=label", f"model.family={family}",
                                     *extra])
+    if at == "head":
+        with pytest.raises(DataError, match=match):
+            plan_data(cfg.data, cfg.folds, family)
     with pytest.raises(DataError, match=match) as info:
         execute_sweep(cfg, echo=lambda _: None, progress=False)
     assert "\n" not in str(info.value)
-    assert not optuna.load_study(study_name="bad", storage=cfg.search.storage).trials
+    if at == "head":
+        assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+    else:
+        assert f"rows 0-{HEAD_ROWS - 1}" not in str(info.value)  # the pass's message, not the first rows
+        assert not optuna.load_study(study_name="bad", storage=cfg.search.storage).trials
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "npy"])
+def test_the_first_rows_of_every_source_kind_refuse_what_fails_the_whole_table(tmp_path, kind):
+    """A third class, a negative count and an exposure of 0 at row 5 stop ``plan_data``, from a CSV, a Parquet
+    file or .npy arrays alike; the same values at row 1,500 (past the first rows) are left to the pass."""
+    n = 2000
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 2))
+
+    def plan(family, y, exposure=None):
+        if kind == "npy":
+            np.save(tmp_path / "X.npy", X)
+            np.save(tmp_path / "y.npy", y.astype(float))
+            settings = {"source": f"{tmp_path}/X.npy", "target": f"{tmp_path}/y.npy"}
+            if exposure is not None:
+                np.save(tmp_path / "e.npy", exposure)
+                settings["exposure"] = f"{tmp_path}/e.npy"
+        else:
+            frame = pd.DataFrame(X, columns=["x0", "x1"]).assign(y=y)
+            if exposure is not None:
+                frame["e"] = exposure
+            path = tmp_path / f"d.{kind}"
+            frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path, row_group_size=700)
+            settings = {"source": str(path), "target": "y", **({"exposure": "e"} if exposure is not None else {})}
+        cfg = load_config(None, [f"data.{k}={v}" for k, v in settings.items()] + [f"model.family={family}"])
+        return plan_data(cfg.data, cfg.folds, family)
+
+    for row, refused in ((5, True), (1500, False)):
+        labels = rng.integers(0, 2, n)
+        labels[row] = 2
+        counts = rng.poisson(2.0, n).astype(float)
+        counts[row] = -1.0
+        exposure = np.ones(n)
+        exposure[row] = 0.0
+        for family, y, e, match in (("binomial", labels, None, "two classes, but .* rows 0-999` has 3"),
+                                    ("poisson", counts, None, "1 negative values in .* rows 0-999 .*at row 5"),
+                                    ("poisson", rng.poisson(2.0, n), exposure, "has 1 values <= 0")):
+            if refused:
+                with pytest.raises(DataError, match=match):
+                    plan(family, y, e)
+            else:
+                assert plan(family, y, e).n_rows == n
+
+
+def test_rows_the_pass_leaves_out_do_not_count_on_the_first_rows(tmp_path):
+    """Under ``data.missing: drop`` a third class only in a row with a missing feature, and a negative count
+    only in a row with a missing weight, are rows the pass leaves out: the plan must not refuse the table, and
+    the sweep runs."""
+    n = 80
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n), "w": np.ones(n),
+                          "label": np.where(rng.random(n) < 0.5, "a", "b")})
+    frame.loc[3, ["x0", "label"]] = [np.nan, "c"]
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    cfg = _config(tmp_path, "dropped", [f"data.source={tmp_path}/d.csv", "data.target=label", "data.weight=w",
+                                        "model.family=binomial", "data.missing=drop", "search.n_trials=3"])
+    assert plan_data(cfg.data, cfg.folds, "binomial").n_rows == n
+    summary = execute_sweep(cfg, echo=lambda _: None, progress=False)
+    assert summary["n_trials_complete"] == 3
+    counts = frame.assign(label=rng.poisson(2.0, n).astype(float))
+    counts.loc[3, ["x0", "label"]] = [0.5, -4.0]
+    counts.loc[3, "w"] = np.nan
+    counts.to_csv(tmp_path / "c.csv", index=False)
+    cfg = _config(tmp_path, "dropped-w", [f"data.source={tmp_path}/c.csv", "data.target=label", "data.weight=w",
+                                          "model.family=poisson", "data.missing=drop"])
+    assert plan_data(cfg.data, cfg.folds, "poisson").n_rows == n
 
 
 @pytest.mark.parametrize("family,stratify,match", [
