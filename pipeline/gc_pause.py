@@ -18,8 +18,21 @@ the other. On two cores every process of a sweep shares the same CPU, so
 that CPU is a sweep's wall time.
 
 The pause covers only such import-heavy steps, and restores the collector's
-previous state after them (a caller that had switched it off keeps it off):
-the garbage created meanwhile, if any, is collected at the next collection.
+previous state after them (a caller that had switched it off keeps it off).
+
+At the end of each step everything alive is frozen (``gc.freeze``: moved to
+a permanent generation that collections skip). Without it the imported
+objects were walked again later, by the collections the sweep's own work
+triggers: traced in a 10⁴ × 100 sweep (``gc.callbacks``, thread CPU time),
+about 0.8 s of collections in the driver and 0.5 s in the MLflow process,
+each freeing a few hundred to a few thousand objects; a single collection of
+the oldest generation took 0.12–0.21 s, and one landed in the middle of
+logging the parent run's metrics (7 metrics, 0.16 s). With the freeze one
+collection of 22–34 ms remained. Medians of 6 sweeps each way, alternating
+(2026-12-04, load 0.8–2.4): CPU of all processes 6.85 → 6.16 s on the
+quickstart and 7.64 → 6.80 s at 10⁴ × 100; wall 4.06 → 3.85 s and 4.48 →
+4.24 s. What a frozen step left as garbage cycles (if any) is never
+collected: a few objects of an import, once per process.
 """
 
 from __future__ import annotations
@@ -33,11 +46,13 @@ __all__ = ["collector_paused"]
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for the duration (process-wide), then as it was."""
+    """The cyclic garbage collector off for the duration (process-wide), then everything alive frozen and the
+    collector as it was."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was_enabled:
             gc.enable()

@@ -22,3 +22,14 @@ def test_the_collector_is_paused_inside_and_restored_after(before: bool) -> None
         assert gc.isenabled() is before
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_what_the_step_leaves_alive_is_frozen_out_of_later_collections() -> None:
+    """Objects created inside (an import's modules and classes) move to the permanent generation: a later
+    collection of the oldest generation no longer walks them."""
+    before = gc.get_freeze_count()
+    with collector_paused():
+        made = [[i] for i in range(5000)]  # tracked containers, as an import's objects are
+    assert gc.get_freeze_count() >= before + len(made)
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(gc.is_tracked(m) and id(m) not in oldest for m in made)
