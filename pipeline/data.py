@@ -21,6 +21,7 @@ Sources (``data.source``):
 
 from __future__ import annotations
 
+import codecs
 import collections
 import csv
 import dataclasses
@@ -541,14 +542,17 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
         data_start = len(header)
         n_newlines = 0
         pos = data_start
+        utf8 = codecs.getincrementaldecoder("utf-8")()
         while pos < end:
             chunk = f.read(min(1 << 24, end - pos))
+            _check_utf8(utf8, chunk, path, n_newlines)
             nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) + pos + 1  # just past each newline
             # every block_rows-th line end starts a new block
             first_idx = cfg.block_rows - n_newlines % cfg.block_rows - 1
             offsets.extend(int(o) for o in nl[first_idx :: cfg.block_rows])
             n_newlines += nl.size
             pos += len(chunk)
+        _check_utf8(utf8, b"", path, n_newlines, final=True)
     n_rows = n_newlines + 1 if end > data_start else 0  # the last line ends at `end`, without a newline
     try:
         text = header.decode("utf-8-sig")
@@ -572,6 +576,22 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
         n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
         text_columns=text_columns, notes=notes, target_labels=text_target,
     )
+
+
+def _check_utf8(decoder: codecs.IncrementalDecoder, chunk: bytes, path: str, rows_before: int,
+                final: bool = False) -> None:
+    """Decode (and drop) the next piece of a CSV's data lines, read anyway to find its line ends. The workers
+    read the file as UTF-8, so one byte that is not (a file saved as Latin-1 or cp1252) fails the sweep there,
+    after the cluster has started and possibly after most of the data pass; here it fails before anything
+    starts. It costs the plan's scan about 15%: a 0.96 GB CSV (2·10⁶ rows × 51 columns) 0.37–0.44 s → 0.43–0.48 s,
+    5 fresh processes each, alternating."""
+    try:
+        decoder.decode(chunk, final)
+    except UnicodeDecodeError as e:
+        row = rows_before + chunk.count(b"\n", 0, e.start)
+        raise DataError(f"CSV file {path!r} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} in row {row}, "
+                        "counted from 0); save the file as UTF-8 (pandas: df.to_csv(path, index=False, "
+                        "encoding='utf-8')).") from e
 
 
 def _end_of_data(path: str) -> int:
