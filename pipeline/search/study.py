@@ -31,7 +31,8 @@ from ..errors import ConfigError
 from ..locks import sqlite_setup_lock
 from ..ownership import DriverId, LeaseKeeper, is_stale
 from ..sqlite_wal import wal_for_engine
-from ._optuna_internals import cached_trial_number, rdb_engine, study_id, study_storage, trial_id
+from ._optuna_internals import (cached_trial_number, incremental_groups, rdb_engine, study_id, study_storage,
+                                trial_id)
 from .space import SearchSpace
 from .trial_sql import trial_writer
 
@@ -55,9 +56,9 @@ def _sampler(seed: int) -> BaseSampler:
     with warnings.catch_warnings():
         # `group` (conditional search spaces for multivariate TPE) is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
+        return incremental_groups(optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
-        )
+        ))
 
 
 def open_storage(url: str) -> RDBStorage:
