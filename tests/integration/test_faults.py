@@ -15,6 +15,7 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -231,14 +232,10 @@ def test_sigkill_of_the_driver_then_rerun_resumes_and_retries_the_stale_trials(
 
 
 # ------------------------------------------------------------------ 4. SIGTERM
-@pytest.mark.parametrize("after", [20, 1])  # 1: stopped before MLflow's process has (or the driver took) the parent
-def test_sigterm_ends_runs_killed_fails_running_trials_and_exits_within_10_s(tmp_path: Path, after: int) -> None:
-    names, storage = _names("term"), _storage(tmp_path)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    driver = Driver(sweep_args(_config(tmp_path), address=None, tracking=tracking, storage=storage, names=names,
-                               n_trials=5000), tmp_path)  # the embedded LocalCluster, as users run it
+def _stop_with_sigterm(driver: Driver, ready: Any, what: str) -> None:
+    """Once ``ready()``, SIGTERM the driver: it exits 143 within 10 s saying why, and its children after it."""
     try:
-        wait_until(lambda: n_complete(storage, names["study"]) >= after, 120, f"{after} complete trials", driver)
+        wait_until(ready, 120, what, driver)
         children = driver.children()
         t0 = time.monotonic()
         driver.popen.send_signal(signal.SIGTERM)
@@ -250,6 +247,15 @@ def test_sigterm_ends_runs_killed_fails_running_trials_and_exits_within_10_s(tmp
     assert elapsed < 10.0
     assert "stopped (received signal SIGTERM)" in driver.err.read_text()
     wait_until(lambda: not [p for p in children if Path(f"/proc/{p}").exists()], 10, "the driver's children to exit")
+
+
+@pytest.mark.parametrize("after", [20, 1])  # 1: stopped before MLflow's process has (or the driver took) the parent
+def test_sigterm_ends_runs_killed_fails_running_trials_and_exits_within_10_s(tmp_path: Path, after: int) -> None:
+    names, storage = _names("term"), _storage(tmp_path)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = Driver(sweep_args(_config(tmp_path), address=None, tracking=tracking, storage=storage, names=names,
+                               n_trials=5000), tmp_path)  # the embedded LocalCluster, as users run it
+    _stop_with_sigterm(driver, lambda: n_complete(storage, names["study"]) >= after, f"{after} complete trials")
     trials = study_trials(storage, names["study"])
     assert by_state(trials, "RUNNING") == []
     assert after <= len(by_state(trials, "COMPLETE")) < 5000
@@ -297,19 +303,11 @@ def test_sigterm_stops_a_retrain_within_10_s_releasing_its_lock_and_leaving_noth
     driver = Driver(args, tmp_path, name="retrain")  # the embedded LocalCluster, as a CronJob runs it
     try:
         study = wait_until(lambda: _retrain_study(storage, names["study"]), 120, "the resweep study", driver)
-        wait_until(lambda: n_complete(storage, study) >= 3, 120, "3 complete resweep trials", driver)
-        children = driver.children()
-        t0 = time.monotonic()
-        driver.popen.send_signal(signal.SIGTERM)
-        rc = driver.wait(10.0)
-        elapsed = time.monotonic() - t0
-    finally:
+    except BaseException:
         driver.kill_group()
-    assert rc == 143, driver.output()
-    assert elapsed < 10.0
-    assert "stopped (received signal SIGTERM)" in driver.err.read_text()
+        raise
+    _stop_with_sigterm(driver, lambda: n_complete(storage, study) >= 3, "3 complete resweep trials")
     assert "Traceback" not in driver.err.read_text()
-    wait_until(lambda: not [p for p in children if Path(f"/proc/{p}").exists()], 10, "the driver's children to exit")
     trials = study_trials(storage, study)
     assert by_state(trials, "RUNNING") == []
     assert 3 <= len(by_state(trials, "COMPLETE")) < 5000
