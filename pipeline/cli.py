@@ -56,6 +56,9 @@ def entry() -> None:
     """
     import multiprocessing
 
+    from .gc_pause import freeze_after_steps
+
+    freeze_after_steps()  # this process ends with its command (pipeline.gc_pause)
     try:
         main()  # standalone mode: always ends in SystemExit
     except SystemExit as e:

@@ -347,7 +347,8 @@ def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
     never refuses a table the pass accepts."""
     if plan.kind not in ("csv", "bundled", "parquet", "npy"):
         return
-    spec = BlockSpec(0, 0, min(n, plan.n_rows), path=plan.blocks[0].path)
+    spec = BlockSpec(0, 0, min(n, plan.blocks[0].n_rows), path=plan.blocks[0].path)  # within the first block:
+    #                                                          pandas then infers no other column types than there
     frame = None if plan.kind == "npy" else _head_frame(plan, spec.n_rows)
     if plan.kind != "npy":
         spec = dataclasses.replace(spec, n_rows=0 if frame is None else len(frame))
@@ -363,7 +364,7 @@ def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
         w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
         offset = None if plan.offset is None else _numeric(frame, (plan.offset,), where)[:, 0]
         features_ok = _features_present(frame, plan)
-    kept = ~np.isnan(y) & (np.isfinite(w) if w is not None else True)
+    kept = np.isfinite(y) & (np.isfinite(w) if w is not None else True)  # (a missing text label: y is NaN)
     if offset is not None:
         if plan.missing != "error":  # as the pass: a missing offset leaves its row out, a value <= 0 is an error
             kept &= np.isfinite(offset)
@@ -379,12 +380,17 @@ def _head_frame(plan: DataPlan, n: int) -> pd.DataFrame | None:
     import pandas as pd
 
     path = plan.blocks[0].path
-    if plan.kind == "parquet":
-        import pyarrow.parquet as pq
+    try:
+        if plan.kind == "parquet":
+            import pyarrow.parquet as pq
 
-        batch = next(pq.ParquetFile(path).iter_batches(batch_size=n, columns=_needed_columns(plan)), None)
-        return None if batch is None else batch.to_pandas()  # None: the first file holds no rows
-    return pd.read_csv(path, nrows=n, usecols=_needed_columns(plan), **_csv_options(plan))
+            batch = next(pq.ParquetFile(path).iter_batches(batch_size=n, columns=_needed_columns(plan)), None)
+            return None if batch is None else batch.to_pandas()  # None: the first file holds no rows
+        # the header as the plan read it (names stripped), then the rows as a block's are parsed
+        return pd.read_csv(path, header=None, skiprows=1, names=list(plan.columns), nrows=n,
+                           usecols=_needed_columns(plan), **_csv_options(plan))
+    except (OSError, ValueError, ArithmeticError) as e:  # pandas' and pyarrow's parse errors derive from these
+        raise DataError(f"{path}: cannot parse its first {n} rows: {e}") from e
 
 
 def _features_present(frame: pd.DataFrame, plan: DataPlan) -> np.ndarray:
@@ -588,7 +594,8 @@ def _check_utf8(decoder: codecs.IncrementalDecoder, chunk: bytes, path: str, row
     try:
         decoder.decode(chunk, final)
     except UnicodeDecodeError as e:
-        row = rows_before + chunk.count(b"\n", 0, e.start)
+        row = rows_before + e.object.count(b"\n", 0, e.start)  # e.object: the decoder's held bytes (no newline)
+        #                                                          and this chunk
         raise DataError(f"CSV file {path!r} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} in row {row}, "
                         "counted from 0); save the file as UTF-8 (pandas: df.to_csv(path, index=False, "
                         "encoding='utf-8')).") from e

@@ -33,6 +33,13 @@ collection of 22–34 ms remained. Medians of 6 sweeps each way, alternating
 quickstart and 7.64 → 6.80 s at 10⁴ × 100; wall 4.06 → 3.85 s and 4.48 →
 4.24 s. What a frozen step left as garbage cycles (if any) is never
 collected: a few objects of an import, once per process.
+
+Freezing also keeps out of every later collection whatever else was alive
+then, and what of it becomes garbage is never freed. That is harmless in a
+process that ends with its sweep (the ``regsweep`` command, which leaves
+with ``os._exit``, and the sweep's MLflow process), so only those freeze
+(:func:`freeze_after_steps`); a notebook that runs sweeps one after another
+in its own process keeps its collector as it was.
 """
 
 from __future__ import annotations
@@ -41,18 +48,27 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-__all__ = ["collector_paused"]
+__all__ = ["collector_paused", "freeze_after_steps"]
+
+_freeze = False  # set by processes that end with their sweep (freeze_after_steps)
+
+
+def freeze_after_steps() -> None:
+    """From now on, in this process (and the processes it forks), each paused step ends by freezing."""
+    global _freeze
+    _freeze = True
 
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for the duration (process-wide), then everything alive frozen and the
-    collector as it was."""
+    """The cyclic garbage collector off for the duration (process-wide), then everything alive frozen (in a
+    process that ends with its sweep: :func:`freeze_after_steps`) and the collector as it was."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if _freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()

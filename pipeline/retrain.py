@@ -47,9 +47,11 @@ is simply redone (its orphan version stays, without a decision tag).
 **Stopping**: SIGTERM (what cron's, Kubernetes' and Airflow's timeouts send)
 is handled like Ctrl-C, as in a sweep: the cluster closes, a resweep's trials
 in flight are marked FAIL, the lock is released and the command exits 143.
-Step 8 is never split: a stop that arrives while it runs waits for its end
-(a few MLflow calls), so no retrain run is left RUNNING and no alias moves
-without its decision.
+Step 8 is not split: a stop that arrives while it runs waits for its end (a
+few MLflow calls), so no retrain run is left RUNNING and no alias moves
+without its decision, within the 8 s that every stop is given
+(:mod:`pipeline.signals`); a registration slower than that is cut as SIGKILL
+would cut it, and the next run redoes it (see Idempotency).
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
         # the workers' imports, while the study opens and MLflow starts
         prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k, controls))
         store = TrialStore(cfg.search)
-    _check_study_family(store.study, cfg)  # before a finished study's outcome is reported as this config's
+    _check_study_family(store, cfg)  # before a finished study's outcome is reported as this config's
     finished = _finished(cfg, store, echo)
     if finished is not None:  # nothing to ask: no cluster, no MLflow process, no new parent run
         finished["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -208,7 +208,7 @@ class _Sweep:
         if plan.encoding is not None:
             self.echo(describe_encoding(plan.encoding))
         self.controls = controls = sweep_controls(cfg, plan.feature_names)  # names known: checked before the pass
-        _check_study_controls(self.store.study, controls, cfg)
+        _check_study_controls(self.store, controls, cfg)
         if controls is not None:
             self.echo(describe_controls(controls, plan.feature_names))
         engine, self.model_cfg = _resolve_engine(cfg, client, plan)
@@ -460,29 +460,32 @@ class _Decision:
 CONTROLS_ATTR = "regsweep:controls"
 
 
-def _check_study_controls(study: Any, controls: FeatureControls | None, cfg: SweepConfig) -> None:
+def _check_study_controls(store: TrialStore, controls: FeatureControls | None, cfg: SweepConfig) -> None:
     """A study's trials were scored under one set of penalty controls: resuming it under others would mix
     them (and a removed group's ``mult_<group>`` would name nothing). The first run records a digest of its
     controls; a later run with different ones stops here, before the data pass. A study from before the
     controls existed counts as having none."""
     key = controls.key.hex() if controls is not None else ""
-    if _recorded(study, CONTROLS_ATTR, key, before="") != key:
+    if _recorded(store, CONTROLS_ATTR, key, before="") != key:
         raise ConfigError(
             f"search.study_name {cfg.search.study_name!r} was run with other penalty controls (model.penalty_factor, "
             "model.coef_limits, search.group_multipliers) and its trials were scored under them; use a new "
             "search.study_name, or the controls it was run with.")
 
 
-def _recorded(study: Any, attr: str, value: str, before: str) -> str:
+def _recorded(store: TrialStore, attr: str, value: str, before: str) -> str:
     """What the study records under ``attr``: ``before`` for a study with trials from before the attribute
     existed. A study without trials has scored nothing yet, so it takes ``value``: the first run of a new study
     records it, and so does a run after one that stopped before its first trial (bad data found by the pass,
-    say), which must not bind the study to a family or controls that never scored anything."""
-    if not study.get_trials(deepcopy=False):
-        if study.user_attrs.get(attr) != value:
+    say), which must not bind the study to a family or controls that never scored anything; unless another
+    driver is still at work on it (its data pass can take minutes before its first trial), whose value stands."""
+    study = store.study
+    seen = study.user_attrs.get(attr)
+    if not study.get_trials(deepcopy=False) and (seen is None or (seen != value and not store.others_at_work())):
+        if seen != value:
             study.set_user_attr(attr, value)
         return value
-    return str(study.user_attrs.get(attr, before))
+    return str(seen if seen is not None else before)
 
 
 def _resolve_engine(cfg: SweepConfig, client: Client, plan: DataPlan) -> tuple[EngineChoice, ModelConfig]:
@@ -495,11 +498,11 @@ def _resolve_engine(cfg: SweepConfig, client: Client, plan: DataPlan) -> tuple[E
     return engine, cfg.model.model_copy(update={"engine": engine.name})
 
 
-def _check_study_family(study: Any, cfg: SweepConfig) -> None:
+def _check_study_family(store: TrialStore, cfg: SweepConfig) -> None:
     """A study's trial values are one family's metric: resuming it under another family would compare an MSE with a
     deviance. The first run records its family; a later run with another stops here, before the data pass."""
     family = cfg.model.family
-    seen = _recorded(study, FAMILY_ATTR, family, before="gaussian")
+    seen = _recorded(store, FAMILY_ATTR, family, before="gaussian")
     if seen != family:
         raise ConfigError(
             f"search.study_name {cfg.search.study_name!r} was run with model.family {seen} and its trials hold that "

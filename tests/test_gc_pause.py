@@ -6,6 +6,7 @@ import gc
 
 import pytest
 
+from pipeline import gc_pause
 from pipeline.gc_pause import collector_paused
 
 
@@ -24,12 +25,19 @@ def test_the_collector_is_paused_inside_and_restored_after(before: bool) -> None
         gc.enable() if was else gc.disable()
 
 
-def test_what_the_step_leaves_alive_is_frozen_out_of_later_collections() -> None:
-    """Objects created inside (an import's modules and classes) move to the permanent generation: a later
-    collection of the oldest generation no longer walks them."""
-    before = gc.get_freeze_count()
+def test_what_the_step_leaves_alive_is_frozen_only_in_a_process_that_ends_with_its_sweep(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without :func:`freeze_after_steps` (a notebook's process) nothing is frozen; with it (the CLI, the MLflow
+    process) objects created inside move to the permanent generation, which later collections skip."""
+    gc.unfreeze()
+    monkeypatch.setattr(gc_pause, "_freeze", False)
     with collector_paused():
-        made = [[i] for i in range(5000)]  # tracked containers, as an import's objects are
-    assert gc.get_freeze_count() >= before + len(made)
+        kept = [[i] for i in range(5000)]  # tracked containers, as an import's objects are
+    assert gc.get_freeze_count() == 0
+    gc_pause.freeze_after_steps()
+    with collector_paused():
+        made = [[i] for i in range(5000)]
+    assert gc.get_freeze_count() >= len(made) + len(kept)
     oldest = {id(o) for o in gc.get_objects(generation=2)}
     assert all(gc.is_tracked(m) and id(m) not in oldest for m in made)
+    gc.unfreeze()

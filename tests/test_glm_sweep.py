@@ -223,6 +223,36 @@ def test_a_study_that_stopped_before_its_first_trial_takes_the_next_runs_family(
         execute_sweep(first, echo=lambda _: None, progress=False)
 
 
+def test_a_study_without_trials_keeps_the_family_of_a_driver_still_at_work(tmp_path):
+    """Another driver (a live process, its lease fresh) opened the study as binomial and has no trial yet (its data
+    pass can take minutes): a Poisson run on the same study is refused, not allowed to mix the two metrics."""
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.ownership import DriverId
+    from pipeline.search.study import TrialStore
+
+    n = 80
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"x0": rng.normal(size=n), "c": rng.poisson(2.0, n)}).to_csv(tmp_path / "d.csv", index=False)
+    cfg = _config(tmp_path, "shared", [f"data.source={tmp_path}/d.csv", "data.target=c", "model.family=poisson"])
+    store = TrialStore(cfg.search)
+    store.study.set_user_attr("regsweep:family", "binomial")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        here = DriverId.current()
+        lease = DriverId(here.host, other.pid, 0, here.pidns)  # start 0: alive while its PID is
+        store.set_study_attr(f"regsweep:lease:{lease}", time.time())
+        assert store.others_at_work() == [str(lease)]
+        with pytest.raises(ConfigError, match="was run with model.family binomial"):
+            execute_sweep(cfg, echo=lambda _: None, progress=False)
+    finally:
+        other.kill()
+        other.wait()
+    assert store.others_at_work() == []  # its process is gone: the lease is stale, the study free to take
+
+
 @pytest.mark.parametrize("at", ["head", "tail"])
 @pytest.mark.parametrize("family,column,values,match", [
     ("binomial", "label", ["a", "b", "c"], r"two classes, but `data.target 'label'( in \S+d.csv rows 0-59)?` has 3"),

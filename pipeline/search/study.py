@@ -146,6 +146,13 @@ class TrialStore:
         value = self.study_attrs().get(f"{_LEASE_PREFIX}{driver}")
         return float(value) if isinstance(value, int | float) else None
 
+    def others_at_work(self) -> list[str]:
+        """Other drivers whose lease on this study is live (:func:`~pipeline.ownership.is_stale` says not)."""
+        attrs = self.study_attrs()
+        return [key[len(_LEASE_PREFIX):] for key, value in attrs.items()
+                if key.startswith(_LEASE_PREFIX) and key != f"{_LEASE_PREFIX}{self.driver}"
+                and isinstance(value, int | float) and not is_stale(key[len(_LEASE_PREFIX):], float(value))]
+
     def claim(self) -> LeaseKeeper:
         """The lease keeper to run while this driver works on the study."""
         key = f"{_LEASE_PREFIX}{self.driver}"

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from ..background import run_in_background
 from ..config import TrackingConfig
 from ..errors import DriverGone, RemoteTrackingError, TrackingError
-from ..gc_pause import collector_paused
+from ..gc_pause import collector_paused, freeze_after_steps
 from ..model import FittedModel
 from ..ownership import DriverId
 from .health import is_http, is_unreachable, reachable
@@ -272,6 +272,7 @@ class TrackingService:
 def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox: Any, metric: str = "mse") -> None:
     """Body of the tracking process: answer calls and write child runs, in arrival order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
+    freeze_after_steps()  # this process ends with the sweep (pipeline.gc_pause)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a SIGTERM to the whole group: write the KILLED runs first
     sys.stdout = open(os.devnull, "w")  # MLflow prints "View run" lines
     driver_id = DriverId.parse(driver)

@@ -8,6 +8,7 @@ bounded. What is checked is the issue's pass criterion for each fault.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -275,7 +276,7 @@ def _retrain_study(storage: str, sweep_study: str) -> str | None:
     if not Path(path).exists():
         return None
     try:
-        with sqlite3.connect(path) as con:
+        with contextlib.closing(sqlite3.connect(path)) as con:
             row = con.execute("SELECT study_name FROM studies WHERE study_name LIKE ?",
                               (f"{sweep_study}-retrain-%",)).fetchone()
     except sqlite3.OperationalError:  # the schema is being created
