@@ -354,6 +354,13 @@ def test_rows_the_pass_leaves_out_do_not_count_on_the_first_rows(tmp_path):
     cfg = _config(tmp_path, "dropped-w", [f"data.source={tmp_path}/c.csv", "data.target=label", "data.weight=w",
                                           "model.family=poisson", "data.missing=drop"])
     assert plan_data(cfg.data, cfg.folds, "poisson").n_rows == n
+    counts.loc[3, "w"] = 1.0
+    counts.loc[3, "label"] = -np.inf  # an infinite target leaves its row out under drop, as a missing one does
+    counts.to_csv(tmp_path / "c.csv", index=False)
+    assert plan_data(cfg.data, cfg.folds, "poisson").n_rows == n
+    (tmp_path / "s.csv").write_text("x0, label\n" + "".join(f"{i}, {'ab'[i % 2]}\n" for i in range(40)))
+    spaced = _config(tmp_path, "spaced", [f"data.source={tmp_path}/s.csv", "data.target=label", "model.family=binomial"])
+    assert plan_data(spaced.data, spaced.folds, "binomial").n_rows == 40  # names stripped, as the header's are
 
 
 @pytest.mark.parametrize("family,stratify,match", [
