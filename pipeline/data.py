@@ -347,29 +347,26 @@ def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
     never refuses a table the pass accepts."""
     if plan.kind not in ("csv", "bundled", "parquet", "npy"):
         return
-    spec = BlockSpec(0, 0, min(n, plan.blocks[0].n_rows), path=plan.blocks[0].path)  # within the first block:
-    #                                                          pandas then infers no other column types than there
-    frame = None if plan.kind == "npy" else _head_frame(plan, spec.n_rows)
-    if plan.kind != "npy":
-        spec = dataclasses.replace(spec, n_rows=0 if frame is None else len(frame))
-    if spec.n_rows == 0:
-        return
-    where = f"{plan.source} rows 0-{spec.n_rows - 1}"
-    if frame is None:  # .npy
+    n = min(n, plan.blocks[0].n_rows)  # within the first block: pandas infers no other column types than there
+    if plan.kind == "npy":
+        spec = BlockSpec(0, 0, n, path=plan.blocks[0].path)
+        where = f"{plan.source} rows 0-{n - 1}"
         X, y, w, _, _, _ = _npy_block(plan, spec)
         labels, offset = None, _array_offset(plan, spec)
         features_ok = np.isfinite(X).all(axis=1)
     else:
+        frame = _head_frame(plan, n)
+        if frame is None or len(frame) == 0:
+            return
+        spec = BlockSpec(0, 0, len(frame), path=plan.blocks[0].path)
+        where = f"{plan.source} rows 0-{len(frame) - 1}"
         y, labels = _target(frame, plan, where)
         w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
         offset = None if plan.offset is None else _numeric(frame, (plan.offset,), where)[:, 0]
         features_ok = _features_present(frame, plan)
     kept = np.isfinite(y) & (np.isfinite(w) if w is not None else True)  # (a missing text label: y is NaN)
-    if offset is not None:
-        if plan.missing != "error":  # as the pass: a missing offset leaves its row out, a value <= 0 is an error
-            kept &= np.isfinite(offset)
-            offset = np.where(np.isfinite(offset), offset, 1.0)
-        _checked_offset(plan, offset, spec, where)
+    if offset is not None:  # the pass's rule: a missing offset leaves its row out, a value <= 0 is an error
+        kept &= ~_checked_offset(plan, offset, spec, where)[1]
     if plan.missing == "drop":
         kept &= features_ok
     check_target_sample(plan.family, y, labels, kept, name=f"data.target {plan.target!r}", where=where)
@@ -941,10 +938,7 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
     left out (never imputed), counted by the first of target, weight, feature, offset it was missing."""
     bad_offset = np.zeros(y.shape, dtype=bool)
     if offset is not None:
-        if plan.missing != "error":  # a missing offset (or exposure) leaves its row out, as a missing target does
-            bad_offset = ~np.isfinite(offset)
-            offset = np.where(bad_offset, 1.0, offset)
-        offset = _checked_offset(plan, offset, spec, where)
+        offset, bad_offset = _checked_offset(plan, offset, spec, where)
     kept = None
     sparse = hasattr(X, "indptr")
     bad_target = ~np.isfinite(y)
@@ -985,8 +979,12 @@ def _column_sums_finite(X: np.ndarray) -> bool:
         return bool(np.isfinite(X.sum(axis=0)).all())
 
 
-def _checked_offset(plan: DataPlan, offset: np.ndarray, spec: BlockSpec, where: str) -> np.ndarray:
-    """A block's offset: finite (an exposure also positive, and its log returned); a one-line error otherwise."""
+def _checked_offset(plan: DataPlan, offset: np.ndarray, spec: BlockSpec, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A block's offset, finite (an exposure also positive, and its log returned), and the rows it leaves out:
+    unless ``data.missing`` is ``error``, a missing (NaN or inf) offset leaves its row out, as a missing target
+    does. Anything else is a one-line error."""
+    missing = ~np.isfinite(offset) if plan.missing != "error" else np.zeros(offset.shape, dtype=bool)
+    offset = np.where(missing, 1.0, offset)
     key = "data.exposure" if plan.exposure else "data.offset"
     bad = ~np.isfinite(offset) | ((offset <= 0) if plan.exposure else False)
     if bad.any():
@@ -996,7 +994,7 @@ def _checked_offset(plan: DataPlan, offset: np.ndarray, spec: BlockSpec, where: 
                if not np.all(np.isfinite(offset)) else "an exposure must be positive: fix or remove those rows")
         raise DataError(f"{where}: {key} {plan.offset!r} has {rows.size} {what}, first {float(offset[rows[0]])!r} at "
                         f"row {int(rows[0]) + spec.start_row}; {fix}.")
-    return np.log(offset) if plan.exposure else offset
+    return (np.log(offset) if plan.exposure else offset), missing
 
 
 def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, start_row: int,

@@ -31,8 +31,7 @@ logging the parent run's metrics (7 metrics, 0.16 s). With the freeze one
 collection of 22–34 ms remained. Medians of 6 sweeps each way, alternating
 (2026-12-04, load 0.8–2.4): CPU of all processes 6.85 → 6.16 s on the
 quickstart and 7.64 → 6.80 s at 10⁴ × 100; wall 4.06 → 3.85 s and 4.48 →
-4.24 s. What a frozen step left as garbage cycles (if any) is never
-collected: a few objects of an import, once per process.
+4.24 s.
 
 Freezing also keeps out of every later collection whatever else was alive
 then, and what of it becomes garbage is never freed. That is harmless in a
