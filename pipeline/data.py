@@ -14,8 +14,8 @@ Sources (``data.source``):
   size, because rows are generated in fixed chunks of :data:`SYNTH_CHUNK`
   seeded by ``(seed, chunk)``);
 - a Parquet file, directory or glob (one block per group of row groups);
-- a CSV file with a header (blocks are byte ranges of whole lines; quoted
-  fields must not contain newlines);
+- a CSV file with a header (blocks are byte ranges of whole rows; a quoted
+  field may span lines);
 - ``X.npy`` with ``data.target: y.npy`` (memory-mapped slices).
 """
 
@@ -516,7 +516,7 @@ def _parquet_nonfinite_from_footers(paths: Sequence[str], metas: Sequence[object
 
 
 def _plan_csv(cfg: DataConfig, path: str, group: str | None, labels: bool = False) -> DataPlan:
-    """Scan line offsets once (no parsing) so every block is a byte range of whole lines.
+    """Scan line offsets once (no parsing) so every block is a byte range of whole rows.
 
     Trailing blank lines are ignored; a blank line inside the data is reported
     when its block is read (the row count would not match the plan).
@@ -537,26 +537,14 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     if Path(path).stat().st_size == 0:
         raise DataError(f"CSV file {path!r} is empty; it needs a header line and data rows.")
     end = _end_of_data(path)
-    offsets: list[int] = []
     with open(path, "rb") as f:
         header = f.readline()
         if b"\r" in header.rstrip(b"\r\n"):
             raise DataError(f"CSV file {path!r} uses CR-only line endings; convert it to LF or CRLF line endings.")
         data_start = len(header)
-        n_newlines = 0
-        pos = data_start
-        utf8 = codecs.getincrementaldecoder("utf-8")()
-        while pos < end:
-            chunk = f.read(min(1 << 24, end - pos))
-            _check_utf8(utf8, chunk, path, n_newlines)
-            nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) + pos + 1  # just past each newline
-            # every block_rows-th line end starts a new block
-            first_idx = cfg.block_rows - n_newlines % cfg.block_rows - 1
-            offsets.extend(int(o) for o in nl[first_idx :: cfg.block_rows])
-            n_newlines += nl.size
-            pos += len(chunk)
-        _check_utf8(utf8, b"", path, n_newlines, final=True)
-    n_rows = n_newlines + 1 if end > data_start else 0  # the last line ends at `end`, without a newline
+        offsets, n_rows, quoted_newlines = _scan_lines(f, path, data_start, end, cfg.block_rows)
+    if quoted_newlines:
+        offsets, n_rows = _scan_records(path, data_start, end, cfg.block_rows)
     try:
         text = header.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -579,6 +567,68 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
         n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
         text_columns=text_columns, notes=notes, target_labels=text_target,
     )
+
+
+def _scan_lines(f: Any, path: str, data_start: int, end: int, block_rows: int) -> tuple[list[int], int, bool]:
+    """The data lines' scan: where blocks start (just past every ``block_rows``-th newline), the number of rows
+    (lines), and whether a quoted field may span lines, which the lines then do not count.
+
+    A field quoted across a newline leaves an odd number of quote characters before that newline; so does a
+    stray quote in an unquoted field (``55" TV``, which pandas reads as a literal). Either makes the rows
+    records rather than lines (:func:`_scan_records`); a file whose every newline follows an even number of
+    quotes keeps this vectorised scan (its cost: one more comparison per byte, and a search only in chunks
+    holding quotes)."""
+    offsets: list[int] = []
+    n_newlines, quotes, odd = 0, 0, False
+    pos = data_start
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    while pos < end:
+        chunk = f.read(min(1 << 24, end - pos))
+        _check_utf8(utf8, chunk, path, n_newlines)
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        nl = np.flatnonzero(data == 10)
+        q = np.flatnonzero(data == 34)
+        if q.size and not odd:
+            odd = bool(np.any((np.searchsorted(q, nl) + quotes) & 1))
+        quotes += q.size
+        nl += pos + 1  # just past each newline
+        # every block_rows-th line end starts a new block
+        first_idx = block_rows - n_newlines % block_rows - 1
+        offsets.extend(int(o) for o in nl[first_idx::block_rows])
+        n_newlines += nl.size
+        pos += len(chunk)
+    _check_utf8(utf8, b"", path, n_newlines, final=True)
+    return offsets, (n_newlines + 1 if end > data_start else 0), odd  # the last line ends at `end`, no newline
+
+
+def _scan_records(path: str, data_start: int, end: int, block_rows: int) -> tuple[list[int], int]:
+    """:func:`_scan_lines`' block starts and row count for a CSV whose quoted fields may span lines (free text:
+    reviews, addresses, comments): the records as Python's ``csv`` reader splits them, which follows pandas' C
+    parser (a quote opens a quoted field only at a field's start; elsewhere it is a literal). Every block is
+    then a byte range of whole records, which ``pandas.read_csv`` reads as the plan counts them. It reads the
+    file line by line in Python: about 1 µs a line, so only files with odd quotes take it."""
+    offsets: list[int] = []
+    n_rows = 0
+    with open(path, "rb") as f:
+        f.seek(data_start)
+        pos = data_start
+
+        def lines() -> Any:
+            nonlocal pos
+            while pos < end:
+                line = f.readline(end - pos)
+                pos += len(line)
+                yield line.decode("utf-8")  # UTF-8 already checked by the line scan
+
+        try:
+            for _ in csv.reader(lines()):
+                n_rows += 1
+                if n_rows % block_rows == 0 and pos < end:
+                    offsets.append(pos)
+        except csv.Error as e:
+            raise DataError(f"CSV file {path!r}: cannot split its rows near data row {n_rows} (counted from 0): {e}; "
+                            "check the quoting of that row.") from e
+    return offsets, n_rows
 
 
 def _check_utf8(decoder: codecs.IncrementalDecoder, chunk: bytes, path: str, rows_before: int,

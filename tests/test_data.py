@@ -203,6 +203,35 @@ def test_csv_blank_line_inside_the_data_is_reported(tmp_path):
         plan_data(DataConfig(source=str(cr), target="y"))
 
 
+def test_quoted_fields_spanning_lines_are_one_row_each(tmp_path):
+    """Free text with newlines, commas and doubled quotes inside quoted fields (pandas' to_csv writes them so):
+    the rows are records, not lines, whatever the block size; a CRLF file too."""
+    rng = np.random.default_rng(0)
+    n = 60
+    notes = ["first line\nsecond, with a comma" if i % 7 == 0 else 'he said ""hi""' if i % 5 == 0 else "plain"
+             for i in range(n)]
+    df = pd.DataFrame({"a": rng.normal(size=n), "note": notes, "y": rng.normal(size=n)})
+    for name, eol in (("lf.csv", "\n"), ("crlf.csv", "\r\n")):
+        p = tmp_path / name
+        df.to_csv(p, index=False, lineterminator=eol)
+        assert p.read_bytes().count(b"\n") > n + 1  # lines outnumber rows
+        for block_rows in (1, 7, n - 1, n, 1000):
+            plan = plan_data(DataConfig(source=str(p), target="y", features=["a"], block_rows=block_rows))
+            assert plan.n_rows == n and len(plan.blocks) == -(-n // block_rows)
+            X, y = _read_all(plan)
+            np.testing.assert_array_equal(y, df["y"].to_numpy())
+            np.testing.assert_array_equal(X[:, 0], df["a"].to_numpy())
+
+
+def test_a_stray_quote_inside_a_field_stays_a_literal(tmp_path):
+    """``55" TV`` (a quote inside an unquoted field) is a literal for pandas, and for the plan's row split."""
+    p = tmp_path / "stray.csv"
+    p.write_text('a,t,y\n1,55" TV,2\n3,x,4\n5,"q,r",6\n7,"two\nlines",8\n')
+    plan = plan_data(DataConfig(source=str(p), target="y", features=["a"], block_rows=1))
+    assert plan.n_rows == 4
+    np.testing.assert_array_equal(_read_all(plan)[1], [2, 4, 6, 8])
+
+
 @pytest.mark.parametrize("missing", ["error", "drop"])
 def test_huge_finite_values_are_not_missing_values(tmp_path, missing):
     """A clean block is told by its column sums; an overflowing sum of finite values (1e308 + 1e308) must still
