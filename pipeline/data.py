@@ -964,9 +964,8 @@ def check_head(plan: DataPlan, n: int = 1000) -> int:
     returns how many rows were read (0 for sources whose types the plan already checked)."""
     if plan.kind != "csv":
         return 0  # Parquet and .npy types are in their metadata (checked by plan_data); synthetic is numeric
-    import pandas as pd
-
-    frame = pd.read_csv(plan.blocks[0].path, nrows=n, usecols=_needed_columns(plan), **_csv_options(plan))
+    frame = _head_frame(plan, n)
+    assert frame is not None  # (None only for a Parquet file without rows)
     used = [c for c in _needed_columns(plan) if c != plan.group and c not in plan.categorical
             and not (plan.target_labels and c == plan.target)]
     _numeric(frame, used, f"{plan.source} (first {len(frame)} rows)")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import DataConfig, FoldsConfig
-from pipeline.data import SYNTH_CHUNK, load_block, plan_data, synthetic_coef
+from pipeline.data import SYNTH_CHUNK, check_head, load_block, plan_data, synthetic_coef
 from pipeline.errors import DataError
 
 
@@ -221,6 +221,15 @@ def test_quoted_fields_spanning_lines_are_one_row_each(tmp_path):
             X, y = _read_all(plan)
             np.testing.assert_array_equal(y, df["y"].to_numpy())
             np.testing.assert_array_equal(X[:, 0], df["a"].to_numpy())
+
+
+def test_check_config_reads_a_header_with_spaces_after_its_commas(tmp_path):
+    """UCI's adult.data style (``age, workclass, ...``): the plan strips the names, and so does the head check
+    of check-config (it read the file's own header, and pandas then found none of the stripped names)."""
+    p = tmp_path / "spaced.csv"
+    p.write_text("a, b, y\n1, 2, 3\n4, 5, 6\n")
+    plan = plan_data(DataConfig(source=str(p), target="y"))
+    assert plan.feature_names == ("a", "b") and check_head(plan) == 2
 
 
 def test_a_stray_quote_inside_a_field_stays_a_literal(tmp_path):
