@@ -24,13 +24,18 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "check_free_text", "csv_head_kinds",
-           "free_text_candidates", "stored_arrow_schema"]
+           "free_text_candidates", "na_markers", "numbers_in_disguise", "stored_arrow_schema"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
     "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 })  # pandas.read_csv's default na_values (pandas 2–3)
+_LOOK_FURTHER = 100_000  # data lines read at most for a column whose head is all gaps
+_MARKER = re.compile(r"^[?\-.*_/#~!]+$")  # punctuation only: '?', '-', '.', '--', '*', '#N/A'-like
+_MARKER_WORDS = frozenset({"missing", "unknown", "na", "n.a.", "n/a", "n.a", "none", "nil", "null", "undefined",
+                           "not available", "not applicable", "#value!", "#div/0!", "#ref!", "#num!", "#name?"})
+_FORMATTED = re.compile(r"^\(?[-+]?[$€£¥]?\s*[-+]?(\d{1,3}(,\d{3})+(\.\d+)?|\d+,\d+|\d+(\.\d+)?\s*%|[$€£¥]\s*\d+(\.\d+)?)\)?$")
 _BOOL = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
 _DATE = re.compile(
     r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?"
@@ -38,23 +43,58 @@ _DATE = re.compile(
     r"|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)\s*$")
 
 
-def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
-                   n_rows: int = HEAD_ROWS) -> tuple[dict[str, str], dict[str, bool]]:
-    """Kind of every column from a CSV's first ``n_rows`` data lines, and whether its values there are unique."""
-    na = PANDAS_NA_VALUES if na_values is None else frozenset(na_values)
+def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None, n_rows: int = HEAD_ROWS,
+                   ) -> tuple[dict[str, str], dict[str, bool], dict[str, str]]:
+    """Kind of every column from a CSV's first ``n_rows`` data lines, whether its values there are unique, and,
+    for a text column that holds numbers in disguise (:func:`numbers_in_disguise`), what disguises them.
+
+    A column with no value in those lines (a gap in all of them) is read further, up to :data:`_LOOK_FURTHER`
+    lines, until it shows one: its kind is otherwise a guess (numeric), which a text column refutes only when a
+    worker reads its block."""
+    na = na_markers(na_values)
     values: dict[str, list[str]] = {c: [] for c in columns}
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(f, skipinitialspace=True)
         next(reader, None)
+        wanted = list(columns)
         for i, row in enumerate(reader):
             if i >= n_rows:
-                break
+                wanted = [c for c in wanted if not values[c]]  # past the head: only columns still without a value
+                if not wanted or i >= _LOOK_FURTHER:
+                    break
             for c, v in zip(columns, row):
-                if v.strip() not in na:
+                if (i < n_rows or c in wanted) and v.strip() not in na:
                     values[c].append(v.strip())
     kinds = {c: _kind(vs) for c, vs in values.items()}
     unique = {c: len(set(vs)) == len(vs) and len(vs) > 0 for c, vs in values.items()}
-    return kinds, unique
+    disguised = {c: why for c, vs in values.items() if kinds[c] == "text" and (why := numbers_in_disguise(vs))}
+    return kinds, unique, disguised
+
+
+def na_markers(na_values: Sequence[str] | None) -> frozenset[str]:
+    """The strings read as a gap: ``data.na_values`` (or pandas' list), and always the empty field."""
+    return PANDAS_NA_VALUES if na_values is None else frozenset([*na_values, ""])
+
+
+def numbers_in_disguise(values: Sequence[str]) -> str | None:
+    """What makes a column of numbers read as text, said for its error message; None when it is text.
+
+    - gap markers: numbers, and at most three other strings that are punctuation (``?``, ``-``, ``.``) or a word
+      for a gap (``missing``, ``unknown``, …), as UCI files mark gaps (breast cancer, heart disease, auto-mpg);
+      read as text, such a column would become one level per number (or be refused as free text);
+    - formatted numbers: every value a number once its thousands separators, currency sign or percent sign go
+      (``1,234``, ``$1,200``, ``12%``), or written with a decimal comma (``3,14``)."""
+    numbers = sum(1 for v in values if _is_number(v))
+    others = [v for v in values if not _is_number(v)]
+    if not others:
+        return None
+    tokens = sorted(set(others))
+    if numbers >= len(others) and len(tokens) <= 3 and all(_MARKER.match(t) or t.lower() in _MARKER_WORDS
+                                                            for t in tokens):
+        return f"numbers and {', '.join(map(repr, tokens))} ({len(others)} of its first {len(values)} values)"
+    if all(_FORMATTED.match(v) for v in others):
+        return f"numbers written as text (e.g. {others[0]!r})"
+    return None
 
 
 def check_free_text(column: str, n_levels: int, present: int) -> None:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
-from .column_kinds import (HEAD_ROWS, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates,
+from .column_kinds import (HEAD_ROWS, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates, na_markers,
                            stored_arrow_schema)
 from .encoding import Encoding
 from .errors import DataError
@@ -287,6 +287,20 @@ def _choose_columns(
     return features, target
 
 
+def _refuse_disguised(column: str, what: str, where: str, *, is_feature: bool) -> None:
+    """A column of numbers that its first lines show as text (:func:`~.column_kinds.numbers_in_disguise`): read
+    as text it would become one level per number, or be refused as free text once the sweep has started."""
+    levels = " To keep its values as levels instead, list it in data.categorical." if is_feature else ""
+    if what.startswith("numbers and "):
+        markers = what[len("numbers and "):].split(" (")[0]
+        raise DataError(f"column {column!r} of {where} holds {what}: if {markers} marks a missing value, name it in "
+                        f"data.na_values (e.g. data.na_values: [{markers}, NA]: the list replaces pandas' markers, the "
+                        "empty field stays one) and choose data.missing: impute or drop." + levels)
+    raise DataError(f"column {column!r} of {where} holds {what}: save them as plain numbers, with a decimal point "
+                    "and no thousands separators, currency or percent signs (pandas reads them so with "
+                    "read_csv(..., thousands=',') or decimal=','; then to_csv(path, index=False))." + levels)
+
+
 def _plan_bundled(cfg: DataConfig, name: str, group: str | None, labels: bool = False) -> DataPlan:
     if name not in _BUNDLED:
         raise DataError(f"unknown bundled dataset {name!r}; available: {', '.join('bundled:' + k for k in _BUNDLED)}.")
@@ -315,7 +329,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
     named in the model's signature, so ``_choose_columns`` refuses it.
     """
-    kinds, unique = csv_head_kinds(path, columns, cfg.na_values)
+    kinds, unique, disguised = csv_head_kinds(path, columns, cfg.na_values)
     notes: tuple[str, ...] = ()
     if (columns and columns[0] == "" and unique[""] and cfg.features is None
             and "" not in (cfg.target, cfg.weight, group, cfg.offset, cfg.exposure)):
@@ -323,6 +337,10 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
         notes = ("the first column has no header and unique values (row labels, as R's write.csv and pandas' "
                  "to_csv write them): left out.",)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
+    listed = () if isinstance(cfg.categorical, str) else tuple(cfg.categorical)
+    for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
+        if c is not None and c in disguised and c not in listed:
+            _refuse_disguised(c, disguised[c], where, is_feature=c in features)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")
     return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
@@ -530,7 +548,7 @@ def _plan_csv(cfg: DataConfig, path: str, group: str | None, labels: bool = Fals
 def _header_columns(line: str) -> list[str]:
     """A CSV header line's column names, read as pandas reads them: a quoted name may hold commas
     (``"x,2"``); the surrounding spaces and quotes of a name are dropped."""
-    return [c.strip().strip('"') for c in next(csv.reader([line.rstrip("\r\n")]), [])]
+    return [c.strip().strip('"') for c in next(csv.reader([line.rstrip("\r\n")], skipinitialspace=True), [])]
 
 
 def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) -> DataPlan:
@@ -621,7 +639,7 @@ def _scan_records(path: str, data_start: int, end: int, block_rows: int) -> tupl
                 yield line.decode("utf-8")  # UTF-8 already checked by the line scan
 
         try:
-            for _ in csv.reader(lines()):
+            for _ in csv.reader(lines(), skipinitialspace=True):
                 n_rows += 1
                 if n_rows % block_rows == 0 and pos < end:
                     offsets.append(pos)
@@ -883,10 +901,14 @@ def _needed_columns(plan: DataPlan) -> list[str]:
 
 def _csv_options(plan: DataPlan) -> dict[str, Any]:
     """``pandas.read_csv`` options: categorical columns read as text (``007`` stays ``007`` in every block),
-    and ``data.na_values`` in place of pandas' list when given."""
-    options: dict[str, Any] = {"dtype": {c: str for c in plan.categorical}} if plan.categorical else {}
+    ``data.na_values`` in place of pandas' list when given, and spaces after a comma skipped (files written
+    ``a, b, c`` as UCI's adult data: ``, ?`` is then the marker ``?``, and ``, "x,y"`` one quoted field, as the
+    head's kinds and the plan's row split read them)."""
+    options: dict[str, Any] = {"skipinitialspace": True}
+    if plan.categorical:
+        options["dtype"] = {c: str for c in plan.categorical}
     if plan.na_values is not None:
-        options.update(na_values=list(plan.na_values), keep_default_na=False)
+        options.update(na_values=sorted(na_markers(plan.na_values)), keep_default_na=False)
     return options
 
 

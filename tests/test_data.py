@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.config import DataConfig, FoldsConfig
-from pipeline.data import SYNTH_CHUNK, check_head, load_block, plan_data, synthetic_coef
+from pipeline.data import SYNTH_CHUNK, _read_frame, check_head, load_block, plan_data, synthetic_coef
 from pipeline.errors import DataError
 
 
@@ -296,3 +298,46 @@ def test_a_quoted_header_name_may_hold_commas(tmp_path):
     X, y = _read_all(plan)
     np.testing.assert_array_equal(X, frame[["a b", "x,2", "größe (cm)"]].to_numpy())
     np.testing.assert_array_equal(y, frame["y"].to_numpy())
+
+
+@pytest.mark.parametrize(("column", "needle"), [
+    (["3", "?", "1"] * 10, "holds numbers and '?' (10 of its first 30 values): if '?' marks a missing value, name it "
+                           "in data.na_values"),
+    (["1.5", "-", "2.5"] * 10, "holds numbers and '-'"),
+    (['"1,234"', "56", '"7,890"'] * 10, "holds numbers written as text (e.g. '1,234')"),
+    (["$12", "$3", "$45"] * 10, "numbers written as text (e.g. '$12')"),
+    (["12%", "3%", "7%"] * 10, "numbers written as text (e.g. '12%')"),
+])
+def test_numbers_in_disguise_are_refused_with_the_fix_at_plan_time(tmp_path, column, needle):
+    """UCI's gap marker '?' (auto-mpg's horsepower, breast cancer's bare nuclei) or formatted numbers made a
+    numeric column text: one level per number (or free text refused after the cluster started)."""
+    p = tmp_path / "m.csv"
+    p.write_text("a,hp,y\n" + "".join(f"{i},{v},{i % 3}\n" for i, v in enumerate(column)))
+    with pytest.raises(DataError, match=re.escape(needle)):
+        plan_data(DataConfig(source=str(p), target="y"))
+    with pytest.raises(DataError, match=re.escape(needle)):
+        plan_data(DataConfig(source=str(p), target="hp"))  # a target too
+    plan = plan_data(DataConfig(source=str(p), target="y", categorical=["hp"]))  # kept as levels when asked
+    assert plan.categorical == ("hp",)
+
+
+def test_a_marker_named_in_na_values_is_a_gap_also_after_a_space(tmp_path):
+    """``a, b`` files (UCI adult): spaces after the commas are skipped, so ``, ?`` is the marker ``?``, a text
+    level ``, Private`` is ``Private``, and an empty field stays a gap when data.na_values replaces pandas'."""
+    p = tmp_path / "adult.csv"
+    p.write_text("age, hours, work, y\n" + "".join(f"{30 + i}, {'?' if i % 4 == 0 else 40 + i}, "
+                                                    f"{'' if i % 5 == 0 else ' Private' if i % 2 else 'State'}, {i % 2}\n"
+                                                    for i in range(40)))
+    plan = plan_data(DataConfig(source=str(p), target="y", na_values=["?"], missing="impute", block_rows=7))
+    assert plan.feature_names == ("age", "hours", "work") and plan.categorical == ("work",)
+    frame = pd.concat([_read_frame(plan, s) for s in plan.blocks], ignore_index=True)
+    assert frame["hours"].isna().to_numpy().tolist() == [i % 4 == 0 for i in range(40)]
+    assert frame["work"].isna().to_numpy().tolist() == [i % 5 == 0 for i in range(40)]
+    assert set(frame["work"].dropna()) == {"Private", "State"}
+
+
+def test_a_text_column_whose_head_is_all_gaps_is_read_further(tmp_path):
+    p = tmp_path / "late.csv"
+    p.write_text("a,grp,y\n" + "".join(f"{i},{'' if i < 1200 else 'ab'[i % 2]},{i % 3}\n" for i in range(1300)))
+    plan = plan_data(DataConfig(source=str(p), target="y", missing="impute"))
+    assert plan.categorical == ("grp",)
