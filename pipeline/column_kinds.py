@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "check_free_text", "csv_head_kinds",
-           "free_text_candidates", "na_markers", "numbers_in_disguise", "stored_arrow_schema"]
+           "free_text_candidates", "is_number", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
+           "stored_arrow_schema"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -36,6 +37,7 @@ _MARKER = re.compile(r"^[?\-.*_/#~!]+$")  # punctuation only: '?', '-', '.', '--
 _MARKER_WORDS = frozenset({"missing", "unknown", "na", "n.a.", "n/a", "n.a", "none", "nil", "null", "undefined",
                            "not available", "not applicable", "#value!", "#div/0!", "#ref!", "#num!", "#name?"})
 _FORMATTED = re.compile(r"^\(?[-+]?[$€£¥]?\s*[-+]?(\d{1,3}(,\d{3})+(\.\d+)?|\d+,\d+|\d+(\.\d+)?\s*%|[$€£¥]\s*\d+(\.\d+)?)\)?$")
+_INTEGER = re.compile(r"^[-+]?\d{1,18}$")
 _BOOL = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
 _DATE = re.compile(
     r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?"
@@ -44,9 +46,10 @@ _DATE = re.compile(
 
 
 def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None, n_rows: int = HEAD_ROWS,
-                   ) -> tuple[dict[str, str], dict[str, bool], dict[str, str]]:
-    """Kind of every column from a CSV's first ``n_rows`` data lines, whether its values there are unique, and,
-    for a text column that holds numbers in disguise (:func:`numbers_in_disguise`), what disguises them.
+                   ) -> tuple[dict[str, str], dict[str, bool], dict[str, str], dict[str, bool]]:
+    """Kind of every column from a CSV's first ``n_rows`` data lines, whether its values there are unique, for
+    a text column that holds numbers in disguise (:func:`numbers_in_disguise`) what disguises them, and whether
+    it looks like a counter (:func:`looks_like_a_counter`).
 
     A column with no value in those lines (a gap in all of them) is read further, up to :data:`_LOOK_FURTHER`
     lines, until it shows one: its kind is otherwise a guess (numeric), which a text column refutes only when a
@@ -68,7 +71,18 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
     kinds = {c: _kind(vs) for c, vs in values.items()}
     unique = {c: len(set(vs)) == len(vs) and len(vs) > 0 for c, vs in values.items()}
     disguised = {c: why for c, vs in values.items() if kinds[c] == "text" and (why := numbers_in_disguise(vs))}
-    return kinds, unique, disguised
+    counters = {c: kinds[c] == "numeric" and unique[c] and looks_like_a_counter(vs) for c, vs in values.items()}
+    return kinds, unique, disguised, counters
+
+
+def looks_like_a_counter(values: Sequence[str]) -> bool:
+    """Distinct whole numbers (at least 20) spanning less than 20 times their count: row numbers, customer ids
+    (also a shuffled sample of them). A unique numeric column that is not (incomes, census weights) spans far
+    more; a sweep only notes it (it may be a feature: an order of arrival)."""
+    if len(values) < 20 or not all(_INTEGER.match(v) for v in values):
+        return False
+    numbers = [int(v) for v in values]
+    return max(numbers) - min(numbers) < 20 * len(numbers)
 
 
 def na_markers(na_values: Sequence[str] | None) -> frozenset[str]:
@@ -114,6 +128,11 @@ def _kind(values: Sequence[str]) -> str:
     if all(_DATE.match(v) for v in values):
         return "date"
     return "text"
+
+
+def is_number(v: str) -> bool:
+    """Whether ``v`` reads as a float (``1``, ``-2.5e3``, ``nan``, ``inf``)."""
+    return _is_number(v)
 
 
 def _is_number(v: str) -> bool:

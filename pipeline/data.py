@@ -29,6 +29,7 @@ import functools
 import glob as globlib
 import io
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from collections.abc import Sequence
@@ -38,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
-from .column_kinds import (HEAD_ROWS, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates, na_markers,
-                           stored_arrow_schema)
+from .column_kinds import (HEAD_ROWS, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates, is_number,
+                           na_markers, stored_arrow_schema)
 from .encoding import Encoding
 from .errors import DataError
 from .targets import check_target_sample
@@ -329,14 +330,19 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
     named in the model's signature, so ``_choose_columns`` refuses it.
     """
-    kinds, unique, disguised = csv_head_kinds(path, columns, cfg.na_values)
+    kinds, unique, disguised, counters = csv_head_kinds(path, columns, cfg.na_values)
     notes: tuple[str, ...] = ()
-    if (columns and columns[0] == "" and unique[""] and cfg.features is None
-            and "" not in (cfg.target, cfg.weight, group, cfg.offset, cfg.exposure)):
-        cfg = cfg.model_copy(update={"exclude": [*(cfg.exclude or []), ""]})
-        notes = ("the first column has no header and unique values (row labels, as R's write.csv and pandas' "
-                 "to_csv write them): left out.",)
+    first = columns[0] if columns else None
+    if (first is not None and _ROW_LABELS.match(first) and unique[first] and cfg.features is None
+            and first not in (cfg.target, cfg.weight, group, cfg.offset, cfg.exposure, *(cfg.exclude or ()))):
+        cfg = cfg.model_copy(update={"exclude": [*(cfg.exclude or []), first]})
+        named = "has no header" if first == "" else f"is named {first!r}"
+        notes = (f"the first column {named} and unique values (row labels, as R's write.csv and pandas' to_csv "
+                 "write them): left out.",)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
+    notes += tuple(f"column {c!r} holds a different whole number in each of its first rows, close together (a row "
+                   f"or customer identifier?): it is a feature; leave it out with data.exclude: [{c}] if it names "
+                   "rows." for c in features if counters[c])
     listed = () if isinstance(cfg.categorical, str) else tuple(cfg.categorical)
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
@@ -498,6 +504,19 @@ def _schema_difference(a: pa.Schema, b: pa.Schema, path_a: str, path_b: str) -> 
     return f"the columns are in a different order ({a.names} vs {b.names})"
 
 
+_ROW_LABELS = re.compile(r"^(|Unnamed: 0)$")  # a first column pandas or R wrote for the row labels
+
+
+def _check_header(columns: Sequence[str], cfg: DataConfig, path: str) -> None:
+    """A first line of numbers only, without the target among them, is data (UCI's ``.data`` files have no
+    header): the plan would otherwise name columns after the first row's values and refuse repeated ones."""
+    if len(columns) > 1 and (cfg.target is None or cfg.target not in columns) and all(map(is_number, columns)):
+        shown = ", ".join(repr(c) for c in columns[:5]) + (", ..." if len(columns) > 5 else "")
+        raise DataError(f"the first line of CSV file {path!r} holds numbers only ({shown}): the file seems to have no "
+                        "header line; add one naming the columns (pandas: pd.read_csv(path, header=None, "
+                        "names=[...]).to_csv(new_path, index=False)).")
+
+
 def _check_unique_columns(columns: Sequence[str], where: str) -> None:
     dup = sorted(c for c, n in collections.Counter(columns).items() if n > 1)
     if dup:
@@ -568,6 +587,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     except UnicodeDecodeError as e:
         raise DataError(f"CSV file {path!r}: the header line is not UTF-8 text ({e}); save the file as UTF-8.") from e
     columns = _header_columns(text)
+    _check_header(columns, cfg, path)
     _check_unique_columns(columns, f"CSV file {path!r}")
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")

@@ -341,3 +341,29 @@ def test_a_text_column_whose_head_is_all_gaps_is_read_further(tmp_path):
     p.write_text("a,grp,y\n" + "".join(f"{i},{'' if i < 1200 else 'ab'[i % 2]},{i % 3}\n" for i in range(1300)))
     plan = plan_data(DataConfig(source=str(p), target="y", missing="impute"))
     assert plan.categorical == ("grp",)
+
+
+def test_a_headerless_file_is_named_so(tmp_path):
+    """UCI's ``.data`` files have no header: the first row's values became the column names (and a repeated
+    value a duplicate-name error)."""
+    p = tmp_path / "wdbc.csv"
+    p.write_text("1000025,5,1,1,2\n1002945,5,4,4,2\n")
+    with pytest.raises(DataError, match="holds numbers only .*'1000025', '5', '1', '1', '2'.*no header line"):
+        plan_data(DataConfig(source=str(p), target="y"))
+    q = tmp_path / "numbered.csv"  # numbers as names, the target among them: a header
+    q.write_text("1,2,3\n0.5,1.5,2\n0.1,0.2,0.3\n")
+    assert plan_data(DataConfig(source=str(q), target="3")).feature_names == ("1", "2")
+
+
+def test_row_labels_and_counters(tmp_path):
+    """A first column 'Unnamed: 0' of unique values (an index saved twice by pandas) is left out as an unnamed
+    one is; a feature of distinct, close whole numbers (an identifier) is kept with a note naming the fix."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"Unnamed: 0": np.arange(50), "customer_id": rng.permutation(np.arange(1000, 1700))[:50],
+                       "income": rng.integers(10_000, 90_000_000, 50), "y": rng.normal(size=50)})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y"))
+    assert plan.feature_names == ("customer_id", "income")
+    assert any("named 'Unnamed: 0'" in n and "left out" in n for n in plan.notes)
+    ids = [n for n in plan.notes if "identifier" in n]
+    assert len(ids) == 1 and "data.exclude: [customer_id]" in ids[0]
