@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import re
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "check_free_text", "csv_head_kinds",
-           "free_text_candidates", "is_number", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
+           "free_text_candidates", "HeadScan", "is_number", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
            "stored_arrow_schema"]
 
 HEAD_ROWS = 1000
@@ -32,7 +33,8 @@ PANDAS_NA_VALUES = frozenset({
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
     "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 })  # pandas.read_csv's default na_values (pandas 2–3)
-_LOOK_FURTHER = 100_000  # data lines read at most for a column whose head is all gaps
+_LOOK_FURTHER = 100_000  # data lines read at most for a column whose head is all gaps ...
+_LOOK_FURTHER_FIELDS = 10_000_000  # ... and fields (a wide file's lines are long)
 _MARKER = re.compile(r"^[?\-.*_/#~!]+$")  # punctuation only: '?', '-', '.', '--', '*', '#N/A'-like
 _MARKER_WORDS = frozenset({"missing", "unknown", "na", "n.a.", "n/a", "n.a", "none", "nil", "null", "undefined",
                            "not available", "not applicable", "#value!", "#div/0!", "#ref!", "#num!", "#name?"})
@@ -45,44 +47,51 @@ _DATE = re.compile(
     r"|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)\s*$")
 
 
-def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None, n_rows: int = HEAD_ROWS,
-                   ) -> tuple[dict[str, str], dict[str, bool], dict[str, str], dict[str, bool]]:
-    """Kind of every column from a CSV's first ``n_rows`` data lines, whether its values there are unique, for
-    a text column that holds numbers in disguise (:func:`numbers_in_disguise`) what disguises them, and whether
-    it looks like a counter (:func:`looks_like_a_counter`).
+@dataclass(frozen=True)
+class HeadScan:
+    """What a CSV's first lines say of each column (:func:`csv_head_kinds`)."""
+
+    kinds: dict[str, str]
+    unique: dict[str, bool]  # its values there are distinct
+    disguised: dict[str, str]  # a text column of numbers in disguise: what disguises them (numbers_in_disguise)
+    counters: dict[str, bool]  # distinct close whole numbers: an identifier (looks_like_a_counter)
+    empty: tuple[str, ...]  # columns without a single value in the whole file (known only for files read to the end)
+
+
+def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
+                   n_rows: int = HEAD_ROWS) -> HeadScan:
+    """A CSV's columns as its first ``n_rows`` data lines show them.
 
     A column with no value in those lines (a gap in all of them) is read further, up to :data:`_LOOK_FURTHER`
-    lines, until it shows one: its kind is otherwise a guess (numeric), which a text column refutes only when a
-    worker reads its block."""
+    lines (and :data:`_LOOK_FURTHER_FIELDS` fields), until it shows one: its kind is otherwise a guess
+    (numeric), which a text column refutes only when a worker reads its block."""
     na = na_markers(na_values)
     values: dict[str, list[str]] = {c: [] for c in columns}
+    further = min(_LOOK_FURTHER, max(n_rows, _LOOK_FURTHER_FIELDS // max(len(columns), 1)))
+    ended = True
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.reader(f, skipinitialspace=True)
         next(reader, None)
-        wanted = list(columns)
         for i, row in enumerate(reader):
-            if i >= n_rows:
-                wanted = [c for c in wanted if not values[c]]  # past the head: only columns still without a value
-                if not wanted or i >= _LOOK_FURTHER:
+            if i == n_rows:
+                wanted = [(j, c) for j, c in enumerate(columns) if not values[c]]
+            if i >= n_rows:  # past the head: only the columns still without a value
+                wanted = [(j, c) for j, c in wanted if not values[c]]
+                if not wanted or i >= further:
+                    ended = not wanted
                     break
-            for c, v in zip(columns, row):
-                if (i < n_rows or c in wanted) and v.strip() not in na:
+                pairs = [(c, row[j]) for j, c in wanted if j < len(row)]
+            else:
+                pairs = list(zip(columns, row))
+            for c, v in pairs:
+                if v.strip() not in na:
                     values[c].append(v.strip())
     kinds = {c: _kind(vs) for c, vs in values.items()}
     unique = {c: len(set(vs)) == len(vs) and len(vs) > 0 for c, vs in values.items()}
-    disguised = {c: why for c, vs in values.items() if kinds[c] == "text" and (why := numbers_in_disguise(vs))}
-    counters = {c: kinds[c] == "numeric" and unique[c] and looks_like_a_counter(vs) for c, vs in values.items()}
-    return kinds, unique, disguised, counters
-
-
-def looks_like_a_counter(values: Sequence[str]) -> bool:
-    """Distinct whole numbers (at least 20) spanning less than 20 times their count: row numbers, customer ids
-    (also a shuffled sample of them). A unique numeric column that is not (incomes, census weights) spans far
-    more; a sweep only notes it (it may be a feature: an order of arrival)."""
-    if len(values) < 20 or not all(_INTEGER.match(v) for v in values):
-        return False
-    numbers = [int(v) for v in values]
-    return max(numbers) - min(numbers) < 20 * len(numbers)
+    return HeadScan(kinds, unique,
+                    {c: why for c, vs in values.items() if kinds[c] == "text" and (why := numbers_in_disguise(vs))},
+                    {c: kinds[c] == "numeric" and unique[c] and looks_like_a_counter(vs) for c, vs in values.items()},
+                    tuple(c for c, vs in values.items() if not vs) if ended else ())
 
 
 def na_markers(na_values: Sequence[str] | None) -> frozenset[str]:
@@ -109,6 +118,16 @@ def numbers_in_disguise(values: Sequence[str]) -> str | None:
     if all(_FORMATTED.match(v) for v in others):
         return f"numbers written as text (e.g. {others[0]!r})"
     return None
+
+
+def looks_like_a_counter(values: Sequence[str]) -> bool:
+    """Distinct whole numbers (at least 20) spanning less than 20 times their count: row numbers, customer ids
+    (also a shuffled sample of them). A unique numeric column that is not (incomes, census weights) spans far
+    more; a sweep only notes it (it may be a feature: an order of arrival)."""
+    if len(values) < 20 or not all(_INTEGER.match(v) for v in values):
+        return False
+    numbers = [int(v) for v in values]
+    return max(numbers) - min(numbers) < 20 * len(numbers)
 
 
 def check_free_text(column: str, n_levels: int, present: int) -> None:

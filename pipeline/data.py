@@ -330,7 +330,8 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
     named in the model's signature, so ``_choose_columns`` refuses it.
     """
-    kinds, unique, disguised, counters = csv_head_kinds(path, columns, cfg.na_values)
+    head = csv_head_kinds(path, columns, cfg.na_values)
+    kinds, unique, disguised = head.kinds, head.unique, head.disguised
     notes: tuple[str, ...] = ()
     first = columns[0] if columns else None
     if (first is not None and _ROW_LABELS.match(first) and unique[first] and cfg.features is None
@@ -342,11 +343,16 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     notes += tuple(f"column {c!r} holds a different whole number in each of its first rows, close together (a row "
                    f"or customer identifier?): it is a feature; leave it out with data.exclude: [{c}] if it names "
-                   "rows." for c in features if counters[c])
+                   "rows." for c in features if head.counters[c])
     listed = () if isinstance(cfg.categorical, str) else tuple(cfg.categorical)
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
             _refuse_disguised(c, disguised[c], where, is_feature=c in features)
+    empty = [c for c in features if c in head.empty]
+    if empty and cfg.missing != "impute":  # (imputed, such a column is a constant: its coefficient is 0)
+        then = "would leave out every row" if cfg.missing == "drop" else "refuses every row"
+        raise DataError(f"{where}: feature column(s) {empty} hold no value in any row, so data.missing: "
+                        f"{cfg.missing} {then}; leave them out with data.exclude: {empty}.")
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")
     return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target

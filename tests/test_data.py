@@ -367,3 +367,14 @@ def test_row_labels_and_counters(tmp_path):
     assert any("named 'Unnamed: 0'" in n and "left out" in n for n in plan.notes)
     ids = [n for n in plan.notes if "identifier" in n]
     assert len(ids) == 1 and "data.exclude: [customer_id]" in ids[0]
+
+
+@pytest.mark.parametrize("missing", ["error", "drop"])
+def test_a_feature_without_any_value_is_named_at_plan_time(tmp_path, missing):
+    """It failed after the cluster started: under drop as 'drop left 0 of 60 rows' without naming the column."""
+    p = tmp_path / "e.csv"
+    p.write_text("a,empty,y\n" + "".join(f"{i},,{i % 3}\n" for i in range(60)))
+    with pytest.raises(DataError, match=re.escape("feature column(s) ['empty'] hold no value in any row, so "
+                                                  f"data.missing: {missing}")):
+        plan_data(DataConfig(source=str(p), target="y", missing=missing))
+    assert plan_data(DataConfig(source=str(p), target="y", missing="impute")).feature_names == ("a", "empty")
