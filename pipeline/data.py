@@ -206,7 +206,9 @@ def _plan_source(cfg: DataConfig, group: str | None, family: str) -> DataPlan:
         return _plan_npz(cfg, paths[0], group)
     raise DataError(
         f"data.source {source!r} matched {len(paths)} file(s) of type(s) {sorted(suffixes)}; "
-        "use one .csv file, one X.npy or sparse X.npz (with data.target: y.npy), or Parquet file(s)."
+        "use one .csv file, one X.npy or sparse X.npz (with data.target: y.npy), or Parquet file(s)"
+        + ("; save a .tsv, .txt or .data table as a comma-separated .csv file with a header line first (pandas: "
+           "df.to_csv('data.csv', index=False))." if suffixes & {".tsv", ".txt", ".data", ".dat"} else ".")
     )
 
 

@@ -378,3 +378,11 @@ def test_a_feature_without_any_value_is_named_at_plan_time(tmp_path, missing):
                                                   f"data.missing: {missing}")):
         plan_data(DataConfig(source=str(p), target="y", missing=missing))
     assert plan_data(DataConfig(source=str(p), target="y", missing="impute")).feature_names == ("a", "empty")
+
+
+def test_a_tab_separated_file_is_told_how_to_become_a_csv(tmp_path):
+    p = tmp_path / "d.tsv"
+    p.write_text("a\ty\n1\t2\n")
+    with pytest.raises(DataError, match=r"\['\.tsv'\]; use one \.csv file.*save a \.tsv, \.txt or \.data table as a "
+                                        r"comma-separated \.csv file with a header line"):
+        plan_data(DataConfig(source=str(p), target="y"))
