@@ -616,8 +616,9 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
 
 
 def _scan_lines(f: Any, path: str, data_start: int, end: int, block_rows: int) -> tuple[list[int], int, bool]:
-    """The data lines' scan: where blocks start (just past every ``block_rows``-th newline), the number of rows
-    (lines), and whether a quoted field may span lines, which the lines then do not count.
+    """The data lines' scan: where blocks start (just past every ``block_rows``-th row's newline), the number of
+    rows (lines that are not empty: pandas skips an empty line, ``\\n`` or ``\\r\\n``, as two files joined
+    leave one), and whether a quoted field may span lines, which the lines then do not count.
 
     A field quoted across a newline leaves an odd number of quote characters before that newline; so does a
     stray quote in an unquoted field (``55" TV``, which pandas reads as a literal). Either makes the rows
@@ -625,8 +626,8 @@ def _scan_lines(f: Any, path: str, data_start: int, end: int, block_rows: int) -
     quotes keeps this vectorised scan (its cost: one more comparison per byte, and a search only in chunks
     holding quotes)."""
     offsets: list[int] = []
-    n_newlines, quotes, odd = 0, 0, False
-    pos = data_start
+    n_newlines, n_lines, quotes, odd = 0, 0, 0, False
+    pos, line_start, last_byte = data_start, data_start, 10
     utf8 = codecs.getincrementaldecoder("utf-8")()
     while pos < end:
         chunk = f.read(min(1 << 24, end - pos))
@@ -637,14 +638,21 @@ def _scan_lines(f: Any, path: str, data_start: int, end: int, block_rows: int) -
         if q.size and not odd:
             odd = bool(np.any((np.searchsorted(q, nl) + quotes) & 1))
         quotes += q.size
-        nl += pos + 1  # just past each newline
-        # every block_rows-th line end starts a new block
-        first_idx = block_rows - n_newlines % block_rows - 1
-        offsets.extend(int(o) for o in nl[first_idx::block_rows])
+        ends = nl + (pos + 1)  # just past each newline
+        if ends.size:
+            length = np.diff(ends, prepend=line_start)  # each line's bytes, its newline included
+            before = np.where(nl > 0, data[np.maximum(nl - 1, 0)], last_byte)
+            ends = ends[(length > 2) | ((length == 2) & (before != 13))]  # not an empty line
+            line_start = int(nl[-1]) + pos + 1
+        # every block_rows-th row's end starts a new block
+        first_idx = block_rows - n_lines % block_rows - 1
+        offsets.extend(int(o) for o in ends[first_idx::block_rows])
+        n_lines += ends.size
         n_newlines += nl.size
         pos += len(chunk)
+        last_byte = int(data[-1]) if data.size else last_byte
     _check_utf8(utf8, b"", path, n_newlines, final=True)
-    return offsets, (n_newlines + 1 if end > data_start else 0), odd  # the last line ends at `end`, no newline
+    return offsets, (n_lines + 1 if end > data_start else 0), odd  # the last line ends at `end`, no newline
 
 
 def _scan_records(path: str, data_start: int, end: int, block_rows: int) -> tuple[list[int], int]:
@@ -667,7 +675,9 @@ def _scan_records(path: str, data_start: int, end: int, block_rows: int) -> tupl
                 yield line.decode("utf-8")  # UTF-8 already checked by the line scan
 
         try:
-            for _ in csv.reader(lines(), skipinitialspace=True):
+            for record in csv.reader(lines(), skipinitialspace=True):
+                if not record or record == [""]:  # an empty line (or one of spaces): pandas skips it
+                    continue
                 n_rows += 1
                 if n_rows % block_rows == 0 and pos < end:
                     offsets.append(pos)
@@ -980,8 +990,8 @@ def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
         raise DataError(f"{spec.path}: cannot parse {rows}: {e}") from e
     if len(frame) != spec.n_rows:
         raise DataError(
-            f"{spec.path}: {rows} hold {len(frame)} data lines, expected {spec.n_rows}; blank lines inside "
-            "the data (or quoted fields spanning lines) are not supported, remove them."
+            f"{spec.path}: {rows} hold {len(frame)} data lines, expected {spec.n_rows}; lines of spaces only "
+            "inside the data (or a quoted field spanning lines after a stray quote) are not supported, remove them."
         )
     return frame
 

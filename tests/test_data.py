@@ -193,11 +193,23 @@ def test_csv_line_ending_variants(tmp_path, text, rows):
         assert X.shape == (rows, 2) and y[0] == 3.0
 
 
-def test_csv_blank_line_inside_the_data_is_reported(tmp_path):
-    p = tmp_path / "mid.csv"
-    p.write_text("a,y\n1,2\n\n3,4\n5,6\n")
+def test_csv_empty_lines_inside_the_data_are_skipped_as_pandas_does(tmp_path):
+    """Two files joined leave an empty line (LF or CRLF); pandas skips it, and so does the plan's row count (the
+    block holding it failed on a worker). A line of spaces only, which pandas also skips, is still reported."""
+    for eol in ("\n", "\r\n"):
+        p = tmp_path / "mid.csv"
+        p.write_bytes(eol.join(["a,y", "", "1,2", "", "", "3,4", "5,6", "", "7,8"]).encode())
+        for block_rows in (1, 2, 3, 10):
+            plan = plan_data(DataConfig(source=str(p), target="y", block_rows=block_rows))
+            assert plan.n_rows == 4
+            np.testing.assert_array_equal(_read_all(plan)[1], [2, 4, 6, 8])
+        q = tmp_path / "quoted.csv"  # the record scan (a quoted newline) skips them too
+        q.write_bytes(eol.join(["a,t,y", '1,"x', 'z",2', "", "3,w,4"]).encode())
+        assert plan_data(DataConfig(source=str(q), target="y", features=["a"], block_rows=1)).n_rows == 2
+    p = tmp_path / "spaces.csv"
+    p.write_text("a,y\n1,2\n   \n3,4\n5,6\n")
     plan = plan_data(DataConfig(source=str(p), target="y", block_rows=2))
-    with pytest.raises(DataError, match=r"rows 0-1 hold 1 data lines, expected 2; blank lines inside the data"):
+    with pytest.raises(DataError, match=r"rows 0-1 hold 1 data lines, expected 2; lines of spaces only inside"):
         load_block(plan, plan.blocks[0])
     cr = tmp_path / "cr.csv"
     cr.write_bytes(b"a,y\r1,2\r3,4\r")
