@@ -38,7 +38,8 @@ _LOOK_FURTHER_FIELDS = 10_000_000  # ... and fields (a wide file's lines are lon
 _MARKER = re.compile(r"^[?\-.*_/#~!]+$")  # punctuation only: '?', '-', '.', '--', '*', '#N/A'-like
 _MARKER_WORDS = frozenset({"missing", "unknown", "na", "n.a.", "n/a", "n.a", "none", "nil", "null", "undefined",
                            "not available", "not applicable", "#value!", "#div/0!", "#ref!", "#num!", "#name?"})
-_FORMATTED = re.compile(r"^\(?[-+]?[$€£¥]?\s*[-+]?(\d{1,3}(,\d{3})+(\.\d+)?|\d+,\d+|\d+(\.\d+)?\s*%|[$€£¥]\s*\d+(\.\d+)?)\)?$")
+_FORMATTED = re.compile(r"^\(?[-+]?[$€£¥]?\s*[-+]?"  # '(1,234)', '$1,200', '-12.5%', '3,14'
+                        r"(\d{1,3}(,\d{3})+(\.\d+)?|\d+,\d+|\d+(\.\d+)?\s*%|[$€£¥]\s*\d+(\.\d+)?)\)?$")
 _INTEGER = re.compile(r"^[-+]?\d{1,18}$")
 _BOOL = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
 _DATE = re.compile(
@@ -107,8 +108,8 @@ def numbers_in_disguise(values: Sequence[str]) -> str | None:
       read as text, such a column would become one level per number (or be refused as free text);
     - formatted numbers: every value a number once its thousands separators, currency sign or percent sign go
       (``1,234``, ``$1,200``, ``12%``), or written with a decimal comma (``3,14``)."""
-    numbers = sum(1 for v in values if _is_number(v))
-    others = [v for v in values if not _is_number(v)]
+    numbers = sum(1 for v in values if is_number(v))
+    others = [v for v in values if not is_number(v)]
     if not others:
         return None
     tokens = sorted(set(others))
@@ -140,7 +141,7 @@ def check_free_text(column: str, n_levels: int, present: int) -> None:
 
 
 def _kind(values: Sequence[str]) -> str:
-    if all(_is_number(v) for v in values):
+    if all(is_number(v) for v in values):
         return "numeric"  # also an all-missing head: blocks further on decide
     if all(v in _BOOL for v in values):
         return "bool"
@@ -151,10 +152,6 @@ def _kind(values: Sequence[str]) -> str:
 
 def is_number(v: str) -> bool:
     """Whether ``v`` reads as a float (``1``, ``-2.5e3``, ``nan``, ``inf``)."""
-    return _is_number(v)
-
-
-def _is_number(v: str) -> bool:
     try:
         float(v)
     except ValueError:

@@ -337,9 +337,9 @@ def test_a_marker_named_in_na_values_is_a_gap_also_after_a_space(tmp_path):
     """``a, b`` files (UCI adult): spaces after the commas are skipped, so ``, ?`` is the marker ``?``, a text
     level ``, Private`` is ``Private``, and an empty field stays a gap when data.na_values replaces pandas'."""
     p = tmp_path / "adult.csv"
-    p.write_text("age, hours, work, y\n" + "".join(f"{30 + i}, {'?' if i % 4 == 0 else 40 + i}, "
-                                                    f"{'' if i % 5 == 0 else ' Private' if i % 2 else 'State'}, {i % 2}\n"
-                                                    for i in range(40)))
+    lines = [f"{30 + i}, {'?' if i % 4 == 0 else 40 + i}, {'' if i % 5 == 0 else ' Private' if i % 2 else 'State'}, "
+             f"{i % 2}" for i in range(40)]
+    p.write_text("age, hours, work, y\n" + "\n".join(lines) + "\n")
     plan = plan_data(DataConfig(source=str(p), target="y", na_values=["?"], missing="impute", block_rows=7))
     assert plan.feature_names == ("age", "hours", "work") and plan.categorical == ("work",)
     frame = pd.concat([_read_frame(plan, s) for s in plan.blocks], ignore_index=True)
