@@ -401,7 +401,8 @@ def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
         kept &= ~_checked_offset(plan, offset, spec, where)[1]
     if plan.missing == "drop":
         kept &= features_ok
-    check_target_sample(plan.family, y, labels, kept, name=f"data.target {plan.target!r}", where=where)
+    check_target_sample(plan.family, y, labels, kept, name=f"data.target {plan.target!r}", where=where,
+                        positive_class=plan.positive_class)
 
 
 def _head_frame(plan: DataPlan, n: int) -> pd.DataFrame | None:

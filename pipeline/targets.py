@@ -111,16 +111,17 @@ def count_target(y: object, n_rows: int, name: str = "y") -> np.ndarray:
 
 
 def check_target_sample(family: str, y: np.ndarray, labels: np.ndarray | None, kept: np.ndarray, *, name: str,
-                        where: str) -> None:
-    """The family's rules that some rows alone break for the whole target: more than two classes (binomial) or a
-    negative count (Poisson), among the ``kept`` rows of a sample (``y``, or the text ``labels`` of a binomial
-    target). What only every row can tell (one class, every count zero, whether the positive class exists) is
-    not judged here."""
+                        where: str, positive_class: Any = None) -> None:
+    """The family's rules that some rows alone break for the whole target: more than two classes (binomial), a
+    ``positive_class`` that is neither of two classes seen, or a negative count (Poisson), among the ``kept`` rows
+    of a sample (``y``, or the text ``labels`` of a binomial target). What only every row can tell (one class,
+    every count zero, whether a positive class not yet seen comes later) is not judged here."""
     rows = np.flatnonzero(kept)
     if family == "binomial":
         keys = labels[rows].astype(str) if labels is not None else y[rows]
-        if np.unique(keys).size > 2:
-            binary_target(keys, keys.size, None, name=f"{name} in {where}")  # raises, naming the classes
+        seen = np.unique(keys).size
+        if seen > 2 or (seen == 2 and positive_class is not None):
+            binary_target(keys, keys.size, positive_class, name=f"{name} in {where}")  # raises, naming the classes
     elif family == "poisson":
         negative = rows[y[rows] < 0]
         if negative.size:

@@ -23,7 +23,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from pipeline.column_kinds import HEAD_ROWS
-from pipeline.config import load_config
+from pipeline.config import DataConfig, load_config
 from pipeline.data import plan_data
 from pipeline.errors import ConfigError, DataError
 from pipeline.folds import stratified_folds
@@ -490,3 +490,19 @@ def test_nearly_separable_classes_score_alike_on_both_routes(tmp_path):
     assert values["gram"].keys() == values["rows"].keys()  # the same trials: the search saw the same values
     worst = max(abs(values["gram"][k] / values["rows"][k] - 1) for k in values["gram"])
     assert worst < 1e-4, worst
+
+
+def test_a_positive_class_that_is_neither_of_the_first_rows_classes_stops_the_plan(tmp_path):
+    """``positive_class: 'Yes'`` for labels ``yes``/``no`` failed after the cluster had started; when the first
+    rows hold both classes it now stops the plan. Sorted rows (one class first) leave it to the pass."""
+    n = 60
+    labels = np.where(np.arange(n) % 2 == 0, "yes", "no")
+    pd.DataFrame({"a": np.arange(n, dtype=float), "churn": labels}).to_csv(tmp_path / "mixed.csv", index=False)
+    data = DataConfig(source=str(tmp_path / "mixed.csv"), target="churn", positive_class="Yes")
+    with pytest.raises(DataError, match=r"`positive_class` 'Yes' is not a label of .* its labels are \['no', 'yes'\]"):
+        plan_data(data, family="binomial")
+    assert plan_data(data.model_copy(update={"positive_class": "yes"}), family="binomial").n_rows == n
+    m = HEAD_ROWS + 200  # the first rows all 'no': whether 'Yes' comes later, only the pass can tell
+    pd.DataFrame({"a": np.arange(m, dtype=float), "churn": ["no"] * HEAD_ROWS + ["yes"] * 200}).to_csv(
+        tmp_path / "sorted.csv", index=False)
+    assert plan_data(data.model_copy(update={"source": str(tmp_path / "sorted.csv")}), family="binomial").n_rows == m
