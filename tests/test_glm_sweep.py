@@ -506,3 +506,18 @@ def test_a_positive_class_that_is_neither_of_the_first_rows_classes_stops_the_pl
     pd.DataFrame({"a": np.arange(m, dtype=float), "churn": ["no"] * HEAD_ROWS + ["yes"] * 200}).to_csv(
         tmp_path / "sorted.csv", index=False)
     assert plan_data(data.model_copy(update={"source": str(tmp_path / "sorted.csv")}), family="binomial").n_rows == m
+
+
+def test_a_fold_without_the_rarer_class_is_told_how_many_folds_fit():
+    """3 positives among 40 rows and 5 stratified folds: two folds' held-out rows hold no positive; the note said
+    'keep folds.stratify on', which it was. It now names the number of folds the rarer class can fill."""
+    from pipeline.cv.glm_models import target_facts
+    from pipeline.cv.rows import RowData
+    from pipeline.targets import BinaryLabels
+
+    y = np.zeros(40)
+    y[[3, 17, 31]] = 1.0
+    rows = RowData(X=np.zeros((40, 1), order="F"), y=y, weight=np.ones(40), fold=stratified_folds(y, 5, 0), k=5,
+                   family="binomial", labels=BinaryLabels(negative=0, positive=1))
+    _, notes = target_facts(rows)
+    assert len(notes) == 2 and all("lower folds.k to at most 3, the rarer class's rows" in n for n in notes)

@@ -318,11 +318,15 @@ def target_facts(rows: RowData) -> tuple[dict[str, Any], list[str]]:
                    "n_positive": n_pos, "n_negative": int(y.size - n_pos)}
         line = (f"Target: binomial, positive class {rows.labels.positive!r} (coded 1): {n_pos} of {y.size} rows "
                 f"({100 * n_pos / max(y.size, 1):.1f}%); negative {rows.labels.negative!r}{offset}")
+        rarer = min(n_pos, int(y.size - n_pos))
+        fix = (f"lower folds.k to at most {rarer}, the rarer class's rows (with folds.stratify on, as by default, "
+               "every fold then holds both)" if rarer < rows.k else "keep folds.stratify on (it spreads each class "
+               "over the folds)")
         for f in range(rows.k):
             held = rows.y[rows.fold == f]
             if held.size and (held.min() == held.max()):
                 notes.append(f"fold {f}'s held-out rows hold one class only: its AUC is missing (the trials' AUC is "
-                             "the mean over the other folds); lower folds.k or keep folds.stratify on.")
+                             f"the mean over the other folds); {fix}.")
     else:
         mean = float(w @ y) / float(w.sum())
         zeros = float(np.count_nonzero(y == 0)) / max(y.size, 1)
