@@ -13,10 +13,11 @@ is caught when its block is read, with the file rows named.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from dataclasses import dataclass
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "check_free_text", "csv_head_kinds",
-           "free_text_candidates", "HeadScan", "is_number", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
+           "free_text_candidates", "HeadScan", "is_number", "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
            "stored_arrow_schema"]
 
 HEAD_ROWS = 1000
@@ -70,10 +71,12 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
     values: dict[str, list[str]] = {c: [] for c in columns}
     further = min(_LOOK_FURTHER, max(n_rows, _LOOK_FURTHER_FIELDS // max(len(columns), 1)))
     ended = True
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f, long_csv_fields():
         reader = csv.reader(f, skipinitialspace=True)
         next(reader, None)
         for i, row in enumerate(reader):
+            if len(row) == 1 and not row[0].strip(" \t"):
+                continue  # an empty line, or one of spaces and tabs, which pandas skips (or '""': gaps anyway)
             if i == n_rows:
                 wanted = [(j, c) for j, c in enumerate(columns) if not values[c]]
             if i >= n_rows:  # past the head: only the columns still without a value
@@ -85,14 +88,25 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
             else:
                 pairs = list(zip(columns, row))
             for c, v in pairs:
-                if v.strip() not in na:
-                    values[c].append(v.strip())
+                if v not in na:  # as pandas reads it (skipinitialspace): '? ' is not the marker '?' there either
+                    values[c].append(v)
     kinds = {c: _kind(vs) for c, vs in values.items()}
     unique = {c: len(set(vs)) == len(vs) and len(vs) > 0 for c, vs in values.items()}
     return HeadScan(kinds, unique,
                     {c: why for c, vs in values.items() if kinds[c] == "text" and (why := numbers_in_disguise(vs))},
                     {c: kinds[c] == "numeric" and unique[c] and looks_like_a_counter(vs) for c, vs in values.items()},
                     tuple(c for c, vs in values.items() if not vs) if ended else ())
+
+
+@contextlib.contextmanager
+def long_csv_fields() -> Iterator[None]:
+    """Python's ``csv`` reader without its 128 KiB limit on a field (a long free-text field, which pandas reads),
+    restored after."""
+    old = csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def na_markers(na_values: Sequence[str] | None) -> frozenset[str]:
@@ -113,19 +127,19 @@ def numbers_in_disguise(values: Sequence[str]) -> str | None:
     if not others:
         return None
     tokens = sorted(set(others))
-    if numbers >= len(others) and len(tokens) <= 3 and all(_MARKER.match(t) or t.lower() in _MARKER_WORDS
-                                                            for t in tokens):
+    if numbers >= len(others) and len(tokens) <= 3 and all(_MARKER.match(t.strip()) or t.strip().lower() in
+                                                            _MARKER_WORDS for t in tokens):  # ('? ' named as is)
         return f"numbers and {', '.join(map(repr, tokens))} ({len(others)} of its first {len(values)} values)"
-    if all(_FORMATTED.match(v) for v in others):
+    if all(_FORMATTED.match(v.strip()) for v in others):
         return f"numbers written as text (e.g. {others[0]!r})"
     return None
 
 
 def looks_like_a_counter(values: Sequence[str]) -> bool:
-    """Distinct whole numbers (at least 20) spanning less than 20 times their count: row numbers, customer ids
-    (also a shuffled sample of them). A unique numeric column that is not (incomes, census weights) spans far
-    more; a sweep only notes it (it may be a feature: an order of arrival)."""
-    if len(values) < 20 or not all(_INTEGER.match(v) for v in values):
+    """Distinct whole numbers (at least 100: a small yearly table's years are distinct too) spanning less than 20
+    times their count: row numbers, customer ids (also a shuffled sample of them). A unique numeric column that
+    is not (incomes, census weights) spans far more; a sweep only notes it (it may be a feature)."""
+    if len(values) < 100 or not all(_INTEGER.match(v) for v in values):
         return False
     numbers = [int(v) for v in values]
     return max(numbers) - min(numbers) < 20 * len(numbers)

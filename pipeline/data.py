@@ -29,6 +29,7 @@ import functools
 import glob as globlib
 import io
 import math
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -40,7 +41,7 @@ import numpy as np
 
 from .config import DataConfig, FoldsConfig
 from .column_kinds import (HEAD_ROWS, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates, is_number,
-                           na_markers, stored_arrow_schema)
+                           long_csv_fields, na_markers, stored_arrow_schema)
 from .encoding import Encoding
 from .errors import DataError
 from .targets import check_target_sample
@@ -299,9 +300,16 @@ def _refuse_disguised(column: str, what: str, where: str, *, is_feature: bool) -
         raise DataError(f"column {column!r} of {where} holds {what}: if {markers} marks a missing value, name it in "
                         f"data.na_values (e.g. data.na_values: [{markers}, NA]: the list replaces pandas' markers, the "
                         "empty field stays one) and choose data.missing: impute or drop." + levels)
+    example = what.split("e.g. ", 1)[-1].rstrip(")").strip("'")
+    if any(sign in example for sign in "$€£¥%"):
+        how = (f"pandas: df[{column!r}] = pd.to_numeric(df[{column!r}].str.replace(r'[$€£¥%,]', '', regex=True)), "
+               "then df.to_csv(path, index=False)")
+    elif re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", example):
+        how = "pandas: read it with pd.read_csv(path, thousands=','), then df.to_csv(path, index=False)"
+    else:
+        how = "pandas: read it with pd.read_csv(path, decimal=','), then df.to_csv(path, index=False)"
     raise DataError(f"column {column!r} of {where} holds {what}: save them as plain numbers, with a decimal point "
-                    "and no thousands separators, currency or percent signs (pandas reads them so with "
-                    "read_csv(..., thousands=',') or decimal=','; then to_csv(path, index=False))." + levels)
+                    f"and no thousands separators, currency or percent signs ({how})." + levels)
 
 
 def _plan_bundled(cfg: DataConfig, name: str, group: str | None, labels: bool = False) -> DataPlan:
@@ -345,7 +353,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     notes += tuple(f"column {c!r} holds a different whole number in each of its first rows, close together (a row "
                    f"or customer identifier?): it is a feature; leave it out with data.exclude: [{c}] if it names "
-                   "rows." for c in features if head.counters[c])
+                   "rows." for c in features if head.counters[c] and cfg.features is None)
     listed = () if isinstance(cfg.categorical, str) else tuple(cfg.categorical)
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
@@ -353,8 +361,10 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     empty = [c for c in features if c in head.empty]
     if empty and cfg.missing != "impute":  # (imputed, such a column is a constant: its coefficient is 0)
         then = "would leave out every row" if cfg.missing == "drop" else "refuses every row"
+        fix = ("remove them from data.features" if cfg.features is not None
+               else f"leave them out with data.exclude: {empty}")
         raise DataError(f"{where}: feature column(s) {empty} hold no value in any row, so data.missing: "
-                        f"{cfg.missing} {then}; leave them out with data.exclude: {empty}.")
+                        f"{cfg.missing} {then}; {fix}.")
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")
     return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
@@ -628,7 +638,7 @@ def _scan_lines(f: Any, path: str, data_start: int, end: int, block_rows: int) -
     holding quotes)."""
     offsets: list[int] = []
     n_newlines, n_lines, quotes, odd = 0, 0, 0, False
-    pos, line_start, last_byte = data_start, data_start, 10
+    pos, line_start, open_first = data_start, data_start, 0
     utf8 = codecs.getincrementaldecoder("utf-8")()
     while pos < end:
         chunk = f.read(min(1 << 24, end - pos))
@@ -641,19 +651,35 @@ def _scan_lines(f: Any, path: str, data_start: int, end: int, block_rows: int) -
         quotes += q.size
         ends = nl + (pos + 1)  # just past each newline
         if ends.size:
-            length = np.diff(ends, prepend=line_start)  # each line's bytes, its newline included
-            before = np.where(nl > 0, data[np.maximum(nl - 1, 0)], last_byte)
-            ends = ends[(length > 2) | ((length == 2) & (before != 13))]  # not an empty line
+            starts = np.concatenate(([line_start], ends[:-1]))
+            first = np.where(starts >= pos, data[np.minimum(starts - pos, data.size - 1).clip(0)], open_first)
+            ends = ends[~_blank_lines(f, chunk, pos, starts, ends, first)]
             line_start = int(nl[-1]) + pos + 1
+        if line_start < pos + data.size:
+            open_first = int(data[max(line_start - pos, 0)]) if line_start >= pos else open_first
         # every block_rows-th row's end starts a new block
         first_idx = block_rows - n_lines % block_rows - 1
         offsets.extend(int(o) for o in ends[first_idx::block_rows])
         n_lines += ends.size
         n_newlines += nl.size
         pos += len(chunk)
-        last_byte = int(data[-1]) if data.size else last_byte
     _check_utf8(utf8, b"", path, n_newlines, final=True)
+    odd = odd or bool(quotes & 1)  # a stray quote, then a quoted newline on the last line (no newline after it)
     return offsets, (n_lines + 1 if end > data_start else 0), odd  # the last line ends at `end`, no newline
+
+
+def _blank_lines(f: Any, chunk: bytes, pos: int, starts: np.ndarray, ends: np.ndarray,
+                 first: np.ndarray) -> np.ndarray:
+    """Which of the lines ``[starts, ends)`` (absolute offsets; the chunk read at ``pos`` holds their newlines,
+    ``first`` their first bytes) hold only spaces, tabs and their line end: pandas skips them. Only lines that
+    start with such a byte are looked at (a data line does not), so a file without them pays two comparisons a
+    line; one begun in an earlier chunk is read again from the file."""
+    blank = (ends - starts == 1) | np.isin(first, (9, 13, 32))
+    for i in np.flatnonzero(blank & (ends - starts > 1)):
+        a, b = int(starts[i]), int(ends[i])
+        line = chunk[a - pos:b - pos] if a >= pos else os.pread(f.fileno(), b - a, a)
+        blank[i] = not line.strip(b" \t\r\n")
+    return blank
 
 
 def _scan_records(path: str, data_start: int, end: int, block_rows: int) -> tuple[list[int], int]:
@@ -664,21 +690,22 @@ def _scan_records(path: str, data_start: int, end: int, block_rows: int) -> tupl
     file line by line in Python: about 1 µs a line, so only files with odd quotes take it."""
     offsets: list[int] = []
     n_rows = 0
-    with open(path, "rb") as f:
+    with open(path, "rb") as f, long_csv_fields():
         f.seek(data_start)
-        pos = data_start
+        pos, last = data_start, [""]
 
         def lines() -> Any:
             nonlocal pos
             while pos < end:
                 line = f.readline(end - pos)
                 pos += len(line)
-                yield line.decode("utf-8")  # UTF-8 already checked by the line scan
+                last[0] = line.decode("utf-8")  # UTF-8 already checked by the line scan
+                yield last[0]
 
         try:
             for record in csv.reader(lines(), skipinitialspace=True):
-                if not record or record == [""]:  # an empty line (or one of spaces): pandas skips it
-                    continue
+                if not record or (len(record) == 1 and not last[0].strip(" \t\r\n")):
+                    continue  # an empty line or one of spaces and tabs: pandas skips it (not a line '""')
                 n_rows += 1
                 if n_rows % block_rows == 0 and pos < end:
                     offsets.append(pos)

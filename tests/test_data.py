@@ -194,65 +194,36 @@ def test_csv_line_ending_variants(tmp_path, text, rows):
 
 
 def test_csv_empty_lines_inside_the_data_are_skipped_as_pandas_does(tmp_path):
-    """Two files joined leave an empty line (LF or CRLF); pandas skips it, and so does the plan's row count (the
-    block holding it failed on a worker). A line of spaces only, which pandas also skips, is still reported."""
+    """Two files joined leave an empty line (LF or CRLF), or one of spaces and tabs; pandas skips them, and so
+    does the plan's row count (the block holding one failed on a worker), in the line scan and in the record
+    scan (a quoted newline). A line ``""`` is a row for pandas (of gaps), and stays one."""
     for eol in ("\n", "\r\n"):
         p = tmp_path / "mid.csv"
-        p.write_bytes(eol.join(["a,y", "", "1,2", "", "", "3,4", "5,6", "", "7,8"]).encode())
+        p.write_bytes(eol.join(["a,y", "", "1,2", "", "  \t ", "3,4", "5,6", "\t", "7,8"]).encode())
         for block_rows in (1, 2, 3, 10):
             plan = plan_data(DataConfig(source=str(p), target="y", block_rows=block_rows))
             assert plan.n_rows == 4
             np.testing.assert_array_equal(_read_all(plan)[1], [2, 4, 6, 8])
-        q = tmp_path / "quoted.csv"  # the record scan (a quoted newline) skips them too
-        q.write_bytes(eol.join(["a,t,y", '1,"x', 'z",2', "", "3,w,4"]).encode())
-        assert plan_data(DataConfig(source=str(q), target="y", features=["a"], block_rows=1)).n_rows == 2
-    p = tmp_path / "spaces.csv"
-    p.write_text("a,y\n1,2\n   \n3,4\n5,6\n")
-    plan = plan_data(DataConfig(source=str(p), target="y", block_rows=2))
-    with pytest.raises(DataError, match=r"rows 0-1 hold 1 data lines, expected 2; lines of spaces only inside"):
-        load_block(plan, plan.blocks[0])
-    cr = tmp_path / "cr.csv"
-    cr.write_bytes(b"a,y\r1,2\r3,4\r")
-    with pytest.raises(DataError, match="CR-only line endings"):
-        plan_data(DataConfig(source=str(cr), target="y"))
+        q = tmp_path / "quoted.csv"  # the record scan (a quoted newline)
+        q.write_bytes(eol.join(["a,t,y", '1,"x', 'z",2', "", " \t", "3,w,4", '""', "5,v,6"]).encode())
+        for block_rows in (2, 10):  # (a block of the row '""' alone: pandas' usecols refuses its one field)
+            plan = plan_data(DataConfig(source=str(q), target="y", features=["a"], block_rows=block_rows,
+                                        missing="drop"))
+            assert plan.n_rows == 4 == len(pd.read_csv(q, skipinitialspace=True))
+            frame = pd.concat([_read_frame(plan, s) for s in plan.blocks], ignore_index=True)
+            assert frame["y"].tolist()[:2] == [2, 4] and frame["y"].isna().tolist() == [False, False, True, False]
 
 
-def test_quoted_fields_spanning_lines_are_one_row_each(tmp_path):
-    """Free text with newlines, commas and doubled quotes inside quoted fields (pandas' to_csv writes them so):
-    the rows are records, not lines, whatever the block size; a CRLF file too."""
-    rng = np.random.default_rng(0)
-    n = 60
-    notes = ["first line\nsecond, with a comma" if i % 7 == 0 else 'he said ""hi""' if i % 5 == 0 else "plain"
-             for i in range(n)]
-    df = pd.DataFrame({"a": rng.normal(size=n), "note": notes, "y": rng.normal(size=n)})
-    for name, eol in (("lf.csv", "\n"), ("crlf.csv", "\r\n")):
-        p = tmp_path / name
-        df.to_csv(p, index=False, lineterminator=eol)
-        assert p.read_bytes().count(b"\n") > n + 1  # lines outnumber rows
-        for block_rows in (1, 7, n - 1, n, 1000):
-            plan = plan_data(DataConfig(source=str(p), target="y", features=["a"], block_rows=block_rows))
-            assert plan.n_rows == n and len(plan.blocks) == -(-n // block_rows)
-            X, y = _read_all(plan)
-            np.testing.assert_array_equal(y, df["y"].to_numpy())
-            np.testing.assert_array_equal(X[:, 0], df["a"].to_numpy())
-
-
-def test_check_config_reads_a_header_with_spaces_after_its_commas(tmp_path):
-    """UCI's adult.data style (``age, workclass, ...``): the plan strips the names, and so does the head check
-    of check-config (it read the file's own header, and pandas then found none of the stripped names)."""
-    p = tmp_path / "spaced.csv"
-    p.write_text("a, b, y\n1, 2, 3\n4, 5, 6\n")
-    plan = plan_data(DataConfig(source=str(p), target="y"))
-    assert plan.feature_names == ("a", "b") and check_head(plan) == 2
-
-
-def test_a_stray_quote_inside_a_field_stays_a_literal(tmp_path):
-    """``55" TV`` (a quote inside an unquoted field) is a literal for pandas, and for the plan's row split."""
-    p = tmp_path / "stray.csv"
-    p.write_text('a,t,y\n1,55" TV,2\n3,x,4\n5,"q,r",6\n7,"two\nlines",8\n')
-    plan = plan_data(DataConfig(source=str(p), target="y", features=["a"], block_rows=1))
-    assert plan.n_rows == 4
-    np.testing.assert_array_equal(_read_all(plan)[1], [2, 4, 6, 8])
+def test_rows_the_line_scan_cannot_see_are_found_by_the_record_scan(tmp_path):
+    """A stray quote and then a quoted newline on the last line (no newline after it, so no newline sees the odd
+    count), and a quoted field longer than the csv module's 128 KiB limit."""
+    p = tmp_path / "last.csv"
+    p.write_text('a,t,u,y\n1,x,w,2\n3,55" TV,"great\nset",4\n')
+    assert plan_data(DataConfig(source=str(p), target="y", features=["a"], block_rows=1)).n_rows == 2
+    p.write_text("a,t,y\n" + "".join(f'{i},"{"w" * 150_000}\nmore",{i}\n' for i in range(3)))
+    plan = plan_data(DataConfig(source=str(p), target="y", features=["a"], block_rows=2))
+    assert plan.n_rows == 3
+    np.testing.assert_array_equal(_read_all(plan)[1], [0, 1, 2])
 
 
 @pytest.mark.parametrize("missing", ["error", "drop"])
@@ -371,8 +342,9 @@ def test_row_labels_and_counters(tmp_path):
     """A first column 'Unnamed: 0' of unique values (an index saved twice by pandas) is left out as an unnamed
     one is; a feature of distinct, close whole numbers (an identifier) is kept with a note naming the fix."""
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"Unnamed: 0": np.arange(50), "customer_id": rng.permutation(np.arange(1000, 1700))[:50],
-                       "income": rng.integers(10_000, 90_000_000, 50), "y": rng.normal(size=50)})
+    n = 150  # (a counter needs 100 distinct values: a small yearly table's years are distinct too)
+    df = pd.DataFrame({"Unnamed: 0": np.arange(n), "customer_id": rng.permutation(np.arange(1000, 3000))[:n],
+                       "income": rng.integers(10_000, 90_000_000, n), "y": rng.normal(size=n)})
     df.to_csv(tmp_path / "d.csv", index=False)
     plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y"))
     assert plan.feature_names == ("customer_id", "income")
@@ -398,3 +370,25 @@ def test_a_tab_separated_file_is_told_how_to_become_a_csv(tmp_path):
     with pytest.raises(DataError, match=r"\['\.tsv'\]; use one \.csv file.*save a \.tsv, \.txt or \.data table as a "
                                         r"comma-separated \.csv file with a header line"):
         plan_data(DataConfig(source=str(p), target="y"))
+
+
+def test_the_named_marker_is_the_one_pandas_reads(tmp_path):
+    """``1 , ? , 2`` (spaces on both sides): pandas skips the leading space only, so the marker is '? ', and the
+    fix names it so; following the fix, the column reads with its gaps."""
+    p = tmp_path / "sp.csv"
+    p.write_text("a, b, y\n" + "".join(f"{i}, {'?' if i % 5 == 0 else i * 2} , {i % 3}\n" for i in range(30)))
+    with pytest.raises(DataError, match=re.escape("holds numbers and '? ' (6 of its first 30 values)")):
+        plan_data(DataConfig(source=str(p), target="y"))
+    plan = plan_data(DataConfig(source=str(p), target="y", na_values=["? ", "NA"], missing="impute"))
+    frame = pd.concat([_read_frame(plan, s) for s in plan.blocks])
+    assert frame["b"].isna().tolist() == [i % 5 == 0 for i in range(30)]
+
+
+def test_the_fixes_named_fit_the_config(tmp_path):
+    p = tmp_path / "f.csv"
+    p.write_text("a,price,e,y\n" + "".join(f"{i},${i}.50,,{i % 3}\n" for i in range(30)))
+    with pytest.raises(DataError, match=re.escape("str.replace(r'[$€£¥%,]', '', regex=True)")):
+        plan_data(DataConfig(source=str(p), target="y", exclude=["e"]))
+    with pytest.raises(DataError, match=re.escape("hold no value in any row, so data.missing: error refuses every "
+                                                  "row; remove them from data.features")):
+        plan_data(DataConfig(source=str(p), target="y", features=["a", "e"]))

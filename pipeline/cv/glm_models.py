@@ -319,9 +319,13 @@ def target_facts(rows: RowData) -> tuple[dict[str, Any], list[str]]:
         line = (f"Target: binomial, positive class {rows.labels.positive!r} (coded 1): {n_pos} of {y.size} rows "
                 f"({100 * n_pos / max(y.size, 1):.1f}%); negative {rows.labels.negative!r}{offset}")
         rarer = min(n_pos, int(y.size - n_pos))
-        fix = (f"lower folds.k to at most {rarer}, the rarer class's rows (with folds.stratify on, as by default, "
-               "every fold then holds both)" if rarer < rows.k else "keep folds.stratify on (it spreads each class "
-               "over the folds)")
+        if rarer < 2:
+            fix = f"add rows of the rarer class (it has {rarer})"
+        elif rarer < rows.k:
+            fix = (f"lower folds.k to at most {rarer}, the rarer class's rows (with folds.stratify on, as by default, "
+                   "every fold then holds both)")
+        else:
+            fix = "use row folds with folds.stratify on (it gives every fold both classes)"
         for f in range(rows.k):
             held = rows.y[rows.fold == f]
             if held.size and (held.min() == held.max()):
