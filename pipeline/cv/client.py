@@ -25,7 +25,7 @@ __all__ = ["check_scheduler", "dask_security", "open_client", "prestart_local_wo
 
 _CONNECT_TIMEOUT_S = 10
 _WORKER_PRELOAD = ("pipeline.cv.fold_models", "scipy.linalg")
-_FORKSERVER_PRELOAD = ("distributed", "numpy", *_WORKER_PRELOAD)
+_FORKSERVER_PRELOAD = ("pipeline.cv.forkserver_exit", "distributed", "numpy", *_WORKER_PRELOAD)
 #: distributed's default ``distributed.nanny.pre-spawn-environ`` (a test checks they agree)
 PRE_SPAWN_ENV = {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 _PREFLIGHT_TIMEOUT_S = 5.0
