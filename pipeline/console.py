@@ -106,6 +106,12 @@ def _penalty_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _share_text(share: float) -> str:
+    """The CV R² (or deviance explained), or why there is none: a held-out fold whose target is constant (a fold
+    of one row, on a tiny table) has no R², as scikit-learn's ``r2_score`` has none."""
+    return f"{share:.3f}" if math.isfinite(share) else "n/a (a held-out fold's target is constant: lower folds.k)"
+
+
 def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
     sel, choices = summary["selected"], summary.get("choices", {})
     label = metric_label(summary["metric"])
@@ -119,7 +125,8 @@ def _choice_lines(summary: dict[str, Any], cfg: SweepConfig) -> list[str]:
             mark = "  ← registered (search.select)" if rule == sel["rule"] else ""
             lines.append(f"  {rule:<4} {_lambdas(c['penalty'], c['lambda1'], c['lambda2']):<34} "
                          f"{count_text(c['n_nonzero']):>5} non-zero   CV {label} {c['cv_metric']:.6g} ± "
-                         f"{c['cv_metric_se']:.3g}   {explained} {explained_share(c):.3f}{_multipliers(c)}{mark}")
+                         f"{c['cv_metric_se']:.3g}   {explained} {_share_text(explained_share(c))}{_multipliers(c)}"
+                         f"{mark}")
     features = summary.get("selected_features", [])
     version = summary["model_version"]
     registered = (f"{cfg.tracking.registered_model} v{version} (alias candidate)" if version is not None

@@ -309,3 +309,18 @@ def test_the_same_config_and_seed_give_the_same_trials_in_fresh_directories(tmp_
     first, second = runs
     assert [t.params for t in first] == [t.params for t in second]
     np.testing.assert_allclose([t.value for t in first], [t.value for t in second], rtol=1e-12, atol=0)
+
+
+def test_a_tiny_table_says_why_it_has_no_cv_r2(tmp_path):
+    """8 rows in 5 folds: a held-out fold of one row has a constant target and no R² (as r2_score); the choices'
+    line said 'R² nan'."""
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n2,1,4\n3,5,2\n4,3,6\n5,8,5\n6,2,7\n7,9,8\n8,4,9\n")
+    cfg = load_config(None, [
+        f"data.source={tmp_path / 't.csv'}", "data.target=y", "search.n_trials=4",
+        f"search.storage=sqlite:///{tmp_path}/o.db", f"tracking.uri=sqlite:///{tmp_path}/m.db",
+        "cluster.processes=false", "cluster.dashboard_address=null",
+    ])
+    lines: list[str] = []
+    execute_sweep(cfg, echo=lines.append, progress=False)
+    text = "\n".join(map(str, lines))
+    assert "R² n/a (a held-out fold's target is constant: lower folds.k)" in text and "R² nan" not in text
