@@ -291,6 +291,35 @@ def _choose_columns(
     return features, target
 
 
+def _refuse_empty_features(empty: list[str], cfg: DataConfig, where: str) -> None:
+    """Feature columns without a single value: unless imputed (then a constant, its coefficient 0), every row
+    would be dropped or refused, which the pass would find only after the cluster started, without naming them."""
+    if empty and cfg.missing != "impute":
+        then = "would leave out every row" if cfg.missing == "drop" else "refuses every row"
+        fix = ("remove them from data.features" if cfg.features is not None
+               else f"leave them out with data.exclude: {empty}")
+        raise DataError(f"{where}: feature column(s) {empty} hold no value in any row, so data.missing: "
+                        f"{cfg.missing} {then}; {fix}.")
+
+
+def _parquet_all_null(metas: Sequence[Any], column: str) -> bool:
+    """Whether every row group of every file says (in its footer statistics) that ``column`` is all null (a source
+    without rows is not: the plan refuses it for that)."""
+    seen = False
+    for m in metas:
+        meta = m.metadata
+        index = {meta.schema.column(i).name: i for i in range(meta.num_columns)}.get(column)
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            if group.num_rows == 0:
+                continue
+            st = group.column(index).statistics if index is not None else None
+            if st is None or not st.has_null_count or st.null_count < group.num_rows:
+                return False
+            seen = True
+    return seen
+
+
 def _refuse_disguised(column: str, what: str, where: str, *, is_feature: bool) -> None:
     """A column of numbers that its first lines show as text (:func:`~.column_kinds.numbers_in_disguise`): read
     as text it would become one level per number, or be refused as free text once the sweep has started."""
@@ -358,13 +387,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
             _refuse_disguised(c, disguised[c], where, is_feature=c in features)
-    empty = [c for c in features if c in head.empty]
-    if empty and cfg.missing != "impute":  # (imputed, such a column is a constant: its coefficient is 0)
-        then = "would leave out every row" if cfg.missing == "drop" else "refuses every row"
-        fix = ("remove them from data.features" if cfg.features is not None
-               else f"leave them out with data.exclude: {empty}")
-        raise DataError(f"{where}: feature column(s) {empty} hold no value in any row, so data.missing: "
-                        f"{cfg.missing} {then}; {fix}.")
+    _refuse_empty_features([c for c in features if c in head.empty], cfg, where)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")
     return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
@@ -425,7 +448,7 @@ def _head_frame(plan: DataPlan, n: int) -> pd.DataFrame | None:
             import pyarrow.parquet as pq
 
             batch = next(pq.ParquetFile(path).iter_batches(batch_size=n, columns=_needed_columns(plan)), None)
-            return None if batch is None else batch.to_pandas()  # None: the first file holds no rows
+            return None if batch is None else batch.to_pandas(ignore_metadata=True)  # None: no rows (_read_frame)
         # the header as the plan read it (names stripped), then the rows as a block's are parsed
         return pd.read_csv(path, header=None, skiprows=1, names=list(plan.columns), nrows=n,
                            usecols=_needed_columns(plan), **_csv_options(plan))
@@ -474,7 +497,7 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
                 f"{_schema_difference(first, m.schema_arrow, paths[0], p)}; rewrite them with the same columns "
                 "and types."
             )
-    columns = list(first.names)
+    columns, notes = _without_pandas_index(cfg, first, group)
     _check_unique_columns(columns, source)
     features, target = _choose_columns(cfg, columns, source, group)
     stored = stored_arrow_schema(metas[0].metadata)
@@ -482,6 +505,7 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
              for c in columns}
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, repr(source), labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")
+    _refuse_empty_features([c for c in features if _parquet_all_null(metas, c)], cfg, repr(source))
     if cfg.missing == "error":
         numeric = [c for c in features if c not in categorical]
         checked = (*numeric, *((target,) if not text_target else ()), *(c for c in (cfg.weight,) if c))
@@ -505,7 +529,22 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
         kind="parquet", source=source, feature_names=features, target=target, weight=cfg.weight,
         group=group, n_rows=start, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
         text_columns=free_text_candidates(categorical, kinds, cfg.categorical), target_labels=text_target,
+        notes=notes,
     )
+
+
+def _without_pandas_index(cfg: DataConfig, schema: Any, group: str | None) -> tuple[list[str], tuple[str, ...]]:
+    """A Parquet schema's columns without the index pandas stored beside them (``to_parquet`` keeps a frame's
+    index unless it is a plain range: ``__index_level_0__`` for a filtered frame's row numbers, or the index's
+    name), with a note: row labels, as a CSV's unnamed first column. One the config names is kept."""
+    index = [c for c in ((schema.pandas_metadata or {}).get("index_columns") or []) if isinstance(c, str)]
+    named = {cfg.target, cfg.weight, group, cfg.offset, cfg.exposure, *(cfg.features or ()), *(cfg.exclude or ())}
+    dropped = [c for c in index if c in schema.names and c not in named]
+    if not dropped:
+        return list(schema.names), ()
+    return ([c for c in schema.names if c not in dropped],
+            (f"the index pandas stored with the rows ({', '.join(map(repr, dropped))}, to_parquet's row labels) is "
+             "left out; name it in data.features to use it.",))
 
 
 def _schema_difference(a: pa.Schema, b: pa.Schema, path_a: str, path_b: str) -> str:
@@ -997,7 +1036,8 @@ def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
 
         try:
             table = pq.ParquetFile(spec.path).read_row_groups(list(spec.row_groups), columns=_needed_columns(plan))
-            return table.to_pandas()
+            return table.to_pandas(ignore_metadata=True)  # the columns as stored: pandas' metadata would make a
+            #                                               stored index the index and names '0', '1' integers
         except (OSError, ValueError, ArithmeticError) as e:  # pyarrow's errors derive from these
             raise DataError(f"{spec.path}: cannot read row groups {list(spec.row_groups)}: {e}") from e
     if plan.kind == "bundled":

@@ -392,3 +392,34 @@ def test_the_fixes_named_fit_the_config(tmp_path):
     with pytest.raises(DataError, match=re.escape("hold no value in any row, so data.missing: error refuses every "
                                                   "row; remove them from data.features")):
         plan_data(DataConfig(source=str(p), target="y", features=["a", "e"]))
+
+
+def test_parquet_as_pandas_writes_it(tmp_path):
+    """A filtered frame's ``to_parquet`` stores its index ('__index_level_0__'): it was a feature the blocks then
+    lacked (pandas' metadata made it the index), failing after the cluster started; it is row labels, left out
+    with a note (an explicit exclude still works). Integer column names ('0'…'3' in the file) failed the same
+    way. An all-null feature is refused from the footers under data.missing: drop."""
+    rng = np.random.default_rng(5)
+    d = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    d["y"] = d.a - d.b
+    d[d.a > -1.0].to_parquet(tmp_path / "f.parquet")
+    kept = int((d.a > -1.0).sum())
+    plan = plan_data(DataConfig(source=str(tmp_path / "f.parquet"), target="y", block_rows=50))
+    assert plan.feature_names == ("a", "b", "c") and any("'__index_level_0__'" in n for n in plan.notes)
+    X, y = _read_all(plan)
+    np.testing.assert_array_equal(y, d.y[d.a > -1.0].to_numpy())
+    assert X.shape == (kept, 3)
+    excluded = plan_data(DataConfig(source=str(tmp_path / "f.parquet"), target="y", exclude=["__index_level_0__"]))
+    assert excluded.feature_names == ("a", "b", "c")
+
+    ints = pd.DataFrame(rng.normal(size=(100, 4)))
+    ints[4] = 2 * ints[0]
+    ints.to_parquet(tmp_path / "i.parquet")
+    plan = plan_data(DataConfig(source=str(tmp_path / "i.parquet"), target="4"))
+    X, y = _read_all(plan)
+    np.testing.assert_array_equal(y, 2 * X[:, 0])
+
+    d.assign(empty=np.nan).to_parquet(tmp_path / "e.parquet", index=False)
+    with pytest.raises(DataError, match=re.escape("feature column(s) ['empty'] hold no value in any row, so "
+                                                  "data.missing: drop would leave out every row")):
+        plan_data(DataConfig(source=str(tmp_path / "e.parquet"), target="y", missing="drop"))
