@@ -218,7 +218,12 @@ def _expand(source: str) -> list[str]:
     if p.is_dir():
         paths = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in (".parquet", ".pq"))
         if not paths:
-            raise DataError(f"data.source directory {source!r} holds no .parquet files.")
+            nested = sorted({str(f.parent.relative_to(p)) for f in p.rglob("*") if f.suffix.lower() in (".parquet", ".pq")})
+            hint = (f"; its subfolders hold some ({', '.join(nested[:3])}{', ...' if len(nested) > 3 else ''}: a "
+                    f"partitioned dataset?), which a glob reads, e.g. data.source: '{source.rstrip('/')}/"
+                    f"{'/'.join(['*'] * (nested[0].count('/') + 1))}/*.parquet' (the partition values in the folder "
+                    "names are not read: keep them as columns in the files)") if nested else ""
+            raise DataError(f"data.source directory {source!r} holds no .parquet files{hint}.")
         return paths
     if any(ch in source for ch in "*?["):
         paths = sorted(globlib.glob(source))
