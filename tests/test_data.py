@@ -214,6 +214,44 @@ def test_csv_empty_lines_inside_the_data_are_skipped_as_pandas_does(tmp_path):
             assert frame["y"].tolist()[:2] == [2, 4] and frame["y"].isna().tolist() == [False, False, True, False]
 
 
+def test_quoted_fields_spanning_lines_are_one_row_each(tmp_path):
+    """Free text with newlines, commas and doubled quotes inside quoted fields (pandas' to_csv writes them so):
+    the rows are records, not lines, whatever the block size; a CRLF file too."""
+    rng = np.random.default_rng(0)
+    n = 60
+    notes = ["first line\nsecond, with a comma" if i % 7 == 0 else 'he said ""hi""' if i % 5 == 0 else "plain"
+             for i in range(n)]
+    df = pd.DataFrame({"a": rng.normal(size=n), "note": notes, "y": rng.normal(size=n)})
+    for name, eol in (("lf.csv", "\n"), ("crlf.csv", "\r\n")):
+        p = tmp_path / name
+        df.to_csv(p, index=False, lineterminator=eol)
+        assert p.read_bytes().count(b"\n") > n + 1  # lines outnumber rows
+        for block_rows in (1, 7, n - 1, n, 1000):
+            plan = plan_data(DataConfig(source=str(p), target="y", features=["a"], block_rows=block_rows))
+            assert plan.n_rows == n and len(plan.blocks) == -(-n // block_rows)
+            X, y = _read_all(plan)
+            np.testing.assert_array_equal(y, df["y"].to_numpy())
+            np.testing.assert_array_equal(X[:, 0], df["a"].to_numpy())
+
+
+def test_check_config_reads_a_header_with_spaces_after_its_commas(tmp_path):
+    """UCI's adult.data style (``age, workclass, ...``): the plan strips the names, and so does the head check
+    of check-config (it read the file's own header, and pandas then found none of the stripped names)."""
+    p = tmp_path / "spaced.csv"
+    p.write_text("a, b, y\n1, 2, 3\n4, 5, 6\n")
+    plan = plan_data(DataConfig(source=str(p), target="y"))
+    assert plan.feature_names == ("a", "b") and check_head(plan) == 2
+
+
+def test_a_stray_quote_inside_a_field_stays_a_literal(tmp_path):
+    """``55" TV`` (a quote inside an unquoted field) is a literal for pandas, and for the plan's row split."""
+    p = tmp_path / "stray.csv"
+    p.write_text('a,t,y\n1,55" TV,2\n3,x,4\n5,"q,r",6\n7,"two\nlines",8\n')
+    plan = plan_data(DataConfig(source=str(p), target="y", features=["a"], block_rows=1))
+    assert plan.n_rows == 4
+    np.testing.assert_array_equal(_read_all(plan)[1], [2, 4, 6, 8])
+
+
 def test_rows_the_line_scan_cannot_see_are_found_by_the_record_scan(tmp_path):
     """A stray quote and then a quoted newline on the last line (no newline after it, so no newline sees the odd
     count), and a quoted field longer than the csv module's 128 KiB limit."""
@@ -423,3 +461,16 @@ def test_parquet_as_pandas_writes_it(tmp_path):
     with pytest.raises(DataError, match=re.escape("feature column(s) ['empty'] hold no value in any row, so "
                                                   "data.missing: drop would leave out every row")):
         plan_data(DataConfig(source=str(tmp_path / "e.parquet"), target="y", missing="drop"))
+
+
+def test_a_partitioned_parquet_folder_is_told_which_glob_reads_it(tmp_path):
+    d = pd.DataFrame({"a": np.arange(20.0), "y": np.arange(20.0) * 2})
+    for year in (2020, 2021):
+        (tmp_path / "sales" / f"year={year}").mkdir(parents=True)
+        d.to_parquet(tmp_path / "sales" / f"year={year}" / "part-0.parquet", index=False)
+    source = str(tmp_path / "sales")
+    with pytest.raises(DataError, match=re.escape("its subfolders hold some (year=2020, year=2021: a partitioned "
+                                                  "dataset?), which a glob reads, e.g. data.source: "
+                                                  f"'{source}/*/*.parquet'")):
+        plan_data(DataConfig(source=source, target="y"))
+    assert plan_data(DataConfig(source=f"{source}/*/*.parquet", target="y")).n_rows == 40
