@@ -25,9 +25,9 @@ from .errors import DataError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "arrow_kind", "categorical_columns", "check_free_text", "csv_head_kinds",
-           "free_text_candidates", "HeadScan", "is_number", "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
-           "stored_arrow_schema"]
+__all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind", "categorical_columns", "check_free_text",
+           "csv_head_kinds", "free_text_candidates", "is_number", "long_csv_fields", "looks_like_a_counter", "na_markers",
+           "numbers_in_disguise", "stored_arrow_schema"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -50,12 +50,28 @@ _DATE = re.compile(
 
 
 @dataclass(frozen=True)
+class Disguise:
+    """What makes a column of numbers read as text (:func:`numbers_in_disguise`): gap ``markers`` among the
+    numbers, or (no markers) numbers ``formatted`` as text."""
+
+    markers: tuple[str, ...]  # the strings besides the numbers, as pandas reads them
+    count: int  # values that are not numbers
+    of: int  # values looked at
+    example: str  # the first value that is not a number
+
+    def __str__(self) -> str:
+        if self.markers:
+            return f"numbers and {', '.join(map(repr, self.markers))} ({self.count} of its first {self.of} values)"
+        return f"numbers written as text (e.g. {self.example!r})"
+
+
+@dataclass(frozen=True)
 class HeadScan:
     """What a CSV's first lines say of each column (:func:`csv_head_kinds`)."""
 
     kinds: dict[str, str]
     unique: dict[str, bool]  # its values there are distinct
-    disguised: dict[str, str]  # a text column of numbers in disguise: what disguises them (numbers_in_disguise)
+    disguised: dict[str, Disguise]  # a text column of numbers in disguise: what disguises them
     counters: dict[str, bool]  # distinct close whole numbers: an identifier (looks_like_a_counter)
     empty: tuple[str, ...]  # columns without a single value in the whole file (known only for files read to the end)
 
@@ -74,11 +90,10 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f, long_csv_fields():
         reader = csv.reader(f, skipinitialspace=True)
         next(reader, None)
+        wanted = list(enumerate(columns))
         for i, row in enumerate(reader):
             if len(row) == 1 and not row[0].strip(" \t"):
                 continue  # an empty line, or one of spaces and tabs, which pandas skips (or '""': gaps anyway)
-            if i == n_rows:
-                wanted = [(j, c) for j, c in enumerate(columns) if not values[c]]
             if i >= n_rows:  # past the head: only the columns still without a value
                 wanted = [(j, c) for j, c in wanted if not values[c]]
                 if not wanted or i >= further:
@@ -114,8 +129,8 @@ def na_markers(na_values: Sequence[str] | None) -> frozenset[str]:
     return PANDAS_NA_VALUES if na_values is None else frozenset([*na_values, ""])
 
 
-def numbers_in_disguise(values: Sequence[str]) -> str | None:
-    """What makes a column of numbers read as text, said for its error message; None when it is text.
+def numbers_in_disguise(values: Sequence[str]) -> Disguise | None:
+    """What makes a column of numbers read as text; None when it is text.
 
     - gap markers: numbers, and at most three other strings that are punctuation (``?``, ``-``, ``.``) or a word
       for a gap (``missing``, ``unknown``, …), as UCI files mark gaps (breast cancer, heart disease, auto-mpg);
@@ -129,9 +144,9 @@ def numbers_in_disguise(values: Sequence[str]) -> str | None:
     tokens = sorted(set(others))
     if numbers >= len(others) and len(tokens) <= 3 and all(_MARKER.match(t.strip()) or t.strip().lower() in
                                                             _MARKER_WORDS for t in tokens):  # ('? ' named as is)
-        return f"numbers and {', '.join(map(repr, tokens))} ({len(others)} of its first {len(values)} values)"
+        return Disguise(tuple(tokens), len(others), len(values), others[0])
     if all(_FORMATTED.match(v.strip()) for v in others):
-        return f"numbers written as text (e.g. {others[0]!r})"
+        return Disguise((), len(others), len(values), others[0])
     return None
 
 

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
-from .column_kinds import (HEAD_ROWS, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates, is_number,
-                           long_csv_fields, na_markers, stored_arrow_schema)
+from .column_kinds import (HEAD_ROWS, Disguise, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates,
+                           is_number, long_csv_fields, na_markers, stored_arrow_schema)
 from .encoding import Encoding
 from .errors import DataError
 from .targets import check_target_sample
@@ -325,20 +325,19 @@ def _parquet_all_null(metas: Sequence[Any], column: str) -> bool:
     return seen
 
 
-def _refuse_disguised(column: str, what: str, where: str, *, is_feature: bool) -> None:
+def _refuse_disguised(column: str, what: Disguise, where: str, *, is_feature: bool) -> None:
     """A column of numbers that its first lines show as text (:func:`~.column_kinds.numbers_in_disguise`): read
     as text it would become one level per number, or be refused as free text once the sweep has started."""
     levels = " To keep its values as levels instead, list it in data.categorical." if is_feature else ""
-    if what.startswith("numbers and "):
-        markers = what[len("numbers and "):].split(" (")[0]
+    if what.markers:
+        markers = ", ".join(map(repr, what.markers))
         raise DataError(f"column {column!r} of {where} holds {what}: if {markers} marks a missing value, name it in "
                         f"data.na_values (e.g. data.na_values: [{markers}, NA]: the list replaces pandas' markers, the "
                         "empty field stays one) and choose data.missing: impute or drop." + levels)
-    example = what.split("e.g. ", 1)[-1].rstrip(")").strip("'")
-    if any(sign in example for sign in "$€£¥%"):
+    if any(sign in what.example for sign in "$€£¥%"):
         how = (f"pandas: df[{column!r}] = pd.to_numeric(df[{column!r}].str.replace(r'[$€£¥%,]', '', regex=True)), "
                "then df.to_csv(path, index=False)")
-    elif re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", example):
+    elif re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", what.example.strip()):
         how = "pandas: read it with pd.read_csv(path, thousands=','), then df.to_csv(path, index=False)"
     else:
         how = "pandas: read it with pd.read_csv(path, decimal=','), then df.to_csv(path, index=False)"
@@ -699,8 +698,8 @@ def _scan_lines(f: Any, path: str, data_start: int, end: int, block_rows: int) -
             first = np.where(starts >= pos, data[np.minimum(starts - pos, data.size - 1).clip(0)], open_first)
             ends = ends[~_blank_lines(f, chunk, pos, starts, ends, first)]
             line_start = int(nl[-1]) + pos + 1
-        if line_start < pos + data.size:
-            open_first = int(data[max(line_start - pos, 0)]) if line_start >= pos else open_first
+        if pos <= line_start < pos + data.size:  # the first byte of the line still open at the chunk's end
+            open_first = int(data[line_start - pos])
         # every block_rows-th row's end starts a new block
         first_idx = block_rows - n_lines % block_rows - 1
         offsets.extend(int(o) for o in ends[first_idx::block_rows])

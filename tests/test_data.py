@@ -474,3 +474,14 @@ def test_a_partitioned_parquet_folder_is_told_which_glob_reads_it(tmp_path):
                                                   f"'{source}/*/*.parquet'")):
         plan_data(DataConfig(source=source, target="y"))
     assert plan_data(DataConfig(source=f"{source}/*/*.parquet", target="y")).n_rows == 40
+
+
+def test_a_blank_line_right_after_the_head_does_not_stop_the_look_further(tmp_path):
+    """The head scan skips blank lines as pandas does; one at the first line past the head met the look-further
+    state before it existed (a NameError), for a column whose head is all gaps."""
+    from pipeline.column_kinds import csv_head_kinds
+
+    p = tmp_path / "late.csv"
+    p.write_text("a,grp,y\n1,,2\n2,,3\n   \n3,x,4\n4,y,5\n")
+    head = csv_head_kinds(str(p), ["a", "grp", "y"], None, n_rows=2)
+    assert head.kinds == {"a": "numeric", "grp": "text", "y": "numeric"} and head.empty == ()
