@@ -19,7 +19,7 @@ from pipeline.cv.path import PathSpec, coefficient_path
 from pipeline.config import ModelConfig
 from pipeline.folds import block_fold_stats, kfold_folds
 from pipeline.model import FittedModel
-from pipeline.plots import MAX_BARS, coefficient_path_data, cv_curve_data, largest_in_magnitude, validation_data, write_plots
+from pipeline.plots import MAX_BARS, MINOR_TICK_DECADES, coefficient_path_data, cv_curve_data, largest_in_magnitude, validation_data, write_plots
 from pipeline.report import write_coefficients_csv
 from pipeline.selection import Choice, PathCurve, path_strengths
 
@@ -125,6 +125,27 @@ def test_every_plot_is_drawn_and_the_coefficient_plot_stays_readable_at_p_500(tm
                           "optimization_history.png"}
     width, _ = Image.open(paths["coefficients.png"]).size
     assert width <= 0.35 * MAX_BARS * 110 + 1  # 40 bars at 0.35 in and 110 dpi, not 500
+
+
+def test_log_axes_have_minor_ticks_on_short_ranges_only(tmp_path) -> None:
+    """The plots' log axes: minor ticks (2…9 × 10ⁿ) where they help to read a value (a few decades), none on
+    a long range, where they cost a third of the drawing."""
+    from matplotlib.figure import Figure
+
+    from pipeline.plots import _plain_log_labels
+
+    def minor_ticks(low: float, high: float) -> np.ndarray:
+        fig = Figure()
+        ax = fig.subplots()
+        ax.set_xscale("log")
+        _plain_log_labels(ax.xaxis)
+        ax.set_xlim(low, high)
+        locs = ax.xaxis.get_minorticklocs()
+        return locs[(locs >= low) & (locs <= high)]  # the locator places a decade more on each side
+
+    np.testing.assert_allclose(minor_ticks(0.1, 10.0), [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert len(minor_ticks(1.0, 10.0 ** MINOR_TICK_DECADES)) == 8 * MINOR_TICK_DECADES
+    assert len(minor_ticks(1e-6, 10.0)) == 0
 
 
 def test_counts_of_non_zero_coefficients_read_as_numbers_on_wide_data() -> None:
