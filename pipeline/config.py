@@ -581,6 +581,13 @@ def _format_errors(err: ValidationError, where: str) -> str:
         got = e.get("input")
         if "got " not in msg and not isinstance(got, dict):
             msg = f"{msg}, got {got!r}"
+        if e["type"] == "string_type" and isinstance(got, (bool, int, float)):  # a column named 5, yes, 1e3
+            text = "yes" if isinstance(got, bool) else got
+            key = ".".join(x for x in loc if not x.isdigit())
+            quoted = f"['{text}']" if key != path else f"'{text}'"  # a list's item, or the value
+            msg += (f" (YAML reads {'yes/no/true/false' if isinstance(got, bool) else text} as "
+                    f"{'true/false' if isinstance(got, bool) else 'a number'}: write a column name in quotes, "
+                    f"'{text}', also in --set: {key}=\"{quoted}\")")
         by_path.setdefault(path, []).append(msg)
     lines = [f"{path}: {' | '.join(dict.fromkeys(msgs))}" for path, msgs in by_path.items()]
     if len(lines) == 1:  # the usual case: one line

@@ -76,6 +76,20 @@ def test_bad_configs_name_the_key_and_value(overrides, fragment):
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(("given", "suggested", "loaded"), [
+    (["data.target=5"], "data.target=\"'5'\"", ("target", "5")),
+    (["data.target=yes"], "data.target=\"'yes'\"", ("target", "yes")),
+    (["data.target=y", "data.exclude=[3]"], "data.exclude=\"['3']\"", ("exclude", ["3"])),
+])
+def test_a_column_name_yaml_reads_as_a_number_is_told_to_quote_it(given, suggested, loaded):
+    """YAML reads target: 5 as a number and yes as true; the message gives the quoted form, which loads."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, given)
+    assert suggested in str(info.value)
+    cfg = load_config(None, [*given[:-1], suggested.replace('"', "")])
+    assert getattr(cfg.data, loaded[0]) == loaded[1]
+
+
 def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "missing.yaml")
