@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..config import ClusterConfig, SecurityConfig
 from ..errors import ClusterError
 from ..gc_pause import collector_paused
+from .lazy_dashboard import SCHEDULER_KWARGS, serve_dashboard_on_first_visit
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster, Security
@@ -131,7 +132,7 @@ def _local_cluster(cfg: ClusterConfig, security: Security | None) -> LocalCluste
     """The embedded LocalCluster of ``cfg``, started."""
     from distributed import LocalCluster
 
-    return LocalCluster(
+    cluster = LocalCluster(
         n_workers=cfg.n_workers,
         threads_per_worker=cfg.threads_per_worker,
         processes=cfg.processes,
@@ -142,13 +143,18 @@ def _local_cluster(cfg: ClusterConfig, security: Security | None) -> LocalCluste
         dashboard_address=cfg.dashboard_address,
         # no dashboard: the scheduler still serves /health on HTTP; keep it on a free loopback
         # port (distributed would try 8787 first and warn when it is taken)
-        scheduler_kwargs=None if cfg.dashboard_address else {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        # with one, Bokeh is imported on the dashboard's first visit (pipeline.cv.lazy_dashboard)
+        scheduler_kwargs=SCHEDULER_KWARGS if cfg.dashboard_address else {"dashboard": False,
+                                                                        "dashboard_address": "127.0.0.1:0"},
         memory_limit=cfg.memory_limit,
         silence_logs=logging.CRITICAL,
         # the workers import what their tasks run while they start (≈ 0.5 s each,
         # scipy included), not when the first data-pass or trial task arrives
         preload=list(_WORKER_PRELOAD),
     )
+    if cfg.dashboard_address:
+        cluster.sync(serve_dashboard_on_first_visit, cluster.scheduler)  # in the scheduler's event loop
+    return cluster
 
 
 def _forked_workers(cfg: ClusterConfig) -> bool:
