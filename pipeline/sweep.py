@@ -241,7 +241,7 @@ class _Sweep:
                                   {"regsweep.data_fingerprint": meta["fingerprint"]})
 
     def _search(self, progress: bool | None) -> None:
-        """The ask/tell loop; then the parent run, which the last child runs wait behind."""
+        """The ask/tell loop."""
         assert self.placement is not None and self.space is not None
         cfg, study = self.cfg, self.store.study
         bar = Progress(cfg.search.n_trials, self.echo, progress, self.metric)
@@ -254,9 +254,6 @@ class _Sweep:
                                    in_flight=in_flight, threads=threads, tol=cfg.model.tol, metric=self.metric)
         self.asked = scheduler.run()
         bar.close()
-        t_wait = time.perf_counter()
-        self.tracking.parent()
-        self.timer.marks["tracking_wait"] = round(time.perf_counter() - t_wait, 4)
         self.timer.lap("trials")
         self.timer.marks["optuna"] = round(self.store.seconds, 4)
 
@@ -316,6 +313,11 @@ class _Sweep:
             (out / "config.yaml").write_text(cfg.to_yaml())
             write_trials_csv(d.rows, out / "trials.csv", self.metric)
             write_coefficients_csv(model, out / "coefficients.csv")
+            # The parent run only now: the tracking process may still be opening MLflow (at a lowered priority),
+            # and the dense path and the refit above ran meanwhile; the last child runs wait behind it.
+            t_wait = time.perf_counter()
+            self.tracking.parent()
+            self.timer.marks["tracking_wait"] = round(time.perf_counter() - t_wait, 4)
             summary = self._summary(d, model, done)
             pub = self._publication(d, model, done, out)
             pub.tags["mlflow.note.content"] = describe_decision(summary, pub.parent_run)
