@@ -16,7 +16,7 @@ import numpy as np
 
 from .solvers import SuffStats
 
-__all__ = ["column_notes", "describe_columns"]
+__all__ = ["column_notes", "constant_target", "describe_columns"]
 
 _CONSTANT_RTOL = 1e-12  # the solver's rule (solvers/problem.py): sd below 1e-12·|mean| is constant
 _SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance up to rounding
@@ -44,6 +44,13 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], dropped_by: Seq
             duplicates.append((feature_names[int(live[a])], feature_names[int(live[b])]))
     const_names = [feature_names[int(j)] for j in np.flatnonzero(constant)]
     return describe_columns(n, p, const_names, duplicates, dropped_by, imputing=imputing, has_offset=has_offset)
+
+
+def constant_target(sum_w: float, centred_ss: float, mean: float) -> float | None:
+    """The target's value when it is constant over the rows used (``centred_ss``: Σ w (y − ȳ)², by the same rule as
+    a constant column), else None: a gaussian sweep has nothing to fit then, and its λ ranges are empty."""
+    sd = float(np.sqrt(max(centred_ss, 0.0) / sum_w)) if sum_w > 0 else 0.0
+    return float(mean) if not sd > _CONSTANT_RTOL * abs(mean) else None
 
 
 def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Sequence[tuple[str, str]],

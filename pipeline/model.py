@@ -252,7 +252,7 @@ class FittedModel:
             meta.update(family=self.family, positive_class=self.positive_class, negative_class=self.negative_class,
                         offset_kind=self.offset_kind, offset_column=self.offset_column,
                         kkt_residual=self.kkt_residual)
-        (path / _JSON).write_text(json.dumps(meta, indent=2) + "\n")
+        (path / _JSON).write_text(json.dumps(meta, indent=2, default=_plain) + "\n")
         arrays = {"coef": self.coef, "x_mean": self.x_mean, "x_scale": self.x_scale}
         arrays.update({k: v for k, v in (("penalty_factor", self.penalty_factor), ("lower", self.lower),
                                          ("upper", self.upper)) if v is not None})
@@ -352,3 +352,11 @@ def feature_names_of(X: object, n_features: int, given: Sequence[str] | None) ->
         dup = sorted({c for c in names if names.count(c) > 1})
         raise DataError(f"`feature_names` must be unique, got duplicates {dup}.")
     return names
+
+
+def _plain(value: object) -> object:
+    """A NumPy scalar that reached the model's JSON (a solver's ``converged`` flag, a class label read by pandas)
+    as the Python value it holds."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

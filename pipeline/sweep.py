@@ -225,6 +225,9 @@ class _Sweep:
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
         _check_folds(meta, cfg)
+        if meta.get("constant_target") is not None:  # before the λ ranges, which are empty then
+            raise DataError(f"the target {plan.target!r} is constant ({meta['constant_target']:.6g} in all "
+                            f"{meta['n_rows']} rows used): there is nothing to fit; check data.target.")
         self.bounds = bounds = wait_done(bounds_f)
         self.timer.lap("data_pass")
         # read by an idle worker while the trials run (its first use of pandas costs ~0.3 s)

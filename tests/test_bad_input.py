@@ -178,6 +178,9 @@ ROW_CASES = {
     "free-text": (["column 'c' looks like free text", "distinct values in", "data.exclude: [c]"], []),
     "text-after-the-head": (["d.csv rows 1024-", "columns ['b'] are not numeric", "'oops'", "data.categorical",
                              "data.na_values"], ["data.block_rows=1024"]),
+    # its λ ranges are empty; the message had told to set them, and the sweep then failed writing the model
+    "constant-target": (["the target 'y' is constant (5 in all 40 rows used)", "nothing to fit"], []),
+    "constant-target-rows": (["the target 'y' is constant (5 in all 40 rows used)"], ["model.engine=rows"]),
 }
 
 
@@ -190,6 +193,8 @@ def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, ca
         df.loc[11, "y"] = np.nan
     if case == "too-many-levels":
         df["c"] = [f"L{i % 7}" for i in range(len(df))]
+    if case.startswith("constant-target"):
+        df["y"] = 5.0
     if case == "free-text":
         df["c"] = [f"note {i}" for i in range(len(df))]
     if case == "text-after-the-head":  # the plan reads 1,000 lines: the block that holds it finds it

@@ -46,6 +46,18 @@ def test_save_load_roundtrip_is_plain_data(tmp_path, diabetes):
     assert_allclose(loaded.predict(X), m.predict(X), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("penalty", [{"penalty": "l1", "lambda1": 0.1}, {"penalty": "l2", "lambda2": 0.1},
+                                     {"penalty": "elasticnet", "lambda1": 0.1, "lambda2": 0.1}])
+def test_a_constant_target_fits_its_mean_and_saves(tmp_path, penalty):
+    """The minimiser for y = c is β = 0, intercept c (closed form); its solve's flags reached the model's JSON as
+    NumPy booleans, and saving it failed."""
+    m = pipeline.fit(_X(), np.full(20, 5.0), **penalty)
+    assert_allclose(m.coef, 0.0, atol=0) and m.intercept == 5.0
+    loaded = pipeline.FittedModel.load(m.save(tmp_path / "model"))
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["converged"] is True
+    assert_allclose(loaded.predict(_X()), 5.0, rtol=0, atol=0)
+
+
 def test_load_rejects_a_foreign_directory(tmp_path):
     with pytest.raises(DataError, match="model.json is missing"):
         pipeline.FittedModel.load(tmp_path)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ..columns import column_notes
+from ..columns import column_notes, constant_target
 from ..data import BlockSpec, DataPlan, load_block
 from ..errors import DataError
 from ..folds import assign_units, block_fold_stats, kfold_folds, merge_units, unit_stats, units_cap
@@ -167,6 +167,8 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str
         "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
         **column_notes(passes.total_stats, feature_names, passes.dropped_by, imputing=missing == "impute"),
+        "constant_target": constant_target(passes.total_stats.sum_w, passes.total_stats.cyy,
+                                           passes.total_stats.y_mean),
     }
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..candidate import Candidate
-from ..columns import describe_columns
+from ..columns import constant_target, describe_columns
 from ..config import ModelConfig
 from ..encoding import Encoding
 from ..model import FittedModel
@@ -133,7 +133,12 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "e
     columns = describe_columns(n, rows.n_features, const, dups, rows.dropped_by, imputing=missing == "impute",
                                has_offset=rows.offset is not None)
     target: dict[str, Any] = {}
-    if rows.family != "gaussian":
+    if rows.family == "gaussian":
+        w, y = np.where(used, rows.weight, 0.0), np.where(used, rows.y, 0.0)
+        sum_w = float(w.sum())
+        mean = float(w @ y / sum_w) if sum_w > 0 else 0.0
+        target["constant_target"] = constant_target(sum_w, float(w @ (y - mean) ** 2), mean)
+    else:
         check_training_folds(rows)  # before any trial: a fold without a finite intercept would fail them all
         facts, notes = target_facts(rows)
         target = {"target": facts}

@@ -53,7 +53,8 @@ def resolve_space(search: SearchConfig, bounds: Mapping[str, float]) -> SearchSp
         if not (0 < lo < hi):
             raise DataError(
                 f"search.{name}: the resolved range [{lo:.4g}, {hi:.4g}] is empty (an 'auto' bound comes "
-                "from the data: λ1_max is 0 when the target is constant); set both bounds explicitly."
+                "from the data: λ1_max is 0 when no feature varies or none is correlated with the target); set both "
+                "bounds explicitly."
             )
         resolved[name] = (lo, hi)
     groups = tuple((g, (float(spec.range[0]), float(spec.range[1]))) for g, spec in search.group_multipliers.items())

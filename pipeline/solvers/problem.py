@@ -223,7 +223,7 @@ class GramProblem:
                 stacklevel=2,
             )
         coef, intercept = self.to_original_scale(beta)
-        return FitResult(coef, intercept, beta, n_iter, gap, gap_tol, ok)
+        return FitResult(coef, intercept, beta, int(n_iter), float(gap), float(gap_tol), bool(ok))  # not NumPy scalars
 
     def to_original_scale(self, beta: np.ndarray) -> tuple[np.ndarray, float]:
         """Coefficients and intercept on the scale of the data."""
