@@ -212,7 +212,7 @@ class FittedModel:
             if X.ndim != 2 or X.shape[1] != self.n_features:
                 raise DataError(f"X must have shape (n_rows, {self.n_features}) to match the model, got {X.shape}.")
             return np.asarray(X @ self.coef).ravel() + self.intercept
-        arr = np.asarray(X, dtype=np.float64)
+        arr = _float_array(X)
         if arr.ndim == 1 and self.n_features == arr.shape[0]:
             arr = arr[None, :]
         if enc is not None and arr.ndim == 2 and arr.shape[1] == self.n_features and np.isnan(arr).any():
@@ -360,3 +360,14 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _float_array(X: Any) -> np.ndarray:
+    """``X`` as float64, a frame's gaps as NaN: pandas' nullable columns (Int64, boolean, Arrow types) hold
+    ``pd.NA``, which ``float()`` refuses, and MLflow's input check hands them on as object columns."""
+    if not (hasattr(X, "columns") and hasattr(X, "astype")):
+        return np.asarray(X, dtype=np.float64)
+    try:
+        return X.astype(np.float64).to_numpy()
+    except (TypeError, ValueError):  # an object column holding pd.NA or None: gaps first (text still fails)
+        return X.where(X.notna(), np.nan).astype(np.float64).to_numpy()

@@ -58,6 +58,27 @@ def test_a_constant_target_fits_its_mean_and_saves(tmp_path, penalty):
     assert_allclose(loaded.predict(_X()), 5.0, rtol=0, atol=0)
 
 
+def test_predict_reads_pandas_nullable_columns_gaps_as_nan(diabetes):
+    """Int64 / boolean / Arrow columns hold pd.NA (and MLflow's input check passes them on as object columns):
+    a row with a gap predicts NaN, as with float NaN; np.asarray(frame, float) raised TypeError."""
+    import pandas as pd
+
+    X, y = diabetes
+    names = [f"f{i}" for i in range(10)]
+    m = pipeline.fit(X, y, penalty="l2", lambda2=0.1, feature_names=names)
+    frame = pd.DataFrame(np.round(X[:6] * 1000), columns=names)
+    expected = m.predict(frame.to_numpy())
+    nullable = frame.astype({"f0": "Int64", "f1": "Float64"})
+    nullable.loc[2, "f0"] = pd.NA
+    as_object = frame.astype({"f0": object})
+    as_object.loc[4, "f0"] = pd.NA
+    for df, gap in ((nullable, 2), (as_object, 4), (frame.convert_dtypes(dtype_backend="pyarrow"), None)):
+        got = m.predict(df)
+        keep = np.arange(6) != gap
+        assert_allclose(got[keep], expected[keep], rtol=1e-15)
+        assert gap is None or np.isnan(got[gap])
+
+
 def test_load_rejects_a_foreign_directory(tmp_path):
     with pytest.raises(DataError, match="model.json is missing"):
         pipeline.FittedModel.load(tmp_path)
