@@ -1135,8 +1135,11 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
         if plan.missing == "error":
             detail = (f"NaN or inf in rows {', '.join(map(str, np.flatnonzero(bad)[:5] + spec.start_row))} (rows "
                       "counted from 0)" if sparse else _nonfinite_detail(plan, X, y, w, spec.start_row))
-            raise DataError(f"{where}: {detail}; remove or impute those rows, or set data.missing: drop to leave "
-                            "them out.")
+            fix = ("remove those rows or set data.missing: drop to leave them out (a missing target or weight is "
+                   "never imputed)" if not bad_feature.any() else
+                   "remove those rows, set data.missing: drop to leave them out, or data.missing: impute to fill the "
+                   "features' gaps (rows missing the target or weight are left out)")
+            raise DataError(f"{where}: {detail}; {fix}.")
         kept = ~bad
         dropped_by = (int(bad_target.sum()), int((bad_weight & ~bad_target).sum()),
                       int((bad_feature & ~bad_target & ~bad_weight).sum()),

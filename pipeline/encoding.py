@@ -286,14 +286,20 @@ def encoding_summary(encoding: Encoding) -> dict[str, Any]:
             "imputed_columns": list(encoding.imputed_columns)}
 
 
+def _first(names: list[str], field: str, shown: int = 10) -> str:
+    """At most ``shown`` names, then how many more (a wide table's 2,000 imputed columns made a 13 KB line)."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more (the summary's {field} lists all)" if more > 0 else "")
+
+
 def describe(encoding: Encoding) -> str:
     """One line for the console: the categorical columns with their level counts, and the imputed columns."""
     cats = [f"{c} ({len(lv)}{', with ' + NA_LEVEL if NA_LEVEL in lv else ''})"
             for c, lv in zip(encoding.columns, encoding.levels) if lv is not None]
     imputed = encoding.imputed_columns
-    parts = [f"categorical columns (levels): {', '.join(cats)}" if cats else "no categorical columns"]
+    parts = [f"categorical columns (levels): {_first(cats, 'categorical_levels')}" if cats else "no categorical columns"]
     if encoding.impute:
-        parts.append(f"imputed by each fold's training means: {', '.join(imputed)}" if imputed
+        parts.append(f"imputed by each fold's training means: {_first(imputed, 'imputed_columns')}" if imputed
                      else "no feature has missing values to impute")
     return "Columns: " + "; ".join(parts) + "."
 

@@ -85,8 +85,8 @@ def binary_target(y: object, n_rows: int, positive_class: Any = None, name: str 
     if len(labels) != 2:
         shown = ", ".join(repr(v) for v in labels[:5]) + (", ..." if len(labels) > 5 else "")
         raise DataError(f"family binomial needs a target with two classes, but `{name}` has {len(labels)} "
-                        f"({shown}); " + ("use family gaussian or recode the target to two classes."
-                                          if len(labels) > 2 else "check the target column and the rows read."))
+                        f"({shown}); " + (_more_than_two(text) if len(labels) > 2
+                                          else "check the target column and the rows read."))
     if positive_class is not None:
         match = [v for v in labels if _same_label(v, positive_class)]
         if not match:
@@ -152,3 +152,11 @@ def check_offset(values: object, n_rows: int, *, exposure: bool = False, name: s
                             f"are <= 0 (first: {float(arr[j])!r} at row {j}); drop those rows or fix the column.")
         return np.log(arr)
     return arr
+
+
+def _more_than_two(text: bool) -> str:
+    """What to do with a binomial target of more than two labels (regsweep fits no multinomial model)."""
+    if text:
+        return ("recode it to two classes in the data, e.g. one label against the rest (a model per label); "
+                "regsweep fits no multinomial model.")
+    return "model a numeric target with family gaussian (or poisson for counts), or recode it to two classes."

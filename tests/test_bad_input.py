@@ -168,7 +168,7 @@ def test_debug_shows_the_traceback(tmp_path):
 # ---------------------------------------------- found by the data pass: no run, no trial
 ROW_CASES = {
     "nan-in-csv": (["d.csv rows 0-39: NaN or inf in column 'b' at rows 7, 9", "column 'y' at row 11",
-                    "remove or impute those rows, or set data.missing: drop"], []),
+                    "remove those rows, set data.missing: drop", "data.missing: impute"], []),
     "fewer-groups-than-folds": (["folds.group 'g' has 3 distinct groups, fewer than folds.k=5",
                                  "lower folds.k or use row k-fold"], ["folds.group=g", "folds.k=5"]),
     # found by the level scan, before the pass

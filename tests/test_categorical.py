@@ -459,3 +459,17 @@ def test_sources_without_gaps_or_text_are_never_scanned(tmp_path):
     plan = plan_data(DataConfig(source="synthetic", missing="impute", synthetic=SyntheticConfig(n_rows=50)))
     assert not plan.needs_scan and plan.encoding is None
     assert load_block(plan, plan.blocks[0]).X.shape == (50, 20)
+
+
+def test_the_columns_line_names_at_most_ten_columns_of_a_wide_table() -> None:
+    """2,000 imputed columns made one 13 KB console line; the summary keeps them all."""
+    from pipeline.encoding import Encoding, describe, encoding_summary
+
+    names = tuple(f"gene_{j}" for j in range(2000))
+    enc = Encoding(names, (None,) * 2000, imputed=(True,) * 2000, centers=(0.0,) * 2000, impute=True)
+    line = describe(enc)
+    assert "gene_9," not in line and "gene_9 and 1990 more (the summary's imputed_columns lists all)" in line
+    assert "gene_10" not in line and len(line) < 300
+    assert encoding_summary(enc)["imputed_columns"] == list(names)
+    few = Encoding(names[:3], (None,) * 3, imputed=(True,) * 3, centers=(0.0,) * 3, impute=True)
+    assert describe(few).endswith("imputed by each fold's training means: gene_0, gene_1, gene_2.")

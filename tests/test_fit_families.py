@@ -71,7 +71,9 @@ def test_poisson_offset_and_exposure_round_trip(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("family,y,kwargs,match", [
-    ("binomial", np.arange(len(DB_Y)) % 3, {}, "two classes, but `y` has 3"),
+    ("binomial", np.arange(len(DB_Y)) % 3, {}, "two classes, but `y` has 3 .* with family gaussian"),
+    ("binomial", np.array(["a", "b", "c"])[np.arange(len(DB_Y)) % 3], {},
+     "two classes, but `y` has 3 .* one label against the rest .* no multinomial"),  # gaussian refuses text
     ("binomial", np.ones(len(DB_Y)), {}, "two classes, but `y` has 1"),
     ("binomial", np.arange(len(DB_Y)) % 2, {"positive_class": "yes"}, "not a label of `y`"),
     ("poisson", DB_Y - 100, {}, "non-negative counts"),
