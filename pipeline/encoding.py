@@ -25,6 +25,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -286,7 +287,7 @@ def encoding_summary(encoding: Encoding) -> dict[str, Any]:
             "imputed_columns": list(encoding.imputed_columns)}
 
 
-def _first(names: list[str], field: str, shown: int = 10) -> str:
+def _first(names: Sequence[str], field: str, shown: int = 10) -> str:
     """At most ``shown`` names, then how many more (a wide table's 2,000 imputed columns made a 13 KB line)."""
     more = len(names) - shown
     return ", ".join(names[:shown]) + (f" and {more} more (the summary's {field} lists all)" if more > 0 else "")
