@@ -42,6 +42,13 @@ class BinaryLabels:
     def describe(self) -> str:
         return f"positive class {self.positive!r} (1), negative {self.negative!r} (0)"
 
+    def in_label_order(self, coded: np.ndarray) -> np.ndarray:
+        """The 0/1 codes renumbered by the labels' sorted order (0: the label that sorts first), whichever is
+        positive: what stratified folds deal by, so that choosing the other ``positive_class`` keeps the folds."""
+        negative, positive = ((str(self.negative), str(self.positive)) if isinstance(self.positive, str)
+                              else (self.negative, self.positive))
+        return coded if positive > negative else 1.0 - coded
+
 
 _YAML_TRUE = ("true", "yes", "y", "on")
 _YAML_FALSE = ("false", "no", "n", "off")

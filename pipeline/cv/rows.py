@@ -236,7 +236,7 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
     if gs:
         fold = row_group_folds(np.concatenate(gs), w, k, seed)
     elif plan.stratify:
-        fold = stratified_folds(y, k, seed)
+        fold = stratified_folds(classes.in_label_order(y) if classes is not None else y, k, seed)
     else:
         fold = np.concatenate(folds)
     n_groups = int(np.unique(group_keys(np.concatenate(gs))).size) if gs else None
