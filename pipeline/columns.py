@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from .solvers import SuffStats
+from .solvers.stats import CONSTANT_RTOL, varying_columns
 
 __all__ = ["column_notes", "constant_target", "describe_columns"]
 
-_CONSTANT_RTOL = 1e-12  # the solver's rule (solvers/problem.py): sd below 1e-12·|mean| is constant
 _SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance up to rounding
 _LISTED = 10
 
@@ -30,7 +30,7 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], dropped_by: Seq
     var = np.diag(total.cxx) / total.sum_w if total.sum_w > 0 else np.zeros(p)
     mean = total.x_mean
     sd = np.sqrt(np.maximum(var, 0.0))
-    constant = ~((var > 0) & (sd > _CONSTANT_RTOL * np.abs(mean)))
+    constant = ~varying_columns(var, mean)  # the solvers' rule
     duplicates: list[tuple[str, str]] = []
     live = np.flatnonzero(~constant)
     if live.size > 1 and total.sum_w > 0:
@@ -50,7 +50,7 @@ def constant_target(sum_w: float, centred_ss: float, mean: float) -> float | Non
     """The target's value when it is constant over the rows used (``centred_ss``: Σ w (y − ȳ)², by the same rule as
     a constant column), else None: a gaussian sweep has nothing to fit then, and its λ ranges are empty."""
     sd = float(np.sqrt(max(centred_ss, 0.0) / sum_w)) if sum_w > 0 else 0.0
-    return float(mean) if not sd > _CONSTANT_RTOL * abs(mean) else None
+    return float(mean) if not sd > CONSTANT_RTOL * abs(mean) else None
 
 
 def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Sequence[tuple[str, str]],

@@ -348,3 +348,28 @@ def test_a_resumed_study_asked_for_other_penalties_stops_before_the_cluster_and_
     assert "Dask:" not in proc.stdout  # no cluster was started
     with sqlite3.connect(tmp_path / "regsweep-optuna.db") as db:
         assert db.execute("select state, count(*) from trials group by state").fetchall() == [("COMPLETE", 3)]
+
+
+def test_a_column_far_from_zero_keeps_its_spread_and_a_rounded_constant_is_constant():
+    """Blood pressure + 10¹⁴ (integers, stored exactly; sd/mean 1.4·10⁻¹³) was taken for constant (sd ≤ 10⁻¹²·|mean|)
+    and dropped; on the Gram engine's centred sums it fits exactly as without the shift. A column equal to 0.7 up
+    to rounding (a few units in the last place) is still constant."""
+    from sklearn.datasets import load_diabetes
+
+    import pipeline
+
+    X, y = load_diabetes(return_X_y=True, scaled=False)
+    X = X.copy()
+    X[:, 3] = np.round(X[:, 3])
+    shifted = X.copy()
+    shifted[:, 3] += 1e14
+    assert np.array_equal(shifted[:, 3] - 1e14, X[:, 3])  # exact: the spread is the data's, not rounding
+    rounded = np.array([(i * 0.1) * (0.7 / (i * 0.1)) for i in range(1, len(y) + 1)])
+    assert np.ptp(rounded) > 0  # 0.7 up to rounding
+    names = [f"c{j}" for j in range(11)]
+    total = SuffStats.from_block(np.column_stack([shifted, rounded]), y)
+    assert column_notes(total, names)["constant_columns"] == ["c10"]
+    plain = pipeline.fit(X, y, penalty="l1", lambda1=0.5, engine="gram")
+    far = pipeline.fit(shifted, y, penalty="l1", lambda1=0.5, engine="gram")
+    np.testing.assert_allclose(far.coef, plain.coef, rtol=1e-12, atol=1e-12 * np.abs(plain.coef).max())
+    assert far.coef[3] != 0.0

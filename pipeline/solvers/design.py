@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from .stats import ROWS_CONSTANT_RTOL, varying_columns
+
 __all__ = ["RowDesign", "dense_weighted_gram", "is_sparse"]
 
-_CONSTANT_RTOL = 1e-12  # the same rule as GramProblem
 OPERATOR_BLOCK_BYTES = 256 * 2**20  # largest copy of columns a support operator keeps
 _BLOCK_BYTES = 2**20  # rows of C-ordered X̃ copied at a time when forming a weighted Gram (kept in cache) ...
 _BLOCK_BYTES_F = 8 * 2**20  # ... and of Fortran-ordered X̃ (each column's piece a contiguous run)
@@ -78,9 +79,9 @@ class RowDesign:
         self.y_center = float(self.v @ y / self.sum_w) if fit_intercept else 0.0
         self.y_c = np.where(self.v > 0, y - self.y_center, 0.0)
         mean = self._xt_raw(self.v) / self.sum_w if fit_intercept else np.zeros(p)
-        var = self._column_variance(mean)
+        var = self._column_variance(mean, centred=fit_intercept)
         if fit_intercept:
-            kept = (var > 0) & (np.sqrt(np.maximum(var, 0.0)) > _CONSTANT_RTOL * np.abs(mean))
+            kept = varying_columns(var, mean, ROWS_CONSTANT_RTOL)  # implicit centring: see the constant
         else:
             kept = var > 0
         if scale is not None:
@@ -100,8 +101,9 @@ class RowDesign:
         """``Xᵀ r`` (raw X, all columns)."""
         return np.asarray(self.X.T @ r).ravel()
 
-    def _column_variance(self, mean: np.ndarray) -> np.ndarray:
-        """Weighted variance of each column about ``mean`` (the mean square when ``mean`` is 0)."""
+    def _column_variance(self, mean: np.ndarray, *, centred: bool) -> np.ndarray:
+        """Weighted variance of each column about ``mean``, the columns' weighted means when ``centred`` (else
+        0: the mean square)."""
         if self.sparse:
             ex2 = self._xt_raw_squared(self.v) / self.sum_w
             return np.maximum(ex2 - mean * mean, 0.0)
@@ -109,8 +111,10 @@ class RowDesign:
         step = max(1, 2**22 // max(1, self.n_rows))  # columns at a time: no n × p temporary
         for a in range(0, self.n_features, step):
             d = self.X[:, a : a + step] - mean[a : a + step]
-            var[a : a + step] = self.v @ (d * d)
-        return var / self.sum_w
+            # Björck's corrected two-pass sum: the rounding of ``mean`` (δ) adds Σv δ² to Σv d², which the
+            # correction (Σv d)²/Σv takes out again; a constant column then has variance 0 up to rounding
+            var[a : a + step] = self.v @ (d * d) - ((self.v @ d) ** 2 / self.sum_w if centred else 0.0)
+        return np.maximum(var, 0.0) / self.sum_w
 
     def _xt_raw_squared(self, r: np.ndarray) -> np.ndarray:
         """``(X∘X)ᵀ r`` for sparse X."""

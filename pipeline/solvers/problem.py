@@ -34,12 +34,10 @@ from .active_set import enet_gram
 from .controls import BoxPenalty, FeatureControls
 from .penalties import ElasticNet, lambda1_max
 from .ridge import RidgeFactor
-from .stats import SuffStats
+from .stats import SuffStats, varying_columns
 from ._validate import SolverConvergenceWarning
 
 __all__ = ["FitResult", "GramProblem"]
-
-_CONSTANT_RTOL = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,7 +118,7 @@ class GramProblem:
             G, q, yy = stats.cxx / W, stats.cxy / W, stats.cyy / W
             x_center, y_center = stats.x_mean.copy(), stats.y_mean
             var = np.diag(G).copy()
-            kept = (var > 0) & (np.sqrt(np.maximum(var, 0)) > _CONSTANT_RTOL * np.abs(x_center))
+            kept = varying_columns(var, x_center)
         else:
             G, q, yy = stats.xtx / W, stats.xty / W, stats.yty / W
             x_center, y_center = np.zeros(stats.n_features), 0.0
