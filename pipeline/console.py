@@ -72,7 +72,7 @@ def print_outcome(summary: dict[str, Any], cfg: SweepConfig, echo: Callable[[str
     standard errors, the ``min`` and ``1se`` choices, the registered model and its features, what MLflow
     missed, and where to look."""
     echo("")
-    for line in _penalty_lines(summary):
+    for line in _penalty_lines(summary) + _edge_lines(summary):
         echo(line)
     echo("")
     for line in _choice_lines(summary, cfg):
@@ -103,6 +103,44 @@ def _penalty_lines(summary: dict[str, Any]) -> list[str]:
     gaps = [(b["cv_metric"] - top["cv_metric"]) / se for b in best.values()] if se > 0 else []
     if len(best) > 1 and gaps and max(gaps) < 1.0:
         lines.append("  All penalties are within one standard error of the best: the data do not prefer one.")
+    return lines
+
+
+_EDGE = 0.05  # a strength this share of the searched range (on the log scale) from an end is at that end
+_SEPARABLE = 0.01  # a binomial CV deviance below this (log-loss 0.005): the classes look separable
+
+
+def _edge_lines(summary: dict[str, Any]) -> list[str]:
+    """A note when the best trial sits at an end of the searched range, where the search could not look past
+    it: at the weak end the data may want less penalty (separable classes: the fit keeps improving as it
+    falls), at the strong end no feature may help."""
+    best, space = summary.get("best_per_penalty") or {}, summary.get("search_space") or {}
+    if not best:
+        return []
+    pen, top = min(best.items(), key=lambda kv: kv[1]["cv_metric"])
+    weak, strong = [], []
+    for name in {"l1": ("lambda1",), "l2": ("lambda2",)}.get(pen, ("lambda1", "lambda2")):
+        low, high = space.get(name, (0.0, 0.0))
+        value = top[name]
+        if 0 < low < high and value > 0:
+            at = math.log(value / low) / math.log(high / low)
+            symbol = "λ1" if name == "lambda1" else "λ2"
+            if at <= _EDGE:
+                weak.append((f"{symbol} = {value:.4g}, search.{name} from {low:.4g}", f"search.{name}.low"))
+            elif at >= 1 - _EDGE:
+                strong.append((f"{symbol} = {value:.4g}, search.{name} up to {high:.4g}", f"search.{name}.high"))
+    lines = []
+    if weak:
+        separable = summary.get("family") == "binomial" and top["cv_metric"] < _SEPARABLE
+        lines.append(f"  Note: the best trial ({pen}) sits at the weak end of the searched range "
+                     f"({'; '.join(w for w, _ in weak)}): the data may want less penalty; lower "
+                     f"{' and '.join(k for _, k in weak)} to look further."
+                     + (" Its CV deviance is near 0: the classes look separable, so the fit keeps improving as "
+                        "the penalty falls, and only the penalty keeps the coefficients finite." if separable else ""))
+    if strong:
+        lines.append(f"  Note: the best trial ({pen}) sits at the strong end of the searched range "
+                     f"({'; '.join(w for w, _ in strong)}): no feature may help much; raise "
+                     f"{' and '.join(k for _, k in strong)} to look further.")
     return lines
 
 

@@ -183,3 +183,29 @@ def test_the_search_finds_each_penalty_within_0_1_percent_of_a_dense_reference_g
     for penalty, (value, _) in ref.items():
         found = summary["best_per_penalty"][penalty]["cv_metric"]
         assert found <= value * 1.001, (penalty, found, value)
+
+
+def _edge_summary(family: str, penalty: str, lambda1: float, lambda2: float, cv: float) -> dict:
+    return {"family": family, "search_space": {"lambda1": [1e-6, 1.0], "lambda2": [1e-8, 10.0]},
+            "best_per_penalty": {penalty: {"trial": 3, "lambda1": lambda1, "lambda2": lambda2, "cv_metric": cv,
+                                           "cv_metric_se": 0.1},
+                                 "l2": {"trial": 5, "lambda1": 0.0, "lambda2": 0.5, "cv_metric": cv + 1.0,
+                                        "cv_metric_se": 0.1}}}
+
+
+def test_a_best_trial_at_an_end_of_the_searched_range_is_noted() -> None:
+    """Separable classes (iris setosa against versicolor) chose λ1 = 6.5e-7 against a floor of 4.9e-7, silently;
+    the search cannot look past an end, so the console says which bound to move."""
+    from pipeline.console import _edge_lines
+
+    weak = _edge_lines(_edge_summary("binomial", "elasticnet", 1.5e-6, 2e-8, 1e-4))
+    assert len(weak) == 1 and "weak end" in weak[0]
+    assert "lower search.lambda1.low and search.lambda2.low" in weak[0] and "separable" in weak[0]
+    assert "separable" not in _edge_lines(_edge_summary("binomial", "elasticnet", 1.5e-6, 2e-8, 0.4))[0]
+    assert "separable" not in _edge_lines(_edge_summary("gaussian", "elasticnet", 1.5e-6, 2e-8, 1e-4))[0]
+    strong = _edge_lines(_edge_summary("gaussian", "l1", 0.9, 0.0, 3.0))
+    assert len(strong) == 1 and "strong end" in strong[0] and "raise search.lambda1.high" in strong[0]
+    assert _edge_lines(_edge_summary("gaussian", "l1", 1e-3, 0.0, 3.0)) == []  # inside the range
+    # the elastic net's λ2 alone at its floor, λ1 inside: only λ2 is named
+    only = _edge_lines(_edge_summary("gaussian", "elasticnet", 1e-3, 1.2e-8, 3.0))
+    assert len(only) == 1 and "search.lambda2.low" in only[0] and "lambda1" not in only[0]
