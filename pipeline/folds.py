@@ -107,14 +107,22 @@ def group_keys(groups: np.ndarray) -> np.ndarray:
         return values.astype(np.int64)
     if values.dtype.kind == "f":
         if np.isnan(values).any():
-            raise DataError(f"folds.group: {int(np.isnan(values).sum())} rows have no group (NaN); fill or drop them.")
+            raise DataError(_no_group(np.isnan(values)))
         if np.all(values == np.round(values)):
             return values.astype(np.int64)
         return values
     out = values.astype(object)
-    if any(v is None or (isinstance(v, float) and v != v) for v in out):
-        raise DataError("folds.group: some rows have no group (empty/None); fill or drop them.")
+    missing = np.fromiter((v is None or (isinstance(v, float) and v != v) for v in out), bool, out.size)
+    if missing.any():
+        raise DataError(_no_group(missing))
     return out.astype(str)
+
+
+def _no_group(missing: np.ndarray) -> str:
+    rows = np.flatnonzero(missing)
+    return (f"folds.group: rows have no group (empty or NaN: {rows.size} of the {missing.size} rows read together "
+            "here); fill them in the data or leave those rows out of it (data.missing: drop does not apply to the "
+            "group column), or use row k-fold (folds.group: null).")
 
 
 def _key_hash(seed: int, keys: np.ndarray) -> np.ndarray:

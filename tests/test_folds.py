@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.folds import block_fold_stats, kfold_folds, row_group_folds
+from pipeline.errors import DataError
+from pipeline.folds import block_fold_stats, group_keys, kfold_folds, row_group_folds
 from pipeline.solvers import SuffStats, merge_all
 
 
@@ -82,8 +83,6 @@ def test_group_keys_are_the_same_for_int_float_and_text():
     f = row_group_folds(sites, None, 4, 0)
     for g in set(sites):
         assert len(np.unique(f[sites == g])) == 1
-    from pipeline.errors import DataError
-
     with pytest.raises(DataError, match="have no group"):
         row_group_folds(np.array([1.0, np.nan]), None, 2, 0)
 
@@ -257,3 +256,10 @@ def test_a_column_constant_in_the_training_rows_is_dropped_on_the_fold_path():
         np.testing.assert_allclose(a.coef, b.coef, rtol=1e-9, atol=1e-12)
         held = SuffStats.from_block(X[~train], y[~train])
         assert fold.heldout.mse(a.coef, a.intercept) == pytest.approx(held.mse(b.coef, b.intercept), rel=1e-9)
+
+
+@pytest.mark.parametrize("groups", [np.array([1.0, np.nan, 2.0, np.nan]), np.array(["a", None, "b", None], dtype=object)])
+def test_rows_without_a_group_are_counted_and_told_what_helps(groups):
+    """data.missing: drop does not leave such rows out (the message had told to 'fill or drop them')."""
+    with pytest.raises(DataError, match=r"empty or NaN: 2 of the 4 rows .* data.missing: drop does not apply"):
+        group_keys(groups)
