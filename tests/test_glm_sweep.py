@@ -523,6 +523,26 @@ def test_a_fold_without_the_rarer_class_is_told_how_many_folds_fit():
     assert len(notes) == 2 and all("lower folds.k to at most 3, the rarer class's rows" in n for n in notes)
 
 
+def test_a_poisson_target_of_fractions_is_noted():
+    """Rates in a Poisson target fit (the deviance is defined, as in glmnet and scikit-learn), but a rate given
+    with an exposure counts the exposure twice: a note says which, and whole counts get none."""
+    from pipeline.cv.glm_models import target_facts
+    from pipeline.cv.rows import RowData
+
+    def facts(y, offset=None):
+        return target_facts(RowData(X=np.zeros((40, 1), order="F"), y=y, weight=np.ones(40),
+                                    fold=np.arange(40) % 5, k=5, family="poisson", offset=offset))
+
+    counts = np.arange(40) % 4.0
+    (fact, notes) = facts(counts)
+    assert notes == [] and fact["summary"]["n_fractional"] == 0 and "poisson counts" in fact["line"]
+    (fact, notes) = facts(counts / 3.0)
+    assert fact["summary"]["n_fractional"] == 20 and "poisson values" in fact["line"]
+    assert len(notes) == 1 and "20 values that are not whole numbers (of 40)" in notes[0]
+    assert "give the counts and data.exposure" in notes[0]
+    assert "check that it is not a rate already" in facts(counts / 3.0, offset=np.zeros(40))[1][0]
+
+
 @pytest.mark.parametrize("labels", [("benign", "malignant"), (0, 1)])
 def test_the_stratified_folds_do_not_depend_on_which_class_is_positive(tmp_path, labels):
     """The folds deal each class's rows; which class is coded 1 (data.positive_class) must not change them. It

@@ -334,8 +334,17 @@ def target_facts(rows: RowData) -> tuple[dict[str, Any], list[str]]:
     else:
         mean = float(w @ y) / float(w.sum())
         zeros = float(np.count_nonzero(y == 0)) / max(y.size, 1)
-        summary = {"mean_count": mean, "share_zero": zeros}
-        line = f"Target: poisson counts, weighted mean {mean:.4g}, {100 * zeros:.1f}% zeros{offset}"
+        fractional = int(np.count_nonzero(y != np.round(y)))
+        summary = {"mean_count": mean, "share_zero": zeros, "n_fractional": fractional}
+        line = (f"Target: poisson {'values' if fractional else 'counts'}, weighted mean {mean:.4g}, "
+                f"{100 * zeros:.1f}% zeros{offset}")
+        if fractional:  # glmnet and scikit-learn fit them too (the deviance is defined), but counts are whole
+            notes.append(f"the Poisson target holds {fractional} values that are not whole numbers (of {y.size}): "
+                         + ("with an exposure or offset the target must be the counts themselves (the model "
+                            "multiplies its rate by the exposure); check that it is not a rate already."
+                            if rows.offset is not None else
+                            "the model fits them as rates of one unit of exposure; if they are counts per exposure, "
+                            "give the counts and data.exposure instead, which weights each row by its exposure."))
     summary.update({"family": rows.family, "offset": rows.offset_column if rows.offset is not None else None,
                     "exposure": rows.exposure if rows.offset is not None else None})
     return {"line": line, "summary": summary}, notes
