@@ -298,7 +298,8 @@ def describe(encoding: Encoding) -> str:
     cats = [f"{c} ({len(lv)}{', with ' + NA_LEVEL if NA_LEVEL in lv else ''})"
             for c, lv in zip(encoding.columns, encoding.levels) if lv is not None]
     imputed = encoding.imputed_columns
-    parts = [f"categorical columns (levels): {_first(cats, 'categorical_levels')}" if cats else "no categorical columns"]
+    parts = [f"categorical columns (levels): {_first(cats, 'categorical_levels')}" if cats
+             else "no categorical columns"]
     if encoding.impute:
         parts.append(f"imputed by each fold's training means: {_first(imputed, 'imputed_columns')}" if imputed
                      else "no feature has missing values to impute")

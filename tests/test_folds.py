@@ -258,7 +258,8 @@ def test_a_column_constant_in_the_training_rows_is_dropped_on_the_fold_path():
         assert fold.heldout.mse(a.coef, a.intercept) == pytest.approx(held.mse(b.coef, b.intercept), rel=1e-9)
 
 
-@pytest.mark.parametrize("groups", [np.array([1.0, np.nan, 2.0, np.nan]), np.array(["a", None, "b", None], dtype=object)])
+@pytest.mark.parametrize("groups", [np.array([1.0, np.nan, 2.0, np.nan]),
+                                    np.array(["a", None, "b", None], dtype=object)])
 def test_rows_without_a_group_are_counted_and_told_what_helps(groups):
     """data.missing: drop does not leave such rows out (the message had told to 'fill or drop them')."""
     with pytest.raises(DataError, match=r"empty or NaN: 2 of the 4 rows .*data.missing: drop does not apply"):

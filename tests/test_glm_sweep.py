@@ -366,7 +366,8 @@ def test_rows_the_pass_leaves_out_do_not_count_on_the_first_rows(tmp_path):
 @pytest.mark.parametrize("family,stratify,match", [
     ("binomial", True, r"fold \d's training rows hold one class only \(class 'yes' has 1 row\(s\) of weight > 0"),
     ("binomial", False, r"fold \d's training rows hold one class only \(class 'yes' has 3 row\(s\)"),
-    ("poisson", True, r"fold \d's training rows hold only zero counts \(1 row\(s\) of weight > 0 count above 0"),
+    ("poisson", True,
+     r"fold \d's training rows hold only zero counts \(1 row\(s\) of weight > 0 count above 0.*whatever folds.k is"),
 ])
 def test_a_fold_that_cannot_be_fitted_stops_the_sweep_before_any_trial(tmp_path, family, stratify, match):
     """A class (or every count above 0) held out entirely by one fold leaves that fold's training rows without a

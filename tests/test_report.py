@@ -19,7 +19,8 @@ from pipeline.cv.path import PathSpec, coefficient_path
 from pipeline.config import ModelConfig
 from pipeline.folds import block_fold_stats, kfold_folds
 from pipeline.model import FittedModel
-from pipeline.plots import MAX_BARS, MINOR_TICK_DECADES, coefficient_path_data, cv_curve_data, largest_in_magnitude, validation_data, write_plots
+from pipeline.plots import (MAX_BARS, MINOR_TICK_DECADES, coefficient_path_data, cv_curve_data, largest_in_magnitude,
+                            validation_data, write_plots)
 from pipeline.report import write_coefficients_csv
 from pipeline.selection import Choice, PathCurve, path_strengths
 

@@ -371,9 +371,10 @@ def check_training_folds(rows: RowData) -> None:
                             "add rows of that class, or keep folds.stratify on (it spreads each class over the folds).")
         if not np.any(y > 0):
             n_pos = int(np.count_nonzero(rows.y[used] > 0))
+            fix = ("add rows with counts above 0 (with one such row, the fold that holds it out cannot be fitted "
+                   "whatever folds.k is)" if n_pos < 2 else "add rows with counts above 0, or lower folds.k")
             raise DataError(f"fold {f}'s training rows hold only zero counts ({n_pos} row(s) of weight > 0 count above "
-                            f"0, all in fold {f}), so the Poisson model has no finite intercept there; add rows with "
-                            "counts above 0, or lower folds.k.")
+                            f"0, all in fold {f}), so the Poisson model has no finite intercept there; {fix}.")
 
 
 def glm_bounds(rows: RowData, model: ModelConfig, controls: FeatureControls | None = None) -> dict[str, float]:
