@@ -224,10 +224,7 @@ class _Sweep:
         bounds_f = client.submit(tasks.bounds, passes, self.model_cfg, controls, pure=False, priority=1)
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
-        _check_folds(meta, cfg)
-        if meta.get("constant_target") is not None:  # before the λ ranges, which are empty then
-            raise DataError(f"the target {plan.target!r} is constant ({meta['constant_target']:.6g} in all "
-                            f"{meta['n_rows']} rows used): there is nothing to fit; check data.target.")
+        _check_folds(meta, cfg, plan.target)
         self.bounds = bounds = wait_done(bounds_f)
         self.timer.lap("data_pass")
         # read by an idle worker while the trials run (its first use of pandas costs ~0.3 s)
@@ -318,9 +315,7 @@ class _Sweep:
             write_coefficients_csv(model, out / "coefficients.csv")
             # The parent run only now: the tracking process may still be opening MLflow (at a lowered priority),
             # and the dense path and the refit above ran meanwhile; the last child runs wait behind it.
-            t_wait = time.perf_counter()
-            self.tracking.parent()
-            self.timer.marks["tracking_wait"] = round(time.perf_counter() - t_wait, 4)
+            _timed(self.timer, "tracking_wait", self.tracking.parent)
             summary = self._summary(d, model, done)
             pub = self._publication(d, model, done, out)
             pub.tags["mlflow.note.content"] = describe_decision(summary, pub.parent_run)
@@ -421,8 +416,13 @@ class _Sweep:
 
 def _waited(timer: _Timer, mark: str, fut: Any) -> Any:
     """``wait_done(fut)``, timed as ``mark``."""
+    return _timed(timer, mark, lambda: wait_done(fut))
+
+
+def _timed(timer: _Timer, mark: str, step: Callable[[], Any]) -> Any:
+    """``step()``, timed as ``mark``."""
     t = time.perf_counter()
-    out = wait_done(fut)
+    out = step()
     timer.marks[mark] = round(time.perf_counter() - t, 4)
     return out
 
@@ -602,7 +602,9 @@ def _compact(mapping: dict[str, Any]) -> str | None:
     return json.dumps(mapping, separators=(",", ":"))[:500] if mapping else None
 
 
-def _check_folds(meta: dict[str, Any], cfg: SweepConfig) -> None:
+def _check_folds(meta: dict[str, Any], cfg: SweepConfig, target: str | None = None) -> None:
+    """What the data pass found that no trial could fit: too few rows or groups for the folds, an empty fold, a
+    constant target (whose λ ranges are empty)."""
     k = cfg.folds.k
     if meta["rows_dropped"] and meta["n_rows"] < k:
         raise DataError(
@@ -620,3 +622,6 @@ def _check_folds(meta: dict[str, Any], cfg: SweepConfig) -> None:
             f"folds {empty} received no rows (or zero total weight) out of {meta['n_rows']} rows; "
             "lower folds.k or change folds.seed."
         )
+    if meta.get("constant_target") is not None:
+        raise DataError(f"the target {target!r} is constant ({meta['constant_target']:.6g} in all "
+                        f"{meta['n_rows']} rows used): there is nothing to fit; check data.target.")
