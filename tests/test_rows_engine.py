@@ -333,3 +333,20 @@ def test_the_note_on_rows_left_out_names_the_missing_mode_on_both_engines(tmp_pa
     for summary in (pass_summary(passes, plan.feature_names, missing), row_summary(rows, plan.feature_names, missing)):
         assert summary["rows_dropped"] == 2 and summary["n_rows"] == 118
         assert summary["notes"] == [expected]
+
+
+def test_a_column_far_from_zero_is_noted_on_the_rows_engine():
+    """The rows engine centres its products implicitly (Xᵀr − x̄ Σr), losing eps·|x̄|/sd: a column whose mean is
+    10¹⁰ times its spread is noted with the fix; an ordinary one is not."""
+    from pipeline.cv.rows import RowData
+
+    rng = np.random.default_rng(0)
+    X = np.asfortranarray(rng.normal(size=(60, 3)))
+    X[:, 1] += 1e10
+    rows = RowData(X=X, y=rng.normal(size=60), weight=np.ones(60), fold=np.arange(60) % 5, k=5)
+    notes = row_summary(rows, ("a", "far", "c"))["notes"]
+    assert len(notes) == 1 and "1 column(s) ['far'] vary by less than 10⁻⁸ of their mean" in notes[0]
+    assert "subtract a constant" in notes[0]
+    X[:, 1] -= 1e10
+    near = RowData(X=X, y=rows.y, weight=rows.weight, fold=rows.fold, k=5)
+    assert row_summary(near, ("a", "far", "c"))["notes"] == []

@@ -122,6 +122,9 @@ def make_row_fold_models(rows: RowData, folds: Sequence[int], *, fit_intercept: 
 
 
 # ------------------------------------------------------------------ all rows
+_FAR = 1e8  # a column whose |mean| exceeds this many standard deviations is noted (the rows engine loses digits)
+
+
 def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "error") -> dict[str, Any]:
     """Row counts per fold, group count, column notes and a content fingerprint of the rows (worker side);
     ``missing`` is ``data.missing`` (what the notes say about rows left out)."""
@@ -132,6 +135,14 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "e
     dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(design.X, design.cols)]
     columns = describe_columns(n, rows.n_features, const, dups, rows.dropped_by, imputing=missing == "impute",
                                has_offset=rows.offset is not None)
+    far = np.abs(design.x_center) > _FAR * np.sqrt(np.maximum(design.x_var, 0.0))
+    far_names = [feature_names[j] for j in np.flatnonzero(far & design.kept)]
+    if far_names:  # its products centre implicitly (Xᵀr − x̄ Σr): each loses eps·|x̄|/sd
+        shown = ", ".join(repr(c) for c in far_names[:10]) + (", …" if len(far_names) > 10 else "")
+        columns["notes"] = [*columns["notes"], (
+            f"{len(far_names)} column(s) [{shown}] vary by less than 10⁻⁸ of their mean: the rows engine loses "
+            "digits on them; subtract a constant from them (their minimum, say), or use model.engine: gram where "
+            "the features allow it.")]
     target: dict[str, Any] = {}
     if rows.family == "gaussian":
         w, y = np.where(used, rows.weight, 0.0), np.where(used, rows.y, 0.0)
