@@ -38,9 +38,14 @@ def _quiet_when_the_client_left(kind: type[BaseException], value: BaseException,
 sys.excepthook = _quiet_when_the_client_left
 
 
+_SERVER = os.getpid()  # the fork server's: its forks (the workers) inherit the hook and leave by os._exit anyway
+
+
 def _leave_without_teardown() -> None:
     """The last exit hook (registered first, run last): stdio flushed, the exit status kept (1 after an uncaught
-    exception, as Python's own exit), the module teardown skipped."""
+    exception, as Python's own exit), the module teardown skipped; in the fork server only."""
+    if os.getpid() != _SERVER:  # a fork that exits normally keeps Python's exit, and its status
+        return
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
