@@ -17,7 +17,9 @@ import numpy as np
 from .solvers import SuffStats
 from .solvers.stats import CONSTANT_RTOL, varying_columns
 
-__all__ = ["column_notes", "constant_target", "describe_columns"]
+__all__ = ["column_notes", "constant_target", "describe_columns", "mostly_missing_notes"]
+
+MOSTLY_MISSING = 0.9  # an imputed column missing in at least this share of the rows used is noted
 
 _SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance up to rounding
 _LISTED = 10
@@ -44,6 +46,21 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], dropped_by: Seq
             duplicates.append((feature_names[int(live[a])], feature_names[int(live[b])]))
     const_names = [feature_names[int(j)] for j in np.flatnonzero(constant)]
     return describe_columns(n, p, const_names, duplicates, dropped_by, imputing=imputing, has_offset=has_offset)
+
+
+def mostly_missing_notes(names: Sequence[str], shares: Sequence[float], indicators: bool = False) -> list[str]:
+    """A note naming the imputed columns whose share of missing entries (``shares``, over the rows used) is at
+    least :data:`MOSTLY_MISSING`: nearly every row then holds the fill value, and the column carries little."""
+    mostly = [(n, s) for n, s in zip(names, shares) if s >= MOSTLY_MISSING]
+    if not mostly:
+        return []
+    shown = ", ".join(f"{n!r} ({100 * s:.0f}%)" for n, s in mostly[:_LISTED]) + (", …" if len(mostly) > _LISTED
+                                                                              else "")
+    return [f"{len(mostly)} imputed column(s) missing in at least {100 * MOSTLY_MISSING:.0f}% of the rows [{shown}]: "
+            "nearly every row holds the fill value, so they say little" + (
+                "; their missing indicators keep what the gaps themselves say." if indicators else
+                "; leave them out (data.exclude), or set data.missing_indicators: true so that the gaps "
+                "themselves can count.")]
 
 
 def constant_target(sum_w: float, centred_ss: float, mean: float) -> float | None:

@@ -350,3 +350,24 @@ def test_a_column_far_from_zero_is_noted_on_the_rows_engine():
     X[:, 1] -= 1e10
     near = RowData(X=X, y=rows.y, weight=rows.weight, fold=rows.fold, k=5)
     assert row_summary(near, ("a", "far", "c"))["notes"] == []
+
+
+@pytest.mark.parametrize("indicators", [False, True])
+def test_a_mostly_missing_imputed_column_is_noted_alike_on_both_engines(tmp_path, indicators):
+    """A column missing in 95% of the rows, imputed by the mean, says little; both engines name it with its share
+    (the Gram engine from its missing indicator's mean, the rows engine from the rows), a column 40% missing not."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 3))
+    X[rng.permutation(200)[:190], 1] = np.nan  # 95% missing
+    X[rng.permutation(200)[:80], 2] = np.nan  # 40%
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.nan_to_num(X[:, 0]) + rng.normal(size=200))
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), block_rows=64,
+                                missing="impute", missing_indicators=indicators))
+    plan = plan.with_encoding(encoding_from_scan(plan, merge_scans([scan_block(plan, s) for s in plan.blocks])))
+    passes, rows = _both_engines(plan, 4, 0)
+    for summary in (pass_summary(passes, plan.feature_names, "impute"),
+                    row_summary(rows, plan.feature_names, "impute")):
+        notes = [n for n in summary["notes"] if "imputed column(s)" in n]
+        assert len(notes) == 1 and f"['{plan.feature_names[1]}' (95%)]" in notes[0]
+        assert ("missing indicators keep" in notes[0]) == indicators

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ..columns import column_notes, constant_target
+from ..columns import column_notes, constant_target, mostly_missing_notes
 from ..data import BlockSpec, DataPlan, load_block
 from ..errors import DataError
 from ..folds import assign_units, block_fold_stats, kfold_folds, merge_units, unit_stats, units_cap
@@ -160,7 +160,7 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str
         h.update(name.encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update("\x1f".join(feature_names).encode())
-    return {
+    out = {
         "n_rows": total.n_rows,
         "fold_rows": [s.n_rows for s in passes.fold_stats],
         "fold_weight": [s.sum_w for s in passes.fold_stats],
@@ -170,6 +170,12 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str
         "constant_target": constant_target(passes.total_stats.sum_w, passes.total_stats.cyy,
                                            passes.total_stats.y_mean),
     }
+    imp = passes.imputation
+    if imp is not None and imp.value_columns:  # the missing indicators' means are the columns' missing shares
+        shares = total.x_mean[imp.n_encoded : imp.n_encoded + len(imp.value_columns)].tolist()
+        names = [feature_names[j] for j in imp.value_columns]
+        out["notes"] = [*out["notes"], *mostly_missing_notes(names, shares, imp.indicators)]
+    return out
 
 
 def same(value: _T) -> _T:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..candidate import Candidate
-from ..columns import constant_target, describe_columns
+from ..columns import constant_target, describe_columns, mostly_missing_notes
 from ..config import ModelConfig
 from ..encoding import Encoding
 from ..model import FittedModel
@@ -143,6 +143,13 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "e
             f"{len(far_names)} column(s) [{shown}] vary by less than 10⁻⁸ of their mean: the rows engine loses "
             "digits on them; subtract a constant from them (their minimum, say), or use model.engine: gram where "
             "the features allow it.")]
+    imp = rows.imputation
+    if imp is not None and imp.value_columns:  # the missing indicators' weighted means over the rows used
+        w = np.where(used, rows.weight, 0.0)
+        masks = np.asarray(rows.X[:, imp.n_encoded : imp.n_encoded + len(imp.value_columns)]) > 0
+        shares = ((w @ masks) / max(float(w.sum()), np.finfo(float).tiny)).tolist()
+        names = [feature_names[j] for j in imp.value_columns]
+        columns["notes"] = [*columns["notes"], *mostly_missing_notes(names, shares, imp.indicators)]
     target: dict[str, Any] = {}
     if rows.family == "gaussian":
         w, y = np.where(used, rows.weight, 0.0), np.where(used, rows.y, 0.0)
