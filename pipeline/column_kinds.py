@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
-from dataclasses import dataclass
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError

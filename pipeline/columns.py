@@ -17,7 +17,7 @@ import numpy as np
 from .solvers import SuffStats
 from .solvers.stats import CONSTANT_RTOL, varying_columns
 
-__all__ = ["column_notes", "constant_target", "describe_columns", "mostly_missing_notes"]
+__all__ = ["column_notes", "constant_target", "describe_columns", "far_from_zero_notes", "mostly_missing_notes"]
 
 MOSTLY_MISSING = 0.9  # an imputed column missing in at least this share of the rows used is noted
 
@@ -61,6 +61,16 @@ def mostly_missing_notes(names: Sequence[str], shares: Sequence[float], indicato
                 "; their missing indicators keep what the gaps themselves say." if indicators else
                 "; leave them out (data.exclude), or set data.missing_indicators: true so that the gaps "
                 "themselves can count.")]
+
+
+def far_from_zero_notes(names: Sequence[str]) -> list[str]:
+    """A note naming the columns whose spread is under 10⁻⁸ of their mean, on the rows engine (which loses
+    eps·|mean|/sd of each product there; the Gram engine's centred sums do not)."""
+    if not names:
+        return []
+    return [f"{len(names)} column(s) {_listed(names)} vary by less than 10⁻⁸ of their mean: the rows engine loses "
+            "digits on them; subtract a constant from them (their minimum, say), or use model.engine: gram where the "
+            "features allow it."]
 
 
 def constant_target(sum_w: float, centred_ss: float, mean: float) -> float | None:

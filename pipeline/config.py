@@ -587,7 +587,7 @@ def _format_errors(err: ValidationError, where: str) -> str:
             quoted = f"['{text}']" if key != path else f"'{text}'"  # a list's item, or the value
             msg += (f" (YAML reads {'yes/no/true/false' if isinstance(got, bool) else text} as "
                     f"{'true/false' if isinstance(got, bool) else 'a number'}: write a column name in quotes, "
-                    f"'{text}', also in --set: {key}=\"{quoted}\")")
+                    f"{'e.g. ' if isinstance(got, bool) else ''}'{text}', also in --set: {key}=\"{quoted}\")")
         by_path.setdefault(path, []).append(msg)
     lines = [f"{path}: {' | '.join(dict.fromkeys(msgs))}" for path, msgs in by_path.items()]
     if len(lines) == 1:  # the usual case: one line

@@ -134,9 +134,10 @@ def _edge_lines(summary: dict[str, Any]) -> list[str]:
         separable = summary.get("family") == "binomial" and top["cv_metric"] < _SEPARABLE
         lines.append(f"  Note: the best trial ({pen}) sits at the weak end of the searched range "
                      f"({'; '.join(w for w, _ in weak)}): the data may want less penalty; lower "
-                     f"{' and '.join(k for _, k in weak)} to look further."
-                     + (" Its CV deviance is near 0: the classes look separable, so the fit keeps improving as "
-                        "the penalty falls, and only the penalty keeps the coefficients finite." if separable else ""))
+                     f"{' and '.join(k for _, k in weak)} to look further.")
+        if separable:
+            lines.append("  Its CV deviance is near 0: the classes look separable, so the fit keeps improving as the "
+                         "penalty falls, and only the penalty keeps the coefficients finite.")
     if strong:
         lines.append(f"  Note: the best trial ({pen}) sits at the strong end of the searched range "
                      f"({'; '.join(w for w, _ in strong)}): no feature may help much; raise "

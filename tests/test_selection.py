@@ -199,10 +199,10 @@ def test_a_best_trial_at_an_end_of_the_searched_range_is_noted() -> None:
     from pipeline.console import _edge_lines
 
     weak = _edge_lines(_edge_summary("binomial", "elasticnet", 1.5e-6, 2e-8, 1e-4))
-    assert len(weak) == 1 and "weak end" in weak[0]
-    assert "lower search.lambda1.low and search.lambda2.low" in weak[0] and "separable" in weak[0]
-    assert "separable" not in _edge_lines(_edge_summary("binomial", "elasticnet", 1.5e-6, 2e-8, 0.4))[0]
-    assert "separable" not in _edge_lines(_edge_summary("gaussian", "elasticnet", 1.5e-6, 2e-8, 1e-4))[0]
+    assert len(weak) == 2 and "weak end" in weak[0] and "separable" in weak[1]
+    assert "lower search.lambda1.low and search.lambda2.low" in weak[0]
+    assert len(_edge_lines(_edge_summary("binomial", "elasticnet", 1.5e-6, 2e-8, 0.4))) == 1  # not near 0
+    assert len(_edge_lines(_edge_summary("gaussian", "elasticnet", 1.5e-6, 2e-8, 1e-4))) == 1  # not binomial
     strong = _edge_lines(_edge_summary("gaussian", "l1", 0.9, 0.0, 3.0))
     assert len(strong) == 1 and "strong end" in strong[0] and "raise search.lambda1.high" in strong[0]
     assert _edge_lines(_edge_summary("gaussian", "l1", 1e-3, 0.0, 3.0)) == []  # inside the range

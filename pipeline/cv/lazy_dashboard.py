@@ -27,12 +27,11 @@ async def serve_dashboard_on_first_visit(scheduler: Scheduler, prefix: str = "/"
     from tornado import web
 
     routing = scheduler.http_application
-    fallback: list[web.Application] = []
 
     class ConnectDashboard(web.RequestHandler):
         def get(self, *_: Any) -> None:
-            if fallback[0] in routing.applications:  # the first visit: connect, leave the routing to Bokeh
-                routing.applications.remove(fallback[0])
+            if fallback in routing.applications:  # the first visit: connect, leave the routing to Bokeh
+                routing.applications.remove(fallback)
                 try:
                     import distributed.dashboard.scheduler
                 except ImportError:  # as the scheduler itself says without Bokeh
@@ -42,5 +41,5 @@ async def serve_dashboard_on_first_visit(scheduler: Scheduler, prefix: str = "/"
                 distributed.dashboard.scheduler.connect(routing, scheduler.http_server, scheduler, prefix=prefix)
             self.redirect(self.request.uri or "/")
 
-    fallback.append(web.Application([(r"/.*", ConnectDashboard)]))
-    routing.add_application(fallback[0])
+    fallback = web.Application([(r"/.*", ConnectDashboard)])
+    routing.add_application(fallback)

@@ -160,15 +160,15 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str
         h.update(name.encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update("\x1f".join(feature_names).encode())
+    stats = passes.total_stats  # (with imputation, each access imputes the statistics anew)
     out = {
         "n_rows": total.n_rows,
         "fold_rows": [s.n_rows for s in passes.fold_stats],
         "fold_weight": [s.sum_w for s in passes.fold_stats],
         "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
-        **column_notes(passes.total_stats, feature_names, passes.dropped_by, imputing=missing == "impute"),
-        "constant_target": constant_target(passes.total_stats.sum_w, passes.total_stats.cyy,
-                                           passes.total_stats.y_mean),
+        **column_notes(stats, feature_names, passes.dropped_by, imputing=missing == "impute"),
+        "constant_target": constant_target(stats.sum_w, stats.cyy, stats.y_mean),
     }
     imp = passes.imputation
     if imp is not None and imp.value_columns:  # the missing indicators' means are the columns' missing shares

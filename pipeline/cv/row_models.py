@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..candidate import Candidate
-from ..columns import constant_target, describe_columns, mostly_missing_notes
+from ..columns import constant_target, describe_columns, far_from_zero_notes, mostly_missing_notes
 from ..config import ModelConfig
 from ..encoding import Encoding
 from ..model import FittedModel
@@ -136,26 +136,18 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "e
     columns = describe_columns(n, rows.n_features, const, dups, rows.dropped_by, imputing=missing == "impute",
                                has_offset=rows.offset is not None)
     far = np.abs(design.x_center) > _FAR * np.sqrt(np.maximum(design.x_var, 0.0))
-    far_names = [feature_names[j] for j in np.flatnonzero(far & design.kept)]
-    if far_names:  # its products centre implicitly (Xᵀr − x̄ Σr): each loses eps·|x̄|/sd
-        shown = ", ".join(repr(c) for c in far_names[:10]) + (", …" if len(far_names) > 10 else "")
-        columns["notes"] = [*columns["notes"], (
-            f"{len(far_names)} column(s) [{shown}] vary by less than 10⁻⁸ of their mean: the rows engine loses "
-            "digits on them; subtract a constant from them (their minimum, say), or use model.engine: gram where "
-            "the features allow it.")]
+    # its products centre implicitly (Xᵀr − x̄ Σr): each loses eps·|x̄|/sd
+    columns["notes"] = [*columns["notes"], *far_from_zero_notes([feature_names[j] for j in
+                                                                 np.flatnonzero(far & design.kept)])]
     imp = rows.imputation
     if imp is not None and imp.value_columns:  # the missing indicators' weighted means over the rows used
-        w = np.where(used, rows.weight, 0.0)
         masks = np.asarray(rows.X[:, imp.n_encoded : imp.n_encoded + len(imp.value_columns)]) > 0
-        shares = ((w @ masks) / max(float(w.sum()), np.finfo(float).tiny)).tolist()
+        shares = ((design.v @ masks) / design.sum_w).tolist()
         names = [feature_names[j] for j in imp.value_columns]
         columns["notes"] = [*columns["notes"], *mostly_missing_notes(names, shares, imp.indicators)]
     target: dict[str, Any] = {}
-    if rows.family == "gaussian":
-        w, y = np.where(used, rows.weight, 0.0), np.where(used, rows.y, 0.0)
-        sum_w = float(w.sum())
-        mean = float(w @ y / sum_w) if sum_w > 0 else 0.0
-        target["constant_target"] = constant_target(sum_w, float(w @ (y - mean) ** 2), mean)
+    if rows.family == "gaussian":  # the design's own centred target, over the rows used
+        target["constant_target"] = constant_target(design.sum_w, float(design.v @ design.y_c ** 2), design.y_center)
     else:
         check_training_folds(rows)  # before any trial: a fold without a finite intercept would fail them all
         facts, notes = target_facts(rows)
