@@ -46,7 +46,7 @@ from .data import DataPlan, plan_data
 from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
 from .engine import EngineChoice
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .feature_controls import controls_summary, describe_controls, sweep_controls
 from .gc_pause import collector_paused
 from .metrics import METRIC_OF
@@ -67,7 +67,6 @@ from .selection import (
     strength_of,
 )
 from .search import (
-    FAMILY_ATTR,
     SearchSpace,
     explained_name,
     TrialResult,
@@ -76,6 +75,7 @@ from .search import (
     resolve_space,
     trial_rows,
 )
+from .search.resume_checks import check_controls, check_data, check_family, check_plan
 from .signals import terminate_as_interrupt
 from .tracking import TrackingService, is_http, preflight, runs_url
 
@@ -130,7 +130,9 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
         # the workers' imports, while the study opens and MLflow starts
         prestart_local_workers(cfg.cluster, worker_preload(cfg.model.engine, plan, cfg.folds.k, controls))
         store = TrialStore(cfg.search)
-    _check_study_family(store, cfg)  # before a finished study's outcome is reported as this config's
+    # before a finished study's outcome is reported as this config's, and before any cluster starts
+    check_family(store, cfg)
+    check_plan(store, cfg, plan)
     finished = _finished(cfg, store, echo)
     if finished is not None:  # nothing to ask: no cluster, no MLflow process, no new parent run
         finished["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -208,7 +210,7 @@ class _Sweep:
         if plan.encoding is not None:
             self.echo(describe_encoding(plan.encoding))
         self.controls = controls = sweep_controls(cfg, plan.feature_names)  # names known: checked before the pass
-        _check_study_controls(self.store, controls, cfg)
+        check_controls(self.store, controls, cfg)
         if controls is not None:
             self.echo(describe_controls(controls, plan.feature_names))
         engine, self.model_cfg = _resolve_engine(cfg, client, plan)
@@ -225,6 +227,7 @@ class _Sweep:
         # meanwhile, an experiment error from the tracking process stops the sweep
         self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
         _check_folds(meta, cfg, plan.target)
+        check_data(self.store, cfg, meta, engine.name)  # a resumed study's trials were scored on these data
         self.bounds = bounds = wait_done(bounds_f)
         self.timer.lap("data_pass")
         # read by an idle worker while the trials run (its first use of pandas costs ~0.3 s)
@@ -462,37 +465,6 @@ class _Decision:
         return str(next(r["penalty"] for r in self.rows if r["number"] == self.trial))
 
 
-CONTROLS_ATTR = "regsweep:controls"
-
-
-def _check_study_controls(store: TrialStore, controls: FeatureControls | None, cfg: SweepConfig) -> None:
-    """A study's trials were scored under one set of penalty controls: resuming it under others would mix
-    them (and a removed group's ``mult_<group>`` would name nothing). The first run records a digest of its
-    controls; a later run with different ones stops here, before the data pass. A study from before the
-    controls existed counts as having none."""
-    key = controls.key.hex() if controls is not None else ""
-    if _recorded(store, CONTROLS_ATTR, key, before="") != key:
-        raise ConfigError(
-            f"search.study_name {cfg.search.study_name!r} was run with other penalty controls (model.penalty_factor, "
-            "model.coef_limits, search.group_multipliers) and its trials were scored under them; use a new "
-            "search.study_name, or the controls it was run with.")
-
-
-def _recorded(store: TrialStore, attr: str, value: str, before: str) -> str:
-    """What the study records under ``attr``: ``before`` for a study with trials from before the attribute
-    existed. A study without trials has scored nothing yet, so it takes ``value``: the first run of a new study
-    records it, and so does a run after one that stopped before its first trial (bad data found by the pass,
-    say), which must not bind the study to a family or controls that never scored anything; unless another
-    driver is still at work on it (its data pass can take minutes before its first trial), whose value stands."""
-    study = store.study
-    seen = study.user_attrs.get(attr)
-    if not study.get_trials(deepcopy=False) and (seen is None or (seen != value and not store.others_at_work())):
-        if seen != value:
-            study.set_user_attr(attr, value)
-        return value
-    return str(seen if seen is not None else before)
-
-
 def _resolve_engine(cfg: SweepConfig, client: Client, plan: DataPlan) -> tuple[EngineChoice, ModelConfig]:
     """The engine, and the model config the workers get: a binomial or Poisson sweep keeps the rows in worker
     memory, and the engine's usual choice says how its Newton steps are solved (``model.engine`` resolved)."""
@@ -501,17 +473,6 @@ def _resolve_engine(cfg: SweepConfig, client: Client, plan: DataPlan) -> tuple[E
         return engine, cfg.model
     engine = glm_engine(engine, cfg.model.family)
     return engine, cfg.model.model_copy(update={"engine": engine.name})
-
-
-def _check_study_family(store: TrialStore, cfg: SweepConfig) -> None:
-    """A study's trial values are one family's metric: resuming it under another family would compare an MSE with a
-    deviance. The first run records its family; a later run with another stops here, before the data pass."""
-    family = cfg.model.family
-    seen = _recorded(store, FAMILY_ATTR, family, before="gaussian")
-    if seen != family:
-        raise ConfigError(
-            f"search.study_name {cfg.search.study_name!r} was run with model.family {seen} and its trials hold that "
-            f"family's metric; use a new search.study_name for model.family {family}.")
 
 
 def _path_range(penalty: str, share: float, bounds: dict[str, Any], space: SearchSpace,

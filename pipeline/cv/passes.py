@@ -167,6 +167,7 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str
         "fold_weight": [s.sum_w for s in passes.fold_stats],
         "n_groups": passes.n_groups,
         "fingerprint": h.hexdigest()[:16],
+        "moments": data_moments(total),
         **column_notes(stats, feature_names, passes.dropped_by, imputing=missing == "impute"),
         "constant_target": constant_target(stats.sum_w, stats.cyy, stats.y_mean),
     }
@@ -176,6 +177,21 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str
         names = [feature_names[j] for j in imp.value_columns]
         out["notes"] = [*out["notes"], *mostly_missing_notes(names, shares, imp.indicators)]
     return out
+
+
+def data_moments(total: SuffStats) -> list[list[float]]:
+    """A few moments of the data as ``[value, scale]`` pairs, which a resumed study compares to a relative 1e-8
+    (:mod:`pipeline.search.resume_checks`): unlike the fingerprint, they do not depend on the last bits of the
+    summation. Σw, ȳ, the target's variance, and two seeded random combinations of the column means and
+    variances, each with the sum of its terms' magnitudes as its scale."""
+    w = total.sum_w
+    if w <= 0:
+        return []
+    r = np.random.default_rng(20261204).standard_normal(total.n_features)
+    mean, var = total.x_mean * r, np.diag(total.cxx) / w * r
+    y_var = total.cyy / w
+    return [[w, w], [total.y_mean, abs(total.y_mean) + y_var**0.5], [y_var, y_var],
+            [float(mean.sum()), float(np.abs(mean).sum())], [float(var.sum()), float(np.abs(var).sum())]]
 
 
 def same(value: _T) -> _T:
