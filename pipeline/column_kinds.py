@@ -14,6 +14,7 @@ is caught when its block is read, with the file rows named.
 from __future__ import annotations
 
 import contextlib
+import json
 import csv
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,9 +26,10 @@ from .errors import DataError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind", "categorical_columns", "check_free_text",
-           "csv_head_kinds", "free_text_candidates", "is_number", "long_csv_fields", "looks_like_a_counter", "na_markers",
-           "numbers_in_disguise", "stored_arrow_schema"]
+__all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind", "categorical_columns",
+           "csv_head_kinds", "free_text_candidates", "is_free_text", "is_number", "long_csv_fields",
+           "looks_like_a_counter", "na_markers", "numbers_in_disguise", "refuse_free_text", "stored_arrow_schema",
+           "yaml_list"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -160,13 +162,41 @@ def looks_like_a_counter(values: Sequence[str]) -> bool:
     return max(numbers) - min(numbers) < 20 * len(numbers)
 
 
-def check_free_text(column: str, n_levels: int, present: int) -> None:
+def is_free_text(n_levels: int, present: int) -> bool:
     """The rule for a text column made categorical by ``auto``: more distinct values than half its present
-    values (and more than two) is free text (names, comments, identifiers), refused with the fix."""
-    if present and n_levels > present / 2 and n_levels > 2:
-        raise DataError(f"column {column!r} looks like free text: {n_levels} distinct values in {present} rows; "
-                        f"leave it out with data.exclude: [{column}], or list it in data.categorical to keep its "
-                        "values as levels.")
+    values (and more than two) is free text (names, comments, identifiers)."""
+    return bool(present) and n_levels > present / 2 and n_levels > 2
+
+
+def refuse_free_text(found: Sequence[tuple[str, int, int]]) -> None:
+    """One error for every free-text column ``(name, distinct values, present values)`` found, with the fix
+    (one at a time, a table of several would take as many runs to learn them)."""
+    if not found:
+        return
+    names = yaml_list([c for c, _, _ in found])
+    if len(found) == 1:
+        c, n, present = found[0]
+        raise DataError(f"column {c!r} looks like free text: {n} distinct values in {present} rows; leave it out with "
+                        f"data.exclude: {names}, or list it in data.categorical to keep its values as levels.")
+    said = "; ".join(f"{c!r}: {n} distinct values in {present} rows" for c, n, present in found)
+    raise DataError(f"{len(found)} columns look like free text ({said}); leave them out with data.exclude: {names}, "
+                    "or list them in data.categorical to keep their values as levels.")
+
+
+def yaml_list(names: Sequence[str]) -> str:
+    """``names`` as a YAML flow list that reads back as these strings: a name YAML would read as something else
+    (``Unnamed: 0`` a mapping, ``yes`` a boolean, ``007`` a number) is double-quoted."""
+    import yaml
+
+    def item(name: str) -> str:
+        try:
+            if yaml.safe_load(f"[{name}]") == [name]:
+                return name
+        except yaml.YAMLError:
+            pass
+        return json.dumps(name, ensure_ascii=False)
+
+    return "[" + ", ".join(item(n) for n in names) + "]"
 
 
 def _kind(values: Sequence[str]) -> str:

@@ -41,7 +41,7 @@ import numpy as np
 
 from .config import DataConfig, FoldsConfig
 from .column_kinds import (HEAD_ROWS, Disguise, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates,
-                           is_number, long_csv_fields, na_markers, stored_arrow_schema)
+                           is_number, long_csv_fields, na_markers, stored_arrow_schema, yaml_list)
 from .encoding import Encoding
 from .errors import DataError
 from .targets import check_target_sample
@@ -383,10 +383,14 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
         named = "has no header" if first == "" else f"is named {first!r}"
         notes = (f"the first column {named} and unique values (row labels, as R's write.csv and pandas' to_csv "
                  "write them): left out.",)
+    if "" in head.empty and cfg.features is None and "" not in (cfg.exclude or ()):
+        cfg = cfg.model_copy(update={"exclude": [*(cfg.exclude or []), ""]})
+        notes += (f"column {columns.index('') + 1} has no header and no value in any row (lines that end with a "
+                  "comma, as spreadsheets export them): left out.",)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     notes += tuple(f"column {c!r} holds a different whole number in each of its first rows, close together (a row "
-                   f"or customer identifier?): it is a feature; leave it out with data.exclude: [{c}] if it names "
-                   "rows." for c in features if head.counters[c] and cfg.features is None)
+                   f"or customer identifier?): it is a feature; leave it out with data.exclude: {yaml_list([c])} if "
+                   "it names rows." for c in features if head.counters[c] and cfg.features is None)
     listed = () if isinstance(cfg.categorical, str) else tuple(cfg.categorical)
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
@@ -891,7 +895,7 @@ def with_time_column(plan: DataPlan, time_column: str | None) -> DataPlan:
     enc = plan.encoding
     if enc is not None:
         timed = Encoding((*enc.columns, time_column), (*enc.levels, None), (*enc.imputed, False),
-                         (*enc.centers, 0.0), enc.indicators, impute=enc.impute)
+                         (*enc.centers, 0.0), enc.indicators, impute=enc.impute, na_values=enc.na_values)
         return dataclasses.replace(plan, encoding=timed)
     return dataclasses.replace(plan, feature_names=(*plan.feature_names, time_column))
 
@@ -942,12 +946,13 @@ def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> Bloc
 
 
 def _target(frame: pd.DataFrame, plan: DataPlan, where: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """A block's target: numbers, or a binomial model's text labels (y 0 there, NaN where a label is missing)."""
+    """A block's target: numbers, or a binomial model's text labels (y 0 there, NaN where a label is missing),
+    stripped of surrounding blanks as categorical levels are (``'yes '`` is ``'yes'``: exports pad text)."""
     if not plan.target_labels:
         return _numeric(frame, (plan.target,), where)[:, 0], None
     col = frame[plan.target]
     missing = col.isna().to_numpy()
-    labels = col.astype(str).to_numpy(dtype=object)
+    labels = col.astype(str).str.strip().to_numpy(dtype=object)
     return np.where(missing, np.nan, 0.0), labels
 
 

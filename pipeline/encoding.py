@@ -65,6 +65,9 @@ class Encoding:
         until fitted.
     impute : bool
         Whether missing entries are imputed (``data.missing: impute``).
+    na_values : tuple of str or None
+        ``data.na_values`` of a CSV source: text that marked a missing entry in training marks one at predict
+        time too (a frame read without them holds it as text). None: nothing beyond NaN and None.
     """
 
     columns: tuple[str, ...]
@@ -74,6 +77,7 @@ class Encoding:
     indicators: bool = False
     fill: tuple[float, ...] | None = None
     impute: bool = False
+    na_values: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.columns)
@@ -174,6 +178,7 @@ class Encoding:
         absent = [c for c in self.columns if c not in frame.columns]
         if absent:
             raise DataError(f"input lacks the model's columns {absent}; it needs {list(self.columns)}.")
+        frame = _marked_missing(frame, self.columns, self.na_values)
         blocks = [self._column(frame, j, _INPUT, training=False) for j in range(len(self.columns))]
         if self.indicators:
             blocks += [is_missing(frame[c]).astype(np.float64)[:, None] for c in self.imputed_columns]
@@ -198,6 +203,22 @@ class Encoding:
         return _indicators(series, name, lv, training)
 
 
+def _marked_missing(frame: pd.DataFrame, columns: Sequence[str], na_values: tuple[str, ...] | None) -> pd.DataFrame:
+    """``frame`` with the text entries of ``columns`` that are one of ``na_values`` (blanks stripped) made missing,
+    as reading the training CSV with ``data.na_values`` made them; the frame itself when none is."""
+    if not na_values:
+        return frame
+    marks, out = set(na_values), frame
+    for c in columns:
+        series = frame[c]
+        if series.dtype.kind in "OSU" or str(series.dtype).startswith("string"):
+            hit = series.notna() & series.astype(str).str.strip().isin(marks)
+            if hit.any():
+                out = frame.copy() if out is frame else out
+                out[c] = series.mask(hit)
+    return out
+
+
 def _indicators(series: pd.Series, name: str, levels: tuple[str, ...], training: bool) -> np.ndarray:
     import pandas as pd
 
@@ -219,6 +240,9 @@ def _indicators(series: pd.Series, name: str, levels: tuple[str, ...], training:
         new = sorted(set(np.asarray(text)[unseen]))
         warnings.warn(f"column {name!r} has level(s) {new[:5]}{' …' if len(new) > 5 else ''} not seen in training: "
                       "their indicators are 0.", UserWarning, stacklevel=4)
+    if not has_na and missing.any():  # as for an unseen level: training had no gap here to learn from
+        warnings.warn(f"column {name!r} has {int(missing.sum())} missing value(s), which its training rows never "
+                      "had: their indicators are 0.", UserWarning, stacklevel=4)
     return out
 
 
@@ -310,7 +334,7 @@ def to_json(encoding: Encoding) -> dict[str, Any]:
     """Plain JSON of an encoding (kept in ``model.json``)."""
     return {"columns": list(encoding.columns), "levels": [None if lv is None else list(lv) for lv in encoding.levels],
             "imputed": list(encoding.imputed), "centers": list(encoding.centers), "indicators": encoding.indicators,
-            "impute": encoding.impute,
+            "impute": encoding.impute, **({"na_values": list(encoding.na_values)} if encoding.na_values else {}),
             "fill": None if encoding.fill is None else [None if math.isnan(v) else v for v in encoding.fill]}
 
 
@@ -321,4 +345,4 @@ def from_json(d: dict[str, Any]) -> Encoding:
                     tuple(bool(v) for v in d["imputed"]), tuple(float(v) for v in d["centers"]),
                     bool(d["indicators"]),
                     None if fill is None else tuple(math.nan if v is None else float(v) for v in fill),
-                    bool(d.get("impute", False)))
+                    bool(d.get("impute", False)), tuple(d["na_values"]) if d.get("na_values") else None)

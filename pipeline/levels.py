@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .column_kinds import check_free_text
+from .column_kinds import is_free_text, refuse_free_text
 from .encoding import NA_LEVEL, Encoding, is_missing, level_strings, numeric_column
 from .errors import DataError
 
@@ -145,13 +145,12 @@ def encoding_from_scan(plan: TableColumns, scan: ColumnScan) -> Encoding:
     """The encoding of ``plan``'s columns; free text and too many levels are one-line errors."""
     levels: list[tuple[str, ...] | None] = []
     imputed, centers = [], []
+    free_text = [(c, len(scan.levels.get(c, set()) - {NA_LEVEL}), scan.present.get(c, 0)) for c in plan.raw_features
+                 if c in plan.categorical and c in plan.text_columns]
+    refuse_free_text([f for f in free_text if is_free_text(f[1], f[2])])
     for c in plan.raw_features:
         if c in plan.categorical:
             found = scan.levels.get(c, set())
-            n_levels = len(found - {NA_LEVEL})
-            present = scan.present.get(c, 0)
-            if c in plan.text_columns:
-                check_free_text(c, n_levels, present)
             if len(found) > plan.max_levels:
                 raise DataError(f"column {c!r} has {len(found)} levels, more than data.max_levels = "
                                 f"{plan.max_levels}; raise data.max_levels or leave it out with data.exclude.")
@@ -164,8 +163,28 @@ def encoding_from_scan(plan: TableColumns, scan: ColumnScan) -> Encoding:
             imputed.append(gaps)
             n_obs = scan.observed.get(c, 0)
             centers.append(scan.observed_sum[c] / n_obs if gaps and n_obs else 0.0)
-    return Encoding(plan.raw_features, tuple(levels), tuple(imputed), tuple(centers), plan.missing_indicators,
-                    impute=plan.missing == "impute")
+    enc = Encoding(plan.raw_features, tuple(levels), tuple(imputed), tuple(centers), plan.missing_indicators,
+                   impute=plan.missing == "impute", na_values=_csv_na_values(plan))
+    _refuse_clashing_names(enc)
+    return enc
+
+
+def _refuse_clashing_names(enc: Encoding) -> None:
+    """A feature name made twice (a column named ``color=red`` beside column ``color`` with level ``red``) would
+    make the coefficients, ``model.penalty_factor`` and a predict-time frame ambiguous: one line naming both."""
+    seen: dict[str, str] = {}
+    for col, lv in zip(enc.columns, enc.levels):
+        for name, what in ([(col, f"column {col!r}")] if lv is None else
+                           [(f"{col}={v}", f"level {v!r} of column {col!r}") for v in lv]):
+            if name in seen:
+                raise DataError(f"{seen[name]} and {what} would both be the feature {name!r}; rename the column "
+                                "(or leave one out with data.exclude) so that every feature has its own name.")
+            seen[name] = what
+
+
+def _csv_na_values(plan: TableColumns) -> tuple[str, ...] | None:
+    """A CSV source's ``data.na_values`` (kept by the model: :attr:`Encoding.na_values`); None for others."""
+    return getattr(plan, "na_values", None) if getattr(plan, "kind", None) == "csv" else None
 
 
 def _sorted_levels(found: set[str]) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .encoding import Encoding
+from .encoding import Encoding, numeric_column
 from .encoding import from_json as encoding_from_json
 from .encoding import to_json as encoding_json
 from .errors import DataError
@@ -201,8 +201,8 @@ class FittedModel:
     def _linear(self, X: Any) -> np.ndarray:
         """``X · coef + intercept`` (the offset apart)."""
         enc = self.encoding
-        if enc is not None and hasattr(X, "columns") and not set(enc.feature_names) <= set(X.columns):
-            return enc.features(X) @ self.coef + self.intercept  # the raw frame, as in training (names what lacks)
+        if enc is not None and hasattr(X, "columns") and _raw_frame(enc, X):
+            return enc.features(X) @ self.coef + self.intercept
         if self.feature_names is not None and hasattr(X, "columns"):
             missing = [c for c in self.feature_names if c not in X.columns]
             if missing:
@@ -362,6 +362,13 @@ def _plain(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _raw_frame(enc: Encoding, frame: Any) -> bool:
+    """Whether ``frame`` is read as the training rows were, by ``enc`` (it names what lacks): a raw frame, which
+    lacks encoded features, and also a frame of numeric columns only, whose features are its columns (so that
+    its ``data.na_values`` mark gaps, text is named and gaps are filled, as in training)."""
+    return not set(enc.feature_names) <= set(frame.columns) or enc.feature_names == tuple(enc.columns)
+
+
 def _float_array(X: Any) -> np.ndarray:
     """``X`` as float64, a frame's gaps as NaN: pandas' nullable columns (Int64, boolean, Arrow types) hold
     ``pd.NA``, which ``float()`` refuses, and MLflow's input check hands them on as object columns."""
@@ -369,5 +376,6 @@ def _float_array(X: Any) -> np.ndarray:
         return np.asarray(X, dtype=np.float64)
     try:
         return X.astype(np.float64).to_numpy()
-    except (TypeError, ValueError):  # an object column holding pd.NA or None: gaps first (text still fails)
-        return X.where(X.notna(), np.nan).astype(np.float64).to_numpy()
+    except (TypeError, ValueError):  # an object column holding pd.NA or None, or text, which is named
+        return np.column_stack([numeric_column(X[c], str(c), "input") for c in X.columns]) if len(X.columns) \
+            else np.empty((len(X), 0))

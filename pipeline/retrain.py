@@ -397,8 +397,10 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     """
     note = None
     if cfg.retrain.cache is not None:
-        note = (f"retrain.cache ({cfg.retrain.cache}) is not used by the rows engine: it stores p × p statistics "
-                f"per block; all {len(plan.blocks)} blocks are read from the source")
+        why = ("the rows engine: it stores p × p statistics per block" if cfg.model.family == "gaussian" else
+               f"model.family {cfg.model.family}, whose fits keep the rows in worker memory (a Newton step's "
+               "weights change with the coefficients)")
+        note = f"retrain.cache ({cfg.retrain.cache}) is not used by {why}; all {len(plan.blocks)} blocks are read"
         echo(f"Note: {note}.")
     k, seed, holdout = cfg.folds.k, cfg.folds.seed, cfg.retrain.holdout
     controls = sweep_controls(cfg, plan.feature_names)

@@ -175,6 +175,11 @@ def test_unseen_level_gives_zeros_and_one_warning(tmp_path, penguins):
     old = model.coef[j["island=Torgersen"]]  # the first rows are from Torgersen
     np.testing.assert_allclose(got[:2], base[:2] - old, rtol=1e-12)
     np.testing.assert_allclose(got[2], base[2] - old + model.coef[j["island=Biscoe"]], rtol=1e-12)
+    rows["island"] = [None, "Biscoe", None]  # island had no gap in training: warned as an unseen level is
+    with pytest.warns(UserWarning, match="'island' has 2 missing value.*training rows never had") as record:
+        got = model.predict(rows)
+    assert len(record) == 1
+    np.testing.assert_allclose(got[[0, 2]], base[[0, 2]] - old, rtol=1e-12)
 
 
 def test_missing_indicators_and_integer_coded_categories(tmp_path, penguins):
@@ -211,6 +216,13 @@ def test_unnamed_columns(tmp_path, penguins):
         plan_data(DataConfig(source=str(tmp_path / "gap.csv"), target=TARGET, missing="impute"))
     plan = plan_data(DataConfig(source=str(tmp_path / "gap.csv"), target=TARGET, missing="impute", exclude=[""]))
     assert "" not in plan.raw_features
+    # every line ending in a comma (a spreadsheet's export): an unnamed, empty last column, left out with a note
+    df.drop(columns="").to_csv(tmp_path / "plain.csv", index=False)
+    lines = (tmp_path / "plain.csv").read_text().splitlines()
+    (tmp_path / "trailing.csv").write_text("".join(line + ",\n" for line in lines))
+    plan = plan_data(DataConfig(source=str(tmp_path / "trailing.csv"), target=TARGET, missing="impute"))
+    assert "" not in plan.raw_features and plan.raw_features[-1] == "year"
+    assert any(n.startswith(f"column {len(df.columns)} has no header and no value in any row") for n in plan.notes)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -237,6 +249,30 @@ def test_a_small_table_is_judged_on_the_rows_the_scan_keeps(tmp_path):
     for name in ("free.csv", "free.parquet"):
         with pytest.raises(DataError, match="column 'c' looks like free text: 6 distinct values in 6 rows"):
             plan_data(DataConfig(source=str(tmp_path / name), target="y", missing="impute"))
+
+
+def test_every_free_text_column_is_named_at_once_in_a_fix_yaml_reads_back(tmp_path):
+    """A table with several free-text columns was refused one column per run. All are named at once, and the
+    suggested ``data.exclude`` is YAML that reads back as those names (``yes`` would be a boolean, ``Note: 1`` a
+    mapping), as is the identifier note's."""
+    import yaml
+
+    n = 12
+    df = pd.DataFrame({"y": np.arange(n, dtype=float), "name": [f"n{i}" for i in range(n)], "x": np.ones(n),
+                       "yes": [f"c{i}" for i in range(n)], "Note: 1": [f"t{i}" for i in range(n)],
+                       "level": ["a", "b"] * (n // 2)})
+    df.to_csv(tmp_path / "free.csv", index=False)
+    with pytest.raises(DataError, match=r"3 columns look like free text \('name': 12 distinct values in 12 rows; "
+                       r"'yes': .*'Note: 1': .*\); leave them out with data.exclude: ") as e:
+        plan_data(DataConfig(source=str(tmp_path / "free.csv"), target="y"))
+    fix = str(e.value).split("data.exclude: ", 1)[1].split("], ", 1)[0] + "]"
+    assert yaml.safe_load(fix) == ["name", "yes", "Note: 1"]
+    m = 150  # an identifier column named as pandas names an index it wrote, not first
+    pd.DataFrame({"y": np.zeros(m), "x": np.arange(m) % 7, "Unnamed: 0": np.arange(m) + 1000}).to_csv(
+        tmp_path / "ids.csv", index=False)
+    notes = plan_data(DataConfig(source=str(tmp_path / "ids.csv"), target="y")).notes
+    note = next(n for n in notes if "identifier" in n)
+    assert yaml.safe_load(note.split("data.exclude: ", 1)[1].split(" if ", 1)[0]) == ["Unnamed: 0"]
 
 
 def test_too_many_levels_and_text_target(tmp_path, penguins):
@@ -473,3 +509,54 @@ def test_the_columns_line_names_at_most_ten_columns_of_a_wide_table() -> None:
     assert encoding_summary(enc)["imputed_columns"] == list(names)
     few = Encoding(names[:3], (None,) * 3, imputed=(True,) * 3, centers=(0.0,) * 3, impute=True)
     assert describe(few).endswith("imputed by each fold's training means: gene_0, gene_1, gene_2.")
+
+
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_a_model_reads_its_csv_na_values_at_predict_time(tmp_path, kind) -> None:
+    """A model trained on a CSV with ``data.na_values: ['?']`` and imputation failed with a bare "could not convert
+    string to float: '?'" on the same file read by ``pd.read_csv`` without them. It keeps its na_values (in
+    model.json), so the raw frame predicts as the frame read with them; other text is named, not a bare error."""
+    import dataclasses
+
+    rng = np.random.default_rng(2)
+    n = 40
+    frame = pd.DataFrame({"x": rng.normal(size=n).round(3).astype(object), "y": rng.normal(size=n)})
+    frame.loc[[3, 17], "x"] = "?"
+    if kind == "categorical":
+        frame["c"] = rng.choice(["a", "b", "?"], n)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", na_values=["?"], missing="impute"))
+    enc = encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
+    assert enc.na_values == ("?",) and enc.imputed[0]
+    p = len(enc.feature_names)
+    enc = enc.fitted(np.full(p, 0.25))
+    model = FittedModel(np.linspace(1.0, 2.0, p), 0.5, "l2", 0.0, 1.0, True, True, np.zeros(p), np.ones(p),
+                        enc.feature_names, encoding=enc)
+    loaded = FittedModel.load(model.save(tmp_path / "m"))
+    assert loaded.encoding is not None and loaded.encoding.na_values == ("?",)
+    raw = pd.read_csv(tmp_path / "d.csv").drop(columns="y")  # '?' stays text
+    marked = pd.read_csv(tmp_path / "d.csv", na_values=["?"]).drop(columns="y")
+    np.testing.assert_array_equal(loaded.predict(raw), loaded.predict(marked))
+    assert np.isfinite(loaded.predict(raw)).all()
+    raw.loc[5, "x"] = "n/a?"
+    with pytest.raises(DataError, match=r"input column 'x' holds text \(e.g. 'n/a\?'\) where the model takes numbers"):
+        loaded.predict(raw)
+    plain = dataclasses.replace(loaded, encoding=None)  # without an encoding: the column is named too
+    with pytest.raises(DataError, match="input column 'x' holds text"):
+        plain.predict(raw[["x"]] if kind == "numeric" else raw[["x"]].assign(**{n: 0.0 for n in enc.feature_names[1:]}))
+
+
+def test_a_column_named_like_another_columns_level_is_refused(tmp_path) -> None:
+    """Column ``color=red`` beside column ``color`` with level ``red`` made two features of one name (the
+    coefficients table listed it twice, a penalty factor for it was ambiguous)."""
+    rng = np.random.default_rng(4)
+    n = 30
+    pd.DataFrame({"color": rng.choice(["red", "blue"], n), "color=red": rng.normal(size=n),
+                  "y": rng.normal(size=n)}).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(DataError, match="level 'red' of column 'color' and column 'color=red' would both be the "
+                                        "feature 'color=red'; rename the column"):
+        plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y"))  # a small table: scanned here
+        encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", exclude=["color=red"]))
+    assert encoding_from_scan(plan, merge_scans([scan_block(plan, s) for s in plan.blocks])).feature_names == (
+        "color=blue", "color=red")

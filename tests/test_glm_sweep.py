@@ -439,6 +439,8 @@ def test_retrain_compares_held_out_deviance(binomial_sweep):
     lines: list[str] = []
     out = run_retrain(cfg, echo=lines.append)
     assert out["action"] == "promoted" and any("held-out binomial deviance" in line for line in lines)
+    # the cache note names why it is unused by this family, whichever engine solved the steps
+    assert "not used by model.family binomial" in out["cache_note"] and "rows engine" not in out["cache_note"]
     frame = _bc_frame()
     X, y = frame.drop(columns="diagnosis").to_numpy(), (frame["diagnosis"] == "malignant").to_numpy(float)
     held = heldout_rows(0, len(y), cfg.retrain.holdout.fraction, cfg.retrain.holdout.seed)
@@ -507,6 +509,23 @@ def test_a_positive_class_that_is_neither_of_the_first_rows_classes_stops_the_pl
     pd.DataFrame({"a": np.arange(m, dtype=float), "churn": ["no"] * HEAD_ROWS + ["yes"] * 200}).to_csv(
         tmp_path / "sorted.csv", index=False)
     assert plan_data(data.model_copy(update={"source": str(tmp_path / "sorted.csv")}), family="binomial").n_rows == m
+
+
+def test_labels_padded_with_blanks_are_the_same_class(tmp_path):
+    """Exports pad text: ``'yes '`` beside ``'yes'`` was refused as a third and fourth class (the message spoke of
+    multinomial models). Labels are stripped as categorical levels are, in the plan's sample and in every block."""
+    from pipeline.data import load_block
+
+    n = 2 * HEAD_ROWS + 50  # past the first rows the plan reads
+    labels = np.where(np.arange(n) % 3 == 0, "yes", "no").astype(object)
+    labels[::7] = labels[::7] + " "
+    labels[::11] = " " + labels[::11]
+    pd.DataFrame({"a": np.arange(n, dtype=float), "churn": labels}).to_csv(tmp_path / "padded.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "padded.csv"), target="churn", positive_class="yes",
+                                block_rows=HEAD_ROWS), family="binomial")
+    read = np.concatenate([load_block(plan, spec).labels for spec in plan.blocks])
+    assert set(read) == {"yes", "no"}
+    np.testing.assert_array_equal(read == "yes", np.arange(n) % 3 == 0)
 
 
 def test_a_fold_without_the_rarer_class_is_told_how_many_folds_fit():
