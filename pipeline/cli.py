@@ -108,8 +108,11 @@ def sweep(config: str | None, overrides: tuple[str, ...], summary_json: str | No
               help="Override a config key, e.g. --set retrain.mode=resweep (repeatable).")
 @click.option("--summary-json", type=click.Path(dir_okay=False, writable=True),
               help="Write the decision (action, versions, scores, data fingerprint) to this JSON file.")
+@click.option("--progress/--no-progress", default=None, hidden=True,
+              help="Accepted as sweep takes it (a script may pass a sweep's flags); a retrain draws no progress bar.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def retrain(config: str, overrides: tuple[str, ...], summary_json: str | None, debug: bool) -> None:
+def retrain(config: str, overrides: tuple[str, ...], summary_json: str | None, progress: bool | None,
+            debug: bool) -> None:
     """Retrain the registered model of CONFIG on its data; promote the challenger only if it is better.
 
     Exit 0 when done or already up to date, 1 on failure (including another

@@ -20,6 +20,8 @@ def _regsweep(*args: str, cwd) -> subprocess.CompletedProcess:
         (["sweep", "--set", "search.n_trail=3"], "did you mean 'search.n_trials'?"),
         (["sweep", "--set", "data.source=nope.csv", "--set", "data.target=y"], "data.source 'nope.csv' does not exist"),
         (["sweep", "--set", "folds.k=1"], "folds.k: Input should be greater than or equal to 2, got 1"),
+        # a sweep's flags work for a retrain (a script passing both): the config is what is wrong here
+        (["retrain", "missing.yaml", "--no-progress"], "cannot read config file 'missing.yaml'"),
     ],
 )
 def test_bad_config_or_input_exits_2_with_one_message_and_no_files(tmp_path, args, fragment):
