@@ -74,6 +74,8 @@ def print_outcome(summary: dict[str, Any], cfg: SweepConfig, echo: Callable[[str
     echo("")
     for line in _penalty_lines(summary) + _edge_lines(summary):
         echo(line)
+    for note in summary.get("cv_notes") or []:
+        echo(f"  Note: {note}")
     echo("")
     for line in _choice_lines(summary, cfg):
         echo(line)

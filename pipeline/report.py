@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,39 @@ def count_text(x: float) -> str:
     ``9.4``, ``78.8``, ``4,833``, ``20,000`` (not ``2e+04``)."""
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
-__all__ = ["TrialRow", "describe_decision", "explained_share", "trial_table", "write_coefficients_csv",
-           "write_trials_csv"]
+__all__ = ["TrialRow", "describe_decision", "dominant_fold_notes", "explained_share", "trial_table",
+           "write_coefficients_csv", "write_trials_csv"]
 
 TrialRow = dict[str, Any]  # number, state, penalty, lambda1, lambda2, cv_mse, cv_mse_se, train_mse, cv_r2, n_nonzero
+
+DOMINANT_RATIO = 100.0  # a fold whose held-out error is this many times the other folds' median decides the CV value
+
+
+def dominant_fold_notes(rows: Sequence[TrialRow], label: str) -> list[str]:
+    """A note when one fold's held-out error swamps the others' in at least half the complete trials
+    (``fold_mse`` holds the study's metric per fold, space-separated; ``label`` names it). The CV value is a
+    mean over folds, so the search then ranks trials by that fold alone: typically a few of its held-out rows
+    lie far outside what the models were fitted on (an outlier or a data error, which a log link turns into an
+    enormous deviance). Nothing is changed; the note says which fold and how much, so that the user looks."""
+    counts: dict[int, int] = {}
+    worst: dict[int, float] = {}
+    n = 0
+    for row in rows:
+        folds = [float(v) for v in str(row.get("fold_mse") or "").split()]  # space-separated, as in trials.csv
+        if row.get("state") != "COMPLETE" or len(folds) < 3 or not all(math.isfinite(v) and v >= 0 for v in folds):
+            continue
+        n += 1
+        j = max(range(len(folds)), key=folds.__getitem__)
+        median = statistics.median(folds[:j] + folds[j + 1:])
+        if median > 0 and folds[j] > DOMINANT_RATIO * median:
+            counts[j] = counts.get(j, 0) + 1
+            worst[j] = max(worst.get(j, 0.0), folds[j] / median)
+    what = label.removeprefix("CV ")
+    return [f"fold {j}'s held-out {what} is over {DOMINANT_RATIO:.0f}× the other folds' median in {c} of {n} "
+            f"trials (up to {worst[j]:.3g}×), so the CV value, and the choice, follow that fold: a few of its "
+            "held-out rows lie far from the rows the models were fitted on (outliers or data errors?); look at "
+            "them, or leave them out." for j, c in sorted(counts.items()) if 2 * c >= n]
+
 
 TRIAL_FIELDS = ["number", "state", "penalty", "lambda1", "lambda2", "cv_mse", "cv_mse_se", "train_mse", "cv_r2",
                 "n_nonzero", "fold_mse"]

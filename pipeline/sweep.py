@@ -49,11 +49,11 @@ from .engine import EngineChoice
 from .errors import DataError
 from .feature_controls import controls_summary, describe_controls, sweep_controls
 from .gc_pause import collector_paused
-from .metrics import METRIC_OF
+from .metrics import METRIC_OF, metric_label
 from .model import FittedModel
 from .solvers.controls import FeatureControls
 from .plots import preload_plotting, write_plots
-from .report import TrialRow, describe_decision, write_coefficients_csv, write_trials_csv
+from .report import TrialRow, describe_decision, dominant_fold_notes, write_coefficients_csv, write_trials_csv
 from .selection import (
     Choice,
     PathCurve,
@@ -412,6 +412,7 @@ class _Sweep:
             "constant_columns": meta["constant_columns"],
             "duplicate_columns": meta["duplicate_columns"],
             "data_notes": meta["notes"],
+            "cv_notes": dominant_fold_notes(d.rows, metric_label(m)),
             "search_space": self.space.as_dict(),
             "timings_s": self.timer.marks,
         }

@@ -155,3 +155,21 @@ def test_counts_of_non_zero_coefficients_read_as_numbers_on_wide_data() -> None:
 
     assert [count_text(x) for x in (0.0, 9.4, 78.8, 99.96, 4833.2, 20000.0)] == \
         ["0", "9.4", "78.8", "100", "4,833", "20,000"]
+
+
+def test_a_fold_that_swamps_the_others_is_noted():
+    """A Poisson sweep of a public table (diamonds, data errors in its x/y/z columns) had one fold's held-out
+    deviance at 1e16–1e21 in most trials, against ~100 for the others: the CV mean, and so the choice, followed
+    that fold without a word. Noted when one fold is over 100× the others' median in at least half the trials."""
+    from pipeline.report import dominant_fold_notes
+
+    def row(*folds: float, state: str = "COMPLETE") -> dict:
+        return {"state": state, "fold_mse": " ".join(f"{v:.10g}" for v in folds)}
+
+    swamped = [row(90, 2e19, 118, 150, 82), row(95, 4e6, 120, 148, 80), row(2100, 2150, 2130, 2140, 2135),
+               row(96, 7e8, 119, 151, 83), row(1, 2, 3, state="FAIL")]
+    (note,) = dominant_fold_notes(swamped, "CV poisson deviance")
+    assert note.startswith("fold 1's held-out poisson deviance is over 100× the other folds' median in 3 of 4 "
+                           "trials (up to 1.92e+17×)")  # 2e19 / median(90, 118, 150, 82) = 2e19 / 104
+    assert dominant_fold_notes([row(90, 8000, 118, 150, 82)] * 3, "CV MSE") == []  # 67× the median: not noted
+    assert dominant_fold_notes(swamped[1:3] + [swamped[2]] * 2, "CV MSE") == []  # 1 trial of 4: not noted
