@@ -79,7 +79,7 @@ class HeadScan:
 
 
 def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
-                   n_rows: int = HEAD_ROWS) -> HeadScan:
+                   n_rows: int = HEAD_ROWS, delimiter: str = ",") -> HeadScan:
     """A CSV's columns as its first ``n_rows`` data lines show them.
 
     A column with no value in those lines (a gap in all of them) is read further, up to :data:`_LOOK_FURTHER`
@@ -90,7 +90,7 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
     further = min(_LOOK_FURTHER, max(n_rows, _LOOK_FURTHER_FIELDS // max(len(columns), 1)))
     ended = True
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f, long_csv_fields():
-        reader = csv.reader(f, skipinitialspace=True)
+        reader = csv.reader(f, delimiter=delimiter, skipinitialspace=True)
         next(reader, None)
         wanted = list(enumerate(columns))
         for i, row in enumerate(reader):

@@ -98,6 +98,7 @@ class DataPlan:
     offset: str | None = None  # data.offset or data.exposure: a column (tabular) or a .npy path (array sources)
     exposure: bool = False  # the offset column holds exposures (positive; their log is the offset)
     stratify: bool = False  # binomial row k-fold: folds dealt per class (folds.stratify)
+    delimiter: str = ","  # csv: the field separator, found from the header (``;`` and tabs as well as commas)
 
     @property
     def n_features(self) -> int:
@@ -199,7 +200,7 @@ def _plan_source(cfg: DataConfig, group: str | None, family: str) -> DataPlan:
     suffixes = {Path(p).suffix.lower() for p in paths}
     if suffixes <= {".parquet", ".pq"}:
         return _plan_parquet(cfg, source, paths, group, labels)
-    if suffixes == {".csv"} and len(paths) == 1:
+    if len(paths) == 1 and suffixes <= _TABLE_SUFFIXES:  # the separator is read from the header
         return _plan_csv(cfg, paths[0], group, labels)
     if suffixes == {".npy"} and len(paths) == 1:
         return _plan_npy(cfg, paths[0], group)
@@ -207,9 +208,10 @@ def _plan_source(cfg: DataConfig, group: str | None, family: str) -> DataPlan:
         return _plan_npz(cfg, paths[0], group)
     raise DataError(
         f"data.source {source!r} matched {len(paths)} file(s) of type(s) {sorted(suffixes)}; "
-        "use one .csv file, one X.npy or sparse X.npz (with data.target: y.npy), or Parquet file(s)"
-        + ("; save a .tsv, .txt or .data table as a comma-separated .csv file with a header line first (pandas: "
-           "df.to_csv('data.csv', index=False))." if suffixes & {".tsv", ".txt", ".data", ".dat"} else ".")
+        "use one .csv file (or .tsv, .txt: comma, semicolon, tab or pipe separated, with a header line), one X.npy "
+        "or sparse X.npz (with data.target: y.npy), or Parquet file(s)"
+        + ("; several text tables: concatenate them into one (or save them as Parquet files)."
+           if suffixes <= _TABLE_SUFFIXES else ".")
     )
 
 
@@ -240,22 +242,15 @@ def _expand(source: str) -> list[str]:
     return [str(p)]
 
 
+_TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat"}  # text tables, read as CSV (UCI's .data files too)
+
+
 def _row_blocks(n_rows: int, block_rows: int, path: str = "") -> tuple[BlockSpec, ...]:
     starts = range(0, n_rows, block_rows)
     return tuple(
         BlockSpec(index=i, start_row=s, n_rows=min(block_rows, n_rows - s), local_start=s, path=path)
         for i, s in enumerate(starts)
     )
-
-
-def _separator_hint(columns: Sequence[str]) -> str:
-    """What a header read as one column most likely means: a file separated by ';' or tabs."""
-    if len(columns) == 1:
-        for sep, name in ((";", "semicolons"), ("\t", "tabs")):
-            if sep in columns[0]:
-                return (f" The header is one column holding {name}: regsweep reads comma-separated files; save it "
-                        "with commas (pandas: df.to_csv(path, index=False)) or as Parquet.")
-    return ""
 
 
 def _choose_columns(
@@ -269,8 +264,7 @@ def _choose_columns(
     for key, col in (("data.target", target), ("data.weight", cfg.weight), ("folds.group", group),
                      (offset_key, offset)):
         if col is not None and col not in columns:
-            raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}."
-                            + _separator_hint(columns))
+            raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}.")
     reserved = {target, cfg.weight, group, offset} - {None}
     if cfg.exclude:
         unknown = [c for c in cfg.exclude if c not in columns]
@@ -364,7 +358,7 @@ def _plan_bundled(cfg: DataConfig, name: str, group: str | None, labels: bool = 
 
 
 def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, group: str | None,
-                 default_target: str | None = None, labels: bool = False
+                 default_target: str | None = None, labels: bool = False, delimiter: str = ","
                  ) -> tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
     """Features, target, categorical features, text features and notes of a CSV, from its header and first lines,
     and whether the target is text (a binomial model's labels, with ``labels``).
@@ -373,7 +367,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
     named in the model's signature, so ``_choose_columns`` refuses it.
     """
-    head = csv_head_kinds(path, columns, cfg.na_values)
+    head = csv_head_kinds(path, columns, cfg.na_values, delimiter=delimiter)
     kinds, unique, disguised = head.kinds, head.unique, head.disguised
     notes: tuple[str, ...] = ()
     first = columns[0] if columns else None
@@ -630,10 +624,26 @@ def _plan_csv(cfg: DataConfig, path: str, group: str | None, labels: bool = Fals
         raise DataError(f"cannot read CSV file {path!r}: {e.strerror or e}; check the path and its permissions.") from e
 
 
-def _header_columns(line: str) -> list[str]:
+def _header_columns(line: str, delimiter: str = ",") -> list[str]:
     """A CSV header line's column names, read as pandas reads them: a quoted name may hold commas
     (``"x,2"``); the surrounding spaces and quotes of a name are dropped."""
-    return [c.strip().strip('"') for c in next(csv.reader([line.rstrip("\r\n")], skipinitialspace=True), [])]
+    return [c.strip().strip('"') for c in next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter,
+                                                          skipinitialspace=True), [])]
+
+
+_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}  # besides the comma, as spreadsheets export them
+
+
+def _delimiter_of(header: str) -> str:
+    """The field separator of a CSV from its header line: a comma, unless the header read with commas is one
+    column and splits on one of :data:`_DELIMITERS` (UCI's wine quality and bank marketing files use ``;``,
+    as European spreadsheets export; ``.tsv`` files tabs)."""
+    if len(_header_columns(header)) > 1:
+        return ","
+    for sep in _DELIMITERS:
+        if len(_header_columns(header, sep)) > 1:
+            return sep
+    return ","
 
 
 def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) -> DataPlan:
@@ -646,19 +656,22 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
             raise DataError(f"CSV file {path!r} uses CR-only line endings; convert it to LF or CRLF line endings.")
         data_start = len(header)
         offsets, n_rows, quoted_newlines = _scan_lines(f, path, data_start, end, cfg.block_rows)
-    if quoted_newlines:
-        offsets, n_rows = _scan_records(path, data_start, end, cfg.block_rows)
     try:
         text = header.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"CSV file {path!r}: the header line is not UTF-8 text ({e}); save the file as UTF-8.") from e
-    columns = _header_columns(text)
+    delimiter = _delimiter_of(text)
+    if quoted_newlines:
+        offsets, n_rows = _scan_records(path, data_start, end, cfg.block_rows, delimiter)
+    columns = _header_columns(text, delimiter)
     _check_header(columns, cfg, path)
     _check_unique_columns(columns, f"CSV file {path!r}")
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
-    features, target, categorical, text_columns, notes, text_target = _csv_columns(cfg, path, columns, repr(path),
-                                                                                   group, labels=labels)
+    features, target, categorical, text_columns, notes, text_target = _csv_columns(
+        cfg, path, columns, repr(path), group, labels=labels, delimiter=delimiter)
+    if delimiter != ",":
+        notes = (f"read as {_DELIMITERS[delimiter]}-separated: its header holds no comma.", *notes)
     bounds = [data_start] + [o for o in offsets if o < end] + [end]
     blocks = []
     start = 0
@@ -670,6 +683,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
         kind="csv", source=path, feature_names=features, target=target, weight=cfg.weight, group=group,
         n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
         text_columns=text_columns, notes=notes, target_labels=text_target,
+        delimiter=delimiter,
     )
 
 
@@ -729,7 +743,8 @@ def _blank_lines(f: Any, chunk: bytes, pos: int, starts: np.ndarray, ends: np.nd
     return blank
 
 
-def _scan_records(path: str, data_start: int, end: int, block_rows: int) -> tuple[list[int], int]:
+def _scan_records(path: str, data_start: int, end: int, block_rows: int,
+                  delimiter: str = ",") -> tuple[list[int], int]:
     """:func:`_scan_lines`' block starts and row count for a CSV whose quoted fields may span lines (free text:
     reviews, addresses, comments): the records as Python's ``csv`` reader splits them, which follows pandas' C
     parser (a quote opens a quoted field only at a field's start; elsewhere it is a literal). Every block is
@@ -750,7 +765,7 @@ def _scan_records(path: str, data_start: int, end: int, block_rows: int) -> tupl
                 yield last[0]
 
         try:
-            for record in csv.reader(lines(), skipinitialspace=True):
+            for record in csv.reader(lines(), delimiter=delimiter, skipinitialspace=True):
                 if not record or (len(record) == 1 and not last[0].strip(" \t\r\n")):
                     continue  # an empty line or one of spaces and tabs: pandas skips it (not a line '""')
                 n_rows += 1
@@ -1018,7 +1033,7 @@ def _csv_options(plan: DataPlan) -> dict[str, Any]:
     ``data.na_values`` in place of pandas' list when given, and spaces after a comma skipped (files written
     ``a, b, c`` as UCI's adult data: ``, ?`` is then the marker ``?``, and ``, "x,y"`` one quoted field, as the
     head's kinds and the plan's row split read them)."""
-    options: dict[str, Any] = {"skipinitialspace": True}
+    options: dict[str, Any] = {"skipinitialspace": True, "sep": plan.delimiter}
     if plan.categorical:
         options["dtype"] = {c: str for c in plan.categorical}
     if plan.na_values is not None:

@@ -118,9 +118,6 @@ def _write(d, case):  # -> list of --set overrides
         lines[1100] = "1100,Besan\xe7on,3\n"
         (d / "d.csv").write_bytes(("a,b,y\n" + "".join(lines)).encode("latin-1"))
         return ["data.source=DATA/d.csv", "data.target=y"]
-    if case == "semicolons":
-        (d / "d.csv").write_text("a;b;y\n1;2;3\n4;5;6\n")
-        return ["data.source=DATA/d.csv", "data.target=y"]
     raise AssertionError(case)
 
 
@@ -142,8 +139,6 @@ METADATA_CASES = {
     "not-utf8": ["d.csv", "not UTF-8", "save the file as UTF-8"],
     "not-utf8-rows": ["d.csv' is not UTF-8 text", "in row 1,", "save the file as UTF-8"],
     "not-utf8-late-row": ["d.csv' is not UTF-8 text", "b'\\xe7' in row 1100,", "save the file as UTF-8"],
-    "semicolons": ["data.target 'y' is not a column of", "columns are ['a;b;y']", "one column holding semicolons",
-                   "comma-separated"],
     "free-text-small-csv": ["column 'c' looks like free text", "40 distinct values in 40 rows", "data.exclude: [c]"],
 }
 
