@@ -164,6 +164,9 @@ def describe_decision(summary: dict[str, Any], run_id: str) -> str:
               f"features, {summary['k']} folds (fingerprint `{summary['data_fingerprint']}`); "
               f"{summary['n_trials_complete']} trials complete. Every trial is a child run; `coefficients.csv`, "
               "`trials.csv` and `config.yaml` are artifacts of this run."]
+    notes = [*summary.get("data_notes", []), *summary.get("cv_notes", [])]  # what the terminal said as Note: lines
+    if notes:
+        lines += ["", "**Notes:**", *(f"- {n}" for n in notes)]
     for name, title in (("cv_curve.png", "CV error along the path"), ("coefficient_path.png", "coefficient path"),
                         ("validation_curve.png", "every trial")):
         lines += ["", f"![{title}](get-artifact?path={name}&run_uuid={run_id})"]
