@@ -26,10 +26,10 @@ from .errors import DataError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind", "categorical_columns",
-           "csv_head_kinds", "free_text_candidates", "is_free_text", "is_number", "long_csv_fields",
-           "looks_like_a_counter", "na_markers", "numbers_in_disguise", "refuse_free_text", "stored_arrow_schema",
-           "yaml_list"]
+__all__ = ["DECIMAL_COMMA", "HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind",
+           "categorical_columns", "csv_head_kinds", "free_text_candidates", "is_free_text", "is_number",
+           "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise", "refuse_free_text",
+           "stored_arrow_schema", "yaml_list"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -44,6 +44,7 @@ _MARKER_WORDS = frozenset({"missing", "unknown", "na", "n.a.", "n/a", "n.a", "no
 _FORMATTED = re.compile(r"^\(?[-+]?[$€£¥]?\s*[-+]?"  # '(1,234)', '$1,200', '-12.5%', '3,14'
                         r"(\d{1,3}(,\d{3})+(\.\d+)?|\d+,\d+|\d+(\.\d+)?\s*%|[$€£¥]\s*\d+(\.\d+)?)\)?$")
 _INTEGER = re.compile(r"^[-+]?\d{1,18}$")
+DECIMAL_COMMA = re.compile(r"^[-+]?\d*,\d+([eE][-+]?\d+)?$")  # '3,14', '-0,5', ',5': a number with a decimal comma
 _BOOL = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
 _DATE = re.compile(
     r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?"
@@ -79,7 +80,7 @@ class HeadScan:
 
 
 def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
-                   n_rows: int = HEAD_ROWS, delimiter: str = ",") -> HeadScan:
+                   n_rows: int = HEAD_ROWS, delimiter: str = ",", decimal: str = ".") -> HeadScan:
     """A CSV's columns as its first ``n_rows`` data lines show them.
 
     A column with no value in those lines (a gap in all of them) is read further, up to :data:`_LOOK_FURTHER`
@@ -106,7 +107,7 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
                 pairs = list(zip(columns, row))
             for c, v in pairs:
                 if v not in na:  # as pandas reads it (skipinitialspace): '? ' is not the marker '?' there either
-                    values[c].append(v)
+                    values[c].append(v.replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(v) else v)
     kinds = {c: _kind(vs) for c, vs in values.items()}
     unique = {c: len(set(vs)) == len(vs) and len(vs) > 0 for c, vs in values.items()}
     return HeadScan(kinds, unique,

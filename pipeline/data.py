@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DataConfig, FoldsConfig
-from .column_kinds import (HEAD_ROWS, Disguise, arrow_kind, categorical_columns, csv_head_kinds, free_text_candidates,
-                           is_number, long_csv_fields, na_markers, stored_arrow_schema, yaml_list)
+from .column_kinds import (DECIMAL_COMMA, HEAD_ROWS, Disguise, arrow_kind, categorical_columns, csv_head_kinds,
+                           free_text_candidates, is_number, long_csv_fields, na_markers, stored_arrow_schema,
+                           yaml_list)
 from .encoding import Encoding
 from .errors import DataError
 from .targets import check_target_sample
@@ -99,6 +100,7 @@ class DataPlan:
     exposure: bool = False  # the offset column holds exposures (positive; their log is the offset)
     stratify: bool = False  # binomial row k-fold: folds dealt per class (folds.stratify)
     delimiter: str = ","  # csv: the field separator, found from the header (``;`` and tabs as well as commas)
+    decimal: str = "."  # csv: the decimal mark (``,`` in a ``;``-separated file whose numbers are written 3,14)
 
     @property
     def n_features(self) -> int:
@@ -358,7 +360,7 @@ def _plan_bundled(cfg: DataConfig, name: str, group: str | None, labels: bool = 
 
 
 def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, group: str | None,
-                 default_target: str | None = None, labels: bool = False, delimiter: str = ","
+                 default_target: str | None = None, labels: bool = False, delimiter: str = ",", decimal: str = "."
                  ) -> tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
     """Features, target, categorical features, text features and notes of a CSV, from its header and first lines,
     and whether the target is text (a binomial model's labels, with ``labels``).
@@ -367,7 +369,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
     named in the model's signature, so ``_choose_columns`` refuses it.
     """
-    head = csv_head_kinds(path, columns, cfg.na_values, delimiter=delimiter)
+    head = csv_head_kinds(path, columns, cfg.na_values, delimiter=delimiter, decimal=decimal)
     kinds, unique, disguised = head.kinds, head.unique, head.disguised
     notes: tuple[str, ...] = ()
     first = columns[0] if columns else None
@@ -634,6 +636,24 @@ def _header_columns(line: str, delimiter: str = ",") -> list[str]:
 _DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}  # besides the comma, as spreadsheets export them
 
 
+def _decimal_of(path: str, delimiter: str, n_lines: int = 200) -> str:
+    """The decimal mark of a ``;``-separated file: ``,`` when its first lines write numbers ``3,14`` and never
+    ``3.14`` (European spreadsheets export both the ``;`` and the comma; UCI's air quality data); else ``.``."""
+    if delimiter != ";":
+        return "."
+    commas = points = 0
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f, long_csv_fields():
+        reader = csv.reader(f, delimiter=delimiter, skipinitialspace=True)
+        next(reader, None)
+        for _, row in zip(range(n_lines), reader):
+            commas += sum(1 for v in row if DECIMAL_COMMA.match(v))
+            points += sum(1 for v in row if _DECIMAL_POINT.match(v))
+    return "," if commas and not points else "."
+
+
+_DECIMAL_POINT = re.compile(r"^[-+]?\d*\.\d+([eE][-+]?\d+)?$")
+
+
 def _delimiter_of(header: str) -> str:
     """The field separator of a CSV from its header line: a comma, unless the header read with commas is one
     column and splits on one of :data:`_DELIMITERS` (UCI's wine quality and bank marketing files use ``;``,
@@ -661,6 +681,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     except UnicodeDecodeError as e:
         raise DataError(f"CSV file {path!r}: the header line is not UTF-8 text ({e}); save the file as UTF-8.") from e
     delimiter = _delimiter_of(text)
+    decimal = _decimal_of(path, delimiter)
     if quoted_newlines:
         offsets, n_rows = _scan_records(path, data_start, end, cfg.block_rows, delimiter)
     columns = _header_columns(text, delimiter)
@@ -669,9 +690,11 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
     features, target, categorical, text_columns, notes, text_target = _csv_columns(
-        cfg, path, columns, repr(path), group, labels=labels, delimiter=delimiter)
+        cfg, path, columns, repr(path), group, labels=labels, delimiter=delimiter, decimal=decimal)
     if delimiter != ",":
-        notes = (f"read as {_DELIMITERS[delimiter]}-separated: its header holds no comma.", *notes)
+        notes = (f"read as {_DELIMITERS[delimiter]}-separated: its header holds no comma"
+                 + (", and with decimal commas (3,14): its numbers are written so." if decimal == "," else "."),
+                 *notes)
     bounds = [data_start] + [o for o in offsets if o < end] + [end]
     blocks = []
     start = 0
@@ -683,7 +706,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
         kind="csv", source=path, feature_names=features, target=target, weight=cfg.weight, group=group,
         n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
         text_columns=text_columns, notes=notes, target_labels=text_target,
-        delimiter=delimiter,
+        delimiter=delimiter, decimal=decimal,
     )
 
 
@@ -1033,7 +1056,7 @@ def _csv_options(plan: DataPlan) -> dict[str, Any]:
     ``data.na_values`` in place of pandas' list when given, and spaces after a comma skipped (files written
     ``a, b, c`` as UCI's adult data: ``, ?`` is then the marker ``?``, and ``, "x,y"`` one quoted field, as the
     head's kinds and the plan's row split read them)."""
-    options: dict[str, Any] = {"skipinitialspace": True, "sep": plan.delimiter}
+    options: dict[str, Any] = {"skipinitialspace": True, "sep": plan.delimiter, "decimal": plan.decimal}
     if plan.categorical:
         options["dtype"] = {c: str for c in plan.categorical}
     if plan.na_values is not None:

@@ -402,17 +402,19 @@ def test_a_feature_without_any_value_is_named_at_plan_time(tmp_path, missing):
     assert plan_data(DataConfig(source=str(p), target="y", missing="impute")).feature_names == ("a", "empty")
 
 
-@pytest.mark.parametrize("name, sep", [("wine.csv", ";"), ("d.tsv", "\t"), ("d.txt", "|"), ("d.csv", ",")])
-def test_the_separator_is_read_from_the_header(tmp_path, name, sep):
+@pytest.mark.parametrize("name, sep, decimal", [("wine.csv", ";", "."), ("air.csv", ";", ","), ("d.tsv", "\t", "."),
+                                                ("d.txt", "|", "."), ("d.csv", ",", ".")])
+def test_the_separator_is_read_from_the_header(tmp_path, name, sep, decimal):
     """UCI's wine quality and bank marketing files are separated by ``;`` (as European spreadsheets export),
     ``.tsv`` files by tabs: they were refused ("save it with commas"). The header says which separator splits
-    it; a quoted field may hold it, a row may span lines, and every block reads as pandas reads the file."""
+    it; a quoted field may hold it, a row may span lines, and every block reads as pandas reads the file. A
+    ``;`` file whose numbers are written ``3,14`` (UCI's air quality data) is read with decimal commas."""
     rng = np.random.default_rng(1)
     n = 300
     frame = pd.DataFrame({"fixed acidity": rng.normal(7, 1, n).round(2), "town": rng.choice(["a;b", "c|d", "e"], n),
                           "note": np.where(np.arange(n) % 50 == 0, "two\nlines", "one"),
                           "quality": rng.integers(3, 9, n)})
-    frame.to_csv(tmp_path / name, sep=sep, index=False)
+    frame.to_csv(tmp_path / name, sep=sep, decimal=decimal, index=False)
     import dataclasses
 
     from pipeline.levels import encoding_from_scan, merge_scans, scan_block
@@ -421,10 +423,11 @@ def test_the_separator_is_read_from_the_header(tmp_path, name, sep):
     if plan.needs_scan:  # a table this small is scanned by the plan itself
         enc = encoding_from_scan(plan, merge_scans([scan_block(plan, b) for b in plan.blocks]))
         plan = dataclasses.replace(plan, encoding=enc, feature_names=enc.feature_names)
-    assert plan.delimiter == sep and plan.n_rows == n and plan.raw_features == ("fixed acidity", "town", "note")
+    assert plan.delimiter == sep and plan.decimal == decimal and plan.n_rows == n
+    assert plan.raw_features == ("fixed acidity", "town", "note")
     assert any(n.startswith("read as") for n in plan.notes) == (sep != ",")
     y = np.concatenate([load_block(plan, b).y for b in plan.blocks])
-    np.testing.assert_array_equal(y, pd.read_csv(tmp_path / name, sep=sep)["quality"].to_numpy(float))
+    np.testing.assert_array_equal(y, pd.read_csv(tmp_path / name, sep=sep, decimal=decimal)["quality"].to_numpy(float))
     X = np.vstack([load_block(plan, b).X for b in plan.blocks])
     np.testing.assert_array_equal(X[:, 0], frame["fixed acidity"].to_numpy())
     np.testing.assert_array_equal(X[:, 1], frame["town"] == "a;b")  # town=a;b, the first level's indicator
