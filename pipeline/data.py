@@ -360,30 +360,31 @@ def _plan_bundled(cfg: DataConfig, name: str, group: str | None, labels: bool = 
 
 
 def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, group: str | None,
-                 default_target: str | None = None, labels: bool = False, delimiter: str = ",", decimal: str = "."
+                 default_target: str | None = None, labels: bool = False, delimiter: str = ",", decimal: str = ".",
+                 blank: Sequence[str] = ()
                  ) -> tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
     """Features, target, categorical features, text features and notes of a CSV, from its header and first lines,
     and whether the target is text (a binomial model's labels, with ``labels``).
 
     A first column with an empty header holding unique values is row labels (R's ``write.csv`` row names, the
-    index pandas' ``to_csv`` writes): left out, with a note. An unnamed column kept as a feature could not be
-    named in the model's signature, so ``_choose_columns`` refuses it.
+    index pandas' ``to_csv`` writes): left out, with a note. Other unnamed columns (``blank``: named
+    ``Unnamed: <i>`` as pandas names them) are left out when they hold no value, else kept under that name.
     """
     head = csv_head_kinds(path, columns, cfg.na_values, delimiter=delimiter, decimal=decimal)
     kinds, unique, disguised = head.kinds, head.unique, head.disguised
     notes: tuple[str, ...] = ()
+    if "" in (cfg.exclude or ()):  # data.exclude: [""] names every unnamed column (before they were named)
+        cfg = cfg.model_copy(update={"exclude": [*(c for c in cfg.exclude or () if c), *blank]})
     first = columns[0] if columns else None
     if (first is not None and _ROW_LABELS.match(first) and unique[first] and cfg.features is None
             and first not in (cfg.target, cfg.weight, group, cfg.offset, cfg.exposure, *(cfg.exclude or ()))):
         cfg = cfg.model_copy(update={"exclude": [*(cfg.exclude or []), first]})
-        named = "has no header" if first == "" else f"is named {first!r}"
+        named = "has no header" if first in blank else f"is named {first!r}"
         notes = (f"the first column {named} and unique values (row labels, as R's write.csv and pandas' to_csv "
                  "write them): left out.",)
-    if "" in head.empty and cfg.features is None and "" not in (cfg.exclude or ()):
-        cfg = cfg.model_copy(update={"exclude": [*(cfg.exclude or []), ""]})
-        notes += (f"column {columns.index('') + 1} has no header and no value in any row (lines that end with a "
-                  "comma, as spreadsheets export them): left out.",)
+    cfg, unnamed_notes = _unnamed_columns(cfg, columns, blank, head.empty)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
+    notes += unnamed_notes
     notes += tuple(f"column {c!r} holds a different whole number in each of its first rows, close together (a row "
                    f"or customer identifier?): it is a feature; leave it out with data.exclude: {yaml_list([c])} if "
                    "it names rows." for c in features if head.counters[c] and cfg.features is None)
@@ -395,6 +396,27 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
     text_target = labels and kinds.get(target) in ("text", "dictionary")
     return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
+
+
+def _unnamed_columns(cfg: DataConfig, columns: Sequence[str], blank: Sequence[str],
+                     empty: Sequence[str]) -> tuple[DataConfig, tuple[str, ...]]:
+    """The unnamed columns of a CSV (``blank``) besides row labels: those without a single value (every line
+    ending in the separator, as spreadsheets export; several in a row as UCI's air quality data) are left out;
+    one with values is kept as the feature pandas names (``Unnamed: 3``), so that a frame read by
+    ``pandas.read_csv`` predicts. Each with a note."""
+    left_out = set(cfg.exclude or ())
+    named = [c for c in blank if c not in left_out and cfg.features is None]
+    gone = [c for c in named if c in empty]
+    kept = [c for c in named if c not in empty]
+    notes: tuple[str, ...] = ()
+    if gone:
+        cfg = cfg.model_copy(update={"exclude": [*(cfg.exclude or []), *gone]})
+        where = ", ".join(str(columns.index(c) + 1) for c in gone)
+        notes += (f"column{'s' if len(gone) > 1 else ''} {where} {'have' if len(gone) > 1 else 'has'} no header and no "
+                  "value in any row (lines that end with a separator, as spreadsheets export them): left out.",)
+    notes += tuple(f"column {columns.index(c) + 1} has no header: it is the feature {c!r}, as pandas names it; name it "
+                   f"in the file, or leave it out with data.exclude: {yaml_list([c])}." for c in kept)
+    return cfg, notes
 
 
 def _check_levels_if_small(plan: DataPlan) -> None:
@@ -685,12 +707,14 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     if quoted_newlines:
         offsets, n_rows = _scan_records(path, data_start, end, cfg.block_rows, delimiter)
     columns = _header_columns(text, delimiter)
+    blank = [f"Unnamed: {i}" for i, c in enumerate(columns) if not c]  # as pandas names them
+    columns = [c or f"Unnamed: {i}" for i, c in enumerate(columns)]
     _check_header(columns, cfg, path)
     _check_unique_columns(columns, f"CSV file {path!r}")
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
     features, target, categorical, text_columns, notes, text_target = _csv_columns(
-        cfg, path, columns, repr(path), group, labels=labels, delimiter=delimiter, decimal=decimal)
+        cfg, path, columns, repr(path), group, labels=labels, delimiter=delimiter, decimal=decimal, blank=blank)
     if delimiter != ",":
         notes = (f"read as {_DELIMITERS[delimiter]}-separated: its header holds no comma"
                  + (", and with decimal commas (3,14): its numbers are written so." if decimal == "," else "."),

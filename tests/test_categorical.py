@@ -204,7 +204,8 @@ def test_exclude_and_row_labels(tmp_path, penguins):
 
 def test_unnamed_columns(tmp_path, penguins):
     """pandas' ``to_csv`` writes its integer index as an unnamed first column: row labels, left out. Any other
-    unnamed column would reach MLflow's signature without a name (it failed there, after the sweep): refused."""
+    unnamed column is named as pandas names it (an empty name failed in MLflow's signature, after the sweep),
+    and left out when it holds no value (lines ending in separators, as spreadsheets export them)."""
     penguins.to_csv(tmp_path / "indexed.csv")
     plan = plan_data(DataConfig(source=str(tmp_path / "indexed.csv"), target=TARGET, missing="impute"))
     assert "" not in plan.raw_features and plan.raw_features[0] == "species"
@@ -212,10 +213,12 @@ def test_unnamed_columns(tmp_path, penguins):
     df = penguins.copy()
     df.insert(2, "", df["year"])
     df.to_csv(tmp_path / "gap.csv", index=False)
-    with pytest.raises(DataError, match=r"column 3 of .* has no header.*data.exclude: \[\"\"\]"):
-        plan_data(DataConfig(source=str(tmp_path / "gap.csv"), target=TARGET, missing="impute"))
+    plan = plan_data(DataConfig(source=str(tmp_path / "gap.csv"), target=TARGET, missing="impute"))
+    assert plan.raw_features[2] == "Unnamed: 2" == pd.read_csv(tmp_path / "gap.csv").columns[2]
+    assert "column 3 has no header: it is the feature 'Unnamed: 2', as pandas names it; name it in the file, or " \
+           "leave it out with data.exclude: [\"Unnamed: 2\"]." in plan.notes
     plan = plan_data(DataConfig(source=str(tmp_path / "gap.csv"), target=TARGET, missing="impute", exclude=[""]))
-    assert "" not in plan.raw_features
+    assert "Unnamed: 2" not in plan.raw_features and len(plan.raw_features) == len(df.columns) - 2  # "" as before
     # every line ending in a comma (a spreadsheet's export): an unnamed, empty last column, left out with a note
     df.drop(columns="").to_csv(tmp_path / "plain.csv", index=False)
     lines = (tmp_path / "plain.csv").read_text().splitlines()
@@ -223,6 +226,11 @@ def test_unnamed_columns(tmp_path, penguins):
     plan = plan_data(DataConfig(source=str(tmp_path / "trailing.csv"), target=TARGET, missing="impute"))
     assert "" not in plan.raw_features and plan.raw_features[-1] == "year"
     assert any(n.startswith(f"column {len(df.columns)} has no header and no value in any row") for n in plan.notes)
+    (tmp_path / "trailing.csv").write_text("".join(line + ",,\n" for line in lines))  # two of them
+    plan = plan_data(DataConfig(source=str(tmp_path / "trailing.csv"), target=TARGET, missing="impute"))
+    assert plan.raw_features[-1] == "year"
+    n = len(df.columns)
+    assert any(note.startswith(f"columns {n}, {n + 1} have no header and no value") for note in plan.notes)
 
 
 @pytest.mark.parametrize("change, message", [
