@@ -301,8 +301,9 @@ def _full_steps(fits: Sequence[_Fit], steps: Sequence[_Step]) -> list[_FullStep]
                 slope[j] -= resids[j][r] @ d_eta
                 eta = np.add(f.eta[r], d_eta, out=etas[j][r])
                 terms = problem._terms[:, r] if problem._terms is not None else None
-                dev[j] += v @ problem.family.half_deviance(y, eta, terms)
-                resid = np.subtract(y, problem.family.mean(eta), out=R[r, j])
+                half_dev, mu = problem.family.half_deviance_and_mean(y, eta, terms)
+                dev[j] += v @ half_dev
+                resid = np.subtract(y, mu, out=R[r, j])
                 resid *= v
             raw += X[r].T @ R[r]
             totals += R[r].sum(axis=0)

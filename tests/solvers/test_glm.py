@@ -330,6 +330,27 @@ def test_unit_half_deviances_against_scipy() -> None:
     assert np.all(np.abs(POISSON.half_deviance(counts, full)[counts > 0]) <= 1e-13 * counts[counts > 0])
 
 
+def test_half_deviance_and_mean_at_once_match_the_two_alone() -> None:
+    """The batched steps take the binomial half deviance and the mean from one exponential: the deviance is the
+    same expression (equal bit for bit), the mean within 4 ulps of scipy's ``expit`` (3 seen: ``e/(1 + e)``
+    against its ``1/(1 + e^{−η})`` for η < 0, each a few ulps from the truth) from η = −800 to 800 (0 and 1 at
+    the ends, never NaN); Poisson returns the two as they are."""
+    from scipy.special import expit
+
+    eta = np.concatenate([[-800.0, -745.0, -40.0, -1e-9, 0.0, 1e-9, 40.0, 800.0], np.linspace(-30, 30, 101)])
+    for y in (np.zeros_like(eta), np.ones_like(eta)):
+        half, mu = BINOMIAL.half_deviance_and_mean(y, eta)
+        np.testing.assert_array_equal(half, BINOMIAL.half_deviance(y, eta))
+        want = expit(eta)
+        assert np.all(np.abs(mu - want) <= 4 * np.spacing(want)) and np.isfinite(mu).all()
+        assert mu[0] == want[0] == 0.0 and mu[eta == 800.0] == 1.0
+    counts = np.arange(eta.size, dtype=float) % 7
+    eta_p = np.clip(eta, -30, 30) / 10
+    half, mu = POISSON.half_deviance_and_mean(counts, eta_p, POISSON.deviance_terms(counts))
+    np.testing.assert_array_equal(half, POISSON.half_deviance(counts, eta_p, POISSON.deviance_terms(counts)))
+    np.testing.assert_array_equal(mu, POISSON.mean(eta_p))
+
+
 def test_poisson_half_deviance_keeps_its_digits_for_large_counts_near_the_fit() -> None:
     """Counts up to 10⁹ with ``η = log y + r``, ``|r|`` from 1e-6 to 1: against ``y (e^r − 1 − r)`` in 50-digit
     decimal arithmetic (from the float ``η`` actually passed), to ``4ε (1 + |log y|) / |r|`` relative: the
