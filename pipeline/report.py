@@ -142,6 +142,8 @@ def describe_decision(summary: dict[str, Any], run_id: str) -> str:
     lines = [f"**Registered: the `{sel['rule']}` choice** (`search.select: {sel['rule']}`): {sel['penalty']}, "
              f"{_strengths(sel)}: CV {label} {sel['cv_metric']:.6g} ± {sel['cv_metric_se']:.3g}, {explained} "
              f"{explained_share(sel):.3f}, {sel['n_nonzero']} of {summary['n_features']} features non-zero."]
+    for note in summary.get("cv_notes", []):  # up front: the choice above follows one fold
+        lines.append(f"\n**Note:** {note}")
     if summary.get("target"):
         lines.append(f"\n{_target_line(summary['target'])}")
     for rule, c in summary.get("choices", {}).items():
@@ -164,9 +166,8 @@ def describe_decision(summary: dict[str, Any], run_id: str) -> str:
               f"features, {summary['k']} folds (fingerprint `{summary['data_fingerprint']}`); "
               f"{summary['n_trials_complete']} trials complete. Every trial is a child run; `coefficients.csv`, "
               "`trials.csv` and `config.yaml` are artifacts of this run."]
-    notes = [*summary.get("data_notes", []), *summary.get("cv_notes", [])]  # what the terminal said as Note: lines
-    if notes:
-        lines += ["", "**Notes:**", *(f"- {n}" for n in notes)]
+    if summary.get("data_notes"):  # what the terminal said as Note: lines (the CV's are up front)
+        lines += ["", "**Notes on the data:**", *(f"- {n}" for n in summary["data_notes"])]
     for name, title in (("cv_curve.png", "CV error along the path"), ("coefficient_path.png", "coefficient path"),
                         ("validation_curve.png", "every trial")):
         lines += ["", f"![{title}](get-artifact?path={name}&run_uuid={run_id})"]

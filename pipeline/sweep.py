@@ -411,7 +411,7 @@ class _Sweep:
             **(encoding_summary(self.plan.encoding) if self.plan.encoding is not None else {}),
             "constant_columns": meta["constant_columns"],
             "duplicate_columns": meta["duplicate_columns"],
-            "data_notes": meta["notes"],
+            "data_notes": [*self.plan.notes, *meta["notes"]],  # the plan's (columns left out, separator) first
             "cv_notes": dominant_fold_notes(d.rows, metric_label(m)),
             "search_space": self.space.as_dict(),
             "timings_s": self.timer.marks,

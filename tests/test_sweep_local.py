@@ -164,10 +164,11 @@ def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabete
     # the terminal's Note: lines reach the run's description too (none here: the data are clean)
     from pipeline.report import describe_decision
 
-    assert "**Notes:**" not in parent.data.tags["mlflow.note.content"] and not summary["cv_notes"]
+    assert "Note" not in parent.data.tags["mlflow.note.content"] and not summary["cv_notes"]
     noted = describe_decision({**summary, "data_notes": ["column 'x' is constant"], "cv_notes": ["fold 2 swamps"]},
-                              parent.info.run_id)
-    assert "**Notes:**\n- column 'x' is constant\n- fold 2 swamps" in noted
+                              parent.info.run_id).split("\n\n")
+    assert noted[1] == "**Note:** fold 2 swamps"  # under the registered choice, which it qualifies
+    assert "**Notes on the data:**\n- column 'x' is constant" in noted
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "config.yaml", "validation_curve.png", "coefficients.png", "coefficients.csv",
             "optimization_history.png", "cv_curve.png", "coefficient_path.png"} <= artifacts
