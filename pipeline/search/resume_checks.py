@@ -54,7 +54,7 @@ def _recorded(store: TrialStore, attr: str, value: str, before: str | None) -> s
     work on it (its data pass can take minutes before its first trial), whose value stands."""
     study = store.study
     seen = study.user_attrs.get(attr)
-    if not study.get_trials(deepcopy=False) and (seen is None or (seen != value and not store.others_at_work())):
+    if not store.has_trials() and (seen is None or (seen != value and not store.others_at_work())):
         if seen != value:
             study.set_user_attr(attr, value)
         return value

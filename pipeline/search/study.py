@@ -159,6 +159,14 @@ class TrialStore:
         return LeaseKeeper(lambda now: self.set_study_attr(key, now))
 
     # ------------------------------------------------------------ counting
+    def has_trials(self) -> bool:
+        """Whether the study holds any trial, in any state, by one query (not loading them)."""
+        import sqlalchemy
+
+        with self._engine.connect() as con:
+            return con.execute(sqlalchemy.text("SELECT 1 FROM trials WHERE study_id = :sid LIMIT 1"),
+                               {"sid": self._study_id}).first() is not None
+
     def n_complete(self) -> int:
         """COMPLETE trials in the study, by one COUNT query (Optuna's ``get_n_trials`` loads every trial)."""
         import sqlalchemy
