@@ -141,6 +141,47 @@ def test_parquet_schema_mismatch(tmp_path, frame):
         plan_data(DataConfig(source=str(tmp_path), target="y"))
 
 
+def test_parquet_deliveries_whose_numbers_or_text_are_stored_differently_are_one_source(tmp_path):
+    """pandas writes an integer column as int64 until a delivery has a gap in it, then as double: a directory of
+    both was refused ("rewrite them with the same columns and types"), also by a retrain on the new file. Numbers
+    are numbers and text is text (a category column in one file, str in another); a boolean beside numbers (read
+    as levels True/False) and a missing column are still refused."""
+    import dataclasses
+
+    from pipeline.levels import encoding_from_scan, merge_scans, scan_block
+
+    rng = np.random.default_rng(3)
+    old = pd.DataFrame({"age": rng.integers(20, 70, 60), "town": rng.choice(["a", "b"], 60), "y": rng.normal(size=60)})
+    new = old.assign(age=old["age"].astype(float), town=old["town"].astype("category"))
+    new.loc[[2, 9], "age"] = np.nan
+    old.to_parquet(tmp_path / "part-0.parquet")
+    new.to_parquet(tmp_path / "part-1.parquet")
+    plan = plan_data(DataConfig(source=str(tmp_path), target="y", missing="impute"))
+    if plan.needs_scan:
+        enc = encoding_from_scan(plan, merge_scans([scan_block(plan, b) for b in plan.blocks]))
+        plan = dataclasses.replace(plan, encoding=enc, feature_names=enc.feature_names)
+    assert plan.n_rows == 120 and plan.encoding is not None and plan.encoding.levels[1] == ("a", "b")
+    X = np.vstack([load_block(plan, b).X for b in plan.blocks])
+    ages = pd.concat([old["age"].astype(float), new["age"]]).to_numpy()
+    gaps = np.isnan(ages)
+    np.testing.assert_array_equal(X[~gaps, 0], ages[~gaps])  # imputed where the new delivery had gaps
+    old.assign(age=old["age"] > 40).to_parquet(tmp_path / "part-0.parquet")
+    with pytest.raises(DataError, match="column 'age' is bool in .* but double in"):
+        plan_data(DataConfig(source=str(tmp_path), target="y", missing="impute"))
+
+
+def test_planning_a_wide_parquet_file_is_linear_in_its_columns(tmp_path):
+    """Footer checks and column kinds looked each column up by name across all columns: 10,000 columns took 38 s
+    to plan (194 s at 20,000). One index per file: the plan reads every column's kind and all-null state once."""
+    p = 3000
+    frame = pd.DataFrame(np.ones((4, p)), columns=[f"g{j}" for j in range(p)]).assign(y=1.0, empty=np.nan)
+    frame.to_parquet(tmp_path / "w.parquet")
+    with pytest.raises(DataError, match="'empty'"):  # the all-null column is still found
+        plan_data(DataConfig(source=str(tmp_path / "w.parquet"), target="y"))
+    plan = plan_data(DataConfig(source=str(tmp_path / "w.parquet"), target="y", exclude=["empty"]))
+    assert plan.n_features == p
+
+
 def test_group_column_must_exist():
     with pytest.raises(DataError, match="folds.group 'clinic' is not a column"):
         plan_data(DataConfig(), FoldsConfig(group="clinic"))
