@@ -8,16 +8,19 @@ registered model and the trials as a DataFrame::
     result = pipeline.run_sweep("configs/quickstart.yaml", overrides={"search.n_trials": 20})
     result.selected, result.best_cv_mse, result.model_version
     result.model.predict(frame)
-    result.trials.sort_values("cv_mse").head()
+    result.trials.sort_values(f"cv_{result.metric}").head()
 """
 
 from __future__ import annotations
 
+import ast
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import SweepConfig, config_from
+from .errors import ConfigError
 from .model import FittedModel
 
 if TYPE_CHECKING:
@@ -52,8 +55,52 @@ def run_sweep(config: str | Path | Mapping[str, Any] | SweepConfig | None = None
     from .sweep import sweep_with_model
 
     cfg = config_from(config, overrides)
+    if not cfg.cluster.address and cfg.cluster.processes:
+        _check_main_guard()
     summary, model = sweep_with_model(cfg, echo=echo or (lambda _line: None), progress=progress)
     return SweepResult(summary, cfg, model)
+
+
+def _check_main_guard() -> None:
+    """Refuse a call at the top level of a script, outside ``if __name__ == "__main__":``, before any work.
+
+    The embedded cluster's worker processes start from a fork server, which imports the script's ``__main__``
+    once more (Python's multiprocessing): unguarded, that import runs the sweep again, and the cluster fails
+    with a multiprocessing traceback ("Nanny failed to start") after seconds, having re-run whatever the
+    script does before the call. The frame of the script's top level says on which line it called; the
+    script's syntax tree says whether that line is inside the guard."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or not str(path).endswith(".py"):
+        return  # a notebook, python -c, an interpreter: nothing is imported again
+    frame = sys._getframe(1)
+    line = None
+    while frame is not None:
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    if line is None:
+        return
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return
+    if any(_is_main_guard(node) and node.lineno <= line <= (node.end_lineno or node.lineno) for node in tree.body):
+        return
+    raise ConfigError(
+        f"pipeline.run_sweep is called at the top level of {path} (line {line}): the sweep's worker processes "
+        "start from a fork server that imports this script again, which would run the sweep again; put the call "
+        'under if __name__ == "__main__": (or set cluster.processes: false for workers as threads).')
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either side of the comparison)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.comparators) != 1:
+        return False
+    sides = [node.test.left, node.test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return isinstance(node.test.ops[0], ast.Eq) and names == ["__name__"] and values == ["__main__"]
 
 
 class SweepResult:

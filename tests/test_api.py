@@ -46,3 +46,27 @@ def test_run_sweep_takes_a_mapping_and_a_config_object_and_refuses_bad_keys(tmp_
     with pytest.raises(ConfigError, match="search.n_trials: Input should be greater than or equal to 1"):
         pipeline.run_sweep({"search": {"n_trials": 0}})
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_calling_run_sweep_outside_its_main_guard_is_told_before_any_work(tmp_path, guarded):
+    """The embedded cluster's fork server imports the script once more: unguarded, the sweep ran again there and
+    the cluster failed with "Nanny failed to start" after seconds, having re-run the script's side effects. Now
+    one clear line first. Guarded (here through a function), the call goes on (to the data plan, which refuses
+    the missing file: the check let it through)."""
+    import subprocess
+    import sys
+
+    body = ("import pipeline\n"
+            "def main():\n"
+            "    pipeline.run_sweep(overrides={'data.source': 'nope.csv', 'data.target': 'y'})\n")
+    body += 'if __name__ == "__main__":\n    main()\n' if guarded else "open('ran', 'a').write('x')\nmain()\n"
+    (tmp_path / "script.py").write_text(body)
+    proc = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    if guarded:
+        assert "data.source 'nope.csv' does not exist" in proc.stderr and "top level" not in proc.stderr
+    else:
+        assert "ConfigError: pipeline.run_sweep is called at the top level of" in proc.stderr
+        assert 'script.py (line 5)' in proc.stderr and 'under if __name__ == "__main__":' in proc.stderr
+        assert (tmp_path / "ran").read_text() == "x"  # the script ran once: no worker imported it again
