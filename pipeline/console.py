@@ -109,6 +109,7 @@ def _penalty_lines(summary: dict[str, Any]) -> list[str]:
 
 
 _EDGE = 0.05  # a strength this share of the searched range (on the log scale) from an end is at that end
+_NEGLIGIBLE = 1e-3  # an elastic net's λ2 at most this share of its λ1 (mixing ≥ 0.999) makes it a lasso
 _SEPARABLE = 0.01  # a binomial CV deviance below this (log-loss 0.005): the classes look separable
 
 
@@ -124,6 +125,8 @@ def _edge_lines(summary: dict[str, Any]) -> list[str]:
     for name in {"l1": ("lambda1",), "l2": ("lambda2",)}.get(pen, ("lambda1", "lambda2")):
         low, high = space.get(name, (0.0, 0.0))
         value = top[name]
+        if pen == "elasticnet" and name == "lambda2" and value <= _NEGLIGIBLE * top["lambda1"]:
+            continue  # a lasso in all but name: a smaller λ2 would change nothing, whatever its bound
         if 0 < low < high and value > 0:
             at = math.log(value / low) / math.log(high / low)
             symbol = "λ1" if name == "lambda1" else "λ2"

@@ -207,5 +207,9 @@ def test_a_best_trial_at_an_end_of_the_searched_range_is_noted() -> None:
     assert len(strong) == 1 and "strong end" in strong[0] and "raise search.lambda1.high" in strong[0]
     assert _edge_lines(_edge_summary("gaussian", "l1", 1e-3, 0.0, 3.0)) == []  # inside the range
     # the elastic net's λ2 alone at its floor, λ1 inside: only λ2 is named
-    only = _edge_lines(_edge_summary("gaussian", "elasticnet", 1e-3, 1.2e-8, 3.0))
+    only = _edge_lines(_edge_summary("gaussian", "elasticnet", 1e-5, 1.2e-8, 3.0))
     assert len(only) == 1 and "search.lambda2.low" in only[0] and "lambda1" not in only[0]
+    # ... unless it is a lasso in all but name (λ2 ≤ 1e-3 λ1: a wide probe's λ1 = 0.43, λ2 = 3e-6 was told to
+    # lower search.lambda2.low, which changes nothing)
+    assert _edge_lines(_edge_summary("gaussian", "elasticnet", 1e-3, 1.2e-8, 3.0)) == []
+    assert _edge_lines(_edge_summary("gaussian", "elasticnet", 0.43, 1.2e-8, 3.0)) == []
