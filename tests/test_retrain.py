@@ -267,6 +267,8 @@ def test_time_holdout_reads_only_new_and_straddling_blocks(world, tmp_path, monk
     s2 = run_retrain(cfg, echo=lambda s: None)
     assert s2["time_cutoff"] == pytest.approx(2999 - 0.3 * 2999)
     assert sorted(count.loaded) == [("part-001.parquet", i) for i in (2, 3, 4, 4, 5)]
+    # blocks 2–5 read (4 once more across the cut-off: counted once), 0–1 from the cache: they add up
+    assert (s2["blocks_read"], s2["blocks_cached"], s2["blocks_total"]) == (4, 2, 6)
     frame = pd.concat([pd.read_parquet(p) for p in sorted(data.glob("*.parquet"))], ignore_index=True)
     held = frame["t"].to_numpy() >= s2["time_cutoff"]
     X, y = frame[[f"x{j}" for j in range(P)]].to_numpy(), frame["y"].to_numpy()

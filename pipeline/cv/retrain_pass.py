@@ -100,7 +100,7 @@ def collect_stats(client: Client, columns: RetrainColumns, fingerprints: Sequenc
     if plan.encoding is not None:
         records = {i: rec.widened(plan.encoding) for i, rec in records.items()}
     records.update(loaded)
-    blocks_read = len(missing)
+    read = set(missing)
     cutoff = None
     holdout = cfg.retrain.holdout
     if holdout.time_column:
@@ -111,11 +111,11 @@ def collect_stats(client: Client, columns: RetrainColumns, fingerprints: Sequenc
             if again:
                 reload.append(i)
         records.update(_load_records(client, plan_f, plan, reload, cfg, cutoff))
-        blocks_read += len(reload)
+        read.update(reload)  # a block read twice (new, and across the cut-off) counts once; a cached one is read
     merged = records[0]
     for i in range(1, len(plan.blocks)):
         merged = merged + records[i]
-    return RetrainStats(merged, blocks_read, len(plan.blocks) - len(missing), cutoff)
+    return RetrainStats(merged, len(read), len(plan.blocks) - len(read), cutoff)
 
 
 def _cached_records(cache: StatCache | None, keys: Sequence[str], k: int, p: int | None) -> dict[int, BlockRecord]:
