@@ -179,5 +179,5 @@ def _close(then: Any, now: Any) -> bool:
     """Whether two lists of ``[value, scale]`` moments agree to :data:`MOMENTS_RTOL` of their scales."""
     if not isinstance(then, list) or not isinstance(now, list) or len(then) != len(now):
         return False
-    return all(abs(a - b) <= MOMENTS_RTOL * max(sa, sb, abs(a), abs(b), 1e-300)
-               for (a, sa), (b, sb) in zip(then, now, strict=True))
+    return all(a == b or (a != a and b != b) or abs(a - b) <= MOMENTS_RTOL * max(sa, sb, abs(a), abs(b), 1e-300)
+               for (a, sa), (b, sb) in zip(then, now, strict=True))  # NaN beside NaN: the same (not-a-)moment
