@@ -411,11 +411,16 @@ class _Sweep:
             **(encoding_summary(self.plan.encoding) if self.plan.encoding is not None else {}),
             "constant_columns": meta["constant_columns"],
             "duplicate_columns": meta["duplicate_columns"],
-            "data_notes": [*self.plan.notes, *meta["notes"]],  # the plan's (columns left out, separator) first
-            "cv_notes": dominant_fold_notes(d.rows, metric_label(m)),
+            **_notes(self.plan, meta, d.rows, m),
             "search_space": self.space.as_dict(),
             "timings_s": self.timer.marks,
         }
+
+
+def _notes(plan: DataPlan, meta: dict[str, Any], rows: list[TrialRow], metric: str) -> dict[str, list[str]]:
+    """The summary's ``data_notes`` (the plan's first: columns left out, the separator; then the pass's) and
+    ``cv_notes`` (a fold that swamps the others)."""
+    return {"data_notes": [*plan.notes, *meta["notes"]], "cv_notes": dominant_fold_notes(rows, metric_label(metric))}
 
 
 def _waited(timer: _Timer, mark: str, fut: Any) -> Any:
