@@ -14,8 +14,8 @@ is caught when its block is read, with the file rows named.
 from __future__ import annotations
 
 import contextlib
-import json
 import csv
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass

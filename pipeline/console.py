@@ -10,7 +10,7 @@ from typing import Any
 
 from .config import SweepConfig
 from .metrics import metric_label
-from .report import count_text, explained_share
+from .report import count_text, explained_share, se_distance
 
 __all__ = ["LOCAL_UI", "Progress", "mlflow_ui_command", "print_outcome"]
 
@@ -98,7 +98,7 @@ def _penalty_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"Best of each penalty (CV {metric_label(summary['metric'])} ± 1 SE; distance from the best in its SEs):"]
     for pen, b in best.items():
         gap = (b["cv_metric"] - top["cv_metric"]) / se if se > 0 else float("nan")
-        where = "best" if b is top else f"+{gap:.2f} SE"
+        where = "best" if b is top else se_distance(gap)
         lines.append(f"  {pen:<10}  trial {b['trial']:<4} {_lambdas(pen, b['lambda1'], b['lambda2']):<34} "
                      f"{b['cv_metric']:>12.6g} ± {b['cv_metric_se']:<9.3g} {where:<10} "
                      f"{count_text(b['n_nonzero'])} non-zero{_multipliers(b)}")

@@ -408,8 +408,10 @@ def _unnamed_columns(cfg: DataConfig, columns: Sequence[str], blank: Sequence[st
     ending in the separator, as spreadsheets export; several in a row as UCI's air quality data) are left out;
     one with values is kept as the feature pandas names (``Unnamed: 3``), so that a frame read by
     ``pandas.read_csv`` predicts. Each with a note."""
+    if cfg.features is not None:  # only the listed columns are read
+        return cfg, ()
     left_out = set(cfg.exclude or ())
-    named = [c for c in blank if c not in left_out and cfg.features is None]
+    named = [c for c in blank if c not in left_out]
     gone = [c for c in named if c in empty]
     kept = [c for c in named if c not in empty]
     notes: tuple[str, ...] = ()

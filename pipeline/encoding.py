@@ -36,8 +36,8 @@ from .solvers import MeanImputation
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NA_LEVEL", "Encoding", "describe", "encoding_summary", "from_json", "is_missing", "level_strings", "numeric_column",
-           "to_json"]
+__all__ = ["NA_LEVEL", "Encoding", "describe", "encoding_summary", "from_json", "input_numbers", "is_missing",
+           "level_strings", "numeric_column", "to_json"]
 
 NA_LEVEL = "<NA>"
 _INPUT = "input"  # where a predict-time frame is (its messages speak of the model, not of the config)
@@ -275,6 +275,14 @@ def _number_names(values: np.ndarray) -> np.ndarray:
     for i, v in enumerate(values):
         out[i] = None if not math.isfinite(v) else (str(int(v)) if v.is_integer() else repr(float(v)))
     return out
+
+
+def input_numbers(frame: pd.DataFrame) -> np.ndarray:
+    """A predict-time frame's columns as float64 (gaps, ``pd.NA`` and ``None`` as NaN), where text in a column
+    is an error naming it and what the model takes."""
+    if not len(frame.columns):
+        return np.empty((len(frame), 0))
+    return np.column_stack([numeric_column(frame[c], str(c), _INPUT) for c in frame.columns])
 
 
 def numeric_column(series: pd.Series, name: str, where: str) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .encoding import Encoding, numeric_column
+from .encoding import Encoding, input_numbers
 from .encoding import from_json as encoding_from_json
 from .encoding import to_json as encoding_json
 from .errors import DataError
@@ -377,5 +377,4 @@ def _float_array(X: Any) -> np.ndarray:
     try:
         return X.astype(np.float64).to_numpy()
     except (TypeError, ValueError):  # an object column holding pd.NA or None, or text, which is named
-        return np.column_stack([numeric_column(X[c], str(c), "input") for c in X.columns]) if len(X.columns) \
-            else np.empty((len(X), 0))
+        return input_numbers(X)

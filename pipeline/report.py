@@ -17,7 +17,13 @@ def count_text(x: float) -> str:
     ``9.4``, ``78.8``, ``4,833``, ``20,000`` (not ``2e+04``)."""
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
-__all__ = ["TrialRow", "describe_decision", "dominant_fold_notes", "explained_share", "trial_table",
+def se_distance(gap: float) -> str:
+    """A distance from the best in standard errors: ``+0.06 SE``; ``+3.63e+13 SE`` when a fold's error is
+    astronomical (the columns of the terminal's table stay aligned)."""
+    return f"+{gap:.2f} SE" if abs(gap) < 1e3 else f"+{gap:.3g} SE"
+
+
+__all__ = ["TrialRow", "describe_decision", "dominant_fold_notes", "explained_share", "se_distance", "trial_table",
            "write_coefficients_csv", "write_trials_csv"]
 
 TrialRow = dict[str, Any]  # number, state, penalty, lambda1, lambda2, cv_mse, cv_mse_se, train_mse, cv_r2, n_nonzero
@@ -155,7 +161,7 @@ def describe_decision(summary: dict[str, Any], run_id: str) -> str:
     for pen, b in best.items():
         assert top is not None
         se = top["cv_metric_se"] or float("nan")
-        gap = "best" if b is top else f"+{(b['cv_metric'] - top['cv_metric']) / se:.2f} SE"
+        gap = "best" if b is top else se_distance((b['cv_metric'] - top['cv_metric']) / se)
         lines.append(f"| {pen} | {b['trial']} | {_strengths(b | {'penalty': pen})} | {b['cv_metric']:.6g} ± "
                      f"{b['cv_metric_se']:.3g} | {gap} | {b['n_nonzero']:.3g} |")
     lines += _controls_lines(summary.get("penalty_controls"), sel.get("group_multipliers") or {})

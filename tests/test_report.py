@@ -173,3 +173,8 @@ def test_a_fold_that_swamps_the_others_is_noted():
                            "trials (up to 1.92e+17×)")  # 2e19 / median(90, 118, 150, 82) = 2e19 / 104
     assert dominant_fold_notes([row(90, 8000, 118, 150, 82)] * 3, "CV MSE") == []  # 67× the median: not noted
     assert dominant_fold_notes(swamped[1:3] + [swamped[2]] * 2, "CV MSE") == []  # 1 trial of 4: not noted
+    # such a fold puts a penalty's best 3.6e13 SEs from the best: the terminal's column stays readable
+    from pipeline.report import se_distance
+
+    assert (se_distance(0.0634), se_distance(999.4), se_distance(36329254841522.47)) == (
+        "+0.06 SE", "+999.40 SE", "+3.63e+13 SE")
