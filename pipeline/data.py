@@ -694,15 +694,10 @@ _DECIMAL_POINT = re.compile(r"^[-+]?\d*\.\d+([eE][-+]?\d+)?$")
 
 
 def _delimiter_of(header: str) -> str:
-    """The field separator of a CSV from its header line: a comma, unless the header read with commas is one
-    column and splits on one of :data:`_DELIMITERS` (UCI's wine quality and bank marketing files use ``;``,
-    as European spreadsheets export; ``.tsv`` files tabs)."""
-    if len(_header_columns(header)) > 1:
-        return ","
-    for sep in _DELIMITERS:
-        if len(_header_columns(header, sep)) > 1:
-            return sep
-    return ","
+    """The field separator of a CSV from its header line: the one of ``,`` and :data:`_DELIMITERS` that splits it
+    into the most columns, the comma on a tie (UCI's wine quality and bank marketing files use ``;``, as European
+    spreadsheets export, and a name there may hold a comma: ``Price (€, excl. VAT);Area``; ``.tsv`` files tabs)."""
+    return max((",", *_DELIMITERS), key=lambda sep: len(_header_columns(header, sep)))
 
 
 def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) -> DataPlan:
@@ -733,7 +728,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     features, target, categorical, text_columns, notes, text_target = _csv_columns(
         cfg, path, columns, repr(path), group, labels=labels, delimiter=delimiter, decimal=decimal, blank=blank)
     if delimiter != ",":
-        notes = (f"read as {_DELIMITERS[delimiter]}-separated: its header holds no comma"
+        notes = (f"read as {_DELIMITERS[delimiter]}-separated: its header splits into the most columns so"
                  + (", and with decimal commas (3,14): its numbers are written so." if decimal == "," else "."),
                  *notes)
     bounds = [data_start] + [o for o in offsets if o < end] + [end]

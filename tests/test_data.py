@@ -454,6 +454,7 @@ def test_the_separator_is_read_from_the_header(tmp_path, name, sep, decimal):
     rng = np.random.default_rng(1)
     n = 300
     frame = pd.DataFrame({"fixed acidity": rng.normal(7, 1, n).round(2), "town": rng.choice(["a;b", "c|d", "e"], n),
+                          "price (€, excl. VAT)" if sep == ";" else "price": rng.normal(size=n).round(3),
                           "note": np.where(np.arange(n) % 50 == 0, "two\nlines", "one"),
                           "quality": rng.integers(3, 9, n)})
     frame.to_csv(tmp_path / name, sep=sep, decimal=decimal, index=False)
@@ -466,13 +467,14 @@ def test_the_separator_is_read_from_the_header(tmp_path, name, sep, decimal):
         enc = encoding_from_scan(plan, merge_scans([scan_block(plan, b) for b in plan.blocks]))
         plan = dataclasses.replace(plan, encoding=enc, feature_names=enc.feature_names)
     assert plan.delimiter == sep and plan.decimal == decimal and plan.n_rows == n
-    assert plan.raw_features == ("fixed acidity", "town", "note")
+    assert plan.raw_features == ("fixed acidity", "town", frame.columns[2], "note")  # a name may hold a comma
     assert any(n.startswith("read as") for n in plan.notes) == (sep != ",")
     y = np.concatenate([load_block(plan, b).y for b in plan.blocks])
     np.testing.assert_array_equal(y, pd.read_csv(tmp_path / name, sep=sep, decimal=decimal)["quality"].to_numpy(float))
     X = np.vstack([load_block(plan, b).X for b in plan.blocks])
     np.testing.assert_array_equal(X[:, 0], frame["fixed acidity"].to_numpy())
     np.testing.assert_array_equal(X[:, 1], frame["town"] == "a;b")  # town=a;b, the first level's indicator
+    np.testing.assert_array_equal(X[:, 4], frame.iloc[:, 2].to_numpy())
     assert plan.encoding is not None and plan.encoding.levels[1] == ("a;b", "c|d", "e")
 
 
