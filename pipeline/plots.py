@@ -63,12 +63,18 @@ _ZOOM_SE = 6.0  # validation curves show the best error up to this many of its s
 _ZOOM_MIN_REL = 0.01  # ... and at least 1% above it
 
 
-def preload_plotting(*, lowered: bool = True) -> None:
-    """Import matplotlib's Figure and Agg canvas in a background thread (0.3 s), while the caller waits.
+_preloading = False
 
-    The sweep calls this when its driver starts waiting for the data pass, so
-    that :func:`write_plots` at the end of the sweep, on its critical path,
-    does not pay the import. With ``lowered`` the thread runs at a lowered
+
+def preload_plotting(*, lowered: bool = True) -> None:
+    """Import matplotlib's Figure and Agg canvas in a background thread (0.3 s), while the caller waits; once
+    per process.
+
+    The sweep calls this when its driver waits: during a data pass that lasts,
+    or else as its last trials run, so that :func:`write_plots` at the end of
+    the sweep, on its critical path, does not pay the import (and the search,
+    whose driver holds the GIL half its time, does not share it with the
+    import). With ``lowered`` the thread runs at a lowered
     priority (the pass's worker processes come first; see
     :mod:`pipeline.background`); not when the workers are threads of this
     process, which would wait for the GIL of a thread the OS holds back. The
@@ -78,6 +84,11 @@ def preload_plotting(*, lowered: bool = True) -> None:
     import threading
 
     from .background import start_in_background
+
+    global _preloading
+    if _preloading:  # started once already (or imported): the import lock would make another thread only wait
+        return
+    _preloading = True
 
     def load() -> None:
         from .gc_pause import collector_paused

@@ -36,7 +36,8 @@ from .bridge import Publication, SweepTracking
 from .candidate import Candidate
 from .console import LOCAL_UI, Progress, print_outcome
 from .config import ModelConfig, SweepConfig
-from .cv import check_scheduler, example_rows, open_client, prestart_local_workers, total_threads, wait_done
+from .cv import (check_scheduler, example_rows, integer_columns, open_client, prestart_local_workers, total_threads,
+                 wait_done)
 from .cv.scan import scan_columns
 from .cv.engines import EngineTasks, choose_sweep_engine, glm_engine, place_engine, tasks_of, worker_preload
 from .cv.path import PathSpec, run_path
@@ -46,7 +47,7 @@ from .data import DataPlan, plan_data
 from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
 from .engine import EngineChoice
-from .errors import DataError
+from .errors import DataError, TrackingError
 from .feature_controls import controls_summary, describe_controls, sweep_controls
 from .gc_pause import collector_paused
 from .metrics import METRIC_OF, metric_label
@@ -77,12 +78,15 @@ from .search import (
 )
 from .search.resume_checks import check_controls, check_data, check_family, check_plan
 from .signals import terminate_as_interrupt
-from .tracking import TrackingService, is_http, preflight, runs_url
+from .tracking import Pending, TrackingService, is_http, preflight, runs_url
 
 if TYPE_CHECKING:
-    from distributed import Client, Future
+    from distributed import Client
 
 __all__ = ["execute_sweep", "sweep_with_model"]
+
+PRELOAD_AFTER_S = 0.2
+"""A data pass still running after this long imports matplotlib meanwhile (:meth:`_Sweep._while_passing`)."""
 
 
 class _Timer:
@@ -178,7 +182,7 @@ class _Sweep:
         self.placement: Placement | None = None
         self.engine: EngineChoice | None = None
         self.tasks: EngineTasks | None = None
-        self.example: Future | None = None
+        self.example: Pending | None = None  # the model's input example, read by the tracking process
         self.model: FittedModel | None = None  # the registered (selected) model, once refit
         self.controls: FeatureControls | None = None  # penalty factors, limits, searched groups (by feature)
         self.model_cfg = cfg.model  # binomial, poisson: with model.engine resolved (how the Newton steps solve)
@@ -219,19 +223,17 @@ class _Sweep:
         self.tasks = tasks = tasks_of(engine.name, cfg.model.family)
         self.placement = placement = place_engine(engine.name, client, plan, cfg.folds, cfg.model, controls=controls)
         passes = placement.current_pass()
-        # while the driver waits for the workers (lowered unless they are threads of this process)
-        preload_plotting(lowered=bool(cfg.cluster.address) or cfg.cluster.processes)
-        # both at once, and ahead of the fold models (the rows engine builds them on the same workers)
+        # all at once, and ahead of the fold models (the rows engine builds them on the same workers)
         summary_f = client.submit(tasks.summary, passes, plan.feature_names, plan.missing, pure=False, priority=1)
         bounds_f = client.submit(tasks.bounds, passes, self.model_cfg, controls, pure=False, priority=1)
-        # meanwhile, an experiment error from the tracking process stops the sweep
-        self.meta = meta = wait_done(summary_f, meanwhile=self.tracking.tracking.check_experiment)
+        integers_f = client.submit(integer_columns, passes, pure=False, priority=1)
+        # meanwhile, an experiment error from the tracking process stops the sweep, and a long pass imports
+        # matplotlib for the plots (otherwise the trials' end does, see _SweepListener)
+        self.meta = meta = wait_done(summary_f, meanwhile=lambda: _while_passing(self.tracking, self.timer, cfg))
         _check_folds(meta, cfg, plan.target)
         check_data(self.store, cfg, meta, engine.name)  # a resumed study's trials were scored on these data
         self.bounds = bounds = wait_done(bounds_f)
         self.timer.lap("data_pass")
-        # read by an idle worker while the trials run (its first use of pandas costs ~0.3 s)
-        self.example = client.submit(example_rows, plan, passes, pure=False)
         self.space = space = resolve_space(cfg.search, bounds)
         self.echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {cfg.folds.k} folds, "
                   f"fingerprint {meta['fingerprint']}")
@@ -242,6 +244,7 @@ class _Sweep:
         # The parent run only now: bad data (found by the pass above) leave no run behind.
         self.tracking.open_parent(_parent_params(cfg, plan, meta, space, engine),
                                   {"regsweep.data_fingerprint": meta["fingerprint"]})
+        self.example = self.tracking.read_example(plan, wait_done(integers_f))  # while the trials run
 
     def _search(self, progress: bool | None) -> None:
         """The ask/tell loop."""
@@ -252,8 +255,10 @@ class _Sweep:
         bar.start(self.store.n_complete(), best)
         threads = total_threads(self.client)
         in_flight = cfg.search.in_flight if cfg.search.in_flight != "auto" else 4 * threads
-        scheduler = TrialScheduler(self.client, self.store, self.placement, self.space, cfg.search.n_trials,
-                                   _SweepListener(self.tracking, self.timer, bar, self.echo),
+        # matplotlib for the plots, once every trial left to ask is in flight (unless the data pass imported it)
+        preload_at = max(0, cfg.search.n_trials - self.store.n_complete() - in_flight)
+        listener = _SweepListener(self.tracking, self.timer, bar, self.echo, preload_at=preload_at)
+        scheduler = TrialScheduler(self.client, self.store, self.placement, self.space, cfg.search.n_trials, listener,
                                    in_flight=in_flight, threads=threads, tol=cfg.model.tol, metric=self.metric)
         self.asked = scheduler.run()
         bar.close()
@@ -299,7 +304,7 @@ class _Sweep:
 
     def _refit_and_publish(self) -> dict[str, Any]:
         """The selected point refit on all rows, logged with the plots and registered; the summary."""
-        assert self.placement is not None and self.example is not None and self.tasks is not None
+        assert self.placement is not None and self.tasks is not None
         cfg, client = self.cfg, self.client
         d = self._choose()
         chosen = Candidate(d.selected.trial if d.selected.trial is not None else -1, d.selected.penalty,
@@ -308,8 +313,6 @@ class _Sweep:
         self.model = model = _waited(self.timer, "refit", client.submit(
             self.tasks.refit, passes, chosen, self.plan.feature_names, self.model_cfg, self.plan.encoding,
             self.controls, pure=False))
-        if self.example.status in ("cancelled", "error"):  # lost with its worker: read again
-            self.example = client.submit(example_rows, self.plan, passes, pure=False)
         done = sum(r["state"] == "COMPLETE" for r in d.rows)  # the rows just read: not all trials once more
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
@@ -345,7 +348,7 @@ class _Sweep:
         assert self.example is not None
         return Publication(
             parent_run=self.tracking.parent(), registered_model=cfg.tracking.registered_model, model=model,
-            example=wait_done(self.example),
+            example=_example(self.example, self.client, self.plan, self.placement),
             version_tags={"regsweep.study": cfg.search.study_name, "regsweep.trial": str(d.trial),
                           "regsweep.data_fingerprint": self.meta["fingerprint"],
                           "regsweep.selected": f"{sel.rule}:{sel.penalty}:{sel.lambda1!r}:{sel.lambda2!r}"},
@@ -496,16 +499,47 @@ def _path_range(penalty: str, share: float, bounds: dict[str, Any], space: Searc
     return lam_max / share, space.lambda1[0] / share
 
 
+def _while_passing(tracking: SweepTracking, timer: _Timer, cfg: SweepConfig) -> None:
+    """While the driver waits for the data pass: see an experiment error; once the pass has taken
+    :data:`PRELOAD_AFTER_S`, import matplotlib (the driver has nothing else to do until it ends).
+
+    A pass shorter than the import (0.25–0.35 s of CPU) would hand it on to the trials, whose driver is busy
+    asking Optuna: there the import took 0.2–0.3 s from the search at 10⁴ × 100 (one GIL). Those sweeps import
+    it as their last trials run instead (:class:`_SweepListener`).
+    """
+    tracking.tracking.check_experiment()
+    if time.perf_counter() - timer.t > PRELOAD_AFTER_S:
+        preload_plotting(lowered=cfg.cluster.processes or bool(cfg.cluster.address))
+
+
+def _example(example: Pending | None, client: Client, plan: DataPlan, placement: Placement | None) -> bytes:
+    """The model's input example as the tracking process read it; if it could not (its MLflow never opened,
+    or it is gone), as a worker reads it."""
+    assert example is not None and placement is not None
+    try:
+        return bytes(example.result())
+    except TrackingError:
+        return bytes(wait_done(client.submit(example_rows, plan, placement.current_pass(), pure=False)))
+
+
 class _SweepListener:
     """The sweep's :class:`~pipeline.search.TrialListener`: child runs, the progress bar, fit time."""
 
-    def __init__(self, tracking: SweepTracking, timer: _Timer, bar: Progress, echo: Callable[[str], None]) -> None:
+    def __init__(self, tracking: SweepTracking, timer: _Timer, bar: Progress, echo: Callable[[str], None], *,
+                 preload_at: int) -> None:
         self.tracking, self.timer, self.bar, self.echo = tracking, timer, bar, echo
+        self.preload_at = preload_at  # after this many results, import matplotlib (the last trials are in flight)
+        self.results = 0
+        if preload_at == 0:
+            preload_plotting(lowered=False)
 
     def on_result(self, result: TrialResult) -> None:
         self.timer.add("fits", result.fit_seconds)
         self.tracking.log_result(result)
         self.bar.update(result.cv_mse)
+        self.results += 1
+        if self.results == self.preload_at:  # the driver now mostly waits (for the last fits, then the path)
+            preload_plotting(lowered=False)
 
     def on_failure(self, number: int, candidate: Candidate, reason: str) -> None:
         self.tracking.log_failure(number, candidate, "FAILED")

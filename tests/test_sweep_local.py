@@ -204,6 +204,39 @@ def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabete
     np.testing.assert_allclose(np.asarray(loaded.predict(as_int)), as_int.to_numpy(float) @ model.coef + model.intercept,
                                rtol=1e-13)
     np.testing.assert_allclose(np.asarray(loaded.predict(df.astype("float32"))), pred, rtol=1e-6)
+    # the input example (read by the tracking process): the source's first rows, with its integer columns
+    from mlflow.models import Model
+
+    example = Model.load(local).load_input_example(local)
+    pd.testing.assert_frame_equal(example, df.head(5))
+    assert (example.dtypes == np.int64).sum() >= 2  # age and sex at least: the test would not see a lost type
+
+
+def test_the_example_is_read_by_a_worker_when_the_tracking_process_cannot(tmp_path, monkeypatch, diabetes):
+    """The tracking process reads the model's input example; if that fails (here: its read raises, in the forked
+    process that inherits the patch), a worker reads it and the model is logged with the same example."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import Model
+
+    import pipeline.tracking.tracker
+
+    def refuse(self, plan, integer_columns):
+        raise OSError("example source unreadable here")
+
+    monkeypatch.setattr(pipeline.tracking.tracker.Tracker, "example_parquet", refuse)
+    cfg = load_config(None, [
+        "search.n_trials=3", f"search.storage=sqlite:///{tmp_path}/optuna.db", "search.study_name=fallback",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "tracking.registered_model=fallback-model",
+        "cluster.dashboard_address=null",
+    ])
+    summary = execute_sweep(cfg, echo=lambda _: None, progress=False)
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    local = mlflow.artifacts.download_artifacts(summary["model_uri"])
+    import importlib.resources
+
+    df = pd.read_csv(importlib.resources.files("pipeline.datasets") / "diabetes.csv").drop(columns="progression")
+    pd.testing.assert_frame_equal(Model.load(local).load_input_example(local), df.head(5))
 
 
 def test_weighted_group_folds_from_parquet_match_a_by_hand_reference(tmp_path, diabetes, monkeypatch):

@@ -6,7 +6,8 @@ and :meth:`~SweepTracking.log_failure` (child runs, queued),
 :meth:`~SweepTracking.publish` (the model, parameters, metrics and plots, or
 saved for later when the server is away), :meth:`~SweepTracking.settle`
 (what a dead driver left behind), :meth:`~SweepTracking.close` (flush, replay,
-end the parent run).
+end the parent run); :meth:`~SweepTracking.read_example` reads the model's input
+example where MLflow runs.
 
 The tracking process needs 2–3 s from the start to import MLflow and open
 the store, about what the cluster start and a data pass of 10⁶ rows take;
@@ -24,11 +25,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..candidate import Candidate
 from ..config import SweepConfig
+from ..data import DataPlan
 from ..search import TrialResult, TrialStore
 from ..signals import uninterrupted
 from ..tracking import Pending, Tracking, close_stale_runs, is_http, is_unreachable
@@ -88,6 +90,10 @@ class SweepTracking:
             record_parent(self.store, parent)
         self._logged = [self.tracking.send("log_params", parent, self._params),
                         self.tracking.send("set_tags", parent, self._tags)]
+
+    def read_example(self, plan: DataPlan, integer_columns: Sequence[bool]) -> Pending:
+        """Start reading the model's input example in the tracking process (Parquet bytes, or its error)."""
+        return self.tracking.send("example_parquet", plan, tuple(integer_columns))
 
     # ------------------------------------------------------------------ child runs
     def log_result(self, r: TrialResult) -> None:

@@ -20,7 +20,7 @@ from .client import check_scheduler, open_client, prestart_local_workers, total_
 from .fold_models import FoldModel, Scorable, score_folds, score_slots
 from .passes import BlockPass, pass_summary, same, submit_data_pass
 from .placement import FoldPlacement, FoldSlot, Placement, cover, placement_of_pass
-from .refit import example_rows, pass_bounds, refit, refit_pass, search_bounds
+from .refit import example_rows, integer_columns, pass_bounds, refit, refit_pass, search_bounds
 from .scoring import FoldScore
 from .retrain_pass import RetrainColumns, RetrainStats, block_fingerprints, collect_stats, retrain_columns
 from .statcache import DirCache, StatCache, data_fingerprint
@@ -48,6 +48,7 @@ __all__ = [
     "retrain_columns",
     "data_fingerprint",
     "example_rows",
+    "integer_columns",
     "next_ready",
     "open_client",
     "prestart_local_workers",

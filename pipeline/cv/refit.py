@@ -8,7 +8,6 @@ its data pass, a retrain the total of its training rows.
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,16 +15,16 @@ import numpy as np
 
 from ..candidate import Candidate
 from ..config import ModelConfig
-from ..data import DataPlan, read_example
+from ..data import DataPlan, example_parquet
 from ..encoding import Encoding
-from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
+from ..model import FittedModel
 from ..solvers import GramProblem, RowProblem, SuffStats
 from ..solvers.controls import FeatureControls
 from ..solvers.glm import GlmProblem
 from .passes import BlockPass
 from .rows import RowData
 
-__all__ = ["example_rows", "group_bounds", "pass_bounds", "refit", "refit_pass", "search_bounds"]
+__all__ = ["example_rows", "group_bounds", "integer_columns", "pass_bounds", "refit", "refit_pass", "search_bounds"]
 
 
 def refit(total: SuffStats, cand: Candidate, feature_names: Sequence[str], model: ModelConfig,
@@ -98,16 +97,16 @@ def pass_bounds(passes: BlockPass, model: ModelConfig, controls: FeatureControls
 
 
 def example_rows(plan: DataPlan, passes: BlockPass | RowData, n: int = 5) -> bytes:
-    """A few rows with the source's column types, for the model's signature, as Parquet bytes.
+    """A few rows with the source's column types, for the model's signature, as Parquet bytes (a task).
 
-    ``passes`` is the engine's data (either engine records which columns are integers in every block).
-
-    Runs on a worker: the driver passes the bytes on without importing pandas
-    (0.3 s at its busiest moment). Empty for a model too wide to be logged
-    with an example (:data:`~pipeline.model.SIGNATURE_MAX_COLUMNS`).
+    ``passes`` is the engine's data (either engine records which columns are
+    integers in every block). A sweep reads its example in its MLflow process
+    (:meth:`~pipeline.tracking.Tracker.example_parquet`), which has pandas
+    imported with MLflow; this task is the fallback when that process cannot.
     """
-    if plan.n_features > SIGNATURE_MAX_COLUMNS:
-        return b""
-    buf = io.BytesIO()
-    read_example(plan, passes.integer_columns, n).to_parquet(buf, index=False)
-    return buf.getvalue()
+    return example_parquet(plan, passes.integer_columns, n)
+
+
+def integer_columns(passes: BlockPass | RowData) -> tuple[bool, ...]:
+    """Which features are integers in every block of the engine's data (a task; for the example's types)."""
+    return tuple(passes.integer_columns)
