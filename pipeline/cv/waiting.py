@@ -39,8 +39,9 @@ def wait_done(future: Future, *, meanwhile: Callable[[], None] = lambda: None, p
     return future.result()
 
 
-def next_ready(ac: as_completed, timeout: float) -> Future | None:
-    """The next finished future of ``ac``, or None if none finished within ``timeout`` seconds.
+def next_ready(ac: as_completed, timeout: float) -> Any:
+    """The next finished future of ``ac`` (with its result, ``(future, result)``, if ``ac`` fetches them), or
+    None if none finished within ``timeout`` seconds.
 
     Raises ``StopIteration`` when ``ac`` holds no future at all.
     """
@@ -48,8 +49,7 @@ def next_ready(ac: as_completed, timeout: float) -> Future | None:
         raise StopIteration
     if not wait_for_ready(ac, timeout):
         return None
-    fut: Future = next(ac)
-    return fut
+    return next(ac)
 
 
 LOST = object()

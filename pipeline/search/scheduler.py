@@ -142,17 +142,20 @@ class TrialScheduler:
         from distributed import as_completed
 
         self.done = self.store.n_complete()
-        self._ac = as_completed(loop=self.client.loop)
+        # the event loop fetches each result as its task finishes, while the driver asks Optuna: fetched on
+        # demand (a round trip through the scheduler, behind the GIL the search holds) they took 0.3 s of a
+        # 100-trial sweep's 1.3 s at 10⁴ × 100
+        self._ac = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
         try:
             while self.done < self.n_trials or self.pending or self.retry:  # asked trials always finish
                 self._fill()
                 if not self.pending:
                     break
-                fut = next_ready(self._ac, self.watch_s)
-                if fut is None:
+                ready = next_ready(self._ac, self.watch_s)
+                if ready is None:
                     self._check_stalled()
                 else:
-                    self._receive(fut)
+                    self._receive(*ready)
         except BaseException as exc:  # the sweep stops: trials in flight must not stay RUNNING
             self._abort(exc)
             raise
@@ -227,8 +230,12 @@ class TrialScheduler:
         self.load = dict.fromkeys(range(len(self.placement.slots)), 0)
 
     # ------------------------------------------------------------------ results
-    def _receive(self, fut: Future) -> None:
-        """File one finished future into its batch; finish the batch once every fold is in."""
+    def _receive(self, fut: Future, value: object = None) -> None:
+        """File one finished future into its batch; finish the batch once every fold is in.
+
+        ``value`` is its result as the event loop fetched it (a list of scores); anything else (its error,
+        or nothing yet) and a finished future's result is fetched here.
+        """
         sent = self.sent.pop(fut, None)
         if sent is None:  # settled by the watchdog already (cancelled, its batch sent again)
             return
@@ -246,7 +253,8 @@ class TrialScheduler:
             self._fail_batch(batch, sent, fut.exception())
         else:
             # its worker may die before the result is fetched: the task then waits for no worker
-            scores = result_or_lost(fut, _lost_check(self.client, self.placement, sent))
+            scores = value if isinstance(value, list) else result_or_lost(fut, _lost_check(self.client,
+                                                                                         self.placement, sent))
             if scores is LOST:
                 self._send_again(sent.batch, batch)
                 return
@@ -323,7 +331,10 @@ class TrialScheduler:
 
     # ------------------------------------------------------------------ faults
     def _check_stalled(self) -> None:
-        """No result for :attr:`watch_s` s: fail the tasks the scheduler says erred (or forgot) meanwhile."""
+        """No result for :attr:`watch_s` s: fail the tasks the scheduler says erred (or forgot) meanwhile; take
+        the finished ones whose fetch by the event loop never came back."""
+        for fut in [f for f in self.sent if f.done() and f.status == "finished"]:
+            self._receive(fut)
         for fut, state in _stalled(self.client, self.sent).items():
             sent = self.sent.pop(fut)
             batch = self.pending.get(sent.batch)
