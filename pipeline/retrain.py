@@ -414,8 +414,10 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
             f"the data's positive class is {facts['positive_class']!r}; set data.positive_class to "
             f"{base.model.positive_class!r}, or run a new sweep.")
     _check_rows(facts["w_heldout"], facts["w_train"], facts["fold_weight"], cfg)
+    # a GLM keeps its rows in worker memory whichever engine solves its Newton steps (cfg.model.engine)
+    held = "rows engine" if cfg.model.family == "gaussian" else "rows kept in worker memory"
     echo(f"Data: {plan.source}: {facts['n_train']} training + {facts['n_heldout']} held-out rows, fingerprint "
-         f"{fingerprint}; all {len(plan.blocks)} blocks read (rows engine)")
+         f"{fingerprint}; all {len(plan.blocks)} blocks read ({held})")
     extra: dict[str, Any] = {}
     tasks = tasks_of("rows", cfg.model.family)
     if placement is not None:
@@ -435,7 +437,7 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     example = (read_example(plan) if plan.encoding is not None
                else _example(facts["x_mean"], facts["integer_columns"], plan))
     evidence = _Evidence(facts["n_train"], facts["n_heldout"], len(plan.blocks), 0, facts["time_cutoff"],
-                         example, "rows", note)
+                         example, "rows" if cfg.model.family == "gaussian" else cfg.model.engine, note)
     return challenger, (inc, ch), evidence, extra
 
 

@@ -441,6 +441,10 @@ def test_retrain_compares_held_out_deviance(binomial_sweep):
     assert out["action"] == "promoted" and any("held-out binomial deviance" in line for line in lines)
     # the cache note names why it is unused by this family, whichever engine solved the steps
     assert "not used by model.family binomial" in out["cache_note"] and "rows engine" not in out["cache_note"]
+    # one engine named throughout: the one that solved the Newton steps, as the sweep's summary names it
+    engine_line = next(line for line in lines if line.startswith("engine: "))
+    assert out["engine"] == summary["engine"] == engine_line.split()[1]
+    assert not any("(rows engine)" in line for line in lines)
     frame = _bc_frame()
     X, y = frame.drop(columns="diagnosis").to_numpy(), (frame["diagnosis"] == "malignant").to_numpy(float)
     held = heldout_rows(0, len(y), cfg.retrain.holdout.fraction, cfg.retrain.holdout.seed)
