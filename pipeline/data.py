@@ -45,6 +45,7 @@ from .column_kinds import (DECIMAL_COMMA, HEAD_ROWS, Disguise, arrow_kind, categ
                            yaml_list)
 from .encoding import Encoding
 from .errors import DataError
+from .model import SIGNATURE_MAX_COLUMNS
 from .targets import check_target_sample
 
 if TYPE_CHECKING:
@@ -1330,17 +1331,15 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     return frame
 
 
-
 def example_parquet(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 5) -> bytes:
     """:func:`read_example` as Parquet bytes, as the model's logging takes them; empty for a model too wide to
     be logged with an example (:data:`~pipeline.model.SIGNATURE_MAX_COLUMNS`)."""
-    from .model import SIGNATURE_MAX_COLUMNS
-
     if plan.n_features > SIGNATURE_MAX_COLUMNS:
         return b""
     buf = io.BytesIO()
     read_example(plan, integer_columns, n).to_parquet(buf, index=False)
     return buf.getvalue()
+
 
 # -------------------------------------------------------------- synthetic
 def synthetic_coef(n_features: int, n_informative: int, seed: int) -> np.ndarray:

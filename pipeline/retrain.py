@@ -400,7 +400,7 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
         why = ("the rows engine: it stores p × p statistics per block" if cfg.model.family == "gaussian" else
                f"model.family {cfg.model.family}, whose fits keep the rows in worker memory (a Newton step's "
                "weights change with the coefficients)")
-        note = f"retrain.cache ({cfg.retrain.cache}) is not used by {why}; all {len(plan.blocks)} blocks are read"
+        note = f"retrain.cache ({cfg.retrain.cache}) is not used by {why}; {_every_block(plan)} read"
         echo(f"Note: {note}.")
     k, seed, holdout = cfg.folds.k, cfg.folds.seed, cfg.retrain.holdout
     controls = sweep_controls(cfg, plan.feature_names)
@@ -417,7 +417,7 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     # a GLM keeps its rows in worker memory whichever engine solves its Newton steps (cfg.model.engine)
     held = "rows engine" if cfg.model.family == "gaussian" else "rows kept in worker memory"
     echo(f"Data: {plan.source}: {facts['n_train']} training + {facts['n_heldout']} held-out rows, fingerprint "
-         f"{fingerprint}; all {len(plan.blocks)} blocks read ({held})")
+         f"{fingerprint}; {_every_block(plan)} read ({held})")
     extra: dict[str, Any] = {}
     tasks = tasks_of("rows", cfg.model.family)
     if placement is not None:
@@ -454,6 +454,11 @@ def _check_comparable(base: RegisteredVersion, cfg: SweepConfig, plan: DataPlan)
         raise RetrainInputError(
             f"{name} v{base.version} was fitted with {model.offset_kind or 'no offset'}, but the config gives "
             f"{kind or 'none'} (data.offset / data.exposure); give the same, or run a new sweep.")
+
+
+def _every_block(plan: DataPlan) -> str:
+    """``all 7 blocks`` (``its one block`` for a source of one)."""
+    return "its one block" if len(plan.blocks) == 1 else f"all {len(plan.blocks)} blocks"
 
 
 def _check_rows(w_heldout: float, w_train: float, fold_weight: list[float], cfg: SweepConfig) -> None:

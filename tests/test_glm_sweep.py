@@ -445,6 +445,7 @@ def test_retrain_compares_held_out_deviance(binomial_sweep):
     engine_line = next(line for line in lines if line.startswith("engine: "))
     assert out["engine"] == summary["engine"] == engine_line.split()[1]
     assert not any("(rows engine)" in line for line in lines)
+    assert any(line.endswith("its one block read (rows kept in worker memory)") for line in lines)  # not "all 1 blocks"
     frame = _bc_frame()
     X, y = frame.drop(columns="diagnosis").to_numpy(), (frame["diagnosis"] == "malignant").to_numpy(float)
     held = heldout_rows(0, len(y), cfg.retrain.holdout.fraction, cfg.retrain.holdout.seed)
