@@ -47,6 +47,7 @@ import numpy as np
 from ._validate import SolverConvergenceWarning
 from .active_set import enet_gram
 from .controls import BoxPenalty, FeatureControls
+from .damping import Damping
 from .design import RowDesign, dense_weighted_gram
 from .families import Family
 from .penalties import ElasticNet
@@ -210,20 +211,25 @@ class GlmProblem:
         F = self.mean_half_deviance(eta) + _value(pen, beta)
         F_null = self.mean_half_deviance(self.null_model()[1])
         W = self._first_working_set(eta, beta, pen, penalty.lambda1)
-        n_iter, converged = 0, False
+        n_iter, converged, damping = 0, False, Damping()
         while n_iter < max_iter:
             n_iter += 1
             F_scale = stop_scale(F_null, F)
-            b_new, beta_new = self._model_minimiser(eta, beta, penalty, pen, multipliers, tol * F_scale, W)
+            b_new, beta_new = self._model_minimiser(eta, beta, penalty, pen, multipliers, tol * F_scale, W, damping)
             step = self._line_search(eta, F, b, beta, b_new, beta_new, pen)
+            damped = damping.value > 0.0
             if step is not None:
-                b, beta, eta, F, model_decrease = step
+                t, start = step[5], (eta, beta)
+                damping.after(t, t * float(np.linalg.norm(beta_new - beta)), lambda: self._residual_norm(*start, pen))
+                b, beta, eta, F, model_decrease = step[:5]
             out = self._violators(eta, beta, pen, W)  # the features left out must agree (one pass over X)
             if out.size:
                 W = None if W is None or W.size + out.size >= 0.75 * pen.size else np.union1d(W, out)
             elif step is None or model_decrease <= tol * F_scale:
-                converged = True
-                break
+                if not damped:
+                    converged = True
+                    break
+                damping.release()  # a damped step's small decrease proves little: one undamped step more
         return self._result(b, beta, eta, F, pen, n_iter, converged, penalty, max_iter)
 
     def starting_point(self, pen: BoxPenalty, warm: GlmFit | None) -> tuple[float, np.ndarray, np.ndarray]:
@@ -256,6 +262,10 @@ class GlmProblem:
         base = np.flatnonzero((beta != 0) | (pen.a == 0))
         W = np.union1d(base, _largest(pen.kkt_residual(beta, c), base, max(10, base.size)))  # grown each step
         return None if W.size >= 0.75 * pen.size else W
+
+    def _residual_norm(self, eta: np.ndarray, beta: np.ndarray, pen: BoxPenalty) -> float:
+        """``‖r‖``, the KKT residuals of the kept features at ``(η, β̃)`` (one pass over X)."""
+        return float(np.linalg.norm(pen.kkt_residual(beta, self.gradient(eta)[0])))
 
     def _violators(self, eta: np.ndarray, beta: np.ndarray, pen: BoxPenalty, W: np.ndarray | None) -> np.ndarray:
         """The largest KKT violators outside the working set ``W`` at the current point (at most ``max(10, |W|)``:
@@ -318,11 +328,12 @@ class GlmProblem:
         return gain
 
     def _line_search(self, eta: np.ndarray, F: float, b: float, beta: np.ndarray, b_new: float,
-                     beta_new: np.ndarray, pen: BoxPenalty) -> tuple[float, np.ndarray, np.ndarray, float, float] | None:
-        """Backtrack from the full step to the Armijo point; None when the direction brings no decrease."""
+                     beta_new: np.ndarray, pen: BoxPenalty,
+                     ) -> tuple[float, np.ndarray, np.ndarray, float, float, float] | None:
+        """Backtrack from the full step to the Armijo point ``(b, β̃, η, F, −Δ, t)``; None when the direction
+        brings no decrease."""
         d_b, d_beta = b_new - b, beta_new - beta
-        taken = self._armijo(eta, F, b, beta, d_b, d_beta, self.eta(d_b, d_beta) - self.offset, pen)
-        return None if taken is None else taken[:5]
+        return self._armijo(eta, F, b, beta, d_b, d_beta, self.eta(d_b, d_beta) - self.offset, pen)
 
     def _armijo(self, eta: np.ndarray, F: float, b: float, beta: np.ndarray, d_b: float, d_beta: np.ndarray,
                 d_eta: np.ndarray, pen: BoxPenalty, slope: float | None = None,
@@ -356,27 +367,30 @@ class GlmProblem:
 
     def _model_minimiser(self, eta: np.ndarray, beta: np.ndarray, penalty: ElasticNet, pen: BoxPenalty,
                          multipliers: Mapping[str, float] | None, abs_tol: float,
-                         W: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+                         W: np.ndarray | None = None, damping: Damping | None = None) -> tuple[float, np.ndarray]:
         """The minimiser ``(b', β̃')`` of the quadratic model ``Q`` at ``eta`` (over the working set ``W`` only,
-        the other coefficients held at 0, when given)."""
+        the other coefficients held at 0, when given; damped on the Gram route: :mod:`.damping`)."""
         d = self.base
         mu, V, u = self.irls_weights(eta)
         z = np.where(d.v > 0, eta - self.offset + (self.y - mu) / V, 0.0)
         if self.inner == "gram":
             if W is None:
-                return self._gram_minimiser(u, z, beta, penalty, pen, abs_tol)
-            b_new, beta_w = self._gram_minimiser(u, z, beta[W], penalty, pen.take(W), abs_tol, W)
+                return self._gram_minimiser(u, z, beta, penalty, pen, abs_tol, None, damping)
+            b_new, beta_w = self._gram_minimiser(u, z, beta[W], penalty, pen.take(W), abs_tol, W, damping)
             beta_new = np.zeros_like(beta)
             beta_new[W] = beta_w
             return b_new, beta_new
         return self._rows_minimiser(u, z, beta, penalty, multipliers, abs_tol)
 
     def _gram_minimiser(self, u: np.ndarray, z: np.ndarray, beta: np.ndarray, penalty: ElasticNet, pen: BoxPenalty,
-                        abs_tol: float, W: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+                        abs_tol: float, W: np.ndarray | None = None,
+                        damping: Damping | None = None) -> tuple[float, np.ndarray]:
         d = self.base
         plain = self.controls is None
         where = d.cols if W is None else d.cols[W]
         G, q, yy, xbar, zbar = _weighted_gram(d, u, z, where)
+        if damping is not None:
+            G, q, yy = damping.apply(G, q, yy, beta, copy=False)
         tol = _inner_tol(abs_tol, yy)
         if pen.size == 0:
             beta_new = np.zeros(0)

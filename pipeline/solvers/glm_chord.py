@@ -42,6 +42,14 @@ Where it cannot: a Gram that is singular (every level of several categorical col
 with a tiny λ2 leaves the float32 metric's steps short (no descent direction, or a stop with a KKT residual
 far above a converged fit's). Such a fit goes on by the Newton solver's float64 steps from where it stopped
 (:data:`_NEWTON_AFTER`); fits that converge never pay for this.
+
+A singular metric also made every step's inner solve slow: the active-set solver walks a singular block one
+null direction at a time, a pivoted factorisation and a QR each (on Caravan's 623 one-hot levels, about seven
+per solve, two thirds of the fits' time). So every metric gets :data:`_METRIC_RIDGE` of its mean diagonal
+added to its diagonal, about ten times the float32 Gram's own rounding: the metric is positive definite and
+its blocks factor at once, and, as any positive definite metric, it leaves the fixed point where it was. On
+one Caravan fold (24 fits, batches of two): the same 353 steps and objectives to 8e-16, 33.0 → 17.8 s.
+Where rows saturate, steps are damped (:mod:`.damping`).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import numpy as np
 
 from .active_set import enet_gram
 from .controls import BoxPenalty
+from .damping import Damping
 from .design import dense_weighted_gram
 from .glm import GlmFit, GlmProblem, _inner_tol, _value, stop_scale
 from .penalties import ElasticNet
@@ -67,6 +76,7 @@ _NEWTON_AFTER = 1e-6  # a fit that stops with a KKT residual above this (or 1e4�
 #                      Newton steps in float64 (GlmProblem.solve): on a singular Gram (every level of several
 #                      factors) at a tiny λ the float32 metric's steps stopped 5.7e-7 relative above the optimum
 #                      (KKT 3.4e-5), or found no descent at all; converged fits of tall AR(1) rows end ≤ 3.4e-8
+_METRIC_RIDGE = 1e-6  # × the mean diagonal, added to every metric's diagonal (module docstring: "Where it cannot")
 _SERIALS = itertools.count()
 _PASS_BYTES = 4 * 2**20  # rows of X a step's pass takes at a time (with their residuals, they stay in cache) ...
 _PASS_ROWS_MIN = 1024  # ... but at least this many (on wide rows, fewer would cost more in calls than in memory)
@@ -94,7 +104,9 @@ class Curvature:
                                        single=True)
         xbar = sx / su if d.fit_intercept else np.zeros(d.cols.size)
         G -= su * np.outer(xbar, xbar)
-        return cls(G / d.sum_w, xbar, u, su / d.sum_w)
+        G /= d.sum_w
+        G[np.diag_indices_from(G)] += _METRIC_RIDGE * max(float(np.mean(np.diag(G))), 0.0)
+        return cls(G, xbar, u, su / d.sum_w)
 
     def ridge(self, q: np.ndarray, lam2: float) -> np.ndarray:
         """``(G + λ2 I)⁻¹ q`` (the pseudo-inverse on G's null space when λ2 = 0)."""
@@ -127,6 +139,7 @@ class _Fit:
     last_decrease: float = np.inf
     slow: int = 0
     polished: bool = False  # its metric is its own Gram at a point within the tolerance: its next step is final
+    damping: Damping = field(default_factory=Damping)  # where its rows' curvature vanishes (:mod:`.damping`)
     done: bool = False
     converged: bool = False
 
@@ -320,10 +333,12 @@ def _full_steps(fits: Sequence[_Fit], steps: Sequence[_Step]) -> list[_FullStep]
 
 @dataclass(frozen=True, eq=False)
 class _Step:
-    """A fit's proposed step: the new coefficients and the intercept's change (data scale)."""
+    """A fit's proposed step: the new coefficients and the intercept's change (data scale); ``c`` the gradient
+    it was taken from (for the damping's scale)."""
 
     beta: np.ndarray
     d_b: float
+    c: np.ndarray
 
 
 def _model_step(f: _Fit, c: np.ndarray, c0: float) -> _Step:
@@ -336,22 +351,25 @@ def _model_step(f: _Fit, c: np.ndarray, c0: float) -> _Step:
     if f.pen.size == 0:
         beta_new = np.zeros(0)
     else:
-        yy = _model_yy(f, curv)
         plain = problem.controls is None
-        if plain and f.penalty.lambda1 > 0:
-            beta_new = enet_gram(curv.G, q, yy, f.penalty.lambda1, f.penalty.lambda2, f.beta,
-                                 tol=_inner_tol(abs_tol, yy)).beta
-        elif plain:
-            beta_new = curv.ridge(q, f.penalty.lambda2)
+        if plain and f.penalty.lambda1 == 0 and f.damping.value == 0.0:
+            beta_new = curv.ridge(q, f.penalty.lambda2)  # one eigendecomposition of the metric for all its fits
         else:
-            from .box_gram import box_gram
+            G, q, yy = f.damping.apply(curv.G, q, _model_yy(f, curv), f.beta, copy=True)
+            if plain and f.penalty.lambda1 > 0:
+                beta_new = enet_gram(G, q, yy, f.penalty.lambda1, f.penalty.lambda2, f.beta,
+                                     tol=_inner_tol(abs_tol, yy)).beta
+            elif plain:
+                beta_new = curv.ridge(q, f.penalty.lambda2 + f.damping.value)
+            else:
+                from .box_gram import box_gram
 
-            beta_new = box_gram(curv.G, q, yy, f.pen, f.beta, tol=_inner_tol(abs_tol, yy)).beta
+                beta_new = box_gram(G, q, yy, f.pen, f.beta, tol=_inner_tol(abs_tol, yy)).beta
     if not fit_b:
-        return _Step(beta_new, 0.0)
+        return _Step(beta_new, 0.0, c)
     d_beta = beta_new - f.beta
     d_centred = c0 / curv.su_over_w - float(curv.xbar @ d_beta)  # the centred intercept's step
-    return _Step(beta_new, d_centred - float(d.x_center[d.cols] @ (d_beta / d.x_scale[d.cols])))
+    return _Step(beta_new, d_centred - float(d.x_center[d.cols] @ (d_beta / d.x_scale[d.cols])), c)
 
 
 def _model_yy(f: _Fit, curv: Curvature) -> float:
@@ -379,9 +397,15 @@ def _advance(f: _Fit, step: _Step, full: _FullStep, max_iter: int, ref: Curvatur
     if taken is None:  # the model's minimiser is the current point (within the inner tolerance): converged
         f.done = f.converged = True  # (unless its KKT residual says otherwise: then solve_together's Newton steps)
         return ref, None
+    start, damped = f.beta, f.damping.value > 0.0
     f.b, f.beta, f.eta, f.F, decrease, t = taken
+    f.damping.after(t, t * float(np.linalg.norm(step.beta - start)),
+                    lambda: float(np.linalg.norm(f.pen.kkt_residual(start, step.c))))
     ratio = decrease / f.last_decrease  # ≈ ρ², ρ the contraction of the steps in the metric (0 at the first)
     f.last_decrease = decrease
+    if decrease <= abs_tol and damped and f.n_iter < max_iter:  # its small decrease proves little: one
+        f.damping.release()                                       # undamped step more
+        return ref, t
     if decrease <= abs_tol and (f.polished or f.n_iter > 1 and ratio <= _FAST):
         f.done = f.converged = True
         return ref, t

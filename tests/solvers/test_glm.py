@@ -292,6 +292,48 @@ def test_working_sets_on_the_gram_route() -> None:
             ref_warm * (1 + REL)
 
 
+def rare_levels(seed: int, n: int, k: int, max_levels: int, power: float, sd: float,
+                b0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every level of ``k`` categorical columns (3 to ``max_levels`` levels, Zipf frequencies of exponent
+    ``power``: a tail of levels held by one or two rows), one-hot, and binomial targets of log-odds ``b0`` plus
+    a normal effect (sd ``sd``) per level."""
+    rng = np.random.default_rng(seed)
+    cols, eta = [], np.full(n, b0)
+    for _ in range(k):
+        n_levels = int(rng.integers(3, max_levels))
+        share = 1.0 / np.arange(1, n_levels + 1) ** power
+        level = rng.choice(n_levels, n, p=share / share.sum())
+        cols.append(np.eye(n_levels)[level])
+        eta += rng.normal(0, sd, n_levels)[level]
+    X = np.hstack(cols)
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    return X[:, X.std(axis=0) > 0], y
+
+
+def test_rows_a_step_saturates_are_damped_to_the_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every level of 22 categorical columns, many rare, beside the intercept (500 × 158): Newton steps push the
+    rows of rare levels to means near 0 or 1, the model's curvature along those levels vanishes, and the line
+    search cuts steps to t ≤ 1/4, which starts the damping (pipeline.solvers.damping; on Caravan's 623 levels
+    the undamped model proposed a coefficient of −3.3e8). The fit must still reach the brute force's objective,
+    converged, its KKT residual below 1e-8, and its last step undamped."""
+    from pipeline.solvers.damping import Damping
+
+    X, y = rare_levels(8, 500, 22, 15, 2.87, 0.84, -1.71)
+    steps: list[float] = []  # t of every step taken
+    used: list[float] = []  # δ of every model solved
+    after, apply = Damping.after, Damping.apply
+    monkeypatch.setattr(Damping, "after", lambda self, t, *a: (steps.append(t), after(self, t, *a))[1])
+    monkeypatch.setattr(Damping, "apply", lambda self, *a, **k: (used.append(self.value), apply(self, *a, **k))[1])
+    problem = GlmProblem(X, y, np.ones(len(y)), BINOMIAL, inner="gram")
+    lam1 = 0.01 * problem.lambda1_max
+    fit = problem.solve(ElasticNet(lam1, 0.0))
+    ref_obj, _, _ = brute_force("binomial", X, y, lam1, 0.0)
+    ours = objective("binomial", X, y, fit.coef, fit.intercept, lam1, 0.0, scale=weighted_scale(X, np.ones(len(y))))
+    assert min(steps) <= 0.25 and max(used) > 0.0, (steps, used)  # the case the test is for
+    assert fit.converged and ours <= ref_obj * (1 + REL) and fit.kkt_residual < 1e-8
+    assert used[-1] == 0.0
+
+
 def test_auc_ranks_by_the_linear_predictor() -> None:
     """Probabilities round to 1 beyond η ≈ 37: the AUC must still tell confident scores apart (against
     scikit-learn's, with weights)."""
