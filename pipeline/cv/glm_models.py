@@ -266,7 +266,7 @@ _METRICS = (2, 32)  # ... but at least and at most this many: on 10⁵ × 100 ro
 
 def _metric_bytes(n_rows: int, n_kept: int) -> int:
     """What one reference metric holds: the n IRLS weights, the p × p Gram of the kept columns and, once a ridge
-    fit needed it, the Gram's eigenvectors."""
+    fit needed it, one p × p factor (a Cholesky factor, or the Gram's eigenvectors)."""
     return 8 * (n_rows + 2 * n_kept ** 2)
 
 

@@ -197,6 +197,20 @@ def test_every_level_beside_the_intercept_factors_at_once(monkeypatch: pytest.Mo
         assert fit.converged and ours <= ref_obj * (1 + REL), (pen, ours / ref_obj - 1)
 
 
+def test_a_metric_solves_ridge_steps_by_either_factor() -> None:
+    """``Curvature.ridge`` against ``numpy.linalg.solve`` of ``(G + λ2 I) x = q``: three strengths by a Cholesky
+    factor each, which serves its repeats; then the eigendecomposition, which serves all."""
+    problem = GlmProblem(BC_X, BC_Y, np.ones(len(BC_Y)), BINOMIAL, inner="gram")
+    curvature = Curvature.at(problem, problem.null_model()[1])
+    G, q = curvature.G, np.random.default_rng(3).normal(size=curvature.G.shape[0])
+    steps = [(1e-3, "cholesky"), (1e-3, "cholesky"), (0.2, "cholesky"), (1e-3, "cholesky"), (5.0, "eigen"),
+             (0.2, "eigen")]
+    for lam2, factor in steps:
+        x = curvature.ridge(q, lam2)
+        np.testing.assert_allclose(x, np.linalg.solve(G + lam2 * np.eye(len(q)), q), rtol=1e-9)
+        assert (curvature._eig is not None) == (factor == "eigen"), (lam2, factor)
+
+
 def test_an_overflowing_full_step_gives_its_gradient_silently() -> None:
     """The gradient pass at a full step whose μ overflowed (Poisson counts of 10⁵–10⁶ on raw population
     columns, R's Migration, mid-sweep) has a total near ±1e308: its gradient is non-finite and silent (no
