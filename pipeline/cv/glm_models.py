@@ -220,7 +220,7 @@ class _PathRun:
 
     def __post_init__(self) -> None:
         problem = self.model.problem
-        self.null = 2.0 * problem.mean_half_deviance(problem.null_model()[1])
+        self.null = 2.0 * problem.null_objective()
 
     def add(self, fit: GlmFit) -> None:
         """The next point; whether the path stops there."""

@@ -109,6 +109,7 @@ class GlmProblem:
             raise ValueError(f"`inner` must be 'auto', 'gram' or 'rows', got {inner!r}.")
         self.inner = inner
         self._null: tuple[float, np.ndarray] | None = None
+        self._null_objective: float | None = None
         self._ratios: np.ndarray | None = None
         self._terms = family.deviance_terms(self.y)  # what the deviance needs of y, once
         self.token = secrets.randbits(63) + 1  # names this problem in its fits (copies of it keep it)
@@ -166,6 +167,12 @@ class GlmProblem:
             self._null = (b, self.offset + b)
         return self._null
 
+    def null_objective(self) -> float:
+        """The null model's mean half deviance, the stopping rule's scale (cached: every fit of a sweep asks)."""
+        if self._null_objective is None:
+            self._null_objective = self.mean_half_deviance(self.null_model()[1])
+        return self._null_objective
+
     @property
     def lambda1_max(self) -> float:
         """Smallest λ1 that zeroes every penalized coefficient: ``max_j |c_j| / f_j`` at the null model."""
@@ -209,7 +216,7 @@ class GlmProblem:
         pen = self.box_penalty(penalty, multipliers)
         b, beta, eta = self.starting_point(pen, warm)
         F = self.mean_half_deviance(eta) + _value(pen, beta)
-        F_null = self.mean_half_deviance(self.null_model()[1])
+        F_null = self.null_objective()
         W = self._first_working_set(eta, beta, pen, penalty.lambda1)
         n_iter, converged, damping = 0, False, Damping()
         while n_iter < max_iter:
@@ -305,7 +312,7 @@ class GlmProblem:
                 "perfectly fitted counts have no finite solution: use a positive penalty.", SolverConvergenceWarning,
                 stacklevel=4)
         elif self.family.name == "binomial" and np.all(pen.a * np.abs(fit.beta) + pen.m * fit.beta ** 2 == 0):
-            null = self.mean_half_deviance(self.null_model()[1])
+            null = self.null_objective()
             if self.mean_half_deviance(fit.eta) <= 1e-8 * null and np.any(fit.beta):
                 warnings.warn(
                     f"the classes are separable by the unpenalized features (training deviance "

@@ -208,7 +208,7 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
         if key not in refs:
             refs[key] = _usable(problem, given.get(key)) or own or Curvature.at(problem, eta)
         fits.append(_Fit(problem, pen, penalty, b, beta, eta, problem.mean_half_deviance(eta) + _value(pen, beta),
-                         own or refs[key], tol, problem.mean_half_deviance(problem.null_model()[1])))
+                         own or refs[key], tol, problem.null_objective()))
     final: dict[int, tuple[np.ndarray, float]] = {}
     live = list(range(len(fits)))
     grads = _gradients([fits[i] for i in live])
