@@ -219,6 +219,7 @@ class GlmProblem:
         F_null = self.null_objective()
         W = self._first_working_set(eta, beta, pen, penalty.lambda1)
         n_iter, converged, damping = 0, False, Damping()
+        damps = self.inner == "gram"  # the rows route's coordinate descent takes no damping (:mod:`.damping`)
         while n_iter < max_iter:
             n_iter += 1
             F_scale = stop_scale(F_null, F)
@@ -227,7 +228,9 @@ class GlmProblem:
             damped = damping.value > 0.0
             if step is not None:
                 t, start = step[5], (eta, beta)
-                damping.after(t, t * float(np.linalg.norm(beta_new - beta)), lambda: self._residual_norm(*start, pen))
+                if damps:
+                    damping.after(t, t * float(np.linalg.norm(beta_new - beta)),
+                                  lambda: self._residual_norm(*start, pen))
                 b, beta, eta, F, model_decrease = step[:5]
             out = self._violators(eta, beta, pen, W)  # the features left out must agree (one pass over X)
             if out.size:

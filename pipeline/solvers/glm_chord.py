@@ -120,14 +120,11 @@ class Curvature:
         point's fit steps in its predecessor's Gram, then in its own. On Caravan's 623 one-hot levels the
         eigendecompositions had taken a fifth of a sweep's CPU."""
         if self._eig is None:
-            if self._chol is None or self._chol[0] != lam2:
-                if self._factored < _CHOLESKY_MAX:
-                    H = self.G.copy()
-                    H[np.diag_indices_from(H)] += lam2
-                    self._chol, self._factored = (lam2, _cholesky(H)), self._factored + 1
-                else:
-                    self._chol = None
-            if self._chol is not None and self._chol[1] is not None:
+            if (self._chol is None or self._chol[0] != lam2) and self._factored < _CHOLESKY_MAX:
+                H = self.G.copy()
+                H[np.diag_indices_from(H)] += lam2
+                self._chol, self._factored = (lam2, _cholesky(H)), self._factored + 1
+            if self._chol is not None and self._chol[0] == lam2 and self._chol[1] is not None:
                 return np.asarray(_cho_solve(self._chol[1], q))
             e, V = np.linalg.eigh(self.G)  # (also where G + λ2 I is not numerically positive definite)
             self._eig, self._chol = (np.maximum(e, 0.0), V), None  # one p × p factor kept at a time
@@ -369,16 +366,14 @@ def _model_step(f: _Fit, c: np.ndarray, c0: float) -> _Step:
     if f.pen.size == 0:
         beta_new = np.zeros(0)
     else:
-        plain = problem.controls is None
-        if plain and f.penalty.lambda1 == 0 and f.damping.value == 0.0:
-            beta_new = curv.ridge(q, f.penalty.lambda2)  # one eigendecomposition of the metric for all its fits
+        plain, delta = problem.controls is None, f.damping.value
+        if plain and f.penalty.lambda1 == 0:  # ridge: the metric's factor serves its fits (Curvature.ridge)
+            beta_new = curv.ridge(q + delta * f.beta if delta else q, f.penalty.lambda2 + delta)
         else:
             G, q, yy = f.damping.apply(curv.G, q, _model_yy(f, curv), f.beta, copy=True)
-            if plain and f.penalty.lambda1 > 0:
+            if plain:
                 beta_new = enet_gram(G, q, yy, f.penalty.lambda1, f.penalty.lambda2, f.beta,
                                      tol=_inner_tol(abs_tol, yy)).beta
-            elif plain:
-                beta_new = curv.ridge(q, f.penalty.lambda2 + f.damping.value)
             else:
                 from .box_gram import box_gram
 

@@ -334,6 +334,22 @@ def test_rows_a_step_saturates_are_damped_to_the_optimum(monkeypatch: pytest.Mon
     assert used[-1] == 0.0
 
 
+def test_the_rows_route_takes_no_damping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows route's coordinate descent cannot take the damping's term, so its cut steps must not start one
+    (a damping it never applies would only hold its stop back a step and cost a gradient pass): the saturating
+    table above, on the rows, reaches the brute force without the damping ever adapting."""
+    from pipeline.solvers.damping import Damping
+
+    X, y = rare_levels(8, 500, 22, 15, 2.87, 0.84, -1.71)
+    monkeypatch.setattr(Damping, "after", lambda *a: pytest.fail("the rows route adapted a damping"))
+    problem = GlmProblem(X, y, np.ones(len(y)), BINOMIAL, inner="rows")
+    lam1 = 0.01 * problem.lambda1_max
+    fit = problem.solve(ElasticNet(lam1, 0.0))
+    ref_obj, _, _ = brute_force("binomial", X, y, lam1, 0.0)
+    ours = objective("binomial", X, y, fit.coef, fit.intercept, lam1, 0.0, scale=weighted_scale(X, np.ones(len(y))))
+    assert fit.converged and ours <= ref_obj * (1 + REL)
+
+
 def test_auc_ranks_by_the_linear_predictor() -> None:
     """Probabilities round to 1 beyond η ≈ 37: the AUC must still tell confident scores apart (against
     scikit-learn's, with weights)."""
