@@ -45,7 +45,10 @@ __all__ = [
     "largest_in_magnitude",
     "preload_plotting",
     "validation_data",
+    "write_model_plot",
+    "write_path_plots",
     "write_plots",
+    "write_trial_plots",
 ]
 
 MAX_BARS = 40  # coefficients drawn as bars; beyond, the largest (500 labels are unreadable)
@@ -107,25 +110,52 @@ def write_plots(rows: Sequence[TrialRow], model: FittedModel, out: Path, *, curv
                 choices: Mapping[str, Choice] | None = None, coefficient_path: np.ndarray | None = None,
                 selected: str = "min", metric: str = "mse") -> list[Path]:
     """Every plot of the module docstring that the data allow, as PNG files in ``out``; the error axes name
-    ``metric`` (the MSE, or a binomial or Poisson sweep's deviance)."""
+    ``metric`` (the MSE, or a binomial or Poisson sweep's deviance).
+
+    A sweep draws the same plots in three parts, each as soon as its data exist (the plots are a fifth of a
+    short sweep's wall time, and drawing is CPU the driver otherwise leaves idle while it waits): those of
+    the trials (:func:`write_trial_plots`) while the dense path runs, those of the path
+    (:func:`write_path_plots`) while the model is refit and MLflow gets ready, and the model's coefficients
+    (:func:`write_model_plot`) at the end."""
+    paths = write_path_plots(curve, choices, coefficient_path, model.feature_names, out, selected=selected,
+                             metric=metric) if curve is not None and choices is not None else []
+    return [*paths, *write_model_plot(model, out), *write_trial_plots(rows, out, metric)]
+
+
+def write_trial_plots(rows: Sequence[TrialRow], out: Path, metric: str = "mse") -> list[Path]:
+    """``validation_curve.png`` and ``optimization_history.png``, which the trials alone decide (each only when
+    a trial completed)."""
     from .metrics import metric_label
 
     label = metric_label(metric)
     paths = []
-    if curve is not None and choices is not None:
-        paths.append(_cv_curve_plot({**cv_curve_data(curve, choices, selected), "label": label},
-                                    out / "cv_curve.png"))
-        if coefficient_path is not None:
-            names = list(model.feature_names or [f"x{j}" for j in range(model.n_features)])
-            data = coefficient_path_data(curve, coefficient_path, names, choices, selected)
-            paths.append(_coefficient_path_plot(data, out / "coefficient_path.png"))
     data_v = validation_data(rows)
     if data_v["panels"]:
         paths.append(_validation_plot({**data_v, "label": label}, out / "validation_curve.png"))
-    paths.append(_coefficient_plot(model, out / "coefficients.png"))
     if any(r["state"] == "COMPLETE" for r in rows):
         paths.append(_history_plot(rows, out / "optimization_history.png", label))
     return paths
+
+
+def write_path_plots(curve: PathCurve, choices: Mapping[str, Choice], coefficient_path: np.ndarray | None,
+                     names: Sequence[str] | None, out: Path, *, selected: str = "min",
+                     metric: str = "mse") -> list[Path]:
+    """``cv_curve.png`` and (given the standardized coefficients along the path, one row per feature named in
+    ``names``: ``x0``, ``x1``, … when None) ``coefficient_path.png``, which the dense path decides."""
+    from .metrics import metric_label
+
+    paths = [_cv_curve_plot({**cv_curve_data(curve, choices, selected), "label": metric_label(metric)},
+                            out / "cv_curve.png")]
+    if coefficient_path is not None:
+        shown = list(names) if names else [f"x{j}" for j in range(coefficient_path.shape[0])]
+        data = coefficient_path_data(curve, coefficient_path, shown, choices, selected)
+        paths.append(_coefficient_path_plot(data, out / "coefficient_path.png"))
+    return paths
+
+
+def write_model_plot(model: FittedModel, out: Path) -> list[Path]:
+    """``coefficients.png``: the model's standardized coefficients."""
+    return [_coefficient_plot(model, out / "coefficients.png")]
 
 
 # ------------------------------------------------------------------ data

@@ -26,6 +26,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,7 @@ from .gc_pause import collector_paused
 from .metrics import METRIC_OF, metric_label
 from .model import FittedModel
 from .solvers.controls import FeatureControls
-from .plots import preload_plotting, write_plots
+from .plots import preload_plotting, write_model_plot, write_path_plots, write_trial_plots
 from .report import TrialRow, describe_decision, dominant_fold_notes, write_coefficients_csv, write_trials_csv
 from .selection import (
     Choice,
@@ -265,7 +266,7 @@ class _Sweep:
         self.timer.lap("trials")
         self.timer.marks["optuna"] = round(self.store.seconds, 4)
 
-    def _choose(self) -> _Decision:
+    def _choose(self, rows: list[TrialRow]) -> _Decision:
         """The dense path of the winning penalty on the fold models; the ``min`` and ``1se`` choices.
 
         Both go into the study (user attributes ``regsweep:path`` and ``regsweep:selection``), the
@@ -292,7 +293,6 @@ class _Sweep:
         coefs = early[:, : len(shown.strengths)] if early is not None and early.shape[1] >= len(shown.strengths) \
             else self.client.submit(self.tasks.coefficient_path, self.placement.current_pass(), shown, self.model_cfg,
                                     self.controls, pure=False)
-        rows = trial_rows(study)
         choices = choose(rows, curve, cand.multipliers)
         study.set_user_attr("regsweep:path", curve.as_dict())
         study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
@@ -303,21 +303,29 @@ class _Sweep:
                          choices[cfg.search.select], coefs)
 
     def _refit_and_publish(self) -> dict[str, Any]:
-        """The selected point refit on all rows, logged with the plots and registered; the summary."""
+        """The selected point refit on all rows, logged with the plots and registered; the summary.
+
+        One thread draws the plots, each part as soon as its data exist (:func:`pipeline.plots.write_plots`);
+        the directory is removed only after that thread has finished, whatever failed."""
         assert self.placement is not None and self.tasks is not None
-        cfg, client = self.cfg, self.client
-        d = self._choose()
-        chosen = Candidate(d.selected.trial if d.selected.trial is not None else -1, d.selected.penalty,
-                           d.selected.lambda1, d.selected.lambda2, d.selected.multipliers)
-        passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
-        self.model = model = _waited(self.timer, "refit", client.submit(
-            self.tasks.refit, passes, chosen, self.plan.feature_names, self.model_cfg, self.plan.encoding,
-            self.controls, pure=False))
-        done = sum(r["state"] == "COMPLETE" for r in d.rows)  # the rows just read: not all trials once more
-        with tempfile.TemporaryDirectory() as tmp:
+        cfg, client, m = self.cfg, self.client, self.metric
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1, thread_name_prefix="regsweep-plots") as pen:
             out = Path(tmp)
+            rows = trial_rows(self.store.study)
+            drawn = [pen.submit(write_trial_plots, rows, out, m)]  # while the dense path runs
+            d = self._choose(rows)
+            drawn.append(pen.submit(write_path_plots, d.curve, d.choices, d.coefs, self.plan.feature_names, out,
+                                    selected=cfg.search.select, metric=m))  # while the refit and MLflow run
+            chosen = Candidate(d.selected.trial if d.selected.trial is not None else -1, d.selected.penalty,
+                               d.selected.lambda1, d.selected.lambda2, d.selected.multipliers)
+            passes = self.placement.current_pass()  # submitted again if lost with its workers after the last trial
+            self.model = model = _waited(self.timer, "refit", client.submit(
+                self.tasks.refit, passes, chosen, self.plan.feature_names, self.model_cfg, self.plan.encoding,
+                self.controls, pure=False))
+            drawn.append(pen.submit(write_model_plot, model, out))  # all waited for while the model is logged
+            done = sum(r["state"] == "COMPLETE" for r in d.rows)  # the rows just read: not all trials once more
             (out / "config.yaml").write_text(cfg.to_yaml())
-            write_trials_csv(d.rows, out / "trials.csv", self.metric)
+            write_trials_csv(d.rows, out / "trials.csv", m)
             write_coefficients_csv(model, out / "coefficients.csv")
             # The parent run only now: the tracking process may still be opening MLflow (at a lowered priority),
             # and the dense path and the refit above ran meanwhile; the last child runs wait behind it.
@@ -326,14 +334,8 @@ class _Sweep:
             pub = self._publication(d, model, done, out)
             pub.tags["mlflow.note.content"] = describe_decision(summary, pub.parent_run)
             t_model = time.perf_counter()
-
-            def draw() -> None:  # while the tracking process logs the model
-                t_plots = time.perf_counter()
-                write_plots(d.rows, model, out, curve=d.curve, choices=d.choices, coefficient_path=d.coefs,
-                            selected=cfg.search.select, metric=self.metric)
-                self.timer.marks["plots"] = round(time.perf_counter() - t_plots, 4)
-
-            model_uri, version = self.tracking.publish(pub, draw)
+            model_uri, version = self.tracking.publish(pub, lambda: _timed(self.timer, "plots", lambda: [
+                f.result() for f in drawn]))
             self.timer.marks["log_model"] = round(time.perf_counter() - t_model, 4)
         self.tracking.settle()
         self.timer.lap("refit_and_logging")

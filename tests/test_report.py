@@ -20,7 +20,7 @@ from pipeline.config import ModelConfig
 from pipeline.folds import block_fold_stats, kfold_folds
 from pipeline.model import FittedModel
 from pipeline.plots import (MAX_BARS, MINOR_TICK_DECADES, coefficient_path_data, cv_curve_data, largest_in_magnitude,
-                            validation_data, write_plots)
+                            validation_data, write_model_plot, write_path_plots, write_plots, write_trial_plots)
 from pipeline.report import write_coefficients_csv
 from pipeline.selection import Choice, PathCurve, path_strengths
 
@@ -126,6 +126,29 @@ def test_every_plot_is_drawn_and_the_coefficient_plot_stays_readable_at_p_500(tm
                           "optimization_history.png"}
     width, _ = Image.open(paths["coefficients.png"]).size
     assert width <= 0.35 * MAX_BARS * 110 + 1  # 40 bars at 0.35 in and 110 dpi, not 500
+
+
+def test_each_part_of_the_plots_writes_its_own_files_only(tmp_path) -> None:
+    """A sweep draws the plots in three parts, one thread after another, each once its data exist (the trials',
+    the dense path's, the refit model's; pipeline.sweep): together they are every plot, and no file is written
+    by two parts. A study whose trials all failed has no trial plots; a path without coefficients no
+    coefficient path."""
+    model = FittedModel(np.array([1.5, 0.0, -0.25, 0.75]), 0.5, "l1", 0.1, 0.0, True, True, np.zeros(4),
+                        np.array([2.0, 1.0, 0.5, 1.0]), ("age", "bmi", "bp", "s1"))
+    curve, choices = _curve_and_choices()
+    coefs = np.outer([1.0, -0.5, 0.25, 2.0], np.linspace(0, 1, len(curve.strengths)))
+    parts = [write_trial_plots(_rows(), tmp_path, "mse"),
+             write_path_plots(curve, choices, coefs, model.feature_names, tmp_path, metric="mse"),
+             write_model_plot(model, tmp_path)]
+    assert [sorted(p.name for p in part) for part in parts] == [
+        ["optimization_history.png", "validation_curve.png"], ["coefficient_path.png", "cv_curve.png"],
+        ["coefficients.png"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for part in parts for p in part)
+    for path in (p for part in parts for p in part):
+        assert Image.open(path).size[0] > 300, path.name  # a drawn PNG
+    failed = [{**r, "state": "FAIL"} for r in _rows()]
+    assert write_trial_plots(failed, tmp_path / "none") == []
+    assert [p.name for p in write_path_plots(curve, choices, None, None, tmp_path)] == ["cv_curve.png"]
 
 
 def test_log_axes_have_minor_ticks_on_short_ranges_only(tmp_path) -> None:

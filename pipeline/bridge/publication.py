@@ -42,8 +42,8 @@ class Publication:
         """Log it all on the parent run and register the model; returns (model URI, version).
 
         ``meanwhile`` runs while the parameters, metrics and model are being
-        logged (in the sweep's tracking process that is 0.5–1 s of MLflow, so
-        the driver draws the plots then); the artifacts it writes are logged
+        logged (in the sweep's tracking process that is 0.3–1 s of MLflow, so
+        the driver finishes the plots then); the artifacts it writes are logged
         after it.
         """
         metrics = {k: v for k, v in self.metrics.items() if v is not None}
