@@ -174,6 +174,10 @@ def test_mlflow_holds_parent_children_and_a_loadable_model(sweep_result, diabete
             "optimization_history.png", "cv_curve.png", "coefficient_path.png"} <= artifacts
     logged = client.search_logged_models(experiment_ids=[exp.experiment_id])  # the sweep's experiment, not Default
     assert [m.source_run_id for m in logged] == [parent.info.run_id]
+    # the parent's metrics, on the run and on the logged model's page (linked as they are logged, in one request)
+    assert {m.key: m.value for m in logged[0].metrics} == parent.data.metrics
+    assert parent.data.metrics["best_cv_mse"] == summary["best_cv_mse"]
+    assert parent.data.metrics["selected_n_nonzero"] == len(summary["selected_features"])
     alias = client.get_model_version_by_alias("e2e-model", "candidate")
     assert alias.version == summary["model_version"]
 

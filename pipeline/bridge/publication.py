@@ -48,10 +48,10 @@ class Publication:
         """
         metrics = {k: v for k, v in self.metrics.items() if v is not None}
         calls = [tracking.send("log_params", self.parent_run, self.params),
-                 tracking.send("log_metrics", self.parent_run, metrics),
                  tracking.send("set_tags", self.parent_run, self.tags),
+                 # the metrics with the model, linked to it in the same request (.tracking.models.log_model)
                  tracking.send("log_model", self.parent_run, self.model, self.example, self.registered_model,
-                               self.version_tags)]
+                               self.version_tags, metrics=metrics)]
         meanwhile()
         results = [call.result() for call in calls]
         tracking.log_artifacts(self.parent_run, self.artifacts)

@@ -226,9 +226,10 @@ class TrackingService:
         self._call("log_artifacts", run_id, str(directory), artifact_path)
 
     def log_model(self, run_id: str, model: FittedModel, input_example: Any, registered_model: str | None,
-                  version_tags: Mapping[str, str] | None = None,
-                  alias: str | None = "candidate") -> tuple[str, int | None]:
-        uri, version = self._call("log_model", run_id, model, input_example, registered_model, version_tags, alias)
+                  version_tags: Mapping[str, str] | None = None, alias: str | None = "candidate",
+                  metrics: Mapping[str, float] | None = None) -> tuple[str, int | None]:
+        uri, version = self._call("log_model", run_id, model, input_example, registered_model, version_tags, alias,
+                                  metrics)
         return str(uri), version
 
     def end_run(self, run_id: str, status: str = "FINISHED", deadline_s: float | None = None) -> None:

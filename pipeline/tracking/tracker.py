@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from ._mlflow_internals import drop_engine
 from .child_runs import ChildRunWriter
 from .connections import close_connections, keepalive_stalls
 from .health import is_http, preflight, reachable
-from .models import log_model
+from .models import log_model, log_run_metrics
 from .protocol import Done, Pending
 from .records import DRIVER_TAG, ChildRun, TrialRecord, param_str, quote
 from .schema_cache import discard_seed, save_schema, seed_store
@@ -190,14 +189,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + 100], synchronous=True)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        import math
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(v)]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(run_id, metrics=items[i : i + 1000], synchronous=True)
+        log_run_metrics(self.client, run_id, metrics, step)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -218,11 +210,12 @@ class Tracker:
         return example_parquet(plan, integer_columns)
 
     def log_model(self, run_id: str, model: FittedModel, input_example: Any, registered_model: str | None,
-                  version_tags: Mapping[str, str] | None = None,
-                  alias: str | None = "candidate") -> tuple[str, int | None]:
+                  version_tags: Mapping[str, str] | None = None, alias: str | None = "candidate",
+                  metrics: Mapping[str, float] | None = None) -> tuple[str, int | None]:
+        """:func:`.models.log_model` on this store (``metrics``: the run's, linked to the model)."""
         with collector_paused():  # MLflow's first use of its model modules (pipeline.gc_pause)
             return log_model(self.client, self.uri, self.experiment_id, run_id, model, input_example,
-                             registered_model, version_tags, alias)
+                             registered_model, version_tags, alias, metrics)
 
     def end_run(self, run_id: str, status: str = "FINISHED", deadline_s: float | None = None) -> None:
         self.client.set_terminated(run_id, status=status)
