@@ -2,6 +2,7 @@
 
     python benchmarks/child_runs.py                 # 1,000 child runs per setting, writers 1 and 8
     python benchmarks/child_runs.py --runs 200 --writers 1 4 8 16 --stores postgres
+    python benchmarks/child_runs.py --runs 0 --quickstart 5   # the quickstart against the server and SQLite
 
 Starts ``mlflow server`` (local artifacts) on a free 127.0.0.1 port, once per
 backend store: a SQLite file, and PostgreSQL (the README's cluster deployment,
@@ -14,6 +15,13 @@ record to the last written, divided by the number of runs (the issue's
 measure), and the ratio to one writer. Every run is then checked to be in
 MLflow, FINISHED, with its metric. The server's store is on the same two
 cores as the writer: run nothing else meanwhile.
+
+With ``--quickstart N`` the shipped quickstart (``regsweep sweep
+configs/quickstart.yaml``, each in a new empty directory) then runs N times
+against the same server, alternating with N runs on local SQLite files after
+one warm-up of each, timed as ``fixed_cost.py`` times a sweep (command start
+to the end of its output): the issue's "at most 1 s longer than against
+SQLite".
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -34,6 +43,7 @@ import pipeline.tracking.service as service  # noqa: E402
 from pipeline.config import TrackingConfig  # noqa: E402
 from pipeline.tracking import TrackingService  # noqa: E402
 from pipeline.tracking.records import TrialRecord  # noqa: E402
+from fixed_cost import REPO  # noqa: E402
 from tests.embedded_pg import postgres_database  # noqa: E402
 
 
@@ -117,11 +127,41 @@ def measure(uri: str, writers: int, runs: int) -> float:
     return seconds / runs
 
 
+def quickstart_wall(uri: str | None) -> float:
+    """Wall seconds of one quickstart, command start to exit, in a new empty directory; ``uri`` a tracking
+    server (None: the config's local SQLite files)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    sets = ["--set", f"tracking.uri={uri}"] if uri else []
+    exe = str(Path(sys.executable).with_name("regsweep"))
+    with tempfile.TemporaryDirectory(prefix="regsweep-qs-") as tmp:
+        t0 = time.perf_counter()
+        done = subprocess.run([exe, "sweep", str(REPO / "configs" / "quickstart.yaml"), *sets, "--no-progress"],
+                              cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+        wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"the quickstart failed: {done.stderr.strip()[-500:]}")
+    return wall
+
+
+def compare_quickstart(uri: str, repeats: int) -> str:
+    """The quickstart against ``uri`` and on local SQLite, alternating; a table row of medians."""
+    quickstart_wall(uri), quickstart_wall(None)  # warm-ups: the page cache, the cached empty MLflow schema
+    server, local = [], []
+    for _ in range(repeats):
+        server.append(quickstart_wall(uri))
+        local.append(quickstart_wall(None))
+    s, l_ = statistics.median(server), statistics.median(local)
+    return (f"| {s:.2f} ({min(server):.2f}–{max(server):.2f}) | {l_:.2f} ({min(local):.2f}–{max(local):.2f}) "
+            f"| {s - l_:+.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--writers", type=int, nargs="+", default=[1, service.HTTP_WRITERS])
     ap.add_argument("--stores", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
+    ap.add_argument("--quickstart", type=int, default=0, metavar="N",
+                    help="then N quickstarts against each server, alternating with N on local SQLite")
     args = ap.parse_args(argv)
     print(f"{args.runs} runs per setting; load average {os.getloadavg()[0]:.2f} at the start")
     print("| server's store | writers | ms per child run | ratio to 1 writer |\n|---|---:|---:|---:|")
@@ -131,10 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             proc, uri = _start_server(Path(tmp), url)
             try:
                 base = None
-                for w in args.writers:
+                for w in args.writers if args.runs else []:
                     per = measure(uri, w, args.runs)
                     base = base or per
                     print(f"| {store} | {w} | {per * 1000:.1f} | {per / base:.2f} |", flush=True)
+                if args.quickstart:
+                    print(f"\n| quickstart, {store} server: wall s, median (range) | local SQLite | difference |\n"
+                          f"|---:|---:|---:|\n{compare_quickstart(uri, args.quickstart)}\n", flush=True)
             finally:
                 os.killpg(proc.pid, 15)
                 proc.wait(30)
