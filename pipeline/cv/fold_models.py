@@ -25,7 +25,7 @@ from ..solvers import FitResult, GramProblem, SuffStats
 from ..solvers.controls import FeatureControls
 from .passes import BlockPass
 from .path_end import PathEnd
-from .scoring import PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, WarmStarts, past_the_minimum
+from .scoring import FoldPath, FoldScore, PathSpec, WarmStarts, path_stops
 
 __all__ = ["FoldModel", "FoldScore", "Scorable", "make_fold_model", "make_fold_models", "score_candidates",
            "score_folds", "score_path", "score_paths", "score_slots"]
@@ -90,9 +90,10 @@ class FoldModel:
                          n_iter=result.n_iter, converged=result.converged, seconds=seconds)
 
     def path(self, spec: PathSpec, tol: float) -> FoldPath:
-        """Every point of ``spec``, warm-started along the path; stops once the training fit is nearly exact
-        or the held-out error has turned well past its minimum (:func:`~.scoring.past_the_minimum`)."""
-        scores = []
+        """Every point of ``spec``, warm-started along the path, until glmnet's rules end it
+        (:func:`~.scoring.path_stops`)."""
+        scores: list[FoldScore] = []
+        explained: list[float] = []
         beta: np.ndarray | None = None
         with self.lock:
             for i in range(len(spec.strengths)):
@@ -101,15 +102,15 @@ class FoldModel:
                                             reuse_factor=True, multipliers=cand.group_multipliers)
                 beta = result.beta
                 scores.append(self._score(-1, result, 0.0))
-                if _saturated(scores[-1].train_mse, self.train) or (
-                        spec.may_stop(len(scores)) and past_the_minimum([s.heldout_mse for s in scores])):
+                explained.append(_r2(scores[-1].train_mse, self.train))
+                if path_stops(explained, [s.heldout_mse for s in scores], spec):
                     break
         return _fold_path(self.fold, scores)
 
 
-def _saturated(train_mse: float, train: SuffStats) -> bool:
-    """glmnet's early stop: the training fit explains ≥ 99.9% of the (weighted) deviance."""
-    return train.cyy > 0 and 1.0 - train_mse * train.sum_w / train.cyy >= PATH_STOP_DEV_RATIO
+def _r2(train_mse: float, train: SuffStats) -> float:
+    """The training fit's share of the (weighted) deviance explained; 0 for a constant target."""
+    return 1.0 - train_mse * train.sum_w / train.cyy if train.cyy > 0 else 0.0
 
 
 def _fold_path(fold: int, scores: Sequence[FoldScore]) -> FoldPath:

@@ -39,8 +39,8 @@ from ..solvers.glm_chord import Curvature, solve_together
 from .path_end import PathEnd
 from .refit import bounds_from, group_bounds
 from .rows import RowData
-from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
-                      deviance_levelled, past_the_minimum)
+from .scoring import (FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
+                      path_stops)
 
 __all__ = ["GlmFoldModel", "check_training_folds", "glm_bounds", "glm_coefficient_path", "glm_paths_and_coefficients",
            "glm_problem", "glm_refit", "make_glm_fold_models", "target_facts"]
@@ -227,8 +227,7 @@ class _PathRun:
         self.fit = fit
         self.scores.append(self.model._score(-1, fit, 0.0))
         self.explained.append(1.0 - self.scores[-1].train_mse / self.null if self.null > 0 else 1.0)
-        self.stopped = self.explained[-1] >= PATH_STOP_DEV_RATIO or self.spec.may_stop(len(self.scores)) and (
-            deviance_levelled(self.explained) or past_the_minimum([s.heldout_mse for s in self.scores]))
+        self.stopped = path_stops(self.explained, [s.heldout_mse for s in self.scores], self.spec)
 
     def result(self) -> FoldPath:
         s = self.scores

@@ -35,8 +35,7 @@ from ..solvers.controls import FeatureControls
 from .glm_models import GlmFoldModel, check_training_folds, make_glm_fold_models, target_facts
 from .refit import bounds_from, group_bounds
 from .rows import RowData
-from .scoring import (PATH_STOP_DEV_RATIO, FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
-                      past_the_minimum)
+from .scoring import FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts, path_stops
 
 __all__ = ["RowFoldModel", "heldout_mse", "make_row_fold_models", "retrain_facts", "row_bounds",
            "row_coefficient_path", "row_refit", "row_summary"]
@@ -86,9 +85,10 @@ class RowFoldModel(PickledCold):
                          converged=r.converged, seconds=seconds)
 
     def path(self, spec: PathSpec, tol: float) -> FoldPath:
-        """Every point of ``spec``, warm-started along the path; stops once the training fit is nearly exact
-        or the held-out error has turned well past its minimum (:func:`~.scoring.past_the_minimum`)."""
-        scores = []
+        """Every point of ``spec``, warm-started along the path, until glmnet's rules end it
+        (:func:`~.scoring.path_stops`)."""
+        scores: list[FoldScore] = []
+        explained: list[float] = []
         fit: RowFit | None = None
         with self.lock:
             for i in range(len(spec.strengths)):
@@ -96,8 +96,8 @@ class RowFoldModel(PickledCold):
                 fit = self.problem.solve(cand.penalty_object(), fit if cand.lambda1 > 0 else None, tol=tol,
                                          multipliers=cand.group_multipliers)
                 scores.append(self._score(-1, fit, 0.0))
-                if (self.problem.yy > 0 and 1.0 - scores[-1].train_mse / self.problem.yy >= PATH_STOP_DEV_RATIO
-                        or spec.may_stop(len(scores)) and past_the_minimum([s.heldout_mse for s in scores])):
+                explained.append(1.0 - scores[-1].train_mse / self.problem.yy if self.problem.yy > 0 else 0.0)
+                if path_stops(explained, [s.heldout_mse for s in scores], spec):
                     break
         return FoldPath(self.fold, tuple(s.heldout_mse for s in scores), tuple(s.heldout_r2 for s in scores),
                         tuple(s.train_mse for s in scores), tuple(s.n_nonzero for s in scores))
