@@ -97,6 +97,7 @@ class DataPlan:
     family: str = "gaussian"  # model.family: how the target is read (pipeline.targets)
     positive_class: Any = None  # binomial: data.positive_class
     target_labels: bool = False  # binomial: the target is stored as text (labels coded once all rows are read)
+    target_bool: bool = False  # binomial: the target holds true/false values (classes False and True, not 0 and 1)
     offset: str | None = None  # data.offset or data.exposure: a column (tabular) or a .npy path (array sources)
     exposure: bool = False  # the offset column holds exposures (positive; their log is the offset)
     stratify: bool = False  # binomial row k-fold: folds dealt per class (folds.stratify)
@@ -354,22 +355,22 @@ def _plan_bundled(cfg: DataConfig, name: str, group: str | None, labels: bool = 
     with open(path) as f:
         columns = _header_columns(f.readline())
         n_rows = sum(1 for _ in f)
-    features, target, categorical, text, notes, text_target = _csv_columns(cfg, path, columns, f"bundled:{name}",
-                                                                           group, default_target, labels)
+    features, target, categorical, text, notes, label_kind = _csv_columns(cfg, path, columns, f"bundled:{name}",
+                                                                          group, default_target, labels)
     return DataPlan(
         kind="bundled", source=f"bundled:{name}", feature_names=features, target=target,
         weight=cfg.weight, group=group, n_rows=n_rows,
         blocks=_row_blocks(n_rows, cfg.block_rows, path=path), columns=tuple(columns), categorical=categorical,
-        text_columns=text, notes=notes, target_labels=text_target,
+        text_columns=text, notes=notes, target_labels=label_kind == "text", target_bool=label_kind == "bool",
     )
 
 
 def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, group: str | None,
                  default_target: str | None = None, labels: bool = False, delimiter: str = ",", decimal: str = ".",
                  blank: Sequence[str] = ()
-                 ) -> tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
+                 ) -> tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str]:
     """Features, target, categorical features, text features and notes of a CSV, from its header and first lines,
-    and whether the target is text (a binomial model's labels, with ``labels``).
+    and how a binomial model's classes are read (with ``labels``): :func:`_label_kind`.
 
     A first column with an empty header holding unique values is row labels (R's ``write.csv`` row names, the
     index pandas' ``to_csv`` writes): left out, with a note. Other unnamed columns (``blank``: named
@@ -399,8 +400,16 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
             _refuse_disguised(c, disguised[c], where, is_feature=c in features)
     _refuse_empty_features([c for c in features if c in head.empty], cfg, where)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)
-    text_target = labels and kinds.get(target) in ("text", "dictionary")
-    return features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes, text_target
+    return (features, target, categorical, free_text_candidates(categorical, kinds, cfg.categorical), notes,
+            _label_kind(kinds.get(target), labels))
+
+
+def _label_kind(kind: str | None, labels: bool) -> str:
+    """How a binomial target's classes are read: ``text`` (labels coded once all rows are read), ``bool``
+    (true/false values: the classes False and True, as ``pipeline.fit`` names them) or ``numeric``."""
+    if not labels:
+        return "numeric"
+    return "text" if kind in ("text", "dictionary") else "bool" if kind == "bool" else "numeric"
 
 
 def _unnamed_columns(cfg: DataConfig, columns: Sequence[str], blank: Sequence[str],
@@ -468,7 +477,7 @@ def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
     if plan.missing == "drop":
         kept &= features_ok
     check_target_sample(plan.family, y, labels, kept, name=f"data.target {plan.target!r}", where=where,
-                        positive_class=plan.positive_class)
+                        positive_class=plan.positive_class, booleans=plan.target_bool)
 
 
 def _head_frame(plan: DataPlan, n: int) -> pd.DataFrame | None:
@@ -534,7 +543,8 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
     types = {f.name: f.type for f in first} | ({f.name: f.type for f in stored} if stored is not None else {})
     kinds = {c: arrow_kind(types[c]) for c in columns}  # by name, once (a lookup per column was O(p²))
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, repr(source), labels)
-    text_target = labels and kinds.get(target) in ("text", "dictionary")
+    label_kind = _label_kind(kinds.get(target), labels)
+    text_target = label_kind == "text"
     _refuse_empty_features(_parquet_all_null(metas, features), cfg, repr(source))
     if cfg.missing == "error":
         numeric = [c for c in features if c not in categorical]
@@ -559,7 +569,7 @@ def _plan_parquet(cfg: DataConfig, source: str, paths: list[str], group: str | N
         kind="parquet", source=source, feature_names=features, target=target, weight=cfg.weight,
         group=group, n_rows=start, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
         text_columns=free_text_candidates(categorical, kinds, cfg.categorical), target_labels=text_target,
-        notes=notes,
+        target_bool=label_kind == "bool", notes=notes,
     )
 
 
@@ -726,7 +736,7 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     _check_unique_columns(columns, f"CSV file {path!r}")
     if n_rows == 0:
         raise DataError(f"CSV file {path!r} has a header but zero data rows.")
-    features, target, categorical, text_columns, notes, text_target = _csv_columns(
+    features, target, categorical, text_columns, notes, label_kind = _csv_columns(
         cfg, path, columns, repr(path), group, labels=labels, delimiter=delimiter, decimal=decimal, blank=blank)
     if delimiter != ",":
         notes = (f"read as {_DELIMITERS[delimiter]}-separated: its header splits into the most columns so"
@@ -742,8 +752,8 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     return DataPlan(
         kind="csv", source=path, feature_names=features, target=target, weight=cfg.weight, group=group,
         n_rows=n_rows, blocks=tuple(blocks), columns=tuple(columns), categorical=categorical,
-        text_columns=text_columns, notes=notes, target_labels=text_target,
-        delimiter=delimiter, decimal=decimal,
+        text_columns=text_columns, notes=notes, target_labels=label_kind == "text",
+        target_bool=label_kind == "bool", delimiter=delimiter, decimal=decimal,
     )
 
 

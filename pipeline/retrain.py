@@ -101,6 +101,7 @@ from .recoding import coefficients_by_name, incumbent_fill, incumbent_map, new_l
 from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, resolve_space
 from .signals import terminate_as_interrupt, uninterrupted
 from .solvers import merge_all
+from .targets import same_label
 from .tracking import MlflowCache, RegisteredVersion, Tracker
 from .tracking.registry import TAG, alias_version, load_version, set_alias, tag_version, versions_with_fingerprint
 
@@ -408,7 +409,7 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
                  else None)
     rows = placement.current_pass() if placement else client.submit(load_rows, plan, k, seed, holdout, pure=False)
     facts = wait_done(client.submit(retrain_facts, rows, pure=False))
-    if base.model.family == "binomial" and str(facts["positive_class"]) != str(base.model.positive_class):
+    if base.model.family == "binomial" and not same_label(facts["positive_class"], base.model.positive_class):
         raise RetrainInputError(
             f"{cfg.tracking.registered_model} v{base.version} predicts the class {base.model.positive_class!r}, but "
             f"the data's positive class is {facts['positive_class']!r}; set data.positive_class to "

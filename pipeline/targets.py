@@ -22,7 +22,7 @@ from .solvers.families import FAMILY_NAMES
 from .validation import check_target
 
 __all__ = ["BinaryLabels", "binary_target", "check_family", "check_offset", "check_target_sample", "count_target",
-           "family_target"]
+           "family_target", "same_label"]
 
 def check_family(family: object, where: str = "family") -> str:
     """``family`` if it is one of :data:`~pipeline.solvers.families.FAMILY_NAMES`, else a one-line error naming
@@ -61,9 +61,9 @@ def _plain(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _same_label(label: Any, given: Any) -> bool:
-    """Whether a label is the one given: as values, as text (``"1"`` and 1), and a text label matches the boolean
-    YAML makes of it (``positive_class: yes`` reads as true)."""
+def same_label(label: Any, given: Any) -> bool:
+    """Whether a label is the one given: as values (``True`` and 1), as text (``"1"`` and 1), and a text label
+    matches the boolean YAML makes of it (``positive_class: yes`` reads as true)."""
     if label == given or str(label) == str(given):
         return True
     if isinstance(given, bool) and isinstance(label, str):
@@ -95,7 +95,7 @@ def binary_target(y: object, n_rows: int, positive_class: Any = None, name: str 
                         f"({shown}); " + (_more_than_two(text) if len(labels) > 2
                                           else "check the target column and the rows read."))
     if positive_class is not None:
-        match = [v for v in labels if _same_label(v, positive_class)]
+        match = [v for v in labels if same_label(v, positive_class)]
         if not match:
             raise DataError(f"`positive_class` {positive_class!r} is not a label of `{name}`; its labels are "
                             f"{labels}.")
@@ -118,14 +118,15 @@ def count_target(y: object, n_rows: int, name: str = "y") -> np.ndarray:
 
 
 def check_target_sample(family: str, y: np.ndarray, labels: np.ndarray | None, kept: np.ndarray, *, name: str,
-                        where: str, positive_class: Any = None) -> None:
+                        where: str, positive_class: Any = None, booleans: bool = False) -> None:
     """The family's rules that some rows alone break for the whole target: more than two classes (binomial), a
     ``positive_class`` that is neither of two classes seen, or a negative count (Poisson), among the ``kept`` rows
-    of a sample (``y``, or the text ``labels`` of a binomial target). What only every row can tell (one class,
+    of a sample (``y``, or the text ``labels`` of a binomial target; ``booleans``: ``y`` holds true/false values as
+    1/0, the classes True and False). What only every row can tell (one class,
     every count zero, whether a positive class not yet seen comes later) is not judged here."""
     rows = np.flatnonzero(kept)
     if family == "binomial":
-        keys = labels[rows].astype(str) if labels is not None else y[rows]
+        keys = labels[rows].astype(str) if labels is not None else (y[rows] == 1.0) if booleans else y[rows]
         seen = np.unique(keys).size
         if seen > 2 or (seen == 2 and positive_class is not None):
             binary_target(keys, keys.size, positive_class, name=f"{name} in {where}")  # raises, naming the classes

@@ -533,6 +533,31 @@ def test_labels_padded_with_blanks_are_the_same_class(tmp_path):
     np.testing.assert_array_equal(read == "yes", np.arange(n) % 3 == 0)
 
 
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_true_false_target_has_the_classes_false_and_true(tmp_path, suffix):
+    """A true/false target (breast cancer's diagnosis as ``malignant``) was read as 1.0/0.0: the terminal said
+    ``positive class 1 … negative 0`` and the model's output was ``probability_1``. Its classes are now False and
+    True, as ``pipeline.fit`` names a boolean array's; ``positive_class`` 1, true and ``"True"`` all name True,
+    and a champion registered as predicting class 1 is the same class for ``regsweep retrain``."""
+    from pipeline import fit
+    from pipeline.cv.rows import load_rows
+    from pipeline.targets import BinaryLabels, same_label
+
+    frame = _bc_frame().iloc[:, [0, 1, 2, -1]]
+    malignant = (frame.pop("diagnosis") == "malignant").to_numpy()
+    frame["malignant"] = malignant
+    path = tmp_path / f"bc.{suffix}"
+    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+    for given, positive in [(None, True), (1, True), (True, True), ("True", True), (False, False)]:
+        data = DataConfig(source=str(path), target="malignant", positive_class=given)
+        rows = load_rows(plan_data(data, family="binomial"), 5, 0)
+        assert rows.labels == BinaryLabels(negative=not positive, positive=positive), given
+        np.testing.assert_array_equal(rows.y, malignant == positive)
+    model = fit(frame.drop(columns="malignant"), malignant, family="binomial", lambda1=0.01)
+    assert (model.positive_class, model.prediction_name) == (True, "probability_True")
+    assert same_label(True, 1) and same_label(1, True) and not same_label(True, 0) and not same_label("yes", 1)
+
+
 def test_a_fold_without_the_rarer_class_is_told_how_many_folds_fit():
     """3 positives among 40 rows and 5 stratified folds: two folds' held-out rows hold no positive; the note said
     'keep folds.stratify on', which it was. It now names the number of folds the rarer class can fill."""

@@ -228,8 +228,11 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
         raise DataError(f"data.missing: drop left no rows: all {dropped.sum()} rows hold NaN or inf in a feature, the "
                         "target, the weight or the offset; impute the missing values instead.")
     y, w = np.concatenate(ys), np.concatenate(ws)
-    y, classes = family_target(plan.family, np.concatenate(labels) if labels else y, y.shape[0], plan.positive_class,
-                               name=f"data.target {plan.target!r}")
+    if labels:
+        y = np.concatenate(labels)
+    elif plan.target_bool and not np.isnan(y).any():  # true/false values read as 1/0: the classes False and True
+        y = y == 1.0
+    y, classes = family_target(plan.family, y, y.shape[0], plan.positive_class, name=f"data.target {plan.target!r}")
     if plan.family == "poisson" and not np.any((y > 0) & (w > 0)):
         raise DataError(f"data.target {plan.target!r}: every count is 0, so the Poisson model has no finite intercept; "
                         "check the target column.")
