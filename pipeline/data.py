@@ -215,8 +215,24 @@ def _plan_source(cfg: DataConfig, group: str | None, family: str) -> DataPlan:
         "use one .csv file (or .tsv, .txt: comma, semicolon, tab or pipe separated, with a header line), one X.npy "
         "or sparse X.npz (with data.target: y.npy), or Parquet file(s)"
         + ("; several text tables: concatenate them into one (or save them as Parquet files)."
-           if suffixes <= _TABLE_SUFFIXES else ".")
+           if suffixes <= _TABLE_SUFFIXES else _format_fix(suffixes))
     )
+
+
+_COMPRESSED = frozenset({".gz", ".bz2", ".xz", ".zip", ".zst", ".7z"})
+_SPREADSHEETS = frozenset({".xlsx", ".xls", ".xlsm", ".ods"})
+
+
+def _format_fix(suffixes: set[str]) -> str:
+    """The fix for a compressed text table or a spreadsheet, the two forms public data sets come in most often
+    besides CSV and Parquet; else nothing more."""
+    if suffixes & _COMPRESSED:
+        return ("; a compressed file cannot be read in blocks (the workers read a CSV by byte ranges): decompress it "
+                "first (gunzip -k, unzip), or save it as Parquet, which is compressed and read by row groups.")
+    if suffixes & _SPREADSHEETS:
+        return ("; a spreadsheet is not read: save the sheet as CSV, or as Parquet "
+                "(pandas.read_excel(path).to_parquet('table.parquet')).")
+    return "."
 
 
 def _expand(source: str) -> list[str]:

@@ -486,6 +486,20 @@ def test_several_text_tables_are_told_to_become_one(tmp_path):
         plan_data(DataConfig(source=str(tmp_path / "*.tsv"), target="y"))
 
 
+@pytest.mark.parametrize("name, fix", [("t.csv.gz", r"decompress it first \(gunzip -k, unzip\)"),
+                                       ("t.zip", r"decompress it first"),
+                                       ("t.xlsx", r"save the sheet as CSV, or as Parquet"),
+                                       ("t.json", r"Parquet file\(s\)\.$")])
+def test_a_compressed_table_or_a_spreadsheet_is_told_its_fix(tmp_path, name, fix):
+    """The two forms public tables come in most often besides CSV and Parquet are refused with the way to read
+    them; another type gets the list of readable ones only."""
+    import gzip
+
+    (tmp_path / name).write_bytes(gzip.compress(b"a,y\n1,2\n"))
+    with pytest.raises(DataError, match=r"matched 1 file\(s\) of type\(s\) .*" + fix):
+        plan_data(DataConfig(source=str(tmp_path / name), target="y"))
+
+
 def test_the_named_marker_is_the_one_pandas_reads(tmp_path):
     """``1 , ? , 2`` (spaces on both sides): pandas skips the leading space only, so the marker is '? ', and the
     fix names it so; following the fix, the column reads with its gaps."""
