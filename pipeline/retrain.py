@@ -389,6 +389,21 @@ def _challenge_on_stats(client: Client, cfg: SweepConfig, columns: RetrainColumn
     return challenger, scores, evidence, extra
 
 
+def _check_positive_class(base: RegisteredVersion, positive: Any, cfg: SweepConfig, echo: Callable[[str], None]
+                          ) -> None:
+    """The data's positive class must be the one ``base`` predicts; the same class named otherwise (``True``
+    where a model registered before true/false targets kept their classes named it ``1``) is noted, as the
+    challenger's prediction column takes the new name."""
+    if not same_label(positive, base.model.positive_class):
+        raise RetrainInputError(
+            f"{cfg.tracking.registered_model} v{base.version} predicts the class {base.model.positive_class!r}, but "
+            f"the data's positive class is {positive!r}; set data.positive_class to "
+            f"{base.model.positive_class!r}, or run a new sweep.")
+    if repr(positive) != repr(base.model.positive_class):
+        echo(f"Note: v{base.version} names its positive class {base.model.positive_class!r}, the data "
+             f"{positive!r}: the same class; a challenger's prediction column is probability_{positive}.")
+
+
 def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: RegisteredVersion, fingerprint: str,
                        echo: Callable[[str], None]) -> _Challenge:
     """The rows engine: the rows on the workers (held-out ones marked), the challenger, both held-out scores.
@@ -409,11 +424,8 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
                  else None)
     rows = placement.current_pass() if placement else client.submit(load_rows, plan, k, seed, holdout, pure=False)
     facts = wait_done(client.submit(retrain_facts, rows, pure=False))
-    if base.model.family == "binomial" and not same_label(facts["positive_class"], base.model.positive_class):
-        raise RetrainInputError(
-            f"{cfg.tracking.registered_model} v{base.version} predicts the class {base.model.positive_class!r}, but "
-            f"the data's positive class is {facts['positive_class']!r}; set data.positive_class to "
-            f"{base.model.positive_class!r}, or run a new sweep.")
+    if base.model.family == "binomial":
+        _check_positive_class(base, facts["positive_class"], cfg, echo)
     _check_rows(facts["w_heldout"], facts["w_train"], facts["fold_weight"], cfg)
     # a GLM keeps its rows in worker memory whichever engine solves its Newton steps (cfg.model.engine)
     held = "rows engine" if cfg.model.family == "gaussian" else "rows kept in worker memory"
