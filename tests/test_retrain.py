@@ -364,3 +364,26 @@ def test_retrain_keeps_penalty_factors_limits_and_group_multipliers(world, mode)
     base = model.penalty_factor[2] / mult  # the rescaled factor of x2 before its group's multiplier
     np.testing.assert_allclose(model.penalty_factor, [0, base, base * mult, base, base * mult], rtol=1e-12)
     assert base == pytest.approx(5 / 4)  # four features with factor 1 rescaled to sum to p = 5
+
+
+def test_a_champion_naming_the_positive_class_otherwise_is_the_same_class_with_a_note():
+    """A champion registered before true/false targets kept their classes predicts class 1 where the data's
+    positive class is now True: the same class, retrained with a note (its prediction column is renamed); a
+    champion of the other class is refused with the fix."""
+    from types import SimpleNamespace
+
+    from pipeline.errors import RetrainInputError
+    from pipeline.retrain import _check_positive_class
+
+    cfg = SimpleNamespace(tracking=SimpleNamespace(registered_model="churn"))
+    said: list[str] = []
+    champion = SimpleNamespace(version=3, model=SimpleNamespace(positive_class=1))
+    _check_positive_class(champion, True, cfg, said.append)
+    assert said == ["Note: v3 names its positive class 1, the data True: the same class; a challenger's prediction "
+                    "column is probability_True."]
+    _check_positive_class(SimpleNamespace(version=4, model=SimpleNamespace(positive_class=True)), True, cfg,
+                          said.append)
+    assert len(said) == 1  # named alike: nothing to say
+    with pytest.raises(RetrainInputError, match=r"churn v3 predicts the class 1, but the data's positive class is "
+                                                r"False; set data.positive_class to 1"):
+        _check_positive_class(champion, False, cfg, said.append)
