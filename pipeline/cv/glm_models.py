@@ -39,8 +39,7 @@ from ..solvers.glm_chord import Curvature, solve_together
 from .path_end import PathEnd
 from .refit import bounds_from, group_bounds
 from .rows import RowData
-from .scoring import (FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts,
-                      path_stops)
+from .scoring import FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts, path_stops
 
 __all__ = ["GlmFoldModel", "check_training_folds", "glm_bounds", "glm_coefficient_path", "glm_paths_and_coefficients",
            "glm_problem", "glm_refit", "make_glm_fold_models", "target_facts"]

@@ -88,7 +88,7 @@ class FoldPath:
 
 PATH_STOP_DEV_RATIO = 0.999  # glmnet stops a path once the training fit explains this share of the deviance
 PATH_STOP_RISE = 0.1  # a fold's path also stops once its held-out MSE is this share above its minimum
-PATH_STOP_FDEV = 1e-5  # glmnet's fdev: a GLM path stops once a point adds less than this share of what it explains
+PATH_STOP_FDEV = 1e-5  # glmnet's fdev: a path stops once a point adds less than this share of what it explains
 PATH_MIN_POINTS = 5  # glmnet's mnlam: ... but not before this many points
 
 
