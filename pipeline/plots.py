@@ -12,6 +12,11 @@ glmnet's ``plot.cv.glmnet`` and coefficient-path plots are the reference:
 - ``optimization_history.png``: the trials in order, coloured by penalty;
 - ``coefficients.png``: the registered model's standardized coefficients.
 
+A sweep draws them in three parts, each as soon as its data exist (the plots are a fifth of a short sweep's
+wall time, and drawing is CPU the driver otherwise leaves idle while it waits): the trials' plots
+(:func:`write_trial_plots`) while the dense path runs, the path's (:func:`write_path_plots`) while the model is
+refit and MLflow gets ready, and the model's coefficients (:func:`write_model_plot`) at the end.
+
 Drawn with matplotlib's object API (no pyplot: no global figure state) on
 fixed margins instead of ``tight_layout`` (which lays every label out twice),
 and with plain log-axis labels (mathtext's parser costs 0.15 s the first time).
@@ -47,7 +52,6 @@ __all__ = [
     "validation_data",
     "write_model_plot",
     "write_path_plots",
-    "write_plots",
     "write_trial_plots",
 ]
 
@@ -74,14 +78,14 @@ def preload_plotting(*, lowered: bool = True) -> None:
     per process.
 
     The sweep calls this when its driver waits: during a data pass that lasts,
-    or else as its last trials run, so that :func:`write_plots` at the end of
+    or else as its last trials run, so that the plots at the end of
     the sweep, on its critical path, does not pay the import (and the search,
     whose driver holds the GIL half its time, does not share it with the
     import). With ``lowered`` the thread runs at a lowered
     priority (the pass's worker processes come first; see
     :mod:`pipeline.background`); not when the workers are threads of this
     process, which would wait for the GIL of a thread the OS holds back. The
-    import lock makes a concurrent :func:`write_plots` wait for the thread's
+    import lock makes a concurrent first plot wait for the thread's
     import rather than repeat it.
     """
     import threading
@@ -104,22 +108,6 @@ def preload_plotting(*, lowered: bool = True) -> None:
         start_in_background(load, "regsweep-preload-matplotlib")
     else:
         threading.Thread(target=load, name="regsweep-preload-matplotlib", daemon=True).start()
-
-
-def write_plots(rows: Sequence[TrialRow], model: FittedModel, out: Path, *, curve: PathCurve | None = None,
-                choices: Mapping[str, Choice] | None = None, coefficient_path: np.ndarray | None = None,
-                selected: str = "min", metric: str = "mse") -> list[Path]:
-    """Every plot of the module docstring that the data allow, as PNG files in ``out``; the error axes name
-    ``metric`` (the MSE, or a binomial or Poisson sweep's deviance).
-
-    A sweep draws the same plots in three parts, each as soon as its data exist (the plots are a fifth of a
-    short sweep's wall time, and drawing is CPU the driver otherwise leaves idle while it waits): those of
-    the trials (:func:`write_trial_plots`) while the dense path runs, those of the path
-    (:func:`write_path_plots`) while the model is refit and MLflow gets ready, and the model's coefficients
-    (:func:`write_model_plot`) at the end."""
-    paths = write_path_plots(curve, choices, coefficient_path, model.feature_names, out, selected=selected,
-                             metric=metric) if curve is not None and choices is not None else []
-    return [*paths, *write_model_plot(model, out), *write_trial_plots(rows, out, metric)]
 
 
 def write_trial_plots(rows: Sequence[TrialRow], out: Path, metric: str = "mse") -> list[Path]:

@@ -305,7 +305,7 @@ class _Sweep:
     def _refit_and_publish(self) -> dict[str, Any]:
         """The selected point refit on all rows, logged with the plots and registered; the summary.
 
-        One thread draws the plots, each part as soon as its data exist (:func:`pipeline.plots.write_plots`);
+        One thread draws the plots, each part as soon as its data exist (:mod:`pipeline.plots`);
         the directory is removed only after that thread has finished, whatever failed."""
         assert self.placement is not None and self.tasks is not None
         cfg, client, m = self.cfg, self.client, self.metric

@@ -20,7 +20,7 @@ from pipeline.config import ModelConfig
 from pipeline.folds import block_fold_stats, kfold_folds
 from pipeline.model import FittedModel
 from pipeline.plots import (MAX_BARS, MINOR_TICK_DECADES, coefficient_path_data, cv_curve_data, largest_in_magnitude,
-                            validation_data, write_model_plot, write_path_plots, write_plots, write_trial_plots)
+                            validation_data, write_model_plot, write_path_plots, write_trial_plots)
 from pipeline.report import write_coefficients_csv
 from pipeline.selection import Choice, PathCurve, path_strengths
 
@@ -120,8 +120,9 @@ def test_every_plot_is_drawn_and_the_coefficient_plot_stays_readable_at_p_500(tm
     curve, choices = _curve_and_choices()
     coefs = np.zeros((p, len(curve.strengths)))
     coefs[:40] = np.linspace(0, 1, len(curve.strengths))
-    paths = {path.name: path for path in write_plots(_rows(), model, tmp_path, curve=curve, choices=choices,
-                                                      coefficient_path=coefs)}
+    drawn = [*write_trial_plots(_rows(), tmp_path), *write_path_plots(curve, choices, coefs, None, tmp_path),
+             *write_model_plot(model, tmp_path)]
+    paths = {path.name: path for path in drawn}
     assert set(paths) == {"cv_curve.png", "coefficient_path.png", "validation_curve.png", "coefficients.png",
                           "optimization_history.png"}
     width, _ = Image.open(paths["coefficients.png"]).size
