@@ -207,9 +207,9 @@ def _plan_source(cfg: DataConfig, group: str | None, family: str) -> DataPlan:
     if len(paths) == 1 and suffixes <= _TABLE_SUFFIXES:  # the separator is read from the header
         return _plan_csv(cfg, paths[0], group, labels)
     if suffixes == {".npy"} and len(paths) == 1:
-        return _plan_npy(cfg, paths[0], group)
+        return _plan_npy(cfg, paths[0], group, labels)
     if suffixes == {".npz"} and len(paths) == 1:
-        return _plan_npz(cfg, paths[0], group)
+        return _plan_npz(cfg, paths[0], group, labels)
     raise DataError(
         f"data.source {source!r} matched {len(paths)} file(s) of type(s) {sorted(suffixes)}; "
         "use one .csv file (or .tsv, .txt: comma, semicolon, tab or pipe separated, with a header line), one X.npy "
@@ -904,7 +904,9 @@ def _check_array_extra(path: str, key: str, n_rows: int) -> None:
         raise DataError(f"{key} {path!r} must be 1-D with one value per row of X ({n_rows}), got shape {arr.shape}.")
 
 
-def _plan_npy(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
+def _plan_npy(cfg: DataConfig, path: str, group: str | None, labels: bool = False) -> DataPlan:
+    """X in one ``.npy`` (rows × features), the target and weights in their own; a boolean target of a binomial
+    model (``labels``) has the classes False and True."""
     if cfg.target is None:
         raise DataError("data.target must name the y .npy file when data.source is an X .npy file.")
     X = _open_npy(path, "data.source")
@@ -928,11 +930,13 @@ def _plan_npy(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     return DataPlan(
         kind="npy", source=path, feature_names=names, target=cfg.target, weight=cfg.weight, group=group,
         n_rows=int(X.shape[0]), blocks=_row_blocks(int(X.shape[0]), cfg.block_rows, path=path),
+        target_bool=labels and _open_npy(cfg.target, "data.target").dtype == np.bool_,
     )
 
 
-def _plan_npz(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
-    """A sparse matrix written by ``scipy.sparse.save_npz`` (CSR or CSC), with the target in a ``.npy``."""
+def _plan_npz(cfg: DataConfig, path: str, group: str | None, labels: bool = False) -> DataPlan:
+    """A sparse matrix written by ``scipy.sparse.save_npz`` (CSR or CSC), with the target in a ``.npy`` (a boolean
+    one of a binomial model, ``labels``: the classes False and True)."""
     if cfg.target is None:
         raise DataError("data.target must name the y .npy file when data.source is a sparse X .npz file.")
     try:
@@ -963,7 +967,8 @@ def _plan_npz(cfg: DataConfig, path: str, group: str | None) -> DataPlan:
     if n == 0 or p == 0:
         raise DataError(f"{path!r} has shape {shape}: it needs at least one row and one column.")
     return DataPlan(kind="npz", source=path, feature_names=names, target=cfg.target, weight=cfg.weight, group=group,
-                    n_rows=n, blocks=_row_blocks(n, cfg.block_rows, path=path))
+                    n_rows=n, blocks=_row_blocks(n, cfg.block_rows, path=path),
+                    target_bool=labels and _open_npy(cfg.target, "data.target").dtype == np.bool_)
 
 
 @functools.lru_cache(maxsize=2)

@@ -20,6 +20,7 @@ import mlflow
 import optuna
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from sklearn.datasets import load_breast_cancer
 
 from pipeline.column_kinds import HEAD_ROWS
@@ -533,7 +534,7 @@ def test_labels_padded_with_blanks_are_the_same_class(tmp_path):
     np.testing.assert_array_equal(read == "yes", np.arange(n) % 3 == 0)
 
 
-@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "npy", "npz"])
 def test_a_true_false_target_has_the_classes_false_and_true(tmp_path, suffix):
     """A true/false target (breast cancer's diagnosis as ``malignant``) was read as 1.0/0.0: the terminal said
     ``positive class 1 … negative 0`` and the model's output was ``probability_1``. Its classes are now False and
@@ -546,10 +547,18 @@ def test_a_true_false_target_has_the_classes_false_and_true(tmp_path, suffix):
     frame = _bc_frame().iloc[:, [0, 1, 2, -1]]
     malignant = (frame.pop("diagnosis") == "malignant").to_numpy()
     frame["malignant"] = malignant
-    path = tmp_path / f"bc.{suffix}"
-    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+    path, target = tmp_path / f"bc.{suffix}", "malignant"
+    if suffix == "csv":
+        frame.to_csv(path, index=False)
+    elif suffix == "parquet":
+        frame.to_parquet(path)
+    else:  # X in its own file, the boolean target in y.npy
+        X = frame.drop(columns="malignant").to_numpy()
+        np.save(path, X) if suffix == "npy" else sp.save_npz(path, sp.csr_matrix(X))
+        target = str(tmp_path / "y.npy")
+        np.save(target, malignant)
     for given, positive in [(None, True), (1, True), (True, True), ("True", True), (False, False)]:
-        data = DataConfig(source=str(path), target="malignant", positive_class=given)
+        data = DataConfig(source=str(path), target=target, positive_class=given)
         rows = load_rows(plan_data(data, family="binomial"), 5, 0)
         assert rows.labels == BinaryLabels(negative=not positive, positive=positive), given
         np.testing.assert_array_equal(rows.y, malignant == positive)
