@@ -1012,11 +1012,13 @@ def time_column_index(plan: DataPlan) -> int:
 
 
 # ------------------------------------------------------------------ load
-def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> BlockData:
+def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False, sparse_levels: bool = False) -> BlockData:
     """Read one block (runs on a worker) and check it: numeric and finite.
 
     With ``sparse`` a sparse source's block stays a CSR matrix (the rows
-    engine); otherwise every block is a dense array.
+    engine); with ``sparse_levels`` a table with categorical columns gives a
+    CSR matrix too, its indicators stored as one level per row (the Gram
+    engine's statistics pass); otherwise every block is a dense array.
     """
     if plan.needs_scan:
         raise ValueError("the plan's levels are not known yet: run the level scan (pipeline.levels) first")
@@ -1039,7 +1041,9 @@ def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False) -> Bloc
         raise DataError(f"{spec.path}: columns {missing} are missing in this block.")
     where = f"{spec.path} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
     if plan.encoding is not None:
-        X = plan.encoding.statistics_columns(frame, where)
+        levels_sparse = sparse_levels and plan.encoding.n_levels > 0
+        X = (plan.encoding.sparse_statistics_columns if levels_sparse else plan.encoding.statistics_columns)(
+            frame, where)
         integer = ()
     else:
         X = _numeric(frame, plan.feature_names, where)
@@ -1245,7 +1249,8 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
     if bad.any():
         if plan.missing == "error":
             detail = (f"NaN or inf in rows {', '.join(map(str, np.flatnonzero(bad)[:5] + spec.start_row))} (rows "
-                      "counted from 0)" if sparse else _nonfinite_detail(plan, X, y, w, spec.start_row))
+                      "counted from 0)" if sparse and plan.encoding is None else
+                      _nonfinite_detail(plan, X.toarray() if sparse else X, y, w, spec.start_row))
             fix = ("remove those rows or set data.missing: drop to leave them out (a missing target or weight is "
                    "never imputed)" if not bad_feature.any() else
                    "remove those rows, set data.missing: drop to leave them out, or data.missing: impute to fill the "

@@ -96,8 +96,13 @@ def _folds_of_kept_rows(df):
     return df[kept].reset_index(drop=True), folds[kept]
 
 
-@pytest.mark.parametrize("fmt, engine", [("csv", "gram"), ("parquet", "gram"), ("csv", "rows")])
-def test_every_fold_matches_sklearn_pipeline(tmp_path, penguins, fmt, engine):
+@pytest.mark.parametrize("fmt, engine, levels", [("csv", "gram", "dense"), ("parquet", "gram", "dense"),
+                                                  ("csv", "gram", "sparse"), ("parquet", "gram", "sparse"),
+                                                  ("csv", "rows", "dense")])
+def test_every_fold_matches_sklearn_pipeline(tmp_path, penguins, monkeypatch, fmt, engine, levels):
+    """Both engines; the Gram engine's pass with the level indicators in dense blocks (as the penguins' 9
+    levels beside 6 other columns are) and in sparse ones (as a table with many levels has them)."""
+    monkeypatch.setattr("pipeline.cv.passes.sparse_levels_pay", lambda plan: levels == "sparse")
     plan = _plan(tmp_path, penguins, fmt)
     assert set(plan.categorical) == set(TEXT)
     data, folds = _folds_of_kept_rows(penguins)
@@ -123,9 +128,12 @@ def reference_cv_mse(data: pd.DataFrame, folds: np.ndarray, c: Candidate) -> flo
                                       scoring="neg_mean_squared_error").mean())
 
 
-@pytest.mark.parametrize("engine", ["gram", "rows"])
-def test_weighted_imputation_matches_a_weighted_reference(tmp_path, penguins, engine):
+@pytest.mark.parametrize("engine", ["gram", "gram-sparse", "rows"])
+def test_weighted_imputation_matches_a_weighted_reference(tmp_path, penguins, monkeypatch, engine):
     """Weights: the imputed value is Σw·x/Σw over observed training rows; scaler, fit and score weighted."""
+    sparse_levels = engine == "gram-sparse"
+    monkeypatch.setattr("pipeline.cv.passes.sparse_levels_pay", lambda plan: sparse_levels)
+    engine = engine.split("-")[0]
     df = penguins.copy()
     df["w"] = np.random.default_rng(5).uniform(0.2, 3.0, len(df))
     data, folds = _folds_of_kept_rows(df)
@@ -363,12 +371,33 @@ def test_kinds_from_parquet_types_and_csv_na_values(tmp_path, penguins):
     assert passes.dropped_by == (2, 0, 0, 0)
 
 
-def test_missing_category_under_error_names_the_column(tmp_path, penguins):
+@pytest.mark.parametrize("levels", ["dense", "sparse"])
+def test_missing_category_under_error_names_the_column(tmp_path, penguins, monkeypatch, levels):
+    """A gap in a text column without a ``<NA>`` level is refused naming the column (under ``drop``, its rows
+    are left out, and the rest agree to rounding), whether the indicators are dense or sparse."""
+    monkeypatch.setattr("pipeline.cv.passes.sparse_levels_pay", lambda plan: levels == "sparse")
     df = penguins.dropna(subset=NUMERIC + [TARGET])
     df.to_csv(tmp_path / "e.csv", index=False)
     plan = plan_data(DataConfig(source=str(tmp_path / "e.csv"), target=TARGET, block_rows=1000))
     with pytest.raises(DataError, match=r"NaN or inf in column 'sex' at rows 7, 8, 9, 41, 164 and 3 more .*data.missing: drop"):
         _pass(plan)
+    plan, passes = _pass(plan_data(DataConfig(source=str(tmp_path / "e.csv"), target=TARGET, missing="drop")))
+    kept = df.dropna(subset=["sex"])
+    assert passes.dropped_by == (0, 0, 8, 0) and passes.total_stats.n_rows == len(kept)
+    ref = np.column_stack([(kept[name.split("=")[0]] == name.split("=")[1]) if "=" in name else kept[name]
+                           for name in plan.feature_names]).astype(float)
+    np.testing.assert_allclose(passes.total_stats.cxx, np.cov(ref.T, bias=True) * len(kept), rtol=1e-9, atol=1e-7)
+
+
+def test_sparse_levels_are_chosen_where_they_pay(tmp_path, penguins):
+    """The rule of :func:`pipeline.cv.passes.sparse_levels_pay`: the penguins' 9 levels beside 6 other columns
+    stay dense; a 200-level column beside them is sparse."""
+    from pipeline.cv.passes import sparse_levels_pay
+
+    assert not sparse_levels_pay(_scanned(_plan(tmp_path, penguins)))
+    many = penguins.assign(site=[f"s{i % 200}" for i in range(len(penguins))])
+    plan = _scanned(_plan(tmp_path, many, categorical=[*TEXT, "site"]))
+    assert plan.encoding.n_levels == 3 + 3 + 3 + 200 and sparse_levels_pay(plan)  # sex: female, male, <NA>
 
 
 def test_rows_engine_refit_imputes_and_encodes_like_the_pipeline(tmp_path, penguins):
@@ -568,3 +597,19 @@ def test_a_column_named_like_another_columns_level_is_refused(tmp_path) -> None:
     plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", exclude=["color=red"]))
     assert encoding_from_scan(plan, merge_scans([scan_block(plan, s) for s in plan.blocks])).feature_names == (
         "color=blue", "color=red")
+
+
+def test_level_names_are_the_same_whatever_type_a_reader_gave_the_values():
+    """Each distinct value is named once and the names spread to its rows: numbers by value, true/false words
+    as True/False, text stripped, gaps (None, NaN, pd.NA) missing, in every dtype a reader gives."""
+    from pipeline.encoding import level_strings
+
+    mixed = pd.Series(["2007", 2007, 2007.0, "2007.0", " a ", "a", None, np.nan, "TRUE", True, "false", 1.5, "x"] * 3)
+    expected = ["2007", "2007", "2007", "2007", "a", "a", None, None, "True", "True", "False", "1.5", "x"] * 3
+    assert level_strings(mixed).tolist() == expected
+    assert level_strings(pd.Series([True, False, True])).tolist() == ["True", "False", "True"]
+    assert level_strings(pd.Series([3.0, np.nan, 0.25, 3.0])).tolist() == ["3", None, "0.25", "3"]
+    assert level_strings(pd.Series(pd.array([1, None, 1], dtype="Int64"))).tolist() == ["1", None, "1"]
+    assert level_strings(pd.Series(pd.array(["b ", None, "b"], dtype="string"))).tolist() == ["b", None, "b"]
+    assert level_strings(pd.Series(pd.array([True, None], dtype="boolean"))).tolist() == ["True", None]
+    assert level_strings(pd.Series(["u", "v"], index=[10, 20])).index.tolist() == [10, 20]

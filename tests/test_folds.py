@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from pipeline.errors import DataError
 from pipeline.folds import block_fold_stats, group_keys, kfold_folds, row_group_folds
@@ -162,7 +163,8 @@ def test_fold_moments_agree_with_exact_rational_arithmetic(weighted):
         np.testing.assert_allclose(np.append(got.x_mean, got.y_mean), [float(v) for v in mean], rtol=1e-15)
 
 
-def test_a_column_constant_on_a_folds_rows_has_no_spread_there():
+@pytest.mark.parametrize("as_csr", [False, True])
+def test_a_column_constant_on_a_folds_rows_has_no_spread_there(as_csr):
     """A column constant on one label's rows but not on the block's (a level met only elsewhere; a flag that
     starts after a time hold-out's cut-off) gets exactly zero moments on that label, as a two-pass computation
     gives, not the shifted pass's cancellation noise (which could be negative and would be standardized and
@@ -175,7 +177,7 @@ def test_a_column_constant_on_a_folds_rows_has_no_spread_there():
     X[:, 3] = np.where(labels == 2, rng.standard_normal(n), 1.0)  # constant 1 outside label 2
     y = np.where(labels == 0, 3.0, rng.standard_normal(n))  # the target constant on label 0
     for w in (None, rng.uniform(0.5, 2.0, n)):
-        parts = block_fold_stats(X, y, w, labels, 3)
+        parts = block_fold_stats(sparse.csr_matrix(X) if as_csr else X, y, w, labels, 3)  # column 1 sparse there
         for f in (0, 1):
             for j in (1, 3):
                 assert not parts[f].cxx[j].any() and not parts[f].cxx[:, j].any() and parts[f].cxy[j] == 0.0
@@ -190,16 +192,20 @@ def test_a_column_constant_on_a_folds_rows_has_no_spread_there():
             np.testing.assert_allclose(parts[f].cxy, ref.cxy, rtol=1e-11, atol=1e-9)
 
 
-def test_labels_spanning_many_chunks_sum_them_all():
+@pytest.mark.parametrize("as_csr", [False, True])
+def test_labels_spanning_many_chunks_sum_them_all(as_csr):
     """At p = 400 a chunk holds 326 rows, so each fold's ~1,000 rows take four chunks: the accumulated ``ZᵀZ``
-    must equal the two-pass statistics of all of them (a loop that kept one chunk per label fails here)."""
+    must equal the two-pass statistics of all of them (a loop that kept one chunk per label fails here). As
+    CSR, with a 300-level factor beside: its products with the dense columns are summed chunk by chunk too."""
     rng = np.random.default_rng(9)
     n, p = 4_000, 400
     X = rng.standard_normal((n, p)) * 2.0 + np.linspace(-3.0, 3.0, p)
+    if as_csr:
+        X = np.hstack([X, np.eye(300)[rng.integers(0, 300, n)]])
     y = X[:, :5].sum(axis=1) + rng.standard_normal(n)
     w = rng.uniform(0.0, 2.0, n)
     labels = kfold_folds(0, n, 4, seed=3)
-    parts = block_fold_stats(X, y, w, labels, 4)
+    parts = block_fold_stats(sparse.csr_matrix(X) if as_csr else X, y, w, labels, 4)
     for f in range(4):
         rows = labels == f
         ref = SuffStats.from_block(X[rows], y[rows], w[rows])
@@ -208,6 +214,51 @@ def test_labels_spanning_many_chunks_sum_them_all():
         assert np.abs(parts[f].cxx - ref.cxx).max() <= 1e-12 * scale.max() ** 2
         np.testing.assert_allclose(parts[f].x_mean, ref.x_mean, rtol=1e-13, atol=1e-13)
         np.testing.assert_allclose(parts[f].cxy, ref.cxy, rtol=1e-11, atol=1e-9 * np.sqrt(ref.cyy) * scale.max())
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_sparse_blocks_fold_moments_agree_with_exact_rational_arithmetic(weighted):
+    """A CSR block (a categorical column's indicators, a sparse column, an empty one beside dense columns with
+    mean 10⁶) against the exact moments (fractions) of every fold's rows: its mostly-zero columns' products are
+    shifted after the sums (:mod:`pipeline.solvers.sparse_stats`), its dense ones before. Error ≤ 1e-13 ·
+    √(S_ii S_jj); a level absent from a fold, and the empty column, get exactly zero moments there."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(12)
+    n = 181
+    levels = rng.integers(0, 4, n)
+    labels = np.minimum(kfold_folds(0, n, 4, seed=2), 3)
+    levels[(labels == 1) & (levels == 3)] = 0  # level 3 never on fold 1's rows
+    X = np.column_stack([1e6 + rng.standard_normal(n), np.eye(4)[levels], 1e3 * (rng.random(n) < 0.3),
+                         np.zeros(n), 2.0 + rng.standard_normal(n)])
+    p = X.shape[1]
+    y = 3.0 + rng.standard_normal(n)
+    w = rng.choice([0.0, 0.5, 1.0, 2.0, 7.25], n) if weighted else np.ones(n)
+    labels[7] = 4  # a fold of a single row
+    parts = block_fold_stats(sparse.csr_matrix(X), y, w if weighted else None, labels, 5)
+    for f, got in enumerate(parts):
+        rows = np.flatnonzero(labels == f)
+        assert got.n_rows == rows.size
+        W = sum(Fraction(w[i]) for i in rows)
+        if W == 0:
+            assert got.sum_w == 0.0
+            continue
+        Z = [[Fraction(X[i, j]) for j in range(p)] + [Fraction(y[i])] for i in rows]
+        mean = [sum(Fraction(w[i]) * z[j] for i, z in zip(rows, Z)) / W for j in range(p + 1)]
+        C = [[sum(Fraction(w[i]) * (z[a] - mean[a]) * (z[b] - mean[b]) for i, z in zip(rows, Z))
+              for b in range(p + 1)] for a in range(p + 1)]
+        full = np.block([[got.cxx, got.cxy[:, None]], [got.cxy[None, :], np.array([[got.cyy]])]])
+        exact = np.array([[float(c) for c in row] for row in C])
+        bound = 1e-13 * np.sqrt(np.outer(np.diag(exact), np.diag(exact)))
+        if len(rows) > 1:
+            assert np.all(np.abs(full - exact) <= bound), (f, np.abs(full - exact) / (bound + 1e-300))
+        else:
+            assert np.abs(full).max() <= 1e-9
+        assert got.sum_w == float(W)
+        np.testing.assert_allclose(np.append(got.x_mean, got.y_mean), [float(v) for v in mean], rtol=1e-15,
+                                   atol=1e-15)
+    assert not parts[1].cxx[4].any() and parts[1].cxy[4] == 0.0  # level 3 (column 4) on fold 1
+    assert all(not part.cxx[6].any() for part in parts)  # the empty column
 
 
 def test_block_fold_stats_partition_the_rows():

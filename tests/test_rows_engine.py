@@ -297,6 +297,29 @@ def test_bad_sparse_sources_are_refused_naming_the_fix(tmp_path, content, fragme
         plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=target))
 
 
+def test_a_tall_sparse_sources_statistics_pass_matches_sklearn(tmp_path):
+    """A tall sparse ``.npz`` (p ≤ n: the Gram engine) is reduced block by block as CSR, at the cost of its
+    non-zeros (:mod:`pipeline.solvers.sparse_stats`); every fold's held-out MSE equals scikit-learn's fit on
+    the fold's rows, for the three penalties. Columns of 5% to 90% stored entries, some with mean 100: both
+    sides of the dense/sparse split."""
+    rng = np.random.default_rng(6)
+    n, p = 900, 24
+    density = np.linspace(0.05, 0.9, p)
+    X = np.where(rng.random((n, p)) < density, rng.normal(1.0, 2.0, (n, p)) + 100.0 * (np.arange(p) % 3 == 0), 0.0)
+    y = X[:, :6] @ rng.normal(0, 1, 6) + rng.normal(size=n)
+    sp.save_npz(tmp_path / "X.npz", sp.csr_matrix(X))
+    np.save(tmp_path / "y.npy", y)
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=str(tmp_path / "y.npy"), block_rows=256))
+    assert plan.sparse and len(plan.blocks) == 4
+    passes = finish_pass(merge_block_passes(*(block_pass(plan, b, 5, 0) for b in plan.blocks)), 5, 0)
+    models = make_fold_models(passes, range(5), fit_intercept=True, standardize=True)
+    folds = kfold_folds(0, n, 5, 0)
+    for penalty, lam1, lam2 in (("l1", 0.05, 0.0), ("l2", 0.0, 0.01), ("elasticnet", 0.03, 0.02)):
+        c = Candidate(0, penalty, lam1, lam2)
+        ours = np.mean([m.score(c, 1e-12).heldout_mse for m in models])
+        assert ours == pytest.approx(_reference_cv_mse(X, y, folds, penalty, lam1, lam2), rel=1e-8), penalty
+
+
 @pytest.mark.parametrize("missing", ["error", "drop"])
 def test_a_nan_stored_in_a_sparse_source_names_its_row_or_drops_it(tmp_path, missing):
     """A non-finite stored value marks its row, as a NaN does in a dense block: refused naming the row, or

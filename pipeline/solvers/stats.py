@@ -38,7 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CONSTANT_RTOL", "ROWS_CONSTANT_RTOL", "SuffStats", "label_stats", "merge_all", "varying_columns"]
+__all__ = ["CONSTANT_RTOL", "ROWS_CONSTANT_RTOL", "SuffStats", "from_shifted_products", "label_stats", "merge_all",
+           "varying_columns"]
 
 # A column is constant when its standard deviation is at most this share of its mean's magnitude: about 45 units
 # in the last place of the mean, which no spread computed from centred sums of a constant column reaches (its
@@ -405,19 +406,20 @@ def label_stats(
 
     Cost: the ``syrk`` of ``p + 2`` columns and a read of the block (chunks, no copy
     of the whole block): a 65,536 × 100 block's five fold records took 38 ms against 53 ms for a
-    gather and two-pass per fold (one BLAS thread, medians of 15).
+    gather and two-pass per fold (one BLAS thread, medians of 15). A CSR block costs its non-zeros
+    instead (:mod:`pipeline.solvers.sparse_stats`).
     """
     from scipy.linalg.blas import dsyrk
 
+    if hasattr(X, "indptr"):  # CSR: at the cost of its non-zeros
+        from .sparse_stats import sparse_label_stats
+
+        return sparse_label_stats(X, y, sample_weight, labels, n_labels)
     X = np.asarray(X)
-    y = np.asarray(y, dtype=np.float64)
     n, p = X.shape
-    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(n_labels + 1))
-    sum_w = float(n) if w is None else float(w.sum())
+    y, w, order, bounds, sum_w = label_rows(y, sample_weight, labels, n_labels)
     if n == 0 or sum_w == 0.0:
-        return [SuffStats.empty(p, n_rows=int(b - a)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return without_weight(p, bounds)
     m = X.mean(axis=0, dtype=np.float64) if w is None else (w @ X) / sum_w
     my = float(_weighted_mean(y, w, sum_w))
     q = p + 2
@@ -436,11 +438,27 @@ def label_stats(
                 Z *= np.sqrt(w[rows])[:, None]
             g = dsyrk(1.0, Z.T, beta=1.0, c=g, trans=0, lower=0, overwrite_c=1)  # ZᵀZ, upper triangle
         sum_w_label = float(b - a) if w is None else float(w[order[a:b]].sum())  # Σ w, not Σ (√w)²
-        out.append(_from_shifted(g, m, my, int(b - a), sum_w_label))
+        out.append(from_shifted_products(g, m, my, int(b - a), sum_w_label))
     return out
 
 
-def _from_shifted(g: np.ndarray, m: np.ndarray, my: float, n_rows: int, sum_w: float) -> SuffStats:
+def label_rows(y: np.ndarray, sample_weight: np.ndarray | None, labels: np.ndarray, n_labels: int
+               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, float]:
+    """A block's target and weights as float64, its rows in label order (a stable sort), where each label
+    ``0 … n_labels − 1`` starts and ends in that order, and the block's weight."""
+    y = np.asarray(y, dtype=np.float64)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    order = np.argsort(labels, kind="stable")
+    return y, w, order, np.searchsorted(labels[order], np.arange(n_labels + 1)), \
+        float(y.shape[0]) if w is None else float(w.sum())
+
+
+def without_weight(p: int, bounds: np.ndarray) -> list[SuffStats]:
+    """Empty statistics for each label of a block without rows or weight (the labels' row counts kept)."""
+    return [SuffStats.empty(p, n_rows=int(b - a)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def from_shifted_products(g: np.ndarray, m: np.ndarray, my: float, n_rows: int, sum_w: float) -> SuffStats:
     """A label's statistics from the upper triangle of ``ZᵀZ``, ``Z = [√w (x − m), √w, √w (y − ȳ)]``."""
     p = m.shape[0]
     W = float(g[p, p])  # Σ (√w)², consistent with the sums beside it
