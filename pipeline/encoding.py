@@ -290,7 +290,7 @@ def level_strings(series: pd.Series) -> pd.Series:
     as text in training and by ``pandas.read_csv`` at predict time thus gives the same levels.
 
     Each distinct value is named once (a column has few levels and many rows: a 65,536-row block of eight
-    text columns took 0.69 s entry by entry)."""
+    text columns took 0.53 s entry by entry, 0.026 s so)."""
     import pandas as pd
 
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
