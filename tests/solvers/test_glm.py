@@ -144,6 +144,27 @@ def test_factors_and_limits_against_brute_force(inner: str, family: str) -> None
     assert ours <= ref_obj * (1 + REL)
 
 
+@pytest.mark.parametrize("lam1,lam2", [(0.0, 0.01), (0.002, 0.001)])
+def test_many_level_indicators_on_the_gram_route_against_scikit_learn(lam1: float, lam2: float) -> None:
+    """Dense rows with an 80-level factor beside breast cancer's 30 columns: the weighted Grams of its mostly-zero
+    indicator columns are formed at the cost of their non-zeros (:mod:`pipeline.solvers.split_gram`), and the fit
+    is scikit-learn's. No standardization, so scikit-learn fits the very same problem."""
+    from pipeline.solvers import split_gram
+
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 80, len(BC_Y))
+    X = np.hstack([BC_X, np.eye(80)[levels]])
+    y = np.where(rng.random(len(BC_Y)) < 0.1, 1.0 - BC_Y, BC_Y)  # some noise: not separable by the levels
+    split = split_gram.sparse_columns(X)
+    assert split is not None and int(split.is_sparse.sum()) == 80
+    fit = GlmProblem(X, y, np.ones(len(y)), BINOMIAL, standardize=False, inner="gram").solve(ElasticNet(lam1, lam2))
+    ref = sk_logistic(X, y, lam1, lam2)
+    ours = objective("binomial", X, y, fit.coef, fit.intercept, lam1, lam2)
+    theirs = objective("binomial", X, y, ref.coef_[0], float(ref.intercept_[0]), lam1, lam2)
+    assert fit.converged and fit.kkt_residual < 1e-8
+    assert ours <= theirs * (1 + REL)
+
+
 @pytest.mark.parametrize("inner", INNER)
 def test_sparse_rows_against_scikit_learn(inner: str) -> None:
     """A sparse matrix (standardized breast cancer with |x| < 0.7 set to 0) stays sparse; no standardization,

@@ -516,3 +516,37 @@ def test_a_stalled_descent_goes_back_to_eigen_steps_for_that_solve_only(monkeypa
         assert warm.result.converged, (ratio, warm.result.dual_gap)
         _compare(X, y, w, warm.result.coef, warm.result.intercept, lam1, 0.0, True, True, f"ratio {ratio}")
     assert fired and problem.lambda1_max * 0.1 not in fired
+
+
+@pytest.mark.parametrize("subset", [False, True])
+def test_weighted_grams_of_many_indicator_columns_equal_the_direct_products(subset):
+    """Rows with three factors' indicators (3, 40 and 300 levels) beside numbers of mean up to 10⁶: the weighted
+    Gram, ``X̃ᵀu`` and ``X̃ᵀ(u∘z)`` of :func:`~pipeline.solvers.dense_weighted_gram`, whose indicator columns go
+    the sparse way (:mod:`pipeline.solvers.split_gram`), equal numpy's products of the centred, scaled columns
+    to 1e-13 of √(G_ii G_jj), on all columns and on a working set; held-out rows have weight 0."""
+    from pipeline.solvers import split_gram
+    from pipeline.solvers.design import dense_weighted_gram
+
+    rng = np.random.default_rng(0)
+    n = 6_000
+    num = rng.normal(size=(n, 6)) * [1, 10, 1e3, 1, 1, 1] + [0, 5, 1e6, -3, 0, 2]
+    oh = [np.eye(L)[rng.integers(0, L, n)] for L in (3, 40, 300)]
+    X = np.asfortranarray(np.hstack([num[:, :2], oh[0], num[:, 2:4], oh[1], oh[2], num[:, 4:]]))
+    assert int(split_gram.sparse_columns(X).is_sparse.sum()) == 343
+    m, s = X.mean(axis=0), X.std(axis=0)
+    u = rng.random(n) * 0.25
+    u[rng.random(n) < 0.2] = 0.0
+    z = rng.normal(size=n)
+    cols = np.sort(rng.choice(X.shape[1], 150, replace=False)) if subset else np.arange(X.shape[1])
+    G, sx, q = dense_weighted_gram(X, cols, m[cols], s[cols], u, z)
+    Xt = (X[:, cols] - m[cols]) / s[cols]
+    ref_G = Xt.T @ (u[:, None] * Xt)
+    scale = np.sqrt(np.diag(ref_G))
+    assert np.abs(G - ref_G).max() <= 1e-13 * np.outer(scale, scale).max()
+    assert np.all(np.abs(G - ref_G) <= 1e-13 * np.outer(scale, scale) + 1e-300)
+    assert np.all(np.abs(sx - Xt.T @ u) <= 1e-13 * scale * np.sqrt(u.sum()))
+    assert np.all(np.abs(q - Xt.T @ (u * z)) <= 1e-13 * scale * np.sqrt(u @ z**2))
+    split = split_gram.sparse_columns(X)  # the steps' products X[r] B and X[r]ᵀ R the same way
+    B, R, r = rng.normal(size=(X.shape[1], 3)), rng.normal(size=(800, 3)), slice(100, 900)
+    np.testing.assert_allclose(split.times(X, r, B), X[r] @ B, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(split.transposed_times(X, r, R), X[r].T @ R, rtol=1e-12, atol=1e-9)
