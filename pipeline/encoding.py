@@ -173,10 +173,24 @@ class Encoding:
         their missing indicators; any other missing entry stays NaN in its column (a
         categorical column without the ``<NA>`` level: NaN in all its indicators), for
         ``data.missing`` to refuse or drop the row.
+
+        Written into one array, a level's indicator by its row and code, not stacked from one array per
+        column (two more writes of the block: reading 100,000 rows of 1,060 columns into a worker's memory,
+        one process, 5.0 → 4.6 s).
         """
-        blocks = [self._column(frame, j, where, training=True) for j in range(len(self.columns))]
-        masks = [is_missing(frame[c]).astype(np.float64)[:, None] for c in self.imputed_columns]
-        return np.ascontiguousarray(np.hstack(blocks + masks)) if blocks else np.empty((len(frame), 0))
+        out = np.zeros((len(frame), self.n_statistics_columns))
+        for j, (name, lv, at) in enumerate(zip(self.columns, self.levels, self.offsets)):
+            if lv is None:
+                out[:, at] = self._column(frame, j, where, training=True)[:, 0]
+                continue
+            codes, missing = _level_codes(frame[name], lv)
+            seen = np.flatnonzero(codes >= 0)
+            out[seen, at + codes[seen]] = 1.0
+            out[np.flatnonzero(missing), at : at + len(lv)] = np.nan  # left for data.missing to refuse or drop
+        base = len(self.encoded_names)
+        for k, c in enumerate(self.imputed_columns):
+            out[:, base + k] = is_missing(frame[c])
+        return out
 
     def sparse_statistics_columns(self, frame: pd.DataFrame, where: str) -> Any:
         """:meth:`statistics_columns` as a CSR matrix that stores a categorical column's indicators as its one

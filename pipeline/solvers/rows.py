@@ -68,6 +68,7 @@ from .dual_newton import DualOperators, dual_newton
 from .krylov import ShiftedLanczos
 from .newton_cg import support_newton
 from .penalties import ElasticNet
+from .split_gram import sparse_columns
 from .problem import FitResult
 
 __all__ = ["KERNEL_EIGH_MAX", "RowFit", "RowProblem"]
@@ -82,6 +83,8 @@ SINGULAR_NEWTON_MAX = 200  # a singular active block beyond this size goes to co
 #                            dropped coefficient took 54 s per fit's Newton step on a 1,476-feature block (sparse
 #                            2,000 × 30,000, λ1 = 0.004, binomial)
 _GRAM_EIGEN_FEATURES = 1000  # e_max from the Gram up to this many kept columns (8 MB; n p² flops)
+_SPLIT_GRAM_EIGEN_FEATURES = 2500  # ... and of rows with many level indicators, whose Gram costs their non-zeros
+#                                    (pipeline.solvers.split_gram): then the p³ eigenvalues dominate (~1 s at 2,500)
 _CACHE_MAX = 2500  # features whose Gram block a problem keeps (2500² doubles: 50 MB)
 ANDERSON_K = 5  # coordinate-descent iterates per Anderson extrapolation
 _THRESHOLD_FLOOR = 1e-16  # coordinate descent's stopping threshold is not tightened below this × yy
@@ -205,8 +208,8 @@ class RowProblem:
         """e_max of the standardized Gram ``G = X̃ᵀVX̃/Σv`` (for ridge's search bounds), to ``rtol``.
 
         Exact from ridge's eigendecomposition once it exists. Else, on dense rows with at most
-        :data:`_GRAM_EIGEN_FEATURES` kept columns (and at least as many rows), exact from the kept columns'
-        Gram, one blocked pass (``n p²`` flops, where a step of the subspace iteration costs ``16 n p`` and
+        :data:`_GRAM_EIGEN_FEATURES` kept columns (:data:`_SPLIT_GRAM_EIGEN_FEATURES` when most are level
+        indicators) and at least as many rows, exact from the kept columns' Gram, one blocked pass (``n p²`` flops, where a step of the subspace iteration costs ``16 n p`` and
         clustered top eigenvalues, as of correlated columns, take it 100 steps short of ``rtol``: 45 s
         against 0.4 s at 10⁶ × 100). Else by that subspace iteration with a few vectors (each step two
         passes over X as matrix products), which needs no n × n kernel: the bounds need e_max long before
@@ -215,7 +218,8 @@ class RowProblem:
         if self._ridge is not None:
             return self._ridge.largest_eigenvalue()
         d = self.design
-        if not d.sparse and 0 < d.n_kept <= min(_GRAM_EIGEN_FEATURES, d.rows.size):
+        limit = _GRAM_EIGEN_FEATURES if d.sparse or sparse_columns(d.X) is None else _SPLIT_GRAM_EIGEN_FEATURES
+        if not d.sparse and 0 < d.n_kept <= min(limit, d.rows.size):
             return float(np.linalg.eigvalsh(d.kept_gram())[-1])
         apply = d.support_operator(np.arange(d.n_kept), copy=False)
         return _top_eigenvalue(apply, d.n_kept, rtol)

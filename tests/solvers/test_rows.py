@@ -550,3 +550,19 @@ def test_weighted_grams_of_many_indicator_columns_equal_the_direct_products(subs
     B, R, r = rng.normal(size=(X.shape[1], 3)), rng.normal(size=(800, 3)), slice(100, 900)
     np.testing.assert_allclose(split.times(X, r, B), X[r] @ B, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(split.transposed_times(X, r, R), X[r].T @ R, rtol=1e-12, atol=1e-9)
+
+
+def test_e_max_of_rows_with_many_indicator_columns_comes_from_their_gram():
+    """1,100 columns, 1,090 of them level indicators: beyond the dense limit of 1,000 columns the Gram still
+    costs the non-zeros, so e_max is exact from it (the subspace iteration stops at its ``rtol``)."""
+    from pipeline.solvers import split_gram
+
+    rng = np.random.default_rng(5)
+    n = 3_000
+    X = np.hstack([rng.normal(size=(n, 10)) @ np.triu(np.ones((10, 10))), np.eye(1_090)[rng.integers(0, 1_090, n)]])
+    v = rng.uniform(0.5, 2.0, n)
+    d = RowDesign(X, rng.normal(size=n), v)
+    assert d.n_kept > 1_000 and split_gram.sparse_columns(X) is not None
+    Xt = (X[:, d.cols] - d.x_center[d.cols]) / d.x_scale[d.cols]
+    exact = np.linalg.eigvalsh(Xt.T @ (v[:, None] * Xt) / v.sum())[-1]
+    assert RowProblem(d).largest_eigenvalue(rtol=1e-3) == pytest.approx(exact, rel=1e-12)
