@@ -2,11 +2,14 @@
 running scikit-learn's one-hot pipeline and ElasticNetCV on the same rows and folds.
 
 Run:  python benchmarks/levels.py [--n 100000] [--repeats 3] [--out DIR] [--data-dir DIR]
+      python benchmarks/levels.py --family binomial --no-peer   # regsweep alone on a binary target
 
 Data (seeded): ``n`` training rows and 50,000 test rows of 10 numeric columns (AR(1), ρ = 0.5; ``x3`` with 5%
 gaps, imputed) and three text columns of 50, 200 and 800 levels drawn with Zipf-like frequencies (a level's
 share ∝ 1/rank), 1,060 features once one-hot encoded. The target is linear in four numbers and in the levels
-of ``shop`` and of 30 of ``city``'s levels, with unit noise.
+of ``shop`` and of 30 of ``city``'s levels, with unit noise; ``--family binomial`` makes it a class drawn with
+``P(y = 1) = expit(y − 0.5)`` and scores the test rows by log-loss (the peer is then not run: scikit-learn's
+``LogisticRegressionCV`` with saga over 20 Cs × 5 l1_ratios on these rows was not measured here).
 
 - regsweep: ``regsweep sweep`` from the command line (100 trials, embedded two-worker cluster, new SQLite files,
   the model registered), timed from command start to exit; its registered model is loaded from MLflow as a
@@ -63,9 +66,20 @@ _SCORE = """
 import sys, mlflow, numpy as np, pandas as pd
 mlflow.set_tracking_uri(sys.argv[1])
 test = pd.read_csv(sys.argv[3])
-pred = np.asarray(mlflow.pyfunc.load_model(sys.argv[2]).predict(test.drop(columns="y")))
-print(float(np.mean((pred - test["y"]) ** 2)))
+pred = np.asarray(mlflow.pyfunc.load_model(sys.argv[2]).predict(test.drop(columns="y")), dtype=float).ravel()
+y = test["y"].to_numpy(dtype=float)
+if sys.argv[4] == "binomial":  # the probability of the positive class (True): log-loss
+    p = np.clip(pred, 1e-15, 1 - 1e-15)
+    print(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))))
+else:
+    print(float(np.mean((pred - y) ** 2)))
 """
+
+
+def binary(frame: Any, seed: int) -> Any:
+    """The table with its target made a class, ``P(y = 1) = expit(y − 0.5)``."""
+    rng = np.random.default_rng(seed + 100)
+    return frame.assign(y=rng.random(len(frame)) < 1.0 / (1.0 + np.exp(-(frame["y"] - 0.5))))
 
 
 def make_table(n: int, seed: int) -> Any:
@@ -93,34 +107,36 @@ def make_table(n: int, seed: int) -> Any:
     return frame.assign(y=y)
 
 
-def make_data(n: int, data_dir: Path) -> dict[str, str]:
-    """The training and test CSVs and regsweep's fold ids (written once per ``n``)."""
+def make_data(n: int, data_dir: Path, family: str = "gaussian") -> dict[str, str]:
+    """The training and test CSVs and regsweep's fold ids (written once per ``n`` and family)."""
     from pipeline.folds import kfold_folds
 
-    d = data_dir / f"levels-n{n}"
+    d = data_dir / f"levels-n{n}" / family
     files = {"train": str(d / "train.csv"), "test": str(d / "test.csv"), "folds": str(d / "folds.npy")}
     if not Path(files["folds"]).exists():
         d.mkdir(parents=True, exist_ok=True)
-        make_table(n, 1).to_csv(files["train"], index=False)
-        make_table(N_TEST, 2).to_csv(files["test"], index=False)
+        for path, rows, seed in ((files["train"], n, 1), (files["test"], N_TEST, 2)):
+            table = make_table(rows, seed)
+            (binary(table, seed) if family == "binomial" else table).to_csv(path, index=False)
         np.save(files["folds"], kfold_folds(0, n, K, SEED))
     return files
 
 
-def run_regsweep(files: dict[str, str], env: dict[str, str]) -> dict[str, Any]:
+def run_regsweep(files: dict[str, str], env: dict[str, str], family: str = "gaussian") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="regsweep-levels-") as tmp:
         work = Path(tmp)
         args = ["--set", f"data.source={files['train']}", "--set", "data.target=y", "--set", "data.missing=impute",
-                "--set", f"folds.k={K}", "--set", f"folds.seed={SEED}", "--set", "search.n_trials=100"]
+                "--set", f"folds.k={K}", "--set", f"folds.seed={SEED}", "--set", "search.n_trials=100",
+                "--set", f"model.family={family}"]
         exe = str(Path(sys.executable).with_name("regsweep"))
         wall, cpu, done = _timed([exe, "sweep", *args, "--summary-json", "s.json", "--no-progress"], work, env)
         if done.returncode != 0:
             return {"status": f"failed: {done.stderr.strip()[-300:]}", "wall_s": wall}
         s = json.loads((work / "s.json").read_text())
         scored = _timed([sys.executable, "-c", _SCORE, f"sqlite:///{work}/mlflow.db", s["model_uri"],
-                         files["test"]], work, env)[2]
-    return {"status": "ok", "wall_s": wall, "cpu_s": cpu, "best_cv_mse": s["best_cv_mse"],
-            "timings_s": s["timings_s"], "test_mse": float(scored.stdout.split()[-1])}
+                         files["test"], family], work, env)[2]
+    return {"status": "ok", "wall_s": wall, "cpu_s": cpu, "best_cv_metric": s["best_cv_metric"],
+            "timings_s": s["timings_s"], "test_score": float(scored.stdout.split()[-1])}
 
 
 def run_peer(files: dict[str, str], env: dict[str, str]) -> dict[str, Any]:
@@ -129,21 +145,24 @@ def run_peer(files: dict[str, str], env: dict[str, str]) -> dict[str, Any]:
                                  Path(tmp), env)
     if done.returncode != 0:
         return {"status": f"failed: {done.stderr.strip()[-300:]}", "wall_s": wall}
-    return {"status": "ok", "wall_s": wall, "cpu_s": cpu, "test_mse": float(done.stdout.split()[-1])}
+    return {"status": "ok", "wall_s": wall, "cpu_s": cpu, "test_score": float(done.stdout.split()[-1])}
 
 
 def table(records: list[dict[str, Any]]) -> str:
     ours = [r for r in records if r["method"] == "regsweep" and r["status"] == "ok"]
     peer = [r for r in records if r["method"] == "enetcv" and r["status"] == "ok"]
-    if not ours or not peer:
-        return "(no complete pair)"
-    a, b = statistics.median(r["wall_s"] for r in ours), statistics.median(r["wall_s"] for r in peer)
+    if not ours:
+        return "(no complete run)"
+    a = statistics.median(r["wall_s"] for r in ours)
+    b = statistics.median(r["wall_s"] for r in peer) if peer else float("nan")
+    score = "log-loss" if records[0]["family"] == "binomial" else "MSE"
     phases = " | ".join(f"{statistics.median(r['timings_s'].get(k, 0.0) for r in ours):.2f}" for k in PHASES)
+    theirs = f"{peer[0]['test_score']:.6f}" if peer else "–"
     return "\n".join([
-        "| n | regsweep wall s | ElasticNetCV process s | ratio | regsweep test MSE | peer test MSE | "
-        + " | ".join(PHASES) + " |", "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(PHASES),
-        f"| {records[0]['n']} | {a:.2f} | {b:.2f} | {a / b:.3f} | {ours[0]['test_mse']:.6f} | "
-        f"{peer[0]['test_mse']:.6f} | {phases} |"])
+        f"| n | family | regsweep wall s | ElasticNetCV process s | ratio | regsweep test {score} | peer test {score} | "
+        + " | ".join(PHASES) + " |", "|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(PHASES),
+        f"| {records[0]['n']} | {records[0]['family']} | {a:.2f} | {b:.2f} | {a / b:.3f} | "
+        f"{ours[0]['test_score']:.6f} | {theirs} | {phases} |"])
 
 
 def main() -> None:
@@ -152,15 +171,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("benchmark-results"))
     ap.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "regsweep-bench-data")
+    ap.add_argument("--family", choices=("gaussian", "binomial"), default="gaussian")
+    ap.add_argument("--no-peer", action="store_true", help="regsweep alone (always so for --family binomial)")
     args = ap.parse_args()
     adopt_orphans()
     args.out.mkdir(parents=True, exist_ok=True)
-    files = make_data(args.n, args.data_dir)
+    files = make_data(args.n, args.data_dir, args.family)
     env = dict(os.environ)
     records: list[dict[str, Any]] = []
+    methods: list[tuple[str, Any]] = [("regsweep", lambda f, e: run_regsweep(f, e, args.family))]
+    if args.family == "gaussian" and not args.no_peer:
+        methods.append(("enetcv", run_peer))
     for i in range(args.repeats + 1):  # the first round warms the page cache and the caches up
-        for method, run in (("regsweep", run_regsweep), ("enetcv", run_peer)):
-            rec = {"n": args.n, "method": method, "round": i, "load": os.getloadavg()[0], **run(files, env)}
+        for method, run in methods:
+            rec = {"n": args.n, "family": args.family, "method": method, "round": i, "load": os.getloadavg()[0],
+                   **run(files, env)}
             print(json.dumps(rec), flush=True)
             if i > 0:
                 records.append(rec)
