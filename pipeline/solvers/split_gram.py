@@ -82,6 +82,12 @@ def _split(X: np.ndarray) -> SparseColumns | None:
     return SparseColumns(is_sparse, position, S, np.flatnonzero(~is_sparse))
 
 
+def _ger() -> Any:
+    from scipy.linalg.blas import dger
+
+    return dger
+
+
 def split_weighted_gram(X: np.ndarray, split: SparseColumns, cols: np.ndarray, m: np.ndarray, s: np.ndarray,
                         u: np.ndarray, zc: np.ndarray, dense_gram: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``X̃ᵀUX̃``, ``X̃ᵀu`` and ``X̃ᵀ(u∘zc)`` over ``cols`` (X̃ = (X − m)/s), as
@@ -97,18 +103,25 @@ def split_weighted_gram(X: np.ndarray, split: SparseColumns, cols: np.ndarray, m
     sum_u = float(u.sum())
     su1 = np.asarray(Su.sum(axis=0)).ravel()  # Σ u s
     G_ss = np.asarray((S.T @ Su).toarray())
-    half = su1 - 0.5 * sum_u * ms  # − m Σusᵀ − Σus mᵀ + Σu m mᵀ as two rank-one terms
-    G_ss -= ms[:, None] * half
-    G_ss -= half[:, None] * ms
+    half = su1 - 0.5 * sum_u * ms  # − m Σusᵀ − Σus mᵀ + Σu m mᵀ as two rank-one terms, in place (BLAS dger on
+    ger = _ger()  # the Fortran view of the C-ordered array: the update is symmetric, so the transpose is too)
+    G_ss = ger(-1.0, ms, half, a=G_ss.T, overwrite_a=1).T  # (f2py returns the array it wrote)
+    G_ss = ger(-1.0, half, ms, a=G_ss.T, overwrite_a=1).T
     Xd = (X[:, cd] - m[id_d]) / s[id_d] if cd.size else np.zeros((X.shape[0], 0))
     G_sd = np.asarray(Su.T @ Xd)  # Σ u s x̃_Dᵀ, then shifted by m_S Σ u x̃_Dᵀ
     G_sd -= ms[:, None] * sx_d
     p = cols.size
     G, sx, q = np.empty((p, p)), np.empty(p), np.empty(p)
     G[np.ix_(id_d, id_d)] = G_dd
-    G[np.ix_(id_s, id_s)] = G_ss
-    G[np.ix_(id_s, id_d)] = G_sd
-    G[np.ix_(id_d, id_s)] = G_sd.T
+    if id_s.size and int(id_s[-1]) - int(id_s[0]) + 1 == id_s.size:  # adjacent text columns' levels: a block
+        at = slice(int(id_s[0]), int(id_s[-1]) + 1)
+        G[at, at] = G_ss
+        G[at, id_d] = G_sd  # (a slice beside an index array selects the block, as np.ix_ does)
+        G[id_d, at] = G_sd.T
+    else:
+        G[np.ix_(id_s, id_s)] = G_ss
+        G[np.ix_(id_s, id_d)] = G_sd
+        G[np.ix_(id_d, id_s)] = G_sd.T
     sx[id_d], sx[id_s] = sx_d, su1 - ms * sum_u
     q[id_d], q[id_s] = q_d, np.asarray(Su.T @ zc).ravel() - ms * float(u @ zc)
     return G, sx, q
