@@ -159,7 +159,8 @@ def table(records: list[dict[str, Any]]) -> str:
     phases = " | ".join(f"{statistics.median(r['timings_s'].get(k, 0.0) for r in ours):.2f}" for k in PHASES)
     theirs = f"{peer[0]['test_score']:.6f}" if peer else "–"
     return "\n".join([
-        f"| n | family | regsweep wall s | ElasticNetCV process s | ratio | regsweep test {score} | peer test {score} | "
+        f"| n | family | regsweep wall s | ElasticNetCV process s | ratio | regsweep test {score} | "
+        f"peer test {score} | "
         + " | ".join(PHASES) + " |", "|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(PHASES),
         f"| {records[0]['n']} | {records[0]['family']} | {a:.2f} | {b:.2f} | {a / b:.3f} | "
         f"{ours[0]['test_score']:.6f} | {theirs} | {phases} |"])

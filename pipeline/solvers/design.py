@@ -23,12 +23,13 @@ from ``X_AᵀVX_B − Σv x̄_A x̄_Bᵀ`` (sparse columns have small means).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .split_gram import _MIN_SPARSE, sparse_columns, split_weighted_gram
+from .split_gram import split_for, split_weighted_gram
 from .stats import ROWS_CONSTANT_RTOL, varying_columns
 
 __all__ = ["RowDesign", "dense_weighted_gram", "is_sparse"]
@@ -273,14 +274,9 @@ def dense_weighted_gram(X: np.ndarray, cols: np.ndarray, m: np.ndarray, s: np.nd
     fastest with 1 MiB blocks."""
     from scipy.linalg.blas import dsyrk, ssyrk
 
-    if cols.size >= 2 * _MIN_SPARSE:  # many mostly-zero columns (level indicators): at the cost of their non-zeros
-        split = sparse_columns(X)  # (None for narrow X)
-        if split is not None and int(split.is_sparse[cols].sum()) >= _MIN_SPARSE:
-            def dense_part(X: np.ndarray, c: np.ndarray, m: np.ndarray, s: np.ndarray, u: np.ndarray,
-                           zc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-                return dense_weighted_gram(X, c, m, s, u, zc, single)
-
-            return split_weighted_gram(X, split, cols, m, s, u, zc, dense_part)
+    split = split_for(X, cols)  # many mostly-zero columns (level indicators): at the cost of their non-zeros
+    if split is not None:
+        return split_weighted_gram(X, split, cols, m, s, u, zc, functools.partial(dense_weighted_gram, single=single))
     n, p = X.shape[0], cols.size
     full = p == X.shape[1] and bool(np.all(cols == np.arange(p)))
     G, sq = np.zeros((p, p)), np.zeros((p, 2))

@@ -68,7 +68,7 @@ from .dual_newton import DualOperators, dual_newton
 from .krylov import ShiftedLanczos
 from .newton_cg import support_newton
 from .penalties import ElasticNet
-from .split_gram import sparse_columns
+from .split_gram import split_for
 from .problem import FitResult
 
 __all__ = ["KERNEL_EIGH_MAX", "RowFit", "RowProblem"]
@@ -209,8 +209,8 @@ class RowProblem:
 
         Exact from ridge's eigendecomposition once it exists. Else, on dense rows with at most
         :data:`_GRAM_EIGEN_FEATURES` kept columns (:data:`_SPLIT_GRAM_EIGEN_FEATURES` when most are level
-        indicators) and at least as many rows, exact from the kept columns' Gram, one blocked pass (``n p²`` flops, where a step of the subspace iteration costs ``16 n p`` and
-        clustered top eigenvalues, as of correlated columns, take it 100 steps short of ``rtol``: 45 s
+        indicators) and at least as many rows, exact from the kept columns' Gram, one blocked pass (``n p²``
+        flops, where a step of the subspace iteration costs ``16 n p`` and clustered top eigenvalues, as of correlated columns, take it 100 steps short of ``rtol``: 45 s
         against 0.4 s at 10⁶ × 100). Else by that subspace iteration with a few vectors (each step two
         passes over X as matrix products), which needs no n × n kernel: the bounds need e_max long before
         (and often without) any ridge fit.
@@ -218,8 +218,8 @@ class RowProblem:
         if self._ridge is not None:
             return self._ridge.largest_eigenvalue()
         d = self.design
-        limit = _GRAM_EIGEN_FEATURES if d.sparse or sparse_columns(d.X) is None else _SPLIT_GRAM_EIGEN_FEATURES
-        if not d.sparse and 0 < d.n_kept <= min(limit, d.rows.size):
+        if not d.sparse and 0 < d.n_kept <= d.rows.size and (d.n_kept <= _GRAM_EIGEN_FEATURES or (
+                d.n_kept <= _SPLIT_GRAM_EIGEN_FEATURES and split_for(d.X, d.cols) is not None)):
             return float(np.linalg.eigvalsh(d.kept_gram())[-1])
         apply = d.support_operator(np.arange(d.n_kept), copy=False)
         return _top_eigenvalue(apply, d.n_kept, rtol)
