@@ -200,10 +200,18 @@ def test_an_error_that_cannot_reach_the_driver_fails_its_trial_after_the_watchdo
     assert "RecursionError" in reason and "worker's log" in reason
 
 
-def test_a_lost_worker_loses_no_trial(cluster, tmp_path, passes) -> None:
+@pytest.mark.parametrize("replicated", [True, False])
+def test_a_lost_worker_loses_no_trial(cluster, tmp_path, passes, monkeypatch, replicated: bool) -> None:
+    """Both Gram placements: every fold on every worker (small Grams), or each fold once, its tasks pinned to its
+    worker (wide Grams), whose folds are placed again on the worker left."""
     lc, client = cluster
+    if not replicated:
+        monkeypatch.setattr(placement_module, "REPLICATE_FEATURES", 0)
     rec = Recorder()
-    sched = _scheduler(client, tmp_path, passes, 16, rec)
+    sched = _scheduler(client, tmp_path, passes, 16, rec, watch_s=2.0)
+    slots = sched.placement.slots
+    assert [s.folds for s in slots] == ([tuple(range(K))] * 2 if replicated else [(f,) for f in range(K)])
+    assert all(bool(sched.placement.pinned(s)) is not replicated for s in slots)
 
     class KillOnFourth(Recorder):
         def on_result(self, result: TrialResult) -> None:
@@ -218,6 +226,8 @@ def test_a_lost_worker_loses_no_trial(cluster, tmp_path, passes) -> None:
     assert list(states.values()).count("COMPLETE") == 16 and "FAIL" not in states.values()
     assert len(client.scheduler_info()["workers"]) == 1
     assert len({r.number for r in rec.results}) == 16  # each trial recorded once
+    left = next(iter(client.scheduler_info()["workers"]))
+    assert {s.worker for s in sched.placement.slots} == {left} or replicated
 
 
 def test_a_resweeps_statistics_survive_the_worker_that_held_them(cluster, passes) -> None:

@@ -90,6 +90,26 @@ def _kill_a_worker_mid_sweep(tmp_path: Path, config: Path, tag: str, n_trials: i
     return read_summary(tmp_path / "s.json"), trials, mlflow_runs(tracking, names["experiment"])
 
 
+def test_sigkill_of_a_worker_mid_sweep_with_folds_pinned_to_workers_loses_nothing(tmp_path: Path) -> None:
+    """A Gram wider than ``REPLICATE_FEATURES``: each fold lives once, its tasks pinned to its worker. The dead
+    worker's folds are placed again on the survivor (from the pass, which Dask recomputes if it went too)."""
+    import numpy as np
+
+    from pipeline.cv.placement import REPLICATE_FEATURES
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, REPLICATE_FEATURES + 40))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", X[:, :10] @ rng.normal(size=10) + rng.normal(size=3000))
+    config = tmp_path / "pinned.yaml"
+    config.write_text(f"data:\n  source: {tmp_path / 'X.npy'}\n  target: {tmp_path / 'y.npy'}\n"
+                      "search:\n  in_flight: 4\n")
+    summary, trials, runs = _kill_a_worker_mid_sweep(tmp_path, config, "pkill")
+    assert summary["engine"] == "gram"
+    check_folds_counted_once(trials)
+    check_one_child_run_per_trial(trials, runs)
+
+
 def test_sigkill_of_a_worker_mid_sweep_on_the_rows_engine_loses_nothing(tmp_path: Path) -> None:
     """Wide data (the rows engine): the dead worker's rows and fold models are gone with it; the sweep goes on
     with the survivor's, and the path, the refit and the model come from rows reloaded where needed."""
