@@ -13,7 +13,7 @@
 """
 
 from ._validate import SolverConvergenceWarning
-from .active_set import SolverResult, enet_duality_gap, enet_gram
+from .active_set import FactorCache, SolverResult, enet_duality_gap, enet_gram
 from .penalties import L1, L2, PENALTY_NAMES, ElasticNet, lambda1_max, make_penalty, soft_threshold
 from .problem import FitResult, GramProblem
 from .design import RowDesign, is_sparse
@@ -25,6 +25,7 @@ from .stats import SuffStats, label_stats, merge_all
 __all__ = [
     "MeanImputation",
     "ElasticNet",
+    "FactorCache",
     "FitResult",
     "GramProblem",
     "L1",

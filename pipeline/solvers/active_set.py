@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SingularBlock", "SolverResult", "enet_duality_gap", "enet_gram"]
+__all__ = ["FactorCache", "SingularBlock", "SolverResult", "enet_duality_gap", "enet_gram"]
 
 _EPS = np.finfo(np.float64).eps
 _MIN_BATCH = 8
@@ -74,6 +74,32 @@ _GROWTH = 0.5  # working set may grow by this fraction of |A| per outer iteratio
 _SCREEN_MIN_P = 256
 _SMALL_P = 256  # up to this p every KKT violator joins the working set at once
 _MAX_RESOLVES = 3  # re-solves of an unchanged active set whose KKT conditions failed  # below this the KKT check over all p is cheaper than screening
+
+
+_FACTOR_BYTES = 32 * 2**20  # factors a FactorCache keeps (at least the last one)
+
+
+class FactorCache:
+    """Cholesky factors of active blocks ``G_AA + λ2 I`` of one Gram, kept across calls of :func:`enet_gram` on it.
+
+    A binomial or Poisson fit minimises a quadratic model in the same metric at each chord step, with a new
+    linear term and mostly on the support of the step before: the block and its factor are the same, and
+    factoring it again is exact waste (replayed on one worker's three folds of a 5,000-row table of 872
+    features, 1,022 of 2,494 factorizations, 2.6 of 6.7 s). The caller keeps one cache per Gram it passes
+    (a damped copy is another Gram). Entries are keyed by λ2 and the sorted active set; the newest are kept,
+    up to :data:`_FACTOR_BYTES`. A factor found here is the one a new factorization would give, bit for bit.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[float, bytes], np.ndarray] = {}
+
+    def get(self, lambda2: float, active: np.ndarray) -> np.ndarray | None:
+        return self._entries.get((lambda2, active.tobytes()))
+
+    def put(self, lambda2: float, active: np.ndarray, factor: np.ndarray) -> None:
+        self._entries[(lambda2, active.tobytes())] = factor
+        while len(self._entries) > 1 and sum(f.nbytes for f in self._entries.values()) > _FACTOR_BYTES:
+            del self._entries[next(iter(self._entries))]
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,6 +174,7 @@ def enet_gram(
     tol: float = 1e-10,
     max_iter: int | None = None,
     singular_max: int | None = None,
+    factors: FactorCache | None = None,
 ) -> SolverResult:
     """Minimise ``½yy − qᵀβ + ½βᵀGβ + λ1‖β‖₁ + (λ2/2)‖β‖²`` for ``λ1 > 0``.
 
@@ -175,6 +202,9 @@ def enet_gram(
         m ≈ 1,500 that took minutes. Beyond this many features raise
         :class:`SingularBlock` instead (a caller with another solver, such as
         coordinate descent, takes over). Default: no limit.
+    factors : FactorCache, optional
+        Factors of active blocks of this ``G`` from earlier calls, reused where the block is the same (and
+        the new ones added).
 
     Returns
     -------
@@ -225,7 +255,7 @@ def enet_gram(
         A = np.concatenate([active, new])
         theta = np.concatenate([np.sign(beta[active]), np.sign(c[new])])
         beta_A, A, progressed, n_iter = _sign_consistent_newton(
-            G, q, lambda1, lambda2, A, theta, beta[A], n_iter, max_iter, singular_max
+            G, q, lambda1, lambda2, A, theta, beta[A], n_iter, max_iter, singular_max, factors
         )
         beta[active] = 0.0
         beta[A] = beta_A
@@ -315,6 +345,7 @@ def _sign_consistent_newton(
     n_iter: int,
     max_iter: int,
     singular_max: int | None = None,
+    factors: FactorCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool, int]:
     """Solve the lasso restricted to ``A`` starting from ``beta_A`` with signs ``theta``.
 
@@ -335,11 +366,15 @@ def _sign_consistent_newton(
     A, theta, beta_A = A[order], theta[order], beta_A[order].copy()
     while A.size and n_iter < max_iter:
         m = A.size
-        H = G[np.ix_(A, A)]
-        H.flat[:: m + 1] += lambda2
         rhs = q[A] - lambda1 * theta
-        chol = _cholesky(H)
+        chol = factors.get(lambda2, A) if factors is not None else None
+        H = _active_block(G, A, lambda2) if chol is None else None  # else gathered only if a step needs it
+        if H is not None:
+            chol = _cholesky(H)
+            if chol is not None and factors is not None:
+                factors.put(lambda2, A, chol)
         if chol is None:  # singular block: one eigen-step at a time
+            assert H is not None
             if singular_max is not None and m > singular_max:
                 raise SingularBlock(m)
             n_iter += 1
@@ -363,6 +398,7 @@ def _sign_consistent_newton(
                 z = u
             flipped = (theta * z < 0) & ~dropped
             if flipped.any():  # projected Newton: zero the flipped ones at once, if that lowers P
+                H = _active_block(G, A, lambda2) if H is None else H
                 trial = np.where(flipped, 0.0, z)
                 if _block_objective(H, rhs, trial) < _block_objective(H, rhs, beta_A):
                     beta_A, newly, moved, finished = trial, flipped, True, False
@@ -387,6 +423,13 @@ def _sign_consistent_newton(
             break
         A, theta, beta_A = A[keep], theta[keep], beta_A[keep]
     return beta_A, A, progressed, n_iter
+
+
+def _active_block(G: np.ndarray, A: np.ndarray, lambda2: float) -> np.ndarray:
+    """``H = G_AA + λ2 I`` (a new array)."""
+    H = G[np.ix_(A, A)]
+    H.flat[:: A.size + 1] += lambda2
+    return H
 
 
 def _block_objective(H: np.ndarray, rhs: np.ndarray, beta: np.ndarray) -> float:

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .active_set import _cho_solve, _cholesky, enet_gram
+from .active_set import FactorCache, _cho_solve, _cholesky, enet_gram
 from .controls import BoxPenalty
 from .damping import Damping
 from .design import dense_weighted_gram
@@ -97,6 +97,7 @@ class Curvature:
     _eig: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _chol: tuple[float, np.ndarray | None] | None = field(default=None, repr=False)  # (λ2, factor or None)
     _factored: int = field(default=0, repr=False)  # Cholesky factors formed so far
+    _blocks: dict[float, FactorCache] = field(default_factory=dict, repr=False)  # per damping (active_blocks)
 
     @classmethod
     def at(cls, problem: GlmProblem, eta: np.ndarray) -> Curvature:
@@ -111,6 +112,15 @@ class Curvature:
         G /= d.sum_w
         G[np.diag_indices_from(G)] += _METRIC_RIDGE * max(float(np.mean(np.diag(G))), 0.0)
         return cls(G, xbar, u, su / d.sum_w)
+
+    def active_blocks(self, damping: float) -> FactorCache:
+        """Factors of the active blocks of this metric plus ``damping`` on its diagonal, for the models its
+        steps minimise (the two dampings used last)."""
+        cache = self._blocks.pop(damping, None) or FactorCache()
+        self._blocks[damping] = cache
+        while len(self._blocks) > 2:
+            del self._blocks[next(iter(self._blocks))]
+        return cache
 
     def ridge(self, q: np.ndarray, lam2: float) -> np.ndarray:
         """``(G + λ2 I)⁻¹ q`` (the pseudo-inverse on G's null space when G + λ2 I is singular).
@@ -379,7 +389,7 @@ def _model_step(f: _Fit, c: np.ndarray, c0: float) -> _Step:
             G, q, yy = f.damping.apply(curv.G, q, _model_yy(f, curv), f.beta, copy=True)
             if plain:
                 beta_new = enet_gram(G, q, yy, f.penalty.lambda1, f.penalty.lambda2, f.beta,
-                                     tol=_inner_tol(abs_tol, yy)).beta
+                                     tol=_inner_tol(abs_tol, yy), factors=curv.active_blocks(delta)).beta
             else:
                 from .box_gram import box_gram
 

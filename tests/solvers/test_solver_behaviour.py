@@ -40,6 +40,44 @@ def test_warm_start_from_a_neighbouring_solution_takes_one_newton_step(problem):
     assert_allclose(again.beta, cold.beta, rtol=1e-12, atol=1e-14)
 
 
+def test_kept_active_block_factors_give_the_same_solutions_bit_for_bit(problem, monkeypatch):
+    """A FactorCache serves a block it has seen (same Gram, λ2 and support) without factoring it again, and
+    only that: a chord step's new linear term on the same support, then another λ2 from the same support, each
+    equal to a solve without the cache to the last bit."""
+    from pipeline.solvers import FactorCache, active_set
+
+    factored = []
+    real = active_set._cholesky
+    monkeypatch.setattr(active_set, "_cholesky", lambda H: factored.append(H.shape[0]) or real(H))
+    G, q, yy = problem.G, problem.q, problem.yy
+    lam = 0.05 * problem.lambda1_max
+    cache = FactorCache()
+    first = enet_gram(G, q, yy, lam, 0.1, factors=cache)  # its last block may have lost features since
+    first = enet_gram(G, q, yy, lam, 0.1, first.beta, factors=cache)  # the solution's support, factored
+    q2 = q * (1 + 1e-4 * np.cos(np.arange(q.size)))  # the next step's model: the support and signs stay
+    n = len(factored)
+    again = enet_gram(G, q2, yy, lam, 0.1, first.beta, factors=cache)
+    assert len(factored) == n  # its block came from the cache
+    assert np.array_equal(again.beta, enet_gram(G, q2, yy, lam, 0.1, first.beta).beta)
+    assert not np.array_equal(again.beta, first.beta)
+    n = len(factored)
+    other = enet_gram(G, q2, yy, lam, 0.2, first.beta, factors=cache)
+    assert len(factored) > n  # another λ2 is another block
+    assert np.array_equal(other.beta, enet_gram(G, q2, yy, lam, 0.2, first.beta).beta)
+
+
+def test_a_factor_cache_keeps_the_newest_factors_within_its_bytes(monkeypatch):
+    from pipeline.solvers import FactorCache, active_set
+
+    monkeypatch.setattr(active_set, "_FACTOR_BYTES", 3 * 8 * 10 * 10)
+    cache = FactorCache()
+    for i in range(5):
+        cache.put(0.1 * i, np.arange(10), np.full((10, 10), float(i)))
+    assert [cache.get(0.1 * i, np.arange(10)) is not None for i in range(5)] == [False, False, True, True, True]
+    cache.put(1.0, np.arange(50), np.zeros((50, 50)))  # larger than the budget alone: still the last one kept
+    assert cache.get(1.0, np.arange(50)) is not None and cache.get(0.4, np.arange(10)) is None
+
+
 def test_warm_start_from_a_bad_point_still_converges(problem):
     lam = 0.01 * problem.lambda1_max
     ref = enet_gram(problem.G, problem.q, problem.yy, lam, 0.0)
