@@ -97,7 +97,7 @@ class Curvature:
     _eig: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _chol: tuple[float, np.ndarray | None] | None = field(default=None, repr=False)  # (λ2, factor or None)
     _factored: int = field(default=0, repr=False)  # Cholesky factors formed so far
-    _blocks: dict[float, FactorCache] = field(default_factory=dict, repr=False)  # per damping (active_blocks)
+    _blocks: dict[float, FactorCache] = field(default_factory=dict, repr=False)  # of one damping (active_blocks)
 
     @classmethod
     def at(cls, problem: GlmProblem, eta: np.ndarray) -> Curvature:
@@ -115,11 +115,10 @@ class Curvature:
 
     def active_blocks(self, damping: float) -> FactorCache:
         """Factors of the active blocks of this metric plus ``damping`` on its diagonal, for the models its
-        steps minimise (the two dampings used last)."""
-        cache = self._blocks.pop(damping, None) or FactorCache()
-        self._blocks[damping] = cache
-        while len(self._blocks) > 2:
-            del self._blocks[next(iter(self._blocks))]
+        steps minimise (of the damping used last only: a factor may be as large as G)."""
+        cache = self._blocks.get(damping)
+        if cache is None:
+            self._blocks = {damping: (cache := FactorCache(extend=False))}  # a fit's bits: not its history's
         return cache
 
     def ridge(self, q: np.ndarray, lam2: float) -> np.ndarray:

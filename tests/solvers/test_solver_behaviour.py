@@ -76,6 +76,51 @@ def test_a_factor_cache_keeps_the_newest_factors_within_its_bytes(monkeypatch):
     assert [cache.get(0.1 * i, np.arange(10)) is not None for i in range(5)] == [False, False, True, True, True]
     cache.put(1.0, np.arange(50), np.zeros((50, 50)))  # larger than the budget alone: still the last one kept
     assert cache.get(1.0, np.arange(50)) is not None and cache.get(0.4, np.arange(10)) is None
+    kept = FactorCache(keep_large=False)  # one kept across fits: such a factor is not kept at all
+    kept.put(0.0, np.arange(10), np.eye(10))
+    kept.put(1.0, np.arange(50), np.zeros((50, 50)))
+    assert kept.get(1.0, np.arange(50)) is None and kept.get(0.0, np.arange(10)) is not None
+
+
+def test_an_extended_factor_is_the_factor_of_the_whole_block():
+    """Features added to a factored block: the extended factor equals a new Cholesky factorization of the
+    block in that order (to rounding), and a block made singular by a duplicated column gives None."""
+    from pipeline.solvers.active_set import _cholesky, _extended_factor
+
+    X, _ = correlated_design(300, 40, rho=0.8, seed=5)
+    G = X.T @ X / 300
+    old, new = np.array([3, 17, 5, 30, 8]), np.array([1, 22, 39])
+    A = np.concatenate([old, new])
+    H = G[np.ix_(old, old)] + 0.1 * np.eye(old.size)
+    L = _cholesky(H)
+    ext = _extended_factor(L, G, A, old.size, 0.1)
+    fresh = np.linalg.cholesky(G[np.ix_(A, A)] + 0.1 * np.eye(A.size))
+    assert_allclose(np.tril(ext), fresh, rtol=0, atol=1e-13)
+    Gd = np.zeros((41, 41))
+    Gd[:40, :40] = G
+    Gd[40, :40] = Gd[:40, 40] = G[3]
+    Gd[40, 40] = G[3, 3]  # column 40 duplicates column 3
+    assert _extended_factor(_cholesky(G[np.ix_(old, old)]), Gd, np.concatenate([old, [40]]), old.size, 0.0) is None
+
+
+def test_working_sets_grown_by_extended_factors_reach_the_certified_solution(monkeypatch):
+    """p > 256, a cold lasso: the working set grows over several passes, each block's factor extended from the
+    last; the duality gap certifies the result, and it equals scikit-learn's to its tolerance."""
+    from sklearn.linear_model import Lasso
+
+    from pipeline.solvers import active_set
+
+    X, y = correlated_design(1500, 400, rho=0.5, seed=7)
+    Xc, yc = X - X.mean(axis=0), y - y.mean()
+    G, q, yy = Xc.T @ Xc / 1500, Xc.T @ yc / 1500, float(yc @ yc / 1500)
+    lam = 0.002 * float(np.max(np.abs(q)))
+    calls = []
+    real = active_set._extended_factor
+    monkeypatch.setattr(active_set, "_extended_factor", lambda *a: calls.append(a[3]) or real(*a))
+    res = enet_gram(G, q, yy, lam, 0.0, tol=1e-12)
+    assert res.converged and calls  # extended at least once
+    ref = Lasso(alpha=lam, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(Xc, yc)
+    assert_allclose(res.beta, ref.coef_, atol=1e-7 * float(np.max(np.abs(ref.coef_))))
 
 
 def test_warm_start_from_a_bad_point_still_converges(problem):
