@@ -93,39 +93,33 @@ def _kill_a_worker_mid_sweep(tmp_path: Path, config: Path, tag: str, n_trials: i
 def test_sigkill_of_a_worker_mid_sweep_with_folds_pinned_to_workers_loses_nothing(tmp_path: Path) -> None:
     """A Gram wider than ``REPLICATE_FEATURES``: each fold lives once, its tasks pinned to its worker. The dead
     worker's folds are placed again on the survivor (from the pass, which Dask recomputes if it went too)."""
-    import numpy as np
-
     from pipeline.cv.placement import REPLICATE_FEATURES
 
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(3000, REPLICATE_FEATURES + 40))
-    np.save(tmp_path / "X.npy", X)
-    np.save(tmp_path / "y.npy", X[:, :10] @ rng.normal(size=10) + rng.normal(size=3000))
-    config = tmp_path / "pinned.yaml"
-    config.write_text(f"data:\n  source: {tmp_path / 'X.npy'}\n  target: {tmp_path / 'y.npy'}\n"
-                      "search:\n  in_flight: 4\n")
-    summary, trials, runs = _kill_a_worker_mid_sweep(tmp_path, config, "pkill")
-    assert summary["engine"] == "gram"
-    check_folds_counted_once(trials)
-    check_one_child_run_per_trial(trials, runs)
+    assert _kill_a_worker_mid_npy_sweep(tmp_path, 3000, REPLICATE_FEATURES + 40, "pkill")["engine"] == "gram"
 
 
 def test_sigkill_of_a_worker_mid_sweep_on_the_rows_engine_loses_nothing(tmp_path: Path) -> None:
     """Wide data (the rows engine): the dead worker's rows and fold models are gone with it; the sweep goes on
     with the survivor's, and the path, the refit and the model come from rows reloaded where needed."""
+    assert _kill_a_worker_mid_npy_sweep(tmp_path, 100, 1500, "rkill")["engine"] == "rows"
+
+
+def _kill_a_worker_mid_npy_sweep(tmp_path: Path, n: int, p: int, tag: str) -> dict:
+    """:func:`_kill_a_worker_mid_sweep` on ``n × p`` standard normal rows (ten true effects) from ``X.npy``; every
+    trial's folds counted once and one child run per trial. Returns the summary."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(100, 1500))
+    X = rng.normal(size=(n, p))
     np.save(tmp_path / "X.npy", X)
-    np.save(tmp_path / "y.npy", X[:, :10] @ rng.normal(size=10) + rng.normal(size=100))
-    config = tmp_path / "wide.yaml"
+    np.save(tmp_path / "y.npy", X[:, :10] @ rng.normal(size=10) + rng.normal(size=n))
+    config = tmp_path / f"{tag}.yaml"
     config.write_text(f"data:\n  source: {tmp_path / 'X.npy'}\n  target: {tmp_path / 'y.npy'}\n"
                       "search:\n  in_flight: 4\n")
-    summary, trials, runs = _kill_a_worker_mid_sweep(tmp_path, config, "rkill")
-    assert summary["engine"] == "rows"
+    summary, trials, runs = _kill_a_worker_mid_sweep(tmp_path, config, tag)
     check_folds_counted_once(trials)
     check_one_child_run_per_trial(trials, runs)
+    return summary
 
 
 def test_sigkill_of_a_worker_mid_binomial_sweep_loses_nothing(tmp_path: Path) -> None:
