@@ -103,6 +103,11 @@ class FactorCache:
         self._entries: dict[tuple[float, bytes], tuple[np.ndarray, np.ndarray]] = {}
         self._keep_large, self._extend = keep_large, extend
 
+    @property
+    def extends(self) -> bool:
+        """Whether blocks are extended from this cache's factors (and extended factors kept in it)."""
+        return self._extend
+
     def get(self, lambda2: float, active: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``(order, L)`` of the block of the set ``active`` (any order), or None."""
         return self._entries.get((lambda2, np.sort(active).tobytes()))
@@ -246,7 +251,10 @@ def enet_gram(
         gap = enet_duality_gap(G, q, yy, beta, lambda1, lambda2)
         return SolverResult(beta, 0, gap, gap_tol, gap <= gap_tol)
 
-    factors = FactorCache() if factors is None else factors  # the outer passes' blocks grow: extend their factors
+    # the outer passes' blocks grow: their factors are extended from a cache of this call's own (the caller's,
+    # if it extends); a caller's cache that does not extend gets only new factorizations, which are the same
+    # bits whatever its history
+    own = factors if factors is not None and factors.extends else FactorCache()
     slack = 1e-12 * lam_max  # KKT violations below this are rounding, not signal
     # a column constant on the weighted rows has a centred diagonal of 0 that rounding can leave at -1e-10
     # (the chord's float32 Gram of an IRLS-weighted indicator): the screening radius takes its square root
@@ -282,7 +290,8 @@ def enet_gram(
         A = np.concatenate([active, new])
         theta = np.concatenate([np.sign(beta[active]), np.sign(c[new])])
         beta_A, A, progressed, n_iter = _sign_consistent_newton(
-            G, q, lambda1, lambda2, A, theta, beta[A], n_iter, max_iter, singular_max, factors
+            G, q, lambda1, lambda2, A, theta, beta[A], n_iter, max_iter, singular_max, own,
+            factors if factors is not own else None,
         )
         beta[active] = 0.0
         beta[A] = beta_A
@@ -373,6 +382,7 @@ def _sign_consistent_newton(
     max_iter: int,
     singular_max: int | None = None,
     factors: FactorCache | None = None,
+    exact: FactorCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool, int]:
     """Solve the lasso restricted to ``A`` starting from ``beta_A`` with signs ``theta``.
 
@@ -385,6 +395,10 @@ def _sign_consistent_newton(
     which costs ``O(m² |D|)`` instead of a new ``O(m³)`` factorisation. The
     block is refactored once D exceeds an eighth of it.
 
+    Factors come from ``factors`` (which also extends a block from a subset's
+    factor, and keeps every factor) or ``exact`` (blocks seen before only; it
+    keeps new factorizations only), else a new factorization.
+
     Returns the new coefficients, the surviving active set, whether β moved,
     and the updated Newton step count.
     """
@@ -394,7 +408,8 @@ def _sign_consistent_newton(
     while A.size and n_iter < max_iter:
         m = A.size
         chol, H = None, None  # H = G_AA + λ2 I, gathered only if a step needs it
-        known = factors.get(lambda2, A) if factors is not None else None
+        known = next((hit for c in (factors, exact) if c is not None and (hit := c.get(lambda2, A)) is not None),
+                     None)
         base = factors.largest_subset(lambda2, A) if factors is not None and known is None else None
         if known is not None:
             order, chol = known
@@ -406,7 +421,9 @@ def _sign_consistent_newton(
         if chol is None:
             H = _active_block(G, A, lambda2)
             chol = _cholesky(H)
-        if chol is not None and factors is not None and known is None:
+            if chol is not None and exact is not None:
+                exact.put(lambda2, A, chol)
+        if chol is not None and factors is not None and (known is None or factors.get(lambda2, A) is None):
             factors.put(lambda2, A, chol)
         rhs = q[A] - lambda1 * theta
         if chol is None:  # singular block: one eigen-step at a time

@@ -66,6 +66,25 @@ def test_kept_active_block_factors_give_the_same_solutions_bit_for_bit(problem, 
     assert np.array_equal(other.beta, enet_gram(G, q2, yy, lam, 0.2, first.beta).beta)
 
 
+def test_a_cache_that_does_not_extend_gives_the_bits_of_a_solve_without_it():
+    """``FactorCache(extend=False)`` (a GLM metric's): whatever it saw before, a solve through it equals the solve
+    without it to the last bit (its factors are new factorizations only; extensions stay in the call). p = 400:
+    cold solves grow their working sets over several passes, extending factors."""
+    from pipeline.solvers import FactorCache
+
+    X, y = correlated_design(1500, 400, rho=0.5, seed=7)
+    problem = GramProblem.from_stats(SuffStats.from_block(X, y))
+    G, q, yy = problem.G, problem.q, problem.yy
+    lmax = problem.lambda1_max
+    cache = FactorCache(extend=False)
+    for lam in (0.01, 0.003, 0.001):  # a history of cold solves through the cache
+        enet_gram(G, q, yy, lam * lmax, 0.0, factors=cache)
+    for lam, start in ((0.001, None), (0.003, 0.001), (0.0005, 0.003)):
+        warm = None if start is None else enet_gram(G, q, yy, start * lmax, 0.0).beta
+        assert np.array_equal(enet_gram(G, q, yy, lam * lmax, 0.0, warm, factors=cache).beta,
+                              enet_gram(G, q, yy, lam * lmax, 0.0, warm).beta)
+
+
 def test_a_factor_cache_keeps_the_newest_factors_within_its_bytes(monkeypatch):
     from pipeline.solvers import FactorCache, active_set
 
