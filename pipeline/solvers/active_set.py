@@ -76,7 +76,9 @@ _SMALL_P = 256  # up to this p every KKT violator joins the working set at once
 _MAX_RESOLVES = 3  # re-solves of an unchanged active set whose KKT conditions failed  # below this the KKT check over all p is cheaper than screening
 
 
-_FACTOR_BYTES = 32 * 2**20  # factors a FactorCache keeps (at least the last one)
+_FACTOR_BYTES = 32 * 2**20  # factors a FactorCache keeps (at least the last one) ...
+_FACTORS_KEPT = 8  # ... and at most this many: every lookup reads each entry's set
+_CACHED_BLOCK = 128  # smaller blocks are factored directly: a lookup costs about as much
 
 
 class FactorCache:
@@ -118,9 +120,14 @@ class FactorCache:
         best: tuple[np.ndarray, np.ndarray] | None = None
         if not self._extend:
             return None
+        inside: np.ndarray | None = None  # membership in ``active``, by feature index
         for (lam2, _), (order, factor) in self._entries.items():
-            if (lam2 == lambda2 and order.size < active.size and (best is None or order.size > best[0].size)
-                    and np.isin(order, active).all()):
+            if lam2 != lambda2 or order.size >= active.size or (best is not None and order.size <= best[0].size):
+                continue
+            if inside is None:
+                inside = np.zeros(int(active.max()) + 1, dtype=bool)
+                inside[active] = True
+            if int(order.max()) < inside.size and inside[order].all():
                 best = (order, factor)
         return best
 
@@ -129,7 +136,8 @@ class FactorCache:
         if factor.nbytes > _FACTOR_BYTES and not self._keep_large:
             return
         self._entries[(lambda2, np.sort(order).tobytes())] = (order.copy(), factor)
-        while len(self._entries) > 1 and sum(f.nbytes for _, f in self._entries.values()) > _FACTOR_BYTES:
+        while len(self._entries) > 1 and (len(self._entries) > _FACTORS_KEPT
+                                          or sum(f.nbytes for _, f in self._entries.values()) > _FACTOR_BYTES):
             del self._entries[next(iter(self._entries))]
 
 
@@ -408,9 +416,9 @@ def _sign_consistent_newton(
     while A.size and n_iter < max_iter:
         m = A.size
         chol, H = None, None  # H = G_AA + λ2 I, gathered only if a step needs it
-        known = next((hit for c in (factors, exact) if c is not None and (hit := c.get(lambda2, A)) is not None),
-                     None)
-        base = factors.largest_subset(lambda2, A) if factors is not None and known is None else None
+        caches = (factors, exact) if m >= _CACHED_BLOCK else ()
+        known = next((hit for c in caches if c is not None and (hit := c.get(lambda2, A)) is not None), None)
+        base = factors.largest_subset(lambda2, A) if caches and factors is not None and known is None else None
         if known is not None:
             order, chol = known
             A, theta, beta_A = _reordered(A, order, theta, beta_A)
@@ -421,9 +429,9 @@ def _sign_consistent_newton(
         if chol is None:
             H = _active_block(G, A, lambda2)
             chol = _cholesky(H)
-            if chol is not None and exact is not None:
+            if chol is not None and caches and exact is not None:
                 exact.put(lambda2, A, chol)
-        if chol is not None and factors is not None and (known is None or factors.get(lambda2, A) is None):
+        if chol is not None and caches and factors is not None and (known is None or factors.get(lambda2, A) is None):
             factors.put(lambda2, A, chol)
         rhs = q[A] - lambda1 * theta
         if chol is None:  # singular block: one eigen-step at a time

@@ -49,6 +49,7 @@ def test_kept_active_block_factors_give_the_same_solutions_bit_for_bit(problem, 
     factored = []
     real = active_set._cholesky
     monkeypatch.setattr(active_set, "_cholesky", lambda H: factored.append(H.shape[0]) or real(H))
+    monkeypatch.setattr(active_set, "_CACHED_BLOCK", 1)  # this problem's blocks are small: cache them all the same
     G, q, yy = problem.G, problem.q, problem.yy
     lam = 0.05 * problem.lambda1_max
     cache = FactorCache()
@@ -66,12 +67,13 @@ def test_kept_active_block_factors_give_the_same_solutions_bit_for_bit(problem, 
     assert np.array_equal(other.beta, enet_gram(G, q2, yy, lam, 0.2, first.beta).beta)
 
 
-def test_a_cache_that_does_not_extend_gives_the_bits_of_a_solve_without_it():
+def test_a_cache_that_does_not_extend_gives_the_bits_of_a_solve_without_it(monkeypatch):
     """``FactorCache(extend=False)`` (a GLM metric's): whatever it saw before, a solve through it equals the solve
     without it to the last bit (its factors are new factorizations only; extensions stay in the call). p = 400:
     cold solves grow their working sets over several passes, extending factors."""
-    from pipeline.solvers import FactorCache
+    from pipeline.solvers import FactorCache, active_set
 
+    monkeypatch.setattr(active_set, "_CACHED_BLOCK", 1)
     X, y = correlated_design(1500, 400, rho=0.5, seed=7)
     problem = GramProblem.from_stats(SuffStats.from_block(X, y))
     G, q, yy = problem.G, problem.q, problem.yy
@@ -83,6 +85,11 @@ def test_a_cache_that_does_not_extend_gives_the_bits_of_a_solve_without_it():
         warm = None if start is None else enet_gram(G, q, yy, start * lmax, 0.0).beta
         assert np.array_equal(enet_gram(G, q, yy, lam * lmax, 0.0, warm, factors=cache).beta,
                               enet_gram(G, q, yy, lam * lmax, 0.0, warm).beta)
+    entries = list(cache._entries.values())
+    assert entries
+    for order, factor in entries:  # each a new factorization of its block, bit for bit
+        fresh = active_set._cholesky(G[np.ix_(order, order)])
+        assert np.array_equal(np.tril(factor), np.tril(fresh))
 
 
 def test_a_factor_cache_keeps_the_newest_factors_within_its_bytes(monkeypatch):
@@ -90,6 +97,9 @@ def test_a_factor_cache_keeps_the_newest_factors_within_its_bytes(monkeypatch):
 
     monkeypatch.setattr(active_set, "_FACTOR_BYTES", 3 * 8 * 10 * 10)
     cache = FactorCache()
+    for i in range(2 * active_set._FACTORS_KEPT):  # tiny factors: at most _FACTORS_KEPT of them
+        cache.put(float(i), np.arange(1), np.ones((1, 1)))
+    assert sum(cache.get(float(i), np.arange(1)) is not None for i in range(16)) == active_set._FACTORS_KEPT
     for i in range(5):
         cache.put(0.1 * i, np.arange(10), np.full((10, 10), float(i)))
     assert [cache.get(0.1 * i, np.arange(10)) is not None for i in range(5)] == [False, False, True, True, True]
@@ -136,6 +146,7 @@ def test_working_sets_grown_by_extended_factors_reach_the_certified_solution(mon
     calls = []
     real = active_set._extended_factor
     monkeypatch.setattr(active_set, "_extended_factor", lambda *a: calls.append(a[3]) or real(*a))
+    monkeypatch.setattr(active_set, "_CACHED_BLOCK", 1)
     res = enet_gram(G, q, yy, lam, 0.0, tol=1e-12)
     assert res.converged and calls  # extended at least once
     ref = Lasso(alpha=lam, fit_intercept=False, tol=1e-14, max_iter=100_000).fit(Xc, yc)
