@@ -93,7 +93,9 @@ class FactorCache:
 
     The caller keeps one cache per Gram it passes (a damped copy is another Gram); :func:`enet_gram` keeps one
     for its own passes otherwise. Entries are keyed by λ2 and the active set, and hold the set in its factor's
-    order with the factor; the newest are kept, up to :data:`_FACTOR_BYTES`.
+    order with the factor; the newest are kept, up to :data:`_FACTOR_BYTES` and :data:`_FACTORS_KEPT`. Blocks
+    of fewer than :data:`_CACHED_BLOCK` features are factored directly (600 cold fits at p = 100: 0.68 s with
+    every block cached, 0.45 s without, where a lookup read hundreds of small entries).
     """
 
     def __init__(self, keep_large: bool = True, extend: bool = True) -> None:
