@@ -418,8 +418,9 @@ def _sign_consistent_newton(
     while A.size and n_iter < max_iter:
         m = A.size
         chol, H = None, None  # H = G_AA + λ2 I, gathered only if a step needs it
-        caches = (factors, exact) if m >= _CACHED_BLOCK else ()
-        known = next((hit for c in caches if c is not None and (hit := c.get(lambda2, A)) is not None), None)
+        caches = [c for c in (factors, exact) if c is not None] if m >= _CACHED_BLOCK else []
+        found = next(((c, hit) for c in caches if (hit := c.get(lambda2, A)) is not None), None)
+        known = found[1] if found is not None else None
         base = factors.largest_subset(lambda2, A) if caches and factors is not None and known is None else None
         if known is not None:
             order, chol = known
@@ -431,9 +432,9 @@ def _sign_consistent_newton(
         if chol is None:
             H = _active_block(G, A, lambda2)
             chol = _cholesky(H)
-            if chol is not None and caches and exact is not None:
-                exact.put(lambda2, A, chol)
-        if chol is not None and caches and factors is not None and (known is None or factors.get(lambda2, A) is None):
+            if chol is not None and exact in caches:
+                exact.put(lambda2, A, chol)  # new factorizations only
+        if chol is not None and factors in caches and (found is None or found[0] is not factors):
             factors.put(lambda2, A, chol)
         rhs = q[A] - lambda1 * theta
         if chol is None:  # singular block: one eigen-step at a time

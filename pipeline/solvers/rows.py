@@ -210,8 +210,8 @@ class RowProblem:
         Exact from ridge's eigendecomposition once it exists. Else, on dense rows with at most
         :data:`_GRAM_EIGEN_FEATURES` kept columns (:data:`_SPLIT_GRAM_EIGEN_FEATURES` when most are level
         indicators) and at least as many rows, exact from the kept columns' Gram, one blocked pass (``n p²``
-        flops, where a step of the subspace iteration costs ``16 n p`` and clustered top eigenvalues, as of correlated columns, take it 100 steps short of ``rtol``: 45 s
-        against 0.4 s at 10⁶ × 100). Else by that subspace iteration with a few vectors (each step two
+        flops, where a step of the subspace iteration costs ``16 n p`` and clustered top eigenvalues, as of
+        correlated columns, take it 100 steps short of ``rtol``: 45 s against 0.4 s at 10⁶ × 100). Else by that subspace iteration with a few vectors (each step two
         passes over X as matrix products), which needs no n × n kernel: the bounds need e_max long before
         (and often without) any ridge fit.
         """

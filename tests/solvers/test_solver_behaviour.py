@@ -111,6 +111,38 @@ def test_a_factor_cache_keeps_the_newest_factors_within_its_bytes(monkeypatch):
     assert kept.get(1.0, np.arange(50)) is None and kept.get(0.0, np.arange(10)) is not None
 
 
+def test_the_block_objective_from_the_factor_is_the_quadratic_form(problem):
+    """The ratio test's ``½βᵀHβ − rhsᵀβ`` read from H's Cholesky factor, whose upper triangle LAPACK leaves
+    holding H's entries (clean=0), equals the form computed from H itself."""
+    from pipeline.solvers.active_set import _active_block, _block_objective, _cholesky
+
+    A = np.array([2, 7, 11, 30, 41, 55])
+    H = _active_block(problem.G, A, 0.1)
+    L = _cholesky(H)
+    assert not np.allclose(np.triu(L, 1), 0.0)  # the upper triangle is not zeroed: it must not be read
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        beta, rhs = rng.normal(size=A.size), rng.normal(size=A.size)
+        assert_allclose(_block_objective(L, rhs, beta), 0.5 * beta @ H @ beta - rhs @ beta, rtol=1e-13)
+
+
+def test_a_pickled_problem_leaves_its_block_factors_behind():
+    """A Gram fold model copied to another worker does not carry its active-block factors (up to 32 MB)."""
+    import pickle
+
+    from pipeline.solvers import active_set
+
+    X, y = correlated_design(1500, 300, rho=0.5, seed=3)
+    wide = GramProblem.from_stats(SuffStats.from_block(X, y))
+    fit = wide.solve(ElasticNet(1e-4 * wide.lambda1_max, 0.0), reuse_factor=True)
+    assert wide._blocks is not None and wide._blocks._entries  # supports beyond _CACHED_BLOCK were kept
+    assert fit.n_nonzero >= active_set._CACHED_BLOCK
+    copy = pickle.loads(pickle.dumps(wide))
+    assert copy._blocks is None and wide._blocks is not None
+    again = copy.solve(ElasticNet(1e-4 * wide.lambda1_max, 0.0), reuse_factor=True)
+    assert_allclose(again.coef, fit.coef, rtol=1e-10, atol=1e-12)
+
+
 def test_an_extended_factor_is_the_factor_of_the_whole_block():
     """Features added to a factored block: the extended factor equals a new Cholesky factorization of the
     block in that order (to rounding), and a block made singular by a duplicated column gives None."""
