@@ -37,8 +37,8 @@ from .bridge import Publication, SweepTracking
 from .candidate import Candidate
 from .console import LOCAL_UI, Progress, print_outcome
 from .config import ModelConfig, SweepConfig
-from .cv import (check_scheduler, example_rows, integer_columns, open_client, prestart_local_workers, total_threads,
-                 wait_done)
+from .cv import (check_scheduler, cluster_workers, example_rows, integer_columns, open_client, prestart_local_workers,
+                 total_threads, wait_done)
 from .cv.scan import scan_columns
 from .cv.engines import EngineTasks, choose_sweep_engine, glm_engine, place_engine, tasks_of, worker_preload
 from .cv.path import PathSpec, run_path
@@ -201,7 +201,7 @@ class _Sweep:
         # an embedded cluster without a dashboard still serves /health on HTTP: no link to show then
         c = self.cfg.cluster
         link = getattr(self.client, "dashboard_link", None) if c.address or c.dashboard_address else None
-        self.echo(f"Dask: {len(self.client.scheduler_info()['workers'])} workers, {threads} threads"
+        self.echo(f"Dask: {len(cluster_workers(self.client))} workers, {threads} threads"
                   + (f"; dashboard {link}" if link else ""))
         self.timer.lap("cluster_start")
 

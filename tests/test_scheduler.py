@@ -1,9 +1,10 @@
 """The ask/tell scheduler on its own, against an in-process Dask cluster (TCP between its parts).
 
 Beyond the integration fault suite (real processes killed): a poisoned
-candidate, a task whose error cannot reach the driver, a lost worker, a
-resweep's statistics surviving the worker that held them, the sampler taught
-in ask order (reproducible), and waiting on futures without the
+candidate, a task whose error cannot reach the driver, a lost worker, every
+worker gone at once, a cluster of more than five workers, a resweep's
+statistics surviving the worker that held them, the sampler taught in ask
+order (reproducible), and waiting on futures without the
 ``result(timeout=…)`` race.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -19,7 +21,9 @@ import pytest
 
 from pipeline.candidate import Candidate
 from pipeline.config import ModelConfig, SearchConfig
-from pipeline.cv import FoldModel, FoldScore, placement_of_pass, score_folds, search_bounds, wait_done
+from pipeline.errors import SweepError
+from pipeline.cv import FoldModel, FoldScore, placement_of_pass, score_folds, search_bounds, total_threads, wait_done
+from pipeline.cv.client import live_workers
 from pipeline.cv import placement as placement_module
 from pipeline.cv.passes import BlockPass, finish_pass
 from pipeline.cv.placement import group_by_worker
@@ -228,6 +232,71 @@ def test_a_lost_worker_loses_no_trial(cluster, tmp_path, passes, monkeypatch, re
     assert len({r.number for r in rec.results}) == 16  # each trial recorded once
     left = next(iter(client.scheduler_info()["workers"]))
     assert {s.worker for s in sched.placement.slots} == {left} or replicated
+
+
+@pytest.mark.parametrize("replicated", [True, False])
+def test_every_worker_gone_at_once_then_one_joining_loses_no_trial(cluster, tmp_path, passes, monkeypatch,
+                                                                  replicated: bool) -> None:
+    """Every worker leaves mid-sweep and a new one joins 2 s later (a nanny's restart, an autoscaler): the
+    placement waits for it instead of dealing the folds to no worker (``min()`` of nothing before)."""
+    from distributed import Worker
+
+    lc, client = cluster
+    if not replicated:
+        monkeypatch.setattr(placement_module, "REPLICATE_FEATURES", 0)
+    rec = Recorder()
+    sched = _scheduler(client, tmp_path, passes, 16, rec, watch_s=2.0)
+    joined: list[Worker] = []
+
+    async def start() -> None:
+        joined.append(await Worker(lc.scheduler_address, nthreads=1, host="127.0.0.1"))
+
+    class KillAllOnFourth(Recorder):
+        def on_result(self, result: TrialResult) -> None:
+            rec.on_result(result)
+            if len(rec.results) == 4:
+                for worker in list(lc.workers.values()):
+                    client.sync(worker.close)
+                threading.Timer(2.0, lambda: client.sync(start)).start()
+
+    sched.listener = KillAllOnFourth()
+    try:
+        sched.run()
+    finally:
+        deadline = time.monotonic() + 10
+        while not joined and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for worker in joined:  # not the LocalCluster's: closed here
+            client.sync(worker.close)
+    states = _states(sched)
+    assert list(states.values()).count("COMPLETE") == 16 and "FAIL" not in states.values()
+    assert len({r.number for r in rec.results}) == 16
+    assert {s.worker for s in sched.placement.slots} == {joined[0].address} or replicated  # (replicas: Dask's)
+
+
+def test_no_worker_joining_stops_the_placement_with_the_fix(cluster) -> None:
+    lc, client = cluster
+    for worker in list(lc.workers.values()):
+        client.sync(worker.close)
+    t = time.monotonic()
+    with pytest.raises(SweepError, match=r"every Dask worker left the cluster and none joined within 1 s.*"
+                                         r"kept in the study.*run the same command again to resume"):
+        live_workers(client, wait_s=1.0)
+    assert time.monotonic() - t < 8
+
+
+def test_a_cluster_of_more_than_five_workers_is_seen_whole(monkeypatch) -> None:
+    """distributed 2025.4–2026.6 listed five workers unless asked for all (its default here is all: that default
+    is put back to five, calling the real method, to check regsweep asks)."""
+    from distributed import Client, LocalCluster
+
+    real = Client.scheduler_info
+    monkeypatch.setattr(Client, "scheduler_info", lambda self, n_workers=5, **kw: real(self, n_workers, **kw))
+    with LocalCluster(n_workers=6, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
+            Client(lc, set_as_default=False) as client:
+        assert len(client.scheduler_info()["workers"]) == 5  # the old default, really truncating
+        assert total_threads(client) == 6
+        assert len(live_workers(client)) == 6
 
 
 def test_a_resweeps_statistics_survive_the_worker_that_held_them(cluster, passes) -> None:

@@ -16,7 +16,7 @@ Imports neither Optuna nor MLflow; distributed is imported where a function
 needs it, so importing this package stays cheap.
 """
 
-from .client import check_scheduler, open_client, prestart_local_workers, total_threads
+from .client import check_scheduler, cluster_workers, open_client, prestart_local_workers, total_threads
 from .fold_models import FoldModel, Scorable, score_folds, score_slots
 from .passes import BlockPass, pass_summary, same, submit_data_pass
 from .placement import FoldPlacement, FoldSlot, Placement, cover, placement_of_pass
@@ -43,6 +43,7 @@ __all__ = [
     "block_fingerprints",
     "cancel_reason",
     "check_scheduler",
+    "cluster_workers",
     "cover",
     "collect_stats",
     "retrain_columns",

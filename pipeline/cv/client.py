@@ -12,17 +12,18 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import ClusterConfig, SecurityConfig
-from ..errors import ClusterError
+from ..errors import ClusterError, SweepError
 from ..gc_pause import collector_paused
 from .lazy_dashboard import SCHEDULER_KWARGS, serve_dashboard_on_first_visit
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster, Security
 
-__all__ = ["check_scheduler", "dask_security", "open_client", "prestart_local_workers", "total_threads"]
+__all__ = ["check_scheduler", "cluster_workers", "dask_security", "live_workers", "open_client",
+           "prestart_local_workers", "total_threads"]
 
 _CONNECT_TIMEOUT_S = 10
 _WORKER_PRELOAD = ("pipeline.cv.fold_models", "scipy.linalg")
@@ -30,6 +31,7 @@ _FORKSERVER_PRELOAD = ("pipeline.cv.forkserver_exit", "distributed", "numpy", *_
 #: distributed's default ``distributed.nanny.pre-spawn-environ`` (a test checks they agree)
 PRE_SPAWN_ENV = {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 _PREFLIGHT_TIMEOUT_S = 5.0
+WORKER_WAIT_S = 60.0  # how long a placement waits for a worker when every worker has left
 
 
 def check_scheduler(cfg: ClusterConfig) -> None:
@@ -239,5 +241,32 @@ def _kill_local_workers(cluster: LocalCluster) -> None:
 
 def total_threads(client: Client) -> int:
     """Worker threads in the cluster right now (at least 1)."""
-    info = client.scheduler_info()
-    return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+    return max(1, sum(w.get("nthreads", 1) for w in cluster_workers(client).values()))
+
+
+def cluster_workers(client: Client) -> dict[str, dict[str, Any]]:
+    """Every worker of the cluster now: its address and what the scheduler knows of it (one round trip).
+
+    Asked for all of them: distributed 2025.4 to 2026.6 listed at most five unless asked (dask/distributed#9045,
+    fixed by #9308), so on a larger cluster the folds went to five workers and a fold on a sixth looked lost
+    whenever the five listed changed; older versions ignore the keyword."""
+    return dict(client.scheduler_info(n_workers=-1).get("workers", {}))
+
+
+def live_workers(client: Client, wait_s: float = WORKER_WAIT_S) -> dict[str, dict[str, Any]]:
+    """The cluster's workers (:func:`cluster_workers`, by address); when every worker has left, the first ones
+    to join within ``wait_s`` (a nanny restarts a killed worker in seconds, an autoscaler in a minute).
+    Raises :class:`SweepError` when none does: the trials so far are in the study, and the same command
+    resumes it."""
+    workers = cluster_workers(client)
+    if not workers:
+        try:
+            client.wait_for_workers(1, timeout=wait_s)
+        except TimeoutError:
+            pass
+        workers = cluster_workers(client)
+    if not workers:
+        raise SweepError(f"every Dask worker left the cluster and none joined within {wait_s:.0f} s; the completed "
+                         "trials are kept in the study: check the workers' logs and memory limits, start workers, "
+                         "and run the same command again to resume.")
+    return dict(sorted(workers.items()))

@@ -32,6 +32,7 @@ from ..encoding import Encoding
 from ..engine import EngineChoice, available_memory, choose_engine
 from ..model import FittedModel
 from ..solvers.controls import FeatureControls
+from .client import cluster_workers
 from .passes import pass_summary, submit_data_pass
 from .path import coefficient_path
 from .placement import FoldPlacement, Placement
@@ -86,7 +87,7 @@ def glm_engine(choice: EngineChoice, family: str) -> EngineChoice:
 
 def worker_memory(client: Client) -> int:
     """The smallest worker's memory limit in bytes (the available memory here if the workers have none)."""
-    limits = [int(w.get("memory_limit") or 0) for w in client.scheduler_info()["workers"].values()]
+    limits = [int(w.get("memory_limit") or 0) for w in cluster_workers(client).values()]
     known = [m for m in limits if m > 0]
     return min(known) if known else available_memory()
 

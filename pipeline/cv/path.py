@@ -21,6 +21,7 @@ from ..config import ModelConfig
 from ..errors import SweepError
 from ..solvers import GramProblem
 from ..solvers.controls import FeatureControls
+from .client import cluster_workers
 from .fold_models import score_path, score_paths
 from .passes import BlockPass
 from .path_end import PathEnd
@@ -103,8 +104,8 @@ def _tasks(placement: Placement, chosen: list[FoldSlot]) -> list[list[FoldSlot]]
     """The chosen slots grouped into the path's tasks (:func:`run_path`)."""
     pinned = [slot for slot in chosen if slot.worker is not None and placement.pinned(slot)]
     out = [[slot] for slot in chosen if not any(slot is s for s in pinned)]
-    info = placement.client.scheduler_info()["workers"] if pinned else {}
-    threads = {s.worker: int(info.get(s.worker, {}).get("nthreads", 1)) for s in pinned}
+    info = cluster_workers(placement.client) if pinned else {}
+    threads = {s.worker: int(info.get(s.worker or "", {}).get("nthreads", 1)) for s in pinned}
     out.extend([pinned[i] for i in group] for group in group_by_worker(pinned, range(len(pinned)), threads))
     return out
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ModelConfig
 from ..solvers.controls import FeatureControls
+from .client import cluster_workers, live_workers
 from .fold_models import make_fold_models
 from .passes import BlockPass, same
 
@@ -122,7 +123,7 @@ def place_fold_models(client: Client, passes: Future, k: int, p: int, model: Mod
     being told; a fold that lives once has its tasks pinned to its worker
     (:meth:`FoldPlacement.pinned`).
     """
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = list(live_workers(client))
     if replicated(k, p):
         groups = [(tuple(range(k)), w) for w in workers]
     else:
@@ -200,14 +201,14 @@ class FoldPlacement:
             return True
         if replicated(self.k, self.p):
             return False
-        workers = self.client.scheduler_info()["workers"]
+        workers = cluster_workers(self.client)
         return any(slot.worker not in workers for slot in self.slots)
 
     def rebuild(self) -> None:
         """Place the fold models again (the next generation): after a loss of every copy, from a new pass;
         when only pinned folds' workers left, those folds on the workers left (the others keep their fits'
         history)."""
-        workers = sorted(self.client.scheduler_info()["workers"])
+        workers = list(live_workers(self.client))
         if any(slot.models.status in _GONE for slot in self.slots) or replicated(self.k, self.p):
             self.passes = self._submit_pass()
             self.slots = place_fold_models(self.client, self.passes, self.k, self.p, self.model, self.controls)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import HoldoutConfig, ModelConfig
 from ..data import DataPlan
+from .client import cluster_workers, live_workers
 from .passes import same
 from .placement import FoldSlot, group_by_worker
 from ..solvers.controls import FeatureControls
@@ -59,10 +60,10 @@ class RowPlacement:
     def _place(self) -> None:
         """Deal the folds no slot holds to the workers, one slot per fold, each to the worker with the fewest
         folds per thread (round-robin at the start); a worker's slots share its rows."""
-        info = self.client.scheduler_info()["workers"]
-        workers = sorted(info)
+        info = live_workers(self.client)
+        workers = list(info)
         threads = {w: max(1, int(info[w].get("nthreads", 1))) for w in workers}
-        self.threads = dict(threads)
+        self.threads = {w: t for w, t in threads.items()}
         held = {f for slot in self.slots for f in slot.folds}
         load = {w: sum(len(s.folds) for s in self.slots if s.worker == w) for w in workers}
         for f in range(self.k):
@@ -121,12 +122,12 @@ class RowPlacement:
 
     def lost(self) -> bool:
         """Whether a slot's fold models are gone for good (cancelled or failed) or its worker left."""
-        workers = self.client.scheduler_info()["workers"]
+        workers = cluster_workers(self.client)
         return any(slot.models.status in _GONE or slot.worker not in workers for slot in self.slots)
 
     def rebuild(self) -> None:
         """Keep the live slots; deal the folds of the lost ones to the workers left (the next generation)."""
-        workers = set(self.client.scheduler_info()["workers"])
+        workers = set(live_workers(self.client))
         self.rows = {w: f for w, f in self.rows.items() if w in workers and f.status not in _GONE}
         self.slots = [s for s in self.slots if s.models.status not in _GONE and s.worker in self.rows]
         self._place()

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._dask_internals import cancel_reason, wait_for_ready
+from .client import cluster_workers
 
 if TYPE_CHECKING:
     from distributed import Client, Future, as_completed
@@ -93,4 +94,4 @@ def result_or_lost(future: Future, lost: Callable[[], bool], *, ask_every_s: flo
 
 def worker_left(client: Client, worker: str) -> bool:
     """Whether ``worker`` is no longer one of the scheduler's workers (one round trip)."""
-    return worker not in client.scheduler_info()["workers"]
+    return worker not in cluster_workers(client)

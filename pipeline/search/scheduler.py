@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..candidate import Candidate
-from ..cv import (CONNECTION_LOST, LOST, FoldScore, Placement, Scorable, cancel_reason, cover, next_ready,
-                  result_or_lost, score_folds, score_slots, worker_left)
+from ..cv import (CONNECTION_LOST, LOST, FoldScore, Placement, Scorable, cancel_reason, cluster_workers, cover,
+                  next_ready, result_or_lost, score_folds, score_slots, worker_left)
 from ..cv._dask_internals import scheduler_task_states
 from ..errors import ClusterError, SweepError
 from ..metrics import metric_label
@@ -391,7 +391,7 @@ def _stalled(client: Client, sent: dict[Future, _Sent]) -> dict[Future, str | No
     waiting = {str(fut.key): fut for fut in sent if not fut.done()}
     try:
         states = scheduler_task_states(client, list(waiting))
-        live = set(client.scheduler_info()["workers"])
+        live = set(cluster_workers(client))
     except Exception:  # noqa: BLE001 — an unanswered question: keep waiting, ask again later
         return {}
     out: dict[Future, str | None] = {}
