@@ -188,6 +188,7 @@ def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None, family: str = "
                         "remove data.categorical or use a CSV or Parquet source.")
     if plan.kind in ("csv", "parquet"):
         _check_levels_if_small(plan)
+    _check_gaps_head(plan)
     if family != "gaussian":
         _check_family_head(plan)
     return plan
@@ -459,6 +460,46 @@ def _check_levels_if_small(plan: DataPlan) -> None:
         from .levels import encoding_from_scan, merge_scans, scan_block
 
         encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
+
+
+def _check_gaps_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
+    """Under ``data.missing: error`` (the default), a gap in the source's first ``n`` rows (an NA marker, NaN or
+    inf in a feature, the target or the weight) refused here, before the cluster starts, in the data pass's
+    words: the pass refuses the table at that block anyway, after the cluster started (on a remote cluster,
+    after its queue) and every block before it was read. A text value in a numeric column is not a gap here:
+    the pass names it in its own way."""
+    if plan.missing != "error" or plan.kind not in ("csv", "bundled", "parquet", "npy"):
+        return
+    n = min(n, plan.blocks[0].n_rows)
+    if plan.kind == "npy":
+        X, y, w, _, _, where = _npy_block(plan, BlockSpec(0, 0, n, path=plan.blocks[0].path))
+        gaps = {name: ~np.isfinite(X[:, j]) for j, name in enumerate(plan.feature_names)}
+        gaps |= {plan.target: ~np.isfinite(y), **({plan.weight: ~np.isfinite(w)} if w is not None and plan.weight
+                                                   else {})}
+    else:
+        frame = _head_frame(plan, n)
+        if frame is None or len(frame) == 0:
+            return
+        where = f"{plan.source} rows 0-{len(frame) - 1}"
+        gaps = {c: _gaps(frame[c], text=c in plan.categorical) for c in plan.raw_features}
+        gaps[plan.target] = _gaps(frame[plan.target], text=bool(plan.target_labels))
+        if plan.weight is not None:
+            gaps[plan.weight] = _gaps(frame[plan.weight], text=False)
+    found = [(c, np.flatnonzero(m)) for c, m in gaps.items() if m.any()]
+    if found:
+        features = any(c not in (plan.target, plan.weight) for c, _ in found)
+        raise DataError(f"{where}: {_gap_detail(found)}; {_gap_fix(features)}.")
+
+
+def _gaps(column: pd.Series, text: bool) -> np.ndarray:
+    """Where a column read as the pass reads it has no value: NA (a marker, an empty field), or ±inf in a
+    numeric column (a text value in one is not counted)."""
+    import pandas as pd
+
+    missing = column.isna().to_numpy(dtype=bool, copy=True)
+    if not text:
+        missing |= np.isinf(pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64))
+    return missing
 
 
 def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
@@ -1251,11 +1292,7 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
             detail = (f"NaN or inf in rows {', '.join(map(str, np.flatnonzero(bad)[:5] + spec.start_row))} (rows "
                       "counted from 0)" if sparse and plan.encoding is None else
                       _nonfinite_detail(plan, X.toarray() if sparse else X, y, w, spec.start_row))
-            fix = ("remove those rows or set data.missing: drop to leave them out (a missing target or weight is "
-                   "never imputed)" if not bad_feature.any() else
-                   "remove those rows, set data.missing: drop to leave them out, or data.missing: impute to fill the "
-                   "features' gaps (rows missing the target or weight are left out)")
-            raise DataError(f"{where}: {detail}; {fix}.")
+            raise DataError(f"{where}: {detail}; {_gap_fix(bool(bad_feature.any()))}.")
         kept = ~bad
         dropped_by = (int(bad_target.sum()), int((bad_weight & ~bad_target).sum()),
                       int((bad_feature & ~bad_target & ~bad_weight).sum()),
@@ -1304,15 +1341,30 @@ def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarra
     names = (*features, plan.target, *(c for c in (plan.weight,) if c))
     cols = [X, y[:, None]] + ([w[:, None]] if w is not None else [])
     full = np.hstack(cols)
-    parts = []
     bad_columns = np.flatnonzero(~np.isfinite(full).all(axis=0))
     first_of_each = [j for i, j in enumerate(bad_columns) if i == 0 or names[j] != names[bad_columns[i - 1]]]
-    for j in first_of_each[:listed]:  # a categorical column's indicators: named once, by the column
-        rows = np.flatnonzero(~np.isfinite(full[:, j])) + start_row
+    # a categorical column's indicators: named once, by the column
+    return _gap_detail([(names[j], np.flatnonzero(~np.isfinite(full[:, j])) + start_row) for j in first_of_each],
+                       listed)
+
+
+def _gap_detail(gaps: Sequence[tuple[str, np.ndarray]], listed: int = 5) -> str:
+    """``NaN or inf in column 'a' at rows 3, 9; …``: the first ``listed`` columns ``(name, data rows)`` given."""
+    parts = []
+    for name, rows in gaps[:listed]:
         shown = ", ".join(str(int(r)) for r in rows[:listed])
         more = f" and {rows.size - listed} more" if rows.size > listed else ""
-        parts.append(f"column {names[j]!r} at row{'s' if rows.size > 1 else ''} {shown}{more}")
+        parts.append(f"column {name!r} at row{'s' if rows.size > 1 else ''} {shown}{more}")
     return "NaN or inf in " + "; ".join(parts) + " (rows counted from 0, header excluded)"
+
+
+def _gap_fix(features: bool) -> str:
+    """What to do about gaps under ``data.missing: error`` (``features``: some are in features)."""
+    if not features:
+        return ("remove those rows or set data.missing: drop to leave them out (a missing target or weight is never "
+                "imputed)")
+    return ("remove those rows, set data.missing: drop to leave them out, or data.missing: impute to fill the "
+            "features' gaps (rows missing the target or weight are left out)")
 
 
 def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 5) -> pd.DataFrame:

@@ -107,6 +107,11 @@ def _write(d, case):  # -> list of --set overrides
     if case == "free-text-small-csv":  # the plan's head is the whole file: refused before the cluster starts
         df.assign(c=[f"note {i}" for i in range(len(df))]).to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=y", "data.features=[a, b, c]"]
+    if case == "nan-in-csv-head":  # gaps in the rows the plan reads: refused before the cluster starts
+        df.loc[[7, 9], "b"] = [np.nan, np.inf]
+        df.loc[11, "y"] = np.nan
+        df.to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=y", "data.features=[a, b, c]"]
     if case == "not-utf8":
         (d / "d.csv").write_bytes("a,\xe9t\xe9,y\n1,2,3\n4,5,6\n".encode("latin-1"))
         return ["data.source=DATA/d.csv", "data.target=y"]
@@ -140,6 +145,8 @@ METADATA_CASES = {
     "not-utf8-rows": ["d.csv' is not UTF-8 text", "in row 1,", "save the file as UTF-8"],
     "not-utf8-late-row": ["d.csv' is not UTF-8 text", "b'\\xe7' in row 1100,", "save the file as UTF-8"],
     "free-text-small-csv": ["column 'c' looks like free text", "40 distinct values in 40 rows", "data.exclude: [c]"],
+    "nan-in-csv-head": ["d.csv rows 0-39: NaN or inf in column 'b' at rows 7, 9", "column 'y' at row 11",
+                        "remove those rows, set data.missing: drop", "data.missing: impute"],
 }
 
 
@@ -162,8 +169,10 @@ def test_debug_shows_the_traceback(tmp_path):
 
 # ---------------------------------------------- found by the data pass: no run, no trial
 ROW_CASES = {
-    "nan-in-csv": (["d.csv rows 0-39: NaN or inf in column 'b' at rows 7, 9", "column 'y' at row 11",
-                    "remove those rows, set data.missing: drop", "data.missing: impute"], []),
+    # (gaps in the rows the plan reads are refused before the cluster starts: nan-in-csv-head above)
+    "nan-after-the-head": (["d.csv rows 1024-1199: NaN or inf in column 'b' at rows 1100, 1101",
+                            "column 'y' at row 1102", "remove those rows, set data.missing: drop", "data.missing: impute"],
+                           ["data.block_rows=1024"]),
     "fewer-groups-than-folds": (["folds.group 'g' has 3 distinct groups, fewer than folds.k=5",
                                  "lower folds.k or use row k-fold"], ["folds.group=g", "folds.k=5"]),
     # found by the level scan, before the pass
@@ -182,10 +191,11 @@ ROW_CASES = {
 @pytest.mark.parametrize("case", sorted(ROW_CASES))
 def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, case):
     fragments, extra = ROW_CASES[case]
-    df = _frame(1200) if case in ("text-after-the-head", "free-text", "too-many-levels") else _frame()
-    if case == "nan-in-csv":
-        df.loc[[7, 9], "b"] = [np.nan, np.inf]
-        df.loc[11, "y"] = np.nan
+    df = _frame(1200) if case in ("text-after-the-head", "free-text", "too-many-levels", "nan-after-the-head") \
+        else _frame()
+    if case == "nan-after-the-head":  # the plan reads 1,000 lines: the block that holds them finds them
+        df.loc[[1100, 1101], "b"] = [np.nan, np.inf]
+        df.loc[1102, "y"] = np.nan
     if case == "too-many-levels":
         df["c"] = [f"L{i % 7}" for i in range(len(df))]
     if case.startswith("constant-target"):
@@ -209,14 +219,25 @@ def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, ca
 
 
 # --------------------------------------------- block checks the CLI cases above do not reach
+def _past_the_head(cfg: DataConfig):
+    """The plan of ``cfg`` as if its head held no gap (planned under ``drop``, then ``error`` again): what a
+    block past the plan's head meets in the data pass."""
+    import dataclasses
+
+    return dataclasses.replace(plan_data(cfg.model_copy(update={"missing": "drop"})), missing="error")
+
+
 def test_block_checks_name_file_column_and_rows(tmp_path):
     df = _frame()
     df.loc[3, "w"] = -np.inf
     df.to_csv(tmp_path / "w.csv", index=False)
-    plan = plan_data(DataConfig(source=str(tmp_path / "w.csv"), target="y", weight="w", features=["a"], block_rows=10))
+    cfg = DataConfig(source=str(tmp_path / "w.csv"), target="y", weight="w", features=["a"], block_rows=10)
+    with pytest.raises(DataError, match=r"w.csv rows 0-9: NaN or inf in column 'w' at row 3 .*data.missing: drop"):
+        plan_data(cfg)  # in the rows the plan reads (its first block's): before the cluster starts
+    plan = _past_the_head(cfg)
     load_block(plan, plan.blocks[1])  # rows 10-19 are fine
     with pytest.raises(DataError, match=r"w.csv rows 0-9: NaN or inf in column 'w' at row 3 .*data.missing: drop"):
-        load_block(plan, plan.blocks[0])
+        load_block(plan, plan.blocks[0])  # the pass's own check, in the same words
     # NaN stored as a float value (not null) is not in the Parquet statistics: found when the block is read
     a = df["a"].to_numpy().copy()
     a[[31, 33]] = np.nan
@@ -230,7 +251,10 @@ def test_block_checks_name_file_column_and_rows(tmp_path):
     y = df["y"].to_numpy().copy()
     y[17] = np.nan
     np.save(tmp_path / "y.npy", y)
-    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), block_rows=40))
+    cfg = DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), block_rows=40)
+    with pytest.raises(DataError, match=r"X.npy rows 0-39: NaN or inf in column '.*y.npy' at row 17"):
+        plan_data(cfg)
+    plan = _past_the_head(cfg)
     with pytest.raises(DataError, match=r"X.npy rows 0-39: NaN or inf in column '.*y.npy' at row 17"):
         load_block(plan, plan.blocks[0])
     np.save(tmp_path / "T.npy", np.array([["a", "b"], ["c", "d"]]))

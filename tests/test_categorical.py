@@ -13,6 +13,7 @@ both sides converge to a relative duality gap far below it (scikit-learn at
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -378,9 +379,12 @@ def test_missing_category_under_error_names_the_column(tmp_path, penguins, monke
     monkeypatch.setattr("pipeline.cv.passes.sparse_levels_pay", lambda plan: levels == "sparse")
     df = penguins.dropna(subset=NUMERIC + [TARGET])
     df.to_csv(tmp_path / "e.csv", index=False)
-    plan = plan_data(DataConfig(source=str(tmp_path / "e.csv"), target=TARGET, block_rows=1000))
-    with pytest.raises(DataError, match=r"NaN or inf in column 'sex' at rows 7, 8, 9, 41, 164 and 3 more .*data.missing: drop"):
-        _pass(plan)
+    cfg = DataConfig(source=str(tmp_path / "e.csv"), target=TARGET, block_rows=1000)
+    gaps = r"NaN or inf in column 'sex' at rows 7, 8, 9, 41, 164 and 3 more .*data.missing: drop"
+    with pytest.raises(DataError, match=gaps):
+        plan_data(cfg)  # the plan's head holds them: before the cluster starts
+    with pytest.raises(DataError, match=gaps):  # the pass's own check
+        _pass(dataclasses.replace(plan_data(cfg.model_copy(update={"missing": "drop"})), missing="error"))
     plan, passes = _pass(plan_data(DataConfig(source=str(tmp_path / "e.csv"), target=TARGET, missing="drop")))
     kept = df.dropna(subset=["sex"])
     assert passes.dropped_by == (0, 0, 8, 0) and passes.total_stats.n_rows == len(kept)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -127,10 +128,13 @@ def test_block_errors_name_file_column_and_rows(tmp_path, frame):
     frame["txt"] = "a"
     p = tmp_path / "bad.csv"
     frame.to_csv(p, index=False)
-    plan = plan_data(DataConfig(source=str(p), target="y", features=[f"f{i}" for i in range(10)], block_rows=100))
+    cfg = DataConfig(source=str(p), target="y", features=[f"f{i}" for i in range(10)], block_rows=100)
     with pytest.raises(DataError, match=r"bad.csv rows 0-99: NaN or inf in column 'f3' at row 5 .*data.missing: drop"):
-        load_block(plan, plan.blocks[0])
-    plan2 = plan_data(DataConfig(source=str(p), target="y", block_rows=100))
+        plan_data(cfg)  # the rows the plan reads: refused before any cluster, in the words of the pass ...
+    plan = dataclasses.replace(plan_data(cfg.model_copy(update={"missing": "drop"})), missing="error")
+    with pytest.raises(DataError, match=r"bad.csv rows 0-99: NaN or inf in column 'f3' at row 5 .*data.missing: drop"):
+        load_block(plan, plan.blocks[0])  # ... which finds it in the block too
+    plan2 = plan_data(DataConfig(source=str(p), target="y", block_rows=100, missing="drop"))
     assert plan2.categorical == ("txt",) and plan2.needs_scan  # a text column is categorical: levels come first
 
 
