@@ -1,11 +1,13 @@
-"""Which slots a batch runs on (:func:`pipeline.cv.cover`): every fold exactly once, replicas in turn."""
+"""Which slots a batch runs on (:func:`pipeline.cv.cover`): every fold exactly once, replicas in turn; how folds
+move to a worker that joined (:func:`pipeline.cv.placement.even_out`)."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 from pipeline.cv import FoldSlot, cover
-from pipeline.cv.placement import group_by_worker
+from pipeline.cv.placement import even_out, group_by_worker
 
 
 def _slots(layout: list[tuple[tuple[int, ...], str]]) -> list[FoldSlot]:
@@ -70,3 +72,28 @@ def test_grouped_tasks_still_take_the_replica_in_turn() -> None:
         for g in groups:
             sent[slots[g[0]].worker] += len(g)
     assert sent == {"a": 25, "b": 25}
+
+
+def test_even_out_reaches_the_smallest_largest_share_by_brute_force() -> None:
+    """Every layout of up to 8 folds on 3 workers of 1–3 threads: after the moves, the fullest worker's folds
+    per thread are the least any layout of the same folds allows; every move goes from a worker to another."""
+    for threads in itertools.product((1, 2, 3), repeat=3):
+        per = dict(zip("abc", threads))
+        for counts in itertools.product(range(6), repeat=3):
+            start = dict(zip("abc", counts))
+            moves = even_out(start, per)
+            end = dict(start)
+            for a, b in moves:
+                assert a != b
+                end[a] -= 1
+                end[b] += 1
+            assert min(end.values()) >= 0 and sum(end.values()) == sum(counts)
+            best = min(max(c / t for c, t in zip(layout, threads))
+                       for layout in itertools.product(range(sum(counts) + 1), repeat=3) if sum(layout) == sum(counts))
+            assert max(end[w] / per[w] for w in end) == best, (start, per, end)
+
+
+def test_even_out_gives_a_joined_worker_its_share() -> None:
+    assert even_out({"a": 5, "b": 0}) == [("a", "b"), ("a", "b")]  # 3 + 2
+    assert even_out({"a": 3, "b": 2}) == []  # already even: nothing moves
+    assert even_out({"a": 5}) == []

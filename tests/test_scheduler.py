@@ -25,6 +25,7 @@ from pipeline.errors import SweepError
 from pipeline.cv import FoldModel, FoldScore, placement_of_pass, score_folds, search_bounds, total_threads, wait_done
 from pipeline.cv.client import live_workers
 from pipeline.cv import placement as placement_module
+from pipeline.search import scheduler as scheduler_module
 from pipeline.cv.passes import BlockPass, finish_pass
 from pipeline.cv.placement import group_by_worker
 from pipeline.folds import block_fold_stats, kfold_folds
@@ -297,6 +298,109 @@ def test_a_cluster_of_more_than_five_workers_is_seen_whole(monkeypatch) -> None:
         assert len(client.scheduler_info()["workers"]) == 5  # the old default, really truncating
         assert total_threads(client) == 6
         assert len(live_workers(client)) == 6
+
+
+@pytest.fixture()
+def one_worker() -> Iterator[tuple[object, object]]:
+    """:func:`cluster` with one worker at the start, for workers that join later."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=None) as lc, Client(lc, set_as_default=False) as client:
+        yield lc, client
+
+
+def _join(lc, client, joined: list) -> None:
+    """Start one more in-process worker on ``lc``'s scheduler (closed by :func:`_close_joined`)."""
+    from distributed import Worker
+
+    async def start() -> None:
+        joined.append(await Worker(lc.scheduler_address, nthreads=1, host="127.0.0.1"))
+
+    client.sync(start)
+
+
+def _close_joined(client, joined: list) -> None:
+    for worker in joined:  # not the LocalCluster's: closed here
+        client.sync(worker.close)
+
+
+RAN_ON: list[str] = []  # the worker of each scoring task of the joining-worker test (workers in this process)
+
+
+def recording_worker(models: Sequence[FoldModel], cands: Sequence[Candidate], tol: float) -> list[FoldScore]:
+    from distributed import get_worker
+
+    RAN_ON.append(get_worker().address)
+    return score_folds(models, cands, tol)
+
+
+def test_a_worker_that_joins_mid_sweep_takes_its_share_of_the_pinned_folds(one_worker, tmp_path, passes,
+                                                                          monkeypatch) -> None:
+    """Folds placed once (pinned) on the one worker there was; a second joins after 4 trials: two folds move to
+    it (3 + 2) and its tasks run there. Before, it stayed idle for the rest of the sweep."""
+    lc, client = one_worker
+    monkeypatch.setattr(placement_module, "REPLICATE_FEATURES", 0)
+    monkeypatch.setattr(scheduler_module, "REBALANCE_EVERY_S", 0.0)
+    RAN_ON.clear()
+    rec, joined = Recorder(), []
+    sched = _scheduler(client, tmp_path, passes, 40, rec, watch_s=2.0, score=recording_worker)
+    first = {s.worker for s in sched.placement.slots}
+    assert len(first) == 1
+
+    class JoinOnFourth(Recorder):
+        def on_result(self, result: TrialResult) -> None:
+            rec.on_result(result)
+            if len(rec.results) == 4:
+                _join(lc, client, joined)
+
+    sched.listener = JoinOnFourth()
+    try:
+        sched.run()
+    finally:
+        _close_joined(client, joined)
+    states = _states(sched)
+    assert list(states.values()).count("COMPLETE") == 40 and "FAIL" not in states.values()
+    assert len({r.number for r in rec.results}) == 40
+    held = [s.worker for s in sched.placement.slots]
+    assert sorted(held.count(w) for w in set(held)) == [2, 3] and joined[0].address in held
+    assert joined[0].address in RAN_ON
+
+
+def test_rows_placement_deals_folds_to_a_worker_that_joined(one_worker, tmp_path, diabetes) -> None:
+    """The rows engine: the joining worker reads the rows once and takes folds from the full one (replicas dealt
+    again: 3 + 3 on two one-thread workers, as a placement on both from the start); the moved folds score the
+    same as before the move."""
+    from pipeline.config import DataConfig
+    from pipeline.cv.row_placement import RowPlacement
+    from pipeline.data import plan_data
+
+    lc, client = one_worker
+    X, y = diabetes
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy")))
+    placement = RowPlacement(client, plan, K, 0, ModelConfig(engine="rows"))
+    cand = Candidate(0, "elasticnet", 0.5, 0.3)
+    before = {s.folds[0]: s for s in placement.slots}
+    scores = {f: client.submit(score_folds, s.models, [cand], 1e-10).result()[0].heldout_mse
+              for f, s in before.items()}
+    assert not placement.rebalance()  # nobody joined
+    joined: list = []
+    try:
+        _join(lc, client, joined)
+        assert placement.rebalance() and placement.generation == 1 and not placement.lost()
+        held = [s.worker for s in placement.slots]
+        assert held.count(joined[0].address) == 3 and len(held) == 6
+        assert {f for s in placement.slots for f in s.folds} == set(range(K))
+        for s in placement.slots:
+            if s.worker == joined[0].address:
+                moved = client.submit(score_folds, s.models, [cand], 1e-10, workers=[s.worker],
+                                      allow_other_workers=False).result()[0]
+                assert moved.heldout_mse == pytest.approx(scores[s.folds[0]], rel=1e-12)
+        assert not placement.rebalance()  # balanced now
+    finally:
+        _close_joined(client, joined)
 
 
 def test_a_resweeps_statistics_survive_the_worker_that_held_them(cluster, passes) -> None:

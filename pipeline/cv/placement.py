@@ -131,6 +131,23 @@ def place_fold_models(client: Client, passes: Future, k: int, p: int, model: Mod
     return [_place(client, passes, folds, w, model, controls) for folds, w in groups]
 
 
+def even_out(counts: Mapping[str, float], threads: Mapping[str, int] | None = None) -> list[tuple[str, str]]:
+    """Moves ``(from, to)`` of one fold each that even out the folds per thread of ``counts`` (folds per
+    worker): from the fullest worker to the emptiest while the move lowers the fullest's share."""
+    share = dict(counts)
+    per = {w: max(1, (threads or {}).get(w, 1)) for w in share}
+    moves: list[tuple[str, str]] = []
+    while len(share) > 1:
+        full = max(share, key=lambda w: (share[w] / per[w], w))
+        empty = min(share, key=lambda w: ((share[w] + 1) / per[w], w))
+        if (share[empty] + 1) / per[empty] >= share[full] / per[full]:
+            return moves
+        share[full] -= 1
+        share[empty] += 1
+        moves.append((full, empty))
+    return moves
+
+
 def replicated(k: int, p: int) -> bool:
     """Whether every worker holds all K fold models (small Grams, cheap fits), or each fold lives once."""
     return p <= REPLICATE_FEATURES and 3 * k * p * p * 8 <= REPLICATE_BYTES
@@ -163,6 +180,11 @@ class Placement(Protocol):
     def lost(self) -> bool: ...
 
     def rebuild(self) -> None: ...
+
+    def rebalance(self) -> bool:
+        """Give workers that joined since the placement their share of the folds (from the workers holding
+        the most); whether the slots changed (a new generation)."""
+        ...
 
     def current_pass(self) -> Future: ...
 
@@ -222,6 +244,27 @@ class FoldPlacement:
                     kept.append(_place(self.client, self.current_pass(), slot.folds, w, self.model, self.controls))
             self.slots = sorted(kept, key=lambda slot: slot.folds)
         self.generation += 1
+
+    def rebalance(self) -> bool:
+        """Folds placed once: a worker that joined since takes folds from the workers holding the most, one at a
+        time while that evens them out (a moved fold starts without its fits' history, once). Replicated
+        folds: nothing to do, Dask sends their tasks to any worker."""
+        if replicated(self.k, self.p):
+            return False
+        counts = dict.fromkeys(cluster_workers(self.client), 0)
+        for slot in self.slots:
+            if slot.worker in counts:
+                counts[slot.worker] += 1
+        moves = even_out(counts) if 0 in counts.values() else []  # (a worker without folds: one that joined)
+        if not moves:
+            return False
+        slots = list(self.slots)
+        for source, target in moves:
+            i = max(i for i, slot in enumerate(slots) if slot.worker == source)
+            slots[i] = _place(self.client, self.current_pass(), slots[i].folds, target, self.model, self.controls)
+        self.slots = sorted(slots, key=lambda slot: slot.folds)
+        self.generation += 1
+        return True
 
     def current_pass(self) -> Future:
         """The pass's future, submitted again if it was lost after the last placement."""

@@ -31,7 +31,7 @@ from ..config import HoldoutConfig, ModelConfig
 from ..data import DataPlan
 from .client import cluster_workers, live_workers
 from .passes import same
-from .placement import FoldSlot, group_by_worker
+from .placement import FoldSlot, even_out, group_by_worker
 from ..solvers.controls import FeatureControls
 from .row_models import make_row_fold_models
 from .rows import load_rows
@@ -132,6 +132,28 @@ class RowPlacement:
         self.slots = [s for s in self.slots if s.models.status not in _GONE and s.worker in self.rows]
         self._place()
         self.generation += 1
+
+    def rebalance(self) -> bool:
+        """A worker that joined since the placement takes folds from the workers holding the most per thread
+        (it reads the rows once; a moved fold starts without its fits' history); the replicas are then dealt
+        again. Whether the slots changed (a new generation)."""
+        info = cluster_workers(self.client)
+        if all(w in self.rows for w in info):
+            return False
+        threads = {w: max(1, int(info[w].get("nthreads", 1))) for w in info}
+        kept: list[FoldSlot] = []
+        for slot in self.slots:  # one slot per fold: replicas are dealt again by _place
+            if slot.worker in info and not any(s.folds == slot.folds for s in kept):
+                kept.append(slot)
+        moves = even_out({w: sum(s.worker == w for s in kept) for w in info}, threads)
+        if not moves:
+            return False
+        for source, _ in moves:  # the worker's last fold goes; _place deals it to the emptiest worker
+            kept.remove(max((s for s in kept if s.worker == source), key=lambda s: s.folds))
+        self.slots = kept
+        self._place()
+        self.generation += 1
+        return True
 
     def current_pass(self) -> Future:
         """Rows of a live worker, the one holding the fewest folds (for the tasks on all rows: summary,

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_REBUILDS", "ScoreFn", "TrialListener", "TrialScheduler"]
 
 MAX_REBUILDS = 5
+REBALANCE_EVERY_S = 1.0  # how often the scheduler looks for workers that joined (one round trip to the scheduler)
 ScoreFn = Callable[[Sequence[Scorable], Sequence[Candidate], float], list[FoldScore]]
 
 
@@ -107,6 +108,37 @@ class _Sent:
     worker: str | None = None  # the worker it is pinned to (None: Dask may run it anywhere)
 
 
+@dataclass
+class _PlacementKeeper:
+    """Keeps the fold models usable before each batch: placed again when a copy of them is gone for good (at
+    most :data:`MAX_REBUILDS` times), and dealt to workers that joined the cluster
+    (:meth:`~pipeline.cv.Placement.rebalance`). It looks for those at most every :data:`REBALANCE_EVERY_S`
+    (a round trip to the scheduler), and only while more trials are left than the batches in flight hold: a
+    fold moved near the end would cost more than it saves."""
+
+    client: Client
+    placement: Placement
+    rebuilds: int = 0
+    looked_at: float = field(default_factory=time.monotonic)
+
+    def keep(self, left: int, in_flight: int) -> bool:
+        """Whether the slots changed (a new generation): ``left`` trials not yet asked, ``in_flight`` per round."""
+        if not self.placement.lost():
+            now = time.monotonic()
+            if now - self.looked_at < REBALANCE_EVERY_S or left <= in_flight:
+                return False
+            self.looked_at = now
+            return self.placement.rebalance()
+        if any(cancel_reason(sl.models) == CONNECTION_LOST for sl in self.placement.slots):
+            raise _scheduler_lost(self.client)
+        if self.rebuilds >= MAX_REBUILDS:
+            raise SweepError(f"the fold models were lost {self.rebuilds + 1} times (workers keep dying); "
+                             "check the workers' logs and memory limits.")
+        self.rebuilds += 1
+        self.placement.rebuild()
+        return True
+
+
 class TrialScheduler:
     """Ask and score trials until the study holds ``n_trials`` COMPLETE ones (module docstring)."""
 
@@ -124,7 +156,6 @@ class TrialScheduler:
         self.order = TeachInOrder(store, self.batch_size * (self.max_batches + 1))
         self.asked = 0
         self.done = 0
-        self.rebuilds = 0
         self.failures_in_a_row = 0
         self.last_reason = ""
         self.pending: dict[int, _Batch] = {}
@@ -133,6 +164,7 @@ class TrialScheduler:
         self.load = dict.fromkeys(range(len(placement.slots)), 0)
         self.sent_to: dict[str | None, int] = {}  # slots sent per worker, to take fold replicas in turn
         self._next_batch = 0
+        self._keeper = _PlacementKeeper(client, placement)
         self._run = uuid.uuid4().hex[:12]  # unique task keys even with several drivers on one scheduler
         self._ac: as_completed | None = None
 
@@ -212,17 +244,9 @@ class TrialScheduler:
         return True
 
     def _usable_placement(self) -> None:
-        """Rebuild the fold models if a copy of them is gone for good."""
-        if not self.placement.lost():
-            return
-        if any(cancel_reason(sl.models) == CONNECTION_LOST for sl in self.placement.slots):
-            raise _scheduler_lost(self.client)
-        if self.rebuilds >= MAX_REBUILDS:
-            raise SweepError(f"the fold models were lost {self.rebuilds + 1} times (workers keep dying); "
-                             "check the workers' logs and memory limits.")
-        self.rebuilds += 1
-        self.placement.rebuild()
-        self.load = dict.fromkeys(range(len(self.placement.slots)), 0)
+        """The fold models rebuilt if lost, or dealt to workers that joined (:class:`_PlacementKeeper`)."""
+        if self._keeper.keep(self.n_trials - self.done - self._trials_in_flight(), self.batch_size * self.max_batches):
+            self.load = dict.fromkeys(range(len(self.placement.slots)), 0)
 
     # ------------------------------------------------------------------ results
     def _receive(self, fut: Future, value: object = None) -> None:
