@@ -188,7 +188,7 @@ def plan_data(cfg: DataConfig, folds: FoldsConfig | None = None, family: str = "
                         "remove data.categorical or use a CSV or Parquet source.")
     if plan.kind in ("csv", "parquet"):
         _check_levels_if_small(plan)
-    _check_gaps_head(plan)
+    _check_head_rows(plan)
     if family != "gaussian":
         _check_family_head(plan)
     return plan
@@ -462,13 +462,14 @@ def _check_levels_if_small(plan: DataPlan) -> None:
         encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
 
 
-def _check_gaps_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
-    """Under ``data.missing: error`` (the default), a gap in the source's first ``n`` rows (an NA marker, NaN or
-    inf in a feature, the target or the weight) refused here, before the cluster starts, in the data pass's
-    words: the pass refuses the table at that block anyway, after the cluster started (on a remote cluster,
-    after its queue) and every block before it was read. A text value in a numeric column is not a gap here:
-    the pass names it in its own way."""
-    if plan.missing != "error" or plan.kind not in ("csv", "bundled", "parquet", "npy"):
+def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
+    """The source's first ``n`` rows checked before the cluster starts, in the data pass's words, for what fails
+    the whole table there anyway, after the cluster started (on a remote cluster, after its queue) and every
+    block before it was read: a negative weight, and under ``data.missing: error`` (the default) a gap (an NA
+    marker, NaN or inf in a feature, the target or the weight). A text value in a numeric column is not a gap
+    here: the pass names it in its own way."""
+    error = plan.missing == "error"
+    if plan.kind not in ("csv", "bundled", "parquet", "npy") or not error and plan.weight is None:
         return
     n = min(n, plan.blocks[0].n_rows)
     if plan.kind == "npy":
@@ -477,18 +478,23 @@ def _check_gaps_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
         gaps |= {plan.target: ~np.isfinite(y), **({plan.weight: ~np.isfinite(w)} if w is not None and plan.weight
                                                    else {})}
     else:
+        import pandas as pd
+
         frame = _head_frame(plan, n)
         if frame is None or len(frame) == 0:
             return
         where = f"{plan.source} rows 0-{len(frame) - 1}"
         gaps = {c: _gaps(frame[c], text=c in plan.categorical) for c in plan.raw_features}
         gaps[plan.target] = _gaps(frame[plan.target], text=bool(plan.target_labels))
+        w = None
         if plan.weight is not None:
             gaps[plan.weight] = _gaps(frame[plan.weight], text=False)
+            w = pd.to_numeric(frame[plan.weight], errors="coerce").to_numpy(dtype=np.float64)  # (text: not < 0)
     found = [(c, np.flatnonzero(m)) for c, m in gaps.items() if m.any()]
-    if found:
+    if error and found:
         features = any(c not in (plan.target, plan.weight) for c, _ in found)
         raise DataError(f"{where}: {_gap_detail(found)}; {_gap_fix(features)}.")
+    _check_weights(plan, w, 0, where)
 
 
 def _gaps(column: pd.Series, text: bool) -> np.ndarray:
@@ -1302,10 +1308,24 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
         g = None if g is None else g[kept]
         offset = None if offset is None else offset[kept]
         labels = None if labels is None else labels[kept]
-    if w is not None and (w < 0).any():
-        raise DataError(f"{where}: weight column {plan.weight!r} has negative values; weights must be >= 0.")
+    _check_weights(plan, w, spec.start_row, where)
     return BlockData(X if sparse else np.ascontiguousarray(X), y, w, g, spec.start_row, integer, kept, dropped_by,
                      offset, labels)
+
+
+def _check_weights(plan: DataPlan, w: np.ndarray | None, start_row: int, where: str) -> None:
+    """Weights are >= 0 (a row of weight 0 counts for nothing); a negative one is a one-line error naming how
+    many, the first and its row."""
+    if w is None:
+        return
+    negative = np.isfinite(w) & (w < 0)  # (-inf: a gap, left out or refused as one)
+    if not negative.any():
+        return
+    bad = np.flatnonzero(negative)
+    many = f"{bad.size} negative value{'s' if bad.size > 1 else ''}"
+    raise DataError(f"{where}: weight column {plan.weight!r} has {many}, "
+                    f"first {float(w[bad[0]])!r} at row {int(bad[0]) + start_row} (rows counted from 0, header "
+                    "excluded); weights must be >= 0: fix or remove those rows.")
 
 
 def _column_sums_finite(X: np.ndarray) -> bool:

@@ -112,6 +112,11 @@ def _write(d, case):  # -> list of --set overrides
         df.loc[11, "y"] = np.nan
         df.to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=y", "data.features=[a, b, c]"]
+    if case in ("negative-weight", "negative-weight-drop"):  # refused under every data.missing
+        df.loc[[5, 9], "w"] = [-1.0, -2.0]
+        df.to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=y", "data.weight=w",
+                *(["data.missing=drop"] if case.endswith("drop") else [])]
     if case == "not-utf8":
         (d / "d.csv").write_bytes("a,\xe9t\xe9,y\n1,2,3\n4,5,6\n".encode("latin-1"))
         return ["data.source=DATA/d.csv", "data.target=y"]
@@ -145,6 +150,9 @@ METADATA_CASES = {
     "not-utf8-rows": ["d.csv' is not UTF-8 text", "in row 1,", "save the file as UTF-8"],
     "not-utf8-late-row": ["d.csv' is not UTF-8 text", "b'\\xe7' in row 1100,", "save the file as UTF-8"],
     "free-text-small-csv": ["column 'c' looks like free text", "40 distinct values in 40 rows", "data.exclude: [c]"],
+    "negative-weight": ["d.csv rows 0-39: weight column 'w' has 2 negative values, first -1.0 at row 5",
+                        "weights must be >= 0: fix or remove those rows"],
+    "negative-weight-drop": ["weight column 'w' has 2 negative values, first -1.0 at row 5"],
     "nan-in-csv-head": ["d.csv rows 0-39: NaN or inf in column 'b' at rows 7, 9", "column 'y' at row 11",
                         "remove those rows, set data.missing: drop", "data.missing: impute"],
 }
@@ -236,6 +244,13 @@ def test_block_checks_name_file_column_and_rows(tmp_path):
         plan_data(cfg)  # in the rows the plan reads (its first block's): before the cluster starts
     plan = _past_the_head(cfg)
     load_block(plan, plan.blocks[1])  # rows 10-19 are fine
+    big = _frame(1200)
+    big.loc[1100, "w"] = -0.5
+    big.to_csv(tmp_path / "n.csv", index=False)
+    far = plan_data(DataConfig(source=str(tmp_path / "n.csv"), target="y", weight="w", block_rows=1024))
+    with pytest.raises(DataError, match=r"n.csv rows 1024-1199: weight column 'w' has 1 negative value, first -0.5 "
+                                        r"at row 1100 .*fix or remove those rows"):
+        load_block(far, far.blocks[1])  # past the rows the plan reads: the pass's check
     with pytest.raises(DataError, match=r"w.csv rows 0-9: NaN or inf in column 'w' at row 3 .*data.missing: drop"):
         load_block(plan, plan.blocks[0])  # the pass's own check, in the same words
     # NaN stored as a float value (not null) is not in the Parquet statistics: found when the block is read

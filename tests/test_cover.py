@@ -75,7 +75,7 @@ def test_grouped_tasks_still_take_the_replica_in_turn() -> None:
 
 
 def test_even_out_reaches_the_smallest_largest_share_by_brute_force() -> None:
-    """Every layout of up to 8 folds on 3 workers of 1–3 threads: after the moves, the fullest worker's folds
+    """Every layout of up to 15 folds on 3 workers of 1–3 threads: after the moves, the fullest worker's folds
     per thread are the least any layout of the same folds allows; every move goes from a worker to another."""
     for threads in itertools.product((1, 2, 3), repeat=3):
         per = dict(zip("abc", threads))
