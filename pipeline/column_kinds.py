@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["DECIMAL_COMMA", "HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind",
            "categorical_columns", "csv_head_kinds", "free_text_candidates", "is_free_text", "is_number",
            "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise", "refuse_free_text",
-           "stored_arrow_schema", "yaml_list"]
+           "stored_arrow_schema", "unknown_columns", "yaml_list"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -184,6 +185,32 @@ def refuse_free_text(found: Sequence[tuple[str, int, int]]) -> None:
                     "or list them in data.categorical to keep their values as levels.")
 
 
+_COLUMNS_SHOWN = 30  # names of a table an unknown-column message lists at most
+
+
+def unknown_columns(key: str, names: Sequence[str], known: Sequence[str], where: str, what: str = "column") -> str:
+    """The message for the ``names`` given in ``key`` that ``known`` (the table's columns, or its features:
+    ``what``) does not hold: the name each is likely meant to be (the same but for case, or a letter or two
+    apart), then the known names (the first :data:`_COLUMNS_SHOWN` of a wide table)."""
+    by_case = {k.casefold(): k for k in known}
+    close = {}
+    for name in names:
+        guess = by_case.get(name.casefold()) or next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)),
+                                                     None)
+        if guess is not None:
+            close[name] = guess
+    if len(names) == 1:
+        said = f"{key} {names[0]!r} is not a {what} of {where}"
+        hint = f"; did you mean {close[names[0]]!r}?" if close else ""
+    else:
+        said = f"{key} {list(names)} are not {what}s of {where}"
+        hint = "; did you mean " + ", ".join(f"{g!r} for {n!r}" for n, g in close.items()) + "?" if close else ""
+    shown = list(known) if len(known) <= _COLUMNS_SHOWN else \
+        "[" + ", ".join(map(repr, known[:_COLUMNS_SHOWN])) + f", … ({len(known)} in all)]"
+    listed = f"{what}s are {shown}."
+    return f"{said}{hint} {listed[0].upper()}{listed[1:]}" if hint else f"{said}; {listed}"
+
+
 def yaml_list(names: Sequence[str]) -> str:
     """``names`` as a YAML flow list that reads back as these strings: a name YAML would read as something else
     (``Unnamed: 0`` a mapping, ``yes`` a boolean, ``007`` a number) is double-quoted."""
@@ -267,8 +294,7 @@ def categorical_columns(kinds: Mapping[str, str], features: Sequence[str], targe
     if not isinstance(listed, str):
         unknown = [c for c in listed if c not in features]
         if unknown:
-            raise DataError(f"data.categorical {unknown} are not feature columns of {where}; features are "
-                            f"{list(features)}.")
+            raise DataError(unknown_columns("data.categorical", unknown, list(features), where, "feature"))
     out = []
     for c in features:
         kind = kinds.get(c, "numeric")

@@ -42,7 +42,7 @@ import numpy as np
 from .config import DataConfig, FoldsConfig
 from .column_kinds import (DECIMAL_COMMA, HEAD_ROWS, Disguise, arrow_kind, categorical_columns, csv_head_kinds,
                            free_text_candidates, is_number, long_csv_fields, na_markers, stored_arrow_schema,
-                           yaml_list)
+                           unknown_columns, yaml_list)
 from .encoding import Encoding
 from .errors import DataError
 from .model import SIGNATURE_MAX_COLUMNS
@@ -285,16 +285,16 @@ def _choose_columns(
     for key, col in (("data.target", target), ("data.weight", cfg.weight), ("folds.group", group),
                      (offset_key, offset)):
         if col is not None and col not in columns:
-            raise DataError(f"{key} {col!r} is not a column of {where}; columns are {columns}.")
+            raise DataError(unknown_columns(key, [col], columns, where))
     reserved = {target, cfg.weight, group, offset} - {None}
     if cfg.exclude:
         unknown = [c for c in cfg.exclude if c not in columns]
         if unknown:
-            raise DataError(f"data.exclude {unknown} are not columns of {where}; columns are {columns}.")
+            raise DataError(unknown_columns("data.exclude", unknown, columns, where))
     if cfg.features is not None:
         missing = [c for c in cfg.features if c not in columns]
         if missing:
-            raise DataError(f"data.features {missing} are not columns of {where}; columns are {columns}.")
+            raise DataError(unknown_columns("data.features", missing, columns, where))
         clash = [c for c in cfg.features if c in reserved]
         if clash:
             raise DataError(f"data.features must not include the target, weight, group or offset column, got {clash}.")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .column_kinds import categorical_columns, free_text_candidates
+from .column_kinds import categorical_columns, free_text_candidates, unknown_columns
 from .encoding import Encoding, is_missing
 from .engine import available_memory, choose_engine
 from .errors import ConfigError, DataError
@@ -228,7 +228,7 @@ def _encoded(frame: Any, sample_weight: object | None, categorical: str | Sequen
     listed = () if isinstance(categorical, str) else tuple(str(c) for c in categorical)
     unknown = [c for c in listed if c not in names]
     if unknown:
-        raise DataError(f"`categorical` names {unknown}, which are not columns of X; columns are {list(names)}.")
+        raise DataError(unknown_columns("`categorical`", unknown, list(names), "X"))
     kinds = {}
     for c in names:
         col = frame[c]

@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .column_kinds import unknown_columns
 from .candidate import Candidate
 from .config import SweepConfig
 from .cv import (
@@ -132,7 +133,7 @@ def retrain_plan(cfg: SweepConfig) -> DataPlan:
             f"is {plan.kind}; unset it to hold out a seeded fraction of rows."
         )
     if tc not in plan.columns:
-        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} is not a column; columns are {list(plan.columns)}.")
+        raise RetrainInputError(unknown_columns("retrain.holdout.time_column", [tc], list(plan.columns), plan.source))
     if tc in (plan.target, plan.weight):
         raise RetrainInputError(f"retrain.holdout.time_column {tc!r} is the target or weight column.")
     if cfg.data.features is not None and tc in cfg.data.features:

@@ -62,6 +62,9 @@ def _write(d, case):  # -> list of --set overrides
     if case == "target-missing":
         df.to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=zz"]
+    if case == "misspelled-columns":
+        df.rename(columns={"a": "Age"}).to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=Y", "data.exclude=[age]"]
     if case == "text-target-parquet":  # a text feature is categorical; a text target cannot be fitted
         df.assign(y=["x"] * len(df)).to_parquet(d / "d.parquet")
         return ["data.source=DATA/d.parquet", "data.target=y"]
@@ -133,6 +136,7 @@ def _write(d, case):  # -> list of --set overrides
 
 METADATA_CASES = {
     "target-missing": ["data.target 'zz' is not a column of", "d.csv", "columns are ['a', 'b', 'c', 'y', 'w', 'g']"],
+    "misspelled-columns": ["data.target 'Y' is not a column of", "did you mean 'y'? Columns are ['Age', "],
     "text-target-parquet": ["data.target 'y'", "d.parquet", "holds text, not numbers", "categorical target"],
     "date-column-parquet": ["column 'day'", "d.parquet", "holds dates or times", "days since a date", "data.exclude"],
     "schemas-differ": ["b.parquet", "a.parquet", "column 'b' is in", "same columns and types"],

@@ -101,7 +101,7 @@ def test_synthetic_rows_do_not_depend_on_the_block_size():
         (dict(source="nope.csv"), "does not exist"),
         (dict(source="bundled:iris"), "unknown bundled dataset 'iris'"),
         (dict(source="bundled:diabetes", target="nope"), "data.target 'nope' is not a column"),
-        (dict(source="bundled:diabetes", features=["age", "zzz"]), "data.features ['zzz'] are not columns"),
+        (dict(source="bundled:diabetes", features=["age", "zzz"]), "data.features 'zzz' is not a column"),
         (dict(source="bundled:diabetes", features=["age", "progression"]), "must not include the target"),
     ],
 )
@@ -579,3 +579,17 @@ def test_a_blank_line_right_after_the_head_does_not_stop_the_look_further(tmp_pa
     p.write_text("a,grp,y\n1,,2\n2,,3\n   \n3,x,4\n4,y,5\n")
     head = csv_head_kinds(str(p), ["a", "grp", "y"], None, n_rows=2)
     assert head.kinds == {"a": "numeric", "grp": "text", "y": "numeric"} and head.empty == ()
+
+
+def test_an_unknown_column_name_gets_the_one_meant_and_a_wide_table_a_short_list() -> None:
+    from pipeline.column_kinds import unknown_columns
+
+    said = unknown_columns("data.exclude", ["Departement", "LOTTERY", "zzz"], ["Department", "Lottery", "Crime"],
+                           "g.csv")
+    assert said == ("data.exclude ['Departement', 'LOTTERY', 'zzz'] are not columns of g.csv; did you mean "
+                    "'Department' for 'Departement', 'Lottery' for 'LOTTERY'? Columns are ['Department', 'Lottery', "
+                    "'Crime'].")
+    wide = [f"gene_{i}" for i in range(20_000)]
+    said = unknown_columns("data.target", ["outcome"], wide, "X.parquet")
+    assert said.startswith("data.target 'outcome' is not a column of X.parquet; columns are ['gene_0', ")
+    assert said.endswith("'gene_29', … (20000 in all)].") and len(said) < 600
