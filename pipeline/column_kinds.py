@@ -19,6 +19,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["DECIMAL_COMMA", "HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind",
            "categorical_columns", "csv_head_kinds", "free_text_candidates", "is_free_text", "is_number",
            "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise", "refuse_free_text",
-           "stored_arrow_schema", "unknown_columns", "yaml_list"]
+           "stored_arrow_schema", "unknown_columns", "yaml_list", "zero_padded_code"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -78,6 +79,7 @@ class HeadScan:
     disguised: dict[str, Disguise]  # a text column of numbers in disguise: what disguises them
     counters: dict[str, bool]  # distinct close whole numbers: an identifier (looks_like_a_counter)
     empty: tuple[str, ...]  # columns without a single value in the whole file (known only for files read to the end)
+    codes: dict[str, str] = dataclasses.field(default_factory=dict)  # numbers with leading zeros: an example each
 
 
 def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
@@ -114,7 +116,8 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
     return HeadScan(kinds, unique,
                     {c: why for c, vs in values.items() if kinds[c] == "text" and (why := numbers_in_disguise(vs))},
                     {c: kinds[c] == "numeric" and unique[c] and looks_like_a_counter(vs) for c, vs in values.items()},
-                    tuple(c for c, vs in values.items() if not vs) if ended else ())
+                    tuple(c for c, vs in values.items() if not vs) if ended else (),
+                    {c: code for c, vs in values.items() if kinds[c] == "numeric" and (code := zero_padded_code(vs))})
 
 
 @contextlib.contextmanager
@@ -162,6 +165,16 @@ def looks_like_a_counter(values: Sequence[str]) -> bool:
         return False
     numbers = [int(v) for v in values]
     return max(numbers) - min(numbers) < 20 * len(numbers)
+
+
+def zero_padded_code(values: Sequence[str]) -> str | None:
+    """A value of a column of codes written with leading zeros (``030001``, ``02134``), or None: digits only,
+    all of one width, at least a tenth of them starting with 0. Provider numbers, ZIP codes and FIPS codes
+    read as numbers become one linear feature, which is rarely meant."""
+    if len(values) < 10 or not all(v.isdigit() and v.isascii() for v in values) or len({len(v) for v in values}) > 1:
+        return None
+    padded = [v for v in values if len(v) > 1 and v[0] == "0"]
+    return padded[0] if len(padded) * 10 >= len(values) else None
 
 
 def is_free_text(n_levels: int, present: int) -> bool:

@@ -412,6 +412,10 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
                    f"or customer identifier?): it is a feature; leave it out with data.exclude: {yaml_list([c])} if "
                    "it names rows." for c in features if head.counters[c] and cfg.features is None)
     listed = () if isinstance(cfg.categorical, str) else tuple(cfg.categorical)
+    notes += tuple(f"column {c!r} holds codes written with leading zeros (e.g. {code!r}): read as numbers they are "
+                   f"one linear feature; list it in data.categorical to keep them as levels, or leave it out with "
+                   f"data.exclude: {yaml_list([c])}."
+                   for c in features if (code := head.codes.get(c)) and c not in listed)
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
             _refuse_disguised(c, disguised[c], where, is_feature=c in features)

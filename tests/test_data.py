@@ -437,6 +437,28 @@ def test_row_labels_and_counters(tmp_path):
     assert len(ids) == 1 and "data.exclude: [customer_id]" in ids[0]
 
 
+def test_codes_written_with_leading_zeros_get_a_note(tmp_path):
+    """COUNT::medpar's provider numbers ('030001') read as numbers became a linear feature without a word; a code
+    column gets a note naming the fix, a count column with a zero or two does not, nor a listed categorical."""
+    from pipeline.column_kinds import zero_padded_code
+
+    rng = np.random.default_rng(0)
+    n = 60
+    codes = [f"{v:06d}" for v in rng.choice([30001, 30002, 100007, 450023], n)]
+    (tmp_path / "d.csv").write_text("provnum,visits,y\n" + "".join(
+        f'"{c}",{v},{y:.3f}\n' for c, v, y in zip(codes, rng.integers(0, 12, n), rng.normal(size=n))))
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y"))
+    said = [n for n in plan.notes if "leading zeros" in n]
+    assert len(said) == 1 and "column 'provnum'" in said[0] and "(e.g. '0300" in said[0]
+    assert "data.categorical" in said[0] and "data.exclude: [provnum]" in said[0]
+    listed = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", categorical=["provnum"]))
+    assert not any("leading zeros" in n for n in listed.notes)
+    assert zero_padded_code(["02134", "10001", "00501"] * 4) == "02134"
+    assert zero_padded_code(["0", "3", "12", "7"] * 5) is None  # counts: no padding, widths differ
+    assert zero_padded_code(["0.5", "1.5"] * 10) is None
+    assert zero_padded_code(["10001", "10002", "20001", "01000"] + ["30000"] * 40) is None  # 1 in 44: a fluke
+
+
 @pytest.mark.parametrize("missing", ["error", "drop"])
 def test_a_feature_without_any_value_is_named_at_plan_time(tmp_path, missing):
     """It failed after the cluster started: under drop as 'drop left 0 of 60 rows' without naming the column."""
