@@ -80,6 +80,7 @@ class HeadScan:
     counters: dict[str, bool]  # distinct close whole numbers: an identifier (looks_like_a_counter)
     empty: tuple[str, ...]  # columns without a single value in the whole file (known only for files read to the end)
     codes: dict[str, str] = dataclasses.field(default_factory=dict)  # numbers with leading zeros: an example each
+    nones: dict[str, int] = dataclasses.field(default_factory=dict)  # a text column's 'None' read as a gap: how often
 
 
 def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
@@ -91,6 +92,7 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
     (numeric), which a text column refutes only when a worker reads its block."""
     na = na_markers(na_values)
     values: dict[str, list[str]] = {c: [] for c in columns}
+    nones: dict[str, int] = {}
     further = min(_LOOK_FURTHER, max(n_rows, _LOOK_FURTHER_FIELDS // max(len(columns), 1)))
     ended = True
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f, long_csv_fields():
@@ -109,6 +111,8 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
             else:
                 pairs = list(zip(columns, row))
             for c, v in pairs:
+                if v == "None" and v in na:
+                    nones[c] = nones.get(c, 0) + 1
                 if v not in na:  # as pandas reads it (skipinitialspace): '? ' is not the marker '?' there either
                     values[c].append(v.replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(v) else v)
     kinds = {c: _kind(vs) for c, vs in values.items()}
@@ -117,7 +121,8 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
                     {c: why for c, vs in values.items() if kinds[c] == "text" and (why := numbers_in_disguise(vs))},
                     {c: kinds[c] == "numeric" and unique[c] and looks_like_a_counter(vs) for c, vs in values.items()},
                     tuple(c for c, vs in values.items() if not vs) if ended else (),
-                    {c: code for c, vs in values.items() if kinds[c] == "numeric" and (code := zero_padded_code(vs))})
+                    {c: code for c, vs in values.items() if kinds[c] == "numeric" and (code := zero_padded_code(vs))},
+                    {c: k for c, k in nones.items() if kinds[c] == "text"})
 
 
 @contextlib.contextmanager

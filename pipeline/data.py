@@ -416,6 +416,10 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
                    f"one linear feature; list it in data.categorical to keep them as levels, or leave it out with "
                    f"data.exclude: {yaml_list([c])}."
                    for c in features if (code := head.codes.get(c)) and c not in listed)
+    notes += tuple(f"column {c!r}: 'None' ({k} of its first rows) is read as a gap, as pandas reads it; if it is "
+                   "a level (no airbags, no garage), set data.na_values to the markers that do mean a gap in this "
+                   "file (an empty field always does: e.g. data.na_values: [NA])."
+                   for c, k in head.nones.items() if c in features)
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
             _refuse_disguised(c, disguised[c], where, is_feature=c in features)

@@ -459,6 +459,26 @@ def test_codes_written_with_leading_zeros_get_a_note(tmp_path):
     assert zero_padded_code(["10001", "10002", "20001", "01000"] + ["30000"] * 40) is None  # 1 in 44: a fluke
 
 
+def test_the_word_none_read_as_a_gap_in_a_text_column_gets_a_note(tmp_path):
+    """MASS::Cars93's AirBags says 'None' for no airbags, which pandas reads as a gap: a note says so, and the fix
+    it names (data.na_values) makes 'None' a level."""
+    from pipeline.levels import encoding_from_scan, merge_scans, scan_block
+
+    rng = np.random.default_rng(0)
+    n = 40
+    bags = rng.choice(["None", "Driver only", "Driver & Passenger"], n)
+    (tmp_path / "c.csv").write_text("AirBags,size,y\n" + "".join(
+        f"{b},{s:.2f},{y:.3f}\n" for b, s, y in zip(bags, rng.normal(size=n), rng.normal(size=n))))
+    plan = plan_data(DataConfig(source=str(tmp_path / "c.csv"), target="y", missing="impute"))
+    said = [m for m in plan.notes if "'None'" in m]
+    assert len(said) == 1 and f"'None' ({int((bags == 'None').sum())} of its first rows)" in said[0]
+    assert "data.na_values: [NA]" in said[0]
+    fixed = plan_data(DataConfig(source=str(tmp_path / "c.csv"), target="y", na_values=["NA"]))
+    assert not any("'None'" in m for m in fixed.notes)
+    enc = encoding_from_scan(fixed, merge_scans([scan_block(fixed, b) for b in fixed.blocks]))
+    assert "None" in enc.levels[fixed.raw_features.index("AirBags")]
+
+
 @pytest.mark.parametrize("missing", ["error", "drop"])
 def test_a_feature_without_any_value_is_named_at_plan_time(tmp_path, missing):
     """It failed after the cluster started: under drop as 'drop left 0 of 60 rows' without naming the column."""
