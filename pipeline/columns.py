@@ -99,11 +99,12 @@ def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Seq
     elif rows_dropped:
         notes.append(f"{rows_dropped} rows with NaN or inf left out (data.missing: drop); {n} rows used.")
     if const_names:
-        notes.append(f"{len(const_names)} constant column(s) {_listed(const_names)}: coefficient 0, "
-                     "leave them out with data.features.")
+        notes.append(f"{len(const_names)} constant column(s) {_listed(const_names)}: coefficient 0"
+                     + _exclude_fix([str(c) for c in const_names], "leave them out") + ".")
     if duplicates:
         notes.append(f"{len(duplicates)} pair(s) of identical columns {_listed([list(d) for d in duplicates])}: "
-                     "the penalty splits the weight between them; keep one with data.features.")
+                     "the penalty splits the weight between them"
+                     + _exclude_fix([str(d[1]) for d in duplicates], "keep one of each") + ".")
     if p > n:
         notes.append(f"more features ({p}) than rows ({n}): only penalized fits are determined, and "
                      "small λ overfit.")
@@ -111,6 +112,15 @@ def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Seq
     return {"constant_columns": list(const_names), "duplicate_columns": [list(d) for d in duplicates],
             "rows_dropped": rows_dropped, "rows_dropped_by": {c: int(v) for c, v in zip(causes, dropped_by)},
             "notes": notes}
+
+
+def _exclude_fix(names: Sequence[str], verb: str) -> str:
+    """``; leave them out with data.exclude: [a, b]`` for the source columns among ``names`` (a level indicator,
+    ``color=red``, is not one: its column's other levels vary)."""
+    from .column_kinds import yaml_list
+
+    columns = [c for c in names if "=" not in c]
+    return f"; {verb} with data.exclude: {yaml_list(columns[:_LISTED])}" if columns else ""
 
 
 def _listed(items: Sequence[Any]) -> str:

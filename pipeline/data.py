@@ -1354,7 +1354,8 @@ def _checked_offset(plan: DataPlan, offset: np.ndarray, spec: BlockSpec, where: 
     bad = ~np.isfinite(offset) | ((offset <= 0) if plan.exposure else False)
     if bad.any():
         rows = np.flatnonzero(bad)
-        what = "values <= 0 or NaN/inf (its log is the offset)" if plan.exposure else "NaN or inf"
+        what = (f"value{'s' if rows.size > 1 else ''} <= 0 or NaN/inf (its log is the offset)" if plan.exposure
+                else "NaN or inf")
         fix = ("fix those rows, or set data.missing: drop to leave rows with a missing value out"
                if not np.all(np.isfinite(offset)) else "an exposure must be positive: fix or remove those rows")
         raise DataError(f"{where}: {key} {plan.offset!r} has {rows.size} {what}, first {float(offset[rows[0]])!r} at "

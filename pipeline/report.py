@@ -195,7 +195,8 @@ def _target_line(target: dict[str, Any]) -> str:
         n = target["n_positive"] + target["n_negative"]
         return (f"**Target:** binomial; the model predicts the probability of `{target['positive_class']}` "
                 f"({target['n_positive']} of {n} rows), against `{target['negative_class']}`{offset}.")
-    return (f"**Target:** Poisson counts (weighted mean {target['mean_count']:.4g}, "
+    mean = "weighted mean" if target.get("weighted", True) else "mean"
+    return (f"**Target:** Poisson counts ({mean} {target['mean_count']:.4g}, "
             f"{100 * target['share_zero']:.1f}% zeros); the model predicts the expected count{offset}.")
 
 

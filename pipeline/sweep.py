@@ -236,7 +236,7 @@ class _Sweep:
         self.bounds = bounds = wait_done(bounds_f)
         self.timer.lap("data_pass")
         self.space = space = resolve_space(cfg.search, bounds)
-        self.echo(f"Data: {plan.source}: {meta['n_rows']} rows × {plan.n_features} features, {cfg.folds.k} folds, "
+        self.echo(f"Data: {plan.source}: {meta['n_rows']:,} rows × {plan.n_features:,} features, {cfg.folds.k} folds, "
                   f"fingerprint {meta['fingerprint']}")
         for note in meta["notes"]:
             self.echo(f"Note: {note}")

@@ -78,26 +78,26 @@ def binary_target(y: object, n_rows: int, positive_class: Any = None, name: str 
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1 or arr.shape[0] != n_rows:
-        raise DataError(f"`{name}` must hold one label per row of X ({n_rows} rows), got shape {arr.shape}.")
+        raise DataError(f"{_named(name)} must hold one label per row of X ({n_rows} rows), got shape {arr.shape}.")
     if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise DataError(f"`{name}` has missing labels (first at row {int(np.flatnonzero(np.isnan(arr))[0])}); "
+        raise DataError(f"{_named(name)} has missing labels (first at row {int(np.flatnonzero(np.isnan(arr))[0])}); "
                         "drop those rows first.")
     if arr.dtype.kind == "O":
         missing = [i for i, v in enumerate(arr) if v is None or (isinstance(v, float) and v != v)]
         if missing:
-            raise DataError(f"`{name}` has missing labels (first at row {missing[0]}); drop those rows first.")
+            raise DataError(f"{_named(name)} has missing labels (first at row {missing[0]}); drop those rows first.")
     text = arr.dtype.kind in "OUS"
     keys = arr.astype(str) if text else arr
     labels = [_plain(v) for v in np.unique(keys)]
     if len(labels) != 2:
         shown = ", ".join(repr(v) for v in labels[:5]) + (", ..." if len(labels) > 5 else "")
-        raise DataError(f"family binomial needs a target with two classes, but `{name}` has {len(labels)} "
+        raise DataError(f"family binomial needs a target with two classes, but {_named(name)} has {len(labels)} "
                         f"({shown}); " + (_more_than_two(text) if len(labels) > 2
                                           else "check the target column and the rows read."))
     if positive_class is not None:
         match = [v for v in labels if same_label(v, positive_class)]
         if not match:
-            raise DataError(f"`positive_class` {positive_class!r} is not a label of `{name}`; its labels are "
+            raise DataError(f"`positive_class` {positive_class!r} is not a label of {_named(name)}; its labels are "
                             f"{labels}.")
         positive = match[0]
     else:
@@ -107,13 +107,24 @@ def binary_target(y: object, n_rows: int, positive_class: Any = None, name: str 
     return coded, BinaryLabels(negative=negative, positive=positive)
 
 
+def _named(name: str) -> str:
+    """A target's name in a message: an argument of the API in backticks (`y`); a config key with its column
+    and place (``data.target 'label' in d.csv rows 0-999``) as it is."""
+    return f"`{name}`" if name.isidentifier() else name
+
+
+def _many(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
 def count_target(y: object, n_rows: int, name: str = "y") -> np.ndarray:
     """Non-negative finite counts (or rates) as float64; a one-line error for a negative value."""
     arr = check_target(y, n_rows, name)
     if (arr < 0).any():
         j = int(np.flatnonzero(arr < 0)[0])
-        raise DataError(f"family poisson needs non-negative counts, but `{name}` has {int((arr < 0).sum())} negative "
-                        f"values (first: {float(arr[j])!r} at row {j}); use family gaussian for signed targets.")
+        raise DataError(f"family poisson needs non-negative counts, but {_named(name)} has "
+                        f"{_many(int((arr < 0).sum()), 'negative value')} (first: {float(arr[j])!r} at row {j}); "
+                        "use family gaussian for signed targets.")
     return arr
 
 
@@ -133,8 +144,9 @@ def check_target_sample(family: str, y: np.ndarray, labels: np.ndarray | None, k
     elif family == "poisson":
         negative = rows[y[rows] < 0]
         if negative.size:
-            raise DataError(f"family poisson needs non-negative counts, but `{name}` has {negative.size} negative "
-                            f"values in {where} (first: {float(y[negative[0]])!r} at row {int(negative[0])}); use "
+            raise DataError(f"family poisson needs non-negative counts, but {_named(name)} has "
+                            f"{_many(negative.size, 'negative value')} in {where} (first: "
+                            f"{float(y[negative[0]])!r} at row {int(negative[0])}); use "
                             "family gaussian for signed targets.")
 
 
@@ -156,8 +168,10 @@ def check_offset(values: object, n_rows: int, *, exposure: bool = False, name: s
     if exposure:
         if (arr <= 0).any():
             j = int(np.flatnonzero(arr <= 0)[0])
-            raise DataError(f"`{name}` must be positive (its log is the offset), but {int((arr <= 0).sum())} values "
-                            f"are <= 0 (first: {float(arr[j])!r} at row {j}); drop those rows or fix the column.")
+            bad = int((arr <= 0).sum())
+            raise DataError(f"{_named(name)} must be positive (its log is the offset), but {_many(bad, 'value')} "
+                            f"{'is' if bad == 1 else 'are'} <= 0 (first: {float(arr[j])!r} at row {j}); drop those rows "
+                            "or fix the column.")
         return np.log(arr)
     return arr
 

@@ -345,6 +345,8 @@ def test_constant_identical_columns_and_p_over_n_are_notes_and_the_sweep_succeed
     notes = [ln for ln in lines if ln.startswith("Note: ")]
     assert len(notes) == 3 and summary["data_notes"] == [ln.removeprefix("Note: ") for ln in notes]
     assert "constant column(s) ['x4']" in notes[0] and "identical columns [['x2', 'x9']]" in notes[1]
+    assert notes[0].endswith("leave them out with data.exclude: [x4].")
+    assert notes[1].endswith("keep one of each with data.exclude: [x9].")
     assert "more features (15) than rows (12)" in notes[2]
 
 

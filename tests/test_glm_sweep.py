@@ -256,10 +256,10 @@ def test_a_study_without_trials_keeps_the_family_of_a_driver_still_at_work(tmp_p
 
 @pytest.mark.parametrize("at", ["head", "tail"])
 @pytest.mark.parametrize("family,column,values,match", [
-    ("binomial", "label", ["a", "b", "c"], r"two classes, but `data.target 'label'( in \S+d.csv rows 0-59)?` has 3"),
+    ("binomial", "label", ["a", "b", "c"], r"two classes, but data.target 'label'( in \S+d.csv rows 0-59)? has 3"),
     ("poisson", "label", [1.0, -2.0, 3.0], "non-negative counts"),
-    ("poisson", "exposure", [1.0, 0.0, 2.0], "data.exposure 'exposure' has 1 values <= 0.*must be positive"),
-    ("poisson", "exposure", [1.0, np.nan, 2.0], "has 1 values <= 0 or NaN.*set data.missing: drop"),
+    ("poisson", "exposure", [1.0, 0.0, 2.0], "data.exposure 'exposure' has 1 value <= 0.*must be positive"),
+    ("poisson", "exposure", [1.0, np.nan, 2.0], "has 1 value <= 0 or NaN.*set data.missing: drop"),
 ])
 def test_bad_targets_stop_before_any_trial(tmp_path, family, column, values, match, at):
     """In the first rows (``head``) the plan refuses them before any cluster, study or run exists; further on
@@ -323,9 +323,9 @@ def test_the_first_rows_of_every_source_kind_refuse_what_fails_the_whole_table(t
         counts[row] = -1.0
         exposure = np.ones(n)
         exposure[row] = 0.0
-        for family, y, e, match in (("binomial", labels, None, "two classes, but .* rows 0-999` has 3"),
-                                    ("poisson", counts, None, "1 negative values in .* rows 0-999 .*at row 5"),
-                                    ("poisson", rng.poisson(2.0, n), exposure, "has 1 values <= 0")):
+        for family, y, e, match in (("binomial", labels, None, "two classes, but .* rows 0-999 has 3"),
+                                    ("poisson", counts, None, "1 negative value in .* rows 0-999 .*at row 5"),
+                                    ("poisson", rng.poisson(2.0, n), exposure, "has 1 value <= 0")):
             if refused:
                 with pytest.raises(DataError, match=match):
                     plan(family, y, e)

@@ -333,8 +333,10 @@ def target_facts(rows: RowData) -> tuple[dict[str, Any], list[str]]:
         mean = float(w @ y) / float(w.sum())
         zeros = float(np.count_nonzero(y == 0)) / max(y.size, 1)
         fractional = int(np.count_nonzero(y != np.round(y)))
-        summary = {"mean_count": mean, "share_zero": zeros, "n_fractional": fractional}
-        line = (f"Target: poisson {'values' if fractional else 'counts'}, weighted mean {mean:.4g}, "
+        weighted = bool(w.size and np.ptp(w) > 0)  # (no data.weight: every weight 1)
+        summary = {"mean_count": mean, "share_zero": zeros, "n_fractional": fractional, "weighted": weighted}
+        line = (f"Target: poisson {'values' if fractional else 'counts'}, {'weighted ' if weighted else ''}mean "
+                f"{mean:.4g}, "
                 f"{100 * zeros:.1f}% zeros{offset}")
         if fractional:  # glmnet and scikit-learn fit them too (the deviance is defined), but counts are whole
             notes.append(f"the Poisson target holds {fractional} values that are not whole numbers (of {y.size}): "
