@@ -170,8 +170,8 @@ def check_offset(values: object, n_rows: int, *, exposure: bool = False, name: s
             j = int(np.flatnonzero(arr <= 0)[0])
             bad = int((arr <= 0).sum())
             raise DataError(f"{_named(name)} must be positive (its log is the offset), but {_many(bad, 'value')} "
-                            f"{'is' if bad == 1 else 'are'} <= 0 (first: {float(arr[j])!r} at row {j}); drop those rows "
-                            "or fix the column.")
+                            f"{'is' if bad == 1 else 'are'} <= 0 (first: {float(arr[j])!r} at row {j}); drop those "
+                            "rows or fix the column.")
         return np.log(arr)
     return arr
 
