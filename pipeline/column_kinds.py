@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .errors import DataError
 
@@ -29,9 +31,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["DECIMAL_COMMA", "HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind",
-           "categorical_columns", "csv_head_kinds", "free_text_candidates", "is_free_text", "is_number",
-           "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise", "refuse_free_text",
-           "stored_arrow_schema", "unknown_columns", "yaml_list", "zero_padded_code"]
+           "categorical_columns", "csv_head_kinds", "csv_head_values", "free_text_candidates", "is_free_text",
+           "is_number", "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
+           "refuse_free_text", "stored_arrow_schema", "unknown_columns", "yaml_list", "zero_padded_code"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -123,6 +125,46 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
                     tuple(c for c, vs in values.items() if not vs) if ended else (),
                     {c: code for c, vs in values.items() if kinds[c] == "numeric" and (code := zero_padded_code(vs))},
                     {c: k for c, k in nones.items() if kinds[c] == "text"})
+
+
+def csv_head_values(path: str, columns: Sequence[str], wanted: Sequence[str], n_rows: int, na: frozenset[str],
+                    delimiter: str = ",", decimal: str = ".") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The ``wanted`` columns of a CSV's first ``n_rows`` data rows as pandas splits them (blank lines skipped,
+    spaces after a separator too; a short row's missing fields are gaps): each as (missing: an NA marker in
+    ``na`` or no field, its values as float64: NaN where a value is not a number). The csv module only: a
+    check before the cluster starts must not import pandas."""
+    index = {c: columns.index(c) for c in wanted}
+    raw: dict[str, list[str | None]] = {c: [] for c in wanted}
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f, long_csv_fields():
+        reader = csv.reader(f, delimiter=delimiter, skipinitialspace=True)
+        next(reader, None)
+        rows = 0
+        for row in reader:
+            if rows >= n_rows:
+                break
+            if not row:
+                continue  # an empty line, which pandas skips
+            if len(row) == 1 and not row[0].strip(" \t"):
+                break  # spaces and tabs (skipped) or '""' (a row of gaps): told apart by pandas only; the rows so far
+            rows += 1
+            for c, j in index.items():
+                raw[c].append(row[j] if j < len(row) else None)
+    out = {}
+    for c, vs in raw.items():
+        missing = np.array([v is None or v in na for v in vs], dtype=bool)
+        out[c] = (missing, np.array([_as_float(v, decimal) if v is not None and v not in na else np.nan for v in vs],
+                                    dtype=np.float64))
+    return out
+
+
+def _as_float(value: str, decimal: str) -> float:
+    """A CSV field as pandas reads a number (``inf`` included), NaN if it is not one."""
+    if "_" in value:  # Python reads 1_000 as a number, pandas as text
+        return float("nan")
+    try:
+        return float(value.replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(value) else value)
+    except ValueError:
+        return float("nan")
 
 
 @contextlib.contextmanager

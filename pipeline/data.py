@@ -41,8 +41,8 @@ import numpy as np
 
 from .config import DataConfig, FoldsConfig
 from .column_kinds import (DECIMAL_COMMA, HEAD_ROWS, Disguise, arrow_kind, categorical_columns, csv_head_kinds,
-                           free_text_candidates, is_number, long_csv_fields, na_markers, stored_arrow_schema,
-                           unknown_columns, yaml_list)
+                           csv_head_values, free_text_candidates, is_number, long_csv_fields, na_markers,
+                           stored_arrow_schema, unknown_columns, yaml_list)
 from .encoding import Encoding
 from .errors import DataError
 from .model import SIGNATURE_MAX_COLUMNS
@@ -471,49 +471,57 @@ def _check_levels_if_small(plan: DataPlan) -> None:
 
 
 def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
-    """The source's first ``n`` rows checked before the cluster starts, in the data pass's words, for what fails
-    the whole table there anyway, after the cluster started (on a remote cluster, after its queue) and every
-    block before it was read: a negative weight, and under ``data.missing: error`` (the default) a gap (an NA
-    marker, NaN or inf in a feature, the target or the weight). A text value in a numeric column is not a gap
-    here: the pass names it in its own way."""
+    """The source's first ``n`` rows (within its first block) checked before the cluster starts, in the data
+    pass's words, for what fails the whole table there anyway, after the cluster started (on a remote cluster,
+    after its queue) and every block before it was read: a negative weight, and under ``data.missing: error``
+    (the default) a gap (an NA marker, NaN or inf in a feature, the target or the weight). A text value in a
+    numeric column is not a gap here: the pass names it in its own way. Read without pandas (the csv module,
+    pyarrow or numpy), whose import would cost the driver 0.3 s before the cluster starts."""
     error = plan.missing == "error"
     if plan.kind not in ("csv", "bundled", "parquet", "npy") or not error and plan.weight is None:
         return
     n = min(n, plan.blocks[0].n_rows)
+    wanted = [*plan.raw_features, plan.target, *([plan.weight] if plan.weight else [])]
     if plan.kind == "npy":
         X, y, w, _, _, where = _npy_block(plan, BlockSpec(0, 0, n, path=plan.blocks[0].path))
         gaps = {name: ~np.isfinite(X[:, j]) for j, name in enumerate(plan.feature_names)}
         gaps |= {plan.target: ~np.isfinite(y), **({plan.weight: ~np.isfinite(w)} if w is not None and plan.weight
                                                    else {})}
     else:
-        import pandas as pd
-
-        frame = _head_frame(plan, n)
-        if frame is None or len(frame) == 0:
+        text = {*plan.categorical, *([plan.target] if plan.target_labels else [])}
+        head = _parquet_head(plan.blocks[0].path, wanted, n) if plan.kind == "parquet" else csv_head_values(
+            plan.blocks[0].path, list(plan.columns), wanted, n, na_markers(plan.na_values), plan.delimiter,
+            plan.decimal)
+        m = next(iter(head.values()))[0].size if head else 0
+        if m == 0:
             return
-        where = f"{plan.source} rows 0-{len(frame) - 1}"
-        gaps = {c: _gaps(frame[c], text=c in plan.categorical) for c in plan.raw_features}
-        gaps[plan.target] = _gaps(frame[plan.target], text=bool(plan.target_labels))
-        w = None
-        if plan.weight is not None:
-            gaps[plan.weight] = _gaps(frame[plan.weight], text=False)
-            w = pd.to_numeric(frame[plan.weight], errors="coerce").to_numpy(dtype=np.float64)  # (text: not < 0)
-    found = [(c, np.flatnonzero(m)) for c, m in gaps.items() if m.any()]
+        where = f"{plan.source} rows 0-{m - 1}"
+        gaps = {c: head[c][0] | (np.isinf(head[c][1]) if c not in text else False) for c in wanted}
+        w = head[plan.weight][1] if plan.weight else None
+    found = [(c, np.flatnonzero(mask)) for c, mask in gaps.items() if mask.any()]
     if error and found:
         features = any(c not in (plan.target, plan.weight) for c, _ in found)
         raise DataError(f"{where}: {_gap_detail(found)}; {_gap_fix(features)}.")
     _check_weights(plan, w, 0, where)
 
 
-def _gaps(column: pd.Series, text: bool) -> np.ndarray:
-    """Where a column read as the pass reads it has no value: NA (a marker, an empty field), or ±inf in a
-    numeric column (a text value in one is not counted)."""
-    import pandas as pd
+def _parquet_head(path: str, columns: Sequence[str], n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The first ``n`` rows of Parquet ``columns``: each as (missing, its values as float64, NaN for text)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    missing = column.isna().to_numpy(dtype=bool, copy=True)
-    if not text:
-        missing |= np.isinf(pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64))
-    return missing
+    batch = next(pq.ParquetFile(path).iter_batches(batch_size=n, columns=list(columns)), None)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if batch is None:
+        return out
+    for c in columns:
+        col = batch.column(c)
+        missing = np.asarray(col.is_null(nan_is_null=True).to_numpy(zero_copy_only=False), dtype=bool)
+        numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)
+        values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64) if numeric \
+            else np.full(len(col), np.nan)
+        out[c] = (missing, np.where(missing, np.nan, values))
+    return out
 
 
 def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:

@@ -260,6 +260,32 @@ def test_csv_empty_lines_inside_the_data_are_skipped_as_pandas_does(tmp_path):
             assert frame["y"].tolist()[:2] == [2, 4] and frame["y"].isna().tolist() == [False, False, True, False]
 
 
+def test_the_head_check_reads_rows_as_pandas_does_without_pandas(tmp_path):
+    """:func:`csv_head_values` (the gap check before the cluster starts) against ``pandas.read_csv`` on the
+    same rows: empty lines (LF, CRLF), a quoted newline, a short row, NA markers, ``inf``, a decimal comma."""
+    from pipeline.column_kinds import PANDAS_NA_VALUES, csv_head_values
+
+    for eol in ("\n", "\r\n"):
+        p = tmp_path / "h.csv"
+        p.write_bytes(eol.join(["a,t,y", "1,x,2", "", 'NA,"two' + eol + 'lines",inf', " 3, ,-4.5", "5", "-inf,z,NaN",
+                                "1e3,None,7"]).encode())
+        got = csv_head_values(str(p), ["a", "t", "y"], ["a", "t", "y"], 1000, PANDAS_NA_VALUES)
+        ref = pd.read_csv(p, skipinitialspace=True)
+        assert len(ref) == got["a"][0].size == 6
+        for c in ("a", "t", "y"):
+            np.testing.assert_array_equal(got[c][0], ref[c].isna().to_numpy(), err_msg=c)
+        for c in ("a", "y"):
+            np.testing.assert_array_equal(got[c][1], pd.to_numeric(ref[c], errors="coerce").to_numpy(), err_msg=c)
+    q = tmp_path / "semi.csv"
+    q.write_text("a;y\n3,5;1\n;2\n")
+    got = csv_head_values(str(q), ["a", "y"], ["a"], 1000, PANDAS_NA_VALUES, ";", ",")
+    np.testing.assert_array_equal(got["a"][1], [3.5, np.nan])
+    np.testing.assert_array_equal(got["a"][0], [False, True])
+    r = tmp_path / "blank.csv"  # a line of spaces (skipped) or '""' (a row of gaps): the rows before it only
+    r.write_text('a,y\n1,2\n""\n3,\n')
+    assert csv_head_values(str(r), ["a", "y"], ["y"], 1000, PANDAS_NA_VALUES)["y"][0].tolist() == [False]
+
+
 def test_quoted_fields_spanning_lines_are_one_row_each(tmp_path):
     """Free text with newlines, commas and doubled quotes inside quoted fields (pandas' to_csv writes them so):
     the rows are records, not lines, whatever the block size; a CRLF file too."""
