@@ -235,50 +235,54 @@ def test_a_lost_worker_loses_no_trial(cluster, tmp_path, passes, monkeypatch, re
     assert {s.worker for s in sched.placement.slots} == {left} or replicated
 
 
+@pytest.fixture()
+def own_workers() -> Iterator[tuple[object, object, list]]:
+    """A scheduler whose workers the test starts and stops itself (:func:`_join`, closed at the end): closing a
+    LocalCluster's own workers races with its worker-status watcher (a KeyError at its close, seen in CI)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=None) as lc, Client(lc, set_as_default=False) as client:
+        started: list = []
+        try:
+            yield lc, client, started
+        finally:
+            for worker in started:
+                if worker.status.name not in ("closed", "closing"):
+                    client.sync(worker.close)
+
+
 @pytest.mark.parametrize("replicated", [True, False])
-def test_every_worker_gone_at_once_then_one_joining_loses_no_trial(cluster, tmp_path, passes, monkeypatch,
+def test_every_worker_gone_at_once_then_one_joining_loses_no_trial(own_workers, tmp_path, passes, monkeypatch,
                                                                   replicated: bool) -> None:
     """Every worker leaves mid-sweep and a new one joins 2 s later (a nanny's restart, an autoscaler): the
     placement waits for it instead of dealing the folds to no worker (``min()`` of nothing before)."""
-    from distributed import Worker
-
-    lc, client = cluster
+    lc, client, started = own_workers
+    _join(lc, client, started)
+    _join(lc, client, started)
     if not replicated:
         monkeypatch.setattr(placement_module, "REPLICATE_FEATURES", 0)
     rec = Recorder()
     sched = _scheduler(client, tmp_path, passes, 16, rec, watch_s=2.0)
-    joined: list[Worker] = []
-
-    async def start() -> None:
-        joined.append(await Worker(lc.scheduler_address, nthreads=1, host="127.0.0.1"))
 
     class KillAllOnFourth(Recorder):
         def on_result(self, result: TrialResult) -> None:
             rec.on_result(result)
             if len(rec.results) == 4:
-                for worker in list(lc.workers.values()):
+                for worker in started[:2]:
                     client.sync(worker.close)
-                threading.Timer(2.0, lambda: client.sync(start)).start()
+                threading.Timer(2.0, lambda: _join(lc, client, started)).start()
 
     sched.listener = KillAllOnFourth()
-    try:
-        sched.run()
-    finally:
-        deadline = time.monotonic() + 10
-        while not joined and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for worker in joined:  # not the LocalCluster's: closed here
-            client.sync(worker.close)
+    sched.run()
     states = _states(sched)
     assert list(states.values()).count("COMPLETE") == 16 and "FAIL" not in states.values()
-    assert len({r.number for r in rec.results}) == 16
-    assert {s.worker for s in sched.placement.slots} == {joined[0].address} or replicated  # (replicas: Dask's)
+    assert len({r.number for r in rec.results}) == 16 and len(started) == 3
+    assert {s.worker for s in sched.placement.slots} == {started[2].address} or replicated  # (replicas: Dask's)
 
 
-def test_no_worker_joining_stops_the_placement_with_the_fix(cluster) -> None:
-    lc, client = cluster
-    for worker in list(lc.workers.values()):
-        client.sync(worker.close)
+def test_no_worker_joining_stops_the_placement_with_the_fix(own_workers) -> None:
+    lc, client, _ = own_workers
     t = time.monotonic()
     with pytest.raises(SweepError, match=r"every Dask worker left the cluster and none joined within 1 s.*"
                                          r"kept in the study.*run the same command again to resume"):
@@ -300,29 +304,14 @@ def test_a_cluster_of_more_than_five_workers_is_seen_whole(monkeypatch) -> None:
         assert len(live_workers(client)) == 6
 
 
-@pytest.fixture()
-def one_worker() -> Iterator[tuple[object, object]]:
-    """:func:`cluster` with one worker at the start, for workers that join later."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
-                      dashboard_address=None) as lc, Client(lc, set_as_default=False) as client:
-        yield lc, client
-
-
 def _join(lc, client, joined: list) -> None:
-    """Start one more in-process worker on ``lc``'s scheduler (closed by :func:`_close_joined`)."""
+    """Start one more in-process worker on ``lc``'s scheduler (closed by :func:`own_workers`)."""
     from distributed import Worker
 
     async def start() -> None:
         joined.append(await Worker(lc.scheduler_address, nthreads=1, host="127.0.0.1"))
 
     client.sync(start)
-
-
-def _close_joined(client, joined: list) -> None:
-    for worker in joined:  # not the LocalCluster's: closed here
-        client.sync(worker.close)
 
 
 RAN_ON: list[str] = []  # the worker of each scoring task of the joining-worker test (workers in this process)
@@ -335,15 +324,16 @@ def recording_worker(models: Sequence[FoldModel], cands: Sequence[Candidate], to
     return score_folds(models, cands, tol)
 
 
-def test_a_worker_that_joins_mid_sweep_takes_its_share_of_the_pinned_folds(one_worker, tmp_path, passes,
+def test_a_worker_that_joins_mid_sweep_takes_its_share_of_the_pinned_folds(own_workers, tmp_path, passes,
                                                                           monkeypatch) -> None:
     """Folds placed once (pinned) on the one worker there was; a second joins after 4 trials: two folds move to
     it (3 + 2) and its tasks run there. Before, it stayed idle for the rest of the sweep."""
-    lc, client = one_worker
+    lc, client, joined = own_workers
+    _join(lc, client, joined)
     monkeypatch.setattr(placement_module, "REPLICATE_FEATURES", 0)
     monkeypatch.setattr(scheduler_module, "REBALANCE_EVERY_S", 0.0)
     RAN_ON.clear()
-    rec, joined = Recorder(), []
+    rec = Recorder()
     sched = _scheduler(client, tmp_path, passes, 40, rec, watch_s=2.0, score=recording_worker)
     first = {s.worker for s in sched.placement.slots}
     assert len(first) == 1
@@ -355,19 +345,16 @@ def test_a_worker_that_joins_mid_sweep_takes_its_share_of_the_pinned_folds(one_w
                 _join(lc, client, joined)
 
     sched.listener = JoinOnFourth()
-    try:
-        sched.run()
-    finally:
-        _close_joined(client, joined)
+    sched.run()
     states = _states(sched)
     assert list(states.values()).count("COMPLETE") == 40 and "FAIL" not in states.values()
     assert len({r.number for r in rec.results}) == 40
     held = [s.worker for s in sched.placement.slots]
-    assert sorted(held.count(w) for w in set(held)) == [2, 3] and joined[0].address in held
-    assert joined[0].address in RAN_ON
+    assert sorted(held.count(w) for w in set(held)) == [2, 3] and joined[1].address in held
+    assert joined[1].address in RAN_ON
 
 
-def test_rows_placement_deals_folds_to_a_worker_that_joined(one_worker, tmp_path, diabetes) -> None:
+def test_rows_placement_deals_folds_to_a_worker_that_joined(own_workers, tmp_path, diabetes) -> None:
     """The rows engine: the joining worker reads the rows once and takes folds from the full one (replicas dealt
     again: 3 + 3 on two one-thread workers, as a placement on both from the start); the moved folds score the
     same as before the move."""
@@ -375,7 +362,8 @@ def test_rows_placement_deals_folds_to_a_worker_that_joined(one_worker, tmp_path
     from pipeline.cv.row_placement import RowPlacement
     from pipeline.data import plan_data
 
-    lc, client = one_worker
+    lc, client, joined = own_workers
+    _join(lc, client, joined)
     X, y = diabetes
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "y.npy", y)
@@ -386,21 +374,17 @@ def test_rows_placement_deals_folds_to_a_worker_that_joined(one_worker, tmp_path
     scores = {f: client.submit(score_folds, s.models, [cand], 1e-10).result()[0].heldout_mse
               for f, s in before.items()}
     assert not placement.rebalance()  # nobody joined
-    joined: list = []
-    try:
-        _join(lc, client, joined)
-        assert placement.rebalance() and placement.generation == 1 and not placement.lost()
-        held = [s.worker for s in placement.slots]
-        assert held.count(joined[0].address) == 3 and len(held) == 6
-        assert {f for s in placement.slots for f in s.folds} == set(range(K))
-        for s in placement.slots:
-            if s.worker == joined[0].address:
-                moved = client.submit(score_folds, s.models, [cand], 1e-10, workers=[s.worker],
-                                      allow_other_workers=False).result()[0]
-                assert moved.heldout_mse == pytest.approx(scores[s.folds[0]], rel=1e-12)
-        assert not placement.rebalance()  # balanced now
-    finally:
-        _close_joined(client, joined)
+    _join(lc, client, joined)
+    assert placement.rebalance() and placement.generation == 1 and not placement.lost()
+    held = [s.worker for s in placement.slots]
+    assert held.count(joined[1].address) == 3 and len(held) == 6
+    assert {f for s in placement.slots for f in s.folds} == set(range(K))
+    for s in placement.slots:
+        if s.worker == joined[1].address:
+            moved = client.submit(score_folds, s.models, [cand], 1e-10, workers=[s.worker],
+                                  allow_other_workers=False).result()[0]
+            assert moved.heldout_mse == pytest.approx(scores[s.folds[0]], rel=1e-12)
+    assert not placement.rebalance()  # balanced now
 
 
 def test_a_resweeps_statistics_survive_the_worker_that_held_them(cluster, passes) -> None:
