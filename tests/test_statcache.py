@@ -65,6 +65,36 @@ def test_block_record_matches_numpy_and_round_trips_exactly(tmp_path):
     assert cache.get("k") == record_to_bytes(rec)
 
 
+@pytest.mark.parametrize("missing", ["drop", "impute"])
+def test_block_record_of_a_block_with_rows_left_out_keeps_each_rows_fold_and_hold_out(tmp_path, missing):
+    """Rows left out (a NaN feature under drop, a missing target under either) keep the others' folds and
+    hold-out, which follow the row's index in the source: a retrain of such a table failed with an IndexError
+    (the labels of all rows against the kept rows' values)."""
+    from pipeline.folds import kfold_folds
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 3))
+    y = X @ [1.0, 0.5, -2.0] + rng.standard_normal(400)
+    X[[5, 77, 210], 1] = np.nan
+    y[[33, 300]] = np.nan
+    pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=y).to_csv(tmp_path / "d.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", missing=missing))
+    if missing == "impute":  # the encoding's means, as the scan finds them
+        from pipeline.levels import encoding_from_scan, merge_scans, scan_block
+
+        plan = plan.with_encoding(encoding_from_scan(plan, merge_scans([scan_block(plan, b) for b in plan.blocks])))
+    rec = block_record(plan, plan.blocks[0], 4, 2, HoldoutConfig(fraction=0.3, seed=1))
+    kept = np.isfinite(y) & (np.isfinite(X).all(axis=1) if missing == "drop" else True)
+    held, folds = heldout_rows(0, 400, 0.3, 1), kfold_folds(0, 400, 4, 2)
+    Xf = np.where(np.isnan(X), np.nanmean(X[np.isfinite(y)], axis=0), X)  # (impute: the kept rows' means)
+    assert rec.heldout.n_rows == (held & kept).sum()
+    np.testing.assert_allclose(rec.heldout.y_mean, y[held & kept].mean(), rtol=1e-13)
+    for f in range(4):
+        sel = (folds == f) & ~held & kept
+        assert rec.train[f].n_rows == sel.sum()
+        np.testing.assert_allclose(rec.train[f].x_mean[:3], Xf[sel].mean(axis=0), rtol=1e-12)  # (then: gap columns)
+
+
 def test_csv_block_fingerprints_change_only_where_the_bytes_change(tmp_path):
     frame = pd.DataFrame({"a": np.arange(1000.0), "y": np.arange(1000.0) * 2})
     frame.to_csv(tmp_path / "d.csv", index=False)

@@ -234,7 +234,10 @@ def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdou
         held = np.zeros(t.shape[0], dtype=bool) if cutoff is None else t >= cutoff
     else:
         held = heldout_rows(spec.start_row, spec.n_rows, holdout.fraction, holdout.seed)
-    labels = np.where(held, k, kfold_folds(spec.start_row, spec.n_rows, k, fold_seed))  # held-out rows: label k
+        if block.kept is not None:  # rows left out (data.missing: drop, a missing target): not the others' labels
+            held = held[block.kept]
+    folds = kfold_folds(spec.start_row, spec.n_rows, k, fold_seed)  # by the row's index in the source, as the pass
+    labels = np.where(held, k, folds if block.kept is None else folds[block.kept])  # held-out rows: label k
     *train, heldout = block_fold_stats(X, block.y, block.weight, labels, k + 1)  # the hold-out: one more fold
     enc = plan.encoding
     return BlockRecord(tuple(train), heldout, tuple(integer), t_min, t_max,
