@@ -92,7 +92,7 @@ from .metrics import METRIC_OF, metric_label
 from .cv.row_placement import RowPlacement
 from .cv.rows import load_rows
 from .data import DataPlan, plan_data, read_example
-from .encoding import describe as describe_encoding
+from .encoding import NA_LEVEL, Encoding, describe as describe_encoding
 from .errors import DataError, RetrainInputError
 from .feature_controls import sweep_controls
 from .solvers.controls import FeatureControls
@@ -468,6 +468,27 @@ def _check_comparable(base: RegisteredVersion, cfg: SweepConfig, plan: DataPlan)
         raise RetrainInputError(
             f"{name} v{base.version} was fitted with {model.offset_kind or 'no offset'}, but the config gives "
             f"{kind or 'none'} (data.offset / data.exposure); give the same, or run a new sweep.")
+    _check_column_kinds(model.encoding, plan, f"{name} v{base.version}")
+
+
+def _check_column_kinds(encoding: Encoding | None, plan: DataPlan, model: str) -> None:
+    """Each feature is read as the incumbent read it, numbers or levels: a numeric column that holds text now
+    would otherwise become level indicators in the challenger (and the clients sending numbers get zeros), a
+    categorical one read as numbers a single slope."""
+    was = {c: lv for c, lv in zip(encoding.columns, encoding.levels)} if encoding is not None else {}
+    for c in plan.raw_features:
+        levels, now_text = was.get(c), c in plan.categorical
+        if levels is None and now_text:
+            raise RetrainInputError(
+                f"column {c!r} was numeric when {model} was fitted and is read as text now; retrain keeps the model's "
+                "features as they were: fix the column (a word that marks a gap goes in data.na_values), or run a "
+                "new sweep to make it categorical.")
+        if levels is not None and not now_text:
+            real = [v for v in levels if v != NA_LEVEL]
+            shown = ", ".join(repr(v) for v in real[:5]) + (", …" if len(real) > 5 else "")
+            raise RetrainInputError(
+                f"column {c!r} was categorical when {model} was fitted (levels {shown}) and is read as numbers now; "
+                f"list it in data.categorical to keep reading it as levels, or run a new sweep.")
 
 
 def _every_block(plan: DataPlan) -> str:

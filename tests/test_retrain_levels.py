@@ -120,3 +120,37 @@ def test_new_levels_and_gaps_widen_the_cache_and_score_exactly(tmp_path, monkeyp
     assert "site=d" in challenger.feature_names
     np.testing.assert_allclose(challenger.predict(test.drop(columns=["y"])), ref.predict(test), rtol=1e-8)
     assert second["action"] == "promoted"  # the incumbent cannot use 'd' (an effect of 4)
+
+
+def test_a_feature_whose_kind_changed_is_refused_before_the_cluster_starts(tmp_path, mlflow_template):
+    """A numeric column that holds text in the new delivery became level indicators in a promoted challenger
+    (the second probe); a categorical one read as numbers now was refused as 'now has missing values'. Both are
+    refused naming the column, exit 2, and nothing is registered."""
+    import shutil
+    import sqlite3
+
+    from tests.integration.conftest import run_regsweep
+    from tests.test_bad_input import _one_line_error
+
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "color": rng.choice(["red", "blue"], n)})
+    frame["y"] = frame.x1 - frame.x2 + (frame.color == "red") + rng.normal(size=n)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.assign(x2=rng.choice(["high", "low"], n)).to_csv(tmp_path / "x2_text.csv", index=False)
+    frame.assign(color=rng.integers(1, 4, n)).to_csv(tmp_path / "color_num.csv", index=False)
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    (tmp_path / "c.yaml").write_text("data: {source: train.csv, target: y}\nsearch: {n_trials: 4}\n"
+                                     "cluster: {processes: false}\n")
+    swept = run_regsweep(["sweep", "c.yaml"], cwd=tmp_path, timeout=120)
+    assert swept.returncode == 0, swept.stderr
+    for source, fragments in (("x2_text.csv", ["column 'x2' was numeric when regsweep-model v1 was fitted and is "
+                                               "read as text now", "data.na_values", "run a new sweep"]),
+                              ("color_num.csv", ["column 'color' was categorical when regsweep-model v1 was fitted "
+                                                 "(levels 'blue', 'red') and is read as numbers now",
+                                                 "list it in data.categorical"])):
+        proc = run_regsweep(["retrain", "c.yaml", "--set", f"data.source={source}"], cwd=tmp_path, timeout=60)
+        _one_line_error(proc, fragments)
+        assert "Dask:" not in proc.stdout
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("select count(*) from model_versions").fetchone() == (1,)
