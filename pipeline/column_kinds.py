@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["DECIMAL_COMMA", "HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind",
            "categorical_columns", "csv_head_kinds", "csv_head_values", "free_text_candidates", "is_free_text",
            "is_number", "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
-           "refuse_free_text", "stored_arrow_schema", "unknown_columns", "yaml_list", "zero_padded_code"]
+           "refuse_free_text", "stored_arrow_schema", "too_many_fields", "unknown_columns", "yaml_list",
+           "zero_padded_code"]
 
 HEAD_ROWS = 1000
 PANDAS_NA_VALUES = frozenset({
@@ -101,9 +102,14 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
         reader = csv.reader(f, delimiter=delimiter, skipinitialspace=True)
         next(reader, None)
         wanted = list(enumerate(columns))
+        data_rows = 0
         for i, row in enumerate(reader):
-            if len(row) == 1 and not row[0].strip(" \t"):
+            if not row or len(row) == 1 and not row[0].strip(" \t"):
                 continue  # an empty line, or one of spaces and tabs, which pandas skips (or '""': gaps anyway)
+            if len(row) > len(columns) and i < n_rows and any(v.strip() for v in row[len(columns):]):
+                raise DataError(too_many_fields(path, data_rows, len(row), len(columns), delimiter,
+                                                delimiter.join(row)))
+            data_rows += 1
             if i >= n_rows:  # past the head: only the columns still without a value
                 wanted = [(j, c) for j, c in wanted if not values[c]]
                 if not wanted or i >= further:
@@ -125,6 +131,14 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
                     tuple(c for c, vs in values.items() if not vs) if ended else (),
                     {c: code for c, vs in values.items() if kinds[c] == "numeric" and (code := zero_padded_code(vs))},
                     {c: k for c, k in nones.items() if kinds[c] == "text"})
+
+
+def too_many_fields(path: str, row: int, fields: int, expected: int, delimiter: str, line: str) -> str:
+    """The message for a CSV row with more fields than its header (pandas' reader refuses it too; empty ones, a
+    separator ending the line, are read as nothing)."""
+    return (f"{path}: row {row} (counted from 0, header excluded) has {fields} fields, the header {expected}: a "
+            f"value holds the separator {delimiter!r} unquoted (as in '1{delimiter}234'?); quote it or remove the "
+            f"separator: {line.strip()[:80]!r}.")
 
 
 def csv_head_values(path: str, columns: Sequence[str], wanted: Sequence[str], n_rows: int, na: frozenset[str],

@@ -661,3 +661,32 @@ def test_an_unknown_column_name_gets_the_one_meant_and_a_wide_table_a_short_list
     said = unknown_columns("data.target", ["outcome"], wide, "X.parquet")
     assert said.startswith("data.target 'outcome' is not a column of X.parquet; columns are ['gene_0', ")
     assert said.endswith("'gene_29', … (20000 in all)].") and len(said) < 600
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_not_shifted(tmp_path):
+    """The second probe's row '-0.3801,1,234,-0.2935' (an unquoted '1,234') was read as x2 = 1, y = 234 without a
+    word: pandas drops extra fields when it reads some columns only. Refused in the rows the plan reads (before the
+    cluster) and in a block past them; a quoted separator and a separator ending every line are not extra fields."""
+    rng = np.random.default_rng(0)
+    lines = [f"{a:.4f},{b:.4f},{a - b:.4f}" for a, b in rng.normal(size=(1500, 2))]
+    for row in (50, 1200):
+        bad = lines.copy()
+        bad[row] = "-0.3801,1,234,-0.2935"
+        (tmp_path / "d.csv").write_text("x1,x2,y\n" + "\n".join(bad) + "\n")
+        said = rf"d.csv: row {row} \(counted from 0, header excluded\) has 4 fields, the header 3: .*unquoted"
+        if row < 1000:
+            with pytest.raises(DataError, match=said):
+                plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y"))
+        else:
+            plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", block_rows=1024))
+            load_block(plan, plan.blocks[0])
+            with pytest.raises(DataError, match=said):
+                load_block(plan, plan.blocks[1])
+    quoted = tmp_path / "q.csv"
+    quoted.write_text('x1,town,y\n1,"Paris, France",2\n3,Lyon,4\n' + "".join(f'{i},"a, b",{i}\n' for i in range(1500)))
+    plan = plan_data(DataConfig(source=str(quoted), target="y", exclude=["town"], block_rows=1024))
+    assert sum(load_block(plan, b).y.size for b in plan.blocks) == 1502
+    trailing = tmp_path / "t.csv"
+    trailing.write_text("x1,y\n" + "".join(f"{i},{2 * i},\n" for i in range(30)))
+    plan = plan_data(DataConfig(source=str(trailing), target="y"))
+    np.testing.assert_array_equal(load_block(plan, plan.blocks[0]).y, 2.0 * np.arange(30))
