@@ -66,6 +66,7 @@ class Disguise:
     count: int  # values that are not numbers
     of: int  # values looked at
     example: str  # the first value that is not a number
+    stray: bool = False  # markers that are not gap words: a few stray values among many numbers
 
     def __str__(self) -> str:
         if self.markers:
@@ -204,7 +205,10 @@ def numbers_in_disguise(values: Sequence[str]) -> Disguise | None:
       for a gap (``missing``, ``unknown``, …), as UCI files mark gaps (breast cancer, heart disease, auto-mpg);
       read as text, such a column would become one level per number (or be refused as free text);
     - formatted numbers: every value a number once its thousands separators, currency sign or percent sign go
-      (``1,234``, ``$1,200``, ``12%``), or written with a decimal comma (``3,14``)."""
+      (``1,234``, ``$1,200``, ``12%``), or written with a decimal comma (``3,14``);
+    - stray values: at most three other strings, at most one value in 20 (``abc`` among 700 numbers): read as
+      text the column became one level per number and was refused as free text, naming neither the value nor
+      the fix."""
     numbers = sum(1 for v in values if is_number(v))
     others = [v for v in values if not is_number(v)]
     if not others:
@@ -215,6 +219,8 @@ def numbers_in_disguise(values: Sequence[str]) -> Disguise | None:
         return Disguise(tuple(tokens), len(others), len(values), others[0])
     if all(_FORMATTED.match(v.strip()) for v in others):
         return Disguise((), len(others), len(values), others[0])
+    if numbers >= 19 * len(others) and len(tokens) <= 3:
+        return Disguise(tuple(tokens), len(others), len(values), others[0], stray=True)
     return None
 
 

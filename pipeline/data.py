@@ -348,6 +348,13 @@ def _refuse_disguised(column: str, what: Disguise, where: str, *, is_feature: bo
     """A column of numbers that its first lines show as text (:func:`~.column_kinds.numbers_in_disguise`): read
     as text it would become one level per number, or be refused as free text once the sweep has started."""
     levels = " To keep its values as levels instead, list it in data.categorical." if is_feature else ""
+    if what.stray:
+        markers = ", ".join(map(repr, what.markers))
+        one = len(what.markers) == 1
+        raise DataError(f"column {column!r} of {where} holds {what}, {'not a number' if one else 'not numbers'}: "
+                        f"fix {'it' if one else 'them'} in the file, or if "
+                        f"{markers} marks a missing value, name it in data.na_values (e.g. data.na_values: [{markers}, "
+                        "NA]) and choose data.missing: impute or drop." + levels)
     if what.markers:
         markers = ", ".join(map(repr, what.markers))
         raise DataError(f"column {column!r} of {where} holds {what}: if {markers} marks a missing value, name it in "

@@ -400,6 +400,8 @@ def test_a_quoted_header_name_may_hold_commas(tmp_path):
     (['"1,234"', "56", '"7,890"'] * 10, "holds numbers written as text (e.g. '1,234')"),
     (["$12", "$3", "$45"] * 10, "numbers written as text (e.g. '$12')"),
     (["12%", "3%", "7%"] * 10, "numbers written as text (e.g. '12%')"),
+    ([str(0.5 * i) for i in range(20)] + ["abc"] + [str(i) for i in range(40)],  # a stray word among 60 numbers
+     "holds numbers and 'abc' (1 of its first 61 values), not a number: fix it in the file, or if 'abc' marks"),
 ])
 def test_numbers_in_disguise_are_refused_with_the_fix_at_plan_time(tmp_path, column, needle):
     """UCI's gap marker '?' (auto-mpg's horsepower, breast cancer's bare nuclei) or formatted numbers made a
