@@ -141,11 +141,14 @@ def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
     numbers (the group may hold anything).
     """
     from .config import load_config
-    from .data import check_head, plan_data
+    from .data import check_fold_count, check_head, plan_data
+    from .feature_controls import check_control_names
 
     cfg = _run(debug, lambda: load_config(config, overrides))
     plan = _run(debug, lambda: plan_data(cfg.data, cfg.folds, cfg.model.family))
     _run(debug, lambda: check_head(plan))
+    _run(debug, lambda: check_fold_count(plan, cfg.folds.k))
+    _run(debug, lambda: check_control_names(cfg, plan.raw_features, plan.categorical))
     click.echo(cfg.to_yaml(), nl=False)
     click.echo(f"# data: {plan.source}: {plan.n_rows} rows, target {plan.target!r}, {plan.n_features} features"
                + (f", weight {plan.weight!r}" if plan.weight else "") + (f", group {plan.group!r}" if plan.group else "")

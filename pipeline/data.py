@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["BlockData", "BlockSpec", "DataPlan", "check_head", "load_block", "plan_data", "read_example",
-           "synthetic_coef"]
+__all__ = ["BlockData", "BlockSpec", "DataPlan", "check_fold_count", "check_head", "load_block", "plan_data",
+           "read_example", "synthetic_coef"]
 
 SYNTH_CHUNK = 4096
 _BUNDLED = {"diabetes": ("diabetes.csv", "progression"), "penguins": ("penguins.csv", "body_mass_g")}
@@ -475,6 +475,12 @@ def _check_levels_if_small(plan: DataPlan) -> None:
         from .levels import encoding_from_scan, merge_scans, scan_block
 
         encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
+
+
+def check_fold_count(plan: DataPlan, k: int) -> None:
+    """K folds need at least K rows (``check-config`` says so too, as the sweep does before the cluster starts)."""
+    if plan.n_rows < k:
+        raise DataError(f"folds.k={k} needs at least {k} rows, but the data have {plan.n_rows}; lower folds.k.")
 
 
 def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:

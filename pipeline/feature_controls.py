@@ -27,7 +27,8 @@ from .solvers.controls import FeatureControls
 if TYPE_CHECKING:
     from .config import SweepConfig
 
-__all__ = ["controls_from_config", "controls_summary", "describe_controls", "match_features", "sweep_controls"]
+__all__ = ["check_control_names", "controls_from_config", "controls_summary", "describe_controls", "match_features",
+           "sweep_controls"]
 
 
 def match_features(pattern: str, names: Sequence[str]) -> list[int]:
@@ -91,6 +92,28 @@ def controls_from_config(names: Sequence[str], penalty_factor: Mapping[str, floa
         return FeatureControls.make(p, factor, lower, upper, groups, tuple(group_columns))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def check_control_names(cfg: SweepConfig, columns: Sequence[str], categorical: Sequence[str]) -> None:
+    """The patterns of the controls checked against the table's feature columns before the cluster starts: an
+    exact name (no glob) that names no column, nor a level of a categorical one, is a typo (it was found only
+    once the levels were known, after the cluster, the study and the MLflow experiment were set up). Globs and
+    level names wait for the levels (:func:`controls_from_config`)."""
+    named = [("model.penalty_factor", p) for p in cfg.model.penalty_factor]
+    named += [("model.coef_limits", p) for p in cfg.model.coef_limits]
+    named += [(f"search.group_multipliers.{g}.columns", p) for g, spec in cfg.search.group_multipliers.items()
+              for p in spec.columns]
+    for key, pattern in named:
+        if pattern in columns or any(ch in pattern for ch in "*?["):
+            continue
+        column = pattern.split("=", 1)[0]
+        if "=" in pattern and column in categorical:
+            continue
+        close = difflib.get_close_matches(column, columns, n=3, cutoff=0.5)
+        numeric = f"; {column!r} is numeric: it has no levels" if "=" in pattern and column in columns else ""
+        hint = f"; closest: {close}" if close and not numeric else ""
+        raise ConfigError(f"{key}: {pattern!r} matches no feature{numeric}{hint}. Features are named as columns, "
+                          "categorical levels as column=level; globs (bmi_*, color=*) are allowed.")
 
 
 def sweep_controls(cfg: SweepConfig, names: Sequence[str]) -> FeatureControls | None:

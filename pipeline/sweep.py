@@ -44,12 +44,12 @@ from .cv.engines import EngineTasks, choose_sweep_engine, glm_engine, place_engi
 from .cv.path import PathSpec, run_path
 from .cv.path_end import PathEnd
 from .cv.placement import Placement
-from .data import DataPlan, plan_data
+from .data import DataPlan, check_fold_count, plan_data
 from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
 from .engine import EngineChoice
 from .errors import DataError, TrackingError
-from .feature_controls import controls_summary, describe_controls, sweep_controls
+from .feature_controls import check_control_names, controls_summary, describe_controls, sweep_controls
 from .gc_pause import collector_paused
 from .metrics import METRIC_OF, metric_label
 from .model import FittedModel
@@ -126,10 +126,8 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
     preflight(cfg.tracking.uri)  # seconds, before any data is read, any cluster started, MLflow imported
     check_scheduler(cfg.cluster)
     plan = plan_data(cfg.data, cfg.folds, cfg.model.family)
-    if plan.n_rows < cfg.folds.k:
-        raise DataError(
-            f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}; lower folds.k."
-        )
+    check_fold_count(plan, cfg.folds.k)
+    check_control_names(cfg, plan.raw_features, plan.categorical)
     controls = bool(cfg.model.penalty_factor or cfg.model.coef_limits or cfg.search.group_multipliers)
     with collector_paused():  # imports of distributed, SQLAlchemy's ORM and Alembic (pipeline.gc_pause)
         # the workers' imports, while the study opens and MLflow starts

@@ -62,6 +62,11 @@ def _write(d, case):  # -> list of --set overrides
     if case == "target-missing":
         df.to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=zz"]
+    if case in ("penalty-factor-typo", "level-of-a-numeric-column"):  # found by the levels' step, after the cluster
+        df.to_csv(d / "d.csv", index=False)
+        name = "bb" if case == "penalty-factor-typo" else "'b=1'"
+        return ["data.source=DATA/d.csv", "data.target=y", "data.features=[a, b, c]",
+                f"model.penalty_factor={{{name}: 0, a: 2}}"]
     if case == "misspelled-columns":
         df.rename(columns={"a": "Age"}).to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=Y", "data.exclude=[age]"]
@@ -136,6 +141,8 @@ def _write(d, case):  # -> list of --set overrides
 
 METADATA_CASES = {
     "target-missing": ["data.target 'zz' is not a column of", "d.csv", "columns are ['a', 'b', 'c', 'y', 'w', 'g']"],
+    "penalty-factor-typo": ["model.penalty_factor: 'bb' matches no feature; closest: ['b']"],
+    "level-of-a-numeric-column": ["model.penalty_factor: 'b=1' matches no feature; 'b' is numeric: it has no levels"],
     "misspelled-columns": ["data.target 'Y' is not a column of", "did you mean 'y'? Columns are ['Age', "],
     "text-target-parquet": ["data.target 'y'", "d.parquet", "holds text, not numbers", "categorical target"],
     "date-column-parquet": ["column 'day'", "d.parquet", "holds dates or times", "days since a date", "data.exclude"],

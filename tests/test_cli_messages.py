@@ -4,7 +4,8 @@
   refuses and names the studies found (it never creates a study, an
   experiment or a run out of nothing);
 - a PostgreSQL URL whose driver is not installed names ``regsweep[postgres]``;
-- ``check-config`` opens the data source's header and checks the columns.
+- ``check-config`` opens the data source's header and checks the columns, the folds and the names of the
+  penalty controls, as the sweep does before its cluster starts.
 """
 
 from __future__ import annotations
@@ -61,10 +62,17 @@ def test_check_config_checks_the_columns_and_their_types(tmp_path: Path) -> None
     _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
                                   "--set", "data.target=b"], cwd=tmp_path),
                     ["data.target 'b'", "holds text, not numbers", "categorical target"])
+    _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
+                                  "--set", "data.target=y", "--set", "folds.k=5"], cwd=tmp_path),
+                    ["folds.k=5 needs at least 5 rows, but the data have 3"])  # as the sweep says it
+    _one_line_error(run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
+                                  "--set", "data.target=y", "--set", "folds.k=2", "--set",
+                                  "model.penalty_factor={aa: 0}"], cwd=tmp_path),
+                    ["model.penalty_factor: 'aa' matches no feature; closest: ['a']"])
     text = run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
-                         "--set", "data.target=y"], cwd=tmp_path)
+                         "--set", "data.target=y", "--set", "folds.k=3"], cwd=tmp_path)
     assert text.returncode == 0 and "2 features, categorical ['b']" in text.stdout, text.stderr
     ok = run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}",
-                       "--set", "data.target=y", "--set", "data.features=[a]"], cwd=tmp_path)
+                       "--set", "data.target=y", "--set", "data.features=[a]", "--set", "folds.k=3"], cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "3 rows, target 'y', 1 features: columns and types OK" in ok.stdout
