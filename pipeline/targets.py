@@ -68,6 +68,8 @@ def same_label(label: Any, given: Any) -> bool:
         return True
     if isinstance(given, bool) and isinstance(label, str):
         return label.strip().lower() in (_YAML_TRUE if given else _YAML_FALSE)
+    if isinstance(label, bool) and isinstance(given, str):  # a true/false column read as booleans: 'TRUE', 'false'
+        return given.strip().lower() in (_YAML_TRUE if label else _YAML_FALSE)
     return False
 
 

@@ -49,6 +49,10 @@ def test_positive_class_and_booleans() -> None:
     boolean = pipeline.fit(BC_X, BC_LABELS == "malignant", family="binomial", lambda1=0.01)
     assert boolean.positive_class is True
     np.testing.assert_allclose(boolean.coef, default.coef, atol=1e-12)
+    for written, positive in (("TRUE", True), ("false", False), ("True", True)):  # as a CSV of TRUE/FALSE says it
+        named = pipeline.fit(BC_X, BC_LABELS == "malignant", family="binomial", lambda1=0.01, positive_class=written)
+        assert named.positive_class is positive
+        np.testing.assert_allclose(named.coef, default.coef if positive else -default.coef, atol=1e-9)
 
 
 def test_poisson_offset_and_exposure_round_trip(tmp_path) -> None:
