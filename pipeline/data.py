@@ -477,6 +477,10 @@ def _check_levels_if_small(plan: DataPlan) -> None:
         encoding_from_scan(plan, merge_scans([scan_block(plan, spec) for spec in plan.blocks]))
 
 
+_HEAD_FIELDS = 20_000  # fields the head check reads at most (200 rows of 100 columns, 9 ms by the csv module; it
+#                       is an early word, the data pass checks every row)
+
+
 def check_fold_count(plan: DataPlan, k: int) -> None:
     """K folds need at least K rows (``check-config`` says so too, as the sweep does before the cluster starts)."""
     if plan.n_rows < k:
@@ -502,9 +506,10 @@ def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
                                                    else {})}
     else:
         text = {*plan.categorical, *([plan.target] if plan.target_labels else [])}
+        n = min(n, max(50, _HEAD_FIELDS // len(wanted)))  # a table of more than 20 columns: fewer rows
         head = _parquet_head(plan.blocks[0].path, wanted, n) if plan.kind == "parquet" else csv_head_values(
             plan.blocks[0].path, list(plan.columns), wanted, n, na_markers(plan.na_values), plan.delimiter,
-            plan.decimal)
+            plan.decimal, numbers=[plan.weight] if plan.weight else [])
         m = next(iter(head.values()))[0].size if head else 0
         if m == 0:
             return

@@ -269,16 +269,20 @@ def test_the_head_check_reads_rows_as_pandas_does_without_pandas(tmp_path):
         p = tmp_path / "h.csv"
         p.write_bytes(eol.join(["a,t,y", "1,x,2", "", 'NA,"two' + eol + 'lines",inf', " 3, ,-4.5", "5", "-inf,z,NaN",
                                 "1e3,None,7"]).encode())
-        got = csv_head_values(str(p), ["a", "t", "y"], ["a", "t", "y"], 1000, PANDAS_NA_VALUES)
+        got = csv_head_values(str(p), ["a", "t", "y"], ["a", "t", "y"], 1000, PANDAS_NA_VALUES, numbers=["a", "y"])
         ref = pd.read_csv(p, skipinitialspace=True)
         assert len(ref) == got["a"][0].size == 6
         for c in ("a", "t", "y"):
             np.testing.assert_array_equal(got[c][0], ref[c].isna().to_numpy(), err_msg=c)
         for c in ("a", "y"):
             np.testing.assert_array_equal(got[c][1], pd.to_numeric(ref[c], errors="coerce").to_numpy(), err_msg=c)
+        inf_only = csv_head_values(str(p), ["a", "t", "y"], ["a", "y"], 1000, PANDAS_NA_VALUES)  # no numbers parsed
+        for c in ("a", "y"):
+            values = pd.to_numeric(ref[c], errors="coerce").to_numpy()
+            np.testing.assert_array_equal(inf_only[c][1], np.where(np.isinf(values), values, np.nan), err_msg=c)
     q = tmp_path / "semi.csv"
     q.write_text("a;y\n3,5;1\n;2\n")
-    got = csv_head_values(str(q), ["a", "y"], ["a"], 1000, PANDAS_NA_VALUES, ";", ",")
+    got = csv_head_values(str(q), ["a", "y"], ["a"], 1000, PANDAS_NA_VALUES, ";", ",", numbers=["a"])
     np.testing.assert_array_equal(got["a"][1], [3.5, np.nan])
     np.testing.assert_array_equal(got["a"][0], [False, True])
     r = tmp_path / "blank.csv"  # a line of spaces (skipped) or '""' (a row of gaps): the rows before it only
