@@ -120,7 +120,7 @@ def _exclude_fix(names: Sequence[str], verb: str) -> str:
     from .column_kinds import yaml_list
 
     columns = [c for c in names if "=" not in c]
-    return f"; {verb} with data.exclude: {yaml_list(columns[:_LISTED])}" if columns else ""
+    return f"; {verb} with data.exclude: {yaml_list(columns)}" if columns else ""  # (every one: to paste)
 
 
 def _listed(items: Sequence[Any]) -> str:

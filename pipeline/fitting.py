@@ -86,10 +86,11 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
         glmnet's ``penalty.factor``: a factor ``f_j ≥ 0`` per feature multiplying both parts of its
         penalty (0 leaves it unpenalized), rescaled once to sum to p (so only ratios matter). A mapping
         ``{name or glob: factor}`` names features as ``model.penalty_factor`` does (others get 1).
-    lower, upper : scalar or array-like of shape (p,), optional
+    lower, upper : scalar, array-like of shape (p,) or mapping, optional
         glmnet's ``lower.limits``/``upper.limits``: limits of the coefficients on the data's scale,
         ``lower ≤ 0 ≤ upper`` (−inf/+inf for none; ``lower=0`` gives non-negative coefficients, as
-        scikit-learn's ``positive=True``).
+        scikit-learn's ``positive=True``). A mapping ``{name or glob: limit}`` names features as
+        ``model.coef_limits`` does (others unlimited).
     family, offset, positive_class :
         ``binomial``: y holds two classes (0/1, booleans or two labels; the label coded 1 is ``positive_class``,
         by default 1 / True or the second in sorted order), the model predicts its probability; ``poisson``:
@@ -178,10 +179,29 @@ def _controls(limits: tuple[object, object, object], p: int,
         except ConfigError as e:
             raise DataError(str(e).replace("model.penalty_factor", "penalty_factor")) from None
         factor = None if by_name is None else by_name.factor
+    lower = _limits_by_name(lower, "lower", names)
+    upper = _limits_by_name(upper, "upper", names)
     try:
         return FeatureControls.make(p, factor, lower, upper)
     except ValueError as e:
         raise DataError(str(e)) from None
+
+
+def _limits_by_name(limit: object, side: str, names: Sequence[str] | None) -> object:
+    """``lower`` or ``upper`` given by name (``{"bmi": 0}``, patterns as ``model.coef_limits``) as one limit per
+    feature (none elsewhere); anything else as given."""
+    if not isinstance(limit, Mapping):
+        return limit
+    if names is None:
+        raise DataError(f"`{side}` names features, but X has no feature names; pass feature_names= or a DataFrame, or "
+                        "give an array of one limit per column.")
+    try:
+        pairs = {str(k): [float(v), np.inf] if side == "lower" else [-np.inf, float(v)] for k, v in limit.items()}
+        by_name = controls_from_config(names, {}, pairs, {})
+    except ConfigError as e:
+        raise DataError(str(e).replace("model.coef_limits", f"`{side}`")) from None
+    assert by_name is not None
+    return by_name.lower if side == "lower" else by_name.upper
 
 
 def _solve(X: object, y: object, sample_weight: object | None, feature_names: Sequence[str] | None,

@@ -379,6 +379,10 @@ def test_column_notes_against_brute_force():
     assert got["constant_columns"] == const_ref == ["c1", "c3"]
     assert got["duplicate_columns"] == dup_ref == [["c0", "c6"]]
     assert got["notes"][0].startswith("2 constant column(s) ['c1', 'c3']") and len(got["notes"]) == 2
+    wide = np.column_stack([X, np.ones((n, 13))])  # 13 constant columns more: the fix names every one (to paste)
+    many = column_notes(SuffStats.from_block(wide, y), [*names, *(f"k{j}" for j in range(13))])
+    assert many["notes"][0].endswith("leave them out with data.exclude: [c1, c3, " + ", ".join(f"k{j}" for j in
+                                                                                               range(13)) + "].")
 
 
 def test_a_resumed_study_asked_for_other_penalties_stops_before_the_cluster_and_keeps_its_trials(

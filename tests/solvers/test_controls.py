@@ -250,6 +250,25 @@ def test_constant_columns_do_not_shift_factors_or_limits(engine: str) -> None:
     assert _kkt_by_hand(X_DIAB, Y_DIAB, model.coef[live], model.intercept, lam1, lam2, f[live], LOWER, UPPER) < 1e-7
 
 
+def test_limits_by_name_are_the_arrays_they_name() -> None:
+    """``lower={"bmi": 0}`` raised a bare TypeError from float(); limits by name (patterns as model.coef_limits)
+    are the arrays they stand for, and an unknown name is refused with the closest one."""
+    import pandas as pd
+
+    from pipeline.errors import DataError
+
+    names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    frame = pd.DataFrame(X_DIAB, columns=names)
+    by_name = pipeline.fit(frame, Y_DIAB, lambda1=0.3, lower={"bmi": 0, "s*": -1.0}, upper={"age": 0})
+    lower = np.where([n == "bmi" for n in names], 0.0, np.where([n.startswith("s") for n in names], -1.0, -np.inf))
+    upper = np.where([n == "age" for n in names], 0.0, np.inf)
+    by_array = pipeline.fit(frame, Y_DIAB, lambda1=0.3, lower=lower, upper=upper)
+    np.testing.assert_array_equal(by_name.coef, by_array.coef)
+    assert by_name.coef[names.index("bmi")] >= 0 and by_name.coef[names.index("age")] <= 0
+    with pytest.raises(DataError, match=r"`lower`: 'bmx' matches no feature; closest: \['bmi'\]"):
+        pipeline.fit(frame, Y_DIAB, lambda1=0.3, lower={"bmx": 0})
+
+
 @pytest.mark.parametrize("lam2", [0.0, 0.2])
 def test_the_gap_certifies_one_sided_limits_on_penalized_and_unpenalized_features(lam2: float) -> None:
     """λ2 = 0 needs the per-side dual rescaling; an unpenalized feature held at lower = 0 needs the projection
