@@ -336,7 +336,8 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         extra["new_levels"] = new_levels(base.model.encoding, plan.encoding)
         if extra["new_levels"]:
             echo(f"New levels since v{base.version}: {extra['new_levels']} (the incumbent scores them as zeros)")
-    action, reason = _decide(base, *scores, cfg.retrain.margin, metric_label(METRIC_OF[cfg.model.family]))
+    action, reason = _decide(base, *scores, cfg.retrain.margin, metric_label(METRIC_OF[cfg.model.family]),
+                             evidence.n_heldout)
     return _record(tracker, cfg, plan, base, challenger, scores, (action, reason), fingerprint, evidence, extra)
 
 
@@ -508,9 +509,16 @@ def _check_rows(w_heldout: float, w_train: float, fold_weight: list[float], cfg:
         )
 
 
+MIN_HELDOUT_ROWS = 30  # held-out rows a contest needs: fewer cannot tell two models apart (3 rows decided one)
+
+
 def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin: float,
-            label: str = "MSE") -> tuple[str, str]:
-    """Promote or keep, and why, on the held-out ``label`` (the MSE, or a binomial or Poisson deviance)."""
+            label: str = "MSE", n_heldout: int = MIN_HELDOUT_ROWS) -> tuple[str, str]:
+    """Promote or keep, and why, on the held-out ``label`` (the MSE, or a binomial or Poisson deviance), scored
+    on ``n_heldout`` rows: a champion is not replaced on fewer than :data:`MIN_HELDOUT_ROWS`."""
+    if base.alias == CHAMPION and n_heldout < MIN_HELDOUT_ROWS:
+        return "kept", (f"the hold-out holds {n_heldout} rows, too few to tell two models apart (at least "
+                        f"{MIN_HELDOUT_ROWS}): add rows, or raise retrain.holdout.fraction")
     if base.alias != CHAMPION:
         return "promoted", (f"first retrain: there is no champion yet, so the challenger becomes it without a contest "
                             f"(the {base.alias} v{base.version} it started from was fit on all rows, the held-out "

@@ -387,3 +387,21 @@ def test_a_champion_naming_the_positive_class_otherwise_is_the_same_class_with_a
     with pytest.raises(RetrainInputError, match=r"churn v3 predicts the class 1, but the data's positive class is "
                                                 r"False; set data.positive_class to 1"):
         _check_positive_class(champion, False, cfg, said.append)
+
+
+def test_a_champion_is_not_replaced_on_a_hold_out_of_a_few_rows():
+    """The second probe replaced a model on 3 held-out rows (17 training rows, against 560 before). A contest
+    needs MIN_HELDOUT_ROWS; a first retrain (no champion yet) still promotes without one."""
+    from pipeline import fit
+    from pipeline.model import FittedModel
+    from pipeline.retrain import MIN_HELDOUT_ROWS, _decide
+    from pipeline.tracking.registry import RegisteredVersion
+
+    model = fit(np.eye(3), np.arange(3.0), lambda1=0.1)
+    champion = RegisteredVersion(4, "champion", model, {})
+    assert _decide(champion, 2.0, 1.0, 0.01, "MSE", MIN_HELDOUT_ROWS)[0] == "promoted"
+    action, reason = _decide(champion, 2.0, 1.0, 0.01, "MSE", 3)
+    assert action == "kept" and reason.startswith("the hold-out holds 3 rows, too few to tell two models apart")
+    assert "raise retrain.holdout.fraction" in reason
+    assert _decide(RegisteredVersion(1, "candidate", model, {}), 2.0, 3.0, 0.01, "MSE", 3)[0] == "promoted"
+    assert isinstance(model, FittedModel)
