@@ -288,10 +288,8 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
         base = _starting_model(tracker, name)
         theirs = base.model.encoding.columns if base.model.encoding is not None else base.model.feature_names
         if theirs is not None and tuple(theirs) != plan.raw_features:
-            raise RetrainInputError(
-                f"the data's features {list(plan.raw_features)} differ from those of {name} v{base.version} "
-                f"({list(theirs)}); retrain keeps the feature set (new levels are fine), run a new sweep to change it."
-            )
+            raise RetrainInputError(_features_differ(list(theirs), list(plan.raw_features), f"{name} v{base.version}",
+                                                     cfg.retrain.holdout.time_column))
         _check_comparable(base, cfg, plan)
         echo(f"Retrain {name}: starting from v{base.version} (alias {base.alias}), mode {cfg.retrain.mode}; {lock}")
         summary = _retrain_on_cluster(cfg, plan, tracker, base, echo)
@@ -454,6 +452,22 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     evidence = _Evidence(facts["n_train"], facts["n_heldout"], len(plan.blocks), 0, facts["time_cutoff"],
                          example, "rows" if cfg.model.family == "gaussian" else cfg.model.engine, note)
     return challenger, (inc, ch), evidence, extra
+
+
+def _features_differ(theirs: list[str], ours: list[str], model: str, time_column: str | None) -> str:
+    """Which features the data lack and which they add against the model's (at most 10 of each named: a wide
+    table's lists were thousands of names), and why when the time column is one of the model's features."""
+    missing, new = [c for c in theirs if c not in ours], [c for c in ours if c not in theirs]
+
+    def few(names: list[str]) -> str:
+        return str(names[:10])[:-1] + (f", … ({len(names)} in all)]" if len(names) > 10 else "]")
+
+    said = " and ".join([*([f"the data lack {few(missing)}"] if missing else []),
+                         *([f"add {few(new)}"] if new else [])])
+    why = (f" (retrain.holdout.time_column {time_column!r} is read apart from the features, but {model} has it as "
+           "one: hold out by another column, or by row fraction)" if time_column in missing else "")
+    return (f"the data's features differ from those of {model}: {said or 'in their order'}{why}; retrain keeps the "
+            "feature set (new levels are fine), run a new sweep to change it.")
 
 
 def _check_comparable(base: RegisteredVersion, cfg: SweepConfig, plan: DataPlan) -> None:

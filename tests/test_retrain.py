@@ -405,3 +405,16 @@ def test_a_champion_is_not_replaced_on_a_hold_out_of_a_few_rows():
     assert "raise retrain.holdout.fraction" in reason
     assert _decide(RegisteredVersion(1, "candidate", model, {}), 2.0, 3.0, 0.01, "MSE", 3)[0] == "promoted"
     assert isinstance(model, FittedModel)
+
+
+def test_a_changed_feature_set_is_named_by_what_is_missing_and_new():
+    """The message listed both feature lists whole (thousands of names on a wide table) and did not say that a
+    time column used as a feature by the model is read apart in a retrain (the second probe)."""
+    from pipeline.retrain import _features_differ
+
+    said = _features_differ(["a", "b", "t"], ["a", "b"], "m v1", "t")
+    assert said.startswith("the data's features differ from those of m v1: the data lack ['t'] (retrain.holdout."
+                           "time_column 't' is read apart from the features, but m v1 has it as one")
+    assert "the data lack ['y'] and add ['c'];" in _features_differ(["a", "y"], ["a", "c"], "m v1", None)
+    wide = _features_differ([f"g{i}" for i in range(5000)], ["g0"], "m v1", None)
+    assert "… (4999 in all)]" in wide and len(wide) < 400
