@@ -89,8 +89,7 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
     lower, upper : scalar, array-like of shape (p,) or mapping, optional
         glmnet's ``lower.limits``/``upper.limits``: limits of the coefficients on the data's scale,
         ``lower ≤ 0 ≤ upper`` (−inf/+inf for none; ``lower=0`` gives non-negative coefficients, as
-        scikit-learn's ``positive=True``). A mapping ``{name or glob: limit}`` names features as
-        ``model.coef_limits`` does (others unlimited).
+        scikit-learn's ``positive=True``); a mapping ``{name or glob: limit}`` as ``model.coef_limits``.
     family, offset, positive_class :
         ``binomial``: y holds two classes (0/1, booleans or two labels; the label coded 1 is ``positive_class``,
         by default 1 / True or the second in sorted order), the model predicts its probability; ``poisson``:
