@@ -18,6 +18,7 @@ The objective is glmnet's: ``ηᵢ = b + xᵢᵀβ (+ offsetᵢ)`` and ``½d`` t
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -169,38 +170,33 @@ def _controls(limits: tuple[object, object, object], p: int,
     factor, lower, upper = limits
     if factor is None and lower is None and upper is None:
         return None
-    if isinstance(factor, Mapping):
-        if names is None:
-            raise DataError("`penalty_factor` names features, but X has no feature names; pass feature_names= or a "
-                            "DataFrame, or give an array of one factor per column.")
-        try:
-            by_name = controls_from_config(names, {str(k): float(v) for k, v in factor.items()}, {}, {})
-        except ConfigError as e:
-            raise DataError(str(e).replace("model.penalty_factor", "penalty_factor")) from None
-        factor = None if by_name is None else by_name.factor
-    lower = _limits_by_name(lower, "lower", names)
-    upper = _limits_by_name(upper, "upper", names)
+    factor, lower, upper = (_by_name(v, key, names) for v, key in zip(limits, ("penalty_factor", "lower", "upper")))
     try:
         return FeatureControls.make(p, factor, lower, upper)
     except ValueError as e:
         raise DataError(str(e)) from None
 
 
-def _limits_by_name(limit: object, side: str, names: Sequence[str] | None) -> object:
-    """``lower`` or ``upper`` given by name (``{"bmi": 0}``, patterns as ``model.coef_limits``) as one limit per
-    feature (none elsewhere); anything else as given."""
-    if not isinstance(limit, Mapping):
-        return limit
+def _by_name(value: object, key: str, names: Sequence[str] | None) -> object:
+    """``penalty_factor``, ``lower`` or ``upper`` given by name (``{"bmi": 0}``: patterns as the config's
+    ``model.penalty_factor`` and ``model.coef_limits``) as one value per feature (1, −inf or +inf elsewhere);
+    anything else as given."""
+    if not isinstance(value, Mapping):
+        return value
     if names is None:
-        raise DataError(f"`{side}` names features, but X has no feature names; pass feature_names= or a DataFrame, or "
-                        "give an array of one limit per column.")
+        raise DataError(f"`{key}` names features, but X has no feature names; pass feature_names= or a DataFrame, or "
+                        "give an array of one value per column.")
+    given = {str(k): float(v) for k, v in value.items()}
     try:
-        pairs = {str(k): [float(v), np.inf] if side == "lower" else [-np.inf, float(v)] for k, v in limit.items()}
-        by_name = controls_from_config(names, {}, pairs, {})
+        if key == "penalty_factor":
+            controls = controls_from_config(names, given, {}, {})
+        else:
+            controls = controls_from_config(names, {}, {k: [v, np.inf] if key == "lower" else [-np.inf, v]
+                                                         for k, v in given.items()}, {})
     except ConfigError as e:
-        raise DataError(str(e).replace("model.coef_limits", f"`{side}`")) from None
-    assert by_name is not None
-    return by_name.lower if side == "lower" else by_name.upper
+        raise DataError(re.sub(r"model\.(penalty_factor|coef_limits)", f"`{key}`", str(e))) from None
+    assert controls is not None
+    return {"penalty_factor": controls.factor, "lower": controls.lower, "upper": controls.upper}[key]
 
 
 def _solve(X: object, y: object, sample_weight: object | None, feature_names: Sequence[str] | None,

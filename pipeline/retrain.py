@@ -91,7 +91,7 @@ from .cv.row_models import heldout_mse, retrain_facts
 from .metrics import METRIC_OF, metric_label
 from .cv.row_placement import RowPlacement
 from .cv.rows import load_rows
-from .data import DataPlan, plan_data, read_example
+from .data import DataPlan, check_fold_count, plan_data, read_example
 from .encoding import NA_LEVEL, Encoding, describe as describe_encoding
 from .errors import DataError, RetrainInputError
 from .feature_controls import sweep_controls
@@ -278,8 +278,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     """One scheduled retrain (module docstring); returns the summary that ``--summary-json`` writes."""
     t0 = time.perf_counter()
     plan = retrain_plan(cfg)
-    if plan.n_rows < cfg.folds.k:
-        raise DataError(f"folds.k={cfg.folds.k} needs at least {cfg.folds.k} rows, but the data have {plan.n_rows}.")
+    check_fold_count(plan, cfg.folds.k)
     tracker = Tracker(cfg.tracking)
     tracker.preflight()
     tracker.ensure_experiment()

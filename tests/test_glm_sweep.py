@@ -622,3 +622,23 @@ def test_the_stratified_folds_do_not_depend_on_which_class_is_positive(tmp_path,
     np.testing.assert_array_equal(folds[labels[0]], folds[labels[1]])  # and the folds stayed
     first = frame["target"].astype(str).to_numpy() == str(labels[0])
     np.testing.assert_array_equal(folds[labels[1]], stratified_folds(1.0 - first, 5, 3))  # the default's folds
+
+
+def test_the_poisson_target_line_says_weighted_only_under_weights(tmp_path):
+    """'Target: poisson counts, weighted mean 2.273' was printed without data.weight (the first probe)."""
+    from pipeline.cv.glm_models import target_facts
+    from pipeline.cv.rows import load_rows
+    from pipeline.report import _target_line
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.poisson(2.0, 60), "w": rng.uniform(0.5, 2.0, 60)})
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    for weight, said in ((None, "mean"), ("w", "weighted mean")):
+        cfg = load_config(None, [f"data.source={tmp_path}/c.csv", "data.target=y", "data.features=[x]",
+                                 "model.family=poisson", *([f"data.weight={weight}"] if weight else [])])
+        plan = plan_data(cfg.data, cfg.folds, "poisson")
+        facts, _ = target_facts(load_rows(plan, 5, 0))
+        w = frame["w"].to_numpy() if weight else np.ones(60)
+        mean = float(w @ frame["y"]) / w.sum()
+        assert facts["line"].startswith(f"Target: poisson counts, {said} {mean:.4g}, ")
+        assert f"({said} {mean:.4g}," in _target_line(facts["summary"])
