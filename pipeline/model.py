@@ -211,6 +211,8 @@ class FittedModel:
         if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy.sparse: the product keeps it sparse
             if X.ndim != 2 or X.shape[1] != self.n_features:
                 raise DataError(f"X must have shape (n_rows, {self.n_features}) to match the model, got {X.shape}.")
+            rows = X.tocsr()
+            self._refuse_gaps(np.asarray(rows.data), rows.indices)
             return np.asarray(X @ self.coef).ravel() + self.intercept
         arr = _float_array(X)
         if arr.ndim == 1 and self.n_features == arr.shape[0]:
@@ -222,7 +224,22 @@ class FittedModel:
             raise DataError(
                 f"X must have shape (n_rows, {self.n_features}) to match the model, got {arr.shape}."
             )
+        self._refuse_gaps(arr)
         return arr @ self.coef + self.intercept
+
+    def _refuse_gaps(self, values: np.ndarray, columns: np.ndarray | None = None) -> None:
+        """A missing or infinite entry is an error naming its feature, as a text-column model's is: a silent NaN
+        prediction would be scored, served or averaged as if it were a number. ``columns`` are a sparse matrix's
+        column indices of ``values``; a dense ``values`` is (rows, features)."""
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return
+        j = int(columns[np.argmax(bad)]) if columns is not None else int(np.argmax(bad.any(axis=0)))
+        name = self.feature_names[j] if self.feature_names is not None else f"x{j}"
+        n = int(bad.sum())
+        raise DataError(f"input feature {name!r} has {n} missing or infinite {'entry' if n == 1 else 'entries'} "
+                        "(NaN, inf), but the model was fitted without data.missing: impute and cannot fill them in; "
+                        "fill them in.")
 
     # ---------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:

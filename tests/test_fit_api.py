@@ -58,10 +58,13 @@ def test_a_constant_target_fits_its_mean_and_saves(tmp_path, penalty):
     assert_allclose(loaded.predict(_X()), 5.0, rtol=0, atol=0)
 
 
-def test_predict_reads_pandas_nullable_columns_gaps_as_nan(diabetes):
+def test_predict_reads_pandas_nullable_columns_and_refuses_their_gaps(diabetes):
     """Int64 / boolean / Arrow columns hold pd.NA (and MLflow's input check passes them on as object columns):
-    a row with a gap predicts NaN, as with float NaN; np.asarray(frame, float) raised TypeError."""
+    their numbers predict as the float frame's (np.asarray(frame, float) raised TypeError), and a gap is an
+    error naming its feature, as for a float NaN, an inf and a sparse NaN, and as a text-column model's is
+    (a NaN prediction was returned before, to be scored or served as if it were a number)."""
     import pandas as pd
+    import scipy.sparse as sp
 
     X, y = diabetes
     names = [f"f{i}" for i in range(10)]
@@ -69,14 +72,19 @@ def test_predict_reads_pandas_nullable_columns_gaps_as_nan(diabetes):
     frame = pd.DataFrame(np.round(X[:6] * 1000), columns=names)
     expected = m.predict(frame.to_numpy())
     nullable = frame.astype({"f0": "Int64", "f1": "Float64"})
+    as_object = frame.astype({"f1": object})
+    for df in (nullable, as_object, frame.convert_dtypes(dtype_backend="pyarrow")):
+        assert_allclose(m.predict(df), expected, rtol=1e-15)
     nullable.loc[2, "f0"] = pd.NA
-    as_object = frame.astype({"f0": object})
-    as_object.loc[4, "f0"] = pd.NA
-    for df, gap in ((nullable, 2), (as_object, 4), (frame.convert_dtypes(dtype_backend="pyarrow"), None)):
-        got = m.predict(df)
-        keep = np.arange(6) != gap
-        assert_allclose(got[keep], expected[keep], rtol=1e-15)
-        assert gap is None or np.isnan(got[gap])
+    as_object.loc[4, "f1"] = pd.NA
+    with_inf = frame.to_numpy().copy()
+    with_inf[1, 3] = np.inf
+    sparse = sp.csr_matrix(frame.to_numpy())
+    sparse.data[sparse.indices == 7] = np.nan
+    for bad, name, count in ((nullable, "f0", 1), (as_object, "f1", 1), (with_inf, "f3", 1), (sparse, "f7", 6)):
+        with pytest.raises(DataError, match=rf"input feature '{name}' has {count} missing or infinite "
+                                                     rf"entr.*fill them in"):
+            m.predict(bad)
 
 
 def test_load_rejects_a_foreign_directory(tmp_path):
