@@ -212,7 +212,7 @@ class FittedModel:
             if X.ndim != 2 or X.shape[1] != self.n_features:
                 raise DataError(f"X must have shape (n_rows, {self.n_features}) to match the model, got {X.shape}.")
             rows = X.tocsr()
-            self._refuse_gaps(np.asarray(rows.data), rows.indices)
+            _refuse_gaps(np.asarray(rows.data), self.feature_names, rows.indices)
             return np.asarray(X @ self.coef).ravel() + self.intercept
         arr = _float_array(X)
         if arr.ndim == 1 and self.n_features == arr.shape[0]:
@@ -224,22 +224,8 @@ class FittedModel:
             raise DataError(
                 f"X must have shape (n_rows, {self.n_features}) to match the model, got {arr.shape}."
             )
-        self._refuse_gaps(arr)
+        _refuse_gaps(arr, self.feature_names)
         return arr @ self.coef + self.intercept
-
-    def _refuse_gaps(self, values: np.ndarray, columns: np.ndarray | None = None) -> None:
-        """A missing or infinite entry is an error naming its feature, as a text-column model's is: a silent NaN
-        prediction would be scored, served or averaged as if it were a number. ``columns`` are a sparse matrix's
-        column indices of ``values``; a dense ``values`` is (rows, features)."""
-        bad = ~np.isfinite(values)
-        if not bad.any():
-            return
-        j = int(columns[np.argmax(bad)]) if columns is not None else int(np.argmax(bad.any(axis=0)))
-        name = self.feature_names[j] if self.feature_names is not None else f"x{j}"
-        n = int(bad.sum())
-        raise DataError(f"input feature {name!r} has {n} missing or infinite {'entry' if n == 1 else 'entries'} "
-                        "(NaN, inf), but the model was fitted without data.missing: impute and cannot fill them in; "
-                        "fill them in.")
 
     # ---------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
@@ -384,6 +370,21 @@ def _raw_frame(enc: Encoding, frame: Any) -> bool:
     lacks encoded features, and also a frame of numeric columns only, whose features are its columns (so that
     its ``data.na_values`` mark gaps, text is named and gaps are filled, as in training)."""
     return not set(enc.feature_names) <= set(frame.columns) or enc.feature_names == tuple(enc.columns)
+
+
+def _refuse_gaps(values: np.ndarray, names: Sequence[str] | None, columns: np.ndarray | None = None) -> None:
+    """A missing or infinite entry is an error naming its feature, as a text-column model's is: a silent NaN
+    prediction would be scored, served or averaged as if it were a number. ``columns`` are a sparse matrix's
+    column indices of ``values``; a dense ``values`` is (rows, features)."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    j = int(columns[np.argmax(bad)]) if columns is not None else int(np.argmax(bad.any(axis=0)))
+    name = names[j] if names is not None else f"x{j}"
+    n = int(bad.sum())
+    raise DataError(f"input feature {name!r} has {n} missing or infinite {'entry' if n == 1 else 'entries'} "
+                    "(NaN, inf), but the model was fitted without data.missing: impute and cannot fill them in; "
+                    "fill them in.")
 
 
 def _float_array(X: Any) -> np.ndarray:
