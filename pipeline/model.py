@@ -211,8 +211,7 @@ class FittedModel:
         if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy.sparse: the product keeps it sparse
             if X.ndim != 2 or X.shape[1] != self.n_features:
                 raise DataError(f"X must have shape (n_rows, {self.n_features}) to match the model, got {X.shape}.")
-            rows = X.tocsr()
-            _refuse_gaps(np.asarray(rows.data), self.feature_names, rows.indices)
+            _refuse_gaps(X, self.feature_names)
             return np.asarray(X @ self.coef).ravel() + self.intercept
         arr = _float_array(X)
         if arr.ndim == 1 and self.n_features == arr.shape[0]:
@@ -221,9 +220,7 @@ class FittedModel:
             fill = enc.feature_fill()  # encoded features: gaps take the fitted fill values, as in a raw frame
             arr = np.where(np.isnan(arr) & ~np.isnan(fill), fill, arr)
         if arr.ndim != 2 or arr.shape[1] != self.n_features:
-            raise DataError(
-                f"X must have shape (n_rows, {self.n_features}) to match the model, got {arr.shape}."
-            )
+            raise DataError(f"X must have shape (n_rows, {self.n_features}) to match the model, got {arr.shape}.")
         _refuse_gaps(arr, self.feature_names)
         return arr @ self.coef + self.intercept
 
@@ -372,14 +369,14 @@ def _raw_frame(enc: Encoding, frame: Any) -> bool:
     return not set(enc.feature_names) <= set(frame.columns) or enc.feature_names == tuple(enc.columns)
 
 
-def _refuse_gaps(values: np.ndarray, names: Sequence[str] | None, columns: np.ndarray | None = None) -> None:
-    """A missing or infinite entry is an error naming its feature, as a text-column model's is: a silent NaN
-    prediction would be scored, served or averaged as if it were a number. ``columns`` are a sparse matrix's
-    column indices of ``values``; a dense ``values`` is (rows, features)."""
-    bad = ~np.isfinite(values)
+def _refuse_gaps(X: Any, names: Sequence[str] | None) -> None:
+    """A missing or infinite entry of rows ``X`` (dense, or scipy.sparse) is an error naming its feature, as a
+    text-column model's is: a silent NaN prediction would be scored, served or averaged as if it were a number."""
+    sparse = X.tocsr() if hasattr(X, "tocsr") else None
+    bad = ~np.isfinite(sparse.data if sparse is not None else X)
     if not bad.any():
         return
-    j = int(columns[np.argmax(bad)]) if columns is not None else int(np.argmax(bad.any(axis=0)))
+    j = int(sparse.indices[np.argmax(bad)]) if sparse is not None else int(np.argmax(bad.any(axis=0)))
     name = names[j] if names is not None else f"x{j}"
     n = int(bad.sum())
     raise DataError(f"input feature {name!r} has {n} missing or infinite {'entry' if n == 1 else 'entries'} "
