@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -102,6 +103,7 @@ from .recoding import coefficients_by_name, incumbent_fill, incumbent_map, new_l
 from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, resolve_space
 from .signals import terminate_as_interrupt, uninterrupted
 from .solvers import merge_all
+from .sqlite_wal import sqlite_path
 from .targets import same_label
 from .tracking import MlflowCache, RegisteredVersion, Tracker
 from .tracking.registry import TAG, alias_version, load_version, set_alias, tag_version, versions_with_fingerprint
@@ -154,6 +156,18 @@ def _open_cache(cfg: SweepConfig, tracker: Tracker) -> StatCache | None:
     if where == "mlflow":
         return MlflowCache(tracker.client, tracker.experiment_id, cfg.tracking.registered_model)
     return DirCache(where)
+
+
+def _check_store_exists(cfg: SweepConfig) -> None:
+    """A ``sqlite:///`` store that does not exist holds no model to retrain: refused before opening it, which
+    would leave an empty ``mlflow.db`` (and the retrain lock beside it) in a directory that had none."""
+    path = sqlite_path(cfg.tracking.uri)
+    if path is not None and not os.path.exists(path):
+        raise RetrainInputError(
+            f"tracking.uri {cfg.tracking.uri} names no file ({os.path.abspath(path)!r} does not exist), so it holds "
+            f"no registered model {cfg.tracking.registered_model!r} to retrain; run `regsweep retrain` where "
+            "`regsweep sweep` ran with the same config, or set tracking.uri to its store."
+        )
 
 
 def _starting_model(tracker: Tracker, name: str) -> RegisteredVersion:
@@ -279,6 +293,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     t0 = time.perf_counter()
     plan = retrain_plan(cfg)
     check_fold_count(plan, cfg.folds.k)
+    _check_store_exists(cfg)
     tracker = Tracker(cfg.tracking)
     tracker.preflight()
     tracker.ensure_experiment()

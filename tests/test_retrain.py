@@ -332,6 +332,15 @@ def test_no_registered_model_exits_2_naming_the_fix(world, tmp_path):
     assert "has no 'champion' or 'candidate' alias" in proc.stderr and "regsweep sweep" in proc.stderr
 
 
+def test_a_store_that_does_not_exist_exits_2_and_creates_nothing(tmp_path):
+    """A retrain run where no sweep ran (the default ``sqlite:///mlflow.db``) left an empty store and the lock."""
+    proc = _cli("retrain", os.devnull, "--set", "data.source=synthetic", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "tracking.uri sqlite:///mlflow.db names no file" in proc.stderr and "regsweep sweep" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_time_column_is_not_a_feature(tmp_path):
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "t": [1, 2, 3], "y": [0.0, 1.0, 0.0]})
     frame.to_csv(tmp_path / "d.csv", index=False)
