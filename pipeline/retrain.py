@@ -106,7 +106,7 @@ from .solvers import merge_all
 from .sqlite_wal import sqlite_path
 from .targets import same_label
 from .tracking import MlflowCache, RegisteredVersion, Tracker
-from .tracking.registry import TAG, alias_version, load_version, set_alias, tag_version, versions_with_fingerprint
+from .tracking.registry import TAG, TARGET_TAG, alias_version, load_version, set_alias, tag_version, versions_with_fingerprint
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -300,6 +300,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     name = cfg.tracking.registered_model
     with retrain_lock(cfg) as lock, terminate_as_interrupt():
         base = _starting_model(tracker, name)
+        _check_target(base, plan.target, name)
         theirs = base.model.encoding.columns if base.model.encoding is not None else base.model.feature_names
         if theirs is not None and tuple(theirs) != plan.raw_features:
             raise RetrainInputError(_features_differ(list(theirs), list(plan.raw_features), f"{name} v{base.version}",
@@ -484,6 +485,17 @@ def _features_differ(theirs: list[str], ours: list[str], model: str, time_column
             "feature set (new levels are fine), run a new sweep to change it.")
 
 
+def _check_target(base: RegisteredVersion, target: str, name: str) -> None:
+    """The champion's target column (tagged on versions registered since it was) must be the config's: a
+    changed ``data.target`` was reported as changed features, the old target now among them."""
+    theirs = base.tags.get(TARGET_TAG)
+    if theirs is not None and theirs != target:
+        raise RetrainInputError(
+            f"{name} v{base.version} predicts {theirs!r}, but data.target is {target!r}; retrain keeps the target: "
+            f"set data.target to {theirs!r}, or run a new sweep (with another tracking.registered_model) for "
+            f"{target!r}.")
+
+
 def _check_comparable(base: RegisteredVersion, cfg: SweepConfig, plan: DataPlan) -> None:
     """Champion and challenger are scored on one held-out deviance: the incumbent must be of the config's family
     and take the same kind of offset (a one-line error before any row is read otherwise)."""
@@ -590,7 +602,7 @@ def _record_run(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Regist
         f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint, f"{TAG}model": name})
     status = "FAILED"
     try:
-        version_tags = {f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint,
+        version_tags = {f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint, TARGET_TAG: plan.target,
                         f"{TAG}retrain_run": run, f"{TAG}incumbent_version": str(base.version)}
         model_uri, version = tracker.log_model(run, challenger, ev.example, name,
                                                version_tags, alias=None)

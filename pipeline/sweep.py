@@ -80,6 +80,7 @@ from .search import (
 from .search.resume_checks import check_controls, check_data, check_family, check_plan
 from .signals import terminate_as_interrupt
 from .tracking import Pending, TrackingService, is_http, preflight, runs_url
+from .tracking.registry import TARGET_TAG
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -350,7 +351,7 @@ class _Sweep:
             parent_run=self.tracking.parent(), registered_model=cfg.tracking.registered_model, model=model,
             example=_example(self.example, self.client, self.plan, self.placement),
             version_tags={"regsweep.study": cfg.search.study_name, "regsweep.trial": str(d.trial),
-                          "regsweep.data_fingerprint": self.meta["fingerprint"],
+                          "regsweep.data_fingerprint": self.meta["fingerprint"], TARGET_TAG: self.plan.target,
                           "regsweep.selected": f"{sel.rule}:{sel.penalty}:{sel.lambda1!r}:{sel.lambda2!r}"},
             params={"best.penalty": d.best_row_penalty, "best.trial": d.trial, "selected.rule": sel.rule,
                     "selected.penalty": sel.penalty, "selected.lambda1": sel.lambda1,

@@ -332,6 +332,17 @@ def test_no_registered_model_exits_2_naming_the_fix(world, tmp_path):
     assert "has no 'champion' or 'candidate' alias" in proc.stderr and "regsweep sweep" in proc.stderr
 
 
+def test_a_changed_target_is_named_as_such(world):
+    """The sweep tags its version with the target column; a retrain asked for another target names both
+    (before, the old target appeared among "changed features", the new one missing from them)."""
+    from pipeline.errors import RetrainInputError
+
+    assert _model(world["cfg"], 1)[1]["regsweep.target"] == "y"
+    with pytest.raises(RetrainInputError, match=r"rt-model v\d+ predicts 'y', but data.target is 'x4'; retrain "
+                                                 r"keeps the target: set data.target to 'y'"):
+        _retrain(world, "data.target=x4")
+
+
 def test_a_store_that_does_not_exist_exits_2_and_creates_nothing(tmp_path):
     """A retrain run where no sweep ran (the default ``sqlite:///mlflow.db``) left an empty store and the lock."""
     proc = _cli("retrain", os.devnull, "--set", "data.source=synthetic", cwd=tmp_path)

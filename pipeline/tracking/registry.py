@@ -21,6 +21,7 @@ __all__ = ["TAG", "RegisteredVersion", "alias_version", "load_version", "set_ali
            "versions_with_fingerprint"]
 
 TAG = "regsweep."
+TARGET_TAG = f"{TAG}target"  # a version's target column: retrain refuses another one
 
 
 @dataclass(frozen=True)
