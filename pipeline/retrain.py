@@ -106,7 +106,8 @@ from .solvers import merge_all
 from .sqlite_wal import sqlite_path
 from .targets import same_label
 from .tracking import MlflowCache, RegisteredVersion, Tracker
-from .tracking.registry import TAG, TARGET_TAG, alias_version, load_version, set_alias, tag_version, versions_with_fingerprint
+from .tracking.registry import (TAG, TARGET_TAG, alias_version, load_version, set_alias, tag_version,
+                                versions_with_fingerprint)
 
 if TYPE_CHECKING:
     from distributed import Client
