@@ -431,7 +431,7 @@ def _sign_consistent_newton(
             chol = _extended_factor(base[1], G, A, base[0].size, lambda2)
         if chol is None:
             H = _active_block(G, A, lambda2)
-            chol = _cholesky(H)
+            chol = cholesky_or_none(H)
             if chol is not None and exact in caches:
                 exact.put(lambda2, A, chol)  # new factorizations only
         if chol is not None and factors in caches and (found is None or found[0] is not factors):
@@ -449,7 +449,7 @@ def _sign_consistent_newton(
                 break
             A, theta, beta_A = A[keep], theta[keep], beta_A[keep]
             continue
-        u = _cho_solve(chol, rhs)
+        u = cho_solve_lower(chol, rhs)
         dropped = np.zeros(m, dtype=bool)
         Z = np.zeros((m, 0))
         while n_iter < max_iter:
@@ -477,7 +477,7 @@ def _sign_consistent_newton(
                 break
             E = np.zeros((m, int(newly.sum())))
             E[np.flatnonzero(newly), np.arange(E.shape[1])] = 1.0
-            Z = np.hstack([Z, _cho_solve(chol, E)])
+            Z = np.hstack([Z, cho_solve_lower(chol, E)])
         else:
             break
         keep = ~dropped
@@ -502,7 +502,7 @@ def _extended_factor(L: np.ndarray, G: np.ndarray, A: np.ndarray, m: int, lambda
         [L 0; B C] with  L Bᵀ = G_{A[:m], A[m:]}  and  C Cᵀ = G_{A[m:], A[m:]} + λ2 I − B Bᵀ,
 
     ``m²k + mk² + k³/3`` flops for k added features. None where the whole block is not numerically positive
-    definite by :func:`_cholesky`'s test (the caller then factors it anew, as a singular block)."""
+    definite by :func:`cholesky_or_none`'s test (the caller then factors it anew, as a singular block)."""
     old, new = A[:m], A[m:]
     trtrs = _lapack()[2]
     Bt, info = trtrs(L, G[np.ix_(old, new)], lower=1)
@@ -585,7 +585,7 @@ def _lapack() -> tuple[Any, Any, Any, Any]:
     return potrf, potrs, trtrs, scipy.linalg.get_blas_funcs("trmv", (np.zeros(1),))
 
 
-def _cholesky(H: np.ndarray) -> np.ndarray | None:
+def cholesky_or_none(H: np.ndarray) -> np.ndarray | None:
     """Lower Cholesky factor of H, or None when H is not numerically positive definite."""
     L, info = _lapack()[0](H, lower=1, clean=0, overwrite_a=0)
     if info != 0:
@@ -596,7 +596,8 @@ def _cholesky(H: np.ndarray) -> np.ndarray | None:
     return L
 
 
-def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cho_solve_lower(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``x`` with ``L Lᵀ x = b`` for a lower factor of :func:`cholesky_or_none` (LAPACK ``dpotrs``)."""
     x, info = _lapack()[1](L, b, lower=1)
     return x
 

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .active_set import FactorCache, _cho_solve, _cholesky, enet_gram
+from .active_set import FactorCache, cho_solve_lower, cholesky_or_none, enet_gram
 from .controls import BoxPenalty
 from .damping import Damping
 from .design import dense_weighted_gram
@@ -133,9 +133,9 @@ class Curvature:
             if (self._chol is None or self._chol[0] != lam2) and self._factored < _CHOLESKY_MAX:
                 H = self.G.copy()
                 H[np.diag_indices_from(H)] += lam2
-                self._chol, self._factored = (lam2, _cholesky(H)), self._factored + 1
+                self._chol, self._factored = (lam2, cholesky_or_none(H)), self._factored + 1
             if self._chol is not None and self._chol[0] == lam2 and self._chol[1] is not None:
-                return np.asarray(_cho_solve(self._chol[1], q))
+                return np.asarray(cho_solve_lower(self._chol[1], q))
             e, V = np.linalg.eigh(self.G)  # (also where G + λ2 I is not numerically positive definite)
             self._eig, self._chol = (np.maximum(e, 0.0), V), None  # one p × p factor kept at a time
         e, V = self._eig

@@ -47,8 +47,8 @@ def test_kept_active_block_factors_give_the_same_solutions_bit_for_bit(problem, 
     from pipeline.solvers import FactorCache, active_set
 
     factored = []
-    real = active_set._cholesky
-    monkeypatch.setattr(active_set, "_cholesky", lambda H: factored.append(H.shape[0]) or real(H))
+    real = active_set.cholesky_or_none
+    monkeypatch.setattr(active_set, "cholesky_or_none", lambda H: factored.append(H.shape[0]) or real(H))
     monkeypatch.setattr(active_set, "_CACHED_BLOCK", 1)  # this problem's blocks are small: cache them all the same
     G, q, yy = problem.G, problem.q, problem.yy
     lam = 0.05 * problem.lambda1_max
@@ -88,7 +88,7 @@ def test_a_cache_that_does_not_extend_gives_the_bits_of_a_solve_without_it(monke
     entries = list(cache._entries.values())
     assert entries
     for order, factor in entries:  # each a new factorization of its block, bit for bit
-        fresh = active_set._cholesky(G[np.ix_(order, order)])
+        fresh = active_set.cholesky_or_none(G[np.ix_(order, order)])
         assert np.array_equal(np.tril(factor), np.tril(fresh))
 
 
@@ -114,11 +114,11 @@ def test_a_factor_cache_keeps_the_newest_factors_within_its_bytes(monkeypatch):
 def test_the_block_objective_from_the_factor_is_the_quadratic_form(problem):
     """The ratio test's ``½βᵀHβ − rhsᵀβ`` read from H's Cholesky factor, whose upper triangle LAPACK leaves
     holding H's entries (clean=0), equals the form computed from H itself."""
-    from pipeline.solvers.active_set import _active_block, _block_objective, _cholesky
+    from pipeline.solvers.active_set import _active_block, _block_objective, cholesky_or_none
 
     A = np.array([2, 7, 11, 30, 41, 55])
     H = _active_block(problem.G, A, 0.1)
-    L = _cholesky(H)
+    L = cholesky_or_none(H)
     assert not np.allclose(np.triu(L, 1), 0.0)  # the upper triangle is not zeroed: it must not be read
     rng = np.random.default_rng(4)
     for _ in range(3):
@@ -146,14 +146,14 @@ def test_a_pickled_problem_leaves_its_block_factors_behind():
 def test_an_extended_factor_is_the_factor_of_the_whole_block():
     """Features added to a factored block: the extended factor equals a new Cholesky factorization of the
     block in that order (to rounding), and a block made singular by a duplicated column gives None."""
-    from pipeline.solvers.active_set import _cholesky, _extended_factor
+    from pipeline.solvers.active_set import cholesky_or_none, _extended_factor
 
     X, _ = correlated_design(300, 40, rho=0.8, seed=5)
     G = X.T @ X / 300
     old, new = np.array([3, 17, 5, 30, 8]), np.array([1, 22, 39])
     A = np.concatenate([old, new])
     H = G[np.ix_(old, old)] + 0.1 * np.eye(old.size)
-    L = _cholesky(H)
+    L = cholesky_or_none(H)
     ext = _extended_factor(L, G, A, old.size, 0.1)
     fresh = np.linalg.cholesky(G[np.ix_(A, A)] + 0.1 * np.eye(A.size))
     assert_allclose(np.tril(ext), fresh, rtol=0, atol=1e-13)
@@ -161,7 +161,7 @@ def test_an_extended_factor_is_the_factor_of_the_whole_block():
     Gd[:40, :40] = G
     Gd[40, :40] = Gd[:40, 40] = G[3]
     Gd[40, 40] = G[3, 3]  # column 40 duplicates column 3
-    assert _extended_factor(_cholesky(G[np.ix_(old, old)]), Gd, np.concatenate([old, [40]]), old.size, 0.0) is None
+    assert _extended_factor(cholesky_or_none(G[np.ix_(old, old)]), Gd, np.concatenate([old, [40]]), old.size, 0.0) is None
 
 
 def test_working_sets_grown_by_extended_factors_reach_the_certified_solution(monkeypatch):
