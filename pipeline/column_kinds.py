@@ -45,9 +45,14 @@ _LOOK_FURTHER = 100_000  # data lines read at most for a column whose head is al
 _LOOK_FURTHER_FIELDS = 10_000_000  # ... and fields (a wide file's lines are long)
 _MARKER = re.compile(r"^[?\-.*_/#~!]+$")  # punctuation only: '?', '-', '.', '--', '*', '#N/A'-like
 _MARKER_WORDS = frozenset({"missing", "unknown", "na", "n.a.", "n/a", "n.a", "none", "nil", "null", "undefined",
-                           "not available", "not applicable", "#value!", "#div/0!", "#ref!", "#num!", "#name?"})
-_FORMATTED = re.compile(r"^\(?[-+]?[$€£¥]?\s*[-+]?"  # '(1,234)', '$1,200', '-12.5%', '3,14'
-                        r"(\d{1,3}(,\d{3})+(\.\d+)?|\d+,\d+|\d+(\.\d+)?\s*%|[$€£¥]\s*\d+(\.\d+)?)\)?$")
+                           "not available", "not applicable", "#value!", "#div/0!", "#ref!", "#num!", "#name?",
+                           "nan", "n.d.", "nd"})  # 'NAN', 'Nan': float() reads them, pandas does not
+_CURRENCY = (r"(?:[$€£¥₹₩₽¢]|R\$|kr\.?|Fr\.|(?:USD|EUR|GBP|JPY|CHF|CAD|AUD|NZD|CNY|HKD|SGD|INR|SEK|NOK|DKK|PLN|CZK"
+             r"|HUF|BRL|MXN|ZAR|RUB|KRW|TRY)\b)")  # signs and ISO codes, before or after the number
+_GROUPED = r"\d{1,3}(?P<sep>[_,. \u00a0\u202f'’])\d{3}(?:(?P=sep)\d{3})*(?:[.,]\d+)?"  # 1,234 1.234,5 1 234 1'234
+_FORMATTED = re.compile(  # '(1,234)', '$1,200', '-12.5%', '3,14', '1.570,50', '101,00 €', 'USD 12', '(0.20)', '−0.5'
+    rf"^\(?\s*[-+−]?\s*(?:{_CURRENCY}\s*)?[-+−]?\s*(?:{_GROUPED}|\d+(?:[.,]\d+)?|[.,]\d+)\s*(?:%|{_CURRENCY})?\s*\)?$")
+_CENSORED = re.compile(r"^(?:[<>≤≥]=?|&[lg]t;)\s*[-+]?\d+(?:[.,]\d+)?$")  # '<5' (suppressed counts), '>79' (top-coded)
 _INTEGER = re.compile(r"^[-+]?\d{1,18}$")
 DECIMAL_COMMA = re.compile(r"^[-+]?\d*,\d+([eE][-+]?\d+)?$")  # '3,14', '-0,5', ',5': a number with a decimal comma
 _BOOL = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
@@ -67,6 +72,7 @@ class Disguise:
     of: int  # values looked at
     example: str  # the first value that is not a number
     stray: bool = False  # markers that are not gap words: a few stray values among many numbers
+    censored: bool = False  # a marker is a bound ('<5', '>79'): a value suppressed or top-coded, not absent
 
     def __str__(self) -> str:
         if self.markers:
@@ -221,9 +227,11 @@ def numbers_in_disguise(values: Sequence[str]) -> Disguise | None:
     if not others:
         return None
     tokens = sorted(set(others))
-    if numbers >= len(others) and len(tokens) <= 3 and all(_MARKER.match(t.strip()) or t.strip().lower() in
-                                                            _MARKER_WORDS for t in tokens):  # ('? ' named as is)
-        return Disguise(tuple(tokens), len(others), len(values), others[0])
+    marks = all(_MARKER.match(t.strip()) or t.strip().lower() in _MARKER_WORDS or _CENSORED.match(t.strip())
+                for t in tokens)
+    if numbers >= len(others) and len(tokens) <= 3 and marks:
+        return Disguise(tuple(tokens), len(others), len(values), others[0],  # ('? ' named as is)
+                        censored=any(_CENSORED.match(t.strip()) for t in tokens))
     if all(_FORMATTED.match(v.strip()) for v in others):
         return Disguise((), len(others), len(values), others[0])
     if numbers >= 19 * len(others) and len(tokens) <= 3:
@@ -325,12 +333,16 @@ def _kind(values: Sequence[str]) -> str:
 
 
 def is_number(v: str) -> bool:
-    """Whether ``v`` reads as a float (``1``, ``-2.5e3``, ``nan``, ``inf``)."""
+    """Whether pandas' CSV reader reads ``v`` as a number (``1``, ``-2.5e3``, ``inf``): what ``float`` reads, but
+    not a NaN spelling (pandas reads only its gap markers as NaN, and those are taken out before: ``NAN``, ``Nan``
+    and, under data.na_values, ``nan`` are text to it), digit-group underscores (``1_000``) or non-ASCII digits
+    (``１２``), which ``float`` reads and pandas leaves as text: a column the head called numeric failed on them
+    after the cluster had started."""
     try:
-        float(v)
+        x = float(v)
     except ValueError:
         return False
-    return True
+    return x == x and "_" not in v and v.isascii()
 
 
 def arrow_kind(typ: pa.DataType) -> str:

@@ -355,18 +355,30 @@ def _refuse_disguised(column: str, what: Disguise, where: str, *, is_feature: bo
                         f"fix {'it' if one else 'them'} in the file, or if "
                         f"{markers} marks a missing value, name it in data.na_values (e.g. data.na_values: [{markers}, "
                         "NA]) and choose data.missing: impute or drop." + levels)
+    if what.markers and what.censored:
+        markers = ", ".join(map(repr, what.markers))
+        raise DataError(f"column {column!r} of {where} holds {what}: {markers} is a bound (a value suppressed or "
+                        "top-coded), not a number: write a number in its place in the file (e.g. half the bound of "
+                        "'<5'), or to treat it as missing, name it in data.na_values (e.g. data.na_values: "
+                        f"[{markers}, NA]) and choose data.missing: impute or drop." + levels)
     if what.markers:
         markers = ", ".join(map(repr, what.markers))
         raise DataError(f"column {column!r} of {where} holds {what}: if {markers} marks a missing value, name it in "
                         f"data.na_values (e.g. data.na_values: [{markers}, NA]: the list replaces pandas' markers, the "
                         "empty field stays one) and choose data.missing: impute or drop." + levels)
-    if any(sign in what.example for sign in "$€£¥%"):
+    example = what.example.strip()
+    bare = re.sub(r"[$€£¥%]", "", example).strip(" ")  # what the signs leave
+    if bare != example and re.fullmatch(r"[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?", bare):
         how = (f"pandas: df[{column!r}] = pd.to_numeric(df[{column!r}].str.replace(r'[$€£¥%,]', '', regex=True)), "
                "then df.to_csv(path, index=False)")
-    elif re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", what.example.strip()):
+    elif re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", example):
         how = "pandas: read it with pd.read_csv(path, thousands=','), then df.to_csv(path, index=False)"
-    else:
+    elif re.fullmatch(r"[-+]?\d*,\d+", example):
         how = "pandas: read it with pd.read_csv(path, decimal=','), then df.to_csv(path, index=False)"
+    else:  # '1.570,50', '1 570', '101,00 €', 'USD 12', '(0.20)', '−0.5': no one reader option undoes these
+        how = "in the spreadsheet, format the column as a plain number and export it again" + (
+            ", an accounting negative '(0.20)' as '-0.20'" if "(" in example else "") + (
+            ", the sign '−' as '-'" if "−" in example else "")
     raise DataError(f"column {column!r} of {where} holds {what}: save them as plain numbers, with a decimal point "
                     f"and no thousands separators, currency or percent signs ({how})." + levels)
 
@@ -775,9 +787,10 @@ def _plan_csv(cfg: DataConfig, path: str, group: str | None, labels: bool = Fals
 
 def _header_columns(line: str, delimiter: str = ",") -> list[str]:
     """A CSV header line's column names, read as pandas reads them: a quoted name may hold commas
-    (``"x,2"``); the surrounding spaces and quotes of a name are dropped."""
-    return [c.strip().strip('"') for c in next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter,
-                                                          skipinitialspace=True), [])]
+    (``"x,2"``) and doubled quotes (``"a ""b"" c"`` is ``a "b" c``); the surrounding spaces of a name are
+    dropped (pandas keeps trailing ones: a model matches such a frame's columns by their stripped names)."""
+    return [c.strip() for c in next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter,
+                                               skipinitialspace=True), [])]
 
 
 _DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}  # besides the comma, as spreadsheets export them
@@ -814,6 +827,13 @@ def _plan_csv_file(cfg: DataConfig, path: str, group: str | None, labels: bool) 
     end = _end_of_data(path)
     with open(path, "rb") as f:
         header = f.readline()
+        if header.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise DataError(f"CSV file {path!r} is UTF-16 text (as Excel's 'Unicode Text' saves it); save it as "
+                            "'CSV UTF-8', or convert it: iconv -f UTF-16 -t UTF-8 in.csv > out.csv.")
+        if re.fullmatch(rb"(\xef\xbb\xbf)?sep=.\r?\n?", header):
+            hint = header.strip().decode(errors="replace").lstrip("\ufeff")
+            raise DataError(f"CSV file {path!r} starts with Excel's separator line {hint!r}; delete that first line, "
+                            "so that the header is the first line.")
         if b"\r" in header.rstrip(b"\r\n"):
             raise DataError(f"CSV file {path!r} uses CR-only line endings; convert it to LF or CRLF line endings.")
         data_start = len(header)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,9 +195,9 @@ class FittedModel:
         A model with an :class:`~pipeline.encoding.Encoding` takes the raw frame (text columns as text,
         missing entries as NaN) and encodes it as in training; an array of the encoded features also works.
         A model fitted with an offset takes ``offset`` (one value per row; for ``exposure`` the exposure itself),
-        or reads it from the frame's ``offset_column``.
+        or reads it from the frame's ``offset_column``. Column names are matched as :func:`_named_as` says.
         """
-        return self._linear(X) + _offset_of(self, X, offset)
+        return self._linear(X := _named_as(self, X)) + _offset_of(self, X, offset)
 
     def _linear(self, X: Any) -> np.ndarray:
         """``X · coef + intercept`` (the offset apart)."""
@@ -360,6 +361,22 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _named_as(model: FittedModel, X: Any) -> Any:
+    """Frame ``X`` with the columns that differ from a name the model reads only by surrounding blanks or by type
+    renamed to it: pandas keeps a header's trailing spaces where regsweep drops them (the model's ``bmi`` is
+    pandas' ``bmi ``), and a frame read with ``header=None`` has the integer names 0, 1, … of ``fit``'s features
+    ``'0'``, ``'1'``, …. A name two columns would take is left alone; any other input is returned as given."""
+    if not hasattr(X, "columns") or not hasattr(X, "rename"):
+        return X
+    enc = model.encoding
+    wanted = {*(model.feature_names or ()), *(enc.columns if enc is not None else ()), model.offset_column} - {None}
+    have = set(X.columns)
+    keys = [str(c).strip() for c in X.columns]
+    once = {k for k, n in Counter(keys).items() if n == 1}
+    rename = {c: k for c, k in zip(X.columns, keys) if c not in wanted and k in wanted and k not in have and k in once}
+    return X.rename(columns=rename) if rename else X
 
 
 def _raw_frame(enc: Encoding, frame: Any) -> bool:

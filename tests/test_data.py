@@ -397,6 +397,44 @@ def test_a_quoted_header_name_may_hold_commas(tmp_path):
     np.testing.assert_array_equal(y, frame["y"].to_numpy())
 
 
+def test_header_names_keep_doubled_quotes_and_a_model_reads_pandas_trailing_spaces(tmp_path):
+    """A quoted header name with doubled quotes is the name 'BP "mean"' (its closing quote was dropped), and a
+    model whose feature is 'bmi' predicts the frame pandas reads from the same file, where the name is 'bmi ' (the third
+    probe: "input lacks the model's feature columns ['bmi', 'BP \"mean']")."""
+    import pipeline
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = X @ [1.0, 2.0, 3.0] + 0.1 * rng.standard_normal(60)
+    p = tmp_path / "h.csv"
+    rows = "".join(",".join(repr(float(v)) for v in [*r, t]) + "\n" for r, t in zip(X, y))
+    p.write_text('age,bmi ,"BP ""mean""",y\n' + rows)
+    plan = plan_data(DataConfig(source=str(p), target="y"), FoldsConfig(k=2))
+    assert plan.feature_names == ("age", "bmi", 'BP "mean"')
+    np.testing.assert_array_equal(_read_all(plan)[0], X)
+    frame = pd.read_csv(p, skipinitialspace=True).drop(columns="y")
+    assert list(frame.columns) == ["age", "bmi ", 'BP "mean"']
+    model = pipeline.fit(X, y, lambda2=0.01, penalty="l2", feature_names=plan.feature_names)
+    np.testing.assert_allclose(model.predict(frame), model.predict(X), rtol=1e-13, atol=1e-13)  # layout only
+    unnamed = pipeline.fit(pd.DataFrame(X), y, lambda2=0.01, penalty="l2")  # header=None: names 0, 1, 2
+    assert unnamed.feature_names == ("0", "1", "2")
+    np.testing.assert_allclose(unnamed.predict(pd.DataFrame(X)), model.predict(X), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize(("head", "needle"), [
+    ("\ufeffa\tb\ty\r\n1\t2\t3\r\n".encode("utf-16"), "is UTF-16 text (as Excel's 'Unicode Text' saves it); save it "
+                                                         "as 'CSV UTF-8'"),
+    (b"sep=;\r\na;b;y\r\n1;2;3\r\n", "starts with Excel's separator line 'sep=;'; delete that first line"),
+])
+def test_excel_file_forms_are_named(tmp_path, head, needle):
+    """Excel's 'Unicode Text' was refused as "CR-only line endings" and its 'sep=;' line as a row with too
+    many fields (the third probe)."""
+    p = tmp_path / "x.csv"
+    p.write_bytes(head)
+    with pytest.raises(DataError, match=re.escape(needle)):
+        plan_data(DataConfig(source=str(p), target="y"))
+
+
 @pytest.mark.parametrize(("column", "needle"), [
     (["3", "?", "1"] * 10, "holds numbers and '?' (10 of its first 30 values): if '?' marks a missing value, name it "
                            "in data.na_values"),
@@ -406,6 +444,23 @@ def test_a_quoted_header_name_may_hold_commas(tmp_path):
     (["12%", "3%", "7%"] * 10, "numbers written as text (e.g. '12%')"),
     ([str(0.5 * i) for i in range(20)] + ["abc"] + [str(i) for i in range(40)],  # a stray word among 60 numbers
      "holds numbers and 'abc' (1 of its first 61 values), not a number: fix it in the file, or if 'abc' marks"),
+    # the third probe's forms, each read as one level per number (a 150-feature model, exit 0) before:
+    (['"1.570,50"', '"2.001,25"', '"57,5"'] * 10, "numbers written as text (e.g. '1.570,50')"),  # European thousands
+    (['"101,00 €"', '"99,50 €"', '"7,00 €"'] * 10, "numbers written as text (e.g. '101,00 €'): save them as plain "
+                                                   "numbers, with a decimal point and no thousands separators, "
+                                                   "currency or percent signs (in the spreadsheet"),
+    (["USD 101.00", "USD 12.5", "3"] * 10, "numbers written as text (e.g. 'USD 101.00')"),
+    (["0.5", "(0.20)", "1.5"] * 10, "(e.g. '(0.20)'): save them as plain numbers, with a decimal point and no "
+                                    "thousands separators, currency or percent signs (in the spreadsheet, format the "
+                                    "column as a plain number and export it again, an accounting negative"),
+    (["1 570", "2 310", "12"] * 10, "numbers written as text (e.g. '1 570')"),
+    (["1'570", "2'310", "12"] * 10, "numbers written as text (e.g. \"1'570\")"),
+    (["0.5", "−0.50", "1.5"] * 10, "(e.g. '−0.50'): save them as plain numbers"),
+    (["12", "<5", "31", "40", "7"] * 10, "holds numbers and '<5' (10 of its first 50 values): '<5' is a bound (a value "
+                                         "suppressed or top-coded), not a number: write a number in its place"),
+    (["12", "31", ">79", "40", "7"] * 10, "holds numbers and '>79'"),
+    (["1.5", "NAN", "2.5"] * 10, "holds numbers and 'NAN' (10 of its first 30 values): if 'NAN' marks a missing"),
+    (["1_000", "2", "3"] * 10, "numbers written as text (e.g. '1_000')"),
 ])
 def test_numbers_in_disguise_are_refused_with_the_fix_at_plan_time(tmp_path, column, needle):
     """UCI's gap marker '?' (auto-mpg's horsepower, breast cancer's bare nuclei) or formatted numbers made a
