@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DECIMAL_COMMA", "HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind",
            "categorical_columns", "csv_head_kinds", "csv_head_values", "free_text_candidates", "is_free_text",
-           "is_number", "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
+           "is_number", "kind_of_strings", "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
            "refuse_free_text", "stored_arrow_schema", "too_many_fields", "unknown_columns", "yaml_list",
            "zero_padded_code"]
 
@@ -130,7 +130,7 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
                     nones[c] = nones.get(c, 0) + 1
                 if v not in na:  # as pandas reads it (skipinitialspace): '? ' is not the marker '?' there either
                     values[c].append(v.replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(v) else v)
-    kinds = {c: _kind(vs) for c, vs in values.items()}
+    kinds = {c: kind_of_strings(vs) for c, vs in values.items()}
     unique = {c: len(set(vs)) == len(vs) and len(vs) > 0 for c, vs in values.items()}
     return HeadScan(kinds, unique,
                     {c: why for c, vs in values.items() if kinds[c] == "text" and (why := numbers_in_disguise(vs))},
@@ -322,7 +322,8 @@ def yaml_list(names: Sequence[str]) -> str:
     return "[" + ", ".join(item(n) for n in names) + "]"
 
 
-def _kind(values: Sequence[str]) -> str:
+def kind_of_strings(values: Sequence[str]) -> str:
+    """What a column's text values hold: ``numeric``, ``bool``, ``date`` or ``text`` (gaps taken out before)."""
     if all(is_number(v) for v in values):
         return "numeric"  # also an all-missing head: blocks further on decide
     if all(v in _BOOL for v in values):

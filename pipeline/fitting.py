@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .column_kinds import categorical_columns, free_text_candidates, unknown_columns
+from .column_kinds import (HEAD_ROWS, categorical_columns, free_text_candidates, kind_of_strings,
+                           numbers_in_disguise, unknown_columns)
 from .encoding import Encoding, is_missing
 from .engine import available_memory, choose_engine
 from .errors import ConfigError, DataError
@@ -108,10 +109,7 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
     """
     pen = make_penalty(penalty, lambda1, lambda2)
     family = _check_options(tol, missing, family, offset, positive_class)
-    encoding = None
-    if hasattr(X, "columns") and hasattr(X, "dtypes") and _needs_encoding(X, categorical, missing):
-        X, encoding = _encoded(X, sample_weight, categorical, missing, missing_indicators)
-        feature_names = encoding.feature_names
+    X, feature_names, encoding = _features(X, feature_names, sample_weight, categorical, missing, missing_indicators)
     limits = (penalty_factor, lower, upper)
     if family == "gaussian":
         model = _solve(X, y, sample_weight, feature_names, pen, standardize, fit_intercept, tol, engine, limits)
@@ -119,6 +117,19 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
         model = _solve_glm(X, y, sample_weight, feature_names, pen, (standardize, fit_intercept), tol, engine,
                            limits, (family, offset, positive_class))
     return model if encoding is None else dataclasses.replace(model, encoding=encoding)
+
+
+def _features(X: Any, names: Sequence[str] | None, sample_weight: object | None, categorical: str | Sequence[str],
+              missing: str, indicators: bool) -> tuple[Any, Sequence[str] | None, Encoding | None]:
+    """A DataFrame's features, names and encoding (a frame with text, boolean or listed columns, or with
+    imputation, is encoded); a frame of numbers as a float64 array, pandas' nullable and Arrow types too, their
+    gaps NaN for the checks to name (``np.asarray`` gave an object array, refused as "not real numbers")."""
+    if hasattr(X, "columns") and hasattr(X, "dtypes") and _needs_encoding(X, categorical, missing):
+        X, encoding = _encoded(X, sample_weight, categorical, missing, indicators)
+        return X, encoding.feature_names, encoding
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        return X.to_numpy(dtype=np.float64, na_value=np.nan), feature_names_of(X, len(X.columns), names), None
+    return X, names, None
 
 
 def _check_options(tol: float, missing: str, family: str, offset: object | None, positive_class: object | None) -> str:
@@ -232,6 +243,29 @@ def _needs_encoding(frame: Any, categorical: str | Sequence[str], missing: str) 
     return listed or missing == "impute" or not all(kinds)
 
 
+def _text_kind(col: Any, name: str, listed: bool) -> str:
+    """An object or string column's kind from its first 1,000 values, as a sweep reads a CSV's head: dates are
+    ``date`` (refused), and numbers stored as text (``'12'``, ``'1,570'``, ``'?'`` among numbers), which would
+    become one level per number, an error naming the fix, unless the column is listed in ``categorical``."""
+    values = [str(v).strip() for v in col.dropna().iloc[:HEAD_ROWS]]
+    if listed or not values:
+        return "text"
+    kind = kind_of_strings(values)
+    if kind == "date":
+        return kind
+    why = numbers_in_disguise(values) if kind == "text" else None
+    if kind != "numeric" and why is None:
+        return "text"
+    if why is None:
+        said, fix = f"numbers stored as text (e.g. {values[0]!r})", f"pd.to_numeric(X[{name!r}])"
+    elif why.markers:
+        said, fix = str(why), f"pd.read_csv(path, na_values={list(why.markers)}) if they mark gaps, and missing='impute'"
+    else:
+        said, fix = str(why), "pd.read_csv(path, thousands=',') or decimal=',', or strip the signs before pd.to_numeric"
+    raise DataError(f"X column {name!r} holds {said}: as text it would become one level per number; pass numbers "
+                    f"({fix}), or list it in categorical= to keep its values as levels.")
+
+
 def _encoded(frame: Any, sample_weight: object | None, categorical: str | Sequence[str], missing: str,
              indicators: bool) -> tuple[np.ndarray, Encoding]:
     """A raw frame's features and the fitted encoding a sweep would build (levels, fill values: the weighted
@@ -256,7 +290,7 @@ def _encoded(frame: Any, sample_weight: object | None, categorical: str | Sequen
         elif pd.api.types.is_numeric_dtype(col):
             kinds[c] = "numeric"
         else:
-            kinds[c] = "text"
+            kinds[c] = _text_kind(col, c, c in listed)
     cats = categorical_columns(kinds, names, "", None, categorical if isinstance(categorical, str) else listed,
                                "X")
     columns = FrameColumns(names, cats, free_text_candidates(cats, kinds, categorical), missing, indicators)

@@ -161,3 +161,42 @@ def test_dataframe_names_and_column_order():
     m = pipeline.fit(df, y, penalty="l2", lambda2=0.0)
     assert m.feature_names == ("a", "b", "c")
     assert_allclose(m.predict(df[["c", "a", "b"]]), y, atol=1e-10)  # matched by name
+
+
+def test_frames_as_pandas_reads_real_files(diabetes):
+    """The third probe: an all-numeric frame read with dtype_backend='pyarrow' was refused as "not real numbers",
+    a nullable column's gap was blamed on its dtype, and numbers stored as text ('?' among numbers, '1,570',
+    '12') or ISO dates were one-hot encoded into one level per value (173, 150 and 40 features), where a sweep
+    refuses such a file."""
+    import pandas as pd
+
+    X, y = diabetes
+    names = [f"f{i}" for i in range(10)]
+    frame = pd.DataFrame(np.round(X * 1000), columns=names)
+    reference = pipeline.fit(frame.to_numpy(), y, lambda1=0.05, penalty="l1", feature_names=names)
+    arrow = frame.convert_dtypes(dtype_backend="pyarrow")
+    nullable = frame.astype({"f0": "Int64"})
+    for df in (arrow, nullable):
+        got = pipeline.fit(df, y, lambda1=0.05, penalty="l1")
+        assert got.feature_names == tuple(names)
+        assert_allclose(got.coef, reference.coef, rtol=1e-12, atol=1e-12)
+    nullable.loc[3, "f0"] = pd.NA
+    with pytest.raises(DataError, match=r"`X` must be finite, but 1 values are NaN or inf \(column 0 \('f0'\): 1\)"):
+        pipeline.fit(nullable, y, lambda1=0.05, penalty="l1")
+    text = frame.astype({"f2": object, "f3": object})
+    text.loc[[3, 9], "f2"] = "?"
+    text["f3"] = [f"{v:,.0f}" for v in frame["f3"] * 1000]
+    with pytest.raises(DataError, match=r"X column 'f2' holds numbers and '\?' \(2 of its first 442 values\): as "
+                                        r"text it would become one level per number; pass numbers \(pd.read_csv\("
+                                        r"path, na_values=\['\?'\]\)"):
+        pipeline.fit(text, y, lambda1=0.05, penalty="l1")
+    with pytest.raises(DataError, match=r"X column 'f3' holds numbers written as text \(e.g. '[-\d,]+'\)"):
+        pipeline.fit(text.drop(columns="f2"), y, lambda1=0.05, penalty="l1")
+    with pytest.raises(DataError, match=r"X column 'f4' holds numbers stored as text \(e.g. '-?\d+.0'\): .*"
+                                        r"pd.to_numeric\(X\['f4'\]\)"):
+        pipeline.fit(frame.astype({"f4": str}), y, lambda1=0.05, penalty="l1")
+    dates = frame.assign(visit=pd.date_range("2020-01-01", periods=len(frame)).strftime("%Y-%m-%d"))
+    with pytest.raises(DataError, match="column 'visit' of X holds dates or times"):
+        pipeline.fit(dates, y, lambda1=0.05, penalty="l1")
+    kept = pipeline.fit(text.drop(columns="f3"), y, lambda1=0.05, penalty="l1", categorical=["f2"])  # when asked
+    assert sum(n.startswith("f2=") for n in kept.feature_names) > 100
