@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DECIMAL_COMMA", "HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind",
            "categorical_columns", "csv_head_kinds", "csv_head_values", "free_text_candidates", "is_free_text",
-           "is_number", "kind_of_strings", "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
+           "is_number", "kind_of_strings",
+           "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
            "refuse_free_text", "stored_arrow_schema", "too_many_fields", "unknown_columns", "yaml_list",
            "zero_padded_code"]
 

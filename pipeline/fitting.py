@@ -259,7 +259,8 @@ def _text_kind(col: Any, name: str, listed: bool) -> str:
     if why is None:
         said, fix = f"numbers stored as text (e.g. {values[0]!r})", f"pd.to_numeric(X[{name!r}])"
     elif why.markers:
-        said, fix = str(why), f"pd.read_csv(path, na_values={list(why.markers)}) if they mark gaps, and missing='impute'"
+        marks = list(why.markers)
+        said, fix = str(why), f"pd.read_csv(path, na_values={marks}) if they mark gaps, and missing='impute'"
     else:
         said, fix = str(why), "pd.read_csv(path, thousands=',') or decimal=',', or strip the signs before pd.to_numeric"
     raise DataError(f"X column {name!r} holds {said}: as text it would become one level per number; pass numbers "
