@@ -143,7 +143,12 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
 
 def too_many_fields(path: str, row: int, fields: int, expected: int, delimiter: str, line: str) -> str:
     """The message for a CSV row with more fields than its header (pandas' reader refuses it too; empty ones, a
-    separator ending the line, are read as nothing)."""
+    separator ending the line, are read as nothing). A first row of names only, wider than the header, is the
+    real header below a title line, as statistics portals put above a table."""
+    if row < 5 and not any(is_number(v.strip()) for v in line.split(delimiter) if v.strip()):
+        return (f"{path}: the first line has {expected} field{'s' if expected > 1 else ''} and row {row} below it "
+                f"{fields}, all names: is the first line a title above the table? delete the lines above the "
+                f"header, so that the header is the first line (row {row}: {line.strip()[:80]!r}).")
     return (f"{path}: row {row} (counted from 0, header excluded) has {fields} fields, the header {expected}: a "
             f"value holds the separator {delimiter!r} unquoted (as in '1{delimiter}234'?); quote it or remove the "
             f"separator: {line.strip()[:80]!r}.")

@@ -344,6 +344,24 @@ def _parquet_all_null(metas: Sequence[Any], columns: Sequence[str]) -> list[str]
     return list(candidates) if seen else []
 
 
+def _refuse_footer(path: str, column: str, what: Disguise, where: str, n_lines: int = 5) -> None:
+    """A value that is not a number only in one of the file's last lines is a line below the table (a total
+    ``Total,,,,67356`` or a note ``Source: …``, as spreadsheets and statistics portals export), not a gap: the
+    fix is to delete it (naming ``Total`` in data.na_values, as the gap message would say, trained on the total
+    with its features imputed)."""
+    if not what.markers:
+        return
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, io.SEEK_END) - 8192))
+        tail = [line for line in f.read().decode("utf-8", errors="replace").splitlines() if line.strip()]
+    tokens = [m.strip() for m in what.markers]
+    below = [line for line in tail[-n_lines:] if any(t and t in line for t in tokens)]
+    if below and what.count <= len(below):
+        raise DataError(f"{where}: the line {below[0].strip()[:80]!r} at the end of the file is not a row of the "
+                        f"table (a total or a note below it; column {column!r} reads {what}); delete it, and any "
+                        "other line below the table.")
+
+
 def _refuse_disguised(column: str, what: Disguise, where: str, *, is_feature: bool) -> None:
     """A column of numbers that its first lines show as text (:func:`~.column_kinds.numbers_in_disguise`): read
     as text it would become one level per number, or be refused as free text once the sweep has started."""
@@ -441,6 +459,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
                    for c, k in head.nones.items() if c in features)
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
+            _refuse_footer(path, c, disguised[c], where)
             _refuse_disguised(c, disguised[c], where, is_feature=c in features)
     _refuse_empty_features([c for c in features if c in head.empty], cfg, where)
     categorical = categorical_columns(kinds, features, target, cfg.weight, cfg.categorical, where, labels)

@@ -435,6 +435,27 @@ def test_excel_file_forms_are_named(tmp_path, head, needle):
         plan_data(DataConfig(source=str(p), target="y"))
 
 
+_BODY = "".join(f"{i},{i % 7 * 1.5},{2 * i + 1}\n" for i in range(40))
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("Population by county, 2020\n\na,b,y\n" + _BODY,
+     "the first line has 2 fields and row 0 below it 3, all names: is the first line a title above the table? "
+     "delete the lines above the header"),
+    ("a,b,y\n" + _BODY + "Total,,1640\n",
+     "the line 'Total,,1640' at the end of the file is not a row of the table (a total or a note below it; column "
+     "'a' reads numbers and 'Total' (1 of its first 41 values)); delete it"),
+    ("a,b,y\n" + _BODY + "Source: a survey\nNote: in thousands\n", "the line 'Source: a survey' at the end"),
+])
+def test_lines_around_the_table_are_named(tmp_path, text, needle):
+    """A portal's title above the header was "a value holds the separator unquoted", and a total or note below
+    the table "if 'Total' marks a missing value, name it in data.na_values", which trained on the total."""
+    p = tmp_path / "t.csv"
+    p.write_text(text)
+    with pytest.raises(DataError, match=re.escape(needle)):
+        plan_data(DataConfig(source=str(p), target="y"))
+
+
 @pytest.mark.parametrize(("column", "needle"), [
     (["3", "?", "1"] * 10, "holds numbers and '?' (10 of its first 30 values): if '?' marks a missing value, name it "
                            "in data.na_values"),
