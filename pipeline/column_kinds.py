@@ -56,6 +56,7 @@ _FORMATTED = re.compile(  # '(1,234)', '$1,200', '-12.5%', '3,14', '1.570,50', '
 _CENSORED = re.compile(r"^(?:[<>≤≥]=?|&[lg]t;)\s*[-+]?\d+(?:[.,]\d+)?$")  # '<5' (suppressed counts), '>79' (top-coded)
 _INTEGER = re.compile(r"^[-+]?\d{1,18}$")
 DECIMAL_COMMA = re.compile(r"^[-+]?\d*,\d+([eE][-+]?\d+)?$")  # '3,14', '-0,5', ',5': a number with a decimal comma
+_LEVEL_LIKE_GAPS = frozenset({"None", "NA", "N/A", "n/a"})  # pandas' gap markers that are levels in many tables
 _BOOL = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
 _DATE = re.compile(
     r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?"
@@ -92,6 +93,7 @@ class HeadScan:
     empty: tuple[str, ...]  # columns without a single value in the whole file (known only for files read to the end)
     codes: dict[str, str] = dataclasses.field(default_factory=dict)  # numbers with leading zeros: an example each
     nones: dict[str, int] = dataclasses.field(default_factory=dict)  # a text column's 'None' read as a gap: how often
+    none_words: dict[str, str] = dataclasses.field(default_factory=dict)  # ... and the first such word ('None', 'NA')
 
 
 def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] | None,
@@ -104,6 +106,7 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
     na = na_markers(na_values)
     values: dict[str, list[str]] = {c: [] for c in columns}
     nones: dict[str, int] = {}
+    words: dict[str, str] = {}
     further = min(_LOOK_FURTHER, max(n_rows, _LOOK_FURTHER_FIELDS // max(len(columns), 1)))
     ended = True
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f, long_csv_fields():
@@ -127,8 +130,9 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
             else:
                 pairs = list(zip(columns, row))
             for c, v in pairs:
-                if v == "None" and v in na:
+                if v in _LEVEL_LIKE_GAPS and v in na:
                     nones[c] = nones.get(c, 0) + 1
+                    words.setdefault(c, v)
                 if v not in na:  # as pandas reads it (skipinitialspace): '? ' is not the marker '?' there either
                     values[c].append(v.replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(v) else v)
     kinds = {c: kind_of_strings(vs) for c, vs in values.items()}
@@ -138,7 +142,8 @@ def csv_head_kinds(path: str, columns: Sequence[str], na_values: Sequence[str] |
                     {c: kinds[c] == "numeric" and unique[c] and looks_like_a_counter(vs) for c, vs in values.items()},
                     tuple(c for c, vs in values.items() if not vs) if ended else (),
                     {c: code for c, vs in values.items() if kinds[c] == "numeric" and (code := zero_padded_code(vs))},
-                    {c: k for c, k in nones.items() if kinds[c] == "text"})
+                    {c: k for c, k in nones.items() if kinds[c] == "text"},
+                    {c: w for c, w in words.items() if kinds[c] == "text"})
 
 
 def too_many_fields(path: str, row: int, fields: int, expected: int, delimiter: str, line: str) -> str:

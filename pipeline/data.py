@@ -453,9 +453,10 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
                    f"one linear feature; list it in data.categorical to keep them as levels, or leave it out with "
                    f"data.exclude: {yaml_list([c])}."
                    for c in features if (code := head.codes.get(c)) and c not in listed)
-    notes += tuple(f"column {c!r}: 'None' ({k} of its first rows) is read as a gap, as pandas reads it; if it is "
-                   "a level (no airbags, no garage), set data.na_values to the markers that do mean a gap in this "
-                   "file (an empty field always does: e.g. data.na_values: [NA])."
+    notes += tuple(f"column {c!r}: {head.none_words.get(c, 'None')!r} ({k} of its first rows) {_READ_AS_GAP}; if "
+                   "it is a level (no airbags, North America, Namibia), set data.na_values to the "
+                   "markers that do mean a gap in this file (an empty field always does: e.g. data.na_values: "
+                   f"[{'NULL' if head.none_words.get(c) == 'NA' else 'NA'}])."
                    for c, k in head.nones.items() if c in features)
     for c in (target, cfg.weight, cfg.offset, cfg.exposure, *features):
         if c is not None and c in disguised and c not in listed:
@@ -518,6 +519,9 @@ def check_fold_count(plan: DataPlan, k: int) -> None:
         raise DataError(f"folds.k={k} needs at least {k} rows, but the data have {plan.n_rows}; lower folds.k.")
 
 
+_READ_AS_GAP = "is read as a gap, as pandas reads it"  # a note on a level such as 'None' or 'NA', and its gap error
+
+
 def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
     """The source's first ``n`` rows (within its first block) checked before the cluster starts, in the data
     pass's words, for what fails the whole table there anyway, after the cluster started (on a remote cluster,
@@ -550,7 +554,9 @@ def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
     found = [(c, np.flatnonzero(mask)) for c, mask in gaps.items() if mask.any()]
     if error and found:
         features = any(c not in (plan.target, plan.weight) for c, _ in found)
-        raise DataError(f"{where}: {_gap_detail(found)}; {_gap_fix(features)}.")
+        levels = [m for m in plan.notes if _READ_AS_GAP in m and any(m.startswith(f"column {c!r}:") for c, _ in found)]
+        raise DataError(f"{where}: {_gap_detail(found)}; {_gap_fix(features)}."
+                        + "".join(f" Note: {m}" for m in levels))
     _check_weights(plan, w, 0, where)
 
 

@@ -567,24 +567,31 @@ def test_codes_written_with_leading_zeros_get_a_note(tmp_path):
     assert zero_padded_code(["10001", "10002", "20001", "01000"] + ["30000"] * 40) is None  # 1 in 44: a fluke
 
 
-def test_the_word_none_read_as_a_gap_in_a_text_column_gets_a_note(tmp_path):
-    """MASS::Cars93's AirBags says 'None' for no airbags, which pandas reads as a gap: a note says so, and the fix
-    it names (data.na_values) makes 'None' a level."""
+@pytest.mark.parametrize(("word", "levels", "fix"), [
+    ("None", ["None", "Driver only", "Driver & Passenger"], ["NA"]),
+    ("NA", ["NA", "EU", "AS"], ["NULL"]),  # North America, as continent codes write it (the third probe)
+])
+def test_a_level_pandas_reads_as_a_gap_in_a_text_column_gets_a_note(tmp_path, word, levels, fix):
+    """MASS::Cars93's AirBags says 'None' for no airbags, and continent codes 'NA' for North America, which
+    pandas reads as a gap: a note says so, and the fix it names (data.na_values) makes the word a level."""
     from pipeline.levels import encoding_from_scan, merge_scans, scan_block
 
     rng = np.random.default_rng(0)
     n = 40
-    bags = rng.choice(["None", "Driver only", "Driver & Passenger"], n)
+    bags = rng.choice(levels, n)
     (tmp_path / "c.csv").write_text("AirBags,size,y\n" + "".join(
         f"{b},{s:.2f},{y:.3f}\n" for b, s, y in zip(bags, rng.normal(size=n), rng.normal(size=n))))
     plan = plan_data(DataConfig(source=str(tmp_path / "c.csv"), target="y", missing="impute"))
-    said = [m for m in plan.notes if "'None'" in m]
-    assert len(said) == 1 and f"'None' ({int((bags == 'None').sum())} of its first rows)" in said[0]
-    assert "data.na_values: [NA]" in said[0]
-    fixed = plan_data(DataConfig(source=str(tmp_path / "c.csv"), target="y", na_values=["NA"]))
-    assert not any("'None'" in m for m in fixed.notes)
+    said = [m for m in plan.notes if f"{word!r}" in m]
+    assert len(said) == 1 and f"{word!r} ({int((bags == word).sum())} of its first rows)" in said[0]
+    assert f"data.na_values: [{fix[0]}]" in said[0]
+    fixed = plan_data(DataConfig(source=str(tmp_path / "c.csv"), target="y", na_values=fix))
+    assert not any(f"{word!r}" in m for m in fixed.notes)
     enc = encoding_from_scan(fixed, merge_scans([scan_block(fixed, b) for b in fixed.blocks]))
-    assert "None" in enc.levels[fixed.raw_features.index("AirBags")]
+    assert word in enc.levels[fixed.raw_features.index("AirBags")]
+    with pytest.raises(DataError, match=re.escape("NaN or inf in column 'AirBags' at rows") + ".*" + re.escape(
+            f"Note: column 'AirBags': {word!r} (")):
+        plan_data(DataConfig(source=str(tmp_path / "c.csv"), target="y"))  # data.missing: error
 
 
 @pytest.mark.parametrize("missing", ["error", "drop"])
