@@ -58,10 +58,13 @@ _INTEGER = re.compile(r"^[-+]?\d{1,18}$")
 DECIMAL_COMMA = re.compile(r"^[-+]?\d*,\d+([eE][-+]?\d+)?$")  # '3,14', '-0,5', ',5': a number with a decimal comma
 _LEVEL_LIKE_GAPS = frozenset({"None", "NA", "N/A", "n/a"})  # pandas' gap markers that are levels in many tables
 _BOOL = frozenset({"True", "False", "TRUE", "FALSE", "true", "false"})
+_MONTH = r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"  # 'Jan', 'January', 'Sept.'
 _DATE = re.compile(
     r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?"
     r"|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?"
-    r"|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)\s*$")
+    r"|\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?"
+    rf"|\d{{1,2}}[-/. ]{_MONTH}[-/. ,]+\d{{2,4}}|{_MONTH}[-/. ]\d{{1,2}}(st|nd|rd|th)?,?[-/. ]+\d{{2,4}}"  # 05-Jan-2021
+    rf"|\d{{4}}[-/. ]{_MONTH}[-/. ]\d{{1,2}}|{_MONTH}[-/. ]+\d{{4}})\s*$")  # 2021-Jan-05, Jan 2021
 
 
 @dataclass(frozen=True)

@@ -515,6 +515,9 @@ _HEAD_FIELDS = 20_000  # fields the head check reads at most (200 rows of 100 co
 
 def check_fold_count(plan: DataPlan, k: int) -> None:
     """K folds need at least K rows (``check-config`` says so too, as the sweep does before the cluster starts)."""
+    if plan.n_rows < 2:  # folds.k is at least 2: lowering it cannot help
+        raise DataError(f"the data have {plan.n_rows} row{'' if plan.n_rows == 1 else 's'}, and cross-validation "
+                        "needs at least 2 (folds.k ≥ 2), many more for a useful model; add rows.")
     if plan.n_rows < k:
         raise DataError(f"folds.k={k} needs at least {k} rows, but the data have {plan.n_rows}; lower folds.k.")
 
@@ -822,9 +825,10 @@ _DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}  # besides the comma,
 
 
 def _decimal_of(path: str, delimiter: str, n_lines: int = 200) -> str:
-    """The decimal mark of a ``;``-separated file: ``,`` when its first lines write numbers ``3,14`` and never
-    ``3.14`` (European spreadsheets export both the ``;`` and the comma; UCI's air quality data); else ``.``."""
-    if delimiter != ";":
+    """The decimal mark of a file separated by ``;``, tabs or pipes: ``,`` when its first lines write numbers
+    ``3,14`` and never ``3.14`` (European spreadsheets export both the ``;`` and the comma; UCI's air quality
+    data; a tab-separated export the same way); else ``.``."""
+    if delimiter == ",":
         return "."
     commas = points = 0
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f, long_csv_fields():

@@ -245,6 +245,8 @@ def test_unnamed_columns(tmp_path, penguins):
 @pytest.mark.parametrize("change, message", [
     (lambda df: df.assign(when=pd.date_range("2020-01-01", periods=len(df)).strftime("%Y-%m-%d")),
      "column 'when' .* holds dates or times; convert them to numbers"),
+    (lambda df: df.assign(when=pd.date_range("2020-01-01", periods=len(df)).strftime("%d-%b-%Y")),  # 05-Jan-2021
+     "column 'when' .* holds dates or times; convert them to numbers"),
     (lambda df: df.assign(name=[f"bird number {i}" for i in range(len(df))]),
      "column 'name' looks like free text: 342 distinct values in 342 rows; .*data.exclude: \\[name\\]"),
 ])

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import DataConfig, FoldsConfig
-from pipeline.data import SYNTH_CHUNK, _read_frame, check_head, load_block, plan_data, synthetic_coef
+from pipeline.data import (SYNTH_CHUNK, _read_frame, check_fold_count, check_head, load_block, plan_data,
+                           synthetic_coef)
 from pipeline.errors import DataError
 
 
@@ -606,7 +607,7 @@ def test_a_feature_without_any_value_is_named_at_plan_time(tmp_path, missing):
 
 
 @pytest.mark.parametrize("name, sep, decimal", [("wine.csv", ";", "."), ("air.csv", ";", ","), ("d.tsv", "\t", "."),
-                                                ("d.txt", "|", "."), ("d.csv", ",", ".")])
+                                                ("eu.tsv", "\t", ","), ("d.txt", "|", "."), ("d.csv", ",", ".")])
 def test_the_separator_is_read_from_the_header(tmp_path, name, sep, decimal):
     """UCI's wine quality and bank marketing files are separated by ``;`` (as European spreadsheets export),
     ``.tsv`` files by tabs: they were refused ("save it with commas"). The header says which separator splits
@@ -781,3 +782,12 @@ def test_a_row_with_more_fields_than_the_header_is_refused_not_shifted(tmp_path)
     trailing.write_text("x1,y\n" + "".join(f"{i},{2 * i},\n" for i in range(30)))
     plan = plan_data(DataConfig(source=str(trailing), target="y"))
     np.testing.assert_array_equal(load_block(plan, plan.blocks[0]).y, 2.0 * np.arange(30))
+
+
+def test_a_table_of_one_row_is_refused_with_a_fix_that_can_be_made(tmp_path):
+    """It said "lower folds.k", which is at least 2 (the third probe)."""
+    p = tmp_path / "one.csv"
+    p.write_text("a,y\n1,2\n")
+    with pytest.raises(DataError, match=re.escape("the data have 1 row, and cross-validation needs at least 2 "
+                                                  "(folds.k ≥ 2), many more for a useful model; add rows.")):
+        check_fold_count(plan_data(DataConfig(source=str(p), target="y"), FoldsConfig(k=2)), 2)
