@@ -54,14 +54,19 @@ def test_the_path_stops_where_the_fit_stops_changing(family: str, monkeypatch: p
     assert min(cut.heldout_mse) <= min(full.heldout_mse) * (1 + 1e-4)
 
 
-def test_no_early_stop_but_saturation_before_the_winning_trials_strength() -> None:
-    """A path run to examine a trial reaches that trial's strength: the ``fdev`` and held-out rules wait for
-    ``min_points`` (saturation does not; it is where the fit stops changing at all)."""
+def test_no_early_stop_before_the_winning_trials_strength(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A path run to examine a trial reaches that trial's strength: the ``fdev``, held-out and saturation rules
+    wait for ``min_points``. Saturation did not: on nearly exact data (the fourth probe's fertility rates, R²
+    0.9999 at every strength) it cut the paths 2.5 decades short of the winner, and the ``1se`` choice fell on
+    the winner itself. Here every point counts as saturated."""
     lmax = _fold_model("poisson", "gram").problem.lambda1_max
     strengths = tuple(np.geomspace(2 * lmax, 2e-6 * lmax, 100))
     m = len(_fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths), 1e-10).heldout_mse)
     longer = _fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths, min_points=m + 7), 1e-10)
     assert m < 80 and len(longer.heldout_mse) == m + 7  # it stops at once where it may
+    monkeypatch.setattr(scoring, "PATH_STOP_DEV_RATIO", 1e-12)  # every fit "explains 99.9%"
+    saturated = _fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths, min_points=30), 1e-10)
+    assert len(saturated.heldout_mse) == 30
 
 
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
