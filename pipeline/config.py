@@ -430,7 +430,7 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), *,
         except OSError as e:
             raise ConfigError(f"cannot read config file {where!r}: {e.strerror or e}.") from e
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=_UniqueKeyLoader)
         except yaml.YAMLError as e:
             raise ConfigError(f"{where} is not valid YAML: {e}") from e
         if raw is None:
@@ -438,6 +438,25 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), *,
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a YAML mapping of sections, got {type(raw).__name__}.")
     return _validated(apply_values(apply_overrides(raw, overrides), values or {}), where)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: the plain loader keeps the last, so a
+    second ``data:`` section (``data: {block_rows: 1000}`` appended) silently dropped the first's source and
+    target, and a sweep of the bundled data registered under the user's model name (the fourth probe)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base': its keys may be overridden, as YAML says
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); merge the two into one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _validated(raw: dict[str, Any], where: str) -> SweepConfig:

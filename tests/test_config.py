@@ -103,6 +103,27 @@ def test_unreadable_and_invalid_files(tmp_path):
         load_config(scalar)
 
 
+def test_a_key_given_twice_is_refused_and_yaml_merges_still_work(tmp_path):
+    """A second ``data:`` section silently replaced the first: the sweep read the bundled data and registered
+    it under the user's model name (the fourth probe)."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("data: {source: g.csv, target: invest}\nsearch: {n_trials: 5}\ndata: {block_rows: 1000}\n")
+    with pytest.raises(ConfigError, match=r"the key 'data' appears twice in one mapping \(lines 1 and 3\); merge "
+                                          "the two into one"):
+        load_config(twice)
+    inner = tmp_path / "inner.yaml"
+    inner.write_text("search:\n  n_trials: 5\n  seed: 1\n  n_trials: 9\n")
+    with pytest.raises(ConfigError, match=r"the key 'n_trials' appears twice in one mapping \(lines 2 and 4\)"):
+        load_config(inner)
+    merged = tmp_path / "merged.yaml"  # '<<' keys may be overridden, as YAML merges say
+    merged.write_text("x-base: &base {n_trials: 5, seed: 3}\nsearch:\n  <<: *base\n  n_trials: 7\n")
+    with pytest.raises(ConfigError, match="x-base"):  # an unknown section, not a duplicate
+        load_config(merged)
+    merged.write_text("search:\n  <<: {n_trials: 5, seed: 3}\n  n_trials: 7\n")
+    cfg = load_config(merged)
+    assert cfg.search.n_trials == 7 and cfg.search.seed == 3
+
+
 def test_overrides_parse_yaml_values_and_win_over_the_file(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("search:\n  n_trials: 5\n")
