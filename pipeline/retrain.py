@@ -443,6 +443,7 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     if base.model.family == "binomial":
         _check_positive_class(base, facts["positive_class"], cfg, echo)
     _check_rows(facts["w_heldout"], facts["w_train"], facts["fold_weight"], cfg)
+    _check_two_classes(facts, cfg)
     # a GLM keeps its rows in worker memory whichever engine solves its Newton steps (cfg.model.engine)
     held = "rows engine" if cfg.model.family == "gaussian" else "rows kept in worker memory"
     echo(f"Data: {plan.source}: {facts['n_train']} training + {facts['n_heldout']} held-out rows, fingerprint "
@@ -548,6 +549,17 @@ def _check_rows(w_heldout: float, w_train: float, fold_weight: list[float], cfg:
         raise DataError(
             f"the training rows leave folds {empty} empty; lower retrain.holdout.fraction or folds.k, or add data."
         )
+
+
+def _check_two_classes(facts: dict[str, Any], cfg: SweepConfig) -> None:
+    """A binomial challenger needs both classes among the training rows (those outside the hold-out): a time
+    hold-out may leave one (a class that only the newest rows hold), where the fit raised a traceback."""
+    if cfg.model.family != "binomial" or 0.0 < facts["y_mean_train"] < 1.0:
+        return
+    how = ("hold out fewer of the newest rows (lower retrain.holdout.fraction), or by row fraction (unset "
+           "retrain.holdout.time_column)" if cfg.retrain.holdout.time_column else "lower retrain.holdout.fraction")
+    raise RetrainInputError(f"the retrain's training rows (those outside the hold-out) hold one class only, so no "
+                            f"logistic model can be fitted on them; {how}, or add rows of the other class.")
 
 
 MIN_HELDOUT_ROWS = 30  # held-out rows a contest needs: fewer cannot tell two models apart (3 rows decided one)

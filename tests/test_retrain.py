@@ -11,6 +11,7 @@ and every challenger against scikit-learn fitted on the training rows.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -438,3 +439,23 @@ def test_a_changed_feature_set_is_named_by_what_is_missing_and_new():
     assert "the data lack ['y'] and add ['c'];" in _features_differ(["a", "y"], ["a", "c"], "m v1", None)
     wide = _features_differ([f"g{i}" for i in range(5000)], ["g0"], "m v1", None)
     assert "… (4999 in all)]" in wide and len(wide) < 400
+
+
+@pytest.mark.parametrize(("extra", "fix"), [
+    (["retrain.holdout.time_column=year"], "hold out fewer of the newest rows (lower retrain.holdout.fraction), or "
+                                           "by row fraction (unset retrain.holdout.time_column)"),
+    ([], "lower retrain.holdout.fraction"),
+])
+def test_a_binomial_challenger_needs_both_classes_in_its_training_rows(extra, fix):
+    """A time hold-out whose older rows hold one class (a regime change) ended in a traceback, exit 1 (the fourth
+    probe); now a one-line error naming the hold-out, and nothing for a gaussian model or two classes."""
+    from pipeline.errors import RetrainInputError
+    from pipeline.retrain import _check_two_classes
+
+    cfg = load_config(None, ["model.family=binomial", *extra])
+    for share in (0.0, 1.0):
+        with pytest.raises(RetrainInputError, match=re.escape(f"hold one class only, so no logistic model can be "
+                                                              f"fitted on them; {fix}, or add rows of the other")):
+            _check_two_classes({"y_mean_train": share}, cfg)
+    _check_two_classes({"y_mean_train": 0.3}, cfg)
+    _check_two_classes({"y_mean_train": 1.0}, load_config(None, extra))  # gaussian: a constant target is its own case

@@ -368,7 +368,9 @@ def check_training_folds(rows: RowData) -> None:
             held = int(np.count_nonzero((rows.y[used] > 0.5) != positive))
             raise DataError(f"fold {f}'s training rows hold one class only (class {missing!r} has {held} row(s) of "
                             f"weight > 0, all in fold {f}), so the logistic model has no finite intercept there; "
-                            "add rows of that class, or keep folds.stratify on (it spreads each class over the folds).")
+                            "add rows of that class, or keep folds.stratify on (it spreads each class over the folds; "
+                            "folds.group keeps each group in one fold, so a class that one group holds cannot be "
+                            "spread: group by a finer column, or leave folds.group unset).")
         if not np.any(y > 0):
             n_pos = int(np.count_nonzero(rows.y[used] > 0))
             fix = ("add rows with counts above 0 (with one such row, the fold that holds it out cannot be fitted "
