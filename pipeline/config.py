@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import posixpath
 import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -307,6 +308,25 @@ class ClusterConfig(_Strict):
     dashboard_address: str | None = Field("127.0.0.1:0", description="LocalCluster dashboard; null disables it")
     security: SecurityConfig | None = Field(None, description="Dask TLS; null: plain tcp:// (loopback by default)")
 
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _memory_number(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v  # 0, 4e9: bytes
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit(cls, v: str) -> str:
+        if v != "auto" and not _BYTES.fullmatch(v):  # what dask's parse_bytes reads; a traceback at cluster start
+            raise ValueError(f"must be 'auto' or a size such as '4GiB', '512MB' or '0' (no limit), got {v!r}")
+        return v
+
+    @field_validator("dashboard_address")
+    @classmethod
+    def _dashboard_address(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[\w.\-]*:\d{1,5}|\[[0-9a-fA-F:.]+\]:\d{1,5}", v):
+            raise ValueError(f"must be host:port (e.g. 127.0.0.1:8787, or :0 for any free port) or null, got {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _tls_address(self) -> ClusterConfig:
         if self.security is None and self.address is not None and self.address.startswith("tls://"):
@@ -329,6 +349,17 @@ class TrackingConfig(_Strict):
     experiment: str = Field("regsweep", min_length=1)
     registered_model: str = Field("regsweep-model", min_length=1)
     log_trials: bool = Field(True, description="one child run per trial (false: parent run only)")
+
+    @field_validator("registered_model")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        """MLflow's rules for a registered model's name, checked where a sweep would meet them only at its end,
+        after every trial ran."""
+        norm = posixpath.normpath(v)
+        if not v.strip() or "/" in v or ":" in v or norm != v or norm == "." or norm.startswith(".."):
+            raise ValueError(f"must be a name without '/' or ':' that is not a path ('.', '..'), as MLflow "
+                             f"requires, got {v!r}; e.g. {re.sub(r'[/:]+', '-', v).strip(' .-') or 'regsweep-model'!r}")
+        return v
 
     @field_validator("uri")
     @classmethod
@@ -457,6 +488,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     f"{key_node.start_mark.line + 1}); merge the two into one", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+_BYTES = re.compile(r"\s*\d+(\.\d*)?([eE]\d+)?\s*([kKmMgGtTpP][iI]?)?[bB]?\s*")  # dask.utils.parse_bytes' sizes
 
 
 def _validated(raw: dict[str, Any], where: str) -> SweepConfig:

@@ -100,7 +100,7 @@ from .solvers.controls import FeatureControls
 from .locks import retrain_lock
 from .model import FittedModel
 from .recoding import coefficients_by_name, incumbent_fill, incumbent_map, new_levels
-from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, resolve_space
+from .search import SearchSpace, TrialResult, TrialScheduler, TrialStore, check_storage, resolve_space
 from .signals import terminate_as_interrupt, uninterrupted
 from .solvers import merge_all
 from .sqlite_wal import sqlite_path
@@ -295,6 +295,8 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     plan = retrain_plan(cfg)
     check_fold_count(plan, cfg.folds.k)
     _check_store_exists(cfg)
+    if cfg.retrain.mode == "resweep":
+        check_storage(cfg.search.storage)
     tracker = Tracker(cfg.tracking)
     tracker.preflight()
     tracker.ensure_experiment()

@@ -74,6 +74,7 @@ from .search import (
     TrialResult,
     TrialScheduler,
     TrialStore,
+    check_storage,
     resolve_space,
     trial_rows,
 )
@@ -125,6 +126,7 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
     t0 = time.perf_counter()
     timer = _Timer()
     preflight(cfg.tracking.uri)  # seconds, before any data is read, any cluster started, MLflow imported
+    check_storage(cfg.search.storage)
     check_scheduler(cfg.cluster)
     plan = plan_data(cfg.data, cfg.folds, cfg.model.family)
     check_fold_count(plan, cfg.folds.k)

@@ -68,6 +68,15 @@ def test_fixed_key_paths_exist():
         (["search.n_trials=0", "folds.k=1"], "2 problems:\n  - folds.k: Input should be greater than or equal to 2, got 1\n  - search.n_trials:"),
         (["nokey"], "--set expects key.path=value, got 'nokey'"),
         (["search.n_trials=3", "search.n_trials.x=1"], "search.n_trials is a value, not a section"),
+        # the fourth probe: check-config passed these, and the sweep ended in a traceback (or after every trial)
+        (["cluster.memory_limit=abc"], "cluster.memory_limit: must be 'auto' or a size such as '4GiB'"),
+        (["cluster.dashboard_address=notanaddress"], "cluster.dashboard_address: must be host:port (e.g. "
+                                                     "127.0.0.1:8787, or :0 for any free port) or null, got "
+                                                     "'notanaddress'"),
+        (["tracking.registered_model='team/model v1'"], "tracking.registered_model: must be a name without '/' or "
+                                                        "':' that is not a path ('.', '..'), as MLflow requires, "
+                                                        "got 'team/model v1'; e.g. 'team-model v1'"),
+        (["tracking.registered_model=.."], "tracking.registered_model: must be a name without"),
     ],
 )
 def test_bad_configs_name_the_key_and_value(overrides, fragment):
@@ -136,3 +145,33 @@ def test_resolved_yaml_round_trips(tmp_path):
     p = tmp_path / "resolved.yaml"
     p.write_text(cfg.to_yaml())
     assert load_config(p) == cfg
+
+
+@pytest.mark.parametrize(("key", "value"), [("cluster.memory_limit", "4GiB"), ("cluster.memory_limit", "512 MB"),
+                                            ("cluster.memory_limit", "0"), ("cluster.dashboard_address", ":0"),
+                                            ("cluster.dashboard_address", "localhost:8787"),
+                                            ("tracking.registered_model", "churn model v2")])
+def test_sizes_addresses_and_names_that_work_are_kept(key, value):
+    section, name = key.split(".")
+    assert getattr(getattr(load_config(None, [f"{key}={value}"]), section), name) == value
+
+
+def test_an_unusable_study_storage_is_named_before_the_cluster_starts(tmp_path):
+    """A SQLite file in a directory that does not exist, and a PostgreSQL server that does not answer, failed
+    with tracebacks (the lock file's FileNotFoundError; SQLAlchemy's OperationalError after the workers
+    started)."""
+    import socket
+
+    from pipeline.errors import SweepError
+    from pipeline.search import check_storage
+
+    check_storage(f"sqlite:///{tmp_path}/optuna.db")
+    with pytest.raises(ConfigError, match=f"search.storage 'sqlite:///{tmp_path}/no/x.db': directory "
+                                          f"'{tmp_path}/no' does not exist; create it first."):
+        check_storage(f"sqlite:///{tmp_path}/no/x.db")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(SweepError, match=rf"search.storage postgresql\+psycopg2://127.0.0.1:{port}/db is "
+                                         r"unreachable \(.*\); start the database, or set search.storage"):
+        check_storage(f"postgresql+psycopg2://user:secret@127.0.0.1:{port}/db")

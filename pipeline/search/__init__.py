@@ -15,7 +15,7 @@ from .results import TrialResult, explained_name, summarize_scores
 from .rows import FAMILY_ATTR, TrialRow, study_family, trial_rows
 from .scheduler import TrialListener, TrialScheduler
 from .space import SearchSpace, resolve_space
-from .study import OWNER_ATTR, RETRY_OF_ATTR, PendingTrial, StaleTrial, TrialStore, open_storage
+from .study import OWNER_ATTR, RETRY_OF_ATTR, PendingTrial, StaleTrial, TrialStore, check_storage, open_storage
 
 __all__ = [
     "FAMILY_ATTR",
@@ -29,6 +29,7 @@ __all__ = [
     "TrialRow",
     "TrialScheduler",
     "TrialStore",
+    "check_storage",
     "explained_name",
     "open_storage",
     "resolve_space",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..candidate import Candidate
 from ..config import SearchConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, SweepError
 from ..locks import sqlite_setup_lock
 from ..ownership import DriverId, LeaseKeeper, is_stale
 from ..sqlite_wal import wal_for_engine
@@ -59,6 +59,38 @@ def _sampler(seed: int) -> BaseSampler:
         return incremental_groups(optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
         ))
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
+
+
+def check_storage(url: str, timeout_s: float = 3.0) -> None:
+    """Fail in one line, naming ``search.storage``, before the cluster starts: a SQLite file whose directory
+    does not exist (the lock file beside it failed with a traceback), or a database server that does not
+    answer on its port (SQLAlchemy's 54-line traceback, after the workers had started)."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    from ..sqlite_wal import sqlite_path
+
+    file = sqlite_path(url)
+    if file is not None:
+        folder = os.path.dirname(file) or "."
+        if not os.path.isdir(folder):
+            raise ConfigError(f"search.storage {url!r}: directory {folder!r} does not exist; create it first.")
+        return
+    parts = urlsplit(url)
+    dialect = parts.scheme.split("+", 1)[0].lower()
+    if dialect not in _DEFAULT_PORTS or not parts.hostname or parts.hostname.startswith("/"):
+        return  # a Unix socket, or a database this check does not know: its own errors say what is wrong
+    port = parts.port or _DEFAULT_PORTS[dialect]
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError as e:
+        shown = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
+        raise SweepError(f"search.storage {shown} is unreachable ({e.strerror or e}); start the database, or set "
+                         "search.storage to a local file such as sqlite:///regsweep-optuna.db.") from None
 
 
 def open_storage(url: str) -> RDBStorage:
