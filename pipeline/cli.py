@@ -141,11 +141,12 @@ def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
     numbers (the group may hold anything).
     """
     from .config import load_config
-    from .data import check_fold_count, check_head, plan_data
+    from .data import check_fold_count, check_head, plan_data, without_time_column
     from .feature_controls import check_control_names
 
     cfg = _run(debug, lambda: load_config(config, overrides))
-    plan = _run(debug, lambda: plan_data(cfg.data, cfg.folds, cfg.model.family))
+    plan = _run(debug, lambda: without_time_column(plan_data(cfg.data, cfg.folds, cfg.model.family), cfg.data,
+                                                   cfg.retrain.holdout.time_column))
     _run(debug, lambda: check_head(plan))
     _run(debug, lambda: check_fold_count(plan, cfg.folds.k))
     _run(debug, lambda: check_control_names(cfg, plan.raw_features, plan.categorical))

@@ -44,7 +44,7 @@ from .column_kinds import (DECIMAL_COMMA, HEAD_ROWS, Disguise, arrow_kind, categ
                            csv_head_values, free_text_candidates, is_number, long_csv_fields, na_markers,
                            stored_arrow_schema, too_many_fields, unknown_columns, yaml_list)
 from .encoding import Encoding
-from .errors import DataError
+from .errors import DataError, RetrainInputError
 from .model import SIGNATURE_MAX_COLUMNS
 from .targets import check_target_sample
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["BlockData", "BlockSpec", "DataPlan", "check_fold_count", "check_head", "load_block", "plan_data",
-           "read_example", "synthetic_coef"]
+           "read_example", "synthetic_coef", "without_time_column"]
 
 SYNTH_CHUNK = 4096
 _BUNDLED = {"diabetes": ("diabetes.csv", "progression"), "penguins": ("penguins.csv", "body_mass_g")}
@@ -1601,3 +1601,33 @@ def synthetic_rows(params: tuple[int, int, int, float, float, int] | None, start
         X[lo - start : hi - start] = Xc[lo - c * SYNTH_CHUNK : hi - c * SYNTH_CHUNK]
         y[lo - start : hi - start] = yc[lo - c * SYNTH_CHUNK : hi - c * SYNTH_CHUNK]
     return X, y
+
+
+def without_time_column(plan: DataPlan, data: DataConfig, tc: str | None) -> DataPlan:
+    """The plan with ``retrain.holdout.time_column`` ``tc`` checked and kept out of the features: a retrain
+    holds out its newest rows by it and reads it apart, so the sweep leaves it out as well (a model swept with
+    it as a feature could never be retrained: "the data lack ['year']")."""
+    if tc is None:
+        return plan
+    if plan.kind not in ("csv", "parquet", "bundled"):
+        raise RetrainInputError(
+            f"retrain.holdout.time_column {tc!r} needs a tabular source (CSV or Parquet), but data.source "
+            f"is {plan.kind}; unset it to hold out a seeded fraction of rows."
+        )
+    if tc not in plan.columns:
+        raise RetrainInputError(unknown_columns("retrain.holdout.time_column", [tc], list(plan.columns), plan.source))
+    if tc in (plan.target, plan.weight):
+        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} is the target or weight column.")
+    if data.features is not None and tc in data.features:
+        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} must not be in data.features.")
+    if tc in plan.categorical:
+        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} holds text; it must hold numbers (e.g. days "
+                                "since a date).")
+    if tc in plan.feature_names:
+        note = (f"retrain.holdout.time_column {tc!r} is left out of the features: a retrain holds out its newest "
+                "rows by it.")
+        plan = dataclasses.replace(plan, feature_names=tuple(f for f in plan.feature_names if f != tc),
+                                   notes=(*plan.notes, note))
+    if not plan.feature_names:
+        raise RetrainInputError("no feature columns are left besides the time column.")
+    return plan

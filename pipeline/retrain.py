@@ -67,7 +67,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .column_kinds import unknown_columns
 from .candidate import Candidate
 from .config import SweepConfig
 from .cv import (
@@ -92,7 +91,7 @@ from .cv.row_models import heldout_mse, retrain_facts
 from .metrics import METRIC_OF, metric_label
 from .cv.row_placement import RowPlacement
 from .cv.rows import load_rows
-from .data import DataPlan, check_fold_count, plan_data, read_example
+from .data import DataPlan, check_fold_count, plan_data, read_example, without_time_column
 from .encoding import NA_LEVEL, Encoding, describe as describe_encoding
 from .errors import DataError, RetrainInputError
 from .feature_controls import sweep_controls
@@ -126,28 +125,8 @@ def retrain_plan(cfg: SweepConfig) -> DataPlan:
         raise RetrainInputError(
             "regsweep retrain does not support group k-fold yet (folds.group is set); unset folds.group."
         )
-    plan = plan_data(cfg.data, cfg.folds, cfg.model.family)
-    tc = cfg.retrain.holdout.time_column
-    if tc is None:
-        return plan
-    if plan.kind not in ("csv", "parquet", "bundled"):
-        raise RetrainInputError(
-            f"retrain.holdout.time_column {tc!r} needs a tabular source (CSV or Parquet), but data.source "
-            f"is {plan.kind}; unset it to hold out a seeded fraction of rows."
-        )
-    if tc not in plan.columns:
-        raise RetrainInputError(unknown_columns("retrain.holdout.time_column", [tc], list(plan.columns), plan.source))
-    if tc in (plan.target, plan.weight):
-        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} is the target or weight column.")
-    if cfg.data.features is not None and tc in cfg.data.features:
-        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} must not be in data.features.")
-    if tc in plan.categorical:
-        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} holds text; it must hold numbers (e.g. days "
-                                "since a date).")
-    plan = replace(plan, feature_names=tuple(f for f in plan.feature_names if f != tc))
-    if not plan.feature_names:
-        raise RetrainInputError("no feature columns are left besides the time column.")
-    return plan
+    return without_time_column(plan_data(cfg.data, cfg.folds, cfg.model.family), cfg.data,
+                               cfg.retrain.holdout.time_column)
 
 
 def _open_cache(cfg: SweepConfig, tracker: Tracker) -> StatCache | None:

@@ -44,7 +44,7 @@ from .cv.engines import EngineTasks, choose_sweep_engine, glm_engine, place_engi
 from .cv.path import PathSpec, run_path
 from .cv.path_end import PathEnd
 from .cv.placement import Placement
-from .data import DataPlan, check_fold_count, plan_data
+from .data import DataPlan, check_fold_count, plan_data, without_time_column
 from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
 from .engine import EngineChoice
@@ -128,7 +128,8 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
     preflight(cfg.tracking.uri)  # seconds, before any data is read, any cluster started, MLflow imported
     check_storage(cfg.search.storage)
     check_scheduler(cfg.cluster)
-    plan = plan_data(cfg.data, cfg.folds, cfg.model.family)
+    plan = without_time_column(plan_data(cfg.data, cfg.folds, cfg.model.family), cfg.data,
+                               cfg.retrain.holdout.time_column)
     check_fold_count(plan, cfg.folds.k)
     check_control_names(cfg, plan.raw_features, plan.categorical)
     controls = bool(cfg.model.penalty_factor or cfg.model.coef_limits or cfg.search.group_multipliers)

@@ -360,6 +360,22 @@ def test_time_column_is_not_a_feature(tmp_path):
     assert retrain_plan(cfg).feature_names == ("a",)
 
 
+def test_the_sweep_and_check_config_plan_the_time_column_as_retrain_does(tmp_path):
+    """The sweep used a retrain's time column as a feature, so retrain could never run on its model ("the data
+    lack ['t']"), and a misspelt one passed check-config and the sweep (the fourth probe)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "t": np.arange(60), "y": rng.normal(size=60)})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    base = ["--set", f"data.source={tmp_path}/d.csv", "--set", "data.target=y"]
+    proc = _cli("check-config", os.devnull, *base, "--set", "retrain.holdout.time_column=t", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 features" in proc.stdout and "time_column 't' is left out of the features" in proc.stdout
+    proc = _cli("check-config", os.devnull, *base, "--set", "retrain.holdout.time_column=tt", cwd=tmp_path)
+    assert proc.returncode == 2 and "retrain.holdout.time_column 'tt' is not a column" in proc.stderr
+    proc = _cli("sweep", os.devnull, *base, "--set", "retrain.holdout.time_column=tt", cwd=tmp_path)
+    assert proc.returncode == 2 and "'tt' is not a column" in proc.stderr and "Dask" not in proc.stdout
+
+
 @pytest.mark.parametrize("mode", ["refit", "resweep"])
 def test_retrain_keeps_penalty_factors_limits_and_group_multipliers(world, mode):
     """The challenger is fitted under the config's factors and limits; a refit keeps the champion's multiplier,
