@@ -286,6 +286,9 @@ def _choose_columns(
                      (offset_key, offset)):
         if col is not None and col not in columns:
             raise DataError(unknown_columns(key, [col], columns, where))
+    for key, col in (("data.weight", cfg.weight), ("folds.group", group), (offset_key, offset)):
+        if col == target:  # a weight, group or offset read from the target fitted the target with itself
+            raise DataError(f"{key} {col!r} is the target column (data.target); name another column, or unset {key}.")
     reserved = {target, cfg.weight, group, offset} - {None}
     if cfg.exclude:
         unknown = [c for c in cfg.exclude if c not in columns]

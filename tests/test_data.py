@@ -791,3 +791,13 @@ def test_a_table_of_one_row_is_refused_with_a_fix_that_can_be_made(tmp_path):
     with pytest.raises(DataError, match=re.escape("the data have 1 row, and cross-validation needs at least 2 "
                                                   "(folds.k ≥ 2), many more for a useful model; add rows.")):
         check_fold_count(plan_data(DataConfig(source=str(p), target="y"), FoldsConfig(k=2)), 2)
+
+
+@pytest.mark.parametrize(("data", "group", "key"), [({"weight": "progression"}, None, "data.weight"),
+                                                    ({}, "progression", "folds.group"),
+                                                    ({"offset": "progression"}, None, "data.offset")])
+def test_the_target_cannot_also_be_the_weight_group_or_offset(data, group, key):
+    """They were accepted (the fourth probe): the target fitted with itself as its weight or offset."""
+    with pytest.raises(DataError, match=re.escape(f"{key} 'progression' is the target column (data.target); name "
+                                                  f"another column, or unset {key}.")):
+        plan_data(DataConfig(source="bundled:diabetes", **data), FoldsConfig(group=group))
