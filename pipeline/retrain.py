@@ -61,7 +61,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +91,7 @@ from .cv.row_models import heldout_mse, retrain_facts
 from .metrics import METRIC_OF, metric_label
 from .cv.row_placement import RowPlacement
 from .cv.rows import load_rows
-from .data import DataPlan, check_fold_count, plan_data, read_example, without_time_column
+from .data import BlockSpec, DataPlan, check_fold_count, plan_data, read_example, without_time_column
 from .encoding import NA_LEVEL, Encoding, describe as describe_encoding
 from .errors import DataError, RetrainInputError
 from .feature_controls import sweep_controls
@@ -305,6 +305,9 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
     name = cfg.tracking.registered_model
     with open_client(cfg.cluster) as client:
         fps = block_fingerprints(client, plan)
+        twice = _copied_blocks(plan, fps)
+        if twice:
+            echo(f"Note: {twice}")
         fingerprint = data_fingerprint(plan, fps, cfg.retrain.holdout.time_column)
         done = versions_with_fingerprint(tracker.client, name, fingerprint)
         if done:
@@ -530,6 +533,20 @@ def _check_rows(w_heldout: float, w_train: float, fold_weight: list[float], cfg:
         raise DataError(
             f"the training rows leave folds {empty} empty; lower retrain.holdout.fraction or folds.k, or add data."
         )
+
+
+def _copied_blocks(plan: DataPlan, fingerprints: Sequence[str]) -> str | None:
+    """A note when blocks of two different files hold the same bytes (one delivery copied in twice, the fourth
+    probe's ``part-003`` = ``part-002``): its rows would count twice, in training and in the hold-out, without a
+    word; a block repeated within one file is left alone (a table may repeat rows)."""
+    first: dict[str, BlockSpec] = {}
+    for spec, fp in zip(plan.blocks, fingerprints):
+        seen = first.setdefault(fp, spec)
+        if seen.path != spec.path and seen.path and spec.path:
+            return (f"{os.path.basename(spec.path)!r} holds the same rows as {os.path.basename(seen.path)!r} "
+                    f"({spec.n_rows} rows, byte for byte): the same delivery twice? Its rows count twice, in training "
+                    "and in the hold-out; remove the copy.")
+    return None
 
 
 def _check_two_classes(facts: dict[str, Any], cfg: SweepConfig) -> None:

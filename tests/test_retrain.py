@@ -475,3 +475,23 @@ def test_a_binomial_challenger_needs_both_classes_in_its_training_rows(extra, fi
             _check_two_classes({"y_mean_train": share}, cfg)
     _check_two_classes({"y_mean_train": 0.3}, cfg)
     _check_two_classes({"y_mean_train": 1.0}, load_config(None, extra))  # gaussian: a constant target is its own case
+
+
+def test_a_delivery_copied_in_twice_gets_a_note(tmp_path):
+    """The fourth probe copied part-002 to part-003: accepted without a word, its rows counted twice."""
+    import shutil
+
+    from pipeline.cv.statcache import block_fingerprint
+    from pipeline.data import plan_data
+    from pipeline.retrain import _copied_blocks
+
+    _write_part(tmp_path, 0, 300, BETA_A, seed=1)
+    _write_part(tmp_path, 1, 300, BETA_A, seed=2)
+    cfg = load_config(None, [f"data.source={tmp_path}", "data.target=y"])
+    plan = plan_data(cfg.data, cfg.folds)
+    assert _copied_blocks(plan, [block_fingerprint(plan, b) for b in plan.blocks]) is None
+    shutil.copy(tmp_path / "part-001.parquet", tmp_path / "part-002.parquet")
+    plan = plan_data(cfg.data, cfg.folds)
+    said = _copied_blocks(plan, [block_fingerprint(plan, b) for b in plan.blocks])
+    assert said == ("'part-002.parquet' holds the same rows as 'part-001.parquet' (300 rows, byte for byte): the same "
+                    "delivery twice? Its rows count twice, in training and in the hold-out; remove the copy.")
