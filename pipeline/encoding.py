@@ -249,8 +249,9 @@ class Encoding:
             elif not training:
                 fill = math.nan if self.fill is None else self.fill[j]
                 if math.isnan(fill):
-                    raise DataError(f"input column {name!r} has missing values, but the model was fitted "
-                                    "without data.missing: impute and cannot fill them in; fill them in.")
+                    raise DataError(f"input column {name!r} has missing or infinite values (NaN, inf), but the "
+                                    "model was fitted without data.missing: impute and cannot fill them in; fill "
+                                    "them in.")
                 values = np.where(missing, fill, values)
         return values
 

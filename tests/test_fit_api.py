@@ -200,3 +200,18 @@ def test_frames_as_pandas_reads_real_files(diabetes):
         pipeline.fit(dates, y, lambda1=0.05, penalty="l1")
     kept = pipeline.fit(text.drop(columns="f3"), y, lambda1=0.05, penalty="l1", categorical=["f2"])  # when asked
     assert sum(n.startswith("f2=") for n in kept.feature_names) > 100
+
+
+def test_a_text_column_model_names_a_gap_or_an_inf_alike(diabetes):
+    """Fitted without imputation, a model with text columns called an inf "missing values" (the fourth probe)."""
+    import pandas as pd
+
+    X, y = diabetes
+    frame = pd.DataFrame(X[:, :3], columns=["a", "b", "c"]).assign(kind=np.where(X[:, 3] > 0, "hi", "lo"))
+    model = pipeline.fit(frame, y, lambda2=0.1, penalty="l2")
+    for bad in (np.nan, np.inf):
+        new = frame.head(4).copy()
+        new.loc[1, "b"] = bad
+        with pytest.raises(DataError, match=r"input column 'b' has missing or infinite values \(NaN, inf\), but the "
+                                            r"model was fitted without data.missing: impute"):
+            model.predict(new)
