@@ -43,7 +43,7 @@ from .config import DataConfig, FoldsConfig
 from .column_kinds import (DECIMAL_COMMA, HEAD_ROWS, Disguise, arrow_kind, categorical_columns, csv_head_kinds,
                            csv_head_values, free_text_candidates, is_number, long_csv_fields, na_markers,
                            stored_arrow_schema, too_many_fields, unknown_columns, yaml_list)
-from .encoding import Encoding
+from .encoding import Encoding, at_row
 from .errors import DataError, RetrainInputError
 from .model import SIGNATURE_MAX_COLUMNS
 from .targets import check_target_sample
@@ -1361,11 +1361,12 @@ def _numeric(frame: pd.DataFrame, columns: Sequence[str], where: str) -> np.ndar
     bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
                                       or _booleans_with_gaps(frame[c]))]
     if bad:
-        examples = {c: frame[c][pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()].iloc[:1].tolist()
-                    for c in bad}  # a value that is not a number (the gaps are numbers' NaN)
+        texts = {c: (pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()).to_numpy() for c in bad}
+        examples = {c: frame[c][t].iloc[:1].tolist() for c, t in texts.items()}  # not a number (gaps are NaN)
         raise DataError(
-            f"{where}: columns {bad} are not numeric (e.g. {examples}); list them in data.categorical, name the "
-            "strings that mark a gap in data.na_values, or leave them out with data.exclude."
+            f"{where}: columns {bad} are not numeric (e.g. {examples}{at_row(where, int(np.argmax(texts[bad[0]])))}"
+            "); list them in data.categorical, name the strings that mark a gap in data.na_values, or leave them "
+            "out with data.exclude."
         )
     return frame[list(columns)].to_numpy(dtype=np.float64)
 

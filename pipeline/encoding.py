@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -364,6 +365,13 @@ def input_numbers(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack([numeric_column(frame[c], str(c), _INPUT) for c in frame.columns])
 
 
+def at_row(where: str, position: int) -> str:
+    """`` at row 1500`` for the ``position``-th row of the block ``where`` (``"<file> rows 1024-2047"``: rows
+    counted from 0, header excluded, as the block's own name counts them); empty where that is not its form."""
+    m = re.search(r" rows (\d+)-\d+$", where)
+    return f" at row {int(m.group(1)) + position}" if m else ""
+
+
 def numeric_column(series: pd.Series, name: str, where: str) -> np.ndarray:
     """A numeric column as float64 (missing as NaN); text in it is a one-line error naming the fixes."""
     import pandas as pd
@@ -377,7 +385,8 @@ def numeric_column(series: pd.Series, name: str, where: str) -> np.ndarray:
         if where == _INPUT:  # a fitted model: nothing in the config can change it
             raise DataError(f"input column {name!r} holds text (e.g. {example!r}) where the model takes numbers; "
                             "pass numbers, or NaN for a missing value (a model fitted with imputation fills it).")
-        raise DataError(f"{where}: column {name!r} is numeric elsewhere but holds text here (e.g. {example!r}); "
+        raise DataError(f"{where}: column {name!r} is numeric elsewhere but holds text here (e.g. {example!r}"
+                        f"{at_row(where, int(np.argmax(bad.to_numpy())))}); "
                         f"list it in data.categorical, add {example!r} to data.na_values if it marks a missing "
                         "value, or leave the column out with data.exclude.")
     return coerced.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -306,7 +306,8 @@ def test_text_in_a_numeric_column_further_down_is_named(tmp_path, penguins):
     big = pd.concat([penguins] * 4, ignore_index=True)
     big["bill_depth_mm"] = big["bill_depth_mm"].astype(object)
     big.loc[1200, "bill_depth_mm"] = "deep"  # beyond the 1,000 lines the plan reads
-    with pytest.raises(DataError, match="column 'bill_depth_mm' is numeric elsewhere but holds text here .*'deep'"):
+    with pytest.raises(DataError, match="column 'bill_depth_mm' is numeric elsewhere but holds text here .*'deep' "
+                                        "at row 1200\\)"):
         _pass(_plan(tmp_path, big))
 
 

@@ -379,8 +379,8 @@ def test_a_text_value_past_the_head_is_named_not_a_gap(tmp_path):
     p = tmp_path / "late.csv"
     p.write_text("x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(x)))
     plan = plan_data(DataConfig(source=str(p), target="y", missing="drop"), FoldsConfig(k=2))
-    with pytest.raises(DataError, match=r"columns \['x'\] are not numeric \(e.g. \{'x': \['abc'\]\}\)"):
-        load_block(plan, plan.blocks[0])
+    with pytest.raises(DataError, match=r"columns \['x'\] are not numeric \(e.g. \{'x': \['abc'\]\} at row 1050\)"):
+        load_block(plan, plan.blocks[0])  # the row, not only its block (the third probe)
 
 
 def test_a_quoted_header_name_may_hold_commas(tmp_path):
