@@ -461,7 +461,7 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), *,
         except OSError as e:
             raise ConfigError(f"cannot read config file {where!r}: {e.strerror or e}.") from e
         try:
-            raw = yaml.load(text, Loader=_UniqueKeyLoader)
+            raw = _load_unique(text)
         except yaml.YAMLError as e:
             raise ConfigError(f"{where} is not valid YAML: {e}") from e
         if raw is None:
@@ -491,6 +491,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 _BYTES = re.compile(r"\s*\d+(\.\d*)?([eE]\d+)?\s*([kKmMgGtTpP][iI]?)?[bB]?\s*")  # dask.utils.parse_bytes' sizes
+
+
+def _load_unique(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice (:class:`_UniqueKeyLoader`)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _validated(raw: dict[str, Any], where: str) -> SweepConfig:
