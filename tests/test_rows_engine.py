@@ -62,6 +62,16 @@ def test_auto_takes_gram_only_for_dense_tall_data_whose_grams_fit():
     assert choose_engine("gram", sparse=True, n_features=3, n_train=2, k=5, memory=GiB).name == "gram"
 
 
+def test_forcing_gram_on_wide_data_says_that_auto_would_choose_the_rows():
+    """A 200 × 5,000 binomial sweep with model.engine: gram ran for over 20 minutes (the fifth probe), where auto
+    took 21 s; the engine line said only "requested"."""
+    wide = choose_engine("gram", sparse=False, n_features=5_000, n_train=160, k=5, memory=64 * GiB)
+    assert wide.line() == ("engine: gram (requested; a fold Gram takes 200.0 MB; auto would choose rows here (p = "
+                           "5,000 > n = 160), far faster: set model.engine: auto)")
+    tall = choose_engine("gram", sparse=False, n_features=100, n_train=800_000, k=5, memory=4 * GiB)
+    assert tall.line() == "engine: gram (requested; a fold Gram takes 80.0 KB)"
+
+
 def test_forcing_gram_that_cannot_fit_is_refused_naming_the_fix():
     with pytest.raises(ConfigError, match=r"model.engine: gram cannot run: the 5 fold Grams of p = 20,000 features "
                                           r"take 16.0 GB, more than .* use model.engine: rows"):
