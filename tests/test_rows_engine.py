@@ -70,6 +70,11 @@ def test_forcing_gram_on_wide_data_says_that_auto_would_choose_the_rows():
                            "5,000 > n = 160), far faster: set model.engine: auto)")
     tall = choose_engine("gram", sparse=False, n_features=100, n_train=800_000, k=5, memory=4 * GiB)
     assert tall.line() == "engine: gram (requested; a fold Gram takes 80.0 KB)"
+    rows = choose_engine("rows", sparse=False, n_features=1_000, n_train=40_000, k=5, memory=8 * GiB)
+    assert rows.line() == ("engine: rows (requested; auto would choose gram here (p = 1,000 ≤ n = 40,000; 5 fold "
+                           "Grams take 40.0 MB), far faster on tall data: set model.engine: auto)")
+    assert choose_engine("rows", sparse=False, n_features=5_000, n_train=160, k=5, memory=GiB).line() == (
+        "engine: rows (requested)")
 
 
 def test_forcing_gram_that_cannot_fit_is_refused_naming_the_fix():
