@@ -103,6 +103,7 @@ class DataPlan:
     stratify: bool = False  # binomial row k-fold: folds dealt per class (folds.stratify)
     delimiter: str = ","  # csv: the field separator, found from the header (``;`` and tabs as well as commas)
     decimal: str = "."  # csv: the decimal mark (``,`` in a ``;``-separated file whose numbers are written 3,14)
+    array_columns: tuple[int, ...] | None = None  # npy / npz: the source's columns read (None: all; data.exclude)
 
     @property
     def n_features(self) -> int:
@@ -1055,15 +1056,13 @@ def _plan_npy(cfg: DataConfig, path: str, group: str | None, labels: bool = Fals
             _numeric_npy(arr, p, key)
         if arr.ndim != 1 or arr.shape[0] != X.shape[0]:
             raise DataError(f"{key} {p!r} must be 1-D with one value per row of X ({X.shape[0]}), got shape {arr.shape}.")
-    names = tuple(cfg.features) if cfg.features else tuple(f"x{j}" for j in range(X.shape[1]))
-    if len(names) != X.shape[1]:
-        raise DataError(f"data.features names {len(names)} columns but {path!r} has {X.shape[1]}.")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise DataError(f"{path!r} has shape {X.shape}: it needs at least one row and one column.")
+    names, kept = _array_feature_names(cfg, path, X.shape[1])
     return DataPlan(
         kind="npy", source=path, feature_names=names, target=cfg.target, weight=cfg.weight, group=group,
         n_rows=int(X.shape[0]), blocks=_row_blocks(int(X.shape[0]), cfg.block_rows, path=path),
-        target_bool=labels and _open_npy(cfg.target, "data.target").dtype == np.bool_,
+        target_bool=labels and _open_npy(cfg.target, "data.target").dtype == np.bool_, array_columns=kept,
     )
 
 
@@ -1094,14 +1093,33 @@ def _plan_npz(cfg: DataConfig, path: str, group: str | None, labels: bool = Fals
             _numeric_npy(arr, extra, key)
         if arr.ndim != 1 or arr.shape[0] != n:
             raise DataError(f"{key} {extra!r} must be 1-D with one value per row of X ({n}), got shape {arr.shape}.")
-    names = tuple(cfg.features) if cfg.features else tuple(f"x{j}" for j in range(p))
-    if len(names) != p:
-        raise DataError(f"data.features names {len(names)} columns but {path!r} has {p}.")
     if n == 0 or p == 0:
         raise DataError(f"{path!r} has shape {shape}: it needs at least one row and one column.")
+    names, kept = _array_feature_names(cfg, path, p)
     return DataPlan(kind="npz", source=path, feature_names=names, target=cfg.target, weight=cfg.weight, group=group,
                     n_rows=n, blocks=_row_blocks(n, cfg.block_rows, path=path),
-                    target_bool=labels and _open_npy(cfg.target, "data.target").dtype == np.bool_)
+                    target_bool=labels and _open_npy(cfg.target, "data.target").dtype == np.bool_, array_columns=kept)
+
+
+def _array_feature_names(cfg: DataConfig, path: str, p: int) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
+    """An array source's feature names (``data.features`` names every column of X in order; without it they are
+    ``x0``, ``x1``, …) and the columns read: all of them (None), or those ``data.exclude`` does not name. An
+    excluded name that is none of the columns is refused, as for a table: silently keeping a column the user
+    meant to leave out fits a different model than asked for."""
+    names = tuple(cfg.features) if cfg.features else tuple(f"x{j}" for j in range(p))
+    if len(names) != p:
+        raise DataError(f"data.features names {len(names)} columns but {path!r} has {p}: with an array source it "
+                        "names every column of X, in order.")
+    if not cfg.exclude:
+        return names, None
+    unknown = [c for c in cfg.exclude if c not in names]
+    if unknown:
+        raise DataError(unknown_columns("data.exclude", unknown, names, repr(path)))
+    left_out = set(cfg.exclude)
+    kept = tuple(j for j, name in enumerate(names) if name not in left_out)
+    if not kept:
+        raise DataError(f"data.exclude leaves out every column of {path!r}; keep at least one feature.")
+    return tuple(names[j] for j in kept), kept
 
 
 @functools.lru_cache(maxsize=2)
@@ -1217,9 +1235,11 @@ def _npy_block(plan: DataPlan, spec: BlockSpec) -> tuple[np.ndarray, np.ndarray,
                                                         np.ndarray | None, tuple[bool, ...], str]:
     """An ``.npy`` source's block: X (float64), y, weights, groups, integer flags per column, where it is."""
     sl = slice(spec.local_start, spec.local_start + spec.n_rows)
-    raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)
+    raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)[sl]
+    if plan.array_columns is not None:
+        raw = raw[:, plan.array_columns]
     y, w, g, where = _array_extras(plan, sl)
-    return np.asarray(raw[sl], dtype=np.float64), y, w, g, (raw.dtype.kind in "iub",) * raw.shape[1], where
+    return np.asarray(raw, dtype=np.float64), y, w, g, (raw.dtype.kind in "iub",) * raw.shape[1], where
 
 
 def _array_extras(plan: DataPlan, sl: slice) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
@@ -1236,6 +1256,8 @@ def _array_extras(plan: DataPlan, sl: slice) -> tuple[np.ndarray, np.ndarray | N
 def _load_npz_block(plan: DataPlan, spec: BlockSpec, sparse: bool) -> BlockData:
     sl = slice(spec.local_start, spec.local_start + spec.n_rows)
     matrix = _sparse_matrix(plan.source, Path(plan.source).stat().st_mtime)[sl]
+    if plan.array_columns is not None:
+        matrix = matrix[:, plan.array_columns]
     y, w, g, where = _array_extras(plan, sl)
     integer = (matrix.dtype.kind in "iub",) * matrix.shape[1]
     matrix = matrix.astype(np.float64)
@@ -1528,6 +1550,8 @@ def read_example(plan: DataPlan, integer_columns: Sequence[bool] = (), n: int = 
     if plan.encoding is not None:  # the raw columns, as the model takes them (text as text, gaps as gaps)
         if plan.kind == "npy":
             raw = np.load(plan.source, mmap_mode="r", allow_pickle=False)[:n]
+            if plan.array_columns is not None:
+                raw = raw[:, plan.array_columns]
             frame = pd.DataFrame(np.asarray(raw, dtype=np.float64), columns=list(plan.raw_features))
             if offset is not None and plan.offset is not None:
                 frame[offset] = np.asarray(np.load(plan.offset, mmap_mode="r", allow_pickle=False)[: len(frame)])

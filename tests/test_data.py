@@ -82,6 +82,45 @@ def test_npy_pair(tmp_path, diabetes):
     np.testing.assert_array_equal(X, diabetes[0])
 
 
+@pytest.mark.parametrize("kind", ["npy", "npz"])
+def test_array_source_leaves_out_the_excluded_columns(tmp_path, diabetes, kind):
+    """data.exclude names an array source's columns by their feature names (x0, x1, …): the
+    blocks, the names and the example rows a model is logged with hold only the others, in order."""
+    import scipy.sparse as sp
+
+    X_ref, y_ref = diabetes
+    source = tmp_path / f"X.{kind}"
+    np.save(tmp_path / "X.npy", X_ref) if kind == "npy" else sp.save_npz(source, sp.csr_matrix(X_ref))
+    np.save(tmp_path / "y.npy", y_ref)
+    kept = [0, 1, 3, 4, 5, 6, 8, 9]
+    plan = plan_data(DataConfig(source=str(source), target=str(tmp_path / "y.npy"), exclude=["x2", "x7"],
+                                block_rows=128))
+    assert plan.feature_names == tuple(f"x{j}" for j in kept)
+    X, y = _read_all(plan)
+    np.testing.assert_array_equal(X, X_ref[:, kept])
+    np.testing.assert_array_equal(y, y_ref)
+    with pytest.raises(DataError, match=r"data.exclude 'X2' is not a column .*'x2'"):
+        plan_data(DataConfig(source=str(source), target=str(tmp_path / "y.npy"), exclude=["X2"]))
+    with pytest.raises(DataError, match="leaves out every column"):
+        plan_data(DataConfig(source=str(source), target=str(tmp_path / "y.npy"), exclude=[f"x{j}" for j in range(10)]))
+
+
+def test_npy_source_under_imputation_reads_the_kept_columns(tmp_path, diabetes):
+    """With gaps imputed the npy blocks go through the encoding, which names the raw columns: the excluded
+    column's gaps must not reach it (it is not read at all)."""
+    from pipeline.data import read_example
+
+    X = diabetes[0].copy()
+    X[::7, 4] = np.nan  # gaps only in the excluded column: nothing to impute in the kept ones
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", diabetes[1])
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), exclude=["x4"]))
+    got = _read_all(plan)[0]
+    np.testing.assert_array_equal(got, np.delete(diabetes[0], 4, axis=1))
+    example = read_example(plan, n=3)
+    assert list(example.columns) == [f"x{j}" for j in range(10) if j != 4]
+
+
 def test_synthetic_rows_do_not_depend_on_the_block_size():
     cfg = dict(source="synthetic")
     syn = dict(n_rows=3 * SYNTH_CHUNK + 17, n_features=6, n_informative=3, correlation=0.6, noise=0.1, seed=4)
