@@ -27,7 +27,7 @@ from .solvers.controls import FeatureControls
 if TYPE_CHECKING:
     from .config import SweepConfig
 
-__all__ = ["check_control_names", "controls_from_config", "controls_summary", "describe_controls", "match_features",
+__all__ = ["check_control_names", "check_unpenalized_rows", "controls_from_config", "unpenalized_fit_all_rows", "controls_summary", "describe_controls", "match_features",
            "sweep_controls"]
 
 
@@ -121,6 +121,35 @@ def sweep_controls(cfg: SweepConfig, names: Sequence[str]) -> FeatureControls | 
     ``search.group_multipliers``), or None."""
     groups = {g: spec.columns for g, spec in cfg.search.group_multipliers.items()}
     return controls_from_config(names, cfg.model.penalty_factor, cfg.model.coef_limits, groups)
+
+
+def unpenalized_fit_all_rows(controls: FeatureControls | None, names: Sequence[str], n_train: int,
+                             fit_intercept: bool = True) -> str | None:
+    """Why a fit on ``n_train`` rows cannot be made when the features of factor 0 (and the intercept) are at
+    least as many as the rows, or None. Those columns alone then fit every training row exactly: the
+    penalty on the others has nothing left to do, the coefficients are not unique, and a binomial or Poisson
+    fit has no finite solution at all (its Newton steps ran for minutes: a 50 × 200 Poisson lasso with 100
+    unpenalized features took 456 s on the rows engine before it gave up). The caller names the key."""
+    if controls is None:
+        return None
+    free = [str(names[int(j)]) for j in np.flatnonzero(controls.factor == 0)]
+    if len(free) + int(fit_intercept) < n_train:
+        return None
+    shown = ", ".join(repr(n) for n in free[:5]) + (f", … ({len(free)})" if len(free) > 5 else "")
+    return (f"is 0 for {len(free)} features ({shown}), but a fit has {n_train:,} training rows: with the intercept "
+            "those features alone fit every row exactly, so the coefficients are not unique (binomial, Poisson: "
+            "there is no finite fit, and its solver runs for minutes); give fewer features factor 0 (a small factor, say 0.01, "
+            "keeps them nearly unpenalized), or fit on more rows.")
+
+
+def check_unpenalized_rows(cfg: SweepConfig, controls: FeatureControls | None, names: Sequence[str],
+                           n_rows: int) -> None:
+    """A sweep's :func:`unpenalized_fit_all_rows` rule on a fold's training rows (about n − n/K: row k-fold),
+    before the data pass."""
+    n_train = n_rows - -(-n_rows // cfg.folds.k)
+    why = unpenalized_fit_all_rows(controls, names, n_train, cfg.model.fit_intercept)
+    if why is not None:
+        raise ConfigError(f"model.penalty_factor {why}")
 
 
 def controls_summary(controls: FeatureControls | None, names: Sequence[str]) -> dict[str, Any] | None:

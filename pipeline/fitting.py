@@ -29,7 +29,7 @@ from .column_kinds import (HEAD_ROWS, categorical_columns, free_text_candidates,
 from .encoding import Encoding, is_missing
 from .engine import available_memory, choose_engine
 from .errors import ConfigError, DataError
-from .feature_controls import controls_from_config
+from .feature_controls import controls_from_config, unpenalized_fit_all_rows
 from .levels import FrameColumns, encoding_from_scan, scan_frame
 from .model import FittedModel, feature_names_of
 from .solvers import ElasticNet, GramProblem, RowDesign, RowProblem, SuffStats, is_sparse, make_penalty
@@ -159,7 +159,7 @@ def _solve_glm(X: object, y: object, sample_weight: object | None, feature_names
     X_arr: Any = check_sparse_features(X) if sparse else check_features(X, feature_names)
     n, p = X_arr.shape
     names = feature_names_of(X, p, feature_names)
-    controls = _controls(limits, p, names)
+    controls = _controls(limits, p, names, n, fit_intercept)
     y_arr, labels = family_target(family, y, n, positive_class)
     off = None if offset is None else check_offset(offset, n)
     w = np.ones(n) if sample_weight is None else check_sample_weight(sample_weight, n)
@@ -175,17 +175,22 @@ def _solve_glm(X: object, y: object, sample_weight: object | None, feature_names
                                      offset_kind=None if off is None else "offset")
 
 
-def _controls(limits: tuple[object, object, object], p: int,
-              names: Sequence[str] | None) -> FeatureControls | None:
-    """The checked :class:`FeatureControls` of ``(penalty_factor, lower, upper)`` (None when all are None)."""
+def _controls(limits: tuple[object, object, object], p: int, names: Sequence[str] | None, n_rows: int,
+              fit_intercept: bool) -> FeatureControls | None:
+    """The checked :class:`FeatureControls` of ``(penalty_factor, lower, upper)`` (None when all are None); more
+    unpenalized features than rows are refused (:func:`~pipeline.feature_controls.unpenalized_fit_all_rows`)."""
     factor, lower, upper = limits
     if factor is None and lower is None and upper is None:
         return None
     factor, lower, upper = (_by_name(v, key, names) for v, key in zip(limits, ("penalty_factor", "lower", "upper")))
     try:
-        return FeatureControls.make(p, factor, lower, upper)
+        controls = FeatureControls.make(p, factor, lower, upper)
     except ValueError as e:
         raise DataError(str(e)) from None
+    why = unpenalized_fit_all_rows(controls, names or [f"x{j}" for j in range(p)], n_rows, fit_intercept)
+    if why is not None:
+        raise DataError(f"`penalty_factor` {why}")
+    return controls
 
 
 def _by_name(value: object, key: str, names: Sequence[str] | None) -> object:
@@ -218,7 +223,7 @@ def _solve(X: object, y: object, sample_weight: object | None, feature_names: Se
     X_arr: Any = check_sparse_features(X) if sparse else check_features(X, feature_names)
     n, p = X_arr.shape
     names = feature_names_of(X, p, feature_names)
-    controls = _controls(limits, p, names)
+    controls = _controls(limits, p, names, n, fit_intercept)
     y_arr = check_target(y, n)
     w = None if sample_weight is None else check_sample_weight(sample_weight, n)
     choice = choose_engine(engine, sparse=sparse, n_features=p, n_train=n, k=1, memory=available_memory(),

@@ -49,7 +49,8 @@ from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
 from .engine import EngineChoice
 from .errors import DataError, TrackingError
-from .feature_controls import check_control_names, controls_summary, describe_controls, sweep_controls
+from .feature_controls import (check_control_names, check_unpenalized_rows, controls_summary, describe_controls,
+                               sweep_controls)
 from .gc_pause import collector_paused
 from .metrics import METRIC_OF, metric_label
 from .model import FittedModel
@@ -189,8 +190,7 @@ class _Sweep:
         self.model: FittedModel | None = None  # the registered (selected) model, once refit
         self.controls: FeatureControls | None = None  # penalty factors, limits, searched groups (by feature)
         self.model_cfg = cfg.model  # binomial, poisson: with model.engine resolved (how the Newton steps solve)
-        self.metric = METRIC_OF[cfg.model.family]
-        self.asked = 0
+        self.metric, self.asked = METRIC_OF[cfg.model.family], 0
 
     def run(self, progress: bool | None) -> dict[str, Any]:
         self._announce_cluster()
@@ -218,6 +218,7 @@ class _Sweep:
             self.echo(describe_encoding(plan.encoding))
         self.controls = controls = sweep_controls(cfg, plan.feature_names)  # names known: checked before the pass
         check_controls(self.store, controls, cfg)
+        check_unpenalized_rows(cfg, controls, plan.feature_names, plan.n_rows)
         if controls is not None:
             self.echo(describe_controls(controls, plan.feature_names))
         engine, self.model_cfg = _resolve_engine(cfg, client, plan)

@@ -166,6 +166,36 @@ def test_a_bad_name_stops_the_sweep_before_any_run(tmp_path):
     assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())
 
 
+def test_more_unpenalized_features_than_training_rows_stop_the_sweep_before_any_run(tmp_path):
+    """33 features of factor 0 against about 24 training rows per fold: the unpenalized columns alone fit every
+    row, so no trial's fit is unique (a GLM's has no finite solution, and took minutes to give up)."""
+    cfg = load_config(None, [
+        f"search.storage=sqlite:///{tmp_path}/optuna.db", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "cluster.dashboard_address=null", "data.source=synthetic", "data.synthetic.n_rows=30",
+        "data.synthetic.n_features=40", "model.penalty_factor={'x[1-3]*': 0}",
+    ])
+    with pytest.raises(ConfigError, match=r"model.penalty_factor is 0 for 33 features \('x1', .* 24 training rows"):
+        execute_sweep(cfg, echo=lambda _line: None, progress=False)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())
+
+
+def test_fit_refuses_more_unpenalized_features_than_rows():
+    """The same rule in :func:`pipeline.fit` (50 rows, 49 unpenalized features and the intercept: refused; 48:
+    fitted, and then the unpenalized least squares is unique)."""
+    import pipeline
+    from pipeline.errors import DataError
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((50, 80)), rng.standard_normal(50)
+    with pytest.raises(DataError, match=r"`penalty_factor` is 0 for 49 features .* 50 training rows"):
+        pipeline.fit(X, y, penalty="l1", lambda1=0.1, penalty_factor=np.r_[np.zeros(49), np.ones(31)])
+    model = pipeline.fit(X, y, penalty="l1", lambda1=0.1, penalty_factor=np.r_[np.zeros(48), np.ones(32)])
+    assert np.count_nonzero(model.coef[:48]) == 48
+
+
 def test_categorical_levels_are_named_column_equals_level():
     names = ["bmi", "color=blue", "color=red", "size"]
     c = controls_from_config(names, {"color": 0}, {"color=red": [0, np.inf]}, {})
