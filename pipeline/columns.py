@@ -23,6 +23,7 @@ MOSTLY_MISSING = 0.9  # an imputed column missing in at least this share of the 
 
 _SAME_RTOL = 1e-10  # identical columns: equal means, variances and covariance up to rounding
 _LISTED = 10
+_PASTED = 30  # the most column names a note gives as a data.exclude list to paste
 
 
 def column_notes(total: SuffStats, feature_names: Sequence[str], dropped_by: Sequence[int] = (0, 0, 0, 0), *,
@@ -100,11 +101,11 @@ def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Seq
         notes.append(f"{rows_dropped} rows with NaN or inf left out (data.missing: drop); {n} rows used.")
     if const_names:
         notes.append(f"{len(const_names)} constant column(s) {_listed(const_names)}: coefficient 0"
-                     + _exclude_fix([str(c) for c in const_names], "leave them out") + ".")
+                     + _exclude_fix([str(c) for c in const_names], "leave them out", "constant_columns") + ".")
     if duplicates:
         notes.append(f"{len(duplicates)} pair(s) of identical columns {_listed([list(d) for d in duplicates])}: "
                      "the penalty splits the weight between them"
-                     + _exclude_fix([str(d[1]) for d in duplicates], "keep one of each") + ".")
+                     + _exclude_fix([str(d[1]) for d in duplicates], "keep one of each", "duplicate_columns") + ".")
     if p > n:
         notes.append(f"more features ({p}) than rows ({n}): only penalized fits are determined, and "
                      "small λ overfit.")
@@ -114,13 +115,17 @@ def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Seq
             "notes": notes}
 
 
-def _exclude_fix(names: Sequence[str], verb: str) -> str:
+def _exclude_fix(names: Sequence[str], verb: str, field: str) -> str:
     """``; leave them out with data.exclude: [a, b]`` for the source columns among ``names`` (a level indicator,
-    ``color=red``, is not one: its column's other levels vary)."""
+    ``color=red``, is not one: its column's other levels vary): every one, to paste, up to :data:`_PASTED`;
+    more (7,258 constant columns of a wide table made a 57 KB line in the terminal and the run's notes) are left
+    to the summary's ``field``, which lists them all."""
     from .column_kinds import yaml_list
 
     columns = [c for c in names if "=" not in c]
-    return f"; {verb} with data.exclude: {yaml_list(columns)}" if columns else ""  # (every one: to paste)
+    if len(columns) > _PASTED:
+        return f"; {verb} with data.exclude (the summary's {field} lists all {len(columns):,})"
+    return f"; {verb} with data.exclude: {yaml_list(columns)}" if columns else ""
 
 
 def _listed(items: Sequence[Any]) -> str:

@@ -383,6 +383,12 @@ def test_column_notes_against_brute_force():
     many = column_notes(SuffStats.from_block(wide, y), [*names, *(f"k{j}" for j in range(13))])
     assert many["notes"][0].endswith("leave them out with data.exclude: [c1, c3, " + ", ".join(f"k{j}" for j in
                                                                                                range(13)) + "].")
+    wider = np.column_stack([X, np.ones((n, 40))])  # 42 constant: a list past 30 is left to the summary's field
+    most = column_notes(SuffStats.from_block(wider, y), [*names, *(f"k{j}" for j in range(40))])
+    assert most["notes"][0] == ("42 constant column(s) ['c1', 'c3', 'k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7', "
+                                "…]: coefficient 0; leave them out with data.exclude (the summary's constant_columns "
+                                "lists all 42).")
+    assert most["constant_columns"] == ["c1", "c3", *(f"k{j}" for j in range(40))]
 
 
 def test_a_resumed_study_asked_for_other_penalties_stops_before_the_cluster_and_keeps_its_trials(
