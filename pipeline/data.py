@@ -41,7 +41,7 @@ import numpy as np
 
 from .config import DataConfig, FoldsConfig
 from .column_kinds import (DECIMAL_COMMA, HEAD_ROWS, Disguise, arrow_kind, categorical_columns, csv_head_kinds,
-                           csv_head_values, free_text_candidates, is_number, long_csv_fields, na_markers,
+                           csv_head_values, free_text_candidates, head_rows, is_number, long_csv_fields, na_markers,
                            stored_arrow_schema, too_many_fields, unknown_columns, yaml_list)
 from .encoding import Encoding, at_row
 from .errors import DataError, RetrainInputError
@@ -1399,11 +1399,13 @@ def _booleans_with_gaps(column: pd.Series) -> bool:
     return column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) == "boolean"
 
 
-def check_head(plan: DataPlan, n: int = 1000) -> int:
-    """Read the first ``n`` rows of a CSV source and check the types of the columns the plan uses;
-    returns how many rows were read (0 for sources whose types the plan already checked)."""
+def check_head(plan: DataPlan, n: int | None = None) -> int:
+    """Read the first ``n`` rows of a CSV source (by default :func:`~pipeline.column_kinds.head_rows`) and check
+    the types of the columns the plan uses; returns how many rows were read (0 for sources whose types the plan
+    already checked)."""
     if plan.kind != "csv":
         return 0  # Parquet and .npy types are in their metadata (checked by plan_data); synthetic is numeric
+    n = head_rows(len(plan.columns)) if n is None else n
     frame = _head_frame(plan, n)
     assert frame is not None  # (None only for a Parquet file without rows)
     used = [c for c in _needed_columns(plan) if c != plan.group and c not in plan.categorical

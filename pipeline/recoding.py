@@ -36,10 +36,11 @@ def widening_map(old_names: Sequence[str], old_centers: Mapping[str, float], new
         if name in index:
             A[index[name], j] = 1.0
     centers = new.imputed_centers
+    position = {name: j for j, name in reversed(list(enumerate(names)))}
     for col, c_new in centers.items():
         mask = index.get(f"{col}={NA_LEVEL}")
         if mask is not None and col in index:
-            A[mask, names.index(col)] += c_new - old_centers.get(col, c_new)
+            A[mask, position[col]] += c_new - old_centers.get(col, c_new)
     return A
 
 

@@ -778,6 +778,37 @@ def test_a_blank_line_right_after_the_head_does_not_stop_the_look_further(tmp_pa
     assert head.kinds == {"a": "numeric", "grp": "text", "y": "numeric"} and head.empty == ()
 
 
+_SPELLINGS = ["7", "-1.5e3", ".5", "1.", "+2", "1E+05", " 1", "1 ", "inf", "-Infinity", "1_000", "\uff11\uff12", "1e",
+              "e5", "-", "+.e1", "0x10", "1,5", "1\n2", "١٢", "1.2.3", "--1", "1e5.0", "NAN", "Nan"]
+
+
+@pytest.mark.parametrize("value", _SPELLINGS)
+def test_a_head_value_is_numeric_exactly_when_pandas_reads_it_as_a_number(tmp_path, value):
+    """The head's kinds (a regular expression over the joined values for plain numbers, one by one otherwise)
+    against pandas' CSV reader, which the workers use: a column of the value and a 1 is numeric to both or to
+    neither (a text value beside numbers makes pandas' column object)."""
+    from pipeline.column_kinds import kind_of_strings
+
+    p = tmp_path / "v.csv"
+    pd.DataFrame({"a": [value, "1"]}).to_csv(p, index=False)
+    read = pd.read_csv(p, skipinitialspace=True)["a"]
+    assert (kind_of_strings([value.strip(" "), "1"]) == "numeric") == (read.dtype.kind in "if"), read.tolist()
+
+
+def test_a_wide_tables_head_is_read_for_at_most_two_million_fields(tmp_path):
+    """1,000 rows of 2,500 columns: check-config's type check reads 800 of them (2·10⁶ fields); 100 at least
+    (a 500 × 20,000 table's check took 16 s on its 10⁷ fields)."""
+    from pipeline.column_kinds import head_rows
+
+    p = tmp_path / "wide.csv"
+    width = 2499  # and the target: 2,500 columns
+    p.write_text(",".join([*(f"x{j}" for j in range(width)), "y"]) + "\n"
+                 + ("0," * width + "1\n") * 1000)
+    plan = plan_data(DataConfig(source=str(p), target="y"))
+    assert plan.n_features == width and check_head(plan) == 800
+    assert head_rows(20_000) == 100 and head_rows(50) == 1000
+
+
 def test_an_unknown_column_name_gets_the_one_meant_and_a_wide_table_a_short_list() -> None:
     from pipeline.column_kinds import unknown_columns
 
