@@ -40,15 +40,16 @@ from .config import ModelConfig, SweepConfig
 from .cv import (check_scheduler, cluster_workers, example_rows, integer_columns, open_client, prestart_local_workers,
                  total_threads, wait_done)
 from .cv.scan import scan_columns
-from .cv.engines import EngineTasks, choose_sweep_engine, glm_engine, place_engine, tasks_of, worker_preload
+from .cv.engines import (EngineTasks, choose_sweep_engine, glm_engine, place_engine, tasks_of, worker_memory,
+                         worker_preload)
 from .cv.path import PathSpec, run_path
 from .cv.path_end import PathEnd
 from .cv.placement import Placement
 from .data import DataPlan, check_fold_count, plan_data, without_time_column
 from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
-from .engine import EngineChoice
-from .errors import DataError, TrackingError
+from .engine import EngineChoice, killed_in_pass
+from .errors import DataError, SweepError, TrackingError
 from .feature_controls import (check_control_names, check_unpenalized_rows, controls_summary, describe_controls,
                                sweep_controls)
 from .gc_pause import collector_paused
@@ -233,7 +234,7 @@ class _Sweep:
         integers_f = client.submit(integer_columns, passes, pure=False, priority=1)
         # meanwhile, an experiment error from the tracking process stops the sweep, and a long pass imports
         # matplotlib for the plots (otherwise the trials' end does, see _SweepListener)
-        self.meta = meta = wait_done(summary_f, meanwhile=lambda: _while_passing(self.tracking, self.timer, cfg))
+        self.meta = meta = _wait_pass(summary_f, self, lambda: _while_passing(self.tracking, self.timer, cfg))
         _check_folds(meta, cfg, plan.target)
         check_data(self.store, cfg, meta, engine.name)  # a resumed study's trials were scored on these data
         self.bounds = bounds = wait_done(bounds_f)
@@ -429,6 +430,20 @@ def _notes(plan: DataPlan, meta: dict[str, Any], rows: list[TrialRow], metric: s
     """The summary's ``data_notes`` (the plan's first: columns left out, the separator; then the pass's) and
     ``cv_notes`` (a fold that swamps the others)."""
     return {"data_notes": [*plan.notes, *meta["notes"]], "cv_notes": dominant_fold_notes(rows, metric_label(metric))}
+
+
+def _wait_pass(future: Any, run: _Sweep, meanwhile: Callable[[], None]) -> Any:
+    """The data pass's summary; workers killed running it (mostly: past their memory limit) said in words and
+    sizes, not as distributed's ``KilledWorker`` traceback."""
+    from distributed import KilledWorker
+
+    try:
+        return wait_done(future, meanwhile=meanwhile)
+    except KilledWorker as e:
+        plan, engine = run.plan, run.engine
+        raise SweepError(killed_in_pass(str(getattr(e, "task", e)), max(s.n_rows for s in plan.blocks),
+                                        plan.n_statistics_columns, run.cfg.folds.k, worker_memory(run.client),
+                                        gram=engine is not None and engine.name == "gram")) from None
 
 
 def _waited(timer: _Timer, mark: str, fut: Any) -> Any:

@@ -79,10 +79,75 @@ def test_forcing_gram_on_wide_data_says_that_auto_would_choose_the_rows():
 
 def test_forcing_gram_that_cannot_fit_is_refused_naming_the_fix():
     with pytest.raises(ConfigError, match=r"model.engine: gram cannot run: the 5 fold Grams of p = 20,000 features "
-                                          r"take 16.0 GB, more than .* use model.engine: rows"):
+                                          r"take 16.0 GB, .* \(48.0 GB\), more than .* use model.engine: rows"):
         choose_engine("gram", sparse=False, n_features=20_000, n_train=2_000, k=5, memory=8 * GiB)
+    # 160 MB of Grams in 400 MB workers: the merge's three sets (480 MB) killed them; 3 × 160 MB fits in 500 MB
+    with pytest.raises(ConfigError, match=r"3 such sets \(480.0 MB\), more than .* \(400.0 MB\)"):
+        choose_engine("gram", sparse=False, n_features=2_000, n_train=16_000, k=5, memory=400_000_000)
+    assert choose_engine("gram", sparse=False, n_features=2_000, n_train=16_000, k=5, memory=500_000_000).name == "gram"
     with pytest.raises(ConfigError, match="must be one of auto, gram, rows"):
         choose_engine("fast", sparse=False, n_features=3, n_train=100, k=5, memory=GiB)
+
+
+def test_a_block_too_big_for_the_workers_is_refused_naming_the_block_rows_that_fit():
+    """20,000 × 2,000 (320 MB as float64) with 5 fold Grams of 2,000² (160 MB) in 600 MB workers: killed four
+    times over before; now refused with the block size that fits, which passes the same check (and ran: a
+    20,000 × 2,000 synthetic sweep on Grams in 600 MB workers with data.block_rows 6,500)."""
+    from pipeline.engine import check_block_memory
+
+    grams = 5 * 8 * 2_000 ** 2
+    with pytest.raises(ConfigError, match=r"a block of 20,000 rows × 2,000 columns takes 320.0 MB as float64, twice "
+                                          r"that while it is read beside the 5 fold Grams \(160.0 MB\): more than "
+                                          r".* \(600.0 MB\) leaves for data \(420.0 MB\); lower data.block_rows to "
+                                          r"8,100 or fewer"):
+        check_block_memory(20_000, 2_000, 600_000_000, grams, "the 5 fold Grams")
+    check_block_memory(8_100, 2_000, 600_000_000, grams, "the 5 fold Grams")
+    check_block_memory(20_000, 2_000, 600_000_000 + int((2 * 8 * 12_500 * 2_000) / 0.95) + 1, grams, "Grams")
+    with pytest.raises(ConfigError, match=r"the rows engine's copy of every row takes 418.0 MB on a worker, more "
+                                          r"than .* \(600.0 MB\) leaves for data \(420.0 MB\) beside the rows being "
+                                          r"read; give the workers at least 867.4 MB each"):  # not even 100 rows fit
+        check_block_memory(8_000, 2_000, 600_000_000, 418_000_000, "the rows engine's copy of every row")
+    check_block_memory(8_000, 2_000, 867_400_000, 418_000_000, "the rows engine's copy of every row")  # the least
+    check_block_memory(65_536, 10, 200_000_000, 0, "")  # a small table in small workers
+
+
+def test_the_merge_fan_in_fits_the_workers_memory():
+    from pipeline.engine import merge_fan_in
+
+    # K fold Grams at p = 1,500: 90 MB; 1,106 MB workers leave 900 MB for data: 10 sets, merges of 4 (and the sum)
+    assert merge_fan_in(600_000_000, 5, 1_500) == 2  # 8 parts (810 MB with the sum) killed 600 MB workers
+    assert merge_fan_in(1_106_000_000, 5, 1_500) == 4 and merge_fan_in(64 * GiB, 5, 1_500) == 8
+    assert merge_fan_in(100_000_000, 5, 20_000) == 2  # never below a pair
+
+
+def test_workers_killed_in_the_data_pass_are_said_in_words(tmp_path):
+    """A real KilledWorker (a task that ends its worker's process, as the nanny does past the memory limit) on a
+    real two-process cluster, seen where the sweep waits for its data pass."""
+    import os
+    from types import SimpleNamespace
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from pipeline.engine import EngineChoice
+    from pipeline.errors import SweepError
+    from pipeline.sweep import _wait_pass
+
+    def die():
+        os._exit(1)
+
+    plan = plan_data(DataConfig(block_rows=100), FoldsConfig())
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, memory_limit="1GB") as cluster, \
+            Client(cluster) as client:
+        run = SimpleNamespace(plan=plan, engine=EngineChoice("gram", "test"), cfg=load_config(None, []), client=client)
+        with pytest.raises(SweepError) as info:
+            _wait_pass(client.submit(die, key="block-0-test", pure=False), run, lambda: None)
+    said = str(info.value)
+    assert said.startswith("the workers running the data pass's task 'block-0-test' died each time it was tried, "
+                           "most likely out of memory (a worker's limit: 1.0 GB; a block of 100 rows × 10 columns "
+                           "takes 8.0 KB as float64; its 5 fold Grams take 4.0 KB); lower data.block_rows, use "
+                           "model.engine: rows, or give the workers more memory"), said
 
 
 # ------------------------------------------------------------------ both engines, same numbers

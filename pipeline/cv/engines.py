@@ -29,7 +29,8 @@ from ..candidate import Candidate
 from ..config import FoldsConfig, HoldoutConfig, ModelConfig
 from ..data import DataPlan
 from ..encoding import Encoding
-from ..engine import EngineChoice, available_memory, choose_engine
+from ..engine import (EngineChoice, available_memory, check_block_memory, choose_engine, human_bytes, merge_fan_in,
+                      worker_room)
 from ..model import FittedModel
 from ..solvers.controls import FeatureControls
 from .client import cluster_workers
@@ -40,6 +41,7 @@ from .refit import pass_bounds, refit_pass
 from .glm_models import glm_bounds, glm_coefficient_path, glm_paths_and_coefficients, glm_refit
 from .row_models import row_bounds, row_coefficient_path, row_refit, row_summary
 from .row_placement import RowPlacement
+from .rows import ROW_ADDRESSABLE, rows_per_chunk
 from .scoring import FoldPath, PathSpec
 
 if TYPE_CHECKING:
@@ -120,13 +122,22 @@ def choose_sweep_engine(requested: str, client: Client, plan: DataPlan, k: int, 
     ``n − ⌈n/K⌉`` (row k-fold deals each run of K rows to the K folds), after a
     retrain's hold-out share.
     """
-    return _choose(requested, plan, k, memory=worker_memory(client), heldout_fraction=heldout_fraction)
+    memory = worker_memory(client)
+    choice = _choose(requested, plan, k, memory=memory, heldout_fraction=heldout_fraction)
+    p, block = plan.n_statistics_columns, max(s.n_rows for s in plan.blocks)
+    if choice.name == "gram" and plan.family == "gaussian":
+        check_block_memory(block, p, memory, k * 8 * p * p, f"the {k} fold Grams")
+    elif not plan.sparse:  # the rows engine (and every binomial or Poisson sweep) keeps every row on each worker
+        read = min(block, rows_per_chunk(p)) if plan.kind in ROW_ADDRESSABLE else block
+        check_block_memory(read, p, memory, 8 * p * plan.n_rows, "the rows engine's copy of every row")
+    return choice
 
 
 def _choose(requested: str, plan: DataPlan, k: int, *, memory: int, heldout_fraction: float = 0.0) -> EngineChoice:
     n = int(plan.n_rows * (1.0 - heldout_fraction))
     return choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features, n_train=n - math.ceil(n / k),
-                         k=k, memory=memory)
+                         k=k, memory=worker_room(memory) if memory < sys.maxsize else memory,
+                         memory_name=f"what a worker's limit of {human_bytes(memory)} leaves for data")
 
 
 def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig, model: ModelConfig,
@@ -138,5 +149,6 @@ def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig
                             controls)
     if engine == "rows":
         return RowPlacement(client, plan, folds.k, folds.seed, model, holdout, controls)
-    return FoldPlacement(client, lambda: submit_data_pass(client, plan, folds.k, folds.seed), folds.k,
+    fan_in = merge_fan_in(worker_memory(client), folds.k, plan.n_statistics_columns)
+    return FoldPlacement(client, lambda: submit_data_pass(client, plan, folds.k, folds.seed, fan_in), folds.k,
                          plan.n_features, model, controls=controls)

@@ -216,20 +216,22 @@ def same(value: _T) -> _T:
     return value
 
 
-def submit_data_pass(client: Client, plan: DataPlan, k: int, seed: int) -> Future:
+def submit_data_pass(client: Client, plan: DataPlan, k: int, seed: int, fan_in: int = MERGE_FAN_IN) -> Future:
     """Submit the data pass; returns the future of the finished :class:`BlockPass`.
 
     The plan is a task, not scattered data: if every worker holding it dies,
     Dask recomputes it (scattered data has no lineage, and the lost block
     passes could not be redone). Keys are unique per call, since several
-    drivers may share one scheduler. Merges take :data:`MERGE_FAN_IN`
-    consecutive parts, so the tree (and with it every rounding) is fixed.
+    drivers may share one scheduler. Merges take ``fan_in`` (at most
+    :data:`MERGE_FAN_IN`: :func:`~pipeline.engine.merge_fan_in` fits it to the
+    workers' memory) consecutive parts, so the tree (and with it every
+    rounding) is fixed for a given fan-in.
     """
     run = uuid.uuid4().hex[:12]
     plan_f = client.submit(same, plan, pure=False, key=f"plan-{run}")
     futs = [client.submit(block_pass, plan_f, spec, k, seed, pure=False, key=f"block-{spec.index}-{run}")
             for spec in plan.blocks]
     while len(futs) > 1:
-        futs = [client.submit(merge_block_passes, *futs[i : i + MERGE_FAN_IN], fold_seed=seed, pure=False)
-                for i in range(0, len(futs), MERGE_FAN_IN)]
+        futs = [client.submit(merge_block_passes, *futs[i : i + fan_in], fold_seed=seed, pure=False)
+                for i in range(0, len(futs), fan_in)]
     return client.submit(finish_pass, futs[0], k, seed, pure=False)

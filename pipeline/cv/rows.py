@@ -31,11 +31,11 @@ from ..solvers.glm import GlmProblem
 from ..targets import BinaryLabels, family_target
 from .statcache import heldout_rows
 
-__all__ = ["HELD_OUT", "RowData", "load_rows"]
+__all__ = ["HELD_OUT", "ROW_ADDRESSABLE", "RowData", "load_rows", "rows_per_chunk"]
 
 HELD_OUT = -1  # fold id of a retrain's held-out rows
 _CHUNK_BYTES = 64 * 2**20  # rows read at a time (row-addressable sources): no second full copy while loading
-_ROW_ADDRESSABLE = ("npy", "npz", "synthetic", "bundled")
+ROW_ADDRESSABLE = ("npy", "npz", "synthetic", "bundled")  # sources read in chunks of rows (:func:`rows_per_chunk`)
 
 
 @dataclass(eq=False)
@@ -143,11 +143,16 @@ class RowData:
             return self._problems[key]
 
 
+def rows_per_chunk(n_columns: int) -> int:
+    """Rows read at a time from a row-addressable source: :data:`_CHUNK_BYTES` of dense rows."""
+    return max(1, _CHUNK_BYTES // (8 * max(1, n_columns)))
+
+
 def _chunks(plan: DataPlan, spec: BlockSpec) -> list[BlockSpec]:
     """A block cut into pieces of at most :data:`_CHUNK_BYTES` of dense rows, where rows can be addressed."""
-    if plan.kind not in _ROW_ADDRESSABLE:
+    if plan.kind not in ROW_ADDRESSABLE:
         return [spec]
-    step = max(1, _CHUNK_BYTES // (8 * max(1, plan.n_statistics_columns)))
+    step = rows_per_chunk(plan.n_statistics_columns)
     return [dataclasses.replace(spec, start_row=spec.start_row + a, local_start=spec.local_start + a,
                                 n_rows=min(step, spec.n_rows - a)) for a in range(0, spec.n_rows, step)]
 
