@@ -142,7 +142,7 @@ def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
     """
     from .config import load_config
     from .data import check_fold_count, check_head, plan_data, without_time_column
-    from .feature_controls import check_control_names
+    from .feature_controls import check_control_names, check_controls_early
 
     cfg = _run(debug, lambda: load_config(config, overrides))
     plan = _run(debug, lambda: without_time_column(plan_data(cfg.data, cfg.folds, cfg.model.family), cfg.data,
@@ -150,6 +150,7 @@ def check_config(config: str, overrides: tuple[str, ...], debug: bool) -> None:
     _run(debug, lambda: check_head(plan))
     _run(debug, lambda: check_fold_count(plan, cfg.folds.k))
     _run(debug, lambda: check_control_names(cfg, plan.raw_features, plan.categorical))
+    _run(debug, lambda: check_controls_early(cfg, plan.feature_names, plan.n_rows, plan.needs_scan))
     click.echo(cfg.to_yaml(), nl=False)
     click.echo(f"# data: {plan.source}: {plan.n_rows} rows, target {plan.target!r}, {plan.n_features} features"
                + (f", weight {plan.weight!r}" if plan.weight else "") + (f", group {plan.group!r}" if plan.group else "")

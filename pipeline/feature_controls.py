@@ -27,7 +27,7 @@ from .solvers.controls import FeatureControls
 if TYPE_CHECKING:
     from .config import SweepConfig
 
-__all__ = ["check_control_names", "check_unpenalized_rows", "controls_from_config", "unpenalized_fit_all_rows", "controls_summary", "describe_controls", "match_features",
+__all__ = ["check_control_names", "check_controls_early", "check_unpenalized_rows", "controls_from_config", "unpenalized_fit_all_rows", "controls_summary", "describe_controls", "match_features",
            "sweep_controls"]
 
 
@@ -140,6 +140,15 @@ def unpenalized_fit_all_rows(controls: FeatureControls | None, names: Sequence[s
             "those features alone fit every row exactly, so the coefficients are not unique (binomial, Poisson: "
             "there is no finite fit, and its solver runs for minutes); give fewer features factor 0 (a small factor, say 0.01, "
             "keeps them nearly unpenalized), or fit on more rows.")
+
+
+def check_controls_early(cfg: SweepConfig, names: Sequence[str], n_rows: int, levels_pending: bool) -> None:
+    """The whole controls checked before the cluster starts when the features' names are already known (no
+    categorical levels or missing indicators to find, ``levels_pending`` false): factors 0 for every feature
+    (``{'*': 0}``), overlapping patterns, more unpenalized features than a fold's rows. ``check-config`` said OK
+    to these, and a sweep found them after the cluster had started."""
+    if not levels_pending:
+        check_unpenalized_rows(cfg, sweep_controls(cfg, names), names, n_rows)
 
 
 def check_unpenalized_rows(cfg: SweepConfig, controls: FeatureControls | None, names: Sequence[str],

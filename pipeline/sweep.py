@@ -50,8 +50,8 @@ from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
 from .engine import EngineChoice, killed_in_pass
 from .errors import DataError, SweepError, TrackingError
-from .feature_controls import (check_control_names, check_unpenalized_rows, controls_summary, describe_controls,
-                               sweep_controls)
+from .feature_controls import (check_control_names, check_controls_early, check_unpenalized_rows, controls_summary,
+                               describe_controls, sweep_controls)
 from .gc_pause import collector_paused
 from .metrics import METRIC_OF, metric_label
 from .model import FittedModel
@@ -134,6 +134,7 @@ def sweep_with_model(cfg: SweepConfig, *, echo: Callable[[str], None] = print,
                                cfg.retrain.holdout.time_column)
     check_fold_count(plan, cfg.folds.k)
     check_control_names(cfg, plan.raw_features, plan.categorical)
+    check_controls_early(cfg, plan.feature_names, plan.n_rows, plan.needs_scan)
     controls = bool(cfg.model.penalty_factor or cfg.model.coef_limits or cfg.search.group_multipliers)
     with collector_paused():  # imports of distributed, SQLAlchemy's ORM and Alembic (pipeline.gc_pause)
         # the workers' imports, while the study opens and MLflow starts

@@ -217,6 +217,24 @@ def test_the_command_line_refuses_bad_controls_in_one_line_before_any_run(tmp_pa
     _one_line_error(proc, fragments)
 
 
+@pytest.mark.parametrize("setting,fragment", [
+    ("model.penalty_factor={'*': 0}", "is 0 for every feature, so nothing is penalized"),
+    ("model.penalty_factor={'s?': 0, s1: 2}", "matched by both"),
+])
+def test_check_config_refuses_what_the_sweep_would(tmp_path, setting, fragment):
+    """check-config said OK to controls that the sweep refused once its cluster had started; on a table without
+    levels to find, both now refuse them before any cluster."""
+    from tests.integration.conftest import run_regsweep
+    from tests.test_bad_input import _one_line_error
+
+    (tmp_path / "c.yaml").write_text("search: {n_trials: 3}\n")
+    for command in ("check-config", "sweep"):
+        proc = run_regsweep([command, "c.yaml", "--set", setting, "--set", "cluster.dashboard_address=null"],
+                            cwd=tmp_path)
+        _one_line_error(proc, [fragment])
+        assert "Dask:" not in proc.stdout
+
+
 def test_candidate_parameters_round_trip_with_two_groups():
     from pipeline.candidate import Candidate
 
