@@ -260,7 +260,7 @@ def test_time_holdout_reads_only_new_and_straddling_blocks(world, tmp_path, monk
     # cut-off 999 − 0.3·999 = 699.3: block 1 (rows 500–999) straddles it and is read twice
     assert s1["time_cutoff"] == pytest.approx(999 - 0.3 * 999)
     assert sorted(count.loaded) == [("part-000.parquet", 0), ("part-000.parquet", 1), ("part-000.parquet", 1)]
-    assert s1["n_rows_heldout"] == 1000 - 700
+    assert s1["n_rows_heldout"] == 1000 - 700 and s1["rows_left_out"] == 0
 
     part(1, 2000, 1000.0, BETA_B)  # t 1000 … 2999: cut-off 2099.3 falls inside the new file's block 4
     count.loaded.clear()
@@ -351,6 +351,28 @@ def test_a_store_that_does_not_exist_exits_2_and_creates_nothing(tmp_path):
     assert "tracking.uri sqlite:///mlflow.db names no file" in proc.stderr and "regsweep sweep" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_without_a_time_value_are_counted_and_said(tmp_path):
+    """Under imputation a missing time value is not imputed (the row is neither older nor newer than the
+    cut-off): those rows are left out, now with a note and ``rows_left_out``, and the rest are all used."""
+    rng = np.random.default_rng(2)
+    n = 300
+    frame = pd.DataFrame(rng.standard_normal((n, 3)), columns=["a", "b", "c"])
+    frame["t"] = np.arange(n, dtype=float)
+    frame.loc[::20, "t"] = np.nan  # 15 rows
+    frame.loc[3::17, "b"] = np.nan  # imputed: these rows stay
+    frame["y"] = frame["a"] - 2 * frame["c"].fillna(0) + rng.standard_normal(n)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    overrides = [f"data.source={tmp_path}/d.csv", "data.target=y", "data.missing=impute", "search.n_trials=3",
+                 f"search.storage=sqlite:///{tmp_path}/o.db", f"tracking.uri=sqlite:///{tmp_path}/m.db",
+                 "cluster.processes=false", "cluster.dashboard_address=null", f"retrain.cache={tmp_path}/cache",
+                 "retrain.holdout.time_column=t"]
+    execute_sweep(load_config(None, overrides), echo=lambda s: None, progress=False)
+    lines: list[str] = []
+    summary = run_retrain(load_config(None, overrides), echo=lines.append)
+    assert summary["rows_left_out"] == 15 and summary["n_rows_train"] + summary["n_rows_heldout"] == n - 15
+    assert "Note: 15 of 300 rows left out, for a missing target or time value ('t')." in lines
 
 
 def test_time_column_is_not_a_feature(tmp_path):
