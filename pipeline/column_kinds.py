@@ -413,8 +413,8 @@ def arrow_kind(typ: pa.DataType) -> str:
 
     if pa.types.is_dictionary(typ):
         return "dictionary"
-    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
-        return "numeric"
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        return "numeric"  # (a decimal, as databases and Spark store money and measures, is read as float64)
     if pa.types.is_boolean(typ):
         return "bool"
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):

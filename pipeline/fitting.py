@@ -124,6 +124,8 @@ def _features(X: Any, names: Sequence[str] | None, sample_weight: object | None,
     """A DataFrame's features, names and encoding (a frame with text, boolean or listed columns, or with
     imputation, is encoded); a frame of numbers as a float64 array, pandas' nullable and Arrow types too, their
     gaps NaN for the checks to name (``np.asarray`` gave an object array, refused as "not real numbers")."""
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):
+        X = _decimals_as_floats(X)
     if hasattr(X, "columns") and hasattr(X, "dtypes") and _needs_encoding(X, categorical, missing):
         X, encoding = _encoded(X, sample_weight, categorical, missing, indicators)
         return X, encoding.feature_names, encoding
@@ -237,6 +239,17 @@ def _solve(X: object, y: object, sample_weight: object | None, feature_names: Se
     problem = GramProblem.from_stats(SuffStats.from_block(dense, y_arr, w), fit_intercept=fit_intercept,
                                      standardize=standardize, controls=controls)
     return FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names, controls)
+
+
+def _decimals_as_floats(frame: Any) -> Any:
+    """``frame`` with its columns of Python ``Decimal`` values (``pd.read_parquet`` of a database's or Spark's
+    decimal columns, ``read_sql`` of NUMERIC) as float64, as a sweep reads them from Parquet: they are numbers,
+    not text to refuse or make levels of."""
+    from decimal import Decimal
+
+    cols = [c for c, t in zip(frame.columns, frame.dtypes) if t == object
+            and (present := frame[c].dropna()).size and present.map(type).eq(Decimal).all()]
+    return frame.astype({c: np.float64 for c in cols}) if cols else frame
 
 
 def _needs_encoding(frame: Any, categorical: str | Sequence[str], missing: str) -> bool:

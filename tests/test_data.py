@@ -105,6 +105,41 @@ def test_array_source_leaves_out_the_excluded_columns(tmp_path, diabetes, kind):
         plan_data(DataConfig(source=str(source), target=str(tmp_path / "y.npy"), exclude=[f"x{j}" for j in range(10)]))
 
 
+def test_parquet_decimal_columns_are_numbers(tmp_path):
+    """A decimal column (databases' NUMERIC, Spark's DecimalType) was refused as 'a type regsweep cannot use';
+    it is read as the nearest float64, in the blocks, the head check and a model's example rows, and
+    :func:`pipeline.fit` takes a frame of ``Decimal`` objects (``pd.read_parquet``) as numbers too."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import pipeline
+    from pipeline.data import read_example
+
+    rng = np.random.default_rng(3)
+    money = [decimal.Decimal(f"{v:.2f}") for v in rng.normal(50, 20, 200)]
+    money[7] = None
+    x = rng.standard_normal(200)
+    y = [decimal.Decimal(f"{v:.3f}") for v in 0.1 * np.array([float(m or 0) for m in money]) + x]
+    pq.write_table(pa.table({"money": pa.array(money, pa.decimal128(9, 2)), "x": x,
+                             "y": pa.array(y, pa.decimal128(12, 3))}), tmp_path / "d.parquet")
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.parquet"), target="y", missing="drop"))
+    assert plan.feature_names == ("money", "x") and check_head(plan) == 0
+    blocks = [load_block(plan, spec) for spec in plan.blocks]  # (the dropped row: not _read_all's row count)
+    X, got_y = np.vstack([b.X for b in blocks]), np.concatenate([b.y for b in blocks])
+    expected = np.array([float(m) for m in money if m is not None])
+    np.testing.assert_array_equal(X[:, 0], expected)
+    np.testing.assert_array_equal(got_y, [float(v) for v, m in zip(y, money) if m is not None])
+    assert read_example(plan).dtypes["money"] == np.float64
+    frame = pd.read_parquet(tmp_path / "d.parquet").dropna()
+    assert frame["money"].dtype == object  # Decimal objects
+    as_floats = frame.astype(float)
+    ours = pipeline.fit(frame[["money", "x"]], frame["y"].astype(float), penalty="l2", lambda2=0.01)
+    ref = pipeline.fit(as_floats[["money", "x"]], as_floats["y"], penalty="l2", lambda2=0.01)
+    np.testing.assert_array_equal(ours.coef, ref.coef)
+
+
 def test_npy_source_under_imputation_reads_the_kept_columns(tmp_path, diabetes):
     """With gaps imputed the npy blocks go through the encoding, which names the raw columns: the excluded
     column's gaps must not reach it (it is not read at all)."""
