@@ -57,6 +57,35 @@ def dominant_fold_notes(rows: Sequence[TrialRow], label: str) -> list[str]:
             "them, or leave them out." for j, c in sorted(counts.items()) if 2 * c >= n]
 
 
+_STRONG_END = 0.95  # a strength this far up the searched range (on the log scale) is at its strong end
+
+
+def selection_notes(selected: dict[str, Any], space: dict[str, Any], metric: str) -> list[str]:
+    """Notes on the selected model (a summary ``selected`` entry) that its line alone does not say: it explains
+    less of the held-out data than the intercept alone (a negative share: R² for the MSE), or its strength sits
+    at the strong end of the searched range, past which nothing was searched. On a 24-row binomial table the
+    registered model had a CV deviance explained of −0.10 at the top of ``search.lambda2`` without a word (the
+    best-trial note looks at the best trial, not at the path's choice)."""
+    notes = []
+    share_name = "R²" if metric == "mse" else "deviance explained"
+    share = selected.get("cv_r2", selected.get("cv_deviance_explained"))
+    if share is not None and math.isfinite(share) and share < 0:
+        notes.append(f"the selected model's CV {share_name} is {share:.3g}: it predicts the held-out rows worse than "
+                     "their own mean, as a model without a useful feature does: none helps at the strengths "
+                     "searched; check data.target and the features (and whether the rows are too few for the "
+                     "folds).")
+    names = {"l1": ("lambda1",), "l2": ("lambda2",)}.get(selected.get("penalty", ""), ("lambda1", "lambda2"))
+    for name in names:
+        low, high = (space.get(name) or (0.0, 0.0))[:2]
+        value = selected.get(name) or 0.0
+        if 0 < low < high and value > 0 and math.log(value / low) / math.log(high / low) >= _STRONG_END:
+            symbol = "λ1" if name == "lambda1" else "λ2"
+            notes.append(f"the selected model ({selected.get('rule')}: {symbol} = {value:.4g}) sits at the strong end "
+                         f"of the searched range (search.{name} up to {high:.4g}): stronger penalties were not "
+                         f"searched; raise search.{name}.high to look further.")
+    return notes
+
+
 TRIAL_FIELDS = ["number", "state", "penalty", "lambda1", "lambda2", "cv_mse", "cv_mse_se", "train_mse", "cv_r2",
                 "n_nonzero", "fold_mse"]
 

@@ -57,7 +57,8 @@ from .metrics import METRIC_OF, metric_label
 from .model import FittedModel
 from .solvers.controls import FeatureControls
 from .plots import preload_plotting, write_model_plot, write_path_plots, write_trial_plots
-from .report import TrialRow, describe_decision, dominant_fold_notes, write_coefficients_csv, write_trials_csv
+from .report import (TrialRow, describe_decision, dominant_fold_notes, selection_notes, write_coefficients_csv,
+                     write_trials_csv)
 from .selection import (
     Choice,
     PathCurve,
@@ -421,16 +422,20 @@ class _Sweep:
             **(encoding_summary(self.plan.encoding) if self.plan.encoding is not None else {}),
             "constant_columns": meta["constant_columns"],
             "duplicate_columns": meta["duplicate_columns"],
-            **_notes(self.plan, meta, d.rows, m),
+            **_notes(self.plan, meta, d, m, self.space.as_dict()),
             "search_space": self.space.as_dict(),
             "timings_s": self.timer.marks,
         }
 
 
-def _notes(plan: DataPlan, meta: dict[str, Any], rows: list[TrialRow], metric: str) -> dict[str, list[str]]:
+def _notes(plan: DataPlan, meta: dict[str, Any], d: _Decision, metric: str,
+           space: dict[str, Any]) -> dict[str, list[str]]:
     """The summary's ``data_notes`` (the plan's first: columns left out, the separator; then the pass's) and
-    ``cv_notes`` (a fold that swamps the others)."""
-    return {"data_notes": [*plan.notes, *meta["notes"]], "cv_notes": dominant_fold_notes(rows, metric_label(metric))}
+    ``cv_notes`` (a fold that swamps the others; a selected model that explains nothing or sits at the strong
+    end of the range)."""
+    return {"data_notes": [*plan.notes, *meta["notes"]],
+            "cv_notes": [*dominant_fold_notes(d.rows, metric_label(metric)),
+                         *selection_notes(d.selected.summary(), space, metric)]}
 
 
 def _wait_pass(future: Any, run: _Sweep, meanwhile: Callable[[], None]) -> Any:

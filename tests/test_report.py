@@ -202,3 +202,27 @@ def test_a_fold_that_swamps_the_others_is_noted():
 
     assert (se_distance(0.0634), se_distance(999.4), se_distance(36329254841522.47)) == (
         "+0.06 SE", "+999.40 SE", "+3.63e+13 SE")
+
+
+def test_a_selected_model_that_explains_nothing_or_sits_at_the_strong_end_gets_notes() -> None:
+    """The probe's 24-row binomial table: the path's min choice at the top of search.lambda2 with a CV deviance
+    explained of −0.102 printed no note (the best-trial note looked at the best trial, λ2 = 1.853)."""
+    from pipeline.report import selection_notes
+
+    space = {"penalties": ["l2"], "lambda1": [1e-4, 10.0], "lambda2": [1e-5, 5.832]}
+    bad = Choice("min", "l2", 0.0, 5.832, 1.2, 0.1, -0.102, 3.0).summary()
+    notes = selection_notes({k: v for k, v in bad.items() if k != "cv_r2"} | {"cv_deviance_explained": -0.102},
+                            space, "binomial_deviance")
+    assert notes == [
+        "the selected model's CV deviance explained is -0.102: it predicts the held-out rows worse than their own "
+        "mean, as a model without a useful feature does: none helps at the strengths searched; check data.target "
+        "and the features (and whether the rows are too few for the folds).",
+        "the selected model (min: λ2 = 5.832) sits at the strong end of the searched range (search.lambda2 up to "
+        "5.832): stronger penalties were not searched; raise search.lambda2.high to look further."]
+    # an elastic net well inside the range that explains something: nothing to say; a lasso's λ2 is not looked at
+    good = Choice("1se", "elasticnet", 0.01, 0.001, 3000.0, 20.0, 0.45, 8.0).summary()
+    assert selection_notes(good, space, "mse") == []
+    lasso = Choice("min", "l1", 9.9, 5.832, 3000.0, 20.0, 0.01, 1.0).summary()
+    assert selection_notes(lasso, space, "mse") == [
+        "the selected model (min: λ1 = 9.9) sits at the strong end of the searched range (search.lambda1 up to 10): "
+        "stronger penalties were not searched; raise search.lambda1.high to look further."]
