@@ -32,22 +32,21 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["DECIMAL_COMMA", "HEAD_ROWS", "PANDAS_NA_VALUES", "Disguise", "HeadScan", "arrow_kind",
-           "categorical_columns", "csv_head_kinds", "csv_head_values", "free_text_candidates", "head_rows", "is_free_text",
-           "is_number", "kind_of_strings",
-           "long_csv_fields", "looks_like_a_counter", "na_markers", "numbers_in_disguise",
-           "refuse_free_text", "stored_arrow_schema", "too_many_fields", "unknown_columns", "yaml_list",
-           "zero_padded_code"]
+           "categorical_columns", "csv_head_kinds", "csv_head_values", "free_text_candidates", "head_rows",
+           "is_free_text", "is_number", "kind_of_strings", "long_csv_fields", "looks_like_a_counter", "na_markers",
+           "numbers_in_disguise", "refuse_free_text", "stored_arrow_schema", "too_many_fields", "unknown_columns",
+           "yaml_list", "zero_padded_code"]
 
 HEAD_ROWS = 1000
-_HEAD_FIELDS = 2_000_000  # fields a CSV's head is read for at most: 1,000 rows up to 2,000 columns, then fewer
+_HEAD_KIND_FIELDS = 2_000_000  # fields a CSV's head is read for at most: 1,000 rows up to 2,000 columns, then fewer
 
 
 def head_rows(n_columns: int) -> int:
     """Rows of a CSV's head read to tell its columns' kinds (and check their types): :data:`HEAD_ROWS`, but at
-    least 100 and no more than :data:`_HEAD_FIELDS` fields in all. A 500-row table of 20,000 columns took
+    least 100 and no more than :data:`_HEAD_KIND_FIELDS` fields in all. A 500-row table of 20,000 columns took
     16 s in check-config on its 10⁷ fields (pandas reads the whole file in 1.4 s); the data pass still
     checks every row on the workers."""
-    return min(HEAD_ROWS, max(100, _HEAD_FIELDS // max(n_columns, 1)))
+    return min(HEAD_ROWS, max(100, _HEAD_KIND_FIELDS // max(n_columns, 1)))
 
 
 PANDAS_NA_VALUES = frozenset({

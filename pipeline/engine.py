@@ -66,9 +66,12 @@ def worker_room(memory_limit: int) -> int:
 
 
 def choose_engine(requested: str, *, sparse: bool, n_features: int, n_train: int, k: int, memory: int,
-                  memory_name: str = "the available memory") -> EngineChoice:
+                  memory_name: str = "the available memory", rows_bytes: int | None = None) -> EngineChoice:
     """The engine for a problem of ``n_features`` columns and ``n_train`` training rows per fold (module docstring).
-    ``memory`` is what the data may take (:func:`worker_room` of a worker's limit in a sweep).
+    ``memory`` is what the data may take (:func:`worker_room` of a worker's limit in a sweep); ``rows_bytes``, what
+    the rows engine would keep of them there (every row, dense: a sweep's workers), if known. When the Grams are
+    too big for auto's quarter but the rows do not fit at all, the Grams it is, if the pass can hold them: a
+    tall 10⁷ × 5,000 sweep in 4 GiB workers was refused for its 400 GB of rows, where the Grams take 1 GB.
 
     Raises :class:`~pipeline.errors.ConfigError` if ``requested`` is ``gram`` and the K fold Grams cannot
     fit in ``memory`` at all.
@@ -97,14 +100,20 @@ def choose_engine(requested: str, *, sparse: bool, n_features: int, n_train: int
                 "workers more memory.")
         # a wide problem on Grams forms and factors p × p matrices where the rows engine works on n × p rows: a
         # 200 × 5,000 binomial sweep ran for over 20 minutes where auto (rows) took 21 s (the fifth probe)
+        rows_fit = rows_bytes is None or rows_bytes <= memory
         slower = (f"; auto would choose rows here ({'; '.join(against)}), far faster: set model.engine: auto"
-                  if against else "")
+                  if against and rows_fit else "")
         return EngineChoice("gram", f"requested; {size.replace('would take', 'takes')}{slower}")
     if requested == "rows":  # tall dense data: one pass of statistics serves every fit (50,000 × 1,000: 95 s → 10 s)
         return EngineChoice("rows", "requested" if against else f"requested; auto would choose gram here (p = {p:,} ≤ "
                             f"n = {n_train:,}; {k} fold Grams take {human_bytes(grams)}), far faster on tall data: set "
                             "model.engine: auto")
     if against:
+        memory_only = not sparse and p <= n_train
+        if memory_only and rows_bytes is not None and rows_bytes > memory >= _MERGED_SETS * grams:
+            return EngineChoice("gram", f"the rows engine's copy of every row ({human_bytes(rows_bytes)}) would not "
+                                f"fit in {memory_name} ({human_bytes(memory)}); {k} fold Grams take "
+                                f"{human_bytes(grams)}")
         return EngineChoice("rows", "; ".join([*against, size]))
     return EngineChoice("gram", f"p = {p:,} ≤ n = {n_train:,}; {k} fold Grams take {human_bytes(grams)}")
 
@@ -144,16 +153,23 @@ def check_block_memory(block_rows: int, n_columns: int, memory: int, held: int, 
                       f"({human_bytes(worker_room(memory))}); {fix}.")
 
 
-def killed_in_pass(task: str, block_rows: int, n_columns: int, k: int, memory: int, gram: bool) -> str:
+def killed_in_pass(task: str, block_rows: int, n_columns: int, k: int, memory: int, gram: bool,
+                   rows_bytes: int | None = None) -> str:
     """What to say when distributed gave up on a task of the data pass because the workers running it died
     (``KilledWorker``): most often a worker past its memory limit, killed by its nanny; the sizes of what the
-    task held, and the fixes."""
-    grams = f"; its {k} fold Grams take {human_bytes(k * 8 * n_columns * n_columns)}" if gram else ""
-    fixes = "lower data.block_rows, use model.engine: rows" if gram else "lower data.block_rows"
+    task held (``rows_bytes``: the copy of every row the rows engine, and every binomial or Poisson sweep,
+    keeps on each worker), and the fixes."""
+    block = f"a block of {block_rows:,} rows × {n_columns:,} columns takes {human_bytes(8 * block_rows * n_columns)}"
+    if rows_bytes is not None:
+        held, fixes = f"every row, kept on each worker, takes {human_bytes(rows_bytes)}; {block}", ""
+    elif gram:
+        held = f"{block} as float64; its {k} fold Grams take {human_bytes(k * 8 * n_columns * n_columns)}"
+        fixes = "lower data.block_rows, use model.engine: rows, or "
+    else:
+        held, fixes = f"{block} as float64", "lower data.block_rows, or "
     return (f"the workers running the data pass's task {task!r} died each time it was tried, most likely out of "
-            f"memory (a worker's limit: {human_bytes(memory)}; a block of {block_rows:,} rows × {n_columns:,} "
-            f"columns takes {human_bytes(8 * block_rows * n_columns)} as float64{grams}); {fixes}, or give the "
-            "workers more memory (cluster.memory_limit); the workers' logs say more. No trial ran.")
+            f"memory (a worker's limit: {human_bytes(memory)}; {held}); {fixes}give the workers more memory "
+            "(cluster.memory_limit); the workers' logs say more. No trial ran.")
 
 
 def _round_down(n: int) -> int:

@@ -27,8 +27,8 @@ from .solvers.controls import FeatureControls
 if TYPE_CHECKING:
     from .config import SweepConfig
 
-__all__ = ["check_control_names", "check_controls_early", "check_unpenalized_rows", "controls_from_config", "unpenalized_fit_all_rows", "controls_summary", "describe_controls", "match_features",
-           "sweep_controls"]
+__all__ = ["check_control_names", "check_controls_early", "check_unpenalized_rows", "controls_from_config",
+           "controls_summary", "describe_controls", "match_features", "sweep_controls", "unpenalized_fit_all_rows"]
 
 
 def match_features(pattern: str, names: Sequence[str]) -> list[int]:
@@ -136,10 +136,11 @@ def unpenalized_fit_all_rows(controls: FeatureControls | None, names: Sequence[s
     if len(free) + int(fit_intercept) < n_train:
         return None
     shown = ", ".join(repr(n) for n in free[:5]) + (f", … ({len(free)})" if len(free) > 5 else "")
-    return (f"is 0 for {len(free)} features ({shown}), but a fit has {n_train:,} training rows: with the intercept "
-            "those features alone fit every row exactly, so the coefficients are not unique (binomial, Poisson: "
-            "there is no finite fit, and its solver runs for minutes); give fewer features factor 0 (a small factor, say 0.01, "
-            "keeps them nearly unpenalized), or fit on more rows.")
+    with_intercept = " with the intercept" if fit_intercept else ""
+    return (f"is 0 for {len(free)} features ({shown}), but a fit has {n_train:,} training rows:{with_intercept} "
+            "those features alone can fit every row exactly, so the penalty on the others has nothing left to do "
+            "(binomial, Poisson: there is no finite fit, and its solver runs for minutes); give fewer features "
+            "factor 0 (a small factor, say 0.01, keeps them nearly unpenalized), or fit on more rows.")
 
 
 def check_controls_early(cfg: SweepConfig, names: Sequence[str], n_rows: int, levels_pending: bool) -> None:

@@ -463,7 +463,9 @@ def _rows_left_out(plan: DataPlan, ev: _Evidence, cfg: SweepConfig, echo: Callab
     left = plan.n_rows - ev.n_train - ev.n_heldout
     if left > 0:
         tc = cfg.retrain.holdout.time_column
+        offset = ("exposure" if plan.exposure else "offset") if plan.offset else None
         causes = ["target", *(["weight"] if plan.weight else []), *([f"time value ({tc!r})"] if tc else []),
+                  *([f"{offset} ({plan.offset_column!r})"] if offset else []),
                   *(["feature (data.missing: drop)"] if plan.missing == "drop" else [])]
         said = ", ".join(causes[:-1]) + f" or {causes[-1]}" if len(causes) > 1 else causes[0]
         echo(f"Note: {left:,} of {plan.n_rows:,} rows left out, for a missing {said}.")

@@ -40,8 +40,8 @@ from .config import ModelConfig, SweepConfig
 from .cv import (check_scheduler, cluster_workers, example_rows, integer_columns, open_client, prestart_local_workers,
                  total_threads, wait_done)
 from .cv.scan import scan_columns
-from .cv.engines import (EngineTasks, choose_sweep_engine, glm_engine, place_engine, tasks_of, worker_memory,
-                         worker_preload)
+from .cv.engines import (EngineTasks, choose_sweep_engine, glm_engine, place_engine, rows_bytes, tasks_of,
+                         worker_memory, worker_preload)
 from .cv.path import PathSpec, run_path
 from .cv.path_end import PathEnd
 from .cv.placement import Placement
@@ -447,9 +447,11 @@ def _wait_pass(future: Any, run: _Sweep, meanwhile: Callable[[], None]) -> Any:
         return wait_done(future, meanwhile=meanwhile)
     except KilledWorker as e:
         plan, engine = run.plan, run.engine
+        gram = engine is not None and engine.name == "gram" and plan.family == "gaussian"
+        held = None if gram or plan.sparse else rows_bytes(plan)  # the rows engine's (every GLM's) copy of the rows
         raise SweepError(killed_in_pass(str(getattr(e, "task", e)), max(s.n_rows for s in plan.blocks),
                                         plan.n_statistics_columns, run.cfg.folds.k, worker_memory(run.client),
-                                        gram=engine is not None and engine.name == "gram")) from None
+                                        gram=gram, rows_bytes=held)) from None
 
 
 def _waited(timer: _Timer, mark: str, fut: Any) -> Any:

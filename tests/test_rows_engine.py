@@ -10,6 +10,7 @@ compared with scikit-learn's on the same folds.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -87,6 +88,39 @@ def test_forcing_gram_that_cannot_fit_is_refused_naming_the_fix():
     assert choose_engine("gram", sparse=False, n_features=2_000, n_train=16_000, k=5, memory=500_000_000).name == "gram"
     with pytest.raises(ConfigError, match="must be one of auto, gram, rows"):
         choose_engine("fast", sparse=False, n_features=3, n_train=100, k=5, memory=GiB)
+
+
+def test_auto_takes_the_grams_when_the_rows_would_not_fit_a_worker():
+    """10⁷ × 5,000 in 4 GiB workers (3.93 GB left for data): the 5 fold Grams (1 GB) exceed auto's quarter, but
+    the rows engine would keep 400 GB on each worker; auto chose rows, and the rows were refused. The Grams it
+    is, as long as the pass can hold them; a forced gram no longer advises auto's rows there."""
+    room = int(0.95 * 4 * GiB) - 150_000_000
+    rows = 8 * 5_000 * 10**7
+    auto = choose_engine("auto", sparse=False, n_features=5_000, n_train=8 * 10**6, k=5, memory=room, rows_bytes=rows)
+    assert auto.name == "gram"
+    assert auto.reason.startswith("the rows engine's copy of every row (400.0 GB) would not fit")
+    forced = choose_engine("gram", sparse=False, n_features=5_000, n_train=8 * 10**6, k=5, memory=room,
+                           rows_bytes=rows)
+    assert "auto would choose rows" not in forced.reason
+    assert choose_engine("auto", sparse=False, n_features=5_000, n_train=8 * 10**6, k=5, memory=room,
+                         rows_bytes=room).name == "rows"  # rows that fit: as before
+    assert choose_engine("auto", sparse=False, n_features=20_000, n_train=8 * 10**6, k=5, memory=room,
+                         rows_bytes=rows).name == "rows"  # Grams that cannot be held either: rows, then refused
+
+
+def test_a_group_pass_holds_a_record_per_group_and_a_killed_rows_worker_names_its_copy():
+    from pipeline.cv.engines import pass_records
+    from pipeline.engine import killed_in_pass
+
+    plan = plan_data(DataConfig(block_rows=100), FoldsConfig())
+    assert pass_records(plan, 5) == 5
+    grouped = dataclasses.replace(plan, group="sex")
+    assert pass_records(grouped, 5) == 4096  # p = 10: 4,096 group records of 800 B fit units_cap's 64 MB
+    said = killed_in_pass("load_rows-x", 100, 2_000, 5, 600_000_000, gram=False, rows_bytes=320_000_000)
+    assert said.startswith("the workers running the data pass's task 'load_rows-x' died each time it was tried, "
+                           "most likely out of memory (a worker's limit: 600.0 MB; every row, kept on each worker, "
+                           "takes 320.0 MB; a block of 100 rows × 2,000 columns takes 1.6 MB); give the workers "
+                           "more memory (cluster.memory_limit)"), said
 
 
 def test_a_block_too_big_for_the_workers_is_refused_naming_the_block_rows_that_fit():

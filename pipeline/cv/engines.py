@@ -29,6 +29,7 @@ from ..candidate import Candidate
 from ..config import FoldsConfig, HoldoutConfig, ModelConfig
 from ..data import DataPlan
 from ..encoding import Encoding
+from ..folds import units_cap
 from ..engine import (EngineChoice, available_memory, check_block_memory, choose_engine, human_bytes, merge_fan_in,
                       worker_room)
 from ..model import FittedModel
@@ -47,8 +48,8 @@ from .scoring import FoldPath, PathSpec
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["EngineTasks", "choose_sweep_engine", "glm_engine", "place_engine", "tasks_of", "worker_memory",
-           "worker_preload"]
+__all__ = ["EngineTasks", "choose_sweep_engine", "glm_engine", "pass_records", "place_engine", "rows_bytes", "tasks_of",
+           "worker_memory", "worker_memory_limit", "worker_preload"]
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,15 @@ def glm_engine(choice: EngineChoice, family: str) -> EngineChoice:
 
 def worker_memory(client: Client) -> int:
     """The smallest worker's memory limit in bytes (the available memory here if the workers have none)."""
-    limits = [int(w.get("memory_limit") or 0) for w in cluster_workers(client).values()]
-    known = [m for m in limits if m > 0]
-    return min(known) if known else available_memory()
+    limit = worker_memory_limit(client)
+    return limit if limit is not None else available_memory()
+
+
+def worker_memory_limit(client: Client) -> int | None:
+    """The smallest worker's memory limit in bytes, or None when no worker has one (``memory_limit: 0``: no
+    nanny kills it, and the driver's memory says nothing of theirs)."""
+    known = [m for m in (int(w.get("memory_limit") or 0) for w in cluster_workers(client).values()) if m > 0]
+    return min(known) if known else None
 
 
 _READERS = {"csv": ("pandas",), "bundled": ("pandas",), "parquet": ("pandas", "pyarrow.parquet")}
@@ -116,28 +123,48 @@ def worker_preload(requested: str, plan: DataPlan, k: int, controls: bool = Fals
 
 def choose_sweep_engine(requested: str, client: Client, plan: DataPlan, k: int, *,
                         heldout_fraction: float = 0.0) -> EngineChoice:
-    """:func:`~pipeline.engine.choose_engine` for a sweep (or a retrain's resweep) on the cluster of ``client``.
+    """:func:`~pipeline.engine.choose_engine` for a sweep (or a retrain's resweep) on the cluster of ``client``,
+    and the workers' memory checked for what the engine keeps there (:func:`~pipeline.engine.check_block_memory`;
+    not when the workers have no memory limit).
 
     The smallest fold's training rows are estimated from the planned row count,
     ``n − ⌈n/K⌉`` (row k-fold deals each run of K rows to the K folds), after a
     retrain's hold-out share.
     """
-    memory = worker_memory(client)
+    limit = worker_memory_limit(client)
+    memory = limit if limit is not None else available_memory()
     choice = _choose(requested, plan, k, memory=memory, heldout_fraction=heldout_fraction)
+    if limit is None:
+        return choice
     p, block = plan.n_statistics_columns, max(s.n_rows for s in plan.blocks)
     if choice.name == "gram" and plan.family == "gaussian":
-        check_block_memory(block, p, memory, k * 8 * p * p, f"the {k} fold Grams")
+        records = pass_records(plan, k)
+        check_block_memory(block, p, memory, records * 8 * p * p,
+                           f"the {records} fold Grams" if records == k else f"{records} group Grams")
     elif not plan.sparse:  # the rows engine (and every binomial or Poisson sweep) keeps every row on each worker
         read = min(block, rows_per_chunk(p)) if plan.kind in ROW_ADDRESSABLE else block
-        check_block_memory(read, p, memory, 8 * p * plan.n_rows, "the rows engine's copy of every row")
+        check_block_memory(read, p, memory, rows_bytes(plan), "the rows engine's copy of every row")
     return choice
+
+
+def pass_records(plan: DataPlan, k: int) -> int:
+    """The p × p records a block's statistics hold: one per fold, or under group k-fold one per group, up to
+    :func:`~pipeline.folds.units_cap` (20 at p = 1,500 and K = 5, four times the folds)."""
+    return max(k, units_cap(plan.n_statistics_columns, k)) if plan.group is not None else k
+
+
+def rows_bytes(plan: DataPlan) -> int:
+    """What the rows engine keeps of a dense source on each worker: every row, as float64."""
+    return 8 * plan.n_statistics_columns * plan.n_rows
 
 
 def _choose(requested: str, plan: DataPlan, k: int, *, memory: int, heldout_fraction: float = 0.0) -> EngineChoice:
     n = int(plan.n_rows * (1.0 - heldout_fraction))
+    worker = memory < sys.maxsize
     return choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features, n_train=n - math.ceil(n / k),
-                         k=k, memory=worker_room(memory) if memory < sys.maxsize else memory,
-                         memory_name=f"what a worker's limit of {human_bytes(memory)} leaves for data")
+                         k=k, memory=worker_room(memory) if worker else memory,
+                         memory_name=f"what a worker's limit of {human_bytes(memory)} leaves for data",
+                         rows_bytes=rows_bytes(plan) if worker and not plan.sparse else None)
 
 
 def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig, model: ModelConfig,
@@ -149,6 +176,6 @@ def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig
                             controls)
     if engine == "rows":
         return RowPlacement(client, plan, folds.k, folds.seed, model, holdout, controls)
-    fan_in = merge_fan_in(worker_memory(client), folds.k, plan.n_statistics_columns)
+    fan_in = merge_fan_in(worker_memory(client), pass_records(plan, folds.k), plan.n_statistics_columns)
     return FoldPlacement(client, lambda: submit_data_pass(client, plan, folds.k, folds.seed, fan_in), folds.k,
                          plan.n_features, model, controls=controls)

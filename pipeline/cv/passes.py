@@ -2,7 +2,8 @@
 
 Each block yields one :class:`~pipeline.solvers.SuffStats` per fold (its rows
 in that fold); the per-fold lists are merged in a tree of fixed shape
-(:data:`MERGE_FAN_IN` parts per merge, in block order), so the same data give
+(:data:`MERGE_FAN_IN` parts per merge, fewer when the workers' memory asks:
+:func:`~pipeline.engine.merge_fan_in`; in block order), so the same data give
 bitwise the same statistics whichever worker finishes first. From the K
 held-out statistics a fold's training statistics are ``total − held-out``.
 
