@@ -588,9 +588,14 @@ def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin
         return "kept", (f"the hold-out holds {n_heldout} rows, too few to tell two models apart (at least "
                         f"{MIN_HELDOUT_ROWS}): add rows, or raise retrain.holdout.fraction")
     if base.alias != CHAMPION:
-        return "promoted", (f"first retrain: there is no champion yet, so the challenger becomes it without a contest "
-                            f"(the {base.alias} v{base.version} it started from was fit on all rows, the held-out "
-                            f"ones included, so its held-out {label} {incumbent:.6g} is optimistic and only reported)")
+        reason = (f"first retrain: there is no champion yet, so the challenger becomes it without a contest (the "
+                  f"{base.alias} v{base.version} it started from was fit on all of its sweep's rows, which may hold "
+                  f"held-out ones, so its held-out {label} {incumbent:.6g} is only reported)")
+        if math.isfinite(incumbent) and not challenger <= incumbent:  # (said: a promotion the numbers question)
+            reason += (f"; v{base.version} scores better on this hold-out ({incumbent:.6g} against {challenger:.6g}): "
+                       "if its sweep never saw these rows (they arrived since), it is the better model: set the alias "
+                       f"'champion' on v{base.version} in MLflow to keep it instead")
+        return "promoted", reason
     if not math.isfinite(challenger):
         return "kept", "the challenger's held-out error is not finite"
     bar = (1.0 - margin) * incumbent

@@ -466,6 +466,25 @@ def test_a_champion_is_not_replaced_on_a_hold_out_of_a_few_rows():
     assert isinstance(model, FittedModel)
 
 
+def test_a_first_retrain_does_not_claim_the_candidate_saw_the_hold_out_and_says_when_it_scores_better():
+    """The fourth probe: rows appended after the sweep were the whole hold-out, so the candidate had never seen
+    them, yet the reason said it was fit on them ('optimistic') while a challenger 2.3× worse was promoted."""
+    from pipeline import fit
+    from pipeline.retrain import _decide
+    from pipeline.tracking.registry import RegisteredVersion
+
+    candidate = RegisteredVersion(1, "candidate", fit(np.eye(3), np.arange(3.0), lambda1=0.1), {})
+    action, reason = _decide(candidate, 1.72973e6, 3.9753e6, 0.01, "MSE")
+    assert action == "promoted" and "optimistic" not in reason
+    assert reason == (
+        "first retrain: there is no champion yet, so the challenger becomes it without a contest (the candidate v1 "
+        "it started from was fit on all of its sweep's rows, which may hold held-out ones, so its held-out MSE "
+        "1.72973e+06 is only reported); v1 scores better on this hold-out (1.72973e+06 against 3.9753e+06): if its "
+        "sweep never saw these rows (they arrived since), it is the better model: set the alias 'champion' on v1 in "
+        "MLflow to keep it instead")
+    assert "scores better" not in _decide(candidate, 2.0, 1.5, 0.01, "MSE")[1]
+
+
 def test_a_changed_feature_set_is_named_by_what_is_missing_and_new():
     """The message listed both feature lists whole (thousands of names on a wide table) and did not say that a
     time column used as a feature by the model is read apart in a retrain (the second probe)."""
