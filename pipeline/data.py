@@ -33,7 +33,7 @@ import os
 import re
 from dataclasses import dataclass
 from importlib import resources
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -315,6 +315,20 @@ def _choose_columns(
     return features, target
 
 
+def _refuse_repeating_index(cfg: DataConfig, first: str | None, blank: Sequence[str], unique: Mapping[str, bool],
+                            empty: Sequence[str], group: str | None) -> None:
+    """An unnamed first column whose values repeat: the index ``to_csv(index=True)`` writes of a frame indexed by
+    a key that is not unique (a person id of panel data, 8 rows each), which became a numeric feature with a
+    slope. Refused with the fix, as the first column of unique values is left out as row labels."""
+    if (first is None or first not in blank or unique.get(first, True) or first in empty or cfg.features is not None
+            or first in (cfg.target, cfg.weight, group, cfg.offset, cfg.exposure, *(cfg.exclude or ()))):
+        return
+    raise DataError(f"the first column has no header and its values repeat: the index to_csv(index=True) writes of "
+                    f"a frame indexed by a key that is not unique (an id of several rows each?); leave it out with "
+                    f"data.exclude: {yaml_list([first])}, or give it a header in the file to use it (as a feature, "
+                    "or as folds.group to keep each id's rows in one fold).")
+
+
 def _refuse_empty_features(empty: list[str], cfg: DataConfig, where: str) -> None:
     """Feature columns without a single value: unless imputed (then a constant, its coefficient 0), every row
     would be dropped or refused, which the pass would find only after the cluster started, without naming them."""
@@ -446,6 +460,7 @@ def _csv_columns(cfg: DataConfig, path: str, columns: list[str], where: str, gro
         named = "has no header" if first in blank else f"is named {first!r}"
         notes = (f"the first column {named} and unique values (row labels, as R's write.csv and pandas' to_csv "
                  "write them): left out.",)
+    _refuse_repeating_index(cfg, first, blank, unique, head.empty, group)
     cfg, unnamed_notes = _unnamed_columns(cfg, columns, blank, head.empty)
     features, target = _choose_columns(cfg, columns, where, group, default_target)
     notes += unnamed_notes

@@ -620,6 +620,23 @@ def test_row_labels_and_counters(tmp_path):
     assert len(ids) == 1 and "data.exclude: [customer_id]" in ids[0]
 
 
+def test_an_unnamed_first_column_that_repeats_is_refused_with_the_fix(tmp_path):
+    """An index written by to_csv(index=True) of a frame indexed by a non-unique key (Ecdat's Males: a person id
+    of 8 rows each) became the numeric feature 'Unnamed: 0' with a slope. Refused, naming the exclude; excluded,
+    or unique (row labels), it is left out."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.standard_normal(40), "y": rng.standard_normal(40)},
+                         index=pd.Index(np.repeat(np.arange(5), 8), name=None))
+    frame.to_csv(tmp_path / "d.csv")
+    with pytest.raises(DataError, match=r"the first column has no header and its values repeat: .* leave it out with "
+                                        r"data.exclude: \[\"Unnamed: 0\"\], or give it a header"):
+        plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y"))
+    assert plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y",
+                                exclude=["Unnamed: 0"])).feature_names == ("x",)
+    frame.reset_index(drop=True).to_csv(tmp_path / "u.csv")
+    assert plan_data(DataConfig(source=str(tmp_path / "u.csv"), target="y")).feature_names == ("x",)
+
+
 def test_codes_written_with_leading_zeros_get_a_note(tmp_path):
     """COUNT::medpar's provider numbers ('030001') read as numbers became a linear feature without a word; a code
     column gets a note naming the fix, a count column with a zero or two does not, nor a listed categorical."""
