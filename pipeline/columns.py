@@ -46,7 +46,8 @@ def column_notes(total: SuffStats, feature_names: Sequence[str], dropped_by: Seq
         for a, b in zip(*np.nonzero(np.triu(same, 1))):
             duplicates.append((feature_names[int(live[a])], feature_names[int(live[b])]))
     const_names = [feature_names[int(j)] for j in np.flatnonzero(constant)]
-    return describe_columns(n, p, const_names, duplicates, dropped_by, imputing=imputing, has_offset=has_offset)
+    return describe_columns(n, p, const_names, duplicates, dropped_by, imputing=imputing, has_offset=has_offset,
+                            feature_names=feature_names)
 
 
 def mostly_missing_notes(names: Sequence[str], shares: Sequence[float], indicators: bool = False) -> list[str]:
@@ -83,7 +84,7 @@ def constant_target(sum_w: float, centred_ss: float, mean: float) -> float | Non
 
 def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Sequence[tuple[str, str]],
                      dropped_by: Sequence[int] = (0, 0, 0, 0), *, imputing: bool = False,
-                     has_offset: bool = False) -> dict[str, Any]:
+                     has_offset: bool = False, feature_names: Sequence[str] = ()) -> dict[str, Any]:
     """The summary fields and notes for what was found, whichever engine found it.
 
     ``dropped_by``: rows left out for a missing target, weight, feature, offset (the first that was missing).
@@ -105,7 +106,8 @@ def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Seq
     if duplicates:
         notes.append(f"{len(duplicates)} pair(s) of identical columns {_listed([list(d) for d in duplicates])}: "
                      "the penalty splits the weight between them"
-                     + _exclude_fix([str(d[1]) for d in duplicates], "keep one of each", "duplicate_columns") + ".")
+                     + _exclude_fix([*(str(d[1]) for d in duplicates), *_duplicate_sources(duplicates, feature_names)],
+                                    "keep one of each", "duplicate_columns") + ".")
     if p > n:
         notes.append(f"more features ({p}) than rows ({n}): only penalized fits are determined, and "
                      "small λ overfit.")
@@ -126,6 +128,28 @@ def _exclude_fix(names: Sequence[str], verb: str, field: str) -> str:
     if len(columns) > _PASTED:
         return f"; {verb} with data.exclude (the summary's {field} lists all {len(columns):,})"
     return f"; {verb} with data.exclude: {yaml_list(columns)}" if columns else ""
+
+
+def _duplicate_sources(duplicates: Sequence[tuple[str, str]], feature_names: Sequence[str]) -> list[str]:
+    """The categorical columns whose every level indicator (``b=l``, among ``feature_names``) is identical to a
+    level of one other column (``a=m``): ``b`` repeats ``a`` whole (R's Car data: type1, type3, type5), and
+    leaving out ``b`` is the fix a level pair's own name cannot give."""
+    levels: dict[str, int] = {}
+    for name in feature_names:
+        if "=" in name:
+            column = name.split("=", 1)[0]
+            levels[column] = levels.get(column, 0) + 1
+    paired: dict[tuple[str, str], set[str]] = {}
+    for a, b in duplicates:
+        if "=" in a and "=" in b:
+            ca, cb = a.split("=", 1)[0], b.split("=", 1)[0]
+            if ca != cb:
+                paired.setdefault((ca, cb), set()).add(b)
+    out: list[str] = []
+    for (_, cb), hits in paired.items():
+        if len(hits) == levels.get(cb, -1) and cb not in out:
+            out.append(cb)
+    return out
 
 
 def _listed(items: Sequence[Any]) -> str:

@@ -391,6 +391,22 @@ def test_column_notes_against_brute_force():
     assert most["constant_columns"] == ["c1", "c3", *(f"k{j}" for j in range(40))]
 
 
+def test_identical_categorical_columns_are_named_whole_in_the_fix():
+    """R's Car data: type1, type3 and type5 hold the same text, so their level indicators pair up; the fix listed
+    only numeric columns (a level is not a column to exclude), and pasting it left 24 identical pairs."""
+    rng = np.random.default_rng(4)
+    n = 200
+    kind = rng.integers(0, 3, n)
+    levels = (kind[:, None] == np.arange(3)).astype(float)  # one indicator per level, as the encoding writes them
+    x = rng.normal(size=n)
+    X = np.column_stack([levels, levels, x, x, levels])
+    names = [*(f"type1={v}" for v in "abc"), *(f"type3={v}" for v in "abc"), "price", "price2",
+             *(f"type5={v}" for v in "abc")]
+    got = column_notes(SuffStats.from_block(X, rng.normal(size=n)), names)
+    assert len(got["duplicate_columns"]) == 10  # 3 level pairs each for (1, 3), (1, 5), (3, 5); price twice
+    assert got["notes"][0].endswith("keep one of each with data.exclude: [price2, type3, type5].")
+
+
 def test_a_resumed_study_asked_for_other_penalties_stops_before_the_cluster_and_keeps_its_trials(
         tmp_path, mlflow_template):
     _frame().to_csv(tmp_path / "d.csv", index=False)

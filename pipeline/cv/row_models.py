@@ -134,7 +134,7 @@ def row_summary(rows: RowData, feature_names: tuple[str, ...], missing: str = "e
     const = [feature_names[j] for j in np.flatnonzero(~design.kept)]
     dups = [(feature_names[a], feature_names[b]) for a, b in _identical_columns(design.X, design.cols)]
     columns = describe_columns(n, rows.n_features, const, dups, rows.dropped_by, imputing=missing == "impute",
-                               has_offset=rows.offset is not None)
+                               has_offset=rows.offset is not None, feature_names=feature_names)
     far = np.abs(design.x_center) > _FAR * np.sqrt(np.maximum(design.x_var, 0.0))
     # its products centre implicitly (Xᵀr − x̄ Σr): each loses eps·|x̄|/sd
     columns["notes"] = [*columns["notes"], *far_from_zero_notes([feature_names[j] for j in
