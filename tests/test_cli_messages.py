@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tests.integration.conftest import run_regsweep
@@ -76,3 +77,21 @@ def test_check_config_checks_the_columns_and_their_types(tmp_path: Path) -> None
                        "--set", "data.target=y", "--set", "data.features=[a]", "--set", "folds.k=3"], cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "3 rows, target 'y', 1 features: columns and types OK" in ok.stdout
+    assert "types checked on the first" not in ok.stdout  # every row was read
+
+
+def test_check_config_says_how_many_rows_it_read_and_keeps_a_wide_tables_line_short(tmp_path):
+    """The fourth probe: a text value at row 3,000 of a numeric column passed check-config ('columns and types
+    OK') and failed the sweep; the line now says that only the first 1,000 rows were read. A table of 207 text
+    columns listed them all on that line (3 KB)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"t{j}": rng.choice(["u", "v"], 1500) for j in range(12)})
+    frame["y"] = rng.standard_normal(1500)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    out = run_regsweep(["check-config", "/dev/null", "--set", f"data.source={tmp_path / 'd.csv'}", "--set",
+                        "data.target=y"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("# data:"))
+    assert line.endswith("categorical ['t0', 't1', 't2', 't3', 't4', 't5', 't6', 't7', 't8', 't9', … (12 in all)] "
+                         "(levels are found when the sweep starts): columns and types OK (types checked on the "
+                         "first 1,000 rows: the sweep checks every row)"), line

@@ -620,6 +620,26 @@ def test_row_labels_and_counters(tmp_path):
     assert len(ids) == 1 and "data.exclude: [customer_id]" in ids[0]
 
 
+def test_a_small_tables_groups_are_counted_before_the_cluster(tmp_path):
+    """24 rows in 6 departments with folds.k = 12: check-config said OK, and the sweep refused it only after the
+    cluster started. A small table's (at most 1,000 rows) group column is counted here, gaps left out."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"Dept": [*np.repeat(list("ABCDEF"), 4)[:-1], None], "x": rng.standard_normal(24),
+                          "y": rng.standard_normal(24)})
+    frame.to_csv(tmp_path / "g.csv", index=False)
+    frame.to_parquet(tmp_path / "g.parquet")
+    np.save(tmp_path / "X.npy", frame[["x"]].to_numpy())
+    np.save(tmp_path / "y.npy", frame["y"].to_numpy())
+    np.save(tmp_path / "g.npy", np.repeat(np.arange(6.0), 4))
+    for source, target, group in [("g.csv", "y", "Dept"), ("g.parquet", "y", "Dept"),
+                                  ("X.npy", str(tmp_path / "y.npy"), str(tmp_path / "g.npy"))]:
+        plan = plan_data(DataConfig(source=str(tmp_path / source), target=target), FoldsConfig(group=group))
+        check_fold_count(plan, 6)
+        with pytest.raises(DataError, match=r"has 6 distinct groups, fewer than folds.k=7; lower folds.k or use row "
+                                            r"k-fold \(folds.group: null\)"):
+            check_fold_count(plan, 7)
+
+
 def test_an_unnamed_first_column_that_repeats_is_refused_with_the_fix(tmp_path):
     """An index written by to_csv(index=True) of a frame indexed by a non-unique key (Ecdat's Males: a person id
     of 8 rows each) became the numeric feature 'Unnamed: 0' with a slope. Refused, naming the exclude; excluded,
