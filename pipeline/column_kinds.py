@@ -65,8 +65,10 @@ _GROUPED = r"\d{1,3}(?P<sep>[_,. \u00a0\u202f'’])\d{3}(?:(?P=sep)\d{3})*(?:[.,
 _FORMATTED = re.compile(  # '(1,234)', '$1,200', '-12.5%', '3,14', '1.570,50', '101,00 €', 'USD 12', '(0.20)', '−0.5'
     rf"^\(?\s*[-+−]?\s*(?:{_CURRENCY}\s*)?[-+−]?\s*(?:{_GROUPED}|\d+(?:[.,]\d+)?|[.,]\d+)\s*(?:%|{_CURRENCY})?\s*\)?$")
 _CENSORED = re.compile(r"^(?:[<>≤≥]=?|&[lg]t;)\s*[-+]?\d+(?:[.,]\d+)?$")  # '<5' (suppressed counts), '>79' (top-coded)
-_PLAIN_NUMBERS = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-                            r"(?:\n[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)*")  # newline-joined numbers
+# newline-joined plain numbers; each number has one parse (digits, then an optional fraction), so a failing
+# match backtracks over nothing (an ambiguous [0-9]+\.?[0-9]* took minutes on a column of integers, then a word)
+_NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_PLAIN_NUMBERS = re.compile(rf"{_NUMBER}(?:\n{_NUMBER})*")
 _INTEGER = re.compile(r"^[-+]?\d{1,18}$")
 DECIMAL_COMMA = re.compile(r"^[-+]?\d*,\d+([eE][-+]?\d+)?$")  # '3,14', '-0,5', ',5': a number with a decimal comma
 _LEVEL_LIKE_GAPS = frozenset({"None", "NA", "N/A", "n/a"})  # pandas' gap markers that are levels in many tables
