@@ -154,7 +154,7 @@ def check_block_memory(block_rows: int, n_columns: int, memory: int, held: int, 
 
 
 def killed_in_pass(task: str, block_rows: int, n_columns: int, k: int, memory: int, gram: bool,
-                   rows_bytes: int | None = None) -> str:
+                   rows_bytes: int | None = None, ending: str = "No trial ran.") -> str:
     """What to say when distributed gave up on a task of the data pass because the workers running it died
     (``KilledWorker``): most often a worker past its memory limit, killed by its nanny; the sizes of what the
     task held (``rows_bytes``: the copy of every row the rows engine, and every binomial or Poisson sweep,
@@ -169,7 +169,7 @@ def killed_in_pass(task: str, block_rows: int, n_columns: int, k: int, memory: i
         held, fixes = f"{block} as float64", "lower data.block_rows, or "
     return (f"the workers running the data pass's task {task!r} died each time it was tried, most likely out of "
             f"memory (a worker's limit: {human_bytes(memory)}; {held}); {fixes}give the workers more memory "
-            "(cluster.memory_limit); the workers' logs say more. No trial ran.")
+            f"(cluster.memory_limit); the workers' logs say more. {ending}")
 
 
 def _round_down(n: int) -> int:
