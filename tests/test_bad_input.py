@@ -210,8 +210,9 @@ ROW_CASES = {
 @pytest.mark.parametrize("case", sorted(ROW_CASES))
 def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, case):
     fragments, extra = ROW_CASES[case]
-    df = _frame(1200) if case in ("text-after-the-head", "free-text", "too-many-levels", "nan-after-the-head") \
-        else _frame()
+    # (1,200 rows: a CSV of at most 1,000 has its levels and groups counted by the plan, before the cluster)
+    df = _frame(1200) if case in ("text-after-the-head", "free-text", "too-many-levels", "nan-after-the-head",
+                                  "fewer-groups-than-folds") else _frame()
     if case == "nan-after-the-head":  # the plan reads 1,000 lines: the block that holds them finds them
         df.loc[[1100, 1101], "b"] = [np.nan, np.inf]
         df.loc[1102, "y"] = np.nan
