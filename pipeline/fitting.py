@@ -125,7 +125,7 @@ def _features(X: Any, names: Sequence[str] | None, sample_weight: object | None,
     imputation, is encoded); a frame of numbers as a float64 array, pandas' nullable and Arrow types too, their
     gaps NaN for the checks to name (``np.asarray`` gave an object array, refused as "not real numbers")."""
     if hasattr(X, "columns") and hasattr(X, "dtypes"):
-        X = _decimals_as_floats(X)
+        X = _decimal_objects_as_floats(X)
     if hasattr(X, "columns") and hasattr(X, "dtypes") and _needs_encoding(X, categorical, missing):
         X, encoding = _encoded(X, sample_weight, categorical, missing, indicators)
         return X, encoding.feature_names, encoding
@@ -241,14 +241,15 @@ def _solve(X: object, y: object, sample_weight: object | None, feature_names: Se
     return FittedModel.from_solution(problem, problem.solve(pen, tol=tol), pen, names, controls)
 
 
-def _decimals_as_floats(frame: Any) -> Any:
+def _decimal_objects_as_floats(frame: Any) -> Any:
     """``frame`` with its columns of Python ``Decimal`` values (``pd.read_parquet`` of a database's or Spark's
     decimal columns, ``read_sql`` of NUMERIC) as float64, as a sweep reads them from Parquet: they are numbers,
-    not text to refuse or make levels of."""
+    not text to refuse or make levels of. A text column is passed over at its first value."""
     from decimal import Decimal
 
     cols = [c for c, t in zip(frame.columns, frame.dtypes) if t == object
-            and (present := frame[c].dropna()).size and present.map(type).eq(Decimal).all()]
+            and (present := frame[c].dropna()).size and isinstance(present.iloc[0], Decimal)
+            and present.map(type).eq(Decimal).all()]
     return frame.astype({c: np.float64 for c in cols}) if cols else frame
 
 

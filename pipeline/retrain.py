@@ -85,7 +85,7 @@ from .cv import (
     total_threads,
     wait_done,
 )
-from .cv.engines import choose_sweep_engine, glm_engine, rows_bytes, tasks_of, worker_memory
+from .cv.engines import choose_sweep_engine, glm_engine, tasks_of, workers_died
 from .cv.placement import Placement
 from .cv.row_models import heldout_mse, retrain_facts
 from .metrics import METRIC_OF, metric_label
@@ -93,8 +93,7 @@ from .cv.row_placement import RowPlacement
 from .cv.rows import load_rows
 from .data import BlockSpec, DataPlan, check_fold_count, plan_data, read_example, without_time_column
 from .encoding import NA_LEVEL, Encoding, describe as describe_encoding
-from .engine import killed_in_pass
-from .errors import DataError, RetrainInputError, SweepError
+from .errors import DataError, RetrainInputError
 from .feature_controls import sweep_controls
 from .solvers.controls import FeatureControls
 from .locks import retrain_lock
@@ -335,11 +334,8 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
                 challenger, scores, evidence, extra = _challenge_on_stats(client, cfg, columns, cache, base, fps,
                                                                           fingerprint, echo)
         except KilledWorker as e:  # (mostly: past their memory limit) in words and sizes, as a sweep says it
-            gram = engine.name == "gram" and not glm
-            raise SweepError(killed_in_pass(
-                str(getattr(e, "task", e)), max(s.n_rows for s in plan.blocks), plan.n_statistics_columns,
-                cfg.folds.k, worker_memory(client), gram=gram, rows_bytes=None if gram or plan.sparse else
-                rows_bytes(plan), ending="No model was registered; the champion is unchanged.")) from None
+            raise workers_died(e, client, plan, cfg.folds.k, engine.name,
+                               "No model was registered; the champion is unchanged.") from None
     extra["rows_left_out"] = _rows_left_out(plan, evidence, cfg, echo)
     if plan.encoding is not None:
         extra["new_levels"] = new_levels(base.model.encoding, plan.encoding)

@@ -40,16 +40,16 @@ from .config import ModelConfig, SweepConfig
 from .cv import (check_scheduler, cluster_workers, example_rows, integer_columns, open_client, prestart_local_workers,
                  total_threads, wait_done)
 from .cv.scan import scan_columns
-from .cv.engines import (EngineTasks, choose_sweep_engine, glm_engine, place_engine, rows_bytes, tasks_of,
-                         worker_memory, worker_preload)
+from .cv.engines import (EngineTasks, choose_sweep_engine, glm_engine, place_engine, tasks_of, worker_preload,
+                         workers_died)
 from .cv.path import PathSpec, run_path
 from .cv.path_end import PathEnd
 from .cv.placement import Placement
 from .data import DataPlan, check_fold_count, plan_data, without_time_column
 from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
-from .engine import EngineChoice, killed_in_pass
-from .errors import DataError, SweepError, TrackingError
+from .engine import EngineChoice
+from .errors import DataError, TrackingError
 from .feature_controls import (check_control_names, check_controls_early, check_unpenalized_rows, controls_summary,
                                describe_controls, sweep_controls)
 from .gc_pause import collector_paused
@@ -446,12 +446,7 @@ def _wait_pass(future: Any, run: _Sweep, meanwhile: Callable[[], None]) -> Any:
     try:
         return wait_done(future, meanwhile=meanwhile)
     except KilledWorker as e:
-        plan, engine = run.plan, run.engine
-        gram = engine is not None and engine.name == "gram" and plan.family == "gaussian"
-        held = None if gram or plan.sparse else rows_bytes(plan)  # the rows engine's (every GLM's) copy of the rows
-        raise SweepError(killed_in_pass(str(getattr(e, "task", e)), max(s.n_rows for s in plan.blocks),
-                                        plan.n_statistics_columns, run.cfg.folds.k, worker_memory(run.client),
-                                        gram=gram, rows_bytes=held)) from None
+        raise workers_died(e, run.client, run.plan, run.cfg.folds.k, run.engine.name if run.engine else "") from None
 
 
 def _waited(timer: _Timer, mark: str, fut: Any) -> Any:

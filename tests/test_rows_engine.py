@@ -123,6 +123,28 @@ def test_a_group_pass_holds_a_record_per_group_and_a_killed_rows_worker_names_it
                            "more memory (cluster.memory_limit)"), said
 
 
+def test_workers_without_a_memory_limit_get_no_memory_check_nor_a_limits_words():
+    """memory_limit 0: no nanny kills a worker, and the driver's memory says nothing of theirs. A 2·10⁶ × 2,000
+    block (32 GB) is refused for 1 GB workers, passed for unlimited ones, whose engine line speaks of the
+    available memory, not of 'a worker's limit'."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.cv.engines import choose_sweep_engine
+
+    plan = plan_data(DataConfig(source="synthetic", synthetic=dict(n_rows=2_000_000, n_features=2_000),
+                                block_rows=2_000_000))
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None, memory_limit=0) as cluster, \
+            Client(cluster) as client:
+        choice = choose_sweep_engine("auto", client, plan, 5)
+        assert choice.name == "gram" and "worker's limit" not in choice.reason
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None, memory_limit="1GB") as cluster, \
+            Client(cluster) as client:
+        with pytest.raises(ConfigError, match=r"32.0 GB as float64, .* more than the smallest worker's memory limit "
+                                              r"\(1.0 GB\) leaves for data \(800.0 MB\); lower data.block_rows to "
+                                              r"20,000 or fewer"):
+            choose_sweep_engine("auto", client, plan, 5)
+
+
 def test_a_block_too_big_for_the_workers_is_refused_naming_the_block_rows_that_fit():
     """20,000 × 2,000 (320 MB as float64) with 5 fold Grams of 2,000² (160 MB) in 600 MB workers: killed four
     times over before; now refused with the block size that fits, which passes the same check (and ran: a

@@ -30,8 +30,9 @@ from ..config import FoldsConfig, HoldoutConfig, ModelConfig
 from ..data import DataPlan
 from ..encoding import Encoding
 from ..folds import units_cap
-from ..engine import (EngineChoice, available_memory, check_block_memory, choose_engine, human_bytes, merge_fan_in,
-                      worker_room)
+from ..engine import (EngineChoice, available_memory, check_block_memory, choose_engine, human_bytes, killed_in_pass,
+                      merge_fan_in, worker_room)
+from ..errors import SweepError
 from ..model import FittedModel
 from ..solvers.controls import FeatureControls
 from .client import cluster_workers
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = ["EngineTasks", "choose_sweep_engine", "glm_engine", "pass_records", "place_engine", "rows_bytes", "tasks_of",
-           "worker_memory", "worker_memory_limit", "worker_preload"]
+           "worker_memory", "worker_memory_limit", "worker_preload", "workers_died"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def worker_preload(requested: str, plan: DataPlan, k: int, controls: bool = Fals
     fit, as without this); with ``controls`` (penalty factors, limits or searched groups configured) the
     compiled sweep on a Gram that every such fit runs."""
     kernel: tuple[str, ...] = ()
-    if _choose(requested, plan, k, memory=sys.maxsize).name == "rows":  # the rule without the memory test
+    if _choose(requested, plan, k, memory=sys.maxsize, limited=False).name == "rows":  # the rule without the memory test
         kernel = ("pipeline.cv.warm_sparse_kernel" if plan.sparse else "pipeline.cv.warm_dense_kernel",)
     if controls:
         kernel = (*kernel, "pipeline.cv.warm_gram_kernel")
@@ -132,10 +133,10 @@ def choose_sweep_engine(requested: str, client: Client, plan: DataPlan, k: int, 
     retrain's hold-out share.
     """
     limit = worker_memory_limit(client)
-    memory = limit if limit is not None else available_memory()
-    choice = _choose(requested, plan, k, memory=memory, heldout_fraction=heldout_fraction)
-    if limit is None:
-        return choice
+    if limit is None:  # no nanny kills a worker: the available memory here, as for the workers' first rule
+        return _choose(requested, plan, k, memory=available_memory(), limited=False, heldout_fraction=heldout_fraction)
+    memory = limit
+    choice = _choose(requested, plan, k, memory=memory, limited=True, heldout_fraction=heldout_fraction)
     p, block = plan.n_statistics_columns, max(s.n_rows for s in plan.blocks)
     if choice.name == "gram" and plan.family == "gaussian":
         records = pass_records(plan, k)
@@ -145,6 +146,18 @@ def choose_sweep_engine(requested: str, client: Client, plan: DataPlan, k: int, 
         read = min(block, rows_per_chunk(p)) if plan.kind in ROW_ADDRESSABLE else block
         check_block_memory(read, p, memory, rows_bytes(plan), "the rows engine's copy of every row")
     return choice
+
+
+def workers_died(error: Exception, client: Client, plan: DataPlan, k: int, engine: str,
+                 ending: str = "No trial ran.") -> SweepError:
+    """The error for distributed's ``KilledWorker`` (workers that died running a task, mostly past their memory
+    limit) in words and sizes (:func:`~pipeline.engine.killed_in_pass`): what the engine keeps on each worker
+    (the Gram engine its fold Grams; the rows engine, and every binomial or Poisson model, every row)."""
+    gram = engine == "gram" and plan.family == "gaussian"
+    held = None if gram or plan.sparse else rows_bytes(plan)
+    return SweepError(killed_in_pass(str(getattr(error, "task", error)), max(s.n_rows for s in plan.blocks),
+                                     plan.n_statistics_columns, k, worker_memory(client), gram=gram, rows_bytes=held,
+                                     ending=ending))
 
 
 def pass_records(plan: DataPlan, k: int) -> int:
@@ -158,13 +171,16 @@ def rows_bytes(plan: DataPlan) -> int:
     return 8 * plan.n_statistics_columns * plan.n_rows
 
 
-def _choose(requested: str, plan: DataPlan, k: int, *, memory: int, heldout_fraction: float = 0.0) -> EngineChoice:
+def _choose(requested: str, plan: DataPlan, k: int, *, memory: int, limited: bool,
+            heldout_fraction: float = 0.0) -> EngineChoice:
+    """:func:`~pipeline.engine.choose_engine` on ``memory``: a worker's limit (``limited``: what it leaves for data,
+    and the rows engine's copy of every row weighed against it), or memory without a limit."""
     n = int(plan.n_rows * (1.0 - heldout_fraction))
-    worker = memory < sys.maxsize
     return choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features, n_train=n - math.ceil(n / k),
-                         k=k, memory=worker_room(memory) if worker else memory,
-                         memory_name=f"what a worker's limit of {human_bytes(memory)} leaves for data",
-                         rows_bytes=rows_bytes(plan) if worker and not plan.sparse else None)
+                         k=k, memory=worker_room(memory) if limited else memory,
+                         memory_name=(f"what a worker's limit of {human_bytes(memory)} leaves for data" if limited
+                                      else "the available memory"),
+                         rows_bytes=rows_bytes(plan) if limited and not plan.sparse else None)
 
 
 def place_engine(engine: str, client: Client, plan: DataPlan, folds: FoldsConfig, model: ModelConfig,
