@@ -310,9 +310,13 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
             echo(f"Note: {twice}")
         fingerprint = data_fingerprint(plan, fps, cfg.retrain.holdout.time_column)
         done = versions_with_fingerprint(tracker.client, name, fingerprint)
-        if done:
-            echo(f"Up to date: {name} v{done[-1].version} was trained on data {fingerprint}; nothing to do.")
-            return _up_to_date(tracker, name, fingerprint, done[-1])
+        settled = [mv for mv in done if _settles(mv, base)]
+        if settled:
+            echo(f"Up to date: {name} v{settled[-1].version} was trained on data {fingerprint}; nothing to do.")
+            return _up_to_date(tracker, name, fingerprint, settled[-1], base)
+        if done:  # the champion moved since (a later retrain on other data, or by hand): a contest against it
+            echo(f"Note: v{done[-1].version} was trained on this data ({fingerprint}) against another incumbent; "
+                 f"the {base.alias} is now v{base.version}, so a new challenger meets it.")
         cache = _open_cache(cfg, tracker)
         columns = retrain_columns(client, plan, fps, cfg, cache)  # levels and gaps, cached blocks not read
         plan = columns.plan
@@ -642,7 +646,8 @@ def _record_run(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Regist
     status = "FAILED"
     try:
         version_tags = {f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint, TARGET_TAG: plan.target,
-                        f"{TAG}retrain_run": run, f"{TAG}incumbent_version": str(base.version)}
+                        f"{TAG}retrain_run": run, f"{TAG}incumbent_version": str(base.version),
+                        f"{TAG}incumbent_alias": str(base.alias)}
         model_uri, version = tracker.log_model(run, challenger, ev.example, name,
                                                version_tags, alias=None)
         assert version is not None
@@ -684,29 +689,41 @@ def _record_run(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Regist
     }
 
 
-def _up_to_date(tracker: Tracker, name: str, fingerprint: str, mv: Any) -> dict[str, Any]:
-    """The outcome recorded on the version already trained on this data (versions tagged before the
-    incumbent fields existed name the incumbent ``champion_version`` / ``champion_score``)."""
+def _recorded(mv: Any, *keys: str) -> str | None:
+    """The first of the retrain tags ``keys`` that version ``mv`` carries (versions tagged before the incumbent
+    fields existed name the incumbent ``champion_version`` / ``champion_score``)."""
     tags = mv.tags or {}
+    return next((tags[f"{TAG}{k}"] for k in keys if f"{TAG}{k}" in tags), None)
 
-    def tag(*keys: str) -> str | None:
-        return next((tags[f"{TAG}{k}"] for k in keys if f"{TAG}{k}" in tags), None)
 
-    def number(*keys: str, kind: type = float) -> Any:
-        v = tag(*keys)
-        return kind(float(v)) if v is not None else None
+def _recorded_number(mv: Any, *keys: str, kind: type = float) -> Any:
+    v = _recorded(mv, *keys)
+    return kind(float(v)) if v is not None else None
 
-    incumbent_version = number("incumbent_version", "champion_version", kind=int)
-    incumbent_score = number("incumbent_score", "champion_score")
-    challenger_score = number("challenger_score")
-    promoted = tags.get(f"{TAG}decision") == "promoted"
+
+def _settles(mv: Any, base: RegisteredVersion) -> bool:
+    """Whether retrain version ``mv`` (trained on today's data) settles today's contest: it is the incumbent
+    itself (promoted), or it met the incumbent and lost. Not when the incumbent has changed since (a retrain on
+    other data promoted another version, the data came back; or the alias was moved by hand): reported as up
+    to date, such a retrain named a champion that the alias did not hold."""
+    return int(mv.version) == base.version \
+        or _recorded_number(mv, "incumbent_version", "champion_version", kind=int) == base.version
+
+
+def _up_to_date(tracker: Tracker, name: str, fingerprint: str, mv: Any, base: RegisteredVersion) -> dict[str, Any]:
+    """The outcome recorded on the version already trained on this data, whose contest was against ``base``
+    (:func:`_settles`): ``base`` is the champion either way."""
+    incumbent_version = _recorded_number(mv, "incumbent_version", "champion_version", kind=int)
+    incumbent_score = _recorded_number(mv, "incumbent_score", "champion_score")
+    challenger_score = _recorded_number(mv, "challenger_score")
+    decision = _recorded(mv, "decision")
     return {
         "action": "up_to_date",
-        "reason": f"v{mv.version} was already trained on data {fingerprint} (decision: {tags.get(TAG + 'decision')})",
+        "reason": f"v{mv.version} was already trained on data {fingerprint} (decision: {decision})",
         "incumbent_version": incumbent_version, "incumbent_score": incumbent_score,
-        "champion_version": int(mv.version) if promoted else incumbent_version,
-        "champion_score": challenger_score if promoted else incumbent_score,
+        "champion_version": base.version,
+        "champion_score": challenger_score if int(mv.version) == base.version else incumbent_score,
         "challenger_version": int(mv.version), "challenger_score": challenger_score,
-        "previous_version": incumbent_version,
+        "previous_version": incumbent_version, "previous_alias": _recorded(mv, "incumbent_alias"),
         "data_fingerprint": fingerprint, "registered_model": name, "tracking_uri": tracker.uri,
     }

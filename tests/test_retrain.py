@@ -198,6 +198,30 @@ def test_retrain_sequence(world, monkeypatch):
     assert s4["incumbent_score"] == pytest.approx(ref_champion, rel=1e-10)
     assert s4["challenger_score"] == pytest.approx(ref_challenger, rel=1e-8)
 
+    # 5. the data go back to what step 3's challenger was trained on: that version met another incumbent, so
+    #    the champion (trained on other rows) meets a new challenger; it is not "up to date" (it was, naming v3's
+    #    champion while the alias held v5)
+    shifted = data / "part-002.parquet"
+    aside = shifted.rename(world["tmp"] / "part-002.parquet")
+    s5, cfg = _retrain(world, "retrain.margin=0.05")
+    assert s5["data_fingerprint"] == s3["data_fingerprint"]
+    assert s5["action"] in ("promoted", "kept") and s5["incumbent_version"] == s4["champion_version"]
+    assert s5["challenger_version"] > s4["challenger_version"]
+    assert s5["champion_version"] == _alias(cfg, "champion")
+
+    # 6. the shifted rows are back and the alias is moved to step 4's champion by hand: up to date, and the
+    #    champion reported is the alias's, with the incumbent step 4's contest named
+    aside.rename(shifted)
+    from mlflow import MlflowClient
+
+    MlflowClient(cfg.tracking.uri).set_registered_model_alias(cfg.tracking.registered_model, "champion",
+                                                              str(s4["champion_version"]))
+    s6, cfg = _retrain(world, "retrain.margin=0.05")
+    assert s6["action"] == "up_to_date" and s6["data_fingerprint"] == s4["data_fingerprint"]
+    assert s6["champion_version"] == s4["champion_version"] == _alias(cfg, "champion")
+    assert (s6["champion_score"], s6["incumbent_version"]) == (s4["challenger_score"], s4["incumbent_version"])
+    assert s6["previous_alias"] == "champion" and s6["previous_version"] == s4["previous_version"]
+
 
 def test_resweep_warm_starts_from_the_champion(world):
     """A resweep enqueues the starting model's parameters first; its challenger is the study's best trial."""
