@@ -299,10 +299,16 @@ def _codes_and_text(series: pd.Series, levels: tuple[str, ...]) -> tuple[np.ndar
 
     text = level_strings(series)
     missing = pd.isna(text)
+    if set(levels) <= _BOOLEAN_LEVELS:  # a true/false column given 1/0 (an integer flag, or JSON from a served
+        text = text.replace(_FLAG_AS_BOOLEAN)  # model's client): as pandas and NumPy read them, not unseen levels
     if NA_LEVEL in levels:
         text = text.where(~missing, NA_LEVEL)
     codes = pd.Index(list(levels)).get_indexer(text.to_numpy(dtype=object)).astype(np.intp)
     return codes, np.asarray(missing), text
+
+
+_BOOLEAN_LEVELS = {"True", "False", NA_LEVEL}
+_FLAG_AS_BOOLEAN = {"1": "True", "0": "False"}
 
 
 def _level_codes(series: pd.Series, levels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -322,11 +328,29 @@ def level_strings(series: pd.Series) -> pd.Series:
     import pandas as pd
 
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    names = _value_names(pd.Series(uniques)).to_numpy(dtype=object)
+    if series.dtype == object and _may_mix_booleans(series):  # 1 == True hashes alike: factorized as one value
+        codes, uniques = pd.factorize(series.map(_typed), use_na_sentinel=True)
+        uniques = np.array([v[1] if isinstance(v, tuple) else v for v in uniques], dtype=object)
+    names = _value_names(pd.Series(uniques, dtype=object)).to_numpy(dtype=object)
     out = np.full(len(series), None, dtype=object)
     present = codes >= 0
     out[present] = names[codes[present]]
     return pd.Series(out, index=series.index, dtype=object)
+
+
+def _may_mix_booleans(series: pd.Series) -> bool:
+    """Whether a text column may hold booleans beside numbers, where ``1 == True`` and ``0 == False`` would be
+    factorized as one value (served JSON sending ``1`` in one row and ``true`` in the others named every row by
+    whichever came first). pandas' type inference says so in one pass in C; the mixed kinds it names cover
+    every such column."""
+    from pandas.api.types import infer_dtype
+
+    return infer_dtype(series, skipna=True) in ("mixed", "mixed-integer", "mixed-integer-float")
+
+
+def _typed(value: Any) -> Any:
+    """A boolean as a key no number equals (``_mixes_booleans``); anything else as is."""
+    return ("bool", bool(value)) if isinstance(value, (bool, np.bool_)) else value
 
 
 def _value_names(series: pd.Series) -> pd.Series:

@@ -620,3 +620,36 @@ def test_level_names_are_the_same_whatever_type_a_reader_gave_the_values():
     assert level_strings(pd.Series(pd.array(["b ", None, "b"], dtype="string"))).tolist() == ["b", None, "b"]
     assert level_strings(pd.Series(pd.array([True, None], dtype="boolean"))).tolist() == ["True", None]
     assert level_strings(pd.Series(["u", "v"], index=[10, 20])).index.tolist() == [10, 20]
+
+
+def test_numbers_beside_booleans_in_one_column_keep_their_own_names():
+    """pandas factorizes ``1`` and ``True`` (``0`` and ``False``) as one value: a served model's JSON sending
+    ``1`` in one row and ``true`` in the others named every row by whichever came first (probe E)."""
+    from pipeline.encoding import level_strings
+
+    assert level_strings(pd.Series([1, True, True], dtype=object)).tolist() == ["1", "True", "True"]
+    assert level_strings(pd.Series([True, 1, 0, False], dtype=object)).tolist() == ["True", "1", "0", "False"]
+    assert level_strings(pd.Series([1.0, True, None], dtype=object)).tolist() == ["1", "True", None]
+
+
+def test_a_true_false_column_reads_one_and_zero_as_true_and_false():
+    """A model fitted on a boolean column predicts the same from 1/0 (an integer flag) as from True/False, row by
+    row whatever the other rows hold, with no warning of unseen levels; another column's 1/0 stay levels."""
+    import warnings
+
+    import pipeline
+
+    rng = np.random.default_rng(3)
+    flag = rng.random(60) < 0.5
+    x = rng.standard_normal(60)
+    y = 2.0 * flag + x + 0.1 * rng.standard_normal(60)
+    model = pipeline.fit(pd.DataFrame({"flag": flag, "x": x}), y, lambda1=0.01)
+    rows = pd.DataFrame({"flag": [True, False, True], "x": [0.3, -1.0, 2.0]})
+    expected = rows["x"].to_numpy() * model.coef[list(model.feature_names).index("x")] + model.intercept
+    expected += np.array([model.coef[list(model.feature_names).index(f"flag={v}")] for v in ("True", "False", "True")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unseen level would warn
+        np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-13)
+        np.testing.assert_allclose(model.predict(rows.assign(flag=[1, 0, 1])), expected, rtol=1e-13)
+        np.testing.assert_allclose(model.predict(rows.assign(flag=pd.Series([1, False, True], dtype=object))),
+                                   expected, rtol=1e-13)
