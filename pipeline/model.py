@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -197,13 +198,16 @@ class FittedModel:
         A model fitted with an offset takes ``offset`` (one value per row; for ``exposure`` the exposure itself),
         or reads it from the frame's ``offset_column``. Column names are matched as :func:`_named_as` says.
         """
-        return self._linear(X := _named_as(self, X)) + _offset_of(self, X, offset)
+        return self._linear(X := _named_as(self, _series_as_row(self, X))) + _offset_of(self, X, offset)
 
     def _linear(self, X: Any) -> np.ndarray:
         """``X · coef + intercept`` (the offset apart)."""
         enc = self.encoding
         if enc is not None and hasattr(X, "columns") and _raw_frame(enc, X):
             return enc.features(X) @ self.coef + self.intercept
+        if self.feature_names is None and hasattr(X, "columns") and any(isinstance(c, str) for c in X.columns):
+            warnings.warn("X has column names, but this model was fitted without feature names: its columns are "
+                          "taken by position, not by name.", UserWarning, stacklevel=3)
         if self.feature_names is not None and hasattr(X, "columns"):
             missing = [c for c in self.feature_names if c not in X.columns]
             if missing:
@@ -361,6 +365,19 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _series_as_row(model: FittedModel, X: Any) -> Any:
+    """A pandas Series whose index names columns the model reads, as a one-row frame: matched by name as a frame
+    is (its values were taken by position, so a row reordered by its labels predicted −45.0 where 18.3 was
+    right). A Series naming none of them stays a row of values by position."""
+    if not (hasattr(X, "to_frame") and getattr(X, "ndim", 0) == 1 and hasattr(X, "index")):
+        return X
+    enc = model.encoding
+    wanted = {*(model.feature_names or ()), *(enc.columns if enc is not None else ()), model.offset_column}
+    if not wanted & {str(k).strip() for k in X.index}:
+        return X
+    return X.to_frame().T.infer_objects()
 
 
 def _named_as(model: FittedModel, X: Any) -> Any:

@@ -215,3 +215,27 @@ def test_a_text_column_model_names_a_gap_or_an_inf_alike(diabetes):
         with pytest.raises(DataError, match=r"input column 'b' has missing or infinite values \(NaN, inf\), but the "
                                             r"model was fitted without data.missing: impute"):
             model.predict(new)
+
+
+def test_a_series_is_one_row_matched_by_its_labels(diabetes):
+    """A pandas Series naming the model's columns is matched by name, as a one-row frame is: its values were
+    taken by position, so the same row with its labels reordered predicted −45.0 for 18.3 (probe E). A Series
+    naming none of them is still a row of values by position."""
+    pd = pytest.importorskip("pandas")
+    X, y = diabetes
+    frame = pd.DataFrame(X[:, :3], columns=["bmi", "bp", "s5"])
+    m = pipeline.fit(frame, y, lambda1=0.1)
+    row = frame.iloc[4]
+    expected = X[4, :3] @ m.coef + m.intercept
+    assert_allclose(m.predict(row), [expected], rtol=1e-14)
+    assert_allclose(m.predict(row[["s5", "bp", "bmi"]]), [expected], rtol=1e-14)
+    assert_allclose(m.predict(pd.Series(X[4, :3])), [expected], rtol=1e-14)  # unnamed: by position
+
+
+def test_a_model_without_names_warns_that_named_columns_go_by_position(diabetes):
+    pd = pytest.importorskip("pandas")
+    X, y = diabetes
+    m = pipeline.fit(X[:, :3], y, lambda1=0.1)
+    frame = pd.DataFrame(X[:2, :3], columns=["bmi", "bp", "s5"])
+    with pytest.warns(UserWarning, match="fitted without feature names: its columns are taken by position"):
+        assert_allclose(m.predict(frame), X[:2, :3] @ m.coef + m.intercept, rtol=1e-14)
