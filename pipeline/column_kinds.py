@@ -458,14 +458,15 @@ def categorical_columns(kinds: Mapping[str, str], features: Sequence[str], targe
         if unknown:
             raise DataError(unknown_columns("data.categorical", unknown, list(features), where, "feature"))
     out = []
+    leave_out = "drop it from X" if where == "X" else "leave it out with data.exclude"  # fit()'s X, or a source
     for c in features:
         kind = kinds.get(c, "numeric")
         if kind == "date":
             raise DataError(f"column {c!r} of {where} holds dates or times; convert them to numbers (e.g. days "
-                            "since a date) or leave the column out with data.exclude.")
+                            f"since a date) or {leave_out}.")
         if kind == "other":
             raise DataError(f"column {c!r} of {where} has a type regsweep cannot use; convert it to numbers or text, "
-                            "or leave it out with data.exclude.")
+                            f"or {leave_out}.")
         if kind in ("text", "bool", "dictionary") or (not isinstance(listed, str) and c in listed):
             out.append(c)
     return tuple(out)

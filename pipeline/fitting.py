@@ -27,7 +27,7 @@ import numpy as np
 from .column_kinds import (HEAD_ROWS, categorical_columns, free_text_candidates, kind_of_strings,
                            numbers_in_disguise, unknown_columns)
 from .encoding import Encoding, is_missing
-from .engine import available_memory, choose_engine
+from .engine import ENGINES, available_memory, choose_engine
 from .errors import ConfigError, DataError
 from .feature_controls import controls_from_config, unpenalized_fit_all_rows
 from .levels import FrameColumns, encoding_from_scan, scan_frame
@@ -109,6 +109,11 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
     """
     pen = make_penalty(penalty, lambda1, lambda2)
     family = _check_options(tol, missing, family, offset, positive_class)
+    if engine not in ENGINES:  # (choose_engine names the config key model.engine)
+        raise DataError(f"`engine` must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}.")
+    if isinstance(categorical, str) and categorical != "auto":  # one name, not a list: it was taken for "auto"
+        raise DataError(f"`categorical` must be 'auto' or a list of column names, got {categorical!r}; for one "
+                        f"column pass categorical=[{categorical!r}].")
     X, feature_names, encoding = _features(X, feature_names, sample_weight, categorical, missing, missing_indicators)
     limits = (penalty_factor, lower, upper)
     if family == "gaussian":
@@ -314,11 +319,11 @@ def _encoded(frame: Any, sample_weight: object | None, categorical: str | Sequen
     cats = categorical_columns(kinds, names, "", None, categorical if isinstance(categorical, str) else listed,
                                "X")
     columns = FrameColumns(names, cats, free_text_candidates(cats, kinds, categorical), missing, indicators)
-    if missing == "error":
-        gaps = [c for c in names if c not in cats and is_missing(frame[c]).any()]
+    if missing == "error":  # a category's gap too, as a sweep refuses it (encoded, it became zero indicators)
+        gaps = [c for c in names if is_missing(frame[c]).any()]
         if gaps:
-            raise DataError(f"X has missing values in columns {gaps}; pass missing='impute' to fill them with the "
-                            "column means, or fill them in.")
+            raise DataError(f"X has missing values in columns {gaps}; pass missing='impute' (a number's gaps take "
+                            "the column mean, a category's the level '<NA>'), or fill them in.")
     encoding = encoding_from_scan(columns, scan_frame(columns, frame, "X"))
     Z = encoding.statistics_columns(frame, "X")
     w = np.ones(len(frame)) if sample_weight is None else check_sample_weight(sample_weight, len(frame))

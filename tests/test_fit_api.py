@@ -123,6 +123,9 @@ BAD_INPUTS = [
     ("unknown penalty", dict(penalty="ridge"), ValueError, r"must be one of \('l1', 'l2', 'elasticnet'\), got 'ridge'"),
     ("l2 with lambda1", dict(penalty="l2", lambda1=0.3), ValueError, r"'l2' must have lambda1 == 0, got lambda1=0.3"),
     ("l1 with lambda2", dict(penalty="l1", lambda2=0.3), ValueError, r"'l1' must have lambda2 == 0, got lambda2=0.3"),
+    ("unknown engine", dict(engine="gpu"), DataError, r"`engine` must be one of 'auto', 'gram', 'rows', got 'gpu'"),
+    ("one name for categorical", dict(categorical="x0"), DataError,  # was taken for "auto", silently
+     r"`categorical` must be 'auto' or a list of column names, got 'x0'; for one column pass categorical=\['x0'\]"),
 ]
 
 
@@ -239,3 +242,24 @@ def test_a_model_without_names_warns_that_named_columns_go_by_position(diabetes)
     frame = pd.DataFrame(X[:2, :3], columns=["bmi", "bp", "s5"])
     with pytest.warns(UserWarning, match="fitted without feature names: its columns are taken by position"):
         assert_allclose(m.predict(frame), X[:2, :3] @ m.coef + m.intercept, rtol=1e-14)
+
+
+def test_a_gap_in_a_category_is_refused_under_missing_error_as_a_sweep_refuses_it():
+    """It became zero indicators, with a warning that the training rows never had a gap (probe E); under
+    ``missing='impute'`` it is the level ``<NA>``."""
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame({"wt": np.linspace(1.0, 5.0, 20), "cyl": pd.Categorical([4, 6, 8, 4] * 5)})
+    X.loc[3, "cyl"] = np.nan
+    y = np.linspace(0.0, 3.0, 20)
+    with pytest.raises(DataError, match=r"missing values in columns \['cyl'\]; pass missing='impute' .* a "
+                                        r"category's the level '<NA>'"):
+        pipeline.fit(X, y, lambda1=0.01)
+    m = pipeline.fit(X, y, lambda1=0.01, missing="impute")
+    assert m.feature_names == ("wt", "cyl=4", "cyl=6", "cyl=8", "cyl=<NA>")
+
+
+def test_a_date_column_of_x_is_named_with_a_fix_for_x():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame({"x": np.linspace(1.0, 5.0, 20), "d": pd.date_range("2020-01-01", periods=20)})
+    with pytest.raises(DataError, match=r"column 'd' of X holds dates or times; .* or drop it from X\."):
+        pipeline.fit(X, np.linspace(0.0, 3.0, 20), lambda1=0.01)
