@@ -400,18 +400,27 @@ def _challenge_on_stats(client: Client, cfg: SweepConfig, columns: RetrainColumn
     return challenger, scores, evidence, extra
 
 
-def _check_positive_class(base: RegisteredVersion, positive: Any, cfg: SweepConfig, echo: Callable[[str], None]
-                          ) -> None:
+def _check_positive_class(base: RegisteredVersion, facts: dict[str, Any], cfg: SweepConfig,
+                          echo: Callable[[str], None]) -> None:
     """The data's positive class must be the one ``base`` predicts; the same class named otherwise (``True``
     where a model registered before true/false targets kept their classes named it ``1``) is noted, as the
-    challenger's prediction column takes the new name."""
-    if not same_label(positive, base.model.positive_class):
+    challenger's prediction column takes the new name. When the data's labels no longer hold that class (the
+    target was recoded, ``yes``/``no`` to 1/0), choosing a positive class cannot help: the error says so."""
+    positive, old = facts["positive_class"], base.model.positive_class
+    if not same_label(positive, old):
+        labels = [v for v in (facts.get("negative_class"), positive) if v is not None]
+        name = f"{cfg.tracking.registered_model} v{base.version}"
+        if not any(same_label(v, old) for v in labels):
+            was = [v for v in (base.model.negative_class, old) if v is not None]
+            raise RetrainInputError(
+                f"the target's labels changed: {name} was trained on the labels {was} (positive {old!r}), the "
+                f"data's are {labels}; recode the target to its old labels, or run a new sweep.")
+        quoted = " (quoted, as YAML reads a bare yes/no/on/off as true/false)" if isinstance(old, str) else ""
         raise RetrainInputError(
-            f"{cfg.tracking.registered_model} v{base.version} predicts the class {base.model.positive_class!r}, but "
-            f"the data's positive class is {positive!r}; set data.positive_class to "
-            f"{base.model.positive_class!r}, or run a new sweep.")
-    if repr(positive) != repr(base.model.positive_class):
-        echo(f"Note: v{base.version} names its positive class {base.model.positive_class!r}, the data "
+            f"{name} predicts the class {old!r}, but the data's positive class is {positive!r}; set "
+            f"data.positive_class to {old!r}{quoted}, or run a new sweep.")
+    if repr(positive) != repr(old):
+        echo(f"Note: v{base.version} names its positive class {old!r}, the data "
              f"{positive!r}: the same class; a challenger's prediction column is probability_{positive}.")
 
 
@@ -436,7 +445,7 @@ def _challenge_on_rows(client: Client, cfg: SweepConfig, plan: DataPlan, base: R
     rows = placement.current_pass() if placement else client.submit(load_rows, plan, k, seed, holdout, pure=False)
     facts = wait_done(client.submit(retrain_facts, rows, pure=False))
     if base.model.family == "binomial":
-        _check_positive_class(base, facts["positive_class"], cfg, echo)
+        _check_positive_class(base, facts, cfg, echo)
     _check_rows(facts["w_heldout"], facts["w_train"], facts["fold_weight"], cfg)
     _check_two_classes(facts, cfg)
     # a GLM keeps its rows in worker memory whichever engine solves its Newton steps (cfg.model.engine)

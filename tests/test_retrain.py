@@ -460,16 +460,26 @@ def test_a_champion_naming_the_positive_class_otherwise_is_the_same_class_with_a
 
     cfg = SimpleNamespace(tracking=SimpleNamespace(registered_model="churn"))
     said: list[str] = []
-    champion = SimpleNamespace(version=3, model=SimpleNamespace(positive_class=1))
-    _check_positive_class(champion, True, cfg, said.append)
+    champion = SimpleNamespace(version=3, model=SimpleNamespace(positive_class=1, negative_class=0))
+    _check_positive_class(champion, {"positive_class": True, "negative_class": False}, cfg, said.append)
     assert said == ["Note: v3 names its positive class 1, the data True: the same class; a challenger's prediction "
                     "column is probability_True."]
-    _check_positive_class(SimpleNamespace(version=4, model=SimpleNamespace(positive_class=True)), True, cfg,
-                          said.append)
+    _check_positive_class(SimpleNamespace(version=4, model=SimpleNamespace(positive_class=True, negative_class=False)),
+                          {"positive_class": True, "negative_class": False}, cfg, said.append)
     assert len(said) == 1  # named alike: nothing to say
     with pytest.raises(RetrainInputError, match=r"churn v3 predicts the class 1, but the data's positive class is "
-                                                r"False; set data.positive_class to 1"):
-        _check_positive_class(champion, False, cfg, said.append)
+                                                r"False; set data.positive_class to 1, or run a new sweep"):
+        _check_positive_class(champion, {"positive_class": False, "negative_class": True}, cfg, said.append)
+    # a text class: the fix says to quote it (YAML reads a bare yes as true, and the same error came back)
+    union = SimpleNamespace(version=2, model=SimpleNamespace(positive_class="yes", negative_class="no"))
+    with pytest.raises(RetrainInputError, match=r"set data.positive_class to 'yes' \(quoted, as YAML reads a bare "
+                                                r"yes/no/on/off as true/false\)"):
+        _check_positive_class(union, {"positive_class": "no", "negative_class": "yes"}, cfg, said.append)
+    # the target recoded from yes/no to 1/0: no positive class can help, and the error says what changed
+    with pytest.raises(RetrainInputError, match=r"the target's labels changed: churn v2 was trained on the labels "
+                                                r"\['no', 'yes'\] \(positive 'yes'\), the data's are \[0, 1\]; "
+                                                r"recode the target to its old labels, or run a new sweep"):
+        _check_positive_class(union, {"positive_class": 1, "negative_class": 0}, cfg, said.append)
 
 
 def test_a_champion_is_not_replaced_on_a_hold_out_of_a_few_rows():

@@ -271,4 +271,5 @@ def retrain_facts(rows: RowData) -> dict[str, Any]:
             "fold_weight": [float(rows.weight[rows.fold == f].sum()) for f in range(rows.k)],
             "x_mean": mean, "integer_columns": rows.integer_columns, "time_cutoff": rows.cutoff,
             "positive_class": rows.labels.positive if rows.labels is not None else None,
+            "negative_class": rows.labels.negative if rows.labels is not None else None,
             "y_mean_train": float(rows.y @ training) / w_train if w_train > 0 else 0.0}
