@@ -503,8 +503,17 @@ def _features_differ(theirs: list[str], ours: list[str], model: str, time_column
                          *([f"add {few(new)}"] if new else [])])
     why = (f" (retrain.holdout.time_column {time_column!r} is read apart from the features, but {model} has it as "
            "one: hold out by another column, or by row fraction)" if time_column in missing else "")
-    return (f"the data's features differ from those of {model}: {said or 'in their order'}{why}; retrain keeps the "
-            "feature set (new levels are fine), run a new sweep to change it.")
+    if missing:
+        fix = "retrain keeps the feature set (new levels are fine): restore the missing columns, or run a new sweep"
+    elif new:  # data.exclude keeps them out (data.features, which would too, is not set: they would not show)
+        fix = f"leave the new columns out with data.exclude (add {few(new)} to it), or run a new sweep to use them"
+    else:
+        listed = f": {theirs}" if len(theirs) <= _LISTED_COLUMNS else " (the version's input columns)"
+        fix = f"list the model's columns in its order with data.features{listed}, or run a new sweep"
+    return f"the data's features differ from those of {model}: {said or 'in their order'}{why}; {fix}."
+
+
+_LISTED_COLUMNS = 30  # a message lists a model's columns to paste up to this many
 
 
 def _check_target(base: RegisteredVersion, target: str, name: str) -> None:

@@ -530,6 +530,12 @@ def test_a_changed_feature_set_is_named_by_what_is_missing_and_new():
     assert "the data lack ['y'] and add ['c'];" in _features_differ(["a", "y"], ["a", "c"], "m v1", None)
     wide = _features_differ([f"g{i}" for i in range(5000)], ["g0"], "m v1", None)
     assert "… (4999 in all)]" in wide and len(wide) < 400
+    # the fixes that work without a new sweep (probe E: the order is kept by listing data.features, verified
+    # KEPT with the same held-out MSE; a new column is kept out by data.exclude)
+    assert _features_differ(["a", "b"], ["b", "a"], "m v1", None).endswith(
+        "in their order; list the model's columns in its order with data.features: ['a', 'b'], or run a new sweep.")
+    assert _features_differ(["a"], ["a", "c"], "m v1", None).endswith(
+        "add ['c']; leave the new columns out with data.exclude (add ['c'] to it), or run a new sweep to use them.")
 
 
 @pytest.mark.parametrize(("extra", "fix"), [
