@@ -198,7 +198,7 @@ class FittedModel:
         A model fitted with an offset takes ``offset`` (one value per row; for ``exposure`` the exposure itself),
         or reads it from the frame's ``offset_column``. Column names are matched as :func:`_named_as` says.
         """
-        return self._linear(X := _named_as(self, _series_as_row(self, X))) + _offset_of(self, X, offset)
+        return self._linear(X := _named_as(self, _as_rows(self, X))) + _offset_of(self, X, offset)
 
     def _linear(self, X: Any) -> np.ndarray:
         """``X · coef + intercept`` (the offset apart)."""
@@ -233,6 +233,8 @@ class FittedModel:
     def save(self, path: str | Path) -> Path:
         """Write ``model.json`` and ``arrays.npz`` into directory ``path`` (created if needed)."""
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise DataError(f"cannot save the model into {str(path)!r}: it is a file; give a directory's path.")
         path.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT,
@@ -367,17 +369,31 @@ def _plain(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _series_as_row(model: FittedModel, X: Any) -> Any:
-    """A pandas Series whose index names columns the model reads, as a one-row frame: matched by name as a frame
-    is (its values were taken by position, so a row reordered by its labels predicted −45.0 where 18.3 was
-    right). A Series naming none of them stays a row of values by position."""
-    if not (hasattr(X, "to_frame") and getattr(X, "ndim", 0) == 1 and hasattr(X, "index")):
-        return X
-    enc = model.encoding
-    wanted = {*(model.feature_names or ()), *(enc.columns if enc is not None else ()), model.offset_column}
-    if not wanted & {str(k).strip() for k in X.index}:
-        return X
-    return X.to_frame().T.infer_objects()
+def _as_rows(model: FittedModel, X: Any) -> Any:
+    """``X`` as the rows :meth:`FittedModel.predict` reads, or a one-line error naming what is wrong with it.
+
+    A mapping of column names is a frame (of one row when its values are scalars, a JSON record). A pandas
+    Series whose index names columns the model reads is a one-row frame, matched by name as a frame is (its
+    values were taken by position, so a row reordered by its labels predicted −45.0 where 18.3 was right); a
+    Series naming none of them stays a row of values by position. A frame may not name a column twice."""
+    if X is None:
+        raise DataError("X is None; pass the rows to predict: a DataFrame with the model's columns, or an array of "
+                        f"its {model.n_features} features.")
+    if isinstance(X, Mapping):
+        import pandas as pd
+
+        scalars = all(np.ndim(v) == 0 for v in X.values())
+        return pd.DataFrame([dict(X)] if scalars else dict(X))
+    if hasattr(X, "to_frame") and getattr(X, "ndim", 0) == 1 and hasattr(X, "index"):
+        enc = model.encoding
+        wanted = {*(model.feature_names or ()), *(enc.columns if enc is not None else ()), model.offset_column}
+        return X.to_frame().T.infer_objects() if wanted & {str(k).strip() for k in X.index} else X
+    if hasattr(X, "columns"):
+        seen = Counter(str(c) for c in X.columns)
+        twice = [c for c, n in seen.items() if n > 1]
+        if twice:
+            raise DataError(f"X has the column(s) {twice[:10]} more than once; keep one of each.")
+    return X
 
 
 def _named_as(model: FittedModel, X: Any) -> Any:
@@ -422,7 +438,11 @@ def _float_array(X: Any) -> np.ndarray:
     """``X`` as float64, a frame's gaps as NaN: pandas' nullable columns (Int64, boolean, Arrow types) hold
     ``pd.NA``, which ``float()`` refuses, and MLflow's input check hands them on as object columns."""
     if not (hasattr(X, "columns") and hasattr(X, "astype")):
-        return np.asarray(X, dtype=np.float64)
+        try:
+            return np.asarray(X, dtype=np.float64)
+        except ValueError as e:  # text in an array: only a frame, by its column names, can be encoded
+            raise DataError(f"X holds values that are not numbers ({e}); pass a DataFrame with the model's column "
+                            "names (its text columns are encoded by name), or numbers.") from None
     try:
         return X.astype(np.float64).to_numpy()
     except (TypeError, ValueError):  # an object column holding pd.NA or None, or text, which is named

@@ -263,3 +263,28 @@ def test_a_date_column_of_x_is_named_with_a_fix_for_x():
     X = pd.DataFrame({"x": np.linspace(1.0, 5.0, 20), "d": pd.date_range("2020-01-01", periods=20)})
     with pytest.raises(DataError, match=r"column 'd' of X holds dates or times; .* or drop it from X\."):
         pipeline.fit(X, np.linspace(0.0, 3.0, 20), lambda1=0.01)
+
+
+def test_predict_reads_a_mapping_and_names_what_it_cannot_read(tmp_path, diabetes):
+    """A dict is a frame (one row of scalars, a JSON record); None, a column named twice, text in an array and
+    a file's path to save into are one-line errors that name the fix (they were bare TypeErrors, ``got ()``,
+    ``got (32, 4)``, a ValueError of float() and a FileExistsError: probe E)."""
+    pd = pytest.importorskip("pandas")
+    X, y = diabetes
+    frame = pd.DataFrame(X[:, :2], columns=["bmi", "bp"]).assign(
+        sex=np.where(X[:, 2] > 0, "m", "f"))
+    m = pipeline.fit(frame, y, lambda1=0.1)
+    expected = m.predict(frame.iloc[:2])
+    assert len(set(np.round(expected, 6))) == 2  # two different rows, two different predictions
+    assert_allclose(m.predict({c: frame[c].iloc[0] for c in frame.columns}), expected[:1], rtol=1e-14)
+    assert_allclose(m.predict({c: list(frame[c].iloc[:2]) for c in frame.columns}), expected, rtol=1e-14)
+    with pytest.raises(DataError, match=r"X is None; pass the rows to predict"):
+        m.predict(None)
+    with pytest.raises(DataError, match=r"X has the column\(s\) \['bmi'\] more than once; keep one of each"):
+        m.predict(pd.concat([frame, frame[["bmi"]]], axis=1))
+    with pytest.raises(DataError, match=r"X holds values that are not numbers .*; pass a DataFrame with the model's "
+                                        r"column names"):
+        m.predict(frame.to_numpy())
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DataError, match=r"cannot save the model into .*a_file': it is a file; give a directory"):
+        m.save(tmp_path / "a_file")
