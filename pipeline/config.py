@@ -422,8 +422,9 @@ class SweepConfig(_Strict):
             raise ValueError(f"data.positive_class applies to model.family binomial, not {family}; remove it or set "
                              "model.family: binomial")
         if family == "gaussian" and (data.offset is not None or data.exposure is not None):
-            key = "data.offset" if data.offset is not None else "data.exposure"
-            raise ValueError(f"{key} applies to model.family binomial or poisson, not gaussian")
+            key, which = ("data.offset", "binomial or poisson") if data.offset is not None else ("data.exposure",
+                                                                                                  "poisson")
+            raise ValueError(f"{key} applies to model.family {which}, not gaussian")
         if family == "binomial" and data.exposure is not None:
             raise ValueError("data.exposure applies to model.family poisson; for binomial give a log-scale "
                              "data.offset")

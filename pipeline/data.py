@@ -1719,8 +1719,10 @@ def without_time_column(plan: DataPlan, data: DataConfig, tc: str | None) -> Dat
     if tc in plan.feature_names:
         note = (f"retrain.holdout.time_column {tc!r} is left out of the features: a retrain holds out its newest "
                 "rows by it.")
+        # the notes about it as a feature (an identifier's "leave it out with data.exclude") no longer apply
+        kept = tuple(n for n in plan.notes if not n.startswith(f"column {tc!r} "))
         plan = dataclasses.replace(plan, feature_names=tuple(f for f in plan.feature_names if f != tc),
-                                   notes=(*plan.notes, note))
+                                   notes=(*kept, note))
     if not plan.feature_names:
         raise RetrainInputError("no feature columns are left besides the time column.")
     return plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,13 @@ def test_an_unusable_study_storage_is_named_before_the_cluster_starts(tmp_path):
     with pytest.raises(SweepError, match=rf"search.storage postgresql\+psycopg2://127.0.0.1:{port}/db is "
                                          r"unreachable \(.*\); start the database, or set search.storage"):
         check_storage(f"postgresql+psycopg2://user:secret@127.0.0.1:{port}/db")
+
+
+@pytest.mark.parametrize(("key", "family", "fragment"), [
+    ("data.offset", "gaussian", "data.offset applies to model.family binomial or poisson, not gaussian"),
+    ("data.exposure", "gaussian", "data.exposure applies to model.family poisson, not gaussian"),  # said both
+    ("data.exposure", "binomial", "data.exposure applies to model.family poisson; for binomial give a log-scale"),
+])
+def test_an_offset_or_exposure_names_the_families_it_applies_to(key, family, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(None, [f"{key}=e", f"model.family={family}"])

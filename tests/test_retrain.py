@@ -410,12 +410,14 @@ def test_the_sweep_and_check_config_plan_the_time_column_as_retrain_does(tmp_pat
     """The sweep used a retrain's time column as a feature, so retrain could never run on its model ("the data
     lack ['t']"), and a misspelt one passed check-config and the sweep (the fourth probe)."""
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"a": rng.normal(size=60), "t": np.arange(60), "y": rng.normal(size=60)})
-    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame = pd.DataFrame({"a": rng.normal(size=150), "t": np.arange(150), "y": rng.normal(size=150)})
+    frame.to_csv(tmp_path / "d.csv", index=False)  # (t: distinct whole numbers close together, a row counter's)
     base = ["--set", f"data.source={tmp_path}/d.csv", "--set", "data.target=y"]
     proc = _cli("check-config", os.devnull, *base, "--set", "retrain.holdout.time_column=t", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "1 features" in proc.stdout and "time_column 't' is left out of the features" in proc.stdout
+    # its counter-like values are no identifier to leave out: that note said so of a column already left out
+    assert "holds a different whole number" not in proc.stdout, proc.stdout
     proc = _cli("check-config", os.devnull, *base, "--set", "retrain.holdout.time_column=tt", cwd=tmp_path)
     assert proc.returncode == 2 and "retrain.holdout.time_column 'tt' is not a column" in proc.stderr
     proc = _cli("sweep", os.devnull, *base, "--set", "retrain.holdout.time_column=tt", cwd=tmp_path)
