@@ -281,13 +281,15 @@ def _text_kind(col: Any, name: str, listed: bool) -> str:
     if kind != "numeric" and why is None:
         return "text"
     if why is None:
-        said, fix = f"numbers stored as text (e.g. {values[0]!r})", f"pd.to_numeric(X[{name!r}])"
+        first = col.dropna().iloc[0]  # text, or a number of an object-typed column (ints beside a None)
+        stored = "as text" if isinstance(first, str) else "in an object-typed column"
+        said, fix = f"numbers stored {stored} (e.g. {first!r})", f"pd.to_numeric(X[{name!r}])"
     elif why.markers:
         marks = list(why.markers)
         said, fix = str(why), f"pd.read_csv(path, na_values={marks}) if they mark gaps, and missing='impute'"
     else:
         said, fix = str(why), "pd.read_csv(path, thousands=',') or decimal=',', or strip the signs before pd.to_numeric"
-    raise DataError(f"X column {name!r} holds {said}: as text it would become one level per number; pass numbers "
+    raise DataError(f"X column {name!r} holds {said}: as levels it would become one level per number; pass numbers "
                     f"({fix}), or list it in categorical= to keep its values as levels.")
 
 

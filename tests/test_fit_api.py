@@ -190,7 +190,7 @@ def test_frames_as_pandas_reads_real_files(diabetes):
     text.loc[[3, 9], "f2"] = "?"
     text["f3"] = [f"{v:,.0f}" for v in frame["f3"] * 1000]
     with pytest.raises(DataError, match=r"X column 'f2' holds numbers and '\?' \(2 of its first 442 values\): as "
-                                        r"text it would become one level per number; pass numbers \(pd.read_csv\("
+                                        r"levels it would become one level per number; pass numbers \(pd.read_csv\("
                                         r"path, na_values=\['\?'\]\)"):
         pipeline.fit(text, y, lambda1=0.05, penalty="l1")
     with pytest.raises(DataError, match=r"X column 'f3' holds numbers written as text \(e.g. '[-\d,]+'\)"):
@@ -198,6 +198,10 @@ def test_frames_as_pandas_reads_real_files(diabetes):
     with pytest.raises(DataError, match=r"X column 'f4' holds numbers stored as text \(e.g. '-?\d+.0'\): .*"
                                         r"pd.to_numeric\(X\['f4'\]\)"):
         pipeline.fit(frame.astype({"f4": str}), y, lambda1=0.05, penalty="l1")
+    ints = frame.assign(f4=pd.Series([int(v * 100) for v in frame["f4"]], dtype=object))
+    ints.loc[5, "f4"] = None  # Python ints beside a None: an object column, but no text (probe E)
+    with pytest.raises(DataError, match=r"X column 'f4' holds numbers stored in an object-typed column \(e.g. -?\d+\)"):
+        pipeline.fit(ints, y, lambda1=0.05, penalty="l1")
     dates = frame.assign(visit=pd.date_range("2020-01-01", periods=len(frame)).strftime("%Y-%m-%d"))
     with pytest.raises(DataError, match="column 'visit' of X holds dates or times"):
         pipeline.fit(dates, y, lambda1=0.05, penalty="l1")
