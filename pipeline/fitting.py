@@ -108,12 +108,7 @@ def fit(X: object, y: object, *, penalty: str = "elasticnet", lambda1: float = 0
         (as :class:`~pipeline.errors.DataError` / ``DataTypeError``) for bad input, before any computation.
     """
     pen = make_penalty(penalty, lambda1, lambda2)
-    family = _check_options(tol, missing, family, offset, positive_class)
-    if engine not in ENGINES:  # (choose_engine names the config key model.engine)
-        raise DataError(f"`engine` must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}.")
-    if isinstance(categorical, str) and categorical != "auto":  # one name, not a list: it was taken for "auto"
-        raise DataError(f"`categorical` must be 'auto' or a list of column names, got {categorical!r}; for one "
-                        f"column pass categorical=[{categorical!r}].")
+    family = _check_options(tol, missing, family, offset, positive_class, engine, categorical)
     X, feature_names, encoding = _features(X, feature_names, sample_weight, categorical, missing, missing_indicators)
     limits = (penalty_factor, lower, upper)
     if family == "gaussian":
@@ -139,12 +134,18 @@ def _features(X: Any, names: Sequence[str] | None, sample_weight: object | None,
     return X, names, None
 
 
-def _check_options(tol: float, missing: str, family: str, offset: object | None, positive_class: object | None) -> str:
+def _check_options(tol: float, missing: str, family: str, offset: object | None, positive_class: object | None,
+                   engine: str = "auto", categorical: str | Sequence[str] = "auto") -> str:
     """One-line errors for bad options; the checked family."""
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         raise DataError(f"`tol` must be a number in (0, 1), got {tol!r}.")
     if missing not in ("error", "impute"):
         raise DataError(f"`missing` must be 'error' or 'impute', got {missing!r}.")
+    if engine not in ENGINES:  # (choose_engine names the config key model.engine)
+        raise DataError(f"`engine` must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}.")
+    if isinstance(categorical, str) and categorical != "auto":  # one name, not a list: it was taken for "auto"
+        raise DataError(f"`categorical` must be 'auto' or a list of column names, got {categorical!r}; for one "
+                        f"column pass categorical=[{categorical!r}].")
     family = check_family(family)
     if family == "gaussian" and (offset is not None or positive_class is not None):
         raise DataError("`offset` and `positive_class` apply to the binomial and poisson families; pass "

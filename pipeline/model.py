@@ -205,9 +205,7 @@ class FittedModel:
         enc = self.encoding
         if enc is not None and hasattr(X, "columns") and _raw_frame(enc, X):
             return enc.features(X) @ self.coef + self.intercept
-        if self.feature_names is None and hasattr(X, "columns") and any(isinstance(c, str) for c in X.columns):
-            warnings.warn("X has column names, but this model was fitted without feature names: its columns are "
-                          "taken by position, not by name.", UserWarning, stacklevel=3)
+        _warn_if_taken_by_position(self, X)
         if self.feature_names is not None and hasattr(X, "columns"):
             missing = [c for c in self.feature_names if c not in X.columns]
             if missing:
@@ -232,10 +230,7 @@ class FittedModel:
     # ---------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
         """Write ``model.json`` and ``arrays.npz`` into directory ``path`` (created if needed)."""
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise DataError(f"cannot save the model into {str(path)!r}: it is a file; give a directory's path.")
-        path.mkdir(parents=True, exist_ok=True)
+        path = _directory(Path(path))
         meta = {
             "format": FORMAT,
             "penalty": self.penalty,
@@ -367,6 +362,22 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _warn_if_taken_by_position(model: FittedModel, X: Any) -> None:
+    """A model fitted on an array reads a frame's columns by position: said when they have names (as
+    scikit-learn does), since reordered named columns gave other predictions without a word."""
+    if model.feature_names is None and hasattr(X, "columns") and any(isinstance(c, str) for c in X.columns):
+        warnings.warn("X has column names, but this model was fitted without feature names: its columns are "
+                      "taken by position, not by name.", UserWarning, stacklevel=4)
+
+
+def _directory(path: Path) -> Path:
+    """``path`` created as a directory to save a model into; a file there is a one-line error."""
+    if path.exists() and not path.is_dir():
+        raise DataError(f"cannot save the model into {str(path)!r}: it is a file; give a directory's path.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _as_rows(model: FittedModel, X: Any) -> Any:
