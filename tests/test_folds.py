@@ -69,6 +69,25 @@ def test_group_folds_keep_groups_whole_and_fill_every_fold(n_groups, seed):
                                    rtol=1e-10, atol=1e-12)
 
 
+def test_a_group_stays_in_one_fold_when_one_block_pools_groups_into_buckets_and_another_does_not():
+    """A first block of more groups than the cap is pooled into hash buckets; a short last block of one group
+    kept that group by its key, which was dealt to a fold of its own: one group in two folds (probe F: a CV MSE
+    of 0.99 where every other block size gave 500, the held-out group's shift being seen in training)."""
+    k, seed, cap = 5, 0, 40
+    # 45 groups and 50 rows of group 0: more than the cap, pooled into the ~30 of the 40 buckets they hit
+    groups = np.concatenate([np.arange(1, 46), np.zeros(50, dtype=np.int64), np.zeros(30, dtype=np.int64)])
+    rng = np.random.default_rng(1)
+    zero = (groups == 0).astype(float)  # a feature marking group 0's rows: its sum per fold shows where they went
+    X = np.column_stack([rng.standard_normal(groups.size), zero])
+    y = rng.standard_normal(groups.size)
+    for block in (95, 60, groups.size):  # 95: the last block (30 rows of group 0) is below the cap, alone
+        passes = _group_pass(X, y, None, groups, k, seed, block, cap=cap)
+        zeros_per_fold = [st.sum_w * (st.x_origin[1] + st.x_offset[1]) for st in passes.fold_stats]
+        assert sum(st.n_rows for st in passes.fold_stats) == groups.size
+        assert sorted(np.round(zeros_per_fold, 9))[:-1] == [0.0] * (k - 1), (block, zeros_per_fold)
+        assert max(zeros_per_fold) == pytest.approx(80.0)
+
+
 def test_group_folds_balance_by_weight():
     rng = np.random.default_rng(0)
     groups = rng.integers(0, 200, 20_000)
