@@ -98,3 +98,16 @@ def test_moments_ignore_the_summation_order_and_see_one_changed_value():
     changed = X.copy()
     changed[100, 4] += 0.05
     assert not _close(one, moments(changed, [1000, 2000]))
+    # a column's values shuffled (its mean and variance unchanged: probe F resumed Boston with its two
+    # strongest predictors permuted), a small change beside a column of large mean, and the cross-moments alone
+    shuffled = X.copy()
+    shuffled[:, 7] = rng.permutation(shuffled[:, 7])
+    assert not _close(one, moments(shuffled, [1000, 2000]))
+    wide = X.copy()
+    wide[:, 0] += 1000.0
+    small = wide.copy()
+    small[100, 4] += 0.001
+    assert _close(moments(wide, [1000, 2000]), moments(wide, [3, 2500]))
+    assert not _close(moments(wide, [1000, 2000]), moments(small, [1000, 2000]))
+    # a study recorded before the per-column moments: its five against the same five now
+    assert _close(one[:5], other) and not _close(one[:5], moments(changed * 1.01, [1000, 2000]))

@@ -198,18 +198,40 @@ def pass_summary(passes: BlockPass, feature_names: tuple[str, ...], missing: str
 
 
 def data_moments(total: SuffStats) -> list[list[float]]:
-    """A few moments of the data as ``[value, scale]`` pairs, which a resumed study compares to a relative 1e-8
+    """Moments of the data as ``[value, scale]`` pairs, which a resumed study compares to a relative 1e-8
     (:mod:`pipeline.search.resume_checks`): unlike the fingerprint, they do not depend on the last bits of the
-    summation. Σw, ȳ, the target's variance, and two seeded random combinations of the column means and
-    variances, each with the sum of its terms' magnitudes as its scale."""
+    summation. First the five a study recorded before this list grew (Σw, ȳ, the target's variance, two seeded
+    random combinations of the column means and variances, each with the sum of its terms' magnitudes as its
+    scale); then, per column (the first :data:`MOMENT_COLUMNS`), its mean, variance and covariance with the
+    target, each on the column's own scale, and two seeded quadratic forms of the centred Gram. The five alone
+    missed a column whose values were shuffled (means and variances unchanged: a study resumed on Boston with
+    its two strongest predictors permuted kept its stale best trial) and a change of 0.001 in one value,
+    diluted by the largest column's mean."""
     w = total.sum_w
     if w <= 0:
         return []
-    r = np.random.default_rng(20261204).standard_normal(total.n_features)
+    p = total.n_features
+    r = np.random.default_rng(20261204).standard_normal(p)
     mean, var = total.x_mean * r, np.diag(total.cxx) / w * r
     y_var = total.cyy / w
-    return [[w, w], [total.y_mean, abs(total.y_mean) + y_var**0.5], [y_var, y_var],
-            [float(mean.sum()), float(np.abs(mean).sum())], [float(var.sum()), float(np.abs(var).sum())]]
+    out = [[w, w], [total.y_mean, abs(total.y_mean) + y_var**0.5], [y_var, y_var],
+           [float(mean.sum()), float(np.abs(mean).sum())], [float(var.sum()), float(np.abs(var).sum())]]
+    var_j = np.maximum(np.diag(total.cxx) / w, 0.0)
+    sd_j, sd_y = np.sqrt(var_j), max(y_var, 0.0) ** 0.5
+    cov_y = np.asarray(total.cxy) / w
+    for j in range(min(p, MOMENT_COLUMNS)):
+        m = float(total.x_mean[j])
+        out += [[m, abs(m) + float(sd_j[j])], [float(var_j[j]), float(var_j[j])],
+                [float(cov_y[j]), float(sd_j[j]) * sd_y]]
+    for q in np.random.default_rng(20261205).standard_normal((2, p)):  # the columns' cross-moments
+        out.append([float(q @ (total.cxx @ q)) / w, float(np.abs(q) @ sd_j) ** 2])
+    return out
+
+
+MOMENT_COLUMNS = 5000
+"""Columns whose own moments a study records (:func:`data_moments`; 3 pairs each, about 120 bytes)."""
+LEGACY_MOMENTS = 5
+"""How many moments a study recorded before the per-column ones: compared alone when that is all it has."""
 
 
 def same(value: _T) -> _T:

@@ -16,8 +16,8 @@ Three checks, each as early as what it compares is known:
 - :func:`check_data` after the data pass, from its summary: the rows used per fold, then the content. The
   rows engine's fingerprint hashes the parsed rows, exact on any machine; the Gram engine's hashes the
   merged statistics, whose last bits may differ between CPUs (another BLAS kernel), so a differing Gram
-  fingerprint is settled by a few moments of the data compared to a relative 1e-8 (rounding is ~1e-15,
-  a changed value moves them far more). A study resumed on the other engine is compared by rows alone.
+  fingerprint is settled by moments of the data compared to a relative 1e-8 (each column's mean, variance
+  and covariance with the target, and cross-moments: rounding is ~1e-15, a changed value moves them far more). A study resumed on the other engine is compared by rows alone.
 
 A study with no trials yet has scored nothing, so a run takes it over and records its own values (a run
 that stopped before its first trial must not bind the study), unless another driver is at work on it. A
@@ -176,7 +176,12 @@ def check_data(store: TrialStore, cfg: SweepConfig, meta: dict[str, Any], engine
 
 
 def _close(then: Any, now: Any) -> bool:
-    """Whether two lists of ``[value, scale]`` moments agree to :data:`MOMENTS_RTOL` of their scales."""
+    """Whether two lists of ``[value, scale]`` moments agree to :data:`MOMENTS_RTOL` of their scales (a study
+    recorded before the per-column moments: its five, against the same five now)."""
+    from ..cv.passes import LEGACY_MOMENTS
+
+    if isinstance(then, list) and isinstance(now, list) and len(then) == LEGACY_MOMENTS < len(now):
+        now = now[:LEGACY_MOMENTS]
     if not isinstance(then, list) or not isinstance(now, list) or len(then) != len(now):
         return False
     return all(a == b or (a != a and b != b) or abs(a - b) <= MOMENTS_RTOL * max(sa, sb, abs(a), abs(b), 1e-300)
