@@ -127,3 +127,35 @@ def test_the_end_of_a_sweep_that_ran_every_trial_itself_does_not_search_mlflow(t
     settle, rerun = Tracking(), Tracking()
     assert replay_missing(settle, store, own=False) == 0 and settle.searches == 0 and not settle.records
     assert replay_missing(rerun, store) == 3 and rerun.searches == 1
+
+
+def test_sync_opens_a_killed_described_parent_for_trials_whose_driver_never_opened_one(tmp_path, monkeypatch):
+    """A driver killed before MLflow had opened its parent run leaves trials and no parent: sync-tracking's
+    parent for them was FINISHED and empty on a study 16 of 40 trials in (probe F). It now ends KILLED while
+    the study is short of search.n_trials, says what it is, holds the child runs, and is the parent the next
+    sweep's links to (regsweep.resumed_from)."""
+    from mlflow import MlflowClient
+
+    from pipeline.bridge.study_links import previous_parent_run
+    from pipeline.bridge.sync import sync_tracking
+    from pipeline.config import load_config
+    from pipeline.search import TrialStore
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, [f"search.storage=sqlite:///{tmp_path}/o.db", "search.study_name=k", "search.n_trials=10",
+                             "search.penalties=[l1]", f"tracking.uri=sqlite:///{tmp_path}/m.db",
+                             "tracking.experiment=k"])
+    store = TrialStore(cfg.search)
+    dist = {"penalty": CategoricalDistribution(["l1"]), "lambda1": FloatDistribution(1e-3, 1.0)}
+    for number in range(3):
+        store.study.add_trial(optuna.trial.create_trial(params={"penalty": "l1", "lambda1": 0.1 + number / 10},
+                                                        distributions=dist, value=1.0 + number))
+    summary = sync_tracking(cfg, echo=lambda _: None)
+    run = MlflowClient(cfg.tracking.uri).get_run(summary["parent_run"])
+    assert run.info.status == "KILLED"
+    assert "stopped before MLflow had opened its parent run. Its 3 complete trial(s)" in \
+        run.data.tags["mlflow.note.content"] and "of the 10 asked" in run.data.tags["mlflow.note.content"]
+    children = MlflowClient(cfg.tracking.uri).search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(children) == summary["child_runs_replayed"] == 3
+    assert previous_parent_run(TrialStore(cfg.search)) == run.info.run_id

@@ -17,7 +17,8 @@ from ..search import OWNER_ATTR, TrialStore
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-__all__ = ["LAST_PARENT_ATTR", "PARENT_RUN_ATTR", "parent_of", "previous_parent_run", "record_parent"]
+__all__ = ["LAST_PARENT_ATTR", "PARENT_RUN_ATTR", "parent_of", "previous_parent_run", "record_last_parent",
+           "record_parent"]
 
 PARENT_RUN_ATTR = "regsweep:parent_run"  # per trial, as written before parent runs were kept per driver
 _PARENT_OF_PREFIX = "regsweep:parent_run:"  # study attribute: a driver's MLflow parent run
@@ -32,6 +33,12 @@ def record_parent(store: TrialStore, parent_run: str) -> None:
     100-trial sweep).
     """
     store.set_study_attr(f"{_PARENT_OF_PREFIX}{store.driver}", parent_run)
+    store.set_study_attr(LAST_PARENT_ATTR, parent_run)
+
+
+def record_last_parent(store: TrialStore, parent_run: str) -> None:
+    """Make ``parent_run`` the one the next driver's parent run links to (``regsweep.resumed_from``): a parent
+    that ``sync-tracking`` opened for trials whose driver died before opening its own."""
     store.set_study_attr(LAST_PARENT_ATTR, parent_run)
 
 
