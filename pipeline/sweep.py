@@ -301,7 +301,7 @@ class _Sweep:
                                     self.controls, pure=False)
         choices = choose(rows, curve, cand.multipliers)
         study.set_user_attr("regsweep:path", curve.as_dict())
-        study.set_user_attr("regsweep:selection", {"rule": cfg.search.select,
+        study.set_user_attr(SELECTION_ATTR, {"rule": cfg.search.select,
                                                    **{rule: asdict(c) for rule, c in choices.items()}})
         if not isinstance(coefs, np.ndarray):
             coefs = _waited(self.timer, "coefficient_path_wait", coefs)
@@ -573,6 +573,7 @@ class _SweepListener:
 
 
 SUMMARY_ATTR = "regsweep:summary"
+SELECTION_ATTR = "regsweep:selection"  # both rules' choices on the path of the winning penalty
 
 
 def _finished(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) -> dict[str, Any] | None:
@@ -587,6 +588,13 @@ def _finished(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) 
         return None
     echo(f"study {cfg.search.study_name!r} already holds {done}/{cfg.search.n_trials} complete trials; raise "
          "search.n_trials or change search.study_name")
+    rule = (recorded.get("selected") or {}).get("rule")
+    if rule is not None and rule != cfg.search.select:  # the outcome reported is the recorded rule's, not this one
+        other = store.study.user_attrs.get(SELECTION_ATTR, {}).get(cfg.search.select) or {}
+        said = ", ".join(f"{k} {other[k]:.4g}" for k in ("lambda1", "lambda2") if isinstance(other.get(k), float))
+        echo(f"Note: its registered model was chosen by search.select: {rule}, not {cfg.search.select}"
+             + (f" (whose choice on its path is {said})" if said else "") + "; to register that one, run it as "
+             "a new study (another search.study_name).")
     return {**recorded, "n_trials": cfg.search.n_trials, "n_trials_asked_this_run": 0, "n_trials_complete": done,
             "stale_trials_failed": [st.number for st in store.stale], "trials_not_logged": [],
             "tracking_incomplete": [], "timings_s": {}}

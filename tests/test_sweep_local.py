@@ -334,6 +334,17 @@ def test_rerunning_a_finished_sweep_says_so_in_one_line_and_creates_nothing(swee
     runs = MlflowClient(tracking_uri=cfg.tracking.uri).search_runs(
         [first["experiment_id"]], "tags.`regsweep.kind` = 'sweep'")
     assert len(runs) == 1
+    # another selection rule on the finished study: its outcome is still the recorded rule's, and it says so,
+    # with the other rule's choice on the path (probe F: it came back silently)
+    other = "1se" if cfg.search.select == "min" else "min"
+    lines.clear()
+    again = execute_sweep(cfg.model_copy(update={"search": cfg.search.model_copy(update={"select": other})}),
+                          echo=lines.append, progress=False)
+    assert again["selected"] == first["selected"] and len(lines) == 2
+    choice = first["choices"][other]
+    assert lines[1].startswith(f"Note: its registered model was chosen by search.select: {cfg.search.select}, not "
+                               f"{other} (whose choice on its path is lambda1 {choice['lambda1']:.4g}, lambda2 "
+                               f"{choice['lambda2']:.4g}); to register that one"), lines
 
 
 def test_the_same_config_and_seed_give_the_same_trials_in_fresh_directories(tmp_path):
