@@ -648,6 +648,9 @@ def _check_folds(meta: dict[str, Any], cfg: SweepConfig, target: str | None = No
             f"folds.group {cfg.folds.group!r} has {meta['n_groups']} distinct groups, fewer than folds.k={k}; "
             "lower folds.k or use row k-fold (folds.group: null)."
         )
+    if cfg.data.weight and not sum(meta["fold_weight"]) > 0:  # no fold or seed can help: the weights say so
+        raise DataError(f"data.weight {cfg.data.weight!r} sums to 0 over the {meta['n_rows']} rows used: every row "
+                        "would count for nothing; check the column, or unset data.weight.")
     empty = [i for i, w in enumerate(meta["fold_weight"]) if not w > 0]
     if empty:
         raise DataError(

@@ -204,6 +204,8 @@ ROW_CASES = {
     # its λ ranges are empty; the message had told to set them, and the sweep then failed writing the model
     "constant-target": (["the target 'y' is constant (5 in all 40 rows used)", "nothing to fit"], []),
     "constant-target-rows": (["the target 'y' is constant (5 in all 40 rows used)"], ["model.engine=rows"]),
+    # neither fix the empty-fold message gave (folds.k, folds.seed) could help (probe F)
+    "zero-weights": (["data.weight 'w' sums to 0 over the 40 rows used", "unset data.weight"], ["data.weight=w"]),
 }
 
 
@@ -220,6 +222,8 @@ def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, ca
         df["c"] = [f"L{i % 7}" for i in range(len(df))]
     if case.startswith("constant-target"):
         df["y"] = 5.0
+    if case == "zero-weights":
+        df["w"] = 0.0
     if case == "free-text":
         df["c"] = [f"note {i}" for i in range(len(df))]
     if case == "text-after-the-head":  # the plan reads 1,000 lines: the block that holds it finds it

@@ -50,6 +50,8 @@ def test_a_study_is_resumed_only_on_its_data(tmp_path, engine):
         execute_sweep(_config(tmp_path, engine, 3, "data.target=s6", "data.exclude=[target]"), **quiet)
     with pytest.raises(ConfigError, match=r"feature columns were 10, these are 9 \(no longer 'bmi'\)"):
         execute_sweep(_config(tmp_path, engine, 6, "data.exclude=[bmi]"), **quiet)
+    with pytest.raises(ConfigError, match=r"\(data.weight was unset, is 'bmi' now\)"):  # (not "no longer 'bmi'")
+        execute_sweep(_config(tmp_path, engine, 6, "data.weight=bmi"), **quiet)
     with pytest.raises(ConfigError, match="folds.k was 5, is 4 now"):
         execute_sweep(_config(tmp_path, engine, 6, "folds.k=4"), **quiet)
     pd.concat([frame, frame.iloc[:5]]).to_csv(tmp_path / "d.csv", index=False)

@@ -114,7 +114,9 @@ def check_plan(store: TrialStore, cfg: SweepConfig, plan: DataPlan) -> None:
     if seen is None:
         return
     theirs = json.loads(seen)
-    for key in (k for k in mine if k in theirs):  # a key added later is not in older records
+    # a key added later is not in older records; the features last: a column that became or ceased to be the
+    # weight, offset or target changes them too, and that key names the cause (not "new 'w'")
+    for key in sorted((k for k in mine if k in theirs), key=lambda k: k == "features"):
         then, now = theirs.get(key), json.loads(json.dumps(mine.get(key), default=str))
         if now != then:
             raise ConfigError(f"search.study_name {cfg.search.study_name!r} was run on other data ("
