@@ -186,3 +186,19 @@ def test_an_unusable_study_storage_is_named_before_the_cluster_starts(tmp_path):
 def test_an_offset_or_exposure_names_the_families_it_applies_to(key, family, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         load_config(None, [f"{key}=e", f"model.family={family}"])
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [
+    (["search.lambda2.high=1e-12"], "search.lambda2: the resolved range [1e-08, 1e-12] is empty (the low bound came "
+                                    "from the largest eigenvalue of the features' Gram, 1e-8 and 10 times it)"),
+    (["search.lambda1.low=10"], "search.lambda1: the resolved range [10, 1] is empty (the high bound came from "
+                                "λ1_max, which is 0 when no feature varies"),
+])
+def test_an_empty_resolved_range_names_where_its_auto_bound_came_from(overrides, fragment):
+    """The λ2 range's message blamed λ1_max, which has nothing to do with it (probe F)."""
+    from pipeline.errors import DataError
+    from pipeline.search.space import resolve_space
+
+    bounds = {"lambda1_low": 1e-6, "lambda1_high": 1.0, "lambda2_low": 1e-8, "lambda2_high": 10.0}
+    with pytest.raises(DataError, match=re.escape(fragment)):
+        resolve_space(load_config(None, overrides).search, bounds)

@@ -51,11 +51,12 @@ def resolve_space(search: SearchConfig, bounds: Mapping[str, float]) -> SearchSp
         lo = bounds[f"{name}_low"] if cfg.low == "auto" else float(cfg.low)
         hi = bounds[f"{name}_high"] if cfg.high == "auto" else float(cfg.high)
         if not (0 < lo < hi):
-            raise DataError(
-                f"search.{name}: the resolved range [{lo:.4g}, {hi:.4g}] is empty (an 'auto' bound comes "
-                "from the data: λ1_max is 0 when no feature varies or none is correlated with the target); set both "
-                "bounds explicitly."
-            )
+            auto = [b for b, v in (("low", cfg.low), ("high", cfg.high)) if v == "auto"]
+            source = ("λ1_max, which is 0 when no feature varies or none is correlated with the target"
+                      if name == "lambda1" else "the largest eigenvalue of the features' Gram, 1e-8 and 10 times it")
+            why = "both bounds are set so" if not auto else f"the {' and '.join(auto)} bound came from {source}"
+            raise DataError(f"search.{name}: the resolved range [{lo:.4g}, {hi:.4g}] is empty ({why}); set "
+                            f"search.{name}.low below search.{name}.high, both explicitly if need be.")
         resolved[name] = (lo, hi)
     groups = tuple((g, (float(spec.range[0]), float(spec.range[1]))) for g, spec in search.group_multipliers.items())
     return SearchSpace(tuple(search.penalties), resolved["lambda1"], resolved["lambda2"], groups)
