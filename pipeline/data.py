@@ -578,10 +578,11 @@ def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
     numeric column is not a gap here: the pass names it in its own way. Read without pandas (the csv module,
     pyarrow or numpy), whose import would cost the driver 0.3 s before the cluster starts."""
     error = plan.missing == "error"
-    if plan.kind not in ("csv", "bundled", "parquet", "npy") or not error and plan.weight is None:
+    group = plan.group if plan.kind in ("csv", "bundled", "parquet") else None  # a gap there fails any rule
+    if plan.kind not in ("csv", "bundled", "parquet", "npy") or not error and plan.weight is None and group is None:
         return
     n = min(n, plan.blocks[0].n_rows)
-    wanted = [*plan.raw_features, plan.target, *([plan.weight] if plan.weight else [])]
+    wanted = [*plan.raw_features, plan.target, *([plan.weight] if plan.weight else []), *([group] if group else [])]
     if plan.kind == "npy":
         X, y, w, _, _, where = _npy_block(plan, BlockSpec(0, 0, n, path=plan.blocks[0].path))
         gaps = {name: ~np.isfinite(X[:, j]) for j, name in enumerate(plan.feature_names)}
@@ -597,7 +598,13 @@ def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
         if m == 0:
             return
         where = f"{plan.source} rows 0-{m - 1}"
-        gaps = {c: head[c][0] | (np.isinf(head[c][1]) if c not in text else False) for c in wanted}
+        if group and head[group][0].any():  # the pass's words (folds.group_keys), before the cluster starts
+            rows = np.flatnonzero(head[group][0])
+            shown = ", ".join(str(int(r)) for r in rows[:5]) + (f" and {rows.size - 5} more" if rows.size > 5 else "")
+            raise DataError(f"{where}: folds.group {group!r} is empty at rows {shown} (counted from 0); every row needs "
+                            "one: fill them in the data or leave those rows out of it (data.missing: drop does not "
+                            "apply to the group column), or use row k-fold (folds.group: null).")
+        gaps = {c: head[c][0] | (np.isinf(head[c][1]) if c not in text else False) for c in wanted if c != group}
         w = head[plan.weight][1] if plan.weight else None
     found = [(c, np.flatnonzero(mask)) for c, mask in gaps.items() if mask.any()]
     if error and found:

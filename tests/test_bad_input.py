@@ -125,6 +125,10 @@ def _write(d, case):  # -> list of --set overrides
         df.to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=y", "data.weight=w",
                 *(["data.missing=drop"] if case.endswith("drop") else [])]
+    if case == "group-gap-in-head":  # refused by the pass under every data.missing, after the cluster started
+        df.loc[17, "g"] = np.nan
+        df.to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=y", "folds.group=g", "folds.k=3", "data.missing=drop"]
     if case == "not-utf8":
         (d / "d.csv").write_bytes("a,\xe9t\xe9,y\n1,2,3\n4,5,6\n".encode("latin-1"))
         return ["data.source=DATA/d.csv", "data.target=y"]
@@ -164,6 +168,8 @@ METADATA_CASES = {
     "negative-weight": ["d.csv rows 0-39: weight column 'w' has 2 negative values, first -1.0 at row 5",
                         "weights must be >= 0: fix or remove those rows"],
     "negative-weight-drop": ["weight column 'w' has 2 negative values, first -1.0 at row 5"],
+    "group-gap-in-head": ["d.csv rows 0-39: folds.group 'g' is empty at rows 17 (counted from 0)",
+                          "use row k-fold (folds.group: null)"],
     "nan-in-csv-head": ["d.csv rows 0-39: NaN or inf in column 'b' at rows 7, 9", "column 'y' at row 11",
                         "remove those rows, set data.missing: drop", "data.missing: impute"],
 }
