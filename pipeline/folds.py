@@ -126,10 +126,14 @@ def _no_group(missing: np.ndarray) -> str:
 
 
 def _key_hash(seed: int, keys: np.ndarray) -> np.ndarray:
+    """A hash of each group key. A whole number hashes alike as an int and as a float: :func:`group_keys` keeps
+    a block's groups as floats when any is fractional, so 7.0 beside 10.5 must meet 7 of a block of whole
+    numbers in the same bucket (they went to two folds)."""
     if keys.dtype.kind == "i":
         codes = keys.view(np.uint64)
     elif keys.dtype.kind == "f":
-        codes = keys.view(np.uint64)
+        whole = (keys == np.round(keys)) & (np.abs(keys) < 2.0**62)
+        codes = np.where(whole, np.where(whole, keys, 0.0).astype(np.int64).view(np.uint64), keys.view(np.uint64))
     else:
         from pandas.util import hash_array
 

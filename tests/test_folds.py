@@ -334,3 +334,19 @@ def test_rows_without_a_group_are_counted_and_told_what_helps(groups):
     """data.missing: drop does not leave such rows out (the message had told to 'fill or drop them')."""
     with pytest.raises(DataError, match=r"empty or NaN: 2 of the 4 rows .*data.missing: drop does not apply"):
         group_keys(groups)
+
+
+def test_a_whole_number_group_beside_fractional_ones_meets_its_own_rows_in_one_bucket():
+    """A block with a fractional group keeps its groups as floats (group_keys), a block of whole numbers as ints:
+    group 7 was hashed two ways, 7.0 into one bucket and 7 into another (review G: 50 and 30 of its 80 rows in
+    two folds)."""
+    k, seed, cap = 5, 0, 40
+    groups = np.concatenate([np.arange(45) + 10.5, np.full(50, 7.0), np.full(30, 7.0)])
+    rng = np.random.default_rng(2)
+    seven = (groups == 7.0).astype(float)
+    X = np.column_stack([rng.standard_normal(groups.size), seven])
+    y = rng.standard_normal(groups.size)
+    for block in (95, 60, groups.size):
+        passes = _group_pass(X, y, None, groups, k, seed, block, cap=cap)
+        per_fold = [st.sum_w * (st.x_origin[1] + st.x_offset[1]) for st in passes.fold_stats]
+        assert sorted(np.round(per_fold, 9))[:-1] == [0.0] * (k - 1), (block, per_fold)
