@@ -369,7 +369,7 @@ def _warn_if_taken_by_position(model: FittedModel, X: Any) -> None:
     scikit-learn does), since reordered named columns gave other predictions without a word."""
     if model.feature_names is None and hasattr(X, "columns") and any(isinstance(c, str) for c in X.columns):
         warnings.warn("X has column names, but this model was fitted without feature names: its columns are "
-                      "taken by position, not by name.", UserWarning, stacklevel=4)
+                      "taken by position, not by name.", UserWarning, stacklevel=5)
 
 
 def _directory(path: Path) -> Path:
@@ -384,9 +384,10 @@ def _as_rows(model: FittedModel, X: Any) -> Any:
     """``X`` as the rows :meth:`FittedModel.predict` reads, or a one-line error naming what is wrong with it.
 
     A mapping of column names is a frame (of one row when its values are scalars, a JSON record). A pandas
-    Series whose index names columns the model reads is a one-row frame, matched by name as a frame is (its
-    values were taken by position, so a row reordered by its labels predicted −45.0 where 18.3 was right); a
-    Series naming none of them stays a row of values by position. A frame may not name a column twice."""
+    Series whose text labels name every column the model reads is a one-row frame, matched by name as a frame is
+    (its values were taken by position, so a row reordered by its labels predicted −45.0 where 18.3 was right);
+    any other Series stays values by position (a frame's column ``df[0]`` of a model whose columns are named
+    0, 1, 2 is not a row). A frame may not name a column twice."""
     if X is None:
         raise DataError("X is None; pass the rows to predict: a DataFrame with the model's columns, or an array of "
                         f"its {model.n_features} features.")
@@ -397,8 +398,10 @@ def _as_rows(model: FittedModel, X: Any) -> Any:
         return pd.DataFrame([dict(X)] if scalars else dict(X))
     if hasattr(X, "to_frame") and getattr(X, "ndim", 0) == 1 and hasattr(X, "index"):
         enc = model.encoding
-        wanted = {*(model.feature_names or ()), *(enc.columns if enc is not None else ()), model.offset_column}
-        return X.to_frame().T.infer_objects() if wanted & {str(k).strip() for k in X.index} else X
+        needed = set(enc.columns) if enc is not None else set(model.feature_names or ())
+        labels = list(X.index)
+        named = bool(needed) and all(isinstance(k, str) for k in labels) and needed <= {k.strip() for k in labels}
+        return X.to_frame().T.infer_objects() if named else X
     if hasattr(X, "columns"):
         seen = Counter(str(c) for c in X.columns)
         twice = [c for c, n in seen.items() if n > 1]

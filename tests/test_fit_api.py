@@ -237,6 +237,13 @@ def test_a_series_is_one_row_matched_by_its_labels(diabetes):
     assert_allclose(m.predict(row), [expected], rtol=1e-14)
     assert_allclose(m.predict(row[["s5", "bp", "bmi"]]), [expected], rtol=1e-14)
     assert_allclose(m.predict(pd.Series(X[4, :3])), [expected], rtol=1e-14)  # unnamed: by position
+    # integer labels stay positional (review G): a header=None frame's column is not a row of a model whose
+    # columns are named 0, 1, 2, and labels 0, 1, 2 against features '1', '2', '3' are no names
+    numbered = pipeline.fit(pd.DataFrame(X[:, :3]), y, lambda1=0.1)
+    with pytest.raises(DataError, match=r"X must have shape \(n_rows, 3\) to match the model, got \(442,\)"):
+        numbered.predict(pd.DataFrame(X[:, :3])[0])
+    shifted = pipeline.fit(pd.DataFrame(X[:, :3], columns=["1", "2", "3"]), y, lambda1=0.1)
+    assert_allclose(shifted.predict(pd.Series(X[4, :3])), [X[4, :3] @ shifted.coef + shifted.intercept], rtol=1e-14)
 
 
 def test_a_model_without_names_warns_that_named_columns_go_by_position(diabetes):
