@@ -721,9 +721,11 @@ def _recorded_number(mv: Any, *keys: str, kind: type = float) -> Any:
 
 def _settles(mv: Any, base: RegisteredVersion) -> bool:
     """Whether retrain version ``mv`` (trained on today's data) settles today's contest: it is the incumbent
-    itself (promoted), or it met the incumbent and lost. Not when the incumbent has changed since (a retrain on
-    other data promoted another version, the data came back; or the alias was moved by hand): reported as up
-    to date, such a retrain named a champion that the alias did not hold."""
+    itself (promoted), or it met the incumbent (it lost; or it won, and the alias was moved back to the
+    incumbent by hand since, a rollback that is left as set). Not when the incumbent took no part in that
+    contest (a retrain on other data promoted another version and the data came back, or the alias was moved
+    by hand to a third version): reported as up to date, such a retrain named a champion the alias did not
+    hold."""
     return int(mv.version) == base.version \
         or _recorded_number(mv, "incumbent_version", "champion_version", kind=int) == base.version
 
@@ -735,9 +737,12 @@ def _up_to_date(tracker: Tracker, name: str, fingerprint: str, mv: Any, base: Re
     incumbent_score = _recorded_number(mv, "incumbent_score", "champion_score")
     challenger_score = _recorded_number(mv, "challenger_score")
     decision = _recorded(mv, "decision")
+    reason = f"v{mv.version} was already trained on data {fingerprint} (decision: {decision})"
+    if decision == "promoted" and int(mv.version) != base.version:
+        reason += f"; the alias {base.alias} was moved back to v{base.version} since, and is left as set"
     return {
         "action": "up_to_date",
-        "reason": f"v{mv.version} was already trained on data {fingerprint} (decision: {decision})",
+        "reason": reason,
         "incumbent_version": incumbent_version, "incumbent_score": incumbent_score,
         "champion_version": base.version,
         "champion_score": challenger_score if int(mv.version) == base.version else incumbent_score,

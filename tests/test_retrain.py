@@ -222,6 +222,17 @@ def test_retrain_sequence(world, monkeypatch):
     assert (s6["champion_score"], s6["incumbent_version"]) == (s4["challenger_score"], s4["incumbent_version"])
     assert s6["previous_alias"] == "champion" and s6["previous_version"] == s4["previous_version"]
 
+    # 7. the alias moved back by hand to the version step 4's winner beat: a rollback, left as set (review G)
+    MlflowClient(cfg.tracking.uri).set_registered_model_alias(cfg.tracking.registered_model, "champion",
+                                                              str(s4["incumbent_version"]))
+    s7, cfg = _retrain(world, "retrain.margin=0.05")
+    assert s7["action"] == "up_to_date" and s7["champion_version"] == s4["incumbent_version"] == _alias(cfg, "champion")
+    assert s7["champion_score"] == s4["incumbent_score"]
+    assert s7["reason"].endswith(f"the alias champion was moved back to v{s4['incumbent_version']} since, and is left "
+                                 "as set")
+    MlflowClient(cfg.tracking.uri).set_registered_model_alias(cfg.tracking.registered_model, "champion",
+                                                              str(s4["champion_version"]))  # as the tests after expect
+
 
 def test_resweep_warm_starts_from_the_champion(world):
     """A resweep enqueues the starting model's parameters first; its challenger is the study's best trial."""
