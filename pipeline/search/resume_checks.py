@@ -17,7 +17,8 @@ Three checks, each as early as what it compares is known:
   rows engine's fingerprint hashes the parsed rows, exact on any machine; the Gram engine's hashes the
   merged statistics, whose last bits may differ between CPUs (another BLAS kernel), so a differing Gram
   fingerprint is settled by moments of the data compared to a relative 1e-8 (each column's mean, variance
-  and covariance with the target, and cross-moments: rounding is ~1e-15, a changed value moves them far more). A study resumed on the other engine is compared by rows alone.
+  and covariance with the target, and cross-moments: rounding is ~1e-15, a changed value moves them far
+  more). A study resumed on the other engine is compared by rows alone.
 
 A study with no trials yet has scored nothing, so a run takes it over and records its own values (a run
 that stopped before its first trial must not bind the study), unless another driver is at work on it. A
