@@ -602,8 +602,8 @@ def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
             rows = np.flatnonzero(head[group][0])
             shown = ", ".join(str(int(r)) for r in rows[:5]) + (f" and {rows.size - 5} more" if rows.size > 5 else "")
             raise DataError(f"{where}: folds.group {group!r} is empty at rows {shown} (counted from 0); every row "
-                            "needs one: fill them in the data or leave those rows out of it (data.missing: drop does not "
-                            "apply to the group column), or use row k-fold (folds.group: null).")
+                            "needs one: fill them in the data or leave those rows out of it (data.missing: drop does "
+                            "not apply to the group column), or use row k-fold (folds.group: null).")
         gaps = {c: head[c][0] | (np.isinf(head[c][1]) if c not in text else False) for c in wanted if c != group}
         w = head[plan.weight][1] if plan.weight else None
     found = [(c, np.flatnonzero(mask)) for c, mask in gaps.items() if mask.any()]
