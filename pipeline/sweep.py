@@ -244,7 +244,7 @@ class _Sweep:
         self.space = space = resolve_space(cfg.search, bounds)
         self.echo(f"Data: {plan.source}: {meta['n_rows']:,} rows × {plan.n_features:,} features, {cfg.folds.k} folds, "
                   f"fingerprint {meta['fingerprint']}")
-        for note in meta["notes"]:
+        for note in [*meta["notes"], *_range_notes(self.store, space)]:
             self.echo(f"Note: {note}")
         if meta.get("target"):
             self.echo(meta["target"]["line"])
@@ -598,6 +598,25 @@ def _finished(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) 
     return {**recorded, "n_trials": cfg.search.n_trials, "n_trials_asked_this_run": 0, "n_trials_complete": done,
             "stale_trials_failed": [st.number for st in store.stale], "trials_not_logged": [],
             "tracking_incomplete": [], "timings_s": {}}
+
+
+def _range_notes(store: TrialStore, space: SearchSpace) -> list[str]:
+    """A resumed study's λ ranges that differ from those its earlier trials were drawn from (Optuna accepts the
+    change and its sampler learns from both; the parent run shows only this run's range)."""
+    then: dict[str, tuple[float, float]] = {}
+    for t in store.study.get_trials(deepcopy=False):
+        for name in ("lambda1", "lambda2"):
+            d = t.distributions.get(name)
+            if d is not None:
+                then[name] = (float(d.low), float(d.high))
+    out = []
+    for name, (lo, hi) in then.items():
+        now = getattr(space, name)
+        if not np.allclose((lo, hi), now, rtol=1e-9, atol=0.0):
+            out.append(f"search.{name}: this run draws from [{now[0]:.4g}, {now[1]:.4g}], the study's earlier trials "
+                       f"from [{lo:.4g}, {hi:.4g}]; its sampler learns from both (a new search.study_name keeps them "
+                       "apart).")
+    return out
 
 
 def _parent_params(cfg: SweepConfig, plan: DataPlan, meta: dict[str, Any], space: SearchSpace,

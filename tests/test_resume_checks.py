@@ -68,6 +68,22 @@ def test_a_study_is_resumed_only_on_its_data(tmp_path, engine):
     assert summary["n_trials_complete"] == 6 and _complete(tmp_path) == 6
 
 
+def test_a_resumed_study_with_another_lambda_range_says_so(tmp_path):
+    """Optuna accepts another range for a parameter and its sampler learns from both; the run said nothing and
+    its parent run showed only the new range (probe F)."""
+    load_diabetes(as_frame=True, scaled=False).frame.to_csv(tmp_path / "d.csv", index=False)
+    execute_sweep(_config(tmp_path, "gram", 2, "search.penalties=[l1]"), echo=lambda _: None, progress=False)
+    said: list[str] = []
+    execute_sweep(_config(tmp_path, "gram", 3, "search.penalties=[l1]", "search.lambda1.high=0.5"), echo=said.append,
+                  progress=False)
+    notes = [line for line in said if line.startswith("Note: search.lambda1: this run draws from [")]
+    assert len(notes) == 1 and "0.5], the study's earlier trials from [" in notes[0], said
+    said.clear()
+    execute_sweep(_config(tmp_path, "gram", 4, "search.penalties=[l1]", "search.lambda1.high=0.5"), echo=said.append,
+                  progress=False)  # now the last trials' range is this one's
+    assert not [line for line in said if "this run draws from" in line], said
+
+
 def test_the_refusal_is_a_one_line_error_with_exit_2(tmp_path, capsys):
     load_diabetes(as_frame=True, scaled=False).frame.to_csv(tmp_path / "d.csv", index=False)
     execute_sweep(_config(tmp_path, "gram", 2), echo=lambda _: None, progress=False)
