@@ -624,6 +624,9 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
     return model
 
 
+_EXPONENT_TEXT = re.compile(r"[-+]?\d+[eE][-+]?\d+")  # 1e3, 5E-2: numbers to YAML 1.2, text to PyYAML
+
+
 def _format_errors(err: ValidationError, where: str) -> str:
     by_path: dict[str, list[str]] = {}
     for e in err.errors():
@@ -651,6 +654,8 @@ def _format_errors(err: ValidationError, where: str) -> str:
             msg += (f" (YAML reads {'yes/no/true/false' if isinstance(got, bool) else text} as "
                     f"{'true/false' if isinstance(got, bool) else 'a number'}: write a column name in quotes, "
                     f"{'e.g. ' if isinstance(got, bool) else ''}'{text}', also in --set: {key}=\"{quoted}\")")
+        if isinstance(got, str) and _EXPONENT_TEXT.fullmatch(got.strip()):  # PyYAML (YAML 1.1): 1e3 is text
+            msg += f" (YAML reads {got.strip()} as text, not a number: write {float(got):g} or {float(got):.1e})"
         by_path.setdefault(path, []).append(msg)
     lines = [f"{path}: {' | '.join(dict.fromkeys(msgs))}" for path, msgs in by_path.items()]
     if len(lines) == 1:  # the usual case: one line

@@ -66,6 +66,8 @@ def test_fixed_key_paths_exist():
         (["cluster=3"], "cluster: Input should be a valid dictionary"),
         (["data.missing=skip"], "data.missing: Input should be 'error', 'drop' or 'impute', got 'skip'"),
         (["folds.group=''"], "folds.group: String should have at least 1 character, got ''"),
+        # PyYAML (YAML 1.1) reads 1e3 as text; the message called the user's number a string (probe F)
+        (["search.seed=1e3"], "got '1e3' (YAML reads 1e3 as text, not a number: write 1000 or 1.0e+03)"),
         (["search.n_trials=0", "folds.k=1"], "2 problems:\n  - folds.k: Input should be greater than or equal to 2, got 1\n  - search.n_trials:"),
         (["nokey"], "--set expects key.path=value, got 'nokey'"),
         (["search.n_trials=3", "search.n_trials.x=1"], "search.n_trials is a value, not a section"),
