@@ -313,8 +313,8 @@ def test_fit_picks_the_engine_and_checks_sparse_input():
     bad.data[3] = np.nan
     with pytest.raises(ValueError, match="stored values are NaN or inf"):
         pipeline.fit(bad, y, lambda1=0.1)
-    with pytest.raises(ValueError, match="model.engine must be one of"):
-        pipeline.fit(X, y, lambda1=0.1, engine="fast")
+    with pytest.raises(ValueError, match="`engine` must be one of 'auto', 'gram', 'rows', got 'fast'"):
+        pipeline.fit(X, y, lambda1=0.1, engine="fast")  # fit()'s argument, not the config key
 
 
 def _counting_dual(monkeypatch):
