@@ -606,9 +606,9 @@ def _range_notes(store: TrialStore, space: SearchSpace) -> list[str]:
     then: dict[str, tuple[float, float]] = {}
     for t in store.study.get_trials(deepcopy=False):
         for name in ("lambda1", "lambda2"):
-            d = t.distributions.get(name)
-            if d is not None:
-                then[name] = (float(d.low), float(d.high))
+            low, high = (getattr(t.distributions.get(name), b, None) for b in ("low", "high"))
+            if low is not None and high is not None:  # (a float distribution)
+                then[name] = (float(low), float(high))
     out = []
     for name, (lo, hi) in then.items():
         now = getattr(space, name)
