@@ -55,6 +55,7 @@ Where rows saturate, steps are damped (:mod:`.damping`).
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -65,6 +66,7 @@ from .controls import BoxPenalty
 from .damping import Damping
 from .design import dense_weighted_gram
 from .split_gram import sparse_columns
+from ._validate import SolverConvergenceWarning
 from .glm import GlmFit, GlmProblem, _inner_tol, _value, stop_scale
 from .penalties import ElasticNet
 
@@ -244,11 +246,13 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
         fit = f.problem._result(f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter,
                                 gradient=final[i], warn=False)
         unfinished = not fit.converged or fit.kkt_residual > max(_NEWTON_AFTER, 1e4 * tol) * max(1.0, fit.objective)
+        most = max_iter
         if unfinished and f.n_iter < max_iter:  # (at max_iter: no finite minimiser, which Newton steps cannot find)
-            fit = f.problem.solve(f.penalty, fit, tol=tol, max_iter=max_iter, multipliers=mults[i])
-            fit = replace(fit, n_iter=fit.n_iter + f.n_iter)
-        else:
-            f.problem._warn(fit, f.pen, f.penalty, max_iter)
+            with warnings.catch_warnings():  # it counted its own steps only ("after 1 of at most 100"): said below
+                warnings.simplefilter("ignore", SolverConvergenceWarning)
+                fit = f.problem.solve(f.penalty, fit, tol=tol, max_iter=max_iter, multipliers=mults[i])
+            fit, most = replace(fit, n_iter=fit.n_iter + f.n_iter), max_iter + f.n_iter
+        f.problem._warn(fit, f.pen, f.penalty, most)
         out.append(replace(fit, curvature=f.curv))
     return out, refs
 
