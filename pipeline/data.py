@@ -579,13 +579,13 @@ def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
     pyarrow or numpy), whose import would cost the driver 0.3 s before the cluster starts."""
     error = plan.missing == "error"
     group = plan.group if plan.kind in ("csv", "bundled", "parquet") else None  # a gap there fails any rule
-    if plan.kind not in ("csv", "bundled", "parquet", "npy") or not error and plan.weight is None and group is None:
+    if plan.kind not in ("csv", "bundled", "parquet", "npy", "npz") or not error and plan.weight is None \
+            and group is None:
         return
     n = min(n, plan.blocks[0].n_rows)
     wanted = [*plan.raw_features, plan.target, *([plan.weight] if plan.weight else []), *([group] if group else [])]
-    if plan.kind == "npy":
-        X, y, w, _, _, where = _npy_block(plan, BlockSpec(0, 0, n, path=plan.blocks[0].path))
-        gaps = {name: ~np.isfinite(X[:, j]) for j, name in enumerate(plan.feature_names)}
+    if plan.kind in ("npy", "npz"):
+        gaps, y, w, where = _array_head_gaps(plan, n)
         gaps |= {plan.target: ~np.isfinite(y), **({plan.weight: ~np.isfinite(w)} if w is not None and plan.weight
                                                    else {})}
     else:
@@ -610,9 +610,30 @@ def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
     if error and found:
         features = any(c not in (plan.target, plan.weight) for c, _ in found)
         levels = [m for m in plan.notes if _READ_AS_GAP in m and any(m.startswith(f"column {c!r}:") for c, _ in found)]
-        raise DataError(f"{where}: {_gap_detail(found)}; {_gap_fix(features)}."
+        fix = _gap_fix(features, imputable=not plan.sparse)
+        raise DataError(f"{where}: {_gap_detail(found, header=plan.kind not in ('npy', 'npz'))}; {fix}."
                         + "".join(f" Note: {m}" for m in levels))
     _check_weights(plan, w, 0, where)
+
+
+def _array_head_gaps(plan: DataPlan, n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None, str]:
+    """The first ``n`` rows of an ``.npy`` or sparse ``.npz`` source: its NaN or inf entries per feature (a
+    sparse matrix's stored values: a NaN in one passed check-config and stopped the sweep after its cluster had
+    started, naming no column), the target, the weights, and where they are."""
+    if plan.kind == "npy":
+        X, y, w, _, _, where = _npy_block(plan, BlockSpec(0, 0, n, path=plan.blocks[0].path))
+        return {name: ~np.isfinite(X[:, j]) for j, name in enumerate(plan.feature_names)}, y, w, where
+    matrix = _sparse_matrix(plan.source, Path(plan.source).stat().st_mtime)[:n]
+    if plan.array_columns is not None:
+        matrix = matrix[:, plan.array_columns]
+    matrix = matrix.tocsr()
+    bad = ~np.isfinite(np.asarray(matrix.data, dtype=np.float64))
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[bad]
+    gaps: dict[str, np.ndarray] = {}
+    for r, c in zip(rows.tolist(), np.asarray(matrix.indices)[bad].tolist()):
+        gaps.setdefault(plan.feature_names[c], np.zeros(matrix.shape[0], dtype=bool))[r] = True
+    y, w, _, where = _array_extras(plan, slice(0, matrix.shape[0]))
+    return gaps, y, w, where
 
 
 def _parquet_head(path: str, columns: Sequence[str], n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -1513,10 +1534,9 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
     dropped_by = (0, 0, 0, 0)
     if bad.any():
         if plan.missing == "error":
-            detail = (f"NaN or inf in rows {', '.join(map(str, np.flatnonzero(bad)[:5] + spec.start_row))} (rows "
-                      "counted from 0)" if sparse and plan.encoding is None else
+            detail = (_sparse_gap_detail(plan, X, bad, spec.start_row) if sparse and plan.encoding is None else
                       _nonfinite_detail(plan, X.toarray() if sparse else X, y, w, spec.start_row))
-            raise DataError(f"{where}: {detail}; {_gap_fix(bool(bad_feature.any()))}.")
+            raise DataError(f"{where}: {detail}; {_gap_fix(bool(bad_feature.any()), imputable=not plan.sparse)}.")
         kept = ~bad
         dropped_by = (int(bad_target.sum()), int((bad_weight & ~bad_target).sum()),
                       int((bad_feature & ~bad_target & ~bad_weight).sum()),
@@ -1573,6 +1593,14 @@ def _checked_offset(plan: DataPlan, offset: np.ndarray, spec: BlockSpec, where: 
     return (np.log(offset) if plan.exposure else offset), missing
 
 
+def _sparse_gap_detail(plan: DataPlan, X: Any, bad: np.ndarray, start_row: int) -> str:
+    """``NaN or inf in rows 7 (rows counted from 0), column(s) ['x5']``: a sparse block's gaps, named from its
+    stored values without making the block dense."""
+    rows = ", ".join(map(str, np.flatnonzero(bad)[:5] + start_row))
+    columns = sorted({plan.feature_names[c] for c in np.asarray(X.indices)[~np.isfinite(X.data)][:100].tolist()})
+    return f"NaN or inf in rows {rows} (rows counted from 0)" + (f", column(s) {columns[:5]}" if columns else "")
+
+
 def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, start_row: int,
                       listed: int = 5) -> str:
     """Which columns hold NaN/inf and at which rows (0-based data rows, header not counted)."""
@@ -1584,21 +1612,25 @@ def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarra
     first_of_each = [j for i, j in enumerate(bad_columns) if i == 0 or names[j] != names[bad_columns[i - 1]]]
     # a categorical column's indicators: named once, by the column
     return _gap_detail([(names[j], np.flatnonzero(~np.isfinite(full[:, j])) + start_row) for j in first_of_each],
-                       listed)
+                       listed, header=plan.kind not in ("npy", "npz"))
 
 
-def _gap_detail(gaps: Sequence[tuple[str, np.ndarray]], listed: int = 5) -> str:
-    """``NaN or inf in column 'a' at rows 3, 9; …``: the first ``listed`` columns ``(name, data rows)`` given."""
+def _gap_detail(gaps: Sequence[tuple[str, np.ndarray]], listed: int = 5, header: bool = True) -> str:
+    """``NaN or inf in column 'a' at rows 3, 9; …``: the first ``listed`` columns ``(name, data rows)`` given
+    (a table's rows counted without its header; an array has none to mention)."""
     parts = []
     for name, rows in gaps[:listed]:
         shown = ", ".join(str(int(r)) for r in rows[:listed])
         more = f" and {rows.size - listed} more" if rows.size > listed else ""
         parts.append(f"column {name!r} at row{'s' if rows.size > 1 else ''} {shown}{more}")
-    return "NaN or inf in " + "; ".join(parts) + " (rows counted from 0, header excluded)"
+    return "NaN or inf in " + "; ".join(parts) + f" (rows counted from 0{', header excluded' if header else ''})"
 
 
-def _gap_fix(features: bool) -> str:
-    """What to do about gaps under ``data.missing: error`` (``features``: some are in features)."""
+def _gap_fix(features: bool, imputable: bool = True) -> str:
+    """What to do about gaps under ``data.missing: error`` (``features``: some are in features; ``imputable``:
+    not a sparse source, which cannot be imputed)."""
+    if features and not imputable:
+        return "remove those rows or set data.missing: drop to leave them out (a sparse source cannot be imputed)"
     if not features:
         return ("remove those rows or set data.missing: drop to leave them out (a missing target or weight is never "
                 "imputed)")

@@ -125,6 +125,14 @@ def _write(d, case):  # -> list of --set overrides
         df.to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=y", "data.weight=w",
                 *(["data.missing=drop"] if case.endswith("drop") else [])]
+    if case == "nan-in-sparse-head":  # stored in a CSR matrix: it passed check-config, the pass named no column
+        from scipy import sparse
+
+        X = np.where(df[["a", "b", "c"]].to_numpy() > 0.3, df[["a", "b", "c"]].to_numpy(), 0.0)
+        X[6, 1] = np.nan
+        sparse.save_npz(d / "X.npz", sparse.csr_matrix(X))
+        np.save(d / "y.npy", df["y"].to_numpy())
+        return ["data.source=DATA/X.npz", "data.target=DATA/y.npy"]
     if case == "group-gap-in-head":  # refused by the pass under every data.missing, after the cluster started
         df.loc[17, "g"] = np.nan
         df.to_csv(d / "d.csv", index=False)
@@ -168,6 +176,8 @@ METADATA_CASES = {
     "negative-weight": ["d.csv rows 0-39: weight column 'w' has 2 negative values, first -1.0 at row 5",
                         "weights must be >= 0: fix or remove those rows"],
     "negative-weight-drop": ["weight column 'w' has 2 negative values, first -1.0 at row 5"],
+    "nan-in-sparse-head": ["X.npz rows 0-39: NaN or inf in column 'x1' at row 6 (rows counted from 0);",
+                           "a sparse source cannot be imputed"],
     "group-gap-in-head": ["d.csv rows 0-39: folds.group 'g' is empty at rows 17 (counted from 0)",
                           "use row k-fold (folds.group: null)"],
     "nan-in-csv-head": ["d.csv rows 0-39: NaN or inf in column 'b' at rows 7, 9", "column 'y' at row 11",

@@ -466,11 +466,18 @@ def test_a_nan_stored_in_a_sparse_source_names_its_row_or_drops_it(tmp_path, mis
     X.data[X.indptr[7]] = np.nan  # the first stored value of row 7
     sp.save_npz(tmp_path / "X.npz", X)
     np.save(tmp_path / "y.npy", np.arange(12.0))
-    plan = plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=str(tmp_path / "y.npy"), missing=missing))
-    if missing == "error":
-        with pytest.raises(DataError, match=r"NaN or inf in rows 7 \(rows counted from 0\)"):
+    column = f"x{X.indices[X.indptr[7]]}"
+    if missing == "error":  # found in the first rows by the plan (check-config too), naming the column
+        with pytest.raises(DataError, match=rf"NaN or inf in column '{column}' at row 7 \(rows counted from 0\)"):
+            plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=str(tmp_path / "y.npy")))
+        # past the first rows, by the block that holds it: the rows and, from the stored values, the column
+        plan = dataclasses.replace(plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=str(tmp_path / "y.npy"),
+                                                        missing="drop")), missing="error")
+        with pytest.raises(DataError, match=rf"NaN or inf in rows 7 \(rows counted from 0\), column\(s\) "
+                                            rf"\['{column}'\]"):
             load_block(plan, plan.blocks[0], sparse=True)
         return
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npz"), target=str(tmp_path / "y.npy"), missing=missing))
     block = load_block(plan, plan.blocks[0], sparse=True)
     assert sp.issparse(block.X) and block.X.shape == (11, 30)
     np.testing.assert_array_equal(block.y, np.delete(np.arange(12.0), 7))
