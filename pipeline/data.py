@@ -806,7 +806,8 @@ def _without_pandas_index(cfg: DataConfig, schema: Any, group: str | None) -> tu
 
 def _schema_difference(a: pa.Schema, b: pa.Schema, path_a: str, path_b: str) -> str:
     """The first column that differs between two Parquet schemas in a way a block's reader cannot take, in
-    words; empty when none does. Numbers are numbers whatever their width (pandas writes an integer column
+    words; empty when none does. The order of the columns does not matter (a delivery written with its columns
+    in another order was refused); numbers are numbers whatever their width (pandas writes an integer column
     as ``double`` once a delivery has a gap in it, and every block is read as float64) and text is text
     (``string``, ``large_string``, ``dictionary``: a categorical column in one file, ``str`` in another)."""
     names_a, names_b = set(a.names), set(b.names)
@@ -816,9 +817,8 @@ def _schema_difference(a: pa.Schema, b: pa.Schema, path_a: str, path_b: str) -> 
     for name in b.names:
         if name not in names_a:
             return f"column {name!r} is in {path_b!r} but not in {path_a!r}"
-    if a.names != b.names:
-        return f"the columns are in a different order ({a.names} vs {b.names})"
-    for fa, fb in zip(a, b, strict=True):
+    for fa in a:  # by name: every reader of a block asks for its columns by name, in any file's order
+        fb = b.field(fa.name)
         ka, kb = _read_as(fa.type), _read_as(fb.type)
         if fa.type != fb.type and (ka != kb or ka == "other"):
             return f"column {fa.name!r} is {fa.type} in {path_a!r} but {fb.type} in {path_b!r}"
