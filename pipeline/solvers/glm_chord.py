@@ -67,7 +67,7 @@ from .damping import Damping
 from .design import dense_weighted_gram
 from .split_gram import sparse_columns
 from ._validate import SolverConvergenceWarning
-from .glm import GlmFit, GlmProblem, _inner_tol, _value, stop_scale
+from .glm import _BOX_INNER_TOL, GlmFit, GlmProblem, _inner_tol, _value, stop_scale
 from .penalties import ElasticNet
 
 __all__ = ["Curvature", "solve_many", "solve_together"]
@@ -396,7 +396,7 @@ def _model_step(f: _Fit, c: np.ndarray, c0: float) -> _Step:
             else:
                 from .box_gram import box_gram
 
-                beta_new = box_gram(G, q, yy, f.pen, f.beta, tol=_inner_tol(abs_tol, yy)).beta
+                beta_new = box_gram(G, q, yy, f.pen, f.beta, tol=_BOX_INNER_TOL).beta
     if not fit_b:
         return _Step(beta_new, 0.0, c)
     d_beta = beta_new - f.beta
