@@ -599,8 +599,7 @@ def _check_head_rows(plan: DataPlan, n: int = HEAD_ROWS) -> None:
             return
         where = f"{plan.source} rows 0-{m - 1}"
         if group and head[group][0].any():  # the pass's words (folds.group_keys), before the cluster starts
-            rows = np.flatnonzero(head[group][0])
-            shown = ", ".join(str(int(r)) for r in rows[:5]) + (f" and {rows.size - 5} more" if rows.size > 5 else "")
+            shown = _rows_shown(np.flatnonzero(head[group][0]))
             raise DataError(f"{where}: folds.group {group!r} is empty at rows {shown} (counted from 0); every row "
                             "needs one: fill them in the data or leave those rows out of it (data.missing: drop does "
                             "not apply to the group column), or use row k-fold (folds.group: null).")
@@ -627,10 +626,8 @@ def _array_head_gaps(plan: DataPlan, n: int) -> tuple[dict[str, np.ndarray], np.
     if plan.array_columns is not None:
         matrix = matrix[:, plan.array_columns]
     matrix = matrix.tocsr()
-    bad = ~np.isfinite(np.asarray(matrix.data, dtype=np.float64))
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[bad]
     gaps: dict[str, np.ndarray] = {}
-    for r, c in zip(rows.tolist(), np.asarray(matrix.indices)[bad].tolist()):
+    for r, c in zip(*(a.tolist() for a in _stored_nonfinite(matrix))):
         gaps.setdefault(plan.feature_names[c], np.zeros(matrix.shape[0], dtype=bool))[r] = True
     y, w, _, where = _array_extras(plan, slice(0, matrix.shape[0]))
     return gaps, y, w, where
@@ -1527,7 +1524,7 @@ def _checked(plan: DataPlan, X: Any, y: np.ndarray, w: np.ndarray | None, g: np.
     bad_weight = ~np.isfinite(w) if w is not None else np.zeros(y.shape, dtype=bool)
     bad_feature = np.zeros(y.shape, dtype=bool)
     if sparse:
-        bad_feature[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[~np.isfinite(X.data)]] = True
+        bad_feature[_stored_nonfinite(X)[0]] = True
     elif not _column_sums_finite(X):
         bad_feature = ~np.isfinite(X).all(axis=1)
     bad = bad_target | bad_weight | bad_feature | bad_offset
@@ -1596,9 +1593,21 @@ def _checked_offset(plan: DataPlan, offset: np.ndarray, spec: BlockSpec, where: 
 def _sparse_gap_detail(plan: DataPlan, X: Any, bad: np.ndarray, start_row: int) -> str:
     """``NaN or inf in rows 7 (rows counted from 0), column(s) ['x5']``: a sparse block's gaps, named from its
     stored values without making the block dense."""
-    rows = ", ".join(map(str, np.flatnonzero(bad)[:5] + start_row))
-    columns = sorted({plan.feature_names[c] for c in np.asarray(X.indices)[~np.isfinite(X.data)][:100].tolist()})
-    return f"NaN or inf in rows {rows} (rows counted from 0)" + (f", column(s) {columns[:5]}" if columns else "")
+    columns = sorted({plan.feature_names[c] for c in _stored_nonfinite(X)[1][:100].tolist()})
+    return (f"NaN or inf in rows {_rows_shown(np.flatnonzero(bad) + start_row)} (rows counted from 0)"
+            + (f", column(s) {columns[:5]}" if columns else ""))
+
+
+def _stored_nonfinite(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, column) of every NaN or inf a CSR matrix stores, without making it dense."""
+    bad = ~np.isfinite(np.asarray(matrix.data, dtype=np.float64))
+    return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[bad], np.asarray(matrix.indices)[bad]
+
+
+def _rows_shown(rows: np.ndarray, listed: int = 5) -> str:
+    """``3, 9 and 4 more``: the first ``listed`` of ``rows``."""
+    more = f" and {rows.size - listed} more" if rows.size > listed else ""
+    return ", ".join(str(int(r)) for r in rows[:listed]) + more
 
 
 def _nonfinite_detail(plan: DataPlan, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, start_row: int,
@@ -1620,9 +1629,7 @@ def _gap_detail(gaps: Sequence[tuple[str, np.ndarray]], listed: int = 5, header:
     (a table's rows counted without its header; an array has none to mention)."""
     parts = []
     for name, rows in gaps[:listed]:
-        shown = ", ".join(str(int(r)) for r in rows[:listed])
-        more = f" and {rows.size - listed} more" if rows.size > listed else ""
-        parts.append(f"column {name!r} at row{'s' if rows.size > 1 else ''} {shown}{more}")
+        parts.append(f"column {name!r} at row{'s' if rows.size > 1 else ''} {_rows_shown(rows, listed)}")
     return "NaN or inf in " + "; ".join(parts) + f" (rows counted from 0{', header excluded' if header else ''})"
 
 

@@ -355,7 +355,7 @@ def _holds_flags(uniques: Any) -> bool:
 
 
 def _typed(value: Any) -> Any:
-    """A boolean as a key no number equals (``_mixes_booleans``); anything else as is."""
+    """A boolean as a key no number equals (:func:`_may_mix_booleans`); anything else as is."""
     return ("bool", bool(value)) if isinstance(value, (bool, np.bool_)) else value
 
 

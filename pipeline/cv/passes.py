@@ -204,10 +204,9 @@ def data_moments(total: SuffStats) -> list[list[float]]:
     random combinations of the column means and variances, each with the sum of its terms' magnitudes as its
     scale); then, per column (the first :data:`MOMENT_COLUMNS`), its mean, variance and covariance with the
     target, each on the scale of the column's values (|mean| + sd), and two seeded quadratic forms of the
-    centred Gram. The five alone
-    missed a column whose values were shuffled (means and variances unchanged: a study resumed on Boston with
-    its two strongest predictors permuted kept its stale best trial) and a change of 0.001 in one value,
-    diluted by the largest column's mean."""
+    centred Gram. The five alone missed a column whose values were shuffled (means and variances unchanged: a
+    study resumed on Boston with its two strongest predictors permuted kept its stale best trial) and a change
+    of 0.001 in one value, diluted by the largest column's mean."""
     w = total.sum_w
     if w <= 0:
         return []
@@ -220,10 +219,12 @@ def data_moments(total: SuffStats) -> list[list[float]]:
     var_j = np.maximum(np.diag(total.cxx) / w, 0.0)
     sd_j, sd_y = np.sqrt(var_j), max(y_var, 0.0) ** 0.5
     cov_y = np.asarray(total.cxy) / w
-    size = np.abs(total.x_mean) + sd_j  # a column's own size: a constant column's moments are rounding of 0,
-    for j in range(min(p, MOMENT_COLUMNS)):  # which the order of summation sets, on the scale of its values
-        m, z = float(total.x_mean[j]), float(size[j])
-        out += [[m, z], [float(var_j[j]), z * z], [float(cov_y[j]), z * sd_y]]
+    # each column on the scale of its values: a constant column's moments are rounding of 0 set by the order
+    # of summation. Per column the pairs [mean, z], [variance, z²], [covariance, z·sd_y], with z = |mean| + sd
+    k = min(p, MOMENT_COLUMNS)
+    size = np.abs(total.x_mean) + sd_j
+    z = size[:k]
+    out += np.column_stack([total.x_mean[:k], z, var_j[:k], z * z, cov_y[:k], z * sd_y]).reshape(-1, 2).tolist()
     for q in np.random.default_rng(20261205).standard_normal((2, p)):  # the columns' cross-moments
         out.append([float(q @ (total.cxx @ q)) / w, float(np.abs(q) @ size) ** 2])
     return out
