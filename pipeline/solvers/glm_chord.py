@@ -43,10 +43,11 @@ stratified row sample instead (:mod:`.metric_rows`: the rows of rare levels, hea
 whole, a fixed uniform sample of the others reweighted), at a small fraction of a Gram's cost. Its steps
 contract by the sample's few percent rather than to rounding, so a fit there also stops only once its KKT
 residual is below :data:`_SAMPLED_KKT` (:func:`_certified`), and a fit that stays slow in a sampled metric of
-its own, where the sample stands badly for its rows, gets the exact Gram. On 10⁶ × 100 rows, a whole sweep
-(100 trials and the winner's path; :mod:`.metric_rows` for one worker's path alone): binomial 300 → 264–269 s,
-Poisson 247 → 226–241 s, the same held-out scores to seven digits. The dense path gains most (129 → 98 s); the
-trials' fits take about a quarter more steps (1,997 → 2,487 in all), which eat most of what their metrics save.
+its own, where the sample stands badly for its rows, gets the exact Gram (one whose steps contract goes on in
+it). On 10⁶ × 100 rows, a whole sweep (100 trials and the winner's path; :mod:`.metric_rows` for one worker's
+path alone): binomial 300 → 260–269 s, Poisson 247 → 226–241 s, the same held-out scores to seven digits. The
+dense path gains most (129 → 95–99 s); the trials' fits take a quarter more steps (1,997 → 2,472–2,642 in all),
+which eat most of what their metrics save.
 
 Where it cannot: a Gram that is singular (every level of several categorical columns beside the intercept)
 with a tiny λ2 leaves the float32 metric's steps short (no descent direction, or a stop with a KKT residual
@@ -487,8 +488,8 @@ def _advance(f: _Fit, step: _Step, full: _FullStep, max_iter: int, ref: Curvatur
         return ref, t
     if decrease <= abs_tol:  # within the tolerance but contracting slowly: one Newton step more (module docstring)
         again, f.polished = f.polished, True
-        if f.own_sampled and not again:  # its metric is a sampled Gram of its own already: another would be no
-            return ref, t                # nearer; if its next step is not certified either, the exact Gram
+        if f.own_sampled and (not again or ratio <= _SLOW):  # its metric is a sampled Gram of its own: another
+            return ref, t  # would be no nearer; steps that contract go on in it, one that stalls gets the exact Gram
     elif ratio > _SLOW or t < 1.0:
         f.slow += 1
         if f.slow < _PATIENCE and t == 1.0:
