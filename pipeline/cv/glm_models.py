@@ -135,7 +135,8 @@ class GlmFoldModel(PickledCold):
         if self.null is None:  # the held-out rows' intercept-only deviance: the same for every trial
             self.null = null_deviance(self.family, self.y[h], self.weight[h], self.problem.offset[h])
         dev, explained, extra = fold_scores(self.family, self.y[h], fit.eta[h], self.weight[h], self.null)
-        train = 2.0 * self.problem.mean_half_deviance(fit.eta)
+        # the fit's own deviance (its objective less its penalty): one pass over every row less per fit
+        train = 2.0 * (fit.deviance if np.isfinite(fit.deviance) else self.problem.mean_half_deviance(fit.eta))
         return FoldScore(trial=trial, fold=self.fold, heldout_mse=dev, heldout_r2=explained, train_mse=train,
                          n_nonzero=fit.n_nonzero, n_iter=fit.n_iter, converged=fit.converged, seconds=seconds,
                          extra=tuple(extra.items()))

@@ -84,6 +84,7 @@ class GlmFit:
     converged: bool
     curvature: Any = None  # the fixed metric a batch solve ended in (glm_chord.Curvature), for its neighbours
     origin: int = 0  # the token of the problem it solves (:attr:`GlmProblem.token`): its eta starts that problem
+    deviance: float = float("nan")  # the mean half deviance there (objective less penalty): a score needs no pass
 
     @property
     def n_nonzero(self) -> int:
@@ -299,7 +300,7 @@ class GlmProblem:
             converged = False  # a stop the optimality conditions contradict
         coef = np.zeros(d.n_features)
         coef[d.cols] = beta / d.x_scale[d.cols]
-        fit = GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged, origin=self.token)
+        fit = GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged, origin=self.token, deviance=F - _value(pen, beta))
         if warn:
             self._warn(fit, pen, penalty, max_iter)
         return fit

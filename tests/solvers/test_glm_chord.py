@@ -274,3 +274,14 @@ def test_the_blocked_weighted_gram_against_the_formula(order: str) -> None:
             got = design.dense_weighted_gram(X, cols, m, s, u, zc, single=single)
             for g, w in zip(got[:2] if single else got, want, strict=False):
                 assert np.max(np.abs(g - w)) <= tol * np.max(np.abs(w))
+
+
+def test_a_fit_carries_its_training_deviance() -> None:
+    """The mean half deviance a fit carries (its objective less its penalty, which the fold scores use instead
+    of a pass over the rows) is the deviance of its linear predictor, on both solvers' routes."""
+    v = _fold(len(BC_Y), 3)
+    problem = GlmProblem(_BC_X, BC_Y, v, BINOMIAL, inner="gram")
+    pens = [ElasticNet(problem.lambda1_max * 1e-2, 0.0), ElasticNet(0.0, 1e-2)]
+    for fit in [*solve_many(problem, pens, [None, None])[0], problem.solve(pens[0])]:
+        exact = problem.mean_half_deviance(fit.eta)
+        assert abs(fit.deviance - exact) <= 1e-12 * exact

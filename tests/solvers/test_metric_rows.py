@@ -130,3 +130,4 @@ def test_poisson_with_heavy_exposures_in_sampled_metrics_against_brute_force(sma
         assert fit.converged and fit.kkt_residual < 1e-6 * max(1.0, fit.objective)
         assert fit.objective <= min(ref_obj, exact.objective) * (1 + 1e-10)
         assert fit.n_iter <= 30
+
