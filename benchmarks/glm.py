@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     work_root = Path(tempfile.mkdtemp(prefix="regsweep-glm-"))
     invocation = time.strftime("%Y%m%dT%H%M%S")
     for family in args.families:
-        files = make_data(family, n, args.data_dir or args.out / "data-glm")
+        files = make_data(family, n, (args.data_dir or args.out / "data-glm").resolve())  # runs start elsewhere
         for r in range(args.repeats):
             for method in args.methods or METHODS[family]:
                 if method not in METHODS[family]:

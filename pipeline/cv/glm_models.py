@@ -173,7 +173,8 @@ def glm_paths_and_coefficients(model_lists: Sequence[Sequence[GlmFoldModel]], sp
     (standardized coefficients, p × points): the problem on all rows shares the folds' rows, so its points join
     their batches (one more column in each product over the rows, where a task of its own read them again).
     It stops with the first of these folds to stop, which the curve's length cannot pass."""
-    folds, coefs = _paths([m for group in model_lists for m in group], spec, tol, end, rows.glm_problem(model, controls))
+    models = [m for group in model_lists for m in group]
+    folds, coefs = _paths(models, spec, tol, end, rows.glm_problem(model, controls))
     assert coefs is not None
     return folds, coefs
 
