@@ -68,7 +68,7 @@ class _Strata:
 
 
 _LOCK = threading.Lock()
-_STRATA: dict[int, _Strata | None] = {}  # by id(X), dropped when X is collected
+_STRATA: dict[tuple[int, int], _Strata | None] = {}  # by (id(X), sample size), dropped when X is collected
 _KEPT_BYTES = 256 * 2**20
 
 
@@ -97,25 +97,24 @@ def metric_rows(X: np.ndarray, n_kept: int, v: np.ndarray, u: np.ndarray,
     whole_rows = np.flatnonzero(whole)
     sample_u = np.where(in_sample, u[strata.sample], 0.0) * (rest_v / sampled_v)
     u_all = np.zeros(u.size)
+    u_all[strata.sample] = sample_u  # (0 on the sampled rows that joined A: their weight is set next)
     u_all[whole_rows] = u[whole_rows]
-    u_all[strata.sample] = sample_u
     sample_X = strata.rows if strata.rows is not None else X[strata.sample]
     return MetricRows(((X[whole_rows], u[whole_rows]), (sample_X, sample_u)), u_all)
 
 
 def _strata_of(X: np.ndarray, size: int, center: np.ndarray, scale: np.ndarray) -> _Strata | None:
-    """The strata of X (computed once per X and sample size; None: too many outlying rows to sample)."""
-    key = id(X)
+    """The strata of X for samples of ``size`` (computed once; None: too many outlying rows to sample)."""
+    key = (id(X), size)
     with _LOCK:
-        known = _STRATA.get(key, False)
-    if known is None or isinstance(known, _Strata) and known.sample.size == size:
-        return known
+        if key in _STRATA:
+            return _STRATA[key]
     strata = _find_strata(X, size, center, scale)
     with _LOCK:
         if key not in _STRATA:
             weakref.finalize(X, _STRATA.pop, key, None)
-        _STRATA[key] = strata
-    return strata
+            _STRATA[key] = strata
+        return _STRATA[key]
 
 
 def _find_strata(X: np.ndarray, size: int, center: np.ndarray, scale: np.ndarray) -> _Strata | None:
