@@ -45,7 +45,7 @@ contract by the sample's few percent rather than to rounding, so a fit there als
 residual is below :data:`_SAMPLED_KKT` (:func:`_certified`), and a fit that stays slow in a sampled metric of
 its own, where the sample stands badly for its rows, gets the exact Gram (one whose steps contract goes on in
 it). On 10⁶ × 100 rows, a whole sweep (100 trials and the winner's path; :mod:`.metric_rows` for one worker's
-path alone): binomial 300 → 260–269 s, Poisson 247 → 226–241 s, the same held-out scores to seven digits. The
+path alone): binomial 300 → 260–269 s, Poisson 247 → 252 s, the same held-out scores to seven digits. The
 dense path gains most (129 → 95–99 s); the trials' fits take a quarter more steps (1,997 → 2,472–2,642 in all),
 which eat most of what their metrics save.
 
