@@ -58,8 +58,8 @@ step an exact metric ends with (whose contraction a fresh sample would not bette
 on the 10⁶ × 100 binomial rows: its first 16 trials (3 folds) 67 → 50 passes over the rows, 23.5 → 19.7 s; its
 path (3 folds and all rows, 49 points) 244 → 220 passes, 905 → 823 steps, 59.0 → 51.9–55.3 s. Held-out
 deviances within 2.3e-8 of fits at ``tol = 1e-14`` (the largest of 45 on the path; median 1.2e-9), against
-7e-9 before; the trials' within 1.0e-9, as before. The whole sweep (one run each): binomial 253 → 222 s,
-Poisson 266 → 249 s, the same CV choices.
+7e-9 before; the trials' within 1.0e-9, as before. The whole sweep: binomial 253 → 222 / 233 s (the trials
+149 → 121 / 123 s; the path within its runs' spread), Poisson 266 → 249 s, the same CV choices.
 
 Where it cannot: a Gram that is singular (every level of several categorical columns beside the intercept)
 with a tiny λ2 leaves the float32 metric's steps short (no descent direction, or a stop with a KKT residual
