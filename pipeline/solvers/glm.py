@@ -54,7 +54,7 @@ from .penalties import ElasticNet
 from .problem import FitResult
 from .rows import RowFit, RowProblem
 
-__all__ = ["GlmFit", "GlmProblem"]
+__all__ = ["GlmFit", "GlmProblem", "largest_kkt"]
 
 _ARMIJO = 1e-4
 _KKT_ALARM = 1e-4  # a converged solve's largest KKT residual above this × max(1, F) is reported as not converged ...
@@ -89,6 +89,16 @@ class GlmFit:
     @property
     def n_nonzero(self) -> int:
         return int(np.count_nonzero(self.coef))
+
+
+def largest_kkt(pen: BoxPenalty, beta: np.ndarray, gradient: tuple[np.ndarray, float],
+                fit_intercept: bool) -> tuple[np.ndarray, float]:
+    """The KKT residual of each kept feature at ``beta`` for the gradient's negative ``(c, c0)``, and the
+    largest of them and, with an intercept, of ``|c0|`` (a fit's certificate)."""
+    c, c0 = gradient
+    each = pen.kkt_residual(beta, c)
+    kkt = float(np.max(each, initial=0.0))
+    return each, (max(kkt, abs(c0)) if fit_intercept else kkt)
 
 
 class GlmProblem:
@@ -293,9 +303,7 @@ class GlmProblem:
         ``warn``: say what is wrong with it (:meth:`_warn`; a caller that may try again calls that itself)."""
         d = self.base
         c, c0 = self.gradient(eta) if gradient is None else gradient
-        each = pen.kkt_residual(beta, c)
-        kkt = float(np.max(each, initial=0.0))
-        kkt = max(kkt, abs(c0)) if d.fit_intercept else kkt
+        each, kkt = largest_kkt(pen, beta, (c, c0), d.fit_intercept)
         if converged and kkt > _KKT_ALARM * max(1.0, F) and self._kkt_gain(eta, each, c0) > _GAIN_ALARM * max(1.0, F):
             converged = False  # a stop the optimality conditions contradict
         coef = np.zeros(d.n_features)

@@ -91,7 +91,7 @@ from .design import dense_weighted_gram
 from .metric_rows import metric_rows
 from .split_gram import sparse_columns
 from ._validate import SolverConvergenceWarning
-from .glm import _BOX_INNER_TOL, GlmFit, GlmProblem, _inner_tol, _value, stop_scale
+from .glm import _BOX_INNER_TOL, GlmFit, GlmProblem, _inner_tol, _value, largest_kkt, stop_scale
 from .penalties import ElasticNet
 
 __all__ = ["Curvature", "solve_many", "solve_together"]
@@ -219,7 +219,6 @@ class _Fit:
     slow: int = 0
     polished: bool = False  # its metric is its own Gram at a point within the tolerance: its next step is final
     own_sampled: bool = False  # its metric is a sampled Gram formed for it: the next one it needs is exact
-    metric_steps: int = 0  # steps taken in its current metric
     damping: Damping = field(default_factory=Damping)  # where its rows' curvature vanishes (:mod:`.damping`)
     done: bool = False
     converged: bool = False
@@ -492,7 +491,6 @@ def _advance(f: _Fit, step: _Step, full: _FullStep, max_iter: int, ref: Curvatur
                     lambda: float(np.linalg.norm(f.pen.kkt_residual(start, step.c))))
     ratio = decrease / f.last_decrease  # ≈ ρ², ρ the contraction of the steps in the metric (0 at the first)
     f.last_decrease = decrease
-    f.metric_steps += 1
     if decrease <= abs_tol and damped and f.n_iter < max_iter:  # its small decrease proves little: one
         f.damping.release()                                       # undamped step more
         return ref, t
@@ -503,12 +501,13 @@ def _advance(f: _Fit, step: _Step, full: _FullStep, max_iter: int, ref: Curvatur
     if f.n_iter >= max_iter:
         f.done = True
         return ref, t
-    if f.curv.sampled and decrease > abs_tol and t == 1.0 and f.metric_steps >= 2 and _STALE < ratio <= _SLOW:
-        # a stale sampled metric (formed far from here): a new one at this point, where the sample's error sets the
-        # rate (module docstring); a stalled step (ratio above _SLOW) takes the route below, to the exact Gram
+    if f.curv.sampled and decrease > abs_tol and t == 1.0 and _STALE < ratio <= _SLOW:
+        # a stale sampled metric (formed far from here; ratio is 0 at a metric's first step, so this reads the
+        # second on): a new one at this point, where the sample's error sets the rate (module docstring); a
+        # stalled step (ratio above _SLOW) takes the route below, to the exact Gram
         f.curv = ref = Curvature.at(problem, f.eta)
         f.own_sampled = f.curv.sampled
-        f.slow, f.last_decrease, f.metric_steps = 0, np.inf, 0
+        f.slow, f.last_decrease = 0, np.inf
         return ref, t
     if decrease <= abs_tol:  # within the tolerance but contracting slowly: one Newton step more (module docstring)
         again, f.polished = f.polished, True
@@ -525,7 +524,7 @@ def _advance(f: _Fit, step: _Step, full: _FullStep, max_iter: int, ref: Curvatur
     # own sampled metric, where the sample stands badly for its rows, gets the exact Gram)
     f.curv = ref = Curvature.at(problem, f.eta, exact=f.own_sampled)
     f.own_sampled = f.curv.sampled
-    f.slow, f.last_decrease, f.metric_steps = 0, np.inf, 0
+    f.slow, f.last_decrease = 0, np.inf
     return ref, t
 
 
@@ -539,8 +538,4 @@ def _certified(f: _Fit, full: _FullStep, t: float) -> bool:
         return True
     if t != 1.0:  # the gradient at the point taken is not known yet: one step more
         return False
-    c, c0 = full.gradient
-    kkt = float(np.max(f.pen.kkt_residual(f.beta, c), initial=0.0))
-    if f.problem.base.fit_intercept:
-        kkt = max(kkt, abs(c0))
-    return kkt <= _SAMPLED_KKT * max(1.0, f.F)
+    return largest_kkt(f.pen, f.beta, full.gradient, f.problem.base.fit_intercept)[1] <= _SAMPLED_KKT * max(1.0, f.F)
