@@ -302,7 +302,7 @@ class _Sweep:
         choices = choose(rows, curve, cand.multipliers)
         study.set_user_attr("regsweep:path", curve.as_dict())
         study.set_user_attr(SELECTION_ATTR, {"rule": cfg.search.select,
-                                                   **{rule: asdict(c) for rule, c in choices.items()}})
+                                             **{rule: asdict(c) for rule, c in choices.items()}})
         if not isinstance(coefs, np.ndarray):
             coefs = _waited(self.timer, "coefficient_path_wait", coefs)
         return _Decision(best.number, best.value, best.user_attrs.get("cv", {}), rows, curve, choices,

@@ -13,6 +13,7 @@ from pipeline.cv.glm_models import GlmFoldModel, glm_paths_and_coefficients
 from pipeline.cv.scoring import PathSpec, deviance_levelled
 from pipeline.solvers.families import family_named
 from pipeline.solvers.glm import GlmProblem
+from tests.tall_glm_fold import tall_fold_model
 
 
 def test_deviance_levelled_is_glmnets_rule() -> None:
@@ -22,24 +23,9 @@ def test_deviance_levelled_is_glmnets_rule() -> None:
     assert not deviance_levelled([0.1, 0.2, 0.3, 0.4, 0.4 + 4.1e-6])
 
 
-def _fold_model(family: str, inner: str) -> GlmFoldModel:
-    """A fold of tall data from the benchmark's generator (AR(1) columns, ten true effects), 20% held out."""
-    rng = np.random.default_rng(3)
-    n, p = 20_000, 30
-    X = np.empty((n, p))
-    X[:, 0] = rng.standard_normal(n)
-    for j in range(1, p):
-        X[:, j] = 0.5 * X[:, j - 1] + np.sqrt(0.75) * rng.standard_normal(n)
-    eta = X[:, :10] @ np.linspace(-0.8, 0.8, 10)
-    y = ((rng.random(n) < 1 / (1 + np.exp(-eta))) if family == "binomial" else rng.poisson(np.exp(0.3 * eta)))
-    v = np.where(rng.integers(0, 5, n) == 0, 0.0, 1.0)
-    problem = GlmProblem(X, y.astype(float), v, family_named(family), inner=inner)
-    return GlmFoldModel(0, problem, np.flatnonzero(v == 0), y.astype(float), np.ones(n), family)
-
-
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
 def test_the_path_stops_where_the_fit_stops_changing(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _fold_model(family, "gram")
+    model = tall_fold_model(family, "gram")
     lmax = model.problem.lambda1_max
     spec = PathSpec("elasticnet", 0.5, tuple(np.geomspace(2 * lmax, 2e-6 * lmax, 100)))
     cut = model.path(spec, 1e-10)
@@ -47,7 +33,7 @@ def test_the_path_stops_where_the_fit_stops_changing(family: str, monkeypatch: p
     explained = list(1.0 - np.asarray(cut.train_mse) / cut.train_mse[0])  # the first point is the null model
     assert deviance_levelled(explained) and not any(deviance_levelled(explained[:i]) for i in range(m))
     monkeypatch.setattr(scoring, "PATH_STOP_FDEV", 0.0)
-    full = _fold_model(family, "gram").path(spec, 1e-10)
+    full = tall_fold_model(family, "gram").path(spec, 1e-10)
     assert m < 80 and len(full.heldout_mse) == 100  # on tall data nothing else ends the path
     np.testing.assert_allclose(cut.heldout_mse, full.heldout_mse[:m], rtol=1e-8)
     # what the cut leaves out moves the held-out deviance by less than a part in 10⁴
@@ -59,19 +45,19 @@ def test_no_early_stop_before_the_winning_trials_strength(monkeypatch: pytest.Mo
     wait for ``min_points``. Saturation did not: on nearly exact data (the fourth probe's fertility rates, R²
     0.9999 at every strength) it cut the paths 2.5 decades short of the winner, and the ``1se`` choice fell on
     the winner itself. Here every point counts as saturated."""
-    lmax = _fold_model("poisson", "gram").problem.lambda1_max
+    lmax = tall_fold_model("poisson", "gram").problem.lambda1_max
     strengths = tuple(np.geomspace(2 * lmax, 2e-6 * lmax, 100))
-    m = len(_fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths), 1e-10).heldout_mse)
-    longer = _fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths, min_points=m + 7), 1e-10)
+    m = len(tall_fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths), 1e-10).heldout_mse)
+    longer = tall_fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths, min_points=m + 7), 1e-10)
     assert m < 80 and len(longer.heldout_mse) == m + 7  # it stops at once where it may
     monkeypatch.setattr(scoring, "PATH_STOP_DEV_RATIO", 1e-12)  # every fit "explains 99.9%"
-    saturated = _fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths, min_points=30), 1e-10)
+    saturated = tall_fold_model("poisson", "gram").path(PathSpec("elasticnet", 0.5, strengths, min_points=30), 1e-10)
     assert len(saturated.heldout_mse) == 30
 
 
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
 def test_batched_and_newton_paths_agree(family: str) -> None:
-    model, newton = _fold_model(family, "gram"), _fold_model(family, "gram")
+    model, newton = tall_fold_model(family, "gram"), tall_fold_model(family, "gram")
     newton.problem.inner = "rows"  # the Newton solver, each step solved on the rows: an independent route
     lmax = model.problem.lambda1_max
     spec = PathSpec("l1", 1.0, tuple(np.geomspace(lmax, 1e-3 * lmax, 30)))
@@ -84,7 +70,7 @@ def test_batched_and_newton_paths_agree(family: str) -> None:
 def test_the_folds_of_a_worker_take_their_paths_together() -> None:
     """Three folds on the same rows in step (one product over the rows per step for all three) give each fold's
     own path: the same points, stopped where it stops alone."""
-    base = _fold_model("binomial", "gram")
+    base = tall_fold_model("binomial", "gram")
     X, y = base.problem.base.X, base.y
     folds = np.random.default_rng(5).integers(0, 5, len(y))
 
@@ -108,7 +94,7 @@ def test_the_folds_of_a_worker_score_a_batch_together(family: str, monkeypatch: 
     """The trial tasks of a worker: three folds and a batch of candidates in one solve (one product over the
     rows per step for all pairs) give each fold the fits it makes alone, batch after batch (warm starts and
     reference metrics carried)."""
-    base = _fold_model(family, "gram")
+    base = tall_fold_model(family, "gram")
     X, y = base.problem.base.X, base.y
     folds = np.random.default_rng(5).integers(0, 5, len(y))
 
@@ -153,7 +139,7 @@ def test_the_coefficient_path_joins_the_fold_paths_of_its_worker() -> None:
     """The coefficient path on all rows, taken in step with three folds' paths, equals the path of the problem
     on all rows alone, point by point, up to where the first of those folds stopped; the folds' paths are
     unchanged by it."""
-    base = _fold_model("binomial", "gram")
+    base = tall_fold_model("binomial", "gram")
     X, y = base.problem.base.X, base.y
     folds = np.random.default_rng(5).integers(0, 5, len(y))
 
@@ -219,7 +205,7 @@ def test_the_memory_a_fold_declares_to_dask_is_what_it_can_hold() -> None:
                         np.ones(n), "binomial")
     assert not wide.problem.batched
     assert sizeof(wide) < 2**20  # its n- and p-vectors: the rows are counted with their own task
-    tall = _fold_model("binomial", "gram")
+    tall = tall_fold_model("binomial", "gram")
     assert tall.problem.batched
     d = tall.problem.base
     assert _metrics_kept(d.n_rows, d.n_kept) == 32
@@ -232,7 +218,7 @@ def test_folds_with_rows_of_their_own_step_alone_in_their_metric(monkeypatch: py
     """Folds whose rows are their own (gaps imputed by each fold's training means: a copy of the rows per fold)
     take their path points by the metric steps one fold at a time, not Newton's method (one Gram per step);
     their paths are Newton's, point by point (the rows route's steps: an independent solver)."""
-    base = _fold_model("binomial", "gram")
+    base = tall_fold_model("binomial", "gram")
     X, y = base.problem.base.X, base.y
     folds = np.random.default_rng(5).integers(0, 5, len(y))
 

@@ -164,7 +164,7 @@ def test_a_sampled_metric_far_from_the_fit_is_formed_again(monkeypatch: pytest.M
     steps in a sampled metric contract by less than tenfold (the metric was formed far from where it now is)
     gets a new sampled metric at once, where it went on at that rate (on 10⁶ rows: 10 such steps, KKT 1e-2 →
     4e-9). Fewer steps in all, and every fit at Newton's optimum."""
-    from tests.test_glm_path import _fold_model
+    from tests.tall_glm_fold import tall_fold_model
     from pipeline.solvers import glm_chord
 
     monkeypatch.setattr(mr, "_ROWS", 512)
@@ -172,7 +172,7 @@ def test_a_sampled_metric_far_from_the_fit_is_formed_again(monkeypatch: pytest.M
     steps = {}
     for name, stale in (("again", glm_chord._STALE), ("kept", 0.3)):
         monkeypatch.setattr(glm_chord, "_STALE", stale)  # 0.3 > _SLOW: never formed again for contracting slowly
-        problem = _fold_model("binomial", "gram").problem
+        problem = tall_fold_model("binomial", "gram").problem
         lmax = problem.lambda1_max
         pens = [ElasticNet(0.01 * lmax, 0.0), ElasticNet(0.0, 1e-3), ElasticNet(1e-3 * lmax, 1e-3 * lmax)]
         assert Curvature.at(problem, problem.null_model()[1]).sampled
