@@ -85,6 +85,7 @@ class GlmFit:
     curvature: Any = None  # the fixed metric a batch solve ended in (glm_chord.Curvature), for its neighbours
     origin: int = 0  # the token of the problem it solves (:attr:`GlmProblem.token`): its eta starts that problem
     deviance: float = float("nan")  # the mean half deviance there (objective less penalty): a score needs no pass
+    gradient: tuple[np.ndarray, float] | None = None  # (c, c0) at eta, the certificate's: a warm start needs no pass
 
     @property
     def n_nonzero(self) -> int:
@@ -308,7 +309,8 @@ class GlmProblem:
             converged = False  # a stop the optimality conditions contradict
         coef = np.zeros(d.n_features)
         coef[d.cols] = beta / d.x_scale[d.cols]
-        fit = GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged, origin=self.token, deviance=F - _value(pen, beta))
+        fit = GlmFit(coef, b, beta, eta, F, kkt, n_iter, converged, origin=self.token, deviance=F - _value(pen, beta),
+                     gradient=(c, c0))
         if warn:
             self._warn(fit, pen, penalty, max_iter)
         return fit

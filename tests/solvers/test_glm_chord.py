@@ -285,3 +285,34 @@ def test_a_fit_carries_its_training_deviance() -> None:
     for fit in [*solve_many(problem, pens, [None, None])[0], problem.solve(pens[0])]:
         exact = problem.mean_half_deviance(fit.eta)
         assert abs(fit.deviance - exact) <= 1e-12 * exact
+
+
+def test_a_warm_start_of_the_same_problem_carries_its_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit carries the gradient at its point (its certificate's), equal to the gradient formed anew by the
+    problem's own product ``X̃ᵀ(w(y − μ))``. Fits that start at it take no pass over the rows for their first
+    gradient, and end where fits whose warm starts carry none end: the same objectives, KKT residuals below
+    the batch solver's bar."""
+    from pipeline.solvers import glm_chord
+
+    v = _fold(len(BC_Y), 4)
+    problem = GlmProblem(_BC_X, BC_Y, v, BINOMIAL, inner="gram")
+    lmax = problem.lambda1_max
+    first = solve_many(problem, [ElasticNet(0.05 * lmax, 0.0)], [None])[0][0]
+    newton = problem.solve(ElasticNet(0.05 * lmax, 0.0))
+    for fit in (first, newton):
+        assert fit.gradient is not None
+        c, c0 = problem.gradient(fit.eta)
+        assert np.max(np.abs(fit.gradient[0] - c)) <= 1e-12 * max(1.0, float(np.max(np.abs(c))))
+        assert abs(fit.gradient[1] - c0) <= 1e-12
+    formed: list[int] = []
+    real = glm_chord._gradients
+    monkeypatch.setattr(glm_chord, "_gradients", lambda fits: formed.append(len(fits)) or real(fits))
+    pens = [ElasticNet(0.02 * lmax, 0.0), ElasticNet(0.01 * lmax, 1e-3)]
+    carried = solve_many(problem, pens, [first, first])[0]
+    assert formed[0] == 0  # no fit's starting gradient needed the rows
+    formed.clear()
+    anew = solve_many(problem, pens, [replace(first, gradient=None)] * 2)[0]
+    assert formed[0] == 2
+    for a, b in zip(carried, anew, strict=True):
+        assert abs(a.objective - b.objective) <= 1e-12 * b.objective
+        assert a.kkt_residual <= 1e-8 and b.kkt_residual <= 1e-8
