@@ -229,8 +229,10 @@ class GlmProblem:
         b, beta, eta = self.starting_point(pen, warm)
         F = self.mean_half_deviance(eta) + _value(pen, beta)
         F_null = self.null_objective()
-        W = self._first_working_set(eta, beta, pen, penalty.lambda1)
+        carried = warm.gradient if warm is not None and eta is warm.eta else None  # its own point, as it was
+        W = self._first_working_set(eta, beta, pen, penalty.lambda1, carried)
         n_iter, converged, damping = 0, False, Damping()
+        gradient = None  # at eta, once a KKT check formed it: the certificate needs no pass more
         damps = self.inner == "gram"  # the rows route's coordinate descent takes no damping (:mod:`.damping`)
         while n_iter < max_iter:
             n_iter += 1
@@ -244,7 +246,7 @@ class GlmProblem:
                     damping.after(t, t * float(np.linalg.norm(beta_new - beta)),
                                   lambda: self._residual_norm(*start, pen))
                 b, beta, eta, F, model_decrease = step[:5]
-            out = self._violators(eta, beta, pen, W)  # the features left out must agree (one pass over X)
+            out, gradient = self._violators(eta, beta, pen, W)  # the features left out must agree (one pass)
             if out.size:
                 W = None if W is None or W.size + out.size >= 0.75 * pen.size else np.union1d(W, out)
             elif step is None or model_decrease <= tol * F_scale:
@@ -252,7 +254,7 @@ class GlmProblem:
                     converged = True
                     break
                 damping.release()  # a damped step's small decrease proves little: one undamped step more
-        return self._result(b, beta, eta, F, pen, n_iter, converged, penalty, max_iter)
+        return self._result(b, beta, eta, F, pen, n_iter, converged, penalty, max_iter, gradient=gradient)
 
     def starting_point(self, pen: BoxPenalty, warm: GlmFit | None) -> tuple[float, np.ndarray, np.ndarray]:
         """``(b, β̃, η)`` to start from: ``warm`` (a fit of this problem; clipped into the limits) or the null model.
@@ -272,15 +274,17 @@ class GlmProblem:
         V = self.family.variance(mu, d.rows)
         return mu, V, np.where(d.v > 0, d.v * V, 0.0)
 
-    def _first_working_set(self, eta: np.ndarray, beta: np.ndarray, pen: BoxPenalty, lam1: float) -> np.ndarray | None:
+    def _first_working_set(self, eta: np.ndarray, beta: np.ndarray, pen: BoxPenalty, lam1: float,
+                           gradient: tuple[np.ndarray, float] | None = None) -> np.ndarray | None:
         """The features the Newton steps start on (Gram route, λ1 > 0; None: all of them): the support, the
         unpenalized features, and the largest KKT violators at the start (as many as the support holds, at least
         10). Features wrongly left out are added by the KKT check over all features (:meth:`_violators`), so
         the set only saves work: each Newton step forms the Gram of its columns, not of all p (glmnet's
-        working sets; a sparse solution of 10 among 100 features takes a hundredth of the products)."""
+        working sets; a sparse solution of 10 among 100 features takes a hundredth of the products).
+        ``gradient``: the one at ``eta``, if a warm start brought it (no pass then)."""
         if self.inner != "gram" or lam1 <= 0 or pen.size <= _WORKING_SET_MIN:
             return None
-        c, _ = self.gradient(eta)
+        c, _ = self.gradient(eta) if gradient is None else gradient
         base = np.flatnonzero((beta != 0) | (pen.a == 0))
         W = np.union1d(base, _largest(pen.kkt_residual(beta, c), base, max(10, base.size)))  # grown each step
         return None if W.size >= 0.75 * pen.size else W
@@ -289,13 +293,15 @@ class GlmProblem:
         """``‖r‖``, the KKT residuals of the kept features at ``(η, β̃)`` (one pass over X)."""
         return float(np.linalg.norm(pen.kkt_residual(beta, self.gradient(eta)[0])))
 
-    def _violators(self, eta: np.ndarray, beta: np.ndarray, pen: BoxPenalty, W: np.ndarray | None) -> np.ndarray:
+    def _violators(self, eta: np.ndarray, beta: np.ndarray, pen: BoxPenalty, W: np.ndarray | None,
+                   ) -> tuple[np.ndarray, tuple[np.ndarray, float] | None]:
         """The largest KKT violators outside the working set ``W`` at the current point (at most ``max(10, |W|)``:
-        the set at most doubles per round; none without W)."""
+        the set at most doubles per round; none without W), and the gradient there that showed them (None
+        without W: no pass)."""
         if W is None:
-            return np.zeros(0, dtype=np.intp)
-        c, _ = self.gradient(eta)
-        return _largest(pen.kkt_residual(beta, c), W, max(10, W.size))
+            return np.zeros(0, dtype=np.intp), None
+        gradient = self.gradient(eta)
+        return _largest(pen.kkt_residual(beta, gradient[0]), W, max(10, W.size)), gradient
 
     def _result(self, b: float, beta: np.ndarray, eta: np.ndarray, F: float, pen: BoxPenalty, n_iter: int,
                 converged: bool, penalty: ElasticNet, max_iter: int,

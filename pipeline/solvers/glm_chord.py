@@ -28,7 +28,10 @@ gradients at the full steps one product ``XᵀR`` (n × m residuals), taken bloc
 rows for the whole batch (:func:`_full_steps`), where each Newton step of each fit took one weighted Gram and
 two passes. A fit whose iterations contract slowly (the reference was far from it) gets a Gram of its own at
 its current point, which becomes the reference for the fits that follow: in the worst case this is Newton's
-method with one more pass per step.
+method with one more pass per step. A fit's first step needs the gradient at its start; a warm start at the
+point a fit of the same problem ended (the next point of a path, a trial beside an earlier one) brings it, as the
+smooth part's gradient does not depend on the penalty (:func:`_starting_gradients`): on one worker's path at
+10⁶ rows, 412 → 332 passes.
 
 Where it stops: the Newton solver's rule (a step's model decrease at most ``tol`` times the null objective, or
 the current one where that is smaller: :func:`~.glm.stop_scale`), and then one step more in a Gram formed at
