@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,15 @@ _DRIVER = textwrap.dedent("""
     from pipeline.config import ClusterConfig
     from pipeline.cv import open_client, prestart_local_workers
 
+    def temporaries_faults():
+        import resource
+        import numpy as np
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(50):  # 1 MB arrays: above glibc's fixed 128 KB mmap threshold, below 32 MB
+            a = np.ones(2**17)
+            del a
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
     def probe():
         from threadpoolctl import threadpool_info
         loaded = "numba" in sys.modules  # before anything here could import it
@@ -26,7 +36,8 @@ _DRIVER = textwrap.dedent("""
         return {"blas_threads": sorted({lib["num_threads"] for lib in threadpool_info()}),
                 "env": os.environ.get("OPENBLAS_NUM_THREADS"), "hash_seed": os.environ.get("PYTHONHASHSEED"),
                 "numba_loaded": loaded, "dense_signatures": signatures, "gram_signatures": gram_signatures,
-                "parent": os.getppid()}
+                "parent": os.getppid(), "faults": temporaries_faults(),
+                "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
     cfg = ClusterConfig(n_workers=2, dashboard_address=None)
     prestart_local_workers(cfg, sys.argv[1:])
@@ -52,10 +63,39 @@ def test_forked_workers_have_one_blas_thread_and_what_was_preloaded(preload) -> 
         # the fork server got Dask's pre-spawn environment before NumPy loaded: one BLAS thread per worker
         assert w["env"] == "1" and w["blas_threads"] == [1]
         assert w["hash_seed"] == "6640"
+        # Dask's trim setting fixes glibc's mmap threshold at 128 KB; the plugin raised it (pipeline.cv.allocator):
+        # 50 arrays of 1 MB reuse the heap instead of faulting in 256 fresh pages each
+        assert w["trim"] == "65536" and w["faults"] < 2_000
         assert w["numba_loaded"] == bool(preload)  # the Gram path never loads numba
         if preload:  # loaded in the fork server: the worker compiles nothing
             gram = preload == ("pipeline.cv.warm_gram_kernel",)
             assert (w["dense_signatures"], w["gram_signatures"]) == ((0, 1) if gram else (1, 0))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_the_trim_setting_maps_every_temporary_until_the_threshold_is_raised() -> None:
+    """The control of the workers' fault count above: a process with Dask's trim setting maps every 1 MB array
+    afresh (about 256 page faults each), and :func:`~pipeline.cv.allocator.heap_temporaries` stops it."""
+    script = textwrap.dedent("""
+        import resource, sys
+        import numpy as np
+        from pipeline.cv.allocator import heap_temporaries
+        if sys.argv[1] == "raised":
+            assert heap_temporaries()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(50):
+            a = np.ones(2**17)
+            del a
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """)
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    faults = {}
+    for case in ("fixed", "raised"):
+        done = subprocess.run([sys.executable, "-c", script, case], capture_output=True, text=True, env=env,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        faults[case] = int(done.stdout.split()[-1])
+    assert faults["fixed"] >= 50 * 200 and faults["raised"] < 2_000, faults
 
 
 def test_our_pre_spawn_environment_is_distributeds_default() -> None:

@@ -201,6 +201,9 @@ def open_client(cfg: ClusterConfig) -> Iterator[Client]:
             ) from None
         aborted = False
         try:
+            from .allocator import HeapTemporaries
+
+            client.register_plugin(HeapTemporaries())  # (see allocator: the binomial and Poisson passes)
             yield client
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the caller exits at once (see cli._run)
             aborted = True
