@@ -61,23 +61,24 @@ def null_deviance(family: str, y: np.ndarray, w: np.ndarray, offset: np.ndarray 
 
 
 def fold_scores(family: str, y: np.ndarray, eta: np.ndarray, w: np.ndarray,
-                null: float | None = None) -> tuple[float, float, dict[str, float]]:
+                null: float | None = None, *, extras: bool = True) -> tuple[float, float, dict[str, float]]:
     """``(deviance, deviance explained, extras)`` of held-out rows with linear predictor ``eta`` (offset
     included) for a binomial or Poisson family; ``null`` is their :func:`null_deviance` (a fold model computes it
-    once; None: computed here, without an offset)."""
+    once; None: computed here, without an offset). ``extras=False``: the first two only (a dense path's points,
+    whose curve is the deviance; the AUC sorts the held-out rows)."""
     fam = family_named(family)
     sw = float(w.sum())
     dev = 2.0 * float(w @ fam.half_deviance(y, eta)) / sw
     null = null_deviance(family, y, w) if null is None else null
     explained = 1.0 - dev / null if null > 0 else math.nan
+    if not extras:
+        return dev, explained, {}
     mu = fam.mean(eta)
     if family == "binomial":
-        extras = {"log_loss": dev / 2.0, "auc": auc(y, eta, w),  # ranked by η: expit(η) rounds to 1 for η > 37
-                  "accuracy": float(w @ ((mu >= 0.5) == (y > 0.5))) / sw,
-                  "brier": float(w @ ((mu - y) ** 2)) / sw}
-    else:
-        extras = {"mae": float(w @ np.abs(y - mu)) / sw}
-    return dev, explained, extras
+        return dev, explained, {"log_loss": dev / 2.0, "auc": auc(y, eta, w),  # ranked by η: expit(η) is 1 above 37
+                                "accuracy": float(w @ ((mu >= 0.5) == (y > 0.5))) / sw,
+                                "brier": float(w @ ((mu - y) ** 2)) / sw}
+    return dev, explained, {"mae": float(w @ np.abs(y - mu)) / sw}
 
 
 def auc(y: np.ndarray, score: np.ndarray, w: np.ndarray | None = None) -> float:

@@ -130,11 +130,12 @@ class GlmFoldModel(PickledCold):
         share = (time.perf_counter() - t0) / max(len(pairs), 1)
         return [m._score(c.trial, fit, share) for (m, c), fit in zip(pairs, fits, strict=True)]
 
-    def _score(self, trial: int, fit: GlmFit, seconds: float) -> FoldScore:
+    def _score(self, trial: int, fit: GlmFit, seconds: float, *, extras: bool = True) -> FoldScore:
         h = self.heldout
         if self.null is None:  # the held-out rows' intercept-only deviance: the same for every trial
             self.null = null_deviance(self.family, self.y[h], self.weight[h], self.problem.offset[h])
-        dev, explained, extra = fold_scores(self.family, self.y[h], fit.eta[h], self.weight[h], self.null)
+        dev, explained, extra = fold_scores(self.family, self.y[h], fit.eta[h], self.weight[h], self.null,
+                                            extras=extras)
         # the fit's own deviance (its objective less its penalty): one pass over every row less per fit
         train = 2.0 * (fit.deviance if np.isfinite(fit.deviance) else self.problem.mean_half_deviance(fit.eta))
         return FoldScore(trial=trial, fold=self.fold, heldout_mse=dev, heldout_r2=explained, train_mse=train,
@@ -226,7 +227,7 @@ class _PathRun:
     def add(self, fit: GlmFit) -> None:
         """The next point; whether the path stops there."""
         self.fit = fit
-        self.scores.append(self.model._score(-1, fit, 0.0))
+        self.scores.append(self.model._score(-1, fit, 0.0, extras=False))  # a path's curve: the deviance
         self.explained.append(1.0 - self.scores[-1].train_mse / self.null if self.null > 0 else 1.0)
         self.stopped = path_stops(self.explained, [s.heldout_mse for s in self.scores], self.spec)
 

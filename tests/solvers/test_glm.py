@@ -463,6 +463,8 @@ def test_auc_ranks_by_the_linear_predictor() -> None:
     eta2 = rng.normal(size=40) + y
     assert fold_scores("binomial", y, eta2, w)[2]["auc"] == pytest.approx(
         roc_auc_score(y, eta2, sample_weight=w), abs=1e-14)
+    # a path's points: the deviance and its share explained alone, the same numbers
+    assert fold_scores("binomial", y, eta2, w, extras=False) == (*fold_scores("binomial", y, eta2, w)[:2], {})
 
 
 def test_unit_half_deviances_against_scipy() -> None:
