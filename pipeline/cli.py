@@ -8,6 +8,7 @@ and 143 on SIGTERM (trials in flight marked FAIL, runs ended KILLED).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -98,8 +99,7 @@ def sweep(config: str | None, overrides: tuple[str, ...], summary_json: str | No
     cfg = _run(debug, lambda: load_config(config, overrides))
     summary = _run(debug, lambda: execute_sweep(cfg, echo=click.echo, progress=progress))
     if summary_json:
-        Path(summary_json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        click.echo(f"Summary: {summary_json}")
+        _write_summary(summary, summary_json)
 
 
 @main.command()
@@ -125,8 +125,25 @@ def retrain(config: str, overrides: tuple[str, ...], summary_json: str | None, p
     cfg = _run(debug, lambda: load_config(config, overrides))
     summary = _run(debug, lambda: run_retrain(cfg, echo=click.echo))
     if summary_json:
-        Path(summary_json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        click.echo(f"Summary: {summary_json}")
+        _write_summary(summary, summary_json)
+
+
+def _write_summary(summary: dict[str, Any], path: str) -> None:
+    """``summary`` as JSON in ``path``: a score that does not exist (NaN: the AUC of a fold whose held-out rows hold
+    one class; an infinite value) is ``null``, as JSON has no NaN (``JSON.parse`` and ``jq`` reject it)."""
+    Path(path).write_text(json.dumps(_json_safe(summary), indent=2, default=str, allow_nan=False) + "\n")
+    click.echo(f"Summary: {path}")
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, in dicts, lists and tuples at any depth."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _some(names: Sequence[str], shown: int = 10) -> str:

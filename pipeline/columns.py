@@ -107,7 +107,7 @@ def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Seq
         notes.append(f"{len(duplicates)} pair(s) of identical columns {_listed([list(d) for d in duplicates])}: "
                      "the penalty splits the weight between them"
                      + _exclude_fix([*(str(d[1]) for d in duplicates), *_duplicate_sources(duplicates, feature_names)],
-                                    "keep one of each", "duplicate_columns") + ".")
+                                    "keep one of each", "duplicate_columns", f"the {len(duplicates):,} pairs") + ".")
     if p > n:
         notes.append(f"more features ({p}) than rows ({n}): only penalized fits are determined, and "
                      "small λ overfit.")
@@ -117,16 +117,18 @@ def describe_columns(n: int, p: int, const_names: Sequence[str], duplicates: Seq
             "notes": notes}
 
 
-def _exclude_fix(names: Sequence[str], verb: str, field: str) -> str:
+def _exclude_fix(names: Sequence[str], verb: str, field: str, listed: str | None = None) -> str:
     """``; leave them out with data.exclude: [a, b]`` for the source columns among ``names`` (a level indicator,
     ``color=red``, is not one: its column's other levels vary): every one, to paste, up to :data:`_PASTED`;
     more (7,258 constant columns of a wide table made a 57 KB line in the terminal and the run's notes) are left
-    to the summary's ``field``, which lists them all."""
+    to the summary's ``field``, which lists ``listed`` (default: all of them; the duplicates' field lists pairs)."""
     from .column_kinds import yaml_list
 
-    columns = [c for c in names if "=" not in c]
+    columns = list(dict.fromkeys(c for c in names if "=" not in c))  # a column in several pairs: once
     if len(columns) > _PASTED:
-        return f"; {verb} with data.exclude (the summary's {field} lists all {len(columns):,})"
+        if listed is None:
+            return f"; {verb} with data.exclude (the summary's {field} lists all {len(columns):,})"
+        return f"; {verb} with data.exclude ({len(columns):,} columns; the summary's {field} lists {listed})"
     return f"; {verb} with data.exclude: {yaml_list(columns)}" if columns else ""
 
 

@@ -424,7 +424,8 @@ class SweepConfig(_Strict):
         if family == "gaussian" and (data.offset is not None or data.exposure is not None):
             key, which = ("data.offset", "binomial or poisson") if data.offset is not None else ("data.exposure",
                                                                                                   "poisson")
-            raise ValueError(f"{key} applies to model.family {which}, not gaussian")
+            raise ValueError(f"{key} applies to model.family {which}, not gaussian; remove it or set model.family: "
+                             + ("poisson (counts) or binomial (0/1)" if key == "data.offset" else "poisson"))
         if family == "binomial" and data.exposure is not None:
             raise ValueError("data.exposure applies to model.family poisson; for binomial give a log-scale "
                              "data.offset")

@@ -410,6 +410,13 @@ def test_column_notes_against_brute_force():
                                 "…]: coefficient 0; leave them out with data.exclude (the summary's constant_columns "
                                 "lists all 42).")
     assert most["constant_columns"] == ["c1", "c3", *(f"k{j}" for j in range(40))]
+    base = np.random.default_rng(5).normal(size=(n, 16))  # 16 columns three times over: pairs outnumber copies,
+    thrice = column_notes(SuffStats.from_block(np.column_stack([base, base, base]), y),  # each copy named once
+                          [f"{c}{j}" for c in "abc" for j in range(16)])
+    pairs, copies = thrice["duplicate_columns"], {b for _, b in thrice["duplicate_columns"]}
+    assert len(pairs) > len(copies) > 30
+    assert thrice["notes"][0].endswith(f"keep one of each with data.exclude ({len(copies)} columns; the summary's "
+                                       f"duplicate_columns lists the {len(pairs)} pairs).")
 
 
 def test_identical_categorical_columns_are_named_whole_in_the_fix():

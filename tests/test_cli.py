@@ -59,3 +59,29 @@ def test_a_sweep_exits_0_at_once_and_cleanly(tmp_path):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["n_trials_complete"] == 4 and summary["model_version"] == 1
     assert proc.stdout.rstrip().endswith("Summary: s.json"), proc.stdout[-500:]
+
+
+def test_a_score_that_does_not_exist_is_null_in_the_summary_json(tmp_path):
+    """A binomial table with 3 positive rows in 2,000: some folds' held-out rows hold one class, so their deviance
+    explained (and AUC) does not exist. The summary file stays JSON (no bare NaN, which ``JSON.parse`` and
+    ``jq`` reject): such a value is null."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.zeros(2000, dtype=int)
+    y[[100, 900, 1700]] = 1
+    rows = ["x1,x2,y", *(f"{a:.6f},{b:.6f},{t}" for a, b, t in zip(rng.normal(size=2000), rng.normal(size=2000), y))]
+    (tmp_path / "rare.csv").write_text("\n".join(rows) + "\n")
+    proc = _regsweep("sweep", "--set", "data.source=rare.csv", "--set", "data.target=y", "--set",
+                     "model.family=binomial", "--set", "search.n_trials=6", "--set", "cluster.dashboard_address=null",
+                     "--summary-json", "s.json", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "s.json").read_text()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the summary JSON")
+
+    summary = json.loads(text, parse_constant=refuse)
+    assert summary["selected"]["cv_deviance_explained"] is None

@@ -182,7 +182,8 @@ def test_an_unusable_study_storage_is_named_before_the_cluster_starts(tmp_path):
 
 @pytest.mark.parametrize(("key", "family", "fragment"), [
     ("data.offset", "gaussian", "data.offset applies to model.family binomial or poisson, not gaussian"),
-    ("data.exposure", "gaussian", "data.exposure applies to model.family poisson, not gaussian"),  # said both
+    ("data.exposure", "gaussian", "data.exposure applies to model.family poisson, not gaussian; remove it or set "
+     "model.family: poisson"),  # said both
     ("data.exposure", "binomial", "data.exposure applies to model.family poisson; for binomial give a log-scale"),
 ])
 def test_an_offset_or_exposure_names_the_families_it_applies_to(key, family, fragment):
