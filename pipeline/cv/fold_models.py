@@ -76,7 +76,7 @@ class FoldModel:
         """Fit ``c`` on this fold (warm-started) and score it on the held-out statistics."""
         t0 = time.perf_counter()
         with self.lock:
-            beta0 = self.warm.nearest(c) if c.lambda1 > 0 else None
+            beta0 = self.warm.nearest(c, self.problem.lambda1_max) if c.lambda1 > 0 else None
             result = self.problem.solve(c.penalty_object(), beta0, tol=tol, reuse_factor=True,
                                         multipliers=c.group_multipliers)
             if c.lambda1 > 0:

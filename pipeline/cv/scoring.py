@@ -145,12 +145,25 @@ class WarmStarts(Generic[_T]):
     entries: dict[str, list[tuple[float, float, _T]]] = field(default_factory=dict)
     size: int = _WARM_CACHE
 
-    def nearest(self, c: Candidate) -> _T | None:
+    def nearest(self, c: Candidate, cold_lambda1: float | None = None) -> _T | None:
+        """The remembered solution nearest to ``c`` in (log λ1, log λ2); None if there is none, or if
+        ``cold_lambda1`` (the λ1 whose solution is 0, λ1_max) is nearer in log λ1 than it: a sparse fit far above
+        the dense solutions remembered so far starts from zero, adding its few features, where from a dense one
+        the active-set solver drops hundreds one pivot at a time (an l1 trial on 1,623 one-hot features: 1,027
+        iterations and 37 s from a solution 1.5 decades below, 91 iterations from one beside it)."""
         found = self.entries.get(c.penalty)
         if not found:
             return None
         key = (_log(c.lambda1), _log(c.lambda2))
-        return min(found, key=lambda e: abs(_log(e[0]) - key[0]) + abs(_log(e[1]) - key[1]))[2]
+
+        def distance(e: tuple[float, float, _T]) -> float:
+            return abs(_log(e[0]) - key[0]) + abs(_log(e[1]) - key[1])
+
+        best = min(found, key=distance)
+        if cold_lambda1 is not None and cold_lambda1 > 0 and c.lambda1 > 0 \
+                and max(0.0, _log(cold_lambda1) - key[0]) < distance(best):
+            return None
+        return best[2]
 
     def remember(self, c: Candidate, solution: _T) -> None:
         found = self.entries.setdefault(c.penalty, [])
