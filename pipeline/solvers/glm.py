@@ -229,8 +229,7 @@ class GlmProblem:
         b, beta, eta = self.starting_point(pen, warm)
         F = self.mean_half_deviance(eta) + _value(pen, beta)
         F_null = self.null_objective()
-        carried = warm.gradient if warm is not None and eta is warm.eta else None  # its own point, as it was
-        W = self._first_working_set(eta, beta, pen, penalty.lambda1, carried)
+        W = self._first_working_set(eta, beta, pen, penalty.lambda1, self.carried_gradient(warm, eta))
         n_iter, converged, damping = 0, False, Damping()
         gradient = None  # at eta, once a KKT check formed it: the certificate needs no pass more
         damps = self.inner == "gram"  # the rows route's coordinate descent takes no damping (:mod:`.damping`)
@@ -266,6 +265,12 @@ class GlmProblem:
             return b, beta, self.eta(b, beta)
         b, eta = self.null_model()
         return b, np.zeros(self.base.n_kept), eta
+
+    @staticmethod
+    def carried_gradient(warm: GlmFit | None, eta: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The gradient ``warm`` carries if ``eta`` is its own (:meth:`starting_point` took its point as it was),
+        else None. The smooth part's gradient does not depend on the penalty: a warm start there needs no pass."""
+        return warm.gradient if warm is not None and eta is warm.eta else None
 
     def irls_weights(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``μ``, ``V(μ)`` and the IRLS weights ``u = wV`` (0 off the problem's rows) at the linear predictor."""

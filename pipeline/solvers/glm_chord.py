@@ -268,7 +268,7 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
     for problem, penalty, warm, m in zip(problems, penalties, warms, mults, strict=True):
         pen = problem.box_penalty(penalty, m)
         b, beta, eta = problem.starting_point(pen, warm)
-        carried.append(warm.gradient if warm is not None and eta is warm.eta else None)  # its own point, as it was
+        carried.append(problem.carried_gradient(warm, eta))
         own = _usable(problem, warm.curvature if warm is not None else None)  # the warm start's: the nearest
         key = id(problem)
         if key not in refs:

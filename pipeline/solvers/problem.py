@@ -98,6 +98,7 @@ class GramProblem:
     controls: FeatureControls | None = None
     _ridge: RidgeFactor | None = field(default=None, repr=False)
     _blocks: FactorCache | None = field(default=None, repr=False)  # active blocks' factors (solve, reuse_factor)
+    _ratios: np.ndarray | None = field(default=None, repr=False)  # lambda1_ratios, once (a box solve with controls)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the factors of active blocks (up to :data:`~.active_set._FACTOR_BYTES`)."""
@@ -167,14 +168,17 @@ class GramProblem:
 
     def lambda1_ratios(self) -> np.ndarray:
         """Per kept feature, the λ1 that keeps it at 0 in the null model (factors and limits respected;
-        :func:`~pipeline.solvers.box_gram.box_lambda1_ratios`); with controls only."""
-        from .box_gram import box_lambda1_ratios
+        :func:`~pipeline.solvers.box_gram.box_lambda1_ratios`); with controls only. Computed once: every trial's
+        warm start asks for :attr:`lambda1_max` (:meth:`~pipeline.cv.scoring.WarmStarts.nearest`)."""
+        if self._ratios is None:
+            from .box_gram import box_lambda1_ratios
 
-        unit = self.box_penalty(ElasticNet(1.0, 0.0))
-        free = unit.a == 0
-        U = np.flatnonzero(free)
-        return box_lambda1_ratios(self.G[np.ix_(U, U)], self.q[U], self.yy, unit.a, unit.lo, unit.hi, free,
-                                  lambda b: self.q - self.G[:, U] @ b)
+            unit = self.box_penalty(ElasticNet(1.0, 0.0))
+            free = unit.a == 0
+            U = np.flatnonzero(free)
+            self._ratios = box_lambda1_ratios(self.G[np.ix_(U, U)], self.q[U], self.yy, unit.a, unit.lo, unit.hi,
+                                              free, lambda b: self.q - self.G[:, U] @ b)
+        return self._ratios
 
     def box_penalty(self, penalty: ElasticNet, multipliers: Mapping[str, float] | None = None) -> BoxPenalty:
         """The penalty with this problem's controls on its kept columns and penalized scale."""

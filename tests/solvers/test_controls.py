@@ -309,3 +309,19 @@ def test_lambda1_max_under_a_group_multiplier_from_the_per_group_maxima(mult: fl
     at = problem.solve(ElasticNet(top * (1 + 1e-9), 0.1), multipliers={"g": mult}).coef
     below = problem.solve(ElasticNet(top * 0.99, 0.1), multipliers={"g": mult}).coef
     assert np.all(at[penalized] == 0) and np.any(below[penalized] != 0)
+
+
+def test_the_gram_problems_lambda1_ratios_are_a_box_solve_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every trial's warm start asks for λ1_max (``WarmStarts.nearest``); with controls it is a box solve on the
+    unpenalized block, which the problem makes once and keeps: the same ratios as a fresh problem's."""
+    from pipeline.solvers import box_gram
+
+    controls = FeatureControls.make(P, FACTORS, LOWER, UPPER)
+    stats = SuffStats.from_block(X_DIAB, Y_DIAB, None)
+    problem = GramProblem.from_stats(stats, controls=controls)
+    calls: list[int] = []
+    real = box_gram.box_lambda1_ratios
+    monkeypatch.setattr(box_gram, "box_lambda1_ratios", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = problem.lambda1_max
+    assert problem.lambda1_max == first and len(calls) == 1
+    assert np.array_equal(problem.lambda1_ratios(), GramProblem.from_stats(stats, controls=controls).lambda1_ratios())
