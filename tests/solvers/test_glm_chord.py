@@ -316,3 +316,30 @@ def test_a_warm_start_of_the_same_problem_carries_its_gradient(monkeypatch: pyte
     for a, b in zip(carried, anew, strict=True):
         assert abs(a.objective - b.objective) <= 1e-12 * b.objective
         assert a.kkt_residual <= 1e-8 and b.kkt_residual <= 1e-8
+
+
+@pytest.mark.parametrize("gemv_max", [0, 6])
+def test_passes_over_ragged_row_blocks_against_scikit_learn(monkeypatch: pytest.MonkeyPatch, gemv_max: int) -> None:
+    """A pass takes the rows in blocks for its elementwise work, each made of smaller blocks for its BLAS calls
+    (``_full_steps``, ``_gradients``). With 120-row blocks of 40-row products, breast cancer's 569 rows end in a
+    ragged block of both kinds; the products ``XΔ`` go through one GEMM per product block (``gemv_max`` 0) or one
+    GEMV per fit. Four fits with their gradients formed anew, then four warm-started from them: every fit at
+    scikit-learn's objective, with the bars of ``test_a_batch_against_scikit_learn``."""
+    from pipeline.solvers import glm_chord
+
+    p = BC_X.shape[1]
+    for name, value in [("_PASS_BYTES", 96 * 8 * p), ("_PASS_ROWS_MIN", 1), ("_PRODUCT_BYTES", 40 * 8 * p),
+                        ("_PRODUCT_ROWS_MIN", 1), ("_GEMV_MAX", gemv_max)]:
+        monkeypatch.setattr(glm_chord, name, value)
+    assert glm_chord._block_rows(p) == 120 and len(BC_Y) % 120 % 40 != 0
+    problem = GlmProblem(BC_X, BC_Y, np.ones(len(BC_Y)), BINOMIAL, inner="gram")
+    pens = [ElasticNet(a, b) for a, b in PENALTIES]
+    cold = solve_many(problem, pens, [None] * len(pens), tol=1e-10)[0]
+    warm = solve_many(problem, pens[::-1], cold, tol=1e-10)[0][::-1]
+    for (lam1, lam2), a, b in zip(PENALTIES, cold, warm, strict=True):
+        ref = sk_logistic(BC_X, BC_Y, lam1, lam2)
+        theirs = objective("binomial", BC_X, BC_Y, ref.coef_[0], float(ref.intercept_[0]), lam1, lam2)
+        for fit in (a, b):
+            ours = objective("binomial", BC_X, BC_Y, fit.coef, fit.intercept, lam1, lam2)
+            assert fit.converged and fit.kkt_residual < 1e-8
+            assert ours <= theirs * (1 + REL) and abs(fit.objective - ours) <= 1e-12 * ours
