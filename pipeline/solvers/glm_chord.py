@@ -116,7 +116,7 @@ _SERIALS = itertools.count()
 _PASS_BYTES = 8 * 2**20  # rows of X whose elementwise work a step's pass does at a time (fewer calls per row) ...
 _PASS_ROWS_MIN = 1024  # ... at least this many (on wide rows, fewer would cost more in calls than in memory)
 _PRODUCT_BYTES = 2**20  # rows of X each of the pass's BLAS calls takes (:func:`_full_steps`: the block sizes)
-_PRODUCT_ROWS_MIN = 64
+_PRODUCT_ROWS_MIN = 64  # ... at least this many (wide rows: a call per few rows would cost more in calls)
 _GEMV_MAX = 6  # a product XΔ of at most this many fits is one matrix-vector product per fit (:func:`_times`)
 
 

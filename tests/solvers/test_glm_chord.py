@@ -343,3 +343,29 @@ def test_passes_over_ragged_row_blocks_against_scikit_learn(monkeypatch: pytest.
             ours = objective("binomial", BC_X, BC_Y, fit.coef, fit.intercept, lam1, lam2)
             assert fit.converged and fit.kkt_residual < 1e-8
             assert ours <= theirs * (1 + REL) and abs(fit.objective - ours) <= 1e-12 * ours
+
+
+def test_passes_over_row_blocks_of_one_hot_levels_against_newton(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split route of a pass (mostly-zero level indicators multiplied by their non-zeros,
+    :func:`~pipeline.solvers.split_gram.sparse_columns`) over ragged row blocks: 500 rows of 158 one-hot columns in
+    blocks of 64 rows. Every fit at the objective of the Newton solver (its own passes, tested against scikit-learn
+    and the brute force in tests/solvers/test_glm.py) run to ``tol = 1e-13``."""
+    from pipeline.solvers import glm_chord
+    from pipeline.solvers.split_gram import sparse_columns
+
+    X, y = rare_levels(8, 500, 22, 15, 2.87, 0.84, -1.71)
+    assert sparse_columns(X) is not None
+    block = 64 * 8 * X.shape[1]
+    for name, value in [("_PASS_BYTES", block), ("_PASS_ROWS_MIN", 1), ("_PRODUCT_BYTES", block),
+                        ("_PRODUCT_ROWS_MIN", 1)]:
+        monkeypatch.setattr(glm_chord, name, value)
+    assert glm_chord._block_rows(X.shape[1]) == 64 and len(y) % 64 != 0
+    problem = GlmProblem(X, y, _fold(len(y), 5), BINOMIAL, inner="gram")
+    top = problem.lambda1_max
+    pens = [ElasticNet(0.1 * top, 0.0), ElasticNet(0.03 * top, 1e-3)]
+    refs = [problem.solve(pen, tol=1e-13) for pen in pens]
+    # a batch fit whose passes went wrong would be finished by Newton's steps: none may be
+    monkeypatch.setattr(GlmProblem, "solve", lambda *a, **k: pytest.fail("a batch fit fell back to Newton's steps"))
+    for fit, pen, ref in zip(solve_many(problem, pens, [None, None])[0], pens, refs, strict=True):
+        assert fit.converged and fit.kkt_residual < 1e-8
+        assert fit.objective <= ref.objective * (1 + REL), (pen, fit.objective / ref.objective - 1)
