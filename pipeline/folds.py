@@ -9,7 +9,11 @@ stateful random generator:
 - **k-fold by row**: rows are taken in consecutive runs of K; each run gets its
   own random permutation of ``0 … K−1`` (hash of ``(seed, run)``, ranked).
   Every row is in each fold with probability 1/K and fold sizes differ by at
-  most one row (per run), whatever n is.
+  most one row (per run), whatever n is. Rows left out (a missing target,
+  ``data.missing: drop``) take no place in a run: a block's kept rows are
+  numbered on from its first row (:func:`kept_row_folds`), so they still fill
+  whole runs (numbered by the source's rows, 20 rows kept of 83 went to folds
+  of 2, 5, 3, 5 and 5 rows, and 8 folds left one empty).
 - **group k-fold**: all rows of a group land in one fold. The data pass keeps
   one statistics record per group (its rows are never revisited); afterwards
   the groups are dealt to the folds like scikit-learn's ``GroupKFold``, the
@@ -34,6 +38,7 @@ __all__ = [
     "block_fold_stats",
     "group_keys",
     "keyed_hash",
+    "kept_row_folds",
     "kfold_folds",
     "merge_units",
     "row_group_folds",
@@ -76,6 +81,18 @@ def kfold_folds(start_row: int, n_rows: int, k: int, seed: int) -> np.ndarray:
     slots = (run_ids[:, None] * np.uint64(k)) + np.arange(k, dtype=np.uint64)[None, :]
     ranks = np.argsort(keyed_hash(seed, slots), axis=1, kind="stable")
     return ranks[runs - first_run, rows % k].astype(np.int64)
+
+
+def kept_row_folds(start_row: int, n_rows: int, kept: np.ndarray | None, k: int, seed: int) -> np.ndarray:
+    """Fold id of each kept row of the ``n_rows`` rows from ``start_row`` (``kept``: a mask over them, None for
+    all): the kept rows numbered ``start_row, start_row + 1, …`` in their order, dealt by :func:`kfold_folds`.
+
+    Without rows left out this is :func:`kfold_folds`. With them, the kept rows of a block fill whole runs of
+    K, so each fold gets ⌊m/K⌋ or ⌈m/K⌉ of the block's m kept rows give or take the runs it shares with its
+    neighbours, and still a function of the block alone (what the retrain cache keeps per block). Every pass
+    over the same rows must number them by the same blocks (the plan's), whatever pieces it reads them in.
+    """
+    return kfold_folds(start_row, n_rows if kept is None else int(np.count_nonzero(kept)), k, seed)
 
 
 def stratified_folds(classes: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -237,7 +237,7 @@ class _Sweep:
         # meanwhile, an experiment error from the tracking process stops the sweep, and a long pass imports
         # matplotlib for the plots (otherwise the trials' end does, see _SweepListener)
         self.meta = meta = _wait_pass(summary_f, self, lambda: _while_passing(self.tracking, self.timer, cfg))
-        _check_folds(meta, cfg, plan.target)
+        _check_pass(meta, cfg, plan, engine)
         check_data(self.store, cfg, meta, engine.name)  # a resumed study's trials were scored on these data
         self.bounds = bounds = wait_done(bounds_f)
         self.timer.lap("data_pass")
@@ -507,6 +507,20 @@ def _resolve_engine(cfg: SweepConfig, client: Client, plan: DataPlan) -> tuple[E
     return engine, cfg.model.model_copy(update={"engine": engine.name})
 
 
+def _engine_after_drops(cfg: SweepConfig, engine: EngineChoice, plan: DataPlan, meta: dict[str, Any]) -> list[str]:
+    """A note when ``model.engine: auto`` chose Grams for the planned rows and the rows left out (a missing target,
+    ``data.missing: drop``) leave a fold fewer training rows than features: the rows engine's case, which the
+    choice, made before the rows were read, could not see."""
+    k, used = cfg.folds.k, int(meta["n_rows"])
+    n_train = used - -(-used // k)
+    if cfg.model.engine != "auto" or engine.name != "gram" or not meta["rows_dropped"] \
+            or plan.n_statistics_columns <= n_train:
+        return []
+    return [f"model.engine: auto chose gram for the {plan.n_rows:,} rows planned; with {meta['rows_dropped']:,} left "
+            f"out a fold trains on about {n_train:,} rows, fewer than the {plan.n_statistics_columns:,} features: "
+            "model.engine: rows suits such wide data (set it to have it)."]
+
+
 def _path_range(penalty: str, share: float, bounds: dict[str, Any], space: SearchSpace,
                 multipliers: dict[str, float] | None = None) -> tuple[float, float]:
     """From where to where the path of ``penalty`` runs: its λ_max (ridge: the search's upper bound) down to
@@ -653,6 +667,13 @@ def _compact(mapping: dict[str, Any]) -> str | None:
     return json.dumps(mapping, separators=(",", ":"))[:500] if mapping else None
 
 
+def _check_pass(meta: dict[str, Any], cfg: SweepConfig, plan: DataPlan, engine: EngineChoice) -> None:
+    """What the data pass found: an error for what no trial could fit (:func:`_check_folds`), and the note of
+    :func:`_engine_after_drops` added to the pass's notes."""
+    _check_folds(meta, cfg, plan.target)
+    meta["notes"] = [*meta["notes"], *_engine_after_drops(cfg, engine, plan, meta)]
+
+
 def _check_folds(meta: dict[str, Any], cfg: SweepConfig, target: str | None = None) -> None:
     """What the data pass found that no trial could fit: too few rows or groups for the folds, an empty fold, a
     constant target (whose λ ranges are empty)."""
@@ -672,9 +693,11 @@ def _check_folds(meta: dict[str, Any], cfg: SweepConfig, target: str | None = No
                         "would count for nothing; check the column, or unset data.weight.")
     empty = [i for i, w in enumerate(meta["fold_weight"]) if not w > 0]
     if empty:
+        left_out = (f" ({meta['rows_dropped']} more rows were left out for missing values, each block's kept rows "
+                    "dealt among themselves)") if meta["rows_dropped"] else ""
         raise DataError(
-            f"folds {empty} received no rows (or zero total weight) out of {meta['n_rows']} rows; "
-            "lower folds.k or change folds.seed."
+            f"folds {empty} received no rows (or zero total weight) out of {meta['n_rows']} rows{left_out}; "
+            "lower folds.k or change folds.seed" + (", or raise data.block_rows." if left_out else ".")
         )
     if meta.get("constant_target") is not None:
         raise DataError(f"the target {target!r} is constant ({meta['constant_target']:.6g} in all "

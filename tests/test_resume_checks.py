@@ -8,6 +8,7 @@ other blocks (another ``data.block_rows``: another summation order, so another G
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,23 @@ def test_moments_ignore_the_summation_order_and_see_one_changed_value():
     assert _close(weighted([]), weighted(list(range(37, len(y), 37))))
     # a study recorded before the per-column moments: its five against the same five now
     assert _close(one[:5], other) and not _close(one[:5], moments(changed * 1.01, [1000, 2000]))
+
+
+def test_a_study_whose_folds_were_dealt_by_the_old_numbering_is_refused_and_told_why(tmp_path):
+    """A study scored when rows kept beside rows left out were numbered by their place in the source has other
+    folds for the same rows now: refused, saying that the rows are the same and only their dealing changed (its
+    record simulated: the same per-fold counts, reordered)."""
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    frame.loc[[3, 50, 51, 200], "bmi"] = np.nan
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    quiet = {"echo": lambda _: None, "progress": False}
+    execute_sweep(_config(tmp_path, "gram", 2, "data.missing=drop"), **quiet)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db")
+    record = json.loads(study.user_attrs["regsweep:data"])
+    assert sum(record["fold_rows"]) == 438
+    record["fold_rows"] = [record["fold_rows"][0] + 1, record["fold_rows"][1] - 1, *record["fold_rows"][2:]]
+    study.set_user_attr("regsweep:data", json.dumps(record, sort_keys=True))
+    with pytest.raises(ConfigError, match=r"438 rows used then .* 438 now .*\(as many rows, dealt otherwise: "
+                                          r"regsweep now numbers the rows kept beside rows left out among themselves"):
+        execute_sweep(_config(tmp_path, "gram", 4, "data.missing=drop"), **quiet)
+    assert _complete(tmp_path) == 2

@@ -228,6 +228,29 @@ def test_the_rows_carry_the_data_pass_folds(diabetes_both, diabetes):
     assert [s.n_rows for s in passes.fold_stats] == [int((rows.fold == f).sum()) for f in range(5)]
 
 
+def test_both_engines_deal_the_kept_rows_alike_when_blocks_are_read_in_pieces(tmp_path, monkeypatch):
+    """data.missing: drop, 60-row blocks that the rows engine reads in pieces of 13: both number each block's
+    kept rows on from its first row (pipeline.folds.kept_row_folds), whatever pieces they are read in."""
+    import pipeline.cv.rows as rows_module
+
+    rng = np.random.default_rng(4)
+    n = 230
+    X, y = rng.normal(size=(n, 3)), rng.normal(size=n)
+    X[rng.random(n) < 0.35, 0] = np.nan
+    y[rng.random(n) < 0.1] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    plan = plan_data(DataConfig(source=str(tmp_path / "X.npy"), target=str(tmp_path / "y.npy"), missing="drop",
+                                block_rows=60), FoldsConfig())
+    monkeypatch.setattr(rows_module, "rows_per_chunk", lambda n_columns: 13)
+    passes, rows = _both_engines(plan, 5, 3)
+    keep = np.isfinite(X).all(axis=1) & np.isfinite(y)
+    expected = np.concatenate([kfold_folds(s, int(keep[s:s + 60].sum()), 5, 3) for s in range(0, n, 60)])
+    np.testing.assert_array_equal(rows.fold, expected)
+    np.testing.assert_array_equal(rows.y, y[keep])
+    assert [s.n_rows for s in passes.fold_stats] == np.bincount(expected, minlength=5).tolist()
+
+
 @pytest.mark.parametrize("model", [ModelConfig(), ModelConfig(standardize=False), ModelConfig(fit_intercept=False)],
                          ids=["standardized", "raw", "no-intercept"])
 def test_fold_scores_paths_bounds_and_refit_agree_across_engines(diabetes_both, model):
@@ -566,3 +589,27 @@ def test_a_mostly_missing_imputed_column_is_noted_alike_on_both_engines(tmp_path
         notes = [n for n in summary["notes"] if "imputed column(s)" in n]
         assert len(notes) == 1 and f"['{plan.feature_names[1]}' (95%)]" in notes[0]
         assert ("missing indicators keep" in notes[0]) == indicators
+
+
+def test_a_note_says_when_rows_left_out_make_auto_gram_choice_a_wide_problem(tmp_path):
+    """auto chooses the engine from the planned rows, before any is read: 120 rows of 64 features is tall (a fold
+    trains on 96), but with 70 targets missing a fold trains on 40 (the fifth probe's digits table)."""
+    from pipeline.engine import EngineChoice
+    from pipeline.sweep import _engine_after_drops
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "X.npy", rng.normal(size=(120, 64)))
+    np.save(tmp_path / "y.npy", rng.normal(size=120))
+    cfg = load_config(None, [f"data.source={tmp_path / 'X.npy'}", f"data.target={tmp_path / 'y.npy'}"])
+    plan = plan_data(cfg.data, cfg.folds)
+    gram = EngineChoice("gram", "p = 64 ≤ n = 96")
+    notes = _engine_after_drops(cfg, gram, plan, {"n_rows": 50, "rows_dropped": 70})
+    assert notes == ["model.engine: auto chose gram for the 120 rows planned; with 70 left out a fold trains on "
+                     "about 40 rows, fewer than the 64 features: model.engine: rows suits such wide data (set it to "
+                     "have it)."]
+    assert _engine_after_drops(cfg, gram, plan, {"n_rows": 90, "rows_dropped": 30}) == []  # 72 rows: still tall
+    assert _engine_after_drops(cfg, gram, plan, {"n_rows": 120, "rows_dropped": 0}) == []
+    assert _engine_after_drops(cfg, EngineChoice("rows", "p > n"), plan, {"n_rows": 50, "rows_dropped": 70}) == []
+    requested = load_config(None, [f"data.source={tmp_path / 'X.npy'}", f"data.target={tmp_path / 'y.npy'}",
+                                   "model.engine=gram"])
+    assert _engine_after_drops(requested, gram, plan, {"n_rows": 50, "rows_dropped": 70}) == []  # the user's choice

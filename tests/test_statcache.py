@@ -67,9 +67,10 @@ def test_block_record_matches_numpy_and_round_trips_exactly(tmp_path):
 
 @pytest.mark.parametrize("missing", ["drop", "impute"])
 def test_block_record_of_a_block_with_rows_left_out_keeps_each_rows_fold_and_hold_out(tmp_path, missing):
-    """Rows left out (a NaN feature under drop, a missing target under either) keep the others' folds and
-    hold-out, which follow the row's index in the source: a retrain of such a table failed with an IndexError
-    (the labels of all rows against the kept rows' values)."""
+    """Rows left out (a NaN feature under drop, a missing target under either) keep the others' hold-out, which
+    follows the row's index in the source, and the kept rows are dealt to folds numbered among themselves, as
+    the sweep's pass deals them: a retrain of such a table failed with an IndexError (the labels of all rows
+    against the kept rows' values)."""
     from pipeline.folds import kfold_folds
 
     rng = np.random.default_rng(1)
@@ -85,7 +86,8 @@ def test_block_record_of_a_block_with_rows_left_out_keeps_each_rows_fold_and_hol
         plan = plan.with_encoding(encoding_from_scan(plan, merge_scans([scan_block(plan, b) for b in plan.blocks])))
     rec = block_record(plan, plan.blocks[0], 4, 2, HoldoutConfig(fraction=0.3, seed=1))
     kept = np.isfinite(y) & (np.isfinite(X).all(axis=1) if missing == "drop" else True)
-    held, folds = heldout_rows(0, 400, 0.3, 1), kfold_folds(0, 400, 4, 2)
+    held, folds = heldout_rows(0, 400, 0.3, 1), np.full(400, -1)
+    folds[kept] = kfold_folds(0, int(kept.sum()), 4, 2)  # the block's kept rows numbered 0, 1, ... among themselves
     Xf = np.where(np.isnan(X), np.nanmean(X[np.isfinite(y)], axis=0), X)  # (impute: the kept rows' means)
     assert rec.heldout.n_rows == (held & kept).sum()
     np.testing.assert_allclose(rec.heldout.y_mean, y[held & kept].mean(), rtol=1e-13)

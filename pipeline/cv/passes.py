@@ -24,7 +24,7 @@ import numpy as np
 from ..columns import column_notes, constant_target, mostly_missing_notes
 from ..data import BlockSpec, DataPlan, load_block
 from ..errors import DataError
-from ..folds import assign_units, block_fold_stats, kfold_folds, merge_units, unit_stats, units_cap
+from ..folds import assign_units, block_fold_stats, kept_row_folds, merge_units, unit_stats, units_cap
 from ..solvers import MeanImputation, SuffStats, merge_all
 
 if TYPE_CHECKING:
@@ -106,10 +106,8 @@ def block_pass(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int) -> Block
         units = unit_stats(block.X, block.y, block.weight, block.group, cap, fold_seed)
         return BlockPass((), 1, block.integer_columns, units=units, units_cap=cap, dropped_by=block.dropped_by,
                          imputation=imputation)
-    # a row's fold depends on its index in the source, so dropping a row moves no other row
-    folds = kfold_folds(block.start_row, spec.n_rows, k, fold_seed)
-    if block.kept is not None:
-        folds = folds[block.kept]
+    # a kept row's fold depends on its place among its block's kept rows: no other block's rows move it
+    folds = kept_row_folds(block.start_row, spec.n_rows, block.kept, k, fold_seed)
     stats = block_fold_stats(block.X, block.y, block.weight, folds, k)
     return BlockPass(tuple(stats), 1, block.integer_columns, dropped_by=block.dropped_by, imputation=imputation)
 

@@ -25,7 +25,7 @@ from ..config import HoldoutConfig, ModelConfig
 from ..solvers.controls import FeatureControls
 from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time_column
 from ..errors import DataError
-from ..folds import group_keys, kfold_folds, row_group_folds, stratified_folds
+from ..folds import group_keys, kept_row_folds, row_group_folds, stratified_folds
 from ..solvers import MeanImputation, RowDesign, RowProblem
 from ..solvers.glm import GlmProblem
 from ..targets import BinaryLabels, family_target
@@ -208,6 +208,7 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
     offsets: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for spec in plan.blocks:
+        numbered = spec.start_row  # the block's kept rows are numbered on from its first row, across its pieces
         for chunk in _chunks(plan, spec):
             block = load_block(source, chunk, sparse=plan.sparse)
             kept = block.kept if block.kept is not None else slice(None)
@@ -221,7 +222,8 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
             if block.group is not None:
                 gs.append(block.group)
             else:
-                folds.append(kfold_folds(chunk.start_row, chunk.n_rows, k, seed)[kept])
+                folds.append(kept_row_folds(numbered, chunk.n_rows, block.kept, k, seed))
+                numbered += folds[-1].size
             if holdout is not None and not tc:
                 held.append(heldout_rows(chunk.start_row, chunk.n_rows, holdout.fraction, holdout.seed)[kept])
             if tc:

@@ -56,7 +56,7 @@ from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time
 from ..encoding import Encoding
 from ..levels import ColumnScan, scan_from_json, scan_to_json
 from ..recoding import widening_map
-from ..folds import block_fold_stats, keyed_hash, kfold_folds
+from ..folds import block_fold_stats, keyed_hash, kept_row_folds
 from ..solvers import SuffStats, merge_all
 
 __all__ = [
@@ -74,6 +74,9 @@ __all__ = [
 ]
 
 RECORD_FORMAT = "regsweep-blockstats/1"
+# How a block's rows are dealt to folds (:func:`~pipeline.folds.kept_row_folds`): records cached when rows left out
+# kept their source numbering put those blocks' rows in other folds, so a cache hit must not mix the two.
+FOLD_NUMBERING = "kept-rows"
 _HOLDOUT_SALT = 0x5245_5452_4149_4E00  # "RETRAIN\0": held-out hash independent of the fold hash
 _HASH_CHUNK = 1 << 24
 
@@ -151,8 +154,8 @@ def data_fingerprint(plan: DataPlan, block_fingerprints: list[str], time_column:
 def cache_key(plan: DataPlan, spec: BlockSpec, block_fp: str, k: int, fold_seed: int, holdout: HoldoutConfig) -> str:
     """Everything a block's record depends on, hashed."""
     rule = ("time", holdout.time_column) if holdout.time_column else ("rows", holdout.fraction, holdout.seed)
-    parts: tuple[object, ...] = (RECORD_FORMAT, block_fp, spec.start_row, spec.n_rows, plan.raw_features,
-                                 plan.target, plan.weight, k, fold_seed, rule)
+    parts: tuple[object, ...] = (RECORD_FORMAT, FOLD_NUMBERING, block_fp, spec.start_row, spec.n_rows,
+                                 plan.raw_features, plan.target, plan.weight, k, fold_seed, rule)
     if plan.categorical or plan.missing == "impute":  # levels and gaps live in the record, not in the key
         parts += (plan.categorical, plan.missing, plan.na_values, plan.missing_indicators)
     text = repr(parts)
@@ -236,8 +239,8 @@ def block_record(plan: DataPlan, spec: BlockSpec, k: int, fold_seed: int, holdou
         held = heldout_rows(spec.start_row, spec.n_rows, holdout.fraction, holdout.seed)
         if block.kept is not None:  # rows left out (data.missing: drop, a missing target): not the others' labels
             held = held[block.kept]
-    folds = kfold_folds(spec.start_row, spec.n_rows, k, fold_seed)  # by the row's index in the source, as the pass
-    labels = np.where(held, k, folds if block.kept is None else folds[block.kept])  # held-out rows: label k
+    folds = kept_row_folds(spec.start_row, spec.n_rows, block.kept, k, fold_seed)  # as the pass deals them
+    labels = np.where(held, k, folds)  # held-out rows: label k
     *train, heldout = block_fold_stats(X, block.y, block.weight, labels, k + 1)  # the hold-out: one more fold
     enc = plan.encoding
     return BlockRecord(tuple(train), heldout, tuple(integer), t_min, t_max,

@@ -168,6 +168,9 @@ def check_data(store: TrialStore, cfg: SweepConfig, meta: dict[str, Any], engine
     if theirs.get("fold_rows") != mine["fold_rows"]:
         what = (f"{sum(theirs.get('fold_rows') or [])} rows used then (per fold {theirs.get('fold_rows')}), "
                 f"{sum(mine['fold_rows'])} now (per fold {mine['fold_rows']})")
+        if sum(theirs.get("fold_rows") or []) == sum(mine["fold_rows"]) and meta["rows_dropped"]:
+            what += (" (as many rows, dealt otherwise: regsweep now numbers the rows kept beside rows left out "
+                     "among themselves, which keeps the folds balanced)")
     elif theirs.get("engine") != engine or theirs.get("fingerprint") == mine["fingerprint"] or \
             _close(theirs.get("moments"), mine["moments"]):
         return
