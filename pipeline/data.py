@@ -678,8 +678,8 @@ def _check_family_head(plan: DataPlan, n: int = HEAD_ROWS) -> None:
         spec = BlockSpec(0, 0, len(frame), path=plan.blocks[0].path)
         where = f"{plan.source} rows 0-{len(frame) - 1}"
         y, labels = _target(frame, plan, where)
-        w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
-        offset = None if plan.offset is None else _numeric(frame, (plan.offset,), where)[:, 0]
+        w = None if plan.weight is None else _numeric(frame, (plan.weight,), where, "data.weight")[:, 0]
+        offset = None if plan.offset is None else _numeric(frame, (plan.offset,), where, _offset_key(plan))[:, 0]
         features_ok = _features_present(frame, plan)
     kept = np.isfinite(y) & (np.isfinite(w) if w is not None else True)  # (a missing text label: y is NaN)
     if offset is not None:  # the pass's rule: a missing offset leaves its row out, a value <= 0 is an error
@@ -1273,9 +1273,9 @@ def load_block(plan: DataPlan, spec: BlockSpec, *, sparse: bool = False, sparse_
         X = _numeric(frame, plan.feature_names, where)
         integer = tuple(bool(pd_is_integer(frame[c])) for c in plan.feature_names)
     y, labels = _target(frame, plan, where)
-    w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
+    w = None if plan.weight is None else _numeric(frame, (plan.weight,), where, "data.weight")[:, 0]
     g = None if plan.group is None else frame[plan.group].to_numpy()
-    offset = None if plan.offset is None else _numeric(frame, (plan.offset,), where)[:, 0]
+    offset = None if plan.offset is None else _numeric(frame, (plan.offset,), where, _offset_key(plan))[:, 0]
     return _checked(plan, X, y, w, g, spec, where, integer, offset=offset, labels=labels)
 
 
@@ -1283,7 +1283,7 @@ def _target(frame: pd.DataFrame, plan: DataPlan, where: str) -> tuple[np.ndarray
     """A block's target: numbers, or a binomial model's text labels (y 0 there, NaN where a label is missing),
     stripped of surrounding blanks as categorical levels are (``'yes '`` is ``'yes'``: exports pad text)."""
     if not plan.target_labels:
-        return _numeric(frame, (plan.target,), where)[:, 0], None
+        return _numeric(frame, (plan.target,), where, "data.target")[:, 0], None
     col = frame[plan.target]
     missing = col.isna().to_numpy()
     labels = col.astype(str).str.strip().to_numpy(dtype=object)
@@ -1300,7 +1300,7 @@ def raw_block_frame(plan: DataPlan, spec: BlockSpec) -> tuple[pd.DataFrame, np.n
     where = f"{spec.path} rows {spec.start_row}-{spec.start_row + spec.n_rows - 1}"
     frame = _read_frame(plan, spec)
     y = _target(frame, plan, where)[0]
-    w = None if plan.weight is None else _numeric(frame, (plan.weight,), where)[:, 0]
+    w = None if plan.weight is None else _numeric(frame, (plan.weight,), where, "data.weight")[:, 0]
     return frame, y, w, where
 
 
@@ -1463,9 +1463,12 @@ def _check_field_counts(raw: bytes, plan: DataPlan, spec: BlockSpec) -> None:
             raise DataError(too_many_fields(spec.path, int(row), len(fields), expected, plan.delimiter, line))
 
 
-def _numeric(frame: pd.DataFrame, columns: Sequence[str], where: str) -> np.ndarray:
+def _numeric(frame: pd.DataFrame, columns: Sequence[str], where: str, role: str | None = None) -> np.ndarray:
     """The columns as float64; a column of booleans with gaps (pandas reads ``True``/``False`` with empty
-    entries as objects) is 0/1 with NaN in the gaps, as the same column without gaps would be."""
+    entries as objects) is 0/1 with NaN in the gaps, as the same column without gaps would be.
+
+    ``role`` names the config key of a column that is not a feature (``data.weight``, ``data.offset``, ...):
+    text there is an error whose fix is in that column, not in the features' keys."""
     import pandas as pd
 
     bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
@@ -1473,12 +1476,21 @@ def _numeric(frame: pd.DataFrame, columns: Sequence[str], where: str) -> np.ndar
     if bad:
         texts = {c: (pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()).to_numpy() for c in bad}
         examples = {c: frame[c][t].iloc[:1].tolist() for c, t in texts.items()}  # not a number (gaps are NaN)
+        at = at_row(where, int(np.argmax(texts[bad[0]])))
+        if role is not None:
+            raise DataError(f"{where}: {role} {bad[0]!r} must hold numbers, and holds text (e.g. "
+                            f"{examples[bad[0]]}{at}); name a numeric column there, or the strings that mark a gap "
+                            "in data.na_values.")
         raise DataError(
-            f"{where}: columns {bad} are not numeric (e.g. {examples}{at_row(where, int(np.argmax(texts[bad[0]])))}"
+            f"{where}: columns {bad} are not numeric (e.g. {examples}{at}"
             "); list them in data.categorical, name the strings that mark a gap in data.na_values, or leave them "
             "out with data.exclude."
         )
     return frame[list(columns)].to_numpy(dtype=np.float64)
+
+
+def _offset_key(plan: DataPlan) -> str:
+    return "data.exposure" if plan.exposure else "data.offset"
 
 
 def _booleans_with_gaps(column: pd.Series) -> bool:

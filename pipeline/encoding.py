@@ -451,8 +451,8 @@ def describe(encoding: Encoding) -> str:
     parts = [f"categorical columns (levels): {_first(cats, 'categorical_levels')}" if cats
              else "no categorical columns"]
     if encoding.impute:
-        parts.append(f"imputed by each fold's training means: {_first(imputed, 'imputed_columns')}" if imputed
-                     else "no feature has missing values to impute")
+        parts.append(f"gaps (NaN or inf) imputed by each fold's training means: "
+                     f"{_first(imputed, 'imputed_columns')}" if imputed else "no feature has missing values to impute")
     return "Columns: " + "; ".join(parts) + "."
 
 

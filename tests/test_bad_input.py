@@ -95,6 +95,10 @@ def _write(d, case):  # -> list of --set overrides
         return ["data.source=DATA/d.csv", "data.target=y", "folds.k=5"]
     if case == "missing-path":
         return ["data.source=DATA/nope.csv", "data.target=y"]
+    if case == "text-offset":
+        df.assign(y=np.abs(np.round(df["y"])), grp="<1l").to_csv(d / "d.csv", index=False)
+        return ["data.source=DATA/d.csv", "data.target=y", "model.family=poisson", "data.offset=grp",
+                "data.features=[a, b, c]"]
     if case == "unreadable-parquet":
         (d / "d.parquet").write_bytes(b"this is not parquet")
         return ["data.source=DATA/d.parquet", "data.target=y"]
@@ -164,6 +168,8 @@ METADATA_CASES = {
     "zero-columns": ["d.csv", "has no feature columns"],
     "fewer-rows-than-folds": ["folds.k=5 needs at least 5 rows", "have 3", "lower folds.k"],
     "missing-path": ["nope.csv", "does not exist"],
+    # the features' fixes (data.categorical, data.exclude) do not apply to an offset (the fifth probe's insurance)
+    "text-offset": ["data.offset 'grp' must hold numbers, and holds text (e.g. ['<1l'] at row 0)", "data.na_values"],
     "unreadable-parquet": ["cannot read Parquet file", "d.parquet"],
     "nan-in-parquet": ["d.parquet: column 'b' holds 1 null/NaN value(s) in rows 0-19", "data.missing: drop"],
     "inf-weight-parquet": ["d.parquet: column 'w' holds inf values in rows 20-39", "data.missing: drop"],

@@ -565,7 +565,7 @@ def test_the_columns_line_names_at_most_ten_columns_of_a_wide_table() -> None:
     assert "gene_10" not in line and len(line) < 300
     assert encoding_summary(enc)["imputed_columns"] == list(names)
     few = Encoding(names[:3], (None,) * 3, imputed=(True,) * 3, centers=(0.0,) * 3, impute=True)
-    assert describe(few).endswith("imputed by each fold's training means: gene_0, gene_1, gene_2.")
+    assert describe(few).endswith("gaps (NaN or inf) imputed by each fold's training means: gene_0, gene_1, gene_2.")
 
 
 @pytest.mark.parametrize("kind", ["numeric", "categorical"])
