@@ -1,9 +1,9 @@
 """Fold assignment per row and per-fold statistics of a block.
 
-Fold membership must be reproducible from the seed alone and must not depend
-on how the rows are cut into blocks, so it is a pure function of
-``(seed, global row index)`` (k-fold) or ``(seed, group value)`` (group
-k-fold), computed with a counter-based hash (SplitMix64) instead of a
+Fold membership must be reproducible from the seed alone, so it is a pure
+function of ``(seed, global row index)`` (k-fold; with rows left out, of the
+kept rows' numbering within their block, below) or ``(seed, group value)``
+(group k-fold), computed with a counter-based hash (SplitMix64) instead of a
 stateful random generator:
 
 - **k-fold by row**: rows are taken in consecutive runs of K; each run gets its
@@ -13,7 +13,10 @@ stateful random generator:
   ``data.missing: drop``) take no place in a run: a block's kept rows are
   numbered on from its first row (:func:`kept_row_folds`), so they still fill
   whole runs (numbered by the source's rows, 20 rows kept of 83 went to folds
-  of 2, 5, 3, 5 and 5 rows, and 8 folds left one empty).
+  of 2, 5, 3, 5 and 5 rows, and 8 folds left one empty). Without rows left
+  out membership does not depend on how the rows are cut into blocks; with
+  them it does (the blocks are a study's record: ``DATA_ATTR`` keeps their
+  layout).
 - **group k-fold**: all rows of a group land in one fold. The data pass keeps
   one statistics record per group (its rows are never revisited); afterwards
   the groups are dealt to the folds like scikit-learn's ``GroupKFold``, the
@@ -34,6 +37,7 @@ from .errors import DataError
 from .solvers import SuffStats, label_stats, merge_all
 
 __all__ = [
+    "FOLD_NUMBERING",
     "assign_units",
     "block_fold_stats",
     "group_keys",
@@ -47,6 +51,10 @@ __all__ = [
     "unit_stats",
     "units_cap",
 ]
+
+FOLD_NUMBERING = "kept-rows"
+"""How rows left out are dealt (:func:`kept_row_folds`): named in the retrain cache's keys and in a study's record of
+its data, so that neither mixes folds dealt when the kept rows kept their source numbering."""
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -238,7 +238,7 @@ class _Sweep:
         # matplotlib for the plots (otherwise the trials' end does, see _SweepListener)
         self.meta = meta = _wait_pass(summary_f, self, lambda: _while_passing(self.tracking, self.timer, cfg))
         _check_pass(meta, cfg, plan, engine)
-        check_data(self.store, cfg, meta, engine.name)  # a resumed study's trials were scored on these data
+        check_data(self.store, cfg, meta, engine.name, plan)  # a resumed study's trials were scored on these data
         self.bounds = bounds = wait_done(bounds_f)
         self.timer.lap("data_pass")
         self.space = space = resolve_space(cfg.search, bounds)
@@ -697,7 +697,8 @@ def _check_folds(meta: dict[str, Any], cfg: SweepConfig, target: str | None = No
                     "dealt among themselves)") if meta["rows_dropped"] else ""
         raise DataError(
             f"folds {empty} received no rows (or zero total weight) out of {meta['n_rows']} rows{left_out}; "
-            "lower folds.k or change folds.seed" + (", or raise data.block_rows." if left_out else ".")
+            "lower folds.k or change folds.seed" + (", or read larger blocks (data.block_rows; a Parquet source: "
+                                                   "larger row groups)." if left_out else ".")
         )
     if meta.get("constant_target") is not None:
         raise DataError(f"the target {target!r} is constant ({meta['constant_target']:.6g} in all "

@@ -3,7 +3,8 @@
 Real sweeps on an embedded cluster, on the bundled diabetes data as a CSV: a re-run under the same
 ``search.study_name`` with another target, other columns, appended rows or values edited in place is refused
 (exit 2, :class:`ConfigError`) before it asks a trial, and the study keeps its trials; the same data read in
-other blocks (another ``data.block_rows``: another summation order, so another Gram fingerprint) resume.
+other blocks (another ``data.block_rows``: another summation order, so another Gram fingerprint) resume, unless
+rows are left out (their folds then follow the blocks).
 """
 
 from __future__ import annotations
@@ -142,21 +143,41 @@ def test_moments_ignore_the_summation_order_and_see_one_changed_value():
     assert _close(one[:5], other) and not _close(one[:5], moments(changed * 1.01, [1000, 2000]))
 
 
+def _dropping(tmp: Path) -> None:
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    frame.loc[[3, 50, 51, 200], "bmi"] = np.nan  # rows left out under data.missing: drop
+    frame.to_csv(tmp / "d.csv", index=False)
+
+
 def test_a_study_whose_folds_were_dealt_by_the_old_numbering_is_refused_and_told_why(tmp_path):
     """A study scored when rows kept beside rows left out were numbered by their place in the source has other
-    folds for the same rows now: refused, saying that the rows are the same and only their dealing changed (its
-    record simulated: the same per-fold counts, reordered)."""
-    frame = load_diabetes(as_frame=True, scaled=False).frame
-    frame.loc[[3, 50, 51, 200], "bmi"] = np.nan
-    frame.to_csv(tmp_path / "d.csv", index=False)
+    folds for the same rows now, often with the same counts per fold: refused, saying that only the dealing
+    changed (its record simulated: the record without the numbering, as regsweep wrote it then)."""
+    _dropping(tmp_path)
     quiet = {"echo": lambda _: None, "progress": False}
     execute_sweep(_config(tmp_path, "gram", 2, "data.missing=drop"), **quiet)
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db")
     record = json.loads(study.user_attrs["regsweep:data"])
-    assert sum(record["fold_rows"]) == 438
-    record["fold_rows"] = [record["fold_rows"][0] + 1, record["fold_rows"][1] - 1, *record["fold_rows"][2:]]
-    study.set_user_attr("regsweep:data", json.dumps(record, sort_keys=True))
-    with pytest.raises(ConfigError, match=r"438 rows used then .* 438 now .*\(as many rows, dealt otherwise: "
-                                          r"regsweep now numbers the rows kept beside rows left out among themselves"):
+    assert sum(record["fold_rows"]) == 438 and record["layout"] is not None
+    study.set_user_attr("regsweep:data", json.dumps({k: v for k, v in record.items()
+                                                     if k not in ("numbering", "layout")}, sort_keys=True))
+    with pytest.raises(ConfigError, match=r"other data: the rows kept beside rows left out are dealt to other folds "
+                                          r"than when the study was scored \(regsweep now numbers them among"):
         execute_sweep(_config(tmp_path, "gram", 4, "data.missing=drop"), **quiet)
     assert _complete(tmp_path) == 2
+
+
+@pytest.mark.parametrize("engine", ["gram", "rows"])
+def test_with_rows_left_out_other_blocks_are_other_folds_and_refused(tmp_path, engine):
+    """Without rows left out the same file read in other blocks resumes (above); with them each block's kept rows
+    are dealt among themselves, so 89-row blocks put 303 of the 438 rows in other folds (with the same counts per
+    fold at folds.seed 1): refused, naming data.block_rows; set back, the study resumes."""
+    _dropping(tmp_path)
+    quiet = {"echo": lambda _: None, "progress": False}
+    execute_sweep(_config(tmp_path, engine, 2, "data.missing=drop", "folds.seed=1"), **quiet)
+    with pytest.raises(ConfigError, match=r"with rows left out, the folds follow the blocks the rows are read in, "
+                                          r"and these differ from then: set data.block_rows back"):
+        execute_sweep(_config(tmp_path, engine, 4, "data.missing=drop", "folds.seed=1", "data.block_rows=89"), **quiet)
+    assert _complete(tmp_path) == 2
+    summary = execute_sweep(_config(tmp_path, engine, 4, "data.missing=drop", "folds.seed=1"), **quiet)
+    assert summary["n_trials_complete"] == 4

@@ -249,6 +249,8 @@ def test_both_engines_deal_the_kept_rows_alike_when_blocks_are_read_in_pieces(tm
     np.testing.assert_array_equal(rows.fold, expected)
     np.testing.assert_array_equal(rows.y, y[keep])
     assert [s.n_rows for s in passes.fold_stats] == np.bincount(expected, minlength=5).tolist()
+    for f, st in enumerate(passes.fold_stats):  # the same rows, not only as many: each fold's target mean
+        assert st.y_mean == pytest.approx(y[keep][expected == f].mean(), rel=1e-12)
 
 
 @pytest.mark.parametrize("model", [ModelConfig(), ModelConfig(standardize=False), ModelConfig(fit_intercept=False)],

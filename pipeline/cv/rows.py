@@ -5,7 +5,8 @@ keeps the rows themselves: dense as one Fortran-ordered n × p array (coordinate
 descent reads a column at a time), sparse as one CSC matrix (an ``.npz``
 source stays sparse). A worker loads them from the source itself; nothing is
 sent from the client but the plan. Each row carries its fold id, the same
-pure function of ``(seed, global row)`` (or of its group) as in the data pass
+pure function of ``(seed, global row)`` (or of its group; with rows left out,
+of the kept rows' numbering in their block) as in the data pass
 (:mod:`pipeline.folds`), so both engines cross-validate on the same folds.
 
 For a retrain the rows held out for champion and challenger get fold id −1

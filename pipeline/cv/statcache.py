@@ -17,9 +17,10 @@ than parsing them (see ``benchmarks/retrain_cache.py``).
 
 **Cache key** (:func:`cache_key`): the content fingerprint plus everything
 else that changes the record: the first global row (fold and held-out
-membership are hashes of the global row index, see :mod:`pipeline.folds`),
-the row count, the feature / target / weight / time columns, ``folds.k``,
-``folds.seed`` and the hold-out rule. New files that sort *after* the old
+membership are hashes of the global row index, or of the kept rows' numbering
+from it when rows are left out, see :mod:`pipeline.folds` and its
+``FOLD_NUMBERING``), the row count, the feature / target / weight / time
+columns, ``folds.k``, ``folds.seed`` and the hold-out rule. New files that sort *after* the old
 ones keep the old blocks' start rows, so their records are reused; a file
 inserted before them shifts every later row and those blocks are read again
 (correct, only slower).
@@ -56,7 +57,7 @@ from ..data import BlockSpec, DataPlan, load_block, time_column_index, with_time
 from ..encoding import Encoding
 from ..levels import ColumnScan, scan_from_json, scan_to_json
 from ..recoding import widening_map
-from ..folds import block_fold_stats, keyed_hash, kept_row_folds
+from ..folds import FOLD_NUMBERING, block_fold_stats, keyed_hash, kept_row_folds
 from ..solvers import SuffStats, merge_all
 
 __all__ = [
@@ -74,9 +75,6 @@ __all__ = [
 ]
 
 RECORD_FORMAT = "regsweep-blockstats/1"
-# How a block's rows are dealt to folds (:func:`~pipeline.folds.kept_row_folds`): records cached when rows left out
-# kept their source numbering put those blocks' rows in other folds, so a cache hit must not mix the two.
-FOLD_NUMBERING = "kept-rows"
 _HOLDOUT_SALT = 0x5245_5452_4149_4E00  # "RETRAIN\0": held-out hash independent of the fold hash
 _HASH_CHUNK = 1 << 24
 

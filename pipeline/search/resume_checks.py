@@ -35,6 +35,7 @@ from typing import Any
 from ..config import SweepConfig
 from ..data import DataPlan
 from ..errors import ConfigError
+from ..folds import FOLD_NUMBERING
 from ..solvers.controls import FeatureControls
 from .rows import FAMILY_ATTR
 from .study import TrialStore
@@ -155,22 +156,26 @@ def _shown(value: Any) -> str:
 
 
 # ------------------------------------------------------------------ the data
-def check_data(store: TrialStore, cfg: SweepConfig, meta: dict[str, Any], engine: str) -> None:
-    """After the data pass: refuse to resume a study whose trials were scored on other rows or other values
-    (module docstring). ``meta`` is the pass's summary (``fold_rows``, ``fingerprint``, the Gram engine's
-    ``moments``)."""
+def check_data(store: TrialStore, cfg: SweepConfig, meta: dict[str, Any], engine: str, plan: DataPlan) -> None:
+    """After the data pass: refuse to resume a study whose trials were scored on other rows or other values, or
+    on the same rows dealt to other folds (module docstring). ``meta`` is the pass's summary (``fold_rows``,
+    ``fingerprint``, the Gram engine's ``moments``, ``rows_dropped``).
+
+    With rows left out a row's fold depends on the blocks it was read in (:func:`~pipeline.folds.kept_row_folds`),
+    so the record then keeps the blocks' layout, and how kept rows are numbered."""
     mine = {"engine": engine, "fold_rows": [int(n) for n in meta["fold_rows"]], "fingerprint": meta["fingerprint"],
-            "moments": meta.get("moments")}
+            "moments": meta.get("moments"), "numbering": FOLD_NUMBERING,
+            "layout": _layout(plan) if meta["rows_dropped"] else None}
     seen = _recorded(store, DATA_ATTR, json.dumps(mine, sort_keys=True), before=None)
     if seen is None:
         return
     theirs = json.loads(seen)
+    dealt = _dealt_otherwise(theirs, mine)
     if theirs.get("fold_rows") != mine["fold_rows"]:
         what = (f"{sum(theirs.get('fold_rows') or [])} rows used then (per fold {theirs.get('fold_rows')}), "
-                f"{sum(mine['fold_rows'])} now (per fold {mine['fold_rows']})")
-        if sum(theirs.get("fold_rows") or []) == sum(mine["fold_rows"]) and meta["rows_dropped"]:
-            what += (" (as many rows, dealt otherwise: regsweep now numbers the rows kept beside rows left out "
-                     "among themselves, which keeps the folds balanced)")
+                f"{sum(mine['fold_rows'])} now (per fold {mine['fold_rows']})" + (f"; {dealt}" if dealt else ""))
+    elif dealt:
+        what = dealt
     elif theirs.get("engine") != engine or theirs.get("fingerprint") == mine["fingerprint"] or \
             _close(theirs.get("moments"), mine["moments"]):
         return
@@ -179,6 +184,27 @@ def check_data(store: TrialStore, cfg: SweepConfig, meta: dict[str, Any], engine
                 f"{mine['fingerprint']} now: data.source was changed since)")
     raise ConfigError(f"search.study_name {cfg.search.study_name!r} holds trials scored on other data: {what}; "
                       f"{_redo(cfg)}")
+
+
+def _layout(plan: DataPlan) -> str:
+    """A digest of the plan's blocks (first row and row count of each): the unit rows left out are dealt by."""
+    return hashlib.sha256(repr([(b.start_row, b.n_rows) for b in plan.blocks]).encode()).hexdigest()[:16]
+
+
+def _dealt_otherwise(theirs: dict[str, Any], mine: dict[str, Any]) -> str | None:
+    """Why the same rows sit in other folds than when the study was scored, if they do: rows are left out now
+    and the study was scored before they were numbered among the kept rows, or in other blocks."""
+    if mine["layout"] is None:  # nothing left out: a row's fold is a function of its index alone, as it was
+        return None
+    if theirs.get("numbering") == mine["numbering"] and theirs.get("layout") is None:
+        return None  # nothing was left out then: other data (the caller's other checks say how)
+    if theirs.get("numbering") != mine["numbering"]:
+        return ("the rows kept beside rows left out are dealt to other folds than when the study was scored "
+                "(regsweep now numbers them among themselves, which keeps the folds balanced)")
+    if theirs.get("layout") != mine["layout"]:
+        return ("with rows left out, the folds follow the blocks the rows are read in, and these differ from "
+                "then: set data.block_rows back (a Parquet source: its files and row groups)")
+    return None
 
 
 def _close(then: Any, now: Any) -> bool:
