@@ -416,10 +416,18 @@ def numeric_column(series: pd.Series, name: str, where: str) -> np.ndarray:
             raise DataError(f"input column {name!r} holds text (e.g. {example!r}) where the model takes numbers; "
                             "pass numbers, or NaN for a missing value (a model fitted with imputation fills it).")
         raise DataError(f"{where}: column {name!r} is numeric elsewhere but holds text here (e.g. {example!r}"
-                        f"{at_row(where, int(np.argmax(bad.to_numpy())))}); "
+                        f"{at_row(where, _position(series, int(np.argmax(bad.to_numpy()))))}); "
                         f"list it in data.categorical, add {example!r} to data.na_values if it marks a missing "
                         "value, or leave the column out with data.exclude.")
     return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _position(series: pd.Series, i: int) -> int:
+    """The block position of the series' ``i``-th entry: a block's frame is indexed by its rows' positions, and
+    keeps them when the level scan sets aside rows without a target (counted among the kept rows, the row named
+    in an error was 58 rows above the one that held the text)."""
+    label = series.index[i]
+    return int(label) if isinstance(label, int | np.integer) else i
 
 
 def is_missing(series: pd.Series) -> np.ndarray:

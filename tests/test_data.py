@@ -972,3 +972,20 @@ def test_the_target_cannot_also_be_the_weight_group_or_offset(data, group, key):
     with pytest.raises(DataError, match=re.escape(f"{key} 'progression' is the target column (data.target); name "
                                                   f"another column, or unset {key}.")):
         plan_data(DataConfig(source="bundled:diabetes", **data), FoldsConfig(group=group))
+
+
+def test_text_in_a_numeric_column_is_named_at_its_row_when_rows_without_a_target_come_before_it(tmp_path):
+    """The level scan sets aside rows without a target before it reads the columns; the row it names is still
+    the row in the file (counted among the kept rows it named one 10 rows above, a clean row)."""
+    from pipeline.levels import scan_block
+
+    rng = np.random.default_rng(0)
+    n = 1500  # (the plan reads the first 1,000 rows itself, and would name the text there)
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n).astype(object), "y": rng.normal(size=n)})
+    df.loc[1210:1219, "y"] = np.nan
+    df.loc[1300, "b"] = "oops"
+    df.to_csv(tmp_path / "d.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", missing="impute", block_rows=500))
+    with pytest.raises(DataError, match=r"rows 1000-1499: column 'b' is numeric elsewhere but holds text here "
+                                        r"\(e.g. 'oops' at row 1300\)"):
+        scan_block(plan, plan.blocks[2])
