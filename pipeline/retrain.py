@@ -311,6 +311,8 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         fingerprint = data_fingerprint(plan, fps, cfg.retrain.holdout.time_column)
         done = versions_with_fingerprint(tracker.client, name, fingerprint)
         settled = [mv for mv in done if _settles(mv, base)]
+        if settled and base.alias != CHAMPION:  # a contest was settled, and its champion alias deleted since
+            return _champion_restored(tracker, name, fingerprint, settled[-1], base, echo)
         if settled:
             echo(f"Up to date: {name} v{settled[-1].version} was trained on data {fingerprint}; nothing to do.")
             return _up_to_date(tracker, name, fingerprint, settled[-1], base)
@@ -728,6 +730,25 @@ def _settles(mv: Any, base: RegisteredVersion) -> bool:
     hold."""
     return int(mv.version) == base.version \
         or _recorded_number(mv, "incumbent_version", "champion_version", kind=int) == base.version
+
+
+def _champion_restored(tracker: Tracker, name: str, fingerprint: str, mv: Any, base: RegisteredVersion,
+                       echo: Callable[[str], None]) -> dict[str, Any]:
+    """Today's data settled a contest (:func:`_settles`: version ``mv`` met ``base``), but the model has no
+    champion alias any more (deleted by hand): the retrain started from the candidate, and reported that contest
+    as up to date with a champion no alias named, run after run (the retrain probe). The winner recorded on
+    ``mv`` gets the alias again, and the summary says so."""
+    promoted = _recorded(mv, "decision") == "promoted"
+    winner = int(mv.version) if promoted else base.version
+    set_alias(tracker.client, name, CHAMPION, winner)
+    out = _up_to_date(tracker, name, fingerprint, mv, base)
+    out["champion_version"] = winner
+    out["champion_score"] = out["challenger_score"] if promoted else out["incumbent_score"]
+    out["reason"] = (f"the {CHAMPION!r} alias was missing (deleted since); set again to v{winner}, the winner of "
+                     f"this data's contest (v{mv.version} against v{base.version}, decision: "
+                     f"{_recorded(mv, 'decision')})")
+    echo(f"Champion restored: {name} {out['reason']}.")
+    return out
 
 
 def _up_to_date(tracker: Tracker, name: str, fingerprint: str, mv: Any, base: RegisteredVersion) -> dict[str, Any]:

@@ -234,6 +234,30 @@ def test_retrain_sequence(world, monkeypatch):
                                                               str(s4["champion_version"]))  # as the tests after expect
 
 
+def test_a_deleted_champion_alias_is_set_again_to_the_winner_of_the_settled_contest(world):
+    """The champion alias deleted by hand after a retrain promoted its challenger over the candidate: the next
+    retrain started from the candidate and said 'up to date' with a champion no alias named, run after run (the
+    retrain probe); now it sets the alias again to the recorded winner, and the run after is up to date."""
+    from mlflow import MlflowClient
+
+    names = ["tracking.registered_model=rt-deleted", "search.study_name=rt-deleted", "search.n_trials=4"]
+    sweep = execute_sweep(load_config(None, [*world["overrides"], *names]), echo=lambda s: None, progress=False)
+    s1, cfg = _retrain(world, *names)
+    assert s1["action"] == "promoted" and s1["incumbent_version"] == sweep["model_version"]
+    MlflowClient(cfg.tracking.uri).delete_registered_model_alias(cfg.tracking.registered_model, "champion")
+    said: list[str] = []
+    s2 = run_retrain(cfg, echo=said.append)
+    assert s2["action"] == "up_to_date" and s2["champion_version"] == s1["challenger_version"] == _alias(cfg,
+                                                                                                          "champion")
+    assert s2["champion_score"] == s1["challenger_score"]
+    assert s2["reason"].startswith(f"the 'champion' alias was missing (deleted since); set again to "
+                                   f"v{s1['challenger_version']}, the winner of this data's contest")
+    assert any(line.startswith("Champion restored: rt-deleted") for line in said), said
+    s3, _ = _retrain(world, *names)
+    assert s3["action"] == "up_to_date" and s3["champion_version"] == s1["challenger_version"]
+    assert "was missing" not in s3["reason"]
+
+
 def test_resweep_warm_starts_from_the_champion(world):
     """A resweep enqueues the starting model's parameters first; its challenger is the study's best trial."""
     import optuna
