@@ -1754,6 +1754,33 @@ def synthetic_rows(params: tuple[int, int, int, float, float, int] | None, start
     return X, y
 
 
+def _check_time_values(plan: DataPlan, tc: str) -> None:
+    """The time column's type from the Parquet schema, or its first rows of a CSV: numbers, or an error naming
+    the fix. A column of dates left out with data.exclude (as the features' date error advises) passed the sweep
+    and failed the first retrain after the cluster started, advising data.categorical (the retrain probe)."""
+    said = None
+    if plan.kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        kind = pq.ParquetFile(plan.blocks[0].path).schema_arrow.field(tc).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+            said = f"values of type {kind}"
+    elif plan.kind == "csv":
+        import pandas as pd
+
+        options = {k: v for k, v in _csv_options(plan).items() if k != "dtype"}
+        column = pd.read_csv(plan.blocks[0].path, usecols=[tc], nrows=HEAD_ROWS, **options)[tc]
+        text = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
+        if len(text):
+            said = f"text (e.g. {text.iloc[0]!r} at row {int(text.index[0])})"
+    if said is not None:
+        raise RetrainInputError(f"retrain.holdout.time_column {tc!r} holds {said}; it must hold numbers that grow "
+                                "with time: add a column of them (e.g. days since a date: pandas "
+                                f"(pd.to_datetime(df[{tc!r}]) - pd.Timestamp('2000-01-01')).dt.days) and name it "
+                                "there.")
+
+
 def without_time_column(plan: DataPlan, data: DataConfig, tc: str | None) -> DataPlan:
     """The plan with ``retrain.holdout.time_column`` ``tc`` checked and kept out of the features: a retrain
     holds out its newest rows by it and reads it apart, so the sweep leaves it out as well (a model swept with
@@ -1774,6 +1801,7 @@ def without_time_column(plan: DataPlan, data: DataConfig, tc: str | None) -> Dat
     if tc in plan.categorical:
         raise RetrainInputError(f"retrain.holdout.time_column {tc!r} holds text; it must hold numbers (e.g. days "
                                 "since a date).")
+    _check_time_values(plan, tc)
     if tc in plan.feature_names:
         note = (f"retrain.holdout.time_column {tc!r} is left out of the features: a retrain holds out its newest "
                 "rows by it.")

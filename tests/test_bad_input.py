@@ -95,6 +95,14 @@ def _write(d, case):  # -> list of --set overrides
         return ["data.source=DATA/d.csv", "data.target=y", "folds.k=5"]
     if case == "missing-path":
         return ["data.source=DATA/nope.csv", "data.target=y"]
+    if case.startswith("time-column-dates"):
+        dated = df.assign(day=pd.date_range("2024-01-01", periods=len(df)))
+        if case.endswith("csv"):
+            dated.to_csv(d / "d.csv", index=False)
+        else:
+            dated.to_parquet(d / "d.parquet")
+        return [f"data.source=DATA/d.{case.rsplit('-', 1)[1]}", "data.target=y", "data.exclude=[day]",
+                "retrain.holdout.time_column=day"]
     if case == "text-offset":
         df.assign(y=np.abs(np.round(df["y"])), grp="<1l").to_csv(d / "d.csv", index=False)
         return ["data.source=DATA/d.csv", "data.target=y", "model.family=poisson", "data.offset=grp",
@@ -169,6 +177,11 @@ METADATA_CASES = {
     "fewer-rows-than-folds": ["folds.k=5 needs at least 5 rows", "have 3", "lower folds.k"],
     "missing-path": ["nope.csv", "does not exist"],
     # the features' fixes (data.categorical, data.exclude) do not apply to an offset (the fifth probe's insurance)
+    # left out of the features as their date error advises, then named for the hold-out (the retrain probe)
+    "time-column-dates-csv": ["retrain.holdout.time_column 'day' holds text (e.g. '2024-01-01' at row 0)",
+                              "must hold numbers that grow with time", "days since a date"],
+    "time-column-dates-parquet": ["retrain.holdout.time_column 'day' holds values of type timestamp",
+                                  "must hold numbers that grow with time"],
     "text-offset": ["data.offset 'grp' must hold numbers, and holds text (e.g. ['<1l'] at row 0)", "data.na_values"],
     "unreadable-parquet": ["cannot read Parquet file", "d.parquet"],
     "nan-in-parquet": ["d.parquet: column 'b' holds 1 null/NaN value(s) in rows 0-19", "data.missing: drop"],
