@@ -31,6 +31,7 @@ import io
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from collections.abc import Mapping, Sequence
@@ -1415,8 +1416,10 @@ def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
     if not every:
         _check_field_counts(raw, plan, spec)
     try:  # (index_col=False: a separator ending every line is not an index column)
-        frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(plan.columns), usecols=None if every else needed,
-                            index_col=False, **_csv_options(plan))
+        with warnings.catch_warnings():  # a row with more fields: the field count's error, not pandas' warning too
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(plan.columns),
+                                usecols=None if every else needed, index_col=False, **_csv_options(plan))
     except UnicodeDecodeError as e:
         raise DataError(f"{spec.path}: {rows} are not UTF-8 text ({_first_bad_byte(raw, spec.start_row)}); save the "
                         "file as UTF-8 (pandas: df.to_csv(path, index=False, encoding='utf-8')).") from e

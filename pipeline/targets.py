@@ -126,7 +126,8 @@ def count_target(y: object, n_rows: int, name: str = "y") -> np.ndarray:
         j = int(np.flatnonzero(arr < 0)[0])
         raise DataError(f"family poisson needs non-negative counts, but {_named(name)} has "
                         f"{_many(int((arr < 0).sum()), 'negative value')} (first: {float(arr[j])!r} at row {j}); "
-                        "use family gaussian for signed targets.")
+                        "fix or remove those rows (counts are never negative), or sweep a signed target with "
+                        "model.family: gaussian.")
     return arr
 
 
@@ -148,8 +149,8 @@ def check_target_sample(family: str, y: np.ndarray, labels: np.ndarray | None, k
         if negative.size:
             raise DataError(f"family poisson needs non-negative counts, but {_named(name)} has "
                             f"{_many(negative.size, 'negative value')} in {where} (first: "
-                            f"{float(y[negative[0]])!r} at row {int(negative[0])}); use "
-                            "family gaussian for signed targets.")
+                            f"{float(y[negative[0]])!r} at row {int(negative[0])}); fix or remove those rows (counts "
+                            "are never negative), or sweep a signed target with model.family: gaussian.")
 
 
 def family_target(family: str, y: object, n_rows: int, positive_class: Any = None,

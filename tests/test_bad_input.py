@@ -236,6 +236,9 @@ ROW_CASES = {
     "free-text": (["column 'c' looks like free text", "distinct values in", "data.exclude: [c]"], []),
     "text-after-the-head": (["d.csv rows 1024-", "columns ['b'] are not numeric", "'oops'", "data.categorical",
                              "data.na_values"], ["data.block_rows=1024"]),
+    # every column read: pandas warned (two lines of ParserWarning) before the field count's error (retrain probe)
+    "extra-field-after-the-head": (["d.csv: row 1100 (counted from 0, header excluded) has 5 fields, the header 4",
+                                    "quote it or remove the separator"], ["data.block_rows=1024"]),
     # its λ ranges are empty; the message had told to set them, and the sweep then failed writing the model
     "constant-target": (["the target 'y' is constant (5 in all 40 rows used)", "nothing to fit"], []),
     "constant-target-rows": (["the target 'y' is constant (5 in all 40 rows used)"], ["model.engine=rows"]),
@@ -249,7 +252,7 @@ def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, ca
     fragments, extra = ROW_CASES[case]
     # (1,200 rows: a CSV of at most 1,000 has its levels and groups counted by the plan, before the cluster)
     df = _frame(1200) if case in ("text-after-the-head", "free-text", "too-many-levels", "nan-after-the-head",
-                                  "fewer-groups-than-folds") else _frame()
+                                  "fewer-groups-than-folds", "extra-field-after-the-head") else _frame()
     if case == "nan-after-the-head":  # the plan reads 1,000 lines: the block that holds them finds them
         df.loc[[1100, 1101], "b"] = [np.nan, np.inf]
         df.loc[1102, "y"] = np.nan
@@ -265,6 +268,10 @@ def test_row_problems_stop_before_any_run_or_trial(tmp_path, mlflow_template, ca
         df["b"] = df["b"].astype(object)
         df.loc[1100, "b"] = "oops"
     df.to_csv(tmp_path / "d.csv", index=False)
+    if case == "extra-field-after-the-head":  # only the columns the sweep reads, so that it reads every one
+        lines = df[["a", "b", "c", "y"]].to_csv(index=False).splitlines()
+        lines[1101] += ",x"
+        (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
     shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     proc = run_regsweep(["sweep", "--set", "data.source=d.csv", "--set", "data.target=y", "--set",
                          "data.features=[a, b, c]", "--set", "cluster.processes=false",

@@ -989,3 +989,22 @@ def test_text_in_a_numeric_column_is_named_at_its_row_when_rows_without_a_target
     with pytest.raises(DataError, match=r"rows 1000-1499: column 'b' is numeric elsewhere but holds text here "
                                         r"\(e.g. 'oops' at row 1300\)"):
         scan_block(plan, plan.blocks[2])
+
+
+def test_a_row_with_an_extra_field_is_one_error_without_pandas_warning_first(tmp_path):
+    """Reading every column, pandas warned ('Length of header or names does not match ...', two lines on
+    stderr before the one-line error of a retrain) and dropped the extra field; now the field count's error
+    alone."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    lines = pd.DataFrame(rng.normal(size=(1200, 4)), columns=["a", "b", "c", "y"]).to_csv(index=False).splitlines()
+    for row in range(1024, 1200):  # appended rows of one more field, from the block's first line on
+        lines[row + 1] += ",x"
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", block_rows=1024))
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(DataError, match=r"row 1024 \(counted from 0, "
+                                                                      r"header excluded\) has 5 fields, the header 4"):
+        warnings.simplefilter("always")
+        _read_frame(plan, plan.blocks[1])
+    assert [str(w.message) for w in seen] == []
