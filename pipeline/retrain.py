@@ -348,7 +348,7 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         if extra["new_levels"]:
             echo(f"New levels since v{base.version}: {extra['new_levels']} (the incumbent scores them as zeros)")
     action, reason = _decide(base, *scores, cfg.retrain.margin, metric_label(METRIC_OF[cfg.model.family]),
-                             evidence.n_heldout)
+                             evidence.n_heldout, _holdout_changed(base, cfg))
     return _record(tracker, cfg, plan, base, challenger, scores, (action, reason), fingerprint, evidence, extra)
 
 
@@ -610,10 +610,36 @@ def _check_two_classes(facts: dict[str, Any], cfg: SweepConfig) -> None:
 MIN_HELDOUT_ROWS = 30  # held-out rows a contest needs: fewer cannot tell two models apart (3 rows decided one)
 
 
+def _holdout_rule(cfg: SweepConfig) -> str:
+    """The hold-out rule as a retrain version records it (``regsweep.holdout``): what decides which rows are held
+    out."""
+    return json.dumps(cfg.retrain.holdout.model_dump(), sort_keys=True)
+
+
+def _holdout_changed(base: RegisteredVersion, cfg: SweepConfig) -> str | None:
+    """How the hold-out rule changed since ``base`` was trained by a retrain under another one (None: the same, or
+    not recorded). Under another rule today's held-out rows may be rows ``base`` was trained on: with another
+    ``retrain.holdout.seed`` 851 of 1,155 were (the retrain probe), and such a contest kept it silently."""
+    then = base.tags.get(f"{TAG}holdout")
+    now = _holdout_rule(cfg)
+    if then is None or then == now:
+        return None
+    old, new = json.loads(then), json.loads(now)
+    return ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in sorted(new) if old.get(k) != new.get(k))
+
+
 def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin: float,
-            label: str = "MSE", n_heldout: int = MIN_HELDOUT_ROWS) -> tuple[str, str]:
+            label: str = "MSE", n_heldout: int = MIN_HELDOUT_ROWS, holdout_changed: str | None = None
+            ) -> tuple[str, str]:
     """Promote or keep, and why, on the held-out ``label`` (the MSE, or a binomial or Poisson deviance), scored
-    on ``n_heldout`` rows: a champion is not replaced on fewer than :data:`MIN_HELDOUT_ROWS`."""
+    on ``n_heldout`` rows: a champion is not replaced on fewer than :data:`MIN_HELDOUT_ROWS`. A champion trained
+    under another hold-out rule (``holdout_changed``) may have seen today's held-out rows: as a first retrain's
+    candidate, which saw all of its sweep's rows, it meets no contest."""
+    if base.alias == CHAMPION and holdout_changed:
+        return "promoted", (f"retrain.holdout changed since v{base.version} was trained ({holdout_changed}): its "
+                            f"training rows may hold today's held-out ones, so the challenger becomes champion "
+                            f"without a contest (v{base.version}'s held-out {label} {incumbent:.6g} is only "
+                            "reported); set the old rule back to compare them")
     if base.alias == CHAMPION and n_heldout < MIN_HELDOUT_ROWS:
         return "kept", (f"the hold-out holds {n_heldout} rows, too few to tell two models apart (at least "
                         f"{MIN_HELDOUT_ROWS}): add rows, or raise retrain.holdout.fraction")
@@ -667,7 +693,7 @@ def _record_run(tracker: Tracker, cfg: SweepConfig, plan: DataPlan, base: Regist
     try:
         version_tags = {f"{TAG}kind": "retrain", f"{TAG}data_fingerprint": fingerprint, TARGET_TAG: plan.target,
                         f"{TAG}retrain_run": run, f"{TAG}incumbent_version": str(base.version),
-                        f"{TAG}incumbent_alias": str(base.alias)}
+                        f"{TAG}incumbent_alias": str(base.alias), f"{TAG}holdout": _holdout_rule(cfg)}
         model_uri, version = tracker.log_model(run, challenger, ev.example, name,
                                                version_tags, alias=None)
         assert version is not None

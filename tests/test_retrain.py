@@ -10,6 +10,7 @@ and every challenger against scikit-learn fitted on the training rows.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -256,6 +257,37 @@ def test_a_deleted_champion_alias_is_set_again_to_the_winner_of_the_settled_cont
     s3, _ = _retrain(world, *names)
     assert s3["action"] == "up_to_date" and s3["champion_version"] == s1["challenger_version"]
     assert "was missing" not in s3["reason"]
+
+
+def test_a_champion_trained_under_another_hold_out_rule_meets_no_contest(tmp_path, monkeypatch):
+    """retrain.holdout.seed changed between retrains: today's held-out rows were largely the champion's training
+    rows, and the contest kept it silently (the retrain probe: 851 of 1,155). Such a champion is promoted over
+    without a contest, as a first retrain's candidate is; the rule each version was trained under is recorded."""
+    from mlflow import MlflowClient
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_part(data, 0, 1500, BETA_A, seed=1)
+    monkeypatch.chdir(tmp_path)
+    base = [f"data.source={data}", "data.target=y", f"data.block_rows={BLOCK_ROWS}", "search.n_trials=4",
+            f"search.storage=sqlite:///{tmp_path}/optuna.db", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            "tracking.registered_model=rt-rule", "cluster.processes=false", "cluster.dashboard_address=null",
+            "retrain.holdout.fraction=0.25", "retrain.holdout.seed=7"]
+    execute_sweep(load_config(None, base), echo=lambda s: None, progress=False)
+    s1 = run_retrain(load_config(None, base), echo=lambda s: None)
+    assert s1["action"] == "promoted"
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    tags = client.get_model_version("rt-rule", str(s1["challenger_version"])).tags
+    assert json.loads(tags["regsweep.holdout"]) == {"fraction": 0.25, "seed": 7, "time_column": None}
+    _write_part(data, 1, 500, BETA_A, seed=2)
+    s2 = run_retrain(load_config(None, [*base, "retrain.holdout.seed=1"]), echo=lambda s: None)
+    assert s2["action"] == "promoted" and s2["incumbent_version"] == s1["challenger_version"]
+    assert s2["reason"].startswith(f"retrain.holdout changed since v{s1['challenger_version']} was trained (seed 7 → "
+                                   "1): its training rows may hold today's held-out ones, so the challenger becomes "
+                                   "champion without a contest")
+    _write_part(data, 2, 500, BETA_A, seed=3)
+    s3 = run_retrain(load_config(None, [*base, "retrain.holdout.seed=1", "retrain.margin=0.5"]), echo=lambda s: None)
+    assert s3["action"] == "kept" and "holdout changed" not in s3["reason"]  # the same rule: a contest again
 
 
 def test_resweep_warm_starts_from_the_champion(world):
