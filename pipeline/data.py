@@ -1415,11 +1415,18 @@ def _read_frame(plan: DataPlan, spec: BlockSpec) -> pd.DataFrame:
     every = set(needed) == set(plan.columns)  # then pandas' reader refuses a row with too many fields itself
     if not every:
         _check_field_counts(raw, plan, spec)
-    try:  # (index_col=False: a separator ending every line is not an index column)
+    # (index_col=False: a separator ending every line is not an index column)
+    read = functools.partial(pd.read_csv, header=None, names=list(plan.columns), usecols=None if every else needed,
+                             index_col=False, **_csv_options(plan))
+    try:
         with warnings.catch_warnings():  # a row with more fields: the field count's error, not pandas' warning too
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.BytesIO(raw), header=None, names=list(plan.columns),
-                                usecols=None if every else needed, index_col=False, **_csv_options(plan))
+            frame = read(io.BytesIO(raw))
+    except pd.errors.ParserWarning:
+        _check_field_counts(raw, plan, spec)  # a value too many names its row; blank ones (a line ending ',,') ...
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            frame = read(io.BytesIO(raw))  # ... are read as pandas reads them
     except UnicodeDecodeError as e:
         raise DataError(f"{spec.path}: {rows} are not UTF-8 text ({_first_bad_byte(raw, spec.start_row)}); save the "
                         "file as UTF-8 (pandas: df.to_csv(path, index=False, encoding='utf-8')).") from e
@@ -1773,10 +1780,11 @@ def _check_time_values(plan: DataPlan, tc: str) -> None:
         import pandas as pd
 
         options = {k: v for k, v in _csv_options(plan).items() if k != "dtype"}
-        column = pd.read_csv(plan.blocks[0].path, usecols=[tc], nrows=HEAD_ROWS, **options)[tc]
+        column = pd.read_csv(plan.blocks[0].path, header=None, skiprows=1, names=list(plan.columns), usecols=[tc],
+                             nrows=HEAD_ROWS, **options)[tc]  # the plan's names (a header's ' t' is 't' there)
         text = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
         if len(text):
-            said = f"text (e.g. {text.iloc[0]!r} at row {int(text.index[0])})"
+            said = f"text (e.g. {text.iloc[0]!r} at row {int(text.index[0])}, counted from 0, header excluded)"
     if said is not None:
         raise RetrainInputError(f"retrain.holdout.time_column {tc!r} holds {said}; it must hold numbers that grow "
                                 "with time: add a column of them (e.g. days since a date: pandas "

@@ -105,8 +105,8 @@ from .solvers import merge_all
 from .sqlite_wal import sqlite_path
 from .targets import same_label
 from .tracking import MlflowCache, RegisteredVersion, Tracker
-from .tracking.registry import (TAG, TARGET_TAG, alias_version, load_version, set_alias, tag_version,
-                                versions_with_fingerprint)
+from .tracking.registry import (TAG, TARGET_TAG, alias_version, load_version, recorded_champion, set_alias,
+                                tag_version, versions_with_fingerprint)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -150,15 +150,37 @@ def _check_store_exists(cfg: SweepConfig) -> None:
         )
 
 
-def _starting_model(tracker: Tracker, name: str) -> RegisteredVersion:
+def _starting_model(tracker: Tracker, name: str, echo: Callable[[str], None]) -> tuple[RegisteredVersion, int | None]:
+    """The champion, else the candidate; and the version a deleted champion alias was set on again, if one was
+    (:func:`_restored_champion`)."""
+    restored = None
+    if alias_version(tracker.client, name, CHAMPION) is None:
+        restored = _restored_champion(tracker, name, echo)
     for alias in (CHAMPION, CANDIDATE):
         mv = alias_version(tracker.client, name, alias)
         if mv is not None:
-            return load_version(tracker.client, tracker.uri, name, mv, alias)
+            return load_version(tracker.client, tracker.uri, name, mv, alias), restored
     raise RetrainInputError(
         f"registered model {name!r} has no '{CHAMPION}' or '{CANDIDATE}' alias in {tracker.uri}; run "
         "`regsweep sweep` with the same config first (it registers the candidate)."
     )
+
+
+def _restored_champion(tracker: Tracker, name: str, echo: Callable[[str], None]) -> int | None:
+    """Set the champion alias again, when it was deleted, on the champion the latest retrain recorded; its
+    version (None: no retrain recorded one, or that version is gone).
+
+    Without it a retrain started from the candidate: on data a retrain had settled against the candidate it said
+    "up to date" with a reason that never happened and a champion no alias named, run after run; on other data
+    it ran a contest against the candidate as if no retrain had ever run (the retrain probe, its review)."""
+    recorded = recorded_champion(tracker.client, name)
+    if recorded is None:
+        return None
+    champion, latest = recorded
+    set_alias(tracker.client, name, CHAMPION, champion)
+    echo(f"Note: {name} had no '{CHAMPION}' alias (deleted since); set again on v{champion}, the champion its latest "
+         f"retrain (v{latest}) recorded. To start over from another version, set the alias on it instead.")
+    return champion
 
 
 # ---------------------------------------------------------------- challenger
@@ -281,7 +303,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     tracker.ensure_experiment()
     name = cfg.tracking.registered_model
     with retrain_lock(cfg) as lock, terminate_as_interrupt():
-        base = _starting_model(tracker, name)
+        base, restored = _starting_model(tracker, name, echo)
         _check_target(base, plan.target, name)
         theirs = base.model.encoding.columns if base.model.encoding is not None else base.model.feature_names
         if theirs is not None and tuple(theirs) != plan.raw_features:
@@ -290,6 +312,7 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
         _check_comparable(base, cfg, plan)
         echo(f"Retrain {name}: starting from v{base.version} (alias {base.alias}), mode {cfg.retrain.mode}; {lock}")
         summary = _retrain_on_cluster(cfg, plan, tracker, base, echo)
+    summary["champion_restored"] = restored
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     if summary["action"] != "up_to_date":
         echo(f"{summary['action'].upper()}: challenger v{summary['challenger_version']} held-out "
@@ -311,8 +334,6 @@ def _retrain_on_cluster(cfg: SweepConfig, plan: DataPlan, tracker: Tracker, base
         fingerprint = data_fingerprint(plan, fps, cfg.retrain.holdout.time_column)
         done = versions_with_fingerprint(tracker.client, name, fingerprint)
         settled = [mv for mv in done if _settles(mv, base)]
-        if settled and base.alias != CHAMPION:  # a contest was settled, and its champion alias deleted since
-            return _champion_restored(tracker, name, fingerprint, settled[-1], base, echo)
         if settled:
             echo(f"Up to date: {name} v{settled[-1].version} was trained on data {fingerprint}; nothing to do.")
             return _up_to_date(tracker, name, fingerprint, settled[-1], base)
@@ -617,15 +638,26 @@ def _holdout_rule(cfg: SweepConfig) -> str:
 
 
 def _holdout_changed(base: RegisteredVersion, cfg: SweepConfig) -> str | None:
-    """How the hold-out rule changed since ``base`` was trained by a retrain under another one (None: the same, or
-    not recorded). Under another rule today's held-out rows may be rows ``base`` was trained on: with another
-    ``retrain.holdout.seed`` 851 of 1,155 were (the retrain probe), and such a contest kept it silently."""
+    """How the hold-out rule changed since ``base`` was trained by a retrain, where the change can put rows
+    ``base`` was trained on among today's held-out ones (None: it cannot, or no rule was recorded). With another
+    ``retrain.holdout.seed`` 851 of 1,155 held-out rows were its training rows (the retrain probe), and such a
+    contest kept it silently. What cannot: a lower fraction (a row is held out when its hash is below it, or when
+    it lies in the newest share of the time span: fewer of the same rows), the seed beside a time column (unused),
+    a setting the recorded rule predates (its default then)."""
+    from .config import HoldoutConfig
+
     then = base.tags.get(f"{TAG}holdout")
-    now = _holdout_rule(cfg)
-    if then is None or then == now:
+    if then is None:
         return None
-    old, new = json.loads(then), json.loads(now)
-    return ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in sorted(new) if old.get(k) != new.get(k))
+    old, new = HoldoutConfig.model_validate(json.loads(then)), cfg.retrain.holdout
+    changed = []
+    if old.time_column != new.time_column:
+        changed.append(f"time_column {old.time_column!r} → {new.time_column!r}")
+    elif new.time_column is None and old.seed != new.seed:
+        changed.append(f"seed {old.seed} → {new.seed}")
+    if new.fraction > old.fraction:
+        changed.append(f"fraction {old.fraction:g} → {new.fraction:g}")
+    return ", ".join(changed) or None
 
 
 def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin: float,
@@ -635,6 +667,8 @@ def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin
     on ``n_heldout`` rows: a champion is not replaced on fewer than :data:`MIN_HELDOUT_ROWS`. A champion trained
     under another hold-out rule (``holdout_changed``) may have seen today's held-out rows: as a first retrain's
     candidate, which saw all of its sweep's rows, it meets no contest."""
+    if not math.isfinite(challenger):
+        return "kept", "the challenger's held-out error is not finite"
     if base.alias == CHAMPION and holdout_changed:
         return "promoted", (f"retrain.holdout changed since v{base.version} was trained ({holdout_changed}): its "
                             f"training rows may hold today's held-out ones, so the challenger becomes champion "
@@ -652,8 +686,6 @@ def _decide(base: RegisteredVersion, incumbent: float, challenger: float, margin
                        "if its sweep never saw these rows (they arrived since), it is the better model: set the alias "
                        f"'champion' on v{base.version} in MLflow to keep it instead")
         return "promoted", reason
-    if not math.isfinite(challenger):
-        return "kept", "the challenger's held-out error is not finite"
     bar = (1.0 - margin) * incumbent
     if challenger < bar:
         return "promoted", (f"challenger {label} {challenger:.6g} < (1 − {margin:g}) × incumbent {label} "
@@ -756,25 +788,6 @@ def _settles(mv: Any, base: RegisteredVersion) -> bool:
     hold."""
     return int(mv.version) == base.version \
         or _recorded_number(mv, "incumbent_version", "champion_version", kind=int) == base.version
-
-
-def _champion_restored(tracker: Tracker, name: str, fingerprint: str, mv: Any, base: RegisteredVersion,
-                       echo: Callable[[str], None]) -> dict[str, Any]:
-    """Today's data settled a contest (:func:`_settles`: version ``mv`` met ``base``), but the model has no
-    champion alias any more (deleted by hand): the retrain started from the candidate, and reported that contest
-    as up to date with a champion no alias named, run after run (the retrain probe). The winner recorded on
-    ``mv`` gets the alias again, and the summary says so."""
-    promoted = _recorded(mv, "decision") == "promoted"
-    winner = int(mv.version) if promoted else base.version
-    set_alias(tracker.client, name, CHAMPION, winner)
-    out = _up_to_date(tracker, name, fingerprint, mv, base)
-    out["champion_version"] = winner
-    out["champion_score"] = out["challenger_score"] if promoted else out["incumbent_score"]
-    out["reason"] = (f"the {CHAMPION!r} alias was missing (deleted since); set again to v{winner}, the winner of "
-                     f"this data's contest (v{mv.version} against v{base.version}, decision: "
-                     f"{_recorded(mv, 'decision')})")
-    echo(f"Champion restored: {name} {out['reason']}.")
-    return out
 
 
 def _up_to_date(tracker: Tracker, name: str, fingerprint: str, mv: Any, base: RegisteredVersion) -> dict[str, Any]:

@@ -97,8 +97,8 @@ def _write(d, case):  # -> list of --set overrides
         return ["data.source=DATA/nope.csv", "data.target=y"]
     if case.startswith("time-column-dates"):
         dated = df.assign(day=pd.date_range("2024-01-01", periods=len(df)))
-        if case.endswith("csv"):
-            dated.to_csv(d / "d.csv", index=False)
+        if case.endswith("csv"):  # its header name written with a blank after it (' day'), as some exports do
+            dated.rename(columns={"day": "day "}).to_csv(d / "d.csv", index=False)
         else:
             dated.to_parquet(d / "d.parquet")
         return [f"data.source=DATA/d.{case.rsplit('-', 1)[1]}", "data.target=y", "data.exclude=[day]",
@@ -178,7 +178,8 @@ METADATA_CASES = {
     "missing-path": ["nope.csv", "does not exist"],
     # the features' fixes (data.categorical, data.exclude) do not apply to an offset (the fifth probe's insurance)
     # left out of the features as their date error advises, then named for the hold-out (the retrain probe)
-    "time-column-dates-csv": ["retrain.holdout.time_column 'day' holds text (e.g. '2024-01-01' at row 0)",
+    "time-column-dates-csv": ["retrain.holdout.time_column 'day' holds text (e.g. '2024-01-01' at row 0, counted "
+                              "from 0, header excluded)",
                               "must hold numbers that grow with time", "days since a date"],
     "time-column-dates-parquet": ["retrain.holdout.time_column 'day' holds values of type timestamp",
                                   "must hold numbers that grow with time"],

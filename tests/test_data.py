@@ -1008,3 +1008,17 @@ def test_a_row_with_an_extra_field_is_one_error_without_pandas_warning_first(tmp
         warnings.simplefilter("always")
         _read_frame(plan, plan.blocks[1])
     assert [str(w.message) for w in seen] == []
+
+
+def test_lines_ending_in_blank_fields_are_read_as_before(tmp_path):
+    """A line ending ',,' (blank fields past the header's, as some exports write) is the same row: pandas warns and
+    reads it; the warning turned into the field count's error must not refuse it (the review)."""
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(rng.normal(size=(1200, 4)), columns=["a", "b", "c", "y"])
+    lines = df.to_csv(index=False).splitlines()
+    for row in range(1024, 1200):
+        lines[row + 1] += ",,"
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", block_rows=1024))
+    frame = _read_frame(plan, plan.blocks[1])
+    np.testing.assert_allclose(frame[["a", "b", "c", "y"]].to_numpy(), df.iloc[1024:].to_numpy(), rtol=1e-15)

@@ -235,28 +235,32 @@ def test_retrain_sequence(world, monkeypatch):
                                                               str(s4["champion_version"]))  # as the tests after expect
 
 
-def test_a_deleted_champion_alias_is_set_again_to_the_winner_of_the_settled_contest(world):
-    """The champion alias deleted by hand after a retrain promoted its challenger over the candidate: the next
-    retrain started from the candidate and said 'up to date' with a champion no alias named, run after run (the
-    retrain probe); now it sets the alias again to the recorded winner, and the run after is up to date."""
+def test_a_deleted_champion_alias_is_set_again_on_the_champion_the_latest_retrain_recorded(world, monkeypatch):
+    """The champion alias deleted by hand: the next retrain started from the candidate and, on data a retrain had
+    settled, said 'up to date' with a champion no alias named, run after run (the retrain probe); on other data
+    it met the candidate as if no retrain had run (its review). Now the alias is set again on the champion the
+    latest retrain recorded, with a note, and the retrain goes on from it."""
     from mlflow import MlflowClient
 
     names = ["tracking.registered_model=rt-deleted", "search.study_name=rt-deleted", "search.n_trials=4"]
-    sweep = execute_sweep(load_config(None, [*world["overrides"], *names]), echo=lambda s: None, progress=False)
+    execute_sweep(load_config(None, [*world["overrides"], *names]), echo=lambda s: None, progress=False)
     s1, cfg = _retrain(world, *names)
-    assert s1["action"] == "promoted" and s1["incumbent_version"] == sweep["model_version"]
-    MlflowClient(cfg.tracking.uri).delete_registered_model_alias(cfg.tracking.registered_model, "champion")
+    assert s1["action"] == "promoted" and s1["champion_restored"] is None
+    client = MlflowClient(cfg.tracking.uri)
+    client.delete_registered_model_alias(cfg.tracking.registered_model, "champion")
     said: list[str] = []
-    s2 = run_retrain(cfg, echo=said.append)
-    assert s2["action"] == "up_to_date" and s2["champion_version"] == s1["challenger_version"] == _alias(cfg,
-                                                                                                          "champion")
-    assert s2["champion_score"] == s1["challenger_score"]
-    assert s2["reason"].startswith(f"the 'champion' alias was missing (deleted since); set again to "
-                                   f"v{s1['challenger_version']}, the winner of this data's contest")
-    assert any(line.startswith("Champion restored: rt-deleted") for line in said), said
-    s3, _ = _retrain(world, *names)
-    assert s3["action"] == "up_to_date" and s3["champion_version"] == s1["challenger_version"]
-    assert "was missing" not in s3["reason"]
+    s2 = run_retrain(cfg, echo=said.append)  # the same data: settled by s1's contest
+    assert s2["champion_restored"] == s1["challenger_version"] == _alias(cfg, "champion")
+    assert s2["action"] == "up_to_date" and s2["champion_version"] == s1["challenger_version"]
+    assert "moved back" not in s2["reason"]
+    assert any(line.startswith(f"Note: rt-deleted had no 'champion' alias (deleted since); set again on "
+                               f"v{s1['challenger_version']}") for line in said), said
+    # another retrain on other data, the alias deleted again: its contest is against the restored champion
+    monkeypatch.setattr("pipeline.retrain.data_fingerprint", lambda *a, **k: "other-data")
+    client.delete_registered_model_alias(cfg.tracking.registered_model, "champion")
+    s3 = run_retrain(cfg, echo=lambda s: None)
+    assert s3["champion_restored"] == s1["challenger_version"] == s3["incumbent_version"]
+    assert s3["previous_alias"] == "champion" and "no champion yet" not in s3["reason"]
 
 
 def test_a_champion_trained_under_another_hold_out_rule_meets_no_contest(tmp_path, monkeypatch):
@@ -567,6 +571,36 @@ def test_a_champion_is_not_replaced_on_a_hold_out_of_a_few_rows():
     assert "raise retrain.holdout.fraction" in reason
     assert _decide(RegisteredVersion(1, "candidate", model, {}), 2.0, 3.0, 0.01, "MSE", 3)[0] == "promoted"
     assert isinstance(model, FittedModel)
+
+
+def test_only_a_hold_out_change_that_can_hold_out_training_rows_skips_the_contest():
+    """Another seed (no time column), another time column, a larger fraction: rows the champion trained on may be
+    held out now. A smaller fraction (a subset of the same rows), the seed beside a time column (unused), a rule
+    recorded before a setting existed (its default): they cannot, and the contest stays. A challenger whose
+    error is not finite never becomes champion (the review: the no-contest rule came first)."""
+    from pipeline import fit
+    from pipeline.config import load_config
+    from pipeline.retrain import _decide, _holdout_changed
+    from pipeline.tracking.registry import RegisteredVersion
+
+    model = fit(np.eye(3), np.arange(3.0), lambda1=0.1)
+
+    def changed(then: dict, *now: str):
+        version = RegisteredVersion(4, "champion", model, {"regsweep.holdout": json.dumps(then)})
+        return _holdout_changed(version, load_config(None, list(now)))
+
+    rows = {"fraction": 0.2, "seed": 0, "time_column": None}
+    assert changed(rows, "retrain.holdout.seed=1") == "seed 0 → 1"
+    assert changed(rows, "retrain.holdout.fraction=0.3") == "fraction 0.2 → 0.3"
+    assert changed(rows, "retrain.holdout.time_column=t") == "time_column None → 't'"
+    assert changed(rows, "retrain.holdout.fraction=0.1") is None
+    assert changed({**rows, "time_column": "t"}, "retrain.holdout.time_column=t", "retrain.holdout.seed=5") is None
+    assert changed({"fraction": 0.2}) is None  # recorded before seed and time_column: their defaults
+    assert _holdout_changed(RegisteredVersion(4, "champion", model, {}), load_config(None, [])) is None
+    champion = RegisteredVersion(4, "champion", model, {})
+    assert _decide(champion, 1.0, float("nan"), 0.01, "MSE", 100, "seed 0 → 1")[0] == "kept"
+    action, reason = _decide(champion, 1.0, 2.0, 0.01, "MSE", 100, "seed 0 → 1")
+    assert action == "promoted" and reason.startswith("retrain.holdout changed since v4 was trained (seed 0 → 1)")
 
 
 def test_a_first_retrain_does_not_claim_the_candidate_saw_the_hold_out_and_says_when_it_scores_better():

@@ -17,8 +17,8 @@ from .models import _alias_version
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["TAG", "RegisteredVersion", "alias_version", "load_version", "set_alias", "tag_version",
-           "versions_with_fingerprint"]
+__all__ = ["TAG", "RegisteredVersion", "alias_version", "load_version", "recorded_champion", "set_alias",
+           "tag_version", "versions_with_fingerprint"]
 
 TAG = "regsweep."
 TARGET_TAG = f"{TAG}target"  # a version's target column: retrain refuses another one
@@ -65,6 +65,24 @@ def versions_with_fingerprint(client: MlflowClient, name: str, fingerprint: str)
     found = client.search_model_versions(flt)
     return sorted((mv for mv in found if (mv.tags or {}).get(f"{TAG}kind") == "retrain"
                    and f"{TAG}decision" in (mv.tags or {})), key=lambda mv: int(mv.version))
+
+
+def recorded_champion(client: MlflowClient, name: str) -> tuple[int, int] | None:
+    """The champion the latest retrain of ``name`` recorded (``regsweep.champion_version``) and that retrain's
+    version; None if no retrain recorded one, or that version no longer exists."""
+    from mlflow.exceptions import MlflowException
+
+    found = [mv for mv in client.search_model_versions(f"name = '{name}'")
+             if (mv.tags or {}).get(f"{TAG}kind") == "retrain" and f"{TAG}champion_version" in (mv.tags or {})]
+    if not found:
+        return None
+    latest = max(found, key=lambda mv: int(mv.version))
+    champion = int(latest.tags[f"{TAG}champion_version"])
+    try:
+        client.get_model_version(name, str(champion))
+    except MlflowException:  # deleted as well
+        return None
+    return champion, int(latest.version)
 
 
 def set_alias(client: MlflowClient, name: str, alias: str, version: int) -> None:
