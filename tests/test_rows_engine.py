@@ -14,6 +14,7 @@ import dataclasses
 import warnings
 
 import numpy as np
+import pandas as pd
 import optuna
 import pytest
 import scipy.sparse as sp
@@ -615,3 +616,21 @@ def test_a_note_says_when_rows_left_out_make_auto_gram_choice_a_wide_problem(tmp
     requested = load_config(None, [f"data.source={tmp_path / 'X.npy'}", f"data.target={tmp_path / 'y.npy'}",
                                    "model.engine=gram"])
     assert _engine_after_drops(requested, gram, plan, {"n_rows": 50, "rows_dropped": 70}) == []  # the user's choice
+
+
+def test_a_third_class_past_the_first_rows_is_named_with_its_row(tmp_path):
+    """The plan checks the first rows' classes (and names the row there); a third label further down was named
+    without one (the retrain probe): the rows engine now says where the rarest label first is, in the file's rows
+    (rows without a target before it left out)."""
+    rng = np.random.default_rng(3)
+    n = 1500
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                       "y": np.where(rng.random(n) < 0.4, "yes", "no").astype(object)})
+    df.loc[100:109, "y"] = None
+    df.loc[1300, "y"] = "maybe"
+    df.to_csv(tmp_path / "d.csv", index=False)
+    plan = plan_data(DataConfig(source=str(tmp_path / "d.csv"), target="y", block_rows=512, missing="drop"),
+                     FoldsConfig(), family="binomial")
+    with pytest.raises(DataError, match=r"has 3 \('maybe', 'no', 'yes'\).* The rarest, 'maybe' \(1 row\), is first "
+                                        r"at row 1300 \(counted from 0, header excluded\)\.$"):
+        load_rows(plan, 5, 0)

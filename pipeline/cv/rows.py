@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +191,38 @@ class _Loader:
         return X if self.filled == self.plan.n_rows else np.asfortranarray(X)  # rows dropped: one copy
 
 
+def _family_target(plan: DataPlan, y: np.ndarray, placed: Sequence[tuple[int, int, np.ndarray | None]]
+                   ) -> tuple[np.ndarray, BinaryLabels | None]:
+    """:func:`~pipeline.targets.family_target` of every row's target; a binomial target's error says where its
+    rarest label first is (:func:`_rarest_label`)."""
+    try:
+        return family_target(plan.family, y, y.shape[0], plan.positive_class, name=f"data.target {plan.target!r}")
+    except DataError as e:
+        raise DataError(f"{e}{_rarest_label(plan.family, y, placed)}") from None
+
+
+def _rarest_label(family: str, y: np.ndarray, placed: Sequence[tuple[int, int, np.ndarray | None]]) -> str:
+    """Where a binomial target's rarest label first is, when it has more than two (else ""): a third class found
+    past the first rows was named without a row, where the same label in the first rows is named with one."""
+    keys = y.astype(str) if y.dtype.kind in "OUS" else y
+    if family != "binomial" or y.size == 0:
+        return ""
+    values, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    if values.size <= 2:
+        return ""
+    rarest = int(np.argmin(counts))
+    position = int(first[rarest])
+    for start, n_rows, kept in placed:  # the kept rows' position → the source's row
+        m = n_rows if kept is None else int(np.count_nonzero(kept))
+        if position < m:
+            row = start + (position if kept is None else int(np.flatnonzero(kept)[position]))
+            many = f"{counts[rarest]} row{'s' if counts[rarest] != 1 else ''}"
+            return (f" The rarest, {values[rarest].item()!r} ({many}), is first at row {row} (counted from 0, header "
+                    "excluded).")
+        position -= m
+    return ""
+
+
 def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None = None) -> RowData:
     """Every row of the source with its fold id (runs on a worker; checks each row as the data pass does).
 
@@ -208,10 +241,12 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
     ys, ws, gs, folds, held, times, integer, dropped = [], [], [], [], [], [], None, np.zeros(4, dtype=np.int64)
     offsets: list[np.ndarray] = []
     labels: list[np.ndarray] = []
+    placed: list[tuple[int, int, np.ndarray | None]] = []  # each piece's first row, rows and kept mask
     for spec in plan.blocks:
         numbered = spec.start_row  # the block's kept rows are numbered on from its first row, across its pieces
         for chunk in _chunks(plan, spec):
             block = load_block(source, chunk, sparse=plan.sparse)
+            placed.append((chunk.start_row, chunk.n_rows, block.kept))
             kept = block.kept if block.kept is not None else slice(None)
             loader.add(np.delete(block.X, at, axis=1) if tc else block.X)
             ys.append(block.y)
@@ -240,7 +275,7 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
         y = np.concatenate(labels)
     elif plan.target_bool and not np.isnan(y).any():  # true/false values read as 1/0: the classes False and True
         y = y == 1.0
-    y, classes = family_target(plan.family, y, y.shape[0], plan.positive_class, name=f"data.target {plan.target!r}")
+    y, classes = _family_target(plan, y, placed)
     if plan.family == "poisson" and not np.any((y > 0) & (w > 0)):
         raise DataError(f"data.target {plan.target!r}: every count is 0, so the Poisson model has no finite intercept; "
                         "check the target column.")
