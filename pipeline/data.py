@@ -1776,15 +1776,12 @@ def _check_time_values(plan: DataPlan, tc: str) -> None:
         kind = pq.ParquetFile(plan.blocks[0].path).schema_arrow.field(tc).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
             said = f"values of type {kind}"
-    elif plan.kind == "csv":
-        import pandas as pd
-
-        options = {k: v for k, v in _csv_options(plan).items() if k != "dtype"}
-        column = pd.read_csv(plan.blocks[0].path, header=None, skiprows=1, names=list(plan.columns), usecols=[tc],
-                             nrows=HEAD_ROWS, **options)[tc]  # the plan's names (a header's ' t' is 't' there)
-        text = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
-        if len(text):
-            said = f"text (e.g. {text.iloc[0]!r} at row {int(text.index[0])}, counted from 0, header excluded)"
+    elif plan.kind == "csv":  # the csv module, as the plan's other head checks (no pandas before the cluster)
+        missing, values = csv_head_values(plan.blocks[0].path, list(plan.columns), [tc], HEAD_ROWS,
+                                          na_markers(plan.na_values), plan.delimiter, plan.decimal, numbers=[tc])[tc]
+        text = np.flatnonzero(~missing & np.isnan(values))
+        if text.size:
+            said = f"text or dates (first at row {int(text[0])}, counted from 0, header excluded)"
     if said is not None:
         raise RetrainInputError(f"retrain.holdout.time_column {tc!r} holds {said}; it must hold numbers that grow "
                                 "with time: add a column of them (e.g. days since a date: pandas "

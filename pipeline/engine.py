@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from .errors import ConfigError
 
 __all__ = ["ENGINES", "EngineChoice", "choose_engine", "available_memory", "check_block_memory", "human_bytes",
-           "killed_in_pass", "merge_fan_in", "worker_room"]
+           "killed_in_pass", "merge_fan_in", "smallest_training_rows", "worker_room"]
 
 ENGINES = ("auto", "gram", "rows")
 _GRAM_SHARE = 4  # the fold Grams may take a quarter of the memory
@@ -57,6 +57,12 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
+
+
+def smallest_training_rows(n_rows: int, k: int) -> int:
+    """The training rows of the smallest fold's complement, ``n − ⌈n/K⌉`` (row k-fold deals each run of K rows to
+    the K folds): the ``n`` that ``p > n`` is judged against."""
+    return n_rows - -(-n_rows // k)
 
 
 def worker_room(memory_limit: int) -> int:

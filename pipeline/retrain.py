@@ -150,32 +150,31 @@ def _check_store_exists(cfg: SweepConfig) -> None:
         )
 
 
-def _starting_model(tracker: Tracker, name: str, echo: Callable[[str], None]) -> tuple[RegisteredVersion, int | None]:
-    """The champion, else the candidate; and the version a deleted champion alias was set on again, if one was
-    (:func:`_restored_champion`)."""
-    restored = None
+def _starting_model(tracker: Tracker, name: str) -> tuple[RegisteredVersion, tuple[int, int] | None]:
+    """The champion, else the candidate; and, when the champion alias was deleted by hand, the champion the
+    latest retrain recorded and that retrain's version (the start then, given back its alias by
+    :func:`_restore_champion` once the data are checked).
+
+    Without it a retrain started from the candidate: on data a retrain had settled against the candidate it said
+    "up to date" with a reason that never happened and a champion no alias named, run after run; on other data
+    it ran a contest against the candidate as if no retrain had ever run (the retrain probe, its review)."""
     if alias_version(tracker.client, name, CHAMPION) is None:
-        restored = _restored_champion(tracker, name, echo)
+        recorded = recorded_champion(tracker.client, name)
+        if recorded is not None:
+            mv = tracker.client.get_model_version(name, str(recorded[0]))
+            return load_version(tracker.client, tracker.uri, name, mv, CHAMPION), recorded
     for alias in (CHAMPION, CANDIDATE):
         mv = alias_version(tracker.client, name, alias)
         if mv is not None:
-            return load_version(tracker.client, tracker.uri, name, mv, alias), restored
+            return load_version(tracker.client, tracker.uri, name, mv, alias), None
     raise RetrainInputError(
         f"registered model {name!r} has no '{CHAMPION}' or '{CANDIDATE}' alias in {tracker.uri}; run "
         "`regsweep sweep` with the same config first (it registers the candidate)."
     )
 
 
-def _restored_champion(tracker: Tracker, name: str, echo: Callable[[str], None]) -> int | None:
-    """Set the champion alias again, when it was deleted, on the champion the latest retrain recorded; its
-    version (None: no retrain recorded one, or that version is gone).
-
-    Without it a retrain started from the candidate: on data a retrain had settled against the candidate it said
-    "up to date" with a reason that never happened and a champion no alias named, run after run; on other data
-    it ran a contest against the candidate as if no retrain had ever run (the retrain probe, its review)."""
-    recorded = recorded_champion(tracker.client, name)
-    if recorded is None:
-        return None
+def _restore_champion(tracker: Tracker, name: str, recorded: tuple[int, int], echo: Callable[[str], None]) -> int:
+    """Give the champion alias back to the recorded champion (:func:`_starting_model`); its version."""
     champion, latest = recorded
     set_alias(tracker.client, name, CHAMPION, champion)
     echo(f"Note: {name} had no '{CHAMPION}' alias (deleted since); set again on v{champion}, the champion its latest "
@@ -303,13 +302,14 @@ def run_retrain(cfg: SweepConfig, *, echo: Callable[[str], None] = print) -> dic
     tracker.ensure_experiment()
     name = cfg.tracking.registered_model
     with retrain_lock(cfg) as lock, terminate_as_interrupt():
-        base, restored = _starting_model(tracker, name, echo)
+        base, recorded = _starting_model(tracker, name)
         _check_target(base, plan.target, name)
         theirs = base.model.encoding.columns if base.model.encoding is not None else base.model.feature_names
         if theirs is not None and tuple(theirs) != plan.raw_features:
             raise RetrainInputError(_features_differ(list(theirs), list(plan.raw_features), f"{name} v{base.version}",
                                                      cfg.retrain.holdout.time_column))
         _check_comparable(base, cfg, plan)
+        restored = _restore_champion(tracker, name, recorded, echo) if recorded is not None else None
         echo(f"Retrain {name}: starting from v{base.version} (alias {base.alias}), mode {cfg.retrain.mode}; {lock}")
         summary = _retrain_on_cluster(cfg, plan, tracker, base, echo)
     summary["champion_restored"] = restored

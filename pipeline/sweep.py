@@ -48,7 +48,7 @@ from .cv.placement import Placement
 from .data import DataPlan, check_fold_count, plan_data, without_time_column
 from .encoding import describe as describe_encoding
 from .encoding import encoding_summary
-from .engine import EngineChoice
+from .engine import EngineChoice, smallest_training_rows
 from .errors import DataError, TrackingError
 from .feature_controls import (check_control_names, check_controls_early, check_unpenalized_rows, controls_summary,
                                describe_controls, sweep_controls)
@@ -511,13 +511,11 @@ def _engine_after_drops(cfg: SweepConfig, engine: EngineChoice, plan: DataPlan, 
     """A note when ``model.engine: auto`` chose Grams for the planned rows and the rows left out (a missing target,
     ``data.missing: drop``) leave a fold fewer training rows than features: the rows engine's case, which the
     choice, made before the rows were read, could not see."""
-    k, used = cfg.folds.k, int(meta["n_rows"])
-    n_train = used - -(-used // k)
-    if cfg.model.engine != "auto" or engine.name != "gram" or not meta["rows_dropped"] \
-            or plan.n_statistics_columns <= n_train:
-        return []
+    n_train = smallest_training_rows(int(meta["n_rows"]), cfg.folds.k)
+    if cfg.model.engine != "auto" or engine.name != "gram" or not meta["rows_dropped"] or plan.n_features <= n_train:
+        return []  # (p ≤ n as choose_engine judges it, on the rows used)
     return [f"model.engine: auto chose gram for the {plan.n_rows:,} rows planned; with {meta['rows_dropped']:,} left "
-            f"out a fold trains on about {n_train:,} rows, fewer than the {plan.n_statistics_columns:,} features: "
+            f"out a fold trains on about {n_train:,} rows, fewer than the {plan.n_features:,} features: "
             "model.engine: rows suits such wide data (set it to have it)."]
 
 

@@ -178,7 +178,7 @@ METADATA_CASES = {
     "missing-path": ["nope.csv", "does not exist"],
     # the features' fixes (data.categorical, data.exclude) do not apply to an offset (the fifth probe's insurance)
     # left out of the features as their date error advises, then named for the hold-out (the retrain probe)
-    "time-column-dates-csv": ["retrain.holdout.time_column 'day' holds text (e.g. '2024-01-01' at row 0, counted "
+    "time-column-dates-csv": ["retrain.holdout.time_column 'day' holds text or dates (first at row 0, counted "
                               "from 0, header excluded)",
                               "must hold numbers that grow with time", "days since a date"],
     "time-column-dates-parquet": ["retrain.holdout.time_column 'day' holds values of type timestamp",

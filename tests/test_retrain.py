@@ -242,12 +242,18 @@ def test_a_deleted_champion_alias_is_set_again_on_the_champion_the_latest_retrai
     latest retrain recorded, with a note, and the retrain goes on from it."""
     from mlflow import MlflowClient
 
+    from pipeline.errors import RetrainInputError
+
     names = ["tracking.registered_model=rt-deleted", "search.study_name=rt-deleted", "search.n_trials=4"]
     execute_sweep(load_config(None, [*world["overrides"], *names]), echo=lambda s: None, progress=False)
     s1, cfg = _retrain(world, *names)
     assert s1["action"] == "promoted" and s1["champion_restored"] is None
     client = MlflowClient(cfg.tracking.uri)
     client.delete_registered_model_alias(cfg.tracking.registered_model, "champion")
+    # refused before anything starts: the registry is left as it is
+    with pytest.raises(RetrainInputError, match="predicts .y., but data.target is .x0."):
+        _retrain(world, *names, "data.target=x0", "data.exclude=[y]")
+    assert "champion" not in client.get_registered_model(cfg.tracking.registered_model).aliases
     said: list[str] = []
     s2 = run_retrain(cfg, echo=said.append)  # the same data: settled by s1's contest
     assert s2["champion_restored"] == s1["challenger_version"] == _alias(cfg, "champion")

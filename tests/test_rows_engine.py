@@ -634,3 +634,19 @@ def test_a_third_class_past_the_first_rows_is_named_with_its_row(tmp_path):
     with pytest.raises(DataError, match=r"has 3 \('maybe', 'no', 'yes'\).* The rarest, 'maybe' \(1 row\), is first "
                                         r"at row 1300 \(counted from 0, header excluded\)\.$"):
         load_rows(plan, 5, 0)
+
+
+def test_the_empty_fold_error_names_the_rows_left_out_and_bigger_blocks():
+    """With few kept rows per block a fold can still stay empty (each block deals its own kept rows): the error
+    says rows were left out and that larger blocks help, which it does not say when none were."""
+    from pipeline.sweep import _check_folds
+
+    cfg = load_config(None, ["folds.k=5"])
+    meta = {"rows_dropped": 45, "n_rows": 5, "n_groups": None, "fold_weight": [2.0, 0.0, 1.0, 1.0, 1.0],
+            "constant_target": None}
+    with pytest.raises(DataError, match=r"folds \[1\] received no rows \(or zero total weight\) out of 5 rows \(45 "
+                                        r"more rows were left out for missing values, .*\); lower folds.k or change "
+                                        r"folds.seed, or read larger blocks \(data.block_rows"):
+        _check_folds(meta, cfg)
+    with pytest.raises(DataError, match=r"out of 5 rows; lower folds.k or change folds.seed\.$"):
+        _check_folds({**meta, "rows_dropped": 0}, cfg)

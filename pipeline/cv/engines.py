@@ -17,7 +17,6 @@ memory it needs is :func:`worker_memory`.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from ..data import DataPlan
 from ..encoding import Encoding
 from ..folds import units_cap
 from ..engine import (EngineChoice, available_memory, check_block_memory, choose_engine, human_bytes, killed_in_pass,
-                      merge_fan_in, worker_room)
+                      merge_fan_in, smallest_training_rows, worker_room)
 from ..errors import SweepError
 from ..model import FittedModel
 from ..solvers.controls import FeatureControls
@@ -176,7 +175,8 @@ def _choose(requested: str, plan: DataPlan, k: int, *, memory: int, limited: boo
     """:func:`~pipeline.engine.choose_engine` on ``memory``: a worker's limit (``limited``: what it leaves for data,
     and the rows engine's copy of every row weighed against it), or memory without a limit."""
     n = int(plan.n_rows * (1.0 - heldout_fraction))
-    return choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features, n_train=n - math.ceil(n / k),
+    return choose_engine(requested, sparse=plan.sparse, n_features=plan.n_features,
+                         n_train=smallest_training_rows(n, k),
                          k=k, memory=worker_room(memory) if limited else memory,
                          memory_name=(f"what a worker's limit of {human_bytes(memory)} leaves for data" if limited
                                       else "the available memory"),

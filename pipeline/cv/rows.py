@@ -204,9 +204,9 @@ def _family_target(plan: DataPlan, y: np.ndarray, placed: Sequence[tuple[int, in
 def _rarest_label(family: str, y: np.ndarray, placed: Sequence[tuple[int, int, np.ndarray | None]]) -> str:
     """Where a binomial target's rarest label first is, when it has more than two (else ""): a third class found
     past the first rows was named without a row, where the same label in the first rows is named with one."""
-    keys = y.astype(str) if y.dtype.kind in "OUS" else y
     if family != "binomial" or y.size == 0:
         return ""
+    keys = y.astype(str) if y.dtype.kind in "OUS" else y
     values, first, counts = np.unique(keys, return_index=True, return_counts=True)
     if values.size <= 2:
         return ""
