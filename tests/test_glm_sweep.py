@@ -541,7 +541,7 @@ def test_a_true_false_target_has_the_classes_false_and_true(tmp_path, suffix):
     True, as ``pipeline.fit`` names a boolean array's; ``positive_class`` 1, true and ``"True"`` all name True,
     and a champion registered as predicting class 1 is the same class for ``regsweep retrain``."""
     from pipeline import fit
-    from pipeline.cv.rows import load_rows
+    from pipeline.cv.rows import in_source_order, load_rows
     from pipeline.targets import BinaryLabels, same_label
 
     frame = _bc_frame().iloc[:, [0, 1, 2, -1]]
@@ -561,10 +561,55 @@ def test_a_true_false_target_has_the_classes_false_and_true(tmp_path, suffix):
         data = DataConfig(source=str(path), target=target, positive_class=given)
         rows = load_rows(plan_data(data, family="binomial"), 5, 0)
         assert rows.labels == BinaryLabels(negative=not positive, positive=positive), given
-        np.testing.assert_array_equal(rows.y, malignant == positive)
+        np.testing.assert_array_equal(in_source_order(rows, rows.y), malignant == positive)  # (held by fold)
     model = fit(frame.drop(columns="malignant"), malignant, family="binomial", lambda1=0.01)
     assert (model.positive_class, model.prediction_name) == (True, "probability_True")
     assert same_label(True, 1) and same_label(1, True) and not same_label(True, 0) and not same_label("yes", 1)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_binomial_and_poisson_rows_are_held_ordered_by_fold(tmp_path, family):
+    """A worker holds binomial and Poisson rows ordered by fold (each fold's held-out rows together, which the
+    passes of its fits skip): every column, the target, the weights and the offset moved with their rows, the
+    folds those of the rows as loaded, and the rows' digest (a resumed study's data check) that of the rows as
+    loaded, so a study resumed across the change finds its data unchanged."""
+    import dataclasses
+
+    from pipeline.cv.row_models import _fingerprint
+    from pipeline.cv.rows import HELD_OUT, in_source_order, load_rows
+    from pipeline.config import HoldoutConfig
+
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    frame["w"] = rng.uniform(0.5, 2.0, 300)
+    frame["exposure"] = rng.uniform(0.5, 2.0, 300)
+    frame["y"] = rng.poisson(2.0, 300) if family == "poisson" else rng.integers(0, 2, 300)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    extra = ["data.exposure=exposure"] if family == "poisson" else []
+    cfg = load_config(None, [f"data.source={tmp_path}/d.csv", "data.target=y", "data.features=[a,b,c]",
+                             "data.weight=w", f"model.family={family}", *extra])
+    plan = plan_data(cfg.data, cfg.folds, family)
+    for holdout in (None, HoldoutConfig(fraction=0.2, seed=1)):
+        rows = load_rows(plan, 5, 3, holdout)
+        assert np.all(np.diff(rows.fold) >= 0) and rows.source_order is not None
+        assert (rows.fold == HELD_OUT).any() == (holdout is not None)
+        loaded = dataclasses.replace(
+            rows, X=np.asfortranarray(np.column_stack([in_source_order(rows, rows.X[:, j]) for j in range(3)])),
+            **{name: in_source_order(rows, getattr(rows, name)) for name in ("y", "weight", "fold", "offset")
+               if getattr(rows, name) is not None},
+            source_order=None)
+        np.testing.assert_array_equal(loaded.X, frame[["a", "b", "c"]].to_numpy())
+        np.testing.assert_array_equal(loaded.weight, frame["w"].to_numpy())
+        np.testing.assert_array_equal(loaded.y, frame["y"].to_numpy())
+        if family == "poisson":
+            np.testing.assert_array_equal(loaded.offset, np.log(frame["exposure"].to_numpy()))
+        if holdout is None:  # binomial folds stratified by class, Poisson's those of squared loss (not reordered)
+            expected = stratified_folds(frame["y"].to_numpy(), 5, 3) if family == "binomial" else \
+                load_rows(plan_data(cfg.data, cfg.folds, "gaussian"), 5, 3).fold
+            np.testing.assert_array_equal(loaded.fold, expected)
+        assert _fingerprint(rows, ("a", "b", "c")) == _fingerprint(loaded, ("a", "b", "c"))
+        assert _fingerprint(rows, ("a", "b", "c")) != _fingerprint(dataclasses.replace(rows, source_order=None),
+                                                                   ("a", "b", "c"))
 
 
 def test_a_fold_without_the_rarer_class_is_told_how_many_folds_fit():
@@ -607,7 +652,7 @@ def test_the_stratified_folds_do_not_depend_on_which_class_is_positive(tmp_path,
     """The folds deal each class's rows; which class is coded 1 (data.positive_class) must not change them. It
     did (the coded 0 class was dealt first), and with it the CV deviance at the same λ (0.1947 against 0.1735
     on breast cancer, flipping the positive class)."""
-    from pipeline.cv.rows import load_rows
+    from pipeline.cv.rows import in_source_order, load_rows
 
     frame = _bc_frame().iloc[:200, [0, 1, 2, -1]].rename(columns={"diagnosis": "target"})
     frame["target"] = np.asarray(labels, dtype=object)[(frame["target"] == "malignant").to_numpy().astype(int)]
@@ -617,7 +662,7 @@ def test_the_stratified_folds_do_not_depend_on_which_class_is_positive(tmp_path,
         cfg = _config(tmp_path, f"p{positive}", [f"data.source={tmp_path}/d.csv", "data.target=target",
                                                  "model.family=binomial", f"data.positive_class={positive}"])
         rows = load_rows(plan_data(cfg.data, cfg.folds, "binomial"), 5, 3)
-        folds[positive], coded[positive] = rows.fold, rows.y
+        folds[positive], coded[positive] = in_source_order(rows, rows.fold), in_source_order(rows, rows.y)
     np.testing.assert_array_equal(coded[labels[0]], 1.0 - coded[labels[1]])  # the classes swapped their codes
     np.testing.assert_array_equal(folds[labels[0]], folds[labels[1]])  # and the folds stayed
     first = frame["target"].astype(str).to_numpy() == str(labels[0])

@@ -34,7 +34,7 @@ from ..solvers.families import family_named
 from ..solvers.controls import FeatureControls
 from .glm_models import GlmFoldModel, check_training_folds, make_glm_fold_models, target_facts
 from .refit import bounds_from, group_bounds
-from .rows import RowData
+from .rows import RowData, in_source_order
 from .scoring import FoldPath, FoldScore, PathSpec, PickledCold, WarmStarts, path_stops
 
 __all__ = ["RowFoldModel", "heldout_mse", "make_row_fold_models", "retrain_facts", "row_bounds",
@@ -185,11 +185,18 @@ def _identical_columns(X: Any, live: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _fingerprint(rows: RowData, feature_names: tuple[str, ...]) -> str:
+    """A digest of the rows as loaded (binomial and Poisson rows are held ordered by fold, :func:`.rows.by_fold`:
+    their digest undoes that, so a study resumed across that change finds its data unchanged)."""
     h = hashlib.sha256()
     X = rows.X
-    parts = (X.indptr, X.indices, X.data) if hasattr(X, "indptr") else (X.ravel(order="F"),)
-    for arr in (*parts, rows.y, rows.weight, rows.fold, *((rows.offset,) if rows.offset is not None else ())):
-        h.update(np.ascontiguousarray(arr).data)
+    if hasattr(X, "indptr"):
+        for arr in (X.indptr, X.indices, X.data):
+            h.update(np.ascontiguousarray(arr).data)
+    else:  # a column at a time: the digest of the whole array in Fortran order
+        for j in range(X.shape[1]):
+            h.update(np.ascontiguousarray(in_source_order(rows, X[:, j])).data)
+    for arr in (rows.y, rows.weight, rows.fold, *((rows.offset,) if rows.offset is not None else ())):
+        h.update(np.ascontiguousarray(in_source_order(rows, arr)).data)
     h.update("\x1f".join(feature_names).encode())
     return h.hexdigest()[:16]
 

@@ -8,6 +8,8 @@ sent from the client but the plan. Each row carries its fold id, the same
 pure function of ``(seed, global row)`` (or of its group; with rows left out,
 of the kept rows' numbering in their block) as in the data pass
 (:mod:`pipeline.folds`), so both engines cross-validate on the same folds.
+Dense binomial and Poisson rows are then held ordered by fold (:func:`by_fold`), so that the passes of a fold's
+fits can skip its held-out rows (:mod:`pipeline.solvers.glm_chord`).
 
 For a retrain the rows held out for champion and challenger get fold id −1
 (:data:`HELD_OUT`): they belong to no fold's training or held-out rows.
@@ -33,7 +35,7 @@ from ..solvers.glm import GlmProblem
 from ..targets import BinaryLabels, family_target
 from .statcache import heldout_rows
 
-__all__ = ["HELD_OUT", "ROW_ADDRESSABLE", "RowData", "load_rows", "rows_per_chunk"]
+__all__ = ["HELD_OUT", "ROW_ADDRESSABLE", "RowData", "by_fold", "in_source_order", "load_rows", "rows_per_chunk"]
 
 HELD_OUT = -1  # fold id of a retrain's held-out rows
 _CHUNK_BYTES = 64 * 2**20  # rows read at a time (row-addressable sources): no second full copy while loading
@@ -61,6 +63,7 @@ class RowData:
     offset_column: str | None = None  # the offset's (or exposure's) column, for the model to read it by name
     exposure: bool = False
     family: str = "gaussian"
+    source_order: np.ndarray | None = None  # row i is the i-th as loaded? None; else loaded row source_order[i]
     _problems: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -297,6 +300,39 @@ def load_rows(plan: DataPlan, k: int, seed: int, holdout: HoldoutConfig | None =
         fold[np.concatenate(held)] = HELD_OUT
     imputation = plan.encoding.imputation() if plan.encoding is not None else None
     by = (int(dropped[0]), int(dropped[1]), int(dropped[2]), int(dropped[3]))
-    return RowData(loader.matrix(), y, w, fold, k, integer or (), by,
+    rows = RowData(loader.matrix(), y, w, fold, k, integer or (), by,
                    n_groups, time, cutoff, imputation, np.concatenate(offsets) if offsets else None, classes,
                    plan.offset_column, plan.exposure, plan.family)
+    if plan.family != "gaussian" and not plan.sparse:
+        by_fold(rows)
+    return rows
+
+
+def by_fold(rows: RowData) -> None:
+    """Reorder ``rows`` in place so that each fold's rows lie together (folds in order, each in source order).
+
+    A binomial or Poisson fold model weighs its held-out rows 0 on all of the worker's rows, and the passes of
+    its fits skip the blocks of rows where its problem has none (:mod:`pipeline.solvers.glm_chord`): a fifth of
+    every pass of 5-fold CV, once those rows lie together. Nothing a sweep reports depends on the order (fold
+    ids travel with their rows; errors that name a row are raised while loading). Dense X is permuted a column
+    at a time (one n-vector of temporary memory, not a second copy of the rows)."""
+    order = np.argsort(rows.fold, kind="stable")
+    if np.array_equal(order, np.arange(order.size)):
+        return
+    X = rows.X
+    for j in range(X.shape[1]):
+        X[:, j] = X[order, j]
+    for name in ("y", "weight", "fold", "time", "offset"):
+        values = getattr(rows, name)
+        if values is not None:
+            setattr(rows, name, values[order])
+    rows.source_order = order
+
+
+def in_source_order(rows: RowData, values: np.ndarray) -> np.ndarray:
+    """``values`` (one per row of ``rows``) in the order the rows were loaded (undoing :func:`by_fold`)."""
+    if rows.source_order is None:
+        return values
+    out = np.empty_like(values)
+    out[rows.source_order] = values
+    return out

@@ -124,6 +124,7 @@ class GlmProblem:
         self._null_objective: float | None = None
         self._ratios: np.ndarray | None = None
         self._terms = family.deviance_terms(self.y)  # what the deviance needs of y, once
+        self._weighted_runs: dict[int, np.ndarray] = {}
         self.token = secrets.randbits(63) + 1  # names this problem in its fits (copies of it keep it)
 
     # ------------------------------------------------------------ the objective and its pieces
@@ -142,6 +143,18 @@ class GlmProblem:
         coef = np.zeros(d.n_features)
         coef[d.cols] = beta / d.x_scale[d.cols]
         return self.offset + intercept + np.asarray(d.X @ coef).ravel()
+
+    def weighted_runs(self, size: int) -> np.ndarray:
+        """Whether each run of ``size`` rows (rows ``[i·size, (i+1)·size)``) holds a row of the problem (weight
+        above 0), once per size. A fold's held-out rows weigh 0: where they lie together (a worker's rows ordered
+        by fold, :func:`pipeline.cv.rows.load_rows`), the passes of :mod:`.glm_chord` skip those runs for that
+        fold's fits."""
+        runs = self._weighted_runs.get(size)
+        if runs is None:
+            v = self.base.v
+            runs = np.logical_or.reduceat(v > 0, np.arange(0, v.size, size)) if v.size else np.zeros(0, dtype=bool)
+            self._weighted_runs[size] = runs
+        return runs
 
     def mean_half_deviance(self, eta: np.ndarray) -> float:
         """``Σ wᵢ ½d(yᵢ, ηᵢ) / Σw`` over the problem's rows.

@@ -33,6 +33,16 @@ point a fit of the same problem ended (the next point of a path, a trial beside 
 smooth part's gradient does not depend on the penalty (:func:`_starting_gradients`): on one worker's path at
 10⁶ rows, 412 → 332 passes.
 
+A fold's held-out rows weigh 0 in its problem: its fits need nothing of them but, at the end, the linear
+predictor the held-out scores read. A worker holds binomial and Poisson rows ordered by fold
+(:func:`pipeline.cv.rows.by_fold`), so each fold's held-out rows fill whole blocks of a pass, which the pass
+skips for that fold's fits (:func:`_weighted`: no product, no elementwise work; the weighted Grams skip blocks
+of weight 0 too), and their linear predictor is formed once, when the fit ends (:func:`_complete_eta`). Rows in
+any other order lose nothing: no block is skipped. Whole sweeps of 10⁶ × 100 rows (100 trials, 5 folds, two
+workers; rows as loaded, then by fold, one pair after the other): binomial 149.2 → 125.3 s and 146.2 → 134.2 s
+(trials 92.4 / 81.3 → 75.7 / 79.1 s, the dense path 46.8 / 54.6 → 41.4 / 47.1 s, the data pass 6.1 / 6.6 →
+4.4 / 4.2 s), the same CV choice (CV deviance equal to 2e-10 relative).
+
 Where it stops: the Newton solver's rule (a step's model decrease at most ``tol`` times the null objective, or
 the current one where that is smaller: :func:`~.glm.stop_scale`), and then one step more in a Gram formed at
 that point, a Newton step. The decrease measures the stiff directions; in the flat ones (correlated columns)
@@ -228,6 +238,7 @@ class _Fit:
     damping: Damping = field(default_factory=Damping)  # where its rows' curvature vanishes (:mod:`.damping`)
     done: bool = False
     converged: bool = False
+    moved: bool = False  # it took a step: its η comes from the passes (stale where they skipped its rows)
 
     @property
     def abs_tol(self) -> float:
@@ -303,6 +314,7 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
         live, grads = [live[k] for k in keep], [grads[k] for k in keep]
     out = []
     for i, f in enumerate(fits):
+        _complete_eta(f)
         fit = f.problem._result(f.b, f.beta, f.eta, f.F, f.pen, f.n_iter, f.converged, f.penalty, max_iter,
                                 gradient=final[i], warn=False)
         unfinished = not fit.converged or fit.kkt_residual > max(_NEWTON_AFTER, 1e4 * tol) * max(1.0, fit.objective)
@@ -315,6 +327,23 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
         f.problem._warn(fit, f.pen, f.penalty, most)
         out.append(replace(fit, curvature=f.curv))
     return out, refs
+
+
+def _complete_eta(f: _Fit) -> None:
+    """The fit's linear predictor ``offset + b + X(β̃/s)`` on the blocks its passes skipped (none of its problem's
+    rows: :func:`_weighted`), where its held-out scores and the next warm start read it."""
+    if not f.moved:
+        return
+    d = f.problem.base
+    size = _block_rows(d.X.shape[1])
+    skipped = np.flatnonzero(~f.problem.weighted_runs(size))
+    if not skipped.size:
+        return
+    coef = np.zeros(d.n_features)
+    coef[d.cols] = f.beta / d.x_scale[d.cols]
+    for i in skipped:
+        r = slice(i * size, min(d.n_rows, (i + 1) * size))
+        f.eta[r] = f.problem.offset[r] + f.b + d.X[r] @ coef
 
 
 def _usable(problem: GlmProblem, curvature: Curvature | None) -> Curvature | None:
@@ -360,12 +389,13 @@ def _gradients(fits: Sequence[_Fit]) -> list[tuple[np.ndarray, float]]:
     resids = [_residual(f, np.empty(f.eta.size)) for f in fits]
     raw, sums = np.zeros((X.shape[1], len(fits))), np.zeros(len(fits))
     block = np.empty((min(X.shape[0], _block_rows(X.shape[1])), len(fits)), order="F")
-    for r in _row_blocks(*X.shape):
+    weighted = _weighted(fits)
+    for i, r in enumerate(_row_blocks(*X.shape)):
         R = block[:r.stop - r.start]
         for j, resid in enumerate(resids):
-            R[:, j] = resid[r]
+            R[:, j] = resid[r]  # (0 where a fit's problem has no row)
         if split is None:
-            _add_transposed_times(X, r, R, raw)
+            _add_transposed_times(X, r, R, raw, _columns(weighted, i))
         else:
             raw += split.transposed_times(X, r, R)
         sums += R.sum(axis=0)
@@ -396,24 +426,52 @@ def _row_blocks(n: int, p: int) -> Iterator[slice]:
         yield slice(a, min(n, a + rows))
 
 
-def _times(X: np.ndarray, r: slice, B: np.ndarray, out: np.ndarray) -> None:
+def _weighted(fits: Sequence[_Fit]) -> np.ndarray:
+    """``(blocks, fits)``: whether pass block ``i`` (:func:`_row_blocks`) holds a row of fit ``j``'s problem
+    (:meth:`~.glm.GlmProblem.weighted_runs`). A fold's held-out rows weigh 0 in its fits; on a worker's rows
+    ordered by fold they fill whole blocks, which that fold's fits skip: a fifth of each pass of 5-fold CV."""
+    X = fits[0].problem.base.X
+    size = _block_rows(X.shape[1])
+    return np.column_stack([f.problem.weighted_runs(size) for f in fits])
+
+
+def _columns(weighted: np.ndarray, i: int) -> np.ndarray | None:
+    """The fits that block ``i`` concerns (None: all of them)."""
+    row = weighted[i]
+    return None if row.all() else np.flatnonzero(row)
+
+
+def _times(X: np.ndarray, r: slice, B: np.ndarray, out: np.ndarray, on: np.ndarray | None = None) -> None:
     """``out = X[r] @ B`` (dense X), :func:`_product_rows` rows per call; for at most :data:`_GEMV_MAX` columns
-    of B one matrix-vector product per column."""
+    of B one matrix-vector product per column (those in ``on`` only, when given)."""
     step = _product_rows(X.shape[1])
     for a in range(r.start, r.stop, step):
         rows, part = slice(a, min(r.stop, a + step)), out[a - r.start:min(r.stop, a + step) - r.start]
         if B.shape[1] <= _GEMV_MAX:
-            for j in range(B.shape[1]):
+            for j in (range(B.shape[1]) if on is None else on):
                 np.matmul(X[rows], B[:, j], out=part[:, j])
         else:
             np.matmul(X[rows], B, out=part)
 
 
-def _add_transposed_times(X: np.ndarray, r: slice, R: np.ndarray, raw: np.ndarray) -> None:
-    """``raw += X[r]ᵀ R`` (dense X), :func:`_product_rows` rows per call."""
+def _add_transposed_times(X: np.ndarray, r: slice, R: np.ndarray, raw: np.ndarray,
+                          on: np.ndarray | None = None) -> None:
+    """``raw += X[r]ᵀ R`` (dense X), :func:`_product_rows` rows per call; with ``on``, of those columns of R only
+    (the others are 0 on these rows)."""
     step = _product_rows(X.shape[1])
+    if on is not None:
+        if on.size:
+            raw[:, on] += _transposed_times(X, r, np.asfortranarray(R[:, on]), step)
+        return
+    raw += _transposed_times(X, r, R, step)
+
+
+def _transposed_times(X: np.ndarray, r: slice, R: np.ndarray, step: int) -> np.ndarray:
+    """``X[r]ᵀ R``, ``step`` rows per BLAS call."""
+    out = np.zeros((X.shape[1], R.shape[1]))
     for a in range(r.start, r.stop, step):
-        raw += X[a:min(r.stop, a + step)].T @ R[a - r.start:min(r.stop, a + step) - r.start]
+        out += X[a:min(r.stop, a + step)].T @ R[a - r.start:min(r.stop, a + step) - r.start]
+    return out
 
 
 def _gradient_of(problem: GlmProblem, raw: np.ndarray, total: float) -> tuple[np.ndarray, float]:
@@ -474,15 +532,21 @@ def _full_steps(fits: Sequence[_Fit], steps: Sequence[_Step]) -> list[_FullStep]
     d_etas, etas, new_resids = ([np.empty(n) for _ in fits] for _ in range(3))
     block = np.empty((min(n, _block_rows(p)), m), order="F")
     raw, totals, dev, slope = np.zeros((p, m)), np.zeros(m), np.zeros(m), np.zeros(m)
+    weighted = _weighted(fits)
     with np.errstate(invalid="ignore", over="ignore"):  # 0 · ∞ of a held-out row: the total is taken again
-        for r in _row_blocks(n, p):
+        for i, r in enumerate(_row_blocks(n, p)):
             XB = block[:r.stop - r.start]
+            on = _columns(weighted, i)
             if split is None:
-                _times(X, r, B, XB)
+                _times(X, r, B, XB, on)
             else:
                 XB[:] = split.times(X, r, B)
             for j, (f, st) in enumerate(zip(fits, steps, strict=True)):
                 problem = f.problem
+                if not weighted[i, j]:  # none of its rows: η stays (completed at the end, _complete_eta)
+                    d_etas[j][r], new_resids[j][r], XB[:, j] = 0.0, 0.0, 0.0
+                    etas[j][r] = f.eta[r]
+                    continue
                 v, y = problem.base.v[r], problem.y[r]
                 d_eta = np.add(XB[:, j], st.d_b, out=d_etas[j][r])
                 slope[j] -= resids[j][r] @ d_eta
@@ -494,7 +558,7 @@ def _full_steps(fits: Sequence[_Fit], steps: Sequence[_Step]) -> list[_FullStep]
                 np.multiply(resid, v, out=resid)
                 XB[:, j] = resid  # the block's residuals (its XΔ is used): the product XᵀR below
             if split is None:
-                _add_transposed_times(X, r, XB, raw)
+                _add_transposed_times(X, r, XB, raw, on)
             else:
                 raw += split.transposed_times(X, r, XB)
             totals += XB.sum(axis=0)
@@ -578,6 +642,7 @@ def _advance(f: _Fit, step: _Step, full: _FullStep, max_iter: int, ref: Curvatur
         return ref, None
     start, damped = f.beta, f.damping.value > 0.0
     f.b, f.beta, f.eta, f.F, decrease, t = taken
+    f.moved = True
     f.damping.after(t, t * float(np.linalg.norm(step.beta - start)),
                     lambda: float(np.linalg.norm(f.pen.kkt_residual(start, step.c))))
     ratio = decrease / f.last_decrease  # ≈ ρ², ρ the contraction of the steps in the metric (0 at the first)

@@ -345,6 +345,47 @@ def test_passes_over_ragged_row_blocks_against_scikit_learn(monkeypatch: pytest.
             assert ours <= theirs * (1 + REL) and abs(fit.objective - ours) <= 1e-12 * ours
 
 
+@pytest.mark.parametrize("gemv_max", [0, 6])
+def test_folds_whose_held_out_rows_fill_whole_blocks_against_newton(monkeypatch: pytest.MonkeyPatch,
+                                                                    gemv_max: int) -> None:
+    """Rows ordered by fold (as a worker holds binomial and Poisson rows): each fold's held-out rows fill whole
+    40-row blocks, which the passes of that fold's fits skip (``_weighted``), and its linear predictor there is
+    completed at the end (``_complete_eta``). Breast cancer's rows in five such folds, with an offset, one fit
+    per fold in a batch, cold and then warm-started at other strengths: every fit at the objective of the Newton
+    solver run to 1e-13 (bars of the module docstring), and its η, on the held-out rows too, equal to
+    ``offset + b + Xβ`` to rounding (a stale block there would be off by the whole step)."""
+    from pipeline.solvers import glm_chord
+    from pipeline.solvers.glm_chord import solve_together
+
+    p = BC_X.shape[1]
+    for name, value in [("_PASS_BYTES", 40 * 8 * p), ("_PASS_ROWS_MIN", 1), ("_PRODUCT_BYTES", 40 * 8 * p),
+                        ("_PRODUCT_ROWS_MIN", 1), ("_GEMV_MAX", gemv_max)]:
+        monkeypatch.setattr(glm_chord, name, value)
+    rng = np.random.default_rng(5)
+    fold = rng.integers(0, 5, len(BC_Y))
+    order = np.argsort(fold, kind="stable")
+    X, y, fold = np.asfortranarray(BC_X[order]), BC_Y[order], fold[order]
+    offset = rng.normal(0.0, 0.3, len(y))
+    problems = [GlmProblem(X, y, (fold != k).astype(float), BINOMIAL, offset=offset, inner="gram") for k in range(5)]
+    assert all((~pr.weighted_runs(40)).any() for pr in problems)  # whole blocks skipped by every fold
+    first = [ElasticNet(0.01, 0.0), ElasticNet(0.0, 0.01), ElasticNet(0.005, 0.01), ElasticNet(0.002, 0.0),
+             ElasticNet(0.02, 0.001)]
+    cold = solve_together(problems, first, [None] * 5, tol=1e-10)[0]
+    then = first[1:] + first[:1]
+    warm = solve_together(problems, then, cold, tol=1e-10)[0]
+    for fits, pens in ((cold, first), (warm, then)):
+        for k, (fit, pen) in enumerate(zip(fits, pens, strict=True)):
+            ref = problems[k].solve(pen, tol=1e-13)
+            held = fold == k
+            assert fit.converged and fit.kkt_residual < 1e-8
+            assert fit.objective <= ref.objective * (1 + 1e-10), (k, pen, fit.objective / ref.objective - 1)
+            exact = problems[k].eta(fit.intercept, fit.beta)
+            assert np.max(np.abs(fit.eta - exact)) <= 1e-12 * np.max(np.abs(exact))
+            ours = mean_half_deviance("binomial", y[held], fit.eta[held], np.ones(int(held.sum())))
+            theirs = mean_half_deviance("binomial", y[held], ref.eta[held], np.ones(int(held.sum())))
+            assert abs(ours - theirs) <= 1e-6 * theirs
+
+
 def test_passes_over_row_blocks_of_one_hot_levels_against_newton(monkeypatch: pytest.MonkeyPatch) -> None:
     """The split route of a pass (mostly-zero level indicators multiplied by their non-zeros,
     :func:`~pipeline.solvers.split_gram.sparse_columns`) over ragged row blocks: 500 rows of 158 one-hot columns in
