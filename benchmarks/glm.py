@@ -154,7 +154,11 @@ def child_optuna(spec: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=SEED))
-    study.optimize(objective, n_trials=N_TRIALS)
+    def progress(study: Any, trial: Any) -> None:  # in the child's log: how far a run cut by --timeout-s got
+        print(f"trial {trial.number} done at {time.perf_counter() - t0:.1f} s: {trial.params} {trial.value}",
+              file=sys.stderr, flush=True)
+
+    study.optimize(objective, n_trials=N_TRIALS, callbacks=[progress])
     best = model(study.best_params).fit(X, y)
     done, fit_s = time.time(), time.perf_counter() - t0
     Xt, yt = np.load(spec["Xt"]), np.load(spec["yt"])
