@@ -137,12 +137,14 @@ class GlmProblem:
     def n_features(self) -> int:
         return self.base.n_features
 
-    def eta(self, intercept: float, beta: np.ndarray) -> np.ndarray:
-        """``offset + b + X (β̃ / s)`` on every row."""
+    def eta(self, intercept: float, beta: np.ndarray, rows: slice | None = None) -> np.ndarray:
+        """``offset + b + X (β̃ / s)`` on every row, or on the run of rows ``rows`` (no slice of sparse rows,
+        which would copy them, when all are wanted)."""
         d = self.base
         coef = np.zeros(d.n_features)
         coef[d.cols] = beta / d.x_scale[d.cols]
-        return self.offset + intercept + np.asarray(d.X @ coef).ravel()
+        X, offset = (d.X, self.offset) if rows is None else (d.X[rows], self.offset[rows])
+        return offset + intercept + np.asarray(X @ coef).ravel()
 
     def weighted_runs(self, size: int) -> np.ndarray:
         """Whether each run of ``size`` rows (rows ``[i·size, (i+1)·size)``) holds a row of the problem (weight

@@ -339,11 +339,9 @@ def _complete_eta(f: _Fit) -> None:
     skipped = np.flatnonzero(~f.problem.weighted_runs(size))
     if not skipped.size:
         return
-    coef = np.zeros(d.n_features)
-    coef[d.cols] = f.beta / d.x_scale[d.cols]
     for i in skipped:
         r = slice(i * size, min(d.n_rows, (i + 1) * size))
-        f.eta[r] = f.problem.offset[r] + f.b + d.X[r] @ coef
+        f.eta[r] = f.problem.eta(f.b, f.beta, rows=r)
 
 
 def _usable(problem: GlmProblem, curvature: Curvature | None) -> Curvature | None:
