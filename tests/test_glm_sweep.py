@@ -575,6 +575,8 @@ def test_binomial_and_poisson_rows_are_held_ordered_by_fold(tmp_path, family):
     loaded, so a study resumed across the change finds its data unchanged."""
     import dataclasses
 
+    from dask.sizeof import sizeof
+
     from pipeline.cv.row_models import _fingerprint
     from pipeline.cv.rows import HELD_OUT, in_source_order, load_rows
     from pipeline.config import HoldoutConfig
@@ -593,6 +595,8 @@ def test_binomial_and_poisson_rows_are_held_ordered_by_fold(tmp_path, family):
         rows = load_rows(plan, 5, 3, holdout)
         assert np.all(np.diff(rows.fold) >= 0) and rows.source_order is not None
         assert (rows.fold == HELD_OUT).any() == (holdout is not None)
+        per_row = (rows.X, rows.y, rows.weight, rows.fold, rows.offset, rows.source_order)  # what Dask weighs
+        assert sizeof(rows) >= sum(a.nbytes for a in per_row if a is not None)  # when it places tasks
         loaded = dataclasses.replace(
             rows, X=np.asfortranarray(np.column_stack([in_source_order(rows, rows.X[:, j]) for j in range(3)])),
             **{name: in_source_order(rows, getattr(rows, name)) for name in ("y", "weight", "fold", "offset")

@@ -81,7 +81,8 @@ class RowData:
         (the default, the size of this small object, would let it ship 800 MB to an idle worker)."""
         X = self.X
         nbytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes if hasattr(X, "indptr") else X.nbytes
-        return object.__sizeof__(self) + int(nbytes) + self.y.nbytes + self.weight.nbytes + self.fold.nbytes
+        per_row = (self.y, self.weight, self.fold, self.time, self.offset, self.source_order)
+        return object.__sizeof__(self) + int(nbytes) + sum(a.nbytes for a in per_row if a is not None)
 
     @property
     def n_rows(self) -> int:
