@@ -331,16 +331,15 @@ def solve_together(problems: Sequence[GlmProblem], penalties: Sequence[ElasticNe
 
 def _complete_eta(f: _Fit) -> None:
     """The fit's linear predictor ``offset + b + X(β̃/s)`` on the blocks its passes skipped (none of its problem's
-    rows: :func:`_weighted`), where its held-out scores and the next warm start read it."""
+    rows: :func:`_weighted`), where its held-out scores and the next warm start read it: one product per run of
+    consecutive skipped blocks (a fold's held-out rows lie together, so usually one)."""
     if not f.moved:
         return
     d = f.problem.base
     size = _block_rows(d.X.shape[1])
     skipped = np.flatnonzero(~f.problem.weighted_runs(size))
-    if not skipped.size:
-        return
-    for i in skipped:
-        r = slice(i * size, min(d.n_rows, (i + 1) * size))
+    for run in np.split(skipped, np.flatnonzero(np.diff(skipped) != 1) + 1) if skipped.size else ():
+        r = slice(int(run[0]) * size, min(d.n_rows, (int(run[-1]) + 1) * size))
         f.eta[r] = f.problem.eta(f.b, f.beta, rows=r)
 
 
