@@ -131,7 +131,11 @@ def quickstart_wall(uri: str | None) -> float:
     """Wall seconds of one quickstart, command start to exit, in a new empty directory; ``uri`` a tracking
     server (None: the config's local SQLite files)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    sets = ["--set", f"tracking.uri={uri}"] if uri else []
+    # against a server, an experiment and a registered model of its own, as a first sweep has: the
+    # quickstart's own names would find the previous run's model as candidate and log none (a no-op re-run)
+    fresh = f"quickstart-{time.time_ns()}"
+    sets = ["--set", f"tracking.uri={uri}", "--set", f"tracking.experiment={fresh}",
+            "--set", f"tracking.registered_model={fresh}"] if uri else []
     exe = str(Path(sys.executable).with_name("regsweep"))
     with tempfile.TemporaryDirectory(prefix="regsweep-qs-") as tmp:
         t0 = time.perf_counter()

@@ -159,3 +159,43 @@ def test_sync_opens_a_killed_described_parent_for_trials_whose_driver_never_open
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(children) == summary["child_runs_replayed"] == 3
     assert previous_parent_run(TrialStore(cfg.search)) == run.info.run_id
+
+
+def test_the_end_of_a_sweep_searches_for_a_dead_drivers_open_runs_only_once_another_driver_claimed_the_study(
+        tmp_path):
+    """``settle`` ends as KILLED the RUNNING runs a dead driver of the study left; only a driver that claimed
+    the study writes such runs, so without another driver's lease in it no search of the experiment's runs is
+    made (against a server one request per sweep end). With one, the dead driver's run is found and ended."""
+    import os
+    import socket
+
+    from pipeline.bridge import SweepTracking
+    from pipeline.config import load_config
+    from pipeline.ownership import DriverId
+    from pipeline.search import TrialStore
+    from pipeline.tracking import DRIVER_TAG, Tracker
+
+    cfg = load_config(None, [f"search.storage=sqlite:///{tmp_path}/o.db", "search.study_name=s",
+                             f"tracking.uri=sqlite:///{tmp_path}/m.db"])
+    searched: list[str] = []
+
+    class CountingTracker(Tracker):
+        def running_runs(self, study_name: str) -> list[tuple[str, str | None]]:
+            searched.append(study_name)
+            return super().running_runs(study_name)
+
+    store = TrialStore(cfg.search)
+    tracker = CountingTracker(cfg.tracking, study_name="s")
+    sweep = SweepTracking(cfg, store, tracker, echo=lambda _line: None)
+    dead = DriverId(socket.gethostname(), os.getpid(), 1)  # this PID with another start time: gone
+    left_open = tracker.client.create_run(tracker.experiment_id, tags={"regsweep.study": "s", DRIVER_TAG: str(dead)})
+    with store.claim():
+        sweep.open_parent({"p": 1}, {"t": "x"})
+        sweep.settle()
+        assert searched == [] and store.other_drivers() == []
+        store.set_study_attr(f"regsweep:lease:{dead}", 0.0)  # what the dead driver's claim wrote
+        sweep.settle()
+    assert searched == ["s"] and store.other_drivers() == [str(dead)]
+    assert tracker.client.get_run(left_open.info.run_id).info.status == "KILLED"
+    parent = tracker.client.get_run(sweep.parent())
+    assert parent.info.status == "RUNNING" and parent.data.params == {"p": "1"} and parent.data.tags["t"] == "x"

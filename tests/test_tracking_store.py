@@ -169,3 +169,42 @@ def test_a_cached_schema_mlflow_refuses_is_replaced_by_a_migration(tmp_path, mon
     assert len(migrations) == 1
     assert _store_contents(tmp_path / "second.db")[1] == _store_contents(tmp_path / "first.db")[1]
     assert _store_contents(schema_file())[1] == _store_contents(tmp_path / "first.db")[1]  # the cache repaired
+
+
+def test_params_and_tags_go_in_shared_batches_and_a_parent_runs_artifacts_need_no_read_of_the_run(
+        tmp_path, monkeypatch) -> None:
+    """``log_params_and_tags``: one ``log_batch`` per 100 of each kind (MLflow's limit per request), so 150
+    params and 120 tags take 2 requests where ``log_params`` and ``set_tags`` took 4, and more than 100 tags
+    are set at all (one batch of all of them was refused). The parent run's artifacts go to the location its
+    creation returned: no ``get_run`` (a request to a server) to find it."""
+    tracker = Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="batch"))
+    parent = tracker.start_parent("sweep-s", {"regsweep.kind": "sweep"})
+    batches: list[tuple[int, int]] = []
+    reads: list[str] = []
+    log_batch, get_run = tracker.client.log_batch, tracker.client.get_run
+    tracker.client.log_batch = lambda run_id, **kw: (  # type: ignore[method-assign]
+        batches.append((len(kw.get("params") or ()), len(kw.get("tags") or ()))), log_batch(run_id, **kw))[1]
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    service_get_run = TrackingServiceClient.get_run  # what MlflowClient.log_artifacts reads a run with
+    monkeypatch.setattr(TrackingServiceClient, "get_run",
+                        lambda self, run_id: reads.append(run_id) or service_get_run(self, run_id))
+    params = {f"p{i:03d}": i for i in range(150)}
+    tags = {f"t{i:03d}": str(-i) for i in range(120)}
+    tracker.log_params_and_tags(parent, params, tags)
+    assert batches == [(100, 100), (50, 20)]
+    files = tmp_path / "plots"
+    files.mkdir()
+    (files / "cv_curve.png").write_bytes(b"\x89PNG not really")
+    (files / "coefficients.csv").write_text("feature,coef\na,1.5\n")
+    tracker.log_artifacts(parent, files)
+    assert reads == []
+    run = get_run(parent)
+    assert run.data.params == {k: str(v) for k, v in params.items()}
+    assert {k: v for k, v in run.data.tags.items() if k.startswith("t")} == tags
+    assert sorted(a.path for a in tracker.client.list_artifacts(parent)) == ["coefficients.csv", "cv_curve.png"]
+    import mlflow
+
+    got = mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="coefficients.csv",
+                                              dst_path=str(tmp_path / "back"), tracking_uri=tracker.uri)
+    assert open(got).read() == "feature,coef\na,1.5\n"

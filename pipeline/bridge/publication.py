@@ -47,8 +47,7 @@ class Publication:
         after it.
         """
         metrics = {k: v for k, v in self.metrics.items() if v is not None}
-        calls = [tracking.send("log_params", self.parent_run, self.params),
-                 tracking.send("set_tags", self.parent_run, self.tags),
+        calls = [tracking.send("log_params_and_tags", self.parent_run, self.params, self.tags),
                  # the metrics with the model, linked to it in the same request (.tracking.models.log_model)
                  tracking.send("log_model", self.parent_run, self.model, self.example, self.registered_model,
                                self.version_tags, metrics=metrics)]

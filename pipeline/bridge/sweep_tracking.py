@@ -88,8 +88,7 @@ class SweepTracking:
             self.run_id = parent
             self.tracking.use_parent(parent)
             record_parent(self.store, parent)
-        self._logged = [self.tracking.send("log_params", parent, self._params),
-                        self.tracking.send("set_tags", parent, self._tags)]
+        self._logged = [self.tracking.send("log_params_and_tags", parent, self._params, self._tags)]
 
     def read_example(self, plan: DataPlan, integer_columns: Sequence[bool]) -> Pending:
         """Start reading the model's input example in the tracking process (Parquet bytes, or its error)."""
@@ -149,7 +148,8 @@ class SweepTracking:
 
         def clean_up() -> None:
             nonlocal closed, replayed
-            closed = close_stale_runs(self.tracking, self.study, self.store.lease_of)
+            if self.store.other_drivers():  # else no run can be another's: no search of the experiment's runs
+                closed = close_stale_runs(self.tracking, self.study, self.store.lease_of)
             replayed = replay_missing(self.tracking, self.store, own=False)
 
         if not self._unreachable_ok(clean_up):

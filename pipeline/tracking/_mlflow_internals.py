@@ -11,7 +11,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["add_request_headers", "drop_engine", "drop_inherited_connections", "no_installed_package_scan"]
+__all__ = ["add_request_headers", "drop_engine", "drop_inherited_connections", "no_installed_package_scan",
+           "set_active_experiment", "set_model_alias"]
 
 
 @contextlib.contextmanager
@@ -101,3 +102,40 @@ def add_request_headers(provider: type) -> bool:
     if not any(type(p) is provider for p in registry):
         registry.register(provider)
     return True
+
+
+def set_active_experiment(experiment_id: str) -> None:
+    """Make ``experiment_id`` the experiment MLflow's fluent API (``Model.log``) logs to, without reading it.
+
+    Missing public API: ``mlflow.set_experiment(experiment_id=...)`` reads the
+    experiment from the store to check it exists and is active (against a
+    tracking server one request at the end of every sweep), where the caller
+    got or created it from the same store when it started and checked its
+    stage then. ``set_experiment`` also exports ``MLFLOW_EXPERIMENT_ID`` for
+    subprocesses: ``Model.log`` starts none. If MLflow renames its global,
+    ``set_experiment`` runs as before.
+    """
+    from mlflow.tracking import fluent
+
+    if hasattr(fluent, "_active_experiment_id"):
+        setattr(fluent, "_active_experiment_id", experiment_id)  # noqa: B010 — typed None in MLflow
+    else:  # pragma: no cover - another MLflow
+        import mlflow
+
+        mlflow.set_experiment(experiment_id=experiment_id)
+
+
+def set_model_alias(client: Any, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of registered model ``name`` at ``version``, as ``MlflowClient.set_registered_model_alias``
+    does, without its check that ``name`` is not a prompt.
+
+    Missing public API: the check reads the whole registered model (one
+    request to a server) before the alias is set; the caller has just
+    registered ``version`` under ``name`` as a model, which a prompt's name
+    would have refused. Without the registry client's method (another MLflow), the checked call is made.
+    """
+    registry = getattr(client, "_get_registry_client", None)
+    if registry is None:  # pragma: no cover - another MLflow
+        client.set_registered_model_alias(name, alias, version)
+        return
+    registry().set_registered_model_alias(name, alias, version)

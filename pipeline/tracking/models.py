@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
-from ._mlflow_internals import no_installed_package_scan
+from ._mlflow_internals import no_installed_package_scan, set_active_experiment, set_model_alias
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -76,7 +76,7 @@ def log_model(
             signature = _signature(input_example, infer_signature(input_example, prediction))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(experiment_id=experiment_id)
+    set_active_experiment(experiment_id)  # checked when the sweep got or created it: no request to check it again
     with tempfile.TemporaryDirectory() as tmp, no_installed_package_scan():
         data_dir = model.save(Path(tmp) / "regsweep_model")
         info = Model.log(
@@ -123,11 +123,11 @@ def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> Non
     from mlflow.exceptions import MlflowException
 
     try:
-        client.set_registered_model_alias(name, alias, version)
+        set_model_alias(client, name, alias, version)  # ``version`` registered just now: ``name`` is no prompt
     except MlflowException as e:
         if "UNIQUE constraint" not in str(e) and "duplicate key" not in str(e):
             raise
-        client.set_registered_model_alias(name, alias, version)
+        set_model_alias(client, name, alias, version)
 
 
 def _read_parquet(data: bytes) -> Any:

@@ -85,11 +85,10 @@ class Tracking(Protocol):
     def child_runs(self, study_name: str) -> dict[int, ChildRun]:
         """The trial child runs of ``study_name`` in the experiment, by trial number."""
 
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None: ...
+    def log_params_and_tags(self, run_id: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        """Both in one request where the store takes requests (a tracking server)."""
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
-
-    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
 
     def log_artifacts(self, run_id: str, directory: str | Path, artifact_path: str | None = None) -> None: ...
 

@@ -213,14 +213,11 @@ class TrackingService:
         runs: dict[int, ChildRun] = self._call("child_runs", study_name)
         return runs
 
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        self._call("log_params", run_id, dict(params))
+    def log_params_and_tags(self, run_id: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        self._call("log_params_and_tags", run_id, dict(params), dict(tags))
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         self._call("log_metrics", run_id, dict(metrics), step)
-
-    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        self._call("set_tags", run_id, dict(tags))
 
     def log_artifacts(self, run_id: str, directory: str | Path, artifact_path: str | None = None) -> None:
         self._call("log_artifacts", run_id, str(directory), artifact_path)

@@ -76,6 +76,7 @@ class Tracker:
         self.closes_connections = is_http(cfg.uri) and keepalive_stalls(cfg.uri) and close_connections()
         self._experiment_id: str | None = None
         self._parent: str | None = None
+        self._artifact_uris: dict[str, str] = {}  # of the runs created here, by run id
         self._writer: ChildRunWriter | None = None
         self.failed: list[tuple[int, str]] = []
         self.not_logged: list[str] = []
@@ -132,6 +133,7 @@ class Tracker:
 
     def start_parent(self, run_name: str, tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags={DRIVER_TAG: self.driver, **tags})
+        self._artifact_uris[str(run.info.run_id)] = str(run.info.artifact_uri)
         self.use_parent(str(run.info.run_id))
         return str(run.info.run_id)
 
@@ -181,23 +183,39 @@ class Tracker:
         query = f"tags.`regsweep.study` = '{quote(study_name)}' and attributes.status = 'RUNNING'"
         return [(run.info.run_id, run.data.tags.get(DRIVER_TAG)) for run in self._search(query)]
 
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
+    def log_params_and_tags(self, run_id: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        """``params`` and ``tags`` on ``run_id`` in one ``log_batch`` per 100 of each (MLflow's limit per
+        request): against a tracking server one request where a ``log_params`` and a ``set_tags`` take two."""
+        from mlflow.entities import Param, RunTag
 
-        items = [Param(k, param_str(v)) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100], synchronous=True)
+        param_items = [Param(k, param_str(v)) for k, v in params.items()]
+        tag_items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, max(len(param_items), len(tag_items)), 100):
+            self.client.log_batch(run_id, params=param_items[i : i + 100], tags=tag_items[i : i + 100],
+                                  synchronous=True)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self.log_params_and_tags(run_id, params, {})
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         log_run_metrics(self.client, run_id, metrics, step)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+        self.log_params_and_tags(run_id, {}, tags)
 
     def log_artifacts(self, run_id: str, directory: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(run_id, str(directory), artifact_path)
+        """The files under ``directory`` in the run's artifacts. For a run this tracker created, written to
+        the artifact location it was given then: ``MlflowClient.log_artifacts`` reads the run again to find
+        it (one more request to a server); for any other run, through the client."""
+        location = self._artifact_uris.get(run_id)
+        if location is None:
+            self.client.log_artifacts(run_id, str(directory), artifact_path)
+            return
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
+
+        location = add_databricks_profile_info_to_artifact_uri(location, self.uri)  # as the client does
+        get_artifact_repository(location, tracking_uri=self.uri).log_artifacts(str(directory), artifact_path)
 
     def example_parquet(self, plan: DataPlan, integer_columns: Sequence[bool]) -> bytes:
         """The model's input example (:func:`pipeline.data.example_parquet`), read in this process.
