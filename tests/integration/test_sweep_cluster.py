@@ -167,6 +167,36 @@ def test_sweep_logs_one_parent_run_and_one_child_run_per_trial(sweep20: Sweep, m
         _check_child(client, r, value_of[int(r.data.tags["regsweep.trial"])])
 
 
+def test_the_parent_runs_plots_and_tables_reach_the_servers_artifact_store(sweep20: Sweep, mlflow_uri: str) -> None:
+    """Written to the location ``runs/create`` returned (``mlflow-artifacts:`` on a server that proxies them),
+    without reading the run again: the files arrive, and the coefficients table is the registered model's."""
+    import mlflow
+    import pandas as pd
+    import yaml
+    from mlflow import MlflowClient
+
+    import pipeline
+
+    tmp, names, summary = sweep20
+    client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+    parent = client.get_run(summary["mlflow_run_id"])
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:")
+    listed = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"coefficients.csv", "coefficients.png", "cv_curve.png", "trials.csv", "config.yaml"} <= listed, listed
+    table = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="coefficients.csv",
+                                                            dst_path=str(tmp / "parent")))
+    model_dir = Path(mlflow.artifacts.download_artifacts(summary["model_uri"], dst_path=str(tmp / "parent-model")))
+    data = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["python_function"]["data"]
+    fitted = pipeline.FittedModel.load(model_dir / data)
+    coef = table.set_index("name")["coef"]
+    assert sorted(coef.index) == sorted([*fitted.feature_names, "(intercept)"])
+    np.testing.assert_allclose(coef[list(fitted.feature_names)].to_numpy(), fitted.coef, rtol=1e-12)
+    np.testing.assert_allclose(coef["(intercept)"], fitted.intercept, rtol=1e-12)
+    trials = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="trials.csv",
+                                                             dst_path=str(tmp / "parent")))
+    assert len(trials) == 20
+
+
 def test_sweep_registers_a_pickle_free_model_that_predicts_x_coef_plus_intercept(
     sweep20: Sweep, mlflow_uri: str
 ) -> None:
