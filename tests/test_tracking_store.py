@@ -173,17 +173,19 @@ def test_a_cached_schema_mlflow_refuses_is_replaced_by_a_migration(tmp_path, mon
 
 def test_params_and_tags_go_in_shared_batches_and_a_parent_runs_artifacts_need_no_read_of_the_run(
         tmp_path, monkeypatch) -> None:
-    """``log_params_and_tags``: one ``log_batch`` per 100 of each kind (MLflow's limit per request), so 150
-    params and 120 tags take 2 requests where ``log_params`` and ``set_tags`` took 4, and more than 100 tags
-    are set at all (one batch of all of them was refused). The parent run's artifacts go to the location its
-    creation returned: no ``get_run`` (a request to a server) to find it."""
+    """``log_params_and_tags``: the store (a server: one request each) gets batches that pair up to 100 params
+    with up to 100 tags (MLflow's client splits them so), so 150 params and 120 tags take 2 requests where
+    ``log_params`` and ``set_tags`` took 4. The parent run's artifacts go to the location its creation
+    returned: no ``get_run`` (a request to a server) to find it."""
     tracker = Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="batch"))
     parent = tracker.start_parent("sweep-s", {"regsweep.kind": "sweep"})
     batches: list[tuple[int, int]] = []
     reads: list[str] = []
-    log_batch, get_run = tracker.client.log_batch, tracker.client.get_run
-    tracker.client.log_batch = lambda run_id, **kw: (  # type: ignore[method-assign]
-        batches.append((len(kw.get("params") or ()), len(kw.get("tags") or ()))), log_batch(run_id, **kw))[1]
+    get_run = tracker.client.get_run
+    store = tracker.client._tracking_client.store  # what a server's client would send each batch to
+    store_batch = store.log_batch
+    monkeypatch.setattr(store, "log_batch", lambda run_id, metrics, params, tags: (
+        batches.append((len(params), len(tags))), store_batch(run_id, metrics, params, tags))[1])
     from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
     service_get_run = TrackingServiceClient.get_run  # what MlflowClient.log_artifacts reads a run with

@@ -148,8 +148,7 @@ class SweepTracking:
 
         def clean_up() -> None:
             nonlocal closed, replayed
-            if self.store.other_drivers():  # else no run can be another's: no search of the experiment's runs
-                closed = close_stale_runs(self.tracking, self.study, self.store.lease_of)
+            closed = close_stale_runs(self.tracking, self.study, self.store.lease_of)
             replayed = replay_missing(self.tracking, self.store, own=False)
 
         if not self._unreachable_ok(clean_up):

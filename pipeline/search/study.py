@@ -185,15 +185,6 @@ class TrialStore:
                 if key.startswith(_LEASE_PREFIX) and key != f"{_LEASE_PREFIX}{self.driver}"
                 and isinstance(value, int | float) and not is_stale(key[len(_LEASE_PREFIX):], float(value))]
 
-    def other_drivers(self) -> list[str]:
-        """Every other driver that ever claimed this study, alive or not (leases are never removed).
-
-        Only a driver that claimed a study writes MLflow runs tagged with its
-        owner, so with none, no other driver's run can be left RUNNING.
-        """
-        own = f"{_LEASE_PREFIX}{self.driver}"
-        return [key[len(_LEASE_PREFIX):] for key in self.study_attrs() if key.startswith(_LEASE_PREFIX) and key != own]
-
     def claim(self) -> LeaseKeeper:
         """The lease keeper to run while this driver works on the study."""
         key = f"{_LEASE_PREFIX}{self.driver}"

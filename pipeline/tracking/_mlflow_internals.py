@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["add_request_headers", "drop_engine", "drop_inherited_connections", "no_installed_package_scan",
-           "set_active_experiment", "set_model_alias"]
+           "set_active_experiment"]
 
 
 @contextlib.contextmanager
@@ -123,19 +123,3 @@ def set_active_experiment(experiment_id: str) -> None:
         import mlflow
 
         mlflow.set_experiment(experiment_id=experiment_id)
-
-
-def set_model_alias(client: Any, name: str, alias: str, version: str) -> None:
-    """Point ``alias`` of registered model ``name`` at ``version``, as ``MlflowClient.set_registered_model_alias``
-    does, without its check that ``name`` is not a prompt.
-
-    Missing public API: the check reads the whole registered model (one
-    request to a server) before the alias is set; the caller has just
-    registered ``version`` under ``name`` as a model, which a prompt's name
-    would have refused. Without the registry client's method (another MLflow), the checked call is made.
-    """
-    registry = getattr(client, "_get_registry_client", None)
-    if registry is None:  # pragma: no cover - another MLflow
-        client.set_registered_model_alias(name, alias, version)
-        return
-    registry().set_registered_model_alias(name, alias, version)

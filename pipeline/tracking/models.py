@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model import SIGNATURE_MAX_COLUMNS, FittedModel
-from ._mlflow_internals import no_installed_package_scan, set_active_experiment, set_model_alias
+from ._mlflow_internals import no_installed_package_scan, set_active_experiment
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -123,11 +123,11 @@ def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> Non
     from mlflow.exceptions import MlflowException
 
     try:
-        set_model_alias(client, name, alias, version)  # ``version`` registered just now: ``name`` is no prompt
+        client.set_registered_model_alias(name, alias, version)
     except MlflowException as e:
         if "UNIQUE constraint" not in str(e) and "duplicate key" not in str(e):
             raise
-        set_model_alias(client, name, alias, version)
+        client.set_registered_model_alias(name, alias, version)
 
 
 def _read_parquet(data: bytes) -> Any:

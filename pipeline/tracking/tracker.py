@@ -184,15 +184,14 @@ class Tracker:
         return [(run.info.run_id, run.data.tags.get(DRIVER_TAG)) for run in self._search(query)]
 
     def log_params_and_tags(self, run_id: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
-        """``params`` and ``tags`` on ``run_id`` in one ``log_batch`` per 100 of each (MLflow's limit per
-        request): against a tracking server one request where a ``log_params`` and a ``set_tags`` take two."""
+        """``params`` and ``tags`` on ``run_id`` in one ``log_batch``, which MLflow's client sends as one request
+        per 100 of each (its limit), pairing them: against a tracking server one request where a ``log_params``
+        and a ``set_tags`` take two. Refused together: a param MLflow refuses leaves the tags unwritten too."""
         from mlflow.entities import Param, RunTag
 
-        param_items = [Param(k, param_str(v)) for k, v in params.items()]
-        tag_items = [RunTag(k, str(v)) for k, v in tags.items()]
-        for i in range(0, max(len(param_items), len(tag_items)), 100):
-            self.client.log_batch(run_id, params=param_items[i : i + 100], tags=tag_items[i : i + 100],
-                                  synchronous=True)
+        if params or tags:
+            self.client.log_batch(run_id, params=[Param(k, param_str(v)) for k, v in params.items()],
+                                  tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         self.log_params_and_tags(run_id, params, {})
