@@ -210,3 +210,23 @@ def test_params_and_tags_go_in_shared_batches_and_a_parent_runs_artifacts_need_n
     got = mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="coefficients.csv",
                                               dst_path=str(tmp_path / "back"), tracking_uri=tracker.uri)
     assert open(got).read() == "feature,coef\na,1.5\n"
+
+
+def test_without_mlflow_3s_repository_signature_a_parents_artifacts_go_through_the_client(tmp_path, monkeypatch):
+    """MLflow 2 builds an artifact repository from the URI alone (``mlflow-artifacts:`` then resolves against
+    the process's global tracking URI): there the parent's artifacts go through ``MlflowClient``, which reads
+    the run for its location, and still arrive."""
+    from mlflow.store.artifact import artifact_repository_registry as registry
+
+    from pipeline.tracking._mlflow_internals import artifact_repository
+
+    newer = registry.get_artifact_repository
+    monkeypatch.setattr(registry, "get_artifact_repository", lambda artifact_uri: newer(artifact_uri))
+    assert artifact_repository(str(tmp_path / "anywhere"), f"sqlite:///{tmp_path}/mlflow.db") is None
+    tracker = Tracker(TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="old"))
+    parent = tracker.start_parent("sweep-s", {"regsweep.kind": "sweep"})
+    files = tmp_path / "plots"
+    files.mkdir()
+    (files / "trials.csv").write_text("trial,cv_mse\n0,1.5\n")
+    tracker.log_artifacts(parent, files)
+    assert [a.path for a in tracker.client.list_artifacts(parent)] == ["trials.csv"]

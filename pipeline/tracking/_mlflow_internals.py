@@ -11,8 +11,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["add_request_headers", "drop_engine", "drop_inherited_connections", "no_installed_package_scan",
-           "set_active_experiment"]
+__all__ = ["add_request_headers", "artifact_repository", "drop_engine", "drop_inherited_connections",
+           "no_installed_package_scan", "set_active_experiment"]
 
 
 @contextlib.contextmanager
@@ -123,3 +123,27 @@ def set_active_experiment(experiment_id: str) -> None:
         import mlflow
 
         mlflow.set_experiment(experiment_id=experiment_id)
+
+
+def artifact_repository(artifact_uri: str, tracking_uri: str) -> Any | None:
+    """The repository MLflow's client writes a run's artifacts to, built from the run's ``artifact_uri``;
+    None where this MLflow builds it another way (the caller then goes through ``MlflowClient``).
+
+    Missing public API: ``MlflowClient.log_artifacts(run_id, ...)`` finds the
+    artifact location by reading the run (one request to a server) and takes
+    no location. Its private ``_get_artifact_repo`` builds the repository by
+    the two calls made here, which take the tracking URI since MLflow 3
+    (before, ``mlflow-artifacts:`` locations resolved against the process's
+    global tracking URI): with an older signature, None.
+    """
+    import inspect
+
+    try:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
+    except ImportError:  # pragma: no cover - another MLflow
+        return None
+    if "tracking_uri" not in inspect.signature(get_artifact_repository).parameters:
+        return None  # pragma: no cover - MLflow 2
+    return get_artifact_repository(add_databricks_profile_info_to_artifact_uri(artifact_uri, tracking_uri),
+                                   tracking_uri=tracking_uri)

@@ -25,7 +25,7 @@ from ..locks import sqlite_setup_lock
 from ..model import FittedModel
 from ..ownership import DriverId
 from ..sqlite_wal import wal_for_url
-from ._mlflow_internals import drop_engine
+from ._mlflow_internals import artifact_repository, drop_engine
 from .child_runs import ChildRunWriter
 from .connections import close_connections, keepalive_stalls
 from .health import is_http, preflight, reachable
@@ -207,14 +207,11 @@ class Tracker:
         the artifact location it was given then: ``MlflowClient.log_artifacts`` reads the run again to find
         it (one more request to a server); for any other run, through the client."""
         location = self._artifact_uris.get(run_id)
-        if location is None:
+        repository = artifact_repository(location, self.uri) if location is not None else None
+        if repository is None:
             self.client.log_artifacts(run_id, str(directory), artifact_path)
-            return
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-        from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
-
-        location = add_databricks_profile_info_to_artifact_uri(location, self.uri)  # as the client does
-        get_artifact_repository(location, tracking_uri=self.uri).log_artifacts(str(directory), artifact_path)
+        else:
+            repository.log_artifacts(str(directory), artifact_path)
 
     def example_parquet(self, plan: DataPlan, integer_columns: Sequence[bool]) -> bytes:
         """The model's input example (:func:`pipeline.data.example_parquet`), read in this process.
