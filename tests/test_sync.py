@@ -159,4 +159,3 @@ def test_sync_opens_a_killed_described_parent_for_trials_whose_driver_never_open
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(children) == summary["child_runs_replayed"] == 3
     assert previous_parent_run(TrialStore(cfg.search)) == run.info.run_id
-
