@@ -349,6 +349,9 @@ class TrackingConfig(_Strict):
     experiment: str = Field("regsweep", min_length=1)
     registered_model: str = Field("regsweep-model", min_length=1)
     log_trials: bool = Field(True, description="one child run per trial (false: parent run only)")
+    wait_for_child_runs: bool = Field(
+        False, description="true: a sweep against a tracking server returns only once every child run is written "
+                           "(false: its MLflow process writes the last ones after the sweep returns)")
 
     @field_validator("registered_model")
     @classmethod

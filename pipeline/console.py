@@ -84,6 +84,11 @@ def print_outcome(summary: dict[str, Any], cfg: SweepConfig, echo: Callable[[str
             [f"child runs of trials {summary['trials_not_logged']}"] if summary["trials_not_logged"] else [])
         echo(f"WARNING: not logged to MLflow ({cfg.tracking.uri}): {'; '.join(what)}. The Optuna study holds "
              "every result: run `regsweep sync-tracking CONFIG` (same config) once the server is back.")
+    if summary.get("trials_logging_in_background"):
+        echo(f"MLflow: the last {summary['trials_logging_in_background']} child runs are being written after this "
+             f"command returns, by process {summary['background_writer_pid']} (seconds; "
+             "tracking.wait_for_child_runs: true waits for them). If they do not all arrive, the next sweep of "
+             "this study or `regsweep sync-tracking CONFIG` writes the rest.")
     echo(f"MLflow: {mlflow_ui_command(cfg.tracking.uri, summary['mlflow_ui_url'])}")
     echo("  the parent run holds cv_curve.png, coefficient_path.png, validation_curve.png and coefficients.csv; "
          "one child run per trial")

@@ -32,19 +32,30 @@ LEASE_RENEW_S = 10.0
 LEASE_EXPIRY_S = 60.0
 
 
-def _process_start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``), or None if unknown."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 on), or None if unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
     except OSError:
         return None
     # the command name (field 2) may hold spaces or parentheses: split after its closing ')'
-    fields = stat[stat.rfind(b")") + 2 :].split()
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``), or None if unknown."""
+    fields = _stat_fields(pid)
     try:
-        return int(fields[19])  # field 22 of the whole line
+        return int(fields[19]) if fields is not None else None  # field 22 of the whole line
     except (IndexError, ValueError):
         return None
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether ``pid`` has exited but not been reaped yet (a zombie: ``kill(pid, 0)`` still succeeds)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[:1] in ([b"Z"], [b"X"])
 
 
 def _pid_namespace() -> int:
@@ -106,18 +117,23 @@ class DriverId:
         here = _pid_namespace()
         if self.pidns and here and self.pidns != here:
             return None
-        if not _pid_exists(self.pid):
+        if not _pid_exists(self.pid) or _has_exited(self.pid):
             return False
         ticks = _process_start_ticks(self.pid)
         return ticks is None or self.start == 0 or ticks == self.start
 
 
-def is_stale(owner: str | None, lease: float | None, now: float | None = None) -> bool:
+def is_stale(owner: str | None, lease: float | None, now: float | None = None, deputy: str | None = None) -> bool:
     """Whether a RUNNING trial or run of driver ``owner`` (lease renewed at ``lease``) is abandoned.
 
     A record with no owner was written before ownership was recorded, or by
     something else: it is stale only once ``lease`` (if known) has expired.
+    ``deputy`` is the process the owner handed its last writes to when it
+    ended (its MLflow process, writing the last child runs): while the deputy
+    lives, the owner's records are not abandoned either.
     """
+    if deputy is not None and not is_stale(deputy, lease, now):
+        return False
     now = time.time() if now is None else now
     driver = DriverId.parse(owner) if owner else None
     if driver is not None and driver == DriverId.current():

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .bridge import Publication, SweepTracking
+from .bridge import Publication, SweepTracking, background_writing
 from .candidate import Candidate
 from .console import LOCAL_UI, Progress, print_outcome
 from .config import ModelConfig, SweepConfig
@@ -609,7 +609,7 @@ def _finished(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) 
              "a new study (another search.study_name).")
     return {**recorded, "n_trials": cfg.search.n_trials, "n_trials_asked_this_run": 0, "n_trials_complete": done,
             "stale_trials_failed": [st.number for st in store.stale], "trials_not_logged": [],
-            "tracking_incomplete": [], "timings_s": {}}
+            "tracking_incomplete": [], **background_writing(None), "timings_s": {}}
 
 
 def _range_notes(store: TrialStore, space: SearchSpace) -> list[str]:

@@ -73,3 +73,48 @@ def test_ids_written_before_the_pid_namespace_was_recorded_still_parse() -> None
     old = DriverId.parse("some-host/4242/99")
     assert old == DriverId("some-host", 4242, 99, 0)
     assert DriverId.parse(str(DriverId("h", 1, 2, 3))) == DriverId("h", 1, 2, 3)
+
+
+def _process_id(proc: subprocess.Popen[bytes]) -> DriverId:
+    here = DriverId.current()
+    return DriverId(here.host, proc.pid, _process_start_ticks(proc.pid) or 0, here.pidns)
+
+
+def test_a_dead_drivers_records_are_not_stale_while_its_deputy_lives() -> None:
+    """A driver that ended handing its last child runs to its MLflow process (its deputy): a later driver
+    leaves its trials and runs alone until the deputy has exited too, then at once."""
+    dead = str(_dead_driver())
+    deputy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert is_stale(dead, lease=time.time())
+        assert not is_stale(dead, lease=time.time(), deputy=str(_process_id(deputy)))
+    finally:
+        deputy.kill()
+        deputy.wait()
+    assert is_stale(dead, lease=time.time(), deputy=str(_process_id(deputy)))
+
+
+def test_a_deputy_on_another_host_is_judged_by_the_drivers_lease() -> None:
+    remote, deputy = str(DriverId("some-other-host.invalid", 4242, 99)), str(DriverId("some-other-host.invalid", 43, 9))
+    now = time.time()
+    assert not is_stale(remote, lease=now - LEASE_EXPIRY_S / 2, now=now, deputy=deputy)
+    assert is_stale(remote, lease=now - LEASE_EXPIRY_S - 1, now=now, deputy=deputy)
+
+
+def test_a_process_that_exited_but_was_not_reaped_is_dead() -> None:
+    """A zombie still answers ``kill(pid, 0)``: a deputy that exited while its driver (the parent that would
+    reap it) still runs must count as gone, or the trials it left would never be replayed."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    zombie = _process_id(proc)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # exited, not yet waited for
+        with open(f"/proc/{proc.pid}/stat", "rb") as fh:
+            if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                break
+        time.sleep(0.01)
+    try:
+        os.kill(proc.pid, 0)  # still there for kill(): the case the check is for
+        assert zombie.is_alive_here() is False
+        assert is_stale(str(zombie), lease=time.time())
+    finally:
+        proc.wait()

@@ -12,13 +12,14 @@ The one place that sees both the search wing and the tracking wing:
 from .publication import UNPUBLISHED_DIR, Publication, unpublished_dir
 from .replay import record_from_trial, replay_missing
 from .study_links import previous_parent_run, record_parent
-from .sweep_tracking import SweepTracking
+from .sweep_tracking import SweepTracking, background_writing
 from .sync import study_names, sync_tracking
 
 __all__ = [
     "UNPUBLISHED_DIR",
     "Publication",
     "SweepTracking",
+    "background_writing",
     "previous_parent_run",
     "record_from_trial",
     "record_parent",

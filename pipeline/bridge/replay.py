@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..candidate import MULTIPLIER_PREFIX, Candidate
-from ..ownership import is_stale
 from ..search import OWNER_ATTR, TrialStore
 from ..tracking import Tracking, TrialRecord
 from .study_links import PARENT_RUN_ATTR, parent_of
@@ -88,7 +87,7 @@ def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True) -
     def ours_to_log(owner: str | None) -> bool:
         if owner not in owners:
             owners[owner] = (own if owner == me
-                             else owner is None or is_stale(owner, store.lease_of(owner)))
+                             else owner is None or store.abandoned(owner))
         return owners[owner]
 
     trials = [t for t in store.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))

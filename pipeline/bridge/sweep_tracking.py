@@ -31,6 +31,7 @@ from typing import Any
 from ..candidate import Candidate
 from ..config import SweepConfig
 from ..data import DataPlan
+from ..ownership import DriverId
 from ..search import TrialResult, TrialStore
 from ..signals import uninterrupted
 from ..tracking import Pending, Tracking, close_stale_runs, is_http, is_unreachable
@@ -55,6 +56,7 @@ class SweepTracking:
         self._params: dict[str, Any] = {}
         self._tags: dict[str, str] = {}
         self._logged: list[Pending] = []
+        self._handed_off: tuple[int, str] | None = None  # child runs left to the tracking process, its id
 
     # ------------------------------------------------------------------ parent run
     def open_parent(self, params: dict[str, Any], tags: dict[str, str]) -> None:
@@ -148,7 +150,7 @@ class SweepTracking:
 
         def clean_up() -> None:
             nonlocal closed, replayed
-            closed = close_stale_runs(self.tracking, self.study, self.store.lease_of)
+            closed = close_stale_runs(self.tracking, self.study, self.store.abandoned)
             replayed = replay_missing(self.tracking, self.store, own=False)
 
         if not self._unreachable_ok(clean_up):
@@ -172,16 +174,19 @@ class SweepTracking:
         return True
 
     def close(self, status: str) -> None:
-        """Flush the child runs, replay what an outage dropped if the server is back, end the parent run.
+        """Flush the child runs (or hand them over: :meth:`_hand_off`), replay what an outage dropped if the
+        server is back, end the parent run.
 
         Stopping (``status`` KILLED) waits at most a few seconds in all; a
         SIGTERM arriving during a normal drain still ends the parent run, as
-        KILLED. The tracking process is stopped in every case.
+        KILLED. The tracking process is stopped in every case, unless it was
+        handed the last child runs.
         """
         stop_by = time.monotonic() + STOP_DEADLINE_S
         try:
             if status == "FINISHED":
-                self._drain()
+                if not self._hand_off():
+                    self._drain()
             else:
                 self.tracking.finish_trial_logging(timeout=3, deadline=STOP_DEADLINE_S)
         except KeyboardInterrupt:
@@ -205,6 +210,29 @@ class SweepTracking:
         with contextlib.suppress(Exception):
             self.run_id = str(self._created.result(max(0.5, stop_by - time.monotonic())))
             record_parent(self.store, self.run_id)  # so that the next start links to it
+
+    def _hand_off(self) -> bool:
+        """Leave the child runs still queued to the tracking process, to write after the sweep returns
+        (:meth:`~pipeline.tracking.TrackingService.hand_off`); whether it took them.
+
+        Only against a tracking server that took every child run so far: after
+        an outage the sweep waits, replays and reports as before. The process
+        is recorded in the study as this driver's deputy, so a driver started
+        meanwhile leaves those trials and runs to it
+        (:meth:`~pipeline.search.TrialStore.abandoned`); if it cannot finish
+        (killed, the server gone, :data:`~pipeline.tracking.service.HANDOFF_DEADLINE_S`),
+        the next start or ``regsweep sync-tracking`` replays what is missing.
+        """
+        cfg = self.cfg.tracking
+        if cfg.wait_for_child_runs or not cfg.log_trials or not is_http(cfg.uri) or self.tracking.failed:
+            return False
+        handed = self.tracking.hand_off()
+        if handed is None:
+            return False
+        self._handed_off = handed
+        with contextlib.suppress(Exception):  # the study away: a driver started within seconds may replay one twice
+            self.store.record_deputy(handed[1])
+        return True
 
     def _drain(self) -> None:
         self.tracking.finish_trial_logging(timeout=OUTAGE_WAIT_S + 10)
@@ -230,4 +258,15 @@ class SweepTracking:
             "stale_trials_failed": [st.number for st in self.store.stale],
             "trials_not_logged": sorted(n for n, _ in self.tracking.failed if n >= 0),
             "tracking_incomplete": not_logged,
+            **background_writing(self._handed_off),
         }
+
+
+def background_writing(handed_off: tuple[int, str] | None) -> dict[str, int | None]:
+    """The summary's account of child runs left to be written after the sweep returned: how many
+    (``trials_logging_in_background``) and by which process (``background_writer_pid``, None if none)."""
+    if handed_off is None:
+        return {"trials_logging_in_background": 0, "background_writer_pid": None}
+    deputy = DriverId.parse(handed_off[1])
+    return {"trials_logging_in_background": handed_off[0],
+            "background_writer_pid": deputy.pid if deputy is not None else None}

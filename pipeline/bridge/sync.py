@@ -74,7 +74,7 @@ def sync_tracking(cfg: SweepConfig, echo: Callable[[str], None] = print) -> dict
     parent = previous_parent_run(store)
     if parent is None or not tracker.run_exists(parent):
         parent = _parent_for_orphans(tracker, store, cfg)
-    closed = close_stale_runs(tracker, study, store.lease_of)
+    closed = close_stale_runs(tracker, study, store.abandoned)
     tracker.use_parent(parent)
     replayed = replay_missing(tracker, store)
     summary: dict[str, Any] = {"study_name": study, "parent_run": parent,

@@ -48,6 +48,7 @@ __all__ = ["OWNER_ATTR", "RETRY_OF_ATTR", "PendingTrial", "StaleTrial", "TrialSt
 OWNER_ATTR = "regsweep:driver"
 RETRY_OF_ATTR = "regsweep:retry_of"
 _LEASE_PREFIX = "regsweep:lease:"
+_DEPUTY_PREFIX = "regsweep:deputy:"
 
 
 def _sampler(seed: int) -> BaseSampler:
@@ -171,12 +172,19 @@ class TrialStore:
     def set_study_attr(self, key: str, value: Any) -> None:
         self._storage.set_study_system_attr(self._study_id, key, value)
 
-    def lease_of(self, driver: str | None) -> float | None:
-        """When ``driver`` last renewed its lease on this study (epoch seconds), if ever."""
-        if not driver:
-            return None
-        value = self.study_attrs().get(f"{_LEASE_PREFIX}{driver}")
-        return float(value) if isinstance(value, int | float) else None
+    def abandoned(self, owner: str | None) -> bool:
+        """Whether ``owner``'s RUNNING trials and runs are abandoned: the driver is gone (its process, or
+        its lease) and so is the deputy it handed its last child runs to (:meth:`record_deputy`)."""
+        attrs = self.study_attrs() if owner else {}
+        lease = attrs.get(f"{_LEASE_PREFIX}{owner}")
+        deputy = attrs.get(f"{_DEPUTY_PREFIX}{owner}")
+        return is_stale(owner, float(lease) if isinstance(lease, int | float) else None,
+                        deputy=deputy if isinstance(deputy, str) else None)
+
+    def record_deputy(self, deputy: str) -> None:
+        """Record the process that writes this driver's last child runs after it ends (its MLflow process):
+        until that process exits, later drivers leave those runs and trials to it (:meth:`abandoned`)."""
+        self.set_study_attr(f"{_DEPUTY_PREFIX}{self.driver}", deputy)
 
     def others_at_work(self) -> list[str]:
         """Other drivers whose lease on this study is live (:func:`~pipeline.ownership.is_stale` says not)."""
@@ -312,7 +320,7 @@ def _fail_stale_trials(store: TrialStore) -> list[StaleTrial]:
     storage = study_storage(store.study)
     for t in store.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.system_attrs.get(OWNER_ATTR)
-        if not is_stale(owner, store.lease_of(owner)):
+        if not store.abandoned(owner):
             continue
         try:
             storage.set_trial_system_attr(

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..model import FittedModel
-from ..ownership import is_stale
 from .records import ChildRun, TrialRecord
 
 __all__ = ["Done", "Pending", "Tracking", "close_stale_runs"]
@@ -106,19 +105,24 @@ class Tracking(Protocol):
     def finish_trial_logging(self, timeout: float = 300.0, deadline: float | None = None) -> None:
         """Wait until every queued child run is written, or no progress for ``timeout`` s."""
 
+    def hand_off(self) -> tuple[int, str] | None:
+        """Leave the child runs still queued to be written after this driver ends, by a process of their own:
+        ``(how many, that process's DriverId)``, or None if not (then :meth:`finish_trial_logging`)."""
+
     def close(self) -> None:
         """Release what the tracker holds (a helper process); safe to call twice."""
 
 
-def close_stale_runs(tracking: Tracking, study_name: str, lease_of: Callable[[str | None], float | None]) -> list[str]:
+def close_stale_runs(tracking: Tracking, study_name: str, abandoned: Callable[[str | None], bool]) -> list[str]:
     """End as KILLED the RUNNING runs of ``study_name`` whose driver is gone; returns their ids.
 
-    ``lease_of(driver)`` gives the last lease renewal of a driver (or None):
-    runs of drivers on other hosts are closed only once their lease expired.
+    ``abandoned(driver)`` says whether a driver's runs are abandoned
+    (:meth:`pipeline.search.TrialStore.abandoned`: runs of drivers on other
+    hosts only once their lease expired, none while the driver's deputy writes).
     """
     closed = []
     for run_id, owner in tracking.running_runs(study_name):
-        if run_id != tracking.parent_run_id and is_stale(owner, lease_of(owner)):
+        if run_id != tracking.parent_run_id and abandoned(owner):
             tracking.end_run(run_id, "KILLED")
             closed.append(run_id)
     return closed

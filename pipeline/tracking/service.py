@@ -16,13 +16,21 @@ before it is written. A failed call raises
 :class:`~pipeline.errors.RemoteTrackingError` in the driver, carrying whether
 the server was unreachable.
 
+Child runs are the exception: a call waits for them only where it must see
+them (``ping``, which is :meth:`~TrackingService.finish_trial_logging`, and
+the ``child_runs`` search), and against a server on this machine they are
+released at a pace (:mod:`.pacing`). At the end of a sweep the driver may
+hand the ones still queued over (:meth:`TrackingService.hand_off`): the
+helper then writes them after the sweep returns, on its own.
+
 The helper ignores SIGINT/SIGTERM (the driver decides when it stops, so a
 stopped sweep still ends its runs KILLED) and exits by itself when the
-driver dies.
+driver dies, unless it was handed the last child runs.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import multiprocessing
@@ -44,6 +52,7 @@ from ..gc_pause import collector_paused, freeze_after_steps
 from ..model import FittedModel
 from ..ownership import DriverId
 from .health import is_http, is_unreachable, reachable
+from .pacing import Pacer, runs_per_second
 from .protocol import Pending
 from .records import ChildRun, TrialRecord
 
@@ -97,6 +106,8 @@ class TrackingService:
         self._ids = itertools.count()
         self._replies: dict[int, _Reply] = {}
         self._ignored: set[int] = set()  # calls whose answers nobody waits for
+        self._handed_off = False
+        _reap_handed_off()
         # Forked while this process has one thread (nothing can be inherited locked): the helper
         # starts with regsweep and numpy already imported. Otherwise (not Linux) spawned.
         fork = sys.platform.startswith("linux") and threading.active_count() == 1
@@ -252,8 +263,31 @@ class TrackingService:
         except TrackingError as e:
             self.failed.append((-1, str(e)))
 
+    def hand_off(self) -> tuple[int, str] | None:
+        """Leave the child runs still queued to the tracking process, which writes them after this driver has
+        ended (no call may follow but :meth:`end_run` and :meth:`close`); how many, and the process's
+        :class:`~pipeline.ownership.DriverId` (to record as this driver's deputy). None when nothing is
+        queued or more than :data:`HANDOFF_MAX_RUNS` are: then wait with :meth:`finish_trial_logging`."""
+        handed: tuple[int, str | None] = self._call("hand_off")
+        pending, deputy = handed
+        if deputy is None:
+            return None
+        self._handed_off = True
+        return pending, deputy
+
     def close(self, grace: float = 1.0) -> None:
-        """Stop the tracking process (SIGKILL after ``grace`` s if it does not exit); safe to call twice."""
+        """Stop the tracking process (SIGKILL after ``grace`` s if it does not exit); safe to call twice.
+
+        After :meth:`hand_off` the process is left to finish its child runs: this process neither waits
+        for it nor, at exit, stops it."""
+        if self._process is not None and self._handed_off:
+            with contextlib.suppress(OSError, ValueError):
+                self._inbox.put(None)  # no more calls: exit once the last child run is written
+                self._inbox.close()
+                self._inbox.join_thread()  # the None is in the pipe before this process may exit
+            _HANDED_OFF.append(self._process)
+            getattr(multiprocessing.process, "_children", set()).discard(self._process)  # see _HANDED_OFF
+            self._process = None
         if self._process is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._inbox.put(None)
@@ -267,8 +301,31 @@ class TrackingService:
             q.close()
 
 
+_HANDED_OFF: list[Any] = []
+"""Tracking processes left to finish their child runs (:meth:`TrackingService.hand_off`). They are taken out
+of :mod:`multiprocessing`'s children, which it would otherwise terminate and wait for at this process's exit
+(and ``regsweep``'s command would wait for before it exits); kept here to be reaped once they exit."""
+
+
+def _reap_handed_off() -> None:
+    """Reap the handed-off tracking processes that have exited (``exitcode`` polls with ``WNOHANG``)."""
+    _HANDED_OFF[:] = [p for p in _HANDED_OFF if p.exitcode is None]
+
+
+HANDOFF_MAX_RUNS = 1000
+"""The most child runs a sweep leaves to its tracking process: at 13.5-26 ms per run (``benchmarks/child_runs.py``)
+within :data:`HANDOFF_DEADLINE_S`. More, and the sweep waits for them as before."""
+
+HANDOFF_DEADLINE_S = 40.0
+"""How long a handed-off tracking process may write; then it exits, and whatever is left is replayed from the
+study by the next sweep start or ``regsweep sync-tracking``. Within the cover of the driver's lease for
+drivers on other hosts (renewed every 10 s, expired after 60 s: :mod:`pipeline.ownership`), which cannot see
+whether the process still runs."""
+
+
 def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox: Any, metric: str = "mse") -> None:
-    """Body of the tracking process: answer calls and write child runs, in arrival order."""
+    """Body of the tracking process: answer calls and write child runs, in arrival order (calls that need not
+    see the child runs queued before them are answered while those are written)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     freeze_after_steps()  # this process ends with the sweep (pipeline.gc_pause)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a SIGTERM to the whole group: write the KILLED runs first
@@ -276,19 +333,30 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
     driver_id = DriverId.parse(driver)
     driver_pid = driver_id.pid if driver_id is not None else os.getppid()
     tracker: Tracker | None = None
-    writers = _ChildRunPool(outbox, HTTP_WRITERS if is_http(cfg.uri) else 0)
+    http = is_http(cfg.uri)
+    writers = _ChildRunPool(outbox, HTTP_WRITERS if http else 0, runs_per_second(cfg.uri) if http else None)
+    handed_off_at: float | None = None  # when the driver left the last child runs to this process
+    closing = False
     try:
         while True:
             writers.harvest()
+            if handed_off_at is not None:
+                if closing and not writers.busy:
+                    return
+                if time.monotonic() - handed_off_at > HANDOFF_DEADLINE_S:
+                    os._exit(0)  # now, not after the runs in flight: the next start replays what is left
             try:
                 msg = inbox.get(timeout=0.2 if writers.busy else 1.0)
             except queue.Empty:
-                if os.getppid() != driver_pid:
+                if handed_off_at is None and os.getppid() != driver_pid:
                     raise DriverGone from None
                 continue
-            if os.getppid() != driver_pid:  # a dead driver's records are replayed by the next one
+            if handed_off_at is None and os.getppid() != driver_pid:  # the next driver replays its records
                 raise DriverGone
             if msg is None:
+                if handed_off_at is not None:
+                    closing = True
+                    continue
                 writers.drain()
                 outbox.put(None)
                 return
@@ -298,12 +366,52 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
                     continue
             if isinstance(msg, TrialRecord) and writers.submit(tracker, msg):
                 continue
-            writers.drain()  # a call sees every child run queued before it written (the order the driver sent)
+            if isinstance(msg, _Call) and msg.method == "hand_off":
+                reply = _hand_off(tracker, writers, msg)
+                handed_off_at = time.monotonic() if reply.value[1] is not None else None
+                outbox.put(reply)
+                continue
+            if not isinstance(msg, _Call) or msg.method in _SEES_CHILD_RUNS:
+                writers.drain()  # it sees every child run queued before it written (the order the driver sent)
             outbox.put(_answer(tracker, msg))
     except DriverGone:
         return
     finally:
         writers.shutdown()
+
+
+_SEES_CHILD_RUNS = frozenset({"ping", "child_runs"})
+"""Calls answered only once every child run queued before them is written: waiting for them
+(:meth:`TrackingService.finish_trial_logging`), and the search a replay makes not to write a run twice. The
+others (the parent run's records, the model, the search for a dead driver's open runs, which leaves a live
+driver's alone) are answered while the child runs are written."""
+
+
+def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call) -> _Reply:
+    """Take over the child runs still queued, to write after the driver has ended: ``(how many, this
+    process's DriverId)``, or ``(how many, None)`` when there are none or too many (the driver then waits)."""
+    pending = writers.queued
+    if not 0 < pending <= HANDOFF_MAX_RUNS:
+        return _Reply(msg.id, (pending, None))
+    writer = tracker.trial_writer()
+    if writer is not None:
+        writer.outlive_driver()
+    writers.detach()
+    _detach_from_driver()
+    return _Reply(msg.id, (pending, str(DriverId.current())))
+
+
+def _detach_from_driver() -> None:
+    """Outlive the driver: a session of its own (no terminal's SIGHUP or Ctrl-C) and its output to /dev/null
+    (whoever reads the driver's output to its end, a shell pipe or ``subprocess.run``, must not wait for this
+    process too)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 HTTP_WRITERS = 8
@@ -319,30 +427,56 @@ anyway."""
 
 class _ChildRunPool:
     """Child runs written by a pool of threads (a tracking server), their outcomes put on the outbox as they
-    finish; with no threads, nothing is taken and the caller writes in order."""
+    finish; with no threads, nothing is taken and the caller writes in order. With a ``rate`` (a server on
+    this machine: :mod:`.pacing`) records are held and released at that rate until :meth:`drain` or
+    :meth:`detach` releases them all."""
 
-    def __init__(self, outbox: Any, threads: int) -> None:
+    def __init__(self, outbox: Any, threads: int, rate: float | None = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.outbox = outbox
+        self.outbox: Any = outbox
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="child-run") if threads else None
         self.pending: list[Any] = []
+        self.held: collections.deque[tuple[Tracker, TrialRecord]] = collections.deque()
+        self.pacer = Pacer(rate) if rate else None
 
     @property
     def busy(self) -> bool:
-        return bool(self.pending)
+        return bool(self.pending or self.held)
+
+    @property
+    def queued(self) -> int:
+        """Child runs taken and not yet written (held, or being written)."""
+        return len(self.held) + sum(not fut.done() for fut in self.pending)
 
     def submit(self, tracker: Tracker, record: TrialRecord) -> bool:
         if self.pool is None:
             return False
         tracker.trial_writer(watch_driver=True)  # created once, before the threads share it
-        self.pending.append(self.pool.submit(_answer, tracker, record))
+        self.held.append((tracker, record))
+        self._release()
         return True
+
+    def _release(self, everything: bool = False) -> None:
+        """Start writing the held records the pace allows (all of them with ``everything`` or no pace)."""
+        assert self.pool is not None or not self.held
+        while self.held and (everything or self.pacer is None or self.pacer.take()):
+            self.pending.append(self.pool.submit(_answer, *self.held.popleft()))  # type: ignore[union-attr]
+
+    def detach(self) -> None:
+        """Write everything held, at full speed, for nobody: the driver has gone (:func:`_hand_off`), so
+        outcomes are no longer reported (a full pipe nobody reads would block this process's exit)."""
+        self.pacer = None
+        self._release(everything=True)
+        with contextlib.suppress(AttributeError):
+            self.outbox.cancel_join_thread()
+        self.outbox = None
 
     def harvest(self, wait: bool = False) -> None:
         """Put the finished outcomes on the outbox; a writer that saw the driver die stops this process."""
         from concurrent.futures import wait as wait_all
 
+        self._release(everything=wait)
         if wait and self.pending:
             wait_all(self.pending)
         left = []
@@ -353,7 +487,8 @@ class _ChildRunPool:
             error = fut.exception()
             if isinstance(error, DriverGone):
                 raise DriverGone
-            self.outbox.put(fut.result() if error is None else (-1, f"{type(error).__name__}: {error}"[:500]))
+            if self.outbox is not None:
+                self.outbox.put(fut.result() if error is None else (-1, f"{type(error).__name__}: {error}"[:500]))
         self.pending = left
 
     def drain(self) -> None:

@@ -259,6 +259,10 @@ class Tracker:
     def finish_trial_logging(self, timeout: float = 300.0, deadline: float | None = None) -> None:
         """Nothing queued: child runs are written when logged."""
 
+    def hand_off(self) -> tuple[int, str] | None:
+        """Nothing is queued: child runs are written when logged."""
+        return None
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -121,7 +121,7 @@ def run_regsweep(args: Sequence[str | os.PathLike[str]], cwd: str | os.PathLike[
     env = _no_proxy(dict(os.environ))
     env.pop("MLFLOW_TRACKING_URI", None)  # only what the arguments say
     env.pop("MLFLOW_REGISTRY_URI", None)
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "pipeline", *(str(a) for a in args)],
         cwd=cwd,
         env=env,
@@ -131,6 +131,34 @@ def run_regsweep(args: Sequence[str | os.PathLike[str]], cwd: str | os.PathLike[
         timeout=timeout,
         check=False,
     )
+    wait_for_background_writers(cwd)
+    return done
+
+
+def background_writers(cwd: str | os.PathLike[str]) -> list[int]:
+    """Live regsweep processes working in ``cwd`` other than this one: after a command returned, the MLflow
+    process writing a sweep's last child runs (``tracking.wait_for_child_runs: false``)."""
+    where, pids = os.path.realpath(cwd), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if os.readlink(entry / "cwd") != where or b"pipeline" not in (entry / "cmdline").read_bytes():
+                continue
+            stat = (entry / "stat").read_bytes()
+        except OSError:
+            continue
+        if stat[stat.rfind(b")") + 2:].split()[0] not in (b"Z", b"X"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_for_background_writers(cwd: str | os.PathLike[str], timeout: float = 90.0) -> None:
+    """Wait until :func:`background_writers` is empty (at most ``timeout`` s, then let the test's checks say what
+    is missing): a test reads MLflow as a user reads it once the last child runs are written."""
+    deadline = time.monotonic() + timeout
+    while background_writers(cwd) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------ fixtures

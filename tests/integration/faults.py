@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .conftest import DASK, MLFLOW, _no_proxy, _Proc, _tail, _wait_for_health, _wait_for_workers, free_port
+from .conftest import (DASK, MLFLOW, _no_proxy, _Proc, _tail, _wait_for_health, _wait_for_workers, free_port,
+                       wait_for_background_writers)
 
 K = 5
 
@@ -133,6 +134,7 @@ class Driver:
                                       stdin=subprocess.DEVNULL, stdout=self._fh[0], stderr=self._fh[1],
                                       start_new_session=True)
         self.pid = self.popen.pid
+        self.cwd = cwd
 
     def children(self) -> list[int]:
         """PIDs whose parent is this driver (the MLflow writer, LocalCluster nannies)."""
@@ -147,9 +149,14 @@ class Driver:
                     out.append(int(entry.name))
         return out
 
-    def wait(self, timeout: float) -> int:
+    def wait(self, timeout: float, writers: bool = True) -> int:
+        """The driver's exit code, once it (and with ``writers`` any process writing its last child runs) has
+        exited."""
         try:
-            return self.popen.wait(timeout=timeout)
+            code = self.popen.wait(timeout=timeout)
+            if writers:
+                wait_for_background_writers(self.cwd)
+            return code
         finally:
             for fh in self._fh:
                 fh.close()

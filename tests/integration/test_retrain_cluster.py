@@ -71,7 +71,7 @@ def test_cluster_config_sweep_and_retrains_on_postgres(tmp_path, dask_cluster, m
     assert proc.returncode == 0, proc.stderr
     assert first["action"] == "promoted" and first["previous_version"] == sweep["model_version"]
     assert (first["blocks_read"], first["blocks_cached"]) == (5, 0)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)  # not a registry another test set
     assert int(client.get_model_version_by_alias(model, "champion").version) == first["champion_version"]
     # the champion's score is exact: the candidate's coefficients on the held-out rows, recomputed from the rows
     cand = client.get_model_version(model, str(sweep["model_version"]))

@@ -1,0 +1,133 @@
+"""Child runs to a tracking server on this machine are released at a pace; all of them when the sweep waits or
+hands them over (pipeline.tracking.pacing, and the tracking process's pool)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from pipeline.tracking.pacing import SERVER_CPU_PER_RUN_S, SERVER_SHARE, Pacer, on_this_machine, runs_per_second
+from pipeline.tracking.records import TrialRecord
+from pipeline.tracking.service import _ChildRunPool
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_pacer_grants_its_burst_at_once_then_its_rate() -> None:
+    clock = _Clock()
+    pacer = Pacer(4.0, clock=clock)  # steps of 1/8 s: exact in binary, so the counts are exact
+    assert [pacer.take() for _ in range(5)] == [True] * 4 + [False]
+    clock.now += 0.25  # one release's worth at 4 per second
+    assert [pacer.take(), pacer.take()] == [True, False]
+    clock.now += 0.125
+    assert not pacer.take()  # half a release: not yet
+    clock.now += 0.125
+    assert pacer.take()
+    clock.now += 3600  # an idle hour refills the bucket to its burst, no more
+    assert sum(pacer.take() for _ in range(20)) == 4
+
+
+def test_a_slow_rate_still_grants_one_release_at_a_time() -> None:
+    clock = _Clock()
+    pacer = Pacer(0.5, clock=clock)
+    assert [pacer.take(), pacer.take()] == [True, False]
+    clock.now += 2.0
+    assert pacer.take()
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "https://localhost", "http://[::1]:5000",
+                                 f"http://{socket.gethostname()}:5000"])
+def test_a_server_on_this_machine_is_paced_by_the_share_of_its_cores(uri: str) -> None:
+    assert on_this_machine(uri)
+    assert runs_per_second(uri, cores=2) == pytest.approx(SERVER_SHARE * 2 / SERVER_CPU_PER_RUN_S)
+    assert runs_per_second(uri, cores=16) == pytest.approx(8 * runs_per_second(uri, cores=2))
+
+
+@pytest.mark.parametrize("uri", ["http://192.0.2.1:5000", "https://mlflow.example.invalid", "http://:5000"])
+def test_a_server_elsewhere_or_unknown_is_not_paced(uri: str) -> None:
+    """192.0.2.0/24 is reserved for documentation (RFC 5737): no machine's own address."""
+    assert not on_this_machine(uri)
+    assert runs_per_second(uri) is None
+
+
+class _Tracker:
+    """What the pool asks of a tracker: a writer made once, then one write per record."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+
+    def trial_writer(self, watch_driver: bool = False) -> object:
+        return self
+
+    def write_trial(self, record: TrialRecord, *, watch_driver: bool = False) -> str | None:
+        self.written.append(record.number)
+        return None
+
+
+class _Outbox(list[Any]):
+    def put(self, item: Any) -> None:
+        self.append(item)
+
+    def cancel_join_thread(self) -> None:
+        pass
+
+
+def _records(n: int) -> list[TrialRecord]:
+    return [TrialRecord(i, {"penalty": "l1"}, {"cv_mse": 1.0}, 0, 1) for i in range(n)]
+
+
+def test_the_pool_holds_what_the_pace_does_not_grant_and_drain_writes_everything_in_order() -> None:
+    clock, tracker, outbox = _Clock(), _Tracker(), _Outbox()
+    pool = _ChildRunPool(outbox, threads=1, rate=2.0)
+    pool.pacer = Pacer(2.0, clock=clock)
+    try:
+        for rec in _records(10):
+            assert pool.submit(tracker, rec)  # type: ignore[arg-type]
+        assert len(pool.held) == 8 and 8 <= pool.queued <= 10 and pool.busy  # two granted, maybe written
+        clock.now += 1.0  # two more granted
+        pool.harvest()
+        assert len(pool.held) == 6
+        pool.drain()  # a call that must see every child run (a ping): all of them, paced or not
+        assert tracker.written == list(range(10)) and not pool.busy and pool.queued == 0
+        assert sorted(outbox) == [(i, None) for i in range(10)]
+    finally:
+        pool.shutdown()
+
+
+def test_a_pool_handed_over_writes_everything_and_reports_to_nobody() -> None:
+    clock, tracker, outbox = _Clock(), _Tracker(), _Outbox()
+    pool = _ChildRunPool(outbox, threads=2, rate=1.0)
+    pool.pacer = Pacer(1.0, clock=clock)
+    try:
+        for rec in _records(6):
+            pool.submit(tracker, rec)  # type: ignore[arg-type]
+        pool.harvest(wait=False)
+        assert len(pool.held) == 5
+        pool.detach()  # the driver handed the rest over and is gone: no pace, no outbox
+        assert not pool.held and pool.outbox is None
+        pool.drain()
+        assert sorted(tracker.written) == list(range(6))
+        assert len(outbox) <= 1  # at most the one written before the hand-over was reported
+    finally:
+        pool.shutdown()
+
+
+def test_without_a_pace_every_record_is_written_at_once() -> None:
+    tracker, outbox = _Tracker(), _Outbox()
+    pool = _ChildRunPool(outbox, threads=2, rate=None)
+    try:
+        for rec in _records(5):
+            pool.submit(tracker, rec)  # type: ignore[arg-type]
+        assert not pool.held
+        pool.drain()
+        assert sorted(tracker.written) == list(range(5))
+    finally:
+        pool.shutdown()
