@@ -367,7 +367,7 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
             if isinstance(msg, TrialRecord) and writers.submit(tracker, msg):
                 continue
             if isinstance(msg, _Call) and msg.method == "hand_off":
-                reply = _hand_off(tracker, writers, msg)
+                reply = _hand_off(tracker, writers, msg, keep=_queue_fds(inbox, outbox))
                 handed_off_at = time.monotonic() if reply.value[1] is not None else None
                 outbox.put(reply)
                 continue
@@ -387,9 +387,10 @@ others (the parent run's records, the model, the search for a dead driver's open
 driver's alone) are answered while the child runs are written."""
 
 
-def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call) -> _Reply:
+def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call, keep: frozenset[int] = frozenset()) -> _Reply:
     """Take over the child runs still queued, to write after the driver has ended: ``(how many, this
-    process's DriverId)``, or ``(how many, None)`` when there are none or too many (the driver then waits)."""
+    process's DriverId)``, or ``(how many, None)`` when there are none or too many (the driver then waits).
+    ``keep``: the pipes this process still needs (its queues)."""
     pending = writers.queued
     if not 0 < pending <= HANDOFF_MAX_RUNS:
         return _Reply(msg.id, (pending, None))
@@ -397,14 +398,17 @@ def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call) -> _Reply:
     if writer is not None:
         writer.outlive_driver()
     writers.detach()
-    _detach_from_driver()
+    _detach_from_driver(keep)
     return _Reply(msg.id, (pending, str(DriverId.current())))
 
 
-def _detach_from_driver() -> None:
-    """Outlive the driver: a session of its own (no terminal's SIGHUP or Ctrl-C) and its output to /dev/null
-    (whoever reads the driver's output to its end, a shell pipe or ``subprocess.run``, must not wait for this
-    process too)."""
+def _detach_from_driver(keep: frozenset[int] = frozenset()) -> None:
+    """Outlive the driver without holding anything of it: a session of its own (no terminal's SIGHUP or
+    Ctrl-C), its output to /dev/null and no other pipe it inherited but ``keep``. Whoever waits for the end
+    of one of the driver's pipes must not wait for this process too: a shell pipe or ``subprocess.run``
+    reading the output, and the fork server and resource tracker of the local workers, which exit when the
+    pipe they were started with closes, and hold the output until then (measured: ``subprocess.run`` of the
+    quickstart returned only once this process had written the last child run)."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.setsid()
@@ -412,6 +416,30 @@ def _detach_from_driver() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    for fd in _inherited_pipes() - keep:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _inherited_pipes() -> set[int]:
+    """This process's open pipes above the standard streams (Linux ``/proc``; none known elsewhere)."""
+    pipes = set()
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                if int(name) > 2 and os.readlink(f"/proc/self/fd/{name}").startswith("pipe:"):
+                    pipes.add(int(name))
+    return pipes
+
+
+def _queue_fds(*queues: Any) -> frozenset[int]:
+    """The pipe ends of :mod:`multiprocessing` queues (both ends, as a forked process holds them)."""
+    fds = set()
+    for q in queues:
+        for end in ("_reader", "_writer"):
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                fds.add(getattr(q, end).fileno())
+    return frozenset(fds)
 
 
 HTTP_WRITERS = 8

@@ -4,6 +4,7 @@ that process, and when it dies the next one replays what it left. Real processes
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -96,9 +97,25 @@ def _sweep_and_stop_its_writer(tmp_path: Path, mlflow_server: str, dask_cluster:
     assert summary["trials_logging_in_background"] > 0 and pid, summary
     os.kill(pid, signal.SIGSTOP)  # raises if it already finished: then this test would show nothing
     assert background_writers(tmp_path) == [pid]
+    shared = {other: _pipes(other) & _pipes(pid) for other in os.listdir("/proc") if other.isdigit()
+              and int(other) != pid and _pipes(other) & _pipes(pid)}
+    assert not shared, f"pipes the writer shares with other processes (which wait for it to close them): {shared}"
     out = driver.out.read_text()
     assert f"by process {pid}" in out and "child runs are being written after this command returns" in out, out
     return args, pid, names
+
+
+def _pipes(pid: int | str) -> set[str]:
+    """The pipes process ``pid`` holds open (``pipe:[inode]``)."""
+    out = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if (target := os.readlink(f"/proc/{pid}/fd/{fd}")).startswith("pipe:"):
+                    out.add(target)
+    except OSError:
+        pass
+    return out
 
 
 def _sync_tracking(args: list[str], tmp_path: Path) -> None:
