@@ -94,11 +94,21 @@ def test_a_dead_drivers_records_are_not_stale_while_its_deputy_lives() -> None:
     assert is_stale(dead, lease=time.time(), deputy=str(_process_id(deputy)))
 
 
-def test_a_deputy_on_another_host_is_judged_by_the_drivers_lease() -> None:
-    remote, deputy = str(DriverId("some-other-host.invalid", 4242, 99)), str(DriverId("some-other-host.invalid", 43, 9))
-    now = time.time()
-    assert not is_stale(remote, lease=now - LEASE_EXPIRY_S / 2, now=now, deputy=deputy)
-    assert is_stale(remote, lease=now - LEASE_EXPIRY_S - 1, now=now, deputy=deputy)
+def test_a_driver_on_another_host_whose_lease_expired_is_not_stale_while_its_deputy_runs_here() -> None:
+    """The deputy's liveness is checked where it can be (here), whatever the driver's lease says; a deputy on
+    another host is judged by that lease, as its driver is."""
+    remote, now = str(DriverId("some-other-host.invalid", 4242, 99)), time.time()
+    expired = now - LEASE_EXPIRY_S - 1
+    deputy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not is_stale(remote, lease=expired, now=now, deputy=str(_process_id(deputy)))
+    finally:
+        deputy.kill()
+        deputy.wait()
+    assert is_stale(remote, lease=expired, now=now, deputy=str(_process_id(deputy)))
+    elsewhere = str(DriverId("some-other-host.invalid", 43, 9))
+    assert is_stale(remote, lease=expired, now=now, deputy=elsewhere)
+    assert not is_stale(remote, lease=now - LEASE_EXPIRY_S / 2, now=now, deputy=elsewhere)
 
 
 def test_a_process_that_exited_but_was_not_reaped_is_dead() -> None:

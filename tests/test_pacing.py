@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.tracking.pacing import SERVER_CPU_PER_RUN_S, SERVER_SHARE, Pacer, on_this_machine, runs_per_second
 from pipeline.tracking.records import TrialRecord
-from pipeline.tracking.service import _ChildRunPool
+from pipeline.bridge import sweep_tracking
+from pipeline.tracking.service import _Call, _ChildRunPool, _hand_off
 
 
 class _Clock:
@@ -49,6 +50,12 @@ def test_a_server_on_this_machine_is_paced_by_the_share_of_its_cores(uri: str) -
     assert on_this_machine(uri)
     assert runs_per_second(uri, cores=2) == pytest.approx(SERVER_SHARE * 2 / SERVER_CPU_PER_RUN_S)
     assert runs_per_second(uri, cores=16) == pytest.approx(8 * runs_per_second(uri, cores=2))
+
+
+def test_loopback_is_this_machine_even_when_its_own_name_does_not_resolve(monkeypatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "no-such-host.invalid")
+    assert on_this_machine("http://127.0.0.1:5000") and on_this_machine("http://[::1]:5000")
+    assert not on_this_machine("http://192.0.2.1:5000")
 
 
 @pytest.mark.parametrize("uri", ["http://192.0.2.1:5000", "https://mlflow.example.invalid", "http://:5000"])
@@ -131,3 +138,58 @@ def test_without_a_pace_every_record_is_written_at_once() -> None:
         assert sorted(tracker.written) == list(range(5))
     finally:
         pool.shutdown()
+
+
+class _Writer:
+    def __init__(self, gone: bool = False) -> None:
+        self.server_gone, self.outlived = gone, False
+
+    def outlive_driver(self) -> None:
+        self.outlived = True
+
+
+class _HandOffTracker(_Tracker):
+    def __init__(self, writer: _Writer) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def trial_writer(self, watch_driver: bool = False) -> object:
+        return self.writer
+
+
+@pytest.mark.parametrize("case", ["nothing queued", "a write failed", "server gone"])
+def test_the_tracking_process_refuses_a_hand_over_it_could_not_honour(case: str) -> None:
+    """Nothing to hand over, or a server that already refused a record: the driver then waits for the runs,
+    replays what failed and reports it, as before."""
+    tracker, outbox = _HandOffTracker(_Writer(gone=case == "server gone")), _Outbox()
+    pool = _ChildRunPool(outbox, threads=1, rate=1.0)
+    try:
+        if case != "nothing queued":
+            for rec in _records(5):
+                pool.submit(tracker, rec)  # type: ignore[arg-type]
+        pool.errors = int(case == "a write failed")
+        reply = _hand_off(tracker, pool, _Call(7, "hand_off", (), {}))  # type: ignore[arg-type]
+        assert reply.id == 7 and reply.value[1] is None
+        assert reply.value[0] == (0 if case == "nothing queued" else pool.queued)
+        assert not tracker.writer.outlived and pool.outbox is outbox  # still reporting to its driver
+    finally:
+        pool.shutdown()
+
+
+@pytest.mark.parametrize(("pid", "ppid", "env", "outlives"), [
+    (4242, 4000, {}, True),
+    (1, 0, {}, False),  # a container's first process
+    (4242, 1, {}, False),  # started by an init that exits with it, or by systemd
+    (4242, 4000, {"SLURM_JOB_ID": "17"}, False),
+    (4242, 4000, {"PBS_JOBID": "17.server"}, False),
+    (4242, 4000, {"LSB_JOBID": "17"}, False),
+])
+def test_child_runs_are_handed_over_only_where_a_process_left_behind_outlives_the_command(
+        monkeypatch, pid: int, ppid: int, env: dict[str, str], outlives: bool) -> None:
+    monkeypatch.setattr(sweep_tracking.os, "getpid", lambda: pid)
+    monkeypatch.setattr(sweep_tracking.os, "getppid", lambda: ppid)
+    for name in sweep_tracking._BATCH_JOB_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert sweep_tracking._outlives_command() is outlives

@@ -23,6 +23,7 @@ sweep as soon as it is seen.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +58,7 @@ class SweepTracking:
         self._tags: dict[str, str] = {}
         self._logged: list[Pending] = []
         self._handed_off: tuple[int, str] | None = None  # child runs left to the tracking process, its id
+        self._replayed_for_others = 0  # child runs of dead drivers' trials this sweep queued (settle)
 
     # ------------------------------------------------------------------ parent run
     def open_parent(self, params: dict[str, Any], tags: dict[str, str]) -> None:
@@ -138,8 +140,8 @@ class SweepTracking:
         return uri, version
 
     def settle(self) -> None:
-        """Check the params were logged; close what dead drivers left (after the model is logged:
-        the answers wait behind every child run queued before them)."""
+        """Check the params were logged; close what dead drivers left (after the model is logged: a
+        driver killed meanwhile is found too)."""
         self.parent()
         # The server may have gone away meanwhile: a sweep does not need MLflow to go on (the study
         # is the record), and the next start or `regsweep sync-tracking` does what is missed.
@@ -152,6 +154,7 @@ class SweepTracking:
             nonlocal closed, replayed
             closed = close_stale_runs(self.tracking, self.study, self.store.abandoned)
             replayed = replay_missing(self.tracking, self.store, own=False)
+            self._replayed_for_others = replayed
 
         if not self._unreachable_ok(clean_up):
             self.tracking.not_logged.append("ending a stopped driver's runs and replaying its child runs")
@@ -215,8 +218,11 @@ class SweepTracking:
         """Leave the child runs still queued to the tracking process, to write after the sweep returns
         (:meth:`~pipeline.tracking.TrackingService.hand_off`); whether it took them.
 
-        Only against a tracking server that took every child run so far: after
-        an outage the sweep waits, replays and reports as before. The process
+        Only against a tracking server that took every record so far, for
+        this driver's own trials only (a dead driver's replayed runs are
+        waited for: the deputy speaks for this driver alone), and where a
+        process left behind outlives the command (:func:`_outlives_command`):
+        otherwise the sweep waits, replays and reports as before. The process
         is recorded in the study as this driver's deputy, so a driver started
         meanwhile leaves those trials and runs to it
         (:meth:`~pipeline.search.TrialStore.abandoned`); if it cannot finish
@@ -224,7 +230,8 @@ class SweepTracking:
         the next start or ``regsweep sync-tracking`` replays what is missing.
         """
         cfg = self.cfg.tracking
-        if cfg.wait_for_child_runs or not cfg.log_trials or not is_http(cfg.uri) or self.tracking.failed:
+        if (cfg.wait_for_child_runs or not cfg.log_trials or not is_http(cfg.uri) or self.tracking.failed
+                or self.tracking.not_logged or self._replayed_for_others or not _outlives_command()):
             return False
         handed = self.tracking.hand_off()
         if handed is None:
@@ -260,6 +267,20 @@ class SweepTracking:
             "tracking_incomplete": not_logged,
             **background_writing(self._handed_off),
         }
+
+
+_BATCH_JOB_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID")
+"""Set inside a Slurm, PBS or LSF job, whose end kills every process the job left."""
+
+
+def _outlives_command() -> bool:
+    """Whether a process this one leaves behind keeps running once it has exited. Not as PID 1 (a container's
+    first process: its exit ends the container, and every process in it), nor as a child of PID 1 (an init such
+    as tini that exits with its one child, or systemd, which stops what a finished service left), nor in a batch
+    job (:data:`_BATCH_JOB_VARIABLES`). There the sweep waits for its child runs."""
+    if os.getpid() == 1 or os.getppid() == 1:
+        return False
+    return not any(os.environ.get(name) for name in _BATCH_JOB_VARIABLES)
 
 
 def background_writing(handed_off: tuple[int, str] | None) -> dict[str, int | None]:

@@ -56,6 +56,11 @@ class ChildRunWriter:
         self._sql = sql_child_runs(uri, experiment_id)  # a local SQLite store: one transaction per run
         self._rest = rest_runs_for(uri)  # a tracking server: 1.3 ms of CPU per run, not 8.8 (None for a store)
 
+    @property
+    def server_gone(self) -> bool:
+        """Whether the last write failed for a whole outage window (records now fail at once)."""
+        return self._gone
+
     def outlive_driver(self) -> None:
         """Keep writing when the driver ends: it handed its last child runs over
         (:meth:`pipeline.tracking.TrackingService.hand_off`)."""

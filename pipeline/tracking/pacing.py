@@ -43,14 +43,25 @@ def on_this_machine(uri: str) -> bool:
     host = (urllib.parse.urlsplit(uri).hostname or "").lower()
     if not host:
         return False
-    if host in ("localhost", socket.gethostname().lower()):
+    if host in ("localhost", socket.gethostname().lower()) or _is_loopback(host):
         return True
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-        own = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
-    return any(ipaddress.ip_address(str(a).split("%")[0]).is_loopback or a in own for a in addresses)
+    if any(_is_loopback(a) for a in addresses):
+        return True
+    try:
+        return bool(addresses & {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)})
+    except OSError:
+        return False
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:  # a name, not an address
+        return False
 
 
 def runs_per_second(uri: str, cores: int | None = None) -> float | None:
@@ -58,7 +69,15 @@ def runs_per_second(uri: str, cores: int | None = None) -> float | None:
     SERVER_CPU_PER_RUN_S`` for a server on this machine, None (no limit) for one elsewhere."""
     if not on_this_machine(uri):
         return None
-    return SERVER_SHARE * (cores or os.cpu_count() or 1) / SERVER_CPU_PER_RUN_S
+    return SERVER_SHARE * (cores or _usable_cores()) / SERVER_CPU_PER_RUN_S
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity: ``taskset``, a container's cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class Pacer:

@@ -11,14 +11,12 @@ set-up of a 100-trial sweep from 2.4 s to the 0.2 s of opening the study
 (measured at 10⁶ rows).
 
 Calls run in the helper in the order they were sent: a call that returns
-something waits for its answer, which also means every child run queued
-before it is written. A failed call raises
+something waits for its answer. A failed call raises
 :class:`~pipeline.errors.RemoteTrackingError` in the driver, carrying whether
 the server was unreachable.
 
 Child runs are the exception: a call waits for them only where it must see
-them (``ping``, which is :meth:`~TrackingService.finish_trial_logging`, and
-the ``child_runs`` search), and against a server on this machine they are
+them (:data:`_SEES_CHILD_RUNS`), and against a server on this machine they are
 released at a pace (:mod:`.pacing`). At the end of a sweep the driver may
 hand the ones still queued over (:meth:`TrackingService.hand_off`): the
 helper then writes them after the sweep returns, on its own.
@@ -268,7 +266,8 @@ class TrackingService:
         ended (no call may follow but :meth:`end_run` and :meth:`close`); how many, and the process's
         :class:`~pipeline.ownership.DriverId` (to record as this driver's deputy). None when nothing is
         queued or more than :data:`HANDOFF_MAX_RUNS` are: then wait with :meth:`finish_trial_logging`."""
-        handed: tuple[int, str | None] = self._call("hand_off")
+        sentinel = _pipe_of(self._process.sentinel) if self._process is not None else None
+        handed: tuple[int, str | None] = self._call("hand_off", sentinel)
         pending, deputy = handed
         if deputy is None:
             return None
@@ -344,7 +343,7 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
                 if closing and not writers.busy:
                     return
                 if time.monotonic() - handed_off_at > HANDOFF_DEADLINE_S:
-                    os._exit(0)  # now, not after the runs in flight: the next start replays what is left
+                    os._exit(HANDOFF_EXPIRED)  # now, not after the runs in flight: replayed by the next start
             try:
                 msg = inbox.get(timeout=0.2 if writers.busy else 1.0)
             except queue.Empty:
@@ -367,7 +366,8 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
             if isinstance(msg, TrialRecord) and writers.submit(tracker, msg):
                 continue
             if isinstance(msg, _Call) and msg.method == "hand_off":
-                reply = _hand_off(tracker, writers, msg, keep=_queue_fds(inbox, outbox))
+                keep = _queue_fds(inbox, outbox) | _fds_of_pipe(msg.args[0] if msg.args else None)
+                reply = _hand_off(tracker, writers, msg, keep=keep)
                 handed_off_at = time.monotonic() if reply.value[1] is not None else None
                 outbox.put(reply)
                 continue
@@ -380,11 +380,15 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
         writers.shutdown()
 
 
-_SEES_CHILD_RUNS = frozenset({"ping", "child_runs"})
+_SEES_CHILD_RUNS = frozenset({"ping", "child_runs", "use_parent"})
 """Calls answered only once every child run queued before them is written: waiting for them
-(:meth:`TrackingService.finish_trial_logging`), and the search a replay makes not to write a run twice. The
-others (the parent run's records, the model, the search for a dead driver's open runs, which leaves a live
-driver's alone) are answered while the child runs are written."""
+(:meth:`TrackingService.finish_trial_logging`), the search a replay makes not to write a run twice, and a
+new parent for the runs to come (the writers' shared writer is replaced). The others (the parent run's
+records, the model, the search for a dead driver's open runs, which leaves a live driver's alone) are
+answered while the child runs are written."""
+
+HANDOFF_EXPIRED = 3
+"""The exit code of a handed-off tracking process stopped by :data:`HANDOFF_DEADLINE_S` (0: all written)."""
 
 
 def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call, keep: frozenset[int] = frozenset()) -> _Reply:
@@ -392,9 +396,9 @@ def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call, keep: frozen
     process's DriverId)``, or ``(how many, None)`` when there are none or too many (the driver then waits).
     ``keep``: the pipes this process still needs (its queues)."""
     pending = writers.queued
-    if not 0 < pending <= HANDOFF_MAX_RUNS:
-        return _Reply(msg.id, (pending, None))
     writer = tracker.trial_writer()
+    if not 0 < pending <= HANDOFF_MAX_RUNS or writers.errors or (writer is not None and writer.server_gone):
+        return _Reply(msg.id, (pending, None))  # the driver waits, and replays and reports what failed
     if writer is not None:
         writer.outlive_driver()
     writers.detach()
@@ -432,6 +436,22 @@ def _inherited_pipes() -> set[int]:
     return pipes
 
 
+def _pipe_of(fd: int) -> str | None:
+    """What ``fd`` is (``pipe:[inode]``), if this can be told (Linux ``/proc``)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def _fds_of_pipe(pipe: str | None) -> frozenset[int]:
+    """This process's descriptors on ``pipe``: the end of the driver's sentinel this process holds, which
+    tells the driver it exited (closed, ``Process.join(timeout)`` would no longer time out)."""
+    if not pipe:
+        return frozenset()
+    return frozenset(fd for fd in _inherited_pipes() if _pipe_of(fd) == pipe)
+
+
 def _queue_fds(*queues: Any) -> frozenset[int]:
     """The pipe ends of :mod:`multiprocessing` queues (both ends, as a forked process holds them)."""
     fds = set()
@@ -467,6 +487,7 @@ class _ChildRunPool:
         self.pending: list[Any] = []
         self.held: collections.deque[tuple[Tracker, TrialRecord]] = collections.deque()
         self.pacer = Pacer(rate) if rate else None
+        self.errors = 0  # child runs that could not be written
 
     @property
     def busy(self) -> bool:
@@ -515,8 +536,10 @@ class _ChildRunPool:
             error = fut.exception()
             if isinstance(error, DriverGone):
                 raise DriverGone
+            outcome = fut.result() if error is None else (-1, f"{type(error).__name__}: {error}"[:500])
+            self.errors += outcome[1] is not None
             if self.outbox is not None:
-                self.outbox.put(fut.result() if error is None else (-1, f"{type(error).__name__}: {error}"[:500]))
+                self.outbox.put(outcome)
         self.pending = left
 
     def drain(self) -> None:

@@ -67,6 +67,13 @@ def test_child_runs_handed_over_arrive_complete_after_the_driver_let_go(mlflow_s
     finally:
         tracking.close()
     assert process not in multiprocessing.active_children()  # neither stopped nor waited for at this one's exit
+    os.kill(process.pid, signal.SIGSTOP)  # still writing (raises if it is done: then this shows nothing)
+    try:  # it closed the pipes it inherited, but not the one that tells this process it exited
+        assert os.readlink(f"/proc/self/fd/{process.sentinel}") in _pipes(process.pid)
+        process.join(0.2)  # times out, which it could not with that pipe closed (it would wait for the exit)
+        assert process.exitcode is None
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
     process.join(90)
     assert process.exitcode == 0
     runs = mlflow_runs(mlflow_server, study)
