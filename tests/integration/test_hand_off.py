@@ -103,12 +103,16 @@ def _sweep_and_stop_its_writer(tmp_path: Path, mlflow_server: str, dask_cluster:
     pid = summary["background_writer_pid"]
     assert summary["trials_logging_in_background"] > 0 and pid, summary
     os.kill(pid, signal.SIGSTOP)  # raises if it already finished: then this test would show nothing
-    assert background_writers(tmp_path) == [pid]
-    shared = {other: _pipes(other) & _pipes(pid) for other in os.listdir("/proc") if other.isdigit()
-              and int(other) != pid and _pipes(other) & _pipes(pid)}
-    assert not shared, f"pipes the writer shares with other processes (which wait for it to close them): {shared}"
-    out = driver.out.read_text()
-    assert f"by process {pid}" in out and "child runs are being written after this command returns" in out, out
+    try:
+        assert background_writers(tmp_path) == [pid]
+        shared = {other: _pipes(other) & _pipes(pid) for other in os.listdir("/proc") if other.isdigit()
+                  and int(other) != pid and _pipes(other) & _pipes(pid)}
+        assert not shared, f"pipes the writer shares with other processes (which wait for them to close): {shared}"
+        out = driver.out.read_text()
+        assert f"by process {pid}" in out and "child runs are being written after this command returns" in out, out
+    except BaseException:
+        os.kill(pid, signal.SIGCONT)  # not left stopped for good
+        raise
     return args, pid, names
 
 
