@@ -118,8 +118,10 @@ def test_a_pool_handed_over_writes_everything_and_reports_to_nobody() -> None:
             pool.submit(tracker, rec)  # type: ignore[arg-type]
         pool.harvest(wait=False)
         assert len(pool.held) == 5
-        pool.detach()  # the driver handed the rest over and is gone: no pace, no outbox
-        assert not pool.held and pool.outbox is None
+        pool.detach()  # the driver handed the rest over: no outbox
+        assert len(pool.held) == 5 and pool.outbox is None
+        pool.unpace()  # and has exited: no pace
+        assert not pool.held and pool.pacer is None
         pool.drain()
         assert sorted(tracker.written) == list(range(6))
         assert len(outbox) <= 1  # at most the one written before the hand-over was reported
