@@ -86,9 +86,9 @@ def print_outcome(summary: dict[str, Any], cfg: SweepConfig, echo: Callable[[str
              "every result: run `regsweep sync-tracking CONFIG` (same config) once the server is back.")
     if summary.get("trials_logging_in_background"):
         echo(f"MLflow: the last {summary['trials_logging_in_background']} child runs are being written after this "
-             f"command returns, by process {summary['background_writer_pid']} (seconds; "
-             "tracking.wait_for_child_runs: true waits for them). `regsweep sync-tracking CONFIG` writes any that "
-             "do not arrive (so does the next sweep of a study with trials left to run).")
+             f"command returns, within seconds, by process {summary['background_writer_pid']} (to wait for them "
+             "instead: tracking.wait_for_child_runs: true). `regsweep sync-tracking CONFIG` writes any that do not "
+             "arrive.")
     echo(f"MLflow: {mlflow_ui_command(cfg.tracking.uri, summary['mlflow_ui_url'])}")
     echo("  the parent run holds cv_curve.png, coefficient_path.png, validation_curve.png and coefficients.csv; "
          "one child run per trial")

@@ -87,8 +87,10 @@ class _Outbox(list[Any]):
         pass
 
 
-def _records(n: int) -> list[TrialRecord]:
-    return [TrialRecord(i, {"penalty": "l1"}, {"cv_mse": 1.0}, 0, 1) for i in range(n)]
+def _submit(pool: _ChildRunPool, tracker: _Tracker, n: int) -> None:
+    """Records 0..n-1, as the tracking process takes them (a pool with threads always takes them)."""
+    for i in range(n):
+        assert pool.submit(tracker, TrialRecord(i, {"penalty": "l1"}, {"cv_mse": 1.0}, 0, 1))  # type: ignore[arg-type]
 
 
 def test_the_pool_holds_what_the_pace_does_not_grant_and_drain_writes_everything_in_order() -> None:
@@ -96,8 +98,7 @@ def test_the_pool_holds_what_the_pace_does_not_grant_and_drain_writes_everything
     pool = _ChildRunPool(outbox, threads=1, rate=2.0)
     pool.pacer = Pacer(2.0, clock=clock)
     try:
-        for rec in _records(10):
-            assert pool.submit(tracker, rec)  # type: ignore[arg-type]
+        _submit(pool, tracker, 10)
         assert len(pool.held) == 8 and 8 <= pool.queued <= 10 and pool.busy  # two granted, maybe written
         clock.now += 1.0  # two more granted
         pool.harvest()
@@ -114,8 +115,7 @@ def test_a_pool_handed_over_writes_everything_and_reports_to_nobody() -> None:
     pool = _ChildRunPool(outbox, threads=2, rate=1.0)
     pool.pacer = Pacer(1.0, clock=clock)
     try:
-        for rec in _records(6):
-            pool.submit(tracker, rec)  # type: ignore[arg-type]
+        _submit(pool, tracker, 6)
         pool.harvest(wait=False)
         assert len(pool.held) == 5
         pool.detach()  # the driver handed the rest over: no outbox
@@ -133,8 +133,7 @@ def test_without_a_pace_every_record_is_written_at_once() -> None:
     tracker, outbox = _Tracker(), _Outbox()
     pool = _ChildRunPool(outbox, threads=2, rate=None)
     try:
-        for rec in _records(5):
-            pool.submit(tracker, rec)  # type: ignore[arg-type]
+        _submit(pool, tracker, 5)
         assert not pool.held
         pool.drain()
         assert sorted(tracker.written) == list(range(5))
@@ -167,8 +166,7 @@ def test_the_tracking_process_refuses_a_hand_over_it_could_not_honour(case: str)
     pool = _ChildRunPool(outbox, threads=1, rate=1.0)
     try:
         if case != "nothing queued":
-            for rec in _records(5):
-                pool.submit(tracker, rec)  # type: ignore[arg-type]
+            _submit(pool, tracker, 5)
         pool.errors = int(case == "a write failed")
         reply = _hand_off(tracker, pool, _Call(7, "hand_off", (), {}))  # type: ignore[arg-type]
         assert reply.id == 7 and reply.value[1] is None

@@ -227,7 +227,8 @@ class SweepTracking:
         meanwhile leaves those trials and runs to it
         (:meth:`~pipeline.search.TrialStore.abandoned`); if it cannot finish
         (killed, the server gone, :data:`~pipeline.tracking.service.HANDOFF_DEADLINE_S`),
-        the next start or ``regsweep sync-tracking`` replays what is missing.
+        ``regsweep sync-tracking`` (or the next start of a study with trials
+        left) replays what is missing.
         """
         cfg = self.cfg.tracking
         if (cfg.wait_for_child_runs or not cfg.log_trials or not is_http(cfg.uri) or self.tracking.failed

@@ -264,8 +264,9 @@ class TrackingService:
     def hand_off(self) -> tuple[int, str] | None:
         """Leave the child runs still queued to the tracking process, which writes them after this driver has
         ended (no call may follow but :meth:`end_run` and :meth:`close`); how many, and the process's
-        :class:`~pipeline.ownership.DriverId` (to record as this driver's deputy). None when nothing is
-        queued or more than :data:`HANDOFF_MAX_RUNS` are: then wait with :meth:`finish_trial_logging`."""
+        :class:`~pipeline.ownership.DriverId` (to record as this driver's deputy). None when the process
+        declines (nothing queued, more than :data:`HANDOFF_MAX_RUNS`, a write failed): then wait with
+        :meth:`finish_trial_logging`."""
         sentinel = _pipe_of(self._process.sentinel) if self._process is not None else None
         handed: tuple[int, str | None] = self._call("hand_off", sentinel)
         pending, deputy = handed
@@ -317,7 +318,7 @@ within :data:`HANDOFF_DEADLINE_S`. More, and the sweep waits for them as before.
 
 HANDOFF_DEADLINE_S = 40.0
 """How long a handed-off tracking process may write; then it exits, and whatever is left is replayed from the
-study by the next sweep start or ``regsweep sync-tracking``. Within the cover of the driver's lease for
+study by ``regsweep sync-tracking`` (or the next start of a study with trials left). Within the cover of the driver's lease for
 drivers on other hosts (renewed every 10 s, expired after 60 s: :mod:`pipeline.ownership`), which cannot see
 whether the process still runs."""
 
@@ -369,8 +370,8 @@ def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox
             if isinstance(msg, TrialRecord) and writers.submit(tracker, msg):
                 continue
             if isinstance(msg, _Call) and msg.method == "hand_off":
-                keep = _queue_fds(inbox, outbox) | _fds_of_pipe(msg.args[0] if msg.args else None)
-                reply = _hand_off(tracker, writers, msg, keep=keep)
+                reply = _hand_off(tracker, writers, msg, keep=_queue_fds(inbox, outbox),
+                                  sentinel=msg.args[0] if msg.args else None)
                 handed_off_at = time.monotonic() if reply.value[1] is not None else None
                 outbox.put(reply)
                 continue
@@ -401,10 +402,12 @@ HANDOFF_EXPIRED = 3
 """The exit code of a handed-off tracking process stopped by :data:`HANDOFF_DEADLINE_S` (0: all written)."""
 
 
-def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call, keep: frozenset[int] = frozenset()) -> _Reply:
+def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call, keep: frozenset[int] = frozenset(),
+              sentinel: str | None = None) -> _Reply:
     """Take over the child runs still queued, to write after the driver has ended: ``(how many, this
-    process's DriverId)``, or ``(how many, None)`` when there are none or too many (the driver then waits).
-    ``keep``: the pipes this process still needs (its queues)."""
+    process's DriverId)``, or ``(how many, None)`` when there are none or too many, or a write failed (the
+    driver then waits). ``keep``: the descriptors this process still needs (its queues); ``sentinel``: the
+    driver's sentinel pipe (:func:`_detach_from_driver`)."""
     pending = writers.queued
     writer = tracker.trial_writer()
     if not 0 < pending <= HANDOFF_MAX_RUNS or writers.errors or (writer is not None and writer.server_gone):
@@ -412,13 +415,15 @@ def _hand_off(tracker: Tracker, writers: _ChildRunPool, msg: _Call, keep: frozen
     if writer is not None:
         writer.outlive_driver()
     writers.detach()
-    _detach_from_driver(keep)
+    _detach_from_driver(keep, sentinel)
     return _Reply(msg.id, (pending, str(DriverId.current())))
 
 
-def _detach_from_driver(keep: frozenset[int] = frozenset()) -> None:
+def _detach_from_driver(keep: frozenset[int] = frozenset(), sentinel: str | None = None) -> None:
     """Outlive the driver without holding anything of it: a session of its own (no terminal's SIGHUP or
-    Ctrl-C), its output to /dev/null and no other pipe it inherited but ``keep``. Whoever waits for the end
+    Ctrl-C), its output to /dev/null and no other pipe it inherited but the descriptors ``keep`` and the
+    ``sentinel`` pipe, whose end here tells the driver this process exited (closed, the driver's
+    ``Process.join(timeout)`` would wait for the exit). Whoever waits for the end
     of one of the driver's pipes must not wait for this process too: a shell pipe or ``subprocess.run``
     reading the output, and the fork server and resource tracker of the local workers, which exit when the
     pipe they were started with closes, and hold the output until then (measured: ``subprocess.run`` of the
@@ -430,19 +435,20 @@ def _detach_from_driver(keep: frozenset[int] = frozenset()) -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-    for fd in _inherited_pipes() - keep:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    for fd, pipe in _open_pipes().items():
+        if fd not in keep and pipe != sentinel:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-def _inherited_pipes() -> set[int]:
-    """This process's open pipes above the standard streams (Linux ``/proc``; none known elsewhere)."""
-    pipes = set()
+def _open_pipes() -> dict[int, str]:
+    """This process's open pipes above the standard streams, as ``{fd: "pipe:[inode]"}`` (Linux ``/proc``;
+    none known elsewhere)."""
+    pipes = {}
     with contextlib.suppress(OSError):
         for name in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):
-                if int(name) > 2 and os.readlink(f"/proc/self/fd/{name}").startswith("pipe:"):
-                    pipes.add(int(name))
+            if int(name) > 2 and (what := _pipe_of(int(name)) or "").startswith("pipe:"):
+                pipes[int(name)] = what
     return pipes
 
 
@@ -452,14 +458,6 @@ def _pipe_of(fd: int) -> str | None:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return None
-
-
-def _fds_of_pipe(pipe: str | None) -> frozenset[int]:
-    """This process's descriptors on ``pipe``: the end of the driver's sentinel this process holds, which
-    tells the driver it exited (closed, ``Process.join(timeout)`` would no longer time out)."""
-    if not pipe:
-        return frozenset()
-    return frozenset(fd for fd in _inherited_pipes() if _pipe_of(fd) == pipe)
 
 
 def _queue_fds(*queues: Any) -> frozenset[int]:
@@ -487,7 +485,7 @@ class _ChildRunPool:
     """Child runs written by a pool of threads (a tracking server), their outcomes put on the outbox as they
     finish; with no threads, nothing is taken and the caller writes in order. With a ``rate`` (a server on
     this machine: :mod:`.pacing`) records are held and released at that rate until :meth:`drain` or
-    :meth:`detach` releases them all."""
+    :meth:`unpace` releases them all."""
 
     def __init__(self, outbox: Any, threads: int, rate: float | None = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
