@@ -87,8 +87,8 @@ def print_outcome(summary: dict[str, Any], cfg: SweepConfig, echo: Callable[[str
     if summary.get("trials_logging_in_background"):
         echo(f"MLflow: the last {summary['trials_logging_in_background']} child runs are being written after this "
              f"command returns, within seconds, by process {summary['background_writer_pid']} (to wait for them "
-             "instead: tracking.wait_for_child_runs: true). `regsweep sync-tracking CONFIG` writes any that do not "
-             "arrive.")
+             "instead: tracking.wait_for_child_runs: true). `regsweep sync-tracking CONFIG`, or this sweep run again, "
+             "writes any that do not arrive.")
     echo(f"MLflow: {mlflow_ui_command(cfg.tracking.uri, summary['mlflow_ui_url'])}")
     echo("  the parent run holds cv_curve.png, coefficient_path.png, validation_curve.png and coefficients.csv; "
          "one child run per trial")

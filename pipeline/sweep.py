@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .bridge import Publication, SweepTracking, background_writing
+from .bridge import Publication, SweepTracking, background_writing, sync_tracking
 from .candidate import Candidate
 from .console import LOCAL_UI, Progress, print_outcome
 from .config import ModelConfig, SweepConfig
@@ -600,6 +600,7 @@ def _finished(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) 
         return None
     echo(f"study {cfg.search.study_name!r} already holds {done}/{cfg.search.n_trials} complete trials; raise "
          "search.n_trials or change search.study_name")
+    _sync_after_deputies(cfg, store, echo)
     rule = (recorded.get("selected") or {}).get("rule")
     if rule is not None and rule != cfg.search.select:  # the outcome reported is the recorded rule's, not this one
         other = store.study.user_attrs.get(SELECTION_ATTR, {}).get(cfg.search.select) or {}
@@ -610,6 +611,21 @@ def _finished(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) 
     return {**recorded, "n_trials": cfg.search.n_trials, "n_trials_asked_this_run": 0, "n_trials_complete": done,
             "stale_trials_failed": [st.number for st in store.stale], "trials_not_logged": [],
             "tracking_incomplete": [], **background_writing(None), "timings_s": {}}
+
+
+def _sync_after_deputies(cfg: SweepConfig, store: TrialStore, echo: Callable[[str], None]) -> None:
+    """A finished study whose last sweep left child runs to a process that has exited since
+    (:meth:`~pipeline.search.TrialStore.deputies_gone`): MLflow is brought in step with the study
+    (``regsweep sync-tracking``: the runs that process did not write), once. A server that cannot be
+    reached is only reported: the study keeps every trial, and the sync can be run later."""
+    if not store.deputies_gone():
+        return
+    echo("The MLflow process the last sweep left its final child runs to has exited; looking for any it did not "
+         "write.")
+    try:
+        sync_tracking(cfg, echo)
+    except TrackingError as e:
+        echo(f"WARNING: {e} Run `regsweep sync-tracking CONFIG` once MLflow can be reached.")
 
 
 def _range_notes(store: TrialStore, space: SearchSpace) -> list[str]:

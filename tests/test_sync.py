@@ -159,3 +159,38 @@ def test_sync_opens_a_killed_described_parent_for_trials_whose_driver_never_open
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(children) == summary["child_runs_replayed"] == 3
     assert previous_parent_run(TrialStore(cfg.search)) == run.info.run_id
+
+
+def test_an_exited_deputy_of_a_dead_driver_is_looked_at_until_forgotten(tmp_path):
+    """``deputies_gone`` names the drivers whose deputy (the process left to write their last child runs) has
+    exited, as they have: not one whose deputy still runs, nor this driver; ``forget_deputies`` clears them, so
+    a finished study's next sweep looks for the runs they left once (``sweep._sync_after_deputies``)."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.config import load_config
+    from pipeline.ownership import DriverId, _process_start_ticks
+    from pipeline.search import TrialStore
+
+    cfg = load_config(None, [f"search.storage=sqlite:///{tmp_path}/o.db", "search.study_name=s"])
+    here = DriverId.current()
+    gone = [str(DriverId(here.host, os.getpid(), start, here.pidns)) for start in (1, 2, 3)]  # this PID, other starts
+    dead_driver, dead_deputy, other_dead_driver = gone
+    store = TrialStore(cfg.search)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live_deputy = str(DriverId(here.host, live.pid, _process_start_ticks(live.pid) or 0, here.pidns))
+        for owner, deputy in ((dead_driver, dead_deputy), (other_dead_driver, live_deputy)):
+            earlier = TrialStore(cfg.search)
+            earlier.driver = DriverId.parse(owner)
+            earlier.record_deputy(deputy)
+        store.record_deputy(dead_deputy)  # this driver's own: not gone while it runs
+        assert store.deputies_gone() == [dead_driver]
+        store.forget_deputies([dead_driver])
+        assert store.deputies_gone() == []
+        assert not store.abandoned(other_dead_driver)
+    finally:
+        live.kill()
+        live.wait()
+    assert store.deputies_gone() == [other_dead_driver] and store.abandoned(other_dead_driver)

@@ -59,6 +59,7 @@ class SweepTracking:
         self._logged: list[Pending] = []
         self._handed_off: tuple[int, str] | None = None  # child runs left to the tracking process, its id
         self._replayed_for_others = 0  # child runs of dead drivers' trials this sweep queued (settle)
+        self._deputies_looked_at: list[str] = []  # dead drivers' exited deputies whose runs settle looked for
 
     # ------------------------------------------------------------------ parent run
     def open_parent(self, params: dict[str, Any], tags: dict[str, str]) -> None:
@@ -152,9 +153,11 @@ class SweepTracking:
 
         def clean_up() -> None:
             nonlocal closed, replayed
+            gone = self.store.deputies_gone()
             closed = close_stale_runs(self.tracking, self.study, self.store.abandoned)
             replayed = replay_missing(self.tracking, self.store, own=False)
             self._replayed_for_others = replayed
+            self._deputies_looked_at = gone
 
         if not self._unreachable_ok(clean_up):
             self.tracking.not_logged.append("ending a stopped driver's runs and replaying its child runs")
@@ -190,6 +193,9 @@ class SweepTracking:
             if status == "FINISHED":
                 if not self._hand_off():
                     self._drain()
+                if self._deputies_looked_at and not self.tracking.failed:  # what they left is in MLflow now
+                    with contextlib.suppress(Exception):
+                        self.store.forget_deputies(self._deputies_looked_at)
             else:
                 self.tracking.finish_trial_logging(timeout=3, deadline=STOP_DEADLINE_S)
         except KeyboardInterrupt:
@@ -227,8 +233,8 @@ class SweepTracking:
         meanwhile leaves those trials and runs to it
         (:meth:`~pipeline.search.TrialStore.abandoned`); if it cannot finish
         (killed, the server gone, :data:`~pipeline.tracking.service.HANDOFF_DEADLINE_S`),
-        ``regsweep sync-tracking`` (or the next start of a study with trials
-        left) replays what is missing.
+        ``regsweep sync-tracking`` or the next ``regsweep sweep`` of the study
+        (finished or not: :func:`pipeline.sweep._sync_after_deputies`) replays what is missing.
         """
         cfg = self.cfg.tracking
         if (cfg.wait_for_child_runs or not cfg.log_trials or not is_http(cfg.uri) or self.tracking.failed

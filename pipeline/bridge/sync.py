@@ -74,9 +74,12 @@ def sync_tracking(cfg: SweepConfig, echo: Callable[[str], None] = print) -> dict
     parent = previous_parent_run(store)
     if parent is None or not tracker.run_exists(parent):
         parent = _parent_for_orphans(tracker, store, cfg)
+    gone = store.deputies_gone()  # before the replay: a deputy that exits meanwhile is looked at next time
     closed = close_stale_runs(tracker, study, store.abandoned)
     tracker.use_parent(parent)
     replayed = replay_missing(tracker, store)
+    if not tracker.failed:
+        store.forget_deputies(gone)  # what they left is in MLflow now: a finished study's next sweep skips this
     summary: dict[str, Any] = {"study_name": study, "parent_run": parent,
                                "child_runs_replayed": replayed - len(tracker.failed),
                                "runs_closed": closed, "not_logged": [n for n, _ in tracker.failed]}

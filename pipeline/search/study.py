@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,14 @@ def check_storage(url: str, timeout_s: float = 3.0) -> None:
         shown = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
         raise SweepError(f"search.storage {shown} is unreachable ({e.strerror or e}); start the database, or set "
                          "search.storage to a local file such as sqlite:///regsweep-optuna.db.") from None
+
+
+def _abandoned_in(attrs: Mapping[str, Any], owner: str | None) -> bool:
+    """:meth:`TrialStore.abandoned`, read from the study's attributes ``attrs``."""
+    lease = attrs.get(f"{_LEASE_PREFIX}{owner}")
+    deputy = attrs.get(f"{_DEPUTY_PREFIX}{owner}")
+    return is_stale(owner, float(lease) if isinstance(lease, int | float) else None,
+                    deputy=deputy if isinstance(deputy, str) else None)
 
 
 def open_storage(url: str) -> RDBStorage:
@@ -175,16 +183,26 @@ class TrialStore:
     def abandoned(self, owner: str | None) -> bool:
         """Whether ``owner``'s RUNNING trials and runs are abandoned: the driver is gone (its process, or
         its lease) and so is the deputy it handed its last child runs to (:meth:`record_deputy`)."""
-        attrs = self.study_attrs() if owner else {}
-        lease = attrs.get(f"{_LEASE_PREFIX}{owner}")
-        deputy = attrs.get(f"{_DEPUTY_PREFIX}{owner}")
-        return is_stale(owner, float(lease) if isinstance(lease, int | float) else None,
-                        deputy=deputy if isinstance(deputy, str) else None)
+        return _abandoned_in(self.study_attrs() if owner else {}, owner)
 
     def record_deputy(self, deputy: str) -> None:
         """Record the process that writes this driver's last child runs after it ends (its MLflow process):
         until that process exits, later drivers leave those runs and trials to it (:meth:`abandoned`)."""
         self.set_study_attr(f"{_DEPUTY_PREFIX}{self.driver}", deputy)
+
+    def deputies_gone(self) -> list[str]:
+        """Drivers whose deputy (:meth:`record_deputy`) has exited, as they have: whether it wrote every run
+        it was left is known only to MLflow, so the next sync looks (and then :meth:`forget_deputies`)."""
+        attrs = self.study_attrs()
+        owners = [key[len(_DEPUTY_PREFIX):] for key, value in attrs.items()
+                  if key.startswith(_DEPUTY_PREFIX) and isinstance(value, str)]
+        return [owner for owner in owners if owner != str(self.driver) and _abandoned_in(attrs, owner)]
+
+    def forget_deputies(self, owners: Iterable[str]) -> None:
+        """Clear the deputies of ``owners`` once MLflow was brought in step with what they left (a key
+        cannot be removed from a study: its value becomes null)."""
+        for owner in owners:
+            self.set_study_attr(f"{_DEPUTY_PREFIX}{owner}", None)
 
     def others_at_work(self) -> list[str]:
         """Other drivers whose lease on this study is live (:func:`~pipeline.ownership.is_stale` says not)."""

@@ -318,9 +318,9 @@ within :data:`HANDOFF_DEADLINE_S`. More, and the sweep waits for them as before.
 
 HANDOFF_DEADLINE_S = 40.0
 """How long a handed-off tracking process may write; then it exits, and whatever is left is replayed from the
-study by ``regsweep sync-tracking`` (or the next start of a study with trials left). Within the cover of the driver's lease for
-drivers on other hosts (renewed every 10 s, expired after 60 s: :mod:`pipeline.ownership`), which cannot see
-whether the process still runs."""
+study by ``regsweep sync-tracking`` or the next ``regsweep sweep`` of the study. Within the cover of the driver's
+lease for drivers on other hosts (renewed every 10 s, expired after 60 s: :mod:`pipeline.ownership`), which
+cannot see whether the process still runs."""
 
 
 def _serve(cfg: TrackingConfig, study_name: str, driver: str, inbox: Any, outbox: Any, metric: str = "mse") -> None:

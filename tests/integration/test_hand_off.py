@@ -154,13 +154,28 @@ def test_a_driver_started_while_the_writer_works_leaves_its_runs_to_it(
     check_one_child_run_per_trial(trials, mlflow_runs(mlflow_server, names["experiment"]))
 
 
+@pytest.mark.parametrize("then", ["sync-tracking", "sweep"])
 def test_when_the_writer_dies_the_next_sync_writes_what_it_left_once(
-    tmp_path: Path, mlflow_server: str, dask_cluster: str
+    tmp_path: Path, mlflow_server: str, dask_cluster: str, then: str
 ) -> None:
-    args, pid, names = _sweep_and_stop_its_writer(tmp_path, mlflow_server, dask_cluster, "deputy-killed")
+    """Killed before it wrote everything: `regsweep sync-tracking`, or the next `regsweep sweep` of the study (which
+    is finished: it only reports its outcome, after bringing MLflow in step once), writes the rest, one run per
+    trial; neither looks for them again afterwards."""
+    args, pid, names = _sweep_and_stop_its_writer(tmp_path, mlflow_server, dask_cluster, f"deputy-killed-{then}")
     os.kill(pid, signal.SIGKILL)
     _wait_for_exit(pid)
     trials = study_trials(f"sqlite:///{tmp_path / 'o.db'}", names["study"])
     assert len(child_runs_by_trial(mlflow_runs(mlflow_server, names["experiment"]))) < len(trials)
-    _sync_tracking(args, tmp_path)
+    if then == "sync-tracking":
+        _sync_tracking(args, tmp_path)
+    else:
+        again = Driver(args, tmp_path, "again")
+        assert again.wait(120, writers=False) == 0, again.output()
+        out = again.out.read_text()
+        assert "already holds" in out and "looking for any it did not write" in out, out
+        assert "sync-tracking: 0 child runs replayed" not in out, out
     check_one_child_run_per_trial(trials, mlflow_runs(mlflow_server, names["experiment"]))
+    last = Driver(args, tmp_path, "last")  # the deputy's runs were looked for once: not on every later start
+    assert last.wait(120, writers=False) == 0, last.output()
+    out = last.out.read_text()
+    assert "already holds" in out and "looking for any" not in out, out
