@@ -105,18 +105,23 @@ def _diabetes() -> tuple[Any, np.ndarray]:
 
 @pytest.fixture
 def mlflow_uri(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The server URI, set as this process's tracking/registry URI for the test (restored after)."""
-    import mlflow
+    """The server URI, set as this process's tracking/registry URI for the test, and unset after.
+
+    ``mlflow.set_registry_uri(previous)`` would not restore the state before: it
+    sets explicitly the URI that was only derived from the tracking URI, and
+    exports it (``MLFLOW_REGISTRY_URI``) to every later test and its subprocesses;
+    so the module globals and variables MLflow's setters write are patched, and
+    put back as they were."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     for key, value in _no_proxy({k: os.environ[k] for k in ("NO_PROXY", "no_proxy") if k in os.environ}).items():
         monkeypatch.setenv(key, value)
-
-    prev_t, prev_r = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(mlflow_server)
-    mlflow.set_registry_uri(mlflow_server)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(name, mlflow_server)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", mlflow_server)
+    monkeypatch.setattr(registry_utils, "_registry_uri", mlflow_server)
     yield mlflow_server
-    mlflow.set_tracking_uri(prev_t)
-    mlflow.set_registry_uri(prev_r)
 
 
 # ------------------------------------------------------------------ a 20-trial sweep, checked from every side
