@@ -620,8 +620,8 @@ def _sync_after_deputies(cfg: SweepConfig, store: TrialStore, echo: Callable[[st
     reached is only reported: the study keeps every trial, and the sync can be run later."""
     if not store.deputies_gone():
         return
-    echo("The MLflow process the last sweep left its final child runs to has exited; looking for any it did not "
-         "write.")
+    echo("Checking that MLflow holds every child run the last sweep left to its MLflow process (which has exited "
+         "since), writing any it did not.")
     try:
         sync_tracking(cfg, echo)
     except TrackingError as e:
