@@ -85,8 +85,8 @@ def test_replay_puts_each_trial_under_its_own_drivers_parent_run_and_skips_this_
         def child_runs(self, study_name):
             return {}
 
-        def log_trial(self, rec):
-            self.records.append(rec)
+        def log_trials(self, recs, writers=1):
+            self.records.extend(recs)
 
     others, everyone = Recorder(), Recorder()
     assert replay_missing(others, store, own=False) == 2
@@ -121,8 +121,8 @@ def test_the_end_of_a_sweep_that_ran_every_trial_itself_does_not_search_mlflow(t
             self.searches += 1
             return {}
 
-        def log_trial(self, rec):
-            self.records.append(rec)
+        def log_trials(self, recs, writers=1):
+            self.records.extend(recs)
 
     settle, rerun = Tracking(), Tracking()
     assert replay_missing(settle, store, own=False) == 0 and settle.searches == 0 and not settle.records

@@ -71,13 +71,15 @@ def _unfinished(status: str, *, complete: bool) -> bool:
     return status != "FINISHED" if complete else status == "RUNNING"
 
 
-def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True) -> int:
+def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True, writers: int = 1) -> int:
     """Log a child run for each finished trial MLflow lacks; returns how many were logged (or queued).
 
     Trials of drivers still alive are theirs to log, and are skipped; so are
     this driver's own with ``own=False`` (a sweep whose trials are running:
     their child runs are queued already). A child run left RUNNING by a
-    killed writer is completed in place, never duplicated.
+    killed writer is completed in place, never duplicated. ``writers``: how
+    many a tracking that writes them itself sends at once to a server
+    (:meth:`~pipeline.tracking.Tracker.log_trials`).
     """
     from optuna.trial import TrialState
 
@@ -96,7 +98,7 @@ def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True) -
         return 0
     existing = tracking.child_runs(store.study.study_name)
     parent = parent_of(store)
-    queued = 0
+    records = []
     for t in trials:
         run = existing.get(t.number)
         record = record_from_trial(t, parent=parent(t))
@@ -104,6 +106,6 @@ def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True) -
             if not _unfinished(run.status, complete=t.state == TrialState.COMPLETE):
                 continue
             record = dataclasses.replace(record, run_id=run.run_id)
-        tracking.log_trial(record)
-        queued += 1
-    return queued
+        records.append(record)
+    tracking.log_trials(records, writers)
+    return len(records)

@@ -38,7 +38,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,6 +241,11 @@ class TrackingService:
     def end_run(self, run_id: str, status: str = "FINISHED", deadline_s: float | None = None) -> None:
         end = None if deadline_s is None else time.monotonic() + deadline_s
         self._wait(self._send("end_run", run_id, status), deadline=end)
+
+    def log_trials(self, records: Sequence[TrialRecord], writers: int = 1) -> None:
+        """Queue each of ``records`` (the tracking process's own writers take them: ``writers`` is not used)."""
+        for record in records:
+            self.log_trial(record)
 
     def log_trial(self, record: TrialRecord) -> None:
         """Queue one finished trial's child run; returns at once."""

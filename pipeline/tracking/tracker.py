@@ -256,6 +256,25 @@ class Tracker:
         if error is not None:
             self.failed.append((record.number, error))
 
+    def log_trials(self, records: Sequence[TrialRecord], writers: int = 1) -> None:
+        """Write ``records``' child runs now: against a tracking server ``writers`` at a time (threads through
+        one :class:`.child_runs.ChildRunWriter`, as the sweep's tracking process writes them; the server
+        spends most of a request on its store, and a writer waits for each answer), into a local store one by
+        one (its writes serialize anyway)."""
+        if not self.cfg.log_trials:
+            return
+        if writers <= 1 or len(records) < 2 or not is_http(self.uri):
+            for record in records:
+                self.log_trial(record)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.trial_writer()  # made once, before the threads share it
+        with ThreadPoolExecutor(min(writers, len(records)), thread_name_prefix="regsweep-replay") as pool:
+            for record, error in zip(records, pool.map(self.write_trial, records)):
+                if error is not None:
+                    self.failed.append((record.number, error))
+
     def finish_trial_logging(self, timeout: float = 300.0, deadline: float | None = None) -> None:
         """Nothing queued: child runs are written when logged."""
 
