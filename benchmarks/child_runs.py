@@ -124,6 +124,19 @@ def _wait_until_idle(session: int, timeout: float = 120.0) -> None:
             return
 
 
+def _records(runs: int) -> list[TrialRecord]:
+    now = int(time.time() * 1000)
+    return [TrialRecord(i, {"penalty": "l1", "lambda1": 0.1 * i}, {"cv_mse": 1.0 + i, "cv_mse_se": 0.1}, now, now + 1)
+            for i in range(runs)]
+
+
+def _check(tracking: TrackingService | Tracker, study: str, runs: int) -> None:
+    """Every run written, in MLflow and FINISHED."""
+    assert not tracking.failed, tracking.failed[:3]
+    found = tracking.child_runs(study)
+    assert len(found) == runs and all(r.status == "FINISHED" for r in found.values()), len(found)
+
+
 def measure(uri: str, writers: int, runs: int) -> float:
     """Seconds per child run with ``writers`` threads writing (the sweep's tracking process)."""
     service.HTTP_WRITERS = writers  # read by the tracking process, which is forked after this
@@ -131,17 +144,13 @@ def measure(uri: str, writers: int, runs: int) -> float:
     tracking = TrackingService(TrackingConfig(uri=uri, experiment=study), study)
     try:
         tracking.start_parent(run_name=study, tags={})
-        now = int(time.time() * 1000)
-        records = [TrialRecord(i, {"penalty": "l1", "lambda1": 0.1 * i}, {"cv_mse": 1.0 + i, "cv_mse_se": 0.1},
-                               now, now + 1) for i in range(runs)]
+        records = _records(runs)
         t0 = time.perf_counter()
         for rec in records:
             tracking.log_trial(rec)
         tracking.finish_trial_logging()
         seconds = time.perf_counter() - t0
-        assert not tracking.failed, tracking.failed[:3]
-        found = tracking.child_runs(study)
-        assert len(found) == runs and all(r.status == "FINISHED" for r in found.values()), len(found)
+        _check(tracking, study, runs)
         tracking.end_run(tracking.parent_run_id or "", "FINISHED")
     finally:
         tracking.close()
@@ -155,15 +164,11 @@ def measure_replay(uri: str, writers: int, runs: int) -> float:
     tracker = Tracker(TrackingConfig(uri=uri, experiment=study), study_name=study)
     tracker.ensure_experiment()
     tracker.use_parent(tracker.start_parent(run_name=study, tags={}))
-    now = int(time.time() * 1000)
-    records = [TrialRecord(i, {"penalty": "l1", "lambda1": 0.1 * i}, {"cv_mse": 1.0 + i, "cv_mse_se": 0.1},
-                           now, now + 1) for i in range(runs)]
+    records = _records(runs)
     t0 = time.perf_counter()
     tracker.log_trials(records, writers)
     seconds = time.perf_counter() - t0
-    assert not tracker.failed, tracker.failed[:3]
-    found = tracker.child_runs(study)
-    assert len(found) == runs and all(r.status == "FINISHED" for r in found.values()), len(found)
+    _check(tracker, study, runs)
     return seconds / runs
 
 

@@ -85,7 +85,7 @@ def test_replay_puts_each_trial_under_its_own_drivers_parent_run_and_skips_this_
         def child_runs(self, study_name):
             return {}
 
-        def log_trials(self, recs, writers=1):
+        def log_trials(self, recs):
             self.records.extend(recs)
 
     others, everyone = Recorder(), Recorder()
@@ -121,7 +121,7 @@ def test_the_end_of_a_sweep_that_ran_every_trial_itself_does_not_search_mlflow(t
             self.searches += 1
             return {}
 
-        def log_trials(self, recs, writers=1):
+        def log_trials(self, recs):
             self.records.extend(recs)
 
     settle, rerun = Tracking(), Tracking()

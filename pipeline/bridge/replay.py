@@ -71,15 +71,14 @@ def _unfinished(status: str, *, complete: bool) -> bool:
     return status != "FINISHED" if complete else status == "RUNNING"
 
 
-def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True, writers: int = 1) -> int:
+def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True) -> int:
     """Log a child run for each finished trial MLflow lacks; returns how many were logged (or queued).
 
     Trials of drivers still alive are theirs to log, and are skipped; so are
     this driver's own with ``own=False`` (a sweep whose trials are running:
     their child runs are queued already). A child run left RUNNING by a
-    killed writer is completed in place, never duplicated. ``writers``: how
-    many a tracking that writes them itself sends at once to a server
-    (:meth:`~pipeline.tracking.Tracker.log_trials`).
+    killed writer is completed in place, never duplicated. The records go to
+    the tracking in one call (against a server, several are written at once).
     """
     from optuna.trial import TrialState
 
@@ -107,5 +106,5 @@ def replay_missing(tracking: Tracking, store: TrialStore, *, own: bool = True, w
                 continue
             record = dataclasses.replace(record, run_id=run.run_id)
         records.append(record)
-    tracking.log_trials(records, writers)
+    tracking.log_trials(records)
     return len(records)

@@ -17,7 +17,6 @@ from ..errors import ConfigError
 from ..metrics import METRIC_OF
 from ..search import TrialStore, study_family
 from ..tracking import Tracker, close_stale_runs
-from ..tracking.service import HTTP_WRITERS
 from .publication import Publication, unpublished_dir
 from .replay import replay_missing
 from .study_links import previous_parent_run, record_last_parent
@@ -78,7 +77,7 @@ def sync_tracking(cfg: SweepConfig, echo: Callable[[str], None] = print) -> dict
     gone = store.deputies_gone()  # before the replay: a deputy that exits meanwhile is looked at next time
     closed = close_stale_runs(tracker, study, store.abandoned)
     tracker.use_parent(parent)
-    replayed = replay_missing(tracker, store, writers=HTTP_WRITERS)  # as many at once as a sweep writes
+    replayed = replay_missing(tracker, store)  # against a server as many at once as a sweep writes them
     if not tracker.failed:
         store.forget_deputies(gone)  # what they left is in MLflow now: a finished study's next sweep skips this
     summary: dict[str, Any] = {"study_name": study, "parent_run": parent,

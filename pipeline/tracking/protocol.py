@@ -102,9 +102,8 @@ class Tracking(Protocol):
     def log_trial(self, record: TrialRecord) -> None:
         """Write (or queue) one finished trial's child run; what fails lands in :attr:`failed`."""
 
-    def log_trials(self, records: Sequence[TrialRecord], writers: int = 1) -> None:
-        """:meth:`log_trial` for each of ``records``; against a tracking server with up to ``writers`` at
-        once where this object writes them itself (a replay)."""
+    def log_trials(self, records: Sequence[TrialRecord]) -> None:
+        """:meth:`log_trial` for each of ``records`` (a replay): against a tracking server several at once."""
 
     def finish_trial_logging(self, timeout: float = 300.0, deadline: float | None = None) -> None:
         """Wait until every queued child run is written, or no progress for ``timeout`` s."""

@@ -242,8 +242,8 @@ class TrackingService:
         end = None if deadline_s is None else time.monotonic() + deadline_s
         self._wait(self._send("end_run", run_id, status), deadline=end)
 
-    def log_trials(self, records: Sequence[TrialRecord], writers: int = 1) -> None:
-        """Queue each of ``records`` (the tracking process's own writers take them: ``writers`` is not used)."""
+    def log_trials(self, records: Sequence[TrialRecord]) -> None:
+        """Queue each of ``records`` (the tracking process's pool writes them, :data:`HTTP_WRITERS` at once)."""
         for record in records:
             self.log_trial(record)
 

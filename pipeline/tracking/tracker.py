@@ -256,13 +256,17 @@ class Tracker:
         if error is not None:
             self.failed.append((record.number, error))
 
-    def log_trials(self, records: Sequence[TrialRecord], writers: int = 1) -> None:
-        """Write ``records``' child runs now: against a tracking server ``writers`` at a time (threads through
-        one :class:`.child_runs.ChildRunWriter`, as the sweep's tracking process writes them; the server
-        spends most of a request on its store, and a writer waits for each answer), into a local store one by
-        one (its writes serialize anyway)."""
+    def log_trials(self, records: Sequence[TrialRecord], writers: int | None = None) -> None:
+        """Write ``records``' child runs now: against a tracking server ``writers`` at a time (default: as many
+        as a sweep's tracking process, :data:`.service.HTTP_WRITERS`; threads through one
+        :class:`.child_runs.ChildRunWriter`: the server spends most of a request on its store, and a writer
+        waits for each answer), into a local store one by one (its writes serialize anyway)."""
         if not self.cfg.log_trials:
             return
+        if writers is None:
+            from .service import HTTP_WRITERS
+
+            writers = HTTP_WRITERS
         if writers <= 1 or len(records) < 2 or not is_http(self.uri):
             for record in records:
                 self.log_trial(record)
